@@ -1,0 +1,248 @@
+package crdt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	dag "github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
+	cid "github.com/ipfs/go-cid"
+	crdt "github.com/ipfs/go-ds-crdt"
+	pb "github.com/ipfs/go-ds-crdt/pb"
+	ipld "github.com/ipfs/go-ipld-format"
+	"google.golang.org/protobuf/proto"
+)
+
+// maxCarriedTotal bounds the bytes of blocks carried in one message, so a
+// message stays under gossipsub's and the direct stream's size limits.
+const maxCarriedTotal = 3 << 20
+
+// broadcaster is the go-ds-crdt Broadcaster. Outgoing, it wraps the head
+// list in an envelope with the new blocks; incoming, it verifies and stores
+// carried blocks and only then hands the heads to go-ds-crdt, through a
+// queue bounded by bytes (go-ds-crdt's own pubsub broadcaster drops heads
+// under bursts with its 32-message buffer).
+type broadcaster struct {
+	tr     Transport
+	dag    ipld.DAGService // the inner DAG service (not recording)
+	recent *recentBlocks
+	opts   Options
+	log    *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	queue    [][]byte
+	queued   int // bytes in queue
+	notify   chan struct{}
+	received atomic.Uint64
+	dropped  atomic.Uint64
+	rejected atomic.Uint64
+	sent     atomic.Uint64
+}
+
+var _ crdt.Broadcaster = (*broadcaster)(nil)
+
+func newBroadcaster(tr Transport, inner ipld.DAGService, recent *recentBlocks, opts Options) *broadcaster {
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &broadcaster{
+		tr: tr, dag: inner, recent: recent, opts: opts,
+		log:    opts.Logger.With("component", "broadcaster"),
+		ctx:    ctx,
+		cancel: cancel,
+		notify: make(chan struct{}, 1),
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.receiveLoop()
+	}()
+	return b
+}
+
+// close stops the receive loop and makes Next return
+// crdt.ErrNoMoreBroadcast. It must run before go-ds-crdt's Close.
+func (b *broadcaster) close() {
+	b.cancel()
+	b.wg.Wait()
+}
+
+// Broadcast implements crdt.Broadcaster. A failure to publish is logged,
+// not returned: the write it announces is already durable, and its heads
+// reach peers again by head exchange and rebroadcast.
+func (b *broadcaster) Broadcast(ctx context.Context, data []byte) error {
+	msg, err := b.wrap(data)
+	if err != nil {
+		return err
+	}
+	if err := b.tr.Publish(ctx, msg); err != nil {
+		b.log.Warn("publish failed; heads will be sent again", "err", err)
+		return nil
+	}
+	b.sent.Add(1)
+	return nil
+}
+
+// wrap builds the envelope for a go-ds-crdt broadcast, carrying the head
+// blocks that are in the recent cache.
+func (b *broadcaster) wrap(data []byte) ([]byte, error) {
+	var bc pb.CRDTBroadcast
+	if err := proto.Unmarshal(data, &bc); err != nil {
+		return nil, fmt.Errorf("crdt: decode own broadcast: %w", err)
+	}
+	env := envelope{payload: data}
+	total := 0
+	for _, h := range bc.GetHeads() {
+		c, err := cid.Cast(h.GetCid())
+		if err != nil {
+			continue
+		}
+		blk, ok := b.recent.get(c)
+		if !ok || len(blk) > b.opts.CarryMaxBytes || total+len(blk) > maxCarriedTotal {
+			continue
+		}
+		total += len(blk)
+		env.blocks = append(env.blocks, carriedBlock{cid: c, data: blk})
+	}
+	return env.encode(), nil
+}
+
+// headsMessage encodes heads as a go-ds-crdt broadcast in an envelope.
+func (b *broadcaster) headsMessage(heads []cid.Cid) ([]byte, error) {
+	var bc pb.CRDTBroadcast
+	for _, h := range heads {
+		bc.Heads = append(bc.Heads, &pb.Head{Cid: h.Bytes()})
+	}
+	data, err := proto.Marshal(&bc)
+	if err != nil {
+		return nil, err
+	}
+	return b.wrap(data)
+}
+
+// Next implements crdt.Broadcaster.
+func (b *broadcaster) Next(ctx context.Context) ([]byte, error) {
+	for {
+		b.mu.Lock()
+		if len(b.queue) > 0 {
+			msg := b.queue[0]
+			b.queue[0] = nil
+			b.queue = b.queue[1:]
+			b.queued -= len(msg)
+			b.mu.Unlock()
+			return msg, nil
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.notify:
+		case <-ctx.Done():
+			return nil, crdt.ErrNoMoreBroadcast
+		case <-b.ctx.Done():
+			return nil, crdt.ErrNoMoreBroadcast
+		}
+	}
+}
+
+// enqueue adds a payload for go-ds-crdt, dropping the oldest when the
+// queue is over its byte bound.
+func (b *broadcaster) enqueue(payload []byte) {
+	b.mu.Lock()
+	b.queue = append(b.queue, payload)
+	b.queued += len(payload)
+	for b.queued > b.opts.ReceiveBufferBytes && len(b.queue) > 1 {
+		b.queued -= len(b.queue[0])
+		b.queue[0] = nil
+		b.queue = b.queue[1:]
+		b.dropped.Add(1)
+	}
+	b.mu.Unlock()
+	select {
+	case b.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (b *broadcaster) queueLen() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
+}
+
+func (b *broadcaster) receiveLoop() {
+	for {
+		from, data, err := b.tr.Receive(b.ctx)
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return
+			}
+			b.log.Warn("receive failed", "err", err)
+			// Do not spin on a transport that keeps failing.
+			t := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-b.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		b.received.Add(1)
+		if err := b.accept(from, data); err != nil {
+			b.rejected.Add(1)
+			b.log.Warn("dropped replication message", "peer", from, "err", err)
+		}
+	}
+}
+
+// accept verifies a message, stores its blocks, and queues its heads.
+func (b *broadcaster) accept(from string, data []byte) error {
+	env, err := decodeEnvelope(data)
+	if err != nil {
+		return err
+	}
+	if err := env.verify(); err != nil {
+		return err
+	}
+	var bc pb.CRDTBroadcast
+	if err := proto.Unmarshal(env.payload, &bc); err != nil {
+		return fmt.Errorf("%w: heads: %v", errEnvelope, err)
+	}
+	if len(env.blocks) > 0 {
+		nodes := make([]ipld.Node, 0, len(env.blocks))
+		for _, cb := range env.blocks {
+			if cb.cid.Type() != cid.DagProtobuf {
+				return fmt.Errorf("%w: block %s is not dag-pb", errEnvelope, cb.cid)
+			}
+			blk, err := blocks.NewBlockWithCid(cb.data, cb.cid)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errEnvelope, err)
+			}
+			nd, err := dag.DecodeProtobufBlock(blk)
+			if err != nil {
+				return fmt.Errorf("%w: block %s: %v", errEnvelope, cb.cid, err)
+			}
+			nodes = append(nodes, nd)
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		err := b.dag.AddMany(ctx, nodes)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("crdt: store carried blocks: %w", err)
+		}
+		for _, cb := range env.blocks {
+			b.recent.add(cb.cid, cb.data)
+		}
+	}
+	b.enqueue(env.payload)
+	return nil
+}

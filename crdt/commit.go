@@ -1,0 +1,155 @@
+package crdt
+
+import (
+	"fmt"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+)
+
+// writeReq is one caller's writes waiting for group commit.
+type writeReq struct {
+	ops  []Op
+	size int
+	done chan error // buffered: the committer never blocks on it
+}
+
+// committer is the only writer to go-ds-crdt. It takes the first waiting
+// request and gathers more, up to CommitMaxOps and CommitMaxBytes, into
+// one delta: one DAG node, one broadcast and one fsync for the group. Each
+// caller is answered after the fsync.
+//
+// Gathering takes every request already waiting (those that arrived while
+// the previous group was being written). When the previous group held
+// more than one request, writers are concurrent, and it also waits up to
+// CommitWindow for more: a lone writer is never delayed by the window,
+// many writers share fsyncs.
+//
+// go-ds-crdt's Batch shares a single pending delta for the whole store,
+// which is why nothing else may write to it.
+func (s *Store) committer() {
+	var carry *writeReq
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	concurrent := false
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-s.writes; !ok {
+				return
+			}
+		}
+		group := []*writeReq{first}
+		nops, nbytes := len(first.ops), first.size
+		var timeout <-chan time.Time // nil: do not wait
+		if concurrent && s.opts.CommitWindow > 0 {
+			timer.Reset(s.opts.CommitWindow)
+			timeout = timer.C
+		}
+	gather:
+		for nops < s.opts.CommitMaxOps {
+			var r *writeReq
+			var ok bool
+			select {
+			case r, ok = <-s.writes:
+			default:
+				if timeout == nil {
+					break gather
+				}
+				select {
+				case r, ok = <-s.writes:
+				case <-timeout:
+					timeout = nil
+					break gather
+				}
+			}
+			if !ok {
+				break gather
+			}
+			if nops+len(r.ops) > s.opts.CommitMaxOps || nbytes+r.size > s.opts.CommitMaxBytes {
+				carry = r
+				break gather
+			}
+			group = append(group, r)
+			nops += len(r.ops)
+			nbytes += r.size
+		}
+		// Since Go 1.23 Stop and Reset discard a pending expiry, so no
+		// drain is needed.
+		timer.Stop()
+		concurrent = len(group) > 1 || carry != nil
+		err := s.commit(group)
+		for _, r := range group {
+			s.pendingOps.Add(-int64(len(r.ops)))
+			r.done <- err
+		}
+	}
+}
+
+// commit writes a group as one delta and syncs it to disk.
+func (s *Store) commit(group []*writeReq) error {
+	// The last op on a key wins; go-ds-crdt would otherwise keep both
+	// values of a key put twice in one delta and pick by bytes.
+	last := make(map[string]int)
+	var ops []Op
+	for _, r := range group {
+		for _, op := range r.ops {
+			k := op.Key.String()
+			if i, ok := last[k]; ok {
+				ops[i] = op
+				continue
+			}
+			last[k] = len(ops)
+			ops = append(ops, op)
+		}
+	}
+	s.localMu.Lock()
+	s.localKeys = make(map[string]struct{}, len(last))
+	for k := range last {
+		s.localKeys[k] = struct{}{}
+	}
+	s.localMu.Unlock()
+
+	err := s.writeDelta(ops)
+
+	s.localMu.Lock()
+	changes := s.localChanges
+	s.localChanges = nil
+	s.localKeys = nil
+	s.localMu.Unlock()
+	for _, c := range changes {
+		s.feed.push(c)
+	}
+	if err == nil {
+		s.commits.Add(1)
+		s.opsCommitted.Add(uint64(len(ops)))
+	}
+	return err
+}
+
+func (s *Store) writeDelta(ops []Op) error {
+	ctx := s.ctx
+	b, err := s.dstore.Batch(ctx)
+	if err != nil {
+		return fmt.Errorf("crdt: commit: %w", err)
+	}
+	for _, op := range ops {
+		if op.Delete {
+			err = b.Delete(ctx, op.Key)
+		} else {
+			err = b.Put(ctx, op.Key, op.Value)
+		}
+		if err != nil {
+			return fmt.Errorf("crdt: commit %s: %w", op.Key, err)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return fmt.Errorf("crdt: commit: %w", err)
+	}
+	if err := s.backing.Sync(ctx, ds.NewKey("/")); err != nil {
+		return fmt.Errorf("crdt: sync to disk: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package crdt
+
+import (
+	"context"
+	"sync"
+
+	cid "github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+)
+
+// recentBlocks keeps the raw bytes of recently added or received blocks,
+// bounded by total size, oldest evicted first. Broadcasts and head
+// exchanges carry blocks from here.
+type recentBlocks struct {
+	mu    sync.Mutex
+	max   int
+	size  int
+	data  map[cid.Cid][]byte
+	order []cid.Cid // FIFO; may hold CIDs already evicted
+}
+
+func newRecentBlocks(max int) *recentBlocks {
+	return &recentBlocks{max: max, data: make(map[cid.Cid][]byte)}
+}
+
+func (r *recentBlocks) add(c cid.Cid, data []byte) {
+	if len(data) > r.max {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.data[c]; ok {
+		return
+	}
+	r.data[c] = data
+	r.order = append(r.order, c)
+	r.size += len(data)
+	for r.size > r.max && len(r.order) > 0 {
+		old := r.order[0]
+		r.order = r.order[1:]
+		if d, ok := r.data[old]; ok {
+			r.size -= len(d)
+			delete(r.data, old)
+		}
+	}
+}
+
+func (r *recentBlocks) get(c cid.Cid) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, ok := r.data[c]
+	return d, ok
+}
+
+// recordingDAG wraps the DAG service given to go-ds-crdt and remembers
+// every block go-ds-crdt adds, so the broadcast of a new head can carry it.
+type recordingDAG struct {
+	ipld.DAGService
+	recent *recentBlocks
+}
+
+var _ ipld.DAGService = (*recordingDAG)(nil)
+
+func (d *recordingDAG) Add(ctx context.Context, n ipld.Node) error {
+	if err := d.DAGService.Add(ctx, n); err != nil {
+		return err
+	}
+	d.recent.add(n.Cid(), n.RawData())
+	return nil
+}
+
+func (d *recordingDAG) AddMany(ctx context.Context, ns []ipld.Node) error {
+	if err := d.DAGService.AddMany(ctx, ns); err != nil {
+		return err
+	}
+	for _, n := range ns {
+		d.recent.add(n.Cid(), n.RawData())
+	}
+	return nil
+}
+
+// sessionDAG is implemented by DAG services that offer sessions
+// (merkledag does); go-ds-crdt uses them to walk a branch.
+type sessionDAG interface {
+	Session(context.Context) ipld.NodeGetter
+}
+
+// recordingSessionDAG is a recordingDAG that passes sessions through.
+type recordingSessionDAG struct {
+	*recordingDAG
+	sessions sessionDAG
+}
+
+func (d *recordingSessionDAG) Session(ctx context.Context) ipld.NodeGetter {
+	return d.sessions.Session(ctx)
+}
+
+// wrapDAG returns the recording wrapper, keeping session support.
+func wrapDAG(dag ipld.DAGService, recent *recentBlocks) ipld.DAGService {
+	r := &recordingDAG{DAGService: dag, recent: recent}
+	if s, ok := dag.(sessionDAG); ok {
+		return &recordingSessionDAG{recordingDAG: r, sessions: s}
+	}
+	return r
+}

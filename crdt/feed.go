@@ -1,0 +1,155 @@
+package crdt
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	ds "github.com/ipfs/go-datastore"
+)
+
+// maxPendingChanges bounds changes waiting for the dispatcher. Hooks must
+// not block (they run under go-ds-crdt's merge lock), so past this bound
+// changes are dropped and every subscriber is told it overflowed.
+const maxPendingChanges = 1 << 20
+
+// Change is one entry of the change feed: Key now has Value, or was
+// deleted. Local is true for writes made through this store.
+type Change struct {
+	Key     ds.Key
+	Value   []byte
+	Deleted bool
+	Local   bool
+}
+
+// Subscription is a change-feed subscriber; see Store.Subscribe.
+type Subscription struct {
+	prefix   ds.Key
+	ch       chan Change
+	overflow atomic.Bool
+	feed     *feed
+	once     sync.Once
+}
+
+// C delivers changes in the order they were applied on this node. It is
+// closed by Close and when the store closes.
+func (sub *Subscription) C() <-chan Change { return sub.ch }
+
+// Overflowed reports, and clears, whether changes were dropped because the
+// subscriber fell behind. The subscriber should then read its state again.
+func (sub *Subscription) Overflowed() bool { return sub.overflow.Swap(false) }
+
+// Close ends the subscription. Safe to call twice and after the store
+// closed.
+func (sub *Subscription) Close() { sub.feed.remove(sub) }
+
+// feed collects changes from go-ds-crdt's hooks and the committer, and
+// fans them out to subscribers from one dispatcher goroutine.
+type feed struct {
+	mu      sync.Mutex
+	subs    map[*Subscription]struct{}
+	pending []Change
+	closed  bool
+	notify  chan struct{}
+}
+
+func newFeed() *feed {
+	return &feed{subs: make(map[*Subscription]struct{}), notify: make(chan struct{}, 1)}
+}
+
+func (f *feed) subscribe(prefix ds.Key, buf int) *Subscription {
+	if buf <= 0 {
+		buf = 1024
+	}
+	sub := &Subscription{prefix: prefix, ch: make(chan Change, buf), feed: f}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		sub.once.Do(func() { close(sub.ch) })
+		return sub
+	}
+	f.subs[sub] = struct{}{}
+	return sub
+}
+
+func (f *feed) remove(sub *Subscription) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.subs, sub)
+	sub.once.Do(func() { close(sub.ch) })
+}
+
+// push queues a change; it never blocks.
+func (f *feed) push(c Change) {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	if len(f.pending) >= maxPendingChanges {
+		for sub := range f.subs {
+			sub.overflow.Store(true)
+		}
+	} else {
+		f.pending = append(f.pending, c)
+	}
+	f.mu.Unlock()
+	select {
+	case f.notify <- struct{}{}:
+	default:
+	}
+}
+
+// run dispatches changes until ctx ends. resolve is called for deletions,
+// outside the lock: go-ds-crdt reports the removal of one version of a
+// key, which may still hold another value.
+func (f *feed) run(ctx context.Context, resolve func(Change) Change) {
+	for {
+		select {
+		case <-ctx.Done():
+			f.close()
+			return
+		case <-f.notify:
+		}
+		for {
+			f.mu.Lock()
+			batch := f.pending
+			f.pending = nil
+			f.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for _, c := range batch {
+				if c.Deleted {
+					c = resolve(c)
+				}
+				f.deliver(c)
+			}
+		}
+	}
+}
+
+func (f *feed) deliver(c Change) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for sub := range f.subs {
+		if !(sub.prefix.String() == "/" || sub.prefix.Equal(c.Key) || sub.prefix.IsAncestorOf(c.Key)) {
+			continue
+		}
+		select {
+		case sub.ch <- c:
+		default:
+			sub.overflow.Store(true)
+		}
+	}
+}
+
+func (f *feed) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	for sub := range f.subs {
+		sub.once.Do(func() { close(sub.ch) })
+		delete(f.subs, sub)
+	}
+}

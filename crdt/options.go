@@ -1,0 +1,149 @@
+package crdt
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Options configure a Store. Zero values take the defaults documented on
+// each field (see DefaultOptions).
+type Options struct {
+	// Namespace is the key prefix of go-ds-crdt's data in the backing
+	// datastore. Default "/crdt".
+	Namespace string
+	// CommitWindow is how long the group committer waits for more writes
+	// after the first one of a group. Default 2ms: long enough to gather
+	// a burst from concurrent writers, short beside a LevelDB fsync.
+	CommitWindow time.Duration
+	// CommitMaxOps caps the writes in one delta. Default 4096.
+	CommitMaxOps int
+	// CommitMaxBytes caps the encoded size of one delta. Default 512 KiB:
+	// under libp2p's 1 MiB message limit (a delta is one block, and a
+	// block must fit in one bitswap message) and go-ds-crdt's
+	// MaxBatchDeltaSize.
+	CommitMaxBytes int
+	// CarryMaxBytes is the largest block carried inside a broadcast, so
+	// receivers need no bitswap round. Larger blocks are fetched with
+	// bitswap. Default 768 KiB (every group-committed delta fits).
+	CarryMaxBytes int
+	// RecentBlocksBytes bounds the cache of recently added or received
+	// blocks that broadcasts and head exchanges carry. Default 32 MiB.
+	RecentBlocksBytes int
+	// RebroadcastInterval is go-ds-crdt's backstop rebroadcast of heads.
+	// Default 5s. Heads are also sent on every new connection, so this
+	// only matters for gossip lost on a live connection.
+	RebroadcastInterval time.Duration
+	// DAGSyncerTimeout bounds the fetch of a missing block. Default 30s
+	// (go-ds-crdt's 5 min stalls every other head behind one that cannot
+	// be fetched).
+	DAGSyncerTimeout time.Duration
+	// RepairInterval is how often a dirty store walks the DAG to fill
+	// gaps. Default 1m (go-ds-crdt's 1h leaves gaps for an hour).
+	RepairInterval time.Duration
+	// NumWorkers is go-ds-crdt's number of DAG workers. Default 5.
+	NumWorkers int
+	// ReceiveBufferBytes bounds received messages waiting to be
+	// processed; beyond it the oldest are dropped (their heads come
+	// again by rebroadcast or head exchange). Default 64 MiB.
+	ReceiveBufferBytes int
+	// HeadsResendDelay is when heads are sent a second time to a newly
+	// connected peer: gossip and streams opened in the first moments of a
+	// connection are sometimes lost. Default 1s.
+	HeadsResendDelay time.Duration
+	// Logger receives the store's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the defaults.
+func DefaultOptions() Options {
+	return Options{
+		Namespace:           "/crdt",
+		CommitWindow:        2 * time.Millisecond,
+		CommitMaxOps:        4096,
+		CommitMaxBytes:      512 << 10,
+		CarryMaxBytes:       768 << 10,
+		RecentBlocksBytes:   32 << 20,
+		RebroadcastInterval: 5 * time.Second,
+		DAGSyncerTimeout:    30 * time.Second,
+		RepairInterval:      time.Minute,
+		NumWorkers:          5,
+		ReceiveBufferBytes:  64 << 20,
+		HeadsResendDelay:    time.Second,
+	}
+}
+
+// withDefaults fills zero fields from DefaultOptions.
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o.Namespace == "" {
+		o.Namespace = d.Namespace
+	}
+	if o.CommitWindow == 0 {
+		o.CommitWindow = d.CommitWindow
+	}
+	if o.CommitMaxOps == 0 {
+		o.CommitMaxOps = d.CommitMaxOps
+	}
+	if o.CommitMaxBytes == 0 {
+		o.CommitMaxBytes = d.CommitMaxBytes
+	}
+	if o.CarryMaxBytes == 0 {
+		o.CarryMaxBytes = d.CarryMaxBytes
+	}
+	if o.RecentBlocksBytes == 0 {
+		o.RecentBlocksBytes = d.RecentBlocksBytes
+	}
+	if o.RebroadcastInterval == 0 {
+		o.RebroadcastInterval = d.RebroadcastInterval
+	}
+	if o.DAGSyncerTimeout == 0 {
+		o.DAGSyncerTimeout = d.DAGSyncerTimeout
+	}
+	if o.RepairInterval == 0 {
+		o.RepairInterval = d.RepairInterval
+	}
+	if o.NumWorkers == 0 {
+		o.NumWorkers = d.NumWorkers
+	}
+	if o.ReceiveBufferBytes == 0 {
+		o.ReceiveBufferBytes = d.ReceiveBufferBytes
+	}
+	if o.HeadsResendDelay == 0 {
+		o.HeadsResendDelay = d.HeadsResendDelay
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return o
+}
+
+// Validate reports every problem at once, naming the option.
+func (o Options) Validate() error {
+	var errs []error
+	neg := func(name string, v int64) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("crdt: %s is %d; it must not be negative", name, v))
+		}
+	}
+	neg("CommitWindow", int64(o.CommitWindow))
+	neg("CommitMaxOps", int64(o.CommitMaxOps))
+	neg("CommitMaxBytes", int64(o.CommitMaxBytes))
+	neg("CarryMaxBytes", int64(o.CarryMaxBytes))
+	neg("RecentBlocksBytes", int64(o.RecentBlocksBytes))
+	neg("RebroadcastInterval", int64(o.RebroadcastInterval))
+	neg("DAGSyncerTimeout", int64(o.DAGSyncerTimeout))
+	neg("RepairInterval", int64(o.RepairInterval))
+	neg("NumWorkers", int64(o.NumWorkers))
+	neg("ReceiveBufferBytes", int64(o.ReceiveBufferBytes))
+	neg("HeadsResendDelay", int64(o.HeadsResendDelay))
+	if o.CommitMaxBytes > 900<<10 {
+		errs = append(errs, fmt.Errorf("crdt: CommitMaxBytes is %d; it must stay under 900 KiB so that a delta fits in one libp2p message", o.CommitMaxBytes))
+	}
+	if o.Namespace != "" && o.Namespace[0] != '/' {
+		errs = append(errs, errors.New("crdt: Namespace must start with '/'"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,351 @@
+package crdt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	crdt "github.com/ipfs/go-ds-crdt"
+	ipld "github.com/ipfs/go-ipld-format"
+)
+
+// Sentinel errors. Test for them with errors.Is.
+var (
+	// ErrClosed means the store has been closed.
+	ErrClosed = errors.New("crdt: store closed")
+	// ErrTooLarge means one write (Put or Apply) does not fit in a delta.
+	ErrTooLarge = errors.New("crdt: write too large")
+	// ErrNotFound is returned by Get for a missing key. It is
+	// ds.ErrNotFound, so either works with errors.Is.
+	ErrNotFound = ds.ErrNotFound
+)
+
+// Transport is what the store needs from the network: broadcast to all,
+// send to one, receive. p2p.Replication implements it.
+type Transport interface {
+	// Publish sends data to every peer. It may be lost (a partition);
+	// the store recovers through head exchange and rebroadcast.
+	Publish(ctx context.Context, data []byte) error
+	// SendTo sends data to one peer, named by its string ID.
+	SendTo(ctx context.Context, to string, data []byte) error
+	// Receive blocks for the next message from a peer. It returns an
+	// error once ctx ends.
+	Receive(ctx context.Context) (from string, data []byte, err error)
+}
+
+// Op is one write in a group: a Put, or a Delete when Delete is true.
+type Op struct {
+	Key    ds.Key
+	Value  []byte
+	Delete bool
+}
+
+func (o Op) size() int { return len(o.Key.String()) + len(o.Value) + 48 }
+
+// Status is a snapshot of the store's sync state.
+type Status struct {
+	Heads        []string `json:"heads"`         // CIDs of the current DAG heads
+	MaxHeight    uint64   `json:"max_height"`    // height of the highest head
+	QueuedJobs   int      `json:"queued_jobs"`   // DAG blocks waiting to be processed
+	Dirty        bool     `json:"dirty"`         // a DAG walk failed; repair pending
+	PendingOps   int64    `json:"pending_ops"`   // writes waiting for group commit
+	ReceiveQueue int      `json:"receive_queue"` // messages received, not yet processed
+	Received     uint64   `json:"received"`      // messages received from peers
+	Rejected     uint64   `json:"rejected"`      // malformed messages dropped
+	Dropped      uint64   `json:"dropped"`       // messages dropped by a full receive queue
+	Commits      uint64   `json:"commits"`       // deltas committed locally
+	OpsCommitted uint64   `json:"ops_committed"` // writes committed locally
+}
+
+// Store is a replicated key-value store: go-ds-crdt with group commit,
+// blocks carried in broadcasts, head exchange on connect and a change feed.
+type Store struct {
+	opts    Options
+	log     *slog.Logger
+	backing ds.Batching
+	dstore  *crdt.Datastore
+	bc      *broadcaster // nil when offline
+	feed    *feed
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeMu       sync.RWMutex
+	closed        bool
+	writes        chan *writeReq
+	committerDone chan struct{}
+	closeOnce     sync.Once
+	closeErr      error
+
+	localMu      sync.Mutex
+	localKeys    map[string]struct{}
+	localChanges []Change
+
+	pendingOps   atomic.Int64
+	commits      atomic.Uint64
+	opsCommitted atomic.Uint64
+}
+
+// Open opens (or creates) the store on backing, which should be a LevelDB
+// from OpenLevelDB: its Sync is what makes acknowledged writes durable.
+// dag fetches missing blocks from peers; tr carries broadcasts, and may be
+// nil for a store that does not replicate. The store owns neither backing,
+// dag nor tr: close it before them.
+func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Transport, opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if backing == nil || dag == nil {
+		return nil, errors.New("crdt: Open needs a datastore and a DAG service")
+	}
+	s := &Store{
+		opts:          opts,
+		log:           opts.Logger.With("component", "crdt"),
+		backing:       backing,
+		feed:          newFeed(),
+		writes:        make(chan *writeReq, 4096),
+		committerDone: make(chan struct{}),
+	}
+	recent := newRecentBlocks(opts.RecentBlocksBytes)
+
+	copts := crdt.DefaultOptions()
+	copts.Logger = goLogger{opts.Logger.With("component", "go-ds-crdt")}
+	copts.RebroadcastInterval = opts.RebroadcastInterval
+	copts.DAGSyncerTimeout = opts.DAGSyncerTimeout
+	copts.RepairInterval = opts.RepairInterval
+	copts.NumWorkers = opts.NumWorkers
+	copts.PutHook = func(k ds.Key, v []byte) { s.hook(Change{Key: k, Value: v}) }
+	copts.DeleteHook = func(k ds.Key) { s.hook(Change{Key: k, Deleted: true}) }
+
+	var bcast crdt.Broadcaster
+	if tr != nil {
+		s.bc = newBroadcaster(tr, dag, recent, opts)
+		bcast = s.bc
+	}
+	dstore, err := crdt.New(backing, ds.NewKey(opts.Namespace), wrapDAG(dag, recent), bcast, copts)
+	if err != nil {
+		if s.bc != nil {
+			s.bc.close()
+		}
+		return nil, fmt.Errorf("crdt: open: %w", err)
+	}
+	s.dstore = dstore
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	go func() {
+		defer close(s.committerDone)
+		s.committer()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.feed.run(s.ctx, s.resolve)
+	}()
+	return s, nil
+}
+
+// Get returns the value of key, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, key ds.Key) ([]byte, error) {
+	return s.dstore.Get(ctx, key)
+}
+
+// Has reports whether key exists.
+func (s *Store) Has(ctx context.Context, key ds.Key) (bool, error) {
+	return s.dstore.Has(ctx, key)
+}
+
+// Query lists entries (see go-datastore's query.Query).
+func (s *Store) Query(ctx context.Context, q query.Query) (query.Results, error) {
+	return s.dstore.Query(ctx, q)
+}
+
+// Put writes key=value. It returns once the write is durable locally:
+// its group's delta is committed and synced to disk. Replication to peers
+// follows asynchronously.
+func (s *Store) Put(ctx context.Context, key ds.Key, value []byte) error {
+	return s.Apply(ctx, []Op{{Key: key, Value: value}})
+}
+
+// Delete removes key; durable on return like Put.
+func (s *Store) Delete(ctx context.Context, key ds.Key) error {
+	return s.Apply(ctx, []Op{{Key: key, Delete: true}})
+}
+
+// Apply commits ops in one delta, so peers apply them together. Within
+// one call, and within one group of concurrent calls, the last op on a
+// key wins. If ctx ends before the ops are committed, Apply returns
+// ctx.Err() and the ops may or may not be committed.
+func (s *Store) Apply(ctx context.Context, ops []Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	size := 0
+	for _, op := range ops {
+		size += op.size()
+	}
+	if size > s.opts.CommitMaxBytes {
+		return fmt.Errorf("%w: %d bytes in %d ops exceeds the %d-byte delta limit; split the write", ErrTooLarge, size, len(ops), s.opts.CommitMaxBytes)
+	}
+	req := &writeReq{ops: ops, size: size, done: make(chan error, 1)}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	s.pendingOps.Add(int64(len(ops)))
+	select {
+	case s.writes <- req:
+	case <-ctx.Done():
+		s.pendingOps.Add(-int64(len(ops)))
+		s.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	s.closeMu.RUnlock()
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Subscribe follows changes under prefix ("/" for all), local or remote,
+// buffering up to buf changes (default 1024). A subscriber that falls
+// behind loses changes and sees Overflowed() true.
+//
+// A remote change is delivered as go-ds-crdt applies it; a Get issued at
+// that very moment may still return the previous value for an instant.
+// Local changes are delivered after their write is durable.
+func (s *Store) Subscribe(prefix ds.Key, buf int) *Subscription {
+	return s.feed.subscribe(prefix, buf)
+}
+
+// PeerConnected sends this store's heads to a newly connected peer at
+// once, and again after HeadsResendDelay, instead of waiting for the
+// rebroadcast timer: gossip published during a partition is lost.
+func (s *Store) PeerConnected(peer string) {
+	if s.bc == nil {
+		return
+	}
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.sendHeads(peer)
+		t := time.NewTimer(s.opts.HeadsResendDelay)
+		defer t.Stop()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.sendHeads(peer)
+	}()
+}
+
+func (s *Store) sendHeads(peer string) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	heads := s.dstore.InternalStats(ctx).Heads
+	if len(heads) == 0 {
+		return
+	}
+	msg, err := s.bc.headsMessage(heads)
+	if err != nil {
+		s.log.Warn("encode heads", "err", err)
+		return
+	}
+	if err := s.bc.tr.SendTo(ctx, peer, msg); err != nil && ctx.Err() == nil {
+		s.log.Debug("send heads", "peer", peer, "err", err)
+	}
+}
+
+// Status returns the sync state.
+func (s *Store) Status(ctx context.Context) Status {
+	st := s.dstore.InternalStats(ctx)
+	out := Status{
+		MaxHeight:    st.MaxHeight,
+		QueuedJobs:   st.QueuedJobs,
+		Dirty:        s.dstore.IsDirty(ctx),
+		PendingOps:   s.pendingOps.Load(),
+		Commits:      s.commits.Load(),
+		OpsCommitted: s.opsCommitted.Load(),
+	}
+	for _, h := range st.Heads {
+		out.Heads = append(out.Heads, h.String())
+	}
+	if s.bc != nil {
+		out.ReceiveQueue = s.bc.queueLen()
+		out.Received = s.bc.received.Load()
+		out.Rejected = s.bc.rejected.Load()
+		out.Dropped = s.bc.dropped.Load()
+	}
+	return out
+}
+
+// Close commits writes already submitted, stops every goroutine, closes
+// go-ds-crdt and syncs the datastore. It does not close the datastore, DAG
+// service or transport given to Open. Safe to call twice.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeMu.Lock()
+		s.closed = true
+		close(s.writes)
+		s.closeMu.Unlock()
+		<-s.committerDone
+
+		s.cancel()
+		if s.bc != nil {
+			s.bc.close() // before go-ds-crdt's Close, or it waits in Next
+		}
+		err := s.dstore.Close()
+		s.wg.Wait()
+		if serr := s.backing.Sync(context.Background(), ds.NewKey("/")); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		s.closeErr = err
+	})
+	return s.closeErr
+}
+
+// hook receives go-ds-crdt's put and delete hooks. It runs under
+// go-ds-crdt's merge lock and must not block.
+func (s *Store) hook(c Change) {
+	s.localMu.Lock()
+	if _, ok := s.localKeys[c.Key.String()]; ok {
+		c.Local = true
+		s.localChanges = append(s.localChanges, c)
+		s.localMu.Unlock()
+		return
+	}
+	s.localMu.Unlock()
+	s.feed.push(c)
+}
+
+// resolve turns a deletion reported by go-ds-crdt into what the key holds
+// now: a removed version may leave another value in place.
+func (s *Store) resolve(c Change) Change {
+	v, err := s.dstore.Get(s.ctx, c.Key)
+	if err != nil {
+		return c
+	}
+	return Change{Key: c.Key, Value: v, Local: c.Local}
+}
+
+// headCIDs is used by tests.
+func (s *Store) headCIDs(ctx context.Context) []cid.Cid {
+	return s.dstore.InternalStats(ctx).Heads
+}

@@ -1,0 +1,316 @@
+package crdt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	dstest "github.com/ipfs/go-datastore/test"
+)
+
+// fastOpts keeps background timers short for tests.
+func fastOpts() Options {
+	o := DefaultOptions()
+	o.RebroadcastInterval = 500 * time.Millisecond
+	o.HeadsResendDelay = 100 * time.Millisecond
+	o.DAGSyncerTimeout = 5 * time.Second
+	return o
+}
+
+// eventually polls cond every 10ms until it holds or the deadline passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func key(i int) ds.Key { return ds.NewKey(fmt.Sprintf("/k/%06d", i)) }
+
+func mustGet(t testing.TB, s *Store, k ds.Key) string {
+	t.Helper()
+	v, err := s.Get(context.Background(), k)
+	if err != nil {
+		t.Fatalf("get %s: %v", k, err)
+	}
+	return string(v)
+}
+
+func countKeys(t testing.TB, s *Store, prefix string) int {
+	t.Helper()
+	res, err := s.Query(context.Background(), query.Query{Prefix: prefix, KeysOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := res.Rest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(all)
+}
+
+func TestLevelDBConformance(t *testing.T) {
+	db, err := OpenLevelDB(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dstest.SubtestAll(t, db)
+}
+
+func TestPutGetDeleteAndReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	n := openTestNode(t, nil, "a", dir, fastOpts())
+	if err := n.store.Put(ctx, ds.NewKey("/x"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.store.Apply(ctx, []Op{
+		{Key: ds.NewKey("/y"), Value: []byte("2")},
+		{Key: ds.NewKey("/z"), Value: []byte("3")},
+		{Key: ds.NewKey("/y"), Value: []byte("2b")}, // last op on a key wins
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.store.Delete(ctx, ds.NewKey("/z")); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, n.store, ds.NewKey("/y")); got != "2b" {
+		t.Fatalf("/y = %q, want 2b", got)
+	}
+	if _, err := n.store.Get(ctx, ds.NewKey("/z")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("/z after delete: err = %v, want ErrNotFound", err)
+	}
+	n.close(t)
+	if err := n.store.Put(ctx, ds.NewKey("/late"), nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("put after close: err = %v, want ErrClosed", err)
+	}
+
+	n = openTestNode(t, nil, "a", dir, fastOpts())
+	defer n.close(t)
+	if got := mustGet(t, n.store, ds.NewKey("/x")); got != "1" {
+		t.Fatalf("/x after reopen = %q", got)
+	}
+	if got := mustGet(t, n.store, ds.NewKey("/y")); got != "2b" {
+		t.Fatalf("/y after reopen = %q", got)
+	}
+	if ok, _ := n.store.Has(ctx, ds.NewKey("/z")); ok {
+		t.Fatal("/z is back after reopen")
+	}
+}
+
+func TestApplyTooLarge(t *testing.T) {
+	n := openTestNode(t, nil, "a", t.TempDir(), fastOpts())
+	defer n.close(t)
+	err := n.store.Put(context.Background(), ds.NewKey("/big"), make([]byte, 600<<10))
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+}
+
+func TestGroupCommitBatchesConcurrentWriters(t *testing.T) {
+	n := openTestNode(t, nil, "a", t.TempDir(), fastOpts())
+	defer n.close(t)
+	const writers, each = 32, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if err := n.store.Put(context.Background(), key(w*each+i), []byte("v")); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	st := n.store.Status(context.Background())
+	if st.OpsCommitted != writers*each {
+		t.Fatalf("ops committed = %d, want %d", st.OpsCommitted, writers*each)
+	}
+	// With 32 concurrent writers, groups must hold several writes each.
+	if st.Commits*4 > st.OpsCommitted {
+		t.Fatalf("%d commits for %d writes: group commit is not grouping", st.Commits, st.OpsCommitted)
+	}
+	t.Logf("%d writes in %d deltas", st.OpsCommitted, st.Commits)
+	if got := countKeys(t, n.store, "/k"); got != writers*each {
+		t.Fatalf("%d keys readable, want %d", got, writers*each)
+	}
+}
+
+func TestChangeFeed(t *testing.T) {
+	net := newMemNet()
+	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
+	defer a.close(t)
+	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
+	defer b.close(t)
+	subA := a.store.Subscribe(ds.NewKey("/watched"), 16)
+	defer subA.Close()
+	subB := b.store.Subscribe(ds.NewKey("/"), 16)
+	defer subB.Close()
+
+	ctx := context.Background()
+	if err := a.store.Put(ctx, ds.NewKey("/other/x"), []byte("no")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.store.Put(ctx, ds.NewKey("/watched/x"), []byte("yes")); err != nil {
+		t.Fatal(err)
+	}
+	next := func(sub *Subscription) Change {
+		select {
+		case c := <-sub.C():
+			return c
+		case <-time.After(5 * time.Second):
+			t.Fatal("no change within 5s")
+			return Change{}
+		}
+	}
+	c := next(subA)
+	if c.Key.String() != "/watched/x" || string(c.Value) != "yes" || !c.Local || c.Deleted {
+		t.Fatalf("local change = %+v", c)
+	}
+	// B sees both keys as remote changes, in some order.
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		c := next(subB)
+		if c.Local {
+			t.Fatalf("remote change marked local: %+v", c)
+		}
+		seen[c.Key.String()] = true
+	}
+	if err := b.store.Delete(ctx, ds.NewKey("/watched/x")); err != nil {
+		t.Fatal(err)
+	}
+	c = next(subA)
+	if c.Key.String() != "/watched/x" || !c.Deleted || c.Local {
+		t.Fatalf("remote delete = %+v", c)
+	}
+}
+
+// TestPartitionHeal writes on both sides of a partition, heals, and checks
+// that every key is everywhere.
+func TestPartitionHeal(t *testing.T) {
+	net := newMemNet()
+	var nodes []*testNode
+	for _, id := range []string{"a", "b", "c"} {
+		n := openTestNode(t, net, id, t.TempDir(), fastOpts())
+		defer n.close(t)
+		nodes = append(nodes, n)
+	}
+	ctx := context.Background()
+	if err := nodes[0].store.Put(ctx, ds.NewKey("/before"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		eventually(t, 5*time.Second, "initial write replicated to "+n.id, func() bool {
+			ok, _ := n.store.Has(ctx, ds.NewKey("/before"))
+			return ok
+		})
+	}
+	net.partition([]string{"a", "b"}, []string{"c"})
+	const perSide = 500
+	var wg sync.WaitGroup
+	for side, n := range []*testNode{nodes[0], nodes[2]} {
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func(n *testNode, side, w int) {
+				defer wg.Done()
+				for i := w; i < perSide; i += 8 {
+					if err := n.store.Put(ctx, ds.NewKey(fmt.Sprintf("/side%d/%04d", side, i)), []byte("v")); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}(n, side, w)
+		}
+	}
+	wg.Wait()
+	if got := countKeys(t, nodes[2].store, "/side0"); got != 0 {
+		t.Fatalf("c saw %d keys of the other side during the partition", got)
+	}
+	net.heal()
+	start := time.Now()
+	for _, n := range nodes {
+		for _, p := range nodes {
+			if p != n {
+				n.store.PeerConnected(p.id)
+			}
+		}
+	}
+	for _, n := range nodes {
+		eventually(t, 20*time.Second, "all keys on "+n.id, func() bool {
+			return countKeys(t, n.store, "/side0") == perSide && countKeys(t, n.store, "/side1") == perSide
+		})
+	}
+	t.Logf("healed %d writes in %v", 2*perSide, time.Since(start))
+}
+
+func TestRejectsTamperedBlock(t *testing.T) {
+	net := newMemNet()
+	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
+	defer a.close(t)
+	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
+	defer b.close(t)
+	net.partition([]string{"a"}, []string{"b"}) // no fetch fallback
+	if err := a.store.Put(context.Background(), ds.NewKey("/x"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	heads := a.store.headCIDs(context.Background())
+	msg, err := a.store.bc.headsMessage(heads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := decodeEnvelope(msg)
+	if err != nil || len(env.blocks) != 1 {
+		t.Fatalf("heads message: %v, %d blocks", err, len(env.blocks))
+	}
+	env.blocks[0].data = append([]byte{}, env.blocks[0].data...)
+	env.blocks[0].data[len(env.blocks[0].data)-1] ^= 0xff
+	if err := b.store.bc.accept("a", env.encode()); !errors.Is(err, errEnvelope) {
+		t.Fatalf("tampered block accepted: err = %v", err)
+	}
+	if b.store.bc.queueLen() != 0 {
+		t.Fatal("heads of a tampered message were queued")
+	}
+}
+
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	net := newMemNet()
+	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
+	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
+	sub := b.store.Subscribe(ds.NewKey("/"), 4)
+	for i := 0; i < 20; i++ {
+		if err := a.store.Put(context.Background(), key(i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.store.PeerConnected("b")
+	a.close(t)
+	b.close(t)
+	if err := b.store.Close(); err != nil { // twice is fine
+		t.Fatal(err)
+	}
+	for range sub.C() { // closed by the store
+	}
+	eventually(t, 5*time.Second, "goroutines back to the start count", func() bool {
+		return runtime.NumGoroutine() <= before+2
+	})
+}
