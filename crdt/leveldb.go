@@ -27,7 +27,7 @@ type LevelDB struct {
 }
 
 var (
-	_ ds.Batching           = (*LevelDB)(nil)
+	_ ds.Batching            = (*LevelDB)(nil)
 	_ ds.PersistentDatastore = (*LevelDB)(nil)
 )
 
