@@ -18,6 +18,12 @@ import (
 //	uvarint  len(payload), payload
 //	uvarint  number of blocks
 //	  uvarint len(cid), cid bytes, uvarint len(data), data   (per block)
+//	uvarint  number of wants
+//	  uvarint len(cid), cid bytes                            (per want)
+//
+// A message with wants asks the receiver for those blocks and what lies
+// below them (see broadcaster.serveWants); the answer is a message with
+// blocks and no payload.
 const (
 	envelopeMagic   = 'S'
 	envelopeVersion = 1
@@ -33,8 +39,9 @@ var errEnvelope = errors.New("crdt: malformed replication message")
 
 // envelope is a decoded replication message.
 type envelope struct {
-	payload []byte // go-ds-crdt broadcast bytes
+	payload []byte // go-ds-crdt broadcast bytes; empty in branch requests and replies
 	blocks  []carriedBlock
+	wants   []cid.Cid // roots of branches the sender asks for
 }
 
 // carriedBlock is a DAG block carried inside a message.
@@ -59,6 +66,12 @@ func (e *envelope) encode() []byte {
 		buf = append(buf, cb...)
 		buf = binary.AppendUvarint(buf, uint64(len(b.data)))
 		buf = append(buf, b.data...)
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(e.wants)))
+	for _, c := range e.wants {
+		cb := c.Bytes()
+		buf = binary.AppendUvarint(buf, uint64(len(cb)))
+		buf = append(buf, cb...)
 	}
 	return buf
 }
@@ -92,6 +105,21 @@ func decodeEnvelope(buf []byte) (*envelope, error) {
 			return nil, fmt.Errorf("%w: block %d: %v", errEnvelope, i, err)
 		}
 		e.blocks = append(e.blocks, carriedBlock{cid: c, data: data})
+	}
+	nwants := r.uvarint()
+	if r.err == nil && nwants > maxEnvelopeBlocks {
+		return nil, fmt.Errorf("%w: %d wants exceeds the limit of %d", errEnvelope, nwants, maxEnvelopeBlocks)
+	}
+	for i := uint64(0); i < nwants && r.err == nil; i++ {
+		cb := r.bytes()
+		if r.err != nil {
+			break
+		}
+		c, err := cid.Cast(cb)
+		if err != nil {
+			return nil, fmt.Errorf("%w: want %d: %v", errEnvelope, i, err)
+		}
+		e.wants = append(e.wants, c)
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("%w: %v", errEnvelope, r.err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
@@ -155,6 +156,39 @@ func (d *netDAG) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOpt
 	return out
 }
 
+// waitingDAG stands in for a bitswap that never finds a block by itself:
+// a Get of a missing block waits until the block is stored locally (as
+// bitswap does when a block arrives by other means) or ctx ends.
+type waitingDAG struct {
+	ipld.DAGService
+}
+
+func (d *waitingDAG) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
+	for {
+		nd, err := d.DAGService.Get(ctx, c)
+		if err == nil || !ipld.IsNotFound(err) {
+			return nd, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+func (d *waitingDAG) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
+	out := make(chan *ipld.NodeOption, len(cs))
+	go func() {
+		defer close(out)
+		for _, c := range cs {
+			nd, err := d.Get(ctx, c)
+			out <- &ipld.NodeOption{Node: nd, Err: err}
+		}
+	}()
+	return out
+}
+
 // testNode is a store on its own LevelDB, attached to a memNet.
 type testNode struct {
 	id    string
@@ -165,6 +199,14 @@ type testNode struct {
 }
 
 func openTestNode(t testing.TB, net *memNet, id, dir string, opts Options) *testNode {
+	t.Helper()
+	return openTestNodeFetch(t, net, id, dir, opts, true)
+}
+
+// openTestNodeFetch opens a test node; without bitswapLike, blocks a node
+// lacks reach it only through the store's own protocol (carried blocks
+// and branch requests).
+func openTestNodeFetch(t testing.TB, net *memNet, id, dir string, opts Options, bitswapLike bool) *testNode {
 	t.Helper()
 	db, err := OpenLevelDB(dir)
 	if err != nil {
@@ -178,7 +220,14 @@ func openTestNode(t testing.TB, net *memNet, id, dir string, opts Options) *test
 	if net != nil {
 		n.tr = net.transport(id, local)
 		tr = n.tr
-		dag = &netDAG{DAGService: local, self: id, net: net}
+		if bitswapLike {
+			dag = &netDAG{DAGService: local, self: id, net: net}
+		} else {
+			dag = &waitingDAG{DAGService: local}
+		}
+	}
+	if opts.LocalBlocks == nil {
+		opts.LocalBlocks = bs
 	}
 	s, err := Open(context.Background(), db, dag, tr, opts)
 	if err != nil {

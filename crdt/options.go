@@ -1,11 +1,15 @@
 package crdt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	cid "github.com/ipfs/go-cid"
 )
 
 // Options configure a Store. Zero values take the defaults documented on
@@ -53,8 +57,21 @@ type Options struct {
 	// connected peer: gossip and streams opened in the first moments of a
 	// connection are sometimes lost. Default 1s.
 	HeadsResendDelay time.Duration
+	// LocalBlocks reads the node's block storage without going to the
+	// network (a boxo blockstore over the same datastore as the DAG
+	// service). When set, peers exchange whole DAG branches on request,
+	// so a peer that missed many deltas catches up in a few round trips
+	// instead of one bitswap round per block. Default nil: bitswap only.
+	LocalBlocks LocalBlocks
 	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
+}
+
+// LocalBlocks reads blocks from local storage only. boxo's
+// blockstore.Blockstore implements it.
+type LocalBlocks interface {
+	Has(ctx context.Context, c cid.Cid) (bool, error)
+	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
 }
 
 // DefaultOptions returns the defaults.

@@ -60,6 +60,8 @@ type Status struct {
 	Received     uint64   `json:"received"`      // messages received from peers
 	Rejected     uint64   `json:"rejected"`      // malformed messages dropped
 	Dropped      uint64   `json:"dropped"`       // messages dropped by a full receive queue
+	Requested    uint64   `json:"requested"`     // blocks asked of peers in branch requests
+	Served       uint64   `json:"served"`        // blocks sent to peers in branch replies
 	Commits      uint64   `json:"commits"`       // deltas committed locally
 	OpsCommitted uint64   `json:"ops_committed"` // writes committed locally
 }
@@ -292,6 +294,8 @@ func (s *Store) Status(ctx context.Context) Status {
 		out.Received = s.bc.received.Load()
 		out.Rejected = s.bc.rejected.Load()
 		out.Dropped = s.bc.dropped.Load()
+		out.Requested = s.bc.requested.Load()
+		out.Served = s.bc.served.Load()
 	}
 	return out
 }
