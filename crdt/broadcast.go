@@ -151,6 +151,13 @@ func (b *broadcaster) wrap(data []byte) ([]byte, error) {
 			continue
 		}
 		blk, ok := b.recent.get(c)
+		if !ok && b.local != nil {
+			// After a restart the cache is empty; a fresh peer that gets
+			// heads without their blocks blocks on its first fetch.
+			if lb, err := b.local.Get(b.ctx, c); err == nil {
+				blk, ok = lb.RawData(), true
+			}
+		}
 		if !ok || len(blk) > b.opts.CarryMaxBytes || total+len(blk) > maxCarriedTotal {
 			continue
 		}

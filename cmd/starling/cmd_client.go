@@ -1,0 +1,386 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/starling-sync/starling/node"
+)
+
+// clientFrom returns a client for the node the flags name: --api (with
+// --token, or the token of --data) or else the running node of --data.
+func clientFrom(c *cli.Context) (*node.Client, error) {
+	dir, api, tok := inherited(c, flagData), inherited(c, flagAPI), inherited(c, flagToken)
+	switch {
+	case api != "":
+		if tok == "" && dir != "" {
+			t, err := node.ReadToken(dir)
+			if err != nil {
+				return nil, err
+			}
+			tok = t
+		}
+		if tok == "" {
+			return nil, usageErrorf(c, "--api needs --token (or STARLING_TOKEN); the token is in the node's DIR/api.token")
+		}
+		return node.NewClient(api, tok), nil
+	case dir != "":
+		return node.ClientFromDataDir(dir)
+	default:
+		return nil, usageErrorf(c, "which node? give --data DIR of a running node, or --api HOST:PORT with --token")
+	}
+}
+
+// inherited returns the value of a flag given to the command or to a
+// parent ("starling peers --data D add ..." and "starling peers add --data D ...").
+func inherited(c *cli.Context, name string) string {
+	for _, x := range c.Lineage() {
+		if v := strings.TrimSpace(x.String(name)); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func (e *cmdEnv) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (e *cmdEnv) getCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Category:  "data",
+		Usage:     "print the value of a key",
+		ArgsUsage: "KEY",
+		UsageText: "starling get --data DIR [--json] KEY",
+		Description: `Prints the value of KEY as stored (a newline is added to text values);
+exit code 1 if the key does not exist.
+
+Example:
+   starling get --data ./node1 sensors/t1`,
+		Flags: clientFlags(true),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 1, 1, "KEY"); err != nil {
+				return err
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			key := c.Args().First()
+			v, err := cl.Get(c.Context, key)
+			if err != nil {
+				return err
+			}
+			if c.Bool(flagJSON) {
+				k, _ := node.CleanKey(key)
+				return e.printJSON(node.Entry{Key: k, Value: v})
+			}
+			_, err = e.stdout.Write(v)
+			if err == nil && utf8.Valid(v) && !strings.HasSuffix(string(v), "\n") {
+				_, err = io.WriteString(e.stdout, "\n")
+			}
+			return err
+		},
+	}
+}
+
+func (e *cmdEnv) putCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "put",
+		Category:  "data",
+		Usage:     "write a key (returns once the write is durable on the node)",
+		ArgsUsage: "KEY VALUE",
+		UsageText: "starling put --data DIR KEY VALUE    (VALUE - reads standard input)",
+		Description: `Writes KEY=VALUE on the node; it replicates to the others in the background.
+Keys are paths like site/line1/temp (no empty, '.' or '..' segments).
+
+Examples:
+   starling put --data ./node1 sensors/t1 21.5
+   starling put --data ./node1 config/site < site.json`,
+		Flags: clientFlags(false),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 2, 2, "KEY VALUE"); err != nil {
+				return err
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			v := []byte(c.Args().Get(1))
+			if c.Args().Get(1) == "-" {
+				if v, err = io.ReadAll(e.stdin); err != nil {
+					return fmt.Errorf("read value from stdin: %w", err)
+				}
+			}
+			return cl.Put(c.Context, c.Args().First(), v)
+		},
+	}
+}
+
+func (e *cmdEnv) delCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "del",
+		Category:  "data",
+		Usage:     "delete a key",
+		ArgsUsage: "KEY",
+		UsageText: "starling del --data DIR KEY",
+		Description: `Deletes KEY on the node; the deletion replicates like a write.
+
+Example:
+   starling del --data ./node1 sensors/t1`,
+		Flags: clientFlags(false),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 1, 1, "KEY"); err != nil {
+				return err
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			return cl.Delete(c.Context, c.Args().First())
+		},
+	}
+}
+
+func (e *cmdEnv) lsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ls",
+		Category:  "data",
+		Usage:     "list keys and values under a prefix",
+		ArgsUsage: "[PREFIX]",
+		UsageText: "starling ls --data DIR [--json] [PREFIX]",
+		Description: `Lists the entries under PREFIX (all entries without one), one per line:
+KEY, a tab, VALUE (non-text values are shown as <N bytes>).
+
+Example:
+   starling ls --data ./node1 sensors`,
+		Flags: clientFlags(true),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 0, 1, "[PREFIX]"); err != nil {
+				return err
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			es, err := cl.List(c.Context, c.Args().First())
+			if err != nil {
+				return err
+			}
+			if c.Bool(flagJSON) {
+				if es == nil {
+					es = []node.Entry{}
+				}
+				return e.printJSON(es)
+			}
+			for _, en := range es {
+				fmt.Fprintf(e.stdout, "%s\t%s\n", en.Key, displayValue(en.Value))
+			}
+			return nil
+		},
+	}
+}
+
+// displayValue shows a value on one line.
+func displayValue(v []byte) string {
+	if !utf8.Valid(v) {
+		return fmt.Sprintf("<%d bytes>", len(v))
+	}
+	s := string(v)
+	if strings.ContainsAny(s, "\n\t\r") {
+		return fmt.Sprintf("%q", s)
+	}
+	return s
+}
+
+func (e *cmdEnv) statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Category:  "node",
+		Usage:     "show a running node's identity, addresses, peers and sync state",
+		UsageText: "starling status --data DIR [--json]",
+		Description: `Shows the node's ID, peer ID (for other nodes' --peer), listen addresses,
+peers and the replicated store's sync state.
+
+Example:
+   starling status --data ./node1 --json | jq .peer_id`,
+		Flags: clientFlags(true),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
+				return err
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			st, err := cl.Status(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool(flagJSON) {
+				return e.printJSON(st)
+			}
+			e.printStatus(st)
+			return nil
+		},
+	}
+}
+
+func (e *cmdEnv) printStatus(st *node.StatusInfo) {
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "node\t%s\n", st.NodeID)
+	fmt.Fprintf(w, "peer id\t%s\n", st.PeerID)
+	priv := "no"
+	if st.PrivateNetwork {
+		priv = "yes (PSK)"
+	}
+	fmt.Fprintf(w, "env\t%s (private network: %s)\n", st.Env, priv)
+	fmt.Fprintf(w, "api\t%s\n", st.APIAddr)
+	for _, a := range st.Addrs {
+		fmt.Fprintf(w, "address\t%s\n", a)
+	}
+	connected := 0
+	for _, p := range st.Peers {
+		if p.Connected {
+			connected++
+		}
+	}
+	fmt.Fprintf(w, "peers\t%d connected, %d known\n", connected, len(st.Peers))
+	s := st.Store
+	fmt.Fprintf(w, "store\t%d heads, height %d, %d writes in %d commits\n", len(s.Heads), s.MaxHeight, s.OpsCommitted, s.Commits)
+	state := "in sync with what it has received"
+	switch {
+	case s.Dirty:
+		state = "dirty: a DAG walk failed, repair pending"
+	case s.QueuedJobs > 0 || s.ReceiveQueue > 0:
+		state = fmt.Sprintf("syncing: %d blocks queued, %d messages waiting", s.QueuedJobs, s.ReceiveQueue)
+	}
+	fmt.Fprintf(w, "sync\t%s\n", state)
+	_ = w.Flush()
+}
+
+func (e *cmdEnv) peersCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "peers",
+		Category:  "node",
+		Usage:     "list, add or remove a running node's peers",
+		UsageText: "starling peers --data DIR [--json]\n   starling peers add --data DIR MULTIADDR\n   starling peers rm --data DIR PEER-ID",
+		Description: `Without a subcommand, lists the peers the node knows: connected or not,
+static (from --peer or "peers add") or discovered.
+
+Example:
+   starling peers add --data ./node1 /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
+		Flags: clientFlags(true),
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usageErrorf(c, "unknown peers subcommand %q: use add or rm", c.Args().First())
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			ps, err := cl.Peers(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool(flagJSON) {
+				if ps == nil {
+					ps = []node.PeerStatus{}
+				}
+				return e.printJSON(ps)
+			}
+			e.printPeers(ps)
+			return nil
+		},
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     "add a static peer and dial it (kept for this run of the node)",
+				ArgsUsage: "MULTIADDR",
+				UsageText: "starling peers add --data DIR /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...",
+				Description: `Adds a static peer to the running node: it is dialled now and re-dialled
+whenever the connection drops. To keep it across restarts, give it to
+"starling run --peer" or put it in config.json.`,
+				Flags: clientFlags(false),
+				Action: func(c *cli.Context) error {
+					if err := checkArgs(c, 1, 1, "MULTIADDR"); err != nil {
+						return err
+					}
+					cl, err := clientFrom(c)
+					if err != nil {
+						return err
+					}
+					id, err := cl.AddPeer(c.Context, c.Args().First())
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "added %s\n", id)
+					return nil
+				},
+			},
+			{
+				Name:      "rm",
+				Usage:     "forget a peer and close its connections",
+				ArgsUsage: "PEER-ID",
+				UsageText: "starling peers rm --data DIR 12D3KooW...",
+				Description: `Forgets a peer: it is no longer re-dialled and its connections are closed.
+Discovery (mDNS, DHT) may find it again.`,
+				Flags: clientFlags(false),
+				Action: func(c *cli.Context) error {
+					if err := checkArgs(c, 1, 1, "PEER-ID"); err != nil {
+						return err
+					}
+					cl, err := clientFrom(c)
+					if err != nil {
+						return err
+					}
+					if err := cl.RemovePeer(c.Context, c.Args().First()); err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "removed %s\n", c.Args().First())
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func (e *cmdEnv) printPeers(ps []node.PeerStatus) {
+	if len(ps) == 0 {
+		fmt.Fprintln(e.stdout, "no peers known yet")
+		return
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PEER ID\tSTATE\tSTATIC\tLAST SEEN\tADDRESS")
+	for _, p := range ps {
+		state := "disconnected"
+		switch {
+		case p.Blocked:
+			state = "blocked"
+		case p.Connected:
+			state = "connected"
+		case p.Failures > 0:
+			state = fmt.Sprintf("retrying (%d failures)", p.Failures)
+		}
+		seen := "-"
+		if p.LastSeen != nil {
+			seen = p.LastSeen.Local().Format(time.DateTime)
+		}
+		addr := "-"
+		if len(p.Addrs) > 0 {
+			addr = p.Addrs[0]
+		}
+		fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%s\n", p.ID, state, p.Static, seen, addr)
+	}
+	_ = w.Flush()
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/urfave/cli/v2"
+
+	"github.com/starling-sync/starling/node"
+)
+
+// Limits of `local`.
+const (
+	maxLocalNodes = 64
+	localEnv      = "local"
+)
+
+// localNode is the plan for node k of `local`.
+type localNode struct {
+	Name   string // node1, node2, ...
+	Dir    string // ROOT/node1
+	Listen string // /ip4/127.0.0.1/tcp/<base+k>
+	API    string // 127.0.0.1:<apiBase+k>
+}
+
+// localPlan lays out n nodes: node k (from 1) in ROOT/nodek, listening
+// on 127.0.0.1 at basePort+k-1 with its API at apiBase+k-1 (node1 on the
+// base ports themselves).
+func localPlan(root string, n, basePort, apiBase int) ([]localNode, error) {
+	var errs []error
+	if n < 1 || n > maxLocalNodes {
+		errs = append(errs, fmt.Errorf("--nodes %d: use 1 to %d", n, maxLocalNodes))
+	}
+	if basePort < 1 || basePort+n-1 > 65535 {
+		errs = append(errs, fmt.Errorf("--base-port %d: ports %d..%d must be within 1..65535", basePort, basePort, basePort+n-1))
+	}
+	if apiBase < 1 || apiBase+n-1 > 65535 {
+		errs = append(errs, fmt.Errorf("--api-base-port %d: ports %d..%d must be within 1..65535", apiBase, apiBase, apiBase+n-1))
+	}
+	if n >= 1 && basePort < apiBase+n && apiBase < basePort+n {
+		errs = append(errs, fmt.Errorf("--base-port %d and --api-base-port %d: the ranges %d..%d and %d..%d overlap; move one of them",
+			basePort, apiBase, basePort, basePort+n-1, apiBase, apiBase+n-1))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	plan := make([]localNode, n)
+	for i := range plan {
+		k := i + 1
+		plan[i] = localNode{
+			Name:   fmt.Sprintf("node%d", k),
+			Dir:    filepath.Join(root, fmt.Sprintf("node%d", k)),
+			Listen: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", basePort+i),
+			API:    fmt.Sprintf("127.0.0.1:%d", apiBase+i),
+		}
+	}
+	return plan, nil
+}
+
+// localPeers are the static peers of node i (0-based): every other node.
+func localPeers(plan []localNode, ids []peer.ID, i int) []string {
+	var out []string
+	for j, p := range plan {
+		if j != i {
+			out = append(out, p.Listen+"/p2p/"+ids[j].String())
+		}
+	}
+	return out
+}
+
+func (e *cmdEnv) localCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "local",
+		Category:  "node",
+		Usage:     "run N connected nodes in this process, for development",
+		UsageText: "starling local --data DIR [--nodes N] [--base-port P] [--api-base-port P] [--env NAME]",
+		Description: `Runs N nodes on 127.0.0.1 until Ctrl-C. Node k keeps its data in DIR/nodek
+(created on first use, reused afterwards), listens on base-port+k-1, serves
+its API on api-base-port+k-1 (node1 on 4101 and 7501 by default), and has
+every other node as a static peer
+(mDNS is off: loopback has no multicast).
+
+Example:
+   starling local --data /tmp/cluster --nodes 3
+   starling put --data /tmp/cluster/node1 hello world    # in another shell
+   starling get --data /tmp/cluster/node3 hello`,
+		Flags: []cli.Flag{
+			dataFlag("root `DIR` for the nodes' data directories (DIR/node1, ...)"),
+			&cli.IntFlag{Name: "nodes", Aliases: []string{"n"}, Value: 3, EnvVars: envVar("nodes"), Usage: "number of nodes (1 to 64)"},
+			&cli.IntFlag{Name: "base-port", Value: 4101, EnvVars: envVar("base-port"), Usage: "libp2p TCP `PORT` of node1; node k uses PORT+k-1"},
+			&cli.IntFlag{Name: "api-base-port", Value: 7501, EnvVars: envVar("api-base-port"), Usage: "API `PORT` of node1; node k uses PORT+k-1"},
+			&cli.StringFlag{Name: flagEnv, Value: localEnv, EnvVars: envVar(flagEnv), Usage: "environment `NAME` of the nodes"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
+				return err
+			}
+			root, err := requireData(c)
+			if err != nil {
+				return err
+			}
+			plan, err := localPlan(root, c.Int("nodes"), c.Int("base-port"), c.Int("api-base-port"))
+			if err != nil {
+				return usageErrorf(c, "%v", err)
+			}
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			nodes, err := e.startLocal(ctx, plan, c.String(flagEnv))
+			if err != nil {
+				return err
+			}
+			e.printLocal(root, nodes)
+			<-ctx.Done()
+			fmt.Fprintln(e.stdout, "stopping...")
+			return closeAll(nodes)
+		},
+	}
+}
+
+// startLocal initialises (if new) and opens the planned nodes; on error
+// the ones already open are closed.
+func (e *cmdEnv) startLocal(ctx context.Context, plan []localNode, env string) (_ []*node.Node, err error) {
+	ids := make([]peer.ID, len(plan))
+	for i, p := range plan {
+		if !node.Initialised(p.Dir) {
+			_, err := node.Init(p.Dir, node.InitOptions{Settings: node.Settings{
+				Env: env, NodeID: p.Name, ListenAddrs: []string{p.Listen}, APIAddr: p.API, NoMDNS: true,
+			}})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.Name, err)
+			}
+		}
+		if ids[i], err = node.ReadPeerID(p.Dir); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+	}
+	var nodes []*node.Node
+	defer func() {
+		if err != nil {
+			_ = closeAll(nodes)
+		}
+	}()
+	for i, p := range plan {
+		n, err := node.Open(ctx, p.Dir, node.WithLogger(e.log), node.WithSettings(node.Settings{
+			Env: env, ListenAddrs: []string{p.Listen}, APIAddr: p.API, NoMDNS: true,
+			Peers: localPeers(plan, ids, i),
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
+func closeAll(nodes []*node.Node) error {
+	var errs []error
+	for i := len(nodes) - 1; i >= 0; i-- {
+		if err := nodes[i].Close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", nodes[i].NodeID(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *cmdEnv) printLocal(root string, nodes []*node.Node) {
+	fmt.Fprintf(e.stdout, "%d nodes running on 127.0.0.1 (env %s), data in %s\n\n", len(nodes), nodes[0].Config().Env, absDir(root))
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tPEER ID\tLISTEN\tAPI\tDATA")
+	for _, n := range nodes {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.NodeID(), n.PeerID(), n.Config().ListenAddrs[0], n.APIAddr(), n.Dir())
+	}
+	_ = w.Flush()
+	last := nodes[len(nodes)-1]
+	fmt.Fprintf(e.stdout, `
+Talk to them from another shell:
+  starling put --data %s hello world
+  starling get --data %s hello
+  starling status --data %s
+  starling ls --data %s
+or with curl:
+  curl -H "Authorization: Bearer $(cat %s)" http://%s/v1/status
+Stop with Ctrl-C.
+`, nodes[0].Dir(), last.Dir(), last.Dir(), nodes[0].Dir(), filepath.Join(nodes[0].Dir(), node.TokenFile), nodes[0].APIAddr())
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/starling-sync/starling/node"
+)
+
+func (e *cmdEnv) initCommand() *cli.Command {
+	return &cli.Command{
+		Name:     "init",
+		Category: "node",
+		Usage:    "create a node's data directory (identity, API token, config)",
+		UsageText: `starling init --data DIR [--env NAME] [--node-id ID] [--psk | --psk-file FILE]
+    [--listen MULTIADDR]... [--api HOST:PORT] [--peer MULTIADDR]... [--no-mdns] [--no-dht] [--force]`,
+		Description: `Creates DIR (mode 0700) with identity.key (the libp2p identity: the peer ID
+stays the same across restarts), api.token, config.json and, with --psk,
+swarm.key. Nothing is written unless every check passes.
+
+An initialised DIR is refused unless --force is given; --force rewrites
+config.json from the flags and keeps the identity, token, key, node ID
+(unless --node-id) and data.
+
+Example, first node of environment "plant1" with a private network key:
+   starling init --data /var/lib/starling --env plant1 --psk
+and a second one, on another machine, given that node's swarm.key:
+   starling init --data /var/lib/starling --env plant1 --psk-file ./swarm.key \
+       --peer /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW...`,
+		Flags: append([]cli.Flag{
+			dataFlag("data `DIR` to create"),
+			&cli.BoolFlag{Name: flagForce, EnvVars: envVar(flagForce), Usage: "rewrite config.json of an initialised DIR (identity, token and data are kept)"},
+		}, nodeFlags()...),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
+				return err
+			}
+			dir, err := requireData(c)
+			if err != nil {
+				return err
+			}
+			s, err := settingsFrom(c)
+			if err != nil {
+				return err
+			}
+			cfg, err := node.Init(dir, node.InitOptions{Settings: s, GeneratePSK: c.Bool(flagPSK), Force: c.Bool(flagForce)})
+			if err != nil {
+				return err
+			}
+			return e.printInit(dir, cfg)
+		},
+	}
+}
+
+func (e *cmdEnv) printInit(dir string, cfg *node.Config) error {
+	id, err := node.ReadPeerID(dir)
+	if err != nil {
+		return err
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "initialised %s\n", dir)
+	fmt.Fprintf(w, "  node id    %s\n  peer id    %s\n  env        %s\n", cfg.NodeID, id, cfg.Env)
+	if p := cfg.PSKPath(dir); p != "" {
+		fmt.Fprintf(w, "  swarm key  %s (every node of env %q needs this file)\n", p, cfg.Env)
+	}
+	fmt.Fprintf(w, "start it with: starling run --data %s\n", dir)
+	return nil
+}
+
+func (e *cmdEnv) runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Category:  "node",
+		Usage:     "run a node (initialising DIR first if it is new)",
+		UsageText: "starling run --data DIR [init flags to override the config for this run]",
+		Description: `Starts the node of DIR: libp2p (discovery, re-dial of known peers), the
+replicated store, and the HTTP API that the client commands use. A new DIR
+is initialised first, with the same flags as init. For an initialised DIR
+the flags override config.json for this run only (--peer adds peers).
+
+The API address is written to DIR/api.json while the node runs, so
+"starling get --data DIR KEY" finds it. Stop with Ctrl-C or SIGTERM.
+
+Example:
+   starling run --data ./node1 --peer /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
+		Flags: append([]cli.Flag{dataFlag("data `DIR` of the node (created if new)")}, nodeFlags()...),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
+				return err
+			}
+			dir, err := requireData(c)
+			if err != nil {
+				return err
+			}
+			s, err := settingsFrom(c)
+			if err != nil {
+				return err
+			}
+			var opts []node.Option
+			if !node.Initialised(dir) {
+				cfg, err := node.Init(dir, node.InitOptions{Settings: s, GeneratePSK: c.Bool(flagPSK)})
+				if err != nil {
+					return err
+				}
+				if err := e.printInit(dir, cfg); err != nil {
+					return err
+				}
+			} else {
+				cfg, err := node.LoadConfig(dir)
+				if err != nil {
+					return err
+				}
+				if c.Bool(flagPSK) && cfg.PSKFile == "" && s.PSKFile == "" {
+					return fmt.Errorf("--psk: %s is already initialised without a private network key; add one with `starling init --data %s --force --psk`", dir, dir)
+				}
+				if !c.IsSet("log-level") && cfg.LogLevel != "" {
+					if lvl, err := parseLevel(cfg.LogLevel); err == nil {
+						e.level.Set(lvl)
+					}
+				}
+				opts = append(opts, node.WithSettings(s))
+			}
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			n, err := node.Open(ctx, dir, append(opts, node.WithLogger(e.log))...)
+			if err != nil {
+				return err
+			}
+			e.printRunning(n)
+			<-ctx.Done()
+			fmt.Fprintln(e.stdout, "stopping...")
+			if err := n.Close(); err != nil {
+				return fmt.Errorf("stop: %w", err)
+			}
+			fmt.Fprintln(e.stdout, "stopped")
+			return nil
+		},
+	}
+}
+
+func (e *cmdEnv) printRunning(n *node.Node) {
+	w := e.stdout
+	cfg := n.Config()
+	fmt.Fprintf(w, "starling node %s running (env %s)\n", cfg.NodeID, cfg.Env)
+	fmt.Fprintf(w, "  peer id  %s\n", n.PeerID())
+	for _, a := range n.P2P().Addrs() {
+		fmt.Fprintf(w, "  listen   %s\n", a)
+	}
+	fmt.Fprintf(w, "  api      %s\n", n.APIAddr())
+	fmt.Fprintf(w, "  data     %s\n", n.Dir())
+	if len(cfg.Peers) > 0 {
+		fmt.Fprintf(w, "  peers    %d static\n", len(cfg.Peers))
+	}
+	fmt.Fprintf(w, "try: starling status --data %s    (stop with Ctrl-C)\n", n.Dir())
+}
+
+// absDir makes a data dir absolute for messages that users copy.
+func absDir(dir string) string {
+	if a, err := filepath.Abs(dir); err == nil {
+		return a
+	}
+	return dir
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/starling-sync/starling/node"
+)
+
+// Flag names shared by several commands.
+const (
+	flagData    = "data"
+	flagEnv     = "env"
+	flagNodeID  = "node-id"
+	flagPSK     = "psk"
+	flagPSKFile = "psk-file"
+	flagListen  = "listen"
+	flagAPI     = "api"
+	flagPeer    = "peer"
+	flagTrust   = "trust"
+	flagNoMDNS  = "no-mdns"
+	flagNoDHT   = "no-dht"
+	flagForce   = "force"
+	flagToken   = "token"
+	flagJSON    = "json"
+)
+
+// envVar is the environment variable of a flag: STARLING_<NAME>.
+func envVar(name string) []string {
+	return []string{"STARLING_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+}
+
+func dataFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: flagData, Aliases: []string{"d"}, Usage: usage, EnvVars: envVar(flagData)}
+}
+
+// nodeFlags are the flags of init and run that map to node.Settings.
+func nodeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagEnv, EnvVars: envVar(flagEnv),
+			Usage: "environment `NAME` (a-z, 0-9, '-'): only nodes of the same environment connect (default \"" + node.DefaultEnv + "\")"},
+		&cli.StringFlag{Name: flagNodeID, EnvVars: envVar(flagNodeID),
+			Usage: "stable, unique node `ID` (A-Z, a-z, 0-9, '.', '_', '-'); default: host name + end of the peer ID"},
+		&cli.BoolFlag{Name: flagPSK, EnvVars: envVar(flagPSK),
+			Usage: "generate a private network key in DIR/swarm.key (at init only); copy it to every node of the environment"},
+		&cli.StringFlag{Name: flagPSKFile, EnvVars: envVar(flagPSKFile),
+			Usage: "use the private network key in `FILE` (e.g. another node's swarm.key); nodes without it cannot connect"},
+		&cli.StringSliceFlag{Name: flagListen, EnvVars: envVar(flagListen),
+			Usage: fmt.Sprintf("libp2p listen `MULTIADDR`, repeatable (default /ip4/0.0.0.0/tcp/%d, plus QUIC on udp/%d without a PSK)", node.DefaultP2PPort, node.DefaultP2PPort)},
+		&cli.StringFlag{Name: flagAPI, EnvVars: envVar(flagAPI),
+			Usage: "HTTP API `HOST:PORT` (default " + node.DefaultAPIAddr + "; port 0 picks a free port)"},
+		&cli.StringSliceFlag{Name: flagPeer, EnvVars: envVar(flagPeer),
+			Usage: "static peer `MULTIADDR` ending in /p2p/<peer-id>, repeatable; kept connected and re-dialled"},
+		&cli.StringSliceFlag{Name: flagTrust, EnvVars: envVar(flagTrust),
+			Usage: "accept replication data only from this `PEER-ID` (repeatable; default: every peer of the network)"},
+		&cli.BoolFlag{Name: flagNoMDNS, EnvVars: envVar(flagNoMDNS), Usage: "turn off LAN discovery (mDNS)"},
+		&cli.BoolFlag{Name: flagNoDHT, EnvVars: envVar(flagNoDHT), Usage: "turn off DHT rendezvous discovery"},
+	}
+}
+
+// flagValues is what settingsFrom reads; *cli.Context has it.
+type flagValues interface {
+	String(name string) string
+	StringSlice(name string) []string
+	Bool(name string) bool
+}
+
+// settingsFrom maps the node flags to node.Settings. A relative
+// --psk-file is taken from the current directory (as users expect of a
+// flag), so it is made absolute here; in config.json relative paths are
+// relative to the data directory.
+func settingsFrom(f flagValues) (node.Settings, error) {
+	s := node.Settings{
+		Env:         strings.TrimSpace(f.String(flagEnv)),
+		NodeID:      strings.TrimSpace(f.String(flagNodeID)),
+		APIAddr:     strings.TrimSpace(f.String(flagAPI)),
+		ListenAddrs: cleanList(f.StringSlice(flagListen)),
+		Peers:       cleanList(f.StringSlice(flagPeer)),
+		Trusted:     cleanList(f.StringSlice(flagTrust)),
+		NoMDNS:      f.Bool(flagNoMDNS),
+		NoDHT:       f.Bool(flagNoDHT),
+	}
+	if p := strings.TrimSpace(f.String(flagPSKFile)); p != "" {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return s, fmt.Errorf("--%s %q: %w", flagPSKFile, p, err)
+		}
+		s.PSKFile = abs
+	}
+	return s, nil
+}
+
+func cleanList(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// clientFlags are the flags of the client commands.
+func clientFlags(withJSON bool) []cli.Flag {
+	fs := []cli.Flag{
+		dataFlag("data `DIR` of the running node to talk to (its api.json and api.token)"),
+		&cli.StringFlag{Name: flagAPI, EnvVars: envVar(flagAPI),
+			Usage: "talk to the node API at `HOST:PORT` instead (needs --token)"},
+		&cli.StringFlag{Name: flagToken, EnvVars: envVar(flagToken),
+			Usage: "API `TOKEN` for --api (the node's DIR/api.token)"},
+	}
+	if withJSON {
+		fs = append(fs, &cli.BoolFlag{Name: flagJSON, EnvVars: envVar(flagJSON), Usage: "print JSON, for scripts"})
+	}
+	return fs
+}
+
+// requireData returns --data or a usage error.
+func requireData(c *cli.Context) (string, error) {
+	dir := strings.TrimSpace(c.String(flagData))
+	if dir == "" {
+		return "", usageErrorf(c, "missing --data DIR (the node's data directory; or set STARLING_DATA)")
+	}
+	return dir, nil
+}
+
+// checkArgs makes sure the command got between min and max positional
+// arguments, and that no flag was put after them (urfave/cli stops
+// parsing flags at the first argument, so it would be taken as a value).
+func checkArgs(c *cli.Context, min, max int, names string) error {
+	args := c.Args().Slice()
+	for _, a := range args {
+		name := strings.TrimLeft(a, "-")
+		if len(a) > len(name) && name != "" && hasFlag(c.Command.Flags, strings.SplitN(name, "=", 2)[0]) {
+			return usageErrorf(c, "flag %s must come before %s", a, names)
+		}
+	}
+	switch {
+	case len(args) < min:
+		return usageErrorf(c, "missing %s", names)
+	case len(args) > max:
+		return usageErrorf(c, "too many arguments: expected %s, got %d (%s); quote values with spaces", names, len(args), strings.Join(args, " "))
+	}
+	return nil
+}
+
+func hasFlag(fs []cli.Flag, name string) bool {
+	for _, f := range fs {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,146 @@
+// Command starling is Starling's one binary: the node daemon (init, run),
+// a local multi-node launcher (local), a self-contained demonstration
+// (demo), and the client commands (get, put, del, ls, status, peers) that
+// talk to a running node's HTTP API.
+//
+// Exit codes: 0 success, 1 failure, 2 usage error (unknown flag or
+// command, wrong arguments).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run runs the app and turns its error into a message on stderr and an
+// exit code. Tests call it in-process.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := newApp(stdin, stdout, stderr).RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "starling: %v\n", err)
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) && ec.ExitCode() != 0 {
+		return ec.ExitCode()
+	}
+	return 1
+}
+
+// exitUsage is the exit code of usage errors.
+const exitUsage = 2
+
+// exitError carries an exit code for run.
+type exitError struct {
+	err  error
+	code int
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) ExitCode() int { return e.code }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErrorf is a usage error (exit code 2) with a pointer to --help.
+func usageErrorf(c *cli.Context, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	return &exitError{err: fmt.Errorf("%s (see '%s --help')", msg, helpName(c)), code: exitUsage}
+}
+
+func helpName(c *cli.Context) string {
+	if c != nil && c.Command != nil && c.Command.HelpName != "" {
+		return c.Command.HelpName
+	}
+	return "starling"
+}
+
+// cmdEnv is what the commands share: the streams and the logger.
+type cmdEnv struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	level          *slog.LevelVar
+	log            *slog.Logger
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	e := &cmdEnv{stdin: stdin, stdout: stdout, stderr: stderr, level: new(slog.LevelVar)}
+	e.log = newLogger(stderr, e.level)
+	app := &cli.App{
+		Name:  "starling",
+		Usage: "offline-first sync engine: nodes that find each other and replicate a CRDT store",
+		Description: `Starling nodes accept reads and writes at every site, also while cut off,
+find each other with no coordinator (mDNS, DHT, static peers), and converge
+once they can talk again.
+
+Try it on this machine:     starling demo
+A node of your own:         starling run --data ./node1
+Then, from another shell:   starling put --data ./node1 hello world
+                            starling get --data ./node1 hello`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name:    "log-level",
+				Value:   "warn",
+				Usage:   "log `LEVEL` of Starling: debug, info, warn or error (libp2p and go-ds-crdt follow GOLOG_LOG_LEVEL, default error)",
+				EnvVars: []string{"STARLING_LOG_LEVEL"},
+			},
+		},
+		Before: func(c *cli.Context) error {
+			lvl, err := parseLevel(c.String("log-level"))
+			if err != nil {
+				return usageErrorf(c, "%v", err)
+			}
+			e.level.Set(lvl)
+			bridgeGoLog(e.log.Handler())
+			return nil
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usageErrorf(c, "unknown command %q", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+		Commands: []*cli.Command{
+			e.initCommand(),
+			e.runCommand(),
+			e.localCommand(),
+			e.demoCommand(),
+			e.getCommand(),
+			e.putCommand(),
+			e.delCommand(),
+			e.lsCommand(),
+			e.statusCommand(),
+			e.peersCommand(),
+		},
+		Reader:          stdin,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideVersion:     true,
+		Suggest:         true,
+		HideHelpCommand: true,
+		// run prints errors and picks the exit code; cli must not exit.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	app.OnUsageError = onUsageError
+	setUsageErrorHandler(app.Commands)
+	return app
+}
+
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	return usageErrorf(c, "%v", err)
+}
+
+func setUsageErrorHandler(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = onUsageError
+		setUsageErrorHandler(c.Subcommands)
+	}
+}

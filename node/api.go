@@ -1,0 +1,440 @@
+package node
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/starling-sync/starling/crdt"
+)
+
+// Sentinel errors of the API, on the server (returned by backends) and
+// on the client (wrapped by *APIError). Test with errors.Is.
+var (
+	// ErrNotFound means a key or peer does not exist (HTTP 404).
+	ErrNotFound = errors.New("node: not found")
+	// ErrUnauthorized means the API token was missing or wrong (HTTP 401).
+	ErrUnauthorized = errors.New("node: unauthorized")
+	// ErrBadRequest means the request was malformed (HTTP 400, 413).
+	ErrBadRequest = errors.New("node: bad request")
+)
+
+// badRequest is a client mistake: its text is the whole message, and it
+// matches ErrBadRequest.
+type badRequest string
+
+func (e badRequest) Error() string        { return string(e) }
+func (e badRequest) Is(target error) bool { return target == ErrBadRequest }
+
+func badRequestf(format string, args ...any) error {
+	return badRequest(fmt.Sprintf(format, args...))
+}
+
+// DefaultMaxValueBytes bounds a value written through the API: well
+// under the store's delta size cap (512 KiB) so one value always fits.
+const DefaultMaxValueBytes = 256 << 10
+
+// KV is the key-value store behind the API. Keys are clean
+// slash-separated paths without the leading slash ("site/sensor1").
+// Methods are called concurrently from HTTP handler goroutines and may
+// block for as long as ctx allows.
+type KV interface {
+	// Get returns the value of key, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// List returns the entries under prefix ("" for all), sorted by key.
+	List(ctx context.Context, prefix string) ([]Entry, error)
+	// Put writes key and returns once the write is durable locally.
+	Put(ctx context.Context, key string, value []byte) error
+	// Delete removes key, durable on return.
+	Delete(ctx context.Context, key string) error
+}
+
+// PeerSet is the peer management behind the API. Called concurrently.
+type PeerSet interface {
+	Peers(ctx context.Context) ([]PeerStatus, error)
+	// AddPeer remembers ai as a static peer and dials it.
+	AddPeer(ctx context.Context, ai peer.AddrInfo) error
+	// RemovePeer forgets a peer; an error wrapping ErrNotFound if unknown.
+	RemovePeer(ctx context.Context, id peer.ID) error
+}
+
+// StatusSource reports the node's state for GET /v1/status.
+type StatusSource interface {
+	Status(ctx context.Context) (StatusInfo, error)
+}
+
+// Entry is one key and its value. In JSON the value is a string when it
+// is valid UTF-8 and base64 (with "encoding": "base64") otherwise.
+type Entry struct {
+	Key   string
+	Value []byte
+}
+
+type entryJSON struct {
+	Key      string `json:"key"`
+	Value    string `json:"value"`
+	Encoding string `json:"encoding,omitempty"`
+}
+
+// MarshalJSON implements json.Marshaler.
+func (e Entry) MarshalJSON() ([]byte, error) {
+	j := entryJSON{Key: e.Key, Value: string(e.Value)}
+	if !utf8.Valid(e.Value) {
+		j.Value = base64.StdEncoding.EncodeToString(e.Value)
+		j.Encoding = "base64"
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (e *Entry) UnmarshalJSON(b []byte) error {
+	var j entryJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	e.Key, e.Value = j.Key, []byte(j.Value)
+	switch j.Encoding {
+	case "":
+	case "base64":
+		v, err := base64.StdEncoding.DecodeString(j.Value)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", j.Key, err)
+		}
+		e.Value = v
+	default:
+		return fmt.Errorf("entry %q: unknown encoding %q", j.Key, j.Encoding)
+	}
+	return nil
+}
+
+// StatusInfo is the answer of GET /v1/status.
+type StatusInfo struct {
+	NodeID         string       `json:"node_id"`
+	PeerID         string       `json:"peer_id"`
+	Env            string       `json:"env"`
+	PrivateNetwork bool         `json:"private_network"`
+	Addrs          []string     `json:"addrs"`
+	APIAddr        string       `json:"api_addr"`
+	Peers          []PeerStatus `json:"peers"`
+	Store          StoreStatus  `json:"store"`
+}
+
+// PeerStatus describes a peer the node knows.
+type PeerStatus struct {
+	ID        string     `json:"id"`
+	Addrs     []string   `json:"addrs"`
+	Connected bool       `json:"connected"`
+	Static    bool       `json:"static"`
+	Blocked   bool       `json:"blocked,omitempty"`
+	LastSeen  *time.Time `json:"last_seen,omitempty"`
+	Failures  int        `json:"failures,omitempty"`
+	NextDial  *time.Time `json:"next_dial,omitempty"`
+}
+
+// StoreStatus is the replicated store's sync state (heads, queues,
+// dirty flag, counters), as crdt.Store.Status reports it.
+type StoreStatus = crdt.Status
+
+// APIConfig configures NewAPIHandler.
+type APIConfig struct {
+	// Token is the bearer token every request must carry. Required.
+	Token string
+	// KV, Peers and Status serve the endpoints. Required.
+	KV     KV
+	Peers  PeerSet
+	Status StatusSource
+	// MaxValueBytes bounds PUT bodies. Default DefaultMaxValueBytes.
+	MaxValueBytes int64
+	// Logger receives server-side errors. Default: discard.
+	Logger *slog.Logger
+}
+
+type api struct {
+	cfg APIConfig
+	log *slog.Logger
+}
+
+// NewAPIHandler returns the HTTP API:
+//
+//	GET    /v1/status          node, peers and store state
+//	GET    /v1/kv?prefix=P     list entries under P
+//	GET    /v1/kv/{key...}     the raw value (404 if missing)
+//	PUT    /v1/kv/{key...}     body = raw value; returns once durable
+//	DELETE /v1/kv/{key...}
+//	GET    /v1/peers
+//	POST   /v1/peers           {"addr": "/ip4/.../tcp/.../p2p/<id>"}
+//	DELETE /v1/peers/{id}
+//
+// Every request needs "Authorization: Bearer <token>"; without it the
+// answer is 401 and nothing else. Errors are JSON {"error": "..."}.
+func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("node: API needs a token")
+	}
+	if cfg.KV == nil || cfg.Peers == nil || cfg.Status == nil {
+		return nil, errors.New("node: API needs KV, Peers and Status")
+	}
+	if cfg.MaxValueBytes <= 0 {
+		cfg.MaxValueBytes = DefaultMaxValueBytes
+	}
+	a := &api{cfg: cfg, log: cfg.Logger}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", a.status)
+	mux.HandleFunc("GET /v1/kv", a.list)
+	mux.HandleFunc("GET /v1/kv/{key...}", a.get)
+	mux.HandleFunc("PUT /v1/kv/{key...}", a.put)
+	mux.HandleFunc("DELETE /v1/kv/{key...}", a.del)
+	mux.HandleFunc("GET /v1/peers", a.peers)
+	mux.HandleFunc("POST /v1/peers", a.addPeer)
+	mux.HandleFunc("DELETE /v1/peers/{id}", a.removePeer)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return a.auth(mux), nil
+}
+
+func (a *api) auth(next http.Handler) http.Handler {
+	want := []byte(a.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		scheme, tok, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="starling"`)
+			writeError(w, http.StatusUnauthorized, "missing API token: send `Authorization: Bearer <token>`; the token is in the node's data dir (api.token)")
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="starling", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "wrong API token: use the one in the node's data dir (api.token)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// CleanKey checks an API key ("a/b", a leading '/' is allowed) and
+// returns it without the leading '/'. Keys are go-datastore paths, so
+// empty, "." and ".." segments are refused rather than silently cleaned.
+func CleanKey(raw string) (string, error) {
+	k := strings.TrimPrefix(raw, "/")
+	if k == "" {
+		return "", badRequestf("empty key")
+	}
+	if ds.NewKey(k).String() != "/"+k {
+		return "", badRequestf("key %q is not a clean path: use segments separated by single '/', without '.' or '..' segments or a trailing '/'", raw)
+	}
+	return k, nil
+}
+
+// cleanPrefix is CleanKey for list prefixes, where "" means everything.
+func cleanPrefix(raw string) (string, error) {
+	p := strings.Trim(raw, "/")
+	if p == "" {
+		return "", nil
+	}
+	return CleanKey(p)
+}
+
+func (a *api) status(w http.ResponseWriter, r *http.Request) {
+	st, err := a.cfg.Status.Status(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	prefix, err := cleanPrefix(r.URL.Query().Get("prefix"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	es, err := a.cfg.KV.List(r.Context(), prefix)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if es == nil {
+		es = []Entry{}
+	}
+	writeJSON(w, http.StatusOK, listResponse{Entries: es})
+}
+
+type listResponse struct {
+	Entries []Entry `json:"entries"`
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	key, err := a.key(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.cfg.KV.Get(r.Context(), key)
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("key %q not found", key))
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(v)
+}
+
+func (a *api) put(w http.ResponseWriter, r *http.Request) {
+	key, err := a.key(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxValueBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value too large: the limit is %d bytes", tooBig.Limit))
+		return
+	}
+	if err != nil {
+		a.fail(w, r, badRequestf("read body: %v", err))
+		return
+	}
+	if err := a.cfg.KV.Put(r.Context(), key, v); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) del(w http.ResponseWriter, r *http.Request) {
+	key, err := a.key(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.cfg.KV.Delete(r.Context(), key); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) key(r *http.Request) (string, error) {
+	k := r.PathValue("key")
+	if k == "" {
+		return "", badRequestf("empty key: use /v1/kv/<key>, or GET /v1/kv?prefix=<p> to list")
+	}
+	return CleanKey(k)
+}
+
+func (a *api) peers(w http.ResponseWriter, r *http.Request) {
+	ps, err := a.cfg.Peers.Peers(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if ps == nil {
+		ps = []PeerStatus{}
+	}
+	writeJSON(w, http.StatusOK, peersResponse{Peers: ps})
+}
+
+type peersResponse struct {
+	Peers []PeerStatus `json:"peers"`
+}
+
+type addPeerRequest struct {
+	Addr string `json:"addr"`
+}
+
+type addPeerResponse struct {
+	ID string `json:"id"`
+}
+
+func (a *api) addPeer(w http.ResponseWriter, r *http.Request) {
+	var req addPeerRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		a.fail(w, r, badRequestf(`body must be {"addr": "<multiaddr>"}: %v`, err))
+		return
+	}
+	ai, err := ParsePeerAddr(req.Addr)
+	if err != nil {
+		a.fail(w, r, badRequestf("addr: %v", err))
+		return
+	}
+	if err := a.cfg.Peers.AddPeer(r.Context(), *ai); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, addPeerResponse{ID: ai.ID.String()})
+}
+
+func (a *api) removePeer(w http.ResponseWriter, r *http.Request) {
+	raw := r.PathValue("id")
+	id, err := peer.Decode(raw)
+	if err != nil {
+		a.fail(w, r, badRequestf("%q is not a peer ID: %v", raw, err))
+		return
+	}
+	err = a.cfg.Peers.RemovePeer(r.Context(), id)
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("peer %s is not known to this node", id))
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// fail answers with the status code that err's sentinel calls for.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrBadRequest):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusServiceUnavailable
+	}
+	if code >= 500 {
+		a.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, code, err.Error())
+}
+
+type errorResponse struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorResponse{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,290 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrNoNode means no node is running on a data directory (no api.json).
+// Test with errors.Is.
+var ErrNoNode = errors.New("node: no running node")
+
+// APIInfo is the content of DIR/api.json, written by a running node.
+type APIInfo struct {
+	Addr string `json:"addr"` // host:port the API is bound to
+	PID  int    `json:"pid"`
+}
+
+// ReadAPIInfo reads DIR/api.json; an error wrapping ErrNoNode if the
+// file does not exist.
+func ReadAPIInfo(dir string) (*APIInfo, error) {
+	path := filepath.Join(dir, APIFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w for %s: start it with `starling run --data %s`", ErrNoNode, dir, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var info APIInfo
+	if err := json.Unmarshal(b, &info); err != nil || info.Addr == "" {
+		return nil, fmt.Errorf("%s is damaged (%v): delete it and restart the node", path, err)
+	}
+	return &info, nil
+}
+
+// Client talks to a node's HTTP API. It is safe for concurrent use.
+type Client struct {
+	base  string // "http://host:port"
+	token string
+	hc    *http.Client
+	dir   string // data dir, when made by ClientFromDataDir (for messages)
+	pid   int
+}
+
+// NewClient returns a client for the API at addr ("host:port" or an
+// http:// URL) using token.
+func NewClient(addr, token string) *Client {
+	base := strings.TrimRight(addr, "/")
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		base = "http://" + base
+	}
+	return &Client{
+		base:  base,
+		token: token,
+		// No overall timeout: a Put waits for durability and callers
+		// bound it with their context.
+		hc: &http.Client{Transport: &http.Transport{
+			Proxy:               nil, // the API is local; never go through a proxy
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     30 * time.Second,
+		}},
+	}
+}
+
+// ClientFromDataDir returns a client for the node running on dir: the
+// address comes from DIR/api.json and the token from DIR/api.token.
+func ClientFromDataDir(dir string) (*Client, error) {
+	info, err := ReadAPIInfo(dir)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := ReadToken(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := NewClient(info.Addr, tok)
+	c.dir, c.pid = dir, info.PID
+	return c, nil
+}
+
+// Addr is the API's base URL.
+func (c *Client) Addr() string { return c.base }
+
+// CloseIdleConnections releases the client's idle keep-alive connections.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// APIError is an error answer of the API. It wraps ErrNotFound (404),
+// ErrUnauthorized (401) or ErrBadRequest (400, 413) for errors.Is.
+type APIError struct {
+	StatusCode int
+	Message    string
+}
+
+func (e *APIError) Error() string {
+	if e.StatusCode == http.StatusUnauthorized {
+		return "API refused the token: " + e.Message
+	}
+	return e.Message
+}
+
+// Unwrap maps the status code to a sentinel.
+func (e *APIError) Unwrap() error {
+	switch e.StatusCode {
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusUnauthorized:
+		return ErrUnauthorized
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return ErrBadRequest
+	}
+	return nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, want int) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+		}
+		return nil, c.unreachable(err)
+	}
+	if resp.StatusCode == want {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e errorResponse
+	if json.Unmarshal(b, &e) != nil || e.Error == "" {
+		e.Error = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return nil, &APIError{StatusCode: resp.StatusCode, Message: e.Error}
+}
+
+// unreachable explains a failed connection, with a hint when api.json
+// is probably left over from a node that was killed.
+func (c *Client) unreachable(err error) error {
+	msg := fmt.Sprintf("cannot reach the node API at %s: %v", c.base, err)
+	if c.dir != "" {
+		if c.pid > 0 && !processAlive(c.pid) {
+			msg += fmt.Sprintf(" (process %d from %s is gone: the node was not stopped cleanly; start it again with `starling run --data %s`)", c.pid, filepath.Join(c.dir, APIFile), c.dir)
+		} else {
+			msg += fmt.Sprintf(": is the node on %s running?", c.dir)
+		}
+	} else {
+		msg += ": check --api, and that the node is running"
+	}
+	return errors.New(msg)
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, http.MethodGet, path, nil, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: bad answer: %w", path, err)
+	}
+	return nil
+}
+
+func keyPath(key string) (string, error) {
+	k, err := CleanKey(key)
+	if err != nil {
+		return "", err
+	}
+	segs := strings.Split(k, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return "/v1/kv/" + strings.Join(segs, "/"), nil
+}
+
+// Status returns the node's state.
+func (c *Client) Status(ctx context.Context) (*StatusInfo, error) {
+	var st StatusInfo
+	if err := c.getJSON(ctx, "/v1/status", &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Get returns the value of key; an error wrapping ErrNotFound if missing.
+func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
+	p, err := keyPath(key)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodGet, p, nil, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// List returns the entries under prefix ("" for all).
+func (c *Client) List(ctx context.Context, prefix string) ([]Entry, error) {
+	var lr listResponse
+	if err := c.getJSON(ctx, "/v1/kv?prefix="+url.QueryEscape(prefix), &lr); err != nil {
+		return nil, err
+	}
+	return lr.Entries, nil
+}
+
+// Put writes key=value and returns once the write is durable on the node.
+func (c *Client) Put(ctx context.Context, key string, value []byte) error {
+	p, err := keyPath(key)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodPut, p, bytes.NewReader(value), http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// Delete removes key.
+func (c *Client) Delete(ctx context.Context, key string) error {
+	p, err := keyPath(key)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodDelete, p, nil, http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// Peers lists the peers the node knows.
+func (c *Client) Peers(ctx context.Context) ([]PeerStatus, error) {
+	var pr peersResponse
+	if err := c.getJSON(ctx, "/v1/peers", &pr); err != nil {
+		return nil, err
+	}
+	return pr.Peers, nil
+}
+
+// AddPeer adds a static peer (a multiaddr ending in /p2p/<id>) and
+// returns its peer ID. The address is checked locally first, so a
+// malformed one fails without a request.
+func (c *Client) AddPeer(ctx context.Context, addr string) (string, error) {
+	if _, err := ParsePeerAddr(addr); err != nil {
+		return "", badRequest(err.Error())
+	}
+	b, _ := json.Marshal(addPeerRequest{Addr: addr})
+	resp, err := c.do(ctx, http.MethodPost, "/v1/peers", bytes.NewReader(b), http.StatusOK)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var ar addPeerResponse
+	if err := json.NewDecoder(resp.Body).Decode(&ar); err != nil {
+		return "", fmt.Errorf("POST /v1/peers: bad answer: %w", err)
+	}
+	return ar.ID, nil
+}
+
+// RemovePeer forgets a peer; an error wrapping ErrNotFound if unknown.
+func (c *Client) RemovePeer(ctx context.Context, id string) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/v1/peers/"+url.PathEscape(id), nil, http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}

@@ -1,0 +1,394 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// Names of the files and folders in a data directory.
+const (
+	// ConfigFile is the node's configuration (JSON, see Config).
+	ConfigFile = "config.json"
+	// IdentityFile is the libp2p Ed25519 key; it fixes the peer ID.
+	IdentityFile = "identity.key"
+	// TokenFile holds the API bearer token (64 hex characters, mode 0600).
+	TokenFile = "api.token"
+	// SwarmKeyFile is where `init --psk` writes a generated private network key.
+	SwarmKeyFile = "swarm.key"
+	// DatastoreDir is the LevelDB directory (DAG blocks and the CRDT store).
+	DatastoreDir = "datastore"
+	// APIFile is written by a running node ({"addr": ..., "pid": ...}) and
+	// removed when it stops cleanly; clients read it to find the API.
+	APIFile = "api.json"
+)
+
+// Defaults.
+const (
+	// DefaultEnv is the environment of a node not given --env. Nodes only
+	// ever talk to nodes of the same environment.
+	DefaultEnv = "default"
+	// DefaultAPIAddr is loopback only: the API gives full read/write
+	// access to anyone holding the token, so it is not exposed by default.
+	DefaultAPIAddr = "127.0.0.1:7401"
+	// DefaultP2PPort is the libp2p port (TCP, and UDP for QUIC).
+	DefaultP2PPort = 4001
+)
+
+// Config is a node's configuration, stored as JSON in DIR/config.json.
+// Build it with DefaultConfig (or Init), change it, and check it with
+// Validate. Each field names its JSON key and command-line flag.
+type Config struct {
+	// Env (env, --env) is the environment name: nodes of different
+	// environments never connect or exchange data. Default "default".
+	// 1-64 characters of a-z, 0-9 and '-'.
+	Env string `json:"env"`
+	// NodeID (node_id, --node-id) names the node for humans and for
+	// leader election (lowest ID wins), so it must be stable and unique in
+	// the environment. Default: hostname plus the end of the peer ID.
+	// 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'.
+	NodeID string `json:"node_id"`
+	// ListenAddrs (listen_addrs, --listen) are libp2p multiaddrs to listen
+	// on. Default /ip4/0.0.0.0/tcp/4001 and, without a private network
+	// key, /ip4/0.0.0.0/udp/4001/quic-v1 (libp2p's PSK works over TCP only).
+	ListenAddrs []string `json:"listen_addrs"`
+	// APIAddr (api_addr, --api) is host:port of the HTTP API. Default
+	// 127.0.0.1:7401. Port 0 picks a free port; the bound address is
+	// written to DIR/api.json.
+	APIAddr string `json:"api_addr"`
+	// Peers (peers, --peer) are static peers: full multiaddrs ending in
+	// /p2p/<peer-id>. They are dialled at start and re-dialled whenever
+	// the connection drops.
+	Peers []string `json:"peers,omitempty"`
+	// MDNS (mdns, --no-mdns) enables LAN discovery. Default true.
+	MDNS bool `json:"mdns"`
+	// DHT (dht, --no-dht) enables the Kademlia rendezvous. Default true.
+	DHT bool `json:"dht"`
+	// PSKFile (psk_file, --psk-file) is the private network key file;
+	// relative paths are taken from the data directory. Empty: no PSK.
+	PSKFile string `json:"psk_file,omitempty"`
+	// Trusted (trusted, --trust) are peer IDs whose replication messages
+	// are accepted. Empty: every peer of the (private) network is trusted.
+	Trusted []string `json:"trusted,omitempty"`
+	// LogLevel (log_level, --log-level) is the default log level of `run`
+	// when --log-level is not given: debug, info, warn or error. Empty: warn.
+	LogLevel string `json:"log_level,omitempty"`
+}
+
+// DefaultConfig returns the configuration of a node given no flags. Its
+// NodeID is empty: Init derives one from the host name and peer ID.
+func DefaultConfig() Config {
+	return Config{
+		Env:         DefaultEnv,
+		ListenAddrs: DefaultListenAddrs(false),
+		APIAddr:     DefaultAPIAddr,
+		MDNS:        true,
+		DHT:         true,
+	}
+}
+
+// DefaultListenAddrs are the listen addresses of a node given no
+// --listen: TCP on all interfaces, plus QUIC unless a PSK is used.
+func DefaultListenAddrs(psk bool) []string {
+	addrs := []string{fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", DefaultP2PPort)}
+	if !psk {
+		addrs = append(addrs, fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", DefaultP2PPort))
+	}
+	return addrs
+}
+
+// PSKPath is the PSK file's path, resolved against the data directory;
+// empty when the node uses no PSK.
+func (c *Config) PSKPath(dir string) string {
+	if c.PSKFile == "" || filepath.IsAbs(c.PSKFile) {
+		return c.PSKFile
+	}
+	return filepath.Join(dir, c.PSKFile)
+}
+
+// ErrInvalidConfig is wrapped by the errors of Validate (a *ConfigError).
+// Test with errors.Is; use errors.As for the list of problems.
+var ErrInvalidConfig = errors.New("node: invalid config")
+
+// Problem is one thing wrong with a Config.
+type Problem struct {
+	Key  string // JSON key in config.json, e.g. "listen_addrs"
+	Flag string // command-line flag, e.g. "--listen"
+	Msg  string // what is wrong and what to do
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("%s (%s): %s", p.Key, p.Flag, p.Msg)
+}
+
+// ConfigError lists every problem Validate found.
+type ConfigError struct {
+	Problems []Problem
+}
+
+func (e *ConfigError) Error() string {
+	if len(e.Problems) == 1 {
+		return "invalid config: " + e.Problems[0].String()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid config (%d problems):", len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  - ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidConfig) true.
+func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+
+// Has reports whether a problem names key.
+func (e *ConfigError) Has(key string) bool {
+	return slices.ContainsFunc(e.Problems, func(p Problem) bool { return p.Key == key })
+}
+
+var (
+	envRE    = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
+	nodeIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+)
+
+// LogLevels are the values accepted for LogLevel and --log-level.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
+// Validate reports every problem of c at once (a *ConfigError), each
+// naming the config key and flag and saying what to do.
+func (c *Config) Validate() error {
+	var ps []Problem
+	add := func(key, flag, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Flag: flag, Msg: fmt.Sprintf(format, args...)})
+	}
+	if !envRE.MatchString(c.Env) {
+		add("env", "--env", "%q is not a valid environment name: use 1-64 characters of a-z, 0-9 and '-' (e.g. site-a)", c.Env)
+	}
+	if !nodeIDRE.MatchString(c.NodeID) {
+		add("node_id", "--node-id", "%q is not a valid node ID: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-' (e.g. plant1-edge)", c.NodeID)
+	}
+	if len(c.ListenAddrs) == 0 {
+		add("listen_addrs", "--listen", "no listen address: give at least one, e.g. /ip4/0.0.0.0/tcp/%d", DefaultP2PPort)
+	}
+	for _, s := range c.ListenAddrs {
+		if _, err := ParseListenAddr(s); err != nil {
+			add("listen_addrs", "--listen", "%v", err)
+		} else if c.PSKFile != "" && isQUIC(s) {
+			add("listen_addrs", "--listen", "%q is a QUIC address, but a private network key (psk_file) only works over TCP: remove it or use /tcp/", s)
+		}
+	}
+	if err := checkAPIAddr(c.APIAddr); err != nil {
+		add("api_addr", "--api", "%v", err)
+	}
+	for _, s := range c.Peers {
+		if _, err := ParsePeerAddr(s); err != nil {
+			add("peers", "--peer", "%v", err)
+		}
+	}
+	if strings.TrimSpace(c.PSKFile) != c.PSKFile {
+		add("psk_file", "--psk-file", "%q has leading or trailing spaces: remove them", c.PSKFile)
+	}
+	for _, s := range c.Trusted {
+		if _, err := peer.Decode(s); err != nil {
+			add("trusted", "--trust", "%q is not a peer ID (%v): copy it from `starling status` on that node", s, err)
+		}
+	}
+	if c.LogLevel != "" && !slices.Contains(LogLevels, c.LogLevel) {
+		add("log_level", "--log-level", "%q is not a log level: use one of %s", c.LogLevel, strings.Join(LogLevels, ", "))
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return &ConfigError{Problems: ps}
+}
+
+func isQUIC(s string) bool {
+	m, err := multiaddr.NewMultiaddr(s)
+	if err != nil {
+		return false
+	}
+	_, err = m.ValueForProtocol(multiaddr.P_QUIC_V1)
+	return err == nil
+}
+
+// ParseListenAddr parses a listen multiaddr; the error names the value
+// and says what is expected.
+func ParseListenAddr(s string) (multiaddr.Multiaddr, error) {
+	m, err := multiaddr.NewMultiaddr(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a multiaddr (%v): use e.g. /ip4/0.0.0.0/tcp/%d", s, err, DefaultP2PPort)
+	}
+	if _, err := m.ValueForProtocol(multiaddr.P_P2P); err == nil {
+		return nil, fmt.Errorf("%q: a listen address has no /p2p/ part: remove it", s)
+	}
+	_, tcpErr := m.ValueForProtocol(multiaddr.P_TCP)
+	_, quicErr := m.ValueForProtocol(multiaddr.P_QUIC_V1)
+	if tcpErr != nil && quicErr != nil {
+		return nil, fmt.Errorf("%q has neither /tcp/ nor /udp/.../quic-v1: use e.g. /ip4/0.0.0.0/tcp/%d", s, DefaultP2PPort)
+	}
+	return m, nil
+}
+
+// ParseListenAddrs parses every address; the error names the first bad one.
+func ParseListenAddrs(ss []string) ([]multiaddr.Multiaddr, error) {
+	out := make([]multiaddr.Multiaddr, 0, len(ss))
+	for _, s := range ss {
+		m, err := ParseListenAddr(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// ParsePeerAddr parses a static peer's multiaddr, which must end in
+// /p2p/<peer-id>; the error names the value and says what is expected.
+func ParsePeerAddr(s string) (*peer.AddrInfo, error) {
+	m, err := multiaddr.NewMultiaddr(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a multiaddr (%v): use e.g. /ip4/192.0.2.10/tcp/%d/p2p/<peer-id>", s, err, DefaultP2PPort)
+	}
+	ai, err := peer.AddrInfoFromP2pAddr(m)
+	if err != nil {
+		return nil, fmt.Errorf("%q has no valid /p2p/<peer-id> part (%v): append the peer ID that `starling status` prints on that node", s, err)
+	}
+	if len(ai.Addrs) == 0 {
+		return nil, fmt.Errorf("%q has a peer ID but no address: put the transport first, e.g. /ip4/192.0.2.10/tcp/%d/p2p/%s", s, DefaultP2PPort, ai.ID)
+	}
+	return ai, nil
+}
+
+// ParsePeerAddrs parses static peers and merges addresses of the same
+// peer; the error names the first bad value.
+func ParsePeerAddrs(ss []string) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	idx := map[peer.ID]int{}
+	for _, s := range ss {
+		ai, err := ParsePeerAddr(s)
+		if err != nil {
+			return nil, err
+		}
+		if i, ok := idx[ai.ID]; ok {
+			out[i].Addrs = append(out[i].Addrs, ai.Addrs...)
+			continue
+		}
+		idx[ai.ID] = len(out)
+		out = append(out, *ai)
+	}
+	return out, nil
+}
+
+func checkAPIAddr(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (%v): use e.g. %s", s, err, DefaultAPIAddr)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host: use 127.0.0.1 for local access only, or 0.0.0.0 to expose the API", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535 (0 picks a free port)", s)
+	}
+	return nil
+}
+
+// Settings are what a user can set on the command line of init, run and
+// local. Zero values mean "not given".
+type Settings struct {
+	Env         string
+	NodeID      string
+	ListenAddrs []string // replace the configured ones
+	APIAddr     string
+	Peers       []string // added to the configured ones
+	PSKFile     string
+	Trusted     []string // replace the configured ones
+	NoMDNS      bool
+	NoDHT       bool
+	LogLevel    string
+}
+
+// Apply changes c by the given settings: strings and lists replace the
+// configured values, except Peers which are added (without duplicates);
+// NoMDNS and NoDHT turn discovery off.
+func (s Settings) Apply(c *Config) {
+	setStr := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	setStr(&c.Env, s.Env)
+	setStr(&c.NodeID, s.NodeID)
+	setStr(&c.APIAddr, s.APIAddr)
+	setStr(&c.PSKFile, s.PSKFile)
+	setStr(&c.LogLevel, s.LogLevel)
+	if len(s.ListenAddrs) > 0 {
+		c.ListenAddrs = slices.Clone(s.ListenAddrs)
+	}
+	if len(s.Trusted) > 0 {
+		c.Trusted = slices.Clone(s.Trusted)
+	}
+	for _, p := range s.Peers {
+		if !slices.Contains(c.Peers, p) {
+			c.Peers = append(c.Peers, p)
+		}
+	}
+	if s.NoMDNS {
+		c.MDNS = false
+	}
+	if s.NoDHT {
+		c.DHT = false
+	}
+}
+
+// ErrNotInitialised means a directory has no config.json. Test with errors.Is.
+var ErrNotInitialised = errors.New("node: data dir not initialised")
+
+// Initialised reports whether dir holds a node's config.
+func Initialised(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, ConfigFile))
+	return err == nil
+}
+
+// LoadConfig reads DIR/config.json. Keys missing from the file take
+// their defaults; unknown keys are an error (they usually are typos). It
+// does not validate: Open validates after applying overrides.
+func LoadConfig(dir string) (*Config, error) {
+	path := filepath.Join(dir, ConfigFile)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no %s: create it with `starling init --data %s`", ErrNotInitialised, dir, ConfigFile, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	cfg := DefaultConfig()
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("read config %s: %w: fix the file or re-create it with `starling init --force --data %s`", path, err, dir)
+	}
+	return &cfg, nil
+}
+
+// writeConfig stores cfg as DIR/config.json, atomically.
+func writeConfig(dir string, cfg *Config) error {
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o600)
+}

@@ -1,0 +1,332 @@
+package node
+
+// End-to-end tests with real libp2p and crdt: loopback TCP, static
+// peers, no mDNS (loopback has no multicast) and no DHT.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/starling-sync/starling/p2p"
+)
+
+// failOnPanic turns a panic of the test's goroutine into a failure, so
+// that one panicking test (p2p or crdt not implemented yet) does not
+// abort the other tests of the package. Use: defer failOnPanic(t).
+func failOnPanic(t *testing.T) {
+	if r := recover(); r != nil {
+		t.Fatalf("panic: %v", r)
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+func initTestNode(t *testing.T, dir, id string) {
+	t.Helper()
+	_, err := Init(dir, InitOptions{Settings: Settings{
+		Env:         "e2e",
+		NodeID:      id,
+		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+		APIAddr:     "127.0.0.1:0",
+		NoMDNS:      true,
+		NoDHT:       true,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openTestNode(t *testing.T, dir string, opts ...Option) *Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := Open(ctx, dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// startCluster starts k connected nodes in a fresh temp dir.
+func startCluster(t *testing.T, k int) []*Node {
+	t.Helper()
+	root := t.TempDir()
+	nodes := make([]*Node, k)
+	for i := range nodes {
+		dir := filepath.Join(root, fmt.Sprintf("node%d", i+1))
+		initTestNode(t, dir, fmt.Sprintf("node%d", i+1))
+		nodes[i] = openTestNode(t, dir)
+	}
+	connect(t, nodes)
+	return nodes
+}
+
+func connect(t *testing.T, nodes []*Node) {
+	t.Helper()
+	ctx := context.Background()
+	for i, a := range nodes {
+		for _, b := range nodes[i+1:] {
+			addr := b.P2P().Addrs()[0].String()
+			if _, err := a.Client().AddPeer(ctx, addr); err != nil {
+				t.Fatalf("%s: add peer %s: %v", a.NodeID(), addr, err)
+			}
+		}
+	}
+	for _, n := range nodes {
+		waitFor(t, 15*time.Second, n.NodeID()+" connected to all", func() bool {
+			c := 0
+			for _, p := range n.P2P().Peers() {
+				if p.Connected {
+					c++
+				}
+			}
+			return c >= len(nodes)-1
+		})
+	}
+}
+
+func TestE2EWriteOnAnyNodeVisibleOnOthers(t *testing.T) {
+	defer failOnPanic(t)
+	nodes := startCluster(t, 3)
+	ctx := context.Background()
+	for i, n := range nodes {
+		key := fmt.Sprintf("e2e/from-%d", i+1)
+		start := time.Now()
+		if err := n.Client().Put(ctx, key, []byte(n.NodeID())); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range nodes {
+			waitFor(t, 10*time.Second, key+" on "+o.NodeID(), func() bool {
+				v, err := o.Client().Get(ctx, key)
+				return err == nil && string(v) == n.NodeID()
+			})
+		}
+		t.Logf("%s written on %s, visible everywhere after %v", key, n.NodeID(), time.Since(start))
+	}
+	for _, n := range nodes {
+		es, err := n.Client().List(ctx, "e2e")
+		if err != nil || len(es) != 3 {
+			t.Errorf("%s: List = %v, %v", n.NodeID(), es, err)
+		}
+		st, err := n.Client().Status(ctx)
+		if err != nil || st.NodeID != n.NodeID() || st.PeerID != n.PeerID().String() || len(st.Peers) < 2 {
+			t.Errorf("%s: Status = %+v, %v", n.NodeID(), st, err)
+		}
+	}
+}
+
+func TestE2EPartitionAndHeal(t *testing.T) {
+	defer failOnPanic(t)
+	nodes := startCluster(t, 3)
+	ctx := context.Background()
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	for _, o := range []*Node{a, b} {
+		o.P2P().Block(c.PeerID())
+		c.P2P().Block(o.PeerID())
+	}
+	waitFor(t, 10*time.Second, "node3 cut off", func() bool {
+		for _, p := range c.P2P().Peers() {
+			if p.Connected {
+				return false
+			}
+		}
+		return true
+	})
+	const k = 200
+	for i := range k {
+		if err := a.Client().Put(ctx, fmt.Sprintf("p/a/%03d", i), []byte("a")); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Client().Put(ctx, fmt.Sprintf("p/c/%03d", i), []byte("c")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if es, _ := c.Client().List(ctx, "p/a"); len(es) != 0 {
+		t.Fatalf("node3 got %d keys through the partition", len(es))
+	}
+	start := time.Now()
+	for _, o := range []*Node{a, b} {
+		o.P2P().Unblock(c.PeerID())
+		c.P2P().Unblock(o.PeerID())
+	}
+	for _, n := range nodes {
+		waitFor(t, 30*time.Second, n.NodeID()+" has every key", func() bool {
+			es, err := n.Client().List(ctx, "p")
+			return err == nil && len(es) == 2*k
+		})
+	}
+	t.Logf("healed %d keys in %v", 2*k, time.Since(start))
+}
+
+func TestE2ELifecycle(t *testing.T) {
+	defer failOnPanic(t)
+	dir := filepath.Join(t.TempDir(), "n")
+	initTestNode(t, dir, "n1")
+	before := runtime.NumGoroutine()
+
+	n := openTestNode(t, dir)
+	id := n.PeerID()
+	info, err := ReadAPIInfo(dir)
+	if err != nil || info.Addr != n.APIAddr() || info.PID != os.Getpid() || strings.HasSuffix(info.Addr, ":0") {
+		t.Fatalf("api.json = %+v, %v; node API %s", info, err, n.APIAddr())
+	}
+	c, err := ClientFromDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A second Open of the same directory is refused, naming the running node.
+	_, err = Open(context.Background(), dir, WithConfig(func(c *Config) { c.APIAddr = "127.0.0.1:0" }))
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) {
+		t.Errorf("second Open: %v, want ErrInUse naming pid", err)
+	}
+
+	c.CloseIdleConnections()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if exists(filepath.Join(dir, APIFile)) {
+		t.Error("api.json left after Close")
+	}
+	waitFor(t, 10*time.Second, "goroutines to end", func() bool {
+		return runtime.NumGoroutine() <= before
+	})
+
+	// Restart: same peer ID, same data.
+	n2 := openTestNode(t, dir)
+	if n2.PeerID() != id {
+		t.Errorf("peer ID changed: %s -> %s", id, n2.PeerID())
+	}
+	v, err := n2.Client().Get(context.Background(), "k")
+	if err != nil || string(v) != "v" {
+		t.Errorf("after restart Get = %q, %v", v, err)
+	}
+}
+
+func TestE2EPortInUse(t *testing.T) {
+	defer failOnPanic(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := busy.Addr().(*net.TCPAddr).Port
+
+	tests := []struct {
+		name    string
+		change  func(*Config)
+		mention []string
+	}{
+		{"api", func(c *Config) { c.APIAddr = busy.Addr().String() }, []string{"--api", busy.Addr().String()}},
+		{"libp2p", func(c *Config) { c.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)} }, []string{fmt.Sprint(port)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer failOnPanic(t)
+			dir := filepath.Join(t.TempDir(), "n")
+			initTestNode(t, dir, "n1")
+			cfgBefore, _ := os.ReadFile(filepath.Join(dir, ConfigFile))
+			before := runtime.NumGoroutine()
+			_, err := Open(context.Background(), dir, WithConfig(tt.change))
+			if err == nil {
+				t.Fatal("Open succeeded on a port in use")
+			}
+			for _, m := range tt.mention {
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("error %q does not mention %q", err, m)
+				}
+			}
+			if exists(filepath.Join(dir, APIFile)) {
+				t.Error("api.json written by a failed Open")
+			}
+			if after, _ := os.ReadFile(filepath.Join(dir, ConfigFile)); string(after) != string(cfgBefore) {
+				t.Error("config changed by a failed Open")
+			}
+			waitFor(t, 10*time.Second, "goroutines of the failed Open to end", func() bool {
+				return runtime.NumGoroutine() <= before
+			})
+			// The directory is still usable.
+			n := openTestNode(t, dir)
+			_ = n.Close()
+		})
+	}
+}
+
+func TestE2EBadPSKFile(t *testing.T) {
+	defer failOnPanic(t)
+	tmp := t.TempDir()
+	bad := filepath.Join(tmp, "swarm.key")
+	if err := os.WriteFile(bad, []byte("/key/swarm/psk/1.0.0/\n/base16/\nnot-hex\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(tmp, "n")
+	_, err := Init(dir, InitOptions{Settings: Settings{PSKFile: bad}})
+	if !errors.Is(err, p2p.ErrBadPSK) || !strings.Contains(err.Error(), bad) {
+		t.Errorf("Init: %v, want ErrBadPSK naming %s", err, bad)
+	}
+	if exists(dir) {
+		t.Error("dir created despite a bad PSK")
+	}
+
+	// A key damaged after init is caught by Open, naming the file.
+	initTestNode(t, dir, "n1")
+	_, err = Open(context.Background(), dir, WithConfig(func(c *Config) { c.PSKFile = bad; c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"} }))
+	if !errors.Is(err, p2p.ErrBadPSK) || !strings.Contains(err.Error(), bad) {
+		t.Errorf("Open: %v, want ErrBadPSK naming %s", err, bad)
+	}
+}
+
+func TestE2EInitWithRealKeys(t *testing.T) {
+	defer failOnPanic(t)
+	dir := filepath.Join(t.TempDir(), "n")
+	cfg, err := Init(dir, InitOptions{GeneratePSK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, IdentityFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("identity.key: %v, %v", fi, err)
+	}
+	if _, err := p2p.LoadPSK(cfg.PSKPath(dir)); err != nil {
+		t.Errorf("generated swarm.key does not load: %v", err)
+	}
+	id1, err := ReadPeerID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(cfg.NodeID, id1.String()[len(id1.String())-6:]) {
+		t.Errorf("node ID %q does not end with the peer ID's tail (%s)", cfg.NodeID, id1)
+	}
+	if _, err := Init(dir, InitOptions{Force: true, GeneratePSK: true}); err != nil {
+		t.Fatal(err)
+	}
+	if id2, _ := ReadPeerID(dir); id2 != id1 {
+		t.Errorf("--force changed the peer ID")
+	}
+}

@@ -1,0 +1,469 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ipfs/boxo/blockstore"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	"github.com/ipfs/go-datastore/query"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/starling-sync/starling/crdt"
+	"github.com/starling-sync/starling/p2p"
+)
+
+// The p2p package's replication transport is what the store consumes.
+var _ crdt.Transport = (*p2p.Replication)(nil)
+
+// BlocksNamespace is where DAG blocks live in the node's LevelDB; the
+// CRDT store uses crdt.Options.Namespace (default "/crdt").
+var BlocksNamespace = ds.NewKey("/blocks")
+
+// ErrInUse means another process (or another Node in this process) has
+// the data directory open. Test with errors.Is.
+var ErrInUse = errors.New("node: data dir in use")
+
+// Node is a running Starling node: LevelDB, the libp2p node, the
+// replicated store, and the HTTP API, assembled from a data directory.
+type Node struct {
+	dir     string
+	cfg     Config
+	log     *slog.Logger
+	token   string
+	ldb     *crdt.LevelDB
+	p2p     *p2p.Node
+	store   *crdt.Store
+	srv     *http.Server
+	apiAddr string
+
+	stopPeers   chan struct{} // closed by Close: ends the peer-event loop
+	cancelPeers func()        // ends the p2p subscription
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// Option adjusts Open.
+type Option func(*openOptions)
+
+type openOptions struct {
+	logger    *slog.Logger
+	configure []func(*Config)
+	p2pConfig []func(*p2p.Config)
+	crdtOpts  crdt.Options
+}
+
+// WithLogger sets the node's logger (default: discard). Components log
+// with a "component" attribute.
+func WithLogger(l *slog.Logger) Option { return func(o *openOptions) { o.logger = l } }
+
+// WithSettings applies command-line settings to the loaded config for
+// this run only (config.json is not changed).
+func WithSettings(s Settings) Option {
+	return WithConfig(s.Apply)
+}
+
+// WithConfig changes the loaded config for this run only.
+func WithConfig(f func(*Config)) Option {
+	return func(o *openOptions) { o.configure = append(o.configure, f) }
+}
+
+// WithP2PConfig adjusts the libp2p node's config after it is built
+// from the node config (tests shorten timers with it).
+func WithP2PConfig(f func(*p2p.Config)) Option {
+	return func(o *openOptions) { o.p2pConfig = append(o.p2pConfig, f) }
+}
+
+// WithCRDTOptions sets the store's options (zero fields take the
+// store's defaults; the logger is set by Open unless given).
+func WithCRDTOptions(opts crdt.Options) Option {
+	return func(o *openOptions) { o.crdtOpts = opts }
+}
+
+// Open starts the node of data directory dir: it loads and validates the
+// config, opens LevelDB (whose lock refuses a second node on dir), binds
+// the API address (so a port in use fails before libp2p starts), starts
+// libp2p and the replicated store,
+// forwards new peer connections to the store, serves the API, and
+// writes DIR/api.json. On error everything started so far is stopped.
+// The context bounds start-up only.
+func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) {
+	var o openOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	log := o.logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range o.configure {
+		f(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{dir: dir, cfg: *cfg, log: log.With("node", cfg.NodeID), stopPeers: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+		}
+	}()
+
+	// Everything that can be checked cheaply first.
+	listen, err := ParseListenAddrs(cfg.ListenAddrs)
+	if err != nil {
+		return nil, fmt.Errorf("listen_addrs (--listen): %w", err)
+	}
+	peers, err := ParsePeerAddrs(cfg.Peers)
+	if err != nil {
+		return nil, fmt.Errorf("peers (--peer): %w", err)
+	}
+	trusted := make([]peer.ID, 0, len(cfg.Trusted))
+	for _, s := range cfg.Trusted {
+		id, err := peer.Decode(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted (--trust): %q: %w", s, err)
+		}
+		trusted = append(trusted, id)
+	}
+	var psk []byte
+	if path := cfg.PSKPath(dir); path != "" {
+		if err := checkPSKFile(p2pKeys{}, path); err != nil {
+			return nil, err
+		}
+		if psk, err = p2p.LoadPSK(path); err != nil {
+			return nil, fmt.Errorf("psk_file (--psk-file): %s: %w", path, err)
+		}
+	}
+	if n.token, _, err = ensureToken(dir); err != nil {
+		return nil, err
+	}
+	// LevelDB holds blocks and the store. Its lock file also keeps a
+	// second node off the directory, so it is opened first.
+	dbPath := filepath.Join(dir, DatastoreDir)
+	n.ldb, err = crdt.OpenLevelDB(dbPath)
+	if err != nil {
+		return nil, n.datastoreError(dbPath, err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return nil, fmt.Errorf("api_addr (--api): cannot listen on %s: %w: choose another address with --api (port 0 picks a free one) or stop what uses it", cfg.APIAddr, err)
+	}
+	n.apiAddr = ln.Addr().String()
+	n.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
+	defer func() {
+		if err != nil && n.srv.Handler == nil {
+			_ = ln.Close() // not served yet: Close's Shutdown does not know it
+		}
+	}()
+
+	identity, err := p2p.LoadOrCreateIdentity(filepath.Join(dir, IdentityFile))
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	pc := p2p.DefaultConfig(cfg.Env)
+	pc.Identity = identity
+	pc.PSK = psk
+	pc.ListenAddrs = listen
+	pc.Peers = peers
+	pc.MDNS = cfg.MDNS
+	pc.DHT = cfg.DHT
+	pc.Trusted = trusted
+	pc.Blockstore = namespace.Wrap(n.ldb, BlocksNamespace)
+	pc.Logger = n.log.With("component", "p2p")
+	for _, f := range o.p2pConfig {
+		f(&pc)
+	}
+	n.p2p, err = p2p.New(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("start libp2p: %w", err)
+	}
+	// Subscribe before the store exists so that no connection made
+	// meanwhile is missed (the subscription buffers 64 events).
+	events, cancel := n.p2p.SubscribePeers()
+	n.cancelPeers = cancel
+
+	co := o.crdtOpts
+	if co.Logger == nil {
+		co.Logger = n.log.With("component", "crdt")
+	}
+	if co.LocalBlocks == nil {
+		// The same blocks p2p serves, read without the network, for
+		// branch requests between stores.
+		co.LocalBlocks = blockstore.NewBlockstore(namespace.Wrap(n.ldb, BlocksNamespace))
+	}
+	n.store, err = crdt.Open(ctx, n.ldb, n.p2p.DAGService(), n.p2p.Replication(), co)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	n.wg.Add(1)
+	go n.forwardPeerEvents(events)
+
+	h, err := NewAPIHandler(APIConfig{
+		Token:  n.token,
+		KV:     storeKV{n.store},
+		Peers:  p2pPeers{n.p2p},
+		Status: n,
+		Logger: n.log.With("component", "api"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.srv.Handler = h
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("API server stopped", "err", err)
+		}
+	}()
+	if err := n.writeAPIInfo(); err != nil {
+		return nil, err
+	}
+	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env)
+	return n, nil
+}
+
+func (n *Node) datastoreError(path string, err error) error {
+	// goleveldb returns flock's errno as is when the LOCK file is held.
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		hint := "another starling process uses it"
+		if info, ierr := ReadAPIInfo(n.dir); ierr == nil && processAlive(info.PID) {
+			hint = fmt.Sprintf("a node is running on it (pid %d, API %s)", info.PID, info.Addr)
+		}
+		return fmt.Errorf("%w: %s: %s: stop it first, or use another --data", ErrInUse, n.dir, hint)
+	}
+	return err // crdt.OpenLevelDB names the path
+}
+
+// forwardPeerEvents tells the store about every new connection, so it
+// sends its heads at once instead of waiting for the rebroadcast.
+func (n *Node) forwardPeerEvents(events <-chan p2p.PeerEvent) {
+	defer n.wg.Done()
+	// Peers connected before the subscription existed.
+	for _, p := range n.p2p.Peers() {
+		if p.Connected {
+			n.store.PeerConnected(p.ID.String())
+		}
+	}
+	for {
+		select {
+		case <-n.stopPeers:
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Connected {
+				n.log.Debug("peer connected", "peer", ev.Peer)
+				n.store.PeerConnected(ev.Peer.String())
+			} else {
+				n.log.Debug("peer disconnected", "peer", ev.Peer)
+			}
+		}
+	}
+}
+
+func (n *Node) writeAPIInfo() error {
+	b, err := json.Marshal(APIInfo{Addr: n.apiAddr, PID: os.Getpid()})
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(n.dir, APIFile), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", APIFile, err)
+	}
+	return nil
+}
+
+// Close stops the node: the API server, the peer-event loop, the store,
+// libp2p and LevelDB, in that order, and removes DIR/api.json. It waits
+// for every goroutine the node started and is safe to call twice.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.srv != nil && n.srv.Handler != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := n.srv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stop API: %w", err))
+				_ = n.srv.Close()
+			}
+			cancel()
+			_ = os.Remove(filepath.Join(n.dir, APIFile))
+		}
+		close(n.stopPeers)
+		if n.cancelPeers != nil {
+			n.cancelPeers()
+		}
+		n.wg.Wait()
+		if n.store != nil {
+			if err := n.store.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close store: %w", err))
+			}
+		}
+		if n.p2p != nil {
+			if err := n.p2p.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close libp2p: %w", err))
+			}
+		}
+		if n.ldb != nil {
+			if err := n.ldb.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close datastore: %w", err))
+			}
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// Dir is the node's data directory.
+func (n *Node) Dir() string { return n.dir }
+
+// Config is the configuration the node runs with (after overrides).
+func (n *Node) Config() Config { return n.cfg }
+
+// NodeID is the node's configured ID.
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// PeerID is the node's libp2p peer ID.
+func (n *Node) PeerID() peer.ID { return n.p2p.ID() }
+
+// APIAddr is the address the API is bound to (host:port).
+func (n *Node) APIAddr() string { return n.apiAddr }
+
+// Token is the API's bearer token.
+func (n *Node) Token() string { return n.token }
+
+// Client returns an API client for this node.
+func (n *Node) Client() *Client { return NewClient(n.apiAddr, n.token) }
+
+// P2P exposes the libp2p node (peers, Block/Unblock for partitions).
+func (n *Node) P2P() *p2p.Node { return n.p2p }
+
+// Store exposes the replicated store.
+func (n *Node) Store() *crdt.Store { return n.store }
+
+// Status implements StatusSource.
+func (n *Node) Status(ctx context.Context) (StatusInfo, error) {
+	peers, _ := p2pPeers{n.p2p}.Peers(ctx)
+	addrs := make([]string, 0)
+	for _, a := range n.p2p.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	return StatusInfo{
+		NodeID:         n.cfg.NodeID,
+		PeerID:         n.p2p.ID().String(),
+		Env:            n.cfg.Env,
+		PrivateNetwork: n.cfg.PSKFile != "",
+		Addrs:          addrs,
+		APIAddr:        n.apiAddr,
+		Peers:          peers,
+		Store:          n.store.Status(ctx),
+	}, nil
+}
+
+// storeKV adapts the replicated store to the API's KV.
+type storeKV struct{ s *crdt.Store }
+
+var _ KV = storeKV{}
+
+func (k storeKV) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := k.s.Get(ctx, ds.NewKey(key))
+	if errors.Is(err, crdt.ErrNotFound) {
+		return nil, fmt.Errorf("key %q: %w", key, ErrNotFound)
+	}
+	return v, err
+}
+
+func (k storeKV) List(ctx context.Context, prefix string) ([]Entry, error) {
+	res, err := k.s.Query(ctx, query.Query{Prefix: "/" + prefix})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	var out []Entry
+	for {
+		r, ok := res.NextSync()
+		if !ok {
+			break
+		}
+		if r.Error != nil {
+			return nil, r.Error
+		}
+		out = append(out, Entry{Key: strings.TrimPrefix(r.Key, "/"), Value: r.Value})
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+func (k storeKV) Put(ctx context.Context, key string, value []byte) error {
+	return k.s.Put(ctx, ds.NewKey(key), value)
+}
+
+func (k storeKV) Delete(ctx context.Context, key string) error {
+	return k.s.Delete(ctx, ds.NewKey(key))
+}
+
+// p2pPeers adapts the libp2p node to the API's PeerSet.
+type p2pPeers struct{ n *p2p.Node }
+
+var _ PeerSet = p2pPeers{}
+
+func (p p2pPeers) Peers(context.Context) ([]PeerStatus, error) {
+	infos := p.n.Peers()
+	out := make([]PeerStatus, 0, len(infos))
+	for _, pi := range infos {
+		ps := PeerStatus{
+			ID:        pi.ID.String(),
+			Addrs:     make([]string, 0, len(pi.Addrs)),
+			Connected: pi.Connected,
+			Static:    pi.Static,
+			Blocked:   pi.Blocked,
+			Failures:  pi.Failures,
+		}
+		for _, a := range pi.Addrs {
+			ps.Addrs = append(ps.Addrs, a.String())
+		}
+		if !pi.LastSeen.IsZero() {
+			t := pi.LastSeen
+			ps.LastSeen = &t
+		}
+		if !pi.NextDial.IsZero() {
+			t := pi.NextDial
+			ps.NextDial = &t
+		}
+		out = append(out, ps)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (p p2pPeers) AddPeer(ctx context.Context, ai peer.AddrInfo) error {
+	return p.n.AddPeer(ctx, ai)
+}
+
+func (p p2pPeers) RemovePeer(_ context.Context, id peer.ID) error {
+	err := p.n.RemovePeer(id)
+	if errors.Is(err, p2p.ErrUnknownPeer) {
+		return fmt.Errorf("peer %s: %w", id, ErrNotFound)
+	}
+	return err
+}

@@ -1,0 +1,65 @@
+// Package p2p is Starling's network layer: a libp2p host that finds the
+// other nodes of its environment, stays connected to them, and carries
+// replication traffic and DAG blocks.
+//
+// # Walk-through
+//
+// A node is built from a Config (start from DefaultConfig):
+//
+//	key, _ := p2p.LoadOrCreateIdentity(filepath.Join(dir, "identity.key"))
+//	cfg := p2p.DefaultConfig("prod-site-a")
+//	cfg.Identity = key
+//	cfg.PSK, _ = p2p.LoadPSK(filepath.Join(dir, "swarm.key")) // optional
+//	cfg.Blockstore = namespace.Wrap(db, ds.NewKey("/blocks"))
+//	n, err := p2p.New(ctx, cfg)
+//	defer n.Close()
+//
+// What New sets up, and why:
+//
+//   - Identity: an Ed25519 key kept on disk, so the peer ID survives
+//     restarts (other nodes list it in their static peers and trust lists).
+//   - Private network: with a PSK only nodes holding the same key can
+//     connect. libp2p's pnet covers TCP only, so a PSK disables QUIC.
+//   - Environment: Config.Env derives every name on the wire (mDNS
+//     service, DHT protocol prefix and rendezvous, bitswap prefix,
+//     replication topic and stream protocol), so environments never mix.
+//   - Discovery: static peers (Config.Peers, AddPeer), mDNS on the LAN,
+//     and a rendezvous on a private Kademlia DHT (server mode; it starts
+//     advertising once the first peer is connected, because an empty
+//     routing table cannot hold a record). Discovered peers join the
+//     known-peer set.
+//   - Staying connected: neither gossipsub, mDNS nor the DHT re-dial a lost
+//     peer quickly. The node keeps every known peer (static, discovered,
+//     or one that connected), protects it in the connection manager, and
+//     re-dials it with exponential backoff between RedialMin and RedialMax.
+//     A ping every PingInterval detects a silent partition (which TCP
+//     notices only after minutes): after PingTimeout without an answer the
+//     node closes the connection and the re-dial loop takes over.
+//   - Replication (Node.Replication): a gossipsub topic for broadcasts and
+//     a direct stream protocol for one peer (the heads exchange on
+//     connect). A topic validator drops messages whose author is not in
+//     Config.Trusted. It satisfies crdt.Transport.
+//   - Blocks (Node.DAGService): a DAG service over Config.Blockstore that
+//     fetches missing blocks from connected peers with bitswap.
+//   - Peer events (Node.SubscribePeers): connected / disconnected, for the
+//     heads exchange and for the election's view of the network.
+//   - Block and Unblock: a connection gater that refuses a peer and closes
+//     its connections; used to simulate partitions in tests.
+//
+// # Goroutines and shutdown
+//
+// The node owns its goroutines: an event loop (connectedness events to
+// known-peer state and PeerEvents), the re-dial loop (one timer, nudged
+// on every change), the liveness loop (a ticker; one short-lived goroutine
+// per ping), the gossip pump, and, with the DHT, an advertise and a find
+// loop. Close cancels them, waits for all of them, then closes bitswap,
+// pubsub, the DHT and the host, in that order (measured to leak nothing).
+//
+// # Delivery caveats
+//
+// Gossipsub is best effort: a message published while a peer is cut off,
+// or within about 100 ms after its subscription appears, may never reach
+// it. Receive queues messages from the moment New returns, but callers
+// must still exchange heads directly (SendTo) when a peer connects, and
+// rebroadcast.
+package p2p

@@ -1,0 +1,405 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/bitswap"
+	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ds "github.com/ipfs/go-datastore"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// Sentinel errors. Test for them with errors.Is.
+var (
+	// ErrBadPSK means a private-network key file could not be parsed.
+	ErrBadPSK = errors.New("p2p: bad private network key")
+	// ErrUnknownPeer means an operation named a peer this node does not know.
+	ErrUnknownPeer = errors.New("p2p: unknown peer")
+	// ErrClosed means the node has been closed.
+	ErrClosed = errors.New("p2p: node closed")
+)
+
+// Config configures a Node. Build it from DefaultConfig and adjust.
+type Config struct {
+	// Env is the environment name (e.g. "prod-site-a"). It derives the mDNS
+	// service name, the DHT protocol prefix, the rendezvous string, the
+	// bitswap protocol prefix, the replication topic and the direct-stream
+	// protocol, so that two environments never mix even without a PSK.
+	// Required; [a-z0-9-], 1..64 chars.
+	Env string
+	// Identity is the host's private key (Ed25519). Required. See LoadOrCreateIdentity.
+	Identity crypto.PrivKey
+	// PSK is the optional private-network key (32 bytes). When set, only
+	// nodes with the same key can connect, and QUIC is disabled (libp2p's
+	// pnet works over TCP only).
+	PSK []byte
+	// ListenAddrs are the multiaddrs to listen on. Default
+	// /ip4/0.0.0.0/tcp/4001 and, without a PSK, /ip4/0.0.0.0/udp/4001/quic-v1.
+	ListenAddrs []multiaddr.Multiaddr
+	// Peers are static bootstrap peers (must include /p2p/<id>). They are
+	// dialled at start and kept forever: re-dialled with backoff whenever
+	// they are not connected.
+	Peers []peer.AddrInfo
+	// MDNS enables LAN discovery. Default true.
+	MDNS bool
+	// DHT enables the Kademlia rendezvous (server mode, env-specific
+	// protocol prefix). Default true.
+	DHT bool
+	// Trusted, when non-empty, is the list of peers whose replication
+	// messages are accepted (gossip validator and direct streams). Messages
+	// from this node itself are always accepted.
+	Trusted []peer.ID
+	// RedialMin and RedialMax bound the exponential backoff used to
+	// re-dial known peers that are not connected. Defaults 250ms and 5s:
+	// a peer that comes back after a partition is reconnected within
+	// RedialMax.
+	RedialMin, RedialMax time.Duration
+	// PingInterval and PingTimeout drive liveness: a connected known peer
+	// that fails to answer pings for PingTimeout has its connections closed
+	// (TCP alone does not notice a silent partition for minutes), so that
+	// the re-dial loop takes over. Defaults 1s and 4s.
+	PingInterval, PingTimeout time.Duration
+	// Blockstore is where DAG blocks are kept (usually a namespace of the
+	// node's LevelDB). Required.
+	Blockstore ds.Batching
+	// Logger receives the node's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// PeerEvent tells that a peer became connected (first connection) or
+// disconnected (last connection closed).
+type PeerEvent struct {
+	Peer      peer.ID
+	Connected bool
+}
+
+// peerEventBuffer is the channel size of each SubscribePeers subscriber.
+const peerEventBuffer = 64
+
+// Node is a libp2p host with discovery, a re-dial loop, gossipsub and
+// bitswap.
+//
+// Its methods are safe for concurrent use.
+type Node struct {
+	cfg   Config
+	names envNames
+	log   *slog.Logger
+	self  peer.ID
+
+	host   host.Host
+	gater  *gater
+	events event.Subscription
+
+	ps       *pubsub.PubSub
+	psCancel context.CancelFunc
+	repl     *Replication
+
+	bswap    *bitswap.Bitswap
+	bsCancel context.CancelFunc
+	dag      ipld.DAGService
+
+	dht  *dht.IpfsDHT
+	mdns mdns.Service
+
+	// ctx is cancelled by Close; every goroutine in wg watches it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// wake nudges the re-dial loop (buffered 1; a pending nudge is enough).
+	wake chan struct{}
+	// firstConn is closed when the first peer connects (DHT advertising
+	// waits for it: with an empty routing table it can only fail).
+	firstConn     chan struct{}
+	firstConnOnce sync.Once
+
+	mu      sync.Mutex
+	closed  bool
+	known   map[peer.ID]*knownPeer
+	removed map[peer.ID]struct{}
+	subs    map[uint64]chan PeerEvent
+	nextSub uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a node. It returns an error (never logs-and-continues) when a
+// listen address is in use or invalid. The context only bounds start-up.
+//
+// Everything is running when New returns: the replication subscription
+// already queues messages for Receive, static peers are being dialled.
+func New(ctx context.Context, cfg Config) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	self, err := peer.IDFromPrivateKey(cfg.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: peer ID from identity: %w", err)
+	}
+
+	n := &Node{
+		cfg:       cfg,
+		names:     namesFor(cfg.Env),
+		log:       cfg.Logger.With("component", "p2p", "self", self.String()),
+		self:      self,
+		gater:     newGater(),
+		wake:      make(chan struct{}, 1),
+		firstConn: make(chan struct{}),
+		known:     make(map[peer.ID]*knownPeer),
+		removed:   make(map[peer.ID]struct{}),
+		subs:      make(map[uint64]chan PeerEvent),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			_ = n.shutdown()
+		}
+	}()
+
+	if err := n.startHost(); err != nil {
+		return nil, err
+	}
+	// Subscribe before anything can connect, so no connection goes unseen.
+	n.events, err = n.host.EventBus().Subscribe([]any{
+		new(event.EvtPeerConnectednessChanged),
+		new(event.EvtPeerIdentificationCompleted),
+	}, eventbus.BufSize(256), eventbus.Name("starling-p2p"))
+	if err != nil {
+		return nil, fmt.Errorf("p2p: subscribe to host events: %w", err)
+	}
+	if err := n.startPubSub(); err != nil {
+		return nil, err
+	}
+	n.startBitswap()
+	if cfg.DHT {
+		if err := n.startDHT(); err != nil {
+			return nil, err
+		}
+	}
+	// Listen only now that every protocol handler is registered: a peer
+	// that connects at once finds them all.
+	for _, a := range cfg.ListenAddrs {
+		if err := n.host.Network().Listen(a); err != nil {
+			return nil, fmt.Errorf("p2p: listen on %s: %w", a, err)
+		}
+	}
+	if cfg.MDNS {
+		if err := n.startMDNS(); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("p2p: start: %w", err)
+	}
+
+	for _, ai := range cfg.Peers {
+		n.addKnown(ai, sourceStatic)
+	}
+
+	n.wg.Add(3)
+	go n.eventLoop()
+	go n.redialLoop()
+	go n.livenessLoop()
+	n.wg.Go(func() { n.repl.pump(n.ctx) })
+	if n.dht != nil {
+		n.wg.Add(2)
+		go n.advertiseLoop()
+		go n.findLoop()
+	}
+	n.log.Info("p2p node started", "addrs", n.Addrs(), "mdns", cfg.MDNS, "dht", cfg.DHT, "private", len(cfg.PSK) > 0)
+	return n, nil
+}
+
+// startHost creates the libp2p host without listening (New listens on
+// each address itself, so that any failure is reported with its address;
+// libp2p alone succeeds when one address of several works).
+func (n *Node) startHost() error {
+	opts := []libp2p.Option{
+		libp2p.Identity(n.cfg.Identity),
+		libp2p.NoListenAddrs,
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.ConnectionGater(n.gater),
+		// No process-wide Prometheus registry: several nodes share a
+		// process in tests and in the local launcher.
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("starling"),
+	}
+	if len(n.cfg.PSK) > 0 {
+		opts = append(opts, libp2p.PrivateNetwork(pnet.PSK(n.cfg.PSK)))
+	} else {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return fmt.Errorf("p2p: create host: %w", err)
+	}
+	n.host = h
+	return nil
+}
+
+func (n *Node) startPubSub() error {
+	var psCtx context.Context
+	psCtx, n.psCancel = context.WithCancel(context.Background())
+	ps, err := pubsub.NewGossipSub(psCtx, n.host,
+		pubsub.WithMaxMessageSize(maxMessageSize),
+		pubsub.WithLogger(n.log.With("component", "pubsub")),
+	)
+	if err != nil {
+		return fmt.Errorf("p2p: start gossipsub: %w", err)
+	}
+	n.ps = ps
+	n.repl, err = newReplication(n.host, ps, n.names, n.cfg.Trusted, n.log.With("component", "replication"))
+	return err
+}
+
+func (n *Node) startBitswap() {
+	var bsCtx context.Context
+	bsCtx, n.bsCancel = context.WithCancel(context.Background())
+	bstore := blockstore.NewBlockstore(n.cfg.Blockstore)
+	net := bsnet.NewFromIpfsHost(n.host, bsnet.Prefix(n.names.bitswapPrefix))
+	// No content routing: every node replicates everything, so the blocks
+	// a node wants are with the peers it is connected to.
+	n.bswap = bitswap.New(bsCtx, net, nil, bstore)
+	n.dag = merkledag.NewDAGService(blockservice.New(bstore, n.bswap))
+}
+
+// ID is this node's peer ID.
+func (n *Node) ID() peer.ID { return n.self }
+
+// Host exposes the libp2p host (for protocols such as the election topic).
+func (n *Node) Host() host.Host { return n.host }
+
+// Addrs are this node's listen addresses with /p2p/<id> appended.
+func (n *Node) Addrs() []multiaddr.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.self, Addrs: n.host.Addrs()})
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
+
+// DAGService is a DAG service over the Blockstore that fetches missing
+// blocks from peers with bitswap.
+func (n *Node) DAGService() ipld.DAGService { return n.dag }
+
+// Replication returns the transport for the replication topic. It
+// satisfies crdt.Transport. Calling it twice returns the same value.
+func (n *Node) Replication() *Replication { return n.repl }
+
+// SubscribePeers delivers peer events until cancel is called or the node
+// closes (then the channel is closed). Events are dropped for a
+// subscriber whose buffer (64) is full.
+//
+// Events come from one goroutine, in the order libp2p reports them. A
+// connection closed right after it opened may be reported as a disconnect
+// alone (libp2p coalesces the two).
+func (n *Node) SubscribePeers() (events <-chan PeerEvent, cancel func()) {
+	ch := make(chan PeerEvent, peerEventBuffer)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		close(ch)
+		return ch, func() {}
+	}
+	id := n.nextSub
+	n.nextSub++
+	n.subs[id] = ch
+	return ch, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if c, ok := n.subs[id]; ok {
+			delete(n.subs, id)
+			close(c)
+		}
+	}
+}
+
+// publishEvent fans ev out without blocking. Callers hold n.mu.
+func (n *Node) publishEvent(ev PeerEvent) {
+	for _, ch := range n.subs {
+		select {
+		case ch <- ev:
+		default:
+			n.log.Warn("peer event dropped: subscriber is slow", "peer", ev.Peer, "connected", ev.Connected)
+		}
+	}
+}
+
+// Close stops discovery, the re-dial loop, bitswap, pubsub and the host,
+// in that order, and waits for every goroutine. Safe to call twice.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.shutdown() })
+	return n.closeErr
+}
+
+// shutdown tears down whatever New got to start, in the order measured to
+// leak nothing: discovery and loops, bitswap, pubsub, DHT, host.
+func (n *Node) shutdown() error {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	if n.repl != nil {
+		close(n.repl.done)
+	}
+
+	var errs []error
+	if n.mdns != nil {
+		errs = append(errs, n.mdns.Close())
+	}
+	n.cancel()
+	n.wg.Wait()
+	if n.events != nil {
+		errs = append(errs, n.events.Close())
+	}
+	if n.bswap != nil {
+		errs = append(errs, n.bswap.Close())
+		n.bsCancel()
+	}
+	if n.repl != nil {
+		n.repl.close()
+	}
+	if n.psCancel != nil {
+		n.psCancel()
+	}
+	if n.dht != nil {
+		errs = append(errs, n.dht.Close())
+	}
+	if n.host != nil {
+		errs = append(errs, n.host.Close())
+	}
+
+	n.mu.Lock()
+	for id, ch := range n.subs {
+		delete(n.subs, id)
+		close(ch)
+	}
+	n.mu.Unlock()
+
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("p2p: close: %w", err)
+	}
+	return nil
+}

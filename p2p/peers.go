@@ -1,0 +1,500 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// protectTag marks known peers in the connection manager, which then
+// never trims their connections.
+const protectTag = "starling-known"
+
+// PeerInfo describes a peer the node knows.
+type PeerInfo struct {
+	ID        peer.ID
+	Addrs     []multiaddr.Multiaddr
+	Connected bool
+	Static    bool      // from Config.Peers or AddPeer
+	Blocked   bool      // Block was called for it
+	LastSeen  time.Time // last time a connection was up (zero if never)
+	Failures  int       // consecutive failed dials
+	NextDial  time.Time // when the re-dial loop tries again (zero if connected)
+}
+
+// knownPeer is the node's record of a peer it keeps connected. Guarded by
+// Node.mu.
+type knownPeer struct {
+	static  bool
+	addrs   []multiaddr.Multiaddr // configured or discovered
+	learned []multiaddr.Multiaddr // listen addresses the peer announced (identify)
+
+	connected bool
+	upSince   time.Time // start of the current connection
+	lastSeen  time.Time
+	lastPong  time.Time // last successful ping (or connect time)
+	pinging   bool
+
+	dialing  bool
+	failures int // consecutive failed dials
+	flaps    int // consecutive connections that dropped within RedialMax
+	nextDial time.Time
+}
+
+func (k *knownPeer) dialAddrs() []multiaddr.Multiaddr {
+	return mergeAddrs(slices.Clone(k.addrs), k.learned)
+}
+
+// mergeAddrs appends the addresses of add missing from dst; it reports
+// whether it added any.
+func mergeAddrs(dst, add []multiaddr.Multiaddr) []multiaddr.Multiaddr {
+	for _, a := range add {
+		if len(a) == 0 {
+			continue
+		}
+		if !slices.ContainsFunc(dst, a.Equal) {
+			dst = append(dst, a)
+		}
+	}
+	return dst
+}
+
+// backoff is the wait before the attempt that follows n consecutive
+// failures: RedialMin doubling up to RedialMax.
+func (n *Node) backoff(failures int) time.Duration {
+	if failures <= 0 {
+		return 0
+	}
+	d := n.cfg.RedialMin
+	for i := 1; i < failures && d < n.cfg.RedialMax; i++ {
+		d *= 2
+	}
+	return min(d, n.cfg.RedialMax)
+}
+
+// dialTimeout bounds one dial. A dial to a silently partitioned peer hangs
+// until it, so it is kept near RedialMax: a healed partition is noticed
+// within about dialTimeout + RedialMax.
+func (n *Node) dialTimeout() time.Duration {
+	return min(max(n.cfg.RedialMax, 2*time.Second), 10*time.Second)
+}
+
+func (n *Node) kick() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Sources of known peers, for addKnown and the logs.
+const (
+	sourceStatic = "static" // Config.Peers or AddPeer
+	sourceMDNS   = "mdns"
+	sourceDHT    = "dht"
+)
+
+// addKnown records ai as a peer to keep connected. Static peers come from
+// Config.Peers and AddPeer; others were discovered. It reports false for
+// this node itself, a removed peer found by discovery, or a closed node.
+func (n *Node) addKnown(ai peer.AddrInfo, source string) bool {
+	static := source == sourceStatic
+	if ai.ID == n.self || ai.ID == "" {
+		return false
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return false
+	}
+	if _, gone := n.removed[ai.ID]; gone {
+		if !static {
+			n.mu.Unlock()
+			return false
+		}
+		delete(n.removed, ai.ID)
+	}
+	k, existed := n.known[ai.ID]
+	if !existed {
+		k = &knownPeer{}
+		n.known[ai.ID] = k
+	}
+	before := len(k.addrs)
+	k.addrs = mergeAddrs(k.addrs, ai.Addrs)
+	k.static = k.static || static
+	// A new peer, new addresses, or an explicit AddPeer deserve a dial now;
+	// rediscovering the same stale record (the DHT does, every round) does
+	// not reset the backoff.
+	if !k.connected && (!existed || static || len(k.addrs) > before) {
+		k.failures = 0
+		k.nextDial = time.Now()
+	}
+	n.mu.Unlock()
+
+	ttl := peerstore.AddressTTL
+	if static {
+		ttl = peerstore.PermanentAddrTTL
+	}
+	n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, ttl)
+	n.host.ConnManager().Protect(ai.ID, protectTag)
+	if !existed {
+		n.log.Debug("new known peer", "peer", ai.ID, "source", source, "addrs", ai.Addrs)
+	}
+	n.kick()
+	return true
+}
+
+// Peers lists every known peer (static, discovered, or connected).
+func (n *Node) Peers() []PeerInfo {
+	n.mu.Lock()
+	out := make([]PeerInfo, 0, len(n.known))
+	for id, k := range n.known {
+		out = append(out, PeerInfo{
+			ID:        id,
+			Addrs:     k.dialAddrs(),
+			Connected: k.connected,
+			Static:    k.static,
+			LastSeen:  k.lastSeen,
+			Failures:  k.failures,
+			NextDial:  k.nextDial,
+		})
+	}
+	n.mu.Unlock()
+
+	ps := n.host.Peerstore()
+	for i := range out {
+		p := &out[i]
+		p.Addrs = mergeAddrs(p.Addrs, ps.Addrs(p.ID))
+		p.Blocked = n.gater.isBlocked(p.ID)
+		if p.Connected {
+			p.NextDial = time.Time{}
+		}
+	}
+	// Connected peers the node does not keep (it was told to remove them,
+	// and they dialled in again) are listed too.
+	for _, id := range n.host.Network().Peers() {
+		if slices.ContainsFunc(out, func(p PeerInfo) bool { return p.ID == id }) {
+			continue
+		}
+		out = append(out, PeerInfo{ID: id, Addrs: ps.Addrs(id), Connected: true, Blocked: n.gater.isBlocked(id)})
+	}
+	slices.SortFunc(out, func(a, b PeerInfo) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// AddPeer remembers a peer as static and dials it now (without waiting
+// for the dial to succeed).
+func (n *Node) AddPeer(ctx context.Context, ai peer.AddrInfo) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ai.ID == "" {
+		return fmt.Errorf("p2p: add peer: no peer ID (the address must end in /p2p/<id>)")
+	}
+	if ai.ID == n.self {
+		return fmt.Errorf("p2p: add peer: %s is this node itself", ai.ID)
+	}
+	if !n.addKnown(ai, sourceStatic) {
+		return ErrClosed
+	}
+	return nil
+}
+
+// RemovePeer forgets a peer: it is not re-dialled and its connections
+// are closed. ErrUnknownPeer if the node never knew it.
+//
+// Discovery does not bring it back; AddPeer does. The peer may still dial
+// in (use Block to refuse it).
+func (n *Node) RemovePeer(id peer.ID) error {
+	// Ask the network before taking n.mu: the node never holds its lock
+	// while calling into libp2p.
+	connected := n.host.Network().Connectedness(id) == network.Connected
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return ErrClosed
+	}
+	_, known := n.known[id]
+	_, removed := n.removed[id]
+	if !known && !removed && !connected {
+		n.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownPeer, id)
+	}
+	delete(n.known, id)
+	n.removed[id] = struct{}{}
+	n.mu.Unlock()
+
+	n.host.ConnManager().Unprotect(id, protectTag)
+	n.host.Peerstore().ClearAddrs(id)
+	if err := n.host.Network().ClosePeer(id); err != nil {
+		return fmt.Errorf("p2p: remove peer %s: close connections: %w", id, err)
+	}
+	n.log.Info("peer removed", "peer", id)
+	return nil
+}
+
+// Block refuses connections with the peer and closes the current ones
+// (a connection gater; used for tests and partitions). Unblock lifts it;
+// the re-dial loop reconnects within RedialMax.
+func (n *Node) Block(id peer.ID) {
+	// Gate first, then close: a dial racing with the close is refused.
+	n.gater.block(id)
+	if err := n.host.Network().ClosePeer(id); err != nil {
+		n.log.Debug("block: close connections", "peer", id, "err", err)
+	}
+	n.log.Info("peer blocked", "peer", id)
+}
+
+// Unblock lifts Block; a known peer is dialled at once.
+func (n *Node) Unblock(id peer.ID) {
+	if !n.gater.unblock(id) {
+		return
+	}
+	n.mu.Lock()
+	if k, ok := n.known[id]; ok {
+		k.failures = 0
+		k.flaps = 0
+		k.nextDial = time.Now()
+	}
+	n.mu.Unlock()
+	n.log.Info("peer unblocked", "peer", id)
+	n.kick()
+}
+
+// eventLoop turns the host's connectedness events into known-peer state
+// and PeerEvents. It must never call into the network while the event bus
+// waits on it (ClosePeer from here could deadlock); it only records.
+func (n *Node) eventLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case e, ok := <-n.events.Out():
+			if !ok {
+				return
+			}
+			switch ev := e.(type) {
+			case event.EvtPeerConnectednessChanged:
+				n.onConnectedness(ev.Peer, ev.Connectedness == network.Connected)
+			case event.EvtPeerIdentificationCompleted:
+				n.mu.Lock()
+				if k, ok := n.known[ev.Peer]; ok && len(ev.ListenAddrs) > 0 {
+					k.learned = slices.Clone(ev.ListenAddrs)
+				}
+				n.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (n *Node) onConnectedness(id peer.ID, connected bool) {
+	now := time.Now()
+	// Keep the addresses the peerstore has for a peer that leaves: it
+	// drops them some minutes after the disconnect, the re-dial loop keeps
+	// trying for good.
+	var lastAddrs []multiaddr.Multiaddr
+	if !connected {
+		lastAddrs = n.host.Peerstore().Addrs(id)
+	}
+	n.mu.Lock()
+	_, removed := n.removed[id]
+	k, ok := n.known[id]
+	if !ok && !removed && connected {
+		// Any peer that connects is kept from now on.
+		k, ok = &knownPeer{}, true
+		n.known[id] = k
+	}
+	protect := false
+	if ok {
+		switch {
+		case connected && !k.connected:
+			k.connected = true
+			k.upSince, k.lastSeen, k.lastPong = now, now, now
+			k.failures = 0
+			k.nextDial = time.Time{}
+			protect = true
+		case !connected && k.connected:
+			k.connected = false
+			k.lastSeen = now
+			if len(k.learned) == 0 {
+				k.learned = lastAddrs
+			}
+			if now.Sub(k.upSince) < n.cfg.RedialMax {
+				k.flaps++ // dropped at once: back off, or a flapping peer spins us
+			} else {
+				k.flaps = 0
+			}
+			k.nextDial = now.Add(n.backoff(k.flaps))
+		}
+	}
+	n.publishEvent(PeerEvent{Peer: id, Connected: connected})
+	n.mu.Unlock()
+
+	if protect {
+		n.host.ConnManager().Protect(id, protectTag)
+	}
+	if connected {
+		n.firstConnOnce.Do(func() { close(n.firstConn) })
+		n.log.Debug("peer connected", "peer", id)
+	} else {
+		n.log.Debug("peer disconnected", "peer", id)
+		n.kick()
+	}
+}
+
+// redialLoop dials known peers that are not connected, each when its
+// backoff expires. It sleeps on a timer until the next one is due or
+// something changes (kick).
+func (n *Node) redialLoop() {
+	defer n.wg.Done()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		timer.Reset(n.startDueDials())
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// idleWait is how long the re-dial loop sleeps when nothing is pending;
+// every state change kicks it anyway, this is only a backstop.
+const idleWait = time.Minute
+
+// startDueDials starts a dial for every due peer and returns how long to
+// wait for the next one.
+func (n *Node) startDueDials() time.Duration {
+	type job struct {
+		ai peer.AddrInfo
+	}
+	var jobs []job
+	now := time.Now()
+	wait := idleWait
+
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return idleWait
+	}
+	for id, k := range n.known {
+		if k.connected || k.dialing || n.gater.isBlocked(id) {
+			continue
+		}
+		if d := k.nextDial.Sub(now); d > 0 {
+			wait = min(wait, d)
+			continue
+		}
+		k.dialing = true
+		jobs = append(jobs, job{peer.AddrInfo{ID: id, Addrs: k.dialAddrs()}})
+	}
+	n.mu.Unlock()
+
+	for _, j := range jobs {
+		n.wg.Go(func() { n.dial(j.ai) })
+	}
+	return wait
+}
+
+func (n *Node) dial(ai peer.AddrInfo) {
+	// The swarm keeps its own dial backoff (5s growing to 5 min per
+	// address); ours replaces it, or a healed peer would wait minutes.
+	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(ai.ID)
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.dialTimeout())
+	err := n.host.Connect(ctx, ai)
+	cancel()
+
+	n.mu.Lock()
+	if k, ok := n.known[ai.ID]; ok {
+		k.dialing = false
+		if err != nil {
+			k.failures++
+			k.nextDial = time.Now().Add(n.backoff(k.failures + k.flaps))
+		} else {
+			k.failures = 0
+		}
+	}
+	n.mu.Unlock()
+	if err != nil && n.ctx.Err() == nil {
+		n.log.Debug("dial failed", "peer", ai.ID, "err", err)
+	}
+	n.kick()
+}
+
+// livenessLoop pings every connected known peer each PingInterval and
+// closes the connections of one that has not answered for PingTimeout.
+func (n *Node) livenessLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		var toPing, dead []peer.ID
+		now := time.Now()
+		n.mu.Lock()
+		for id, k := range n.known {
+			if !k.connected {
+				continue
+			}
+			if now.Sub(k.lastPong) > n.cfg.PingTimeout {
+				dead = append(dead, id)
+				k.lastPong = now // once per timeout, until the disconnect shows
+				continue
+			}
+			if !k.pinging {
+				k.pinging = true
+				toPing = append(toPing, id)
+			}
+		}
+		n.mu.Unlock()
+
+		for _, id := range dead {
+			n.log.Info("peer silent: closing its connections", "peer", id, "timeout", n.cfg.PingTimeout)
+			_ = n.host.Network().ClosePeer(id)
+		}
+		for _, id := range toPing {
+			n.wg.Go(func() { n.ping(id) })
+		}
+	}
+}
+
+func (n *Node) ping(id peer.ID) {
+	// WithNoDial: a ping must not reconnect a peer; that is the re-dial
+	// loop's job, with its backoff.
+	ctx, cancel := context.WithTimeout(network.WithNoDial(n.ctx, "liveness ping"), n.cfg.PingTimeout)
+	res, ok := <-ping.Ping(ctx, n.host, id)
+	cancel()
+	n.mu.Lock()
+	if k, known := n.known[id]; known {
+		k.pinging = false
+		if ok && res.Error == nil {
+			k.lastPong = time.Now()
+		}
+	}
+	n.mu.Unlock()
+}
