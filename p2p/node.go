@@ -224,6 +224,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	go n.redialLoop()
 	go n.livenessLoop()
 	n.wg.Go(func() { n.repl.pump(n.ctx) })
+	n.wg.Go(func() { n.repl.fillGaps(n.ctx) })
 	if n.dht != nil {
 		n.wg.Add(2)
 		go n.advertiseLoop()
@@ -265,6 +266,11 @@ func (n *Node) startPubSub() error {
 	psCtx, n.psCancel = context.WithCancel(context.Background())
 	ps, err := pubsub.NewGossipSub(psCtx, n.host,
 		pubsub.WithMaxMessageSize(maxMessageSize),
+		// Own messages go to every peer known on the topic, not only to
+		// the mesh: the mesh is built at gossip heartbeats (1s), and a
+		// message published before that reached nobody (measured: up to
+		// 1s for a write to appear on a peer right after start).
+		pubsub.WithFloodPublish(true),
 		pubsub.WithLogger(n.log.With("component", "pubsub")),
 	)
 	if err != nil {

@@ -47,6 +47,16 @@ func TestStaticPeerConnectsAndRestarts(t *testing.T) {
 	if len(b.Addrs()) == 0 || !strings.Contains(b.Addrs()[0].String(), "/p2p/"+b.ID().String()) {
 		t.Errorf("Addrs() = %v, want /p2p/<id> appended", b.Addrs())
 	}
+
+	// B restarts on the same address without any static peer: A, which
+	// only learned B because B dialled it, re-dials it.
+	key, addrs := b.cfg.Identity, b.Host().Addrs()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return !isConnected(a, b) }, "A still connected to the closed B")
+	b2 := newNode(t, func(c *Config) { c.Identity, c.ListenAddrs = key, addrs })
+	eventually(t, 5*time.Second, func() bool { return bothConnected(a, b2) }, "A did not re-dial the restarted B")
 }
 
 func TestQUIC(t *testing.T) {
@@ -443,4 +453,18 @@ func newNodeNoCleanup(t testing.TB, opts ...func(*Config)) *Node {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestPublishRightAfterConnect publishes once, as soon as two nodes are
+// connected, with no probes: the message must arrive well before the
+// first gossip heartbeat (1s) could have built a mesh.
+func TestPublishRightAfterConnect(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, withPeers(a))
+	waitConnected(t, a, b)
+	rb := collect(t, b)
+	if err := a.Replication().Publish(context.Background(), []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, rb, "first", 500*time.Millisecond)
 }

@@ -54,8 +54,7 @@ func (k *knownPeer) dialAddrs() []multiaddr.Multiaddr {
 	return mergeAddrs(slices.Clone(k.addrs), k.learned)
 }
 
-// mergeAddrs appends the addresses of add missing from dst; it reports
-// whether it added any.
+// mergeAddrs appends the addresses of add that dst lacks.
 func mergeAddrs(dst, add []multiaddr.Multiaddr) []multiaddr.Multiaddr {
 	for _, a := range add {
 		if len(a) == 0 {

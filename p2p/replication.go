@@ -59,8 +59,19 @@ type Replication struct {
 	sub   *pubsub.Subscription
 
 	inbox chan inbound
+	gaps  chan gapMsg   // published messages for peers gossip may miss
 	done  chan struct{} // closed when the node starts closing
 }
+
+// gapMsg is a published message to deliver directly to one peer.
+type gapMsg struct {
+	to   peer.ID
+	data []byte
+}
+
+// gapQueue bounds the direct copies of published messages waiting to be
+// sent; beyond it they are dropped (the heads exchange covers them).
+const gapQueue = 256
 
 type inbound struct {
 	from string
@@ -75,6 +86,7 @@ func newReplication(h host.Host, ps *pubsub.PubSub, names envNames, trusted []pe
 		proto:   names.directProto,
 		trusted: make(map[peer.ID]struct{}, len(trusted)),
 		inbox:   make(chan inbound, inboxSize),
+		gaps:    make(chan gapMsg, gapQueue),
 		done:    make(chan struct{}),
 	}
 	for _, id := range trusted {
@@ -156,10 +168,13 @@ func (r *Replication) pump(ctx context.Context) {
 
 // Publish sends data to all peers on the replication topic.
 //
-// Gossipsub gives no delivery guarantee: a message published while a
-// peer is partitioned, or within ~100 ms after its subscription appears,
-// may never reach it. Callers recover with a heads exchange (SendTo) on
-// connect and periodic rebroadcast.
+// Gossipsub only sends to peers whose subscription it has seen: a message
+// published in the first moments of a connection (measured here: about
+// 100 ms, up to a gossip heartbeat) never reaches the new peer. Publish
+// therefore also queues a direct copy (SendTo, in the background) for
+// every connected peer that gossipsub does not list on the topic yet.
+// A message published while a peer is partitioned is still lost; callers
+// recover with a heads exchange on connect and periodic rebroadcast.
 func (r *Replication) Publish(ctx context.Context, data []byte) error {
 	if r.closed() {
 		return ErrClosed
@@ -173,7 +188,36 @@ func (r *Replication) Publish(ctx context.Context, data []byte) error {
 		}
 		return fmt.Errorf("p2p: publish: %w", err)
 	}
+	onTopic := make(map[peer.ID]bool)
+	for _, p := range r.topic.ListPeers() {
+		onTopic[p] = true
+	}
+	for _, p := range r.host.Network().Peers() {
+		if onTopic[p] || !r.isTrusted(p) {
+			continue
+		}
+		select {
+		case r.gaps <- gapMsg{to: p, data: data}:
+		default:
+			r.log.Debug("direct copy of a publish dropped: queue full", "peer", p)
+		}
+	}
 	return nil
+}
+
+// fillGaps sends the direct copies queued by Publish until ctx ends. It
+// is run by the node under its WaitGroup.
+func (r *Replication) fillGaps(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-r.gaps:
+			if err := r.SendTo(ctx, m.to.String(), m.data); err != nil {
+				r.log.Debug("direct copy of a publish failed", "peer", m.to, "err", err)
+			}
+		}
+	}
 }
 
 // SendTo sends data to one peer over a direct stream. to is the peer ID
