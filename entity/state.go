@@ -1,0 +1,427 @@
+package entity
+
+import (
+	"slices"
+	"sort"
+	"strings"
+)
+
+// version is one live version of a register, with its stored value.
+type version struct {
+	Version
+	value []byte
+}
+
+// register is a last-writer-wins register: the live versions of one
+// attribute, field or schema, ascending. The winner is the greatest.
+// Usually one version is live; concurrent writes leave more until the
+// next write, which deletes every version it has seen.
+type register struct {
+	vs []version
+	// lost is the winner removed when the register went empty. Versions
+	// are only removed by a newer write, whose version is on its way (in
+	// go-ds-crdt, tombstones of a delta are merged before its elements),
+	// so an empty register is a transient state: it is not reported, and
+	// the next version reports lost as the old value.
+	lost *version
+}
+
+func (r *register) winner() (version, bool) {
+	if r == nil || len(r.vs) == 0 {
+		return version{}, false
+	}
+	return r.vs[len(r.vs)-1], true
+}
+
+// add inserts v; it reports whether the winner changed.
+func (r *register) add(v version) bool {
+	i, found := slices.BinarySearchFunc(r.vs, v.Version, func(a version, b Version) int { return a.Compare(b) })
+	if found {
+		return false
+	}
+	r.vs = slices.Insert(r.vs, i, v)
+	return i == len(r.vs)-1
+}
+
+// remove deletes v; it reports whether the winner changed.
+func (r *register) remove(v Version) bool {
+	i, found := slices.BinarySearchFunc(r.vs, v, func(a version, b Version) int { return a.Compare(b) })
+	if !found {
+		return false
+	}
+	last := i == len(r.vs)-1
+	r.vs = slices.Delete(r.vs, i, i+1)
+	return last
+}
+
+// live returns the versions, oldest first.
+func (r *register) live() []Version {
+	if r == nil {
+		return nil
+	}
+	out := make([]Version, len(r.vs))
+	for i, v := range r.vs {
+		out[i] = v.Version
+	}
+	return out
+}
+
+// entState is what a node holds of one entity.
+type entState struct {
+	attrs  map[string]*register // attrType, attrName, attrParent, attrExists
+	fields map[string]*register
+}
+
+// change is a register whose winner changed.
+type change struct {
+	reg      regKey
+	old, new version
+	hadOld   bool
+	hasNew   bool
+}
+
+// state is a node's materialized view of the entity tree: every live
+// version of every register, kept in step with the replicated store, and
+// the tree derived from the winners. It is not safe for concurrent use;
+// Store guards it.
+type state struct {
+	ents    map[ID]*entState
+	schemas map[string]*register
+
+	// derived, rebuilt when dirty
+	dirty bool
+	eff   map[ID]ID              // effective parent of each existing entity
+	vis   map[ID]bool            // visible entities
+	names map[ID]map[string][]ID // visible children by name, IDs ascending
+}
+
+func newState() *state {
+	return &state{ents: make(map[ID]*entState), schemas: make(map[string]*register), dirty: true}
+}
+
+func (s *state) register(r regKey, create bool) *register {
+	if r.kind == 's' {
+		reg := s.schemas[r.name]
+		if reg == nil && create {
+			reg = &register{}
+			s.schemas[r.name] = reg
+		}
+		return reg
+	}
+	e := s.ents[r.entity]
+	if e == nil {
+		if !create {
+			return nil
+		}
+		e = &entState{attrs: make(map[string]*register, 4), fields: make(map[string]*register)}
+		s.ents[r.entity] = e
+	}
+	m := e.fields
+	if r.kind == 'a' {
+		m = e.attrs
+	}
+	reg := m[r.name]
+	if reg == nil && create {
+		reg = &register{}
+		m[r.name] = reg
+	}
+	return reg
+}
+
+// apply adds (present) or removes a version; it returns the change of
+// winner, if any.
+func (s *state) apply(r regKey, v Version, value []byte, present bool) (change, bool) {
+	reg := s.register(r, present)
+	if reg == nil {
+		return change{}, false
+	}
+	old, hadOld := reg.winner()
+	if !hadOld && reg.lost != nil {
+		old, hadOld = *reg.lost, true
+	}
+	var changed bool
+	if present {
+		changed = reg.add(version{Version: v, value: value})
+	} else {
+		changed = reg.remove(v)
+	}
+	if !changed {
+		return change{}, false
+	}
+	if r.kind == 'a' {
+		s.dirty = true
+	}
+	nw, hasNew := reg.winner()
+	if !hasNew {
+		reg.lost = &old
+		return change{}, false
+	}
+	reg.lost = nil
+	return change{reg: r, old: old, hadOld: hadOld, new: nw, hasNew: hasNew}, true
+}
+
+func (s *state) attr(id ID, name string) (version, bool) {
+	e := s.ents[id]
+	if e == nil {
+		return version{}, false
+	}
+	return e.attrs[name].winner()
+}
+
+// exists reports whether an entity is created and not deleted, whatever
+// its ancestors.
+func (s *state) exists(id ID) bool {
+	if id == Root {
+		return true
+	}
+	x, ok := s.attr(id, attrExists)
+	if !ok {
+		return false
+	}
+	if _, ok := s.attr(id, attrType); !ok {
+		return false // created on another node, not all of it here yet
+	}
+	v, err := DecodeValue(x.value)
+	return err == nil && v.Kind == KindBool && v.Bool
+}
+
+func (s *state) rawParent(id ID) (parentValue, Version) {
+	p, ok := s.attr(id, attrParent)
+	if !ok {
+		return parentValue{parent: Root}, Version{}
+	}
+	pv, err := decodeParent(p.value)
+	if err != nil {
+		return parentValue{parent: Root}, p.Version
+	}
+	return pv, p.Version
+}
+
+// rebuild derives the tree from the registers' winners; see the package
+// doc for the rules. It depends only on the set of live versions, so every
+// node that holds the same versions derives the same tree.
+func (s *state) rebuild() {
+	if !s.dirty {
+		return
+	}
+	s.dirty = false
+	eff := make(map[ID]ID, len(s.ents))
+	for id := range s.ents {
+		if s.exists(id) {
+			pv, _ := s.rawParent(id)
+			eff[id] = pv.parent
+		}
+	}
+	ids := make([]ID, 0, len(eff))
+	for id := range eff {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+
+	// Break cycles: in each cycle, the move with the greatest version (the
+	// latest) is undone: its entity goes back to the parent its mover saw
+	// before. If that closes a cycle again, the entity goes to the root.
+	reverted := make(map[ID]bool)
+	for {
+		cycle := findCycle(ids, eff)
+		if cycle == nil {
+			break
+		}
+		loser, best := cycle[0], Version{}
+		for _, id := range cycle {
+			if _, v := s.rawParent(id); v.Compare(best) > 0 {
+				loser, best = id, v
+			}
+		}
+		pv, _ := s.rawParent(loser)
+		if !reverted[loser] && pv.prev != "" && pv.prev != eff[loser] {
+			eff[loser] = pv.prev
+		} else {
+			eff[loser] = Root
+		}
+		reverted[loser] = true
+	}
+
+	vis := make(map[ID]bool, len(eff))
+	var visible func(id ID, depth int) bool
+	visible = func(id ID, depth int) bool {
+		if id == Root {
+			return true
+		}
+		if v, ok := vis[id]; ok {
+			return v
+		}
+		p, ok := eff[id]
+		v := ok && depth < 10_000 && visible(p, depth+1)
+		vis[id] = v
+		return v
+	}
+	names := make(map[ID]map[string][]ID)
+	for _, id := range ids { // ascending, so each name's list is sorted
+		if !visible(id, 0) {
+			continue
+		}
+		p := eff[id]
+		m := names[p]
+		if m == nil {
+			m = make(map[string][]ID)
+			names[p] = m
+		}
+		n := s.name(id)
+		m[n] = append(m[n], id)
+	}
+	s.eff, s.vis, s.names = eff, vis, names
+}
+
+// findCycle returns the entities of one cycle of parent pointers, or nil.
+// It scans in ID order, so every node finds the same cycle first.
+func findCycle(ids []ID, eff map[ID]ID) []ID {
+	done := make(map[ID]bool, len(ids))
+	for _, start := range ids {
+		if done[start] {
+			continue
+		}
+		var path []ID
+		on := make(map[ID]int)
+		cur := start
+		for {
+			if done[cur] {
+				break
+			}
+			if i, ok := on[cur]; ok {
+				return path[i:]
+			}
+			p, ok := eff[cur]
+			if !ok {
+				break // the root, or a parent that does not exist
+			}
+			on[cur] = len(path)
+			path = append(path, cur)
+			cur = p
+		}
+		for _, id := range path {
+			done[id] = true
+		}
+	}
+	return nil
+}
+
+func (s *state) name(id ID) string {
+	n, ok := s.attr(id, attrName)
+	if !ok {
+		return ""
+	}
+	v, err := DecodeValue(n.value)
+	if err != nil {
+		return ""
+	}
+	return v.Str
+}
+
+func (s *state) typ(id ID) string {
+	t, ok := s.attr(id, attrType)
+	if !ok {
+		return ""
+	}
+	v, err := DecodeValue(t.value)
+	if err != nil {
+		return ""
+	}
+	return v.Str
+}
+
+// visible reports whether id exists and all its ancestors do.
+func (s *state) visible(id ID) bool {
+	s.rebuild()
+	return id == Root || s.vis[id]
+}
+
+// parent returns the effective parent of a visible entity.
+func (s *state) parent(id ID) ID {
+	s.rebuild()
+	return s.eff[id]
+}
+
+// path returns the path of a visible entity ("/" for the root).
+func (s *state) path(id ID) string {
+	s.rebuild()
+	if id == Root {
+		return "/"
+	}
+	var parts []string
+	for cur := id; cur != Root && len(parts) < 10_000; cur = s.eff[cur] {
+		parts = append(parts, s.name(cur))
+	}
+	slices.Reverse(parts)
+	return "/" + strings.Join(parts, "/")
+}
+
+// lookup finds the visible child of parent named name. When concurrent
+// creates left several, it returns the one with the smallest ID (in
+// general the first created) and how many there are.
+func (s *state) lookup(parent ID, name string) (ID, int) {
+	s.rebuild()
+	ids := s.names[parent][name]
+	if len(ids) == 0 {
+		return "", 0
+	}
+	return ids[0], len(ids)
+}
+
+// children lists the visible children of id, by name then ID.
+func (s *state) children(id ID) []ID {
+	s.rebuild()
+	m := s.names[id]
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []ID
+	for _, n := range names {
+		out = append(out, m[n]...)
+	}
+	return out
+}
+
+// isAncestor reports whether a is id or one of its ancestors.
+func (s *state) isAncestor(a, id ID) bool {
+	s.rebuild()
+	for cur, n := id, 0; n < 10_000; n++ {
+		if cur == a {
+			return true
+		}
+		if cur == Root {
+			return false
+		}
+		p, ok := s.eff[cur]
+		if !ok {
+			return false
+		}
+		cur = p
+	}
+	return false
+}
+
+// pathAny returns the path of an entity through its parents' names,
+// whether or not it is visible (for watchers of deleted entities).
+func (s *state) pathAny(id ID) string {
+	s.rebuild()
+	if id == Root {
+		return "/"
+	}
+	var parts []string
+	seen := make(map[ID]bool)
+	for cur := id; cur != Root && !seen[cur]; {
+		seen[cur] = true
+		parts = append(parts, s.name(cur))
+		if p, ok := s.eff[cur]; ok {
+			cur = p
+		} else {
+			pv, _ := s.rawParent(cur)
+			cur = pv.parent
+		}
+	}
+	slices.Reverse(parts)
+	return "/" + strings.Join(parts, "/")
+}

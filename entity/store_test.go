@@ -1,0 +1,412 @@
+package entity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+var ctx = context.Background()
+
+func mustCreate(t testing.TB, s *testStore, parent, typ, name string) ID {
+	t.Helper()
+	id, err := s.Create(ctx, parent, typ, name)
+	if err != nil {
+		t.Fatalf("create %s/%s: %v", parent, name, err)
+	}
+	return id
+}
+
+func mustSet(t testing.TB, s *testStore, ref, field string, v Value) Version {
+	t.Helper()
+	ver, err := s.Set(ctx, ref, field, v)
+	if err != nil {
+		t.Fatalf("set %s.%s: %v", ref, field, err)
+	}
+	return ver
+}
+
+func fieldOf(t testing.TB, s *testStore, ref, field string) Field {
+	t.Helper()
+	f, err := s.GetField(ref, field)
+	if err != nil {
+		t.Fatalf("%s: get %s.%s: %v", s.NodeID(), ref, field, err)
+	}
+	return f
+}
+
+func TestTreeBasics(t *testing.T) {
+	s := openMem(t, "n1", nil, nil)
+	f := mustCreate(t, s, "/", "Site", "Factory")
+	l := mustCreate(t, s, "/Factory", "Line", "Line1")
+	mustCreate(t, s, string(l), "Sensor", "Sensor7")
+	mustSet(t, s, "/Factory/Line1/Sensor7", "temperature", Float(21.5))
+
+	e, err := s.Get("/Factory/Line1/Sensor7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != "Sensor" || e.Name != "Sensor7" || e.Path != "/Factory/Line1/Sensor7" {
+		t.Fatalf("entity = %+v", e)
+	}
+	if got := e.Fields["temperature"]; got.Value.Float != 21.5 || got.Writer != "n1" || got.Timestamp.IsZero() {
+		t.Fatalf("field = %+v", got)
+	}
+	if _, err := s.Create(ctx, "/Factory", "Line", "Line1"); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate create: %v", err)
+	}
+	if _, err := s.Get("/Factory/Nope"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `no "Nope" under /Factory`) {
+		t.Fatalf("missing path: %v", err)
+	}
+	if err := s.Rename(ctx, "/Factory/Line1", "LineA"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("/Factory/LineA/Sensor7"); err != nil {
+		t.Fatalf("after rename: %v", err)
+	}
+	mustCreate(t, s, "/", "Site", "Warehouse")
+	if err := s.Move(ctx, "/Factory/LineA", "/Warehouse"); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := s.Get(string(l)); err != nil || e.Path != "/Warehouse/LineA" || e.Parent == f {
+		t.Fatalf("after move: %+v, %v", e, err)
+	}
+	if err := s.Move(ctx, "/Warehouse", "/Warehouse/LineA/Sensor7"); !errors.Is(err, ErrCycle) {
+		t.Fatalf("move under own descendant: %v", err)
+	}
+	if err := s.Delete(ctx, "/Warehouse", false); !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "--recursive") {
+		t.Fatalf("delete non-empty: %v", err)
+	}
+	if err := s.Delete(ctx, "/Warehouse", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/Warehouse", "/Warehouse/LineA/Sensor7"} {
+		if _, err := s.Get(p); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s after recursive delete: %v", p, err)
+		}
+	}
+	kids, err := s.Children("/")
+	if err != nil || len(kids) != 1 || kids[0].Name != "Factory" {
+		t.Fatalf("root children = %+v, %v", kids, err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	s := openMem(t, "n1", nil, nil)
+	mustCreate(t, s, "/", "Site", "Factory")
+	cases := []struct {
+		name string
+		err  error
+		do   func() error
+	}{
+		{"name with slash", ErrBadName, func() error { _, err := s.Create(ctx, "/", "Site", "a/b"); return err }},
+		{"empty name", ErrBadName, func() error { _, err := s.Create(ctx, "/", "Site", ""); return err }},
+		{"bad type name", ErrBadName, func() error { _, err := s.Create(ctx, "/", "9x", "x"); return err }},
+		{"bad field name", ErrBadName, func() error { _, err := s.Set(ctx, "/Factory", "a b", Int(1)); return err }},
+		{"unknown parent", ErrNotFound, func() error { _, err := s.Create(ctx, "/Nope", "Site", "x"); return err }},
+		{"bad ID", ErrNotFound, func() error { _, err := s.Get("not-an-id"); return err }},
+		{"oversized", ErrTooLarge, func() error {
+			_, err := s.Set(ctx, "/Factory", "blob", BytesValue(make([]byte, 65<<10)))
+			return err
+		}},
+		{"bad json", ErrBadValue, func() error { _, err := s.Set(ctx, "/Factory", "doc", JSONValue("{")); return err }},
+		{"NaN", ErrBadValue, func() error { _, err := s.Set(ctx, "/Factory", "x", Float(nan())); return err }},
+	}
+	for _, c := range cases {
+		if err := c.do(); !errors.Is(err, c.err) {
+			t.Errorf("%s: err = %v, want %v", c.name, err, c.err)
+		}
+	}
+	if e, _ := s.Get("/Factory"); len(e.Fields) != 0 {
+		t.Fatalf("bad writes left fields: %+v", e.Fields)
+	}
+}
+
+func nan() float64 { var z float64; return z / z }
+
+func TestSchema(t *testing.T) {
+	s := openMem(t, "n1", nil, nil)
+	mustCreate(t, s, "/", "Sensor", "S1")
+	mustSet(t, s, "/S1", "anything", String("goes")) // no schema yet
+	lo, hi := -50.0, 150.0
+	sc := Schema{Type: "Sensor", Fields: map[string]FieldSpec{
+		"temperature": {Type: KindFloat, Unit: "°C", Min: &lo, Max: &hi, Default: []byte("20")},
+		"anything":    {Type: KindString},
+	}}
+	if err := s.PutSchema(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	if f := fieldOf(t, s, "/S1", "temperature"); !f.Default || f.Value.Float != 20 {
+		t.Fatalf("default = %+v", f)
+	}
+	for _, c := range []struct {
+		field string
+		v     Value
+		want  string
+	}{
+		{"temperature", String("hot"), `/S1: field "temperature" of type Sensor: expected float, got string`},
+		{"temperature", Float(200), "above the maximum 150"},
+		{"tempp", Float(1), `field "tempp" is not in the schema of type Sensor (fields: anything, temperature)`},
+	} {
+		_, err := s.Set(ctx, "/S1", c.field, c.v)
+		if !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("set %s=%v: %v, want %q", c.field, c.v, err, c.want)
+		}
+	}
+	mustSet(t, s, "/S1", "temperature", Float(22))
+	// Evolution: adding a field is fine; removing or retyping is not.
+	sc2 := Schema{Type: "Sensor", Fields: map[string]FieldSpec{
+		"temperature": sc.Fields["temperature"], "anything": {Type: KindString}, "unit_id": {Type: KindInt},
+	}}
+	if err := s.PutSchema(ctx, sc2); err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, s, "/S1", "unit_id", Int(7))
+	if err := s.PutSchema(ctx, Schema{Type: "Sensor", Fields: map[string]FieldSpec{"temperature": {Type: KindInt}}}); !errors.Is(err, ErrSchema) ||
+		!strings.Contains(err.Error(), `"anything" would be removed`) || !strings.Contains(err.Error(), "from float to int") {
+		t.Fatalf("incompatible schema: %v", err)
+	}
+	if err := s.PutSchema(ctx, Schema{Type: "Bad", Fields: map[string]FieldSpec{"x": {Type: KindString, Min: &lo}}}); !errors.Is(err, ErrSchema) {
+		t.Fatalf("invalid schema: %v", err)
+	}
+}
+
+// TestLopsidedPartition: one side writes a field 1,000 times, the other
+// once, later. After the merge the later write wins on both, however many
+// writes the other side made.
+func TestLopsidedPartition(t *testing.T) {
+	a := openMem(t, "a", nil, nil)
+	b := openMem(t, "b", nil, a.clock)
+	mustCreate(t, a, "/", "Sensor", "S")
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	for i := 0; i < 1000; i++ {
+		a.clock.Add(time.Millisecond)
+		mustSet(t, a, "/S", "v", Int(int64(i)))
+	}
+	a.clock.Add(time.Millisecond)
+	mustSet(t, b, "/S", "v", String("b wins"))
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	for _, s := range []*testStore{a, b} {
+		if f := fieldOf(t, s, "/S", "v"); f.Value.Str != "b wins" {
+			t.Fatalf("%s: v = %v, want b's later write", s.NodeID(), f.Value)
+		}
+	}
+}
+
+// TestClockBehindStillWins: b's clock is 5 s behind, but b saw a's last
+// write before the partition; its write orders after it (HLC).
+func TestClockBehindStillWins(t *testing.T) {
+	ca, cb := newFakeClock(), newFakeClock()
+	cb.Add(-5 * time.Second)
+	a := openMem(t, "a", nil, ca)
+	b := openMem(t, "b", nil, cb)
+	mustCreate(t, a, "/", "Sensor", "S")
+	for i := 0; i < 10; i++ {
+		ca.Add(time.Millisecond)
+		mustSet(t, a, "/S", "v", Int(int64(i)))
+	}
+	sync2(a.b, b.b) // b observes a's writes
+	settle(t, a, b)
+	// partition: b writes once, with its slow clock
+	cb.Add(time.Millisecond)
+	vb := mustSet(t, b, "/S", "v", String("from b"))
+	if vb.Timestamp.Wall < ca.Now().UnixNano() {
+		t.Fatalf("b's write %v not stamped after a's last write", vb.Timestamp)
+	}
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	for _, s := range []*testStore{a, b} {
+		if f := fieldOf(t, s, "/S", "v"); f.Value.Str != "from b" {
+			t.Fatalf("%s: v = %v", s.NodeID(), f.Value)
+		}
+	}
+}
+
+// TestConcurrentWritesTie: writes with equal timestamps break by writer.
+func TestConcurrentWritesTie(t *testing.T) {
+	clock := newFakeClock()
+	a := openMem(t, "a", nil, clock)
+	b := openMem(t, "b", nil, clock)
+	mustCreate(t, a, "/", "Sensor", "S")
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	clock.Add(time.Second)
+	va := mustSet(t, a, "/S", "v", String("a"))
+	vb := mustSet(t, b, "/S", "v", String("b"))
+	if va.Timestamp != vb.Timestamp {
+		t.Fatalf("timestamps differ: %v %v", va, vb)
+	}
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	for _, s := range []*testStore{a, b} {
+		f := fieldOf(t, s, "/S", "v")
+		if f.Value.Str != "b" || f.Writer != "b" || f.Concurrent != 1 {
+			t.Fatalf("%s: %+v, want b (greater writer) with 1 concurrent version", s.NodeID(), f)
+		}
+	}
+	// The next write replaces both versions.
+	mustSet(t, a, "/S", "v", String("next"))
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	if f := fieldOf(t, b, "/S", "v"); f.Value.Str != "next" || f.Concurrent != 0 {
+		t.Fatalf("after next write: %+v", f)
+	}
+}
+
+func TestConcurrentCreateSamePath(t *testing.T) {
+	clock := newFakeClock()
+	a := openMem(t, "a", nil, clock)
+	b := openMem(t, "b", nil, clock)
+	ia := mustCreate(t, a, "/", "Site", "Plant")
+	ib := mustCreate(t, b, "/", "Site", "Plant")
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	low := min(ia, ib)
+	for _, s := range []*testStore{a, b} {
+		e, err := s.Get("/Plant")
+		if err != nil || e.ID != low || e.Duplicates != 1 {
+			t.Fatalf("%s: /Plant = %+v, %v; want %s with 1 duplicate", s.NodeID(), e, err, low)
+		}
+		kids, _ := s.Children("/")
+		if len(kids) != 2 {
+			t.Fatalf("%s: %d children, want both", s.NodeID(), len(kids))
+		}
+	}
+}
+
+func TestFieldWriteOnConcurrentlyDeletedEntity(t *testing.T) {
+	clock := newFakeClock()
+	a := openMem(t, "a", nil, clock)
+	b := openMem(t, "b", nil, clock)
+	id := mustCreate(t, a, "/", "Sensor", "S")
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	clock.Add(time.Millisecond)
+	if err := a.Delete(ctx, "/S", false); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(time.Millisecond)
+	mustSet(t, b, "/S", "v", Int(1)) // later than the delete, concurrent with it
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	for _, s := range []*testStore{a, b} {
+		if _, err := s.Get("/S"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s: deleted entity visible: %v", s.NodeID(), err)
+		}
+	}
+	// The write is kept: restoring the entity shows it.
+	if _, err := a.Update(ctx, func(tx *Tx) error { return tx.Restore(id) }); err != nil {
+		t.Fatal(err)
+	}
+	if f := fieldOf(t, a, "/S", "v"); f.Value.Int != 1 || f.Writer != "b" {
+		t.Fatalf("after restore: %+v", f)
+	}
+}
+
+func TestConcurrentMovesCannotCycle(t *testing.T) {
+	clock := newFakeClock()
+	a := openMem(t, "a", nil, clock)
+	b := openMem(t, "b", nil, clock)
+	x := mustCreate(t, a, "/", "Dir", "X")
+	y := mustCreate(t, a, "/", "Dir", "Y")
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	clock.Add(time.Millisecond)
+	if err := a.Move(ctx, "/X", "/Y"); err != nil { // X under Y, earlier
+		t.Fatal(err)
+	}
+	clock.Add(time.Millisecond)
+	if err := b.Move(ctx, "/Y", "/X"); err != nil { // Y under X, later: loses
+		t.Fatal(err)
+	}
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	for _, s := range []*testStore{a, b} {
+		ex, err1 := s.Get(string(x))
+		ey, err2 := s.Get(string(y))
+		if err1 != nil || err2 != nil || ex.Path != "/Y/X" || ey.Path != "/Y" {
+			t.Fatalf("%s: X=%q Y=%q (%v %v), want /Y/X and /Y", s.NodeID(), ex.Path, ey.Path, err1, err2)
+		}
+	}
+}
+
+func TestDeleteParentWhileChildCreated(t *testing.T) {
+	clock := newFakeClock()
+	a := openMem(t, "a", nil, clock)
+	b := openMem(t, "b", nil, clock)
+	p := mustCreate(t, a, "/", "Line", "P")
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	if err := a.Delete(ctx, "/P", true); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, b, "/P", "Sensor", "C")
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	for _, s := range []*testStore{a, b} {
+		if _, err := s.Get("/P/C"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s: child of a deleted parent is visible: %v", s.NodeID(), err)
+		}
+	}
+	if _, err := b.Update(ctx, func(tx *Tx) error { return tx.Restore(p) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get("/P/C"); err != nil {
+		t.Fatalf("child after restoring its parent: %v", err)
+	}
+}
+
+func TestWatch(t *testing.T) {
+	a := openMem(t, "a", nil, nil)
+	b := openMem(t, "b", nil, a.clock)
+	mustCreate(t, a, "/", "Site", "Factory")
+	mustCreate(t, a, "/", "Site", "Other")
+	mustCreate(t, a, "/Factory", "Sensor", "S")
+	w := a.Watch("/Factory", 16)
+	defer w.Close()
+	mustSet(t, a, "/Factory/S", "t", Int(1))
+	mustSet(t, a, "/Other", "t", Int(1)) // outside
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	a.clock.Add(time.Millisecond)
+	mustSet(t, b, "/Factory/S", "t", Int(2)) // remote
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	var got []string
+	for len(got) < 2 {
+		select {
+		case ev := <-w.C():
+			if ev.Field != "t" {
+				continue
+			}
+			old := "none"
+			if ev.Old != nil {
+				old = ev.Old.String()
+			}
+			got = append(got, fmt.Sprintf("%s %s->%s by %s local=%v", ev.Path, old, ev.New, ev.Writer, ev.Local))
+		case <-time.After(5 * time.Second):
+			t.Fatalf("events so far: %v", got)
+		}
+	}
+	want := []string{"/Factory/S none->1 by a local=true", "/Factory/S 1->2 by b local=false"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("events:\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestReopenKeepsTree(t *testing.T) {
+	b := newMemBackend()
+	a := openMem(t, "a", b, nil)
+	mustCreate(t, a, "/", "Site", "F")
+	mustSet(t, a, "/F", "x", Int(5))
+	a.Close()
+	a2 := openMem(t, "a", b, nil)
+	if f := fieldOf(t, a2, "/F", "x"); f.Value.Int != 5 {
+		t.Fatalf("after reopen: %+v", f)
+	}
+}
