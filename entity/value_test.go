@@ -1,0 +1,104 @@
+package entity
+
+import (
+	"encoding/json"
+	"errors"
+	"math/rand"
+	"testing"
+	"time"
+)
+
+func TestValueRoundTrips(t *testing.T) {
+	vals := []Value{Null(), Bool(true), Bool(false), Int(-42), Float(21.5), String("héllo"),
+		BytesValue([]byte{0, 1, 2}), TimeValue(time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)), JSONValue(`{"a":[1,2]}`), RefValue(Root)}
+	for _, v := range vals {
+		d, err := DecodeValue(v.Encode())
+		if err != nil || !d.Equal(v) {
+			t.Errorf("binary %v: %v, %v", v, d, err)
+		}
+		j, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Value
+		if err := json.Unmarshal(j, &back); err != nil || !back.Equal(v) {
+			t.Errorf("json %s: %v, %v", j, back, err)
+		}
+		if v.Kind != KindNull {
+			p, err := ParseValue(v.Kind, v.String())
+			if err != nil || !p.Equal(v) {
+				t.Errorf("text %q as %s: %v, %v", v.String(), v.Kind, p, err)
+			}
+		}
+	}
+}
+
+func TestValueErrors(t *testing.T) {
+	for _, c := range []struct {
+		k    Kind
+		text string
+	}{{KindInt, "1.5"}, {KindBool, "yes"}, {KindFloat, "x"}, {KindTime, "yesterday"}, {KindJSON, "{"}, {KindRef, "nope"}, {KindBytes, "%%"}} {
+		if _, err := ParseValue(c.k, c.text); !errors.Is(err, ErrBadValue) {
+			t.Errorf("%s %q: %v", c.k, c.text, err)
+		}
+	}
+	var v Value
+	if err := json.Unmarshal([]byte(`{"type":"int","value":"x"}`), &v); !errors.Is(err, ErrBadValue) {
+		t.Errorf("json int from string: %v", err)
+	}
+	if err := json.Unmarshal([]byte(`{"type":"color","value":1}`), &v); err == nil {
+		t.Error("unknown type accepted")
+	}
+	if _, err := ParseKind("color"); !errors.Is(err, ErrBadKind) {
+		t.Error("ParseKind accepted color")
+	}
+	if InferValue("12").Kind != KindInt || InferValue("1.5").Kind != KindFloat || InferValue("true").Kind != KindBool || InferValue("x").Kind != KindString {
+		t.Error("InferValue")
+	}
+}
+
+func TestTimestampOrderAndClock(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	for i := 0; i < 1000; i++ {
+		a := Timestamp{Wall: r.Int63(), Logical: r.Uint32()}
+		b := Timestamp{Wall: r.Int63(), Logical: r.Uint32()}
+		if i%3 == 0 {
+			b.Wall = a.Wall
+		}
+		if (a.String() < b.String()) != a.Less(b) {
+			t.Fatalf("encoding order differs: %v %v", a, b)
+		}
+	}
+	fc := newFakeClock()
+	c := NewClock(fc.Now)
+	t1 := c.Now()
+	fc.Add(-time.Hour) // physical clock jumps back
+	t2 := c.Now()
+	if !t1.Less(t2) {
+		t.Fatalf("clock went backwards: %v then %v", t1, t2)
+	}
+	future := Timestamp{Wall: t2.Wall + int64(time.Minute)}
+	c.Observe(future)
+	if t3 := c.Now(); !future.Less(t3) {
+		t.Fatalf("Now %v not after observed %v", t3, future)
+	}
+}
+
+func TestNewIDs(t *testing.T) {
+	seen := map[ID]bool{}
+	for i := 0; i < 1000; i++ {
+		id, err := newID(time.Now().UnixMilli(), nil)
+		if err != nil || id.Validate() != nil || seen[id] {
+			t.Fatalf("id %q: %v", id, err)
+		}
+		seen[id] = true
+	}
+	a, _ := newID(5, &seqReader{})
+	b, _ := newID(5, &seqReader{})
+	if a != b {
+		t.Fatal("same seed, different IDs")
+	}
+	if Root.Validate() != nil {
+		t.Fatal("Root is not a valid ID")
+	}
+}
