@@ -23,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/starling-sync/starling/crdt"
+	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/p2p"
 )
 
@@ -47,6 +48,8 @@ type Node struct {
 	ldb     *crdt.LevelDB
 	p2p     *p2p.Node
 	store   *crdt.Store
+	// entities is the entity tree over store.
+	entities *entity.Store
 	srv     *http.Server
 	apiAddr string
 
@@ -65,6 +68,13 @@ type openOptions struct {
 	configure []func(*Config)
 	p2pConfig []func(*p2p.Config)
 	crdtOpts  crdt.Options
+	clockOff  time.Duration
+}
+
+// WithClockOffset adds d to the node's physical clock (the hybrid logical
+// clock's input), to test clock skew: faketime does not reach Go binaries.
+func WithClockOffset(d time.Duration) Option {
+	return func(o *openOptions) { o.clockOff = d }
 }
 
 // WithLogger sets the node's logger (default: discard). Components log
@@ -218,6 +228,16 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	n.wg.Add(1)
 	go n.forwardPeerEvents(events)
 
+	off := o.clockOff
+	n.entities, err = entity.Open(ctx, crdtBackend{n.store}, entity.Options{
+		NodeID: cfg.NodeID,
+		Now:    func() time.Time { return time.Now().Add(off) },
+		Logger: n.log.With("component", "entity"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open entity tree: %w", err)
+	}
+
 	h, err := NewAPIHandler(APIConfig{
 		Token:  n.token,
 		KV:     storeKV{n.store},
@@ -300,6 +320,11 @@ func (n *Node) writeAPIInfo() error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		// The entity tree first: it ends watch streams, which would
+		// otherwise hold the API server's shutdown.
+		if n.entities != nil {
+			_ = n.entities.Close()
+		}
 		if n.srv != nil && n.srv.Handler != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := n.srv.Shutdown(ctx); err != nil {
@@ -361,6 +386,9 @@ func (n *Node) P2P() *p2p.Node { return n.p2p }
 // Store exposes the replicated store.
 func (n *Node) Store() *crdt.Store { return n.store }
 
+// Entities returns the node's entity tree.
+func (n *Node) Entities() *entity.Store { return n.entities }
+
 // Status implements StatusSource.
 func (n *Node) Status(ctx context.Context) (StatusInfo, error) {
 	peers, _ := p2pPeers{n.p2p}.Peers(ctx)
@@ -380,13 +408,17 @@ func (n *Node) Status(ctx context.Context) (StatusInfo, error) {
 	}, nil
 }
 
-// storeKV adapts the replicated store to the API's KV.
+// KVNamespace is where the raw key-value API keeps its keys in the
+// replicated store, apart from the entity tree's /e and /s.
+const KVNamespace = "/kv"
+
+// storeKV adapts the replicated store to the API's KV, under KVNamespace.
 type storeKV struct{ s *crdt.Store }
 
 var _ KV = storeKV{}
 
 func (k storeKV) Get(ctx context.Context, key string) ([]byte, error) {
-	v, err := k.s.Get(ctx, ds.NewKey(key))
+	v, err := k.s.Get(ctx, ds.NewKey(KVNamespace+"/"+key))
 	if errors.Is(err, crdt.ErrNotFound) {
 		return nil, fmt.Errorf("key %q: %w", key, ErrNotFound)
 	}
@@ -394,7 +426,7 @@ func (k storeKV) Get(ctx context.Context, key string) ([]byte, error) {
 }
 
 func (k storeKV) List(ctx context.Context, prefix string) ([]Entry, error) {
-	res, err := k.s.Query(ctx, query.Query{Prefix: "/" + prefix})
+	res, err := k.s.Query(ctx, query.Query{Prefix: KVNamespace + "/" + prefix})
 	if err != nil {
 		return nil, err
 	}
@@ -408,18 +440,18 @@ func (k storeKV) List(ctx context.Context, prefix string) ([]Entry, error) {
 		if r.Error != nil {
 			return nil, r.Error
 		}
-		out = append(out, Entry{Key: strings.TrimPrefix(r.Key, "/"), Value: r.Value})
+		out = append(out, Entry{Key: strings.TrimPrefix(r.Key, KVNamespace+"/"), Value: r.Value})
 	}
 	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
 
 func (k storeKV) Put(ctx context.Context, key string, value []byte) error {
-	return k.s.Put(ctx, ds.NewKey(key), value)
+	return k.s.Put(ctx, ds.NewKey(KVNamespace+"/"+key), value)
 }
 
 func (k storeKV) Delete(ctx context.Context, key string) error {
-	return k.s.Delete(ctx, ds.NewKey(key))
+	return k.s.Delete(ctx, ds.NewKey(KVNamespace+"/"+key))
 }
 
 // p2pPeers adapts the libp2p node to the API's PeerSet.
