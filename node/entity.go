@@ -56,7 +56,7 @@ func (f *crdtFeed) pump() {
 }
 
 func (f *crdtFeed) C() <-chan entity.Change { return f.ch }
-func (f *crdtFeed) Overflowed() bool         { return f.sub.Overflowed() }
+func (f *crdtFeed) Overflowed() bool        { return f.sub.Overflowed() }
 func (f *crdtFeed) Close() {
 	select {
 	case <-f.done:

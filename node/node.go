@@ -41,17 +41,17 @@ var ErrInUse = errors.New("node: data dir in use")
 // Node is a running Starling node: LevelDB, the libp2p node, the
 // replicated store, and the HTTP API, assembled from a data directory.
 type Node struct {
-	dir     string
-	cfg     Config
-	log     *slog.Logger
-	token   string
-	ldb     *crdt.LevelDB
-	p2p     *p2p.Node
-	store   *crdt.Store
+	dir   string
+	cfg   Config
+	log   *slog.Logger
+	token string
+	ldb   *crdt.LevelDB
+	p2p   *p2p.Node
+	store *crdt.Store
 	// entities is the entity tree over store.
 	entities *entity.Store
-	srv     *http.Server
-	apiAddr string
+	srv      *http.Server
+	apiAddr  string
 
 	stopPeers   chan struct{} // closed by Close: ends the peer-event loop
 	cancelPeers func()        // ends the p2p subscription
