@@ -88,15 +88,21 @@ type state struct {
 	ents    map[ID]*entState
 	schemas map[string]*register
 
-	// derived, rebuilt when dirty
-	dirty bool
-	eff   map[ID]ID              // effective parent of each existing entity
-	vis   map[ID]bool            // visible entities
-	names map[ID]map[string][]ID // visible children by name, IDs ascending
+	// The tree derived from the winners. Attribute changes mark their
+	// entity touched; rebuild brings the tree up to date incrementally,
+	// or from scratch when a change may close or open a cycle.
+	full     bool                   // next rebuild starts from scratch
+	touched  map[ID]struct{}        // entities whose attributes changed
+	eff      map[ID]ID              // effective parent of each existing entity
+	kids     map[ID]map[ID]struct{} // existing entities by effective parent
+	vis      map[ID]bool            // visible entities
+	names    map[ID]map[string][]ID // visible children by name, IDs ascending
+	indexed  map[ID]indexEntry      // where each visible entity is indexed
+	reverted map[ID]bool            // entities whose move was undone to break a cycle
 }
 
 func newState() *state {
-	return &state{ents: make(map[ID]*entState), schemas: make(map[string]*register), dirty: true}
+	return &state{ents: make(map[ID]*entState), schemas: make(map[string]*register), full: true, touched: make(map[ID]struct{})}
 }
 
 func (s *state) register(r regKey, create bool) *register {
@@ -149,7 +155,7 @@ func (s *state) apply(r regKey, v Version, value []byte, present bool) (change, 
 		return change{}, false
 	}
 	if r.kind == 'a' {
-		s.dirty = true
+		s.touched[r.entity] = struct{}{}
 	}
 	nw, hasNew := reg.winner()
 	if !hasNew {
@@ -197,14 +203,151 @@ func (s *state) rawParent(id ID) (parentValue, Version) {
 	return pv, p.Version
 }
 
-// rebuild derives the tree from the registers' winners; see the package
-// doc for the rules. It depends only on the set of live versions, so every
-// node that holds the same versions derives the same tree.
+// rebuild brings the derived tree up to date with the registers.
 func (s *state) rebuild() {
-	if !s.dirty {
+	if s.full || s.eff == nil {
+		s.fullRebuild()
 		return
 	}
-	s.dirty = false
+	if len(s.touched) == 0 {
+		return
+	}
+	ids := make([]ID, 0, len(s.touched))
+	for id := range s.touched {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		if !s.update(id) {
+			s.fullRebuild()
+			return
+		}
+	}
+	clear(s.touched)
+}
+
+// update re-derives one entity's place in the tree, and the visibility of
+// its subtree. It returns false when only a full rebuild is safe: the
+// change closes a cycle, or cycles were broken before (undoing a move
+// depends on the whole tree).
+func (s *state) update(id ID) bool {
+	if len(s.reverted) > 0 {
+		return false
+	}
+	wasVis := s.vis[id]
+	if p, ok := s.eff[id]; ok {
+		delete(s.kids[p], id)
+		delete(s.eff, id)
+	}
+	if wasVis {
+		s.unindex(id)
+	}
+	if !s.exists(id) {
+		delete(s.vis, id)
+		if wasVis {
+			s.setSubtreeVisible(id, false)
+		}
+		return true
+	}
+	pv, _ := s.rawParent(id)
+	p := pv.parent
+	for cur, n := p, 0; cur != Root && n < 100_000; n++ {
+		if cur == id {
+			return false
+		}
+		next, ok := s.eff[cur]
+		if !ok {
+			break
+		}
+		cur = next
+	}
+	s.eff[id] = p
+	s.addKid(p, id)
+	v := p == Root || s.vis[p]
+	if v {
+		s.vis[id] = true
+		s.index(id)
+	} else {
+		delete(s.vis, id)
+	}
+	if v != wasVis {
+		s.setSubtreeVisible(id, v)
+	}
+	return true
+}
+
+func (s *state) addKid(p, id ID) {
+	m := s.kids[p]
+	if m == nil {
+		m = make(map[ID]struct{})
+		s.kids[p] = m
+	}
+	m[id] = struct{}{}
+}
+
+// setSubtreeVisible sets the visibility of everything below id.
+func (s *state) setSubtreeVisible(id ID, v bool) {
+	for c := range s.kids[id] {
+		if s.vis[c] == v {
+			continue
+		}
+		if v {
+			s.vis[c] = true
+			s.index(c)
+		} else {
+			s.unindex(c)
+			delete(s.vis, c)
+		}
+		s.setSubtreeVisible(c, v)
+	}
+}
+
+// indexEntry is where an entity sits in state.names.
+type indexEntry struct {
+	parent ID
+	name   string
+}
+
+func (s *state) index(id ID) {
+	p, n := s.eff[id], s.name(id)
+	m := s.names[p]
+	if m == nil {
+		m = make(map[string][]ID)
+		s.names[p] = m
+	}
+	l := m[n]
+	i, found := slices.BinarySearch(l, id)
+	if !found {
+		m[n] = slices.Insert(l, i, id)
+	}
+	s.indexed[id] = indexEntry{p, n}
+}
+
+func (s *state) unindex(id ID) {
+	e, ok := s.indexed[id]
+	if !ok {
+		return
+	}
+	delete(s.indexed, id)
+	m := s.names[e.parent]
+	l := m[e.name]
+	if i, found := slices.BinarySearch(l, id); found {
+		m[e.name] = slices.Delete(l, i, i+1)
+		if len(m[e.name]) == 0 {
+			delete(m, e.name)
+		}
+		if len(m) == 0 {
+			delete(s.names, e.parent)
+		}
+	}
+}
+
+// fullRebuild derives the tree from the registers' winners; see the
+// package doc for the rules. It depends only on the set of live versions,
+// so every node that holds the same versions derives the same tree.
+func (s *state) fullRebuild() {
+	s.full = false
+	clear(s.touched)
 	eff := make(map[ID]ID, len(s.ents))
 	for id := range s.ents {
 		if s.exists(id) {
@@ -270,7 +413,29 @@ func (s *state) rebuild() {
 		n := s.name(id)
 		m[n] = append(m[n], id)
 	}
-	s.eff, s.vis, s.names = eff, vis, names
+	kids := make(map[ID]map[ID]struct{})
+	indexed := make(map[ID]indexEntry)
+	for id, p := range eff {
+		m := kids[p]
+		if m == nil {
+			m = make(map[ID]struct{})
+			kids[p] = m
+		}
+		m[id] = struct{}{}
+	}
+	for p, m := range names {
+		for n, l := range m {
+			for _, id := range l {
+				indexed[id] = indexEntry{p, n}
+			}
+		}
+	}
+	for id, v := range vis {
+		if !v {
+			delete(vis, id)
+		}
+	}
+	s.eff, s.vis, s.names, s.kids, s.indexed, s.reverted = eff, vis, names, kids, indexed, reverted
 }
 
 // findCycle returns the entities of one cycle of parent pointers, or nil.

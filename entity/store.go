@@ -462,21 +462,6 @@ func (s *Store) Schemas() []Schema {
 // PutSchema applies a schema to its type: new, or a compatible change of
 // the current one (see Schema).
 func (s *Store) PutSchema(ctx context.Context, sc Schema) error {
-	if err := sc.Validate(); err != nil {
-		return err
-	}
-	if old, ok := s.Schema(sc.Type); ok {
-		if err := sc.CompatibleWith(old); err != nil {
-			return err
-		}
-	}
-	b, err := json.Marshal(sc)
-	if err != nil {
-		return err
-	}
-	_, err = s.Update(ctx, func(tx *Tx) error {
-		tx.write(regKey{kind: 's', name: sc.Type}, b)
-		return nil
-	})
+	_, err := s.Update(ctx, func(tx *Tx) error { return tx.PutSchema(sc) })
 	return err
 }

@@ -2,6 +2,7 @@ package entity
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 )
 
@@ -306,4 +307,25 @@ func (s *Store) Move(ctx context.Context, ref, newParent string) error {
 func (s *Store) Delete(ctx context.Context, ref string, recursive bool) error {
 	_, err := s.Update(ctx, func(tx *Tx) error { return tx.Delete(ref, recursive) })
 	return err
+}
+
+// PutSchema applies a schema to its type in this transaction: new, or a
+// compatible change of the current one (see Schema). Checked against the
+// schema current under the store's lock, so two concurrent changes on one
+// node cannot both pass the compatibility check against the same old one.
+func (tx *Tx) PutSchema(sc Schema) error {
+	if err := sc.Validate(); err != nil {
+		return err
+	}
+	if old, ok := tx.s.schemaLocked(sc.Type); ok {
+		if err := sc.CompatibleWith(old); err != nil {
+			return err
+		}
+	}
+	b, err := json.Marshal(sc)
+	if err != nil {
+		return fmt.Errorf("entity: schema %s: %w", sc.Type, err)
+	}
+	tx.write(regKey{kind: 's', name: sc.Type}, b)
+	return nil
 }
