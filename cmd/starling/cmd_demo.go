@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
+	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/node"
 )
 
@@ -181,6 +182,27 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 	}
 	d.say("%d more writes on node1, one at a time: visible on both others after %s median, %s max",
 		latencyWrites, ms(lats[len(lats)/2]), ms(lats[len(lats)-1]))
+	e1 := d.nodes[0].Entities()
+	if _, err := e1.Create(ctx, "/", "Site", "Plant"); err != nil {
+		return err
+	}
+	if _, err := e1.Create(ctx, "/Plant", "Line", "Line1"); err != nil {
+		return err
+	}
+	if _, err := e1.Set(ctx, demoEntity, demoField, entity.Int(100)); err != nil {
+		return err
+	}
+	if _, err := poll(ctx, o.Timeout, time.Millisecond, func(context.Context) (bool, error) {
+		for _, n := range d.nodes {
+			if f, err := n.Entities().GetField(demoEntity, demoField); err != nil || f.Value.Int != 100 {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		return fmt.Errorf("entity %s did not replicate: %w", demoEntity, err)
+	}
+	d.say("node1: created entity %s (type Line) with %s = 100; every node shows it", demoEntity, demoField)
 
 	// 3. Partition.
 	d.header("Cut node3 off (connection gater on both sides; the process keeps running)")
@@ -199,7 +221,7 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 	d.say("node3 has no connections after %s; node1 and node2 still talk to each other", ms(time.Since(start)))
 
 	// 4. Write on both sides.
-	d.header(fmt.Sprintf("Write %d keys on each side, and the same key on both", o.Keys))
+	d.header(fmt.Sprintf("Write %d keys on each side, and the same entity field on both", o.Keys))
 	start = time.Now()
 	if err := errors.Join(
 		putMany(ctx, d.clients[0], "demo/side-a", o.Keys, "written on node1"),
@@ -207,20 +229,26 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 	); err != nil {
 		return err
 	}
-	const colorKey = "demo/color"
-	if err := d.clients[0].Put(ctx, colorKey, []byte("blue")); err != nil {
+	// The conflict: node1 writes the field many times, node3 once, later.
+	// go-ds-crdt alone would keep node1's value (its branch is higher);
+	// the entity layer's last-writer-wins keeps node3's.
+	for i := 1; i <= 100; i++ {
+		if _, err := e1.Set(ctx, demoEntity, demoField, entity.Int(int64(100+i))); err != nil {
+			return err
+		}
+	}
+	vb, err := d.nodes[2].Entities().Set(ctx, demoEntity, demoField, entity.Int(42))
+	if err != nil {
 		return err
 	}
-	if err := d.clients[2].Put(ctx, colorKey, []byte("green")); err != nil {
-		return err
-	}
-	d.say("node1: %d keys under demo/side-a/, and %s = blue", o.Keys, colorKey)
-	d.say("node3: %d keys under demo/side-b/, and %s = green", o.Keys, colorKey)
-	d.say("(%d writes, durable, in %s)", 2*o.Keys+2, ms(time.Since(start)))
-	sideA := o.Keys + 2 // hello, color, side-a
+	d.say("node1: %d keys under demo/side-a/, and %s.%s written 100 times (last 200)", o.Keys, demoEntity, demoField)
+	d.say("node3: %d keys under demo/side-b/, and %s.%s = 42, written once, later (%s by %s)",
+		o.Keys, demoEntity, demoField, vb.Timestamp.Time().Format("15:04:05.000000"), vb.Writer)
+	d.say("(%d writes, durable, in %s)", 2*o.Keys+101, ms(time.Since(start)))
+	sideA := o.Keys + 1 // hello, side-a
 	if _, err := poll(ctx, o.Timeout, 10*time.Millisecond, func(ctx context.Context) (bool, error) {
 		s, err := d.state(ctx, 1)
-		return err == nil && s.total == sideA && s.color == "blue", err
+		return err == nil && s.total == sideA && s.field == "200", err
 	}); err != nil {
 		return fmt.Errorf("node2 did not get node1's writes: %w", err)
 	}
@@ -243,7 +271,7 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 		cut.P2P().Unblock(n.PeerID())
 	}
 	start = time.Now()
-	want := 2*o.Keys + 2
+	want := 2*o.Keys + 1
 	var last []demoState
 	_, err = poll(ctx, o.Timeout, 10*time.Millisecond, func(ctx context.Context) (bool, error) {
 		last = last[:0]
@@ -254,7 +282,7 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 				return false, err
 			}
 			last = append(last, s)
-			done = done && s.total == want && s.color == last[0].color
+			done = done && s.total == want && s.field == "42"
 		}
 		return done, nil
 	})
@@ -270,10 +298,10 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 		d.say("%s holds %s", d.nodes[i].NodeID(), s)
 	}
 	d.say("-> converged %s after the heal (%d keys on each node)", ms(heal), want)
-	d.say("%s = %q on every node: concurrent writes resolve the same way everywhere", colorKey, last[0].color)
-	d.say("   (today by go-ds-crdt's rule; timestamp last-writer-wins comes with the entity layer)")
+	d.say("%s.%s = 42 on every node: the latest write (hybrid logical timestamp, then writer) wins,", demoEntity, demoField)
+	d.say("   not the side that wrote more (node1's 100 writes lose to node3's one later write)")
 
-	fmt.Fprintf(d.out, "\nDone in %s: heal time %s for %d writes made during the partition.\n", ms(time.Since(began)), ms(heal), 2*o.Keys+2)
+	fmt.Fprintf(d.out, "\nDone in %s: heal time %s for %d writes made during the partition.\n", ms(time.Since(began)), ms(heal), 2*o.Keys+101)
 	return nil
 }
 
@@ -312,15 +340,14 @@ func (d *demo) latencies(ctx context.Context, n int) ([]time.Duration, error) {
 // demoState is what one node holds of the demo's keys.
 type demoState struct {
 	total, sideA, sideB int
-	color               string
+	field               string // demoEntity's demoField
 }
 
+// The entity and field of the demo's conflicting write.
+const demoEntity, demoField = "/Plant/Line1", "setpoint"
+
 func (s demoState) String() string {
-	c := s.color
-	if c == "" {
-		c = "(none)"
-	}
-	return fmt.Sprintf("%d keys (side a %d, side b %d), color %s", s.total, s.sideA, s.sideB, c)
+	return fmt.Sprintf("%d keys (side a %d, side b %d), %s = %s", s.total, s.sideA, s.sideB, demoField, s.field)
 }
 
 func (d *demo) state(ctx context.Context, i int) (demoState, error) {
@@ -335,9 +362,11 @@ func (d *demo) state(ctx context.Context, i int) (demoState, error) {
 			s.sideA++
 		case strings.HasPrefix(e.Key, "demo/side-b/"):
 			s.sideB++
-		case e.Key == "demo/color":
-			s.color = string(e.Value)
 		}
+	}
+	s.field = "(none)"
+	if f, err := d.nodes[i].Entities().GetField(demoEntity, demoField); err == nil {
+		s.field = f.Value.String()
 	}
 	return s, nil
 }
