@@ -410,3 +410,27 @@ func TestReopenKeepsTree(t *testing.T) {
 		t.Fatalf("after reopen: %+v", f)
 	}
 }
+
+// TestWatchSeesCreateUnderPath: every event of a create carries the new
+// entity's full path, so a watcher of its parent sees all of them.
+func TestWatchSeesCreateUnderPath(t *testing.T) {
+	a := openMem(t, "a", nil, nil)
+	mustCreate(t, a, "/", "Site", "F")
+	w := a.Watch("/F", 16)
+	defer w.Close()
+	mustCreate(t, a, "/F", "Line", "L")
+	seen := map[string]string{}
+	for len(seen) < 4 {
+		select {
+		case ev := <-w.C():
+			seen[ev.Field] = ev.Path
+		case <-time.After(5 * time.Second):
+			t.Fatalf("events: %v", seen)
+		}
+	}
+	for f, p := range seen {
+		if p != "/F/L" {
+			t.Fatalf("%s event has path %q, want /F/L", f, p)
+		}
+	}
+}

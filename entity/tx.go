@@ -80,17 +80,23 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (Version, err
 	}
 	// Read your writes: apply to the view now; the feed brings the same
 	// changes again later, which is harmless.
-	var events []Event
+	// Apply every write of the group before describing any, so events
+	// carry the paths the group produced (a new entity's name and parent).
+	var changes []change
 	s.mu.Lock()
 	for i, w := range tx.writes {
 		for _, old := range seen[i] {
 			if ch, ok := s.st.apply(w.reg, old, nil, false); ok {
-				events = append(events, s.event(ch, true))
+				changes = append(changes, ch)
 			}
 		}
 		if ch, ok := s.st.apply(w.reg, v, w.value, true); ok {
-			events = append(events, s.event(ch, true))
+			changes = append(changes, ch)
 		}
+	}
+	events := make([]Event, 0, len(changes))
+	for _, ch := range changes {
+		events = append(events, s.event(ch, true))
 	}
 	s.mu.Unlock()
 	for _, ev := range events {

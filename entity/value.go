@@ -334,6 +334,10 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 		return v.inferJSON(raw)
 	}
 	k := *jv.Type
+	if string(raw) == "null" {
+		*v = Null() // clearing a field of any type
+		return nil
+	}
 	var out Value
 	var err error
 	switch k {
