@@ -22,7 +22,12 @@ type Options struct {
 	// after the first one of a group. Default 2ms: long enough to gather
 	// a burst from concurrent writers, short beside a LevelDB fsync.
 	CommitWindow time.Duration
-	// CommitMaxOps caps the writes in one delta. Default 4096.
+	// CommitMaxOps caps the writes in one delta (one Apply larger than
+	// this is still committed whole). Default 512: go-ds-crdt recomputes
+	// the encoded size of the whole pending delta on every write added to
+	// a batch, so a group of n writes costs O(n^2); at 512 that is a few
+	// microseconds per write, and a group still spreads one fsync and one
+	// DAG node over hundreds of writes.
 	CommitMaxOps int
 	// CommitMaxBytes caps the encoded size of one delta. Default 512 KiB:
 	// under libp2p's 1 MiB message limit (a delta is one block, and a
@@ -79,7 +84,7 @@ func DefaultOptions() Options {
 	return Options{
 		Namespace:           "/crdt",
 		CommitWindow:        2 * time.Millisecond,
-		CommitMaxOps:        4096,
+		CommitMaxOps:        512,
 		CommitMaxBytes:      512 << 10,
 		CarryMaxBytes:       768 << 10,
 		RecentBlocksBytes:   32 << 20,

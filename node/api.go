@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/starling-sync/starling/crdt"
+	"github.com/starling-sync/starling/election"
 )
 
 // Sentinel errors of the API, on the server (returned by backends) and
@@ -155,6 +156,12 @@ type APIConfig struct {
 	KV     KV
 	Peers  PeerSet
 	Status StatusSource
+	// Entities serves the entity tree's endpoints (entity_api.go).
+	// Optional: without it they are not registered.
+	Entities EntityStore
+	// Election serves the leader election's endpoints (election_api.go).
+	// Optional: without it they are not registered.
+	Election *election.Runner
 	// MaxValueBytes bounds PUT bodies. Default DefaultMaxValueBytes.
 	MaxValueBytes int64
 	// Logger receives server-side errors. Default: discard.
@@ -176,6 +183,37 @@ type api struct {
 //	GET    /v1/peers
 //	POST   /v1/peers           {"addr": "/ip4/.../tcp/.../p2p/<id>"}
 //	DELETE /v1/peers/{id}
+//
+// With APIConfig.Entities, the entity tree. A ref names an entity by
+// path ("/Factory/Line1", "/" is the root) or by ID, always in the
+// query string (URL-encoded), so names may hold any character but '/'.
+// Every write answers with its version {"timestamp": "<24 hex>",
+// "writer": "<node ID>"}:
+//
+//	GET    /v1/entities?ref=R            entity with fields (default ref /)
+//	POST   /v1/entities                  {"parent": R, "type": T, "name": N} (201)
+//	PATCH  /v1/entities?ref=R            {"name": N} or {"parent": R}
+//	DELETE /v1/entities?ref=R[&recursive=true]
+//	POST   /v1/entities/restore          {"id": ID}
+//	GET    /v1/entities/children?ref=R   {"entities": [...]} (no fields)
+//	GET    /v1/entities/tree?ref=R[&depth=N][&fields=false]  nested
+//	GET    /v1/fields?ref=R&field=F      value, timestamp, writer, default, concurrent
+//	PUT    /v1/fields?ref=R&field=F      {"type": "int", "value": 42} or {"value": 42}
+//	POST   /v1/fields/batch              {"writes": [{"ref", "field", "type"?, "value"}]}: one atomic write, one version
+//	GET    /v1/schemas                   {"schemas": [...]}
+//	PUT    /v1/schemas                   body = entity.Schema
+//	GET    /v1/schemas/{type}
+//	GET    /v1/watch?path=P              Server-Sent Events: "data: <entity.Event>" per change
+//
+// A value without "type" takes the type the entity's schema gives the
+// field, else its JSON type; null clears the field. Entity errors carry
+// a "code" naming the entity package's sentinel ("not_found",
+// "exists", "schema", ...): 404 not_found/no_field/no_schema, 409
+// exists/not_empty/cycle, 413 too_large, 400 for bad input.
+//
+// With APIConfig.Election, the leader election (election_api.go):
+// /v1/cluster and /v1/election/groups/... (status, watch streams, and
+// the candidate lifecycle: join, health, available, leave).
 //
 // Every request needs "Authorization: Bearer <token>"; without it the
 // answer is 401 and nothing else. Errors are JSON {"error": "..."}.
@@ -202,6 +240,12 @@ func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/peers", a.peers)
 	mux.HandleFunc("POST /v1/peers", a.addPeer)
 	mux.HandleFunc("DELETE /v1/peers/{id}", a.removePeer)
+	if cfg.Entities != nil {
+		a.registerEntityRoutes(mux)
+	}
+	if cfg.Election != nil {
+		a.registerElectionRoutes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -47,7 +47,7 @@ func percentiles(lat []time.Duration) (p50, p99 float64) {
 // per Update (a batch); and the latency of a single write.
 func BenchmarkFieldWrite(b *testing.B) {
 	ctx := context.Background()
-	for _, mode := range []string{"single", "writers=64", "batch=1000"} {
+	for _, mode := range []string{"single", "writers=64", "batch=250", "batch=1000"} {
 		b.Run(mode, func(b *testing.B) {
 			n := benchNodes(b, 1)[0]
 			es := n.Entities()
@@ -90,9 +90,11 @@ func BenchmarkFieldWrite(b *testing.B) {
 				}
 				wg.Wait()
 			default:
-				for i := 0; i < b.N; i += 1000 {
+				var size int
+				fmt.Sscanf(mode, "batch=%d", &size)
+				for i := 0; i < b.N; i += size {
 					if _, err := es.Update(ctx, func(tx *entity.Tx) error {
-						for j := i; j < i+1000 && j < b.N; j++ {
+						for j := i; j < i+size && j < b.N; j++ {
 							if err := tx.Set(ref(j), field(j), entity.Int(int64(j))); err != nil {
 								return err
 							}

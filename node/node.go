@@ -23,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/starling-sync/starling/crdt"
+	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/p2p"
 )
@@ -50,6 +51,7 @@ type Node struct {
 	store *crdt.Store
 	// entities is the entity tree over store.
 	entities *entity.Store
+	elect    electionState // leader election (election.go)
 	srv      *http.Server
 	apiAddr  string
 
@@ -69,6 +71,9 @@ type openOptions struct {
 	p2pConfig []func(*p2p.Config)
 	crdtOpts  crdt.Options
 	clockOff  time.Duration
+
+	// electionConfig adjusts the election's config (election.go).
+	electionConfig []func(*election.Config)
 }
 
 // WithClockOffset adds d to the node's physical clock (the hybrid logical
@@ -237,13 +242,18 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("open entity tree: %w", err)
 	}
+	if err := n.startElection(o.electionConfig); err != nil {
+		return nil, err
+	}
 
 	h, err := NewAPIHandler(APIConfig{
-		Token:  n.token,
-		KV:     storeKV{n.store},
-		Peers:  p2pPeers{n.p2p},
-		Status: n,
-		Logger: n.log.With("component", "api"),
+		Token:    n.token,
+		KV:       storeKV{n.store},
+		Peers:    p2pPeers{n.p2p},
+		Status:   n,
+		Entities: n.entities,
+		Election: n.elect.runner,
+		Logger:   n.log.With("component", "api"),
 	})
 	if err != nil {
 		return nil, err
@@ -257,6 +267,9 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		}
 	}()
 	if err := n.writeAPIInfo(); err != nil {
+		return nil, err
+	}
+	if err := n.markAvailable(); err != nil {
 		return nil, err
 	}
 	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env)
@@ -324,6 +337,11 @@ func (n *Node) Close() error {
 		// otherwise hold the API server's shutdown.
 		if n.entities != nil {
 			_ = n.entities.Close()
+		}
+		// The election next, while the network is up: its goodbye makes
+		// the others fail over at once; it also ends election streams.
+		if err := n.closeElection(); err != nil {
+			errs = append(errs, err)
 		}
 		if n.srv != nil && n.srv.Handler != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -55,18 +55,41 @@ func (e *cmdEnv) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func (e *cmdEnv) getCommand() *cli.Command {
+// kvCommand groups the raw key-value commands. They read and write the
+// replicated store's /kv namespace, apart from the entity tree.
+func (e *cmdEnv) kvCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "kv",
+		Category:  "data",
+		Usage:     "raw key-value data: kv get, kv put, kv del, kv ls",
+		UsageText: "starling kv get|put|del|ls --data DIR ...",
+		Description: `Raw keys and values, replicated like the entity tree but without types,
+schemas or per-field versions (use the entity commands for those).
+
+Examples:
+   starling kv put --data ./node1 sensors/t1 21.5
+   starling kv get --data ./node1 sensors/t1`,
+		Action: groupAction("get, put, del or ls"),
+		Subcommands: []*cli.Command{
+			e.kvGetCommand(),
+			e.kvPutCommand(),
+			e.kvDelCommand(),
+			e.kvLsCommand(),
+		},
+	}
+}
+
+func (e *cmdEnv) kvGetCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "get",
-		Category:  "data",
 		Usage:     "print the value of a key",
 		ArgsUsage: "KEY",
-		UsageText: "starling get --data DIR [--json] KEY",
+		UsageText: "starling kv get --data DIR [--json] KEY",
 		Description: `Prints the value of KEY as stored (a newline is added to text values);
 exit code 1 if the key does not exist.
 
 Example:
-   starling get --data ./node1 sensors/t1`,
+   starling kv get --data ./node1 sensors/t1`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 1, 1, "KEY"); err != nil {
@@ -94,19 +117,18 @@ Example:
 	}
 }
 
-func (e *cmdEnv) putCommand() *cli.Command {
+func (e *cmdEnv) kvPutCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "put",
-		Category:  "data",
 		Usage:     "write a key (returns once the write is durable on the node)",
 		ArgsUsage: "KEY VALUE",
-		UsageText: "starling put --data DIR KEY VALUE    (VALUE - reads standard input)",
+		UsageText: "starling kv put --data DIR KEY VALUE    (VALUE - reads standard input)",
 		Description: `Writes KEY=VALUE on the node; it replicates to the others in the background.
 Keys are paths like site/line1/temp (no empty, '.' or '..' segments).
 
 Examples:
-   starling put --data ./node1 sensors/t1 21.5
-   starling put --data ./node1 config/site < site.json`,
+   starling kv put --data ./node1 sensors/t1 21.5
+   starling kv put --data ./node1 config/site - < site.json`,
 		Flags: clientFlags(false),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 2, 2, "KEY VALUE"); err != nil {
@@ -127,17 +149,16 @@ Examples:
 	}
 }
 
-func (e *cmdEnv) delCommand() *cli.Command {
+func (e *cmdEnv) kvDelCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "del",
-		Category:  "data",
 		Usage:     "delete a key",
 		ArgsUsage: "KEY",
-		UsageText: "starling del --data DIR KEY",
+		UsageText: "starling kv del --data DIR KEY",
 		Description: `Deletes KEY on the node; the deletion replicates like a write.
 
 Example:
-   starling del --data ./node1 sensors/t1`,
+   starling kv del --data ./node1 sensors/t1`,
 		Flags: clientFlags(false),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 1, 1, "KEY"); err != nil {
@@ -152,18 +173,17 @@ Example:
 	}
 }
 
-func (e *cmdEnv) lsCommand() *cli.Command {
+func (e *cmdEnv) kvLsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "ls",
-		Category:  "data",
 		Usage:     "list keys and values under a prefix",
 		ArgsUsage: "[PREFIX]",
-		UsageText: "starling ls --data DIR [--json] [PREFIX]",
+		UsageText: "starling kv ls --data DIR [--json] [PREFIX]",
 		Description: `Lists the entries under PREFIX (all entries without one), one per line:
 KEY, a tab, VALUE (non-text values are shown as <N bytes>).
 
 Example:
-   starling ls --data ./node1 sensors`,
+   starling kv ls --data ./node1 sensors`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 0, 1, "[PREFIX]"); err != nil {

@@ -89,14 +89,16 @@ every other node as a static peer
 
 Example:
    starling local --data /tmp/cluster --nodes 3
-   starling put --data /tmp/cluster/node1 hello world    # in another shell
-   starling get --data /tmp/cluster/node3 hello`,
+   starling create --data /tmp/cluster/node1 --type sensor /Sensor7    # in another shell
+   starling set --data /tmp/cluster/node1 /Sensor7 temp 21.5
+   starling get --data /tmp/cluster/node3 /Sensor7`,
 		Flags: []cli.Flag{
 			dataFlag("root `DIR` for the nodes' data directories (DIR/node1, ...)"),
 			&cli.IntFlag{Name: "nodes", Aliases: []string{"n"}, Value: 3, EnvVars: envVar("nodes"), Usage: "number of nodes (1 to 64)"},
 			&cli.IntFlag{Name: "base-port", Value: 4101, EnvVars: envVar("base-port"), Usage: "libp2p TCP `PORT` of node1; node k uses PORT+k-1"},
 			&cli.IntFlag{Name: "api-base-port", Value: 7501, EnvVars: envVar("api-base-port"), Usage: "API `PORT` of node1; node k uses PORT+k-1"},
 			&cli.StringFlag{Name: flagEnv, Value: localEnv, EnvVars: envVar(flagEnv), Usage: "environment `NAME` of the nodes"},
+			clockOffsetFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
@@ -112,7 +114,7 @@ Example:
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			nodes, err := e.startLocal(ctx, plan, c.String(flagEnv))
+			nodes, err := e.startLocal(ctx, plan, c.String(flagEnv), node.WithClockOffset(c.Duration(flagClock)))
 			if err != nil {
 				return err
 			}
@@ -126,7 +128,7 @@ Example:
 
 // startLocal initialises (if new) and opens the planned nodes; on error
 // the ones already open are closed.
-func (e *cmdEnv) startLocal(ctx context.Context, plan []localNode, env string) (_ []*node.Node, err error) {
+func (e *cmdEnv) startLocal(ctx context.Context, plan []localNode, env string, opts ...node.Option) (_ []*node.Node, err error) {
 	ids := make([]peer.ID, len(plan))
 	for i, p := range plan {
 		if !node.Initialised(p.Dir) {
@@ -148,10 +150,10 @@ func (e *cmdEnv) startLocal(ctx context.Context, plan []localNode, env string) (
 		}
 	}()
 	for i, p := range plan {
-		n, err := node.Open(ctx, p.Dir, node.WithLogger(e.log), node.WithSettings(node.Settings{
+		n, err := node.Open(ctx, p.Dir, append([]node.Option{node.WithLogger(e.log), node.WithSettings(node.Settings{
 			Env: env, ListenAddrs: []string{p.Listen}, APIAddr: p.API, NoMDNS: true,
 			Peers: localPeers(plan, ids, i),
-		}))
+		})}, opts...)...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.Name, err)
 		}
@@ -181,8 +183,9 @@ func (e *cmdEnv) printLocal(root string, nodes []*node.Node) {
 	last := nodes[len(nodes)-1]
 	fmt.Fprintf(e.stdout, `
 Talk to them from another shell:
-  starling put --data %s hello world
-  starling get --data %s hello
+  starling create --data %s --type sensor /Sensor7
+  starling set --data %[1]s /Sensor7 temp 21.5
+  starling get --data %s /Sensor7
   starling status --data %s
   starling ls --data %s
 or with curl:

@@ -84,11 +84,11 @@ is initialised first, with the same flags as init. For an initialised DIR
 the flags override config.json for this run only (--peer adds peers).
 
 The API address is written to DIR/api.json while the node runs, so
-"starling get --data DIR KEY" finds it. Stop with Ctrl-C or SIGTERM.
+"starling get --data DIR /PATH" finds it. Stop with Ctrl-C or SIGTERM.
 
 Example:
    starling run --data ./node1 --peer /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
-		Flags: append([]cli.Flag{dataFlag("data `DIR` of the node (created if new)")}, nodeFlags()...),
+		Flags: append([]cli.Flag{dataFlag("data `DIR` of the node (created if new)"), clockOffsetFlag()}, nodeFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
 				return err
@@ -127,7 +127,7 @@ Example:
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			n, err := node.Open(ctx, dir, append(opts, node.WithLogger(e.log))...)
+			n, err := node.Open(ctx, dir, append(opts, node.WithLogger(e.log), node.WithClockOffset(c.Duration(flagClock)))...)
 			if err != nil {
 				return err
 			}

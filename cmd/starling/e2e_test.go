@@ -148,15 +148,15 @@ func TestE2ERunBinaryWithSignal(t *testing.T) {
 		return err == nil
 	})
 	for _, args := range [][]string{
-		{"put", "--data", dir, "hello", "world"},
-		{"get", "--data", dir, "hello"},
+		{"kv", "put", "--data", dir, "hello", "world"},
+		{"kv", "get", "--data", dir, "hello"},
 		{"status", "--data", dir},
 	} {
 		b, err := exec.Command(bin, args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, b)
 		}
-		if args[0] == "get" && string(b) != "world\n" {
+		if args[1] == "get" && string(b) != "world\n" {
 			t.Errorf("get = %q", b)
 		}
 	}
@@ -177,7 +177,7 @@ func TestE2ERunBinaryWithSignal(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, node.APIFile)); !os.IsNotExist(err) {
 		t.Errorf("api.json left after a clean stop: %v", err)
 	}
-	b, err := exec.Command(bin, "get", "--data", dir, "hello").CombinedOutput()
+	b, err := exec.Command(bin, "kv", "get", "--data", dir, "hello").CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "starling run --data "+dir) {
 		t.Errorf("get on a stopped node: %v, %s", err, b)
 	}
@@ -256,11 +256,11 @@ func TestE2ELocal(t *testing.T) {
 			return err == nil
 		})
 	}
-	if r := runApp(t, "", "put", "--data", filepath.Join(root, "node1"), "greeting", "hi"); r.code != 0 {
+	if r := runApp(t, "", "kv", "put", "--data", filepath.Join(root, "node1"), "greeting", "hi"); r.code != 0 {
 		t.Fatalf("put: %+v", r)
 	}
 	waitFor(t, 15*time.Second, "the write on node3", func() bool {
-		r := runApp(t, "", "get", "--data", filepath.Join(root, "node3"), "greeting")
+		r := runApp(t, "", "kv", "get", "--data", filepath.Join(root, "node3"), "greeting")
 		return r.code == 0 && r.stdout == "hi\n"
 	})
 	if !strings.Contains(out.String(), "node3") || !strings.Contains(out.String(), fmt.Sprint(apiBase+2)) {

@@ -26,7 +26,15 @@ const (
 	flagForce   = "force"
 	flagToken   = "token"
 	flagJSON    = "json"
+	flagClock   = "clock-offset"
 )
+
+// clockOffsetFlag shifts the node's clock, for tests of clock skew:
+// faketime does not reach Go binaries.
+func clockOffsetFlag() cli.Flag {
+	return &cli.DurationFlag{Name: flagClock, EnvVars: envVar(flagClock),
+		Usage: "add `DURATION` (e.g. -5s) to the node's clock for its write timestamps; for tests of clock skew"}
+}
 
 // envVar is the environment variable of a flag: STARLING_<NAME>.
 func envVar(name string) []string {

@@ -1,7 +1,11 @@
 // Command starling is Starling's one binary: the node daemon (init, run),
 // a local multi-node launcher (local), a self-contained demonstration
-// (demo), and the client commands (get, put, del, ls, status, peers) that
-// talk to a running node's HTTP API.
+// (demo), and the client commands that talk to a running node's HTTP
+// API: the entity tree (create, get, set, ls, mv, rename, rm, restore,
+// schema, watch; grouped as entity and field too), raw keys (kv get, put,
+// del, ls), status and peers, and leader election (cluster status,
+// election ls|status|watch, and lead, which runs a command only while
+// this node leads a group).
 //
 // Exit codes: 0 success, 1 failure, 2 usage error (unknown flag or
 // command, wrong arguments).
@@ -83,8 +87,9 @@ once they can talk again.
 
 Try it on this machine:     starling demo
 A node of your own:         starling run --data ./node1
-Then, from another shell:   starling put --data ./node1 hello world
-                            starling get --data ./node1 hello`,
+Then, from another shell:   starling create --data ./node1 --type sensor /Sensor7
+                            starling set --data ./node1 /Sensor7 temp 21.5
+                            starling get --data ./node1 /Sensor7`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "log-level",
@@ -113,12 +118,13 @@ Then, from another shell:   starling put --data ./node1 hello world
 			e.runCommand(),
 			e.localCommand(),
 			e.demoCommand(),
-			e.getCommand(),
-			e.putCommand(),
-			e.delCommand(),
-			e.lsCommand(),
+			e.kvCommand(),
 			e.statusCommand(),
 			e.peersCommand(),
+			e.clusterCommand(),
+			e.electionCommand(),
+			e.leadCommand(),
+			e.chaosCommand(),
 		},
 		Reader:          stdin,
 		Writer:          stdout,
@@ -129,6 +135,7 @@ Then, from another shell:   starling put --data ./node1 hello world
 		// run prints errors and picks the exit code; cli must not exit.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	app.Commands = append(app.Commands, e.entityCommands()...)
 	app.OnUsageError = onUsageError
 	setUsageErrorHandler(app.Commands)
 	return app

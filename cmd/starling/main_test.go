@@ -82,12 +82,13 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"run without data", []string{"run"}, []string{"--data"}},
 		{"local without data", []string{"local"}, []string{"--data"}},
 		{"init with an argument", []string{"init", "--data", d, "extra"}, []string{"too many"}},
-		{"get without key", []string{"get", "--data", d}, []string{"missing KEY"}},
-		{"put without value", []string{"put", "--data", d, "k"}, []string{"missing KEY VALUE"}},
-		{"get with two keys", []string{"get", "--data", d, "a", "b"}, []string{"too many"}},
-		{"flag after argument", []string{"get", "k", "--data", d}, []string{"--data must come before KEY"}},
-		{"flag= after argument", []string{"ls", "k", "--json=true"}, []string{"--json=true must come before"}},
-		{"no node named", []string{"get", "k"}, []string{"--data DIR", "--api"}},
+		{"get without key", []string{"kv", "get", "--data", d}, []string{"missing KEY"}},
+		{"put without value", []string{"kv", "put", "--data", d, "k"}, []string{"missing KEY VALUE"}},
+		{"get with two keys", []string{"kv", "get", "--data", d, "a", "b"}, []string{"too many"}},
+		{"flag after argument", []string{"kv", "get", "k", "--data", d}, []string{"--data must come before KEY"}},
+		{"flag= after argument", []string{"kv", "ls", "k", "--json=true"}, []string{"--json=true must come before"}},
+		{"no node named", []string{"kv", "get", "k"}, []string{"--data DIR", "--api"}},
+		{"unknown kv subcommand", []string{"kv", "frob"}, []string{`"frob"`, "get, put, del or ls"}},
 		{"api without token", []string{"status", "--api", "127.0.0.1:1"}, []string{"--token"}},
 		{"bad log level", []string{"--log-level", "loud", "status"}, []string{`"loud"`}},
 		{"bad int", []string{"local", "--data", d, "--nodes", "three"}, []string{"three"}},
@@ -195,7 +196,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	}
 	t.Setenv("STARLING_PEER", "")
 	t.Setenv("STARLING_DATA", filepath.Join(dir, "x"))
-	r = runApp(t, "", "get", "k")
+	r = runApp(t, "", "kv", "get", "k")
 	if r.code != 1 || !strings.Contains(r.stderr, "starling run --data "+filepath.Join(dir, "x")) {
 		t.Errorf("STARLING_DATA not used: %+v", r)
 	}
@@ -239,7 +240,8 @@ func TestHelp(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	for _, c := range []string{"init", "run", "local", "demo", "get", "put", "del", "ls", "status", "peers"} {
+	for _, c := range []string{"init", "run", "local", "demo", "kv", "create", "get", "set", "ls", "mv", "rename", "rm", "restore",
+		"schema", "watch", "entity", "field", "status", "peers"} {
 		if !strings.Contains(r.stdout, "  "+c+" ") {
 			t.Errorf("help does not list %s", c)
 		}
@@ -364,27 +366,27 @@ func TestClientCommands(t *testing.T) {
 		errHas string
 		check  func(t *testing.T, stdout string)
 	}{
-		{args: []string{"put", "--data", dir, "site/t1", "21.5"}},
-		{args: []string{"put", "--data", dir, "site/t2", "-"}, stdin: "from\nstdin\n"},
-		{args: []string{"get", "--data", dir, "site/t1"}, stdout: "21.5\n"},
-		{args: []string{"get", "--data", dir, "/site/t2"}, stdout: "from\nstdin\n"},
-		{args: []string{"get", "--data", dir, "--json", "site/t1"}, check: func(t *testing.T, out string) {
+		{args: []string{"kv", "put", "--data", dir, "site/t1", "21.5"}},
+		{args: []string{"kv", "put", "--data", dir, "site/t2", "-"}, stdin: "from\nstdin\n"},
+		{args: []string{"kv", "get", "--data", dir, "site/t1"}, stdout: "21.5\n"},
+		{args: []string{"kv", "get", "--data", dir, "/site/t2"}, stdout: "from\nstdin\n"},
+		{args: []string{"kv", "get", "--data", dir, "--json", "site/t1"}, check: func(t *testing.T, out string) {
 			var e node.Entry
 			if err := json.Unmarshal([]byte(out), &e); err != nil || e.Key != "site/t1" || string(e.Value) != "21.5" {
 				t.Errorf("get --json: %q, %v", out, err)
 			}
 		}},
-		{args: []string{"ls", "--data", dir, "site"}, stdout: "site/t1\t21.5\nsite/t2\t\"from\\nstdin\\n\"\n"},
-		{args: []string{"ls", "--data", dir, "--json"}, check: func(t *testing.T, out string) {
+		{args: []string{"kv", "ls", "--data", dir, "site"}, stdout: "site/t1\t21.5\nsite/t2\t\"from\\nstdin\\n\"\n"},
+		{args: []string{"kv", "ls", "--data", dir, "--json"}, check: func(t *testing.T, out string) {
 			var es []node.Entry
 			if err := json.Unmarshal([]byte(out), &es); err != nil || len(es) != 2 {
 				t.Errorf("ls --json: %q, %v", out, err)
 			}
 		}},
-		{args: []string{"ls", "--data", dir, "--json", "nothing"}, stdout: "[]\n"},
-		{args: []string{"del", "--data", dir, "site/t1"}},
-		{args: []string{"get", "--data", dir, "site/t1"}, code: 1, errHas: `key "site/t1" not found`},
-		{args: []string{"get", "--data", dir, "a//b"}, code: 1, errHas: "clean path"},
+		{args: []string{"kv", "ls", "--data", dir, "--json", "nothing"}, stdout: "[]\n"},
+		{args: []string{"kv", "del", "--data", dir, "site/t1"}},
+		{args: []string{"kv", "get", "--data", dir, "site/t1"}, code: 1, errHas: `key "site/t1" not found`},
+		{args: []string{"kv", "get", "--data", dir, "a//b"}, code: 1, errHas: "clean path"},
 		{args: []string{"status", "--data", dir}, check: func(t *testing.T, out string) {
 			if !strings.Contains(out, "fake1") || !strings.Contains(out, "height 3") {
 				t.Errorf("status: %q", out)
@@ -441,7 +443,7 @@ func TestClientWithoutRunningNode(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, node.TokenFile), []byte(fakeToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := runApp(t, "", "get", "--data", dir, "k")
+	r := runApp(t, "", "kv", "get", "--data", dir, "k")
 	if r.code != 1 || !strings.Contains(r.stderr, "no running node") || !strings.Contains(r.stderr, "starling run --data "+dir) {
 		t.Errorf("%+v", r)
 	}

@@ -1,0 +1,283 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests build the starling binary, run themselves again
+// inside new namespaces (RunIsolated), and there drive real nodes. They
+// take minutes, so they run only when asked: STARLING_CHAOS=1 or
+// CHAOS_REQUIRED=1 (CI), or `task chaos`. Without ip/nft/namespaces they
+// skip with the reason, or fail when CHAOS_REQUIRED=1.
+//
+// Environment: STARLING_CHAOS_SEED replays a seed; STARLING_CHAOS_ARTIFACTS
+// chooses where failed scenarios keep their logs (default
+// ./chaos-artifacts, in this directory).
+
+const (
+	envOptIn     = "STARLING_CHAOS"
+	envSeed      = "STARLING_CHAOS_SEED"
+	envArtifacts = "STARLING_CHAOS_ARTIFACTS"
+	envBinary    = "STARLING_CHAOS_BINARY"   // set for the isolated child
+	envSkipFile  = "STARLING_CHAOS_SKIPFILE" // the child writes its skip reason here
+)
+
+var (
+	enterErr  error // the isolated child's Enter
+	buildOnce sync.Once
+	buildDir  string
+	buildBin  string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	if Isolated() {
+		enterErr = Enter()
+		os.Exit(m.Run())
+	}
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// skipOrFail skips t for reason, or fails it when CHAOS_REQUIRED=1. In
+// the isolated child it also tells the parent, which skips or fails the
+// same way.
+func skipOrFail(t *testing.T, reason error) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("%s=1 and the partition suite cannot run: %v", EnvRequired, reason)
+	}
+	if f := os.Getenv(envSkipFile); f != "" {
+		_ = os.WriteFile(f, []byte(reason.Error()), 0o644)
+	}
+	t.Skip(reason)
+}
+
+// isolated returns true in the isolated child. In the parent it checks
+// the opt-in and the prerequisites, builds the binary, runs the calling
+// test in the child, mirrors its outcome, and returns false.
+func isolated(t *testing.T) bool {
+	t.Helper()
+	if Isolated() {
+		if enterErr != nil {
+			skipOrFail(t, enterErr)
+		}
+		if os.Getenv(envBinary) == "" {
+			t.Fatalf("%s is not set in the isolated child", envBinary)
+		}
+		return true
+	}
+	if os.Getenv(envOptIn) != "1" && !Required() {
+		t.Skipf("the partition suite takes minutes: set %s=1 (or %s=1), or run `task chaos`", envOptIn, EnvRequired)
+	}
+	ctx := t.Context()
+	if err := CheckPrerequisites(ctx); err != nil {
+		skipOrFail(t, err)
+	}
+	bin := buildStarling(t)
+	skipFile := filepath.Join(t.TempDir(), "skip")
+	timeout := 20 * time.Minute
+	if d, ok := t.Deadline(); ok {
+		timeout = time.Until(d) - 30*time.Second
+	}
+	args := []string{"-test.run=^" + t.Name() + "$", "-test.v", "-test.timeout=" + timeout.String()}
+	env := []string{envBinary + "=" + bin, envSkipFile + "=" + skipFile}
+	err := RunIsolated(ctx, os.Args[0], args, env, os.Stdout, os.Stderr)
+	if b, rerr := os.ReadFile(skipFile); rerr == nil {
+		skipOrFail(t, errors.New(string(b)))
+	}
+	if err != nil {
+		t.Fatalf("the isolated run failed: %v (its output is above)", err)
+	}
+	return false
+}
+
+// buildStarling builds the node binary once per test binary.
+func buildStarling(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "starling-chaos-bin-")
+		if buildErr != nil {
+			return
+		}
+		buildBin = filepath.Join(buildDir, "starling")
+		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/starling-sync/starling/cmd/starling")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/starling: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildBin
+}
+
+func testSeed(t *testing.T) uint64 {
+	t.Helper()
+	if s := os.Getenv(envSeed); s != "" {
+		seed, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", envSeed, s, err)
+		}
+		return seed
+	}
+	return rand.Uint64() >> 12
+}
+
+func testLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// TestChaosSweep runs every nemesis at least once (the quick sweep) and
+// requires no lost write, no phantom and no divergence anywhere.
+func TestChaosSweep(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
+	artifacts := os.Getenv(envArtifacts)
+	if artifacts == "" {
+		artifacts = "chaos-artifacts"
+	}
+	cfg := Config{
+		Binary:       os.Getenv(envBinary),
+		Seed:         testSeed(t),
+		ArtifactsDir: artifacts,
+		Logger:       testLogger(),
+	}
+	t.Logf("seed %d (replay: %s=%d)", cfg.Seed, envSeed, cfg.Seed)
+	rep, err := Run(t.Context(), cfg)
+	if errors.Is(err, ErrUnsupported) {
+		skipOrFail(t, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println()
+	fmt.Print(rep.String())
+	if !rep.OK() {
+		t.Fatalf("the partition suite found problems (seed %d): see the report above and %s", rep.Seed, rep.Artifacts)
+	}
+}
+
+// unhealedIsolation cuts one host off and never lets it back: its rules
+// live in an nft table of their own, which no heal and no clean-up of
+// the runner touches, as if the link were broken for good. The checkers
+// must notice.
+type unhealedIsolation struct{}
+
+func (unhealedIsolation) Name() string                          { return "isolate-unhealed" }
+func (unhealedIsolation) Describe() string                      { return "one host cut off for good (test only)" }
+func (unhealedIsolation) Available(context.Context, *Env) error { return nil }
+func (unhealedIsolation) Inject(ctx context.Context, e *Env, rng *rand.Rand) (Fault, error) {
+	n := len(e.Hosts())
+	victim := 1 + rng.IntN(n)
+	var b strings.Builder
+	b.WriteString("table bridge chaos_test_unhealed {\n\tchain forward {\n\t\ttype filter hook forward priority -10; policy accept;\n")
+	var others []int
+	for k := 1; k <= n; k++ {
+		if k != victim {
+			others = append(others, k)
+			fmt.Fprintf(&b, "\t\tiifname %q oifname %q drop\n\t\tiifname %q oifname %q drop\n",
+				e.lab.Port(victim), e.lab.Port(k), e.lab.Port(k), e.lab.Port(victim))
+		}
+	}
+	b.WriteString("\t}\n}\n")
+	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(b.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("nft: %v: %s", err, out)
+	}
+	// The same cut in the runner's filter, so observers see it in the
+	// topology; the runner lifts these at the end, not the table above.
+	if err := e.SetRules(ctx, e.FaultID("isolate-unhealed"), cut([]int{victim}, others)); err != nil {
+		return nil, err
+	}
+	return &fault{desc: hostName(victim) + " cut off for good", heal: func(context.Context) error { return nil }}, nil
+}
+
+// momentRecorder is an extra checker that only observes: it proves the
+// Observer extension point is called with the topology.
+type momentRecorder struct{ moments []Moment }
+
+func (m *momentRecorder) Name() string                         { return "moments" }
+func (m *momentRecorder) Check(CheckInput) Verdict             { return Verdict{Checker: "moments", OK: true} }
+func (m *momentRecorder) Observe(_ context.Context, mo Moment) { m.moments = append(m.moments, mo) }
+
+// TestChaosCatchesUnhealedPartition proves the checkers can fail: with
+// one host never reconnected, its writes are missing elsewhere and the
+// others' on it, so lost writes and divergence must both be reported.
+func TestChaosCatchesUnhealedPartition(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
+	reg := NewRegistry()
+	reg.RegisterNemesis(unhealedIsolation{})
+	rec := &momentRecorder{}
+	reg.RegisterChecker("moments", func(ModelConfig) (Checker, error) { return rec, nil })
+	cfg := Config{
+		Checks:          []string{"moments"},
+		SettleTime:      time.Second,
+		Binary:          os.Getenv(envBinary),
+		Seed:            testSeed(t),
+		Nodes:           3,
+		Scenarios:       []Scenario{ParseScenario("isolate-unhealed")},
+		FaultMin:        3 * time.Second,
+		FaultMax:        3 * time.Second,
+		ConvergeTimeout: 5 * time.Second,
+		ArtifactsDir:    t.TempDir(),
+		Registry:        reg,
+		Logger:          testLogger(),
+	}
+	rep, err := Run(t.Context(), cfg)
+	if errors.Is(err, ErrUnsupported) {
+		skipOrFail(t, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Print(rep.String())
+	if rep.OK() {
+		t.Fatal("the report is OK although one host never reconnected")
+	}
+	res := rep.Results[0]
+	if res.Acked == 0 {
+		t.Fatal("no write was acknowledged: the control proves nothing")
+	}
+	if res.Count("lost") == 0 || res.Count("divergent") == 0 {
+		t.Errorf("lost = %d, divergent = %d: want both > 0", res.Count("lost"), res.Count("divergent"))
+	}
+	if res.Count("phantom") != 0 {
+		t.Errorf("phantom = %d: a partition does not invent values", res.Count("phantom"))
+	}
+	var labels []string
+	for _, m := range rec.moments {
+		labels = append(labels, fmt.Sprintf("%s: %v down=%v", m.Label, m.Components, m.Down))
+	}
+	if len(rec.moments) != 3 || len(rec.moments[0].Components) != 2 || len(rec.moments[1].Components) != 2 || len(rec.moments[2].Components) != 1 {
+		t.Errorf("observed moments %q: want settled and healed with the host cut off, then final with one component", labels)
+	}
+	if res.Artifacts == "" {
+		t.Error("a failed scenario kept no artifacts")
+	} else {
+		for _, f := range []string{"history.jsonl", "report.txt", "n1.log"} {
+			if _, err := os.Stat(filepath.Join(res.Artifacts, f)); err != nil {
+				t.Errorf("artifacts: %v", err)
+			}
+		}
+	}
+}

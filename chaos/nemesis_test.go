@@ -1,0 +1,212 @@
+package chaos
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/starling-sync/starling/chaos/internal/netlab"
+)
+
+// TestNetworkPlans checks, over many seeds and cluster sizes, that each
+// network nemesis cuts what its name promises, and that a seed gives the
+// same plan twice (replay).
+func TestNetworkPlans(t *testing.T) {
+	reg := NewRegistry()
+	e := &Env{}
+	for _, name := range []string{"partition-halves", "partition-majority", "isolate", "bridge", "one-way", "loss"} {
+		nm, ok := reg.Nemesis(name)
+		if !ok {
+			t.Fatalf("no nemesis %s", name)
+		}
+		nn := nm.(*networkNemesis)
+		for n := max(nn.minHosts, 3); n <= 7; n++ {
+			for seed := range uint64(50) {
+				rules, desc := nn.plan(e, rand.New(rand.NewPCG(seed, 1)), n)
+				rules2, desc2 := nn.plan(e, rand.New(rand.NewPCG(seed, 1)), n)
+				if desc != desc2 || !slices.Equal(rules, rules2) {
+					t.Fatalf("%s seed %d: two plans differ", name, seed)
+				}
+				f := netlab.NewFilter(n)
+				if err := f.Set(name, rules); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				comps := f.Components()
+				sizes := make([]int, len(comps))
+				for i, c := range comps {
+					sizes[i] = len(c)
+				}
+				slices.Sort(sizes)
+				var bad string
+				switch name {
+				case "partition-halves":
+					if !slices.Equal(sizes, []int{n / 2, n - n/2}) {
+						bad = "want two halves"
+					}
+				case "partition-majority":
+					if len(sizes) != 2 || sizes[0]*2 >= n {
+						bad = "want a minority and a majority"
+					}
+				case "isolate", "one-way":
+					if !slices.Equal(sizes, []int{1, n - 1}) {
+						bad = "want one host alone"
+					}
+				case "bridge":
+					// One component through the bridge host, but some pairs
+					// cannot talk directly.
+					if len(sizes) != 1 || len(rules) == 0 {
+						bad = "want one component with cut pairs"
+					}
+				case "loss":
+					if len(sizes) != 1 || len(rules) != n*(n-1) || rules[0].LossPercent < 20 || rules[0].LossPercent > 40 {
+						bad = "want 20-40% loss on every link"
+					}
+				}
+				if bad != "" {
+					t.Fatalf("%s n=%d seed=%d: components %v (%s): %s", name, n, seed, comps, desc, bad)
+				}
+			}
+		}
+	}
+}
+
+func TestBridgePlanKeepsTheBridgeConnected(t *testing.T) {
+	nm, _ := NewRegistry().Nemesis("bridge")
+	for seed := range uint64(50) {
+		rules, desc := nm.(*networkNemesis).plan(&Env{}, rand.New(rand.NewPCG(seed, 1)), 5)
+		f := netlab.NewFilter(5)
+		if err := f.Set("b", rules); err != nil {
+			t.Fatal(err)
+		}
+		// The bridge host is the one with no rule at all.
+		var bridge []int
+		for h := 1; h <= 5; h++ {
+			touched := false
+			for _, r := range rules {
+				if r.From == h || r.To == h {
+					touched = true
+				}
+			}
+			if !touched {
+				bridge = append(bridge, h)
+			}
+		}
+		if len(bridge) != 1 || !strings.Contains(desc, "bridge "+hostName(bridge[0])) {
+			t.Fatalf("seed %d: %s: untouched hosts %v", seed, desc, bridge)
+		}
+	}
+}
+
+func TestClaim(t *testing.T) {
+	// Hosts without a process are not Up, so Claim refuses them: give
+	// the env hosts that look up by faking their state.
+	e := &Env{claims: map[*Host]string{}, exclusive: map[string]string{}}
+	rng := rand.New(rand.NewPCG(1, 1))
+	if _, err := e.Claim(rng, "x", 1, 1); err == nil {
+		t.Fatal("claimed a host that is not running")
+	}
+	if err := e.Exclusive("delay", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Exclusive("delay", "b"); err == nil {
+		t.Fatal("a held resource was given twice")
+	}
+	e.ReleaseExclusive("delay")
+	if err := e.Exclusive("delay", "b"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestQuickSweepHasEveryNemesis(t *testing.T) {
+	reg := NewRegistry()
+	seen := map[string]bool{}
+	for _, s := range QuickSweep(reg) {
+		for _, n := range s.Nemeses {
+			seen[n] = true
+		}
+	}
+	for _, n := range reg.Nemeses() {
+		if !seen[n.Name()] {
+			t.Errorf("the quick sweep never runs %s", n.Name())
+		}
+	}
+	want := []string{"bridge", "clock-skew", "delay", "isolate", "kill", "loss", "one-way", "partition-halves", "partition-majority", "pause", "wipe"}
+	var got []string
+	for _, n := range reg.Nemeses() {
+		got = append(got, n.Name())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("nemeses %v, want %v", got, want)
+	}
+}
+
+func TestParseScenario(t *testing.T) {
+	s := ParseScenario(" loss + kill ")
+	if s.Name != "loss+kill" || !slices.Equal(s.Nemeses, []string{"loss", "kill"}) {
+		t.Errorf("ParseScenario = %+v", s)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cfg := Config{Nodes: 1, Rate: -1, Model: "nope", Checks: []string{"election"}, Scenarios: []Scenario{ParseScenario("loss+quake")}}
+	cfg.EnsureDefaults()
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{"Binary (--binary)", "Nodes (--nodes)", "Rate (--rate)", `no model "nope"`, `no checker "election"`, `no nemesis "quake"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func TestDefaultConvergeTimeout(t *testing.T) {
+	// 4s ping timeout + 5s re-dial + 2x5s rebroadcast + 30s DAG fetch +
+	// 10s start: if the nodes' defaults move, this says so.
+	if got := DefaultConvergeTimeout(); got < 30*time.Second || got > 2*time.Minute {
+		t.Errorf("DefaultConvergeTimeout = %s", got)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ds := []time.Duration{5, 1, 4, 2, 3, 6, 7, 8, 9, 10}
+	for _, tt := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 5}, {99, 10}, {100, 10}, {0, 1}, {10, 1}, {11, 2}} {
+		if got := Percentile(ds, tt.p); got != tt.want {
+			t.Errorf("Percentile(%g) = %d, want %d", tt.p, got, tt.want)
+		}
+	}
+	if Percentile(nil, 50) != 0 {
+		t.Error("Percentile of nothing")
+	}
+}
+
+func TestReportTable(t *testing.T) {
+	rep := &Report{Seed: 42, Nodes: 5, Model: "kv", Results: []*ScenarioResult{
+		{Scenario: "loss", FaultCount: 1, Acked: 100, Convergence: []time.Duration{1500 * time.Millisecond},
+			Verdicts: []Verdict{{Checker: "kv-lost", OK: true, Counts: map[string]int{"lost": 0}}}},
+		{Scenario: "kill", FaultCount: 1, Acked: 90,
+			Verdicts: []Verdict{{Checker: "kv-lost", OK: false, Counts: map[string]int{"lost": 3}, Problems: []string{"op 7 missing"}}}},
+		{Scenario: "clock-skew", Skipped: "no flag"},
+	}}
+	if rep.OK() {
+		t.Error("a report with a failed scenario is OK")
+	}
+	out := rep.String()
+	for _, want := range []string{"SCENARIO", "loss", "1.5s", "FAIL: kv-lost", "NEMESIS  HEALS", "skipped: no flag", "op 7 missing", "seed 42", "2 ran, 1 failed, 1 skipped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	fmt.Fprint(testWriter{t}, out)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }

@@ -1,0 +1,328 @@
+package chaos
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the outcome of a Run.
+type Report struct {
+	Seed     uint64            `json:"seed"`
+	Started  time.Time         `json:"started"`
+	Duration time.Duration     `json:"duration_ns"`
+	Nodes    int               `json:"nodes"`
+	Model    string            `json:"model"`
+	Results  []*ScenarioResult `json:"results"`
+	// Artifacts is the folder of this run's kept artifacts ("" if none).
+	Artifacts string `json:"artifacts,omitempty"`
+	// Replay is the command that runs the same schedule again.
+	Replay string `json:"replay"`
+}
+
+// OK reports whether no scenario found a problem (skipped ones do not
+// count) and at least one ran.
+func (r *Report) OK() bool {
+	ran := 0
+	for _, s := range r.Results {
+		if s.Skipped != "" {
+			continue
+		}
+		ran++
+		if !s.OK() {
+			return false
+		}
+	}
+	return ran > 0
+}
+
+// ScenarioResult is what one scenario did and found.
+type ScenarioResult struct {
+	Scenario string `json:"scenario"`
+	// Seed is the scenario's own seed (from the run's seed and its name).
+	Seed uint64 `json:"seed"`
+	// Skipped says why the scenario did not run ("" if it ran).
+	Skipped string `json:"skipped,omitempty"`
+	// Faults describe each injected fault; FaultCount counts them.
+	Faults     []string `json:"faults,omitempty"`
+	FaultCount int      `json:"fault_count"`
+	// Client operations by outcome.
+	Ops     int `json:"ops"`
+	Acked   int `json:"acked"`
+	Failed  int `json:"failed"`
+	Unknown int `json:"unknown"`
+	// Convergence holds, for each heal, the time until every host showed
+	// every operation acknowledged before it; ConvergeTimeouts counts the
+	// heals that did not converge within ConvergeTimeout.
+	Convergence      []time.Duration `json:"convergence_ns,omitempty"`
+	ConvergeTimeouts int             `json:"converge_timeouts,omitempty"`
+	// FinalWait is the wait after the workload stopped until all hosts
+	// were equal and complete.
+	FinalWait      time.Duration `json:"final_wait_ns"`
+	FinalConverged bool          `json:"final_converged"`
+	Verdicts       []Verdict     `json:"verdicts,omitempty"`
+	// Errors are failures of the harness or of a fault (a node that did
+	// not restart).
+	Errors    []string      `json:"errors,omitempty"`
+	Duration  time.Duration `json:"duration_ns"`
+	Artifacts string        `json:"artifacts,omitempty"`
+}
+
+// OK reports whether the scenario ran (or was skipped) with every
+// checker satisfied and no error.
+func (s *ScenarioResult) OK() bool {
+	if s.Skipped != "" {
+		return true
+	}
+	if len(s.Errors) > 0 || len(s.Verdicts) == 0 {
+		return false
+	}
+	for _, v := range s.Verdicts {
+		if !v.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// Count sums a figure over the verdicts ("lost", "divergent", ...).
+func (s *ScenarioResult) Count(name string) int {
+	n := 0
+	for _, v := range s.Verdicts {
+		n += v.Counts[name]
+	}
+	return n
+}
+
+// Percentile returns the p-th percentile (0..100, nearest rank) of ds,
+// or 0 for none.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	rank := int(p/100*float64(len(s)) + 0.9999999)
+	return s[min(max(rank, 1), len(s))-1]
+}
+
+// tableCounts are the figures with a column of their own.
+var tableCounts = []string{"lost", "phantom", "divergent"}
+
+// WriteTable prints one row per scenario and a total.
+func (r *Report) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tFAULTS\tACKED\tLOST\tPHANTOM\tDIVERGENT\tCONV P50\tCONV P99\tTIME\tRESULT")
+	var all []time.Duration
+	var faults, acked, ran, failed, skipped int
+	sums := map[string]int{}
+	for _, s := range r.Results {
+		if s.Skipped != "" {
+			skipped++
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\tskipped: %s\n", s.Scenario, s.Skipped)
+			continue
+		}
+		ran++
+		all = append(all, s.Convergence...)
+		faults += s.FaultCount
+		acked += s.Acked
+		row := []string{s.Scenario, fmt.Sprint(s.FaultCount), fmt.Sprint(s.Acked)}
+		for _, c := range tableCounts {
+			sums[c] += s.Count(c)
+			row = append(row, fmt.Sprint(s.Count(c)))
+		}
+		row = append(row, fmtDur(Percentile(s.Convergence, 50)), fmtDur(Percentile(s.Convergence, 99)),
+			fmtDur(s.Duration.Round(time.Second)), s.resultText())
+		if !s.OK() {
+			failed++
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	fmt.Fprintf(tw, "all\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d ran, %d failed, %d skipped\n",
+		faults, acked, sums["lost"], sums["phantom"], sums["divergent"],
+		fmtDur(Percentile(all, 50)), fmtDur(Percentile(all, 99)), fmtDur(r.Duration.Round(time.Second)), ran, failed, skipped)
+	_ = tw.Flush()
+}
+
+func (s *ScenarioResult) resultText() string {
+	if s.OK() {
+		var notes []string
+		if n := s.Count("forfeited"); n > 0 {
+			notes = append(notes, fmt.Sprintf("%d forfeited", n))
+		}
+		if s.ConvergeTimeouts > 0 {
+			notes = append(notes, fmt.Sprintf("%d slow heals", s.ConvergeTimeouts))
+		}
+		if len(notes) > 0 {
+			return "ok (" + strings.Join(notes, ", ") + ")"
+		}
+		return "ok"
+	}
+	var why []string
+	for _, v := range s.Verdicts {
+		if !v.OK {
+			why = append(why, v.Checker)
+		}
+	}
+	if len(s.Errors) > 0 {
+		why = append(why, fmt.Sprintf("%d errors", len(s.Errors)))
+	}
+	return "FAIL: " + strings.Join(why, ", ")
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "-"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(10 * time.Millisecond).String()
+	}
+}
+
+// WriteNemesisTable prints, per nemesis, the convergence times of every
+// heal of a scenario that used it (alone or combined).
+func (r *Report) WriteNemesisTable(w io.Writer) {
+	by := map[string][]time.Duration{}
+	for _, s := range r.Results {
+		if s.Skipped != "" {
+			continue
+		}
+		name := s.Scenario
+		if _, after, ok := strings.Cut(name, ":"); ok { // "soak3:loss+kill"
+			name = after
+		}
+		for n := range strings.SplitSeq(name, "+") {
+			by[n] = append(by[n], s.Convergence...)
+		}
+	}
+	if len(by) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NEMESIS	HEALS	CONV P50	CONV P99	MAX")
+	names := make([]string, 0, len(by))
+	for n := range by {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ds := by[n]
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", n, len(ds), fmtDur(Percentile(ds, 50)), fmtDur(Percentile(ds, 99)), fmtDur(Percentile(ds, 100)))
+	}
+	_ = tw.Flush()
+}
+
+// String is the full text report: the table, then per scenario the
+// faults, problems and errors, then the seed and how to replay.
+func (r *Report) String() string {
+	var b strings.Builder
+	r.WriteTable(&b)
+	b.WriteString("\n")
+	r.WriteNemesisTable(&b)
+	for _, s := range r.Results {
+		if s.Skipped != "" {
+			continue
+		}
+		b.WriteString("\n")
+		s.writeDetails(&b)
+	}
+	fmt.Fprintf(&b, "\nseed %d, %d nodes, model %s, %s\nreplay: %s\n", r.Seed, r.Nodes, r.Model, r.Duration.Round(time.Second), r.Replay)
+	if r.Artifacts != "" {
+		fmt.Fprintf(&b, "artifacts: %s\n", r.Artifacts)
+	}
+	return b.String()
+}
+
+func (s *ScenarioResult) writeDetails(w io.Writer) {
+	fmt.Fprintf(w, "%s (seed %d): %d ops, %d acknowledged, %d failed, %d unknown; final wait %s (converged %v)\n",
+		s.Scenario, s.Seed, s.Ops, s.Acked, s.Failed, s.Unknown, fmtDur(s.FinalWait), s.FinalConverged)
+	for _, f := range s.Faults {
+		fmt.Fprintf(w, "  fault: %s\n", f)
+	}
+	if len(s.Convergence) > 0 {
+		var cs []string
+		for _, d := range s.Convergence {
+			cs = append(cs, fmtDur(d))
+		}
+		fmt.Fprintf(w, "  convergence after each heal: %s\n", strings.Join(cs, " "))
+	}
+	for _, v := range s.Verdicts {
+		if len(v.Counts) > 0 {
+			keys := make([]string, 0, len(v.Counts))
+			for k := range v.Counts {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var kv []string
+			for _, k := range keys {
+				kv = append(kv, fmt.Sprintf("%s=%d", k, v.Counts[k]))
+			}
+			status := "ok"
+			if !v.OK {
+				status = "FAIL"
+			}
+			fmt.Fprintf(w, "  %s %s: %s\n", v.Checker, status, strings.Join(kv, " "))
+		}
+		for _, p := range v.Problems {
+			fmt.Fprintf(w, "    %s\n", p)
+		}
+	}
+	for _, e := range s.Errors {
+		fmt.Fprintf(w, "  error: %s\n", e)
+	}
+	if s.Artifacts != "" {
+		fmt.Fprintf(w, "  artifacts: %s\n", s.Artifacts)
+	}
+}
+
+// keepArtifacts copies the scenario's logs, statuses and history to
+// ArtifactsDir/<run start>/<scenario>/ with a report.
+func (s *scenarioRun) keepArtifacts() (string, error) {
+	r := s.r
+	if r.artifactsRoot == "" {
+		root, err := filepath.Abs(filepath.Join(r.cfg.ArtifactsDir, r.started.Format("20060102-150405")))
+		if err != nil {
+			return "", err
+		}
+		r.artifactsRoot = root
+	}
+	dst := filepath.Join(r.artifactsRoot, filepath.Base(s.dir))
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue // data dirs
+		}
+		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	s.res.Artifacts = dst
+	var b strings.Builder
+	s.res.writeDetails(&b)
+	fmt.Fprintf(&b, "\nrun seed %d; replay the run: %s\n", r.cfg.Seed, replayCommand(r.cfg))
+	fmt.Fprintf(&b, "files: history.jsonl (one JSON object per operation and nemesis event), nK.log (node output, with the harness's start/exit marks), nK.status.json (/v1/status at the end)\n")
+	if err := os.WriteFile(filepath.Join(dst, "report.txt"), []byte(b.String()), 0o644); err != nil {
+		return "", err
+	}
+	js, _ := json.MarshalIndent(s.res, "", "  ")
+	return dst, os.WriteFile(filepath.Join(dst, "result.json"), js, 0o644)
+}

@@ -1,0 +1,310 @@
+package main
+
+// Election CLI tests: election ls/status/watch, cluster status and lead,
+// against real nodes in this process (libp2p on 127.0.0.1, static peers,
+// the election's Fast preset) and real child processes.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/starling-sync/starling/election"
+	"github.com/starling-sync/starling/node"
+)
+
+// electionNodes starts k connected nodes node1..nodek and waits until
+// they agree that node1 leads the cluster.
+func electionNodes(t *testing.T, k int) []*node.Node {
+	t.Helper()
+	root := t.TempDir()
+	fast := node.WithElectionConfig(func(c *election.Config) {
+		f := election.FastConfig()
+		c.Interval, c.Timeout, c.Warmup, c.LeaveLinger = f.Interval, f.Timeout, f.Warmup, f.LeaveLinger
+	})
+	nodes := make([]*node.Node, k)
+	for i := range nodes {
+		dir := filepath.Join(root, fmt.Sprintf("node%d", i+1))
+		if _, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
+			Env: "cli", NodeID: fmt.Sprintf("node%d", i+1), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+			APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true,
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		n, err := node.Open(ctx, dir, fast)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		nodes[i] = n
+	}
+	for i, a := range nodes {
+		for _, b := range nodes[i+1:] {
+			if err := a.P2P().AddPeer(context.Background(), peer.AddrInfo{ID: b.PeerID(), Addrs: b.P2P().Host().Addrs()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, 15*time.Second, "node1 leads the cluster on every node", func() bool {
+		for _, n := range nodes {
+			if n.Election().Leader(election.ClusterGroup).Leader != "node1" {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+func TestElectionCLI(t *testing.T) {
+	defer failOnPanic(t)
+	nodes := electionNodes(t, 2)
+	d1, d2 := nodes[0].Dir(), nodes[1].Dir()
+
+	r := runApp(t, "", "cluster", "status", "--data", d2, "--json")
+	var ci node.ClusterInfo
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ci) != nil || ci.Leader.Leader != "node1" || ci.IsLeader || ci.NodeID != "node2" {
+		t.Fatalf("cluster status --json: %+v -> %+v", r, ci)
+	}
+	r = runApp(t, "", "cluster", "status", "--data", d1)
+	if r.code != 0 || !strings.Contains(r.stdout, "node1 (this node), term 1") || !strings.Contains(r.stdout, "node2") {
+		t.Errorf("cluster status:\n%s%s", r.stdout, r.stderr)
+	}
+
+	// A service group joined by node2 through the API.
+	if _, err := nodes[1].Client().JoinGroup(context.Background(), "db", node.JoinRequest{Available: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "node1 sees db", func() bool {
+		return nodes[0].Election().Leader("db").Leader == "node2"
+	})
+	r = runApp(t, "", "election", "ls", "--data", d1, "--json")
+	var gs []node.ElectionGroup
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &gs) != nil || len(gs) != 2 || gs[1].Name != "db" || gs[1].Leader.Leader != "node2" {
+		t.Errorf("election ls --json: %+v -> %+v", r, gs)
+	}
+	r = runApp(t, "", "election", "ls", "--data", d1)
+	if r.code != 0 || !strings.Contains(r.stdout, "cluster") || !strings.Contains(r.stdout, "db") {
+		t.Errorf("election ls:\n%s%s", r.stdout, r.stderr)
+	}
+	r = runApp(t, "", "election", "status", "--data", d1, "db")
+	for _, want := range []string{"group   db (service, LeaderOnly)", "leader  node2 on node node2, term 1", "LEADER"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("election status db lacks %q:\n%s%s", want, r.stdout, r.stderr)
+		}
+	}
+	r = runApp(t, "", "election", "status", "--data", d1, "--json", "cluster")
+	var g node.ElectionGroup
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &g) != nil || len(g.Members) != 2 || !g.Members[0].Alive || !g.Members[0].Available {
+		t.Errorf("election status --json cluster: %+v -> %+v", r, g)
+	}
+	r = runApp(t, "", "election", "watch", "--data", d1, "--json", "--count", "1", "db")
+	var ev node.ElectionEvent
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ev) != nil || ev.Leader != "node2" || ev.Type != "state" {
+		t.Errorf("election watch --json --count 1: %+v -> %+v", r, ev)
+	}
+
+	// Watch in the background while node2's candidate leaves.
+	ctx, cancel := context.WithCancel(context.Background())
+	done, out, _ := runInBackground(ctx, "election", "watch", "--data", d1, "db")
+	waitFor(t, 10*time.Second, "first watch line", func() bool { return strings.Contains(out.String(), "db: leader node2") })
+	if err := nodes[1].Client().LeaveGroup(context.Background(), "db", "node2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "watch shows the leave", func() bool { return strings.Contains(out.String(), "db: no leader (term 1)  [was node2, left]") })
+	cancel()
+	if res := <-done; res.code != 0 {
+		t.Errorf("watch ended with %+v", res)
+	}
+
+	// Bad input.
+	for _, tt := range []struct {
+		args    []string
+		code    int
+		mention string
+	}{
+		{[]string{"election", "status", "--data", d1, "nope"}, 1, `no such group: "nope"`},
+		{[]string{"election", "watch", "--data", d1, "nope"}, 1, "known groups: cluster"},
+		{[]string{"election", "status", "--data", d1, "a/b"}, exitUsage, "group name"},
+		{[]string{"election", "status", "--data", d1}, exitUsage, "missing GROUP"},
+		{[]string{"election", "watch", "--data", d1, "--count", "-1", "db"}, exitUsage, "--count"},
+		{[]string{"election", "frob", "--data", d1}, exitUsage, `"frob"`},
+		{[]string{"election"}, exitUsage, "ls, status or watch"},
+		{[]string{"cluster", "frob"}, exitUsage, "use status"},
+		{[]string{"lead", "--data", d1, "--", "sleep", "1"}, exitUsage, "--group"},
+		{[]string{"lead", "--data", d1, "--group", "g"}, exitUsage, "missing CMD"},
+		{[]string{"lead", "--data", d1, "--group", "g", "--mode", "Sometimes", "--", "sleep", "1"}, exitUsage, "LeaderOnly or AllWarm"},
+		{[]string{"lead", "--data", d1, "--group", "g", "--mode", "AllWarm", "--kind", "service", "--", "sleep", "1"}, exitUsage, "endpoints"},
+		{[]string{"lead", "--data", d1, "--group", "g/x", "--", "sleep", "1"}, exitUsage, "group name"},
+		{[]string{"lead", "--data", d1, "--group", "g", "--", "/no/such/command"}, 1, `cannot run "/no/such/command"`},
+		{[]string{"lead", "--data", d1, "--group", "g", "--", "no-such-command-xyz"}, 1, "not found"},
+		{[]string{"lead", "--data", d1, "--group", election.ClusterGroup, "--", "sleep", "1"}, 1, "reserved"},
+	} {
+		r := runApp(t, "", tt.args...)
+		if r.code != tt.code || !strings.Contains(r.stderr, tt.mention) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tt.args, r.code, r.stderr, tt.code, tt.mention)
+		}
+	}
+	// None of the failed leads joined anything.
+	if _, err := nodes[0].Election().Group("g"); err == nil {
+		t.Error("a failed lead left a candidate in group g")
+	}
+}
+
+// markers lists the candidates whose child runs (marker files in dir).
+func markers(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestLeadRunsExactlyOneChild(t *testing.T) {
+	defer failOnPanic(t)
+	nodes := electionNodes(t, 3)
+	marks := t.TempDir()
+	// The child marks itself running as <candidate>.<term> and removes
+	// the mark on SIGTERM.
+	script := fmt.Sprintf(`m=%q/"$STARLING_CANDIDATE.$STARLING_LEADER_TERM.$STARLING_GROUP"; echo $$ > "$m"; trap 'rm -f "$m"; exit 0' TERM; while :; do sleep 0.02; done`, marks)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var dones []<-chan result
+	var errs []*syncBuffer
+	for _, n := range nodes {
+		done, _, errb := runInBackground(ctx, "lead", "--data", n.Dir(), "--group", "worker", "--grace", "2s", "--", "sh", "-c", script)
+		dones, errs = append(dones, done), append(errs, errb)
+		// One at a time: urfave/cli's global help flag makes two apps
+		// parsing flags at once in one process a data race.
+		waitFor(t, 10*time.Second, n.NodeID()+"'s lead joined", func() bool {
+			_, err := n.Election().Candidate("worker", n.NodeID())
+			return err == nil
+		})
+	}
+	logs := func() string {
+		var b strings.Builder
+		for i, e := range errs {
+			fmt.Fprintf(&b, "--- lead on node%d:\n%s", i+1, e.String())
+		}
+		return b.String()
+	}
+	onlyOne := func(prefix string) bool {
+		m := markers(t, marks)
+		return len(m) == 1 && strings.HasPrefix(m[0], prefix)
+	}
+	waitFor(t, 15*time.Second, "node1's child runs alone", func() bool { return onlyOne("node1.") })
+	// Stable: exactly one child at every sample for a second.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if m := markers(t, marks); len(m) != 1 {
+			t.Fatalf("%d children running: %v\n%s", len(m), m, logs())
+		}
+	}
+	if m := markers(t, marks); !strings.HasSuffix(m[0], ".worker") {
+		t.Errorf("marker %q: STARLING_GROUP not passed", m[0])
+	}
+
+	// Kill node1 (cut off first, so no goodbye gets out): its lead stops
+	// the child, and node2's starts one; never two at once.
+	for _, o := range nodes[1:] {
+		o.P2P().Block(nodes[0].PeerID())
+		nodes[0].P2P().Block(o.PeerID())
+	}
+	start := time.Now()
+	if err := nodes[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	for !onlyOne("node2.") {
+		if m := markers(t, marks); len(m) > 1 {
+			t.Fatalf("%d children running during failover: %v\n%s", len(m), m, logs())
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("node2's child did not take over: %v\n%s", markers(t, marks), logs())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("FIGURE lead failover: node2's child running %v after node1 was killed", time.Since(start))
+	term := strings.Split(markers(t, marks)[0], ".")[1]
+	if term == "1" || term == "" {
+		t.Errorf("node2's child runs with STARLING_LEADER_TERM %q, want a term above node1's", term)
+	}
+
+	// Stop every lead: children stopped, candidates left, exit 0.
+	cancel()
+	for i, d := range dones {
+		select {
+		case r := <-d:
+			if r.code != 0 {
+				t.Errorf("lead on node%d: exit %d\n%s", i+1, r.code, r.stderr)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("lead on node%d did not stop\n%s", i+1, logs())
+		}
+	}
+	if m := markers(t, marks); len(m) != 0 {
+		t.Errorf("children still running after lead stopped: %v", m)
+	}
+	// Every lead left: no live candidate (dead node1 stays listed, not alive).
+	waitFor(t, 5*time.Second, "no live candidate in worker", func() bool {
+		g, err := nodes[1].Election().Group("worker")
+		if err != nil {
+			return true
+		}
+		for _, m := range g.Members {
+			if m.Alive {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestLeadExitsWithChildStatusAndHandsOver(t *testing.T) {
+	defer failOnPanic(t)
+	nodes := electionNodes(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	marks := t.TempDir()
+	// node1's child exits with status 3 once node2's lead has joined;
+	// node2's child then runs until the test ends.
+	flag := filepath.Join(marks, "go")
+	done1, _, _ := runInBackground(ctx, "lead", "--data", nodes[0].Dir(), "--group", "job", "--",
+		"sh", "-c", fmt.Sprintf(`while [ ! -e %q ]; do sleep 0.02; done; exit 3`, flag))
+	waitFor(t, 15*time.Second, "node1 leads job", func() bool { return nodes[1].Election().Leader("job").Leader == "node1" })
+	done2, _, _ := runInBackground(ctx, "lead", "--data", nodes[1].Dir(), "--group", "job", "--",
+		"sh", "-c", fmt.Sprintf(`touch %q/node2; trap 'exit 0' TERM; while :; do sleep 0.02; done`, marks))
+	waitFor(t, 15*time.Second, "node2 joined job", func() bool {
+		g, err := nodes[0].Election().Group("job")
+		return err == nil && len(g.Members) == 2
+	})
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done1:
+		if r.code != 3 || !strings.Contains(r.stderr, "exited with status 3") {
+			t.Errorf("lead exit %d, stderr %q; want 3", r.code, r.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("lead did not exit with its command")
+	}
+	waitFor(t, 5*time.Second, "node2's child runs", func() bool {
+		_, err := os.Stat(filepath.Join(marks, "node2"))
+		return err == nil
+	})
+	cancel()
+	<-done2
+}

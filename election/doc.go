@@ -1,0 +1,122 @@
+// Package election elects one leader per group of candidates, with no
+// consensus round: every node computes
+//
+//	leader = the lowest candidate ID among alive, healthy, available candidates
+//
+// from the heartbeats it receives, so nodes that hear the same heartbeats
+// agree. The cluster itself is the built-in group "cluster", whose
+// candidates are the nodes (candidate ID = node ID); services and
+// endpoints join groups of their own (candidate ID "<node-id>" or
+// "<node-id>:<instance>").
+//
+// # Walk-through
+//
+// The rule is a pure state machine, Rule (no goroutines, no network, no
+// clock; compare etcd-io/raft's RawNode): inputs are method calls stamped
+// with a monotonic time — Receive (a heartbeat), Join, Leave,
+// SetAvailable, ReportHealth, Tick — and outputs are the leadership of
+// each group (Leader, Status), the heartbeat to send (Heartbeat) and what
+// changed (Take). Its tests are scenario scripts (testdata/*.txt, see
+// scenario_test.go) that drive several rules over a simulated network
+// and clock, and property tests against a plain reference.
+//
+// The Runner drives a Rule (compare raft's node.go): it owns the
+// goroutines, sends a heartbeat every Interval over a Transport (in
+// Starling: gossipsub topic "starling/<env>/election", see p2p.Topic,
+// whose validator drops heartbeats of untrusted peers), stamps every
+// received heartbeat with its own monotonic clock, ticks the rule at its
+// deadlines, and delivers changes to Watchers:
+//
+//	r, err := election.New(cfg, topic)      // joins the cluster group
+//	r.SetNodeAvailable(true)                 // once the node holds the current state
+//	c, err := r.Join(election.Spec{Group: "opcua", Available: true})
+//	w := c.Watch()
+//	for {
+//		ev, err := w.Next(ctx)               // current state first, then each change
+//		if ev.IsLeader { ... start serving with fencing token ev.Term ... }
+//	}
+//	c.Leave()                                // the next candidate takes over at once
+//
+// # Health and availability
+//
+// A node counts a candidate alive while it has received a heartbeat of
+// the candidate's node within Timeout, measured on its own monotonic
+// clock at reception (clock skew between nodes cannot fake health).
+// A candidate is eligible when it is alive, reports itself healthy, and
+// has marked itself available. Heartbeats never enter the replicated
+// store. Candidates held by another process use a TTL: without a health
+// report within it, the candidate leaves by itself.
+//
+// A (re)started node first listens for Warmup: meanwhile it reports no
+// leader and its candidates say they are not available, so it neither
+// announces a leader from a partial picture nor preempts before it knows
+// the current term. It then waits (at most another Warmup) for live peers
+// that are still listening, so that a cluster started all at once elects
+// from the full picture with no transient leader.
+//
+// A node that stops says goodbye (its heartbeat with Leaving set): its
+// candidates are gone at once on every node that receives it, and a
+// candidate that leaves is missing from the next heartbeat, sent at once.
+// Either way the next leader takes over in one gossip hop instead of
+// after Timeout.
+//
+// Two peers using the same node ID are reported loudly (NoticeDuplicateNode,
+// logged at ERROR, shown in group status); their candidates are ordered
+// by peer ID, the same way on every node, so only one of them leads.
+//
+// # Preemption
+//
+// Preemption is on by default: the leader is always the lowest eligible
+// ID, so a restarted lower ID takes leadership back once it is warm,
+// healthy and available. The leader then depends on the current inputs
+// only, which makes agreement (also after a partition) simple, at the
+// price of a second handover after the lowest node restarts.
+// Config.NoPreemption keeps an eligible leader instead; leaderships that
+// compete after a partition are then resolved by the higher term, then
+// the lower ID.
+//
+// # Terms
+//
+// Every leadership has a term, the same on every node, including nodes
+// that joined late. Heartbeats carry each sender's view of every group
+// (leader, term). When a node's leader for a group changes to L:
+//
+//   - if a live node already gives L's leadership a term t that is above
+//     this node's term and not below any term a live node holds for the
+//     group, the node adopts t (it joins a leadership others already
+//     computed: a late joiner, or a node whose timeout fired a little
+//     after the others');
+//   - otherwise it opens a new term: the highest term held for the group
+//     by itself or any live node, plus one.
+//
+// While the leader stays the same, a node adopts a higher term that a
+// live node gives to that same leadership. When no candidate is eligible
+// the group has no leader and keeps its term; the next leader gets a
+// higher one. Terms can be kept across restarts (Config.Terms).
+//
+// Guarantees:
+//
+//   - On each node the term never decreases, and every change to a new
+//     leader comes with a higher term. So a stale leader that hears from
+//     the current one sees a higher term, and work stamped with the term
+//     it ran under can be fenced.
+//   - Nodes that hear each other converge to the same leader and term
+//     within one heartbeat of agreeing on the inputs.
+//   - During a partition each side may elect its own leader (the price of
+//     availability) and terms diverge. After the heal, every node ends
+//     with one leader and one term, which is at least every term either
+//     side used and strictly above the term of every leadership that
+//     ended (the losing side's). The surviving leader keeps its term
+//     unless the losing side had reached an equal or higher one; then
+//     the term rises for the same leader (Change.Reason "term"), the only
+//     case where the term changes without a change of leader. A node cut
+//     off from the leader alone (a one-sided link failure) counts as a
+//     partition of its own.
+//
+// # Timings
+//
+// LANConfig (the default), WANConfig and FastConfig trade failover speed
+// against false failovers; see Config. With LAN timings (Interval 200ms,
+// Timeout 800ms) a crashed leader is replaced within 0.6-0.8 s, and any
+// pause of a node shorter than Timeout−Interval (600 ms) goes unnoticed.
+package election

@@ -1,0 +1,224 @@
+package election
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+var seedFlag = flag.Uint64("election.seed", 0, "seed of the randomised election tests (0: a new one, printed)")
+
+func testSeed(t *testing.T) uint64 {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (replay with -election.seed=%d)", seed, seed)
+	return seed
+}
+
+// refPhantom is what the reference knows of one sender.
+type refPhantom struct {
+	last              time.Duration
+	present           bool // last heartbeat listed its candidate
+	available, health bool
+}
+
+// refLeader is the rule written as plainly as possible: the lowest ID
+// whose last heartbeat is younger than timeout and said available and
+// healthy.
+func refLeader(ps map[string]*refPhantom, now, timeout time.Duration) string {
+	best := ""
+	for id, p := range ps {
+		if p.present && p.available && p.health && now-p.last < timeout && (best == "" || id < best) {
+			best = id
+		}
+	}
+	return best
+}
+
+// TestRuleMatchesReference feeds one observer random heartbeats, silences
+// and goodbyes from five senders and checks, after every step, the leader
+// against refLeader, and that the term grows by one on every new leader
+// and never otherwise.
+func TestRuleMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testSeed(t), 1))
+	ids := []string{"a", "b", "c", "d", "e"}
+	for run := range 200 {
+		cfg := FastConfig()
+		cfg.NodeID, cfg.Peer = "obs", "obs"
+		cfg.Timeout = time.Duration(100+rng.IntN(400)) * time.Millisecond
+		cfg.Interval, cfg.Warmup = cfg.Timeout/4, cfg.Timeout
+		r, err := NewRule(cfg, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := map[string]*refPhantom{}
+		seqs := map[string]uint64{}
+		var now time.Duration
+		var leader string
+		var term uint64
+		var log []string
+		for step := range 300 {
+			now += time.Duration(rng.IntN(int(cfg.Timeout/time.Millisecond)/2+1)) * time.Millisecond
+			id := ids[rng.IntN(len(ids))]
+			if rng.IntN(3) == 0 { // only time passes
+				r.Tick(now)
+				log = append(log, fmt.Sprintf("%v tick", now))
+			} else {
+				seqs[id]++
+				hb := &Heartbeat{NodeID: id, Incarnation: 1, Seq: seqs[id]}
+				p := ps[id]
+				if p == nil {
+					p = &refPhantom{}
+					ps[id] = p
+				}
+				p.last = now
+				switch x := rng.IntN(100); {
+				case x < 4: // goodbye
+					hb.Leaving, p.present = true, false
+				case x < 8: // its candidate left
+					p.present = false
+				default:
+					p.present, p.available, p.health = true, rng.IntN(10) < 8, rng.IntN(10) < 9
+					hb.Candidates = []CandidateState{{Group: ClusterGroup, ID: id, Available: p.available, Healthy: p.health}}
+				}
+				r.Receive(now, id, hb)
+				log = append(log, fmt.Sprintf("%v heartbeat %+v", now, *hb))
+			}
+			for _, c := range r.Take().Changes {
+				if c.HasLeader() && c.Term != term+1 {
+					t.Fatalf("run %d step %d: change %v: term %d after %d, want +1\n%s", run, step, c, c.Term, term, strings.Join(log, "\n"))
+				}
+				if !c.HasLeader() && c.Term != term {
+					t.Fatalf("run %d step %d: change %v to no leader changed the term from %d", run, step, c, term)
+				}
+				leader, term = c.Leader, c.Term
+			}
+			want := ""
+			if now >= cfg.Warmup {
+				want = refLeader(ps, now, cfg.Timeout)
+			}
+			if leader != want {
+				t.Fatalf("run %d step %d at %v: leader %q, reference %q\n%s", run, step, now, leader, want, strings.Join(log, "\n"))
+			}
+			if l, _ := r.Leader(ClusterGroup); l.Leader != leader || l.Term != term {
+				t.Fatalf("run %d step %d: Leader() = %+v, changes say %s@%d", run, step, l, leader, term)
+			}
+		}
+	}
+}
+
+// TestRandomHistoriesConverge runs random crashes, restarts, partitions,
+// link delays, leaves and availability flips on five simulated nodes,
+// then heals everything and checks that every running node agrees on one
+// leader and one term, the lowest eligible ID, and that on every node the
+// term never went down and grew on every change of leader.
+func TestRandomHistoriesConverge(t *testing.T) {
+	seed := testSeed(t)
+	for run := range 40 {
+		rng := rand.New(rand.NewPCG(seed, uint64(run)))
+		preempt := rng.IntN(3) != 0
+		t.Run(fmt.Sprintf("run%d-preempt=%v", run, preempt), func(t *testing.T) {
+			s := newSim(t)
+			s.cfg.NoPreemption = !preempt
+			names := []string{"n1", "n2", "n3", "n4", "n5"}
+			for _, n := range names {
+				s.line = "node " + n
+				s.exec([]string{"node", n})
+				s.run(s.now + time.Duration(rng.IntN(150))*time.Millisecond)
+			}
+			var hist []string
+			for range 60 {
+				n := names[rng.IntN(len(names))]
+				var cmd []string
+				switch x := rng.IntN(100); {
+				case x < 12:
+					cmd = []string{"crash", n}
+				case x < 30:
+					cmd = []string{"restart", n}
+					if rng.IntN(2) == 0 {
+						cmd = append(cmd, "persist")
+					}
+				case x < 36:
+					cmd = []string{"stop", n}
+				case x < 48:
+					a, b := names[rng.IntN(5)], names[rng.IntN(5)]
+					if a == b {
+						continue
+					}
+					cmd = []string{"partition", a, b}
+				case x < 55:
+					cmd = []string{"heal"}
+				case x < 62:
+					cmd = []string{"delay", n, names[rng.IntN(5)], fmt.Sprintf("%dms", rng.IntN(80))}
+					if cmd[1] == cmd[2] {
+						continue
+					}
+				case x < 70:
+					if !s.node(n).up {
+						continue
+					}
+					cmd = []string{"available", n, ClusterGroup, fmt.Sprint(rng.IntN(3) != 0)}
+				default:
+					cmd = []string{"tick", fmt.Sprintf("%dms", rng.IntN(700))}
+				}
+				if (cmd[0] == "crash" || cmd[0] == "stop") && !s.node(n).up {
+					continue
+				}
+				hist = append(hist, strings.Join(cmd, " "))
+				s.line = strings.Join(cmd, " ")
+				s.exec(cmd)
+				s.checkTerms(t, hist)
+			}
+			// Settle: heal, clear delays, every node available again.
+			s.exec([]string{"heal"})
+			clear(s.delays)
+			for _, n := range s.nodes {
+				if n.up {
+					_ = n.rule.SetAvailable(s.now, ClusterGroup, n.id, true)
+					s.drain(n)
+				}
+			}
+			s.run(s.now + 2*time.Second)
+			s.checkTerms(t, hist)
+			s.line = "settled"
+			want := ""
+			for _, n := range s.nodes {
+				if n.up && (want == "" || n.id < want) {
+					want = n.id
+				}
+			}
+			if want == "" {
+				return
+			}
+			if preempt {
+				s.expect("leader", map[string][]string{}, []string{ClusterGroup, want})
+			}
+			s.expect("agree", map[string][]string{}, []string{ClusterGroup})
+			if t.Failed() {
+				t.Logf("history:\n  %s\n%s", strings.Join(hist, "\n  "), s.dump())
+			}
+		})
+	}
+}
+
+// checkTerms checks the changes each node recorded: a new leader always
+// brings a higher term, the term never goes down.
+func (s *sim) checkTerms(t *testing.T, hist []string) {
+	t.Helper()
+	for _, n := range s.nodes {
+		for _, c := range n.changes[ClusterGroup] {
+			switch {
+			case c.Term < c.Previous.Term:
+				t.Fatalf("%s: term went down: %v\nhistory: %v", n.name, c, hist)
+			case c.HasLeader() && !c.same(c.Previous) && c.Term <= c.Previous.Term:
+				t.Fatalf("%s: new leader without a higher term: %v\nhistory: %v", n.name, c, hist)
+			}
+		}
+		n.changes[ClusterGroup] = nil
+	}
+}

@@ -1,0 +1,706 @@
+package election
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Rule is the leader rule of one node as a pure state machine: no
+// goroutines, no network, no clock. Inputs are method calls, each given
+// the current time as a monotonic duration since an arbitrary origin
+// (the runner passes the time since it started): a heartbeat received
+// (Receive), a local candidate joined, left, marked available or
+// reported healthy, time advanced (Tick). Outputs are the leadership of
+// each group (Leader, Status), the heartbeat to send (Heartbeat), and
+// what changed since the last call to Take.
+//
+// The leader of a group is the lowest candidate ID (ties between
+// duplicated node IDs: the lower peer ID) among eligible candidates:
+// hosted by a node heard within Timeout, healthy, available, not
+// leaving. See the package documentation for terms and preemption.
+//
+// A Rule is not safe for concurrent use; the runner serialises calls.
+// Time passed in must not go backwards (an earlier time is taken as the
+// latest one seen).
+type Rule struct {
+	cfg   Config
+	inc   uint64
+	seq   uint64
+	start time.Duration
+	now   time.Duration
+	// listened: Warmup has passed since start (announced to others).
+	// warm: this node decides (listened, and no live peer is still
+	// listening, or 2×Warmup passed). Both only ever become true.
+	listened bool
+	warm     bool
+
+	local  map[candKey]*localCand
+	nodes  map[string]*nodeRec // by peer ID
+	groups map[string]*groupState
+	dups   map[string]string // node ID -> the peer list last reported
+
+	out Output
+}
+
+// Output is what the rule produced since the last Take.
+type Output struct {
+	// Changes of leadership, in the order they happened.
+	Changes []Change
+	// Notices for the operator.
+	Notices []Notice
+	// Send: the local candidates changed (or warm-up ended); send a
+	// heartbeat now rather than at the next Interval.
+	Send bool
+}
+
+type candKey struct{ group, id string }
+
+type localCand struct {
+	spec       Spec
+	available  bool
+	healthy    bool
+	lastReport time.Duration
+}
+
+type nodeRec struct {
+	peer, nodeID string
+	inc, seq     uint64
+	lastSeen     time.Duration
+	leaving      bool
+	warming      bool
+	cands        []CandidateState
+	views        map[string]View
+}
+
+type groupState struct {
+	lead  Leadership
+	since time.Duration
+}
+
+// NewRule returns the rule of the node cfg describes, started at now.
+// incarnation must differ between runs of the node (the runner uses its
+// start time in nanoseconds) and grow from one run to the next. The
+// cluster candidate is not joined: the runner joins it.
+func NewRule(cfg Config, incarnation uint64, now time.Duration) (*Rule, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.EnsureDefaults()
+	return &Rule{
+		cfg:    cfg,
+		inc:    incarnation,
+		start:  now,
+		now:    now,
+		local:  make(map[candKey]*localCand),
+		nodes:  make(map[string]*nodeRec),
+		groups: make(map[string]*groupState),
+		dups:   make(map[string]string),
+	}, nil
+}
+
+// Take returns and clears the output accumulated so far.
+func (r *Rule) Take() Output {
+	o := r.out
+	r.out = Output{}
+	return o
+}
+
+// RestoreTerm raises the term of group to at least term without a
+// change (terms loaded from a TermStore at start).
+func (r *Rule) RestoreTerm(group string, term uint64) {
+	g := r.group(group)
+	if term > g.lead.Term {
+		g.lead.Term = term
+	}
+}
+
+// Terms returns the current term of every group this node knows.
+func (r *Rule) Terms() map[string]uint64 {
+	out := make(map[string]uint64, len(r.groups))
+	for name, g := range r.groups {
+		if g.lead.Term > 0 {
+			out[name] = g.lead.Term
+		}
+	}
+	return out
+}
+
+// Warm reports whether the warm-up is over.
+func (r *Rule) Warm() bool { return r.warm }
+
+// Join adds a local candidate. ErrCandidateExists if it is already
+// joined; ErrInvalid for a bad spec.
+func (r *Rule) Join(now time.Duration, s Spec) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	k := candKey{s.Group, s.ID}
+	if _, ok := r.local[k]; ok {
+		return fmt.Errorf("%w: %s in group %s", ErrCandidateExists, s.ID, s.Group)
+	}
+	r.advance(now)
+	r.local[k] = &localCand{spec: s, available: s.Available, healthy: true, lastReport: r.now}
+	r.out.Send = true
+	r.evaluate()
+	return nil
+}
+
+// Leave removes a local candidate; ErrNoCandidate if it is not joined.
+func (r *Rule) Leave(now time.Duration, group, id string) error {
+	k := candKey{group, id}
+	if _, ok := r.local[k]; !ok {
+		return fmt.Errorf("%w: %s in group %s", ErrNoCandidate, id, group)
+	}
+	r.advance(now)
+	delete(r.local, k)
+	r.out.Send = true
+	r.evaluate()
+	return nil
+}
+
+// SetAvailable marks a local candidate available (ready to lead) or not.
+func (r *Rule) SetAvailable(now time.Duration, group, id string, available bool) error {
+	c, err := r.cand(group, id)
+	if err != nil {
+		return err
+	}
+	r.advance(now)
+	c.lastReport = r.now
+	if c.available != available {
+		c.available = available
+		r.out.Send = true
+	}
+	r.evaluate()
+	return nil
+}
+
+// ReportHealth records a local candidate's health and renews its
+// session (see Spec.TTL).
+func (r *Rule) ReportHealth(now time.Duration, group, id string, healthy bool) error {
+	c, err := r.cand(group, id)
+	if err != nil {
+		return err
+	}
+	r.advance(now)
+	c.lastReport = r.now
+	if c.healthy != healthy {
+		c.healthy = healthy
+		r.out.Send = true
+	}
+	r.evaluate()
+	return nil
+}
+
+func (r *Rule) cand(group, id string) (*localCand, error) {
+	c, ok := r.local[candKey{group, id}]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s in group %s", ErrNoCandidate, id, group)
+	}
+	return c, nil
+}
+
+// Receive takes a heartbeat from peer (the authenticated author of the
+// message, not a field of the heartbeat), received at now. Heartbeats
+// from this node's own peer ID and ones older than the last accepted
+// from that peer are ignored.
+func (r *Rule) Receive(now time.Duration, peer string, hb *Heartbeat) {
+	r.advance(now)
+	if peer == r.cfg.Peer || hb == nil {
+		return
+	}
+	rec := r.nodes[peer]
+	if rec != nil {
+		if hb.Incarnation < rec.inc || (hb.Incarnation == rec.inc && hb.Seq <= rec.seq) {
+			return
+		}
+	} else {
+		rec = &nodeRec{peer: peer}
+		r.nodes[peer] = rec
+	}
+	rec.inc, rec.seq, rec.lastSeen = hb.Incarnation, hb.Seq, r.now
+	rec.nodeID, rec.leaving, rec.warming = hb.NodeID, hb.Leaving, hb.Warming
+	rec.cands = slices.Clone(hb.Candidates)
+	rec.views = make(map[string]View, len(hb.Views))
+	for _, v := range hb.Views {
+		rec.views[v.Group] = v
+	}
+	if hb.Leaving {
+		rec.cands, rec.views = nil, nil
+	}
+	r.evaluate()
+}
+
+// Tick advances time: warm-up ends, silent nodes time out, sessions
+// expire.
+func (r *Rule) Tick(now time.Duration) {
+	r.advance(now)
+	r.evaluate()
+}
+
+// NextDeadline is the next time at which Tick may change something
+// (a node timing out, a session expiring, the warm-up ending); ok is
+// false when nothing is pending.
+func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
+	consider := func(t time.Duration) {
+		if t > r.now && (!ok || t < at) {
+			at, ok = t, true
+		}
+	}
+	if !r.listened {
+		consider(r.start + r.cfg.Warmup)
+	}
+	if !r.warm {
+		consider(r.start + 2*r.cfg.Warmup)
+	}
+	for _, rec := range r.nodes {
+		if r.alive(rec) {
+			consider(rec.lastSeen + r.cfg.Timeout)
+		}
+	}
+	for _, c := range r.local {
+		if c.spec.TTL > 0 {
+			consider(c.lastReport + c.spec.TTL)
+		}
+	}
+	return at, ok
+}
+
+// Heartbeat returns the heartbeat to send now: the local candidates and,
+// once warm, this node's view of every group.
+func (r *Rule) Heartbeat(now time.Duration) *Heartbeat {
+	r.advance(now)
+	r.seq++
+	hb := &Heartbeat{NodeID: r.cfg.NodeID, Incarnation: r.inc, Seq: r.seq, Warming: !r.listened}
+	for _, k := range sortedKeys(r.local) {
+		c := r.local[k]
+		hb.Candidates = append(hb.Candidates, CandidateState{
+			Group: c.spec.Group, ID: c.spec.ID, Kind: c.spec.Kind, Mode: c.spec.Mode,
+			Available: c.available && r.listened, Healthy: c.healthy,
+		})
+	}
+	if r.warm {
+		for _, name := range slices.Sorted(maps.Keys(r.groups)) {
+			g := r.groups[name]
+			if g.lead.Term == 0 && !g.lead.HasLeader() {
+				continue
+			}
+			hb.Views = append(hb.Views, View{Group: name, Leader: g.lead.Leader, LeaderPeer: g.lead.Peer, Term: g.lead.Term})
+		}
+	}
+	return hb
+}
+
+// Goodbye returns the heartbeat that announces this node is stopping.
+// The rule should not be used afterwards.
+func (r *Rule) Goodbye(now time.Duration) *Heartbeat {
+	r.advance(now)
+	r.seq++
+	return &Heartbeat{NodeID: r.cfg.NodeID, Incarnation: r.inc, Seq: r.seq, Leaving: true}
+}
+
+// Leader returns the leadership of group (HasLeader false when none).
+// ok is false when the group is unknown: no candidate, and no term.
+func (r *Rule) Leader(group string) (l Leadership, ok bool) {
+	g, ok := r.groups[group]
+	if !ok {
+		return Leadership{Group: group}, false
+	}
+	return g.lead, true
+}
+
+func (r *Rule) advance(now time.Duration) {
+	if now > r.now {
+		r.now = now
+	}
+	for peer, rec := range r.nodes {
+		if r.now-rec.lastSeen >= r.cfg.Retain {
+			delete(r.nodes, peer)
+		}
+	}
+}
+
+func (r *Rule) alive(rec *nodeRec) bool {
+	return !rec.leaving && r.now-rec.lastSeen < r.cfg.Timeout
+}
+
+func (r *Rule) group(name string) *groupState {
+	g, ok := r.groups[name]
+	if !ok {
+		g = &groupState{lead: Leadership{Group: name}, since: r.now}
+		r.groups[name] = g
+	}
+	return g
+}
+
+func memberLess(a, b *Member) int {
+	return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.Peer, b.Peer))
+}
+
+// members lists the candidates of every group, sorted by (ID, peer).
+func (r *Rule) members() map[string][]*Member {
+	out := make(map[string][]*Member)
+	for _, c := range r.local {
+		m := &Member{
+			ID: c.spec.ID, Node: r.cfg.NodeID, Peer: r.cfg.Peer, Kind: c.spec.Kind, Mode: c.spec.Mode,
+			Local: true, Alive: true, Healthy: c.healthy, Available: c.available,
+		}
+		m.Eligible = m.Healthy && m.Available && r.warm
+		out[c.spec.Group] = append(out[c.spec.Group], m)
+	}
+	for _, rec := range r.nodes {
+		if rec.leaving {
+			continue
+		}
+		alive := r.alive(rec)
+		for _, c := range rec.cands {
+			m := &Member{
+				ID: c.ID, Node: rec.nodeID, Peer: rec.peer, Kind: c.Kind, Mode: c.Mode,
+				Alive: alive, Healthy: alive && c.Healthy, Available: c.Available,
+				LastSeen: r.now - rec.lastSeen,
+			}
+			m.Eligible = m.Healthy && m.Available
+			out[c.Group] = append(out[c.Group], m)
+		}
+	}
+	dup := r.duplicateNodes()
+	for _, ms := range out {
+		slices.SortFunc(ms, memberLess)
+		for _, m := range ms {
+			m.Duplicate = len(dup[m.Node]) > 1
+		}
+	}
+	return out
+}
+
+// duplicateNodes maps each node ID to the peers that use it (this node
+// and the live ones).
+func (r *Rule) duplicateNodes() map[string][]string {
+	by := map[string][]string{r.cfg.NodeID: {r.cfg.Peer}}
+	for _, rec := range r.nodes {
+		if r.alive(rec) {
+			by[rec.nodeID] = append(by[rec.nodeID], rec.peer)
+		}
+	}
+	return by
+}
+
+// evaluate recomputes every group and records the changes.
+func (r *Rule) evaluate() {
+	for k, c := range r.local {
+		if c.spec.TTL > 0 && r.now-c.lastReport >= c.spec.TTL {
+			delete(r.local, k)
+			r.out.Notices = append(r.out.Notices, Notice{Kind: NoticeExpired, Group: k.group, ID: k.id})
+			r.out.Send = true
+		}
+	}
+	r.checkDuplicates()
+	if !r.listened && r.now >= r.start+r.cfg.Warmup {
+		r.listened = true
+		r.out.Send = true
+	}
+	if !r.warm {
+		if !r.listened || (r.peersWarming() && r.now < r.start+2*r.cfg.Warmup) {
+			return
+		}
+		r.warm = true
+		r.out.Send = true
+	}
+	members := r.members()
+	names := make(map[string]bool, len(r.groups)+len(members))
+	for n := range r.groups {
+		names[n] = true
+	}
+	for n := range members {
+		names[n] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		r.evalGroup(name, members[name])
+	}
+}
+
+// peersWarming reports whether a live peer is still listening.
+func (r *Rule) peersWarming() bool {
+	for _, rec := range r.nodes {
+		if rec.warming && r.alive(rec) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rule) checkDuplicates() {
+	by := r.duplicateNodes()
+	for id := range r.dups {
+		if len(by[id]) < 2 {
+			delete(r.dups, id)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(by)) {
+		peers := by[id]
+		if len(peers) < 2 {
+			continue
+		}
+		slices.Sort(peers)
+		key := strings.Join(peers, ",")
+		if r.dups[id] == key {
+			continue
+		}
+		r.dups[id] = key
+		r.out.Notices = append(r.out.Notices, Notice{
+			Kind: NoticeDuplicateNode, ID: id, Peers: peers, Self: id == r.cfg.NodeID,
+		})
+	}
+}
+
+// viewsOf returns the views of group held by live nodes.
+func (r *Rule) viewsOf(group string) []View {
+	var vs []View
+	for _, rec := range r.nodes {
+		if !r.alive(rec) {
+			continue
+		}
+		if v, ok := rec.views[group]; ok {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
+func (r *Rule) evalGroup(name string, ms []*Member) {
+	g := r.group(name)
+	views := r.viewsOf(name)
+	cur := g.lead
+	next := r.choose(cur, ms, views)
+
+	// M: the highest term anyone alive holds for the group.
+	maxTerm := cur.Term
+	for _, v := range views {
+		maxTerm = max(maxTerm, v.Term)
+	}
+	// claim: the highest term a live node gives to the leadership of next.
+	claim := func(l Leadership) uint64 {
+		var t uint64
+		for _, v := range views {
+			if v.Leader == l.Leader && v.LeaderPeer == l.Peer {
+				t = max(t, v.Term)
+			}
+		}
+		return t
+	}
+
+	switch {
+	case !next.HasLeader() && !cur.HasLeader():
+		return
+	case !next.HasLeader():
+		next.Term = cur.Term // no leader: the term stays; the next leader gets more
+	case next.same(cur):
+		// Same leader: adopt a higher term given to it elsewhere (the
+		// losing side of a healed partition bumped it past its own).
+		t := claim(cur)
+		if t <= cur.Term {
+			return
+		}
+		next.Term = t
+	default:
+		// New leader: join its existing term if a live node already gives
+		// it one that is new to us and not below anyone's (a late joiner,
+		// or a node whose timeout fired a little after the others');
+		// otherwise open a new term above every term seen.
+		if t := claim(next); t > cur.Term && t >= maxTerm {
+			next.Term = t
+		} else {
+			next.Term = maxTerm + 1
+		}
+	}
+	ch := Change{Leadership: next, Previous: cur, Reason: r.reason(cur, next, ms), At: r.now}
+	g.lead = next
+	g.since = r.now
+	r.out.Changes = append(r.out.Changes, ch)
+}
+
+// choose picks the leader among ms (sorted by ID, peer).
+func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
+	var elig []*Member
+	for _, m := range ms {
+		if m.Eligible {
+			elig = append(elig, m)
+		}
+	}
+	if len(elig) == 0 {
+		return Leadership{Group: cur.Group}
+	}
+	lead := func(m *Member) Leadership {
+		return Leadership{Group: cur.Group, Leader: m.ID, Node: m.Node, Peer: m.Peer}
+	}
+	if !r.cfg.NoPreemption {
+		return lead(elig[0])
+	}
+	// Without preemption: keep an eligible leader, unless a live node
+	// gives another eligible candidate a higher term (or the same term
+	// and a lower ID): competing leaderships after a partition.
+	find := func(id, peer string) *Member {
+		for _, m := range elig {
+			if m.ID == id && m.Peer == peer {
+				return m
+			}
+		}
+		return nil
+	}
+	var best *Member
+	var bestTerm uint64
+	if m := find(cur.Leader, cur.Peer); m != nil {
+		best, bestTerm = m, cur.Term
+	}
+	for _, v := range views {
+		m := find(v.Leader, v.LeaderPeer)
+		if m == nil {
+			continue
+		}
+		if best == nil || v.Term > bestTerm || (v.Term == bestTerm && memberLess(m, best) < 0) {
+			best, bestTerm = m, v.Term
+		}
+	}
+	if best == nil {
+		best = elig[0]
+	}
+	return lead(best)
+}
+
+// reason explains a change from cur to next.
+func (r *Rule) reason(cur, next Leadership, ms []*Member) string {
+	if !cur.HasLeader() {
+		return ReasonElected
+	}
+	if next.same(cur) {
+		return ReasonTerm
+	}
+	var old *Member
+	for _, m := range ms {
+		if m.ID == cur.Leader && m.Peer == cur.Peer {
+			old = m
+		}
+	}
+	switch {
+	case old == nil:
+		if cur.Peer == r.cfg.Peer {
+			return ReasonLeft // left or expired locally
+		}
+		if rec, ok := r.nodes[cur.Peer]; ok && (rec.leaving || r.alive(rec)) {
+			return ReasonLeft
+		}
+		return ReasonFailed
+	case !old.Alive:
+		return ReasonFailed
+	case !old.Healthy:
+		return ReasonUnhealthy
+	case !old.Eligible:
+		return ReasonUnavailable
+	case r.cfg.NoPreemption:
+		return ReasonSuperseded
+	}
+	return ReasonPreempted
+}
+
+// Status returns every group known to this node, sorted by name: the
+// groups with candidates, and groups with a leader.
+func (r *Rule) Status() []GroupStatus {
+	members := r.members()
+	var out []GroupStatus
+	for _, name := range slices.Sorted(maps.Keys(r.groups)) {
+		if len(members[name]) == 0 && !r.groups[name].lead.HasLeader() {
+			continue
+		}
+		out = append(out, r.groupStatus(name, members[name]))
+	}
+	for name, ms := range members {
+		if _, ok := r.groups[name]; !ok {
+			out = append(out, r.groupStatus(name, ms))
+		}
+	}
+	slices.SortFunc(out, func(a, b GroupStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Group returns the status of one group; ErrNoGroup if it has no
+// candidate and no leader.
+func (r *Rule) Group(name string) (GroupStatus, error) {
+	ms := r.members()[name]
+	g, known := r.groups[name]
+	if len(ms) == 0 && (!known || !g.lead.HasLeader()) {
+		return GroupStatus{}, fmt.Errorf("%w: %q has no candidate on this node or any node it hears from", ErrNoGroup, name)
+	}
+	return r.groupStatus(name, ms), nil
+}
+
+func (r *Rule) groupStatus(name string, ms []*Member) GroupStatus {
+	gs := GroupStatus{Name: name, Warming: !r.warm, Members: make([]Member, 0, len(ms))}
+	if g, ok := r.groups[name]; ok {
+		gs.Leader = g.lead
+		gs.Since = r.now - g.since
+	} else {
+		gs.Leader = Leadership{Group: name}
+	}
+	var ref *Member
+	for _, m := range ms {
+		if m.Local && ref == nil {
+			ref = m
+		}
+	}
+	if ref == nil && len(ms) > 0 {
+		ref = ms[0]
+	}
+	if ref != nil {
+		gs.Kind, gs.Mode = ref.Kind, ref.Mode
+	}
+	for _, m := range ms {
+		mm := *m
+		mm.Leader = gs.Leader.Is(m.ID, m.Peer)
+		mm.Active = mm.Leader || (m.Eligible && m.Kind == KindEndpoint && m.Mode == ModeAllWarm)
+		gs.Members = append(gs.Members, mm)
+		if m.Kind != gs.Kind || m.Mode != gs.Mode {
+			gs.Conflicts = append(gs.Conflicts, fmt.Sprintf("candidate %s (peer %s) declares %s/%s, the group is %s/%s", m.ID, m.Peer, m.Kind, m.Mode, gs.Kind, gs.Mode))
+		}
+		if m.Duplicate {
+			gs.Conflicts = append(gs.Conflicts, fmt.Sprintf("node ID %s of candidate %s is used by several peers", m.Node, m.ID))
+		}
+	}
+	gs.Conflicts = slices.Compact(gs.Conflicts)
+	return gs
+}
+
+// Candidate returns the status of a local candidate.
+func (r *Rule) Candidate(group, id string) (CandidateStatus, error) {
+	c, err := r.cand(group, id)
+	if err != nil {
+		return CandidateStatus{}, err
+	}
+	lead, _ := r.Leader(group)
+	st := CandidateStatus{Spec: c.spec, Leadership: lead, Healthy: c.healthy}
+	st.Available = c.available
+	st.Eligible = c.healthy && c.available && r.warm
+	st.IsLeader = lead.Is(id, r.cfg.Peer)
+	st.Active = st.IsLeader || (st.Eligible && c.spec.Kind == KindEndpoint && c.spec.Mode == ModeAllWarm)
+	return st, nil
+}
+
+// Candidates lists the local candidates, sorted by group and ID.
+func (r *Rule) Candidates() []CandidateStatus {
+	var out []CandidateStatus
+	for _, k := range sortedKeys(r.local) {
+		st, _ := r.Candidate(k.group, k.id)
+		out = append(out, st)
+	}
+	return out
+}
+
+func sortedKeys(m map[candKey]*localCand) []candKey {
+	ks := slices.Collect(maps.Keys(m))
+	slices.SortFunc(ks, func(a, b candKey) int {
+		return cmp.Or(strings.Compare(a.group, b.group), strings.Compare(a.id, b.id))
+	})
+	return ks
+}

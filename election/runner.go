@@ -1,0 +1,434 @@
+package election
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Transport carries heartbeats: a broadcast topic whose messages are
+// authenticated by their author. The runner consumes it; p2p.Topic
+// supplies it (gossipsub on "starling/<env>/election", accepting only
+// trusted authors).
+type Transport interface {
+	// Publish sends data to every node on the topic, best effort.
+	Publish(ctx context.Context, data []byte) error
+	// Receive returns the next message from another node, with its
+	// author's peer ID, until ctx ends or the transport closes.
+	Receive(ctx context.Context) (from string, data []byte, err error)
+}
+
+// Runner drives a Rule: it owns the goroutines, the clock and the
+// network. It sends a heartbeat every Interval (and at once when a local
+// candidate changes), feeds received heartbeats to the rule stamped with
+// the local monotonic clock, ticks the rule at its deadlines, and
+// delivers leadership changes to watchers.
+//
+// The runner joins the built-in cluster group with the node itself as a
+// candidate, not available until SetNodeAvailable(true).
+//
+// Its methods are safe for concurrent use.
+type Runner struct {
+	cfg   Config
+	tr    Transport
+	log   *slog.Logger
+	clock Clock
+	start time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{} // send a heartbeat now (buffered 1)
+
+	mu        sync.Mutex
+	rule      *Rule
+	closed    bool
+	watchers  map[*Watcher]struct{}
+	suspended time.Duration // no heartbeats are sent before this time
+	termsVer  uint64        // bumped on every change (terms may have moved)
+
+	termsMu  sync.Mutex // serialises SaveTerms; taken before mu
+	savedVer uint64
+
+	closeOnce sync.Once
+}
+
+// New validates cfg, starts the runner on tr, and joins the node's
+// cluster candidate (not yet available). The first heartbeat goes out at
+// once. Close stops it.
+func New(cfg Config, tr Transport) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if tr == nil {
+		return nil, fmt.Errorf("%w: nil Transport", ErrInvalid)
+	}
+	cfg = cfg.EnsureDefaults()
+	r := &Runner{
+		cfg:      cfg,
+		tr:       tr,
+		log:      cfg.Logger.With("component", "election", "node", cfg.NodeID),
+		clock:    cfg.Clock,
+		kick:     make(chan struct{}, 1),
+		watchers: make(map[*Watcher]struct{}),
+	}
+	r.start = r.clock.Now()
+	rule, err := NewRule(cfg, uint64(r.start.UnixNano()), 0)
+	if err != nil {
+		return nil, err
+	}
+	r.rule = rule
+	if cfg.Terms != nil {
+		terms, err := cfg.Terms.LoadTerms()
+		if err != nil {
+			return nil, fmt.Errorf("election: load terms: %w", err)
+		}
+		for g, t := range terms {
+			rule.RestoreTerm(g, t)
+		}
+	}
+	if err := rule.Join(0, Spec{Group: ClusterGroup, ID: cfg.NodeID}); err != nil {
+		return nil, err
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.wg.Add(2)
+	go r.loop()
+	go r.receive()
+	r.log.Info("election started", "interval", cfg.Interval, "timeout", cfg.Timeout, "warmup", cfg.Warmup, "preemption", !cfg.NoPreemption)
+	return r, nil
+}
+
+// now is the rule's clock: monotonic time since the runner started.
+func (r *Runner) now() time.Duration { return r.clock.Now().Sub(r.start) }
+
+// Config returns the runner's configuration (with defaults applied).
+func (r *Runner) Config() Config { return r.cfg }
+
+// Close says goodbye (so the others fail over at once instead of after
+// Timeout), waits LeaveLinger for it to leave, stops the goroutines and
+// ends every watcher. Safe to call twice. Call it before closing the
+// transport.
+func (r *Runner) Close() error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		bye := r.rule.Goodbye(r.now()).Encode()
+		for w := range r.watchers {
+			w.notify()
+		}
+		r.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Interval+r.cfg.LeaveLinger)
+		if err := r.tr.Publish(ctx, bye); err != nil {
+			r.log.Debug("goodbye not sent", "err", err)
+		} else {
+			// Gossip has no delivery receipt; give the goodbye time to
+			// leave before the caller closes the network. Real time: this
+			// waits on the network, not on the rule's clock.
+			time.Sleep(r.cfg.LeaveLinger)
+		}
+		cancel()
+		r.cancel()
+		r.wg.Wait()
+		r.saveTerms()
+		r.log.Info("election stopped")
+	})
+	return nil
+}
+
+// loop sends heartbeats and ticks the rule at its deadlines.
+func (r *Runner) loop() {
+	defer r.wg.Done()
+	timer := r.clock.NewTimer(0)
+	defer timer.Stop()
+	var nextSend time.Duration // the first heartbeat goes out at once
+	for {
+		kicked := false
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-timer.C():
+		case <-r.kick:
+			kicked = true
+		}
+		now := r.now()
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return
+		}
+		r.rule.Tick(now)
+		out := r.rule.Take()
+		var data []byte
+		suspended := now < r.suspended
+		if (kicked || out.Send || now >= nextSend) && !suspended {
+			data = r.rule.Heartbeat(now).Encode()
+			nextSend = now + r.cfg.Interval
+		}
+		// A suspension acts like a paused process: what falls due meanwhile
+		// is sent the moment it ends.
+		sendAt := nextSend
+		if suspended {
+			sendAt = max(nextSend, r.suspended)
+		}
+		deadline, ok := r.rule.NextDeadline()
+		changed := r.dispatch(out)
+		r.mu.Unlock()
+
+		if data != nil {
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
+			if err := r.tr.Publish(ctx, data); err != nil && r.ctx.Err() == nil {
+				r.log.Debug("heartbeat not sent", "err", err)
+			}
+			cancel()
+		}
+		if changed {
+			r.saveTerms()
+		}
+		wait := sendAt - now
+		if ok && deadline-now < wait {
+			wait = deadline - now
+		}
+		timer.Reset(max(wait, 0))
+	}
+}
+
+// receive feeds heartbeats to the rule, stamped with the time they are
+// taken off the transport.
+func (r *Runner) receive() {
+	defer r.wg.Done()
+	for {
+		from, data, err := r.tr.Receive(r.ctx)
+		if err != nil {
+			if r.ctx.Err() == nil {
+				r.log.Warn("election transport stopped: no more heartbeats will be received", "err", err)
+			}
+			return
+		}
+		hb, err := DecodeHeartbeat(data)
+		if err != nil {
+			r.log.Warn("dropped a bad heartbeat", "peer", from, "err", err)
+			continue
+		}
+		now := r.now()
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return
+		}
+		r.rule.Receive(now, from, hb)
+		changed := r.dispatch(r.rule.Take())
+		r.mu.Unlock()
+		if changed {
+			r.saveTerms()
+		}
+	}
+}
+
+// dispatch logs the output, asks for a heartbeat if needed and updates
+// the watchers. It reports whether leadership changed. Callers hold r.mu.
+func (r *Runner) dispatch(out Output) bool {
+	for _, c := range out.Changes {
+		r.log.Info("leadership changed", "group", c.Group, "leader", orNone(c.Leader), "leader_node", c.Node,
+			"term", c.Term, "previous", orNone(c.Previous.Leader), "reason", c.Reason)
+	}
+	for _, n := range out.Notices {
+		if n.Kind == NoticeDuplicateNode {
+			r.log.Error("duplicate node ID: "+n.String(), "node_id", n.ID, "peers", n.Peers)
+		} else {
+			r.log.Warn(n.String(), "group", n.Group, "candidate", n.ID)
+		}
+	}
+	if out.Send {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	}
+	last := make(map[string]Change)
+	for _, c := range out.Changes {
+		last[c.Group] = c
+	}
+	for w := range r.watchers {
+		w.refresh(last)
+	}
+	if len(out.Changes) > 0 {
+		r.termsVer++
+		return true
+	}
+	return false
+}
+
+// saveTerms hands the current terms to the TermStore if they may have
+// changed since the last save.
+func (r *Runner) saveTerms() {
+	if r.cfg.Terms == nil {
+		return
+	}
+	r.termsMu.Lock()
+	defer r.termsMu.Unlock()
+	r.mu.Lock()
+	ver, terms := r.termsVer, r.rule.Terms()
+	r.mu.Unlock()
+	if ver == r.savedVer {
+		return
+	}
+	if err := r.cfg.Terms.SaveTerms(terms); err != nil {
+		r.log.Warn("cannot save election terms", "err", err)
+		return
+	}
+	r.savedVer = ver
+}
+
+// apply runs an input on the rule and dispatches its output.
+func (r *Runner) apply(f func(now time.Duration) error) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	err := f(r.now())
+	changed := r.dispatch(r.rule.Take())
+	r.mu.Unlock()
+	if changed {
+		r.saveTerms()
+	}
+	return err
+}
+
+// SetNodeAvailable marks this node's cluster candidate available (ready
+// to lead the cluster) or not. A node that is still joining or syncing
+// must not be available; node.Open marks it available once the node has
+// started (the state-transfer work hooks in there).
+func (r *Runner) SetNodeAvailable(available bool) error {
+	return r.apply(func(now time.Duration) error {
+		return r.rule.SetAvailable(now, ClusterGroup, r.cfg.NodeID, available)
+	})
+}
+
+// Join adds a candidate of this node: spec.ID is set from the node ID
+// and spec.Instance. ErrReservedGroup for the cluster group,
+// ErrCandidateExists if that candidate is already joined, ErrInvalid for
+// a bad name, kind, mode or TTL. A heartbeat announcing it goes out at
+// once.
+func (r *Runner) Join(spec Spec) (*Candidate, error) {
+	if spec.Group == ClusterGroup {
+		return nil, fmt.Errorf("%w: %q: its candidates are the nodes themselves", ErrReservedGroup, ClusterGroup)
+	}
+	if err := CheckInstance(spec.Instance); err != nil {
+		return nil, err
+	}
+	spec.ID = CandidateID(r.cfg.NodeID, spec.Instance)
+	err := r.apply(func(now time.Duration) error { return r.rule.Join(now, spec) })
+	if err != nil {
+		return nil, err
+	}
+	return &Candidate{r: r, group: spec.Group, id: spec.ID}, nil
+}
+
+// Leave removes a candidate of this node; the others learn it with the
+// heartbeat sent at once, so a leader hands over without waiting for
+// Timeout. ErrNoCandidate if it is not joined.
+func (r *Runner) Leave(group, id string) error {
+	if group == ClusterGroup {
+		return fmt.Errorf("%w: the node leaves the cluster group when it stops", ErrReservedGroup)
+	}
+	return r.apply(func(now time.Duration) error { return r.rule.Leave(now, group, id) })
+}
+
+// SetAvailable marks a candidate of this node available or not.
+func (r *Runner) SetAvailable(group, id string, available bool) error {
+	return r.apply(func(now time.Duration) error { return r.rule.SetAvailable(now, group, id, available) })
+}
+
+// ReportHealth records a candidate's health and renews its session.
+func (r *Runner) ReportHealth(group, id string, healthy bool) error {
+	return r.apply(func(now time.Duration) error { return r.rule.ReportHealth(now, group, id, healthy) })
+}
+
+// Candidate returns the status of a candidate of this node.
+func (r *Runner) Candidate(group, id string) (CandidateStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rule.Tick(r.now())
+	return r.rule.Candidate(group, id)
+}
+
+// Candidates lists the candidates of this node (the cluster one included).
+func (r *Runner) Candidates() []CandidateStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rule.Candidates()
+}
+
+// Leader returns the leadership of group as this node sees it; the zero
+// Leader ("") when it has none.
+func (r *Runner) Leader(group string) Leadership {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, _ := r.rule.Leader(group)
+	return l
+}
+
+// Groups returns every group this node knows, sorted by name.
+func (r *Runner) Groups() []GroupStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rule.Status()
+}
+
+// Group returns one group's status; ErrNoGroup if no candidate of it is
+// known.
+func (r *Runner) Group(name string) (GroupStatus, error) {
+	if err := CheckGroupName(name); err != nil {
+		return GroupStatus{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rule.Group(name)
+}
+
+// SuspendHeartbeats stops sending heartbeats for d, as a paused process
+// would (receiving and deciding go on). For fault-injection tests: a
+// suspension shorter than Timeout−Interval must not cause a failover.
+func (r *Runner) SuspendHeartbeats(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.suspended = r.now() + d
+}
+
+// Candidate is a handle on a candidate of this node (the Go lifecycle
+// API; the HTTP API offers the same by group and ID).
+type Candidate struct {
+	r     *Runner
+	group string
+	id    string
+}
+
+// Group is the candidate's group.
+func (c *Candidate) Group() string { return c.group }
+
+// ID is the candidate's ID ("<node-id>" or "<node-id>:<instance>").
+func (c *Candidate) ID() string { return c.id }
+
+// SetAvailable marks the candidate ready to lead, or not.
+func (c *Candidate) SetAvailable(available bool) error {
+	return c.r.SetAvailable(c.group, c.id, available)
+}
+
+// ReportHealth reports the candidate healthy or not, and renews its
+// session (Spec.TTL).
+func (c *Candidate) ReportHealth(healthy bool) error {
+	return c.r.ReportHealth(c.group, c.id, healthy)
+}
+
+// Status returns whether the candidate leads, and the group's leadership.
+func (c *Candidate) Status() (CandidateStatus, error) { return c.r.Candidate(c.group, c.id) }
+
+// Leave removes the candidate; a leader hands over at once.
+func (c *Candidate) Leave() error { return c.r.Leave(c.group, c.id) }
+
+// Watch returns a watcher of this candidate's leadership (see Watcher).
+func (c *Candidate) Watch() *Watcher { return c.r.watch(c.group, c.id) }

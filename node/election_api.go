@@ -1,0 +1,450 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/starling-sync/starling/election"
+)
+
+// The election's HTTP API, for services in any language (see
+// registerElectionRoutes for the routes). Candidates are addressed by
+// group and candidate ID ("<node-id>" or "<node-id>:<instance>").
+
+// ElectionGroup is a group as the node sees it (GET
+// /v1/election/groups/{group}).
+type ElectionGroup struct {
+	Name      string              `json:"name"`
+	Kind      election.Kind       `json:"kind"`
+	Mode      election.Mode       `json:"mode"`
+	Leader    election.Leadership `json:"leader"`
+	Members   []ElectionMember    `json:"members"`
+	Conflicts []string            `json:"conflicts,omitempty"`
+	// Warming: the node is still listening after its start and reports
+	// no leader yet.
+	Warming bool `json:"warming,omitempty"`
+	// SinceMS is how long the current leadership has lasted, in ms.
+	SinceMS int64 `json:"since_ms"`
+}
+
+// ElectionMember is a candidate of a group.
+type ElectionMember struct {
+	election.Member
+	// LastSeenMS is how long ago its node's last heartbeat arrived, in
+	// ms (0 for the node's own candidates).
+	LastSeenMS int64 `json:"last_seen_ms"`
+}
+
+// ElectionCandidate is one of the node's own candidates and what it
+// should do (GET /v1/election/groups/{group}/candidates/{id}).
+type ElectionCandidate struct {
+	Group     string              `json:"group"`
+	ID        string              `json:"id"`
+	Kind      election.Kind       `json:"kind"`
+	Mode      election.Mode       `json:"mode"`
+	Healthy   bool                `json:"healthy"`
+	Available bool                `json:"available"`
+	Eligible  bool                `json:"eligible"`
+	TTLMS     int64               `json:"ttl_ms,omitempty"`
+	Leader    election.Leadership `json:"leader"`
+	// IsLeader: this candidate leads the group; Term is then its term.
+	IsLeader bool   `json:"is_leader"`
+	Term     uint64 `json:"term"`
+	// Active: IsLeader, or eligible in an AllWarm endpoint group.
+	Active bool `json:"active"`
+}
+
+// JoinRequest is the body of POST /v1/election/groups/{group}/candidates.
+type JoinRequest struct {
+	// Instance tells apart several candidates of this node in the group
+	// (the candidate ID becomes "<node-id>:<instance>"). Default "".
+	Instance string `json:"instance,omitempty"`
+	// Kind: "service" (default) or "endpoint".
+	Kind string `json:"kind,omitempty"`
+	// Mode: "LeaderOnly" (default) or "AllWarm" (endpoints only).
+	Mode string `json:"mode,omitempty"`
+	// TTL, a Go duration ("5s"): the candidate leaves by itself unless it
+	// reports health at least this often. Default: no TTL.
+	TTL string `json:"ttl,omitempty"`
+	// Available makes it eligible at once. Default false: it must mark
+	// itself available when it is ready.
+	Available bool `json:"available,omitempty"`
+}
+
+// ClusterInfo is the answer of GET /v1/cluster.
+type ClusterInfo struct {
+	NodeID string `json:"node_id"`
+	PeerID string `json:"peer_id"`
+	// Leader is the cluster's leader (a node) as this node sees it.
+	Leader election.Leadership `json:"leader"`
+	// IsLeader: this node leads the cluster.
+	IsLeader bool          `json:"is_leader"`
+	Group    ElectionGroup `json:"group"`
+}
+
+// ElectionEvent is one line of a watch stream (JSON lines).
+type ElectionEvent struct {
+	// Type is "state" (the first line, then every change), "keepalive"
+	// (sent every keepalive interval; carries the current state too), or
+	// "closed" (the node is stopping; the stream ends).
+	Type string `json:"type"`
+	election.Event
+}
+
+const (
+	defaultKeepalive = 5 * time.Second
+	minKeepalive     = 100 * time.Millisecond
+)
+
+// registerElectionRoutes adds:
+//
+//	GET    /v1/cluster                               the cluster group, its leader, is this node leader
+//	GET    /v1/election/groups                       {"groups": [...]}
+//	GET    /v1/election/groups/{group}               members, healthy, available, leader, term (404 unknown)
+//	GET    /v1/election/groups/{group}/watch         JSON lines: current state, then every change
+//	POST   /v1/election/groups/{group}/candidates    join (JoinRequest) -> 201 ElectionCandidate
+//	GET    /v1/election/groups/{group}/candidates/{id}            am I leader, term, active
+//	PUT    /v1/election/groups/{group}/candidates/{id}/health     {"healthy": bool}; renews the TTL
+//	PUT    /v1/election/groups/{group}/candidates/{id}/available  {"available": bool}
+//	DELETE /v1/election/groups/{group}/candidates/{id}            leave (a leader hands over at once)
+//	GET    /v1/election/groups/{group}/candidates/{id}/watch      JSON lines for this candidate
+//
+// Watch streams take ?keepalive=DURATION (default 5s): a line is sent at
+// least that often, so a client detects a hung node with a read timeout.
+func (a *api) registerElectionRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/cluster", a.cluster)
+	mux.HandleFunc("GET /v1/election/groups", a.electionGroups)
+	mux.HandleFunc("GET /v1/election/groups/{group}", a.electionGroup)
+	mux.HandleFunc("GET /v1/election/groups/{group}/watch", a.electionWatch)
+	mux.HandleFunc("POST /v1/election/groups/{group}/candidates", a.electionJoin)
+	mux.HandleFunc("GET /v1/election/groups/{group}/candidates/{id}", a.electionCandidate)
+	mux.HandleFunc("PUT /v1/election/groups/{group}/candidates/{id}/health", a.electionHealth)
+	mux.HandleFunc("PUT /v1/election/groups/{group}/candidates/{id}/available", a.electionAvailable)
+	mux.HandleFunc("DELETE /v1/election/groups/{group}/candidates/{id}", a.electionLeave)
+	mux.HandleFunc("GET /v1/election/groups/{group}/candidates/{id}/watch", a.electionWatch)
+}
+
+// electionError maps the election's sentinels to API errors.
+func electionError(err error) (int, string) {
+	switch {
+	case errors.Is(err, election.ErrInvalid), errors.Is(err, election.ErrReservedGroup):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, election.ErrNoGroup), errors.Is(err, election.ErrNoCandidate):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, election.ErrCandidateExists):
+		return http.StatusConflict, err.Error() + ": leave it first, or join with another instance"
+	case errors.Is(err, election.ErrClosed):
+		return http.StatusServiceUnavailable, "the node is stopping"
+	}
+	return http.StatusInternalServerError, err.Error()
+}
+
+func (a *api) electionFail(w http.ResponseWriter, r *http.Request, err error) {
+	code, msg := electionError(err)
+	if code >= 500 {
+		a.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, code, msg)
+}
+
+func groupJSON(gs election.GroupStatus) ElectionGroup {
+	g := ElectionGroup{
+		Name: gs.Name, Kind: gs.Kind, Mode: gs.Mode, Leader: gs.Leader, Conflicts: gs.Conflicts,
+		Warming: gs.Warming, SinceMS: gs.Since.Milliseconds(), Members: make([]ElectionMember, 0, len(gs.Members)),
+	}
+	for _, m := range gs.Members {
+		g.Members = append(g.Members, ElectionMember{Member: m, LastSeenMS: m.LastSeen.Milliseconds()})
+	}
+	return g
+}
+
+func candidateJSON(st election.CandidateStatus) ElectionCandidate {
+	c := ElectionCandidate{
+		Group: st.Group, ID: st.ID, Kind: st.Kind, Mode: st.Mode, Healthy: st.Healthy,
+		Available: st.Available, Eligible: st.Eligible, TTLMS: st.TTL.Milliseconds(),
+		Leader: st.Leadership, IsLeader: st.IsLeader, Active: st.Active,
+	}
+	if st.IsLeader {
+		c.Term = st.Leadership.Term
+	}
+	return c
+}
+
+// group checks the {group} path value.
+func (a *api) group(r *http.Request) (string, error) {
+	g := r.PathValue("group")
+	if err := election.CheckGroupName(g); err != nil {
+		return "", err
+	}
+	return g, nil
+}
+
+func (a *api) cluster(w http.ResponseWriter, r *http.Request) {
+	gs, err := a.cfg.Election.Group(election.ClusterGroup)
+	if err != nil && !errors.Is(err, election.ErrNoGroup) {
+		a.electionFail(w, r, err)
+		return
+	}
+	cfg := a.cfg.Election.Config()
+	if gs.Name == "" {
+		gs = election.GroupStatus{Name: election.ClusterGroup, Leader: election.Leadership{Group: election.ClusterGroup}}
+	}
+	writeJSON(w, http.StatusOK, ClusterInfo{
+		NodeID: cfg.NodeID, PeerID: cfg.Peer, Leader: gs.Leader,
+		IsLeader: gs.Leader.Is(cfg.NodeID, cfg.Peer), Group: groupJSON(gs),
+	})
+}
+
+func (a *api) electionGroups(w http.ResponseWriter, _ *http.Request) {
+	out := struct {
+		Groups []ElectionGroup `json:"groups"`
+	}{Groups: []ElectionGroup{}}
+	for _, gs := range a.cfg.Election.Groups() {
+		out.Groups = append(out.Groups, groupJSON(gs))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) electionGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := a.group(r)
+	if err != nil {
+		a.electionFail(w, r, err)
+		return
+	}
+	gs, err := a.cfg.Election.Group(g)
+	if err != nil {
+		a.electionFail(w, r, a.withKnownGroups(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, groupJSON(gs))
+}
+
+// withKnownGroups adds the known groups to an ErrNoGroup.
+func (a *api) withKnownGroups(err error) error {
+	if !errors.Is(err, election.ErrNoGroup) {
+		return err
+	}
+	var names []string
+	for _, gs := range a.cfg.Election.Groups() {
+		names = append(names, gs.Name)
+	}
+	return fmt.Errorf("%w (known groups: %s)", err, strings.Join(names, ", "))
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, shape string) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: body must be %s: %v", election.ErrInvalid, shape, err)
+	}
+	return nil
+}
+
+func (a *api) electionJoin(w http.ResponseWriter, r *http.Request) {
+	g, err := a.group(r)
+	if err != nil {
+		a.electionFail(w, r, err)
+		return
+	}
+	var req JoinRequest
+	if r.ContentLength != 0 {
+		if err := decodeBody(w, r, &req, `{"instance": "", "kind": "service|endpoint", "mode": "LeaderOnly|AllWarm", "ttl": "5s", "available": false}`); err != nil {
+			a.electionFail(w, r, err)
+			return
+		}
+	}
+	spec, err := req.spec(g)
+	if err != nil {
+		a.electionFail(w, r, err)
+		return
+	}
+	c, err := a.cfg.Election.Join(spec)
+	if err != nil {
+		a.electionFail(w, r, err)
+		return
+	}
+	st, err := c.Status()
+	if err != nil {
+		a.electionFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, candidateJSON(st))
+}
+
+// spec checks the request and turns it into an election.Spec, reporting
+// every problem at once.
+func (req JoinRequest) spec(group string) (election.Spec, error) {
+	s := election.Spec{Group: group, Instance: req.Instance, Available: req.Available}
+	var errs []error
+	var err error
+	if s.Kind, err = election.ParseKind(req.Kind); err != nil {
+		errs = append(errs, err)
+	}
+	if s.Mode, err = election.ParseMode(req.Mode); err != nil {
+		errs = append(errs, err)
+	}
+	if req.TTL != "" {
+		if s.TTL, err = time.ParseDuration(req.TTL); err != nil || s.TTL < 0 {
+			errs = append(errs, fmt.Errorf("%w: ttl %q: use a duration like 5s", election.ErrInvalid, req.TTL))
+		}
+	}
+	if err := election.CheckInstance(req.Instance); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 && s.Mode == election.ModeAllWarm && s.Kind != election.KindEndpoint {
+		errs = append(errs, fmt.Errorf("%w: mode AllWarm applies to endpoints: add \"kind\": \"endpoint\"", election.ErrInvalid))
+	}
+	return s, errors.Join(errs...)
+}
+
+func (a *api) candidateRef(r *http.Request) (group, id string, err error) {
+	if group, err = a.group(r); err != nil {
+		return "", "", err
+	}
+	return group, r.PathValue("id"), nil
+}
+
+func (a *api) electionCandidate(w http.ResponseWriter, r *http.Request) {
+	g, id, err := a.candidateRef(r)
+	if err == nil {
+		var st election.CandidateStatus
+		if st, err = a.cfg.Election.Candidate(g, id); err == nil {
+			writeJSON(w, http.StatusOK, candidateJSON(st))
+			return
+		}
+	}
+	a.electionFail(w, r, err)
+}
+
+func (a *api) electionHealth(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Healthy *bool `json:"healthy"`
+	}
+	a.candidateUpdate(w, r, &req, `{"healthy": true}`, func(g, id string) error {
+		if req.Healthy == nil {
+			return fmt.Errorf("%w: body must be {\"healthy\": true|false}", election.ErrInvalid)
+		}
+		return a.cfg.Election.ReportHealth(g, id, *req.Healthy)
+	})
+}
+
+func (a *api) electionAvailable(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Available *bool `json:"available"`
+	}
+	a.candidateUpdate(w, r, &req, `{"available": true}`, func(g, id string) error {
+		if req.Available == nil {
+			return fmt.Errorf("%w: body must be {\"available\": true|false}", election.ErrInvalid)
+		}
+		return a.cfg.Election.SetAvailable(g, id, *req.Available)
+	})
+}
+
+func (a *api) candidateUpdate(w http.ResponseWriter, r *http.Request, body any, shape string, f func(g, id string) error) {
+	g, id, err := a.candidateRef(r)
+	if err == nil {
+		err = decodeBody(w, r, body, shape)
+	}
+	if err == nil {
+		err = f(g, id)
+	}
+	if err != nil {
+		a.electionFail(w, r, err)
+		return
+	}
+	st, err := a.cfg.Election.Candidate(g, id)
+	if err != nil {
+		a.electionFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, candidateJSON(st))
+}
+
+func (a *api) electionLeave(w http.ResponseWriter, r *http.Request) {
+	g, id, err := a.candidateRef(r)
+	if err == nil {
+		err = a.cfg.Election.Leave(g, id)
+	}
+	if err != nil {
+		a.electionFail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// electionWatch streams a group's or a candidate's state as JSON lines
+// until the client goes away or the node stops.
+func (a *api) electionWatch(w http.ResponseWriter, r *http.Request) {
+	g, err := a.group(r)
+	if err != nil {
+		a.electionFail(w, r, err)
+		return
+	}
+	keepalive := defaultKeepalive
+	if s := r.URL.Query().Get("keepalive"); s != "" {
+		if keepalive, err = time.ParseDuration(s); err != nil || keepalive < minKeepalive {
+			a.electionFail(w, r, fmt.Errorf("%w: keepalive %q: use a duration of at least %s", election.ErrInvalid, s, minKeepalive))
+			return
+		}
+	}
+	var watcher *election.Watcher
+	if id := r.PathValue("id"); id != "" {
+		if watcher, err = a.cfg.Election.WatchCandidate(g, id); err != nil {
+			a.electionFail(w, r, err)
+			return
+		}
+	} else {
+		if _, err := a.cfg.Election.Group(g); err != nil {
+			a.electionFail(w, r, a.withKnownGroups(err))
+			return
+		}
+		watcher = a.cfg.Election.Watch(g)
+	}
+	defer watcher.Close()
+
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	send := func(typ string, ev election.Event) bool {
+		if err := enc.Encode(ElectionEvent{Type: typ, Event: ev}); err != nil {
+			return false
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return true
+	}
+	tick := time.NewTicker(keepalive)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+			if !send("keepalive", watcher.Peek()) {
+				return
+			}
+			continue
+		case <-watcher.Changed():
+		}
+		ev, ok, err := watcher.Poll()
+		if err != nil {
+			send("closed", watcher.Peek())
+			return
+		}
+		if !ok {
+			continue
+		}
+		if !send("state", ev) {
+			return
+		}
+		tick.Reset(keepalive)
+	}
+}
