@@ -245,15 +245,25 @@ type Scenario struct {
 	Rounds int
 }
 
-// ParseScenario parses "a+b+c".
+// ParseScenario parses "a+b+c", or "label:a+b+c" as the soak names its
+// scenarios: the label is part of the name, and so of the scenario's
+// seed, which is how a soak scenario is replayed alone.
 func ParseScenario(s string) Scenario {
+	label, list, ok := strings.Cut(s, ":")
+	if !ok {
+		label, list = "", s
+	}
 	var ns []string
-	for n := range strings.SplitSeq(s, "+") {
+	for n := range strings.SplitSeq(list, "+") {
 		if n = strings.TrimSpace(n); n != "" {
 			ns = append(ns, n)
 		}
 	}
-	return Scenario{Name: strings.Join(ns, "+"), Nemeses: ns}
+	name := strings.Join(ns, "+")
+	if label = strings.TrimSpace(label); label != "" {
+		name = label + ":" + name
+	}
+	return Scenario{Name: name, Nemeses: ns}
 }
 
 // QuickSweep is every nemesis of r alone, then two combinations of a

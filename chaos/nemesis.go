@@ -67,6 +67,9 @@ type Env struct {
 	claims    map[*Host]string
 	exclusive map[string]string
 	seq       int
+	// dropped accumulates each fault's drop counters across re-renders
+	// of the table (every change of rules resets the counters).
+	dropped map[string]uint64
 
 	// Hooks set by the runner for the wipe nemesis.
 	fence      func(ctx context.Context, h *Host)
@@ -89,6 +92,9 @@ func (e *Env) FaultID(name string) string {
 // SetRules installs the network rules of fault id alongside those of
 // the other faults in force.
 func (e *Env) SetRules(ctx context.Context, id string, rules []netlab.Rule) error {
+	if err := e.saveCounters(ctx); err != nil {
+		return err
+	}
 	if err := e.filter.Set(id, rules); err != nil {
 		return err
 	}
@@ -97,8 +103,39 @@ func (e *Env) SetRules(ctx context.Context, id string, rules []netlab.Rule) erro
 
 // ClearRules removes the network rules of fault id.
 func (e *Env) ClearRules(ctx context.Context, id string) error {
+	if err := e.saveCounters(ctx); err != nil {
+		return err
+	}
 	e.filter.Clear(id)
 	return e.lab.Apply(ctx, e.filter)
+}
+
+// Dropped is how many frames the rules of fault id have dropped so far.
+func (e *Env) Dropped(ctx context.Context, id string) (uint64, error) {
+	now, err := e.lab.Dropped(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return e.dropped[id] + now[id], nil
+}
+
+// saveCounters adds the counters in force to dropped, before a change
+// of rules resets them.
+func (e *Env) saveCounters(ctx context.Context) error {
+	if len(e.filter.Faults()) == 0 {
+		return nil
+	}
+	now, err := e.lab.Dropped(ctx)
+	if err != nil {
+		return err
+	}
+	if e.dropped == nil {
+		e.dropped = map[string]uint64{}
+	}
+	for id, n := range now {
+		e.dropped[id] += n
+	}
+	return nil
 }
 
 // Claim picks between lo and hi hosts that are running and not claimed
@@ -220,15 +257,15 @@ func (n *networkNemesis) Inject(ctx context.Context, e *Env, rng *rand.Rand) (Fa
 	}
 	return &fault{desc: desc, heal: func(ctx context.Context) error {
 		// A fault whose rules matched nothing proves nothing: say so.
-		dropped, derr := e.lab.Dropped(ctx)
+		dropped, derr := e.Dropped(ctx, id)
 		err := e.ClearRules(ctx, id)
 		switch {
 		case derr != nil:
 			err = errors.Join(err, derr)
-		case dropped[id] == 0:
+		case dropped == 0:
 			err = errors.Join(err, fmt.Errorf("%s: its rules dropped no frame while it held: the fault did nothing", id))
 		default:
-			e.log.Info("network fault healed", "fault", id, "dropped_frames", dropped[id])
+			e.log.Info("network fault healed", "fault", id, "dropped_frames", dropped)
 		}
 		return err
 	}}, nil

@@ -148,6 +148,10 @@ func TestParseScenario(t *testing.T) {
 	if s.Name != "loss+kill" || !slices.Equal(s.Nemeses, []string{"loss", "kill"}) {
 		t.Errorf("ParseScenario = %+v", s)
 	}
+	s = ParseScenario("soak6:partition-halves+pause")
+	if s.Name != "soak6:partition-halves+pause" || !slices.Equal(s.Nemeses, []string{"partition-halves", "pause"}) {
+		t.Errorf("ParseScenario = %+v", s)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -194,12 +198,14 @@ func TestReportTable(t *testing.T) {
 		{Scenario: "kill", FaultCount: 1, Acked: 90,
 			Verdicts: []Verdict{{Checker: "kv-lost", OK: false, Counts: map[string]int{"lost": 3}, Problems: []string{"op 7 missing"}}}},
 		{Scenario: "clock-skew", Skipped: "no flag"},
+		{Scenario: "isolate", FaultCount: 1, Acked: 10,
+			Verdicts: []Verdict{{Checker: "election", OK: true, Counts: map[string]int{"leaders": 2}}}},
 	}}
 	if rep.OK() {
 		t.Error("a report with a failed scenario is OK")
 	}
 	out := rep.String()
-	for _, want := range []string{"SCENARIO", "loss", "1.5s", "FAIL: kv-lost", "NEMESIS  HEALS", "skipped: no flag", "op 7 missing", "seed 42", "2 ran, 1 failed, 1 skipped"} {
+	for _, want := range []string{"SCENARIO", "loss", "1.5s", "FAIL: kv-lost", "NEMESIS  HEALS", "skipped: no flag", "op 7 missing", "seed 42", "3 ran, 1 failed, 1 skipped", "LEADERS"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}

@@ -47,7 +47,10 @@ func (r *Report) OK() bool {
 type ScenarioResult struct {
 	Scenario string `json:"scenario"`
 	// Seed is the scenario's own seed (from the run's seed and its name).
-	Seed uint64 `json:"seed"`
+	Seed   uint64 `json:"seed"`
+	Rounds int    `json:"rounds"`
+	// Replay is the command that runs this scenario alone again.
+	Replay string `json:"replay"`
 	// Skipped says why the scenario did not run ("" if it ran).
 	Skipped string `json:"skipped,omitempty"`
 	// Faults describe each injected fault; FaultCount counts them.
@@ -113,20 +116,47 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 	return s[min(max(rank, 1), len(s))-1]
 }
 
-// tableCounts are the figures with a column of their own.
-var tableCounts = []string{"lost", "phantom", "divergent"}
+// tableCounts are the figures with a column of their own, always
+// shown; any other figure a checker reports (an election checker's
+// "leaders", say) gets a column too when some scenario has it, except
+// noteCounts, which the RESULT column mentions.
+var (
+	tableCounts = []string{"lost", "phantom", "divergent"}
+	noteCounts  = map[string]bool{"forfeited": true, "crashed": true}
+)
+
+// columns returns the count columns of the table.
+func (r *Report) columns() []string {
+	cols := slices.Clone(tableCounts)
+	extra := map[string]bool{}
+	for _, s := range r.Results {
+		for _, v := range s.Verdicts {
+			for k := range v.Counts {
+				if !slices.Contains(tableCounts, k) && !noteCounts[k] {
+					extra[k] = true
+				}
+			}
+		}
+	}
+	return append(cols, sortedKeys(extra)...)
+}
 
 // WriteTable prints one row per scenario and a total.
 func (r *Report) WriteTable(w io.Writer) {
+	cols := r.columns()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tFAULTS\tACKED\tLOST\tPHANTOM\tDIVERGENT\tCONV P50\tCONV P99\tTIME\tRESULT")
+	head := []string{"SCENARIO", "FAULTS", "ACKED"}
+	for _, c := range cols {
+		head = append(head, strings.ToUpper(c))
+	}
+	fmt.Fprintln(tw, strings.Join(append(head, "CONV P50", "CONV P99", "TIME", "RESULT"), "\t"))
 	var all []time.Duration
 	var faults, acked, ran, failed, skipped int
 	sums := map[string]int{}
 	for _, s := range r.Results {
 		if s.Skipped != "" {
 			skipped++
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\tskipped: %s\n", s.Scenario, s.Skipped)
+			fmt.Fprintf(tw, "%s%sskipped: %s\n", s.Scenario, strings.Repeat("\t-", len(cols)+5)+"\t", s.Skipped)
 			continue
 		}
 		ran++
@@ -134,7 +164,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		faults += s.FaultCount
 		acked += s.Acked
 		row := []string{s.Scenario, fmt.Sprint(s.FaultCount), fmt.Sprint(s.Acked)}
-		for _, c := range tableCounts {
+		for _, c := range cols {
 			sums[c] += s.Count(c)
 			row = append(row, fmt.Sprint(s.Count(c)))
 		}
@@ -145,9 +175,13 @@ func (r *Report) WriteTable(w io.Writer) {
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
-	fmt.Fprintf(tw, "all\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d ran, %d failed, %d skipped\n",
-		faults, acked, sums["lost"], sums["phantom"], sums["divergent"],
-		fmtDur(Percentile(all, 50)), fmtDur(Percentile(all, 99)), fmtDur(r.Duration.Round(time.Second)), ran, failed, skipped)
+	row := []string{"all", fmt.Sprint(faults), fmt.Sprint(acked)}
+	for _, c := range cols {
+		row = append(row, fmt.Sprint(sums[c]))
+	}
+	row = append(row, fmtDur(Percentile(all, 50)), fmtDur(Percentile(all, 99)), fmtDur(r.Duration.Round(time.Second)),
+		fmt.Sprintf("%d ran, %d failed, %d skipped", ran, failed, skipped))
+	fmt.Fprintln(tw, strings.Join(row, "\t"))
 	_ = tw.Flush()
 }
 
@@ -282,6 +316,9 @@ func (s *ScenarioResult) writeDetails(w io.Writer) {
 	if s.Artifacts != "" {
 		fmt.Fprintf(w, "  artifacts: %s\n", s.Artifacts)
 	}
+	if !s.OK() && s.Replay != "" {
+		fmt.Fprintf(w, "  replay: %s\n", s.Replay)
+	}
 }
 
 // keepArtifacts copies the scenario's logs, statuses and history to
@@ -318,7 +355,7 @@ func (s *scenarioRun) keepArtifacts() (string, error) {
 	s.res.Artifacts = dst
 	var b strings.Builder
 	s.res.writeDetails(&b)
-	fmt.Fprintf(&b, "\nrun seed %d; replay the run: %s\n", r.cfg.Seed, replayCommand(r.cfg))
+	fmt.Fprintf(&b, "\nreplay this scenario: %s\nreplay the run: %s\n", s.res.Replay, replayCommand(r.cfg))
 	fmt.Fprintf(&b, "files: history.jsonl (one JSON object per operation and nemesis event), nK.log (node output, with the harness's start/exit marks), nK.status.json (/v1/status at the end)\n")
 	if err := os.WriteFile(filepath.Join(dst, "report.txt"), []byte(b.String()), 0o644); err != nil {
 		return "", err

@@ -219,7 +219,12 @@ type clientSet struct {
 
 func (r *runner) runScenario(ctx context.Context, sc Scenario, n int) *ScenarioResult {
 	seed := r.cfg.Seed ^ hashString(sc.Name)
-	res := &ScenarioResult{Scenario: sc.Name, Seed: seed}
+	rounds := sc.Rounds
+	if rounds <= 0 {
+		rounds = r.cfg.Rounds
+	}
+	res := &ScenarioResult{Scenario: sc.Name, Seed: seed, Rounds: rounds,
+		Replay: fmt.Sprintf("starling chaos --seed %d --nodes %d --rounds %d --model %s --scenarios %s", r.cfg.Seed, r.cfg.Nodes, rounds, r.cfg.Model, sc.Name)}
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
 	for _, name := range sc.Nemeses {
@@ -314,11 +319,7 @@ func (s *scenarioRun) run(ctx context.Context) error {
 		s.startClients(h)
 	}
 	rng := mrand.New(mrand.NewPCG(s.seed, hashString("nemesis")))
-	rounds := s.sc.Rounds
-	if rounds <= 0 {
-		rounds = cfg.Rounds
-	}
-	for round := 1; round <= rounds && ctx.Err() == nil; round++ {
+	for round := 1; round <= s.res.Rounds && ctx.Err() == nil; round++ {
 		s.round(ctx, rng, round)
 	}
 	return nil

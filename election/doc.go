@@ -54,6 +54,16 @@
 // that are still listening, so that a cluster started all at once elects
 // from the full picture with no transient leader.
 //
+// A candidate that joins a group settles before it counts: its node
+// announces it as settling, not available, until it has received from
+// every live node the second heartbeat after the join (at most Warmup).
+// By then it knows any candidate another node joined just before, so it
+// does not elect its own for a moment; and a group with no leader waits
+// for a lower candidate that is still settling. So a fleet that starts a
+// service everywhere at once elects the lowest ID directly. (Joins closer
+// together than the network delay can still give two leaders for up to
+// an interval: the rule is not consensus.)
+//
 // A node that stops says goodbye (its heartbeat with Leaving set): its
 // candidates are gone at once on every node that receives it, and a
 // candidate that leaves is missing from the next heartbeat, sent at once.

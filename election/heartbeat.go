@@ -36,9 +36,15 @@ type CandidateState struct {
 	ID    string
 	Kind  Kind
 	Mode  Mode
-	// Available is false while the sender is still warming up.
+	// Available is false while the sender is still warming up, and while
+	// the candidate is settling.
 	Available bool
 	Healthy   bool
+	// Settling: the candidate has just joined and will be available once
+	// its node has heard from every other node. A group with no leader
+	// waits for a lower settling candidate instead of electing a higher
+	// one for a moment.
+	Settling bool
 }
 
 // View is a sender's view of one group's leadership.
@@ -53,7 +59,7 @@ type View struct {
 // varint length then the bytes):
 //
 //	version(=1) flags(bit0 leaving, bit1 warming) incarnation seq nodeID
-//	nCandidates { group id kind mode flags(bit0 available, bit1 healthy) }
+//	nCandidates { group id kind mode flags(bit0 available, bit1 healthy, bit2 settling) }
 //	nViews      { group leader leaderPeer term }
 const (
 	wireVersion = 1
@@ -90,6 +96,9 @@ func (h *Heartbeat) Encode() []byte {
 		}
 		if c.Healthy {
 			cf |= 2
+		}
+		if c.Settling {
+			cf |= 4
 		}
 		b = append(b, byte(c.Kind), byte(c.Mode), cf)
 	}
@@ -135,12 +144,12 @@ func DecodeHeartbeat(data []byte) (*Heartbeat, error) {
 		if d.err != nil {
 			break
 		}
-		if k > byte(KindEndpoint) || m > byte(ModeAllWarm) || cf&^3 != 0 {
+		if k > byte(KindEndpoint) || m > byte(ModeAllWarm) || cf&^7 != 0 {
 			d.fail("candidate %d: bad kind %d, mode %d or flags %#x", i, k, m, cf)
 			break
 		}
 		c.Kind, c.Mode = Kind(k), Mode(m)
-		c.Available, c.Healthy = cf&1 != 0, cf&2 != 0
+		c.Available, c.Healthy, c.Settling = cf&1 != 0, cf&2 != 0, cf&4 != 0
 		key := [2]string{c.Group, c.ID}
 		if seen[key] {
 			d.fail("candidate %s/%s listed twice", c.Group, c.ID)

@@ -13,7 +13,7 @@ func sampleHeartbeat() *Heartbeat {
 		NodeID: "plant1-edge", Incarnation: 1_700_000_000_123_456_789, Seq: 42, Warming: true,
 		Candidates: []CandidateState{
 			{Group: ClusterGroup, ID: "plant1-edge", Available: true, Healthy: true},
-			{Group: "opcua", ID: "plant1-edge:a", Kind: KindEndpoint, Mode: ModeAllWarm, Healthy: true},
+			{Group: "opcua", ID: "plant1-edge:a", Kind: KindEndpoint, Mode: ModeAllWarm, Healthy: true, Settling: true},
 		},
 		Views: []View{
 			{Group: ClusterGroup, Leader: "plant0", LeaderPeer: "12D3KooWExample", Term: 7},

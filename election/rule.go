@@ -64,7 +64,21 @@ type localCand struct {
 	available  bool
 	healthy    bool
 	lastReport time.Duration
+	// joinedAt, base and settled: a new candidate is neither announced
+	// as available nor eligible here until this node has received, from
+	// every live peer, the second heartbeat after the join (at most
+	// Warmup later). The first may have been sent before the join; the
+	// second was sent an Interval later, so it lists any candidate that
+	// peer joined before ours (given delivery within an Interval). Until
+	// then this node may not know a candidate another node has just
+	// joined, and would elect its own for a moment: two leaders.
+	joinedAt time.Duration
+	base     map[string]heardAt // peer -> its last heartbeat at the join
+	settled  bool
 }
+
+// heardAt identifies a heartbeat of a peer.
+type heardAt struct{ inc, seq uint64 }
 
 type nodeRec struct {
 	peer, nodeID string
@@ -143,7 +157,12 @@ func (r *Rule) Join(now time.Duration, s Spec) error {
 		return fmt.Errorf("%w: %s in group %s", ErrCandidateExists, s.ID, s.Group)
 	}
 	r.advance(now)
-	r.local[k] = &localCand{spec: s, available: s.Available, healthy: true, lastReport: r.now}
+	c := &localCand{spec: s, available: s.Available, healthy: true, lastReport: r.now, joinedAt: r.now,
+		base: make(map[string]heardAt, len(r.nodes))}
+	for peer, rec := range r.nodes {
+		c.base[peer] = heardAt{rec.inc, rec.seq}
+	}
+	r.local[k] = c
 	r.out.Send = true
 	r.evaluate()
 	return nil
@@ -265,6 +284,9 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 		if c.spec.TTL > 0 {
 			consider(c.lastReport + c.spec.TTL)
 		}
+		if !c.settled {
+			consider(c.joinedAt + r.cfg.Warmup)
+		}
 	}
 	return at, ok
 }
@@ -279,7 +301,8 @@ func (r *Rule) Heartbeat(now time.Duration) *Heartbeat {
 		c := r.local[k]
 		hb.Candidates = append(hb.Candidates, CandidateState{
 			Group: c.spec.Group, ID: c.spec.ID, Kind: c.spec.Kind, Mode: c.spec.Mode,
-			Available: c.available && r.listened, Healthy: c.healthy,
+			Available: c.available && r.listened && c.settled, Healthy: c.healthy,
+			Settling: c.settling(r.listened),
 		})
 	}
 	if r.warm {
@@ -348,7 +371,8 @@ func (r *Rule) members() map[string][]*Member {
 			ID: c.spec.ID, Node: r.cfg.NodeID, Peer: r.cfg.Peer, Kind: c.spec.Kind, Mode: c.spec.Mode,
 			Local: true, Alive: true, Healthy: c.healthy, Available: c.available,
 		}
-		m.Eligible = m.Healthy && m.Available && r.warm
+		m.Eligible = m.Healthy && m.Available && r.warm && c.settled
+		m.Settling = c.settling(r.listened)
 		out[c.spec.Group] = append(out[c.spec.Group], m)
 	}
 	for _, rec := range r.nodes {
@@ -360,7 +384,7 @@ func (r *Rule) members() map[string][]*Member {
 			m := &Member{
 				ID: c.ID, Node: rec.nodeID, Peer: rec.peer, Kind: c.Kind, Mode: c.Mode,
 				Alive: alive, Healthy: alive && c.Healthy, Available: c.Available,
-				LastSeen: r.now - rec.lastSeen,
+				Settling: alive && c.Settling, LastSeen: r.now - rec.lastSeen,
 			}
 			m.Eligible = m.Healthy && m.Available
 			out[c.Group] = append(out[c.Group], m)
@@ -398,6 +422,7 @@ func (r *Rule) evaluate() {
 		}
 	}
 	r.checkDuplicates()
+	r.settle()
 	if !r.listened && r.now >= r.start+r.cfg.Warmup {
 		r.listened = true
 		r.out.Send = true
@@ -419,6 +444,40 @@ func (r *Rule) evaluate() {
 	}
 	for _, name := range slices.Sorted(maps.Keys(names)) {
 		r.evalGroup(name, members[name])
+	}
+}
+
+// settling reports whether the candidate would be eligible but for
+// settling (listened: its node has finished listening).
+func (c *localCand) settling(listened bool) bool {
+	return listened && !c.settled && c.available && c.healthy
+}
+
+// settle marks new candidates settled once the second heartbeat after
+// their join has arrived from every live peer, or Warmup has passed.
+func (r *Rule) settle() {
+	for _, c := range r.local {
+		if c.settled {
+			continue
+		}
+		heard := true
+		for peer, rec := range r.nodes {
+			if !r.alive(rec) {
+				continue
+			}
+			b := c.base[peer] // zero for a peer first heard after the join
+			if b.inc != rec.inc {
+				b = heardAt{rec.inc, 0}
+			}
+			if rec.seq < b.seq+2 {
+				heard = false
+				break
+			}
+		}
+		if heard || r.now >= c.joinedAt+r.cfg.Warmup {
+			c.settled, c.base = true, nil
+			r.out.Send = true
+		}
 	}
 }
 
@@ -532,6 +591,17 @@ func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
 	}
 	if len(elig) == 0 {
 		return Leadership{Group: cur.Group}
+	}
+	// A group with no leader waits for a lower candidate that is settling
+	// (it has just joined, here or elsewhere): electing a higher one now
+	// would make two leaders for a moment where that one's node already
+	// elects it. The wait is bounded: settling lasts at most Warmup.
+	if !cur.HasLeader() {
+		for _, m := range ms {
+			if m.Settling && memberLess(m, elig[0]) < 0 {
+				return Leadership{Group: cur.Group}
+			}
+		}
 	}
 	lead := func(m *Member) Leadership {
 		return Leadership{Group: cur.Group, Leader: m.ID, Node: m.Node, Peer: m.Peer}
@@ -681,7 +751,7 @@ func (r *Rule) Candidate(group, id string) (CandidateStatus, error) {
 	lead, _ := r.Leader(group)
 	st := CandidateStatus{Spec: c.spec, Leadership: lead, Healthy: c.healthy}
 	st.Available = c.available
-	st.Eligible = c.healthy && c.available && r.warm
+	st.Eligible = c.healthy && c.available && r.warm && c.settled
 	st.IsLeader = lead.Is(id, r.cfg.Peer)
 	st.Active = st.IsLeader || (st.Eligible && c.spec.Kind == KindEndpoint && c.spec.Mode == ModeAllWarm)
 	return st, nil

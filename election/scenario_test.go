@@ -40,7 +40,7 @@ package election
 //	    the changes on NODE since the last `expect changes` for it, each
 //	    C as LEADER@TERM or LEADER@TERM:REASON (LEADER may be none); - for none
 //	expect notice NODE duplicate|expired ID
-//	expect member NODE GROUP ID [peer=P] [alive=B] [healthy=B] [available=B] [eligible=B] [active=B] [leader=B] [duplicate=B]
+//	expect member NODE GROUP ID [peer=P] [alive=B] [healthy=B] [available=B] [settling=B] [eligible=B] [active=B] [leader=B] [duplicate=B]
 //	expect warming NODE true|false
 //	expect terms NODE GROUP=N...  the terms a TermStore would save
 
@@ -580,10 +580,15 @@ func (s *sim) expect(what string, kv map[string][]string, words []string) {
 			s.fatalf("%s: %s is not a member of %s: %+v", n.name, id, group, gs.Members)
 			return
 		}
-		fields := map[string]bool{"alive": m.Alive, "healthy": m.Healthy, "available": m.Available,
+		fields := map[string]bool{"alive": m.Alive, "healthy": m.Healthy, "available": m.Available, "settling": m.Settling,
 			"eligible": m.Eligible, "active": m.Active, "leader": m.Leader, "duplicate": m.Duplicate}
 		for k, v := range kv {
-			if got, ok := fields[k]; ok && fmt.Sprint(got) != v[0] {
+			got, ok := fields[k]
+			switch {
+			case k == "peer":
+			case !ok:
+				s.fatalf("unknown member field %q", k)
+			case fmt.Sprint(got) != v[0]:
 				s.fatalf("%s: member %s of %s: %s=%v, want %s", n.name, id, group, k, got, v[0])
 			}
 		}

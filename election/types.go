@@ -330,6 +330,9 @@ type Member struct {
 	// Available: the candidate says it is ready to lead (false while its
 	// node is still warming up or syncing).
 	Available bool `json:"available"`
+	// Settling: it has just joined and becomes available once its node
+	// has heard from every other node (a heartbeat interval or so).
+	Settling bool `json:"settling,omitempty"`
 	// Eligible: Healthy and Available (and this node is warm, when Local).
 	Eligible bool `json:"eligible"`
 	// Leader: this candidate is the group's leader.

@@ -333,15 +333,16 @@ func (n *Node) writeAPIInfo() error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		// The election first, while the network is up: its goodbye makes
+		// the others fail over at once, and its streams tell `lead` to
+		// stop its command without delay.
+		if err := n.closeElection(); err != nil {
+			errs = append(errs, err)
+		}
 		// The entity tree first: it ends watch streams, which would
 		// otherwise hold the API server's shutdown.
 		if n.entities != nil {
 			_ = n.entities.Close()
-		}
-		// The election next, while the network is up: its goodbye makes
-		// the others fail over at once; it also ends election streams.
-		if err := n.closeElection(); err != nil {
-			errs = append(errs, err)
 		}
 		if n.srv != nil && n.srv.Handler != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -181,6 +181,7 @@ func (e *cmdEnv) chaosAction(c *cli.Context) error {
 		if c.Bool(flagJSON) {
 			enc := json.NewEncoder(e.stdout)
 			enc.SetIndent("", "  ")
+			enc.SetEscapeHTML(false)
 			if err := enc.Encode(rep); err != nil {
 				return err
 			}

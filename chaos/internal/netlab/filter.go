@@ -10,6 +10,9 @@ import (
 // loss rule of the faults in force.
 const TableName = "starling_chaos"
 
+// dropMark is the packet mark of frames a fault wants dropped.
+const dropMark = 0x5354
+
 // Rule acts on the frames that host From sends to host To across the
 // bridge. Hosts are numbered from 1.
 type Rule struct {
@@ -142,15 +145,22 @@ func (f *Filter) Script(port func(host int) string) string {
 	fmt.Fprintf(&b, "table bridge %s\ndelete table bridge %s\n", TableName, TableName)
 	fmt.Fprintf(&b, "table bridge %s {\n", TableName)
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n")
+	// Each rule marks the frames it wants dropped and counts them, and
+	// one rule at the end drops marked frames: so every fault counts
+	// what it would drop even when another fault's rule matches the same
+	// frames, and Lab.Dropped can tell a fault that did nothing. The
+	// mark starts clear: the kernel scrubs it when a frame leaves a
+	// host's namespace.
 	for _, fault := range f.order {
 		for _, r := range f.byFault[fault] {
 			fmt.Fprintf(&b, "\t\tiifname %q oifname %q ", port(r.From), port(r.To))
 			if r.LossPercent > 0 {
 				fmt.Fprintf(&b, "numgen random mod 100 < %d ", r.LossPercent)
 			}
-			fmt.Fprintf(&b, "counter drop comment %q\n", commentSafe(fault))
+			fmt.Fprintf(&b, "meta mark set %#x counter comment %q\n", dropMark, commentSafe(fault))
 		}
 	}
+	fmt.Fprintf(&b, "\t\tmeta mark %#x drop\n", dropMark)
 	b.WriteString("\t}\n}\n")
 	return b.String()
 }

@@ -20,9 +20,10 @@ func TestFilterScript(t *testing.T) {
 	got := f.Script(port)
 	for _, want := range []string{
 		"table bridge starling_chaos\ndelete table bridge starling_chaos\n",
-		`iifname "v1" oifname "v2" counter drop comment "cut"`,
-		`iifname "v2" oifname "v1" counter drop comment "cut"`,
-		`iifname "v1" oifname "v3" numgen random mod 100 < 30 counter drop comment "loss"`,
+		`iifname "v1" oifname "v2" meta mark set 0x5354 counter comment "cut"`,
+		`iifname "v2" oifname "v1" meta mark set 0x5354 counter comment "cut"`,
+		`iifname "v1" oifname "v3" numgen random mod 100 < 30 meta mark set 0x5354 counter comment "loss"`,
+		"meta mark 0x5354 drop\n\t}\n}\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("script lacks %q:\n%s", want, got)
@@ -102,9 +103,10 @@ func TestParseDropped(t *testing.T) {
 	out := `table bridge starling_chaos {
 	chain forward {
 		type filter hook forward priority filter; policy accept;
-		iifname "chaos-v1" oifname "chaos-v2" counter packets 12 bytes 900 drop comment "cut#1"
-		iifname "chaos-v2" oifname "chaos-v1" counter packets 3 bytes 200 drop comment "cut#1"
-		iifname "chaos-v1" oifname "chaos-v3" numgen random mod 100 < 30 counter packets 0 bytes 0 drop comment "loss#2"
+		iifname "chaos-v1" oifname "chaos-v2" meta mark set 0x00005354 counter packets 12 bytes 900 comment "cut#1"
+		iifname "chaos-v2" oifname "chaos-v1" meta mark set 0x00005354 counter packets 3 bytes 200 comment "cut#1"
+		iifname "chaos-v1" oifname "chaos-v3" numgen random mod 100 < 30 meta mark set 0x00005354 counter packets 0 bytes 0 comment "loss#2"
+		meta mark 0x00005354 drop
 	}
 }`
 	got := parseDropped(out)
