@@ -19,7 +19,9 @@ import (
 	"github.com/starling-sync/starling/chaos"
 )
 
-// Flags of chaos. Their environment variables are STARLING_CHAOS_<NAME>.
+// Flags of chaos. Their environment variables are STARLING_<NAME>, like
+// every flag's, and STARLING_CHAOS_<NAME>, which does not touch other
+// commands.
 const (
 	flagChaosScenarios = "scenarios"
 	flagChaosRounds    = "rounds"
@@ -35,7 +37,7 @@ const (
 	flagChaosList      = "list"
 )
 
-func chaosEnvVar(name string) []string { return envVar("chaos-" + name) }
+func chaosEnvVar(name string) []string { return append(envVar(name), envVar("chaos-"+name)...) }
 
 func (e *cmdEnv) chaosCommand() *cli.Command {
 	return &cli.Command{
@@ -91,7 +93,7 @@ Examples:
 				Usage: "keep the artifacts of passing scenarios too"},
 			&cli.StringFlag{Name: flagChaosBinary, EnvVars: chaosEnvVar(flagChaosBinary),
 				Usage: "starling `BINARY` the nodes run (default: this one)"},
-			&cli.BoolFlag{Name: flagChaosList, Usage: "list nemeses, models and checkers, and the quick sweep"},
+			&cli.BoolFlag{Name: flagChaosList, EnvVars: chaosEnvVar(flagChaosList), Usage: "list nemeses, models and checkers, and the quick sweep"},
 			&cli.BoolFlag{Name: flagJSON, EnvVars: chaosEnvVar(flagJSON), Usage: "print the report as JSON"},
 		},
 		Action: e.chaosAction,
