@@ -349,11 +349,13 @@ func (r *Runner) ReportHealth(group, id string, healthy bool) error {
 }
 
 // Candidate returns the status of a candidate of this node.
-func (r *Runner) Candidate(group, id string) (CandidateStatus, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.rule.Tick(r.now())
-	return r.rule.Candidate(group, id)
+func (r *Runner) Candidate(group, id string) (st CandidateStatus, err error) {
+	err = r.apply(func(now time.Duration) error {
+		r.rule.Tick(now) // a session that just expired is gone
+		st, err = r.rule.Candidate(group, id)
+		return err
+	})
+	return st, err
 }
 
 // Candidates lists the candidates of this node (the cluster one included).
