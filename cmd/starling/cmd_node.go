@@ -88,7 +88,7 @@ The API address is written to DIR/api.json while the node runs, so
 
 Example:
    starling run --data ./node1 --peer /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
-		Flags: append([]cli.Flag{dataFlag("data `DIR` of the node (created if new)"), clockOffsetFlag()}, nodeFlags()...),
+		Flags: append([]cli.Flag{dataFlag("data `DIR` of the node (created if new)"), clockOffsetFlag(), electionPresetFlag()}, nodeFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
 				return err
@@ -98,6 +98,10 @@ Example:
 				return err
 			}
 			s, err := settingsFrom(c)
+			if err != nil {
+				return err
+			}
+			preset, err := electionPreset(c.String(flagPreset))
 			if err != nil {
 				return err
 			}
@@ -127,7 +131,7 @@ Example:
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			n, err := node.Open(ctx, dir, append(opts, node.WithLogger(e.log), node.WithClockOffset(c.Duration(flagClock)))...)
+			n, err := node.Open(ctx, dir, append(opts, preset, node.WithLogger(e.log), node.WithClockOffset(c.Duration(flagClock)))...)
 			if err != nil {
 				return err
 			}

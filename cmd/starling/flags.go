@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/node"
 )
 
@@ -27,6 +28,7 @@ const (
 	flagToken   = "token"
 	flagJSON    = "json"
 	flagClock   = "clock-offset"
+	flagPreset  = "election-preset"
 )
 
 // clockOffsetFlag shifts the node's clock, for tests of clock skew:
@@ -34,6 +36,23 @@ const (
 func clockOffsetFlag() cli.Flag {
 	return &cli.DurationFlag{Name: flagClock, EnvVars: envVar(flagClock),
 		Usage: "add `DURATION` (e.g. -5s) to the node's clock for its write timestamps; for tests of clock skew"}
+}
+
+// electionPresetFlag picks the election timings (election/config.go).
+func electionPresetFlag() cli.Flag {
+	return &cli.StringFlag{Name: flagPreset, EnvVars: envVar(flagPreset), Value: "lan",
+		Usage: "leader election timings: `PRESET` lan (heartbeat 200ms, failover under 1s), wan (1s/5s: tolerates slow links, fails over in about 5s) or fast (tests)"}
+}
+
+// electionPreset turns the flag into a node option.
+func electionPreset(name string) (node.Option, error) {
+	p, err := election.Preset(name)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flagPreset, err)
+	}
+	return node.WithElectionConfig(func(c *election.Config) {
+		c.Interval, c.Timeout, c.Warmup, c.LeaveLinger = p.Interval, p.Timeout, p.Warmup, p.LeaveLinger
+	}), nil
 }
 
 // envVar is the environment variable of a flag: STARLING_<NAME>.
