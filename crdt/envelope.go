@@ -160,6 +160,11 @@ func (r *reader) uvarint() uint64 {
 		r.err = errors.New("truncated varint")
 		return 0
 	}
+	if n > 1 && r.buf[n-1] == 0 {
+		// One message, one encoding: refuse padded varints.
+		r.err = errors.New("non-minimal varint")
+		return 0
+	}
 	r.buf = r.buf[n:]
 	return v
 }
