@@ -220,7 +220,7 @@ func (s *Store) follow() {
 				if err := s.load(s.ctx); err != nil && s.ctx.Err() == nil {
 					s.log.Error("reload after overflow failed", "err", err)
 				}
-				s.notifyAll(Event{Field: "$reload"})
+				s.notify(Event{Field: "$reload"}) // every watcher: notify passes $reload to all
 			}
 		}
 	}

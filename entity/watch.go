@@ -90,8 +90,6 @@ func (s *Store) notify(ev Event) {
 	}
 }
 
-func (s *Store) notifyAll(ev Event) { s.notify(ev) }
-
 // event describes a change of winner. Called with s.mu held.
 func (s *Store) event(ch change, local bool) Event {
 	ev := Event{Local: local}
