@@ -50,6 +50,16 @@ func TestStaticPeerConnectsAndRestarts(t *testing.T) {
 
 	// B restarts on the same address without any static peer: A, which
 	// only learned B because B dialled it, re-dials it.
+	// A can only re-dial B once it knows where B listens: B dialled A, so
+	// A learns it from identify, which may finish after the connection.
+	eventually(t, 5*time.Second, func() bool {
+		for _, p := range a.Peers() {
+			if p.ID == b.ID() && len(p.Addrs) > 0 {
+				return true
+			}
+		}
+		return false
+	}, "A never learned B's listen address")
 	key, addrs := b.cfg.Identity, b.Host().Addrs()
 	if err := b.Close(); err != nil {
 		t.Fatal(err)

@@ -308,10 +308,9 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 	// Keep the addresses the peerstore has for a peer that leaves: it
 	// drops them some minutes after the disconnect, the re-dial loop keeps
 	// trying for good.
-	var lastAddrs []multiaddr.Multiaddr
-	if !connected {
-		lastAddrs = n.host.Peerstore().Addrs(id)
-	}
+	// On connect too: identification may have completed (and its event
+	// been handled, finding no known peer yet) before this event.
+	lastAddrs := n.host.Peerstore().Addrs(id)
 	n.mu.Lock()
 	_, removed := n.removed[id]
 	k, ok := n.known[id]
@@ -328,11 +327,14 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 			k.upSince, k.lastSeen, k.lastPong = now, now, now
 			k.failures = 0
 			k.nextDial = time.Time{}
+			if len(lastAddrs) > 0 {
+				k.learned = lastAddrs
+			}
 			protect = true
 		case !connected && k.connected:
 			k.connected = false
 			k.lastSeen = now
-			if len(k.learned) == 0 {
+			if len(lastAddrs) > 0 {
 				k.learned = lastAddrs
 			}
 			if now.Sub(k.upSince) < n.cfg.RedialMax {
@@ -459,6 +461,12 @@ func (n *Node) livenessLoop() {
 		for id, k := range n.known {
 			if !k.connected {
 				continue
+			}
+			// Remember where the peer listens while it is connected: the
+			// peerstore may drop its addresses by the time the disconnect
+			// is handled, and without them it cannot be re-dialled.
+			if addrs := n.host.Peerstore().Addrs(id); len(addrs) > 0 {
+				k.learned = addrs
 			}
 			if now.Sub(k.lastPong) > n.cfg.PingTimeout {
 				dead = append(dead, id)
