@@ -37,18 +37,37 @@ func FuzzParseTimestamp(f *testing.F) {
 	})
 }
 
-func FuzzParseKey(f *testing.F) {
-	v := Version{Timestamp: Timestamp{Wall: 5}, Writer: "n1"}
-	f.Add(regKey{entity: Root, kind: 'f', name: "temp"}.key(v).String())
-	f.Add(regKey{entity: Root, kind: 'a', name: attrParent}.key(v).String())
-	f.Add(regKey{kind: 's', name: "Sensor"}.key(v).String())
+func FuzzParseRecordKey(f *testing.F) {
+	f.Add(recordKey(Version{Timestamp: Timestamp{Wall: 5}, Writer: "n1"}))
+	f.Add("/r/x")
 	f.Fuzz(func(t *testing.T, s string) {
-		r, ver, err := parseKey(s)
+		v, err := parseRecordKey(s)
 		if err != nil {
 			return
 		}
-		if got := r.key(ver).String(); got != s {
+		if got := recordKey(v); got != s {
 			t.Fatalf("%q -> %q", s, got)
+		}
+	})
+}
+
+// FuzzDecodeRecord: any bytes decode to an error or to writes that
+// encode back to the same bytes.
+func FuzzDecodeRecord(f *testing.F) {
+	ts := Timestamp{Wall: 1 << 40, Logical: 3}
+	f.Add(encodeRecord([]write{
+		{reg: regKey{entity: Root, kind: 'f', name: "temp"}, ts: ts, value: Int(21).Encode()},
+		{reg: regKey{entity: Root, kind: 'a', name: attrParent}, ts: ts, value: parentValue{parent: Root}.encode()},
+		{reg: regKey{kind: 's', name: "Sensor"}, ts: ts, value: []byte("{}")},
+	}))
+	f.Add([]byte("R1\x01f"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ws, err := decodeRecord(b)
+		if err != nil {
+			return
+		}
+		if got := encodeRecord(ws); !bytes.Equal(got, b) {
+			t.Fatalf("%x -> %x", b, got)
 		}
 	})
 }

@@ -2,14 +2,13 @@ package entity
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	ds "github.com/ipfs/go-datastore"
 )
 
 // ID identifies an entity: 26 characters of Crockford base32 (a ULID:
@@ -173,19 +172,23 @@ func ParseVersion(s string) (Version, error) {
 	return Version{Timestamp: ts, Writer: w}, nil
 }
 
-// The key layout in the replicated store. Every write of a register (an
-// entity attribute, a field, a schema) is a new key ending in its
-// version; a write also deletes the versions it has seen. Concurrent
-// versions from both sides of a partition survive the merge, and the
-// greatest version wins on every node.
+// The layout in the replicated store. Every write of a register (an
+// entity attribute, a field, a schema) carries its version; the writes of
+// one commit group of one node travel together as one record:
 //
-//	/e/<id>/a/<attr>/<version>   attribute: t (type), n (name), p (parent), x (exists)
-//	/e/<id>/f/<field>/<version>  field
-//	/s/<type>/<version>          schema of a type
-const (
-	entitiesPrefix = "/e"
-	schemasPrefix  = "/s"
-)
+//	/r/<version>   a record; <version> is that of its first write
+//
+// A register's value is its greatest version over all records. Concurrent
+// versions from both sides of a partition survive the merge, and the
+// greatest wins on every node. A record none of whose writes is still its
+// register's winner is garbage: the node whose write beat it deletes it in
+// the same commit, and any node deletes garbage it finds later (after a
+// heal). A deletion never changes a value: only a greater version does.
+//
+// One record per commit group, not one key per write: go-ds-crdt pays
+// several LevelDB queries per key it adds or removes, so a group of 500
+// field writes costs one key instead of a thousand operations.
+const recordsPrefix = "/r"
 
 // Attributes of an entity, stored as registers.
 const (
@@ -203,69 +206,155 @@ type regKey struct {
 	name   string // attribute letter, field name, or type name
 }
 
-func (r regKey) prefix() string {
+// String names the register in logs and tests.
+func (r regKey) String() string {
 	if r.kind == 's' {
-		return schemasPrefix + "/" + r.name + "/"
+		return "schema/" + r.name
 	}
-	return entitiesPrefix + "/" + string(r.entity) + "/" + string(r.kind) + "/" + r.name + "/"
+	return string(r.entity) + "/" + string(r.kind) + "/" + r.name
 }
-
-func (r regKey) key(v Version) ds.Key { return ds.RawKey(r.prefix() + v.String()) }
 
 // ErrBadKey means a stored key does not follow the layout.
 var ErrBadKey = errors.New("entity: bad key")
 
-// parseKey reads a stored key.
-func parseKey(k string) (regKey, Version, error) {
-	parts := strings.Split(k, "/")
-	bad := func(why string) (regKey, Version, error) {
-		return regKey{}, Version{}, fmt.Errorf("%w %q: %s", ErrBadKey, k, why)
+// ErrBadRecord means a stored record cannot be decoded.
+var ErrBadRecord = errors.New("entity: bad record")
+
+func recordKey(v Version) string { return recordsPrefix + "/" + v.String() }
+
+// parseRecordKey reads a record's key.
+func parseRecordKey(k string) (Version, error) {
+	rest, ok := strings.CutPrefix(k, recordsPrefix+"/")
+	if !ok {
+		return Version{}, fmt.Errorf("%w %q: want %s/<version>", ErrBadKey, k, recordsPrefix)
 	}
-	if len(parts) < 2 || parts[0] != "" {
-		return bad("not absolute")
+	v, err := ParseVersion(rest)
+	if err != nil {
+		return Version{}, fmt.Errorf("%w %q: %v", ErrBadKey, k, err)
 	}
-	var r regKey
-	var vs string
-	switch parts[1] {
-	case "e":
-		if len(parts) != 6 {
-			return bad("want /e/<id>/<a|f>/<name>/<version>")
+	return v, nil
+}
+
+// write is one write of a register in a record. The writer is the
+// record's.
+type write struct {
+	reg   regKey
+	ts    Timestamp
+	value []byte
+}
+
+// recordFormat starts every encoded record.
+const recordFormat = "R1"
+
+// encodeRecord encodes ws:
+//
+//	"R1" uvarint(count) { kind [26-byte entity ID unless kind 's']
+//	  uvarint(len) name  wall(8, big endian) logical(4)  uvarint(len) value }
+func encodeRecord(ws []write) []byte {
+	n := len(recordFormat) + binary.MaxVarintLen64
+	for _, w := range ws {
+		n += 1 + len(w.reg.entity) + 2*binary.MaxVarintLen64 + len(w.reg.name) + 12 + len(w.value)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, recordFormat...)
+	b = binary.AppendUvarint(b, uint64(len(ws)))
+	for _, w := range ws {
+		b = append(b, w.reg.kind)
+		if w.reg.kind != 's' {
+			b = append(b, w.reg.entity...)
 		}
-		r.entity = ID(parts[2])
-		if err := r.entity.Validate(); err != nil {
-			return bad(err.Error())
+		b = binary.AppendUvarint(b, uint64(len(w.reg.name)))
+		b = append(b, w.reg.name...)
+		b = binary.BigEndian.AppendUint64(b, uint64(w.ts.Wall))
+		b = binary.BigEndian.AppendUint32(b, w.ts.Logical)
+		b = binary.AppendUvarint(b, uint64(len(w.value)))
+		b = append(b, w.value...)
+	}
+	return b
+}
+
+// decodeRecord reads encodeRecord's form, checking every name. Values
+// are decoded where they are used.
+func decodeRecord(b []byte) ([]write, error) {
+	bad := func(format string, args ...any) ([]write, error) {
+		return nil, fmt.Errorf("%w: %s", ErrBadRecord, fmt.Sprintf(format, args...))
+	}
+	if len(b) < len(recordFormat) || string(b[:len(recordFormat)]) != recordFormat {
+		return bad("unknown format")
+	}
+	b = b[len(recordFormat):]
+	uvarint := func() (uint64, bool) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 || n != len(binary.AppendUvarint(nil, v)) { // refuse padded encodings
+			return 0, false
 		}
-		switch parts[3] {
-		case "a":
-			switch parts[4] {
+		b = b[n:]
+		return v, true
+	}
+	count, ok := uvarint()
+	if !ok || count == 0 || count > uint64(len(b)) {
+		return bad("bad count")
+	}
+	ws := make([]write, 0, count)
+	for i := uint64(0); i < count; i++ {
+		var w write
+		if len(b) < 1 {
+			return bad("write %d: truncated", i)
+		}
+		w.reg.kind, b = b[0], b[1:]
+		switch w.reg.kind {
+		case 'a', 'f':
+			if len(b) < len(Root) {
+				return bad("write %d: truncated entity ID", i)
+			}
+			w.reg.entity, b = ID(b[:len(Root)]), b[len(Root):]
+			if err := w.reg.entity.Validate(); err != nil {
+				return bad("write %d: %v", i, err)
+			}
+		case 's':
+		default:
+			return bad("write %d: unknown kind %q", i, w.reg.kind)
+		}
+		l, ok := uvarint()
+		if !ok || l > uint64(len(b)) {
+			return bad("write %d: bad name length", i)
+		}
+		w.reg.name, b = string(b[:l]), b[l:]
+		var err error
+		switch w.reg.kind {
+		case 'a':
+			switch w.reg.name {
 			case attrType, attrName, attrParent, attrExists:
 			default:
-				return bad("unknown attribute")
+				err = fmt.Errorf("unknown attribute %q", w.reg.name)
 			}
-		case "f":
-			if err := ValidateIdent("field", parts[4]); err != nil {
-				return bad(err.Error())
-			}
-		default:
-			return bad("want a or f")
+		case 'f':
+			err = ValidateIdent("field", w.reg.name)
+		case 's':
+			err = ValidateIdent("type", w.reg.name)
 		}
-		r.kind, r.name, vs = parts[3][0], parts[4], parts[5]
-	case "s":
-		if len(parts) != 4 {
-			return bad("want /s/<type>/<version>")
+		if err != nil {
+			return bad("write %d: %v", i, err)
 		}
-		if err := ValidateIdent("type", parts[2]); err != nil {
-			return bad(err.Error())
+		if len(b) < 12 {
+			return bad("write %d: truncated timestamp", i)
 		}
-		r.kind, r.name, vs = 's', parts[2], parts[3]
-	default:
-		return bad("unknown prefix")
+		w.ts = Timestamp{Wall: int64(binary.BigEndian.Uint64(b)), Logical: binary.BigEndian.Uint32(b[8:])}
+		b = b[12:]
+		if w.ts.Wall < 0 {
+			return bad("write %d: negative timestamp", i)
+		}
+		l, ok = uvarint()
+		if !ok || l > uint64(len(b)) {
+			return bad("write %d: bad value length", i)
+		}
+		w.value, b = b[:l:l], b[l:]
+		ws = append(ws, w)
 	}
-	v, err := ParseVersion(vs)
-	if err != nil {
-		return bad(err.Error())
+	if len(b) != 0 {
+		return bad("%d bytes after the last write", len(b))
 	}
-	return r, v, nil
+	return ws, nil
 }
 
 // parentValue is the stored value of a parent attribute: the new parent,

@@ -6,64 +6,36 @@ import (
 	"strings"
 )
 
-// version is one live version of a register, with its stored value.
+// version is a register's winning write, with its stored value and the
+// record that holds it.
 type version struct {
 	Version
 	value []byte
+	rec   *record // nil when its record is gone (see removeRecord)
 }
 
-// register is a last-writer-wins register: the live versions of one
-// attribute, field or schema, ascending. The winner is the greatest.
-// Usually one version is live; concurrent writes leave more until the
-// next write, which deletes every version it has seen.
+// register is a last-writer-wins register: the greatest version seen of
+// one attribute, field or schema. It only ever moves to a greater
+// version; deleting a record never changes it.
 type register struct {
-	vs []version
-	// lost is the winner removed when the register went empty. Versions
-	// are only removed by a newer write, whose version is on its way (in
-	// go-ds-crdt, tombstones of a delta are merged before its elements),
-	// so an empty register is a transient state: it is not reported, and
-	// the next version reports lost as the old value.
-	lost *version
+	w   version
+	has bool
 }
 
 func (r *register) winner() (version, bool) {
-	if r == nil || len(r.vs) == 0 {
+	if r == nil || !r.has {
 		return version{}, false
 	}
-	return r.vs[len(r.vs)-1], true
+	return r.w, true
 }
 
-// add inserts v; it reports whether the winner changed.
-func (r *register) add(v version) bool {
-	i, found := slices.BinarySearchFunc(r.vs, v.Version, func(a version, b Version) int { return a.Compare(b) })
-	if found {
-		return false
-	}
-	r.vs = slices.Insert(r.vs, i, v)
-	return i == len(r.vs)-1
-}
-
-// remove deletes v; it reports whether the winner changed.
-func (r *register) remove(v Version) bool {
-	i, found := slices.BinarySearchFunc(r.vs, v, func(a version, b Version) int { return a.Compare(b) })
-	if !found {
-		return false
-	}
-	last := i == len(r.vs)-1
-	r.vs = slices.Delete(r.vs, i, i+1)
-	return last
-}
-
-// live returns the versions, oldest first.
-func (r *register) live() []Version {
-	if r == nil {
-		return nil
-	}
-	out := make([]Version, len(r.vs))
-	for i, v := range r.vs {
-		out[i] = v.Version
-	}
-	return out
+// record is a record of the store, as the view tracks it.
+type record struct {
+	key string
+	// alive counts the record's writes that are their register's
+	// winner. At 0 the record is garbage: no reader can observe it.
+	alive int
+	gone  bool // deleted from the store (removed from the view)
 }
 
 // entState is what a node holds of one entity.
@@ -87,6 +59,8 @@ type change struct {
 type state struct {
 	ents    map[ID]*entState
 	schemas map[string]*register
+	records map[string]*record // live records of the store
+	garbage map[string]*record // live records with no winner left
 
 	// The tree derived from the winners. Attribute changes mark their
 	// entity touched; rebuild brings the tree up to date incrementally,
@@ -102,7 +76,11 @@ type state struct {
 }
 
 func newState() *state {
-	return &state{ents: make(map[ID]*entState), schemas: make(map[string]*register), full: true, touched: make(map[ID]struct{})}
+	return &state{
+		ents: make(map[ID]*entState), schemas: make(map[string]*register),
+		records: make(map[string]*record), garbage: make(map[string]*record),
+		full: true, touched: make(map[ID]struct{}),
+	}
 }
 
 func (s *state) register(r regKey, create bool) *register {
@@ -134,36 +112,66 @@ func (s *state) register(r regKey, create bool) *register {
 	return reg
 }
 
-// apply adds (present) or removes a version; it returns the change of
-// winner, if any.
-func (s *state) apply(r regKey, v Version, value []byte, present bool) (change, bool) {
-	reg := s.register(r, present)
-	if reg == nil {
-		return change{}, false
+// addRecord applies a record of the store: each write that is greater
+// than its register's winner becomes the winner. It returns the changes
+// of winner, in the record's order. A record already applied changes
+// nothing.
+func (s *state) addRecord(key string, writer string, ws []write) []change {
+	if _, ok := s.records[key]; ok {
+		return nil
 	}
+	rec := &record{key: key}
+	s.records[key] = rec
+	var changes []change
+	for _, w := range ws {
+		if ch, ok := s.apply(w.reg, version{Version: Version{Timestamp: w.ts, Writer: writer}, value: w.value, rec: rec}); ok {
+			changes = append(changes, ch)
+		}
+	}
+	if rec.alive == 0 {
+		s.garbage[key] = rec
+	}
+	return changes
+}
+
+// apply offers v to register r; it returns the change of winner, if v
+// wins.
+func (s *state) apply(r regKey, v version) (change, bool) {
+	reg := s.register(r, true)
 	old, hadOld := reg.winner()
-	if !hadOld && reg.lost != nil {
-		old, hadOld = *reg.lost, true
-	}
-	var changed bool
-	if present {
-		changed = reg.add(version{Version: v, value: value})
-	} else {
-		changed = reg.remove(v)
-	}
-	if !changed {
+	if hadOld && v.Compare(old.Version) <= 0 {
 		return change{}, false
 	}
+	if hadOld && old.rec != nil && !old.rec.gone {
+		old.rec.alive--
+		if old.rec.alive == 0 {
+			s.garbage[old.rec.key] = old.rec
+		}
+	}
+	if v.rec != nil {
+		v.rec.alive++
+		delete(s.garbage, v.rec.key)
+	}
+	reg.w, reg.has = v, true
 	if r.kind == 'a' {
 		s.touched[r.entity] = struct{}{}
 	}
-	nw, hasNew := reg.winner()
-	if !hasNew {
-		reg.lost = &old
-		return change{}, false
+	return change{reg: r, old: old, hadOld: hadOld, new: v, hasNew: true}, true
+}
+
+// removeRecord applies the deletion of a record. Winners it held stay:
+// a record is only deleted once greater versions beat all its writes,
+// and those are in the store of whoever deleted it, on their way here if
+// not yet arrived (a deletion travels in a delta whose ancestors hold
+// them). So a deletion changes no value, in any order of arrival.
+func (s *state) removeRecord(key string) {
+	rec, ok := s.records[key]
+	if !ok {
+		return
 	}
-	reg.lost = nil
-	return change{reg: r, old: old, hadOld: hadOld, new: nw, hasNew: hasNew}, true
+	rec.gone = true
+	delete(s.records, key)
+	delete(s.garbage, key)
 }
 
 func (s *state) attr(id ID, name string) (version, bool) {

@@ -74,6 +74,12 @@ type Options struct {
 	// MaxValueBytes bounds an encoded field value. Default 64 KiB: a value
 	// travels in every replication message that carries it.
 	MaxValueBytes int
+	// GCInterval is how often the store deletes records that lost all
+	// their writes to newer ones from other nodes (records beaten by
+	// this node's own writes go in the same commit). A record is deleted
+	// when it was garbage at two ticks in a row, which leaves other nodes
+	// time to delete it first. Default 1 s.
+	GCInterval time.Duration
 	// FeedBuffer is the change-feed buffer. Default 65536 changes; on
 	// overflow the store reloads its view from the backend.
 	FeedBuffer int
@@ -99,6 +105,10 @@ type Store struct {
 	wmu      sync.Mutex
 	watchers map[*Watcher]struct{}
 
+	commits chan *commitReq // to the committer
+	prevGC  map[string]bool // garbage at the last GC tick
+	stopped chan struct{}   // closed when the committer has ended
+
 	feed   Feed
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -115,6 +125,9 @@ func Open(ctx context.Context, b Backend, opts Options) (*Store, error) {
 	if opts.MaxValueBytes <= 0 {
 		opts.MaxValueBytes = 64 << 10
 	}
+	if opts.GCInterval <= 0 {
+		opts.GCInterval = time.Second
+	}
 	if opts.FeedBuffer <= 0 {
 		opts.FeedBuffer = 1 << 16
 	}
@@ -128,6 +141,8 @@ func Open(ctx context.Context, b Backend, opts Options) (*Store, error) {
 		log:      opts.Logger.With("component", "entity"),
 		st:       newState(),
 		watchers: make(map[*Watcher]struct{}),
+		commits:  make(chan *commitReq, 1024),
+		stopped:  make(chan struct{}),
 	}
 	// Subscribe before loading, so no change falls between the two;
 	// changes seen twice are harmless (see applyChange).
@@ -137,10 +152,15 @@ func Open(ctx context.Context, b Backend, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.follow()
+	}()
+	go func() {
+		defer s.wg.Done()
+		defer close(s.stopped)
+		s.committer()
 	}()
 	return s, nil
 }
@@ -172,33 +192,45 @@ func (s *Store) NodeID() string { return s.opts.NodeID }
 func (s *Store) load(ctx context.Context) error {
 	st := newState()
 	var maxTS Timestamp
-	for _, prefix := range []string{entitiesPrefix, schemasPrefix} {
-		res, err := s.b.Query(ctx, query.Query{Prefix: prefix})
+	res, err := s.b.Query(ctx, query.Query{Prefix: recordsPrefix})
+	if err != nil {
+		return fmt.Errorf("entity: load: %w", err)
+	}
+	defer res.Close()
+	for r := range res.Next() {
+		if r.Error != nil {
+			return fmt.Errorf("entity: load: %w", r.Error)
+		}
+		v, ws, err := s.decode(r.Key, r.Value)
 		if err != nil {
-			return fmt.Errorf("entity: load: %w", err)
+			s.log.Warn("ignoring stored record", "key", r.Key, "err", err)
+			continue
 		}
-		for r := range res.Next() {
-			if r.Error != nil {
-				res.Close()
-				return fmt.Errorf("entity: load: %w", r.Error)
-			}
-			rk, v, err := parseKey(r.Key)
-			if err != nil {
-				s.log.Warn("ignoring stored key", "key", r.Key, "err", err)
-				continue
-			}
-			st.apply(rk, v, r.Value, true)
-			if maxTS.Less(v.Timestamp) {
-				maxTS = v.Timestamp
+		st.addRecord(r.Key, v.Writer, ws)
+		for _, w := range ws {
+			if maxTS.Less(w.ts) {
+				maxTS = w.ts
 			}
 		}
-		res.Close()
 	}
 	s.clock.Observe(maxTS)
 	s.mu.Lock()
 	s.st = st
 	s.mu.Unlock()
 	return nil
+}
+
+// decode reads a stored record.
+func (s *Store) decode(key string, value []byte) (Version, []write, error) {
+	v, err := parseRecordKey(key)
+	if err != nil {
+		return Version{}, nil, err
+	}
+	ws, err := decodeRecord(value)
+	if err != nil {
+		return Version{}, nil, err
+	}
+	return v, ws, nil
 }
 
 // follow applies the backend's changes to the view.
@@ -228,36 +260,252 @@ func (s *Store) follow() {
 
 // applyChange applies one change of the backend. A change may come twice
 // (the feed overlaps the load; local writes are applied at once and come
-// back through the feed), which is harmless for removals and for a
-// version above the register's winner. A version below the winner may be
-// one already removed: it is checked against the backend. (A version is
-// only ever removed by a write that saw it and is stamped above it.)
+// back through the feed): a record applied twice changes nothing, and one
+// put again after its deletion is garbage, dropped at the next GC.
 func (s *Store) applyChange(c Change) {
-	rk, v, err := parseKey(c.Key.String())
-	if err != nil {
-		return // not an entity key (raw key-value use of the store)
+	key := c.Key.String()
+	if !strings.HasPrefix(key, recordsPrefix+"/") {
+		return // not an entity record (raw key-value use of the store)
 	}
-	if !c.Deleted {
-		s.clock.Observe(v.Timestamp)
-		s.mu.RLock()
-		w, ok := s.st.register(rk, false).winner()
-		s.mu.RUnlock()
-		if ok && v.Compare(w.Version) < 0 {
-			if has, err := s.b.Has(s.ctx, c.Key); err != nil || !has {
+	if c.Deleted {
+		s.mu.Lock()
+		s.st.removeRecord(key)
+		s.mu.Unlock()
+		return
+	}
+	v, ws, err := s.decode(key, c.Value)
+	if err != nil {
+		s.log.Warn("ignoring replicated record", "key", key, "err", err)
+		return
+	}
+	var maxTS Timestamp
+	for _, w := range ws {
+		if maxTS.Less(w.ts) {
+			maxTS = w.ts
+		}
+	}
+	s.clock.Observe(maxTS)
+	s.mu.Lock()
+	changes := s.st.addRecord(key, v.Writer, ws)
+	events := make([]Event, 0, len(changes))
+	for _, ch := range changes {
+		events = append(events, s.event(ch, c.Local))
+	}
+	s.mu.Unlock()
+	for _, ev := range events {
+		s.notify(ev)
+	}
+}
+
+// commitReq is one Update's writes waiting for the committer.
+type commitReq struct {
+	gc   bool // collect garbage (a request with no writes)
+	v    Version
+	ws   []write
+	size int
+	done chan error // buffered
+}
+
+// Limits of the committer. A record travels as part of one delta, which
+// must fit one replication message (crdt.Options.CommitMaxBytes).
+const (
+	maxRecordBytes = 256 << 10
+	maxGroupBytes  = 448 << 10
+	maxGroupWrites = 4096
+)
+
+// committer is the only writer of records. It takes every Update waiting
+// (those that arrived while the previous group was being written) into
+// one group: writes packed into records of up to maxRecordBytes, plus the
+// deletion of every record the group's writes leave with no winner, in
+// one atomic Apply. So concurrent writers share one backend write, and a
+// lone writer waits for nobody. Every GCInterval it also deletes garbage
+// left by other nodes' writes.
+func (s *Store) committer() {
+	tick := time.NewTicker(s.opts.GCInterval)
+	defer tick.Stop()
+	var carry *commitReq
+	for {
+		first := carry
+		carry = nil
+		gc := false
+		if first == nil {
+			select {
+			case <-s.ctx.Done():
+				s.failPending()
 				return
+			case first = <-s.commits:
+			case <-tick.C:
+				gc = true
+			}
+		}
+		var group []*commitReq
+		if first != nil && first.gc {
+			gc = true
+			group = append(group, first)
+		} else if first != nil {
+			group = append(group, first)
+			n, size := len(first.ws), first.size
+		gather:
+			for n < maxGroupWrites {
+				select {
+				case r := <-s.commits:
+					gc = gc || r.gc
+					if n+len(r.ws) > maxGroupWrites || size+r.size > maxGroupBytes {
+						carry = r
+						break gather
+					}
+					group = append(group, r)
+					n += len(r.ws)
+					size += r.size
+				default:
+					break gather
+				}
+			}
+		}
+		err := s.commitGroup(group, gc)
+		for _, r := range group {
+			r.done <- err
+		}
+	}
+}
+
+// collectGarbage runs a GC pass now, as a GC tick does (tests).
+func (s *Store) collectGarbage(ctx context.Context) error {
+	req := &commitReq{gc: true, done: make(chan error, 1)}
+	select {
+	case s.commits <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// failPending answers Updates still waiting when the store closes.
+func (s *Store) failPending() {
+	for {
+		select {
+		case r := <-s.commits:
+			r.done <- ErrClosed
+		default:
+			return
+		}
+	}
+}
+
+// commitGroup writes a group's records and deletes the garbage they
+// make; with gc, also garbage found at two GC ticks in a row. Then it
+// applies the group to the view and tells the watchers.
+func (s *Store) commitGroup(group []*commitReq, gc bool) error {
+	type rec struct {
+		key string
+		ws  []write
+	}
+	var recs []rec
+	size := 0
+	for _, r := range group {
+		if len(r.ws) == 0 {
+			continue
+		}
+		if len(recs) == 0 || size+r.size > maxRecordBytes {
+			recs = append(recs, rec{key: recordKey(r.v)})
+			size = 0
+		}
+		last := &recs[len(recs)-1]
+		last.ws = append(last.ws, r.ws...)
+		size += r.size
+	}
+
+	// Records whose every winner this group beats are deleted in the
+	// same Apply: the versions that beat them travel with the deletion.
+	var del []string
+	s.mu.RLock()
+	loss := make(map[*record]int)
+	counted := make(map[regKey]bool)
+	for _, r := range group {
+		for _, w := range r.ws {
+			if counted[w.reg] {
+				continue
+			}
+			if cur, ok := s.st.register(w.reg, false).winner(); ok && cur.rec != nil && !cur.rec.gone &&
+				cur.Compare(Version{Timestamp: w.ts, Writer: r.v.Writer}) < 0 {
+				loss[cur.rec]++
+				counted[w.reg] = true
 			}
 		}
 	}
+	for rc, n := range loss {
+		if n == rc.alive {
+			del = append(del, rc.key)
+		}
+	}
+	var candidates []string
+	if gc {
+		next := make(map[string]bool, len(s.st.garbage))
+		for k := range s.st.garbage {
+			next[k] = true
+			if s.prevGC[k] && loss[s.st.garbage[k]] == 0 {
+				candidates = append(candidates, k)
+			}
+		}
+		s.prevGC = next
+	}
+	s.mu.RUnlock()
+	// A garbage record may be one the feed brought back after its
+	// deletion (see applyChange): drop those from the view only.
+	var stale []string
+	for _, k := range candidates {
+		has, err := s.b.Has(s.ctx, ds.RawKey(k))
+		switch {
+		case err != nil:
+			continue
+		case has:
+			del = append(del, k)
+		default:
+			stale = append(stale, k)
+		}
+	}
+	if len(recs) == 0 && len(del) == 0 && len(stale) == 0 {
+		return nil
+	}
+	ops := make([]Op, 0, len(recs)+len(del))
+	for _, r := range recs {
+		ops = append(ops, Op{Key: ds.RawKey(r.key), Value: encodeRecord(r.ws)})
+	}
+	for _, k := range del {
+		ops = append(ops, Op{Key: ds.RawKey(k), Delete: true})
+	}
+	if len(ops) > 0 {
+		if err := s.b.Apply(context.WithoutCancel(s.ctx), ops); err != nil {
+			return fmt.Errorf("entity: write: %w", err)
+		}
+	}
+	// Read your writes: apply to the view now; the feed brings the same
+	// changes again later, which is harmless. Apply every record before
+	// describing any change, so events carry the paths the group
+	// produced (a new entity's name and parent).
+	var changes []change
 	s.mu.Lock()
-	ch, changed := s.st.apply(rk, v, c.Value, !c.Deleted)
-	var ev Event
-	if changed {
-		ev = s.event(ch, c.Local)
+	for _, k := range append(del, stale...) {
+		s.st.removeRecord(k)
+	}
+	for _, r := range recs {
+		changes = append(changes, s.st.addRecord(r.key, s.opts.NodeID, r.ws)...)
+	}
+	events := make([]Event, 0, len(changes))
+	for _, ch := range changes {
+		events = append(events, s.event(ch, true))
 	}
 	s.mu.Unlock()
-	if changed {
+	for _, ev := range events {
 		s.notify(ev)
 	}
+	return nil
 }
 
 // Ref names an entity by ID or by path ("/Factory/Line1").
@@ -355,14 +603,14 @@ func (s *Store) entityLocked(id ID, withFields bool) Entity {
 		if v.IsNull() {
 			continue
 		}
-		e.Fields[name] = Field{Value: v, Version: w.Version, Concurrent: len(reg.vs) - 1}
+		e.Fields[name] = Field{Value: v, Version: w.Version}
 	}
 	if sc, ok := s.schemaLocked(e.Type); ok {
 		for name, spec := range sc.Fields {
 			if _, ok := e.Fields[name]; ok {
 				continue
 			}
-			if reg := s.st.ents[id].fields[name]; reg != nil && len(reg.vs) > 0 {
+			if _, ok := s.st.ents[id].fields[name].winner(); ok {
 				continue // cleared on purpose
 			}
 			if d, ok, err := spec.defaultValue(); err == nil && ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	ds "github.com/ipfs/go-datastore"
 	"strings"
 	"testing"
 	"time"
@@ -245,16 +246,42 @@ func TestConcurrentWritesTie(t *testing.T) {
 	settle(t, a, b)
 	for _, s := range []*testStore{a, b} {
 		f := fieldOf(t, s, "/S", "v")
-		if f.Value.Str != "b" || f.Writer != "b" || f.Concurrent != 1 {
-			t.Fatalf("%s: %+v, want b (greater writer) with 1 concurrent version", s.NodeID(), f)
+		if f.Value.Str != "b" || f.Writer != "b" {
+			t.Fatalf("%s: %+v, want b (greater writer)", s.NodeID(), f)
 		}
 	}
-	// The next write replaces both versions.
+	// a's record lost its only write: garbage, deleted by a GC pass that
+	// finds it twice in a row. The value does not change anywhere.
+	ra := ds.RawKey(recordKey(va))
+	for _, s := range []*testStore{a, b} {
+		if has, _ := s.b.Has(context.Background(), ra); !has {
+			t.Fatalf("%s: record %s gone before any GC", s.NodeID(), ra)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if err := a.collectGarbage(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync2(a.b, b.b)
+	settle(t, a, b)
+	for _, s := range []*testStore{a, b} {
+		if has, _ := s.b.Has(context.Background(), ra); has {
+			t.Fatalf("%s: garbage record %s still stored after GC", s.NodeID(), ra)
+		}
+		if f := fieldOf(t, s, "/S", "v"); f.Value.Str != "b" {
+			t.Fatalf("%s: after GC: %+v", s.NodeID(), f)
+		}
+	}
+	// The next write replaces b's version, and deletes b's record with it.
 	mustSet(t, a, "/S", "v", String("next"))
 	sync2(a.b, b.b)
 	settle(t, a, b)
-	if f := fieldOf(t, b, "/S", "v"); f.Value.Str != "next" || f.Concurrent != 0 {
+	if f := fieldOf(t, b, "/S", "v"); f.Value.Str != "next" {
 		t.Fatalf("after next write: %+v", f)
+	}
+	if has, _ := b.b.Has(context.Background(), ds.RawKey(recordKey(vb))); has {
+		t.Fatalf("record %s of the beaten write still stored", recordKey(vb))
 	}
 }
 

@@ -43,16 +43,11 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (Version, err
 	tx := &Tx{s: s, idx: make(map[regKey]int), created: make(map[ID]pendingEntity)}
 	s.mu.Lock()
 	err := fn(tx)
-	var seen [][]Version
 	var maxSeen Timestamp
 	if err == nil {
-		seen = make([][]Version, len(tx.writes))
-		for i, w := range tx.writes {
-			seen[i] = s.st.register(w.reg, false).live()
-			for _, v := range seen[i] {
-				if maxSeen.Less(v.Timestamp) {
-					maxSeen = v.Timestamp
-				}
+		for _, w := range tx.writes {
+			if cur, ok := s.st.register(w.reg, false).winner(); ok && maxSeen.Less(cur.Timestamp) {
+				maxSeen = cur.Timestamp
 			}
 		}
 	}
@@ -64,45 +59,44 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (Version, err
 		return Version{}, nil
 	}
 	// Stamp after every version this write replaces, even when this
-	// node's clock is behind: otherwise the write would delete a newer
-	// value and lose to nothing.
+	// node's clock is behind: otherwise the write would lose to the value
+	// it replaces.
 	s.clock.Observe(maxSeen)
 	v := Version{Timestamp: s.clock.Now(), Writer: s.opts.NodeID}
-	var ops []Op
+	req := &commitReq{v: v, ws: make([]write, len(tx.writes)), done: make(chan error, 1)}
 	for i, w := range tx.writes {
-		ops = append(ops, Op{Key: w.reg.key(v), Value: w.value})
-		for _, old := range seen[i] {
-			ops = append(ops, Op{Key: w.reg.key(old), Delete: true})
+		req.ws[i] = write{reg: w.reg, ts: v.Timestamp, value: w.value}
+		req.size += 48 + len(w.reg.name) + len(w.value)
+	}
+	if req.size > maxRecordBytes {
+		return Version{}, fmt.Errorf("%w: one update of %d writes is about %d KiB; at most %d KiB go in one update: split it",
+			ErrTooLarge, len(req.ws), req.size>>10, maxRecordBytes>>10)
+	}
+	select {
+	case s.commits <- req:
+	case <-ctx.Done():
+		return Version{}, ctx.Err()
+	case <-s.ctx.Done():
+		return Version{}, ErrClosed
+	}
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return Version{}, err
 		}
-	}
-	if err := s.b.Apply(ctx, ops); err != nil {
-		return Version{}, fmt.Errorf("entity: write: %w", err)
-	}
-	// Read your writes: apply to the view now; the feed brings the same
-	// changes again later, which is harmless.
-	// Apply every write of the group before describing any, so events
-	// carry the paths the group produced (a new entity's name and parent).
-	var changes []change
-	s.mu.Lock()
-	for i, w := range tx.writes {
-		for _, old := range seen[i] {
-			if ch, ok := s.st.apply(w.reg, old, nil, false); ok {
-				changes = append(changes, ch)
+		return v, nil
+	case <-s.stopped:
+		select {
+		case err := <-req.done:
+			if err == nil {
+				return v, nil
 			}
+		default:
 		}
-		if ch, ok := s.st.apply(w.reg, v, w.value, true); ok {
-			changes = append(changes, ch)
-		}
+		return Version{}, ErrClosed
+	case <-ctx.Done():
+		return Version{}, fmt.Errorf("entity: write of %s: outcome unknown: %w", v, ctx.Err())
 	}
-	events := make([]Event, 0, len(changes))
-	for _, ch := range changes {
-		events = append(events, s.event(ch, true))
-	}
-	s.mu.Unlock()
-	for _, ev := range events {
-		s.notify(ev)
-	}
-	return v, nil
 }
 
 // resolve finds an entity for a write: visible, or created earlier in
