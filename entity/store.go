@@ -550,9 +550,6 @@ type Field struct {
 	// Default is true when the field was never written and Value is the
 	// schema's default.
 	Default bool `json:"default,omitempty"`
-	// Concurrent counts other live versions: writes made concurrently
-	// (on both sides of a partition) that lost, kept until the next write.
-	Concurrent int `json:"concurrent,omitempty"`
 }
 
 // Entity is what a read returns.

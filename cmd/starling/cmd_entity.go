@@ -262,9 +262,6 @@ func (e *cmdEnv) printField(f entity.Field) {
 		fmt.Fprintf(w, "timestamp\t%s (hlc %s)\n", fmtTimestamp(f.Timestamp), f.Timestamp)
 		fmt.Fprintf(w, "writer\t%s\n", f.Writer)
 	}
-	if f.Concurrent > 0 {
-		fmt.Fprintf(w, "concurrent\t%d other version(s), written concurrently, lost to this one\n", f.Concurrent)
-	}
 	_ = w.Flush()
 }
 
@@ -300,9 +297,6 @@ func (e *cmdEnv) printEntity(ent entity.Entity) {
 		when, by := fmtTimestamp(f.Timestamp), f.Writer
 		if f.Default {
 			when, by = "(schema default)", "-"
-		}
-		if f.Concurrent > 0 {
-			by += fmt.Sprintf(" (+%d concurrent)", f.Concurrent)
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n, f.Value.Kind, fmtValue(f.Value, 60), when, by)
 	}
