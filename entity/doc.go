@@ -16,10 +16,14 @@
 //
 // Every register (a field, an entity's type, name, parent and existence,
 // a schema) is a last-writer-wins register ordered by (timestamp, writer).
-// A write stores a new key ending in its version and deletes the versions
-// it has seen; concurrent versions from both sides of a partition survive
-// the merge and the greatest wins on every node. go-ds-crdt's own rule
-// (greatest DAG height) is never used: each key is written once. The
+// Writes are stored in records, one per commit group (the writes of the
+// Updates that waited together), each key written once; a register's value
+// is its greatest version over all records, so concurrent versions from
+// both sides of a partition survive the merge and the greatest wins on
+// every node. go-ds-crdt's own rule (greatest DAG height) is never used. A
+// record whose writes have all been beaten is garbage and is deleted (by
+// the write that beat it, or by a GC pass after a heal); a deletion never
+// changes a value. The
 // clock is hybrid: a write is stamped after every version it replaces and
 // after every timestamp received, so a write made after seeing another
 // orders after it even when this node's clock is behind. Equal timestamps
@@ -57,7 +61,7 @@
 //
 // # Reads and watches
 //
-// A Store keeps a view of every live version, fed by the backend's change
+// A Store keeps a view of every register's winner, fed by the backend's change
 // feed (local and remote writes alike) and by its own writes at once, so
 // a node reads its own writes. Watch follows changes under a path, with
 // old and new value, version and origin.
