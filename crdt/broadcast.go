@@ -41,7 +41,9 @@ type broadcaster struct {
 
 	mu       sync.Mutex
 	queue    [][]byte
-	queued   int // bytes in queue
+	queued   int  // bytes in queue
+	pauses   int  // > 0: Next hands nothing out (pause)
+	waiting  bool // go-ds-crdt is waiting in Next: it is between broadcasts
 	notify   chan struct{}
 	received atomic.Uint64
 	dropped  atomic.Uint64
@@ -180,11 +182,19 @@ func (b *broadcaster) headsMessage(heads []cid.Cid) ([]byte, error) {
 	return b.wrap(data)
 }
 
-// Next implements crdt.Broadcaster.
+// Next implements crdt.Broadcaster. go-ds-crdt calls it from one
+// goroutine and processes each broadcast whole (its branch walks
+// included) before calling again, so while it waits here its state is
+// not part-way through a remote branch.
 func (b *broadcaster) Next(ctx context.Context) ([]byte, error) {
+	defer func() {
+		b.mu.Lock()
+		b.waiting = false
+		b.mu.Unlock()
+	}()
 	for {
 		b.mu.Lock()
-		if len(b.queue) > 0 {
+		if len(b.queue) > 0 && b.pauses == 0 {
 			msg := b.queue[0]
 			b.queue[0] = nil
 			b.queue = b.queue[1:]
@@ -192,6 +202,7 @@ func (b *broadcaster) Next(ctx context.Context) ([]byte, error) {
 			b.mu.Unlock()
 			return msg, nil
 		}
+		b.waiting = true
 		b.mu.Unlock()
 		select {
 		case <-b.notify:
@@ -200,6 +211,53 @@ func (b *broadcaster) Next(ctx context.Context) ([]byte, error) {
 		case <-b.ctx.Done():
 			return nil, crdt.ErrNoMoreBroadcast
 		}
+	}
+}
+
+// pause stops handing broadcasts to go-ds-crdt and waits until it is
+// between broadcasts (waiting in Next), or ctx ends. Every pause, failed
+// or not, needs a resume.
+func (b *broadcaster) pause(ctx context.Context) error {
+	b.mu.Lock()
+	b.pauses++
+	b.mu.Unlock()
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		b.mu.Lock()
+		w := b.waiting
+		b.mu.Unlock()
+		if w {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("crdt: waiting for the replication queue to pause: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// resume undoes one pause.
+func (b *broadcaster) resume() {
+	b.mu.Lock()
+	b.pauses--
+	b.mu.Unlock()
+	select {
+	case b.notify <- struct{}{}:
+	default:
+	}
+}
+
+// unshift queues a payload for go-ds-crdt ahead of everything else.
+func (b *broadcaster) unshift(payload []byte) {
+	b.mu.Lock()
+	b.queue = append([][]byte{payload}, b.queue...)
+	b.queued += len(payload)
+	b.mu.Unlock()
+	select {
+	case b.notify <- struct{}{}:
+	default:
 	}
 }
 

@@ -112,7 +112,9 @@ func (s *Store) commit(group []*writeReq) error {
 	}
 	s.localMu.Unlock()
 
+	s.commitMu.Lock()
 	err := s.writeDelta(ops)
+	s.commitMu.Unlock()
 
 	s.localMu.Lock()
 	changes := s.localChanges
@@ -131,7 +133,7 @@ func (s *Store) commit(group []*writeReq) error {
 
 func (s *Store) writeDelta(ops []Op) error {
 	ctx := s.ctx
-	b, err := s.dstore.Batch(ctx)
+	b, err := s.crdt().Batch(ctx)
 	if err != nil {
 		return fmt.Errorf("crdt: commit: %w", err)
 	}

@@ -153,3 +153,18 @@ func (f *feed) close() {
 		delete(f.subs, sub)
 	}
 }
+
+// reloadKey is the change that wakes subscribers after reload.
+var reloadKey = ds.NewKey("/_starling/reload")
+
+// reload tells every subscriber that the store's content was replaced
+// without changes (a state transfer): each sees Overflowed() true, and a
+// change with key /_starling/reload wakes subscribers of "/".
+func (f *feed) reload() {
+	f.mu.Lock()
+	for sub := range f.subs {
+		sub.overflow.Store(true)
+	}
+	f.mu.Unlock()
+	f.push(Change{Key: reloadKey})
+}

@@ -9,6 +9,7 @@ import (
 	leveldb "github.com/ipfs/go-ds-leveldb"
 	goleveldb "github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/util"
 )
 
 // syncKey is written with fsync by LevelDB.Sync. LevelDB has one journal,
@@ -86,3 +87,29 @@ func (b *levelBatch) Delete(ctx context.Context, key ds.Key) error {
 func (b *levelBatch) Commit(ctx context.Context) error {
 	return b.db.DB.Write(&b.b, noSync)
 }
+
+var _ Snapshotter = (*LevelDB)(nil)
+
+// Snapshot implements Snapshotter with a LevelDB snapshot.
+func (l *LevelDB) Snapshot() (Snapshot, error) {
+	sn, err := l.DB.GetSnapshot()
+	if err != nil {
+		return nil, fmt.Errorf("crdt: snapshot: %w", err)
+	}
+	return levelSnapshot{sn}, nil
+}
+
+type levelSnapshot struct{ sn *goleveldb.Snapshot }
+
+func (s levelSnapshot) Iterate(prefix string, fn func(key, value []byte) error) error {
+	it := s.sn.NewIterator(util.BytesPrefix([]byte(prefix)), nil)
+	defer it.Release()
+	for it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func (s levelSnapshot) Release() { s.sn.Release() }

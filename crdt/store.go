@@ -55,6 +55,7 @@ type Status struct {
 	MaxHeight    uint64   `json:"max_height"`    // height of the highest head
 	QueuedJobs   int      `json:"queued_jobs"`   // DAG blocks waiting to be processed
 	Dirty        bool     `json:"dirty"`         // a DAG walk failed; repair pending
+	Syncing      bool     `json:"syncing"`       // a state transfer is being installed
 	PendingOps   int64    `json:"pending_ops"`   // writes waiting for group commit
 	ReceiveQueue int      `json:"receive_queue"` // messages received, not yet processed
 	Received     uint64   `json:"received"`      // messages received from peers
@@ -72,9 +73,23 @@ type Store struct {
 	opts    Options
 	log     *slog.Logger
 	backing ds.Batching
-	dstore  *crdt.Datastore
+	dag     ipld.DAGService // wrapped: records added blocks
+	copts   *crdt.Options
 	bc      *broadcaster // nil when offline
 	feed    *feed
+
+	// dmu guards dstore, which a state transfer replaces (install.go).
+	dmu    sync.RWMutex
+	dstore *crdt.Datastore
+	// commitMu is held by the committer while it writes a delta, and by
+	// a state transfer to keep local writes out of a snapshot or an
+	// install.
+	commitMu sync.Mutex
+	// syncing is set while a state transfer installs.
+	syncing atomic.Bool
+	// pendingHeads are this node's heads from before an install that was
+	// cut off; they are merged after the next install.
+	pendingHeads []cid.Cid
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -133,7 +148,15 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 		s.bc = newBroadcaster(tr, dag, recent, opts)
 		bcast = s.bc
 	}
-	dstore, err := crdt.New(backing, ds.NewKey(opts.Namespace), wrapDAG(dag, recent), bcast, copts)
+	s.dag = wrapDAG(dag, recent)
+	s.copts = copts
+	if err := s.recoverInstall(ctx); err != nil {
+		if s.bc != nil {
+			s.bc.close()
+		}
+		return nil, err
+	}
+	dstore, err := crdt.New(backing, ds.NewKey(opts.Namespace), s.dag, bcast, copts)
 	if err != nil {
 		if s.bc != nil {
 			s.bc.close()
@@ -157,17 +180,24 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 
 // Get returns the value of key, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, key ds.Key) ([]byte, error) {
-	return s.dstore.Get(ctx, key)
+	return s.crdt().Get(ctx, key)
+}
+
+// crdt returns the current go-ds-crdt instance.
+func (s *Store) crdt() *crdt.Datastore {
+	s.dmu.RLock()
+	defer s.dmu.RUnlock()
+	return s.dstore
 }
 
 // Has reports whether key exists.
 func (s *Store) Has(ctx context.Context, key ds.Key) (bool, error) {
-	return s.dstore.Has(ctx, key)
+	return s.crdt().Has(ctx, key)
 }
 
 // Query lists entries (see go-datastore's query.Query).
 func (s *Store) Query(ctx context.Context, q query.Query) (query.Results, error) {
-	return s.dstore.Query(ctx, q)
+	return s.crdt().Query(ctx, q)
 }
 
 // Put writes key=value. It returns once the write is durable locally:
@@ -261,7 +291,7 @@ func (s *Store) PeerConnected(peer string) {
 func (s *Store) sendHeads(peer string) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	heads := s.dstore.InternalStats(ctx).Heads
+	heads := s.crdt().InternalStats(ctx).Heads
 	if len(heads) == 0 {
 		return
 	}
@@ -277,11 +307,13 @@ func (s *Store) sendHeads(peer string) {
 
 // Status returns the sync state.
 func (s *Store) Status(ctx context.Context) Status {
-	st := s.dstore.InternalStats(ctx)
+	d := s.crdt()
+	st := d.InternalStats(ctx)
 	out := Status{
 		MaxHeight:    st.MaxHeight,
 		QueuedJobs:   st.QueuedJobs,
-		Dirty:        s.dstore.IsDirty(ctx),
+		Dirty:        d.IsDirty(ctx),
+		Syncing:      s.syncing.Load(),
 		PendingOps:   s.pendingOps.Load(),
 		Commits:      s.commits.Load(),
 		OpsCommitted: s.opsCommitted.Load(),
@@ -315,7 +347,7 @@ func (s *Store) Close() error {
 		if s.bc != nil {
 			s.bc.close() // before go-ds-crdt's Close, or it waits in Next
 		}
-		err := s.dstore.Close()
+		err := s.crdt().Close()
 		s.wg.Wait()
 		if serr := s.backing.Sync(context.Background(), ds.NewKey("/")); serr != nil {
 			err = errors.Join(err, serr)
@@ -342,7 +374,7 @@ func (s *Store) hook(c Change) {
 // resolve turns a deletion reported by go-ds-crdt into what the key holds
 // now: a removed version may leave another value in place.
 func (s *Store) resolve(c Change) Change {
-	v, err := s.dstore.Get(s.ctx, c.Key)
+	v, err := s.crdt().Get(s.ctx, c.Key)
 	if err != nil {
 		return c
 	}
@@ -351,5 +383,5 @@ func (s *Store) resolve(c Change) Change {
 
 // headCIDs is used by tests.
 func (s *Store) headCIDs(ctx context.Context) []cid.Cid {
-	return s.dstore.InternalStats(ctx).Heads
+	return s.crdt().InternalStats(ctx).Heads
 }

@@ -1,0 +1,590 @@
+package crdt
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strings"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	crdt "github.com/ipfs/go-ds-crdt"
+	pb "github.com/ipfs/go-ds-crdt/pb"
+	"google.golang.org/protobuf/proto"
+)
+
+// State transfer: a joining or resyncing node copies a peer's go-ds-crdt
+// state (set, heads, processed-block markers, version) instead of walking
+// the peer's whole DAG history, then merges its own DAG on top and
+// follows real-time sync from there.
+//
+// The source takes the copy between two broadcasts: go-ds-crdt processes
+// a remote branch top-down and moves its heads only at the bottom, so a
+// copy taken part-way would hold keys of a branch whose blocks are not
+// marked processed, or the reverse, for good. It also refuses to serve a
+// dirty store (a failed walk left a gap only the repair pass fills).
+//
+// The receiver writes the copy to a staging area first, checks its
+// length and checksum, and only then replaces its own state: a transfer
+// cut off midway leaves the node as it was. The replacement itself is
+// guarded by a marker holding the node's own heads: after a crash during
+// it, the node starts empty, transfers again, and merges those heads.
+//
+// Raw blocks are not copied (they stay where they are, in the node's
+// block store): blocks the node lacks are below the processed markers,
+// and no walk goes there.
+
+// Snapshotter is a datastore that gives a consistent point-in-time read
+// view. LevelDB implements it; state transfer needs it on the source.
+type Snapshotter interface {
+	Snapshot() (Snapshot, error)
+}
+
+// Snapshot is a read view of a datastore at one point in time.
+type Snapshot interface {
+	// Iterate calls fn for each entry whose key has prefix, in key
+	// order. fn must not keep key or value.
+	Iterate(prefix string, fn func(key, value []byte) error) error
+	Release()
+}
+
+// Errors of state transfer.
+var (
+	// ErrRefused means the source would not serve a snapshot now (it is
+	// syncing itself, dirty, or busy); try another peer or later.
+	ErrRefused = errors.New("crdt: state transfer refused")
+	// ErrBadSnapshot means a snapshot stream is malformed, truncated or
+	// from an incompatible version.
+	ErrBadSnapshot = errors.New("crdt: bad snapshot")
+)
+
+const (
+	snapshotMagic = "STSNAP1\n"
+	dirtyKeyName  = "/d" // go-ds-crdt's dirty flag, under the namespace
+	// pauseTimeout bounds how long a source waits for go-ds-crdt to
+	// finish the broadcast it is processing before taking a snapshot.
+	pauseTimeout = 10 * time.Second
+)
+
+var (
+	stagingPrefix = ds.NewKey("/_starling/staging")
+	installMarker = ds.NewKey("/_starling/install")
+)
+
+// SnapshotHeader opens a snapshot stream.
+type SnapshotHeader struct {
+	Entries   int64    `json:"entries"`
+	Bytes     int64    `json:"bytes"` // keys and values
+	Heads     []string `json:"heads"`
+	MaxHeight uint64   `json:"max_height"`
+	Version   []byte   `json:"version"` // go-ds-crdt's data version key
+	Created   string   `json:"created"`
+}
+
+// TransferProgress reports an install as it goes.
+type TransferProgress struct {
+	Header      SnapshotHeader
+	EntriesDone int64
+	BytesDone   int64
+	Installing  bool // received whole; replacing the state
+	Started     time.Time
+}
+
+// WriteSnapshot writes a consistent copy of the store's state to w:
+// status byte, header, entries, trailer (see readSnapshot). A refusal is
+// written to w too, so the asking peer learns why.
+func (s *Store) WriteSnapshot(ctx context.Context, w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	refuse := func(err error) error {
+		msg := strings.TrimPrefix(err.Error(), ErrRefused.Error()+": ")
+		bw.WriteByte(1)
+		bw.Write(binary.AppendUvarint(nil, uint64(len(msg))))
+		bw.WriteString(msg)
+		bw.Flush()
+		return err
+	}
+	snapper, ok := s.backing.(Snapshotter)
+	if !ok {
+		return refuse(fmt.Errorf("%w: this node's datastore cannot take snapshots", ErrRefused))
+	}
+	if s.syncing.Load() {
+		return refuse(fmt.Errorf("%w: this node is itself installing a state transfer", ErrRefused))
+	}
+	sn, hdr, err := s.takeSnapshot(ctx, snapper)
+	if err != nil {
+		return refuse(err)
+	}
+	defer sn.Release()
+
+	prefix := s.opts.Namespace + "/"
+	skip := func(k []byte) bool { return string(k[len(s.opts.Namespace):]) == dirtyKeyName }
+	// Count first, so the receiver can show progress.
+	err = sn.Iterate(prefix, func(k, v []byte) error {
+		if skip(k) {
+			return nil
+		}
+		hdr.Entries++
+		hdr.Bytes += int64(len(k) - len(s.opts.Namespace) + len(v))
+		if string(k[len(s.opts.Namespace):]) == "/crdt_version" {
+			hdr.Version = append([]byte(nil), v...)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return refuse(fmt.Errorf("%w: %v", ErrRefused, err))
+	}
+	h, err := json.Marshal(hdr)
+	if err != nil {
+		return err
+	}
+	bw.WriteByte(0)
+	bw.Write(binary.AppendUvarint(nil, uint64(len(h))))
+	bw.Write(h)
+	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	var n int64
+	var buf []byte
+	err = sn.Iterate(prefix, func(k, v []byte) error {
+		if skip(k) {
+			return nil
+		}
+		rel := k[len(s.opts.Namespace):]
+		buf = binary.AppendUvarint(buf[:0], uint64(len(rel)))
+		buf = append(buf, rel...)
+		buf = binary.AppendUvarint(buf, uint64(len(v)))
+		buf = append(buf, v...)
+		crc.Write(buf)
+		n++
+		if _, err := bw.Write(buf); err != nil {
+			return err
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("crdt: write snapshot: %w", err)
+	}
+	// Trailer: a zero-length key, the count, the checksum.
+	bw.WriteByte(0)
+	bw.Write(binary.BigEndian.AppendUint64(nil, uint64(n)))
+	bw.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("crdt: write snapshot: %w", err)
+	}
+	s.log.Info("served a state transfer", "entries", n, "bytes", hdr.Bytes, "heads", len(hdr.Heads))
+	return nil
+}
+
+// takeSnapshot pauses local commits and go-ds-crdt between broadcasts,
+// takes the datastore snapshot, and resumes.
+func (s *Store) takeSnapshot(ctx context.Context, snapper Snapshotter) (Snapshot, SnapshotHeader, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if s.bc != nil {
+		pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
+		err := s.bc.pause(pctx)
+		cancel()
+		defer s.bc.resume()
+		if err != nil {
+			return nil, SnapshotHeader{}, fmt.Errorf("%w: busy processing a remote branch: %v", ErrRefused, err)
+		}
+	}
+	d := s.crdt()
+	if d.IsDirty(ctx) {
+		return nil, SnapshotHeader{}, fmt.Errorf("%w: this node's store is dirty (a DAG walk failed; repair pending)", ErrRefused)
+	}
+	st := d.InternalStats(ctx)
+	sn, err := snapper.Snapshot()
+	if err != nil {
+		return nil, SnapshotHeader{}, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	hdr := SnapshotHeader{MaxHeight: st.MaxHeight, Created: time.Now().UTC().Format(time.RFC3339Nano)}
+	for _, h := range st.Heads {
+		hdr.Heads = append(hdr.Heads, h.String())
+	}
+	return sn, hdr, nil
+}
+
+// Install reads a snapshot from r (WriteSnapshot's output on a peer) and
+// replaces this store's state with it, then merges this node's own DAG
+// heads from before the install, so local writes not yet replicated are
+// kept. progress, if not nil, is called as entries arrive. On any error
+// before the replacement the store is unchanged.
+func (s *Store) Install(ctx context.Context, r io.Reader, progress func(TransferProgress)) error {
+	if s.bc == nil {
+		return errors.New("crdt: state transfer needs a replicating store (this one has no transport)")
+	}
+	if !s.syncing.CompareAndSwap(false, true) {
+		return errors.New("crdt: a state transfer is already being installed")
+	}
+	defer s.syncing.Store(false)
+	hdr, err := s.receive(ctx, r, progress)
+	if err != nil {
+		s.clearStaging(context.Background())
+		return err
+	}
+	if progress != nil {
+		progress(TransferProgress{Header: hdr, EntriesDone: hdr.Entries, BytesDone: hdr.Bytes, Installing: true})
+	}
+	return s.swap(ctx, hdr)
+}
+
+// receive reads a snapshot into the staging area.
+func (s *Store) receive(ctx context.Context, r io.Reader, progress func(TransferProgress)) (SnapshotHeader, error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	bad := func(format string, args ...any) (SnapshotHeader, error) {
+		return SnapshotHeader{}, fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, args...))
+	}
+	status, err := br.ReadByte()
+	if err != nil {
+		return bad("no answer from the source: %v", err)
+	}
+	readBytes := func(max uint64) ([]byte, error) {
+		l, err := binary.ReadUvarint(br)
+		if err != nil {
+			return nil, err
+		}
+		if l > max {
+			return nil, fmt.Errorf("length %d over %d", l, max)
+		}
+		b := make([]byte, l)
+		_, err = io.ReadFull(br, b)
+		return b, err
+	}
+	if status == 1 {
+		msg, err := readBytes(4096)
+		if err != nil {
+			return bad("refusal unreadable: %v", err)
+		}
+		return SnapshotHeader{}, fmt.Errorf("%w by the source: %s", ErrRefused, msg)
+	}
+	if status != 0 {
+		return bad("status %d", status)
+	}
+	hb, err := readBytes(1 << 20)
+	if err != nil {
+		return bad("header: %v", err)
+	}
+	var hdr SnapshotHeader
+	if err := json.Unmarshal(hb, &hdr); err != nil {
+		return bad("header: %v", err)
+	}
+	mine, err := s.backing.Get(ctx, ds.NewKey(s.opts.Namespace).ChildString("crdt_version"))
+	if err == nil && len(hdr.Version) > 0 && string(mine) != string(hdr.Version) {
+		return bad("the source runs go-ds-crdt data version %x, this node %x: upgrade the older node first", hdr.Version, mine)
+	}
+	s.clearStaging(ctx)
+	start := time.Now()
+	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	var done, doneBytes int64
+	batch, err := s.backing.Batch(ctx)
+	if err != nil {
+		return SnapshotHeader{}, err
+	}
+	inBatch := 0
+	lastReport := time.Time{}
+	var scratch []byte
+	for {
+		kl, err := binary.ReadUvarint(br)
+		if err != nil {
+			return bad("entry %d: %v (transfer cut off?)", done, err)
+		}
+		if kl == 0 {
+			break
+		}
+		if kl > 64<<10 {
+			return bad("entry %d: key of %d bytes", done, kl)
+		}
+		k := make([]byte, kl)
+		if _, err := io.ReadFull(br, k); err != nil {
+			return bad("entry %d: %v (transfer cut off?)", done, err)
+		}
+		vl, err := binary.ReadUvarint(br)
+		if err != nil || vl > 16<<20 {
+			return bad("entry %d: bad value length", done)
+		}
+		v := make([]byte, vl)
+		if _, err := io.ReadFull(br, v); err != nil {
+			return bad("entry %d: %v (transfer cut off?)", done, err)
+		}
+		scratch = binary.AppendUvarint(scratch[:0], kl)
+		scratch = append(scratch, k...)
+		scratch = binary.AppendUvarint(scratch, vl)
+		crc.Write(scratch)
+		crc.Write(v)
+		if k[0] != '/' || string(k) == dirtyKeyName {
+			return bad("entry %d: key %q not allowed", done, k)
+		}
+		if err := batch.Put(ctx, stagingPrefix.Child(ds.RawKey(string(k))), v); err != nil {
+			return SnapshotHeader{}, err
+		}
+		done++
+		doneBytes += int64(kl + vl)
+		inBatch += int(kl + vl)
+		if inBatch > 4<<20 {
+			if err := batch.Commit(ctx); err != nil {
+				return SnapshotHeader{}, fmt.Errorf("crdt: stage snapshot: %w", err)
+			}
+			if batch, err = s.backing.Batch(ctx); err != nil {
+				return SnapshotHeader{}, err
+			}
+			inBatch = 0
+		}
+		if err := ctx.Err(); err != nil {
+			return SnapshotHeader{}, err
+		}
+		if progress != nil && time.Since(lastReport) > 100*time.Millisecond {
+			lastReport = time.Now()
+			progress(TransferProgress{Header: hdr, EntriesDone: done, BytesDone: doneBytes, Started: start})
+		}
+	}
+	var tr [12]byte
+	if _, err := io.ReadFull(br, tr[:]); err != nil {
+		return bad("trailer: %v (transfer cut off?)", err)
+	}
+	if n := int64(binary.BigEndian.Uint64(tr[:8])); n != done || n != hdr.Entries {
+		return bad("%d entries received, trailer says %d, header %d", done, n, hdr.Entries)
+	}
+	if sum := binary.BigEndian.Uint32(tr[8:]); sum != crc.Sum32() {
+		return bad("checksum mismatch")
+	}
+	if err := batch.Commit(ctx); err != nil {
+		return SnapshotHeader{}, fmt.Errorf("crdt: stage snapshot: %w", err)
+	}
+	return hdr, nil
+}
+
+// swap replaces the live state with the staged one.
+func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if s.bc != nil {
+		// Let go-ds-crdt finish what it is processing; it is closed next.
+		pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
+		if err := s.bc.pause(pctx); err != nil {
+			s.log.Warn("state transfer: go-ds-crdt still busy; closing it anyway", "err", err)
+		}
+		cancel()
+		defer s.bc.resume()
+	}
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	old := s.dstore
+	own := append(old.InternalStats(ctx).Heads, s.pendingHeads...)
+	if err := old.Close(); err != nil {
+		s.log.Warn("state transfer: closing go-ds-crdt", "err", err)
+	}
+	// From here a crash leaves the marker: the next start wipes the
+	// half-replaced state, and the next install merges own.
+	if err := s.writeMarker(ctx, own); err != nil {
+		return s.reopenAfter(ctx, fmt.Errorf("crdt: state transfer: %w", err))
+	}
+	if err := s.replaceFromStaging(ctx); err != nil {
+		return s.reopenAfter(ctx, fmt.Errorf("crdt: state transfer: %w", err))
+	}
+	nd, err := crdt.New(s.backing, ds.NewKey(s.opts.Namespace), s.dag, s.bcast(), s.copts)
+	if err != nil {
+		return fmt.Errorf("crdt: state transfer: reopen: %w", err)
+	}
+	s.dstore = nd
+	if err := s.backing.Delete(ctx, installMarker); err != nil {
+		return fmt.Errorf("crdt: state transfer: %w", err)
+	}
+	if err := s.backing.Sync(ctx, ds.NewKey("/")); err != nil {
+		return fmt.Errorf("crdt: state transfer: %w", err)
+	}
+	s.pendingHeads = nil
+	// Merge this node's own DAG: go-ds-crdt walks down from the old
+	// heads and stops at blocks the source had processed.
+	if s.bc != nil && len(own) > 0 {
+		var bc pb.CRDTBroadcast
+		for _, h := range own {
+			bc.Heads = append(bc.Heads, &pb.Head{Cid: h.Bytes()})
+		}
+		if payload, err := proto.Marshal(&bc); err == nil {
+			s.bc.unshift(payload)
+		}
+	}
+	s.feed.reload()
+	s.log.Info("installed a state transfer", "entries", hdr.Entries, "bytes", hdr.Bytes, "own_heads", len(own))
+	return nil
+}
+
+// reopenAfter reopens go-ds-crdt on whatever state is there after a
+// failed swap, and returns err.
+func (s *Store) reopenAfter(ctx context.Context, err error) error {
+	nd, oerr := crdt.New(s.backing, ds.NewKey(s.opts.Namespace), s.dag, s.bcast(), s.copts)
+	if oerr != nil {
+		return errors.Join(err, oerr)
+	}
+	s.dstore = nd
+	return err
+}
+
+func (s *Store) bcast() crdt.Broadcaster {
+	if s.bc == nil {
+		return nil
+	}
+	return s.bc
+}
+
+func (s *Store) writeMarker(ctx context.Context, heads []cid.Cid) error {
+	var b []byte
+	for _, h := range heads {
+		hb := h.Bytes()
+		b = binary.AppendUvarint(b, uint64(len(hb)))
+		b = append(b, hb...)
+	}
+	if err := s.backing.Put(ctx, installMarker, b); err != nil {
+		return err
+	}
+	return s.backing.Sync(ctx, ds.NewKey("/"))
+}
+
+// replaceFromStaging deletes the namespace and moves the staged entries
+// into it.
+func (s *Store) replaceFromStaging(ctx context.Context) error {
+	ns := ds.NewKey(s.opts.Namespace)
+	if err := s.deletePrefix(ctx, ns); err != nil {
+		return err
+	}
+	res, err := s.backing.Query(ctx, query.Query{Prefix: stagingPrefix.String()})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	b, err := s.backing.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	size := 0
+	for r := range res.Next() {
+		if r.Error != nil {
+			return r.Error
+		}
+		rel := r.Key[len(stagingPrefix.String()):]
+		if err := b.Put(ctx, ds.RawKey(s.opts.Namespace+rel), r.Value); err != nil {
+			return err
+		}
+		if err := b.Delete(ctx, ds.RawKey(r.Key)); err != nil {
+			return err
+		}
+		size += len(r.Key) + len(r.Value)
+		if size > 4<<20 {
+			if err := b.Commit(ctx); err != nil {
+				return err
+			}
+			if b, err = s.backing.Batch(ctx); err != nil {
+				return err
+			}
+			size = 0
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	return s.backing.Sync(ctx, ds.NewKey("/"))
+}
+
+func (s *Store) deletePrefix(ctx context.Context, prefix ds.Key) error {
+	res, err := s.backing.Query(ctx, query.Query{Prefix: prefix.String(), KeysOnly: true})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	b, err := s.backing.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for r := range res.Next() {
+		if r.Error != nil {
+			return r.Error
+		}
+		if err := b.Delete(ctx, ds.RawKey(r.Key)); err != nil {
+			return err
+		}
+		if n++; n%10000 == 0 {
+			if err := b.Commit(ctx); err != nil {
+				return err
+			}
+			if b, err = s.backing.Batch(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return b.Commit(ctx)
+}
+
+func (s *Store) clearStaging(ctx context.Context) {
+	if err := s.deletePrefix(ctx, stagingPrefix); err != nil {
+		s.log.Warn("state transfer: clearing the staging area", "err", err)
+	}
+}
+
+// recoverInstall runs at Open: a marker means an install was cut off
+// while replacing the state. The half-replaced state is wiped (the node
+// starts empty, as a joining node), and the heads the marker holds are
+// merged after the next install.
+func (s *Store) recoverInstall(ctx context.Context) error {
+	b, err := s.backing.Get(ctx, installMarker)
+	if errors.Is(err, ds.ErrNotFound) {
+		s.clearStaging(ctx)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("crdt: open: %w", err)
+	}
+	for len(b) > 0 {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l {
+			break
+		}
+		c, err := cid.Cast(b[n : n+int(l)])
+		if err == nil {
+			s.pendingHeads = append(s.pendingHeads, c)
+		}
+		b = b[n+int(l):]
+	}
+	s.log.Warn("an earlier state transfer was cut off while installing; starting empty, a new transfer is needed",
+		"own_heads", len(s.pendingHeads))
+	if err := s.deletePrefix(ctx, ds.NewKey(s.opts.Namespace)); err != nil {
+		return fmt.Errorf("crdt: open: wipe half-installed state: %w", err)
+	}
+	s.clearStaging(ctx)
+	return s.backing.Sync(ctx, ds.NewKey("/"))
+}
+
+// NeedsTransfer reports whether this store should join by state
+// transfer: it has no state of its own (never written, never synced), or
+// an earlier install was cut off.
+func (s *Store) NeedsTransfer(ctx context.Context) bool {
+	s.dmu.RLock()
+	pending, d := len(s.pendingHeads), s.dstore
+	s.dmu.RUnlock()
+	return pending > 0 || len(d.InternalStats(ctx).Heads) == 0
+}
+
+// HoldRemote stops handing received heads to go-ds-crdt until
+// ReleaseRemote: a joining node does not start walking a peer's history
+// while it fetches the state instead. Received heads wait in the
+// receive queue. Local writes go on.
+func (s *Store) HoldRemote() {
+	if s.bc != nil {
+		s.bc.mu.Lock()
+		s.bc.pauses++
+		s.bc.mu.Unlock()
+	}
+}
+
+// ReleaseRemote undoes HoldRemote.
+func (s *Store) ReleaseRemote() {
+	if s.bc != nil {
+		s.bc.resume()
+	}
+}

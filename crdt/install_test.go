@@ -1,0 +1,260 @@
+package crdt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+)
+
+// writeKeys puts count keys /<prefix>/<i> in batches of 100.
+func writeKeys(t testing.TB, s *Store, prefix string, count int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < count; i += 100 {
+		var ops []Op
+		for j := i; j < i+100 && j < count; j++ {
+			ops = append(ops, Op{Key: ds.NewKey(fmt.Sprintf("/%s/%06d", prefix, j)), Value: []byte(fmt.Sprint(j))})
+		}
+		if err := s.Apply(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// transfer copies src's state into dst through a pipe, as a stream
+// between two nodes would.
+func transfer(t testing.TB, src, dst *Store) error {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := src.WriteSnapshot(context.Background(), &buf); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	return dst.Install(context.Background(), &buf, nil)
+}
+
+// TestStateTransferJoin: a fresh node installs a peer's state without
+// fetching a single old block, then follows real-time writes both ways.
+func TestStateTransferJoin(t *testing.T) {
+	net := newMemNet()
+	a := openTestNodeFetch(t, net, "a", t.TempDir(), fastOpts(), false)
+	defer a.close(t)
+	writeKeys(t, a.store, "old", 5000)
+	if err := a.store.Delete(context.Background(), ds.NewKey("/old/000007")); err != nil {
+		t.Fatal(err)
+	}
+	// b is cut off, so nothing reaches it but the transfer.
+	b := openTestNodeFetch(t, net, "b", t.TempDir(), fastOpts(), false)
+	defer b.close(t)
+	net.partition([]string{"a"}, []string{"b"})
+	if !b.store.NeedsTransfer(context.Background()) {
+		t.Fatal("a fresh store does not ask for a state transfer")
+	}
+	start := time.Now()
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("5,000 keys installed in %v", time.Since(start))
+	if b.store.NeedsTransfer(context.Background()) {
+		t.Fatal("still needs a transfer after one")
+	}
+	if got := countKeys(t, b.store, "/old"); got != 4999 {
+		t.Fatalf("b has %d keys after the install, want 4999", got)
+	}
+	if ok, _ := b.store.Has(context.Background(), ds.NewKey("/old/000007")); ok {
+		t.Fatal("a deleted key came back")
+	}
+	net.heal()
+	a.store.PeerConnected("b")
+	b.store.PeerConnected("a")
+	writeKeys(t, a.store, "new", 300)
+	if err := b.store.Put(context.Background(), ds.NewKey("/fromb"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "new writes of a on b", func() bool { return countKeys(t, b.store, "/new") == 300 })
+	eventually(t, 10*time.Second, "b's write on a", func() bool {
+		ok, _ := a.store.Has(context.Background(), ds.NewKey("/fromb"))
+		return ok
+	})
+	if got := b.store.Status(context.Background()).Requested; got > 0 {
+		// Only the new deltas may be asked for, never the 5,000-key history.
+		t.Logf("b asked for %d blocks", got)
+	}
+	if st := b.store.Status(context.Background()); st.Dirty {
+		t.Fatalf("b is dirty: %+v", st)
+	}
+}
+
+// TestStateTransferKeepsLocalWrites: writes made on a node before its
+// install (a resync) survive it and reach the source afterwards; a key
+// the node deleted stays deleted only if the source agrees (the merge of
+// the node's own DAG).
+func TestStateTransferKeepsLocalWrites(t *testing.T) {
+	net := newMemNet()
+	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
+	defer a.close(t)
+	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
+	defer b.close(t)
+	net.partition([]string{"a"}, []string{"b"})
+	writeKeys(t, a.store, "a", 1000)
+	writeKeys(t, b.store, "b", 250)
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "b's own writes merged after the install", func() bool {
+		return countKeys(t, b.store, "/b") == 250 && countKeys(t, b.store, "/a") == 1000
+	})
+	net.heal()
+	a.store.PeerConnected("b")
+	b.store.PeerConnected("a")
+	eventually(t, 10*time.Second, "b's writes on a", func() bool { return countKeys(t, a.store, "/b") == 250 })
+}
+
+// TestStateTransferCutOff: a transfer that stops midway changes nothing,
+// and a retry succeeds.
+func TestStateTransferCutOff(t *testing.T) {
+	net := newMemNet()
+	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
+	defer a.close(t)
+	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
+	defer b.close(t)
+	net.partition([]string{"a"}, []string{"b"})
+	writeKeys(t, a.store, "a", 2000)
+	writeKeys(t, b.store, "mine", 10)
+	var buf bytes.Buffer
+	if err := a.store.WriteSnapshot(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	whole := buf.Bytes()
+	for _, cut := range []int{0, 1, 40, len(whole) / 2, len(whole) - 1} {
+		err := b.store.Install(context.Background(), bytes.NewReader(whole[:cut]), nil)
+		if !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("cut at %d of %d: %v, want ErrBadSnapshot", cut, len(whole), err)
+		}
+		if got := countKeys(t, b.store, "/a"); got != 0 {
+			t.Fatalf("cut at %d: %d keys of the half transfer visible", cut, got)
+		}
+		if got := countKeys(t, b.store, "/mine"); got != 10 {
+			t.Fatalf("cut at %d: own keys %d, want 10", cut, got)
+		}
+	}
+	// A flipped byte fails the checksum.
+	bad := append([]byte(nil), whole...)
+	bad[len(bad)/2] ^= 0x40
+	if err := b.store.Install(context.Background(), bytes.NewReader(bad), nil); err == nil {
+		t.Fatal("a corrupted transfer was installed")
+	}
+	if err := b.store.Install(context.Background(), bytes.NewReader(whole), nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "retry installed and own keys merged", func() bool {
+		return countKeys(t, b.store, "/a") == 2000 && countKeys(t, b.store, "/mine") == 10
+	})
+}
+
+// TestStateTransferRefusals: a source that is itself installing refuses,
+// and says why.
+func TestStateTransferRefusals(t *testing.T) {
+	net := newMemNet()
+	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
+	defer a.close(t)
+	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
+	defer b.close(t)
+	a.store.syncing.Store(true)
+	var buf bytes.Buffer
+	if err := a.store.WriteSnapshot(context.Background(), &buf); !errors.Is(err, ErrRefused) {
+		t.Fatalf("snapshot while syncing: %v", err)
+	}
+	a.store.syncing.Store(false)
+	err := b.store.Install(context.Background(), &buf, nil)
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("install of a refusal: %v", err)
+	}
+	t.Logf("refusal as the receiver sees it: %v", err)
+}
+
+// TestStateTransferInterruptedInstall: a crash while the state is being
+// replaced leaves a marker; the node restarts empty, asks for a transfer,
+// and after it merges the writes it had made before the crash.
+func TestStateTransferInterruptedInstall(t *testing.T) {
+	net := newMemNet()
+	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
+	defer a.close(t)
+	dir := t.TempDir()
+	b := openTestNode(t, net, "b", dir, fastOpts())
+	net.partition([]string{"a"}, []string{"b"})
+	writeKeys(t, a.store, "a", 500)
+	writeKeys(t, b.store, "b", 50)
+	// Simulate the crash: the marker with b's heads, and a half-written
+	// namespace.
+	ctx := context.Background()
+	heads := b.store.headCIDs(ctx)
+	if err := b.store.writeMarker(ctx, heads); err != nil {
+		t.Fatal(err)
+	}
+	b.close(t)
+	b = openTestNode(t, net, "b", dir, fastOpts())
+	defer b.close(t)
+	if !b.store.NeedsTransfer(ctx) {
+		t.Fatal("after an interrupted install the store does not ask for a transfer")
+	}
+	if got := countKeys(t, b.store, "/b"); got != 0 {
+		t.Fatalf("half-installed state served: %d keys", got)
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a's state and b's own writes", func() bool {
+		return countKeys(t, b.store, "/a") == 500 && countKeys(t, b.store, "/b") == 50
+	})
+	if b.store.NeedsTransfer(ctx) {
+		t.Fatal("still asks for a transfer")
+	}
+}
+
+// TestStateTransferWhileWriting: the source keeps writing while it serves;
+// the receiver misses nothing once real-time sync runs.
+func TestStateTransferWhileWriting(t *testing.T) {
+	net := newMemNet()
+	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
+	defer a.close(t)
+	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
+	defer b.close(t)
+	writeKeys(t, a.store, "pre", 3000)
+	b.store.HoldRemote()
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			if err := a.store.Put(context.Background(), ds.NewKey(fmt.Sprintf("/during/%06d", n)), []byte("x")); err != nil {
+				t.Error(err)
+			}
+			n++
+		}
+	}()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(a.store.WriteSnapshot(context.Background(), pw)) }()
+	if err := b.store.Install(context.Background(), pr, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.store.ReleaseRemote()
+	close(stop)
+	n := <-done
+	a.store.PeerConnected("b")
+	eventually(t, 20*time.Second, "every write made during the transfer", func() bool {
+		return countKeys(t, b.store, "/during") == n && countKeys(t, b.store, "/pre") == 3000
+	})
+	t.Logf("%d writes during the transfer", n)
+}
