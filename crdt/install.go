@@ -63,6 +63,8 @@ var (
 	// ErrBadSnapshot means a snapshot stream is malformed, truncated or
 	// from an incompatible version.
 	ErrBadSnapshot = errors.New("crdt: bad snapshot")
+	// ErrEmptySource means the source has no state either (InstallOptions.SkipEmpty).
+	ErrEmptySource = errors.New("crdt: the source has no state to transfer")
 )
 
 const (
@@ -97,17 +99,24 @@ type TransferProgress struct {
 	Started     time.Time
 }
 
+// RefuseSnapshot answers a snapshot request with a refusal the asking
+// node reports as ErrRefused with reason.
+func RefuseSnapshot(w io.Writer, reason string) error {
+	b := []byte{1}
+	b = binary.AppendUvarint(b, uint64(len(reason)))
+	b = append(b, reason...)
+	_, err := w.Write(b)
+	return err
+}
+
 // WriteSnapshot writes a consistent copy of the store's state to w:
 // status byte, header, entries, trailer (see readSnapshot). A refusal is
 // written to w too, so the asking peer learns why.
 func (s *Store) WriteSnapshot(ctx context.Context, w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	refuse := func(err error) error {
-		msg := strings.TrimPrefix(err.Error(), ErrRefused.Error()+": ")
-		bw.WriteByte(1)
-		bw.Write(binary.AppendUvarint(nil, uint64(len(msg))))
-		bw.WriteString(msg)
-		bw.Flush()
+		_ = RefuseSnapshot(bw, strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
+		_ = bw.Flush()
 		return err
 	}
 	snapper, ok := s.backing.(Snapshotter)
@@ -210,12 +219,23 @@ func (s *Store) takeSnapshot(ctx context.Context, snapper Snapshotter) (Snapshot
 	return sn, hdr, nil
 }
 
+// InstallOptions adjust Install.
+type InstallOptions struct {
+	// Progress, if not nil, is called as entries arrive (at most every
+	// 100 ms) and once the replacement starts.
+	Progress func(TransferProgress)
+	// SkipEmpty makes Install return ErrEmptySource, changing nothing,
+	// when the source has no state (no heads): a joining node asks
+	// another peer.
+	SkipEmpty bool
+}
+
 // Install reads a snapshot from r (WriteSnapshot's output on a peer) and
 // replaces this store's state with it, then merges this node's own DAG
 // heads from before the install, so local writes not yet replicated are
-// kept. progress, if not nil, is called as entries arrive. On any error
-// before the replacement the store is unchanged.
-func (s *Store) Install(ctx context.Context, r io.Reader, progress func(TransferProgress)) error {
+// kept. On any error before the replacement the store is unchanged.
+func (s *Store) Install(ctx context.Context, r io.Reader, o InstallOptions) error {
+	progress := o.Progress
 	if s.bc == nil {
 		return errors.New("crdt: state transfer needs a replicating store (this one has no transport)")
 	}
@@ -223,7 +243,7 @@ func (s *Store) Install(ctx context.Context, r io.Reader, progress func(Transfer
 		return errors.New("crdt: a state transfer is already being installed")
 	}
 	defer s.syncing.Store(false)
-	hdr, err := s.receive(ctx, r, progress)
+	hdr, err := s.receive(ctx, r, progress, o.SkipEmpty)
 	if err != nil {
 		s.clearStaging(context.Background())
 		return err
@@ -235,7 +255,7 @@ func (s *Store) Install(ctx context.Context, r io.Reader, progress func(Transfer
 }
 
 // receive reads a snapshot into the staging area.
-func (s *Store) receive(ctx context.Context, r io.Reader, progress func(TransferProgress)) (SnapshotHeader, error) {
+func (s *Store) receive(ctx context.Context, r io.Reader, progress func(TransferProgress), skipEmpty bool) (SnapshotHeader, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	bad := func(format string, args ...any) (SnapshotHeader, error) {
 		return SnapshotHeader{}, fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, args...))
@@ -273,6 +293,9 @@ func (s *Store) receive(ctx context.Context, r io.Reader, progress func(Transfer
 	var hdr SnapshotHeader
 	if err := json.Unmarshal(hb, &hdr); err != nil {
 		return bad("header: %v", err)
+	}
+	if skipEmpty && len(hdr.Heads) == 0 {
+		return SnapshotHeader{}, ErrEmptySource
 	}
 	mine, err := s.backing.Get(ctx, ds.NewKey(s.opts.Namespace).ChildString("crdt_version"))
 	if err == nil && len(hdr.Version) > 0 && string(mine) != string(hdr.Version) {
@@ -401,15 +424,7 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	s.pendingHeads = nil
 	// Merge this node's own DAG: go-ds-crdt walks down from the old
 	// heads and stops at blocks the source had processed.
-	if s.bc != nil && len(own) > 0 {
-		var bc pb.CRDTBroadcast
-		for _, h := range own {
-			bc.Heads = append(bc.Heads, &pb.Head{Cid: h.Bytes()})
-		}
-		if payload, err := proto.Marshal(&bc); err == nil {
-			s.bc.unshift(payload)
-		}
-	}
+	s.mergeHeads(own)
 	s.feed.reload()
 	s.log.Info("installed a state transfer", "entries", hdr.Entries, "bytes", hdr.Bytes, "own_heads", len(own))
 	return nil
@@ -558,6 +573,35 @@ func (s *Store) recoverInstall(ctx context.Context) error {
 	}
 	s.clearStaging(ctx)
 	return s.backing.Sync(ctx, ds.NewKey("/"))
+}
+
+// MergePending merges the heads of an install that was cut off (see
+// recoverInstall) without a new install: for a node that found no peer
+// to transfer from.
+func (s *Store) MergePending() {
+	s.dmu.Lock()
+	own := s.pendingHeads
+	s.pendingHeads = nil
+	s.dmu.Unlock()
+	s.mergeHeads(own)
+	if err := s.backing.Delete(context.Background(), installMarker); err != nil {
+		s.log.Warn("state transfer: removing the install marker", "err", err)
+	}
+}
+
+// mergeHeads hands heads to go-ds-crdt ahead of anything received, like
+// a broadcast: it walks down from them and stops at processed blocks.
+func (s *Store) mergeHeads(heads []cid.Cid) {
+	if len(heads) == 0 || s.bc == nil {
+		return
+	}
+	var bc pb.CRDTBroadcast
+	for _, h := range heads {
+		bc.Heads = append(bc.Heads, &pb.Head{Cid: h.Bytes()})
+	}
+	if payload, err := proto.Marshal(&bc); err == nil {
+		s.bc.unshift(payload)
+	}
 }
 
 // NeedsTransfer reports whether this store should join by state

@@ -35,7 +35,7 @@ func transfer(t testing.TB, src, dst *Store) error {
 	if err := src.WriteSnapshot(context.Background(), &buf); err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
-	return dst.Install(context.Background(), &buf, nil)
+	return dst.Install(context.Background(), &buf, InstallOptions{})
 }
 
 // TestStateTransferJoin: a fresh node installs a peer's state without
@@ -132,7 +132,7 @@ func TestStateTransferCutOff(t *testing.T) {
 	}
 	whole := buf.Bytes()
 	for _, cut := range []int{0, 1, 40, len(whole) / 2, len(whole) - 1} {
-		err := b.store.Install(context.Background(), bytes.NewReader(whole[:cut]), nil)
+		err := b.store.Install(context.Background(), bytes.NewReader(whole[:cut]), InstallOptions{})
 		if !errors.Is(err, ErrBadSnapshot) {
 			t.Fatalf("cut at %d of %d: %v, want ErrBadSnapshot", cut, len(whole), err)
 		}
@@ -146,10 +146,10 @@ func TestStateTransferCutOff(t *testing.T) {
 	// A flipped byte fails the checksum.
 	bad := append([]byte(nil), whole...)
 	bad[len(bad)/2] ^= 0x40
-	if err := b.store.Install(context.Background(), bytes.NewReader(bad), nil); err == nil {
+	if err := b.store.Install(context.Background(), bytes.NewReader(bad), InstallOptions{}); err == nil {
 		t.Fatal("a corrupted transfer was installed")
 	}
-	if err := b.store.Install(context.Background(), bytes.NewReader(whole), nil); err != nil {
+	if err := b.store.Install(context.Background(), bytes.NewReader(whole), InstallOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "retry installed and own keys merged", func() bool {
@@ -171,7 +171,7 @@ func TestStateTransferRefusals(t *testing.T) {
 		t.Fatalf("snapshot while syncing: %v", err)
 	}
 	a.store.syncing.Store(false)
-	err := b.store.Install(context.Background(), &buf, nil)
+	err := b.store.Install(context.Background(), &buf, InstallOptions{})
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("install of a refusal: %v", err)
 	}
@@ -246,7 +246,7 @@ func TestStateTransferWhileWriting(t *testing.T) {
 	}()
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(a.store.WriteSnapshot(context.Background(), pw)) }()
-	if err := b.store.Install(context.Background(), pr, nil); err != nil {
+	if err := b.store.Install(context.Background(), pr, InstallOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	b.store.ReleaseRemote()

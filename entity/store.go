@@ -106,6 +106,7 @@ type Store struct {
 	watchers map[*Watcher]struct{}
 
 	commits chan *commitReq // to the committer
+	reloads chan chan error // to follow (Reload)
 	prevGC  map[string]bool // garbage at the last GC tick
 	stopped chan struct{}   // closed when the committer has ended
 
@@ -142,6 +143,7 @@ func Open(ctx context.Context, b Backend, opts Options) (*Store, error) {
 		st:       newState(),
 		watchers: make(map[*Watcher]struct{}),
 		commits:  make(chan *commitReq, 1024),
+		reloads:  make(chan chan error),
 		stopped:  make(chan struct{}),
 	}
 	// Subscribe before loading, so no change falls between the two;
@@ -220,6 +222,26 @@ func (s *Store) load(ctx context.Context) error {
 	return nil
 }
 
+// Reload replaces the view with the backend's content, for a backend
+// whose content was replaced without a change feed (a state transfer).
+// It returns once the view is loaded; watchers get a $reload event.
+func (s *Store) Reload(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case s.reloads <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.ctx.Done():
+		return ErrClosed
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // decode reads a stored record.
 func (s *Store) decode(key string, value []byte) (Version, []write, error) {
 	v, err := parseRecordKey(key)
@@ -239,6 +261,11 @@ func (s *Store) follow() {
 		select {
 		case <-s.ctx.Done():
 			return
+		case done := <-s.reloads:
+			s.feed.Overflowed() // this reload covers an overflow too
+			err := s.load(s.ctx)
+			s.notify(Event{Field: "$reload"})
+			done <- err
 		case c, ok := <-s.feed.C():
 			if !ok {
 				return

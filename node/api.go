@@ -162,6 +162,18 @@ type APIConfig struct {
 	// Election serves the leader election's endpoints (election_api.go).
 	// Optional: without it they are not registered.
 	Election *election.Runner
+	// Cluster serves /v1/cluster/status, history and events (web.go).
+	// Optional: without it they are not registered.
+	Cluster ClusterSource
+	// Metrics serves GET /metrics (Prometheus), behind the token like
+	// every endpoint. Optional.
+	Metrics http.Handler
+	// Web serves the web page under /ui/ and its login (web.go).
+	// Optional.
+	Web *WebUI
+	// Sync serves /v1/sync and /v1/sync/resync (transfer_api.go).
+	// Optional.
+	Sync SyncControl
 	// MaxValueBytes bounds PUT bodies. Default DefaultMaxValueBytes.
 	MaxValueBytes int64
 	// Logger receives server-side errors. Default: discard.
@@ -211,6 +223,12 @@ type api struct {
 // "exists", "schema", ...): 404 not_found/no_field/no_schema, 409
 // exists/not_empty/cycle, 413 too_large, 400 for bad input.
 //
+// With APIConfig.Cluster, Metrics and Web (web.go, metrics.go): GET
+// /v1/cluster/status|history|events (the cluster table, chart samples,
+// recent transitions), GET /metrics (Prometheus), and the web page under
+// /ui/ with its login (/ui/login is the one page served without a
+// token; its session cookie then stands for the token).
+//
 // With APIConfig.Election, the leader election (election_api.go):
 // /v1/cluster and /v1/election/groups/... (status, watch streams, and
 // the candidate lifecycle: join, health, available, leave).
@@ -246,6 +264,18 @@ func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
 	if cfg.Election != nil {
 		a.registerElectionRoutes(mux)
 	}
+	if cfg.Cluster != nil {
+		a.registerClusterRoutes(mux)
+	}
+	if cfg.Sync != nil {
+		a.registerSyncRoutes(mux)
+	}
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	if cfg.Web != nil {
+		cfg.Web.register(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -256,6 +286,17 @@ func (a *api) auth(next http.Handler) http.Handler {
 	want := []byte(a.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Get("Authorization")
+		// The web page's login, and requests with its session cookie.
+		if web := a.cfg.Web; web != nil && h == "" {
+			if web.public(r) || web.authorized(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if strings.HasPrefix(r.URL.Path, "/ui/") {
+				web.unauthorized(w)
+				return
+			}
+		}
 		scheme, tok, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="starling"`)

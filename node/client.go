@@ -288,3 +288,48 @@ func (c *Client) RemovePeer(ctx context.Context, id string) error {
 	}
 	return resp.Body.Close()
 }
+
+// ClusterStatus returns the cluster table: mode, leader and every node's
+// state, sync health and counters (GET /v1/cluster/status).
+func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
+	var cs ClusterStatus
+	if err := c.getJSON(ctx, "/v1/cluster/status", &cs); err != nil {
+		return nil, err
+	}
+	return &cs, nil
+}
+
+// ClusterEvents returns recent node-state transitions and leadership
+// changes.
+func (c *Client) ClusterEvents(ctx context.Context) (*ClusterEvents, error) {
+	var ev ClusterEvents
+	if err := c.getJSON(ctx, "/v1/cluster/events", &ev); err != nil {
+		return nil, err
+	}
+	return &ev, nil
+}
+
+// WebLoginURL asks the node for a one-time login URL of its web page.
+func (c *Client) WebLoginURL(ctx context.Context) (string, error) {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/web/login-codes", nil, http.StatusCreated)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var lc LoginCodeResponse
+	if err := json.NewDecoder(resp.Body).Decode(&lc); err != nil {
+		return "", fmt.Errorf("POST /v1/web/login-codes: bad answer: %w", err)
+	}
+	return c.base + lc.Path, nil
+}
+
+// Metrics returns the Prometheus text of GET /metrics.
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/metrics", nil, http.StatusOK)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}

@@ -52,6 +52,9 @@ type Node struct {
 	// entities is the entity tree over store.
 	entities *entity.Store
 	elect    electionState // leader election (election.go)
+	sync     syncer        // join and resync by state transfer (transfer.go)
+	mon      *monitor      // node states, metrics, samples (metrics.go)
+	web      *WebUI        // the web page's login (web.go)
 	srv      *http.Server
 	apiAddr  string
 
@@ -74,6 +77,8 @@ type openOptions struct {
 
 	// electionConfig adjusts the election's config (election.go).
 	electionConfig []func(*election.Config)
+	// joinTimeout bounds the wait for a peer to join from (transfer.go).
+	joinTimeout time.Duration
 }
 
 // WithClockOffset adds d to the node's physical clock (the hybrid logical
@@ -245,20 +250,28 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err := n.startElection(o.electionConfig); err != nil {
 		return nil, err
 	}
+	if n.mon, err = n.startMonitor(); err != nil {
+		return nil, err
+	}
+	n.web = NewWebUI(n.token, nil)
 
 	h, err := NewAPIHandler(APIConfig{
 		Token:    n.token,
 		KV:       storeKV{n.store},
-		Peers:    p2pPeers{n.p2p},
+		Peers:    monitoredPeers{p2pPeers{n.p2p}, n.mon},
 		Status:   n,
 		Entities: n.entities,
 		Election: n.elect.runner,
+		Cluster:  n.mon,
+		Sync:     n,
+		Metrics:  n.mon.handler(),
+		Web:      n.web,
 		Logger:   n.log.With("component", "api"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	n.srv.Handler = h
+	n.srv.Handler = n.mon.instrument(h)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -269,10 +282,10 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err := n.writeAPIInfo(); err != nil {
 		return nil, err
 	}
-	if err := n.markAvailable(); err != nil {
+	if err := n.startSync(o.joinTimeout); err != nil {
 		return nil, err
 	}
-	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env)
+	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env, "web_login", n.WebLoginURL())
 	return n, nil
 }
 
@@ -333,6 +346,13 @@ func (n *Node) writeAPIInfo() error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		// The node-state goodbye first (the others show LEAVING at once);
+		// the election's linger below gives it time to leave.
+		if n.mon != nil {
+			if err := n.mon.close(); err != nil {
+				errs = append(errs, fmt.Errorf("close node states: %w", err))
+			}
+		}
 		// The election first, while the network is up: its goodbye makes
 		// the others fail over at once, and its streams tell `lead` to
 		// stop its command without delay.

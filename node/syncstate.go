@@ -36,6 +36,12 @@ type SyncProgress struct {
 }
 
 // SyncProgress reports the node's join/resync state.
-func (n *Node) SyncProgress() SyncProgress {
-	return SyncProgress{Phase: PhaseActive}
+func (n *Node) SyncProgress() SyncProgress { return n.sync.get() }
+
+// OnSyncPhase calls f (from the goroutine that changed it, without
+// locks held) whenever the node's phase changes.
+func (n *Node) OnSyncPhase(f func(SyncPhase)) {
+	n.sync.mu.Lock()
+	n.sync.onPhase = append(n.sync.onPhase, f)
+	n.sync.mu.Unlock()
 }

@@ -1,0 +1,821 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/starling-sync/starling/election"
+	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/p2p"
+)
+
+// The monitor drives PeerStates (peerstate.go) and keeps what the
+// operator views need: the cluster table, per-node samples for the web
+// page's charts, recent transitions and leadership changes, and the
+// Prometheus metrics served on /metrics.
+
+// NodeStateTopic is the gossipsub topic ("starling/<env>/nodestate") on
+// which every node publishes its NodeReport.
+const NodeStateTopic = "nodestate"
+
+// ReportInterval is how often a node publishes its report, ticks its
+// peer states and takes a sample for the charts.
+const ReportInterval = time.Second
+
+// Sizes of the monitor's rings.
+const (
+	historySamples = 300 // 5 minutes at ReportInterval
+	recentEvents   = 200
+)
+
+// NodeView is one node of the cluster table (GET /v1/cluster/status).
+type NodeView struct {
+	NodeID string `json:"node_id"`
+	PeerID string `json:"peer_id"`
+	// Self: this is the node that answers.
+	Self  bool      `json:"self,omitempty"`
+	Addrs []string  `json:"addrs"`
+	State NodeState `json:"state"`
+	// Health is the replication link with this node ("" for itself).
+	Health    SyncHealth `json:"health,omitempty"`
+	Connected bool       `json:"connected"`
+	Static    bool       `json:"static,omitempty"`
+	// LastSeen is when its last report arrived (omitted: never, or self);
+	// LastSeenMS is how long ago.
+	LastSeen   *time.Time `json:"last_seen,omitempty"`
+	LastSeenMS int64      `json:"last_seen_ms"`
+	// SinceMS is how long it has been in State, as this node saw it.
+	SinceMS int64 `json:"since_ms"`
+	// WritesOut counts its own committed writes, WritesIn the replication
+	// messages it received (both since it started).
+	WritesIn  uint64 `json:"writes_in"`
+	WritesOut uint64 `json:"writes_out"`
+	Heads     int    `json:"heads"`
+	Height    uint64 `json:"height"`
+	// Lag is how many DAG heights it is behind the highest node known.
+	Lag    uint64 `json:"lag"`
+	Leader bool   `json:"leader,omitempty"`
+	// Sync is its join/resync state as it reported it.
+	Sync SyncProgress `json:"sync"`
+}
+
+// ClusterStatus is the answer of GET /v1/cluster/status: the fields of
+// GET /v1/cluster (leader, election group) and the cluster table.
+type ClusterStatus struct {
+	ClusterInfo
+	// Mode is "standalone" (no other node known) or "cluster".
+	Mode string `json:"mode"`
+	// NodeCount counts the nodes of the table that have not left.
+	NodeCount int        `json:"node_count"`
+	Nodes     []NodeView `json:"nodes"`
+	// Sync is this node's own join/resync state.
+	Sync SyncProgress `json:"sync"`
+}
+
+// Self returns the answering node's row.
+func (cs *ClusterStatus) Self() (NodeView, bool) {
+	for _, n := range cs.Nodes {
+		if n.Self {
+			return n, true
+		}
+	}
+	return NodeView{}, false
+}
+
+// Sample is one point of a node's chart.
+type Sample struct {
+	// T is the time in Unix milliseconds.
+	T int64 `json:"t"`
+	// W is its own writes per second, I the replication messages it
+	// received per second, L its mean replication latency in ms (0: no
+	// remote write in the interval).
+	W float64 `json:"w"`
+	I float64 `json:"i"`
+	L float64 `json:"l"`
+}
+
+// ClusterHistory is the answer of GET /v1/cluster/history: the last
+// minutes of samples, per node ID.
+type ClusterHistory struct {
+	IntervalMS int64               `json:"interval_ms"`
+	Nodes      map[string][]Sample `json:"nodes"`
+}
+
+// LeadershipChange is a change of a group's leader seen by this node.
+type LeadershipChange struct {
+	Group    string    `json:"group"`
+	Leader   string    `json:"leader"`
+	Previous string    `json:"previous"`
+	Term     uint64    `json:"term"`
+	Reason   string    `json:"reason"`
+	Time     time.Time `json:"time"`
+}
+
+// ClusterEvents is the answer of GET /v1/cluster/events: recent
+// transitions of peer states and leadership changes, oldest first.
+type ClusterEvents struct {
+	Transitions []Transition       `json:"transitions"`
+	Leadership  []LeadershipChange `json:"leadership"`
+}
+
+// monitor is the driver of PeerStates for a Node.
+type monitor struct {
+	n     *Node
+	log   *slog.Logger
+	topic *p2p.Topic
+	start time.Time
+	inc   uint64
+	reg   *prometheus.Registry
+
+	writeDur    *prometheus.HistogramVec
+	replLatency prometheus.Histogram
+	replWrites  prometheus.Counter
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	kick   chan struct{} // a peer connected: report soon (buffered 1)
+
+	mu        sync.Mutex
+	states    *PeerStates
+	removed   map[string]bool
+	seq       uint64
+	leaving   bool
+	trans     []Transition
+	changes   []LeadershipChange
+	watchers  map[string]*election.Watcher
+	failovers map[string]uint64
+	history   map[string][]Sample
+	prev      map[string]counters // last counters per node, for rates
+	latSum    float64             // replication latency of this interval (ms)
+	latN      int
+	lastLatMS float64
+}
+
+type counters struct {
+	out, in uint64
+	at      time.Time
+}
+
+// startMonitor joins the nodestate topic and starts the monitor's
+// goroutines.
+func (n *Node) startMonitor() (*monitor, error) {
+	topic, err := n.p2p.JoinTopic(NodeStateTopic)
+	if err != nil {
+		return nil, fmt.Errorf("node states: %w", err)
+	}
+	m := &monitor{
+		n:         n,
+		log:       n.log.With("component", "nodestate"),
+		topic:     topic,
+		start:     time.Now(),
+		states:    NewPeerStates(PeerStateConfig{}),
+		removed:   make(map[string]bool),
+		watchers:  make(map[string]*election.Watcher),
+		failovers: make(map[string]uint64),
+		history:   make(map[string][]Sample),
+		prev:      make(map[string]counters),
+		reg:       prometheus.NewRegistry(),
+		kick:      make(chan struct{}, 1),
+	}
+	m.inc = uint64(m.start.UnixNano())
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.registerMetrics()
+
+	// The cluster group exists from the start: watch it before its first
+	// leader is elected, so that election is recorded too.
+	m.watchers[election.ClusterGroup] = n.elect.runner.Watch(election.ClusterGroup)
+	events, cancelEvents := n.p2p.SubscribePeers()
+	watch := n.entities.Watch("/", 4096)
+	m.wg.Add(4)
+	go m.loop()
+	go m.receive()
+	go m.peerEvents(events, cancelEvents)
+	go m.watchRemote(watch)
+	return m, nil
+}
+
+// now is the machine's clock: monotonic time since the monitor started.
+func (m *monitor) now() time.Duration { return time.Since(m.start) }
+
+// close publishes the goodbye, stops the goroutines and leaves the
+// topic. Safe to call twice.
+func (m *monitor) close() error {
+	var err error
+	m.once.Do(func() {
+		m.mu.Lock()
+		m.leaving = true
+		m.mu.Unlock()
+		m.publish() // goodbye: the others show LEAVING, then LEFT
+		m.cancel()
+		m.wg.Wait()
+		m.mu.Lock()
+		for _, w := range m.watchers {
+			w.Close()
+		}
+		m.mu.Unlock()
+		err = m.topic.Close()
+	})
+	return err
+}
+
+// connectReportDelay is how long after a new connection the node sends
+// an extra report: a new peer then learns its state without waiting for
+// the next interval, and gossipsub has had time to add the peer (it
+// drops what is published in the first ~100 ms).
+const connectReportDelay = 300 * time.Millisecond
+
+func (m *monitor) loop() {
+	defer m.wg.Done()
+	t := time.NewTicker(ReportInterval)
+	defer t.Stop()
+	soon := time.NewTimer(time.Hour)
+	soon.Stop()
+	defer soon.Stop()
+	m.publish()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.kick:
+			soon.Reset(connectReportDelay)
+			continue
+		case <-soon.C:
+			m.publish()
+			continue
+		case <-t.C:
+		}
+		m.publish()
+		m.tick()
+	}
+}
+
+// report builds this node's report.
+func (m *monitor) report() NodeReport {
+	st := m.n.store.Status(m.ctx)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq++
+	return NodeReport{
+		V: reportVersion, Node: m.n.cfg.NodeID, Incarnation: m.inc, Seq: m.seq, Leaving: m.leaving,
+		Sync: m.n.SyncProgress(), WritesOut: st.OpsCommitted, WritesIn: st.Received,
+		Heads: len(st.Heads), Height: st.MaxHeight, Queued: st.QueuedJobs + st.ReceiveQueue, Dirty: st.Dirty,
+		ReplLatencyMS: m.lastLatMS,
+	}
+}
+
+func (m *monitor) publish() {
+	r := m.report()
+	ctx, cancel := context.WithTimeout(context.Background(), ReportInterval)
+	defer cancel()
+	if err := m.topic.Publish(ctx, r.Encode()); err != nil && m.ctx.Err() == nil {
+		m.log.Debug("node report not sent", "err", err)
+	}
+}
+
+// tick reconciles the machine with libp2p's peers, advances it, and
+// takes the samples and leadership changes of the interval.
+func (m *monitor) tick() {
+	peers := m.n.p2p.Peers()
+	groups := m.n.elect.runner.Groups()
+	self := m.report() // counters for the sample (seq is not published)
+	now := m.now()
+	wall := time.Now()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range peers {
+		id := p.ID.String()
+		if m.removed[id] {
+			continue
+		}
+		m.states.Known(now, id)
+		m.states.Connected(now, id, p.Connected)
+	}
+	m.states.Tick(now)
+	m.takeTransitions(now)
+
+	// This interval's replication latency, published with the next report.
+	m.lastLatMS = 0
+	if m.latN > 0 {
+		m.lastLatMS = m.latSum / float64(m.latN)
+	}
+	m.latSum, m.latN = 0, 0
+	m.sample(self.Node, self, wall)
+	for _, v := range m.states.Peers(now) {
+		if v.Heard && v.State != StateDead && v.State != StateLeft {
+			m.sample(v.Report.Node, v.Report, wall)
+		}
+	}
+	m.pollElection(groups, wall)
+}
+
+func (m *monitor) takeTransitions(now time.Duration) {
+	for _, t := range m.states.Take() {
+		t.Time = m.start.Add(t.At)
+		lvl := slog.LevelInfo
+		if t.To == string(StateDead) || t.To == string(StateSuspect) {
+			lvl = slog.LevelWarn
+		}
+		m.log.Log(context.Background(), lvl, "peer "+t.What+" changed", "peer", t.Peer, "peer_node", t.Node,
+			"from", t.From, "to", t.To, "reason", t.Reason)
+		m.trans = appendRing(m.trans, t, recentEvents)
+	}
+}
+
+func (m *monitor) sample(node string, r NodeReport, wall time.Time) {
+	if node == "" {
+		return
+	}
+	s := Sample{T: wall.UnixMilli(), L: r.ReplLatencyMS}
+	if node == m.n.cfg.NodeID {
+		s.L = m.lastLatMS
+	}
+	if p, ok := m.prev[node]; ok {
+		if dt := wall.Sub(p.at).Seconds(); dt > 0 && r.WritesOut >= p.out && r.WritesIn >= p.in {
+			s.W = float64(r.WritesOut-p.out) / dt
+			s.I = float64(r.WritesIn-p.in) / dt
+		}
+	}
+	m.prev[node] = counters{out: r.WritesOut, in: r.WritesIn, at: wall}
+	m.history[node] = appendRing(m.history[node], s, historySamples)
+}
+
+// pollElection records the leadership changes of every group, with a
+// watcher per group (a watcher keeps the reason of each change).
+func (m *monitor) pollElection(groups []election.GroupStatus, wall time.Time) {
+	for _, g := range groups {
+		if _, ok := m.watchers[g.Name]; !ok {
+			m.watchers[g.Name] = m.n.elect.runner.Watch(g.Name)
+		}
+	}
+	names := make([]string, 0, len(m.watchers))
+	for name := range m.watchers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		w := m.watchers[name]
+		for {
+			ev, ok, err := w.Poll()
+			if err != nil || !ok {
+				break
+			}
+			reason := ev.Reason
+			if ev.Seq == 1 && ev.HasLeader() && name != election.ClusterGroup {
+				reason = "first seen" // a group found after its election
+			}
+			if reason == "" || ev.Leader == ev.Previous.Leader && ev.Term == ev.Previous.Term {
+				continue
+			}
+			c := LeadershipChange{Group: name, Leader: ev.Leader, Previous: ev.Previous.Leader, Term: ev.Term, Reason: reason, Time: wall}
+			m.changes = appendRing(m.changes, c, recentEvents)
+			if c.Previous != "" && c.Leader != c.Previous {
+				m.failovers[name]++
+			}
+		}
+	}
+}
+
+func appendRing[T any](s []T, v T, limit int) []T {
+	s = append(s, v)
+	if len(s) > limit {
+		s = slices.Delete(s, 0, len(s)-limit)
+	}
+	return s
+}
+
+func (m *monitor) receive() {
+	defer m.wg.Done()
+	for {
+		from, data, err := m.topic.Receive(m.ctx)
+		if err != nil {
+			return
+		}
+		r, err := DecodeNodeReport(data)
+		if err != nil {
+			m.log.Warn("dropped a bad node report", "peer", from, "err", err)
+			continue
+		}
+		now := m.now()
+		m.mu.Lock()
+		if !m.removed[from] {
+			m.states.Observe(now, from, *r)
+			m.takeTransitions(now)
+		}
+		m.mu.Unlock()
+	}
+}
+
+func (m *monitor) peerEvents(events <-chan p2p.PeerEvent, cancel func()) {
+	defer m.wg.Done()
+	defer cancel()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			now := m.now()
+			id := ev.Peer.String()
+			m.mu.Lock()
+			if !m.removed[id] {
+				m.states.Connected(now, id, ev.Connected)
+				m.takeTransitions(now)
+			}
+			m.mu.Unlock()
+			if ev.Connected {
+				select {
+				case m.kick <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// watchRemote measures replication latency: for each remote change, the
+// time from the write's timestamp (the writer's clock) to its arrival
+// here. Clock skew between nodes shows up in it, and a batch that arrives
+// after a partition counts its whole age.
+func (m *monitor) watchRemote(w *entity.Watcher) {
+	defer m.wg.Done()
+	defer w.Close()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case ev, ok := <-w.C():
+			if !ok {
+				return
+			}
+			if ev.Local || ev.Timestamp.IsZero() || strings.HasPrefix(ev.Field, "$reload") {
+				continue
+			}
+			d := time.Since(ev.Timestamp.Time())
+			if d < 0 {
+				d = 0
+			}
+			m.replLatency.Observe(d.Seconds())
+			m.replWrites.Inc()
+			m.mu.Lock()
+			m.latSum += float64(d) / float64(time.Millisecond)
+			m.latN++
+			m.mu.Unlock()
+		}
+	}
+}
+
+// forget drops a removed peer: its reports are ignored until it is added
+// again.
+func (m *monitor) forget(id peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.removed[id.String()] = true
+	if m.states.Forget(id.String()) {
+		m.log.Info("peer forgotten by the operator", "peer", id)
+	}
+}
+
+func (m *monitor) remember(id peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.removed, id.String())
+}
+
+// ClusterStatus implements ClusterSource.
+func (m *monitor) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
+	n := m.n
+	self := m.report()
+	peers := n.p2p.Peers()
+	r := n.elect.runner
+	gs, err := r.Group(election.ClusterGroup)
+	if err != nil && !errors.Is(err, election.ErrNoGroup) {
+		return ClusterStatus{}, err
+	}
+	ecfg := r.Config()
+	if gs.Name == "" {
+		gs = election.GroupStatus{Name: election.ClusterGroup, Leader: election.Leadership{Group: election.ClusterGroup}}
+	}
+	cs := ClusterStatus{
+		ClusterInfo: ClusterInfo{NodeID: ecfg.NodeID, PeerID: ecfg.Peer, Leader: gs.Leader,
+			IsLeader: gs.Leader.Is(ecfg.NodeID, ecfg.Peer), Group: groupJSON(gs)},
+		Sync: self.Sync,
+	}
+	info := make(map[string]p2p.PeerInfo, len(peers))
+	for _, p := range peers {
+		info[p.ID.String()] = p
+	}
+	me := NodeView{NodeID: n.cfg.NodeID, PeerID: n.p2p.ID().String(), Self: true, State: phaseState(self.Sync.Phase),
+		WritesIn: self.WritesIn, WritesOut: self.WritesOut, Heads: self.Heads, Height: self.Height, Sync: self.Sync,
+		Leader: cs.IsLeader}
+	for _, a := range n.p2p.Addrs() {
+		me.Addrs = append(me.Addrs, a.String())
+	}
+	now := m.now()
+	wall := time.Now()
+	m.mu.Lock()
+	if m.leaving {
+		me.State = StateLeaving
+	}
+	views := m.states.Peers(now)
+	m.mu.Unlock()
+	cs.Nodes = append(cs.Nodes, me)
+	// The election's heartbeats may name a node before its first report.
+	names := make(map[string]string, len(gs.Members))
+	for _, mb := range gs.Members {
+		names[mb.Peer] = mb.Node
+	}
+	for _, v := range views {
+		if v.Node == "" {
+			v.Node = names[v.Peer]
+		}
+		nv := NodeView{NodeID: v.Node, PeerID: v.Peer, State: v.State, Health: v.Health, Connected: v.Connected,
+			SinceMS: v.Since.Milliseconds(), Addrs: []string{}}
+		if p, ok := info[v.Peer]; ok {
+			nv.Static = p.Static
+			for _, a := range p.Addrs {
+				nv.Addrs = append(nv.Addrs, a.String())
+			}
+		}
+		if v.Heard {
+			t := wall.Add(-v.Age)
+			nv.LastSeen, nv.LastSeenMS = &t, v.Age.Milliseconds()
+			nv.WritesIn, nv.WritesOut = v.Report.WritesIn, v.Report.WritesOut
+			nv.Heads, nv.Height, nv.Sync = v.Report.Heads, v.Report.Height, v.Report.Sync
+		}
+		nv.Leader = gs.Leader.Peer == v.Peer && gs.Leader.HasLeader()
+		cs.Nodes = append(cs.Nodes, nv)
+	}
+	var top uint64
+	for _, nv := range cs.Nodes {
+		top = max(top, nv.Height)
+	}
+	for i := range cs.Nodes {
+		nv := &cs.Nodes[i]
+		if nv.Self || nv.LastSeen != nil {
+			nv.Lag = top - nv.Height
+		}
+		if nv.State != StateLeft {
+			cs.NodeCount++
+		}
+	}
+	cs.Mode = "standalone"
+	if len(cs.Nodes) > 1 {
+		cs.Mode = "cluster"
+	}
+	return cs, nil
+}
+
+func phaseState(p SyncPhase) NodeState {
+	switch p {
+	case PhaseJoining:
+		return StateJoining
+	case PhaseSyncing:
+		return StateSyncing
+	}
+	return StateActive
+}
+
+// ClusterHistory implements ClusterSource.
+func (m *monitor) ClusterHistory() ClusterHistory {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := ClusterHistory{IntervalMS: ReportInterval.Milliseconds(), Nodes: make(map[string][]Sample, len(m.history))}
+	for k, v := range m.history {
+		h.Nodes[k] = slices.Clone(v)
+	}
+	return h
+}
+
+// ClusterEvents implements ClusterSource.
+func (m *monitor) ClusterEvents() ClusterEvents {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ev := ClusterEvents{Transitions: slices.Clone(m.trans), Leadership: slices.Clone(m.changes)}
+	if ev.Transitions == nil {
+		ev.Transitions = []Transition{}
+	}
+	if ev.Leadership == nil {
+		ev.Leadership = []LeadershipChange{}
+	}
+	return ev
+}
+
+// monitoredPeers tells the monitor about peers the operator adds and
+// removes, so that a removed node leaves the cluster table for good.
+type monitoredPeers struct {
+	PeerSet
+	m *monitor
+}
+
+func (p monitoredPeers) AddPeer(ctx context.Context, ai peer.AddrInfo) error {
+	p.m.remember(ai.ID)
+	return p.PeerSet.AddPeer(ctx, ai)
+}
+
+func (p monitoredPeers) RemovePeer(ctx context.Context, id peer.ID) error {
+	if err := p.PeerSet.RemovePeer(ctx, id); err != nil {
+		return err
+	}
+	p.m.forget(id)
+	return nil
+}
+
+// Metrics. Every series is documented in MetricsDoc; metrics_test.go
+// checks that /metrics serves each of them.
+
+// MetricsDoc lists the Starling series of /metrics with their help text.
+// libp2p's own series (libp2p_*), and the Go runtime's (go_*, process_*)
+// are served too; they are per process, so in `starling local` they
+// cover every node of the process.
+var MetricsDoc = []struct{ Name, Type, Help string }{
+	{"starling_node_info", "gauge", "Always 1; labels node_id, peer_id, env name the node."},
+	{"starling_writes_total", "counter", "Writes committed on this node (its own, local writes)."},
+	{"starling_commits_total", "counter", "Deltas (group commits) written by this node."},
+	{"starling_replication_messages_total", "counter", "Replication messages from peers, by result: received, rejected (malformed), dropped (receive queue full)."},
+	{"starling_replication_blocks_total", "counter", "DAG blocks in branch requests, by direction: requested (asked of peers), served (sent to peers)."},
+	{"starling_replicated_writes_total", "counter", "Remote entity changes applied on this node."},
+	{"starling_replication_latency_seconds", "histogram", "Time from a remote write's timestamp (its writer's clock) to its arrival here; includes clock skew."},
+	{"starling_write_duration_seconds", "histogram", "API write requests until durable, by endpoint (kv, fields, entities, schemas)."},
+	{"starling_dag_heads", "gauge", "Current DAG heads of the replicated store."},
+	{"starling_dag_height", "gauge", "Height of the highest DAG head."},
+	{"starling_dag_queued_jobs", "gauge", "DAG blocks waiting to be processed."},
+	{"starling_replication_queue", "gauge", "Replication messages received and not yet processed."},
+	{"starling_pending_writes", "gauge", "Writes waiting for group commit."},
+	{"starling_store_dirty", "gauge", "1 when a DAG walk failed and a repair is pending."},
+	{"starling_peers", "gauge", "Peers by node state (JOINING, SYNCING, ACTIVE, SUSPECT, DEAD, LEAVING, LEFT), as this node sees them."},
+	{"starling_peers_sync", "gauge", "Peers by sync health (Connected, Syncing, Disconnected)."},
+	{"starling_election_leader", "gauge", "1 for the leader of each election group (labels group, leader) as this node sees it."},
+	{"starling_election_term", "gauge", "Term of each group's leadership."},
+	{"starling_election_is_leader", "gauge", "1 when this node hosts the leader of the group."},
+	{"starling_election_failovers_total", "counter", "Leadership moved from one leader to another (or to none), per group, seen by this node."},
+	{"starling_sync_phase", "gauge", "1 for this node's sync phase (JOINING, SYNCING, ACTIVE)."},
+	{"starling_sync_entries", "gauge", "State transfer progress in entries: done and total (0 until announced)."},
+	{"starling_sync_bytes", "gauge", "State transfer progress in bytes: done and total."},
+	{"starling_state_transfers_total", "counter", "Completed state transfers since the node started."},
+}
+
+func metricHelp(name string) string {
+	for _, d := range MetricsDoc {
+		if d.Name == name {
+			return d.Help
+		}
+	}
+	panic("undocumented metric " + name)
+}
+
+func (m *monitor) registerMetrics() {
+	m.writeDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "starling_write_duration_seconds", Help: metricHelp("starling_write_duration_seconds"),
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms .. 4 s
+	}, []string{"endpoint"})
+	m.replLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "starling_replication_latency_seconds", Help: metricHelp("starling_replication_latency_seconds"),
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 15), // 1 ms .. 16 s
+	})
+	m.replWrites = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "starling_replicated_writes_total", Help: metricHelp("starling_replicated_writes_total"),
+	})
+	// Every endpoint appears from the start, so dashboards see zeros.
+	for _, e := range []string{"kv", "fields", "entities", "schemas"} {
+		m.writeDur.WithLabelValues(e)
+	}
+	m.reg.MustRegister(m.writeDur, m.replLatency, m.replWrites, (*monitorCollector)(m))
+}
+
+// handler serves /metrics: this node's registry, then the process-wide
+// default one (libp2p registers there, with the Go runtime).
+func (m *monitor) handler() http.Handler {
+	return promhttp.HandlerFor(prometheus.Gatherers{m.reg, prometheus.DefaultGatherer},
+		promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// instrument times the API's write requests.
+func (m *monitor) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ep := ""
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			switch p := r.URL.Path; {
+			case strings.HasPrefix(p, "/v1/kv/"):
+				ep = "kv"
+			case strings.HasPrefix(p, "/v1/fields"):
+				ep = "fields"
+			case strings.HasPrefix(p, "/v1/entities"):
+				ep = "entities"
+			case strings.HasPrefix(p, "/v1/schemas"):
+				ep = "schemas"
+			}
+		}
+		if ep == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		next.ServeHTTP(w, r)
+		m.writeDur.WithLabelValues(ep).Observe(time.Since(start).Seconds())
+	})
+}
+
+// monitorCollector reads the store, the peer states and the election at
+// scrape time.
+type monitorCollector monitor
+
+// Describe sends nothing: an unchecked collector, because its series
+// (groups, states) vary from scrape to scrape.
+func (c *monitorCollector) Describe(chan<- *prometheus.Desc) {}
+
+func desc(name string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, metricHelp(name), labels, nil)
+}
+
+func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
+	m := (*monitor)(c)
+	n := m.n
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st := n.store.Status(ctx)
+	emit := func(t prometheus.ValueType, name string, v float64, labels []string) {
+		var names, vals []string
+		for i := 0; i+1 < len(labels); i += 2 {
+			names, vals = append(names, labels[i]), append(vals, labels[i+1])
+		}
+		ch <- prometheus.MustNewConstMetric(desc(name, names...), t, v, vals...)
+	}
+	gauge := func(name string, v float64, labels ...string) { emit(prometheus.GaugeValue, name, v, labels) }
+	counter := func(name string, v float64, labels ...string) { emit(prometheus.CounterValue, name, v, labels) }
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	gauge("starling_node_info", 1, "node_id", n.cfg.NodeID, "peer_id", n.p2p.ID().String(), "env", n.cfg.Env)
+	counter("starling_writes_total", float64(st.OpsCommitted))
+	counter("starling_commits_total", float64(st.Commits))
+	counter("starling_replication_messages_total", float64(st.Received), "result", "received")
+	counter("starling_replication_messages_total", float64(st.Rejected), "result", "rejected")
+	counter("starling_replication_messages_total", float64(st.Dropped), "result", "dropped")
+	counter("starling_replication_blocks_total", float64(st.Requested), "direction", "requested")
+	counter("starling_replication_blocks_total", float64(st.Served), "direction", "served")
+	gauge("starling_dag_heads", float64(len(st.Heads)))
+	gauge("starling_dag_height", float64(st.MaxHeight))
+	gauge("starling_dag_queued_jobs", float64(st.QueuedJobs))
+	gauge("starling_replication_queue", float64(st.ReceiveQueue))
+	gauge("starling_pending_writes", float64(st.PendingOps))
+	gauge("starling_store_dirty", b2f(st.Dirty))
+
+	m.mu.Lock()
+	views := m.states.Peers(m.now())
+	failovers := make(map[string]uint64, len(m.failovers))
+	for g, v := range m.failovers {
+		failovers[g] = v
+	}
+	m.mu.Unlock()
+	byState := make(map[NodeState]int)
+	byHealth := make(map[SyncHealth]int)
+	for _, v := range views {
+		byState[v.State]++
+		byHealth[v.Health]++
+	}
+	for _, s := range AllNodeStates {
+		gauge("starling_peers", float64(byState[s]), "state", string(s))
+	}
+	for _, h := range AllSyncHealth {
+		gauge("starling_peers_sync", float64(byHealth[h]), "health", string(h))
+	}
+
+	ecfg := n.elect.runner.Config()
+	for _, g := range n.elect.runner.Groups() {
+		if g.Leader.HasLeader() {
+			gauge("starling_election_leader", 1, "group", g.Name, "leader", g.Leader.Leader)
+		}
+		gauge("starling_election_term", float64(g.Leader.Term), "group", g.Name)
+		gauge("starling_election_is_leader", b2f(g.Leader.HasLeader() && g.Leader.Peer == ecfg.Peer), "group", g.Name)
+		counter("starling_election_failovers_total", float64(failovers[g.Name]), "group", g.Name)
+	}
+
+	sp := n.SyncProgress()
+	for _, p := range []SyncPhase{PhaseJoining, PhaseSyncing, PhaseActive} {
+		gauge("starling_sync_phase", b2f(sp.Phase == p), "phase", string(p))
+	}
+	gauge("starling_sync_entries", float64(sp.EntriesDone), "kind", "done")
+	gauge("starling_sync_entries", float64(sp.EntriesTotal), "kind", "total")
+	gauge("starling_sync_bytes", float64(sp.BytesDone), "kind", "done")
+	gauge("starling_sync_bytes", float64(sp.BytesTotal), "kind", "total")
+	counter("starling_state_transfers_total", float64(sp.Transfers))
+}

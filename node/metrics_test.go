@@ -1,0 +1,268 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/starling-sync/starling/election"
+	"github.com/starling-sync/starling/entity"
+)
+
+// clusterState reports what a node sees of another node (by node ID).
+func clusterState(t *testing.T, n *Node, node string) (NodeView, bool) {
+	t.Helper()
+	cs, err := n.Client().ClusterStatus(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range cs.Nodes {
+		if v.NodeID == node {
+			return v, true
+		}
+	}
+	return NodeView{}, false
+}
+
+func TestClusterStatusStatesAndLeave(t *testing.T) {
+	defer failOnPanic(t)
+	nodes := startCluster(t, 3)
+	for _, n := range nodes {
+		for _, m := range nodes {
+			if m == n {
+				continue
+			}
+			waitFor(t, 20*time.Second, n.NodeID()+" sees "+m.NodeID()+" ACTIVE and Connected", func() bool {
+				v, ok := clusterState(t, n, m.NodeID())
+				return ok && v.State == StateActive && v.Health == HealthConnected && v.LastSeen != nil
+			})
+		}
+	}
+	cs, err := nodes[0].Client().ClusterStatus(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Mode != "cluster" || cs.NodeCount != 3 || len(cs.Nodes) != 3 || cs.NodeID != "node1" {
+		t.Fatalf("cluster status: %+v", cs)
+	}
+	self, ok := cs.Self()
+	if !ok || self.NodeID != "node1" || self.State != StateActive || len(self.Addrs) == 0 {
+		t.Errorf("self row: %+v", self)
+	}
+
+	// Writes on node2 show in its counters as node1 sees them.
+	if _, err := nodes[1].Entities().Create(context.Background(), "/", "Site", "Plant"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "node1 sees node2's write counter", func() bool {
+		v, _ := clusterState(t, nodes[0], "node2")
+		return v.WritesOut > 0
+	})
+
+	// The charts' samples: every node has some, and node2's writes show.
+	waitFor(t, 20*time.Second, "node1's history of node2's writes", func() bool {
+		h := nodes[0].mon.ClusterHistory()
+		if len(h.Nodes["node1"]) == 0 || len(h.Nodes["node3"]) == 0 {
+			return false
+		}
+		for _, s := range h.Nodes["node2"] {
+			if s.W > 0 {
+				return true
+			}
+		}
+		return false
+	})
+
+	// A graceful stop: node3 says goodbye, the others show LEAVING or
+	// LEFT, and LEFT once it is gone.
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "node1 sees node3 LEFT", func() bool {
+		v, ok := clusterState(t, nodes[0], "node3")
+		return ok && v.State == StateLeft
+	})
+	ev, err := nodes[0].Client().ClusterEvents(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawLeft bool
+	for _, tr := range ev.Transitions {
+		if tr.Node == "node3" && tr.To == string(StateLeft) && !tr.Time.IsZero() {
+			sawLeft = true
+		}
+	}
+	if !sawLeft {
+		t.Errorf("no LEFT transition in %+v", ev.Transitions)
+	}
+	var sawElected bool
+	for _, c := range ev.Leadership {
+		sawElected = sawElected || c.Group == "cluster" && c.Leader == "node1" && c.Reason == "elected"
+	}
+	if !sawElected {
+		t.Errorf("the cluster's election is not among the changes: %+v", ev.Leadership)
+	}
+
+	// Removing node3 forgets it: it is gone from the table.
+	if err := nodes[0].Client().RemovePeer(context.Background(), nodes[2].PeerID().String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := clusterState(t, nodes[0], "node3"); ok {
+		t.Error("node3 still in node1's table after remove")
+	}
+}
+
+func TestMetricsServesDocumentedSeries(t *testing.T) {
+	defer failOnPanic(t)
+	nodes := startCluster(t, 2)
+	ctx := context.Background()
+	c := nodes[0].Client()
+	// A write through the API (timed), and one from node2 (replicated).
+	if err := c.Put(ctx, "m/k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].Entities().Create(ctx, "/", "Site", "Plant"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "node2 has /Plant", func() bool {
+		_, err := nodes[1].Entities().Get("/Plant")
+		return err == nil
+	})
+	if _, err := nodes[1].Entities().Set(ctx, "/Plant", "temp", entity.Int(21)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "node1 counts a replicated write", func() bool {
+		text, err := c.Metrics(ctx)
+		return err == nil && metricValue(t, text, "starling_replicated_writes_total", nil) >= 1
+	})
+	waitFor(t, 30*time.Second, "a cluster leader", func() bool {
+		return nodes[0].Election().Leader(election.ClusterGroup).HasLeader()
+	})
+	text, err := c.Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	for _, d := range MetricsDoc {
+		f, ok := fams[d.Name]
+		if !ok {
+			t.Errorf("documented series %s missing", d.Name)
+			continue
+		}
+		if got := strings.ToLower(f.GetType().String()); got != d.Type {
+			t.Errorf("%s: type %s, documented %s", d.Name, got, d.Type)
+		}
+	}
+	var libp2p bool
+	for name := range fams {
+		libp2p = libp2p || strings.HasPrefix(name, "libp2p_")
+	}
+	if !libp2p {
+		t.Error("no libp2p_* series")
+	}
+	if v := metricValue(t, text, "starling_writes_total", nil); v < 1 {
+		t.Errorf("starling_writes_total = %v", v)
+	}
+	if v := metricValue(t, text, "starling_sync_phase", map[string]string{"phase": "ACTIVE"}); v != 1 {
+		t.Errorf("sync phase ACTIVE = %v", v)
+	}
+	if v := metricValue(t, text, "starling_election_term", map[string]string{"group": "cluster"}); v < 1 {
+		t.Errorf("cluster term = %v", v)
+	}
+	if !strings.Contains(text, `starling_write_duration_seconds_count{endpoint="kv"} 1`) {
+		t.Errorf("kv write not timed:\n%s", grep(text, "starling_write_duration_seconds_count"))
+	}
+}
+
+// metricValue returns the value of the first sample of name whose labels
+// include want (-1 if none).
+func metricValue(t *testing.T, text, name string, want map[string]string) float64 {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	f, ok := fams[name]
+	if !ok {
+		return -1
+	}
+next:
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if labels[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+func grep(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestWrongTokenServesNothing(t *testing.T) {
+	defer failOnPanic(t)
+	dir := t.TempDir()
+	initTestNode(t, dir, "node1")
+	n := openTestNode(t, dir)
+	base := "http://" + n.APIAddr()
+	for _, path := range []string{"/metrics", "/v1/cluster/status", "/v1/cluster/history", "/v1/cluster/events", "/ui/", "/ui/app.js", "/v1/status", "/v1/watch"} {
+		for _, auth := range []string{"", "Bearer wrong"} {
+			req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("GET %s (auth %q): %d, want 401", path, auth, resp.StatusCode)
+			}
+			for _, leak := range []string{"node1", "starling_", "EventSource"} {
+				if strings.Contains(string(b), leak) {
+					t.Errorf("GET %s (auth %q) leaks %q: %s", path, auth, leak, b)
+				}
+			}
+		}
+	}
+	// And with the token, the same client gets the data.
+	if _, err := n.Client().Metrics(context.Background()); err != nil {
+		t.Error(err)
+	}
+	bad := NewClient(n.APIAddr(), "wrong")
+	if _, err := bad.ClusterStatus(context.Background()); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("cluster status with a wrong token: %v", err)
+	}
+}

@@ -1,0 +1,426 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Node states and sync health: what each node computes for every peer
+// it knows (issue 7). PeerStates is the pure state machine (no clock, no
+// goroutines, no network: compare election.Rule); the monitor in
+// metrics.go drives it with a ticker, the "nodestate" gossip topic and
+// the p2p connection events.
+//
+// Each node publishes a small NodeReport every ReportInterval on the
+// gossipsub topic "starling/<env>/nodestate": its sync phase
+// (SyncProgress), store counters and whether it is leaving. Why a topic
+// of its own and not the election heartbeat: the heartbeat's wire format
+// refuses unknown flags and trailing bytes, so extending it would break
+// every node of the previous version, and the reports carry counters the
+// election has no use for. The cost is one ~300-byte message per node
+// per second.
+
+// NodeState is a node's state as another node sees it.
+type NodeState string
+
+// Node states. JOINING, SYNCING and ACTIVE follow the node's own sync
+// phase (SyncProgress.Phase) as it reports it; SUSPECT and DEAD are
+// decided by the observer from the age of the last report; LEAVING and
+// LEFT follow a graceful stop.
+const (
+	StateJoining NodeState = "JOINING" // known, no state yet (or looking for a source)
+	StateSyncing NodeState = "SYNCING" // a state transfer is running
+	StateActive  NodeState = "ACTIVE"  // holds the current state, reports on time
+	StateSuspect NodeState = "SUSPECT" // reports late (past SuspectAfter)
+	StateDead    NodeState = "DEAD"    // no report for DeadAfter: failed or cut off
+	StateLeaving NodeState = "LEAVING" // said goodbye, still connected
+	StateLeft    NodeState = "LEFT"    // said goodbye and went away
+)
+
+// AllNodeStates lists the states in display order.
+var AllNodeStates = []NodeState{StateJoining, StateSyncing, StateActive, StateSuspect, StateDead, StateLeaving, StateLeft}
+
+// SyncHealth is the replication link with a peer.
+type SyncHealth string
+
+// Sync health of a peer.
+const (
+	// HealthConnected: connected, and neither side is catching up.
+	HealthConnected SyncHealth = "Connected"
+	// HealthSyncing: connected, and the peer is joining, transferring
+	// state, or working through queued DAG blocks.
+	HealthSyncing SyncHealth = "Syncing"
+	// HealthDisconnected: no direct connection; the nodes exchange heads
+	// and resync when it comes back.
+	HealthDisconnected SyncHealth = "Disconnected"
+)
+
+// AllSyncHealth lists the sync health values in display order.
+var AllSyncHealth = []SyncHealth{HealthConnected, HealthSyncing, HealthDisconnected}
+
+// PeerStateConfig configures PeerStates. Zero fields take the defaults.
+type PeerStateConfig struct {
+	// SuspectAfter: a peer whose last report is older is SUSPECT.
+	// Default 3 s, three report intervals: one lost gossip message is
+	// not enough.
+	SuspectAfter time.Duration
+	// DeadAfter: a peer whose last report is older is DEAD (the failure
+	// timeout). Default 10 s: above the p2p liveness timeout (4 s) plus a
+	// re-dial round (5 s), so a short reconnect does not flap to DEAD.
+	DeadAfter time.Duration
+	// LeftAfter: a LEAVING peer that is still connected after this long
+	// is LEFT anyway. Default 5 s.
+	LeftAfter time.Duration
+	// ForgetAfter: a LEFT or DEAD peer that stays silent this long is
+	// dropped from the table (and logged). Default 1 h; negative: never.
+	ForgetAfter time.Duration
+}
+
+// Defaults of PeerStateConfig.
+const (
+	DefaultSuspectAfter = 3 * time.Second
+	DefaultDeadAfter    = 10 * time.Second
+	DefaultLeftAfter    = 5 * time.Second
+	DefaultForgetAfter  = time.Hour
+)
+
+// EnsureDefaults fills the zero fields.
+func (c PeerStateConfig) EnsureDefaults() PeerStateConfig {
+	if c.SuspectAfter <= 0 {
+		c.SuspectAfter = DefaultSuspectAfter
+	}
+	if c.DeadAfter <= 0 {
+		c.DeadAfter = DefaultDeadAfter
+	}
+	if c.LeftAfter <= 0 {
+		c.LeftAfter = DefaultLeftAfter
+	}
+	if c.ForgetAfter == 0 {
+		c.ForgetAfter = DefaultForgetAfter
+	}
+	return c
+}
+
+// Validate reports every problem at once.
+func (c PeerStateConfig) Validate() error {
+	c = c.EnsureDefaults()
+	if c.DeadAfter <= c.SuspectAfter {
+		return fmt.Errorf("node: peer states: DeadAfter %v must be above SuspectAfter %v", c.DeadAfter, c.SuspectAfter)
+	}
+	return nil
+}
+
+// NodeReport is what a node gossips about itself every ReportInterval.
+type NodeReport struct {
+	// V is the format version (1).
+	V    int    `json:"v"`
+	Node string `json:"node"`
+	// Incarnation tells the sender's runs apart (its start time in ns);
+	// Seq counts reports within one. Older reports are dropped.
+	Incarnation uint64 `json:"inc"`
+	Seq         uint64 `json:"seq"`
+	// Leaving: the sender is stopping (its goodbye).
+	Leaving bool `json:"leaving,omitempty"`
+	// Sync is the sender's own SyncProgress.
+	Sync SyncProgress `json:"sync"`
+	// WritesOut counts writes committed on the sender (its own);
+	// WritesIn counts replication messages it received from peers.
+	WritesOut uint64 `json:"writes_out"`
+	WritesIn  uint64 `json:"writes_in"`
+	// Heads, Height, Queued and Dirty are its DAG state (crdt.Status).
+	Heads  int    `json:"heads"`
+	Height uint64 `json:"height"`
+	Queued int    `json:"queued"`
+	Dirty  bool   `json:"dirty,omitempty"`
+	// ReplLatencyMS is the mean replication latency the sender measured
+	// over the last interval (remote writes: arrival minus the write's
+	// timestamp), 0 without samples.
+	ReplLatencyMS float64 `json:"repl_ms,omitempty"`
+}
+
+// reportVersion is NodeReport.V of this version.
+const reportVersion = 1
+
+// MaxReportSize bounds an encoded NodeReport; a peer cannot make a node
+// parse much.
+const MaxReportSize = 8 << 10
+
+// ErrBadReport means bytes received on the nodestate topic are not a
+// report this version understands. Test with errors.Is.
+var ErrBadReport = errors.New("node: bad node report")
+
+var reportNodeRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// Encode returns the wire form (JSON) of r.
+func (r *NodeReport) Encode() []byte {
+	b, _ := json.Marshal(r) // plain fields: cannot fail
+	return b
+}
+
+// DecodeNodeReport parses and checks a report. Errors wrap ErrBadReport;
+// it never panics.
+func DecodeNodeReport(data []byte) (*NodeReport, error) {
+	if len(data) > MaxReportSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBadReport, len(data), MaxReportSize)
+	}
+	var r NodeReport
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadReport, err)
+	}
+	var errs []string
+	if r.V != reportVersion {
+		errs = append(errs, fmt.Sprintf("version %d, this node understands %d", r.V, reportVersion))
+	}
+	if !reportNodeRE.MatchString(r.Node) {
+		errs = append(errs, fmt.Sprintf("bad node ID %q", r.Node))
+	}
+	switch r.Sync.Phase {
+	case PhaseJoining, PhaseSyncing, PhaseActive:
+	default:
+		errs = append(errs, fmt.Sprintf("unknown sync phase %q", r.Sync.Phase))
+	}
+	if r.Heads < 0 || r.Queued < 0 || r.ReplLatencyMS < 0 || r.ReplLatencyMS != r.ReplLatencyMS {
+		errs = append(errs, "negative count")
+	}
+	if len(r.Sync.Source) > 128 || len(r.Sync.LastError) > 1024 {
+		errs = append(errs, "oversized sync fields")
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrBadReport, strings.Join(errs, "; "))
+	}
+	return &r, nil
+}
+
+// Transition is a change of a peer's state or sync health.
+type Transition struct {
+	Peer string `json:"peer"`
+	Node string `json:"node,omitempty"`
+	// What is "state" or "health".
+	What string `json:"what"`
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Reason says why, in words ("report late", "goodbye", ...).
+	Reason string `json:"reason"`
+	// At is the machine's clock (the driver's monotonic offset).
+	At time.Duration `json:"-"`
+	// Time is the wall-clock time, set by the driver.
+	Time time.Time `json:"time,omitzero"`
+}
+
+func (t Transition) String() string {
+	name := t.Peer
+	if t.Node != "" {
+		name = t.Node
+	}
+	return fmt.Sprintf("%s %s %s -> %s (%s)", name, t.What, t.From, t.To, t.Reason)
+}
+
+// PeerView is one peer as PeerStates sees it.
+type PeerView struct {
+	Peer      string
+	Node      string // "" until its first report
+	State     NodeState
+	Health    SyncHealth
+	Connected bool
+	// Heard: a report arrived (Report is then valid); Age is how long ago.
+	Heard  bool
+	Age    time.Duration
+	Report NodeReport
+	// Since is how long the peer has been in State.
+	Since time.Duration
+}
+
+type peerRec struct {
+	peer      string
+	known     time.Duration // first known
+	connected bool
+	heard     bool
+	lastHeard time.Duration
+	report    NodeReport
+	leavingAt time.Duration // when the goodbye arrived (valid if report.Leaving)
+
+	state      NodeState
+	health     SyncHealth
+	stateSince time.Duration
+}
+
+// PeerStates computes the state and sync health of every peer from its
+// reports, its connection, and the passing of time. Inputs are method
+// calls stamped with a monotonic time (the driver's clock, never the
+// wall clock); outputs are Peers and the transitions collected by Take.
+// It is not safe for concurrent use: the driver serialises calls.
+type PeerStates struct {
+	cfg     PeerStateConfig
+	peers   map[string]*peerRec
+	pending []Transition
+}
+
+// NewPeerStates returns an empty machine; zero cfg fields take defaults.
+func NewPeerStates(cfg PeerStateConfig) *PeerStates {
+	return &PeerStates{cfg: cfg.EnsureDefaults(), peers: make(map[string]*peerRec)}
+}
+
+func (s *PeerStates) rec(now time.Duration, peer string) *peerRec {
+	p, ok := s.peers[peer]
+	if !ok {
+		p = &peerRec{peer: peer, known: now, stateSince: now}
+		s.peers[peer] = p
+	}
+	return p
+}
+
+// Observe records a report from peer, received at now. A report older
+// than the last one (same incarnation, lower or equal Seq; or an older
+// incarnation) is ignored.
+func (s *PeerStates) Observe(now time.Duration, peer string, r NodeReport) {
+	p := s.rec(now, peer)
+	if p.heard {
+		old := p.report
+		if r.Incarnation < old.Incarnation || (r.Incarnation == old.Incarnation && r.Seq <= old.Seq) {
+			return
+		}
+	}
+	if r.Leaving && (!p.heard || !p.report.Leaving || r.Incarnation != p.report.Incarnation) {
+		p.leavingAt = now
+	}
+	p.heard, p.lastHeard, p.report = true, now, r
+	s.update(now, p, "report")
+}
+
+// Connected records that the direct connection with peer came up or went
+// down.
+func (s *PeerStates) Connected(now time.Duration, peer string, up bool) {
+	p := s.rec(now, peer)
+	if p.connected == up {
+		return
+	}
+	p.connected = up
+	reason := "disconnected"
+	if up {
+		reason = "connected"
+	}
+	s.update(now, p, reason)
+}
+
+// Known records a peer the node knows (static, discovered) without news
+// of it: it appears as JOINING and, if nothing is heard, becomes DEAD.
+func (s *PeerStates) Known(now time.Duration, peer string) {
+	if _, ok := s.peers[peer]; !ok {
+		s.update(now, s.rec(now, peer), "known")
+	}
+}
+
+// Forget drops a peer (the operator removed it). It reports whether the
+// peer was known.
+func (s *PeerStates) Forget(peer string) bool {
+	_, ok := s.peers[peer]
+	delete(s.peers, peer)
+	return ok
+}
+
+// Tick advances time: reports age into SUSPECT and DEAD, LEAVING times
+// out into LEFT, and long-gone peers are forgotten.
+func (s *PeerStates) Tick(now time.Duration) {
+	for id, p := range s.peers {
+		s.update(now, p, "")
+		if s.cfg.ForgetAfter > 0 && (p.state == StateLeft || p.state == StateDead) && !p.connected &&
+			now-p.stateSince >= s.cfg.ForgetAfter {
+			delete(s.peers, id)
+			s.pending = append(s.pending, Transition{Peer: id, Node: p.report.Node, What: "state", From: string(p.state), To: "FORGOTTEN",
+				Reason: fmt.Sprintf("silent for %v", s.cfg.ForgetAfter), At: now})
+		}
+	}
+}
+
+// compute is the rule: the state and health of p at now.
+func (s *PeerStates) compute(now time.Duration, p *peerRec) (NodeState, SyncHealth, string) {
+	health := HealthDisconnected
+	if p.connected {
+		health = HealthConnected
+		if p.heard && (p.report.Sync.Phase != PhaseActive || p.report.Queued > 0 || p.report.Dirty) {
+			health = HealthSyncing
+		}
+	}
+	if p.heard && p.report.Leaving {
+		if !p.connected {
+			return StateLeft, health, "goodbye, then disconnected"
+		}
+		if now-p.leavingAt >= s.cfg.LeftAfter {
+			return StateLeft, health, fmt.Sprintf("goodbye %v ago", s.cfg.LeftAfter)
+		}
+		return StateLeaving, health, "goodbye"
+	}
+	last := p.known
+	if p.heard {
+		last = p.lastHeard
+	}
+	age := now - last
+	switch {
+	case age >= s.cfg.DeadAfter:
+		return StateDead, health, fmt.Sprintf("no report for %v", s.cfg.DeadAfter)
+	case age >= s.cfg.SuspectAfter && p.heard:
+		return StateSuspect, health, fmt.Sprintf("no report for %v", s.cfg.SuspectAfter)
+	case !p.heard:
+		return StateJoining, health, "no report yet"
+	}
+	switch p.report.Sync.Phase {
+	case PhaseJoining:
+		return StateJoining, health, "joining"
+	case PhaseSyncing:
+		return StateSyncing, health, "state transfer"
+	}
+	return StateActive, health, "report on time"
+}
+
+func (s *PeerStates) update(now time.Duration, p *peerRec, cause string) {
+	state, health, why := s.compute(now, p)
+	if cause != "" && cause != "report" {
+		why = cause
+	}
+	if state != p.state {
+		if p.state != "" {
+			s.pending = append(s.pending, Transition{Peer: p.peer, Node: p.report.Node, What: "state", From: string(p.state), To: string(state), Reason: why, At: now})
+		} else {
+			s.pending = append(s.pending, Transition{Peer: p.peer, Node: p.report.Node, What: "state", From: "", To: string(state), Reason: why, At: now})
+		}
+		p.state, p.stateSince = state, now
+	}
+	if health != p.health {
+		if p.health != "" {
+			s.pending = append(s.pending, Transition{Peer: p.peer, Node: p.report.Node, What: "health", From: string(p.health), To: string(health), Reason: why, At: now})
+		}
+		p.health = health
+	}
+}
+
+// Take returns the transitions since the last Take, oldest first.
+func (s *PeerStates) Take() []Transition {
+	out := s.pending
+	s.pending = nil
+	return out
+}
+
+// Peers returns every peer's view at now, sorted by node ID, then peer ID.
+func (s *PeerStates) Peers(now time.Duration) []PeerView {
+	out := make([]PeerView, 0, len(s.peers))
+	for _, p := range s.peers {
+		v := PeerView{Peer: p.peer, Node: p.report.Node, State: p.state, Health: p.health, Connected: p.connected,
+			Heard: p.heard, Report: p.report, Since: now - p.stateSince}
+		if p.heard {
+			v.Age = now - p.lastHeard
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b PeerView) int {
+		if c := strings.Compare(a.Node, b.Node); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Peer, b.Peer)
+	})
+	return out
+}
