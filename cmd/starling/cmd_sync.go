@@ -9,7 +9,6 @@ import (
 	"github.com/starling-sync/starling/node"
 )
 
-
 // syncCommands are `resync` and `sync status`.
 func (e *cmdEnv) syncCommands() []*cli.Command {
 	return []*cli.Command{
