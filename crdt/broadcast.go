@@ -50,6 +50,15 @@ type broadcaster struct {
 	rejected atomic.Uint64
 	sent     atomic.Uint64
 
+	// processed reports whether go-ds-crdt has processed a block (its
+	// marker is in the store): such a head needs no block.
+	processed func(cid.Cid) bool
+
+	parkMu sync.Mutex
+	parked []parkedHeads // heads whose blocks are not here yet
+	// headsDropped counts parked broadcasts whose blocks never came.
+	headsDropped atomic.Uint64
+
 	out       chan outMsg // to one peer, sent by sendLoop
 	inflight  map[cid.Cid]time.Time
 	requested atomic.Uint64 // blocks asked for in branch requests
@@ -65,6 +74,22 @@ type outMsg struct {
 // wantTTL is how long a block asked for is not asked for again.
 const wantTTL = 2 * time.Second
 
+// parkedHeads is a received broadcast held back until its head blocks
+// are stored here (see accept).
+type parkedHeads struct {
+	payload []byte
+	heads   []cid.Cid
+	from    string
+	until   time.Time
+}
+
+// Parking limits: how long heads wait for their blocks, and how many
+// broadcasts wait at most (the oldest go first).
+const (
+	parkTTL = 10 * time.Second
+	maxPark = 1024
+)
+
 var _ crdt.Broadcaster = (*broadcaster)(nil)
 
 func newBroadcaster(tr Transport, inner ipld.DAGService, recent *recentBlocks, opts Options) *broadcaster {
@@ -78,10 +103,23 @@ func newBroadcaster(tr Transport, inner ipld.DAGService, recent *recentBlocks, o
 		out:      make(chan outMsg, 64),
 		inflight: make(map[cid.Cid]time.Time),
 	}
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go func() {
 		defer b.wg.Done()
 		b.receiveLoop()
+	}()
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.ctx.Done():
+				return
+			case <-t.C:
+				b.unpark()
+			}
+		}
 	}()
 	go func() {
 		defer b.wg.Done()
@@ -169,8 +207,10 @@ func (b *broadcaster) wrap(data []byte) ([]byte, error) {
 	return env.encode(), nil
 }
 
-// headsMessage encodes heads as a go-ds-crdt broadcast in an envelope.
-func (b *broadcaster) headsMessage(heads []cid.Cid) ([]byte, error) {
+// headsMessage encodes heads as a go-ds-crdt broadcast in an envelope,
+// carrying their blocks when carry is set (a receiver that lacks a head
+// asks for its branch otherwise).
+func (b *broadcaster) headsMessage(heads []cid.Cid, carry bool) ([]byte, error) {
 	var bc pb.CRDTBroadcast
 	for _, h := range heads {
 		bc.Heads = append(bc.Heads, &pb.Head{Cid: h.Bytes()})
@@ -178,6 +218,9 @@ func (b *broadcaster) headsMessage(heads []cid.Cid) ([]byte, error) {
 	data, err := proto.Marshal(&bc)
 	if err != nil {
 		return nil, err
+	}
+	if !carry {
+		return (&envelope{payload: data}).encode(), nil
 	}
 	return b.wrap(data)
 }
@@ -372,9 +415,78 @@ func (b *broadcaster) accept(from string, data []byte) error {
 		b.requestMissing(from, heads, nodes)
 	}
 	if len(env.payload) > 0 {
-		b.enqueue(env.payload)
+		if b.local != nil && !b.allLocal(heads) {
+			b.park(parkedHeads{payload: env.payload, heads: heads, from: from, until: time.Now().Add(parkTTL)})
+		} else {
+			b.enqueue(env.payload)
+		}
+	}
+	if len(env.blocks) > 0 {
+		b.unpark()
 	}
 	return nil
+}
+
+// allLocal reports whether every head's block is stored here, or
+// already processed (after a state transfer, old blocks are not here).
+func (b *broadcaster) allLocal(heads []cid.Cid) bool {
+	for _, h := range heads {
+		if ok, err := b.local.Has(b.ctx, h); err == nil && ok {
+			continue
+		}
+		if b.processed != nil && b.processed(h) {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// park holds a broadcast whose head blocks are missing. go-ds-crdt
+// processes one broadcast at a time and waits up to DAGSyncerTimeout for
+// a block it must fetch, so a head nobody can serve (a peer gone, a bad
+// or forged head) would stall every broadcast behind it. Heads wait here
+// instead while the branch request (requestMissing) brings their
+// blocks; heads whose blocks never come are dropped after parkTTL: the
+// peers' heads messages bring them again.
+func (b *broadcaster) park(p parkedHeads) {
+	b.parkMu.Lock()
+	defer b.parkMu.Unlock()
+	if len(b.parked) >= maxPark {
+		b.parked = b.parked[1:]
+		b.headsDropped.Add(1)
+	}
+	b.parked = append(b.parked, p)
+}
+
+// unpark hands over parked broadcasts whose blocks arrived, and drops
+// those past their time.
+func (b *broadcaster) unpark() {
+	b.parkMu.Lock()
+	if len(b.parked) == 0 {
+		b.parkMu.Unlock()
+		return
+	}
+	now := time.Now()
+	var ready [][]byte
+	keep := b.parked[:0]
+	for _, p := range b.parked {
+		switch {
+		case b.allLocal(p.heads):
+			ready = append(ready, p.payload)
+		case now.After(p.until):
+			b.headsDropped.Add(1)
+			b.log.Info("dropped heads whose blocks did not arrive", "peer", p.from, "heads", len(p.heads), "waited", parkTTL)
+		default:
+			keep = append(keep, p)
+		}
+	}
+	clear(b.parked[len(keep):])
+	b.parked = keep
+	b.parkMu.Unlock()
+	for _, p := range ready {
+		b.enqueue(p)
+	}
 }
 
 // requestMissing asks the sender for the heads it announced and the
@@ -418,7 +530,7 @@ func (b *broadcaster) requestMissing(from string, heads []cid.Cid, nodes []ipld.
 			continue
 		}
 		has, err := b.local.Has(b.ctx, c)
-		if err != nil || has {
+		if err != nil || has || (b.processed != nil && b.processed(c)) {
 			continue
 		}
 		b.inflight[c] = now

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	cid "github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
+	"github.com/multiformats/go-multihash"
 )
 
 // writeKeys puts count keys /<prefix>/<i> in batches of 100.
@@ -257,4 +259,79 @@ func TestStateTransferWhileWriting(t *testing.T) {
 		return countKeys(t, b.store, "/during") == n && countKeys(t, b.store, "/pre") == 3000
 	})
 	t.Logf("%d writes during the transfer", n)
+}
+
+// TestHeadsLoopBringsLostBroadcast: a broadcast lost on a connection that
+// stays up (packet loss) reaches the peer through the periodic heads,
+// without a new write, a reconnect or go-ds-crdt's rebroadcast.
+func TestHeadsLoopBringsLostBroadcast(t *testing.T) {
+	o := fastOpts()
+	o.RebroadcastInterval = time.Hour
+	o.HeadsInterval = 200 * time.Millisecond
+	net := newMemNet()
+	a := openTestNode(t, net, "a", t.TempDir(), o)
+	defer a.close(t)
+	b := openTestNode(t, net, "b", t.TempDir(), o)
+	defer b.close(t)
+	// Known peers, as PeerConnected records them, without its sends on
+	// connect (those would bring the write too).
+	for _, x := range []struct {
+		n    *testNode
+		peer string
+	}{{a, "b"}, {b, "a"}} {
+		x.n.store.peersMu.Lock()
+		x.n.store.peers[x.peer] = struct{}{}
+		x.n.store.peersMu.Unlock()
+	}
+	ctx := context.Background()
+	if err := a.store.Put(ctx, ds.NewKey("/first"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "first write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/first")); return ok })
+	net.partition([]string{"a"}, []string{"b"})
+	if err := a.store.Put(ctx, ds.NewKey("/lost"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	net.heal() // no PeerConnected: the connection never dropped
+	eventually(t, 5*time.Second, "the lost write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/lost")); return ok })
+}
+
+// TestUnfetchableHeadDoesNotStall: a head nobody can serve (forged, or
+// from a peer gone) must not hold up the broadcasts behind it for the
+// DAG fetch timeout.
+func TestUnfetchableHeadDoesNotStall(t *testing.T) {
+	o := fastOpts()
+	o.DAGSyncerTimeout = 30 * time.Second
+	net := newMemNet()
+	// Fetches wait like bitswap's for a block nobody has.
+	a := openTestNodeFetch(t, net, "a", t.TempDir(), o, false)
+	defer a.close(t)
+	b := openTestNodeFetch(t, net, "b", t.TempDir(), o, false)
+	defer b.close(t)
+	ctx := context.Background()
+	if err := a.store.Put(ctx, ds.NewKey("/first"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "first write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/first")); return ok })
+	// A head whose block exists nowhere.
+	forged, err := cid.V1Builder{Codec: cid.DagProtobuf, MhType: multihash.SHA2_256}.Sum([]byte("no such block"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := a.store.bc.headsMessage([]cid.Cid{forged}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.tr.SendTo(ctx, "b", msg); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := a.store.Put(ctx, ds.NewKey("/after"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the write after the forged head on b", func() bool {
+		ok, _ := b.store.Has(ctx, ds.NewKey("/after"))
+		return ok
+	})
+	t.Logf("write after a forged head visible in %v", time.Since(start))
 }

@@ -62,6 +62,13 @@ type Options struct {
 	// connected peer: gossip and streams opened in the first moments of a
 	// connection are sometimes lost. Default 1s.
 	HeadsResendDelay time.Duration
+	// HeadsInterval is how often the store sends its heads to every
+	// connected peer, directly. go-ds-crdt rebroadcasts only heads it has
+	// not seen in others' broadcasts, so once the reachable nodes agree
+	// nobody rebroadcasts, and a node that lost the last broadcasts
+	// (packet loss) would stay behind until the next write. Default 5s;
+	// a heads message is a few hundred bytes.
+	HeadsInterval time.Duration
 	// LocalBlocks reads the node's block storage without going to the
 	// network (a boxo blockstore over the same datastore as the DAG
 	// service). When set, peers exchange whole DAG branches on request,
@@ -94,6 +101,7 @@ func DefaultOptions() Options {
 		NumWorkers:          5,
 		ReceiveBufferBytes:  64 << 20,
 		HeadsResendDelay:    time.Second,
+		HeadsInterval:       5 * time.Second,
 	}
 }
 
@@ -136,6 +144,9 @@ func (o Options) withDefaults() Options {
 	if o.HeadsResendDelay == 0 {
 		o.HeadsResendDelay = d.HeadsResendDelay
 	}
+	if o.HeadsInterval == 0 {
+		o.HeadsInterval = d.HeadsInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -161,6 +172,7 @@ func (o Options) Validate() error {
 	neg("NumWorkers", int64(o.NumWorkers))
 	neg("ReceiveBufferBytes", int64(o.ReceiveBufferBytes))
 	neg("HeadsResendDelay", int64(o.HeadsResendDelay))
+	neg("HeadsInterval", int64(o.HeadsInterval))
 	if o.CommitMaxBytes > 900<<10 {
 		errs = append(errs, fmt.Errorf("crdt: CommitMaxBytes is %d; it must stay under 900 KiB so that a delta fits in one libp2p message", o.CommitMaxBytes))
 	}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	dshelp "github.com/ipfs/boxo/datastore/dshelp"
 	cid "github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
@@ -106,6 +107,9 @@ type Store struct {
 	localKeys    map[string]struct{}
 	localChanges []Change
 
+	peersMu sync.Mutex
+	peers   map[string]struct{} // connected peers, for the heads loop
+
 	pendingOps   atomic.Int64
 	commits      atomic.Uint64
 	opsCommitted atomic.Uint64
@@ -131,6 +135,7 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 		feed:          newFeed(),
 		writes:        make(chan *writeReq, 4096),
 		committerDone: make(chan struct{}),
+		peers:         make(map[string]struct{}),
 	}
 	recent := newRecentBlocks(opts.RecentBlocksBytes)
 
@@ -146,6 +151,7 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 	var bcast crdt.Broadcaster
 	if tr != nil {
 		s.bc = newBroadcaster(tr, dag, recent, opts)
+		s.bc.processed = s.isProcessed
 		bcast = s.bc
 	}
 	s.dag = wrapDAG(dag, recent)
@@ -175,12 +181,28 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 		defer s.wg.Done()
 		s.feed.run(s.ctx, s.resolve)
 	}()
+	if s.bc != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.headsLoop()
+		}()
+	}
 	return s, nil
 }
 
 // Get returns the value of key, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, key ds.Key) ([]byte, error) {
 	return s.crdt().Get(ctx, key)
+}
+
+// isProcessed reads go-ds-crdt's processed-block marker
+// (<namespace>/b/<multihash key>; the layout of go-ds-crdt v0.6.8, which
+// state transfer relies on too).
+func (s *Store) isProcessed(c cid.Cid) bool {
+	k := ds.NewKey(s.opts.Namespace).ChildString("b").ChildString(dshelp.MultihashToDsKey(c.Hash()).String())
+	ok, err := s.backing.Has(context.Background(), k)
+	return err == nil && ok
 }
 
 // crdt returns the current go-ds-crdt instance.
@@ -268,6 +290,9 @@ func (s *Store) PeerConnected(peer string) {
 	if s.bc == nil {
 		return
 	}
+	s.peersMu.Lock()
+	s.peers[peer] = struct{}{}
+	s.peersMu.Unlock()
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed {
@@ -276,7 +301,7 @@ func (s *Store) PeerConnected(peer string) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.sendHeads(peer)
+		s.sendHeads(peer, true)
 		t := time.NewTimer(s.opts.HeadsResendDelay)
 		defer t.Stop()
 		select {
@@ -284,18 +309,48 @@ func (s *Store) PeerConnected(peer string) {
 			return
 		case <-t.C:
 		}
-		s.sendHeads(peer)
+		s.sendHeads(peer, true)
 	}()
 }
 
-func (s *Store) sendHeads(peer string) {
+// PeerDisconnected stops the periodic heads to a peer.
+func (s *Store) PeerDisconnected(peer string) {
+	s.peersMu.Lock()
+	delete(s.peers, peer)
+	s.peersMu.Unlock()
+}
+
+// headsLoop sends the heads to every connected peer every HeadsInterval
+// (see Options.HeadsInterval).
+func (s *Store) headsLoop() {
+	t := time.NewTicker(s.opts.HeadsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.peersMu.Lock()
+		peers := make([]string, 0, len(s.peers))
+		for p := range s.peers {
+			peers = append(peers, p)
+		}
+		s.peersMu.Unlock()
+		for _, p := range peers {
+			s.sendHeads(p, false)
+		}
+	}
+}
+
+func (s *Store) sendHeads(peer string, carry bool) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	heads := s.crdt().InternalStats(ctx).Heads
 	if len(heads) == 0 {
 		return
 	}
-	msg, err := s.bc.headsMessage(heads)
+	msg, err := s.bc.headsMessage(heads, carry)
 	if err != nil {
 		s.log.Warn("encode heads", "err", err)
 		return

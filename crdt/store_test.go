@@ -273,7 +273,7 @@ func TestRejectsTamperedBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	heads := a.store.headCIDs(context.Background())
-	msg, err := a.store.bc.headsMessage(heads)
+	msg, err := a.store.bc.headsMessage(heads, true)
 	if err != nil {
 		t.Fatal(err)
 	}
