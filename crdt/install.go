@@ -632,3 +632,8 @@ func (s *Store) ReleaseRemote() {
 		s.bc.resume()
 	}
 }
+
+// MarkDirty flags the store as having a gap, as go-ds-crdt does when a
+// DAG walk fails (tests use it to stand for such a failure). A node
+// repairs a dirty store by state transfer from a peer.
+func (s *Store) MarkDirty(ctx context.Context) { s.crdt().MarkDirty(ctx) }

@@ -95,6 +95,11 @@ func (n *Node) startSync(joinTimeout time.Duration) error {
 		cancel()
 	}()
 	n.p2p.HandleStream(stateProtocol, n.serveState)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.repairDirty(ctx)
+	}()
 	hasPeers := len(n.cfg.Peers) > 0 || n.cfg.MDNS || n.cfg.DHT
 	if !n.store.NeedsTransfer(ctx) || !hasPeers {
 		n.store.MergePending()
@@ -258,6 +263,43 @@ func (n *Node) serveState(from peer.ID, s io.ReadWriteCloser) {
 		return
 	}
 	n.log.Info("state transferred to peer", "peer", from, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// dirtyCheckInterval is how often the node looks for a dirty store, and
+// dirtyRetry how long it waits after a repair by resync failed.
+const (
+	dirtyCheckInterval = 2 * time.Second
+	dirtyRetry         = 30 * time.Second
+)
+
+// repairDirty resyncs from a peer when the store is dirty: a DAG walk
+// failed part-way (a block could not be fetched in time), which leaves a
+// gap that go-ds-crdt's own repair fills only by walking the whole DAG to
+// its root, fetching every block a state-transferred node never had.
+// A transfer replaces the state with a consistent copy and merges this
+// node's own DAG on top.
+func (n *Node) repairDirty(ctx context.Context) {
+	t := time.NewTicker(dirtyCheckInterval)
+	defer t.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.SyncProgress().Phase != PhaseActive || time.Since(last) < dirtyRetry {
+			continue
+		}
+		if !n.store.Status(ctx).Dirty || len(n.connectedPeers()) == 0 {
+			continue
+		}
+		last = time.Now()
+		n.log.Warn("the store is dirty (a DAG walk failed part-way): resyncing from a peer")
+		if err := n.Resync(""); err != nil && !errors.Is(err, ErrSyncBusy) {
+			n.log.Warn("resync of a dirty store", "err", err)
+		}
+	}
 }
 
 // Resync forces a full state transfer from a peer (the one named, or

@@ -260,3 +260,19 @@ func TestResyncKeepsLocalWrites(t *testing.T) {
 		t.Fatal("resync from a bad peer ID accepted")
 	}
 }
+
+// TestDirtyStoreResyncs: a store left dirty by a failed DAG walk repairs
+// itself by state transfer from a peer.
+func TestDirtyStoreResyncs(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	writeFields(t, a, 100)
+	waitFor(t, 20*time.Second, "b has a's fields", func() bool { _, ok := fieldValue(t, b, "/j/s00099"); return ok })
+	b.Store().MarkDirty(context.Background())
+	waitFor(t, 20*time.Second, "b resynced and clean", func() bool {
+		return b.SyncProgress().Transfers == 1 && !b.Store().Status(context.Background()).Dirty && b.SyncProgress().Phase == PhaseActive
+	})
+	if v, ok := fieldValue(t, b, "/j/s00042"); !ok || v != 42 {
+		t.Fatalf("after the repair: %d %v", v, ok)
+	}
+}
