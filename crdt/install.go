@@ -614,6 +614,15 @@ func (s *Store) NeedsTransfer(ctx context.Context) bool {
 	return pending > 0 || len(d.InternalStats(ctx).Heads) == 0
 }
 
+// Empty reports whether the store has no state: no heads, nothing
+// pending from a cut-off install.
+func (s *Store) Empty(ctx context.Context) bool {
+	s.dmu.RLock()
+	pending, d := len(s.pendingHeads), s.dstore
+	s.dmu.RUnlock()
+	return pending == 0 && len(d.InternalStats(ctx).Heads) == 0
+}
+
 // HoldRemote stops handing received heads to go-ds-crdt until
 // ReleaseRemote: a joining node does not start walking a peer's history
 // while it fetches the state instead. Received heads wait in the

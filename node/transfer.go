@@ -39,6 +39,10 @@ const stateProtocol = "state/1.0.0"
 // stateRequest opens a state-transfer stream.
 const stateRequest = "STREQ1\n"
 
+// emptyGrace is how long a joining node keeps asking when every peer it
+// reaches has no state either.
+const emptyGrace = time.Second
+
 // DefaultJoinTimeout is how long a node with no state waits for a peer to
 // transfer from before it starts as the first node of a cluster.
 const DefaultJoinTimeout = 3 * time.Second
@@ -124,7 +128,8 @@ func (n *Node) startSync(joinTimeout time.Duration) error {
 // join runs until the node holds the cluster's state or decides it is
 // the first node.
 func (n *Node) join(ctx context.Context, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
+	started := time.Now()
+	deadline := started.Add(timeout)
 	defer n.store.ReleaseRemote()
 	finish := func(why string) {
 		n.store.MergePending()
@@ -156,7 +161,10 @@ func (n *Node) join(ctx context.Context, timeout time.Duration) {
 				n.log.Warn("state transfer failed; trying another peer", "peer", p, "err", err)
 			}
 		}
-		if len(peers) > 0 && empty == len(peers) {
+		// A new cluster starting together: every peer is empty too. Give
+		// the others a moment to connect first, so a node that is new
+		// among old ones does not take the new ones for the cluster.
+		if len(peers) > 0 && empty == len(peers) && time.Since(started) > emptyGrace {
 			finish("every peer is new too: a new cluster")
 			return
 		}
@@ -253,7 +261,10 @@ func (n *Node) serveState(from peer.ID, s io.ReadWriteCloser) {
 		n.log.Warn("bad state request", "peer", from, "err", err)
 		return
 	}
-	if ph := n.sync.get().Phase; ph != PhaseActive {
+	if ph := n.sync.get().Phase; ph != PhaseActive && !n.store.Empty(n.sync.ctx) {
+		// A joining node with no state at all answers (with nothing), so
+		// that nodes of a new cluster starting together find each other
+		// empty at once; one with some local writes refuses.
 		_ = crdt.RefuseSnapshot(s, fmt.Sprintf("node %s is %s itself", n.cfg.NodeID, ph))
 		return
 	}

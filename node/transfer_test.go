@@ -276,3 +276,25 @@ func TestDirtyStoreResyncs(t *testing.T) {
 		t.Fatalf("after the repair: %d %v", v, ok)
 	}
 }
+
+// TestNewClusterStartsTogether: nodes that start together with nothing
+// find each other empty and become ACTIVE without a transfer (and
+// without waiting for the join timeout).
+func TestNewClusterStartsTogether(t *testing.T) {
+	root := t.TempDir()
+	a := openJoining(t, filepath.Join(root, "a"), "node1")
+	b := openJoining(t, filepath.Join(root, "b"), "node2", a)
+	start := time.Now()
+	for _, n := range []*Node{a, b} {
+		waitFor(t, 15*time.Second, n.NodeID()+" active", func() bool { return n.SyncProgress().Phase == PhaseActive })
+		if p := n.SyncProgress(); p.Transfers != 0 {
+			t.Fatalf("%s: %+v: a transfer between empty nodes", n.NodeID(), p)
+		}
+	}
+	t.Logf("both active %v after the second started", time.Since(start))
+	// And they replicate.
+	if err := a.Store().Put(context.Background(), ds.NewKey("/kv/x"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a's write on b", func() bool { return countPrefix(t, b, "/kv") == 1 })
+}
