@@ -31,11 +31,14 @@ import (
 // marked processed, or the reverse, for good. It also refuses to serve a
 // dirty store (a failed walk left a gap only the repair pass fills).
 //
-// The receiver writes the copy to a staging area first, checks its
-// length and checksum, and only then replaces its own state: a transfer
-// cut off midway leaves the node as it was. The replacement itself is
-// guarded by a marker holding the node's own heads: after a crash during
-// it, the node starts empty, transfers again, and merges those heads.
+// The receiver writes the copy into a second namespace (go-ds-crdt's
+// state lives under Options.Namespace or Options.Namespace+"-b", the
+// live one named by a pointer key), checks its length and checksum, and
+// only then switches the pointer and reopens go-ds-crdt on it: a transfer
+// cut off midway leaves the node as it was, and no state is ever
+// half-installed. The node's own heads from before are kept in a marker
+// until they are merged, so a crash right after the switch loses none of
+// its writes.
 //
 // Raw blocks are not copied (they stay where they are, in the node's
 // block store): blocks the node lacks are below the processed markers,
@@ -76,9 +79,17 @@ const (
 )
 
 var (
-	stagingPrefix = ds.NewKey("/_starling/staging")
+	nsPointer     = ds.NewKey("/_starling/crdt-ns")
 	installMarker = ds.NewKey("/_starling/install")
 )
+
+// otherNS is the namespace a transfer is received into.
+func (s *Store) otherNS() string {
+	if s.ns == s.opts.Namespace {
+		return s.opts.Namespace + "-b"
+	}
+	return s.opts.Namespace
+}
 
 // SnapshotHeader opens a snapshot stream.
 type SnapshotHeader struct {
@@ -132,16 +143,19 @@ func (s *Store) WriteSnapshot(ctx context.Context, w io.Writer) error {
 	}
 	defer sn.Release()
 
-	prefix := s.opts.Namespace + "/"
-	skip := func(k []byte) bool { return string(k[len(s.opts.Namespace):]) == dirtyKeyName }
+	s.dmu.RLock()
+	ns := s.ns
+	s.dmu.RUnlock()
+	prefix := ns + "/"
+	skip := func(k []byte) bool { return string(k[len(ns):]) == dirtyKeyName }
 	// Count first, so the receiver can show progress.
 	err = sn.Iterate(prefix, func(k, v []byte) error {
 		if skip(k) {
 			return nil
 		}
 		hdr.Entries++
-		hdr.Bytes += int64(len(k) - len(s.opts.Namespace) + len(v))
-		if string(k[len(s.opts.Namespace):]) == "/crdt_version" {
+		hdr.Bytes += int64(len(k) - len(ns) + len(v))
+		if string(k[len(ns):]) == "/crdt_version" {
 			hdr.Version = append([]byte(nil), v...)
 		}
 		return ctx.Err()
@@ -163,7 +177,7 @@ func (s *Store) WriteSnapshot(ctx context.Context, w io.Writer) error {
 		if skip(k) {
 			return nil
 		}
-		rel := k[len(s.opts.Namespace):]
+		rel := k[len(ns):]
 		buf = binary.AppendUvarint(buf[:0], uint64(len(rel)))
 		buf = append(buf, rel...)
 		buf = binary.AppendUvarint(buf, uint64(len(v)))
@@ -297,10 +311,16 @@ func (s *Store) receive(ctx context.Context, r io.Reader, progress func(Transfer
 	if skipEmpty && len(hdr.Heads) == 0 {
 		return SnapshotHeader{}, ErrEmptySource
 	}
-	mine, err := s.backing.Get(ctx, ds.NewKey(s.opts.Namespace).ChildString("crdt_version"))
+	s.dmu.RLock()
+	live := s.ns
+	s.dmu.RUnlock()
+	mine, err := s.backing.Get(ctx, ds.NewKey(live).ChildString("crdt_version"))
 	if err == nil && len(hdr.Version) > 0 && string(mine) != string(hdr.Version) {
 		return bad("the source runs go-ds-crdt data version %x, this node %x: upgrade the older node first", hdr.Version, mine)
 	}
+	s.stageMu.Lock() // not while an earlier swap still deletes this namespace
+	defer s.stageMu.Unlock()
+	staging := s.otherNS()
 	s.clearStaging(ctx)
 	start := time.Now()
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
@@ -343,7 +363,7 @@ func (s *Store) receive(ctx context.Context, r io.Reader, progress func(Transfer
 		if k[0] != '/' || string(k) == dirtyKeyName {
 			return bad("entry %d: key %q not allowed", done, k)
 		}
-		if err := batch.Put(ctx, stagingPrefix.Child(ds.RawKey(string(k))), v); err != nil {
+		if err := batch.Put(ctx, ds.RawKey(staging+string(k)), v); err != nil {
 			return SnapshotHeader{}, err
 		}
 		done++
@@ -382,7 +402,7 @@ func (s *Store) receive(ctx context.Context, r io.Reader, progress func(Transfer
 	return hdr, nil
 }
 
-// swap replaces the live state with the staged one.
+// swap makes the received namespace the live one.
 func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
@@ -397,48 +417,70 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	}
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
-	old := s.dstore
+	old, oldNS, newNS := s.dstore, s.ns, s.otherNS()
 	own := append(old.InternalStats(ctx).Heads, s.pendingHeads...)
 	if err := old.Close(); err != nil {
 		s.log.Warn("state transfer: closing go-ds-crdt", "err", err)
 	}
-	// From here a crash leaves the marker: the next start wipes the
-	// half-replaced state, and the next install merges own.
+	reopen := func(ns string, err error) error {
+		nd, oerr := crdt.New(s.backing, ds.NewKey(ns), s.dag, s.bcast(), s.copts)
+		if oerr != nil {
+			return errors.Join(err, fmt.Errorf("crdt: reopen: %w", oerr))
+		}
+		s.dstore, s.ns = nd, ns
+		return err
+	}
+	// The marker keeps this node's own heads until they are merged; the
+	// pointer switch is one synced write.
 	if err := s.writeMarker(ctx, own); err != nil {
-		return s.reopenAfter(ctx, fmt.Errorf("crdt: state transfer: %w", err))
+		return reopen(oldNS, fmt.Errorf("crdt: state transfer: %w", err))
 	}
-	if err := s.replaceFromStaging(ctx); err != nil {
-		return s.reopenAfter(ctx, fmt.Errorf("crdt: state transfer: %w", err))
-	}
-	nd, err := crdt.New(s.backing, ds.NewKey(s.opts.Namespace), s.dag, s.bcast(), s.copts)
-	if err != nil {
-		return fmt.Errorf("crdt: state transfer: reopen: %w", err)
-	}
-	s.dstore = nd
-	if err := s.backing.Delete(ctx, installMarker); err != nil {
-		return fmt.Errorf("crdt: state transfer: %w", err)
+	if err := s.backing.Put(ctx, nsPointer, []byte(newNS)); err != nil {
+		return reopen(oldNS, fmt.Errorf("crdt: state transfer: %w", err))
 	}
 	if err := s.backing.Sync(ctx, ds.NewKey("/")); err != nil {
+		return reopen(oldNS, fmt.Errorf("crdt: state transfer: %w", err))
+	}
+	if err := reopen(newNS, nil); err != nil {
 		return fmt.Errorf("crdt: state transfer: %w", err)
 	}
 	s.pendingHeads = nil
 	// Merge this node's own DAG: go-ds-crdt walks down from the old
-	// heads and stops at blocks the source had processed.
+	// heads and stops at blocks the source had processed. The marker
+	// goes once that is done (a restart before merges them again).
 	s.mergeHeads(own)
 	s.feed.reload()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.afterSwap(oldNS)
+	}()
 	s.log.Info("installed a state transfer", "entries", hdr.Entries, "bytes", hdr.Bytes, "own_heads", len(own))
 	return nil
 }
 
-// reopenAfter reopens go-ds-crdt on whatever state is there after a
-// failed swap, and returns err.
-func (s *Store) reopenAfter(ctx context.Context, err error) error {
-	nd, oerr := crdt.New(s.backing, ds.NewKey(s.opts.Namespace), s.dag, s.bcast(), s.copts)
-	if oerr != nil {
-		return errors.Join(err, oerr)
+// afterSwap deletes the old namespace, and the marker once go-ds-crdt has
+// merged the node's own heads.
+func (s *Store) afterSwap(oldNS string) {
+	ctx := s.ctx
+	s.stageMu.Lock()
+	if err := s.deletePrefix(ctx, ds.NewKey(oldNS)); err != nil && ctx.Err() == nil {
+		s.log.Warn("state transfer: deleting the old state", "err", err)
 	}
-	s.dstore = nd
-	return err
+	s.stageMu.Unlock()
+	if s.bc == nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	err := s.bc.pause(pctx) // waits until go-ds-crdt is between broadcasts
+	s.bc.resume()
+	if err != nil {
+		return // the marker stays; the next start merges again
+	}
+	if err := s.backing.Delete(ctx, installMarker); err != nil {
+		s.log.Warn("state transfer: removing the install marker", "err", err)
+	}
 }
 
 func (s *Store) bcast() crdt.Broadcaster {
@@ -456,51 +498,6 @@ func (s *Store) writeMarker(ctx context.Context, heads []cid.Cid) error {
 		b = append(b, hb...)
 	}
 	if err := s.backing.Put(ctx, installMarker, b); err != nil {
-		return err
-	}
-	return s.backing.Sync(ctx, ds.NewKey("/"))
-}
-
-// replaceFromStaging deletes the namespace and moves the staged entries
-// into it.
-func (s *Store) replaceFromStaging(ctx context.Context) error {
-	ns := ds.NewKey(s.opts.Namespace)
-	if err := s.deletePrefix(ctx, ns); err != nil {
-		return err
-	}
-	res, err := s.backing.Query(ctx, query.Query{Prefix: stagingPrefix.String()})
-	if err != nil {
-		return err
-	}
-	defer res.Close()
-	b, err := s.backing.Batch(ctx)
-	if err != nil {
-		return err
-	}
-	size := 0
-	for r := range res.Next() {
-		if r.Error != nil {
-			return r.Error
-		}
-		rel := r.Key[len(stagingPrefix.String()):]
-		if err := b.Put(ctx, ds.RawKey(s.opts.Namespace+rel), r.Value); err != nil {
-			return err
-		}
-		if err := b.Delete(ctx, ds.RawKey(r.Key)); err != nil {
-			return err
-		}
-		size += len(r.Key) + len(r.Value)
-		if size > 4<<20 {
-			if err := b.Commit(ctx); err != nil {
-				return err
-			}
-			if b, err = s.backing.Batch(ctx); err != nil {
-				return err
-			}
-			size = 0
-		}
-	}
-	if err := b.Commit(ctx); err != nil {
 		return err
 	}
 	return s.backing.Sync(ctx, ds.NewKey("/"))
@@ -536,20 +533,30 @@ func (s *Store) deletePrefix(ctx context.Context, prefix ds.Key) error {
 	return b.Commit(ctx)
 }
 
+// clearStaging deletes whatever is in the namespace that is not live: a
+// transfer cut off while receiving, or the old state of a swap.
 func (s *Store) clearStaging(ctx context.Context) {
-	if err := s.deletePrefix(ctx, stagingPrefix); err != nil {
+	if err := s.deletePrefix(ctx, ds.NewKey(s.otherNS())); err != nil {
 		s.log.Warn("state transfer: clearing the staging area", "err", err)
 	}
 }
 
-// recoverInstall runs at Open: a marker means an install was cut off
-// while replacing the state. The half-replaced state is wiped (the node
-// starts empty, as a joining node), and the heads the marker holds are
-// merged after the next install.
+// recoverInstall runs at Open, before go-ds-crdt: it picks the live
+// namespace, clears the other (a transfer cut off while receiving), and
+// reads the marker of a swap whose own heads may not have been merged:
+// they are merged at start (MergePending) or after the next install.
 func (s *Store) recoverInstall(ctx context.Context) error {
+	s.ns = s.opts.Namespace
+	if b, err := s.backing.Get(ctx, nsPointer); err == nil {
+		if ns := string(b); ns == s.opts.Namespace || ns == s.opts.Namespace+"-b" {
+			s.ns = ns
+		}
+	} else if !errors.Is(err, ds.ErrNotFound) {
+		return fmt.Errorf("crdt: open: %w", err)
+	}
+	s.clearStaging(ctx)
 	b, err := s.backing.Get(ctx, installMarker)
 	if errors.Is(err, ds.ErrNotFound) {
-		s.clearStaging(ctx)
 		return nil
 	}
 	if err != nil {
@@ -566,13 +573,8 @@ func (s *Store) recoverInstall(ctx context.Context) error {
 		}
 		b = b[n+int(l):]
 	}
-	s.log.Warn("an earlier state transfer was cut off while installing; starting empty, a new transfer is needed",
-		"own_heads", len(s.pendingHeads))
-	if err := s.deletePrefix(ctx, ds.NewKey(s.opts.Namespace)); err != nil {
-		return fmt.Errorf("crdt: open: wipe half-installed state: %w", err)
-	}
-	s.clearStaging(ctx)
-	return s.backing.Sync(ctx, ds.NewKey("/"))
+	s.log.Info("merging this node's own heads from before a state transfer", "heads", len(s.pendingHeads))
+	return nil
 }
 
 // MergePending merges the heads of an install that was cut off (see
@@ -605,13 +607,9 @@ func (s *Store) mergeHeads(heads []cid.Cid) {
 }
 
 // NeedsTransfer reports whether this store should join by state
-// transfer: it has no state of its own (never written, never synced), or
-// an earlier install was cut off.
+// transfer: it has no state of its own (never written, never synced).
 func (s *Store) NeedsTransfer(ctx context.Context) bool {
-	s.dmu.RLock()
-	pending, d := len(s.pendingHeads), s.dstore
-	s.dmu.RUnlock()
-	return pending > 0 || len(d.InternalStats(ctx).Heads) == 0
+	return len(s.crdt().InternalStats(ctx).Heads) == 0
 }
 
 // Empty reports whether the store has no state: no heads, nothing

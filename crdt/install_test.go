@@ -180,9 +180,10 @@ func TestStateTransferRefusals(t *testing.T) {
 	t.Logf("refusal as the receiver sees it: %v", err)
 }
 
-// TestStateTransferInterruptedInstall: a crash while the state is being
-// replaced leaves a marker; the node restarts empty, asks for a transfer,
-// and after it merges the writes it had made before the crash.
+// TestStateTransferInterruptedInstall: a crash while receiving leaves the
+// node as it was (the half-received copy is cleared at start); a crash
+// right after the switch, before the node's own heads were merged, merges
+// them at the next start.
 func TestStateTransferInterruptedInstall(t *testing.T) {
 	net := newMemNet()
 	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
@@ -192,21 +193,28 @@ func TestStateTransferInterruptedInstall(t *testing.T) {
 	net.partition([]string{"a"}, []string{"b"})
 	writeKeys(t, a.store, "a", 500)
 	writeKeys(t, b.store, "b", 50)
-	// Simulate the crash: the marker with b's heads, and a half-written
-	// namespace.
 	ctx := context.Background()
-	heads := b.store.headCIDs(ctx)
-	if err := b.store.writeMarker(ctx, heads); err != nil {
+	// Crash 1: part of a copy received into the other namespace.
+	if err := b.db.Put(ctx, ds.NewKey(b.store.otherNS()+"/s/k/junk/v"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Crash 2: a marker naming heads (b's own) not merged yet.
+	if err := b.store.writeMarker(ctx, b.store.headCIDs(ctx)); err != nil {
 		t.Fatal(err)
 	}
 	b.close(t)
 	b = openTestNode(t, net, "b", dir, fastOpts())
-	defer b.close(t)
-	if !b.store.NeedsTransfer(ctx) {
-		t.Fatal("after an interrupted install the store does not ask for a transfer")
+	if b.store.NeedsTransfer(ctx) {
+		t.Fatal("a node with its state intact asks for a transfer")
 	}
-	if got := countKeys(t, b.store, "/b"); got != 0 {
-		t.Fatalf("half-installed state served: %d keys", got)
+	if got := countKeys(t, b.store, "/b"); got != 50 {
+		t.Fatalf("own keys after the restart: %d", got)
+	}
+	if ok, _ := b.db.Has(ctx, ds.NewKey(b.store.otherNS()+"/s/k/junk/v")); ok {
+		t.Fatal("the half-received copy was not cleared")
+	}
+	if len(b.store.pendingHeads) == 0 {
+		t.Fatal("the marker's heads were not read")
 	}
 	if err := transfer(t, a.store, b.store); err != nil {
 		t.Fatal(err)
@@ -214,8 +222,16 @@ func TestStateTransferInterruptedInstall(t *testing.T) {
 	eventually(t, 10*time.Second, "a's state and b's own writes", func() bool {
 		return countKeys(t, b.store, "/a") == 500 && countKeys(t, b.store, "/b") == 50
 	})
-	if b.store.NeedsTransfer(ctx) {
-		t.Fatal("still asks for a transfer")
+	eventually(t, 10*time.Second, "the marker removed once merged", func() bool {
+		ok, _ := b.db.Has(ctx, installMarker)
+		return !ok
+	})
+	// The old namespace is gone, the new one survives a restart.
+	b.close(t)
+	b = openTestNode(t, net, "b", dir, fastOpts())
+	defer b.close(t)
+	if got := countKeys(t, b.store, "/a"); got != 500 {
+		t.Fatalf("after a restart: %d keys", got)
 	}
 }
 
@@ -334,4 +350,45 @@ func TestUnfetchableHeadDoesNotStall(t *testing.T) {
 		return ok
 	})
 	t.Logf("write after a forged head visible in %v", time.Since(start))
+}
+
+// BenchmarkStateTransfer measures a join by state transfer into a store
+// of 50,000 keys: snapshot, stream, stage, swap, through a pipe.
+func BenchmarkStateTransfer(b *testing.B) {
+	net := newMemNet()
+	src := openTestNode(b, net, "src", b.TempDir(), fastOpts())
+	defer src.close(b)
+	const keys = 50000
+	ctx := context.Background()
+	for i := 0; i < keys; i += 500 {
+		var ops []Op
+		for j := i; j < i+500; j++ {
+			ops = append(ops, Op{Key: ds.NewKey(fmt.Sprintf("/k/%06d", j)), Value: []byte("some value of a field")})
+		}
+		if err := src.store.Apply(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		dst := openTestNode(b, net, fmt.Sprintf("dst%d", i), b.TempDir(), fastOpts())
+		net.partition([]string{"src"}, []string{dst.id})
+		b.StartTimer()
+		start := time.Now()
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(src.store.WriteSnapshot(ctx, pw)) }()
+		var entries int64
+		if err := dst.store.Install(ctx, pr, InstallOptions{Progress: func(p TransferProgress) { entries = p.Header.Entries }}); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms/join")
+		b.ReportMetric(float64(entries), "entries")
+		b.StopTimer()
+		if got := countKeys(b, dst.store, "/k"); got != keys {
+			b.Fatalf("%d keys after the join", got)
+		}
+		dst.close(b)
+		b.StartTimer()
+	}
 }

@@ -79,9 +79,14 @@ type Store struct {
 	bc      *broadcaster // nil when offline
 	feed    *feed
 
-	// dmu guards dstore, which a state transfer replaces (install.go).
+	// dmu guards dstore and ns, which a state transfer replaces
+	// (install.go).
 	dmu    sync.RWMutex
 	dstore *crdt.Datastore
+	ns     string // go-ds-crdt's live namespace
+	// stageMu keeps a transfer from receiving into the namespace an
+	// earlier swap is still deleting.
+	stageMu sync.Mutex
 	// commitMu is held by the committer while it writes a delta, and by
 	// a state transfer to keep local writes out of a snapshot or an
 	// install.
@@ -162,7 +167,7 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 		}
 		return nil, err
 	}
-	dstore, err := crdt.New(backing, ds.NewKey(opts.Namespace), s.dag, bcast, copts)
+	dstore, err := crdt.New(backing, ds.NewKey(s.ns), s.dag, bcast, copts)
 	if err != nil {
 		if s.bc != nil {
 			s.bc.close()
@@ -200,7 +205,10 @@ func (s *Store) Get(ctx context.Context, key ds.Key) ([]byte, error) {
 // (<namespace>/b/<multihash key>; the layout of go-ds-crdt v0.6.8, which
 // state transfer relies on too).
 func (s *Store) isProcessed(c cid.Cid) bool {
-	k := ds.NewKey(s.opts.Namespace).ChildString("b").ChildString(dshelp.MultihashToDsKey(c.Hash()).String())
+	s.dmu.RLock()
+	ns := s.ns
+	s.dmu.RUnlock()
+	k := ds.NewKey(ns).ChildString("b").ChildString(dshelp.MultihashToDsKey(c.Hash()).String())
 	ok, err := s.backing.Has(context.Background(), k)
 	return err == nil && ok
 }
