@@ -56,6 +56,12 @@ type broadcaster struct {
 
 	parkMu sync.Mutex
 	parked []parkedHeads // heads whose blocks are not here yet
+
+	// sent remembers, per peer, blocks sent in branch replies, so that
+	// the next reply to the same peer does not carry them (or the history
+	// below them) again.
+	sentMu sync.Mutex
+	sentTo map[string]*cidRing
 	// headsDropped counts parked broadcasts whose blocks never came.
 	headsDropped atomic.Uint64
 
@@ -102,6 +108,7 @@ func newBroadcaster(tr Transport, inner ipld.DAGService, recent *recentBlocks, o
 		notify:   make(chan struct{}, 1),
 		out:      make(chan outMsg, 64),
 		inflight: make(map[cid.Cid]time.Time),
+		sentTo:   make(map[string]*cidRing),
 	}
 	b.wg.Add(3)
 	go func() {
@@ -555,6 +562,20 @@ func (b *broadcaster) serveWants(to string, wants []cid.Cid) {
 	var reply envelope
 	total := 0
 	seen := make(map[cid.Cid]bool)
+	wanted := make(map[cid.Cid]bool, len(wants))
+	for _, c := range wants {
+		wanted[c] = true
+	}
+	b.sentMu.Lock()
+	ring := b.sentTo[to]
+	if ring == nil {
+		if len(b.sentTo) >= 256 { // peers come and go: forget them all now and then
+			clear(b.sentTo)
+		}
+		ring = newCIDRing(sentMemory)
+		b.sentTo[to] = ring
+	}
+	b.sentMu.Unlock()
 	queue := append([]cid.Cid(nil), wants...)
 	for len(queue) > 0 && len(reply.blocks) < maxEnvelopeBlocks {
 		c := queue[0]
@@ -563,6 +584,11 @@ func (b *broadcaster) serveWants(to string, wants []cid.Cid) {
 			continue
 		}
 		seen[c] = true
+		// A block sent to this peer before, and what is below it, went
+		// with that reply; only what the peer asks for again is sent.
+		if !wanted[c] && ring.has(c) {
+			continue
+		}
 		blk, err := b.local.Get(ctx, c)
 		if err != nil {
 			continue
@@ -584,6 +610,48 @@ func (b *broadcaster) serveWants(to string, wants []cid.Cid) {
 	if len(reply.blocks) == 0 {
 		return
 	}
+	for _, cb := range reply.blocks {
+		ring.add(cb.cid)
+	}
 	b.served.Add(uint64(len(reply.blocks)))
 	b.sendTo(to, reply.encode())
+}
+
+// sentMemory is how many blocks sent in branch replies are remembered per
+// peer.
+const sentMemory = 1 << 16
+
+// cidRing is a bounded set of CIDs: the oldest is forgotten first.
+type cidRing struct {
+	mu   sync.Mutex
+	set  map[cid.Cid]struct{}
+	ring []cid.Cid
+	next int
+}
+
+func newCIDRing(n int) *cidRing {
+	return &cidRing{set: make(map[cid.Cid]struct{}, n), ring: make([]cid.Cid, 0, n)}
+}
+
+func (r *cidRing) has(c cid.Cid) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.set[c]
+	return ok
+}
+
+func (r *cidRing) add(c cid.Cid) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.set[c]; ok {
+		return
+	}
+	if len(r.ring) < cap(r.ring) {
+		r.ring = append(r.ring, c)
+	} else {
+		delete(r.set, r.ring[r.next])
+		r.ring[r.next] = c
+		r.next = (r.next + 1) % len(r.ring)
+	}
+	r.set[c] = struct{}{}
 }

@@ -392,3 +392,43 @@ func BenchmarkStateTransfer(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestBranchRepliesDoNotRepeat: a second branch request from the same
+// peer gets only what it asks for, not the history sent before.
+func TestBranchRepliesDoNotRepeat(t *testing.T) {
+	net := newMemNet()
+	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
+	defer a.close(t)
+	x := net.transport("x", nil) // a bare peer: its inbox is read here
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		if err := a.store.Put(ctx, key(i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := a.store.headCIDs(ctx)[0]
+	reply := func() int {
+		a.store.bc.serveWants("x", []cid.Cid{head})
+		select {
+		case m := <-x.inbox:
+			env, err := decodeEnvelope(m.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(env.blocks)
+		case <-time.After(5 * time.Second):
+			t.Fatal("no reply")
+		}
+		return 0
+	}
+	// Drain what a sent on its own (its broadcasts reach x too).
+	for len(x.inbox) > 0 {
+		<-x.inbox
+	}
+	if n := reply(); n != 20 {
+		t.Fatalf("first reply: %d blocks, want the whole chain of 20", n)
+	}
+	if n := reply(); n != 1 {
+		t.Fatalf("second reply: %d blocks, want only the one asked for", n)
+	}
+}
