@@ -232,7 +232,7 @@ func (n *Node) transferFrom(ctx context.Context, from peer.ID, back SyncPhase, s
 	if err := s.CloseWrite(); err != nil {
 		return fmt.Errorf("ask %s for its state: %w", from, err)
 	}
-	err = n.store.Install(sctx, s, crdt.InstallOptions{
+	err = n.store.Install(sctx, idleReader{s, transferIdle}, crdt.InstallOptions{
 		SkipEmpty: skipEmpty,
 		Progress: func(tp crdt.TransferProgress) {
 			n.sync.update(func(p *SyncProgress) {
@@ -252,6 +252,39 @@ func (n *Node) transferFrom(ctx context.Context, from peer.ID, back SyncPhase, s
 	return nil
 }
 
+// transferIdle is how long a state transfer may go without a byte moving
+// (a partition, a peer gone) before it is abandoned and another peer is
+// tried.
+const transferIdle = 15 * time.Second
+
+type deadliner interface {
+	io.ReadWriteCloser
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// idleReader fails a Read that waits longer than idle.
+type idleReader struct {
+	s    deadliner
+	idle time.Duration
+}
+
+func (r idleReader) Read(p []byte) (int, error) {
+	_ = r.s.SetReadDeadline(time.Now().Add(r.idle))
+	return r.s.Read(p)
+}
+
+// idleWriter fails a Write that waits longer than idle.
+type idleWriter struct {
+	s    deadliner
+	idle time.Duration
+}
+
+func (w idleWriter) Write(p []byte) (int, error) {
+	_ = w.s.SetWriteDeadline(time.Now().Add(w.idle))
+	return w.s.Write(p)
+}
+
 // serveState answers a peer's state request.
 func (n *Node) serveState(from peer.ID, s io.ReadWriteCloser) {
 	defer s.Close()
@@ -269,7 +302,11 @@ func (n *Node) serveState(from peer.ID, s io.ReadWriteCloser) {
 		return
 	}
 	start := time.Now()
-	if err := n.store.WriteSnapshot(n.sync.ctx, s); err != nil {
+	var w io.Writer = s
+	if st, ok := s.(deadliner); ok {
+		w = idleWriter{st, transferIdle}
+	}
+	if err := n.store.WriteSnapshot(n.sync.ctx, w); err != nil {
 		n.log.Warn("state transfer to peer failed", "peer", from, "err", err)
 		return
 	}
