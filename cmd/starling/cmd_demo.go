@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
+	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/node"
 )
@@ -33,14 +34,16 @@ func (e *cmdEnv) demoCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "demo",
 		Category:  "node",
-		Usage:     "start 3 nodes, write, cut one off, write on both sides, heal, show convergence",
+		Usage:     "start 3 nodes, write, cut one off, write on both sides, heal, show convergence and leader failover",
 		UsageText: "starling demo [--keys N] [--timeout D] [--keep]",
 		Description: `Runs a 3-node cluster in this process, on 127.0.0.1 with free ports, in a
 temporary directory (removed afterwards unless --keep). It writes on node1
 and shows the value on node2 and node3 with timings, cuts node3 off with a
 connection gater on both sides (a partition, not a stopped node), writes on
 both sides, shows that they differ, heals, and waits until all three hold
-every key. Exit code 1 if they do not converge within --timeout.
+every key. Then the leader election: node1 leads, is cut off (node2 takes
+over), comes back (leads again), and stops gracefully (hands over at once).
+Exit code 1 if a step does not finish within --timeout.
 
 Example:
    starling demo --keys 1000`,
@@ -133,7 +136,7 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 		}
 		d.nodes = append(d.nodes, n)
 		d.clients = append(d.clients, n.Client())
-		d.say("%s  peer %s  api %s", n.NodeID(), n.PeerID(), n.APIAddr())
+		d.say("%s  peer %s  api %s  %s", n.NodeID(), n.PeerID(), n.APIAddr(), n.SyncProgress().Phase)
 	}
 	start := time.Now()
 	for i, n := range d.nodes {
@@ -147,7 +150,8 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 	if err := d.waitConnected(ctx, "all nodes to connect", d.nodes, 2); err != nil {
 		return err
 	}
-	d.say("all 3 connected after %s", ms(time.Since(start)))
+	d.say("all 3 connected after %s; node states as each node sees the others:", ms(time.Since(start)))
+	reportNodeStates(ctx, d.out, "     ", d.nodes, o.Timeout)
 
 	// 2. Replicate one write.
 	d.header("Write on node1, read on node2 and node3")
@@ -301,8 +305,82 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 	d.say("%s.%s = 42 on every node: the latest write (hybrid logical timestamp, then writer) wins,", demoEntity, demoField)
 	d.say("   not the side that wrote more (node1's 100 writes lose to node3's one later write)")
 
-	fmt.Fprintf(d.out, "\nDone in %s: heal time %s for %d writes made during the partition.\n", ms(time.Since(began)), ms(heal), 2*o.Keys+101)
+	// 6. Leader election.
+	crash, graceful, err := d.failover(ctx)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(d.out, "\nDone in %s: heal time %s for %d writes made during the partition; failover %s after a crash, %s after a graceful leave.\n",
+		ms(time.Since(began)), ms(heal), 2*o.Keys+101, ms(crash), ms(graceful))
 	return nil
+}
+
+// failover shows the cluster's leader election: node1 (the lowest ID)
+// leads; cut off, node2 takes over once node1's heartbeats are missed;
+// back, node1 leads again; leaving gracefully, it hands over at once.
+func (d *demo) failover(ctx context.Context) (crash, graceful time.Duration, err error) {
+	d.header("Leader election: the lowest healthy node ID leads the cluster")
+	leaders := func(nodes []*node.Node) string {
+		var parts []string
+		for _, n := range nodes {
+			l := n.Election().Leader(election.ClusterGroup)
+			parts = append(parts, fmt.Sprintf("%s: %s (term %d)", n.NodeID(), orNone(l.Node), l.Term))
+		}
+		return strings.Join(parts, ", ")
+	}
+	agree := func(nodes []*node.Node, want string) func(context.Context) (bool, error) {
+		return func(context.Context) (bool, error) {
+			for _, n := range nodes {
+				if n.Election().Leader(election.ClusterGroup).Node != want {
+					return false, nil
+				}
+			}
+			return true, nil
+		}
+	}
+	if _, err := poll(ctx, d.o.Timeout, 10*time.Millisecond, agree(d.nodes, "node1")); err != nil {
+		return 0, 0, fmt.Errorf("no agreement on node1 as leader within %v (%s): %w", d.o.Timeout, leaders(d.nodes), err)
+	}
+	d.say("every node agrees: %s", leaders(d.nodes))
+
+	n1, rest := d.nodes[0], d.nodes[1:]
+	for _, n := range rest {
+		n1.P2P().Block(n.PeerID())
+		n.P2P().Block(n1.PeerID())
+	}
+	crash, err = poll(ctx, d.o.Timeout, 5*time.Millisecond, agree(rest, "node2"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("no failover to node2 within %v (%s): %w", d.o.Timeout, leaders(rest), err)
+	}
+	d.say("node1 cut off (as if it crashed): node2 and node3 follow node2 after %s (node1's heartbeats missed)", ms(crash))
+	d.say("   %s", leaders(rest))
+	for _, n := range rest {
+		n1.P2P().Unblock(n.PeerID())
+		n.P2P().Unblock(n1.PeerID())
+	}
+	back, err := poll(ctx, d.o.Timeout, 5*time.Millisecond, agree(d.nodes, "node1"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("node1 not leading again within %v (%s): %w", d.o.Timeout, leaders(d.nodes), err)
+	}
+	d.say("node1 back: it leads again after %s (the lowest healthy ID, with a higher term)", ms(back))
+	start := time.Now()
+	if err := n1.Close(); err != nil {
+		return 0, 0, fmt.Errorf("stop node1: %w", err)
+	}
+	if _, err := poll(ctx, d.o.Timeout, time.Millisecond, agree(rest, "node2")); err != nil {
+		return 0, 0, fmt.Errorf("no handover to node2 within %v (%s): %w", d.o.Timeout, leaders(rest), err)
+	}
+	graceful = time.Since(start)
+	d.say("node1 stops gracefully (it says goodbye): node2 leads %s after the stop began", ms(graceful))
+	return crash, graceful, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // latencyWrites is how many writes step 2 times.

@@ -108,7 +108,7 @@ func TestE2EDemo(t *testing.T) {
 		t.Fatalf("demo: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("demo took %v:\n%s", time.Since(start), r.stdout)
-	for _, want := range []string{"== 1.", "== 5.", "converged", "differ"} {
+	for _, want := range []string{"== 1.", "== 5.", "converged", "differ", "== 6.", "node2 and node3 follow node2", "node1 back: it leads again", "stops gracefully"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q", want)
 		}
