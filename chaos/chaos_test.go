@@ -24,23 +24,32 @@ import (
 //
 // Environment: STARLING_CHAOS_SEED replays a seed; STARLING_CHAOS_ARTIFACTS
 // chooses where failed scenarios keep their logs (default
-// ./chaos-artifacts, in this directory).
+// ./chaos-artifacts, in this directory); STARLING_CHAOS_MODEL picks the
+// sweep's model (default DefaultModel, "entity"; "kv" for raw keys).
 
 const (
 	envOptIn     = "STARLING_CHAOS"
 	envSeed      = "STARLING_CHAOS_SEED"
 	envArtifacts = "STARLING_CHAOS_ARTIFACTS"
+	envModel     = "STARLING_CHAOS_MODEL"
 	envBinary    = "STARLING_CHAOS_BINARY"   // set for the isolated child
+	envBroken    = "STARLING_CHAOS_BROKEN"   // the chaosbroken build, for the child
 	envSkipFile  = "STARLING_CHAOS_SKIPFILE" // the child writes its skip reason here
 )
 
 var (
-	enterErr  error // the isolated child's Enter
-	buildOnce sync.Once
-	buildDir  string
-	buildBin  string
-	buildErr  error
+	enterErr error // the isolated child's Enter
+	builds   = map[string]*starlingBuild{}
+	buildsMu sync.Mutex
+	buildDir string
 )
+
+// starlingBuild is one build of the starling binary (by build tags).
+type starlingBuild struct {
+	once sync.Once
+	bin  string
+	err  error
+}
 
 func TestMain(m *testing.M) {
 	if Isolated() {
@@ -69,9 +78,11 @@ func skipOrFail(t *testing.T, reason error) {
 }
 
 // isolated returns true in the isolated child. In the parent it checks
-// the opt-in and the prerequisites, builds the binary, runs the calling
-// test in the child, mirrors its outcome, and returns false.
-func isolated(t *testing.T) bool {
+// the opt-in and the prerequisites, builds the binary (and, with
+// tags, a second build of it, whose path the child finds in
+// envBroken), runs the calling test in the child, mirrors its outcome,
+// and returns false.
+func isolated(t *testing.T, tags ...string) bool {
 	t.Helper()
 	if Isolated() {
 		if enterErr != nil {
@@ -89,14 +100,18 @@ func isolated(t *testing.T) bool {
 	if err := CheckPrerequisites(ctx); err != nil {
 		skipOrFail(t, err)
 	}
-	bin := buildStarling(t)
+	bin := buildStarling(t, "")
+	env := []string{envBinary + "=" + bin}
+	for _, tag := range tags {
+		env = append(env, envBroken+"="+buildStarling(t, tag))
+	}
 	skipFile := filepath.Join(t.TempDir(), "skip")
 	timeout := 20 * time.Minute
 	if d, ok := t.Deadline(); ok {
 		timeout = time.Until(d) - 30*time.Second
 	}
 	args := []string{"-test.run=^" + t.Name() + "$", "-test.v", "-test.timeout=" + timeout.String()}
-	env := []string{envBinary + "=" + bin, envSkipFile + "=" + skipFile}
+	env = append(env, envSkipFile+"="+skipFile)
 	err := RunIsolated(ctx, os.Args[0], args, env, os.Stdout, os.Stderr)
 	if b, rerr := os.ReadFile(skipFile); rerr == nil {
 		skipOrFail(t, errors.New(string(b)))
@@ -107,24 +122,42 @@ func isolated(t *testing.T) bool {
 	return false
 }
 
-// buildStarling builds the node binary once per test binary.
-func buildStarling(t *testing.T) string {
+// buildStarling builds the node binary once per test binary and build
+// tag ("" for none).
+func buildStarling(t *testing.T, tag string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "starling-chaos-bin-")
-		if buildErr != nil {
-			return
+	buildsMu.Lock()
+	b := builds[tag]
+	if b == nil {
+		b = &starlingBuild{}
+		builds[tag] = b
+	}
+	if buildDir == "" {
+		dir, err := os.MkdirTemp("", "starling-chaos-bin-")
+		if err != nil {
+			buildsMu.Unlock()
+			t.Fatal(err)
 		}
-		buildBin = filepath.Join(buildDir, "starling")
-		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/starling-sync/starling/cmd/starling")
+		buildDir = dir
+	}
+	dir := buildDir
+	buildsMu.Unlock()
+	b.once.Do(func() {
+		b.bin = filepath.Join(dir, "starling")
+		args := []string{"build", "-o", b.bin}
+		if tag != "" {
+			b.bin += "-" + tag
+			args = []string{"build", "-tags", tag, "-o", b.bin}
+		}
+		cmd := exec.Command("go", append(args, "github.com/starling-sync/starling/cmd/starling")...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/starling: %v\n%s", err, out)
+			b.err = fmt.Errorf("go %s ./cmd/starling: %v\n%s", strings.Join(args[:len(args)-2], " "), err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return buildBin
+	return b.bin
 }
 
 func testSeed(t *testing.T) uint64 {
@@ -153,13 +186,19 @@ func TestChaosSweep(t *testing.T) {
 	if artifacts == "" {
 		artifacts = "chaos-artifacts"
 	}
+	model := os.Getenv(envModel)
+	if model == "" {
+		model = DefaultModel
+	}
 	cfg := Config{
 		Binary:       os.Getenv(envBinary),
 		Seed:         testSeed(t),
+		Model:        model,
+		Checks:       DefaultChecks,
 		ArtifactsDir: artifacts,
 		Logger:       testLogger(),
 	}
-	t.Logf("seed %d (replay: %s=%d)", cfg.Seed, envSeed, cfg.Seed)
+	t.Logf("seed %d, model %s (replay: %s=%d %s=%s)", cfg.Seed, model, envSeed, cfg.Seed, envModel, model)
 	rep, err := Run(t.Context(), cfg)
 	if errors.Is(err, ErrUnsupported) {
 		skipOrFail(t, err)
@@ -278,6 +317,72 @@ func TestChaosCatchesUnhealedPartition(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(res.Artifacts, f)); err != nil {
 				t.Errorf("artifacts: %v", err)
 			}
+		}
+	}
+}
+
+// TestChaosCatchesBrokenBuild proves the entity checkers fail on a
+// build that loses data: n1 runs the chaosbroken build's broken-node,
+// which drops every replication message from other nodes, so their
+// acknowledged writes never show on n1. The entity checkers must report
+// lost writes and divergence; nothing else differs from a passing run.
+func TestChaosCatchesBrokenBuild(t *testing.T) {
+	if !isolated(t, "chaosbroken") {
+		return
+	}
+	broken := os.Getenv(envBroken)
+	if broken == "" {
+		t.Fatalf("%s is not set in the isolated child", envBroken)
+	}
+	cfg := Config{
+		Binary: os.Getenv(envBinary),
+		// n1 prepares the entity tree (so every host has it) and then
+		// hears nothing from the others.
+		RunCommand:      map[string][]string{"n1": {"chaos", "broken-node", "--break", "drop-remote"}},
+		Model:           entModel,
+		Seed:            testSeed(t),
+		Nodes:           3,
+		Scenarios:       []Scenario{ParseScenario("partition-halves")},
+		FaultMin:        2 * time.Second,
+		FaultMax:        2 * time.Second,
+		ConvergeTimeout: 8 * time.Second,
+		ArtifactsDir:    t.TempDir(),
+		Logger:          testLogger(),
+	}
+	// Every host runs the broken build's binary; only n1 starts the
+	// broken node (the others run its unchanged `run`).
+	cfg.Binary = broken
+	rep, err := Run(t.Context(), cfg)
+	if errors.Is(err, ErrUnsupported) {
+		skipOrFail(t, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Print(rep.String())
+	res := rep.Results[0]
+	if res.Acked == 0 {
+		t.Fatal("no write was acknowledged: the control proves nothing")
+	}
+	if rep.OK() {
+		t.Fatal("the report is OK although n1 dropped every remote delta")
+	}
+	verdicts := map[string]Verdict{}
+	for _, v := range res.Verdicts {
+		verdicts[v.Checker] = v
+	}
+	if verdicts["entity-lost"].OK || res.Count("lost") == 0 {
+		t.Errorf("entity-lost: %+v: want lost writes on n1", verdicts["entity-lost"])
+	}
+	if res.Count("divergent") == 0 {
+		t.Errorf("divergent = 0: n1 cannot hold what the others hold")
+	}
+	if res.Count("phantom") != 0 || res.Count("tree") != 0 {
+		t.Errorf("phantom = %d, tree = %d: dropping deltas invents nothing", res.Count("phantom"), res.Count("tree"))
+	}
+	for _, p := range verdicts["entity-lost"].Problems {
+		if !strings.HasSuffix(p, " on n1") && p != "..." {
+			t.Errorf("a write lost elsewhere than on n1: %s", p)
 		}
 	}
 }

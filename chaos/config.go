@@ -39,9 +39,10 @@ type Config struct {
 	// each) until this long has passed, after Scenarios (--soak).
 	Soak time.Duration
 	// Model is the registry name of the workload and its checks
-	// (--model). Default "kv".
+	// (--model). Default DefaultModel.
 	Model string
-	// Checks are extra checkers from the registry (--check).
+	// Checks are extra checkers from the registry (--check). Default
+	// none; the command line and the CI sweep use DefaultChecks.
 	Checks []string
 	// Rate is operations per second per host (--rate). Default 20: 100
 	// operations/s for 5 hosts keep 2 cores mostly idle, and a 15 s
@@ -87,6 +88,13 @@ type Config struct {
 	ArtifactsDir string
 	// KeepArtifacts keeps them for passing scenarios too.
 	KeepArtifacts bool
+	// RunCommand replaces, for the hosts it names ("n1"), the `run`
+	// subcommand that starts a node: the words given come first, then
+	// the harness's flags (--data, --peer, --clock-offset). The control
+	// test starts a deliberately broken node with it (`chaos
+	// broken-node --break drop-remote`, in binaries built with the
+	// chaosbroken tag). Default: `run` for every host.
+	RunCommand map[string][]string
 	// Registry has the models, checkers and nemeses. Default
 	// NewRegistry().
 	Registry *Registry
@@ -94,6 +102,15 @@ type Config struct {
 	// Info. Default: discard.
 	Logger *slog.Logger
 }
+
+// DefaultModel is the model of `starling chaos` and of the CI sweep:
+// typed entity fields judged by last-writer-wins, and the tree's
+// invariants. "kv" drives the raw key-value API.
+const DefaultModel = "entity"
+
+// DefaultChecks are the extra checkers `starling chaos` and the CI sweep
+// run: the leader election's.
+var DefaultChecks = []string{"election"}
 
 // DefaultConvergeTimeout derives the convergence deadline from the
 // nodes' liveness and sync timeouts: a healed link is re-dialled within
@@ -118,7 +135,7 @@ func (c *Config) EnsureDefaults() {
 		c.Rounds = 1
 	}
 	if c.Model == "" {
-		c.Model = "kv"
+		c.Model = DefaultModel
 	}
 	if c.Rate == 0 {
 		c.Rate = 20

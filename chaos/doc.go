@@ -28,11 +28,25 @@
 //     recorded in the history as it happens.
 //   - Models (model.go). A Model bundles a Workload (clients), a Reader
 //     (a host's state and its digest), an Oracle (what a caught-up host
-//     must show) and Checkers. The built-in "kv" model (kv.go) drives the
-//     raw key-value API. The runner adds the divergence (digest) and
-//     process (no node exited on its own) checks to every model.
-//     Checkers that implement Observer also look at the cluster at
-//     stable moments during the run, with its connected components.
+//     must show) and Checkers. The "entity" model (entity.go, the
+//     default) prepares a small tree, writes typed fields on every node
+//     (alone and in batches), deletes and restores tags, moves sensors
+//     and lines (so concurrent moves close cycles), and records each
+//     write's version (HLC timestamp, writer) from the node's answer. Its
+//     oracle is last-writer-wins: per register the expected winner is the
+//     greatest version among acknowledged writes, a later version being
+//     accepted only when a write of unknown outcome explains it; its
+//     checkers count lost writes, phantom values and tree violations (a
+//     cycle, an orphan, a cycle resolved against entity/doc.go's rule).
+//     The "kv" model (kv.go) drives the raw key-value API. The runner
+//     adds the divergence (digest; the entity state also says what
+//     differs) and process (no node exited on its own) checks to every
+//     model.
+//   - Observers. Checkers that implement Observer also look at the
+//     cluster at stable moments during the run (a fault has settled, a
+//     heal has converged, the end), with its connected components. The
+//     "election" checker (election.go) requires one leader per component,
+//     the lowest running node ID, and measures failover and heal times.
 //   - The runner (runner.go). Per scenario: fresh hosts, the full mesh,
 //     clients at Config.Rate; per round a quiet spell, the faults, a
 //     hold drawn from the seed, the heal, and a poll until every host
@@ -45,12 +59,15 @@
 //   - The seed drives the schedule, targets, durations and every
 //     client's choices; the report prints it and the replay command.
 //
-// Extension points: a model for entity fields (LWW oracle: expected
-// winner per field = greatest (HLC timestamp, writer) among acknowledged
-// writes, recorded in Op.Ext; tree invariants as a Checker) is a
-// ModelFactory added to builtinModels, its Workload optionally a Preparer
-// (schemas and entities before the clients start); the election check
-// (one leader per group per connected component, the lowest healthy ID)
-// is a Checker that also implements Observer, added to builtinCheckers
-// and chosen with Config.Checks (--check).
+// Extension points: a model is a ModelFactory in builtinModels (its
+// Workload optionally a Preparer, which sets the cluster up before the
+// clients start); an extra checker is a CheckerFactory in
+// builtinCheckers, chosen with Config.Checks (--check), optionally an
+// Observer.
+//
+// The checkers are proven to fail: TestChaosCatchesUnhealedPartition
+// never heals a partition, and TestChaosCatchesBrokenBuild runs one node
+// of a binary built with -tags chaosbroken that drops every remote delta
+// (Config.RunCommand starts it with `starling chaos broken-node`); both
+// must report lost writes and divergence.
 package chaos

@@ -47,6 +47,7 @@ type Host struct {
 	hc      *http.Client
 	log     *slog.Logger
 	peers   func(self int) []string // static peers for a start
+	runCmd  []string                // the subcommand that starts the node (default "run")
 	// stopTimeout bounds a graceful stop before SIGKILL.
 	stopTimeout time.Duration
 	// apiPortOverride replaces apiPort in APIURL (tests with a fake API).
@@ -222,7 +223,11 @@ func (h *Host) Start(ctx context.Context, timeout time.Duration) error {
 		h.mu.Unlock()
 		return fmt.Errorf("%s: already running", h.name)
 	}
-	args := []string{"--log-level", "info", "run", "--data", h.dir}
+	runCmd := h.runCmd
+	if len(runCmd) == 0 {
+		runCmd = []string{"run"}
+	}
+	args := append(append([]string{"--log-level", "info"}, runCmd...), "--data", h.dir)
 	for _, p := range h.peers(h.index) {
 		args = append(args, "--peer", p)
 	}

@@ -94,6 +94,14 @@ type State interface {
 	Digest() string
 }
 
+// Differ is implemented by a State that can say how it differs from
+// another of its model (the divergence checker shows the first
+// differences).
+type Differ interface {
+	// Diff lists differences between the receiver and o, at most max.
+	Diff(o State, max int) []string
+}
+
 // Oracle derives what must be visible from the history.
 type Oracle interface {
 	// Expect returns what a host that has caught up must show of the
@@ -142,6 +150,9 @@ type Verdict struct {
 	Counts map[string]int `json:"counts,omitempty"`
 	// Problems are the first violations, readable.
 	Problems []string `json:"problems,omitempty"`
+	// Durations are the checker's measured times (the election checker's
+	// "failover" and "leader-heal"); the report shows their percentiles.
+	Durations map[string][]time.Duration `json:"durations_ns,omitempty"`
 }
 
 // maxProblems bounds the examples a verdict lists.
@@ -178,7 +189,13 @@ type Observer interface {
 // Moment is a stable point of the run, for observers.
 type Moment struct {
 	Time  time.Time
-	Label string // "settled: partition-halves#1", "healed round 2", "final"
+	Label string // "settled round 1", "healed round 2", "final"
+	// Since is when what led to this moment happened: the faults'
+	// injection (settled), the heal (healed), the workload's end (final).
+	Since time.Time
+	// Nemeses are the names of the nemeses whose faults are in force
+	// (settled moments only).
+	Nemeses []string
 	// Components are the groups of hosts that can talk both ways, as
 	// the network faults in force allow (host names, each sorted).
 	Components [][]string
@@ -212,16 +229,16 @@ func NewRegistry() *Registry {
 	return r
 }
 
-// builtinModels are the models every registry has. Add the entity-field
-// model here.
+// builtinModels are the models every registry has: the raw key-value
+// model (kv.go) and the entity-field model (entity.go).
 func builtinModels() map[string]ModelFactory {
-	return map[string]ModelFactory{"kv": newKVModel}
+	return map[string]ModelFactory{"kv": newKVModel, entModel: newEntityModel}
 }
 
 // builtinCheckers are the extra checkers (chosen with Config.Checks) every
-// registry has. Add the election checker here.
+// registry has.
 func builtinCheckers() map[string]CheckerFactory {
-	return map[string]CheckerFactory{}
+	return map[string]CheckerFactory{"election": newElectionChecker}
 }
 
 // RegisterModel adds or replaces a model.
@@ -311,6 +328,16 @@ func (digestChecker) Check(in CheckInput) Verdict {
 		case hs.State.Digest() != majority:
 			v.Counts["divergent"]++
 			v.problem("%s: digest %.12s, most hosts have %.12s", hs.Host, hs.State.Digest(), majority)
+			if d, ok := hs.State.(Differ); ok {
+				for _, other := range in.Final {
+					if other.Err == nil && other.State.Digest() == majority {
+						for _, line := range d.Diff(other.State, 5) {
+							v.problem("  %s vs %s: %s", hs.Host, other.Host, line)
+						}
+						break
+					}
+				}
+			}
 		}
 	}
 	v.OK = v.Counts["divergent"] == 0

@@ -122,8 +122,21 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 // noteCounts, which the RESULT column mentions.
 var (
 	tableCounts = []string{"lost", "phantom", "divergent"}
-	noteCounts  = map[string]bool{"forfeited": true, "crashed": true}
+	noteCounts  = map[string]bool{"forfeited": true, "crashed": true, "leader-faults": true, "cycles": true}
+	// maxCounts are shown as their maximum in the total row, not their
+	// sum ("leaders": one per component is right in every scenario).
+	maxCounts = map[string]bool{"leaders": true}
 )
+
+// Durations gathers a measured time ("failover", "leader-heal") over
+// the verdicts.
+func (s *ScenarioResult) Durations(name string) []time.Duration {
+	var out []time.Duration
+	for _, v := range s.Verdicts {
+		out = append(out, v.Durations[name]...)
+	}
+	return out
+}
 
 // columns returns the count columns of the table.
 func (r *Report) columns() []string {
@@ -165,7 +178,11 @@ func (r *Report) WriteTable(w io.Writer) {
 		acked += s.Acked
 		row := []string{s.Scenario, fmt.Sprint(s.FaultCount), fmt.Sprint(s.Acked)}
 		for _, c := range cols {
-			sums[c] += s.Count(c)
+			if maxCounts[c] {
+				sums[c] = max(sums[c], s.Count(c))
+			} else {
+				sums[c] += s.Count(c)
+			}
 			row = append(row, fmt.Sprint(s.Count(c)))
 		}
 		row = append(row, fmtDur(Percentile(s.Convergence, 50)), fmtDur(Percentile(s.Convergence, 99)),
@@ -255,6 +272,37 @@ func (r *Report) WriteNemesisTable(w io.Writer) {
 	_ = tw.Flush()
 }
 
+// WriteElectionTable prints, per scenario that measured them, the
+// election's failover times (a leader lost until a new one agreed) and
+// heal times (a heal until one leader agreed).
+func (r *Report) WriteElectionTable(w io.Writer) {
+	var rows []string
+	var allF, allH []time.Duration
+	for _, s := range r.Results {
+		if s.Skipped != "" {
+			continue
+		}
+		f, h := s.Durations("failover"), s.Durations("leader-heal")
+		if len(f) == 0 && len(h) == 0 {
+			continue
+		}
+		allF, allH = append(allF, f...), append(allH, h...)
+		rows = append(rows, fmt.Sprintf("%s\t%d\t%s\t%s\t%d\t%s\t%s", s.Scenario, len(f), fmtDur(Percentile(f, 50)), fmtDur(Percentile(f, 100)),
+			len(h), fmtDur(Percentile(h, 50)), fmtDur(Percentile(h, 100))))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ELECTION\tFAILOVERS\tFAILOVER P50\tFAILOVER MAX\tHEALS\tHEAL P50\tHEAL MAX")
+	for _, row := range rows {
+		fmt.Fprintln(tw, row)
+	}
+	fmt.Fprintf(tw, "all\t%d\t%s\t%s\t%d\t%s\t%s\n", len(allF), fmtDur(Percentile(allF, 50)), fmtDur(Percentile(allF, 100)),
+		len(allH), fmtDur(Percentile(allH, 50)), fmtDur(Percentile(allH, 100)))
+	_ = tw.Flush()
+}
+
 // String is the full text report: the table, then per scenario the
 // faults, problems and errors, then the seed and how to replay.
 func (r *Report) String() string {
@@ -262,6 +310,12 @@ func (r *Report) String() string {
 	r.WriteTable(&b)
 	b.WriteString("\n")
 	r.WriteNemesisTable(&b)
+	var et strings.Builder
+	r.WriteElectionTable(&et)
+	if et.Len() > 0 {
+		b.WriteString("\n")
+		b.WriteString(et.String())
+	}
 	for _, s := range r.Results {
 		if s.Skipped != "" {
 			continue
@@ -305,6 +359,15 @@ func (s *ScenarioResult) writeDetails(w io.Writer) {
 				status = "FAIL"
 			}
 			fmt.Fprintf(w, "  %s %s: %s\n", v.Checker, status, strings.Join(kv, " "))
+		}
+		for _, name := range sortedKeys(v.Durations) {
+			var ds []string
+			for _, d := range v.Durations[name] {
+				ds = append(ds, fmtDur(d))
+			}
+			if len(ds) > 0 {
+				fmt.Fprintf(w, "    %s: %s\n", name, strings.Join(ds, " "))
+			}
 		}
 		for _, p := range v.Problems {
 			fmt.Fprintf(w, "    %s\n", p)

@@ -301,6 +301,7 @@ func (s *scenarioRun) run(ctx context.Context) error {
 			bin: cfg.Binary, dir: filepath.Join(s.dir, hostName(k)),
 			logPath: filepath.Join(s.dir, hostName(k)+".log"), pskFile: s.r.pskFile,
 			hc: s.r.hc, log: s.log, peers: s.ringPeer, stopTimeout: 10 * time.Second,
+			runCmd: cfg.RunCommand[hostName(k)],
 		}
 	}
 	s.checks = append(s.checks, processChecker{hosts: s.hosts})
@@ -311,9 +312,11 @@ func (s *scenarioRun) run(ctx context.Context) error {
 		return err
 	}
 	if p, ok := s.model.Workload.(Preparer); ok {
+		start := time.Now()
 		if err := p.Prepare(ctx, s.hosts); err != nil {
 			return fmt.Errorf("prepare the %s workload: %w", s.model.Name, err)
 		}
+		s.log.Info("workload prepared", "model", s.model.Name, "took", time.Since(start).Round(time.Millisecond))
 	}
 	for _, h := range s.hosts {
 		s.startClients(h)
@@ -571,10 +574,16 @@ func (s *scenarioRun) round(ctx context.Context, rng *mrand.Rand, round int) {
 		hold += time.Duration(rng.Int64N(int64(span)))
 	}
 	end := injectedAt.Add(hold)
+	// Observe a settled fault only with time left to look (a wipe's
+	// replication wait may have used up the hold).
 	if s.observers() && hold > cfg.SettleTime {
-		if sleepCtx(ctx, time.Until(injectedAt.Add(cfg.SettleTime))) {
+		if sleepCtx(ctx, time.Until(injectedAt.Add(cfg.SettleTime))) && time.Until(end) > time.Second {
+			var names []string
+			for _, f := range faults {
+				names = append(names, f.name)
+			}
 			octx, cancel := context.WithDeadline(ctx, end)
-			s.observe(octx, fmt.Sprintf("settled round %d", round))
+			s.observe(octx, fmt.Sprintf("settled round %d", round), injectedAt, names)
 			cancel()
 		}
 	}
@@ -605,7 +614,7 @@ func (s *scenarioRun) round(ctx context.Context, rng *mrand.Rand, round int) {
 	}
 	if s.observers() {
 		octx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
-		s.observe(octx, fmt.Sprintf("healed round %d", round))
+		s.observe(octx, fmt.Sprintf("healed round %d", round), healAt, nil)
 		cancel()
 	}
 }
@@ -687,8 +696,8 @@ func (s *scenarioRun) observers() bool {
 	return false
 }
 
-func (s *scenarioRun) observe(ctx context.Context, label string) {
-	m := Moment{Time: time.Now(), Label: label, Hosts: s.hosts}
+func (s *scenarioRun) observe(ctx context.Context, label string, since time.Time, nemeses []string) {
+	m := Moment{Time: time.Now(), Label: label, Since: since, Nemeses: nemeses, Hosts: s.hosts}
 	for _, comp := range s.env.filter.Components() {
 		var names []string
 		for _, k := range comp {
@@ -760,14 +769,15 @@ func (s *scenarioRun) finish(ctx context.Context) {
 		if ctx.Err() != nil {
 			timeout = min(timeout, 10*time.Second)
 		}
-		d, ok, states := s.converge(fctx, time.Now(), true, timeout)
+		finalAt := time.Now()
+		d, ok, states := s.converge(fctx, finalAt, true, timeout)
 		s.res.FinalWait, s.res.FinalConverged = d, ok
 		if !ok {
 			s.log.Warn("no final convergence", "waited", d.Round(time.Millisecond))
 		}
 		if s.observers() {
 			octx, cancel := context.WithTimeout(fctx, cfg.ConvergeTimeout)
-			s.observe(octx, "final")
+			s.observe(octx, "final", finalAt, nil)
 			cancel()
 		}
 		in := CheckInput{History: ops, Final: states, Forfeited: Forfeited(ops)}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -169,9 +170,19 @@ type counters struct {
 	at      time.Time
 }
 
+// WithPeerStateConfig sets the timings of the node states this node
+// computes for its peers (SUSPECT, DEAD, LEFT); zero fields keep the
+// defaults. Tests shorten them.
+func WithPeerStateConfig(c PeerStateConfig) Option {
+	return func(o *openOptions) { o.peerStates = c }
+}
+
 // startMonitor joins the nodestate topic and starts the monitor's
 // goroutines.
-func (n *Node) startMonitor() (*monitor, error) {
+func (n *Node) startMonitor(psc PeerStateConfig) (*monitor, error) {
+	if err := psc.Validate(); err != nil {
+		return nil, err
+	}
 	topic, err := n.p2p.JoinTopic(NodeStateTopic)
 	if err != nil {
 		return nil, fmt.Errorf("node states: %w", err)
@@ -181,7 +192,7 @@ func (n *Node) startMonitor() (*monitor, error) {
 		log:       n.log.With("component", "nodestate"),
 		topic:     topic,
 		start:     time.Now(),
-		states:    NewPeerStates(PeerStateConfig{}),
+		states:    NewPeerStates(psc),
 		removed:   make(map[string]bool),
 		watchers:  make(map[string]*election.Watcher),
 		failovers: make(map[string]uint64),
@@ -294,6 +305,14 @@ func (m *monitor) tick() {
 	now := m.now()
 	wall := time.Now()
 
+	// The network's own view of each connection: p2p's record can lag
+	// (a peer that dialled in while removed, then was added again).
+	netw := m.n.p2p.Host().Network()
+	up := make(map[peer.ID]bool, len(peers))
+	for _, p := range peers {
+		up[p.ID] = netw.Connectedness(p.ID) == network.Connected
+	}
+
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range peers {
@@ -302,7 +321,7 @@ func (m *monitor) tick() {
 			continue
 		}
 		m.states.Known(now, id)
-		m.states.Connected(now, id, p.Connected)
+		m.states.Connected(now, id, up[p.ID])
 	}
 	m.states.Tick(now)
 	m.takeTransitions(now)
@@ -495,6 +514,12 @@ func (m *monitor) remember(id peer.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.removed, id.String())
+}
+
+// ClusterStatus returns the cluster table as GET /v1/cluster/status
+// does, without going through HTTP.
+func (n *Node) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
+	return n.mon.ClusterStatus(ctx)
 }
 
 // ClusterStatus implements ClusterSource.

@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +118,59 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 	}
 	if _, ok := clusterState(t, nodes[0], "node3"); ok {
 		t.Error("node3 still in node1's table after remove")
+	}
+}
+
+// TestNodeStatesPartition cuts a node off: the other sees it SUSPECT,
+// then DEAD and Disconnected, and ACTIVE and Connected after the heal.
+func TestNodeStatesPartition(t *testing.T) {
+	defer failOnPanic(t)
+	root := t.TempDir()
+	fast := WithPeerStateConfig(PeerStateConfig{SuspectAfter: 1500 * time.Millisecond, DeadAfter: 3 * time.Second})
+	var nodes []*Node
+	for i := 1; i <= 2; i++ {
+		dir := filepath.Join(root, fmt.Sprintf("node%d", i))
+		initTestNode(t, dir, fmt.Sprintf("node%d", i))
+		nodes = append(nodes, openTestNode(t, dir, fast))
+	}
+	connect(t, nodes)
+	a, b := nodes[0], nodes[1]
+	sees := func(state NodeState, health SyncHealth) func() bool {
+		return func() bool {
+			v, ok := clusterState(t, a, "node2")
+			return ok && v.State == state && v.Health == health
+		}
+	}
+	waitFor(t, 20*time.Second, "node2 ACTIVE", sees(StateActive, HealthConnected))
+	a.P2P().Block(b.PeerID())
+	b.P2P().Block(a.PeerID())
+	waitFor(t, 20*time.Second, "node2 SUSPECT or DEAD", func() bool {
+		v, _ := clusterState(t, a, "node2")
+		return v.State == StateSuspect || v.State == StateDead
+	})
+	waitFor(t, 20*time.Second, "node2 DEAD and Disconnected", sees(StateDead, HealthDisconnected))
+	text, err := a.Client().Metrics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := metricValue(t, text, "starling_peers", map[string]string{"state": "DEAD"}); v != 1 {
+		t.Errorf("starling_peers{state=DEAD} = %v", v)
+	}
+	a.P2P().Unblock(b.PeerID())
+	b.P2P().Unblock(a.PeerID())
+	waitFor(t, 30*time.Second, "node2 ACTIVE again", sees(StateActive, HealthConnected))
+	ev, err := a.Client().ClusterEvents(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var path []string
+	for _, tr := range ev.Transitions {
+		if tr.Node == "node2" && tr.What == "state" {
+			path = append(path, tr.To)
+		}
+	}
+	if got := strings.Join(path, " "); !strings.Contains(got, "DEAD") || !strings.HasSuffix(got, "ACTIVE") {
+		t.Errorf("node2's states on node1: %s", got)
 	}
 }
 

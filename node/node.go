@@ -79,6 +79,8 @@ type openOptions struct {
 	electionConfig []func(*election.Config)
 	// joinTimeout bounds the wait for a peer to join from (transfer.go).
 	joinTimeout time.Duration
+	// peerStates sets the node-state timings (metrics.go).
+	peerStates PeerStateConfig
 }
 
 // WithClockOffset adds d to the node's physical clock (the hybrid logical
@@ -250,7 +252,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err := n.startElection(o.electionConfig); err != nil {
 		return nil, err
 	}
-	if n.mon, err = n.startMonitor(); err != nil {
+	if n.mon, err = n.startMonitor(o.peerStates); err != nil {
 		return nil, err
 	}
 	n.web = NewWebUI(n.token, nil)
@@ -324,6 +326,7 @@ func (n *Node) forwardPeerEvents(events <-chan p2p.PeerEvent) {
 				n.store.PeerConnected(ev.Peer.String())
 			} else {
 				n.log.Debug("peer disconnected", "peer", ev.Peer)
+				n.store.PeerDisconnected(ev.Peer.String())
 			}
 		}
 	}

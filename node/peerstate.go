@@ -383,15 +383,12 @@ func (s *PeerStates) update(now time.Duration, p *peerRec, cause string) {
 		why = cause
 	}
 	if state != p.state {
-		if p.state != "" {
-			s.pending = append(s.pending, Transition{Peer: p.peer, Node: p.report.Node, What: "state", From: string(p.state), To: string(state), Reason: why, At: now})
-		} else {
-			s.pending = append(s.pending, Transition{Peer: p.peer, Node: p.report.Node, What: "state", From: "", To: string(state), Reason: why, At: now})
-		}
+		// From is "" for a peer just learnt of.
+		s.pending = append(s.pending, Transition{Peer: p.peer, Node: p.report.Node, What: "state", From: string(p.state), To: string(state), Reason: why, At: now})
 		p.state, p.stateSince = state, now
 	}
 	if health != p.health {
-		if p.health != "" {
+		if p.health != "" { // a new peer's first health is not news
 			s.pending = append(s.pending, Transition{Peer: p.peer, Node: p.report.Node, What: "health", From: string(p.health), To: string(health), Reason: why, At: now})
 		}
 		p.health = health

@@ -157,11 +157,11 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	msg := "no chromium on PATH (Debian: apt-get install chromium; or set STARLING_CHROMIUM): skipping the browser test"
+	msg := "no chromium on PATH (Debian: apt-get install chromium; or set STARLING_CHROMIUM)"
 	if os.Getenv("CHAOS_REQUIRED") == "1" || os.Getenv("CI") == "true" {
-		t.Fatal(msg)
+		t.Fatal(msg + ": the browser test is required here (CI=true or CHAOS_REQUIRED=1)")
 	}
-	t.Skip(msg)
+	t.Skip(msg + ": skipping the browser test")
 	return ""
 }
 

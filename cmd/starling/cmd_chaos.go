@@ -39,18 +39,43 @@ const (
 
 func chaosEnvVar(name string) []string { return append(envVar(name), envVar("chaos-"+name)...) }
 
+// chaosTestCommands are hidden subcommands of chaos that exist only in
+// test builds: flags_chaosbroken.go (build tag chaosbroken) adds the
+// deliberately broken node the control test starts. Empty otherwise.
+var chaosTestCommands []func(e *cmdEnv) *cli.Command
+
+// checkNone turns the extra checkers off (--check none).
+const checkNone = "none"
+
 func (e *cmdEnv) chaosCommand() *cli.Command {
+	var subs []*cli.Command
+	for _, f := range chaosTestCommands {
+		subs = append(subs, f(e))
+	}
 	return &cli.Command{
 		Name:      "chaos",
 		Category:  "testing",
 		Usage:     "run the partition suite: real nodes in network namespaces, faults, and checks",
-		UsageText: "starling chaos [--scenarios A,B+C] [--rounds N] [--nodes N] [--seed S] [--soak DURATION] [--list]",
+		UsageText: "starling chaos [--scenarios A,B+C] [--rounds N] [--nodes N] [--seed S] [--soak DURATION] [--model entity|kv] [--check election|none] [--list]",
 		Description: `Starts real "starling run" processes, each in its own network namespace
 on a private bridge (10.77.0.0/24, which exists only inside the suite's
 namespaces), writes on every node while faults come and go, then checks
 that every node ends with the same data, no acknowledged write lost and no
 value nobody wrote. It prints one row per scenario: faults, writes
-acknowledged, lost, phantom, divergent, convergence time after the heals.
+acknowledged, lost, phantom, divergent, leaders, tree violations,
+convergence time after the heals; then failover and heal times of the
+leader election.
+
+--model entity (the default) writes typed fields on an entity tree, deletes
+and restores some entities and moves others, and judges every field by
+last-writer-wins: the expected winner is the greatest (HLC timestamp,
+writer) among acknowledged writes. It also checks the tree (no cycle, no
+orphan, concurrent moves resolved as entity/doc.go says). --model kv drives
+the raw key-value API instead.
+
+--check election (the default) checks that, once stable, every connected
+component has exactly one cluster leader, the lowest running node ID, and
+measures failover and heal times; --check none turns it off.
 
 A scenario is one nemesis or several joined by '+' (see --list). Without
 --scenarios it runs the quick sweep: every nemesis once, and two
@@ -69,6 +94,7 @@ Examples:
    starling chaos
    starling chaos --scenarios partition-halves,kill+loss --rounds 3
    starling chaos --seed 123456 --scenarios wipe
+   starling chaos --model kv --check none --scenarios loss
    starling chaos --soak 20m`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: flagChaosScenarios, EnvVars: chaosEnvVar(flagChaosScenarios),
@@ -81,10 +107,10 @@ Examples:
 				Usage: "`SEED` of every random choice (default: a new one, printed)"},
 			&cli.DurationFlag{Name: flagChaosSoak, EnvVars: chaosEnvVar(flagChaosSoak),
 				Usage: "after the scenarios, run random combinations (3 rounds each) for `DURATION` (e.g. 20m)"},
-			&cli.StringFlag{Name: flagChaosModel, Value: "kv", EnvVars: chaosEnvVar(flagChaosModel),
-				Usage: "workload and checks (see --list)"},
-			&cli.StringSliceFlag{Name: flagChaosCheck, EnvVars: chaosEnvVar(flagChaosCheck),
-				Usage: "additional `CHECKER`s (see --list)"},
+			&cli.StringFlag{Name: flagChaosModel, Value: chaos.DefaultModel, EnvVars: chaosEnvVar(flagChaosModel),
+				Usage: "workload and checks: `MODEL` entity (typed fields, LWW oracle, tree checks) or kv (raw keys)"},
+			&cli.StringSliceFlag{Name: flagChaosCheck, Value: cli.NewStringSlice(chaos.DefaultChecks...), EnvVars: chaosEnvVar(flagChaosCheck),
+				Usage: "additional `CHECKER`s (see --list; \"none\" for none)"},
 			&cli.Float64Flag{Name: flagChaosRate, Value: 20, EnvVars: chaosEnvVar(flagChaosRate),
 				Usage: "client operations per second per node"},
 			&cli.StringFlag{Name: flagChaosArtifacts, Value: "chaos-artifacts", EnvVars: chaosEnvVar(flagChaosArtifacts),
@@ -96,7 +122,9 @@ Examples:
 			&cli.BoolFlag{Name: flagChaosList, EnvVars: chaosEnvVar(flagChaosList), Usage: "list nemeses, models and checkers, and the quick sweep"},
 			&cli.BoolFlag{Name: flagJSON, EnvVars: chaosEnvVar(flagJSON), Usage: "print the report as JSON"},
 		},
-		Action: e.chaosAction,
+		// Hidden, test builds only.
+		Subcommands: subs,
+		Action:      e.chaosAction,
 	}
 }
 
@@ -114,7 +142,7 @@ func (e *cmdEnv) chaosAction(c *cli.Context) error {
 		Seed:          c.Uint64(flagChaosSeed),
 		Soak:          c.Duration(flagChaosSoak),
 		Model:         c.String(flagChaosModel),
-		Checks:        cleanList(c.StringSlice(flagChaosCheck)),
+		Checks:        chaosChecks(c.StringSlice(flagChaosCheck)),
 		Rate:          c.Float64(flagChaosRate),
 		ArtifactsDir:  c.String(flagChaosArtifacts),
 		KeepArtifacts: c.Bool(flagChaosKeep),
@@ -205,6 +233,21 @@ func (e *cmdEnv) chaosAction(c *cli.Context) error {
 	return nil
 }
 
+// chaosChecks cleans the --check list; "none" clears it.
+func chaosChecks(ss []string) []string {
+	var out []string
+	for _, s := range cleanList(ss) {
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p == checkNone {
+				return nil
+			} else if p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
 // chaosChildArgs are the arguments of the isolated run: the resolved
 // configuration as explicit flags (the seed too, once chosen by the child,
 // is printed by it).
@@ -225,6 +268,9 @@ func chaosChildArgs(c *cli.Context, cfg chaos.Config) []string {
 	}
 	if len(names) > 0 {
 		args = append(args, "--"+flagChaosScenarios, strings.Join(names, ","))
+	}
+	if len(cfg.Checks) == 0 {
+		args = append(args, "--"+flagChaosCheck, checkNone)
 	}
 	for _, ch := range cfg.Checks {
 		args = append(args, "--"+flagChaosCheck, ch)

@@ -1,61 +1,381 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
 	"github.com/starling-sync/starling/node"
 )
 
+// The cluster admin commands: status, peers, add, remove, over the
+// node's API (GET /v1/cluster/status; POST and DELETE /v1/peers, the
+// same endpoints as `starling peers add|rm`), and `starling web`.
+
 func (e *cmdEnv) clusterCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "cluster",
-		Category:  "election",
-		Usage:     "the cluster as a running node sees it",
-		UsageText: "starling cluster status --data DIR [--json]",
-		Flags:     clientFlags(true),
+		Category:  "node",
+		Usage:     "the cluster as a running node sees it: status, peers, add, remove",
+		UsageText: "starling cluster status|peers|add|remove --data DIR [--json] ...",
+		Description: `Every node computes a state for each node it knows, from the small report
+each node gossips every second: JOINING or SYNCING (catching up by state
+transfer), ACTIVE, SUSPECT (reports late, 3 s), DEAD (no report for 10 s),
+LEAVING and LEFT (a graceful stop); and the sync health of the link:
+Connected, Syncing, Disconnected (it resyncs when the link is back).
+
+Examples:
+   starling cluster status --data ./node1
+   starling cluster add --data ./node1 /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...
+   starling cluster remove --data ./node1 node3`,
+		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usageErrorf(c, "unknown cluster subcommand %q: use status", c.Args().First())
+				return usageErrorf(c, "unknown cluster subcommand %q: use status, peers, add or remove", c.Args().First())
 			}
-			return usageErrorf(c, "missing subcommand: use status")
+			return usageErrorf(c, "missing subcommand: use status, peers, add or remove")
 		},
 		Subcommands: []*cli.Command{
-			{
-				Name:      "status",
-				Usage:     "show the cluster leader (the lowest available node ID) and the nodes",
-				UsageText: "starling cluster status --data DIR [--json]",
-				Description: `Shows which node leads the cluster (as this node sees it), the term, and
-every node heard from: alive, available (a node still joining is not).
-
-Example:
-   starling cluster status --data ./node1 --json | jq -r .leader.leader`,
-				Flags: clientFlags(true),
-				Action: func(c *cli.Context) error {
-					if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
-						return err
-					}
-					cl, err := clientFrom(c)
-					if err != nil {
-						return err
-					}
-					ci, err := cl.Cluster(c.Context)
-					if err != nil {
-						return err
-					}
-					if isJSON(c) {
-						return e.printJSON(ci)
-					}
-					e.printCluster(ci)
-					return nil
-				},
-			},
+			e.clusterStatusCommand(),
+			e.clusterPeersCommand(),
+			e.clusterAddCommand(),
+			e.clusterRemoveCommand(),
 		},
 	}
 }
 
+func (e *cmdEnv) clusterStatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "mode, leader, and every node: state, sync health, last seen, writes, heads, lag",
+		UsageText: "starling cluster status --data DIR [--json]",
+		Description: `Shows the cluster as this node sees it: standalone or cluster, the number
+of nodes, the leader (the lowest available node ID) and its term, and a row
+per node. A node that is joining or syncing gets a progress bar with an ETA.
+
+Example:
+   starling cluster status --data ./node1 --json | jq -r .leader.leader`,
+		Flags: clientFlags(true),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
+				return err
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			cs, err := cl.ClusterStatus(c.Context)
+			if errors.Is(err, node.ErrNotFound) {
+				// A node of an earlier version: the election's view only.
+				ci, err := cl.Cluster(c.Context)
+				if err != nil {
+					return err
+				}
+				if isJSON(c) {
+					return e.printJSON(ci)
+				}
+				e.printCluster(ci)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if isJSON(c) {
+				return e.printJSON(cs)
+			}
+			e.printClusterStatus(cs, time.Now())
+			return nil
+		},
+	}
+}
+
+func (e *cmdEnv) clusterPeersCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "peers",
+		Usage:     "the other nodes: peer ID, node, state, sync health, connection, address",
+		UsageText: "starling cluster peers --data DIR [--json]",
+		Description: `Lists the peers this node knows (static, discovered, or connected), with the
+node ID and state it has learnt from each.
+
+Example:
+   starling cluster peers --data ./node1 --json | jq -r '.[] | select(.state != "ACTIVE") | .node_id'`,
+		Flags: clientFlags(true),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
+				return err
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			cs, err := cl.ClusterStatus(c.Context)
+			if err != nil {
+				return err
+			}
+			peers := make([]node.NodeView, 0, len(cs.Nodes))
+			for _, n := range cs.Nodes {
+				if !n.Self {
+					peers = append(peers, n)
+				}
+			}
+			if isJSON(c) {
+				return e.printJSON(peers)
+			}
+			if len(peers) == 0 {
+				fmt.Fprintln(e.stdout, "no peers known yet: add one with `starling cluster add`")
+				return nil
+			}
+			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "PEER ID\tNODE\tSTATE\tSYNC\tCONNECTED\tSTATIC\tLAST SEEN\tADDRESS")
+			for _, p := range peers {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.PeerID, orDash(p.NodeID), p.State, orDash(string(p.Health)),
+					yesNo(p.Connected), yesNo(p.Static), lastSeen(p), firstOr(p.Addrs, "-"))
+			}
+			return w.Flush()
+		},
+	}
+}
+
+// addResult is `cluster add --json`.
+type addResult struct {
+	ID        string `json:"id"`
+	Connected bool   `json:"connected"`
+}
+
+func (e *cmdEnv) clusterAddCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "add",
+		Usage:     "dial a node and remember it (re-dialled whenever the link drops)",
+		ArgsUsage: "MULTIADDR",
+		UsageText: "starling cluster add --data DIR [--wait DURATION] [--json] /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...",
+		Description: `Adds a static peer to the running node and dials it; the node keeps it and
+re-dials it with backoff. With --wait, waits until it is connected. To keep
+it across restarts, give it to "starling run --peer" or config.json.
+(The same as "starling peers add".)
+
+Example:
+   starling cluster add --data ./node1 --wait 10s /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
+		Flags: append(clientFlags(true), &cli.DurationFlag{Name: "wait", EnvVars: envVar("wait"),
+			Usage: "wait up to `DURATION` until the peer is connected (exit 1 if it is not)"}),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 1, 1, "MULTIADDR"); err != nil {
+				return err
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			id, err := cl.AddPeer(c.Context, c.Args().First())
+			if err != nil {
+				return err
+			}
+			res := addResult{ID: id}
+			if d := c.Duration("wait"); d > 0 {
+				_, werr := poll(c.Context, d, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+					cs, err := cl.ClusterStatus(ctx)
+					if err != nil {
+						return false, err
+					}
+					for _, n := range cs.Nodes {
+						if n.PeerID == id && n.Connected {
+							return true, nil
+						}
+					}
+					return false, nil
+				})
+				res.Connected = werr == nil
+				if werr != nil && !isJSON(c) {
+					return fmt.Errorf("added %s, but it is not connected after %v (the node keeps dialling it): %w", id, d, werr)
+				}
+			}
+			if isJSON(c) {
+				return e.printJSON(res)
+			}
+			if res.Connected {
+				fmt.Fprintf(e.stdout, "added %s (connected)\n", id)
+			} else {
+				fmt.Fprintf(e.stdout, "added %s\n", id)
+			}
+			return nil
+		},
+	}
+}
+
+// removeResult is `cluster remove --json`.
+type removeResult struct {
+	Peer string `json:"peer"`
+	Node string `json:"node,omitempty"`
+}
+
+func (e *cmdEnv) clusterRemoveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "remove",
+		Usage:     "forget a node: close its connections, never re-dial it",
+		ArgsUsage: "NODE",
+		UsageText: "starling cluster remove --data DIR [--json] NODE-ID|PEER-ID",
+		Description: `Forgets a node, named by node ID or peer ID: its connections are closed, it
+is not re-dialled, discovery does not bring it back, and it leaves the
+cluster table. "cluster add" brings it back. An unknown node is an error
+(exit code 1). (The same mechanism as "starling peers rm".)
+
+Example:
+   starling cluster remove --data ./node1 node3`,
+		Flags: clientFlags(true),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 1, 1, "NODE"); err != nil {
+				return err
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			name := c.Args().First()
+			res, err := resolveNode(c.Context, cl, name)
+			if err != nil {
+				return err
+			}
+			if err := cl.RemovePeer(c.Context, res.Peer); err != nil {
+				if errors.Is(err, node.ErrNotFound) {
+					return fmt.Errorf("node %q is not known to this node: see `starling cluster peers`", name)
+				}
+				return err
+			}
+			if isJSON(c) {
+				return e.printJSON(res)
+			}
+			if res.Node != "" {
+				fmt.Fprintf(e.stdout, "removed %s (%s)\n", res.Node, res.Peer)
+			} else {
+				fmt.Fprintf(e.stdout, "removed %s\n", res.Peer)
+			}
+			return nil
+		},
+	}
+}
+
+// resolveNode finds a node of the cluster table by node ID or peer ID.
+// A peer ID the table lacks is passed on as is (the node may know the
+// peer without a report from it); anything else is a clear error.
+func resolveNode(ctx context.Context, cl *node.Client, name string) (removeResult, error) {
+	cs, err := cl.ClusterStatus(ctx)
+	if err != nil {
+		return removeResult{}, err
+	}
+	var known []string
+	for _, n := range cs.Nodes {
+		if n.Self {
+			if name == n.NodeID || name == n.PeerID {
+				return removeResult{}, fmt.Errorf("%q is the node you are talking to: remove it from the others (or stop it)", name)
+			}
+			continue
+		}
+		if name == n.NodeID || name == n.PeerID {
+			return removeResult{Peer: n.PeerID, Node: n.NodeID}, nil
+		}
+		known = append(known, orDash(n.NodeID))
+	}
+	if _, err := peer.Decode(name); err == nil {
+		return removeResult{Peer: name}, nil
+	}
+	slices.Sort(known)
+	hint := "it knows no other node"
+	if len(known) > 0 {
+		hint = "known: " + strings.Join(known, ", ")
+	}
+	return removeResult{}, fmt.Errorf("node %q is not known to this node (%s): give a node ID or peer ID from `starling cluster peers`", name, hint)
+}
+
+func (e *cmdEnv) printClusterStatus(cs *node.ClusterStatus, now time.Time) {
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "mode\t%s (%d node%s)\n", cs.Mode, cs.NodeCount, plural(cs.NodeCount))
+	fmt.Fprintf(w, "node\t%s\n", cs.NodeID)
+	switch {
+	case cs.Group.Warming:
+		fmt.Fprintf(w, "leader\tunknown: this node is still warming up\n")
+	case cs.Leader.HasLeader():
+		me := ""
+		if cs.IsLeader {
+			me = " (this node)"
+		}
+		fmt.Fprintf(w, "leader\t%s%s, term %d\n", cs.Leader.Leader, me, cs.Leader.Term)
+	default:
+		fmt.Fprintf(w, "leader\tnone: no node is alive and available\n")
+	}
+	for _, c := range cs.Group.Conflicts {
+		fmt.Fprintf(w, "conflict\t%s\n", c)
+	}
+	fmt.Fprintf(w, "sync\t%s\n", progressLine(cs.Sync, now))
+	_ = w.Flush()
+	fmt.Fprintln(e.stdout)
+
+	w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tPEER ID\tSTATE\tSYNC\tLAST SEEN\tWRITES IN/OUT\tHEADS\tLAG\tADDRESS")
+	var syncing []node.NodeView
+	for _, n := range cs.Nodes {
+		name := orDash(n.NodeID)
+		if n.Self {
+			name += " (this node)"
+		}
+		if n.Leader {
+			name += " *"
+		}
+		health := string(n.Health)
+		if n.Self {
+			health = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%d\t%s\n", name, shortPeer(n.PeerID), n.State, orDash(health),
+			lastSeen(n), n.WritesIn, n.WritesOut, n.Heads, n.Lag, firstOr(n.Addrs, "-"))
+		if !n.Self && n.LastSeen != nil && n.Sync.Phase != node.PhaseActive && n.Sync.Phase != "" {
+			syncing = append(syncing, n)
+		}
+	}
+	_ = w.Flush()
+	for _, n := range syncing {
+		fmt.Fprintf(e.stdout, "%s: %s\n", n.NodeID, progressLine(n.Sync, now))
+	}
+}
+
+func shortPeer(id string) string {
+	if len(id) <= 16 {
+		return id
+	}
+	return id[:8] + "…" + id[len(id)-6:]
+}
+
+func lastSeen(n node.NodeView) string {
+	switch {
+	case n.Self:
+		return "now"
+	case n.LastSeen == nil:
+		return "never"
+	}
+	return (time.Duration(n.LastSeenMS) * time.Millisecond).Round(time.Millisecond).String() + " ago"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func firstOr(ss []string, def string) string {
+	if len(ss) == 0 {
+		return def
+	}
+	return ss[0]
+}
+
+// printCluster prints the election's view (GET /v1/cluster), for nodes
+// that do not serve /v1/cluster/status.
 func (e *cmdEnv) printCluster(ci *node.ClusterInfo) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node\t%s\n", ci.NodeID)
@@ -77,4 +397,100 @@ func (e *cmdEnv) printCluster(ci *node.ClusterInfo) {
 	_ = w.Flush()
 	fmt.Fprintln(e.stdout)
 	e.printMembers(ci.Group.Members)
+}
+
+// webCommand prints a one-time login URL of a node's web page.
+func (e *cmdEnv) webCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "web",
+		Category:  "node",
+		Usage:     "print a one-time login URL of the node's web page (entities, cluster, election)",
+		UsageText: "starling web --data DIR [--json]",
+		Description: `The node serves a web page on its API address (/ui/): an entity browser
+with live updates and editing, the cluster (states, charts) and the
+election. Log in by pasting the API token (DIR/api.token), or open the
+one-time URL this command prints (valid once, for 10 minutes).
+
+Example:
+   xdg-open "$(starling web --data ./node1)"`,
+		Flags: clientFlags(true),
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
+				return err
+			}
+			cl, err := clientFrom(c)
+			if err != nil {
+				return err
+			}
+			u, err := cl.WebLoginURL(c.Context)
+			if err != nil {
+				return err
+			}
+			if isJSON(c) {
+				return e.printJSON(struct {
+					URL string `json:"url"`
+				}{u})
+			}
+			fmt.Fprintln(e.stdout, u)
+			return nil
+		},
+	}
+}
+
+// reportNodeStates prints, as nodes come up, each node's own sync phase
+// and the state in which it sees every other node, one line per change,
+// until every node sees every other ACTIVE and Connected or timeout
+// passes (then it says what is missing; that is not an error: the nodes
+// keep trying).
+func reportNodeStates(ctx context.Context, w io.Writer, indent string, nodes []*node.Node, timeout time.Duration) {
+	seen := map[string]string{}
+	say := func(key, line string) {
+		if seen[key] != line {
+			seen[key] = line
+			fmt.Fprintf(w, "%s%s\n", indent, line)
+		}
+	}
+	var missing []string
+	_, err := poll(ctx, timeout, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		missing = missing[:0]
+		for _, n := range nodes {
+			// In process, not over HTTP: a request cut off by Ctrl-C
+			// can leave a connection that holds the API's shutdown.
+			cs, err := n.ClusterStatus(ctx)
+			if err != nil {
+				return false, nil // still starting, or stopping: try again
+			}
+			// The phase and source only: counts and errors would print a
+			// line per poll while a node joins.
+			own := string(cs.Sync.Phase)
+			if cs.Sync.Phase == node.PhaseSyncing && cs.Sync.Source != "" {
+				own += " from " + cs.Sync.Source
+			}
+			say(n.NodeID(), fmt.Sprintf("%s: %s", n.NodeID(), own))
+			views := map[string]node.NodeView{}
+			for _, v := range cs.Nodes {
+				if !v.Self && v.NodeID != "" {
+					views[v.NodeID] = v
+				}
+			}
+			for _, m := range nodes {
+				if m == n {
+					continue
+				}
+				v, ok := views[m.NodeID()]
+				if !ok {
+					missing = append(missing, n.NodeID()+" has not heard from "+m.NodeID())
+					continue
+				}
+				say(n.NodeID()+">"+m.NodeID(), fmt.Sprintf("%s sees %s %s (%s)", n.NodeID(), m.NodeID(), v.State, v.Health))
+				if v.State != node.StateActive || v.Health != node.HealthConnected {
+					missing = append(missing, fmt.Sprintf("%s sees %s %s (%s)", n.NodeID(), m.NodeID(), v.State, v.Health))
+				}
+			}
+		}
+		return len(missing) == 0, nil
+	})
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintf(w, "%snot all nodes are ACTIVE yet after %v (they keep trying): %s\n", indent, timeout, strings.Join(missing, "; "))
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
@@ -119,6 +120,12 @@ Example:
 				return err
 			}
 			e.printLocal(root, nodes)
+			fmt.Fprintln(e.stdout, "\nWeb page (one-time login links; `starling web --data DIR` makes new ones):")
+			for _, n := range nodes {
+				fmt.Fprintf(e.stdout, "  %s  %s\n", n.NodeID(), n.WebLoginURL())
+			}
+			fmt.Fprintln(e.stdout, "\nNode states as they come up:")
+			reportNodeStates(ctx, e.stdout, "  ", nodes, 30*time.Second)
 			<-ctx.Done()
 			fmt.Fprintln(e.stdout, "stopping...")
 			return closeAll(nodes)
@@ -158,6 +165,7 @@ func (e *cmdEnv) startLocal(ctx context.Context, plan []localNode, env string, o
 			return nil, fmt.Errorf("%s: %w", p.Name, err)
 		}
 		nodes = append(nodes, n)
+		fmt.Fprintf(e.stdout, "%s up: %s\n", p.Name, progressLine(n.SyncProgress(), time.Now()))
 	}
 	return nodes, nil
 }

@@ -3,9 +3,10 @@
 // (demo), and the client commands that talk to a running node's HTTP
 // API: the entity tree (create, get, set, ls, mv, rename, rm, restore,
 // schema, watch; grouped as entity and field too), raw keys (kv get, put,
-// del, ls), status and peers, and leader election (cluster status,
-// election ls|status|watch, and lead, which runs a command only while
-// this node leads a group).
+// del, ls), status and peers, the cluster admin (cluster status|peers|
+// add|remove, and web, a one-time login URL of the node's web page), and
+// leader election (election ls|status|watch, and lead, which runs a
+// command only while this node leads a group).
 //
 // Exit codes: 0 success, 1 failure, 2 usage error (unknown flag or
 // command, wrong arguments).
@@ -122,9 +123,11 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			e.statusCommand(),
 			e.peersCommand(),
 			e.clusterCommand(),
+			e.webCommand(),
 			e.electionCommand(),
 			e.leadCommand(),
 			e.chaosCommand(),
+			e.benchCommand(),
 		},
 		Reader:          stdin,
 		Writer:          stdout,
@@ -136,6 +139,7 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	app.Commands = append(app.Commands, e.entityCommands()...)
+	app.Commands = append(app.Commands, e.syncCommands()...)
 	app.OnUsageError = onUsageError
 	setUsageErrorHandler(app.Commands)
 	return app

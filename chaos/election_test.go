@@ -1,0 +1,134 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeCluster answers GET /v1/cluster with a settable leader and age.
+type fakeCluster struct {
+	mu          sync.Mutex
+	self        string
+	leader      string
+	sinceMS     int64
+	unavailable bool
+}
+
+func (f *fakeCluster) set(leader string, since time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leader, f.sinceMS = leader, since.Milliseconds()
+}
+
+func (f *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r.URL.Path != "/v1/cluster" {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	fmt.Fprintf(w, `{"node_id":%q,"leader":{"group":"cluster","leader":%q,"term":3},"group":{"name":"cluster","since_ms":%d,"members":[{"id":%q,"local":true,"available":%v}]}}`,
+		f.self, f.leader, f.sinceMS, f.self, !f.unavailable)
+}
+
+func fakeElectionHosts(t *testing.T, n int) ([]*Host, []*fakeCluster) {
+	var hs []*Host
+	var fs []*fakeCluster
+	for k := 1; k <= n; k++ {
+		f := &fakeCluster{self: hostName(k)}
+		h := fakeHost(t, f)
+		h.name, h.index = hostName(k), k
+		hs, fs = append(hs, h), append(fs, f)
+	}
+	return hs, fs
+}
+
+func TestElectionChecker(t *testing.T) {
+	hs, fs := fakeElectionHosts(t, 3)
+	observe := func(c *electionChecker, m Moment, wait time.Duration) {
+		m.Hosts = hs
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		c.Observe(ctx, m)
+	}
+	all := [][]string{{"n1", "n2", "n3"}}
+	split := [][]string{{"n1"}, {"n2", "n3"}}
+
+	// A partition: n1 alone leads itself, n2 and n3 elected n2 about
+	// 700 ms after the cut; after the heal all agree on n1 again.
+	c := &electionChecker{}
+	cut := time.Now().Add(-5 * time.Second)
+	fs[0].set("n1", 30*time.Second)
+	fs[1].set("n2", 5*time.Second-700*time.Millisecond)
+	fs[2].set("n2", 5*time.Second-650*time.Millisecond)
+	observe(c, Moment{Label: "settled round 1", Since: cut, Nemeses: []string{"partition-halves"}, Components: split}, time.Second)
+	healAt := time.Now().Add(-2 * time.Second)
+	fs[0].set("n1", 30*time.Second)
+	fs[1].set("n1", 1500*time.Millisecond)
+	fs[2].set("n1", 1200*time.Millisecond)
+	observe(c, Moment{Label: "healed round 1", Since: healAt, Components: all}, time.Second)
+	observe(c, Moment{Label: "final", Since: time.Now(), Components: all}, time.Second)
+	v := c.Check(CheckInput{})
+	if !v.OK || v.Counts["leaders"] != 1 {
+		t.Fatalf("partition and heal: %+v", v)
+	}
+	if f := v.Durations["failover"]; len(f) != 1 || f[0] < 600*time.Millisecond || f[0] > 800*time.Millisecond {
+		t.Errorf("failover %v, want one of about 700ms", f)
+	}
+	if h := v.Durations["leader-heal"]; len(h) != 1 || h[0] < 700*time.Millisecond || h[0] > 900*time.Millisecond {
+		t.Errorf("heal %v, want one of about 800ms (the last host)", h)
+	}
+
+	// Two leaders in one component after a heal: a violation.
+	c = &electionChecker{}
+	fs[2].set("n3", time.Second)
+	observe(c, Moment{Label: "healed round 1", Since: time.Now(), Components: all}, 300*time.Millisecond)
+	if v := c.Check(CheckInput{}); v.OK || v.Counts["leader-faults"] != 1 || !strings.Contains(strings.Join(v.Problems, " "), "n3→n3") {
+		t.Errorf("split brain after a heal passed: %+v", v)
+	}
+
+	// The same during loss is only noted; a wrong leader under a clean
+	// partition is a violation.
+	c = &electionChecker{}
+	observe(c, Moment{Label: "settled round 1", Since: time.Now(), Nemeses: []string{"loss"}, Components: all}, 300*time.Millisecond)
+	if v := c.Check(CheckInput{}); !v.OK || len(v.Problems) != 1 {
+		t.Errorf("flapping under loss: %+v", v)
+	}
+	c = &electionChecker{}
+	observe(c, Moment{Label: "settled round 1", Since: time.Now(), Nemeses: []string{"isolate"}, Components: all}, 300*time.Millisecond)
+	if v := c.Check(CheckInput{}); v.OK {
+		t.Errorf("two leaders under isolate passed: %+v", v)
+	}
+
+	// A paused n1 is not a candidate: n2 is expected.
+	c = &electionChecker{}
+	fs[1].set("n2", time.Second)
+	fs[2].set("n2", time.Second)
+	observe(c, Moment{Label: "settled round 1", Since: time.Now().Add(-3 * time.Second), Nemeses: []string{"pause"}, Components: all, Paused: []string{"n1"}}, time.Second)
+	if v := c.Check(CheckInput{}); !v.OK || len(v.Durations["failover"]) != 1 {
+		t.Errorf("failover from a paused leader: %+v", v)
+	}
+	// A node joining by state transfer is not a candidate: noted while
+	// the run goes on, a failure at the end.
+	c = &electionChecker{}
+	fs[0].mu.Lock()
+	fs[0].unavailable = true
+	fs[0].mu.Unlock()
+	fs[0].set("n2", time.Second)
+	observe(c, Moment{Label: "healed round 1", Since: time.Now(), Components: all}, time.Second)
+	if v := c.Check(CheckInput{}); !v.OK || len(v.Problems) != 1 {
+		t.Errorf("n1 joining during a round: %+v", v)
+	}
+	observe(c, Moment{Label: "final", Since: time.Now(), Components: all}, time.Second)
+	if v := c.Check(CheckInput{}); v.OK {
+		t.Errorf("n1 still not available at the end passed: %+v", v)
+	}
+	if v := (&electionChecker{}).Check(CheckInput{}); v.OK {
+		t.Error("a checker that never observed passed")
+	}
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/starling-sync/starling/node"
+)
+
+func TestClusterCLI(t *testing.T) {
+	defer failOnPanic(t)
+	nodes := electionNodes(t, 3)
+	d1 := nodes[0].Dir()
+	waitFor(t, 20*time.Second, "node1 sees node2 and node3 ACTIVE", func() bool {
+		r := runApp(t, "", "cluster", "peers", "--data", d1, "--json")
+		var ps []node.NodeView
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ps) != nil {
+			return false
+		}
+		active := 0
+		for _, p := range ps {
+			if p.State == node.StateActive && p.Health == node.HealthConnected {
+				active++
+			}
+		}
+		return active == 2
+	})
+
+	r := runApp(t, "", "cluster", "status", "--data", d1)
+	for _, want := range []string{"mode", "cluster (3 nodes)", "node1 (this node), term ", "node2", "node3", "ACTIVE", "Connected", "sync", "WRITES IN/OUT", "LAG"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("cluster status lacks %q:\n%s%s", want, r.stdout, r.stderr)
+		}
+	}
+	r = runApp(t, "", "cluster", "status", "--data", d1, "--json")
+	var cs node.ClusterStatus
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &cs) != nil || cs.Mode != "cluster" || cs.NodeCount != 3 || cs.Leader.Leader != "node1" {
+		t.Fatalf("cluster status --json: %+v -> %+v", r, cs)
+	}
+	r = runApp(t, "", "cluster", "peers", "--data", d1)
+	if r.code != 0 || !strings.Contains(r.stdout, nodes[1].PeerID().String()) || !strings.Contains(r.stdout, "node3") {
+		t.Errorf("cluster peers:\n%s%s", r.stdout, r.stderr)
+	}
+
+	// remove: by node ID; then it is unknown. A name nobody has is a
+	// clear error with exit code 1.
+	r = runApp(t, "", "cluster", "remove", "--data", d1, "node3")
+	if r.code != 0 || r.stdout != "removed node3 ("+nodes[2].PeerID().String()+")\n" {
+		t.Fatalf("cluster remove node3: %+v", r)
+	}
+	r = runApp(t, "", "cluster", "remove", "--data", d1, "--json", "node3")
+	if r.code != 1 || !strings.Contains(r.stderr, `node "node3" is not known to this node (known: node2)`) {
+		t.Errorf("cluster remove node3 again: %+v", r)
+	}
+	r = runApp(t, "", "cluster", "remove", "--data", d1, "node1")
+	if r.code != 1 || !strings.Contains(r.stderr, "the node you are talking to") {
+		t.Errorf("cluster remove self: %+v", r)
+	}
+	r = runApp(t, "", "cluster", "remove", "--data", d1, "garbage")
+	if r.code != 1 || !strings.Contains(r.stderr, `node "garbage" is not known`) {
+		t.Errorf("cluster remove garbage: %+v", r)
+	}
+	// Not re-dialled: node1 stays without node3 (node3 still dials node1:
+	// block it there so that only node1's side is tested).
+	nodes[2].P2P().Block(nodes[0].PeerID())
+	r = runApp(t, "", "cluster", "peers", "--data", d1, "--json")
+	var ps []node.NodeView
+	if err := json.Unmarshal([]byte(r.stdout), &ps); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.NodeID == "node3" {
+			t.Errorf("node3 still listed after remove: %+v", p)
+		}
+	}
+
+	// add brings it back.
+	nodes[2].P2P().Unblock(nodes[0].PeerID())
+	addr := nodes[2].P2P().Addrs()[0].String()
+	r = runApp(t, "", "cluster", "add", "--data", d1, "--wait", "20s", "--json", addr)
+	var ar addResult
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ar) != nil || !ar.Connected || ar.ID != nodes[2].PeerID().String() {
+		t.Fatalf("cluster add: %+v", r)
+	}
+	waitFor(t, 20*time.Second, "node1 sees node3 again", func() bool {
+		cs, err := nodes[0].Client().ClusterStatus(context.Background())
+		if err != nil {
+			return false
+		}
+		for _, n := range cs.Nodes {
+			if n.NodeID == "node3" && n.State == node.StateActive {
+				return true
+			}
+		}
+		return false
+	})
+
+	// web prints a one-time login URL.
+	r = runApp(t, "", "web", "--data", d1)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "http://"+nodes[0].APIAddr()+"/ui/login?code=") {
+		t.Errorf("web: %+v", r)
+	}
+	// Usage errors.
+	for _, args := range [][]string{{"cluster", "frob"}, {"cluster", "remove", "--data", d1}, {"cluster", "add", "--data", d1}} {
+		if r := runApp(t, "", args...); r.code != exitUsage {
+			t.Errorf("%v: exit %d, want %d: %s", args, r.code, exitUsage, r.stderr)
+		}
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		p    node.SyncProgress
+		now  time.Time
+		want []string
+	}{
+		{node.SyncProgress{Phase: node.PhaseActive}, start, []string{"ACTIVE: holds the current state"}},
+		{node.SyncProgress{Phase: node.PhaseActive, Transfers: 2}, start, []string{"2 state transfers"}},
+		{node.SyncProgress{Phase: node.PhaseJoining, LastError: "no peer"}, start, []string{"JOINING", "last attempt: no peer"}},
+		{node.SyncProgress{Phase: node.PhaseSyncing, Source: "node1", EntriesDone: 10, Started: start}, start.Add(time.Second),
+			[]string{"SYNCING from node1", "[??????", "waiting for the source's totals"}},
+		{node.SyncProgress{Phase: node.PhaseSyncing, Source: "node1", EntriesDone: 50, EntriesTotal: 200, BytesDone: 4_000_000, BytesTotal: 16_000_000, Started: start},
+			start.Add(10 * time.Second),
+			[]string{"[=======>                      ]", " 25%", "50/200 entries", "4.0 MB/16.0 MB", "ETA 30s"}},
+		{node.SyncProgress{Phase: node.PhaseSyncing, EntriesDone: 200, EntriesTotal: 200, Started: start}, start.Add(time.Minute),
+			[]string{"[==============================]", "100%", "ETA <1s"}},
+		{node.SyncProgress{Phase: node.PhaseSyncing, EntriesDone: 1, EntriesTotal: 7200, Started: start}, start.Add(time.Second),
+			[]string{"ETA 1h59m"}},
+		{node.SyncProgress{Phase: node.PhaseSyncing, EntriesTotal: 10}, start, []string{"  0%", "ETA -"}},
+	}
+	for _, c := range cases {
+		got := progressLine(c.p, c.now)
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%+v:\n%q lacks %q", c.p, got, w)
+			}
+		}
+	}
+}
+
+func TestFollowSync(t *testing.T) {
+	script := []node.SyncProgress{
+		{Phase: node.PhaseJoining},
+		{Phase: node.PhaseSyncing, EntriesDone: 5, EntriesTotal: 10, Started: time.Now()},
+		{Phase: node.PhaseActive, Transfers: 1},
+	}
+	i := 0
+	var out bytes.Buffer
+	err := followSync(context.Background(), &out, time.Millisecond, func(context.Context) (node.SyncProgress, error) {
+		p := script[min(i, len(script)-1)]
+		i++
+		return p, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "JOINING") || !strings.Contains(lines[1], " 50%") || !strings.HasPrefix(lines[2], "ACTIVE") {
+		t.Errorf("followSync printed:\n%s", out.String())
+	}
+	boom := errors.New("boom")
+	if err := followSync(context.Background(), &out, time.Millisecond, func(context.Context) (node.SyncProgress, error) {
+		return node.SyncProgress{}, boom
+	}); !errors.Is(err, boom) {
+		t.Errorf("error not passed on: %v", err)
+	}
+}

@@ -1,0 +1,74 @@
+//go:build chaosbroken
+
+package main
+
+// A deliberately broken node, for the partition suite's control test
+// only (chaos.TestChaosCatchesBrokenBuild): a green chaos run means
+// something only if the same checkers fail on a build that loses data.
+// This file exists in binaries built with `-tags chaosbroken`; release
+// builds have neither the command nor its flag.
+//
+//	starling chaos broken-node --break drop-remote --data DIR [run flags]
+//
+// runs `starling run` with one defect:
+//
+//	drop-remote  the node drops every replication message (and election
+//	             heartbeat) from other nodes, as a build that loses remote
+//	             deltas would; its own writes still reach the others. It
+//	             trusts one freshly made peer ID that no node has, through
+//	             the same path as --trust, so no code path of the node
+//	             changes.
+
+import (
+	"crypto/rand"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/urfave/cli/v2"
+)
+
+const flagChaosBreak = "break"
+
+func init() {
+	chaosTestCommands = append(chaosTestCommands, brokenNodeCommand)
+}
+
+func brokenNodeCommand(e *cmdEnv) *cli.Command {
+	run := e.runCommand()
+	flags := append([]cli.Flag{
+		&cli.StringFlag{Name: flagChaosBreak, Required: true, EnvVars: envVar(flagChaosBreak),
+			Usage: "the defect: `MODE` drop-remote (drop every replication message from other nodes)"},
+	}, run.Flags...)
+	return &cli.Command{
+		Name:      "broken-node",
+		Hidden:    true,
+		Usage:     "run a node with a deliberate defect (test builds only: -tags chaosbroken)",
+		UsageText: "starling chaos broken-node --break drop-remote --data DIR [run flags]",
+		Description: `For the partition suite's control test: the checkers must fail on it.
+
+Example:
+   starling chaos broken-node --break drop-remote --data ./n1`,
+		Flags: flags,
+		Action: func(c *cli.Context) error {
+			switch mode := c.String(flagChaosBreak); mode {
+			case "drop-remote":
+				_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
+				if err != nil {
+					return err
+				}
+				stranger, err := peer.IDFromPublicKey(pub)
+				if err != nil {
+					return err
+				}
+				if err := c.Set(flagTrust, stranger.String()); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "chaos broken-node: dropping every replication message from other nodes (trusting only %s)\n", stranger)
+			default:
+				return usageErrorf(c, "--%s %q: the only defect is drop-remote", flagChaosBreak, mode)
+			}
+			return run.Action(c)
+		},
+	}
+}

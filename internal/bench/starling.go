@@ -1,0 +1,278 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/node"
+)
+
+// starlingCluster is real Starling nodes (node.Open) on 127.0.0.1.
+type starlingCluster struct {
+	dir   string
+	log   *slog.Logger
+	mu    sync.Mutex
+	nodes []*node.Node
+}
+
+var _ cluster = (*starlingCluster)(nil)
+
+// benchEnv is the environment of bench nodes: they connect to nothing else.
+const benchEnv = "bench"
+
+func openStarling(log *slog.Logger) func(ctx context.Context, dir string, n int) (cluster, error) {
+	return func(ctx context.Context, dir string, n int) (cluster, error) {
+		c := &starlingCluster{dir: dir, log: log}
+		for range n {
+			if _, err := c.start(ctx, nil); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
+		for i, a := range c.nodes {
+			for _, b := range c.nodes[i+1:] {
+				ai := peer.AddrInfo{ID: b.PeerID(), Addrs: b.P2P().Host().Addrs()}
+				if err := a.P2P().AddPeer(ctx, ai); err != nil {
+					c.Close()
+					return nil, fmt.Errorf("connect %s to %s: %w", a.NodeID(), b.NodeID(), err)
+				}
+			}
+		}
+		return c, nil
+	}
+}
+
+// start initialises and opens one node; peers are its static peers.
+func (c *starlingCluster) start(ctx context.Context, peers []string) (*node.Node, error) {
+	c.mu.Lock()
+	i := len(c.nodes)
+	c.mu.Unlock()
+	dir := filepath.Join(c.dir, fmt.Sprintf("starling%d", i+1))
+	_, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
+		Env: benchEnv, NodeID: fmt.Sprintf("node%d", i+1),
+		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, APIAddr: "127.0.0.1:0",
+		Peers: peers, NoMDNS: true, NoDHT: true,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	n, err := node.Open(ctx, dir, node.WithLogger(c.log.With("node", i+1)))
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.mu.Unlock()
+	return n, nil
+}
+
+func (c *starlingCluster) node(i int) *node.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+func (c *starlingCluster) Size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes)
+}
+
+func entPath(e int) string   { return fmt.Sprintf("/e%d", e) }
+func fieldName(f int) string { return fmt.Sprintf("f%d", f) }
+
+func (c *starlingCluster) Prepare(ctx context.Context, ents int) error {
+	es := c.node(0).Entities()
+	for start := 0; start < ents; start += 500 {
+		_, err := es.Update(ctx, func(tx *entity.Tx) error {
+			for e := start; e < min(start+500, ents); e++ {
+				if _, err := tx.Create("/", "Bench", fmt.Sprintf("e%d", e)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("create entities: %w", err)
+		}
+	}
+	for i := range c.Size() {
+		n := c.node(i)
+		err := poll(ctx, 5*time.Millisecond, func() (bool, error) {
+			_, err := n.Entities().Resolve(entPath(ents - 1))
+			return err == nil, nil
+		})
+		if err != nil {
+			return fmt.Errorf("entities not replicated to %s: %w", n.NodeID(), err)
+		}
+	}
+	return nil
+}
+
+func (c *starlingCluster) Write(ctx context.Context, i int, w write) error {
+	_, err := c.node(i).Entities().Set(ctx, entPath(w.f.ent), fieldName(w.f.f), entity.Int(w.v))
+	return err
+}
+
+// starlingSetupBatch is the field writes per Update when setting up a
+// store: one record (and one delta) per 1,000 writes.
+const starlingSetupBatch = 1000
+
+func (c *starlingCluster) WriteMany(ctx context.Context, i int, ws []write) error {
+	es := c.node(i).Entities()
+	for start := 0; start < len(ws); start += starlingSetupBatch {
+		batch := ws[start:min(start+starlingSetupBatch, len(ws))]
+		_, err := es.Update(ctx, func(tx *entity.Tx) error {
+			for _, w := range batch {
+				if err := tx.Set(entPath(w.f.ent), fieldName(w.f.f), entity.Int(w.v)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type starlingWatcher struct {
+	w    *entity.Watcher
+	ch   chan field
+	done chan struct{}
+}
+
+func (c *starlingCluster) Watch(i int) watcher {
+	sw := &starlingWatcher{w: c.node(i).Entities().Watch("/", 1<<16), ch: make(chan field, 1<<16), done: make(chan struct{})}
+	go func() {
+		defer close(sw.done)
+		defer close(sw.ch)
+		for ev := range sw.w.C() {
+			e, err := strconv.Atoi(strings.TrimPrefix(ev.Path, "/e"))
+			if err != nil || !strings.HasPrefix(ev.Field, "f") {
+				continue
+			}
+			f, err := strconv.Atoi(ev.Field[1:])
+			if err != nil {
+				continue
+			}
+			select {
+			case sw.ch <- field{e, f}:
+			default: // the reader fell behind; it waits with a deadline
+			}
+		}
+	}()
+	return sw
+}
+
+func (w *starlingWatcher) C() <-chan field { return w.ch }
+
+func (w *starlingWatcher) Close() {
+	w.w.Close()
+	for range w.ch { // drain, so the goroutine ends
+	}
+	<-w.done
+}
+
+func (c *starlingCluster) Count(ctx context.Context, i int, e int) (int, error) {
+	en, err := c.node(i).Entities().Get(entPath(e))
+	if errors.Is(err, entity.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(en.Fields), nil
+}
+
+func (c *starlingCluster) Value(ctx context.Context, i int, f field) (int64, bool, error) {
+	fv, err := c.node(i).Entities().GetField(entPath(f.ent), fieldName(f.f))
+	if errors.Is(err, entity.ErrNotFound) || errors.Is(err, entity.ErrNoField) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return fv.Value.Int, true, nil
+}
+
+// Partition blocks node i and every other node from each other (the
+// connection gater on both sides; open connections are closed).
+func (c *starlingCluster) Partition(i int) error {
+	cut := c.node(i)
+	for j := range c.Size() {
+		if j == i {
+			continue
+		}
+		o := c.node(j)
+		o.P2P().Block(cut.PeerID())
+		cut.P2P().Block(o.PeerID())
+	}
+	return nil
+}
+
+// Heal lifts every block; the nodes' own re-dial loops reconnect.
+func (c *starlingCluster) Heal() error {
+	for a := range c.Size() {
+		for b := range c.Size() {
+			if a != b {
+				c.node(a).P2P().Unblock(c.node(b).PeerID())
+			}
+		}
+	}
+	return nil
+}
+
+// Join starts a node with an empty data directory whose only
+// configuration is node 1 as a static peer: it joins by state transfer
+// on its own (node/transfer.go).
+func (c *starlingCluster) Join(ctx context.Context) (int, error) {
+	src := c.node(0)
+	var peers []string
+	for _, a := range src.P2P().Addrs() {
+		peers = append(peers, a.String())
+	}
+	if _, err := c.start(ctx, peers); err != nil {
+		return 0, err
+	}
+	return c.Size() - 1, nil
+}
+
+// Synced: the node says it holds the current state (ACTIVE).
+func (c *starlingCluster) Synced(ctx context.Context, i int) bool {
+	return c.node(i).SyncProgress().Phase == node.PhaseActive
+}
+
+func (c *starlingCluster) Dir(i int) string { return c.node(i).Dir() }
+
+func (c *starlingCluster) Close() error {
+	c.mu.Lock()
+	nodes := c.nodes
+	c.nodes = nil
+	c.mu.Unlock()
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, n := range nodes {
+		wg.Go(func() {
+			if err := n.Close(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,649 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// writeField is the field of the i-th write of the writes and disk
+// workloads: spread over 100 entities of up to 100 fields.
+func writeField(i int) field { return field{i % 100, (i / 100) % 100} }
+
+// ---- 1. field writes/s on one node ----
+
+func (r *runner) writes(ctx context.Context) ([]Row, []string) {
+	n1, n64 := r.sz.single, r.sz.concurrent
+	specs := []spec{
+		{label: "field writes/s, 1 writer", kind: KindRate},
+		{label: "write latency p50, 1 writer", kind: KindTime},
+		{label: "write latency p99, 1 writer", kind: KindTime},
+		{label: "field writes/s, 64 writers", kind: KindRate, target: atLeast(50_000)},
+		{label: "write latency p99, 64 writers", kind: KindTime},
+	}
+	rows := r.pair(ctx, specs, func(ctx context.Context, sys system) ([]Result, error) {
+		dir, err := r.dir(sys.name)
+		if err != nil {
+			return nil, err
+		}
+		c, err := sys.open(ctx, dir, 1)
+		if err != nil {
+			return nil, err
+		}
+		defer r.closeCluster(c, sys.name)
+		if err := c.Prepare(ctx, 100); err != nil {
+			return nil, err
+		}
+		out := make([]Result, 0, 5)
+		for _, writers := range []int{1, 64} {
+			total := n1
+			if writers > 1 {
+				total = n64
+			}
+			r.progress("%s: %d field writes, %d writer(s)", sys.name, total, writers)
+			rate, lat, done, err := r.writeLoad(ctx, c, 0, total, writers, writeField)
+			if err != nil {
+				return nil, err
+			}
+			rr := Result{Value: rate}
+			if done < total {
+				rr = r.timedOut(float64(done) / float64(total))
+				rr.Value = rate // a rate over what was done is still a figure
+			}
+			out = append(out, rr)
+			if writers == 1 {
+				out = append(out, Result{Value: percentile(lat, 0.5)})
+			}
+			out = append(out, Result{Value: percentile(lat, 0.99)})
+			r.progress("%s: %d writers: %s, p99 %s", sys.name, writers, FormatValue(KindRate, rr), fmtSeconds(percentile(lat, 0.99)))
+		}
+		return out, nil
+	})
+	return rows, []string{fmt.Sprintf("writes: %s writes by 1 writer, %s by 64 concurrent writers, on one node; Starling: entity field writes (Entities().Set), durable on return; raw: one Put per write (a field = a key)",
+		count(n1), count(n64))}
+}
+
+// writeLoad writes total fields on node from writers goroutines, within
+// the budget; the i-th write is of fieldOf(i). It returns the
+// rate, the latency of each write done, and how many were done. An error
+// other than the budget running out is returned.
+func (r *runner) writeLoad(ctx context.Context, c cluster, node, total, writers int, fieldOf func(int) field) (float64, []time.Duration, int, error) {
+	mctx, cancel := r.measured(ctx)
+	defer cancel()
+	var next, done atomic.Int64
+	lats := make([][]time.Duration, writers)
+	errs := make([]error, writers)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= total || mctx.Err() != nil {
+					return
+				}
+				t0 := time.Now()
+				if err := c.Write(mctx, node, write{fieldOf(i), int64(i)}); err != nil {
+					if mctx.Err() == nil {
+						errs[w] = err
+					}
+					return
+				}
+				lats[w] = append(lats[w], time.Since(t0))
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := firstError(errs); err != nil {
+		return 0, nil, 0, err
+	}
+	if ctx.Err() != nil {
+		return 0, nil, 0, ctx.Err()
+	}
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	return float64(done.Load()) / elapsed.Seconds(), all, int(done.Load()), nil
+}
+
+// ---- 2. write -> visible on 3 nodes ----
+
+func (r *runner) visible(ctx context.Context) ([]Row, []string) {
+	n := r.sz.visible
+	specs := []spec{
+		{label: "write->visible on 3 nodes p50", kind: KindTime},
+		{label: "write->visible on 3 nodes p99", kind: KindTime, target: below(0.005)},
+	}
+	rows := r.pair(ctx, specs, func(ctx context.Context, sys system) ([]Result, error) {
+		dir, err := r.dir(sys.name)
+		if err != nil {
+			return nil, err
+		}
+		c, err := sys.open(ctx, dir, 3)
+		if err != nil {
+			return nil, err
+		}
+		defer r.closeCluster(c, sys.name)
+		sctx, cancel := r.setup(ctx)
+		defer cancel()
+		if err := c.Prepare(sctx, 1); err != nil {
+			return nil, fmt.Errorf("start 3 connected nodes: %w", err)
+		}
+		r.progress("%s: %d writes on node 1, each until nodes 2 and 3 show it", sys.name, n)
+		lat, done, err := r.visibleLoad(ctx, c, n, func(i int) int { return 0 })
+		if err != nil {
+			return nil, err
+		}
+		if done < n {
+			tr := r.timedOut(float64(done) / float64(n))
+			return []Result{tr, tr}, nil
+		}
+		return []Result{{Value: percentile(lat, 0.5)}, {Value: percentile(lat, 0.99)}}, nil
+	})
+	return rows, []string{fmt.Sprintf("visible: %d writes one at a time on node 1 of 3 (loopback TCP, real libp2p), each timed from the write call until the change feeds of nodes 2 and 3 show it (Starling: entity watch; raw: PutHook)", n)}
+}
+
+// visibleLoad makes n writes one at a time, the i-th on node writer(i),
+// each timed until every other node's watcher shows it. It returns the
+// latencies and how many writes became visible within the budget.
+func (r *runner) visibleLoad(ctx context.Context, c cluster, n int, writer func(i int) int) ([]time.Duration, int, error) {
+	ws := make([]watcher, c.Size())
+	for i := range ws {
+		ws[i] = c.Watch(i)
+		defer ws[i].Close()
+	}
+	mctx, cancel := r.measured(ctx)
+	defer cancel()
+	// A few unmeasured writes first: the first ones open streams.
+	for i := range 3 {
+		f := field{0, 1_000_000 + i}
+		if err := c.Write(mctx, 0, write{f, 1}); err != nil {
+			return nil, 0, err
+		}
+		for j := 1; j < len(ws); j++ {
+			if err := waitVisible(mctx, ws[j], f); err != nil {
+				if isTimeout(ctx, err) {
+					return nil, 0, nil
+				}
+				return nil, 0, err
+			}
+		}
+	}
+	lat := make([]time.Duration, 0, n)
+	for i := range n {
+		f := field{0, i}
+		from := writer(i)
+		t0 := time.Now()
+		if err := c.Write(mctx, from, write{f, int64(i)}); err != nil {
+			if isTimeout(ctx, err) {
+				return lat, i, nil
+			}
+			return nil, 0, err
+		}
+		for j := range ws {
+			if j == from {
+				continue
+			}
+			if err := waitVisible(mctx, ws[j], f); err != nil {
+				if isTimeout(ctx, err) {
+					return lat, i, nil
+				}
+				return nil, 0, err
+			}
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	return lat, n, nil
+}
+
+// ---- 3. heal after a partition ----
+
+func (r *runner) heal(ctx context.Context) ([]Row, []string) {
+	var rows []Row
+	for _, n := range r.sz.heal {
+		var target *Target
+		if n == 10_000 {
+			target = below(2)
+		}
+		specs := []spec{{label: fmt.Sprintf("heal after %s writes on one side", count(n)), kind: KindTime, target: target}}
+		rows = append(rows, r.pair(ctx, specs, func(ctx context.Context, sys system) ([]Result, error) {
+			res, err := r.healOnce(ctx, sys, n)
+			return []Result{res}, err
+		})...)
+	}
+	return rows, []string{fmt.Sprintf("heal: 3 nodes; node 3 is cut off (connection gater on both sides, connections closed), node 1 makes N field writes (Starling: 16 concurrent writers, one Set each; raw: go-ds-crdt Batches of %d Puts, one DAG node each, for a setup of minutes rather than hours: %d times fewer blocks to walk than one Put per write, which only favours raw) and node 3 makes 100 one by one; timed from the heal until every node holds every write. Starling nodes re-dial on their own; raw go-ds-crdt has no re-dial loop, so the harness reconnects it at once and its heads travel only with its rebroadcast (every minute by default)", rawSetupBatch, rawSetupBatch)}
+}
+
+// healEnt is the entity node 3 writes during the partition.
+const healEnt = 100
+
+func (r *runner) healOnce(ctx context.Context, sys system, n int) (Result, error) {
+	dir, err := r.dir(sys.name)
+	if err != nil {
+		return Result{}, err
+	}
+	c, err := sys.open(ctx, dir, 3)
+	if err != nil {
+		return Result{}, err
+	}
+	defer r.closeCluster(c, sys.name)
+	sctx, cancel := r.setup(ctx)
+	defer cancel()
+	if err := c.Prepare(sctx, healEnt+1); err != nil {
+		return Result{}, fmt.Errorf("start 3 connected nodes: %w", err)
+	}
+	if err := c.Partition(2); err != nil {
+		return Result{}, err
+	}
+	how := fmt.Sprintf("%d writers", sys.writers)
+	if sys.batchSetup {
+		how = fmt.Sprintf("batches of %d", rawSetupBatch)
+	}
+	r.progress("%s: partitioned; %s writes on node 1 (%s), 100 on node 3", sys.name, count(n), how)
+	t0 := time.Now()
+	var werr [2]error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if !sys.batchSetup {
+			werr[0] = r.writeMany(sctx, c, 0, n, sys.writers, func(i int) field { return writeFieldHeal(i, n) })
+			return
+		}
+		ws := make([]write, n)
+		for i := range ws {
+			ws[i] = write{writeFieldHeal(i, n), int64(i)}
+		}
+		werr[0] = c.WriteMany(sctx, 0, ws)
+	})
+	wg.Go(func() { werr[1] = r.writeMany(sctx, c, 2, 100, 1, func(i int) field { return field{healEnt, i} }) })
+	wg.Wait()
+	if err := errors.Join(werr[:]...); err != nil {
+		return Result{}, fmt.Errorf("writes during the partition: %w", err)
+	}
+	r.progress("%s: wrote in %s; healing", sys.name, time.Since(t0).Round(10*time.Millisecond))
+	// Expected: on every node, entity e < 100 has n/100 fields (node 1's
+	// writes), entity 100 has 100 (node 3's).
+	want := func(e int) int {
+		if e == healEnt {
+			return 100
+		}
+		return perEnt(n, e)
+	}
+	ents := healEnt + 1
+	before, err := totalFields(ctx, c, ents, nil)
+	if err != nil {
+		return Result{}, err
+	}
+	expected := c.Size() * (n + 100)
+	if err := c.Heal(); err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	mctx, mcancel := r.measured(ctx)
+	defer mcancel()
+	interval := 20 * time.Millisecond
+	if n >= 100_000 {
+		interval = 100 * time.Millisecond
+	}
+	complete := make([][]bool, c.Size())
+	for i := range complete {
+		complete[i] = make([]bool, ents)
+	}
+	err = poll(mctx, interval, func() (bool, error) {
+		all := true
+		for i := range c.Size() {
+			for e := range ents {
+				if complete[i][e] {
+					continue
+				}
+				got, err := c.Count(mctx, i, e)
+				if err != nil {
+					return false, err
+				}
+				if got >= want(e) {
+					complete[i][e] = true
+				} else {
+					all = false
+					break // this node is not done; try the next
+				}
+			}
+		}
+		return all, nil
+	})
+	took := time.Since(start)
+	if err != nil {
+		if !isTimeout(ctx, err) {
+			return Result{}, err
+		}
+		now, cerr := totalFields(ctx, c, ents, nil)
+		if cerr != nil {
+			return Result{}, cerr
+		}
+		frac := float64(now-before) / float64(max(1, expected-before))
+		r.progress("%s: not healed within %s (%.0f%% of the missing writes arrived)", sys.name, r.cfg.Budget, frac*100)
+		return r.timedOut(frac), nil
+	}
+	r.progress("%s: healed in %s", sys.name, took.Round(time.Millisecond))
+	return Result{Value: took.Seconds()}, nil
+}
+
+// writeFieldHeal spreads n writes over 100 entities with n/100 fields each.
+func writeFieldHeal(i, n int) field { return field{i % 100, i / 100} }
+
+// perEnt is how many fields entity e (< 100) gets from writeFieldHeal.
+func perEnt(n, e int) int {
+	k := n / 100
+	if e < n%100 {
+		k++
+	}
+	return k
+}
+
+// writeMany writes total fields from writers goroutines (setup: no
+// budget, no latency).
+func (r *runner) writeMany(ctx context.Context, c cluster, node, total, writers int, f func(int) field) error {
+	var next atomic.Int64
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= total {
+					return
+				}
+				if err := c.Write(ctx, node, write{f(i), int64(i)}); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return firstError(errs)
+}
+
+// firstError is the first non-nil error of errs: writers that fail
+// usually fail alike.
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// totalFields sums the fields of entities 0..ents-1 over nodes (all
+// nodes when nodes is nil).
+func totalFields(ctx context.Context, c cluster, ents int, nodes []int) (int, error) {
+	if nodes == nil {
+		for i := range c.Size() {
+			nodes = append(nodes, i)
+		}
+	}
+	total := 0
+	for _, i := range nodes {
+		for e := range ents {
+			n, err := c.Count(ctx, i, e)
+			if err != nil {
+				return 0, err
+			}
+			total += n
+		}
+	}
+	return total, nil
+}
+
+// ---- 4. fresh node join ----
+
+// joinCase is one join scenario: writes fields of ents entities (1,000
+// fields each), of which the last write of each field is its value.
+type joinCase struct {
+	label  string
+	target *Target
+	writes int // field writes on the source
+	fields int // distinct fields they write
+}
+
+func (j joinCase) ents() int         { return (j.fields + 999) / 1000 }
+func (j joinCase) field(i int) field { f := i % j.fields; return field{f / 1000, f % 1000} }
+func (j joinCase) final(f field) int64 { // the last write of f
+	k := f.ent*1000 + f.f
+	last := (j.writes-1-k)/j.fields*j.fields + k
+	return int64(last)
+}
+
+func (r *runner) join(ctx context.Context) ([]Row, []string) {
+	var cases []joinCase
+	for _, n := range r.sz.joinKeys {
+		var t *Target
+		if n == 50_000 {
+			t = below(3)
+		}
+		cases = append(cases, joinCase{label: fmt.Sprintf("join: fresh node into %s fields", count(n)), target: t, writes: n, fields: n})
+	}
+	var ht *Target
+	if r.sz.histWrite == 1_000_000 {
+		ht = below(10)
+	}
+	cases = append(cases, joinCase{
+		label:  fmt.Sprintf("join: history of %s overwrites of %s fields", count(r.sz.histWrite), count(r.sz.histKeys)),
+		target: ht, writes: r.sz.histWrite, fields: r.sz.histKeys,
+	})
+	var rows []Row
+	for _, jc := range cases {
+		specs := []spec{{label: jc.label, kind: KindTime, target: jc.target}}
+		rows = append(rows, r.pair(ctx, specs, func(ctx context.Context, sys system) ([]Result, error) {
+			res, err := r.joinOnce(ctx, sys, jc)
+			return []Result{res}, err
+		})...)
+	}
+	return rows, []string{fmt.Sprintf("join: one node holds the store (written in batches: Starling %d field writes per Update, raw %d Puts per go-ds-crdt Batch); a fresh node with an empty data dir starts and is timed until it holds every field with its last value. Starling: the new node has the source as static peer and joins by state transfer on its own (node/transfer.go). Raw: a fresh replica connected to the source catches up by DAG walk; the source writes a key every second until the replica has seen a broadcast (go-ds-crdt announces heads only with writes or its 1-minute rebroadcast); %% done = fields present", starlingSetupBatch, rawSetupBatch)}
+}
+
+func (r *runner) joinOnce(ctx context.Context, sys system, jc joinCase) (Result, error) {
+	dir, err := r.dir(sys.name)
+	if err != nil {
+		return Result{}, err
+	}
+	c, err := sys.open(ctx, dir, 1)
+	if err != nil {
+		return Result{}, err
+	}
+	defer r.closeCluster(c, sys.name)
+	sctx, cancel := r.setup(ctx)
+	defer cancel()
+	if err := c.Prepare(sctx, jc.ents()); err != nil {
+		return Result{}, err
+	}
+	r.progress("%s: writing %s field writes to %s fields on the source", sys.name, count(jc.writes), count(jc.fields))
+	t0 := time.Now()
+	const chunk = 100_000
+	for start := 0; start < jc.writes; start += chunk {
+		ws := make([]write, 0, chunk)
+		for i := start; i < min(start+chunk, jc.writes); i++ {
+			ws = append(ws, write{jc.field(i), int64(i)})
+		}
+		if err := c.WriteMany(sctx, 0, ws); err != nil {
+			return Result{}, fmt.Errorf("set up the source: %w", err)
+		}
+		if start > 0 {
+			r.progress("%s: %s of %s written", sys.name, count(start+len(ws)), count(jc.writes))
+		}
+	}
+	r.progress("%s: source ready in %s; starting a fresh node", sys.name, time.Since(t0).Round(10*time.Millisecond))
+
+	// Fields to check for their last value: the first and last 20.
+	var sample []field
+	for k := range min(20, jc.fields) {
+		sample = append(sample, field{k / 1000, k % 1000}, jc.field(jc.fields-1-k))
+	}
+	mctx, mcancel := r.measured(ctx)
+	defer mcancel()
+	start := time.Now()
+	j, err := c.Join(mctx)
+	if err != nil {
+		if isTimeout(ctx, err) {
+			return r.timedOut(0), nil
+		}
+		return Result{}, fmt.Errorf("start the fresh node: %w", err)
+	}
+	complete := make([]bool, jc.ents())
+	err = poll(mctx, 10*time.Millisecond, func() (bool, error) {
+		if !c.Synced(mctx, j) {
+			return false, nil
+		}
+		for e := range jc.ents() {
+			if complete[e] {
+				continue
+			}
+			got, err := c.Count(mctx, j, e)
+			if err != nil {
+				return false, err
+			}
+			if got < min(1000, jc.fields-e*1000) {
+				return false, nil
+			}
+			complete[e] = true
+		}
+		for _, f := range sample {
+			v, ok, err := c.Value(mctx, j, f)
+			if err != nil || !ok || v != jc.final(f) {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	took := time.Since(start)
+	if err != nil {
+		if !isTimeout(ctx, err) {
+			return Result{}, err
+		}
+		cctx, ccancel := context.WithTimeout(ctx, time.Minute)
+		defer ccancel()
+		got, cerr := totalFields(cctx, c, jc.ents(), []int{j})
+		if cerr != nil {
+			r.progress("%s: counting the fields present: %v", sys.name, cerr)
+		}
+		frac := float64(got) / float64(jc.fields)
+		r.progress("%s: not joined within %s (%.0f%% of the fields present)", sys.name, r.cfg.Budget, frac*100)
+		return r.timedOut(frac), nil
+	}
+	r.progress("%s: joined in %s", sys.name, took.Round(time.Millisecond))
+	return Result{Value: took.Seconds()}, nil
+}
+
+// ---- 5. disk bytes per write, memory per node ----
+
+func (r *runner) disk(ctx context.Context) ([]Row, []string) {
+	n := r.sz.disk
+	specs := []spec{
+		{label: "disk bytes per write", kind: KindBytes},
+		{label: "RSS per node (estimate)", kind: KindBytes},
+		{label: "Go heap per node (estimate)", kind: KindBytes},
+	}
+	rows := r.pair(ctx, specs, func(ctx context.Context, sys system) ([]Result, error) {
+		dir, err := r.dir(sys.name)
+		if err != nil {
+			return nil, err
+		}
+		before := sampleMemory()
+		c, err := sys.open(ctx, dir, 1)
+		if err != nil {
+			return nil, err
+		}
+		closed := false
+		defer func() {
+			if !closed {
+				r.closeCluster(c, sys.name)
+			}
+		}()
+		sctx, cancel := r.setup(ctx)
+		defer cancel()
+		if err := c.Prepare(sctx, 100); err != nil {
+			return nil, err
+		}
+		r.progress("%s: %s field writes (%d writers) on one node", sys.name, count(n), sys.writers)
+		_, _, done, err := r.writeLoad(ctx, c, 0, n, sys.writers, func(i int) field { return field{i % 100, i / 100} })
+		if err != nil {
+			return nil, err
+		}
+		if done == 0 {
+			tr := r.timedOut(0)
+			return []Result{tr, tr, tr}, nil
+		}
+		after := sampleMemory()
+		nodeDir := c.Dir(0)
+		closed = true
+		if err := c.Close(); err != nil {
+			return nil, err
+		}
+		du, err := diskUsage(nodeDir)
+		if err != nil {
+			return nil, err
+		}
+		rss := Result{Value: delta(after.rss, before.rss)}
+		if after.rss == 0 {
+			rss = Result{Skipped: "no /proc"}
+		}
+		r.progress("%s: %d writes, %s on disk, RSS +%s, heap +%s", sys.name, done, fmtBytes(float64(du)), fmtBytes(rss.Value), fmtBytes(delta(after.heapLive, before.heapLive)))
+		res := []Result{{Value: float64(du) / float64(done)}, rss, {Value: delta(after.heapLive, before.heapLive)}}
+		if done < n {
+			res[0].Note = fmt.Sprintf("%s of %s writes made within the %s budget; bytes per write of those", thousands(float64(done)), thousands(float64(n)), fmtBudget(r.cfg.Budget))
+		}
+		return res, nil
+	})
+	return rows, []string{fmt.Sprintf("disk: %s distinct field writes on one node (Starling: 16 writers; raw: one at a time); bytes = apparent size of every file in the node's data dir after close (Starling's includes its identity, config and token) / writes. RSS and heap: nodes run in this process, so they are estimates: the growth of VmRSS and of the live Go heap (after a GC) from before the node started to after its writes (Starling: a whole node with HTTP API, election, monitor and entity view; raw: the replica alone)", count(n))}
+}
+
+// ---- 6. many simulated nodes ----
+
+func (r *runner) mocknet(ctx context.Context) ([]Row, []string) {
+	n, samples := r.cfg.Nodes, r.sz.mocknet
+	var target *Target
+	if n >= 50 {
+		target = below(1)
+	}
+	specs := []spec{
+		{label: fmt.Sprintf("write visible on all %d nodes (mocknet) p50", n), kind: KindTime},
+		{label: fmt.Sprintf("write visible on all %d nodes (mocknet) p99", n), kind: KindTime, target: target},
+	}
+	const seed = 1
+	rows := r.pair(ctx, specs, func(ctx context.Context, sys system) ([]Result, error) {
+		sctx, cancel := r.setup(ctx)
+		defer cancel()
+		r.progress("%s: starting %d nodes on a mocknet", sys.name, n)
+		c, err := sys.openMock(sctx, n, seed)
+		if err != nil {
+			return nil, err
+		}
+		defer r.closeCluster(c, sys.name)
+		wctx, wcancel := r.measured(ctx)
+		err = c.Prepare(wctx, 0)
+		wcancel()
+		if err != nil {
+			if isTimeout(ctx, err) {
+				tr := r.timedOut(0)
+				return []Result{tr, tr}, nil
+			}
+			return nil, err
+		}
+		r.progress("%s: %d writes, each on another node, until all %d nodes show it", sys.name, samples, n)
+		lat, done, err := r.visibleLoad(ctx, c, samples, func(i int) int { return (i * 7) % n })
+		if err != nil {
+			return nil, err
+		}
+		if done < samples {
+			tr := r.timedOut(float64(done) / float64(samples))
+			return []Result{tr, tr}, nil
+		}
+		return []Result{{Value: percentile(lat, 0.5)}, {Value: percentile(lat, 0.99)}}, nil
+	})
+	return rows, []string{fmt.Sprintf("mocknet: %d nodes in this process on libp2p's mocknet (no latency), each connected to its next %d ring neighbours and one random node (seed %d); data in memory for both. node.Open cannot run on a mocknet, so the Starling side is crdt.Store (group commit, blocks carried in broadcasts, heads exchange on connect) over gossipsub + direct streams, writing raw keys (no entity layer); raw: go-ds-crdt with PubSubBroadcaster and bitswap on the same mocknet. %d writes, from rotating nodes", n, mockDegree, seed, samples)}
+}
