@@ -215,6 +215,16 @@ func TestRemovePeer(t *testing.T) {
 	if !listed {
 		t.Error("A does not list the connected, removed peer")
 	}
+	// A adds B again while the connection is up: no connect event comes,
+	// and B must show as connected at once.
+	if err := a.AddPeer(context.Background(), info(b)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range a.Peers() {
+		if p.ID == b.ID() && (!p.Connected || !p.Static) {
+			t.Errorf("B added again while connected: %+v", p)
+		}
+	}
 }
 
 func newTestID(t testing.TB) peer.ID {

@@ -109,6 +109,9 @@ func (n *Node) addKnown(ai peer.AddrInfo, source string) bool {
 	if ai.ID == n.self || ai.ID == "" {
 		return false
 	}
+	// Asked before taking n.mu: the node never holds its lock while
+	// calling into libp2p.
+	conn := n.host.Network().Connectedness(ai.ID) == network.Connected
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -125,6 +128,9 @@ func (n *Node) addKnown(ai peer.AddrInfo, source string) bool {
 	if !existed {
 		k = &knownPeer{}
 		n.known[ai.ID] = k
+		// Already connected (a removed peer that dialled in, added
+		// again): no connect event will say so.
+		k.connected = conn
 	}
 	before := len(k.addrs)
 	k.addrs = mergeAddrs(k.addrs, ai.Addrs)

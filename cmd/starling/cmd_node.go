@@ -160,6 +160,10 @@ func (e *cmdEnv) printRunning(n *node.Node) {
 	if len(cfg.Peers) > 0 {
 		fmt.Fprintf(w, "  peers    %d static\n", len(cfg.Peers))
 	}
+	fmt.Fprintf(w, "  state    %s\n", n.SyncProgress().Phase)
+	if u := n.WebLoginURL(); u != "" {
+		fmt.Fprintf(w, "  web      %s  (one-time login link; more with: starling web --data %s)\n", u, n.Dir())
+	}
 	fmt.Fprintf(w, "try: starling status --data %s    (stop with Ctrl-C)\n", n.Dir())
 }
 
