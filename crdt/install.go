@@ -71,8 +71,7 @@ var (
 )
 
 const (
-	snapshotMagic = "STSNAP1\n"
-	dirtyKeyName  = "/d" // go-ds-crdt's dirty flag, under the namespace
+	dirtyKeyName = "/d" // go-ds-crdt's dirty flag, under the namespace
 	// pauseTimeout bounds how long a source waits for go-ds-crdt to
 	// finish the broadcast it is processing before taking a snapshot.
 	pauseTimeout = 10 * time.Second
@@ -83,7 +82,8 @@ var (
 	installMarker = ds.NewKey("/_starling/install")
 )
 
-// otherNS is the namespace a transfer is received into.
+// otherNS is the namespace a transfer is received into. Only Open and
+// Install (one at a time) call it, and only swap changes s.ns.
 func (s *Store) otherNS() string {
 	if s.ns == s.opts.Namespace {
 		return s.opts.Namespace + "-b"
@@ -121,8 +121,13 @@ func RefuseSnapshot(w io.Writer, reason string) error {
 }
 
 // WriteSnapshot writes a consistent copy of the store's state to w:
-// status byte, header, entries, trailer (see readSnapshot). A refusal is
-// written to w too, so the asking peer learns why.
+//
+//	status 0, uvarint(len) JSON SnapshotHeader,
+//	{ uvarint(len) key (relative to the namespace), uvarint(len) value },
+//	0 (an empty key), count (8 bytes), CRC-32C of the entries (4 bytes)
+//
+// A refusal (status 1, uvarint(len) reason) is written to w too, so the
+// asking peer learns why. The stream protocol's name carries the version.
 func (s *Store) WriteSnapshot(ctx context.Context, w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	refuse := func(err error) error {
