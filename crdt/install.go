@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"strings"
@@ -273,45 +274,120 @@ func (s *Store) Install(ctx context.Context, r io.Reader, o InstallOptions) erro
 	return s.swap(ctx, hdr)
 }
 
-// receive reads a snapshot into the staging area.
-func (s *Store) receive(ctx context.Context, r io.Reader, progress func(TransferProgress), skipEmpty bool) (SnapshotHeader, error) {
-	br := bufio.NewReaderSize(r, 256<<10)
-	bad := func(format string, args ...any) (SnapshotHeader, error) {
-		return SnapshotHeader{}, fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, args...))
-	}
-	status, err := br.ReadByte()
+// snapshotReader parses a snapshot stream (see WriteSnapshot). Every
+// length is bounded before anything is allocated.
+type snapshotReader struct {
+	br      *bufio.Reader
+	crc     hash.Hash32
+	hdr     SnapshotHeader
+	n       int64
+	scratch []byte
+}
+
+func newSnapshotReader(r io.Reader) *snapshotReader {
+	return &snapshotReader{br: bufio.NewReaderSize(r, 256<<10), crc: crc32.New(crc32.MakeTable(crc32.Castagnoli))}
+}
+
+func badSnapshot(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, args...))
+}
+
+func (sr *snapshotReader) bytes(max uint64) ([]byte, error) {
+	l, err := binary.ReadUvarint(sr.br)
 	if err != nil {
-		return bad("no answer from the source: %v", err)
+		return nil, err
 	}
-	readBytes := func(max uint64) ([]byte, error) {
-		l, err := binary.ReadUvarint(br)
-		if err != nil {
-			return nil, err
-		}
-		if l > max {
-			return nil, fmt.Errorf("length %d over %d", l, max)
-		}
-		b := make([]byte, l)
-		_, err = io.ReadFull(br, b)
-		return b, err
+	if l > max {
+		return nil, fmt.Errorf("length %d over %d", l, max)
 	}
-	if status == 1 {
-		msg, err := readBytes(4096)
+	b := make([]byte, l)
+	_, err = io.ReadFull(sr.br, b)
+	return b, err
+}
+
+// header reads the status and the header; a refusal is ErrRefused.
+func (sr *snapshotReader) header() (SnapshotHeader, error) {
+	status, err := sr.br.ReadByte()
+	if err != nil {
+		return SnapshotHeader{}, badSnapshot("no answer from the source: %v", err)
+	}
+	switch status {
+	case 0:
+	case 1:
+		msg, err := sr.bytes(4096)
 		if err != nil {
-			return bad("refusal unreadable: %v", err)
+			return SnapshotHeader{}, badSnapshot("refusal unreadable: %v", err)
 		}
 		return SnapshotHeader{}, fmt.Errorf("%w by the source: %s", ErrRefused, msg)
+	default:
+		return SnapshotHeader{}, badSnapshot("status %d", status)
 	}
-	if status != 0 {
-		return bad("status %d", status)
-	}
-	hb, err := readBytes(1 << 20)
+	hb, err := sr.bytes(1 << 20)
 	if err != nil {
-		return bad("header: %v", err)
+		return SnapshotHeader{}, badSnapshot("header: %v", err)
 	}
-	var hdr SnapshotHeader
-	if err := json.Unmarshal(hb, &hdr); err != nil {
-		return bad("header: %v", err)
+	if err := json.Unmarshal(hb, &sr.hdr); err != nil {
+		return SnapshotHeader{}, badSnapshot("header: %v", err)
+	}
+	if sr.hdr.Entries < 0 || sr.hdr.Bytes < 0 {
+		return SnapshotHeader{}, badSnapshot("header: negative totals")
+	}
+	return sr.hdr, nil
+}
+
+// next returns the next entry (key relative to the namespace), or
+// end=true once the trailer has been read and checked.
+func (sr *snapshotReader) next() (k, v []byte, end bool, err error) {
+	kl, err := binary.ReadUvarint(sr.br)
+	if err != nil {
+		return nil, nil, false, badSnapshot("entry %d: %v (transfer cut off?)", sr.n, err)
+	}
+	if kl == 0 {
+		var tr [12]byte
+		if _, err := io.ReadFull(sr.br, tr[:]); err != nil {
+			return nil, nil, false, badSnapshot("trailer: %v (transfer cut off?)", err)
+		}
+		if n := int64(binary.BigEndian.Uint64(tr[:8])); n != sr.n || n != sr.hdr.Entries {
+			return nil, nil, false, badSnapshot("%d entries received, trailer says %d, header %d", sr.n, n, sr.hdr.Entries)
+		}
+		if sum := binary.BigEndian.Uint32(tr[8:]); sum != sr.crc.Sum32() {
+			return nil, nil, false, badSnapshot("checksum mismatch")
+		}
+		return nil, nil, true, nil
+	}
+	if kl > 64<<10 {
+		return nil, nil, false, badSnapshot("entry %d: key of %d bytes", sr.n, kl)
+	}
+	k = make([]byte, kl)
+	if _, err := io.ReadFull(sr.br, k); err != nil {
+		return nil, nil, false, badSnapshot("entry %d: %v (transfer cut off?)", sr.n, err)
+	}
+	vl, err := binary.ReadUvarint(sr.br)
+	if err != nil || vl > 16<<20 {
+		return nil, nil, false, badSnapshot("entry %d: bad value length", sr.n)
+	}
+	v = make([]byte, vl)
+	if _, err := io.ReadFull(sr.br, v); err != nil {
+		return nil, nil, false, badSnapshot("entry %d: %v (transfer cut off?)", sr.n, err)
+	}
+	sr.scratch = binary.AppendUvarint(sr.scratch[:0], kl)
+	sr.scratch = append(sr.scratch, k...)
+	sr.scratch = binary.AppendUvarint(sr.scratch, vl)
+	sr.crc.Write(sr.scratch)
+	sr.crc.Write(v)
+	if k[0] != '/' || string(k) == dirtyKeyName {
+		return nil, nil, false, badSnapshot("entry %d: key %q not allowed", sr.n, k)
+	}
+	sr.n++
+	return k, v, false, nil
+}
+
+// receive reads a snapshot into the namespace that is not live.
+func (s *Store) receive(ctx context.Context, r io.Reader, progress func(TransferProgress), skipEmpty bool) (SnapshotHeader, error) {
+	sr := newSnapshotReader(r)
+	hdr, err := sr.header()
+	if err != nil {
+		return SnapshotHeader{}, err
 	}
 	if skipEmpty && len(hdr.Heads) == 0 {
 		return SnapshotHeader{}, ErrEmptySource
@@ -321,59 +397,33 @@ func (s *Store) receive(ctx context.Context, r io.Reader, progress func(Transfer
 	s.dmu.RUnlock()
 	mine, err := s.backing.Get(ctx, ds.NewKey(live).ChildString("crdt_version"))
 	if err == nil && len(hdr.Version) > 0 && string(mine) != string(hdr.Version) {
-		return bad("the source runs go-ds-crdt data version %x, this node %x: upgrade the older node first", hdr.Version, mine)
+		return SnapshotHeader{}, badSnapshot("the source runs go-ds-crdt data version %x, this node %x: upgrade the older node first", hdr.Version, mine)
 	}
 	s.stageMu.Lock() // not while an earlier swap still deletes this namespace
 	defer s.stageMu.Unlock()
 	staging := s.otherNS()
 	s.clearStaging(ctx)
 	start := time.Now()
-	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	var done, doneBytes int64
+	var doneBytes int64
 	batch, err := s.backing.Batch(ctx)
 	if err != nil {
 		return SnapshotHeader{}, err
 	}
 	inBatch := 0
 	lastReport := time.Time{}
-	var scratch []byte
 	for {
-		kl, err := binary.ReadUvarint(br)
+		k, v, end, err := sr.next()
 		if err != nil {
-			return bad("entry %d: %v (transfer cut off?)", done, err)
+			return SnapshotHeader{}, err
 		}
-		if kl == 0 {
+		if end {
 			break
-		}
-		if kl > 64<<10 {
-			return bad("entry %d: key of %d bytes", done, kl)
-		}
-		k := make([]byte, kl)
-		if _, err := io.ReadFull(br, k); err != nil {
-			return bad("entry %d: %v (transfer cut off?)", done, err)
-		}
-		vl, err := binary.ReadUvarint(br)
-		if err != nil || vl > 16<<20 {
-			return bad("entry %d: bad value length", done)
-		}
-		v := make([]byte, vl)
-		if _, err := io.ReadFull(br, v); err != nil {
-			return bad("entry %d: %v (transfer cut off?)", done, err)
-		}
-		scratch = binary.AppendUvarint(scratch[:0], kl)
-		scratch = append(scratch, k...)
-		scratch = binary.AppendUvarint(scratch, vl)
-		crc.Write(scratch)
-		crc.Write(v)
-		if k[0] != '/' || string(k) == dirtyKeyName {
-			return bad("entry %d: key %q not allowed", done, k)
 		}
 		if err := batch.Put(ctx, ds.RawKey(staging+string(k)), v); err != nil {
 			return SnapshotHeader{}, err
 		}
-		done++
-		doneBytes += int64(kl + vl)
-		inBatch += int(kl + vl)
+		doneBytes += int64(len(k) + len(v))
+		inBatch += len(k) + len(v)
 		if inBatch > 4<<20 {
 			if err := batch.Commit(ctx); err != nil {
 				return SnapshotHeader{}, fmt.Errorf("crdt: stage snapshot: %w", err)
@@ -388,18 +438,8 @@ func (s *Store) receive(ctx context.Context, r io.Reader, progress func(Transfer
 		}
 		if progress != nil && time.Since(lastReport) > 100*time.Millisecond {
 			lastReport = time.Now()
-			progress(TransferProgress{Header: hdr, EntriesDone: done, BytesDone: doneBytes, Started: start})
+			progress(TransferProgress{Header: hdr, EntriesDone: sr.n, BytesDone: doneBytes, Started: start})
 		}
-	}
-	var tr [12]byte
-	if _, err := io.ReadFull(br, tr[:]); err != nil {
-		return bad("trailer: %v (transfer cut off?)", err)
-	}
-	if n := int64(binary.BigEndian.Uint64(tr[:8])); n != done || n != hdr.Entries {
-		return bad("%d entries received, trailer says %d, header %d", done, n, hdr.Entries)
-	}
-	if sum := binary.BigEndian.Uint32(tr[8:]); sum != crc.Sum32() {
-		return bad("checksum mismatch")
 	}
 	if err := batch.Commit(ctx); err != nil {
 		return SnapshotHeader{}, fmt.Errorf("crdt: stage snapshot: %w", err)

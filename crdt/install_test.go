@@ -3,8 +3,11 @@ package crdt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"testing"
 	"time"
@@ -430,5 +433,85 @@ func TestBranchRepliesDoNotRepeat(t *testing.T) {
 	}
 	if n := reply(); n != 1 {
 		t.Fatalf("second reply: %d blocks, want only the one asked for", n)
+	}
+}
+
+// FuzzSnapshotStream: any bytes from a peer parse to an error or to
+// entries, never a panic or an unbounded allocation.
+func FuzzSnapshotStream(f *testing.F) {
+	f.Add(testSnapshot(map[string]string{"/crdt_version": "\x02", "/s/k/a/v": "1", "/h/x": "2"}))
+	var refusal bytes.Buffer
+	_ = RefuseSnapshot(&refusal, "busy")
+	f.Add(refusal.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sr := newSnapshotReader(bytes.NewReader(b))
+		if _, err := sr.header(); err != nil {
+			return
+		}
+		for i := 0; i < 1<<16; i++ {
+			_, _, end, err := sr.next()
+			if err != nil || end {
+				return
+			}
+		}
+	})
+}
+
+// testSnapshot encodes entries as WriteSnapshot does.
+func testSnapshot(entries map[string]string) []byte {
+	var body []byte
+	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	for k, v := range entries {
+		var e []byte
+		e = binary.AppendUvarint(e, uint64(len(k)))
+		e = append(e, k...)
+		e = binary.AppendUvarint(e, uint64(len(v)))
+		e = append(e, v...)
+		crc.Write(e)
+		body = append(body, e...)
+	}
+	h, _ := json.Marshal(SnapshotHeader{Entries: int64(len(entries)), Heads: []string{"x"}})
+	out := []byte{0}
+	out = binary.AppendUvarint(out, uint64(len(h)))
+	out = append(out, h...)
+	out = append(out, body...)
+	out = append(out, 0)
+	out = binary.BigEndian.AppendUint64(out, uint64(len(entries)))
+	return binary.BigEndian.AppendUint32(out, crc.Sum32())
+}
+
+// TestSnapshotReader: the test encoder's stream parses whole; every cut
+// and a flipped byte fail.
+func TestSnapshotReader(t *testing.T) {
+	whole := testSnapshot(map[string]string{"/a": "1", "/b": "22", "/c": "333"})
+	read := func(b []byte) (int, error) {
+		sr := newSnapshotReader(bytes.NewReader(b))
+		if _, err := sr.header(); err != nil {
+			return 0, err
+		}
+		n := 0
+		for {
+			_, _, end, err := sr.next()
+			if err != nil {
+				return n, err
+			}
+			if end {
+				return n, nil
+			}
+			n++
+		}
+	}
+	if n, err := read(whole); err != nil || n != 3 {
+		t.Fatalf("whole stream: %d entries, %v", n, err)
+	}
+	for cut := 0; cut < len(whole); cut++ {
+		if _, err := read(whole[:cut]); !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+	}
+	bad := append([]byte(nil), whole...)
+	bad[len(bad)-8] ^= 1 // inside the entries
+	if _, err := read(bad); err == nil {
+		t.Fatal("a corrupted stream parsed")
 	}
 }
