@@ -461,3 +461,25 @@ func TestWatchSeesCreateUnderPath(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdateTooLarge: one update larger than a record may be is refused
+// with a message that says to split it, and nothing is written.
+func TestUpdateTooLarge(t *testing.T) {
+	s := openMem(t, "a", nil, nil)
+	mustCreate(t, s, "/", "Blob", "B")
+	big := strings.Repeat("x", 60<<10)
+	_, err := s.Update(context.Background(), func(tx *Tx) error {
+		for i := 0; i < 5; i++ {
+			if err := tx.Set("/B", fmt.Sprintf("f%d", i), String(big)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "split it") {
+		t.Fatalf("a 300 KiB update: %v, want ErrTooLarge saying to split it", err)
+	}
+	if _, err := s.GetField("/B", "f0"); !errors.Is(err, ErrNoField) {
+		t.Fatalf("part of a refused update was written: %v", err)
+	}
+}
