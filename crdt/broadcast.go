@@ -41,9 +41,11 @@ type broadcaster struct {
 
 	mu       sync.Mutex
 	queue    [][]byte
-	queued   int  // bytes in queue
-	pauses   int  // > 0: Next hands nothing out (pause)
-	waiting  bool // go-ds-crdt is waiting in Next: it is between broadcasts
+	queued   int    // bytes in queue
+	pauses   int    // > 0: Next hands nothing out (pause)
+	waiting  bool   // go-ds-crdt is waiting in Next: it is between broadcasts
+	passOne  bool   // hand out the front message even while paused (runFirst)
+	handed   uint64 // messages handed to go-ds-crdt
 	notify   chan struct{}
 	received atomic.Uint64
 	dropped  atomic.Uint64
@@ -244,11 +246,14 @@ func (b *broadcaster) Next(ctx context.Context) ([]byte, error) {
 	}()
 	for {
 		b.mu.Lock()
-		if len(b.queue) > 0 && b.pauses == 0 {
+		if len(b.queue) > 0 && (b.pauses == 0 || b.passOne) {
 			msg := b.queue[0]
 			b.queue[0] = nil
 			b.queue = b.queue[1:]
 			b.queued -= len(msg)
+			b.passOne = false
+			b.handed++
+			b.waiting = false
 			b.mu.Unlock()
 			return msg, nil
 		}
@@ -299,15 +304,34 @@ func (b *broadcaster) resume() {
 	}
 }
 
-// unshift queues a payload for go-ds-crdt ahead of everything else.
-func (b *broadcaster) unshift(payload []byte) {
+// runFirst hands payload to go-ds-crdt ahead of everything else, even
+// while paused, and waits until go-ds-crdt has processed it (it is back
+// waiting in Next), or ctx ends.
+func (b *broadcaster) runFirst(ctx context.Context, payload []byte) error {
 	b.mu.Lock()
 	b.queue = append([][]byte{payload}, b.queue...)
 	b.queued += len(payload)
+	b.passOne = true
+	target := b.handed + 1
 	b.mu.Unlock()
 	select {
 	case b.notify <- struct{}{}:
 	default:
+	}
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		b.mu.Lock()
+		done := b.handed >= target && b.waiting
+		b.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("crdt: waiting for go-ds-crdt to merge: %w", ctx.Err())
+		case <-t.C:
+		}
 	}
 }
 

@@ -121,6 +121,24 @@ func RefuseSnapshot(w io.Writer, reason string) error {
 	return err
 }
 
+// WriteEmptySnapshot answers a snapshot request with a state that has
+// nothing in it (no heads, no entries): the asking node takes the source
+// for a new node (ErrEmptySource with InstallOptions.SkipEmpty).
+func WriteEmptySnapshot(w io.Writer) error {
+	h, err := json.Marshal(SnapshotHeader{Created: time.Now().UTC().Format(time.RFC3339Nano)})
+	if err != nil {
+		return err
+	}
+	b := []byte{0}
+	b = binary.AppendUvarint(b, uint64(len(h)))
+	b = append(b, h...)
+	b = append(b, 0)                        // no entries
+	b = binary.BigEndian.AppendUint64(b, 0) // count
+	b = binary.BigEndian.AppendUint32(b, crc32.New(crc32.MakeTable(crc32.Castagnoli)).Sum32())
+	_, err = w.Write(b)
+	return err
+}
+
 // WriteSnapshot writes a consistent copy of the store's state to w:
 //
 //	status 0, uvarint(len) JSON SnapshotHeader,
@@ -447,19 +465,48 @@ func (s *Store) receive(ctx context.Context, r io.Reader, progress func(Transfer
 	return hdr, nil
 }
 
-// swap makes the received namespace the live one.
+// swap makes the received namespace the live one, then merges this
+// node's own DAG before local writes resume: a write made right after
+// (a delete of a key this node wrote while joining) must see them.
 func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	if s.bc != nil {
-		// Let go-ds-crdt finish what it is processing; it is closed next.
-		pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
-		if err := s.bc.pause(pctx); err != nil {
-			s.log.Warn("state transfer: go-ds-crdt still busy; closing it anyway", "err", err)
-		}
-		cancel()
-		defer s.bc.resume()
+	// Let go-ds-crdt finish what it is processing; it is closed next.
+	pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
+	if err := s.bc.pause(pctx); err != nil {
+		s.log.Warn("state transfer: go-ds-crdt still busy; closing it anyway", "err", err)
 	}
+	cancel()
+	defer s.bc.resume()
+	own, oldNS, err := s.reopenOn(ctx)
+	if err != nil {
+		return err
+	}
+	// go-ds-crdt walks down from the old heads and stops at blocks the
+	// source had processed.
+	mctx, cancel := context.WithTimeout(ctx, mergeTimeout)
+	if err := s.mergeHeads(mctx, own); err != nil {
+		s.log.Warn("state transfer: this node's own writes are still being merged", "err", err)
+	}
+	cancel()
+	s.feed.reload()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.afterSwap(oldNS)
+	}()
+	s.log.Info("installed a state transfer", "entries", hdr.Entries, "bytes", hdr.Bytes, "own_heads", len(own))
+	return nil
+}
+
+// mergeTimeout bounds the wait for go-ds-crdt to merge this node's own
+// heads after an install.
+const mergeTimeout = 2 * time.Minute
+
+// reopenOn closes go-ds-crdt, switches the pointer to the received
+// namespace and reopens go-ds-crdt on it. It returns this node's heads
+// from before, and the old namespace.
+func (s *Store) reopenOn(ctx context.Context) ([]cid.Cid, string, error) {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
 	old, oldNS, newNS := s.dstore, s.ns, s.otherNS()
@@ -478,34 +525,23 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	// The marker keeps this node's own heads until they are merged; the
 	// pointer switch is one synced write.
 	if err := s.writeMarker(ctx, own); err != nil {
-		return reopen(oldNS, fmt.Errorf("crdt: state transfer: %w", err))
+		return nil, "", reopen(oldNS, fmt.Errorf("crdt: state transfer: %w", err))
 	}
 	if err := s.backing.Put(ctx, nsPointer, []byte(newNS)); err != nil {
-		return reopen(oldNS, fmt.Errorf("crdt: state transfer: %w", err))
+		return nil, "", reopen(oldNS, fmt.Errorf("crdt: state transfer: %w", err))
 	}
 	if err := s.backing.Sync(ctx, ds.NewKey("/")); err != nil {
-		return reopen(oldNS, fmt.Errorf("crdt: state transfer: %w", err))
+		return nil, "", reopen(oldNS, fmt.Errorf("crdt: state transfer: %w", err))
 	}
 	if err := reopen(newNS, nil); err != nil {
-		return fmt.Errorf("crdt: state transfer: %w", err)
+		return nil, "", fmt.Errorf("crdt: state transfer: %w", err)
 	}
 	s.pendingHeads = nil
-	// Merge this node's own DAG: go-ds-crdt walks down from the old
-	// heads and stops at blocks the source had processed. The marker
-	// goes once that is done (a restart before merges them again).
-	s.mergeHeads(own)
-	s.feed.reload()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.afterSwap(oldNS)
-	}()
-	s.log.Info("installed a state transfer", "entries", hdr.Entries, "bytes", hdr.Bytes, "own_heads", len(own))
-	return nil
+	return own, oldNS, nil
 }
 
-// afterSwap deletes the old namespace, and the marker once go-ds-crdt has
-// merged the node's own heads.
+// afterSwap deletes the old namespace, and the marker (the own heads are
+// merged by now, or the next start merges them again).
 func (s *Store) afterSwap(oldNS string) {
 	ctx := s.ctx
 	s.stageMu.Lock()
@@ -513,17 +549,7 @@ func (s *Store) afterSwap(oldNS string) {
 		s.log.Warn("state transfer: deleting the old state", "err", err)
 	}
 	s.stageMu.Unlock()
-	if s.bc == nil {
-		return
-	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	err := s.bc.pause(pctx) // waits until go-ds-crdt is between broadcasts
-	s.bc.resume()
-	if err != nil {
-		return // the marker stays; the next start merges again
-	}
-	if err := s.backing.Delete(ctx, installMarker); err != nil {
+	if err := s.backing.Delete(ctx, installMarker); err != nil && ctx.Err() == nil {
 		s.log.Warn("state transfer: removing the install marker", "err", err)
 	}
 }
@@ -623,47 +649,49 @@ func (s *Store) recoverInstall(ctx context.Context) error {
 }
 
 // MergePending merges the heads of an install that was cut off (see
-// recoverInstall) without a new install: for a node that found no peer
-// to transfer from.
-func (s *Store) MergePending() {
+// recoverInstall) without a new install, for a node that found no peer
+// to transfer from; it returns once go-ds-crdt has merged them.
+func (s *Store) MergePending(ctx context.Context) {
 	s.dmu.Lock()
 	own := s.pendingHeads
 	s.pendingHeads = nil
 	s.dmu.Unlock()
-	s.mergeHeads(own)
-	if err := s.backing.Delete(context.Background(), installMarker); err != nil {
+	if len(own) == 0 {
+		return
+	}
+	mctx, cancel := context.WithTimeout(ctx, mergeTimeout)
+	defer cancel()
+	if err := s.mergeHeads(mctx, own); err != nil {
+		s.log.Warn("merging this node's own heads", "err", err)
+		return
+	}
+	if err := s.backing.Delete(ctx, installMarker); err != nil {
 		s.log.Warn("state transfer: removing the install marker", "err", err)
 	}
 }
 
 // mergeHeads hands heads to go-ds-crdt ahead of anything received, like
-// a broadcast: it walks down from them and stops at processed blocks.
-func (s *Store) mergeHeads(heads []cid.Cid) {
+// a broadcast, and waits until it has merged them: it walks down from
+// them and stops at processed blocks.
+func (s *Store) mergeHeads(ctx context.Context, heads []cid.Cid) error {
 	if len(heads) == 0 || s.bc == nil {
-		return
+		return nil
 	}
 	var bc pb.CRDTBroadcast
 	for _, h := range heads {
 		bc.Heads = append(bc.Heads, &pb.Head{Cid: h.Bytes()})
 	}
-	if payload, err := proto.Marshal(&bc); err == nil {
-		s.bc.unshift(payload)
+	payload, err := proto.Marshal(&bc)
+	if err != nil {
+		return err
 	}
+	return s.bc.runFirst(ctx, payload)
 }
 
 // NeedsTransfer reports whether this store should join by state
 // transfer: it has no state of its own (never written, never synced).
 func (s *Store) NeedsTransfer(ctx context.Context) bool {
 	return len(s.crdt().InternalStats(ctx).Heads) == 0
-}
-
-// Empty reports whether the store has no state: no heads, nothing
-// pending from a cut-off install.
-func (s *Store) Empty(ctx context.Context) bool {
-	s.dmu.RLock()
-	pending, d := len(s.pendingHeads), s.dstore
-	s.dmu.RUnlock()
-	return pending == 0 && len(d.InternalStats(ctx).Heads) == 0
 }
 
 // HoldRemote stops handing received heads to go-ds-crdt until

@@ -106,7 +106,7 @@ func (n *Node) startSync(joinTimeout time.Duration) error {
 	}()
 	hasPeers := len(n.cfg.Peers) > 0 || n.cfg.MDNS || n.cfg.DHT
 	if !n.store.NeedsTransfer(ctx) || !hasPeers {
-		n.store.MergePending()
+		n.store.MergePending(ctx)
 		n.sync.update(func(p *SyncProgress) { p.Phase = PhaseActive })
 		return n.markAvailable()
 	}
@@ -132,7 +132,7 @@ func (n *Node) join(ctx context.Context, timeout time.Duration) {
 	deadline := started.Add(timeout)
 	defer n.store.ReleaseRemote()
 	finish := func(why string) {
-		n.store.MergePending()
+		n.store.MergePending(ctx)
 		n.sync.mu.Lock()
 		n.sync.running = false
 		n.sync.mu.Unlock()
@@ -294,10 +294,15 @@ func (n *Node) serveState(from peer.ID, s io.ReadWriteCloser) {
 		n.log.Warn("bad state request", "peer", from, "err", err)
 		return
 	}
-	if ph := n.sync.get().Phase; ph != PhaseActive && !n.store.Empty(n.sync.ctx) {
-		// A joining node with no state at all answers (with nothing), so
-		// that nodes of a new cluster starting together find each other
-		// empty at once; one with some local writes refuses.
+	switch ph := n.sync.get().Phase; ph {
+	case PhaseActive:
+	case PhaseJoining:
+		// Nothing to give yet (at most this node's own writes, which
+		// reach the others anyway): answering "empty" lets the nodes of
+		// a new cluster that start together find each other new at once.
+		_ = crdt.WriteEmptySnapshot(s)
+		return
+	default:
 		_ = crdt.RefuseSnapshot(s, fmt.Sprintf("node %s is %s itself", n.cfg.NodeID, ph))
 		return
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -277,24 +278,57 @@ func TestDirtyStoreResyncs(t *testing.T) {
 	}
 }
 
-// TestNewClusterStartsTogether: nodes that start together with nothing
-// find each other empty and become ACTIVE without a transfer (and
-// without waiting for the join timeout).
+// TestNewClusterStartsTogether: two new nodes that list each other as
+// static peers start JOINING, find each other empty and become ACTIVE
+// without a transfer (and without waiting for the join timeout).
 func TestNewClusterStartsTogether(t *testing.T) {
 	root := t.TempDir()
-	a := openJoining(t, filepath.Join(root, "a"), "node1")
-	b := openJoining(t, filepath.Join(root, "b"), "node2", a)
+	dirs := []string{filepath.Join(root, "a"), filepath.Join(root, "b")}
+	ports := []int{freeTCPPort(t), freeTCPPort(t)}
+	var ids []string
+	for i, dir := range dirs {
+		if _, err := Init(dir, InitOptions{Settings: Settings{
+			Env: "e2e", NodeID: fmt.Sprintf("node%d", i+1), APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true,
+			ListenAddrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", ports[i])},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		id, err := ReadPeerID(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id.String())
+	}
+	var nodes []*Node
+	for i, dir := range dirs {
+		other := 1 - i
+		peerAddr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", ports[other], ids[other])
+		n := openTestNode(t, dir, WithConfig(func(c *Config) { c.Peers = []string{peerAddr} }))
+		if p := n.SyncProgress(); p.Phase != PhaseJoining {
+			t.Fatalf("%s starts %s, want JOINING", n.NodeID(), p.Phase)
+		}
+		nodes = append(nodes, n)
+	}
 	start := time.Now()
-	for _, n := range []*Node{a, b} {
+	for _, n := range nodes {
 		waitFor(t, 15*time.Second, n.NodeID()+" active", func() bool { return n.SyncProgress().Phase == PhaseActive })
 		if p := n.SyncProgress(); p.Transfers != 0 {
 			t.Fatalf("%s: %+v: a transfer between empty nodes", n.NodeID(), p)
 		}
 	}
 	t.Logf("both active %v after the second started", time.Since(start))
-	// And they replicate.
-	if err := a.Store().Put(context.Background(), ds.NewKey("/kv/x"), []byte("1")); err != nil {
+	if err := nodes[0].Store().Put(context.Background(), ds.NewKey("/kv/x"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a's write on b", func() bool { return countPrefix(t, b, "/kv") == 1 })
+	waitFor(t, 10*time.Second, "a's write on b", func() bool { return countPrefix(t, nodes[1], "/kv") == 1 })
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
