@@ -377,8 +377,10 @@ func TestChaosCatchesBrokenBuild(t *testing.T) {
 	if res.Count("divergent") == 0 {
 		t.Errorf("divergent = 0: n1 cannot hold what the others hold")
 	}
-	if res.Count("phantom") != 0 || res.Count("tree") != 0 {
-		t.Errorf("phantom = %d, tree = %d: dropping deltas invents nothing", res.Count("phantom"), res.Count("tree"))
+	// (Tree violations may follow: n1 may miss a move that, with its
+	// own, closes a cycle the rule must undo.)
+	if res.Count("phantom") != 0 {
+		t.Errorf("phantom = %d: dropping deltas invents nothing", res.Count("phantom"))
 	}
 	for _, p := range verdicts["entity-lost"].Problems {
 		if !strings.HasSuffix(p, " on n1") && p != "..." {

@@ -471,20 +471,35 @@ func (s *scenarioRun) stopClients() {
 // is wiped later, its own check covers what it acknowledged.
 func (s *scenarioRun) replicated(ctx context.Context, h *Host) []int {
 	var mine []Op
-	n := 0
+	isMine := map[int]bool{}
 	for _, o := range withoutForfeited(s.hist.Ops()) {
 		if o.Host == h.name && o.Process != NemesisProcess {
 			mine = append(mine, o)
 			if o.Acked() {
-				n++
+				isMine[o.Index] = true
 			}
 		}
 	}
-	if n == 0 {
+	if len(isMine) == 0 {
 		return nil
 	}
-	// h's clients are fenced: its operations are complete.
-	exp := s.model.Oracle.Expect(mine, farFuture, true)
+	// h's clients are fenced: its operations are complete. The oracle
+	// reads the whole history, so that an operation of h that another
+	// host's later one superseded is not demanded (the oracle judges
+	// registers, and only the whole history says who won); of what it
+	// demands, only h's operations count here. Other clients still run:
+	// an operation of theirs in flight may supersede one of h's before
+	// it is recorded, which delays the answer by a poll, or, if it never
+	// is acknowledged, forfeits h's (harmless: it was superseded).
+	missing := func(exp Expectation, st State) []int {
+		var out []int
+		for _, i := range exp.Missing(st) {
+			if isMine[i] {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
 	var others []*Host
 	for _, o := range s.hosts {
 		if o != h {
@@ -495,13 +510,14 @@ func (s *scenarioRun) replicated(ctx context.Context, h *Host) []int {
 	var pending []int
 	for {
 		states := s.readAll(ctx, others)
+		exp := s.model.Oracle.Expect(withoutForfeited(s.hist.Ops()), farFuture, true)
 		pending = nil
 		first := true
 		for _, st := range states {
 			if st.Err != nil {
 				continue
 			}
-			m := exp.Missing(st.State)
+			m := missing(exp, st.State)
 			if first {
 				pending, first = m, false
 			} else {
