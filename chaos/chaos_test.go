@@ -213,6 +213,42 @@ func TestChaosSweep(t *testing.T) {
 	}
 }
 
+// TestChaosKVJoinAndWipe runs the raw key-value model where its clients
+// write from the first moment: writes made while nodes are still joining
+// (a delete acknowledged right after a join was once lost), and a wiped
+// node rejoining by state transfer.
+func TestChaosKVJoinAndWipe(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
+	artifacts := os.Getenv(envArtifacts)
+	if artifacts == "" {
+		artifacts = "chaos-artifacts"
+	}
+	cfg := Config{
+		Binary:       os.Getenv(envBinary),
+		Seed:         testSeed(t),
+		Model:        "kv",
+		Checks:       DefaultChecks,
+		Scenarios:    []Scenario{ParseScenario("partition-majority+kill"), ParseScenario("wipe")},
+		ArtifactsDir: artifacts,
+		Logger:       testLogger(),
+	}
+	t.Logf("seed %d (replay: %s=%d)", cfg.Seed, envSeed, cfg.Seed)
+	rep, err := Run(t.Context(), cfg)
+	if errors.Is(err, ErrUnsupported) {
+		skipOrFail(t, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println()
+	fmt.Print(rep.String())
+	if !rep.OK() {
+		t.Fatalf("the partition suite found problems (seed %d): see the report above and %s", rep.Seed, rep.Artifacts)
+	}
+}
+
 // unhealedIsolation cuts one host off and never lets it back: its rules
 // live in an nft table of their own, which no heal and no clean-up of
 // the runner touches, as if the link were broken for good. The checkers
