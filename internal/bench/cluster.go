@@ -63,6 +63,10 @@ type cluster interface {
 	// cluster the system's way; Synced reports when it has caught up.
 	Join(ctx context.Context) (int, error)
 	Synced(ctx context.Context, i int) bool
+	// SyncDone is how far node i's sync has come, 0..1: entries of the
+	// state transfer (Starling) or DAG blocks processed (raw), against
+	// node 0.
+	SyncDone(ctx context.Context, i int) float64
 	// Dir is node i's data directory ("" in memory).
 	Dir(i int) string
 	Close() error

@@ -272,11 +272,12 @@ func (c *mockStarling) Count(context.Context, int, int) (int, error) { return 0,
 func (c *mockStarling) Value(context.Context, int, field) (int64, bool, error) {
 	return 0, false, errMockOnly
 }
-func (c *mockStarling) Partition(int) error               { return errMockOnly }
-func (c *mockStarling) Heal() error                       { return errMockOnly }
-func (c *mockStarling) Join(context.Context) (int, error) { return 0, errMockOnly }
-func (c *mockStarling) Synced(context.Context, int) bool  { return false }
-func (c *mockStarling) Dir(int) string                    { return "" }
+func (c *mockStarling) Partition(int) error                   { return errMockOnly }
+func (c *mockStarling) Heal() error                           { return errMockOnly }
+func (c *mockStarling) Join(context.Context) (int, error)     { return 0, errMockOnly }
+func (c *mockStarling) Synced(context.Context, int) bool      { return false }
+func (c *mockStarling) SyncDone(context.Context, int) float64 { return 0 }
+func (c *mockStarling) Dir(int) string                        { return "" }
 
 func (c *mockStarling) Close() error {
 	c.cancel()

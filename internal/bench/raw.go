@@ -432,7 +432,11 @@ func (c *rawCluster) Join(ctx context.Context) (int, error) {
 	return i, nil
 }
 
-// Synced: node i has node 0's heads and nothing left to process.
+// Synced: node i has node 0's heads, nothing queued, and has processed
+// as many DAG blocks as node 0. Heads alone are not enough: go-ds-crdt
+// makes a newer broadcast's head a head at once when its child is being
+// walked by another job, so heads match long before the walk of the
+// history is done.
 func (c *rawCluster) Synced(ctx context.Context, i int) bool {
 	a := c.node(i).store.InternalStats(ctx)
 	b := c.node(0).store.InternalStats(ctx)
@@ -444,7 +448,37 @@ func (c *rawCluster) Synced(ctx context.Context, i int) bool {
 			return false
 		}
 	}
-	return !c.node(i).store.IsDirty(ctx)
+	if c.node(i).store.IsDirty(ctx) {
+		return false
+	}
+	return c.SyncDone(ctx, i) >= 1
+}
+
+// SyncDone is node i's processed DAG blocks over node 0's.
+func (c *rawCluster) SyncDone(ctx context.Context, i int) float64 {
+	a, err1 := c.node(i).processedBlocks(ctx)
+	b, err2 := c.node(0).processedBlocks(ctx)
+	if err1 != nil || err2 != nil || b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// processedBlocks counts go-ds-crdt's processed-block markers.
+func (n *rawNode) processedBlocks(ctx context.Context) (int, error) {
+	res, err := n.backing.Query(ctx, query.Query{Prefix: rawNamespace + "/b", KeysOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer res.Close()
+	k := 0
+	for r := range res.Next() {
+		if r.Error != nil {
+			return k, r.Error
+		}
+		k++
+	}
+	return k, nil
 }
 
 func (c *rawCluster) Dir(i int) string { return c.node(i).dir }

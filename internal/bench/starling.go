@@ -254,6 +254,17 @@ func (c *starlingCluster) Synced(ctx context.Context, i int) bool {
 	return c.node(i).SyncProgress().Phase == node.PhaseActive
 }
 
+func (c *starlingCluster) SyncDone(ctx context.Context, i int) float64 {
+	p := c.node(i).SyncProgress()
+	switch {
+	case p.Phase == node.PhaseActive:
+		return 1
+	case p.EntriesTotal > 0:
+		return float64(p.EntriesDone) / float64(p.EntriesTotal)
+	}
+	return 0
+}
+
 func (c *starlingCluster) Dir(i int) string { return c.node(i).Dir() }
 
 func (c *starlingCluster) Close() error {
