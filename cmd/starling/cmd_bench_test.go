@@ -72,8 +72,8 @@ func TestBenchJSON(t *testing.T) {
 	if !rep.Header.Quick || rep.Header.Budget != time.Second || rep.Header.Cores < 1 || rep.Header.GoVersion == "" {
 		t.Errorf("header %+v", rep.Header)
 	}
-	if len(rep.Rows) != 5 {
-		t.Fatalf("%d rows, want the 5 of the writes workload", len(rep.Rows))
+	if len(rep.Rows) != 6 {
+		t.Fatalf("%d rows, want the 6 of the writes workload", len(rep.Rows))
 	}
 	for _, row := range rep.Rows {
 		if row.Group != bench.WorkloadWrites {
