@@ -336,6 +336,10 @@ type commitReq struct {
 // Limits of the committer. A record travels as part of one delta, which
 // must fit one replication message (crdt.Options.CommitMaxBytes).
 const (
+	// gatherWindow is how long the committer waits for more updates
+	// after a group of several (see committer).
+	gatherWindow = 500 * time.Microsecond
+
 	maxRecordBytes = 256 << 10
 	maxGroupBytes  = 448 << 10
 	maxGroupWrites = 4096
@@ -352,6 +356,9 @@ func (s *Store) committer() {
 	tick := time.NewTicker(s.opts.GCInterval)
 	defer tick.Stop()
 	var carry *commitReq
+	window := time.NewTimer(time.Hour)
+	window.Stop()
+	concurrent := false // the last group had several updates
 	for {
 		first := carry
 		carry = nil
@@ -373,23 +380,42 @@ func (s *Store) committer() {
 		} else if first != nil {
 			group = append(group, first)
 			n, size := len(first.ws), first.size
+			// Writers that were answered together come back together:
+			// after a group of several, wait a moment for the rest of
+			// them rather than commit the first few alone.
+			var wait <-chan time.Time
+			if concurrent {
+				window.Reset(gatherWindow)
+				wait = window.C
+			}
 		gather:
 			for n < maxGroupWrites {
+				var r *commitReq
 				select {
-				case r := <-s.commits:
-					gc = gc || r.gc
-					if n+len(r.ws) > maxGroupWrites || size+r.size > maxGroupBytes {
-						carry = r
+				case r = <-s.commits:
+				default:
+					if wait == nil {
 						break gather
 					}
-					group = append(group, r)
-					n += len(r.ws)
-					size += r.size
-				default:
+					select {
+					case r = <-s.commits:
+					case <-wait:
+						wait = nil
+						break gather
+					}
+				}
+				gc = gc || r.gc
+				if n+len(r.ws) > maxGroupWrites || size+r.size > maxGroupBytes {
+					carry = r
 					break gather
 				}
+				group = append(group, r)
+				n += len(r.ws)
+				size += r.size
 			}
+			window.Stop()
 		}
+		concurrent = len(group) > 1 || carry != nil
 		err := s.commitGroup(group, gc)
 		for _, r := range group {
 			r.done <- err
