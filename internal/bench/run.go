@@ -21,6 +21,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if cfg.Dir != "" {
+		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("bench: make the work directory: %w", err)
+		}
+	}
 	root, err := os.MkdirTemp(cfg.Dir, "starling-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: make the data directory: %w", err)
