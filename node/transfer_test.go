@@ -100,7 +100,9 @@ func TestJoinByStateTransfer(t *testing.T) {
 	mu.Lock()
 	t.Logf("joined %d fields + 200 keys in %v (%d entries, %d bytes), phases %v", count, took, p.EntriesTotal, p.BytesTotal, phases)
 	mu.Unlock()
-	t.Logf("records on c: %d, on a: %d", countPrefix(t, c, "/r"), countPrefix(t, a, "/r"))
+	if rc, ra := countPrefix(t, c, "/r"), countPrefix(t, a, "/r"); rc != ra {
+		t.Fatalf("c holds %d entity records, the source %d", rc, ra)
+	}
 	for _, i := range []int{0, count / 2, count - 1} {
 		if v, ok := fieldValue(t, c, fmt.Sprintf("/j/s%05d", i)); !ok || v != int64(i) {
 			t.Fatalf("after the join /j/s%05d = %d, %v", i, v, ok)
