@@ -16,6 +16,16 @@ import (
 
 // clientFrom returns a client for the node the flags name: --api (with
 // --token, or the token of --data) or else the running node of --data.
+// argsAndClient checks the command's positional arguments (see
+// checkArgs) and then builds its client: the start of every client
+// command.
+func argsAndClient(c *cli.Context, min, max int, names string) (*node.Client, error) {
+	if err := checkArgs(c, min, max, names); err != nil {
+		return nil, err
+	}
+	return clientFrom(c)
+}
+
 func clientFrom(c *cli.Context) (*node.Client, error) {
 	dir, api, tok := inherited(c, flagData), inherited(c, flagAPI), inherited(c, flagToken)
 	switch {
@@ -92,10 +102,7 @@ Example:
    starling kv get --data ./node1 sensors/t1`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, 1, "KEY"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 1, 1, "KEY")
 			if err != nil {
 				return err
 			}
@@ -131,10 +138,7 @@ Examples:
    starling kv put --data ./node1 config/site - < site.json`,
 		Flags: clientFlags(false),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 2, 2, "KEY VALUE"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 2, 2, "KEY VALUE")
 			if err != nil {
 				return err
 			}
@@ -161,10 +165,7 @@ Example:
    starling kv del --data ./node1 sensors/t1`,
 		Flags: clientFlags(false),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, 1, "KEY"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 1, 1, "KEY")
 			if err != nil {
 				return err
 			}
@@ -186,10 +187,7 @@ Example:
    starling kv ls --data ./node1 sensors`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 0, 1, "[PREFIX]"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 0, 1, "[PREFIX]")
 			if err != nil {
 				return err
 			}
@@ -236,10 +234,7 @@ Example:
    starling status --data ./node1 --json | jq .peer_id`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 0, 0, "no arguments")
 			if err != nil {
 				return err
 			}
@@ -333,10 +328,7 @@ whenever the connection drops. To keep it across restarts, give it to
 "starling run --peer" or put it in config.json.`,
 				Flags: clientFlags(false),
 				Action: func(c *cli.Context) error {
-					if err := checkArgs(c, 1, 1, "MULTIADDR"); err != nil {
-						return err
-					}
-					cl, err := clientFrom(c)
+					cl, err := argsAndClient(c, 1, 1, "MULTIADDR")
 					if err != nil {
 						return err
 					}
@@ -357,10 +349,7 @@ whenever the connection drops. To keep it across restarts, give it to
 Discovery (mDNS, DHT) may find it again.`,
 				Flags: clientFlags(false),
 				Action: func(c *cli.Context) error {
-					if err := checkArgs(c, 1, 1, "PEER-ID"); err != nil {
-						return err
-					}
-					cl, err := clientFrom(c)
+					cl, err := argsAndClient(c, 1, 1, "PEER-ID")
 					if err != nil {
 						return err
 					}

@@ -65,10 +65,7 @@ Example:
    starling cluster status --data ./node1 --json | jq -r .leader.leader`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 0, 0, "no arguments")
 			if err != nil {
 				return err
 			}
@@ -109,10 +106,7 @@ Example:
    starling cluster peers --data ./node1 --json | jq -r '.[] | select(.state != "ACTIVE") | .node_id'`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 0, 0, "no arguments")
 			if err != nil {
 				return err
 			}
@@ -166,10 +160,7 @@ Example:
 		Flags: append(clientFlags(true), &cli.DurationFlag{Name: "wait", EnvVars: envVar("wait"),
 			Usage: "wait up to `DURATION` until the peer is connected (exit 1 if it is not)"}),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, 1, "MULTIADDR"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 1, 1, "MULTIADDR")
 			if err != nil {
 				return err
 			}
@@ -230,10 +221,7 @@ Example:
    starling cluster remove --data ./node1 node3`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, 1, "NODE"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 1, 1, "NODE")
 			if err != nil {
 				return err
 			}
@@ -415,10 +403,7 @@ Example:
    xdg-open "$(starling web --data ./node1)"`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 0, 0, "no arguments")
 			if err != nil {
 				return err
 			}

@@ -42,10 +42,7 @@ the API or with "starling lead".`,
 				UsageText: "starling election ls --data DIR [--json]",
 				Flags:     clientFlags(true),
 				Action: func(c *cli.Context) error {
-					if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
-						return err
-					}
-					cl, err := clientFrom(c)
+					cl, err := argsAndClient(c, 0, 0, "no arguments")
 					if err != nil {
 						return err
 					}

@@ -198,10 +198,7 @@ Examples:
    ` + full + ` --data ./node1 --json /Factory/Line1/Sensor7 temp | jq .value.value`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, min, max, args); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, min, max, args)
 			if err != nil {
 				return err
 			}
@@ -512,10 +509,7 @@ Example:
    ` + full + ` --data ./node1 /Factory/Line1/Sensor7 /Factory/Line2`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 2, 2, "REF NEWPARENT"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 2, 2, "REF NEWPARENT")
 			if err != nil {
 				return err
 			}
@@ -543,10 +537,7 @@ Example:
    ` + full + ` --data ./node1 /Factory/Line1/Sensor7 Sensor8`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 2, 2, "REF NAME"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 2, 2, "REF NAME")
 			if err != nil {
 				return err
 			}
@@ -577,10 +568,7 @@ Example:
 			&cli.BoolFlag{Name: flagRecursive, Aliases: []string{"r"}, EnvVars: envVar(flagRecursive),
 				Usage: "delete an entity that has children, with them"}),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, 1, "REF"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 1, 1, "REF")
 			if err != nil {
 				return err
 			}
@@ -608,10 +596,7 @@ Example:
    ` + full + ` --data ./node1 01J9ZQ3V7K2M4N6P8R0T2W4Y6A`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, 1, "ID"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 1, 1, "ID")
 			if err != nil {
 				return err
 			}
@@ -726,10 +711,7 @@ Example:
    starling schema ls --data ./node1`,
 				Flags: clientFlags(true),
 				Action: func(c *cli.Context) error {
-					if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
-						return err
-					}
-					cl, err := clientFrom(c)
+					cl, err := argsAndClient(c, 0, 0, "no arguments")
 					if err != nil {
 						return err
 					}
@@ -762,10 +744,7 @@ Example:
    starling schema show --data ./node1 sensor`,
 				Flags: clientFlags(true),
 				Action: func(c *cli.Context) error {
-					if err := checkArgs(c, 1, 1, "TYPE"); err != nil {
-						return err
-					}
-					cl, err := clientFrom(c)
+					cl, err := argsAndClient(c, 1, 1, "TYPE")
 					if err != nil {
 						return err
 					}
@@ -884,10 +863,7 @@ Examples:
    starling watch --data ./node1 --json | jq -c 'select(.field == "temp")'`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 0, 1, "[PATH]"); err != nil {
-				return err
-			}
-			cl, err := clientFrom(c)
+			cl, err := argsAndClient(c, 0, 1, "[PATH]")
 			if err != nil {
 				return err
 			}

@@ -34,10 +34,7 @@ Examples:
 				&cli.BoolFlag{Name: "no-wait", EnvVars: envVar("no-wait"), Usage: "return once the transfer started"},
 			),
 			Action: func(c *cli.Context) error {
-				if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
-					return err
-				}
-				cl, err := clientFrom(c)
+				cl, err := argsAndClient(c, 0, 0, "no arguments")
 				if err != nil {
 					return err
 				}
@@ -80,10 +77,7 @@ Examples:
 					&cli.BoolFlag{Name: "follow", EnvVars: envVar("follow"), Usage: "keep showing progress until the node is ACTIVE"},
 				),
 				Action: func(c *cli.Context) error {
-					if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
-						return err
-					}
-					cl, err := clientFrom(c)
+					cl, err := argsAndClient(c, 0, 0, "no arguments")
 					if err != nil {
 						return err
 					}
