@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
+	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/node"
 )
 
@@ -285,21 +286,7 @@ func (e *cmdEnv) printClusterStatus(cs *node.ClusterStatus, now time.Time) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "mode\t%s (%d node%s)\n", cs.Mode, cs.NodeCount, plural(cs.NodeCount))
 	fmt.Fprintf(w, "node\t%s\n", cs.NodeID)
-	switch {
-	case cs.Group.Warming:
-		fmt.Fprintf(w, "leader\tunknown: this node is still warming up\n")
-	case cs.Leader.HasLeader():
-		me := ""
-		if cs.IsLeader {
-			me = " (this node)"
-		}
-		fmt.Fprintf(w, "leader\t%s%s, term %d\n", cs.Leader.Leader, me, cs.Leader.Term)
-	default:
-		fmt.Fprintf(w, "leader\tnone: no node is alive and available\n")
-	}
-	for _, c := range cs.Group.Conflicts {
-		fmt.Fprintf(w, "conflict\t%s\n", c)
-	}
+	printLeader(w, cs.Group, cs.Leader, cs.IsLeader)
 	fmt.Fprintf(w, "sync\t%s\n", progressLine(cs.Sync, now))
 	_ = w.Flush()
 	fmt.Fprintln(e.stdout)
@@ -348,6 +335,26 @@ func lastSeen(n node.NodeView) string {
 	return (time.Duration(n.LastSeenMS) * time.Millisecond).Round(time.Millisecond).String() + " ago"
 }
 
+// printLeader prints the cluster group's leader and its conflicts, for
+// both cluster views.
+func printLeader(w io.Writer, g node.ElectionGroup, l election.Leadership, isLeader bool) {
+	switch {
+	case g.Warming:
+		fmt.Fprintf(w, "leader\tunknown: this node is still warming up\n")
+	case l.HasLeader():
+		me := ""
+		if isLeader {
+			me = " (this node)"
+		}
+		fmt.Fprintf(w, "leader\t%s%s, term %d\n", l.Leader, me, l.Term)
+	default:
+		fmt.Fprintf(w, "leader\tnone: no node is alive and available\n")
+	}
+	for _, c := range g.Conflicts {
+		fmt.Fprintf(w, "conflict\t%s\n", c)
+	}
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -367,21 +374,7 @@ func firstOr(ss []string, def string) string {
 func (e *cmdEnv) printCluster(ci *node.ClusterInfo) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node\t%s\n", ci.NodeID)
-	switch {
-	case ci.Group.Warming:
-		fmt.Fprintf(w, "leader\tunknown: this node is still warming up\n")
-	case ci.Leader.HasLeader():
-		me := ""
-		if ci.IsLeader {
-			me = " (this node)"
-		}
-		fmt.Fprintf(w, "leader\t%s%s, term %d\n", ci.Leader.Leader, me, ci.Leader.Term)
-	default:
-		fmt.Fprintf(w, "leader\tnone: no node is alive and available\n")
-	}
-	for _, c := range ci.Group.Conflicts {
-		fmt.Fprintf(w, "conflict\t%s\n", c)
-	}
+	printLeader(w, ci.Group, ci.Leader, ci.IsLeader)
 	_ = w.Flush()
 	fmt.Fprintln(e.stdout)
 	e.printMembers(ci.Group.Members)
