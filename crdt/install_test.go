@@ -17,6 +17,19 @@ import (
 	"github.com/multiformats/go-multihash"
 )
 
+// twoNodes opens stores a and b on a new memNet, closed when the test
+// ends; without bitswapLike, a block is fetched only through the store's
+// own protocol (see openTestNodeFetch).
+func twoNodes(t testing.TB, o Options, bitswapLike bool) (*memNet, *testNode, *testNode) {
+	t.Helper()
+	net := newMemNet()
+	a := openTestNodeFetch(t, net, "a", t.TempDir(), o, bitswapLike)
+	t.Cleanup(func() { a.close(t) })
+	b := openTestNodeFetch(t, net, "b", t.TempDir(), o, bitswapLike)
+	t.Cleanup(func() { b.close(t) })
+	return net, a, b
+}
+
 // writeKeys puts count keys /<prefix>/<i> in batches of 100.
 func writeKeys(t testing.TB, s *Store, prefix string, count int) {
 	t.Helper()
@@ -100,11 +113,7 @@ func TestStateTransferJoin(t *testing.T) {
 // the node deleted stays deleted only if the source agrees (the merge of
 // the node's own DAG).
 func TestStateTransferKeepsLocalWrites(t *testing.T) {
-	net := newMemNet()
-	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
-	defer a.close(t)
-	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
-	defer b.close(t)
+	net, a, b := twoNodes(t, fastOpts(), true)
 	net.partition([]string{"a"}, []string{"b"})
 	writeKeys(t, a.store, "a", 1000)
 	writeKeys(t, b.store, "b", 250)
@@ -123,11 +132,7 @@ func TestStateTransferKeepsLocalWrites(t *testing.T) {
 // TestStateTransferCutOff: a transfer that stops midway changes nothing,
 // and a retry succeeds.
 func TestStateTransferCutOff(t *testing.T) {
-	net := newMemNet()
-	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
-	defer a.close(t)
-	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
-	defer b.close(t)
+	net, a, b := twoNodes(t, fastOpts(), true)
 	net.partition([]string{"a"}, []string{"b"})
 	writeKeys(t, a.store, "a", 2000)
 	writeKeys(t, b.store, "mine", 10)
@@ -165,11 +170,7 @@ func TestStateTransferCutOff(t *testing.T) {
 // TestStateTransferRefusals: a source that is itself installing refuses,
 // and says why.
 func TestStateTransferRefusals(t *testing.T) {
-	net := newMemNet()
-	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
-	defer a.close(t)
-	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
-	defer b.close(t)
+	_, a, b := twoNodes(t, fastOpts(), true)
 	a.store.syncing.Store(true)
 	var buf bytes.Buffer
 	if err := a.store.WriteSnapshot(context.Background(), &buf); !errors.Is(err, ErrRefused) {
@@ -241,11 +242,7 @@ func TestStateTransferInterruptedInstall(t *testing.T) {
 // TestStateTransferWhileWriting: the source keeps writing while it serves;
 // the receiver misses nothing once real-time sync runs.
 func TestStateTransferWhileWriting(t *testing.T) {
-	net := newMemNet()
-	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
-	defer a.close(t)
-	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
-	defer b.close(t)
+	_, a, b := twoNodes(t, fastOpts(), true)
 	writeKeys(t, a.store, "pre", 3000)
 	b.store.HoldRemote()
 	stop := make(chan struct{})
@@ -287,11 +284,7 @@ func TestHeadsLoopBringsLostBroadcast(t *testing.T) {
 	o := fastOpts()
 	o.RebroadcastInterval = time.Hour
 	o.HeadsInterval = 200 * time.Millisecond
-	net := newMemNet()
-	a := openTestNode(t, net, "a", t.TempDir(), o)
-	defer a.close(t)
-	b := openTestNode(t, net, "b", t.TempDir(), o)
-	defer b.close(t)
+	net, a, b := twoNodes(t, o, true)
 	// Known peers, as PeerConnected records them, without its sends on
 	// connect (those would bring the write too).
 	for _, x := range []struct {
@@ -321,12 +314,8 @@ func TestHeadsLoopBringsLostBroadcast(t *testing.T) {
 func TestUnfetchableHeadDoesNotStall(t *testing.T) {
 	o := fastOpts()
 	o.DAGSyncerTimeout = 30 * time.Second
-	net := newMemNet()
 	// Fetches wait like bitswap's for a block nobody has.
-	a := openTestNodeFetch(t, net, "a", t.TempDir(), o, false)
-	defer a.close(t)
-	b := openTestNodeFetch(t, net, "b", t.TempDir(), o, false)
-	defer b.close(t)
+	_, a, b := twoNodes(t, o, false)
 	ctx := context.Background()
 	if err := a.store.Put(ctx, ds.NewKey("/first"), []byte("1")); err != nil {
 		t.Fatal(err)
@@ -521,11 +510,7 @@ func TestSnapshotReader(t *testing.T) {
 // returns only once the node's own writes are merged (chaos found the
 // delete lost when the merge was still running).
 func TestDeleteRightAfterInstall(t *testing.T) {
-	net := newMemNet()
-	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())
-	defer a.close(t)
-	b := openTestNode(t, net, "b", t.TempDir(), fastOpts())
-	defer b.close(t)
+	net, a, b := twoNodes(t, fastOpts(), true)
 	net.partition([]string{"a"}, []string{"b"})
 	ctx := context.Background()
 	writeKeys(t, a.store, "a", 300)
