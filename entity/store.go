@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
@@ -106,7 +107,7 @@ type Store struct {
 	watchers map[*Watcher]struct{}
 
 	commits chan *commitReq // to the committer
-	reloads chan chan error // to follow (Reload)
+	loads   atomic.Uint64   // whole loads of the view (Loads)
 	prevGC  map[string]bool // garbage at the last GC tick
 	stopped chan struct{}   // closed when the committer has ended
 
@@ -143,7 +144,6 @@ func Open(ctx context.Context, b Backend, opts Options) (*Store, error) {
 		st:       newState(),
 		watchers: make(map[*Watcher]struct{}),
 		commits:  make(chan *commitReq, 1024),
-		reloads:  make(chan chan error),
 		stopped:  make(chan struct{}),
 	}
 	// Subscribe before loading, so no change falls between the two;
@@ -219,28 +219,15 @@ func (s *Store) load(ctx context.Context) error {
 	s.mu.Lock()
 	s.st = st
 	s.mu.Unlock()
+	s.loads.Add(1)
 	return nil
 }
 
-// Reload replaces the view with the backend's content, for a backend
-// whose content was replaced without a change feed (a state transfer).
-// It returns once the view is loaded; watchers get a $reload event.
-func (s *Store) Reload(ctx context.Context) error {
-	done := make(chan error, 1)
-	select {
-	case s.reloads <- done:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.ctx.Done():
-		return ErrClosed
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// Loads counts the times the view was loaded whole from the backend: at
+// Open, and whenever the change feed reports it cannot be followed (an
+// overflow, or the backend's content replaced by a state transfer). A
+// caller that replaced the content waits for it to grow.
+func (s *Store) Loads() uint64 { return s.loads.Load() }
 
 // decode reads a stored record.
 func (s *Store) decode(key string, value []byte) (Version, []write, error) {
@@ -261,11 +248,6 @@ func (s *Store) follow() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case done := <-s.reloads:
-			s.feed.Overflowed() // this reload covers an overflow too
-			err := s.load(s.ctx)
-			s.notify(Event{Field: "$reload"})
-			done <- err
 		case c, ok := <-s.feed.C():
 			if !ok {
 				return

@@ -232,6 +232,7 @@ func (n *Node) transferFrom(ctx context.Context, from peer.ID, back SyncPhase, s
 	if err := s.CloseWrite(); err != nil {
 		return fmt.Errorf("ask %s for its state: %w", from, err)
 	}
+	loads := n.entities.Loads()
 	err = n.store.Install(sctx, idleReader{s, transferIdle}, crdt.InstallOptions{
 		SkipEmpty: skipEmpty,
 		Progress: func(tp crdt.TransferProgress) {
@@ -244,9 +245,16 @@ func (n *Node) transferFrom(ctx context.Context, from peer.ID, back SyncPhase, s
 	if err != nil {
 		return err
 	}
-	// The view is complete before the node says so.
-	if err := n.entities.Reload(ctx); err != nil {
-		return fmt.Errorf("load the installed entity tree: %w", err)
+	// The view is complete before the node says so: the install tells
+	// the change feed's subscribers to reload; wait for the entity tree.
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for n.entities.Loads() == loads {
+		select {
+		case <-sctx.Done():
+			return fmt.Errorf("load the installed entity tree: %w", sctx.Err())
+		case <-t.C:
+		}
 	}
 	n.log.Info("state transfer installed", "from", from, "took", time.Since(start).Round(time.Millisecond))
 	return nil
