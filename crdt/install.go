@@ -125,18 +125,57 @@ func RefuseSnapshot(w io.Writer, reason string) error {
 // nothing in it (no heads, no entries): the asking node takes the source
 // for a new node (ErrEmptySource with InstallOptions.SkipEmpty).
 func WriteEmptySnapshot(w io.Writer) error {
-	h, err := json.Marshal(SnapshotHeader{Created: time.Now().UTC().Format(time.RFC3339Nano)})
+	sw := newSnapshotWriter(w)
+	if err := sw.header(SnapshotHeader{Created: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+		return err
+	}
+	return sw.end()
+}
+
+// snapshotWriter writes a snapshot stream (see WriteSnapshot);
+// snapshotReader reads it.
+type snapshotWriter struct {
+	bw  *bufio.Writer
+	crc hash.Hash32
+	n   int64
+	buf []byte
+}
+
+func newSnapshotWriter(w io.Writer) *snapshotWriter {
+	return &snapshotWriter{bw: bufio.NewWriterSize(w, 256<<10), crc: crc32.New(crc32.MakeTable(crc32.Castagnoli))}
+}
+
+func (sw *snapshotWriter) header(h SnapshotHeader) error {
+	b, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
-	b := []byte{0}
-	b = binary.AppendUvarint(b, uint64(len(h)))
-	b = append(b, h...)
-	b = append(b, 0)                        // no entries
-	b = binary.BigEndian.AppendUint64(b, 0) // count
-	b = binary.BigEndian.AppendUint32(b, crc32.New(crc32.MakeTable(crc32.Castagnoli)).Sum32())
-	_, err = w.Write(b)
+	sw.buf = append(binary.AppendUvarint(append(sw.buf[:0], 0), uint64(len(b))), b...)
+	_, err = sw.bw.Write(sw.buf)
 	return err
+}
+
+// entry writes one entry; key is relative to the namespace.
+func (sw *snapshotWriter) entry(key, value []byte) error {
+	sw.buf = binary.AppendUvarint(sw.buf[:0], uint64(len(key)))
+	sw.buf = append(sw.buf, key...)
+	sw.buf = binary.AppendUvarint(sw.buf, uint64(len(value)))
+	sw.buf = append(sw.buf, value...)
+	sw.crc.Write(sw.buf)
+	sw.n++
+	_, err := sw.bw.Write(sw.buf)
+	return err
+}
+
+// end writes the trailer (an empty key, the count, the checksum) and
+// flushes.
+func (sw *snapshotWriter) end() error {
+	sw.buf = binary.BigEndian.AppendUint64(append(sw.buf[:0], 0), uint64(sw.n))
+	sw.buf = binary.BigEndian.AppendUint32(sw.buf, sw.crc.Sum32())
+	if _, err := sw.bw.Write(sw.buf); err != nil {
+		return err
+	}
+	return sw.bw.Flush()
 }
 
 // WriteSnapshot writes a consistent copy of the store's state to w:
@@ -148,10 +187,10 @@ func WriteEmptySnapshot(w io.Writer) error {
 // A refusal (status 1, uvarint(len) reason) is written to w too, so the
 // asking peer learns why. The stream protocol's name carries the version.
 func (s *Store) WriteSnapshot(ctx context.Context, w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 256<<10)
+	sw := newSnapshotWriter(w)
 	refuse := func(err error) error {
-		_ = RefuseSnapshot(bw, strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
-		_ = bw.Flush()
+		_ = RefuseSnapshot(sw.bw, strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
+		_ = sw.bw.Flush()
 		return err
 	}
 	snapper, ok := s.backing.(Snapshotter)
@@ -187,43 +226,25 @@ func (s *Store) WriteSnapshot(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return refuse(fmt.Errorf("%w: %v", ErrRefused, err))
 	}
-	h, err := json.Marshal(hdr)
-	if err != nil {
-		return err
+	if err := sw.header(hdr); err != nil {
+		return fmt.Errorf("crdt: write snapshot: %w", err)
 	}
-	bw.WriteByte(0)
-	bw.Write(binary.AppendUvarint(nil, uint64(len(h))))
-	bw.Write(h)
-	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	var n int64
-	var buf []byte
 	err = sn.Iterate(prefix, func(k, v []byte) error {
 		if skip(k) {
 			return nil
 		}
-		rel := k[len(ns):]
-		buf = binary.AppendUvarint(buf[:0], uint64(len(rel)))
-		buf = append(buf, rel...)
-		buf = binary.AppendUvarint(buf, uint64(len(v)))
-		buf = append(buf, v...)
-		crc.Write(buf)
-		n++
-		if _, err := bw.Write(buf); err != nil {
+		if err := sw.entry(k[len(ns):], v); err != nil {
 			return err
 		}
 		return ctx.Err()
 	})
+	if err == nil {
+		err = sw.end()
+	}
 	if err != nil {
 		return fmt.Errorf("crdt: write snapshot: %w", err)
 	}
-	// Trailer: a zero-length key, the count, the checksum.
-	bw.WriteByte(0)
-	bw.Write(binary.BigEndian.AppendUint64(nil, uint64(n)))
-	bw.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("crdt: write snapshot: %w", err)
-	}
-	s.log.Info("served a state transfer", "entries", n, "bytes", hdr.Bytes, "heads", len(hdr.Heads))
+	s.log.Info("served a state transfer", "entries", sw.n, "bytes", hdr.Bytes, "heads", len(hdr.Heads))
 	return nil
 }
 

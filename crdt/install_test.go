@@ -3,11 +3,8 @@ package crdt
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"testing"
 	"time"
@@ -446,27 +443,16 @@ func FuzzSnapshotStream(f *testing.F) {
 	})
 }
 
-// testSnapshot encodes entries as WriteSnapshot does.
+// testSnapshot encodes entries with WriteSnapshot's writer.
 func testSnapshot(entries map[string]string) []byte {
-	var body []byte
-	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	var out bytes.Buffer
+	sw := newSnapshotWriter(&out)
+	_ = sw.header(SnapshotHeader{Entries: int64(len(entries)), Heads: []string{"x"}})
 	for k, v := range entries {
-		var e []byte
-		e = binary.AppendUvarint(e, uint64(len(k)))
-		e = append(e, k...)
-		e = binary.AppendUvarint(e, uint64(len(v)))
-		e = append(e, v...)
-		crc.Write(e)
-		body = append(body, e...)
+		_ = sw.entry([]byte(k), []byte(v))
 	}
-	h, _ := json.Marshal(SnapshotHeader{Entries: int64(len(entries)), Heads: []string{"x"}})
-	out := []byte{0}
-	out = binary.AppendUvarint(out, uint64(len(h)))
-	out = append(out, h...)
-	out = append(out, body...)
-	out = append(out, 0)
-	out = binary.BigEndian.AppendUint64(out, uint64(len(entries)))
-	return binary.BigEndian.AppendUint32(out, crc.Sum32())
+	_ = sw.end()
+	return out.Bytes()
 }
 
 // TestSnapshotReader: the test encoder's stream parses whole; every cut
