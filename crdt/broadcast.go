@@ -216,15 +216,20 @@ func (b *broadcaster) wrap(data []byte) ([]byte, error) {
 	return env.encode(), nil
 }
 
-// headsMessage encodes heads as a go-ds-crdt broadcast in an envelope,
-// carrying their blocks when carry is set (a receiver that lacks a head
-// asks for its branch otherwise).
-func (b *broadcaster) headsMessage(heads []cid.Cid, carry bool) ([]byte, error) {
+// headsPayload encodes heads as go-ds-crdt encodes its broadcasts.
+func headsPayload(heads []cid.Cid) ([]byte, error) {
 	var bc pb.CRDTBroadcast
 	for _, h := range heads {
 		bc.Heads = append(bc.Heads, &pb.Head{Cid: h.Bytes()})
 	}
-	data, err := proto.Marshal(&bc)
+	return proto.Marshal(&bc)
+}
+
+// headsMessage encodes heads as a go-ds-crdt broadcast in an envelope,
+// carrying their blocks when carry is set (a receiver that lacks a head
+// asks for its branch otherwise).
+func (b *broadcaster) headsMessage(heads []cid.Cid, carry bool) ([]byte, error) {
+	data, err := headsPayload(heads)
 	if err != nil {
 		return nil, err
 	}

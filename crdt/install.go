@@ -17,8 +17,6 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	crdt "github.com/ipfs/go-ds-crdt"
-	pb "github.com/ipfs/go-ds-crdt/pb"
-	"google.golang.org/protobuf/proto"
 )
 
 // State transfer: a joining or resyncing node copies a peer's go-ds-crdt
@@ -698,11 +696,7 @@ func (s *Store) mergeHeads(ctx context.Context, heads []cid.Cid) error {
 	if len(heads) == 0 || s.bc == nil {
 		return nil
 	}
-	var bc pb.CRDTBroadcast
-	for _, h := range heads {
-		bc.Heads = append(bc.Heads, &pb.Head{Cid: h.Bytes()})
-	}
-	payload, err := proto.Marshal(&bc)
+	payload, err := headsPayload(heads)
 	if err != nil {
 		return err
 	}
