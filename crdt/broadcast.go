@@ -281,18 +281,27 @@ func (b *broadcaster) pause(ctx context.Context) error {
 	b.mu.Lock()
 	b.pauses++
 	b.mu.Unlock()
+	if err := b.await(ctx, func() bool { return b.waiting }); err != nil {
+		return fmt.Errorf("crdt: waiting for the replication queue to pause: %w", err)
+	}
+	return nil
+}
+
+// await polls cond, under b.mu, every millisecond until it holds or ctx
+// ends.
+func (b *broadcaster) await(ctx context.Context, cond func() bool) error {
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
 	for {
 		b.mu.Lock()
-		w := b.waiting
+		ok := cond()
 		b.mu.Unlock()
-		if w {
+		if ok {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("crdt: waiting for the replication queue to pause: %w", ctx.Err())
+			return ctx.Err()
 		case <-t.C:
 		}
 	}
@@ -323,21 +332,10 @@ func (b *broadcaster) runFirst(ctx context.Context, payload []byte) error {
 	case b.notify <- struct{}{}:
 	default:
 	}
-	t := time.NewTicker(time.Millisecond)
-	defer t.Stop()
-	for {
-		b.mu.Lock()
-		done := b.handed >= target && b.waiting
-		b.mu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("crdt: waiting for go-ds-crdt to merge: %w", ctx.Err())
-		case <-t.C:
-		}
+	if err := b.await(ctx, func() bool { return b.handed >= target && b.waiting }); err != nil {
+		return fmt.Errorf("crdt: waiting for go-ds-crdt to merge: %w", err)
 	}
+	return nil
 }
 
 // enqueue adds a payload for go-ds-crdt, dropping the oldest when the
