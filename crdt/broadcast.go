@@ -68,6 +68,7 @@ type broadcaster struct {
 	headsDropped atomic.Uint64
 
 	out       chan outMsg // to one peer, sent by sendLoop
+	pub       chan []byte // to every peer, published by publishLoop
 	inflight  map[cid.Cid]time.Time
 	requested atomic.Uint64 // blocks asked for in branch requests
 	served    atomic.Uint64 // blocks sent in branch replies
@@ -109,13 +110,18 @@ func newBroadcaster(tr Transport, inner ipld.DAGService, recent *recentBlocks, o
 		cancel:   cancel,
 		notify:   make(chan struct{}, 1),
 		out:      make(chan outMsg, 64),
+		pub:      make(chan []byte, publishQueue),
 		inflight: make(map[cid.Cid]time.Time),
 		sentTo:   make(map[string]*cidRing),
 	}
-	b.wg.Add(3)
+	b.wg.Add(4)
 	go func() {
 		defer b.wg.Done()
 		b.receiveLoop()
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.publishLoop()
 	}()
 	go func() {
 		defer b.wg.Done()
@@ -169,20 +175,49 @@ func (b *broadcaster) close() {
 	b.wg.Wait()
 }
 
-// Broadcast implements crdt.Broadcaster. A failure to publish is logged,
-// not returned: the write it announces is already durable, and its heads
-// reach peers again by head exchange and rebroadcast.
+// publishQueue is how many broadcasts may wait for publishLoop before
+// Broadcast blocks (and with it the commit that made them).
+const publishQueue = 256
+
+// Broadcast implements crdt.Broadcaster. It queues the message for
+// publishLoop and returns: go-ds-crdt calls it inside a commit, and
+// signing the message and pubsub's own check of that signature cost more
+// than the rest of the commit, so publishing on the commit's path would
+// slow every acknowledged write down. Messages go out in order.
 func (b *broadcaster) Broadcast(ctx context.Context, data []byte) error {
 	msg, err := b.wrap(data)
 	if err != nil {
 		return err
 	}
-	if err := b.tr.Publish(ctx, msg); err != nil {
-		b.log.Warn("publish failed; heads will be sent again", "err", err)
+	select {
+	case b.pub <- msg:
 		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-b.ctx.Done():
+		return b.ctx.Err()
 	}
-	b.sent.Add(1)
-	return nil
+}
+
+// publishLoop publishes queued broadcasts. A failure is logged, not
+// returned: the write a broadcast announces is already durable, and its
+// heads reach peers again by head exchange and rebroadcast. Broadcasts
+// still queued at close are dropped for the same reason.
+func (b *broadcaster) publishLoop() {
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case msg := <-b.pub:
+			if err := b.tr.Publish(b.ctx, msg); err != nil {
+				if b.ctx.Err() == nil {
+					b.log.Warn("publish failed; heads will be sent again", "err", err)
+				}
+				continue
+			}
+			b.sent.Add(1)
+		}
+	}
 }
 
 // wrap builds the envelope for a go-ds-crdt broadcast, carrying the head

@@ -22,8 +22,10 @@ type writeReq struct {
 // Gathering takes every request already waiting (those that arrived while
 // the previous group was being written). When the previous group held
 // more than one request, writers are concurrent, and it also waits up to
-// CommitWindow for more: a lone writer is never delayed by the window,
-// many writers share fsyncs.
+// CommitWindow for more, until as many requests have come as the previous
+// group answered: a lone writer is never delayed by the window, many
+// writers share fsyncs, and writers that all came back are not kept
+// waiting for the rest of the window.
 //
 // go-ds-crdt's Batch shares a single pending delta for the whole store,
 // which is why nothing else may write to it.
@@ -31,7 +33,7 @@ func (s *Store) committer() {
 	var carry *writeReq
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	concurrent := false
+	answered := 0 // requests in the last group
 	for {
 		first := carry
 		carry = nil
@@ -44,12 +46,15 @@ func (s *Store) committer() {
 		group := []*writeReq{first}
 		nops, nbytes := len(first.ops), first.size
 		var timeout <-chan time.Time // nil: do not wait
-		if concurrent && s.opts.CommitWindow > 0 {
+		if answered > 1 && s.opts.CommitWindow > 0 {
 			timer.Reset(s.opts.CommitWindow)
 			timeout = timer.C
 		}
 	gather:
 		for nops < s.opts.CommitMaxOps {
+			if len(group) >= answered {
+				timeout = nil
+			}
 			var r *writeReq
 			var ok bool
 			select {
@@ -79,7 +84,10 @@ func (s *Store) committer() {
 		// Since Go 1.23 Stop and Reset discard a pending expiry, so no
 		// drain is needed.
 		timer.Stop()
-		concurrent = len(group) > 1 || carry != nil
+		answered = len(group)
+		if carry != nil {
+			answered++ // more were waiting than fitted
+		}
 		err := s.commit(group)
 		for _, r := range group {
 			s.pendingOps.Add(-int64(len(r.ops)))

@@ -64,6 +64,9 @@ type memTransport struct {
 	id    string
 	inbox chan memMsg
 	dag   ipld.DAGService // local blocks only
+	// publishing is held for reading by every Publish: a test that locks
+	// it holds every publish until it unlocks.
+	publishing sync.RWMutex
 }
 
 var _ Transport = (*memTransport)(nil)
@@ -89,6 +92,8 @@ func (n *memNet) peers(self string) []*memTransport {
 }
 
 func (t *memTransport) Publish(ctx context.Context, data []byte) error {
+	t.publishing.RLock()
+	defer t.publishing.RUnlock()
 	for _, p := range t.net.peers(t.id) {
 		select {
 		case p.inbox <- memMsg{t.id, data}:

@@ -18,9 +18,10 @@ type Options struct {
 	// Namespace is the key prefix of go-ds-crdt's data in the backing
 	// datastore. Default "/crdt".
 	Namespace string
-	// CommitWindow is how long the group committer waits for more writes
-	// after the first one of a group. Default 2ms: long enough to gather
-	// a burst from concurrent writers, short beside a LevelDB fsync.
+	// CommitWindow is the longest the group committer waits for more
+	// writes after the first one of a group, when the group before had
+	// several (see committer). Default 2ms: long enough to gather a burst
+	// from concurrent writers, short beside a LevelDB fsync.
 	CommitWindow time.Duration
 	// CommitMaxOps caps the writes in one delta (one Apply larger than
 	// this is still committed whole). Default 512: go-ds-crdt recomputes

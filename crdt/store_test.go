@@ -155,6 +155,34 @@ func TestGroupCommitBatchesConcurrentWriters(t *testing.T) {
 	}
 }
 
+// TestSlowPublishDoesNotHoldWrites: a write is acknowledged once it is
+// durable, whatever the gossip publish of its delta is doing; the held
+// broadcasts go out when publishing moves again.
+func TestSlowPublishDoesNotHoldWrites(t *testing.T) {
+	_, a, b := twoNodes(t, fastOpts(), true)
+	a.tr.publishing.Lock()
+	held := true
+	defer func() {
+		if held {
+			a.tr.publishing.Unlock()
+		}
+	}()
+	const n = 20
+	for i := 0; i < n; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := a.store.Put(ctx, key(i), []byte("v"))
+		cancel()
+		if err != nil {
+			t.Fatalf("write %d while publishing is held: %v", i, err)
+		}
+	}
+	a.tr.publishing.Unlock()
+	held = false
+	eventually(t, 10*time.Second, "b holds every write", func() bool {
+		return countKeys(t, b.store, "/k") == n
+	})
+}
+
 func TestChangeFeed(t *testing.T) {
 	net := newMemNet()
 	a := openTestNode(t, net, "a", t.TempDir(), fastOpts())

@@ -340,7 +340,7 @@ func (s *Store) committer() {
 	var carry *commitReq
 	window := time.NewTimer(time.Hour)
 	window.Stop()
-	concurrent := false // the last group had several updates
+	answered := 0 // updates in the last group
 	for {
 		first := carry
 		carry = nil
@@ -364,14 +364,18 @@ func (s *Store) committer() {
 			n, size := len(first.ws), first.size
 			// Writers that were answered together come back together:
 			// after a group of several, wait a moment for the rest of
-			// them rather than commit the first few alone.
+			// them rather than commit the first few alone, but no longer
+			// than until as many have come back as were answered.
 			var wait <-chan time.Time
-			if concurrent {
+			if answered > 1 {
 				window.Reset(gatherWindow)
 				wait = window.C
 			}
 		gather:
 			for n < maxGroupWrites {
+				if len(group) >= answered {
+					wait = nil
+				}
 				var r *commitReq
 				select {
 				case r = <-s.commits:
@@ -397,7 +401,10 @@ func (s *Store) committer() {
 			}
 			window.Stop()
 		}
-		concurrent = len(group) > 1 || carry != nil
+		answered = len(group)
+		if carry != nil {
+			answered++ // more were waiting than fitted
+		}
 		err := s.commitGroup(group, gc)
 		for _, r := range group {
 			r.done <- err

@@ -43,11 +43,11 @@ func percentiles(lat []time.Duration) (p50, p99 float64) {
 }
 
 // BenchmarkFieldWrite measures field writes per second on one node: one
-// write per Update from one writer and from 64 writers, and 1,000 writes
+// write per Update from one writer, 64 writers and 256 writers, and 250 and 1,000 writes
 // per Update (a batch); and the latency of a single write.
 func BenchmarkFieldWrite(b *testing.B) {
 	ctx := context.Background()
-	for _, mode := range []string{"single", "writers=64", "batch=250", "batch=1000"} {
+	for _, mode := range []string{"single", "writers=64", "writers=256", "batch=250", "batch=1000"} {
 		b.Run(mode, func(b *testing.B) {
 			n := benchNodes(b, 1)[0]
 			es := n.Entities()
@@ -74,13 +74,15 @@ func BenchmarkFieldWrite(b *testing.B) {
 				p50, p99 := percentiles(lat)
 				b.ReportMetric(p50, "p50-ms")
 				b.ReportMetric(p99, "p99-ms")
-			case "writers=64":
+			case "writers=64", "writers=256":
+				var nw int
+				fmt.Sscanf(mode, "writers=%d", &nw)
 				var wg sync.WaitGroup
-				for w := 0; w < 64; w++ {
+				for w := 0; w < nw; w++ {
 					wg.Add(1)
 					go func(w int) {
 						defer wg.Done()
-						for i := w; i < b.N; i += 64 {
+						for i := w; i < b.N; i += nw {
 							if _, err := es.Set(ctx, ref(i), field(i), entity.Int(int64(i))); err != nil {
 								b.Error(err)
 								return

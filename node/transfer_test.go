@@ -84,7 +84,10 @@ func TestJoinByStateTransfer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, "b has a's writes", func() bool { _, ok := fieldValue(t, nodes[1], fmt.Sprintf("/j/s%05d", count-1)); return ok })
+	waitFor(t, 30*time.Second, "b has a's writes", func() bool {
+		_, ok := fieldValue(t, nodes[1], fmt.Sprintf("/j/s%05d", count-1))
+		return ok && countPrefix(t, nodes[1], "/kv") == 200
+	})
 
 	start := time.Now()
 	c := openJoining(t, filepath.Join(t.TempDir(), "c"), "node3", nodes...)

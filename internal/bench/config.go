@@ -25,7 +25,7 @@ var Workloads = []string{WorkloadWrites, WorkloadVisible, WorkloadHeal, Workload
 
 // WorkloadHelp describes each workload in one line (for --help).
 var WorkloadHelp = map[string]string{
-	WorkloadWrites:  "field writes/s on one node, 1 and 64 concurrent writers; p50/p99 write latency",
+	WorkloadWrites:  "field writes/s on one node, 1, 64 and 256 concurrent writers and batches of 100; p50/p99 write latency",
 	WorkloadVisible: "write on node 1 -> visible on nodes 2 and 3 (loopback, real libp2p), p50/p99",
 	WorkloadHeal:    "heal after a partition with 10k and 100k writes on one side",
 	WorkloadJoin:    "fresh node joins a store of 50k and 1M fields, and one whose history holds 1M overwrites of 10k fields",
@@ -105,7 +105,7 @@ func (c Config) withDefaults() Config {
 // sizes are the workload sizes of a run.
 type sizes struct {
 	single     int   // writes by one writer
-	concurrent int   // writes by 64 writers
+	concurrent int   // writes by 64 writers, by 256 writers, and in batches
 	visible    int   // write -> visible samples (3 nodes)
 	heal       []int // writes on one side of the partition
 	joinKeys   []int // fields in the store a node joins

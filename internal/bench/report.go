@@ -124,6 +124,11 @@ type Header struct {
 	Took       time.Duration `json:"took"`
 	// Raw names the raw go-ds-crdt version and setup.
 	Raw string `json:"raw"`
+	// FsyncP50 and FsyncP99 are the seconds an fsync takes after an
+	// 8 KiB append in the work directory: the floor under every durable
+	// write's latency (0: not measured).
+	FsyncP50 float64 `json:"fsync_p50,omitempty"`
+	FsyncP99 float64 `json:"fsync_p99,omitempty"`
 }
 
 // Report is a whole run: header, rows and notes.
@@ -205,6 +210,9 @@ func (rep *Report) Format(w io.Writer) error {
 		b.WriteString(", quick sizes (targets are set for the full sizes)")
 	}
 	fmt.Fprintf(&b, "\nbudget %s per run; ratio = how many times better Starling is (> 1: Starling better)\n", fmtBudget(h.Budget))
+	if h.FsyncP50 > 0 {
+		fmt.Fprintf(&b, "disk: fsync after an 8 KiB append p50 %s, p99 %s (every durable write waits for one)\n", fmtSeconds(h.FsyncP50), fmtSeconds(h.FsyncP99))
+	}
 	if h.Raw != "" {
 		fmt.Fprintf(&b, "raw: %s\n", h.Raw)
 	}

@@ -46,6 +46,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Started:    r.start.UTC(),
 		Raw:        RawSetup,
 	}}
+	if p50, p99, err := fsyncLatency(root); err == nil {
+		rep.Header.FsyncP50, rep.Header.FsyncP99 = p50, p99
+	} else {
+		r.progress("fsync latency not measured: %v", err)
+	}
 	run := map[string]func(context.Context) ([]Row, []string){
 		WorkloadWrites:  r.writes,
 		WorkloadVisible: r.visible,

@@ -97,3 +97,28 @@ func delta(after, before uint64) float64 {
 	}
 	return float64(after - before)
 }
+
+// fsyncLatency measures, in dir, how long an fsync takes after an 8 KiB
+// append (about what one group commit adds to LevelDB's journal): p50
+// and p99 in seconds over 200 appends.
+func fsyncLatency(dir string) (p50, p99 float64, err error) {
+	f, err := os.CreateTemp(dir, "fsync-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 8<<10)
+	lat := make([]time.Duration, 0, 200)
+	for range 200 {
+		if _, err := f.Write(buf); err != nil {
+			return 0, 0, err
+		}
+		t0 := time.Now()
+		if err := f.Sync(); err != nil {
+			return 0, 0, err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	return percentile(lat, 0.5), percentile(lat, 0.99), nil
+}
