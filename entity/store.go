@@ -282,6 +282,14 @@ func (s *Store) applyChange(c Change) {
 		s.mu.Unlock()
 		return
 	}
+	// A record never changes under its key: one the view holds (this
+	// node's own, applied at its commit) needs no decoding.
+	s.mu.RLock()
+	_, have := s.st.records[key]
+	s.mu.RUnlock()
+	if have {
+		return
+	}
 	v, ws, err := s.decode(key, c.Value)
 	if err != nil {
 		s.log.Warn("ignoring replicated record", "key", key, "err", err)
@@ -532,6 +540,7 @@ func (s *Store) commitGroup(group []*commitReq, gc bool) error {
 	// describing any change, so events carry the paths the group
 	// produced (a new entity's name and parent).
 	var changes []change
+	describe := s.watchingLocal()
 	s.mu.Lock()
 	for _, k := range append(del, stale...) {
 		s.st.removeRecord(k)
@@ -539,9 +548,12 @@ func (s *Store) commitGroup(group []*commitReq, gc bool) error {
 	for _, r := range recs {
 		changes = append(changes, s.st.addRecord(r.key, s.opts.NodeID, r.ws)...)
 	}
-	events := make([]Event, 0, len(changes))
-	for _, ch := range changes {
-		events = append(events, s.event(ch, true))
+	var events []Event
+	if describe {
+		events = make([]Event, 0, len(changes))
+		for _, ch := range changes {
+			events = append(events, s.event(ch, true))
+		}
 	}
 	s.mu.Unlock()
 	for _, ev := range events {

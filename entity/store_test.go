@@ -396,6 +396,8 @@ func TestWatch(t *testing.T) {
 	mustCreate(t, a, "/Factory", "Sensor", "S")
 	w := a.Watch("/Factory", 16)
 	defer w.Close()
+	rw := a.WatchRemote("/Factory", 16)
+	defer rw.Close()
 	mustSet(t, a, "/Factory/S", "t", Int(1))
 	mustSet(t, a, "/Other", "t", Int(1)) // outside
 	sync2(a.b, b.b)
@@ -404,25 +406,42 @@ func TestWatch(t *testing.T) {
 	mustSet(t, b, "/Factory/S", "t", Int(2)) // remote
 	sync2(a.b, b.b)
 	settle(t, a, b)
-	var got []string
-	for len(got) < 2 {
-		select {
-		case ev := <-w.C():
-			if ev.Field != "t" {
-				continue
+	a.clock.Add(time.Millisecond)
+	mustSet(t, a, "/Factory/S", "t", Int(3))
+	events := func(w *Watcher, n int) []string {
+		var got []string
+		for len(got) < n {
+			select {
+			case ev := <-w.C():
+				if ev.Field != "t" {
+					continue
+				}
+				old := "none"
+				if ev.Old != nil {
+					old = ev.Old.String()
+				}
+				got = append(got, fmt.Sprintf("%s %s->%s by %s local=%v", ev.Path, old, ev.New, ev.Writer, ev.Local))
+			case <-time.After(5 * time.Second):
+				t.Fatalf("events so far: %v", got)
 			}
-			old := "none"
-			if ev.Old != nil {
-				old = ev.Old.String()
-			}
-			got = append(got, fmt.Sprintf("%s %s->%s by %s local=%v", ev.Path, old, ev.New, ev.Writer, ev.Local))
-		case <-time.After(5 * time.Second):
-			t.Fatalf("events so far: %v", got)
 		}
+		return got
 	}
-	want := []string{"/Factory/S none->1 by a local=true", "/Factory/S 1->2 by b local=false"}
+	got := events(w, 3)
+	want := []string{"/Factory/S none->1 by a local=true", "/Factory/S 1->2 by b local=false", "/Factory/S 2->3 by a local=true"}
 	if strings.Join(got, "; ") != strings.Join(want, "; ") {
 		t.Fatalf("events:\n got %v\nwant %v", got, want)
+	}
+	// The remote-only watcher sees b's write alone.
+	if got, want := events(rw, 1), []string{"/Factory/S 1->2 by b local=false"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("remote-only events:\n got %v\nwant %v", got, want)
+	}
+	select {
+	case ev := <-rw.C():
+		if ev.Local {
+			t.Fatalf("remote-only watcher got a local event: %+v", ev)
+		}
+	default:
 	}
 }
 

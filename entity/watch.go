@@ -28,6 +28,7 @@ type Event struct {
 // Watcher receives the events under a path.
 type Watcher struct {
 	path     string
+	remote   bool // remote events only (WatchRemote)
 	ch       chan Event
 	overflow atomic.Bool
 	s        *Store
@@ -55,12 +56,19 @@ func (w *Watcher) end() { w.once.Do(func() { close(w.ch) }) }
 // ("/" for all), local or remote, buffering buf events (default 256).
 // Delivery never blocks the store: a watcher that falls behind loses
 // events and sees Overflowed() true.
-func (s *Store) Watch(path string, buf int) *Watcher {
+func (s *Store) Watch(path string, buf int) *Watcher { return s.watch(path, buf, false) }
+
+// WatchRemote is Watch for the events of remote writes only. A store
+// whose watchers all watch remote writes does not describe its own
+// writes at all, which takes work off every local commit.
+func (s *Store) WatchRemote(path string, buf int) *Watcher { return s.watch(path, buf, true) }
+
+func (s *Store) watch(path string, buf int, remote bool) *Watcher {
 	if buf <= 0 {
 		buf = 256
 	}
 	p := "/" + strings.Trim(path, "/")
-	w := &Watcher{path: p, ch: make(chan Event, buf), s: s}
+	w := &Watcher{path: p, remote: remote, ch: make(chan Event, buf), s: s}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.watchers == nil {
@@ -79,7 +87,7 @@ func (s *Store) notify(ev Event) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	for w := range s.watchers {
-		if ev.Field != "$reload" && !w.matches(ev.Path) {
+		if ev.Field != "$reload" && (!w.matches(ev.Path) || ev.Local && w.remote) {
 			continue
 		}
 		select {
@@ -88,6 +96,19 @@ func (s *Store) notify(ev Event) {
 			w.overflow.Store(true)
 		}
 	}
+}
+
+// watchingLocal reports whether a watcher wants the events of local
+// writes.
+func (s *Store) watchingLocal() bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for w := range s.watchers {
+		if !w.remote {
+			return true
+		}
+	}
+	return false
 }
 
 // event describes a change of winner. Called with s.mu held.

@@ -47,7 +47,7 @@ func percentiles(lat []time.Duration) (p50, p99 float64) {
 // per Update (a batch); and the latency of a single write.
 func BenchmarkFieldWrite(b *testing.B) {
 	ctx := context.Background()
-	for _, mode := range []string{"single", "writers=64", "writers=256", "batch=250", "batch=1000"} {
+	for _, mode := range []string{"single", "writers=64", "writers=256", "batch=100", "batch=250", "batch=1000"} {
 		b.Run(mode, func(b *testing.B) {
 			n := benchNodes(b, 1)[0]
 			es := n.Entities()

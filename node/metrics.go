@@ -209,7 +209,7 @@ func (n *Node) startMonitor(psc PeerStateConfig) (*monitor, error) {
 	// leader is elected, so that election is recorded too.
 	m.watchers[election.ClusterGroup] = n.elect.runner.Watch(election.ClusterGroup)
 	events, cancelEvents := n.p2p.SubscribePeers()
-	watch := n.entities.Watch("/", 4096)
+	watch := n.entities.WatchRemote("/", 4096)
 	m.wg.Add(4)
 	go m.loop()
 	go m.receive()
@@ -482,7 +482,7 @@ func (m *monitor) watchRemote(w *entity.Watcher) {
 			if !ok {
 				return
 			}
-			if ev.Local || ev.Timestamp.IsZero() || strings.HasPrefix(ev.Field, "$reload") {
+			if ev.Timestamp.IsZero() || strings.HasPrefix(ev.Field, "$reload") {
 				continue
 			}
 			d := time.Since(ev.Timestamp.Time())
