@@ -379,7 +379,7 @@ func (n *Node) Resync(peerID string) error {
 		want = n.connectedPeers()
 	}
 	if len(want) == 0 {
-		return errors.New("resync: no connected peer to transfer the state from; check `starling peers`")
+		return errors.New("resync: no connected peer to transfer the state from; check `starling cluster peers`")
 	}
 	n.sync.mu.Lock()
 	if n.sync.running {

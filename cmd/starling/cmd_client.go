@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
@@ -49,7 +48,7 @@ func clientFrom(c *cli.Context) (*node.Client, error) {
 }
 
 // inherited returns the value of a flag given to the command or to a
-// parent ("starling peers --data D add ..." and "starling peers add --data D ...").
+// parent ("starling cluster --data D add ..." and "starling cluster add --data D ...").
 func inherited(c *cli.Context, name string) string {
 	for _, x := range c.Lineage() {
 		if v := strings.TrimSpace(x.String(name)); v != "" {
@@ -281,115 +280,5 @@ func (e *cmdEnv) printStatus(st *node.StatusInfo) {
 		state = fmt.Sprintf("syncing: %d blocks queued, %d messages waiting", s.QueuedJobs, s.ReceiveQueue)
 	}
 	fmt.Fprintf(w, "sync\t%s\n", state)
-	_ = w.Flush()
-}
-
-func (e *cmdEnv) peersCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "peers",
-		Category:  "node",
-		Usage:     "list, add or remove a running node's peers",
-		UsageText: "starling peers --data DIR [--json]\n   starling peers add --data DIR MULTIADDR\n   starling peers rm --data DIR PEER-ID",
-		Description: `Without a subcommand, lists the peers the node knows: connected or not,
-static (from --peer or "peers add") or discovered.
-
-Example:
-   starling peers add --data ./node1 /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
-		Flags: clientFlags(true),
-		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return usageErrorf(c, "unknown peers subcommand %q: use add or rm", c.Args().First())
-			}
-			cl, err := clientFrom(c)
-			if err != nil {
-				return err
-			}
-			ps, err := cl.Peers(c.Context)
-			if err != nil {
-				return err
-			}
-			if c.Bool(flagJSON) {
-				if ps == nil {
-					ps = []node.PeerStatus{}
-				}
-				return e.printJSON(ps)
-			}
-			e.printPeers(ps)
-			return nil
-		},
-		Subcommands: []*cli.Command{
-			{
-				Name:      "add",
-				Usage:     "add a static peer and dial it (kept for this run of the node)",
-				ArgsUsage: "MULTIADDR",
-				UsageText: "starling peers add --data DIR /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...",
-				Description: `Adds a static peer to the running node: it is dialled now and re-dialled
-whenever the connection drops. To keep it across restarts, give it to
-"starling run --peer" or put it in config.json.`,
-				Flags: clientFlags(false),
-				Action: func(c *cli.Context) error {
-					cl, err := argsAndClient(c, 1, 1, "MULTIADDR")
-					if err != nil {
-						return err
-					}
-					id, err := cl.AddPeer(c.Context, c.Args().First())
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stdout, "added %s\n", id)
-					return nil
-				},
-			},
-			{
-				Name:      "rm",
-				Usage:     "forget a peer and close its connections",
-				ArgsUsage: "PEER-ID",
-				UsageText: "starling peers rm --data DIR 12D3KooW...",
-				Description: `Forgets a peer: it is no longer re-dialled and its connections are closed.
-Discovery (mDNS, DHT) may find it again.`,
-				Flags: clientFlags(false),
-				Action: func(c *cli.Context) error {
-					cl, err := argsAndClient(c, 1, 1, "PEER-ID")
-					if err != nil {
-						return err
-					}
-					if err := cl.RemovePeer(c.Context, c.Args().First()); err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stdout, "removed %s\n", c.Args().First())
-					return nil
-				},
-			},
-		},
-	}
-}
-
-func (e *cmdEnv) printPeers(ps []node.PeerStatus) {
-	if len(ps) == 0 {
-		fmt.Fprintln(e.stdout, "no peers known yet")
-		return
-	}
-	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "PEER ID\tSTATE\tSTATIC\tLAST SEEN\tADDRESS")
-	for _, p := range ps {
-		state := "disconnected"
-		switch {
-		case p.Blocked:
-			state = "blocked"
-		case p.Connected:
-			state = "connected"
-		case p.Failures > 0:
-			state = fmt.Sprintf("retrying (%d failures)", p.Failures)
-		}
-		seen := "-"
-		if p.LastSeen != nil {
-			seen = p.LastSeen.Local().Format(time.DateTime)
-		}
-		addr := "-"
-		if len(p.Addrs) > 0 {
-			addr = p.Addrs[0]
-		}
-		fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%s\n", p.ID, state, p.Static, seen, addr)
-	}
 	_ = w.Flush()
 }

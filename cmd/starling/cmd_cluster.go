@@ -18,8 +18,8 @@ import (
 )
 
 // The cluster admin commands: status, peers, add, remove, over the
-// node's API (GET /v1/cluster/status; POST and DELETE /v1/peers, the
-// same endpoints as `starling peers add|rm`), and `starling web`.
+// node's API (GET /v1/cluster/status; POST and DELETE /v1/peers), and
+// `starling web`.
 
 func (e *cmdEnv) clusterCommand() *cli.Command {
 	return &cli.Command{
@@ -154,7 +154,6 @@ func (e *cmdEnv) clusterAddCommand() *cli.Command {
 		Description: `Adds a static peer to the running node and dials it; the node keeps it and
 re-dials it with backoff. With --wait, waits until it is connected. To keep
 it across restarts, give it to "starling run --peer" or config.json.
-(The same as "starling peers add".)
 
 Example:
    starling cluster add --data ./node1 --wait 10s /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
@@ -216,7 +215,7 @@ func (e *cmdEnv) clusterRemoveCommand() *cli.Command {
 		Description: `Forgets a node, named by node ID or peer ID: its connections are closed, it
 is not re-dialled, discovery does not bring it back, and it leaves the
 cluster table. "cluster add" brings it back. An unknown node is an error
-(exit code 1). (The same mechanism as "starling peers rm".)
+(exit code 1).
 
 Example:
    starling cluster remove --data ./node1 node3`,

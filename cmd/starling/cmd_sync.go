@@ -30,7 +30,7 @@ Examples:
    starling resync --data ./node3
    starling resync --data ./node3 --peer 12D3KooW... --json`,
 			Flags: append(clientFlags(true),
-				&cli.StringFlag{Name: flagPeer, EnvVars: envVar(flagPeer), Usage: "copy from the peer with this `PEER_ID` (see `starling peers`)"},
+				&cli.StringFlag{Name: flagPeer, EnvVars: envVar(flagPeer), Usage: "copy from the peer with this `PEER_ID` (see `starling cluster peers`)"},
 				&cli.BoolFlag{Name: "no-wait", EnvVars: envVar("no-wait"), Usage: "return once the transfer started"},
 			),
 			Action: func(c *cli.Context) error {

@@ -121,7 +121,6 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			e.demoCommand(),
 			e.kvCommand(),
 			e.statusCommand(),
-			e.peersCommand(),
 			e.clusterCommand(),
 			e.webCommand(),
 			e.electionCommand(),

@@ -75,9 +75,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}{
 		{"unknown global flag", []string{"--bogus"}, []string{"-bogus", "starling --help"}},
 		{"unknown command flag", []string{"init", "--bogus"}, []string{"-bogus", "starling init --help"}},
-		{"unknown subcommand flag", []string{"peers", "add", "--bogus"}, []string{"-bogus", "starling peers add --help"}},
+		{"unknown subcommand flag", []string{"cluster", "add", "--bogus"}, []string{"-bogus", "starling cluster add --help"}},
 		{"unknown command", []string{"frobnicate"}, []string{`"frobnicate"`}},
-		{"unknown peers subcommand", []string{"peers", "--data", d, "frob"}, []string{`"frob"`}},
 		{"init without data", []string{"init"}, []string{"--data"}},
 		{"run without data", []string{"run"}, []string{"--data"}},
 		{"local without data", []string{"local"}, []string{"--data"}},
@@ -241,7 +240,7 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	for _, c := range []string{"init", "run", "local", "demo", "kv", "create", "get", "set", "ls", "mv", "rename", "rm", "restore",
-		"schema", "watch", "entity", "field", "status", "peers"} {
+		"schema", "watch", "entity", "field", "status", "cluster"} {
 		if !strings.Contains(r.stdout, "  "+c+" ") {
 			t.Errorf("help does not list %s", c)
 		}
@@ -404,19 +403,9 @@ func TestClientCommands(t *testing.T) {
 			}
 		}},
 		{args: []string{"status", "--api", addr, "--token", "wrong"}, code: 1, errHas: "token"},
-		{args: []string{"peers", "--data", dir}, stdout: "no peers known yet\n"},
-		{args: []string{"peers", "add", "--data", dir, "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + "\n"},
-		{args: []string{"peers", "--data", dir, "add", "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + "\n"},
-		{args: []string{"peers", "add", "--data", dir, "/ip4/10.0.0.1/tcp/4001"}, code: 1, errHas: `"/ip4/10.0.0.1/tcp/4001"`},
-		{args: []string{"peers", "--data", dir, "--json"}, check: func(t *testing.T, out string) {
-			var ps []node.PeerStatus
-			if err := json.Unmarshal([]byte(out), &ps); err != nil || len(ps) != 1 || ps[0].ID != pid.String() {
-				t.Errorf("peers --json: %q, %v", out, err)
-			}
-		}},
-		{args: []string{"peers", "rm", "--data", dir, pid.String()}, stdout: "removed " + pid.String() + "\n"},
-		{args: []string{"peers", "rm", "--data", dir, pid.String()}, code: 1, errHas: "not known"},
-		{args: []string{"peers", "rm", "--data", dir, "garbage"}, code: 1, errHas: `"garbage"`},
+		{args: []string{"cluster", "add", "--data", dir, "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + "\n"},
+		{args: []string{"cluster", "--data", dir, "add", "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + "\n"},
+		{args: []string{"cluster", "add", "--data", dir, "/ip4/10.0.0.1/tcp/4001"}, code: 1, errHas: `"/ip4/10.0.0.1/tcp/4001"`},
 	}
 	for _, s := range steps {
 		r := runApp(t, s.stdin, s.args...)
