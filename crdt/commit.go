@@ -2,9 +2,10 @@ package crdt
 
 import (
 	"fmt"
-	"time"
 
 	ds "github.com/ipfs/go-datastore"
+
+	"github.com/starling-sync/starling/internal/groupcommit"
 )
 
 // writeReq is one caller's writes waiting for group commit.
@@ -15,79 +16,31 @@ type writeReq struct {
 }
 
 // committer is the only writer to go-ds-crdt. It takes the first waiting
-// request and gathers more, up to CommitMaxOps and CommitMaxBytes, into
-// one delta: one DAG node, one broadcast and one fsync for the group. Each
-// caller is answered after the fsync.
-//
-// Gathering takes every request already waiting (those that arrived while
-// the previous group was being written). When the previous group held
-// more than one request, writers are concurrent, and it also waits up to
-// CommitWindow for more, until as many requests have come as the previous
-// group answered: a lone writer is never delayed by the window, many
-// writers share fsyncs, and writers that all came back are not kept
-// waiting for the rest of the window.
+// request and gathers more (see groupcommit.Gatherer, with CommitWindow),
+// up to CommitMaxOps and CommitMaxBytes, into one delta: one DAG node,
+// one broadcast and one fsync for the group. Each caller is answered
+// after the fsync.
 //
 // go-ds-crdt's Batch shares a single pending delta for the whole store,
 // which is why nothing else may write to it.
 func (s *Store) committer() {
-	var carry *writeReq
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	answered := 0 // requests in the last group
+	g := groupcommit.Gatherer[*writeReq]{C: s.writes, Window: s.opts.CommitWindow}
 	for {
-		first := carry
-		carry = nil
-		if first == nil {
-			var ok bool
+		first, ok := g.Carried()
+		if !ok {
 			if first, ok = <-s.writes; !ok {
 				return
 			}
 		}
-		group := []*writeReq{first}
 		nops, nbytes := len(first.ops), first.size
-		var timeout <-chan time.Time // nil: do not wait
-		if answered > 1 && s.opts.CommitWindow > 0 {
-			timer.Reset(s.opts.CommitWindow)
-			timeout = timer.C
-		}
-	gather:
-		for nops < s.opts.CommitMaxOps {
-			if len(group) >= answered {
-				timeout = nil
-			}
-			var r *writeReq
-			var ok bool
-			select {
-			case r, ok = <-s.writes:
-			default:
-				if timeout == nil {
-					break gather
-				}
-				select {
-				case r, ok = <-s.writes:
-				case <-timeout:
-					timeout = nil
-					break gather
-				}
-			}
-			if !ok {
-				break gather
-			}
+		group, _ := g.Gather(first, func(r *writeReq) bool {
 			if nops+len(r.ops) > s.opts.CommitMaxOps || nbytes+r.size > s.opts.CommitMaxBytes {
-				carry = r
-				break gather
+				return false
 			}
-			group = append(group, r)
 			nops += len(r.ops)
 			nbytes += r.size
-		}
-		// Since Go 1.23 Stop and Reset discard a pending expiry, so no
-		// drain is needed.
-		timer.Stop()
-		answered = len(group)
-		if carry != nil {
-			answered++ // more were waiting than fitted
-		}
+			return true
+		}, func() bool { return nops >= s.opts.CommitMaxOps })
 		err := s.commit(group)
 		for _, r := range group {
 			s.pendingOps.Add(-int64(len(r.ops)))

@@ -15,6 +15,8 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
+
+	"github.com/starling-sync/starling/internal/groupcommit"
 )
 
 // Sentinel errors. Test for them with errors.Is.
@@ -326,8 +328,8 @@ type commitReq struct {
 // Limits of the committer. A record travels as part of one delta, which
 // must fit one replication message (crdt.Options.CommitMaxBytes).
 const (
-	// gatherWindow is how long the committer waits for more updates
-	// after a group of several (see committer).
+	// gatherWindow is the longest the committer waits for more updates
+	// after a group of several (see groupcommit.Gatherer).
 	gatherWindow = 500 * time.Microsecond
 
 	maxRecordBytes = 256 << 10
@@ -335,9 +337,8 @@ const (
 	maxGroupWrites = 4096
 )
 
-// committer is the only writer of records. It takes every Update waiting
-// (those that arrived while the previous group was being written) into
-// one group: writes packed into records of up to maxRecordBytes, plus the
+// committer is the only writer of records. It gathers the Updates
+// waiting (see groupcommit.Gatherer) into one group: writes packed into records of up to maxRecordBytes, plus the
 // deletion of every record the group's writes leave with no winner, in
 // one atomic Apply. So concurrent writers share one backend write, and a
 // lone writer waits for nobody. Every GCInterval it also deletes garbage
@@ -345,15 +346,11 @@ const (
 func (s *Store) committer() {
 	tick := time.NewTicker(s.opts.GCInterval)
 	defer tick.Stop()
-	var carry *commitReq
-	window := time.NewTimer(time.Hour)
-	window.Stop()
-	answered := 0 // updates in the last group
+	g := groupcommit.Gatherer[*commitReq]{C: s.commits, Window: gatherWindow}
 	for {
-		first := carry
-		carry = nil
+		first, ok := g.Carried()
 		gc := false
-		if first == nil {
+		if !ok {
 			select {
 			case <-s.ctx.Done():
 				s.failPending()
@@ -364,54 +361,18 @@ func (s *Store) committer() {
 			}
 		}
 		var group []*commitReq
-		if first != nil && first.gc {
-			gc = true
-			group = append(group, first)
-		} else if first != nil {
-			group = append(group, first)
+		if first != nil {
+			gc = gc || first.gc
 			n, size := len(first.ws), first.size
-			// Writers that were answered together come back together:
-			// after a group of several, wait a moment for the rest of
-			// them rather than commit the first few alone, but no longer
-			// than until as many have come back as were answered.
-			var wait <-chan time.Time
-			if answered > 1 {
-				window.Reset(gatherWindow)
-				wait = window.C
-			}
-		gather:
-			for n < maxGroupWrites {
-				if len(group) >= answered {
-					wait = nil
-				}
-				var r *commitReq
-				select {
-				case r = <-s.commits:
-				default:
-					if wait == nil {
-						break gather
-					}
-					select {
-					case r = <-s.commits:
-					case <-wait:
-						wait = nil
-						break gather
-					}
+			group, _ = g.Gather(first, func(r *commitReq) bool {
+				if n+len(r.ws) > maxGroupWrites || size+r.size > maxGroupBytes {
+					return false
 				}
 				gc = gc || r.gc
-				if n+len(r.ws) > maxGroupWrites || size+r.size > maxGroupBytes {
-					carry = r
-					break gather
-				}
-				group = append(group, r)
 				n += len(r.ws)
 				size += r.size
-			}
-			window.Stop()
-		}
-		answered = len(group)
-		if carry != nil {
-			answered++ // more were waiting than fitted
+				return true
+			}, func() bool { return n >= maxGroupWrites })
 		}
 		err := s.commitGroup(group, gc)
 		for _, r := range group {
