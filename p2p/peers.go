@@ -442,7 +442,16 @@ func (n *Node) dial(ai peer.AddrInfo) {
 			k.failures = 0
 		}
 	}
+	_, removed := n.removed[ai.ID]
 	n.mu.Unlock()
+	if err == nil && removed {
+		// RemovePeer ran while this dial was under way: its close came
+		// before the connection did.
+		if cerr := n.host.Network().ClosePeer(ai.ID); cerr != nil {
+			n.log.Debug("close the connection of a removed peer", "peer", ai.ID, "err", cerr)
+		}
+		return
+	}
 	if err != nil && n.ctx.Err() == nil {
 		n.log.Debug("dial failed", "peer", ai.ID, "err", err)
 	}
