@@ -340,9 +340,9 @@ const (
 // committer is the only writer of records. It gathers the Updates
 // waiting (see groupcommit.Gatherer) into one group: writes packed into
 // records of up to maxRecordBytes, plus the deletion of every record the
-// group's writes leave with no winner, in one atomic Apply. So concurrent writers share one backend write, and a
-// lone writer waits for nobody. Every GCInterval it also deletes garbage
-// left by other nodes' writes.
+// group's writes leave with no winner, in one atomic Apply. So concurrent
+// writers share one backend write, and a lone writer waits for nobody.
+// Every GCInterval it also deletes garbage left by other nodes' writes.
 func (s *Store) committer() {
 	tick := time.NewTicker(s.opts.GCInterval)
 	defer tick.Stop()
