@@ -78,6 +78,43 @@ type watcher interface {
 	Close()
 }
 
+// streamWatcher is a watcher over a node's own change stream: a goroutine
+// turns each change into a field (parse) and delivers it, dropping it
+// when the reader has fallen behind (the reader waits with a deadline).
+type streamWatcher struct {
+	ch   chan field
+	done chan struct{}
+	stop func() // ends the stream, which closes its channel
+}
+
+func watchStream[T any](src <-chan T, stop func(), parse func(T) (field, bool)) *streamWatcher {
+	w := &streamWatcher{ch: make(chan field, 1<<16), done: make(chan struct{}), stop: stop}
+	go func() {
+		defer close(w.done)
+		defer close(w.ch)
+		for c := range src {
+			f, ok := parse(c)
+			if !ok {
+				continue
+			}
+			select {
+			case w.ch <- f:
+			default:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *streamWatcher) C() <-chan field { return w.ch }
+
+func (w *streamWatcher) Close() {
+	w.stop()
+	for range w.ch { // drain, so the goroutine ends
+	}
+	<-w.done
+}
+
 // system is one side of the table: how to start its clusters.
 type system struct {
 	name string // "starling" or "raw"

@@ -235,35 +235,9 @@ func (c *mockStarling) WriteMany(ctx context.Context, i int, ws []write) error {
 	return nil
 }
 
-type mockWatcher struct {
-	sub  *crdt.Subscription
-	ch   chan field
-	done chan struct{}
-}
-
 func (c *mockStarling) Watch(i int) watcher {
-	w := &mockWatcher{sub: c.nodes[i].store.Subscribe(ds.NewKey("/"), 1<<16), ch: make(chan field, 1<<16), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		defer close(w.ch)
-		for ch := range w.sub.C() {
-			if f, ok := parseKey(ch.Key.String()); ok {
-				select {
-				case w.ch <- f:
-				default:
-				}
-			}
-		}
-	}()
-	return w
-}
-
-func (w *mockWatcher) C() <-chan field { return w.ch }
-func (w *mockWatcher) Close() {
-	w.sub.Close()
-	for range w.ch {
-	}
-	<-w.done
+	sub := c.nodes[i].store.Subscribe(ds.NewKey("/"), 1<<16)
+	return watchStream(sub.C(), sub.Close, func(ch crdt.Change) (field, bool) { return parseKey(ch.Key.String()) })
 }
 
 var errMockOnly = errors.New("bench: not used on the mocknet")

@@ -147,42 +147,19 @@ func (c *starlingCluster) WriteMany(ctx context.Context, i int, ws []write) erro
 	return nil
 }
 
-type starlingWatcher struct {
-	w    *entity.Watcher
-	ch   chan field
-	done chan struct{}
-}
-
 func (c *starlingCluster) Watch(i int) watcher {
-	sw := &starlingWatcher{w: c.node(i).Entities().Watch("/", 1<<16), ch: make(chan field, 1<<16), done: make(chan struct{})}
-	go func() {
-		defer close(sw.done)
-		defer close(sw.ch)
-		for ev := range sw.w.C() {
-			e, err := strconv.Atoi(strings.TrimPrefix(ev.Path, "/e"))
-			if err != nil || !strings.HasPrefix(ev.Field, "f") {
-				continue
-			}
-			f, err := strconv.Atoi(ev.Field[1:])
-			if err != nil {
-				continue
-			}
-			select {
-			case sw.ch <- field{e, f}:
-			default: // the reader fell behind; it waits with a deadline
-			}
+	w := c.node(i).Entities().Watch("/", 1<<16)
+	return watchStream(w.C(), w.Close, func(ev entity.Event) (field, bool) {
+		e, err := strconv.Atoi(strings.TrimPrefix(ev.Path, "/e"))
+		if err != nil || !strings.HasPrefix(ev.Field, "f") {
+			return field{}, false
 		}
-	}()
-	return sw
-}
-
-func (w *starlingWatcher) C() <-chan field { return w.ch }
-
-func (w *starlingWatcher) Close() {
-	w.w.Close()
-	for range w.ch { // drain, so the goroutine ends
-	}
-	<-w.done
+		f, err := strconv.Atoi(ev.Field[1:])
+		if err != nil {
+			return field{}, false
+		}
+		return field{e, f}, true
+	})
 }
 
 func (c *starlingCluster) Count(ctx context.Context, i int, e int) (int, error) {
