@@ -176,15 +176,44 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
+// runSuite runs the suite and prints its report. Where the suite cannot
+// run it skips, or fails under CHAOS_REQUIRED=1 (skipOrFail).
+func runSuite(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	rep, err := Run(t.Context(), cfg)
+	if errors.Is(err, ErrUnsupported) {
+		skipOrFail(t, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println()
+	fmt.Print(rep.String())
+	return rep
+}
+
+// requireOK fails the test when the suite found problems.
+func requireOK(t *testing.T, rep *Report) {
+	t.Helper()
+	if !rep.OK() {
+		t.Fatalf("the partition suite found problems (seed %d): see the report above and %s", rep.Seed, rep.Artifacts)
+	}
+}
+
+// artifactsDir is where the suite tests keep their artifacts: the
+// directory named by envArtifacts, or chaos-artifacts.
+func artifactsDir() string {
+	if d := os.Getenv(envArtifacts); d != "" {
+		return d
+	}
+	return "chaos-artifacts"
+}
+
 // TestChaosSweep runs every nemesis at least once (the quick sweep) and
 // requires no lost write, no phantom and no divergence anywhere.
 func TestChaosSweep(t *testing.T) {
 	if !isolated(t) {
 		return
-	}
-	artifacts := os.Getenv(envArtifacts)
-	if artifacts == "" {
-		artifacts = "chaos-artifacts"
 	}
 	model := os.Getenv(envModel)
 	if model == "" {
@@ -195,22 +224,11 @@ func TestChaosSweep(t *testing.T) {
 		Seed:         testSeed(t),
 		Model:        model,
 		Checks:       DefaultChecks,
-		ArtifactsDir: artifacts,
+		ArtifactsDir: artifactsDir(),
 		Logger:       testLogger(),
 	}
 	t.Logf("seed %d, model %s (replay: %s=%d %s=%s)", cfg.Seed, model, envSeed, cfg.Seed, envModel, model)
-	rep, err := Run(t.Context(), cfg)
-	if errors.Is(err, ErrUnsupported) {
-		skipOrFail(t, err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println()
-	fmt.Print(rep.String())
-	if !rep.OK() {
-		t.Fatalf("the partition suite found problems (seed %d): see the report above and %s", rep.Seed, rep.Artifacts)
-	}
+	requireOK(t, runSuite(t, cfg))
 }
 
 // TestChaosKVJoinAndWipe runs the raw key-value model where its clients
@@ -221,32 +239,17 @@ func TestChaosKVJoinAndWipe(t *testing.T) {
 	if !isolated(t) {
 		return
 	}
-	artifacts := os.Getenv(envArtifacts)
-	if artifacts == "" {
-		artifacts = "chaos-artifacts"
-	}
 	cfg := Config{
 		Binary:       os.Getenv(envBinary),
 		Seed:         testSeed(t),
 		Model:        "kv",
 		Checks:       DefaultChecks,
 		Scenarios:    []Scenario{ParseScenario("partition-majority+kill"), ParseScenario("wipe")},
-		ArtifactsDir: artifacts,
+		ArtifactsDir: artifactsDir(),
 		Logger:       testLogger(),
 	}
 	t.Logf("seed %d (replay: %s=%d)", cfg.Seed, envSeed, cfg.Seed)
-	rep, err := Run(t.Context(), cfg)
-	if errors.Is(err, ErrUnsupported) {
-		skipOrFail(t, err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println()
-	fmt.Print(rep.String())
-	if !rep.OK() {
-		t.Fatalf("the partition suite found problems (seed %d): see the report above and %s", rep.Seed, rep.Artifacts)
-	}
+	requireOK(t, runSuite(t, cfg))
 }
 
 // unhealedIsolation cuts one host off and never lets it back: its rules
@@ -318,14 +321,7 @@ func TestChaosCatchesUnhealedPartition(t *testing.T) {
 		Registry:        reg,
 		Logger:          testLogger(),
 	}
-	rep, err := Run(t.Context(), cfg)
-	if errors.Is(err, ErrUnsupported) {
-		skipOrFail(t, err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Print(rep.String())
+	rep := runSuite(t, cfg)
 	if rep.OK() {
 		t.Fatal("the report is OK although one host never reconnected")
 	}
@@ -388,14 +384,7 @@ func TestChaosCatchesBrokenBuild(t *testing.T) {
 	// Every host runs the broken build's binary; only n1 starts the
 	// broken node (the others run its unchanged `run`).
 	cfg.Binary = broken
-	rep, err := Run(t.Context(), cfg)
-	if errors.Is(err, ErrUnsupported) {
-		skipOrFail(t, err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Print(rep.String())
+	rep := runSuite(t, cfg)
 	res := rep.Results[0]
 	if res.Acked == 0 {
 		t.Fatal("no write was acknowledged: the control proves nothing")
