@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -511,28 +512,19 @@ func newEntState(tree node.TreeNode, schemas string) *entState {
 }
 
 func (s *entState) computeDigest() string {
-	ids := make([]string, 0, len(s.ents))
-	for id := range s.ents {
-		ids = append(ids, string(id))
-	}
-	sort.Strings(ids)
 	sum := sha256.New()
 	field := func(v string) { fmt.Fprintf(sum, "%d:%s", len(v), v) }
 	field(s.schemas)
-	for _, id := range ids {
-		e := s.ents[entity.ID(id)]
-		field(id)
+	for _, id := range slices.Sorted(maps.Keys(s.ents)) {
+		e := s.ents[id]
+		field(string(id))
 		field(e.Type)
 		field(e.Name)
 		field(string(e.Parent))
 		field(string(e.TreeParent))
 		field(e.Path)
 		field(fmt.Sprint(e.Duplicates))
-		names := make([]string, 0, len(e.Fields))
-		for n := range e.Fields {
-			names = append(names, n)
-		}
-		sort.Strings(names)
+		names := slices.Sorted(maps.Keys(e.Fields))
 		field(fmt.Sprint(len(names)))
 		for _, n := range names {
 			f := e.Fields[n]
@@ -568,13 +560,7 @@ func (s *entState) Diff(other State, limit int) []string {
 	for id := range o.ents {
 		ids[id] = true
 	}
-	sorted := make([]string, 0, len(ids))
-	for id := range ids {
-		sorted = append(sorted, string(id))
-	}
-	sort.Strings(sorted)
-	for _, sid := range sorted {
-		id := entity.ID(sid)
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
 		a, b := s.ents[id], o.ents[id]
 		switch {
 		case a == nil:
@@ -1020,19 +1006,9 @@ func (c entPhantomChecker) Check(in CheckInput) Verdict {
 			continue
 		}
 		st := hs.State.(*entState)
-		ids := make([]string, 0, len(st.ents))
-		for id := range st.ents {
-			ids = append(ids, string(id))
-		}
-		sort.Strings(ids)
-		for _, id := range ids {
-			e := st.ents[entity.ID(id)]
-			names := make([]string, 0, len(e.Fields))
-			for n := range e.Fields {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
+		for _, id := range slices.Sorted(maps.Keys(st.ents)) {
+			e := st.ents[id]
+			for _, n := range slices.Sorted(maps.Keys(e.Fields)) {
 				f := e.Fields[n]
 				if f.Default {
 					continue
@@ -1102,13 +1078,8 @@ func (c entTreeChecker) Check(in CheckInput) Verdict {
 		for _, p := range st.problems {
 			bad(hs.Host, "%s", p)
 		}
-		ids := make([]string, 0, len(st.ents))
-		for id := range st.ents {
-			ids = append(ids, string(id))
-		}
-		sort.Strings(ids)
-		for _, sid := range ids {
-			e := st.ents[entity.ID(sid)]
+		for _, id := range slices.Sorted(maps.Keys(st.ents)) {
+			e := st.ents[id]
 			p := byID[e.ID]
 			switch {
 			case p == nil:

@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -147,13 +149,8 @@ func newKVState(es []node.Entry) *kvState {
 	for _, e := range es {
 		s.entries[e.Key] = string(e.Value)
 	}
-	keys := make([]string, 0, len(s.entries))
-	for k := range s.entries {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	sum := sha256.New()
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(s.entries)) {
 		fmt.Fprintf(sum, "%d:%s%d:%s", len(k), k, len(s.entries[k]), s.entries[k])
 	}
 	s.digest = hex.EncodeToString(sum.Sum(nil))
@@ -298,12 +295,7 @@ func (kvPhantomChecker) Check(in CheckInput) Verdict {
 			continue
 		}
 		st := hs.State.(*kvState)
-		keys := make([]string, 0, len(st.entries))
-		for k := range st.entries {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(st.entries)) {
 			if !strings.HasPrefix(k, kvPrefix+"/") {
 				continue
 			}
