@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/api"
 )
 
 // The election checker ("election", chosen with Config.Checks or
@@ -87,7 +87,7 @@ func readCluster(ctx context.Context, h *Host) clusterView {
 	if code != http.StatusOK {
 		return clusterView{err: fmt.Errorf("GET /v1/cluster: HTTP %d: %s", code, strings.TrimSpace(string(body)))}
 	}
-	var ci node.ClusterInfo
+	var ci api.ClusterInfo
 	if err := json.Unmarshal(body, &ci); err != nil {
 		return clusterView{err: fmt.Errorf("GET /v1/cluster: %w", err)}
 	}

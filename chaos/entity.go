@@ -18,8 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/entity"
-	"github.com/starling-sync/starling/node"
 )
 
 // The entity model ("entity") drives the entity tree's HTTP API. Prepare
@@ -203,7 +203,7 @@ func (m *entityModel) Prepare(ctx context.Context, hosts []*Host) error {
 				if p.Parent == entity.Root {
 					pref = "/"
 				}
-				var res node.WriteResult
+				var res api.WriteResult
 				errs[i] = entCall(ctx, h, http.MethodPost, "/v1/entities", map[string]string{"parent": pref, "type": p.Type, "name": p.Name}, &res)
 				p.ID, p.Version = res.ID, res.Version
 			})
@@ -364,7 +364,7 @@ func (c *entClient) set(ctx context.Context, w entWrite) Op {
 	path := "/v1/fields?" + url.Values{"ref": {string(w.Entity)}, "field": {w.Field}}.Encode()
 	body, _ := json.Marshal(w.Value)
 	op := Op{Kind: entKindSet, Key: string(w.Entity) + "/" + w.Field, Value: w.Value.String()}
-	var res node.WriteResult
+	var res api.WriteResult
 	return c.do(ctx, op, entExt{Writes: []entWrite{w}}, http.MethodPut, path, body, &res, func() entity.Version { return res.Version })
 }
 
@@ -391,7 +391,7 @@ func (c *entClient) batch(ctx context.Context, ws []entWrite) Op {
 	}
 	body, _ := json.Marshal(req)
 	op := Op{Kind: entKindBatch, Value: strings.Join(keys, " ")}
-	var res node.BatchResult
+	var res api.BatchResult
 	return c.do(ctx, op, entExt{Writes: ws}, http.MethodPost, "/v1/fields/batch", body, &res, func() entity.Version { return res.Version })
 }
 
@@ -415,7 +415,7 @@ func (c *entClient) structure(ctx context.Context, kind string, id, parent entit
 		method, path = http.MethodPatch, "/v1/entities?"+url.Values{"ref": {string(id)}}.Encode()
 		body, _ = json.Marshal(map[string]string{"parent": p})
 	}
-	var res node.WriteResult
+	var res api.WriteResult
 	return c.do(ctx, op, ext, method, path, body, &res, func() entity.Version { return res.Version })
 }
 
@@ -472,7 +472,7 @@ func (s *entState) Digest() string { return s.digest }
 type entReader struct{}
 
 func (entReader) Read(ctx context.Context, h *Host) (State, error) {
-	var tree node.TreeNode
+	var tree api.TreeNode
 	if err := entCall(ctx, h, http.MethodGet, "/v1/entities/tree?ref=%2F&fields=true", nil, &tree); err != nil {
 		return nil, err
 	}
@@ -486,10 +486,10 @@ func (entReader) Read(ctx context.Context, h *Host) (State, error) {
 	return newEntState(tree, string(sb)), nil
 }
 
-func newEntState(tree node.TreeNode, schemas string) *entState {
+func newEntState(tree api.TreeNode, schemas string) *entState {
 	s := &entState{ents: map[entity.ID]*entView{}, schemas: schemas}
-	var walk func(n node.TreeNode, parent entity.ID, depth int)
-	walk = func(n node.TreeNode, parent entity.ID, depth int) {
+	var walk func(n api.TreeNode, parent entity.ID, depth int)
+	walk = func(n api.TreeNode, parent entity.ID, depth int) {
 		for _, c := range n.Children {
 			if _, dup := s.ents[c.ID]; dup {
 				s.problems = append(s.problems, fmt.Sprintf("entity %s listed twice (at %s)", c.ID, c.Path))

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/entity"
-	"github.com/starling-sync/starling/node"
 )
 
 // IDs of the test tree: three lines, two sensors, one tag.
@@ -64,9 +64,9 @@ type tnode struct {
 	children []tnode
 }
 
-func (n tnode) tree(parent entity.ID, path string) node.TreeNode {
+func (n tnode) tree(parent entity.ID, path string) api.TreeNode {
 	p := strings.TrimSuffix(path, "/") + "/" + n.name
-	tn := node.TreeNode{Entity: entity.Entity{ID: n.id, Type: n.typ, Name: n.name, Parent: parent, Path: p, Fields: n.fields}}
+	tn := api.TreeNode{Entity: entity.Entity{ID: n.id, Type: n.typ, Name: n.name, Parent: parent, Path: p, Fields: n.fields}}
 	for _, c := range n.children {
 		tn.Children = append(tn.Children, c.tree(n.id, p))
 	}
@@ -74,7 +74,7 @@ func (n tnode) tree(parent entity.ID, path string) node.TreeNode {
 }
 
 func tstate(top ...tnode) *entState {
-	root := node.TreeNode{Entity: entity.Entity{ID: entity.Root, Path: "/"}}
+	root := api.TreeNode{Entity: entity.Entity{ID: entity.Root, Path: "/"}}
 	for _, n := range top {
 		root.Children = append(root.Children, n.tree(entity.Root, "/"))
 	}

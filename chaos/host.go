@@ -18,8 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/chaos/internal/netlab"
-	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/p2p"
 )
 
 // Ports of every host, on its own address.
@@ -195,7 +196,7 @@ func (h *Host) initDir(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: starling init: %w: %s", h.name, err, bytes.TrimSpace(out))
 	}
-	tok, err := node.ReadToken(h.dir)
+	tok, err := api.ReadToken(h.dir)
 	if err != nil {
 		return fmt.Errorf("%s: %w", h.name, err)
 	}
@@ -208,7 +209,7 @@ func (h *Host) initDir(ctx context.Context) error {
 // PeerAddr is the host's full multiaddr with its current peer ID, or ""
 // while its data directory does not exist.
 func (h *Host) PeerAddr() string {
-	id, err := node.ReadPeerID(h.dir)
+	id, err := p2p.ReadPeerID(filepath.Join(h.dir, api.IdentityFile))
 	if err != nil {
 		return ""
 	}

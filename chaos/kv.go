@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/api"
 )
 
 // The KV model drives the raw key-value API (PUT/DELETE /v1/kv/KEY, GET
@@ -136,7 +136,7 @@ func (kvReader) Read(ctx context.Context, h *Host) (State, error) {
 		return nil, fmt.Errorf("GET /v1/kv: HTTP %d: %s", code, strings.TrimSpace(string(body)))
 	}
 	var lr struct {
-		Entries []node.Entry `json:"entries"`
+		Entries []api.Entry `json:"entries"`
 	}
 	if err := json.Unmarshal(body, &lr); err != nil {
 		return nil, fmt.Errorf("GET /v1/kv: %w", err)
@@ -144,7 +144,7 @@ func (kvReader) Read(ctx context.Context, h *Host) (State, error) {
 	return newKVState(lr.Entries), nil
 }
 
-func newKVState(es []node.Entry) *kvState {
+func newKVState(es []api.Entry) *kvState {
 	s := &kvState{entries: make(map[string]string, len(es))}
 	for _, e := range es {
 		s.entries[e.Key] = string(e.Value)

@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/api"
 )
 
 func state(kv ...string) *kvState {
-	var es []node.Entry
+	var es []api.Entry
 	for i := 0; i+1 < len(kv); i += 2 {
-		es = append(es, node.Entry{Key: kv[i], Value: []byte(kv[i+1])})
+		es = append(es, api.Entry{Key: kv[i], Value: []byte(kv[i+1])})
 	}
 	return newKVState(es)
 }

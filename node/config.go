@@ -15,23 +15,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
-)
-
-// Names of the files and folders in a data directory.
-const (
-	// ConfigFile is the node's configuration (JSON, see Config).
-	ConfigFile = "config.json"
-	// IdentityFile is the libp2p Ed25519 key; it fixes the peer ID.
-	IdentityFile = "identity.key"
-	// TokenFile holds the API bearer token (64 hex characters, mode 0600).
-	TokenFile = "api.token"
-	// SwarmKeyFile is where `init --psk` writes a generated private network key.
-	SwarmKeyFile = "swarm.key"
-	// DatastoreDir is the LevelDB directory (DAG blocks and the CRDT store).
-	DatastoreDir = "datastore"
-	// APIFile is written by a running node ({"addr": ..., "pid": ...}) and
-	// removed when it stops cleanly; clients read it to find the API.
-	APIFile = "api.json"
+	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/p2p"
 )
 
 // Defaults.
@@ -193,7 +178,7 @@ func (c *Config) Validate() error {
 		add("api_addr", "--api", "%v", err)
 	}
 	for _, s := range c.Peers {
-		if _, err := ParsePeerAddr(s); err != nil {
+		if _, err := p2p.ParsePeerAddr(s); err != nil {
 			add("peers", "--peer", "%v", err)
 		}
 	}
@@ -250,43 +235,6 @@ func ParseListenAddrs(ss []string) ([]multiaddr.Multiaddr, error) {
 			return nil, err
 		}
 		out = append(out, m)
-	}
-	return out, nil
-}
-
-// ParsePeerAddr parses a static peer's multiaddr, which must end in
-// /p2p/<peer-id>; the error names the value and says what is expected.
-func ParsePeerAddr(s string) (*peer.AddrInfo, error) {
-	m, err := multiaddr.NewMultiaddr(s)
-	if err != nil {
-		return nil, fmt.Errorf("%q is not a multiaddr (%v): use e.g. /ip4/192.0.2.10/tcp/%d/p2p/<peer-id>", s, err, DefaultP2PPort)
-	}
-	ai, err := peer.AddrInfoFromP2pAddr(m)
-	if err != nil {
-		return nil, fmt.Errorf("%q has no valid /p2p/<peer-id> part (%v): append the peer ID that `starling status` prints on that node", s, err)
-	}
-	if len(ai.Addrs) == 0 {
-		return nil, fmt.Errorf("%q has a peer ID but no address: put the transport first, e.g. /ip4/192.0.2.10/tcp/%d/p2p/%s", s, DefaultP2PPort, ai.ID)
-	}
-	return ai, nil
-}
-
-// ParsePeerAddrs parses static peers and merges addresses of the same
-// peer; the error names the first bad value.
-func ParsePeerAddrs(ss []string) ([]peer.AddrInfo, error) {
-	var out []peer.AddrInfo
-	idx := map[peer.ID]int{}
-	for _, s := range ss {
-		ai, err := ParsePeerAddr(s)
-		if err != nil {
-			return nil, err
-		}
-		if i, ok := idx[ai.ID]; ok {
-			out[i].Addrs = append(out[i].Addrs, ai.Addrs...)
-			continue
-		}
-		idx[ai.ID] = len(out)
-		out = append(out, *ai)
 	}
 	return out, nil
 }
@@ -353,12 +301,9 @@ func (s Settings) Apply(c *Config) {
 	}
 }
 
-// ErrNotInitialised means a directory has no config.json. Test with errors.Is.
-var ErrNotInitialised = errors.New("node: data dir not initialised")
-
 // Initialised reports whether dir holds a node's config.
 func Initialised(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, ConfigFile))
+	_, err := os.Stat(filepath.Join(dir, api.ConfigFile))
 	return err == nil
 }
 
@@ -366,10 +311,10 @@ func Initialised(dir string) bool {
 // their defaults; unknown keys are an error (they usually are typos). It
 // does not validate: Open validates after applying overrides.
 func LoadConfig(dir string) (*Config, error) {
-	path := filepath.Join(dir, ConfigFile)
+	path := filepath.Join(dir, api.ConfigFile)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s has no %s: create it with `starling init --data %s`", ErrNotInitialised, dir, ConfigFile, dir)
+		return nil, fmt.Errorf("%w: %s has no %s: create it with `starling init --data %s`", api.ErrNotInitialised, dir, api.ConfigFile, dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
@@ -390,5 +335,5 @@ func writeConfig(dir string, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o600)
+	return writeFileAtomic(filepath.Join(dir, api.ConfigFile), append(b, '\n'), 0o600)
 }

@@ -8,32 +8,19 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/internal/testutil"
 )
-
-func testPeerID(t testing.TB) peer.ID {
-	t.Helper()
-	priv, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
 
 func validConfig(t testing.TB) Config {
 	c := DefaultConfig()
 	c.NodeID = "node1"
-	c.Peers = []string{"/ip4/192.0.2.1/tcp/4001/p2p/" + testPeerID(t).String()}
+	c.Peers = []string{"/ip4/192.0.2.1/tcp/4001/p2p/" + testutil.PeerID(t).String()}
 	return c
 }
 
 func TestValidateNamesEachBadField(t *testing.T) {
-	pid := testPeerID(t).String()
+	pid := testutil.PeerID(t).String()
 	tests := []struct {
 		name    string
 		change  func(*Config)
@@ -101,7 +88,7 @@ func TestValidateReportsAllProblemsAtOnce(t *testing.T) {
 }
 
 func TestValidateAcceptsDefaultsAndVariants(t *testing.T) {
-	pid := testPeerID(t).String()
+	pid := testutil.PeerID(t).String()
 	for _, change := range []func(*Config){
 		func(*Config) {},
 		func(c *Config) { c.PSKFile = "swarm.key"; c.ListenAddrs = DefaultListenAddrs(true) },
@@ -118,28 +105,9 @@ func TestValidateAcceptsDefaultsAndVariants(t *testing.T) {
 	}
 }
 
-func TestParsePeerAddrsMergesByPeer(t *testing.T) {
-	a, b := testPeerID(t), testPeerID(t)
-	ais, err := ParsePeerAddrs([]string{
-		"/ip4/10.0.0.1/tcp/4001/p2p/" + a.String(),
-		"/ip4/10.0.0.2/tcp/4001/p2p/" + b.String(),
-		"/ip4/10.0.0.1/udp/4001/quic-v1/p2p/" + a.String(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ais) != 2 || ais[0].ID != a || len(ais[0].Addrs) != 2 || ais[1].ID != b {
-		t.Fatalf("got %v", ais)
-	}
-	_, err = ParsePeerAddrs([]string{"/ip4/10.0.0.1/tcp/4001/p2p/" + a.String(), "/ip4/bad"})
-	if err == nil || !strings.Contains(err.Error(), `"/ip4/bad"`) {
-		t.Fatalf("error should name the bad address: %v", err)
-	}
-}
-
 func TestSettingsApply(t *testing.T) {
-	p1 := "/ip4/10.0.0.1/tcp/4001/p2p/" + testPeerID(t).String()
-	p2 := "/ip4/10.0.0.2/tcp/4001/p2p/" + testPeerID(t).String()
+	p1 := "/ip4/10.0.0.1/tcp/4001/p2p/" + testutil.PeerID(t).String()
+	p2 := "/ip4/10.0.0.2/tcp/4001/p2p/" + testutil.PeerID(t).String()
 	c := DefaultConfig()
 	c.NodeID = "keep"
 	c.Peers = []string{p1}
@@ -160,7 +128,7 @@ func TestSettingsApply(t *testing.T) {
 }
 
 func TestDefaultNodeID(t *testing.T) {
-	id := testPeerID(t)
+	id := testutil.PeerID(t)
 	suffix := id.String()[len(id.String())-6:]
 	tests := []struct{ host, want string }{
 		{"plant1", "plant1-" + suffix},
@@ -183,7 +151,7 @@ func TestDefaultNodeID(t *testing.T) {
 
 func TestLoadConfig(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := LoadConfig(dir); !errors.Is(err, ErrNotInitialised) || !strings.Contains(err.Error(), "starling init --data "+dir) {
+	if _, err := LoadConfig(dir); !errors.Is(err, api.ErrNotInitialised) || !strings.Contains(err.Error(), "starling init --data "+dir) {
 		t.Errorf("missing config: %v", err)
 	}
 	c := validConfig(t)
@@ -199,17 +167,17 @@ func TestLoadConfig(t *testing.T) {
 	}
 
 	// Missing keys take defaults; unknown keys are refused with the file named.
-	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"node_id": "n"}`), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, api.ConfigFile), []byte(`{"node_id": "n"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	got, err = LoadConfig(dir)
 	if err != nil || got.Env != DefaultEnv || !got.MDNS || got.APIAddr != DefaultAPIAddr {
 		t.Errorf("defaults: %+v, %v", got, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"nodeid": "n"}`), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, api.ConfigFile), []byte(`{"nodeid": "n"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadConfig(dir); err == nil || !strings.Contains(err.Error(), "nodeid") || !strings.Contains(err.Error(), ConfigFile) {
+	if _, err := LoadConfig(dir); err == nil || !strings.Contains(err.Error(), "nodeid") || !strings.Contains(err.Error(), api.ConfigFile) {
 		t.Errorf("unknown key: %v", err)
 	}
 }

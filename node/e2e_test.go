@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/p2p"
 )
 
@@ -187,11 +188,11 @@ func TestE2ELifecycle(t *testing.T) {
 
 	n := openTestNode(t, dir)
 	id := n.PeerID()
-	info, err := ReadAPIInfo(dir)
+	info, err := api.ReadAPIInfo(dir)
 	if err != nil || info.Addr != n.APIAddr() || info.PID != os.Getpid() || strings.HasSuffix(info.Addr, ":0") {
 		t.Fatalf("api.json = %+v, %v; node API %s", info, err, n.APIAddr())
 	}
-	c, err := ClientFromDataDir(dir)
+	c, err := api.ClientFromDataDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +213,7 @@ func TestE2ELifecycle(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if exists(filepath.Join(dir, APIFile)) {
+	if exists(filepath.Join(dir, api.APIFile)) {
 		t.Error("api.json left after Close")
 	}
 	waitFor(t, 10*time.Second, "goroutines to end", func() bool {
@@ -252,7 +253,7 @@ func TestE2EPortInUse(t *testing.T) {
 			defer failOnPanic(t)
 			dir := filepath.Join(t.TempDir(), "n")
 			initTestNode(t, dir, "n1")
-			cfgBefore, _ := os.ReadFile(filepath.Join(dir, ConfigFile))
+			cfgBefore, _ := os.ReadFile(filepath.Join(dir, api.ConfigFile))
 			before := runtime.NumGoroutine()
 			_, err := Open(context.Background(), dir, WithConfig(tt.change))
 			if err == nil {
@@ -263,10 +264,10 @@ func TestE2EPortInUse(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, m)
 				}
 			}
-			if exists(filepath.Join(dir, APIFile)) {
+			if exists(filepath.Join(dir, api.APIFile)) {
 				t.Error("api.json written by a failed Open")
 			}
-			if after, _ := os.ReadFile(filepath.Join(dir, ConfigFile)); string(after) != string(cfgBefore) {
+			if after, _ := os.ReadFile(filepath.Join(dir, api.ConfigFile)); string(after) != string(cfgBefore) {
 				t.Error("config changed by a failed Open")
 			}
 			waitFor(t, 10*time.Second, "goroutines of the failed Open to end", func() bool {
@@ -310,7 +311,7 @@ func TestE2EInitWithRealKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(filepath.Join(dir, IdentityFile)); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(filepath.Join(dir, api.IdentityFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("identity.key: %v, %v", fi, err)
 	}
 	if _, err := p2p.LoadPSK(cfg.PSKPath(dir)); err != nil {

@@ -38,7 +38,8 @@ type electionState struct {
 }
 
 // startElection joins the election topic and starts the runner, whose
-// cluster candidate is not available yet (see markAvailable).
+// cluster candidate is not available yet: statesync makes it available
+// once the node is ACTIVE, so a node still syncing is never elected.
 func (n *Node) startElection(adjust []func(*election.Config)) error {
 	topic, err := n.p2p.JoinTopic(ElectionTopic)
 	if err != nil {
@@ -58,19 +59,6 @@ func (n *Node) startElection(adjust []func(*election.Config)) error {
 		return fmt.Errorf("start election: %w", err)
 	}
 	n.elect = electionState{runner: r, topic: topic}
-	return nil
-}
-
-// markAvailable makes the node a candidate for cluster leadership. For
-// now a node is available as soon as it has started; the state-transfer
-// work (a joining node catches up by snapshot) must call
-// SetNodeAvailable(false) before the transfer and true once the node
-// holds the current state, so that a node that is still syncing is never
-// elected.
-func (n *Node) markAvailable() error {
-	if err := n.elect.runner.SetNodeAvailable(true); err != nil {
-		return fmt.Errorf("election: mark node available: %w", err)
-	}
 	return nil
 }
 

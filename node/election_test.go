@@ -19,6 +19,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/p2p"
 )
@@ -214,7 +215,7 @@ func TestElectionGracefulHandover(t *testing.T) {
 	ctx := context.Background()
 	ids := make([]string, len(nodes))
 	for i, n := range nodes {
-		c, err := n.Client().JoinGroup(ctx, "scheduler", JoinRequest{Available: true})
+		c, err := n.Client().JoinGroup(ctx, "scheduler", api.JoinRequest{Available: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -338,16 +339,16 @@ func TestElectionAPI(t *testing.T) {
 	// Bad input: clear errors, nothing joined.
 	for _, tt := range []struct {
 		group string
-		req   JoinRequest
+		req   api.JoinRequest
 		want  error
 	}{
-		{"db", JoinRequest{Mode: "Sometimes"}, ErrBadRequest},
-		{"db", JoinRequest{Kind: "database"}, ErrBadRequest},
-		{"db", JoinRequest{Mode: "AllWarm"}, ErrBadRequest},
-		{"db", JoinRequest{TTL: "soon"}, ErrBadRequest},
-		{"db", JoinRequest{Instance: "a/b"}, ErrBadRequest},
-		{"a/b", JoinRequest{}, ErrBadRequest},
-		{election.ClusterGroup, JoinRequest{}, ErrBadRequest},
+		{"db", api.JoinRequest{Mode: "Sometimes"}, api.ErrBadRequest},
+		{"db", api.JoinRequest{Kind: "database"}, api.ErrBadRequest},
+		{"db", api.JoinRequest{Mode: "AllWarm"}, api.ErrBadRequest},
+		{"db", api.JoinRequest{TTL: "soon"}, api.ErrBadRequest},
+		{"db", api.JoinRequest{Instance: "a/b"}, api.ErrBadRequest},
+		{"a/b", api.JoinRequest{}, api.ErrBadRequest},
+		{election.ClusterGroup, api.JoinRequest{}, api.ErrBadRequest},
 	} {
 		if _, err := c1.JoinGroup(ctx, tt.group, tt.req); !errors.Is(err, tt.want) {
 			t.Errorf("JoinGroup(%q, %+v) = %v, want %v", tt.group, tt.req, err, tt.want)
@@ -360,10 +361,10 @@ func TestElectionAPI(t *testing.T) {
 	if code, body := rawRequest(t, nodes[0], "POST", "/v1/election/groups/db/candidates", `{"modes":"x"}`); code != 400 || !strings.Contains(body, "unknown field") {
 		t.Errorf("raw unknown field: %d %s", code, body)
 	}
-	if _, err := c1.ElectionGroup(ctx, "nope"); !errors.Is(err, election.ErrNoGroup) || !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "cluster") {
+	if _, err := c1.ElectionGroup(ctx, "nope"); !errors.Is(err, election.ErrNoGroup) || !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "cluster") {
 		t.Errorf("unknown group: %v (want ErrNoGroup naming the known groups)", err)
 	}
-	if _, err := c1.WatchGroup(ctx, "nope", WatchOptions{}); !errors.Is(err, election.ErrNoGroup) {
+	if _, err := c1.WatchGroup(ctx, "nope", api.WatchOptions{}); !errors.Is(err, election.ErrNoGroup) {
 		t.Errorf("watch unknown group: %v", err)
 	}
 	if _, err := c1.Candidate(ctx, "db", "node1"); !errors.Is(err, election.ErrNoCandidate) {
@@ -371,17 +372,17 @@ func TestElectionAPI(t *testing.T) {
 	}
 
 	// The lifecycle: join, watch, available, health, leave.
-	cand, err := c1.JoinGroup(ctx, "db", JoinRequest{Kind: "endpoint", Mode: "allwarm", TTL: "10s"})
+	cand, err := c1.JoinGroup(ctx, "db", api.JoinRequest{Kind: "endpoint", Mode: "allwarm", TTL: "10s"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cand.ID != "node1" || cand.Kind != election.KindEndpoint || cand.Mode != election.ModeAllWarm || cand.Available || cand.TTLMS != 10_000 {
 		t.Errorf("joined %+v", cand)
 	}
-	if _, err := c1.JoinGroup(ctx, "db", JoinRequest{}); !errors.Is(err, election.ErrCandidateExists) {
+	if _, err := c1.JoinGroup(ctx, "db", api.JoinRequest{}); !errors.Is(err, election.ErrCandidateExists) {
 		t.Errorf("second join: %v, want ErrCandidateExists", err)
 	}
-	stream, err := c1.WatchCandidate(ctx, "db", cand.ID, WatchOptions{Keepalive: 100 * time.Millisecond, IdleTimeout: 10 * time.Second})
+	stream, err := c1.WatchCandidate(ctx, "db", cand.ID, api.WatchOptions{Keepalive: 100 * time.Millisecond, IdleTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +407,7 @@ func TestElectionAPI(t *testing.T) {
 		t.Errorf("Candidate = %+v, %v", st, err)
 	}
 	// node2 joins, available: AllWarm makes it active, node1 stays leader.
-	c2cand, err := c2.JoinGroup(ctx, "db", JoinRequest{Kind: "endpoint", Mode: "AllWarm", Available: true})
+	c2cand, err := c2.JoinGroup(ctx, "db", api.JoinRequest{Kind: "endpoint", Mode: "AllWarm", Available: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +449,7 @@ func TestElectionAPI(t *testing.T) {
 	}
 
 	// A watch stream ends with ErrStreamClosed when the node stops.
-	gw, err := c2.WatchGroup(ctx, "db", WatchOptions{})
+	gw, err := c2.WatchGroup(ctx, "db", api.WatchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,8 +467,8 @@ func TestElectionAPI(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrStreamClosed) {
-			t.Errorf("stream after node Close: %v, want ErrStreamClosed", err)
+		if !errors.Is(err, api.ErrStreamClosed) {
+			t.Errorf("stream after node Close: %v, want api.ErrStreamClosed", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("watch stream did not end when the node stopped")

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/httpapi"
 )
 
 // entityTestNode starts one node with its API on 127.0.0.1:0.
@@ -56,8 +58,8 @@ func ptr[T any](v T) *T { return &v }
 
 // mustWrite returns a check of a write's answer: no error, a version.
 // Use: mustWrite(t, "create")(c.CreateEntity(...)).
-func mustWrite(t *testing.T, what string) func(WriteResult, error) WriteResult {
-	return func(r WriteResult, err error) WriteResult {
+func mustWrite(t *testing.T, what string) func(api.WriteResult, error) api.WriteResult {
+	return func(r api.WriteResult, err error) api.WriteResult {
 		t.Helper()
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
@@ -95,7 +97,7 @@ func TestEntityAPI(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("untyped PUT: %d %s", code, body)
 	}
-	var set2 WriteResult
+	var set2 api.WriteResult
 	if err := json.Unmarshal([]byte(body), &set2); err != nil || set2.Version.Compare(set1.Version) <= 0 || set2.ID != s7.ID || set2.Field != "temp" {
 		t.Errorf("untyped PUT answer %s (%v); first write %+v", body, err, set1)
 	}
@@ -116,15 +118,15 @@ func TestEntityAPI(t *testing.T) {
 	if st := e.Fields["state"]; !st.Default || st.Value.Str != "idle" {
 		t.Errorf("state = %+v, want the schema default", st)
 	}
-	if _, err := c.Field(ctx, s7.Path, "nope"); !errors.Is(err, entity.ErrNoField) || !errors.Is(err, ErrNotFound) {
-		t.Errorf("Field(nope) = %v, want ErrNoField and ErrNotFound", err)
+	if _, err := c.Field(ctx, s7.Path, "nope"); !errors.Is(err, entity.ErrNoField) || !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("Field(nope) = %v, want ErrNoField and api.ErrNotFound", err)
 	}
 
 	// Batch: one version for all.
-	br, err := c.SetFields(ctx, []FieldWrite{
-		{s7.Path, "temp", entity.Float(23)},
-		{s7.Path, "count", entity.Int(7)},
-		{"/Factory", "note", entity.String("batch")},
+	br, err := c.SetFields(ctx, []api.FieldWrite{
+		{Ref: s7.Path, Field: "temp", Value: entity.Float(23)},
+		{Ref: s7.Path, Field: "count", Value: entity.Int(7)},
+		{Ref: "/Factory", Field: "note", Value: entity.String("batch")},
 	})
 	if err != nil || len(br.Results) != 3 || br.Version.Compare(set2.Version) <= 0 {
 		t.Fatalf("SetFields = %+v, %v", br, err)
@@ -204,7 +206,7 @@ func TestEntityAPI(t *testing.T) {
 	if sc, err := c.Schema(ctx, "sensor"); err != nil || sc.Fields["temp"].Unit != "C" {
 		t.Errorf("Schema = %+v, %v", sc, err)
 	}
-	if _, err := c.Schema(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Schema(ctx, "nope"); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("Schema(nope) = %v", err)
 	}
 	grown := entity.Schema{Type: "sensor", Fields: map[string]entity.FieldSpec{"extra": {Type: entity.KindBool}}}
@@ -273,7 +275,7 @@ func TestEntityAPIBadInput(t *testing.T) {
 		{"delete root", auth, "DELETE", "/v1/entities?ref=/", "", 404, "not_found", []string{"root"}},
 		{"restore bad id", auth, "POST", "/v1/entities/restore", `{"id": "xyz"}`, 400, "bad_id", []string{`"xyz"`}},
 		{"oversized value", auth, "PUT", "/v1/fields?ref=/F&field=blob", `{"value": "` + big + `"}`, 413, "too_large", []string{"/F", `"blob"`, "65536"}},
-		{"oversized body", auth, "PUT", "/v1/fields?ref=/F&field=blob", `{"value": "` + strings.Repeat("x", DefaultMaxValueBytes) + `"}`, 413, "too_large", []string{"limit"}},
+		{"oversized body", auth, "PUT", "/v1/fields?ref=/F&field=blob", `{"value": "` + strings.Repeat("x", httpapi.DefaultMaxValueBytes) + `"}`, 413, "too_large", []string{"limit"}},
 		{"malformed JSON", auth, "PUT", "/v1/fields?ref=/F/S&field=temp", `{"value": 1.5`, 400, "bad_request", []string{`{"type": "int", "value": 42}`}},
 		{"not JSON", auth, "POST", "/v1/entities", `parent=/F`, 400, "bad_request", []string{`"parent"`, `"name"`}},
 		{"empty body", auth, "PUT", "/v1/schemas", ``, 400, "bad_request", []string{"empty body", `"fields"`}},
@@ -305,7 +307,7 @@ func TestEntityAPIBadInput(t *testing.T) {
 			if code != tt.code {
 				t.Fatalf("status %d, want %d; body %.300s", code, tt.code, body)
 			}
-			var e entityErrorResponse
+			var e api.EntityErrorResponse
 			if err := json.Unmarshal([]byte(body), &e); err != nil || e.Code != tt.errCode {
 				t.Errorf("body %.300s: want a JSON error with code %q", body, tt.errCode)
 			}
@@ -396,13 +398,15 @@ func TestEntityAPIWatch(t *testing.T) {
 func TestEntityAPIWatchHeartbeat(t *testing.T) {
 	defer failOnPanic(t)
 	n := entityTestNode(t, "node1")
-	a := &api{cfg: APIConfig{MaxValueBytes: DefaultMaxValueBytes}, log: n.log}
-	ea := &entityAPI{api: a, tree: n.Entities(), heartbeat: 20 * time.Millisecond}
-	mux := http.NewServeMux()
-	ea.register(mux)
+	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{Token: n.Token(), KV: storeKV{n.Store()}, Peers: p2pPeers{n.P2P()},
+		Status: n, Entities: n.Entities(), WatchHeartbeat: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ended := make(chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mux.ServeHTTP(w, r)
+		r.Header.Set("Authorization", "Bearer "+n.Token())
+		h.ServeHTTP(w, r)
 		if r.URL.Path == "/v1/watch" {
 			ended <- struct{}{}
 		}

@@ -8,7 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/starling-sync/starling/api"
 )
 
 // writeFileAtomic writes data to path through a temporary file in the
@@ -50,35 +51,18 @@ func newToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// ReadToken reads the API token of the data directory dir.
-func ReadToken(dir string) (string, error) {
-	path := filepath.Join(dir, TokenFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("%w: %s is missing: is %s a starling data dir? (create one with `starling init --data %s`)", ErrNotInitialised, path, dir, dir)
-	}
-	if err != nil {
-		return "", fmt.Errorf("read API token: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("API token file %s is empty: delete it and run `starling run --data %s` to create a new one", path, dir)
-	}
-	return tok, nil
-}
-
 // ensureToken creates DIR/api.token (mode 0600) unless it exists, and
 // returns the token and whether it created the file.
 func ensureToken(dir string) (tok string, created bool, err error) {
-	if _, err := os.Stat(filepath.Join(dir, TokenFile)); err == nil {
-		tok, err := ReadToken(dir)
+	if _, err := os.Stat(filepath.Join(dir, api.TokenFile)); err == nil {
+		tok, err := api.ReadToken(dir)
 		return tok, false, err
 	}
 	tok, err = newToken()
 	if err != nil {
 		return "", false, fmt.Errorf("create API token: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, TokenFile), []byte(tok+"\n"), 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, api.TokenFile), []byte(tok+"\n"), 0o600); err != nil {
 		return "", false, fmt.Errorf("write API token: %w", err)
 	}
 	return tok, true, nil

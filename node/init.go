@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/p2p"
 )
 
@@ -84,7 +85,7 @@ func Init(dir string, opts InitOptions) (_ *Config, err error) {
 	if Initialised(dir) {
 		if !opts.Force {
 			return nil, fmt.Errorf("%w: %s already has a %s: start the node with `starling run --data %s`, or add --force to rewrite its config (identity, token and data are kept)",
-				ErrAlreadyInitialised, dir, ConfigFile, dir)
+				ErrAlreadyInitialised, dir, api.ConfigFile, dir)
 		}
 		old, _ = LoadConfig(dir) // a broken config is what --force is for
 	}
@@ -97,7 +98,7 @@ func Init(dir string, opts InitOptions) (_ *Config, err error) {
 	}
 	opts.Settings.Apply(&cfg)
 	if opts.GeneratePSK {
-		cfg.PSKFile = SwarmKeyFile
+		cfg.PSKFile = api.SwarmKeyFile
 	}
 	if cfg.NodeID == "" && old != nil {
 		cfg.NodeID = old.NodeID
@@ -138,7 +139,7 @@ func Init(dir string, opts InitOptions) (_ *Config, err error) {
 
 	// 3. Identity, PSK, token, and config last: a directory without
 	// config.json is not initialised, whatever else it holds.
-	idPath := filepath.Join(dir, IdentityFile)
+	idPath := filepath.Join(dir, api.IdentityFile)
 	hadID := exists(idPath)
 	priv, err := keys.LoadOrCreateIdentity(idPath)
 	if err != nil {
@@ -156,7 +157,7 @@ func Init(dir string, opts InitOptions) (_ *Config, err error) {
 		cfg.NodeID = DefaultNodeID(host, pid)
 	}
 	if opts.GeneratePSK {
-		path := filepath.Join(dir, SwarmKeyFile)
+		path := filepath.Join(dir, api.SwarmKeyFile)
 		if exists(path) {
 			if err := checkPSKFile(keys, path); err != nil {
 				return nil, err
@@ -175,7 +176,7 @@ func Init(dir string, opts InitOptions) (_ *Config, err error) {
 	if _, created, err := ensureToken(dir); err != nil {
 		return nil, err
 	} else if created {
-		undo = append(undo, filepath.Join(dir, TokenFile))
+		undo = append(undo, filepath.Join(dir, api.TokenFile))
 	}
 	if err := writeConfig(dir, &cfg); err != nil {
 		return nil, fmt.Errorf("write config: %w", err)
@@ -276,9 +277,9 @@ func DefaultNodeID(hostname string, id peer.ID) string {
 
 // ReadPeerID returns the peer ID of the identity in dir.
 func ReadPeerID(dir string) (peer.ID, error) {
-	path := filepath.Join(dir, IdentityFile)
+	path := filepath.Join(dir, api.IdentityFile)
 	if !exists(path) {
-		return "", fmt.Errorf("%w: %s is missing: run `starling init --data %s`", ErrNotInitialised, path, dir)
+		return "", fmt.Errorf("%w: %s is missing: run `starling init --data %s`", api.ErrNotInitialised, path, dir)
 	}
 	priv, err := p2p.LoadOrCreateIdentity(path)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/p2p"
 )
 
@@ -115,21 +116,21 @@ func TestInitCreatesDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := listDir(t, dir), []string{ConfigFile, TokenFile, IdentityFile}; !sameSet(got, want) {
+	if got, want := listDir(t, dir), []string{api.ConfigFile, api.TokenFile, api.IdentityFile}; !sameSet(got, want) {
 		t.Errorf("files = %v, want %v", got, want)
 	}
 	for path, want := range map[string]fs.FileMode{
-		dir:                              0o700,
-		filepath.Join(dir, ConfigFile):   0o600,
-		filepath.Join(dir, TokenFile):    0o600,
-		filepath.Join(dir, IdentityFile): 0o600,
-		filepath.Join(filepath.Dir(dir)): 0o700,
+		dir:                                  0o700,
+		filepath.Join(dir, api.ConfigFile):   0o600,
+		filepath.Join(dir, api.TokenFile):    0o600,
+		filepath.Join(dir, api.IdentityFile): 0o600,
+		filepath.Join(filepath.Dir(dir)):     0o700,
 	} {
 		if got := mode(t, path); got != want {
 			t.Errorf("mode of %s = %v, want %v", path, got, want)
 		}
 	}
-	tok, err := ReadToken(dir)
+	tok, err := api.ReadToken(dir)
 	if err != nil || len(tok) != 64 {
 		t.Errorf("token %q, %v: want 64 hex characters", tok, err)
 	}
@@ -142,7 +143,7 @@ func TestInitCreatesDataDir(t *testing.T) {
 	if !slices.Equal(cfg.ListenAddrs, DefaultListenAddrs(false)) || len(cfg.ListenAddrs) != 2 {
 		t.Errorf("listen = %v, want TCP and QUIC", cfg.ListenAddrs)
 	}
-	priv, err := fakeKeys{}.LoadOrCreateIdentity(filepath.Join(dir, IdentityFile))
+	priv, err := fakeKeys{}.LoadOrCreateIdentity(filepath.Join(dir, api.IdentityFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,10 +172,10 @@ func TestInitPSK(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.PSKFile != SwarmKeyFile || cfg.PSKPath(dir) != filepath.Join(dir, SwarmKeyFile) {
+		if cfg.PSKFile != api.SwarmKeyFile || cfg.PSKPath(dir) != filepath.Join(dir, api.SwarmKeyFile) {
 			t.Errorf("psk_file = %q", cfg.PSKFile)
 		}
-		if mode(t, filepath.Join(dir, SwarmKeyFile)) != 0o600 {
+		if mode(t, filepath.Join(dir, api.SwarmKeyFile)) != 0o600 {
 			t.Error("swarm.key should be 0600")
 		}
 		if !slices.Equal(cfg.ListenAddrs, DefaultListenAddrs(true)) {
@@ -231,7 +232,7 @@ func TestInitRefusesInitialisedDirUnlessForced(t *testing.T) {
 		t.Errorf("forced config: env %q node %q, want two, %q", second.Env, second.NodeID, first.NodeID)
 	}
 	after := snapshot(t, dir)
-	for _, f := range []string{IdentityFile, TokenFile} {
+	for _, f := range []string{api.IdentityFile, api.TokenFile} {
 		if !bytes.Equal(before[f], after[f]) {
 			t.Errorf("--force changed %s", f)
 		}

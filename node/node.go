@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,13 +17,17 @@ import (
 	"github.com/ipfs/boxo/blockstore"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
-	"github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/crdt"
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/httpapi"
+	"github.com/starling-sync/starling/nodestate"
+	"github.com/starling-sync/starling/nodestate/monitor"
 	"github.com/starling-sync/starling/p2p"
+	"github.com/starling-sync/starling/statesync"
 )
 
 // The p2p package's replication transport is what the store consumes.
@@ -51,10 +53,10 @@ type Node struct {
 	store *crdt.Store
 	// entities is the entity tree over store.
 	entities *entity.Store
-	elect    electionState // leader election (election.go)
-	sync     syncer        // join and resync by state transfer (transfer.go)
-	mon      *monitor      // node states, metrics, samples (metrics.go)
-	web      *WebUI        // the web page's login (web.go)
+	elect    electionState     // leader election (election.go)
+	sync     *statesync.Syncer // join and resync by state transfer
+	mon      *monitor.Monitor  // node states, metrics, samples
+	web      *httpapi.WebUI    // the web page's login (web.go)
 	srv      *http.Server
 	apiAddr  string
 
@@ -77,10 +79,10 @@ type openOptions struct {
 
 	// electionConfig adjusts the election's config (election.go).
 	electionConfig []func(*election.Config)
-	// joinTimeout bounds the wait for a peer to join from (transfer.go).
+	// joinTimeout bounds the wait for a peer to join from (statesync).
 	joinTimeout time.Duration
-	// peerStates sets the node-state timings (metrics.go).
-	peerStates PeerStateConfig
+	// peerStates sets the node-state timings (nodestate).
+	peerStates nodestate.PeerStateConfig
 }
 
 // WithClockOffset adds d to the node's physical clock (the hybrid logical
@@ -108,6 +110,13 @@ func WithConfig(f func(*Config)) Option {
 // from the node config (tests shorten timers with it).
 func WithP2PConfig(f func(*p2p.Config)) Option {
 	return func(o *openOptions) { o.p2pConfig = append(o.p2pConfig, f) }
+}
+
+// WithPeerStateConfig sets the timings of the node states this node
+// computes for its peers (SUSPECT, DEAD, LEFT); zero fields keep the
+// defaults. Tests shorten them.
+func WithPeerStateConfig(c nodestate.PeerStateConfig) Option {
+	return func(o *openOptions) { o.peerStates = c }
 }
 
 // WithCRDTOptions sets the store's options (zero fields take the
@@ -154,7 +163,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("listen_addrs (--listen): %w", err)
 	}
-	peers, err := ParsePeerAddrs(cfg.Peers)
+	peers, err := p2p.ParsePeerAddrs(cfg.Peers)
 	if err != nil {
 		return nil, fmt.Errorf("peers (--peer): %w", err)
 	}
@@ -180,7 +189,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	}
 	// LevelDB holds blocks and the store. Its lock file also keeps a
 	// second node off the directory, so it is opened first.
-	dbPath := filepath.Join(dir, DatastoreDir)
+	dbPath := filepath.Join(dir, api.DatastoreDir)
 	n.ldb, err = crdt.OpenLevelDB(dbPath)
 	if err != nil {
 		return nil, n.datastoreError(dbPath, err)
@@ -198,7 +207,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		}
 	}()
 
-	identity, err := p2p.LoadOrCreateIdentity(filepath.Join(dir, IdentityFile))
+	identity, err := p2p.LoadOrCreateIdentity(filepath.Join(dir, api.IdentityFile))
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
@@ -252,12 +261,25 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err := n.startElection(o.electionConfig); err != nil {
 		return nil, err
 	}
-	if n.mon, err = n.startMonitor(o.peerStates); err != nil {
+	n.sync, err = statesync.New(statesync.Config{
+		NodeID: cfg.NodeID, Store: n.store, P2P: n.p2p, HasPeers: len(cfg.Peers) > 0 || cfg.MDNS || cfg.DHT,
+		JoinTimeout: o.joinTimeout, Loads: n.entities.Loads, Available: n.elect.runner.SetNodeAvailable,
+		Logger: n.log.With("component", "statesync"),
+	})
+	if err != nil {
 		return nil, err
 	}
-	n.web = NewWebUI(n.token, nil)
+	n.mon, err = monitor.Start(monitor.Config{
+		NodeID: cfg.NodeID, Env: cfg.Env, P2P: n.p2p, Store: n.store, Election: n.elect.runner,
+		Entities: n.entities, Sync: n.SyncProgress, PeerStates: o.peerStates,
+		Logger: n.log.With("component", "nodestate"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.web = httpapi.NewWebUI(n.token, nil)
 
-	h, err := NewAPIHandler(APIConfig{
+	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{
 		Token:    n.token,
 		KV:       storeKV{n.store},
 		Peers:    monitoredPeers{p2pPeers{n.p2p}, n.mon},
@@ -266,14 +288,14 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		Election: n.elect.runner,
 		Cluster:  n.mon,
 		Sync:     n,
-		Metrics:  n.mon.handler(),
+		Metrics:  n.mon.Handler(),
 		Web:      n.web,
 		Logger:   n.log.With("component", "api"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	n.srv.Handler = n.mon.instrument(h)
+	n.srv.Handler = n.mon.Instrument(h)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -284,7 +306,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err := n.writeAPIInfo(); err != nil {
 		return nil, err
 	}
-	if err := n.startSync(o.joinTimeout); err != nil {
+	if err := n.sync.Start(); err != nil {
 		return nil, err
 	}
 	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env, "web_login", n.WebLoginURL())
@@ -295,7 +317,7 @@ func (n *Node) datastoreError(path string, err error) error {
 	// goleveldb returns flock's errno as is when the LOCK file is held.
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		hint := "another starling process uses it"
-		if info, ierr := ReadAPIInfo(n.dir); ierr == nil && processAlive(info.PID) {
+		if info, ierr := api.ReadAPIInfo(n.dir); ierr == nil && info.Alive() {
 			hint = fmt.Sprintf("a node is running on it (pid %d, API %s)", info.PID, info.Addr)
 		}
 		return fmt.Errorf("%w: %s: %s: stop it first, or use another --data", ErrInUse, n.dir, hint)
@@ -333,12 +355,12 @@ func (n *Node) forwardPeerEvents(events <-chan p2p.PeerEvent) {
 }
 
 func (n *Node) writeAPIInfo() error {
-	b, err := json.Marshal(APIInfo{Addr: n.apiAddr, PID: os.Getpid()})
+	b, err := json.Marshal(api.APIInfo{Addr: n.apiAddr, PID: os.Getpid()})
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(n.dir, APIFile), append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", APIFile, err)
+	if err := writeFileAtomic(filepath.Join(n.dir, api.APIFile), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", api.APIFile, err)
 	}
 	return nil
 }
@@ -352,7 +374,7 @@ func (n *Node) Close() error {
 		// The node-state goodbye first (the others show LEAVING at once);
 		// the election's linger below gives it time to leave.
 		if n.mon != nil {
-			if err := n.mon.close(); err != nil {
+			if err := n.mon.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close node states: %w", err))
 			}
 		}
@@ -374,9 +396,12 @@ func (n *Node) Close() error {
 				_ = n.srv.Close()
 			}
 			cancel()
-			_ = os.Remove(filepath.Join(n.dir, APIFile))
+			_ = os.Remove(filepath.Join(n.dir, api.APIFile))
 		}
 		close(n.stopPeers)
+		if n.sync != nil {
+			n.sync.Close()
+		}
 		if n.cancelPeers != nil {
 			n.cancelPeers()
 		}
@@ -420,7 +445,7 @@ func (n *Node) APIAddr() string { return n.apiAddr }
 func (n *Node) Token() string { return n.token }
 
 // Client returns an API client for this node.
-func (n *Node) Client() *Client { return NewClient(n.apiAddr, n.token) }
+func (n *Node) Client() *api.Client { return api.NewClient(n.apiAddr, n.token) }
 
 // P2P exposes the libp2p node (peers, Block/Unblock for partitions).
 func (n *Node) P2P() *p2p.Node { return n.p2p }
@@ -432,13 +457,13 @@ func (n *Node) Store() *crdt.Store { return n.store }
 func (n *Node) Entities() *entity.Store { return n.entities }
 
 // Status implements StatusSource.
-func (n *Node) Status(ctx context.Context) (StatusInfo, error) {
+func (n *Node) Status(ctx context.Context) (api.StatusInfo, error) {
 	peers, _ := p2pPeers{n.p2p}.Peers(ctx)
 	addrs := make([]string, 0)
 	for _, a := range n.p2p.Addrs() {
 		addrs = append(addrs, a.String())
 	}
-	return StatusInfo{
+	return api.StatusInfo{
 		NodeID:         n.cfg.NodeID,
 		PeerID:         n.p2p.ID().String(),
 		Env:            n.cfg.Env,
@@ -446,98 +471,24 @@ func (n *Node) Status(ctx context.Context) (StatusInfo, error) {
 		Addrs:          addrs,
 		APIAddr:        n.apiAddr,
 		Peers:          peers,
-		Store:          n.store.Status(ctx),
+		Store:          api.StoreStatus(n.store.Status(ctx)),
 	}, nil
 }
 
-// KVNamespace is where the raw key-value API keeps its keys in the
-// replicated store, apart from the entity tree's /e and /s.
-const KVNamespace = "/kv"
+// ClusterStatus returns the cluster table as GET /v1/cluster/status
+// does, without going through HTTP.
+func (n *Node) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
+	return n.mon.ClusterStatus(ctx)
+}
 
-// storeKV adapts the replicated store to the API's KV, under KVNamespace.
-type storeKV struct{ s *crdt.Store }
+var _ httpapi.KV = storeKV{}
 
-var _ KV = storeKV{}
+var _ httpapi.PeerSet = p2pPeers{}
 
-func (k storeKV) Get(ctx context.Context, key string) ([]byte, error) {
-	v, err := k.s.Get(ctx, ds.NewKey(KVNamespace+"/"+key))
-	if errors.Is(err, crdt.ErrNotFound) {
-		return nil, fmt.Errorf("key %q: %w", key, ErrNotFound)
+// WebLoginURL returns a new one-time login URL of the node's web page.
+func (n *Node) WebLoginURL() string {
+	if n.web == nil {
+		return ""
 	}
-	return v, err
-}
-
-func (k storeKV) List(ctx context.Context, prefix string) ([]Entry, error) {
-	res, err := k.s.Query(ctx, query.Query{Prefix: KVNamespace + "/" + prefix})
-	if err != nil {
-		return nil, err
-	}
-	defer res.Close()
-	var out []Entry
-	for {
-		r, ok := res.NextSync()
-		if !ok {
-			break
-		}
-		if r.Error != nil {
-			return nil, r.Error
-		}
-		out = append(out, Entry{Key: strings.TrimPrefix(r.Key, KVNamespace+"/"), Value: r.Value})
-	}
-	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
-	return out, nil
-}
-
-func (k storeKV) Put(ctx context.Context, key string, value []byte) error {
-	return k.s.Put(ctx, ds.NewKey(KVNamespace+"/"+key), value)
-}
-
-func (k storeKV) Delete(ctx context.Context, key string) error {
-	return k.s.Delete(ctx, ds.NewKey(KVNamespace+"/"+key))
-}
-
-// p2pPeers adapts the libp2p node to the API's PeerSet.
-type p2pPeers struct{ n *p2p.Node }
-
-var _ PeerSet = p2pPeers{}
-
-func (p p2pPeers) Peers(context.Context) ([]PeerStatus, error) {
-	infos := p.n.Peers()
-	out := make([]PeerStatus, 0, len(infos))
-	for _, pi := range infos {
-		ps := PeerStatus{
-			ID:        pi.ID.String(),
-			Addrs:     make([]string, 0, len(pi.Addrs)),
-			Connected: pi.Connected,
-			Static:    pi.Static,
-			Blocked:   pi.Blocked,
-			Failures:  pi.Failures,
-		}
-		for _, a := range pi.Addrs {
-			ps.Addrs = append(ps.Addrs, a.String())
-		}
-		if !pi.LastSeen.IsZero() {
-			t := pi.LastSeen
-			ps.LastSeen = &t
-		}
-		if !pi.NextDial.IsZero() {
-			t := pi.NextDial
-			ps.NextDial = &t
-		}
-		out = append(out, ps)
-	}
-	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
-}
-
-func (p p2pPeers) AddPeer(ctx context.Context, ai peer.AddrInfo) error {
-	return p.n.AddPeer(ctx, ai)
-}
-
-func (p p2pPeers) RemovePeer(_ context.Context, id peer.ID) error {
-	err := p.n.RemovePeer(id)
-	if errors.Is(err, p2p.ErrUnknownPeer) {
-		return fmt.Errorf("peer %s: %w", id, ErrNotFound)
-	}
-	return err
+	return "http://" + n.apiAddr + api.LoginPath(n.web.LoginCode())
 }

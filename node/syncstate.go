@@ -1,47 +1,26 @@
 package node
 
-import "time"
+import (
+	"time"
 
-// SyncPhase is where a node stands in joining the cluster.
-type SyncPhase string
-
-// Sync phases. A node is JOINING while it looks for a peer to copy the
-// state from, SYNCING while a state transfer runs, and ACTIVE once its
-// state is complete (installed, or never needed because it already had
-// data).
-const (
-	PhaseJoining SyncPhase = "JOINING"
-	PhaseSyncing SyncPhase = "SYNCING"
-	PhaseActive  SyncPhase = "ACTIVE"
+	"github.com/starling-sync/starling/nodestate"
 )
 
-// SyncProgress is the node's own join/resync state, with the progress of
-// a running state transfer.
-type SyncProgress struct {
-	Phase SyncPhase `json:"phase"`
-	// Source is the peer the state is copied from, while SYNCING.
-	Source string `json:"source,omitempty"`
-	// EntriesDone/EntriesTotal and BytesDone/BytesTotal count the
-	// transfer; totals are 0 until the source has announced them.
-	EntriesDone  int64     `json:"entries_done"`
-	EntriesTotal int64     `json:"entries_total"`
-	BytesDone    int64     `json:"bytes_done"`
-	BytesTotal   int64     `json:"bytes_total"`
-	Started      time.Time `json:"started,omitzero"`
-	// Transfers counts completed state transfers since the node started.
-	Transfers int `json:"transfers"`
-	// LastError is the last failed attempt, if the current one has not
-	// yet succeeded.
-	LastError string `json:"last_error,omitempty"`
+// WithJoinTimeout sets how long a node with no state waits for a peer to
+// transfer from (default statesync.DefaultJoinTimeout).
+func WithJoinTimeout(d time.Duration) Option {
+	return func(o *openOptions) { o.joinTimeout = d }
 }
 
 // SyncProgress reports the node's join/resync state.
-func (n *Node) SyncProgress() SyncProgress { return n.sync.get() }
+func (n *Node) SyncProgress() nodestate.SyncProgress { return n.sync.Progress() }
 
 // OnSyncPhase calls f (from the goroutine that changed it, without
 // locks held) whenever the node's phase changes.
-func (n *Node) OnSyncPhase(f func(SyncPhase)) {
-	n.sync.mu.Lock()
-	n.sync.onPhase = append(n.sync.onPhase, f)
-	n.sync.mu.Unlock()
-}
+func (n *Node) OnSyncPhase(f func(nodestate.SyncPhase)) { n.sync.OnPhase(f) }
+
+// Resync forces a full state transfer from a peer (the one named, or
+// the first connected peer that can serve), keeping local writes the
+// peers do not have yet. It returns once the transfer has started; its
+// progress is in SyncProgress. nodestate.ErrSyncBusy if one is running.
+func (n *Node) Resync(peerID string) error { return n.sync.Resync(peerID) }

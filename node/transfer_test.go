@@ -13,7 +13,9 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/nodestate"
 )
 
 // writeFields creates count entities under /j, each with a field v = i,
@@ -56,7 +58,7 @@ func peersOf(nodes ...*Node) []string {
 // openJoining starts a new node whose static peers are nodes.
 func openJoining(t *testing.T, dir, id string, nodes ...*Node) *Node {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, api.ConfigFile)); err != nil {
 		initTestNode(t, dir, id)
 	}
 	return openTestNode(t, dir, WithConfig(func(c *Config) { c.Peers = peersOf(nodes...) }))
@@ -91,10 +93,10 @@ func TestJoinByStateTransfer(t *testing.T) {
 
 	start := time.Now()
 	c := openJoining(t, filepath.Join(t.TempDir(), "c"), "node3", nodes...)
-	var phases []SyncPhase
+	var phases []nodestate.SyncPhase
 	var mu sync.Mutex
-	c.OnSyncPhase(func(p SyncPhase) { mu.Lock(); phases = append(phases, p); mu.Unlock() })
-	waitFor(t, 30*time.Second, "c active", func() bool { return c.SyncProgress().Phase == PhaseActive })
+	c.OnSyncPhase(func(p nodestate.SyncPhase) { mu.Lock(); phases = append(phases, p); mu.Unlock() })
+	waitFor(t, 30*time.Second, "c active", func() bool { return c.SyncProgress().Phase == nodestate.PhaseActive })
 	took := time.Since(start)
 	p := c.SyncProgress()
 	if p.Transfers != 1 {
@@ -159,7 +161,7 @@ func TestJoinWhileWritesContinue(t *testing.T) {
 		}
 	}()
 	c := openJoining(t, filepath.Join(t.TempDir(), "c"), "node3", a)
-	waitFor(t, 30*time.Second, "c active", func() bool { return c.SyncProgress().Phase == PhaseActive })
+	waitFor(t, 30*time.Second, "c active", func() bool { return c.SyncProgress().Phase == nodestate.PhaseActive })
 	// A little more after the join, then stop.
 	at := written.Load()
 	waitFor(t, 10*time.Second, "writes after the join", func() bool { return written.Load() > at+50 })
@@ -194,7 +196,7 @@ func TestWipedNodeRejoinsWithNothingStale(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(filepath.Join(dir, DatastoreDir)); err != nil {
+	if err := os.RemoveAll(filepath.Join(dir, api.DatastoreDir)); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 25; i++ {
@@ -209,7 +211,7 @@ func TestWipedNodeRejoinsWithNothingStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	b2 := openJoining(t, dir, "node2", a)
-	waitFor(t, 30*time.Second, "b active again", func() bool { return b2.SyncProgress().Phase == PhaseActive })
+	waitFor(t, 30*time.Second, "b active again", func() bool { return b2.SyncProgress().Phase == nodestate.PhaseActive })
 	if p := b2.SyncProgress(); p.Transfers != 1 {
 		t.Fatalf("the wiped node did not join by transfer: %+v", p)
 	}
@@ -252,7 +254,7 @@ func TestResyncKeepsLocalWrites(t *testing.T) {
 		if p.LastError != "" {
 			t.Fatalf("resync failed: %+v", p)
 		}
-		return p.Phase == PhaseActive && p.Transfers == 1
+		return p.Phase == nodestate.PhaseActive && p.Transfers == 1
 	})
 	waitFor(t, 10*time.Second, "b's local writes kept and replicated", func() bool {
 		v3, _ := fieldValue(t, b, "/j/s00003")
@@ -276,7 +278,7 @@ func TestDirtyStoreResyncs(t *testing.T) {
 	waitFor(t, 20*time.Second, "b has a's fields", func() bool { _, ok := fieldValue(t, b, "/j/s00099"); return ok })
 	b.Store().MarkDirty(context.Background())
 	waitFor(t, 20*time.Second, "b resynced and clean", func() bool {
-		return b.SyncProgress().Transfers == 1 && !b.Store().Status(context.Background()).Dirty && b.SyncProgress().Phase == PhaseActive
+		return b.SyncProgress().Transfers == 1 && !b.Store().Status(context.Background()).Dirty && b.SyncProgress().Phase == nodestate.PhaseActive
 	})
 	if v, ok := fieldValue(t, b, "/j/s00042"); !ok || v != 42 {
 		t.Fatalf("after the repair: %d %v", v, ok)
@@ -309,14 +311,14 @@ func TestNewClusterStartsTogether(t *testing.T) {
 		other := 1 - i
 		peerAddr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", ports[other], ids[other])
 		n := openTestNode(t, dir, WithConfig(func(c *Config) { c.Peers = []string{peerAddr} }))
-		if p := n.SyncProgress(); p.Phase != PhaseJoining {
+		if p := n.SyncProgress(); p.Phase != nodestate.PhaseJoining {
 			t.Fatalf("%s starts %s, want JOINING", n.NodeID(), p.Phase)
 		}
 		nodes = append(nodes, n)
 	}
 	start := time.Now()
 	for _, n := range nodes {
-		waitFor(t, 15*time.Second, n.NodeID()+" active", func() bool { return n.SyncProgress().Phase == PhaseActive })
+		waitFor(t, 15*time.Second, n.NodeID()+" active", func() bool { return n.SyncProgress().Phase == nodestate.PhaseActive })
 		if p := n.SyncProgress(); p.Transfers != 0 {
 			t.Fatalf("%s: %+v: a transfer between empty nodes", n.NodeID(), p)
 		}

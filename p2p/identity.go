@@ -9,7 +9,21 @@ import (
 	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
+
+// ReadPeerID returns the peer ID of the identity at path, which must
+// exist (an error wrapping fs.ErrNotExist otherwise).
+func ReadPeerID(path string) (peer.ID, error) {
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("p2p: read identity: %w", err)
+	}
+	key, err := LoadOrCreateIdentity(path)
+	if err != nil {
+		return "", err
+	}
+	return peer.IDFromPrivateKey(key)
+}
 
 // LoadOrCreateIdentity reads an Ed25519 key from path, or creates one
 // (file mode 0600, written atomically) when path does not exist.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/starling-sync/starling/internal/bench"
+	"github.com/starling-sync/starling/bench"
 )
 
 // Flags of bench.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/starling-sync/starling/internal/bench"
+	"github.com/starling-sync/starling/bench"
 )
 
 // TestBenchQuickWrites runs `starling bench --quick --only writes` end to

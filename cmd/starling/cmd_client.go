@@ -8,9 +8,8 @@ import (
 	"text/tabwriter"
 	"unicode/utf8"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/urfave/cli/v2"
-
-	"github.com/starling-sync/starling/node"
 )
 
 // clientFrom returns a client for the node the flags name: --api (with
@@ -18,19 +17,19 @@ import (
 // argsAndClient checks the command's positional arguments (see
 // checkArgs) and then builds its client: the start of every client
 // command.
-func argsAndClient(c *cli.Context, min, max int, names string) (*node.Client, error) {
+func argsAndClient(c *cli.Context, min, max int, names string) (*api.Client, error) {
 	if err := checkArgs(c, min, max, names); err != nil {
 		return nil, err
 	}
 	return clientFrom(c)
 }
 
-func clientFrom(c *cli.Context) (*node.Client, error) {
-	dir, api, tok := inherited(c, flagData), inherited(c, flagAPI), inherited(c, flagToken)
+func clientFrom(c *cli.Context) (*api.Client, error) {
+	dir, addr, tok := inherited(c, flagData), inherited(c, flagAPI), inherited(c, flagToken)
 	switch {
-	case api != "":
+	case addr != "":
 		if tok == "" && dir != "" {
-			t, err := node.ReadToken(dir)
+			t, err := api.ReadToken(dir)
 			if err != nil {
 				return nil, err
 			}
@@ -39,9 +38,9 @@ func clientFrom(c *cli.Context) (*node.Client, error) {
 		if tok == "" {
 			return nil, usageErrorf(c, "--api needs --token (or STARLING_TOKEN); the token is in the node's DIR/api.token")
 		}
-		return node.NewClient(api, tok), nil
+		return api.NewClient(addr, tok), nil
 	case dir != "":
-		return node.ClientFromDataDir(dir)
+		return api.ClientFromDataDir(dir)
 	default:
 		return nil, usageErrorf(c, "which node? give --data DIR of a running node, or --api HOST:PORT with --token")
 	}
@@ -111,8 +110,8 @@ Example:
 				return err
 			}
 			if c.Bool(flagJSON) {
-				k, _ := node.CleanKey(key)
-				return e.printJSON(node.Entry{Key: k, Value: v})
+				k, _ := api.CleanKey(key)
+				return e.printJSON(api.Entry{Key: k, Value: v})
 			}
 			_, err = e.stdout.Write(v)
 			if err == nil && utf8.Valid(v) && !strings.HasSuffix(string(v), "\n") {
@@ -196,7 +195,7 @@ Example:
 			}
 			if c.Bool(flagJSON) {
 				if es == nil {
-					es = []node.Entry{}
+					es = []api.Entry{}
 				}
 				return e.printJSON(es)
 			}
@@ -250,7 +249,7 @@ Example:
 	}
 }
 
-func (e *cmdEnv) printStatus(st *node.StatusInfo) {
+func (e *cmdEnv) printStatus(st *api.StatusInfo) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node\t%s\n", st.NodeID)
 	fmt.Fprintf(w, "peer id\t%s\n", st.PeerID)

@@ -13,8 +13,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/nodestate"
+	"github.com/starling-sync/starling/p2p"
 )
 
 // The cluster admin commands: status, peers, add, remove, over the
@@ -71,7 +74,7 @@ Example:
 				return err
 			}
 			cs, err := cl.ClusterStatus(c.Context)
-			if errors.Is(err, node.ErrNotFound) {
+			if errors.Is(err, api.ErrNotFound) {
 				// A node of an earlier version: the election's view only.
 				ci, err := cl.Cluster(c.Context)
 				if err != nil {
@@ -115,7 +118,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			peers := make([]node.NodeView, 0, len(cs.Nodes))
+			peers := make([]api.NodeView, 0, len(cs.Nodes))
 			for _, n := range cs.Nodes {
 				if !n.Self {
 					peers = append(peers, n)
@@ -162,6 +165,10 @@ Example:
 		Action: func(c *cli.Context) error {
 			cl, err := argsAndClient(c, 1, 1, "MULTIADDR")
 			if err != nil {
+				return err
+			}
+			// Checked here too, so a typo fails without a request.
+			if _, err := p2p.ParsePeerAddr(c.Args().First()); err != nil {
 				return err
 			}
 			id, err := cl.AddPeer(c.Context, c.Args().First())
@@ -231,7 +238,7 @@ Example:
 				return err
 			}
 			if err := cl.RemovePeer(c.Context, res.Peer); err != nil {
-				if errors.Is(err, node.ErrNotFound) {
+				if errors.Is(err, api.ErrNotFound) {
 					return fmt.Errorf("node %q is not known to this node: see `starling cluster peers`", name)
 				}
 				return err
@@ -252,7 +259,7 @@ Example:
 // resolveNode finds a node of the cluster table by node ID or peer ID.
 // A peer ID the table lacks is passed on as is (the node may know the
 // peer without a report from it); anything else is a clear error.
-func resolveNode(ctx context.Context, cl *node.Client, name string) (removeResult, error) {
+func resolveNode(ctx context.Context, cl *api.Client, name string) (removeResult, error) {
 	cs, err := cl.ClusterStatus(ctx)
 	if err != nil {
 		return removeResult{}, err
@@ -281,7 +288,7 @@ func resolveNode(ctx context.Context, cl *node.Client, name string) (removeResul
 	return removeResult{}, fmt.Errorf("node %q is not known to this node (%s): give a node ID or peer ID from `starling cluster peers`", name, hint)
 }
 
-func (e *cmdEnv) printClusterStatus(cs *node.ClusterStatus, now time.Time) {
+func (e *cmdEnv) printClusterStatus(cs *api.ClusterStatus, now time.Time) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "mode\t%s (%d node%s)\n", cs.Mode, cs.NodeCount, plural(cs.NodeCount))
 	fmt.Fprintf(w, "node\t%s\n", cs.NodeID)
@@ -292,7 +299,7 @@ func (e *cmdEnv) printClusterStatus(cs *node.ClusterStatus, now time.Time) {
 
 	w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tPEER ID\tSTATE\tSYNC\tLAST SEEN\tWRITES IN/OUT\tHEADS\tLAG\tADDRESS")
-	var syncing []node.NodeView
+	var syncing []api.NodeView
 	for _, n := range cs.Nodes {
 		name := orDash(n.NodeID)
 		if n.Self {
@@ -307,7 +314,7 @@ func (e *cmdEnv) printClusterStatus(cs *node.ClusterStatus, now time.Time) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%d\t%s\n", name, shortPeer(n.PeerID), n.State, orDash(health),
 			lastSeen(n), n.WritesIn, n.WritesOut, n.Heads, n.Lag, firstOr(n.Addrs, "-"))
-		if !n.Self && n.LastSeen != nil && n.Sync.Phase != node.PhaseActive && n.Sync.Phase != "" {
+		if !n.Self && n.LastSeen != nil && n.Sync.Phase != nodestate.PhaseActive && n.Sync.Phase != "" {
 			syncing = append(syncing, n)
 		}
 	}
@@ -324,7 +331,7 @@ func shortPeer(id string) string {
 	return id[:8] + "…" + id[len(id)-6:]
 }
 
-func lastSeen(n node.NodeView) string {
+func lastSeen(n api.NodeView) string {
 	switch {
 	case n.Self:
 		return "now"
@@ -336,7 +343,7 @@ func lastSeen(n node.NodeView) string {
 
 // printLeader prints the cluster group's leader and its conflicts, for
 // both cluster views.
-func printLeader(w io.Writer, g node.ElectionGroup, l election.Leadership, isLeader bool) {
+func printLeader(w io.Writer, g api.ElectionGroup, l election.Leadership, isLeader bool) {
 	switch {
 	case g.Warming:
 		fmt.Fprintf(w, "leader\tunknown: this node is still warming up\n")
@@ -370,7 +377,7 @@ func firstOr(ss []string, def string) string {
 
 // printCluster prints the election's view (GET /v1/cluster), for nodes
 // that do not serve /v1/cluster/status.
-func (e *cmdEnv) printCluster(ci *node.ClusterInfo) {
+func (e *cmdEnv) printCluster(ci *api.ClusterInfo) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node\t%s\n", ci.NodeID)
 	printLeader(w, ci.Group, ci.Leader, ci.IsLeader)
@@ -440,11 +447,11 @@ func reportNodeStates(ctx context.Context, w io.Writer, indent string, nodes []*
 			// The phase and source only: counts and errors would print a
 			// line per poll while a node joins.
 			own := string(cs.Sync.Phase)
-			if cs.Sync.Phase == node.PhaseSyncing && cs.Sync.Source != "" {
+			if cs.Sync.Phase == nodestate.PhaseSyncing && cs.Sync.Source != "" {
 				own += " from " + cs.Sync.Source
 			}
 			say(n.NodeID(), fmt.Sprintf("%s: %s", n.NodeID(), own))
-			views := map[string]node.NodeView{}
+			views := map[string]api.NodeView{}
 			for _, v := range cs.Nodes {
 				if !v.Self && v.NodeID != "" {
 					views[v.NodeID] = v
@@ -460,7 +467,7 @@ func reportNodeStates(ctx context.Context, w io.Writer, indent string, nodes []*
 					continue
 				}
 				say(n.NodeID()+">"+m.NodeID(), fmt.Sprintf("%s sees %s %s (%s)", n.NodeID(), m.NodeID(), v.State, v.Health))
-				if v.State != node.StateActive || v.Health != node.HealthConnected {
+				if v.State != nodestate.StateActive || v.Health != nodestate.HealthConnected {
 					missing = append(missing, fmt.Sprintf("%s sees %s %s (%s)", n.NodeID(), m.NodeID(), v.State, v.Health))
 				}
 			}

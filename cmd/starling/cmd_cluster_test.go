@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/nodestate"
 )
 
 func TestClusterCLI(t *testing.T) {
@@ -18,13 +19,13 @@ func TestClusterCLI(t *testing.T) {
 	d1 := nodes[0].Dir()
 	waitFor(t, 20*time.Second, "node1 sees node2 and node3 ACTIVE", func() bool {
 		r := runApp(t, "", "cluster", "peers", "--data", d1, "--json")
-		var ps []node.NodeView
+		var ps []api.NodeView
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ps) != nil {
 			return false
 		}
 		active := 0
 		for _, p := range ps {
-			if p.State == node.StateActive && p.Health == node.HealthConnected {
+			if p.State == nodestate.StateActive && p.Health == nodestate.HealthConnected {
 				active++
 			}
 		}
@@ -38,7 +39,7 @@ func TestClusterCLI(t *testing.T) {
 		}
 	}
 	r = runApp(t, "", "cluster", "status", "--data", d1, "--json")
-	var cs node.ClusterStatus
+	var cs api.ClusterStatus
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &cs) != nil || cs.Mode != "cluster" || cs.NodeCount != 3 || cs.Leader.Leader != "node1" {
 		t.Fatalf("cluster status --json: %+v -> %+v", r, cs)
 	}
@@ -69,7 +70,7 @@ func TestClusterCLI(t *testing.T) {
 	// block it there so that only node1's side is tested).
 	nodes[2].P2P().Block(nodes[0].PeerID())
 	r = runApp(t, "", "cluster", "peers", "--data", d1, "--json")
-	var ps []node.NodeView
+	var ps []api.NodeView
 	if err := json.Unmarshal([]byte(r.stdout), &ps); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestClusterCLI(t *testing.T) {
 			return false
 		}
 		for _, n := range cs.Nodes {
-			if n.NodeID == "node3" && n.State == node.StateActive {
+			if n.NodeID == "node3" && n.State == nodestate.StateActive {
 				return true
 			}
 		}
@@ -116,23 +117,23 @@ func TestClusterCLI(t *testing.T) {
 func TestProgressLine(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	cases := []struct {
-		p    node.SyncProgress
+		p    nodestate.SyncProgress
 		now  time.Time
 		want []string
 	}{
-		{node.SyncProgress{Phase: node.PhaseActive}, start, []string{"ACTIVE: holds the current state"}},
-		{node.SyncProgress{Phase: node.PhaseActive, Transfers: 2}, start, []string{"2 state transfers"}},
-		{node.SyncProgress{Phase: node.PhaseJoining, LastError: "no peer"}, start, []string{"JOINING", "last attempt: no peer"}},
-		{node.SyncProgress{Phase: node.PhaseSyncing, Source: "node1", EntriesDone: 10, Started: start}, start.Add(time.Second),
+		{nodestate.SyncProgress{Phase: nodestate.PhaseActive}, start, []string{"ACTIVE: holds the current state"}},
+		{nodestate.SyncProgress{Phase: nodestate.PhaseActive, Transfers: 2}, start, []string{"2 state transfers"}},
+		{nodestate.SyncProgress{Phase: nodestate.PhaseJoining, LastError: "no peer"}, start, []string{"JOINING", "last attempt: no peer"}},
+		{nodestate.SyncProgress{Phase: nodestate.PhaseSyncing, Source: "node1", EntriesDone: 10, Started: start}, start.Add(time.Second),
 			[]string{"SYNCING from node1", "[??????", "waiting for the source's totals"}},
-		{node.SyncProgress{Phase: node.PhaseSyncing, Source: "node1", EntriesDone: 50, EntriesTotal: 200, BytesDone: 4_000_000, BytesTotal: 16_000_000, Started: start},
+		{nodestate.SyncProgress{Phase: nodestate.PhaseSyncing, Source: "node1", EntriesDone: 50, EntriesTotal: 200, BytesDone: 4_000_000, BytesTotal: 16_000_000, Started: start},
 			start.Add(10 * time.Second),
 			[]string{"[=======>                      ]", " 25%", "50/200 entries", "4.0 MB/16.0 MB", "ETA 30s"}},
-		{node.SyncProgress{Phase: node.PhaseSyncing, EntriesDone: 200, EntriesTotal: 200, Started: start}, start.Add(time.Minute),
+		{nodestate.SyncProgress{Phase: nodestate.PhaseSyncing, EntriesDone: 200, EntriesTotal: 200, Started: start}, start.Add(time.Minute),
 			[]string{"[==============================]", "100%", "ETA <1s"}},
-		{node.SyncProgress{Phase: node.PhaseSyncing, EntriesDone: 1, EntriesTotal: 7200, Started: start}, start.Add(time.Second),
+		{nodestate.SyncProgress{Phase: nodestate.PhaseSyncing, EntriesDone: 1, EntriesTotal: 7200, Started: start}, start.Add(time.Second),
 			[]string{"ETA 1h59m"}},
-		{node.SyncProgress{Phase: node.PhaseSyncing, EntriesTotal: 10}, start, []string{"  0%", "ETA -"}},
+		{nodestate.SyncProgress{Phase: nodestate.PhaseSyncing, EntriesTotal: 10}, start, []string{"  0%", "ETA -"}},
 	}
 	for _, c := range cases {
 		got := progressLine(c.p, c.now)
@@ -145,14 +146,14 @@ func TestProgressLine(t *testing.T) {
 }
 
 func TestFollowSync(t *testing.T) {
-	script := []node.SyncProgress{
-		{Phase: node.PhaseJoining},
-		{Phase: node.PhaseSyncing, EntriesDone: 5, EntriesTotal: 10, Started: time.Now()},
-		{Phase: node.PhaseActive, Transfers: 1},
+	script := []nodestate.SyncProgress{
+		{Phase: nodestate.PhaseJoining},
+		{Phase: nodestate.PhaseSyncing, EntriesDone: 5, EntriesTotal: 10, Started: time.Now()},
+		{Phase: nodestate.PhaseActive, Transfers: 1},
 	}
 	i := 0
 	var out bytes.Buffer
-	err := followSync(context.Background(), &out, time.Millisecond, func(context.Context) (node.SyncProgress, error) {
+	err := followSync(context.Background(), &out, time.Millisecond, func(context.Context) (nodestate.SyncProgress, error) {
 		p := script[min(i, len(script)-1)]
 		i++
 		return p, nil
@@ -165,8 +166,8 @@ func TestFollowSync(t *testing.T) {
 		t.Errorf("followSync printed:\n%s", out.String())
 	}
 	boom := errors.New("boom")
-	if err := followSync(context.Background(), &out, time.Millisecond, func(context.Context) (node.SyncProgress, error) {
-		return node.SyncProgress{}, boom
+	if err := followSync(context.Background(), &out, time.Millisecond, func(context.Context) (nodestate.SyncProgress, error) {
+		return nodestate.SyncProgress{}, boom
 	}); !errors.Is(err, boom) {
 		t.Errorf("error not passed on: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/node"
@@ -74,7 +75,7 @@ type demo struct {
 	out     io.Writer
 	o       demoOptions
 	nodes   []*node.Node
-	clients []*node.Client
+	clients []*api.Client
 	step    int
 }
 
@@ -478,7 +479,7 @@ func (d *demo) waitConnected(ctx context.Context, what string, nodes []*node.Nod
 
 // putMany writes prefix/0000..prefix/n-1 with 8 concurrent writers, so
 // that group commit puts many writes in one delta.
-func putMany(ctx context.Context, c *node.Client, prefix string, n int, value string) error {
+func putMany(ctx context.Context, c *api.Client, prefix string, n int, value string) error {
 	var next atomic.Int64
 	var first atomic.Pointer[error]
 	var wg sync.WaitGroup
@@ -504,7 +505,7 @@ func putMany(ctx context.Context, c *node.Client, prefix string, n int, value st
 }
 
 func ignoreNotFound(err error) error {
-	if errors.Is(err, node.ErrNotFound) {
+	if errors.Is(err, api.ErrNotFound) {
 		return nil
 	}
 	return err

@@ -10,8 +10,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
-	"github.com/starling-sync/starling/node"
 )
 
 const flagCount = "count"
@@ -135,8 +135,8 @@ func groupArg(c *cli.Context) (string, error) {
 	return g, nil
 }
 
-func (e *cmdEnv) watchGroup(c *cli.Context, cl *node.Client, group string) error {
-	stream, err := cl.WatchGroup(c.Context, group, node.WatchOptions{Keepalive: 2 * time.Second})
+func (e *cmdEnv) watchGroup(c *cli.Context, cl *api.Client, group string) error {
+	stream, err := cl.WatchGroup(c.Context, group, api.WatchOptions{Keepalive: 2 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -148,13 +148,13 @@ func (e *cmdEnv) watchGroup(c *cli.Context, cl *node.Client, group string) error
 			if c.Context.Err() != nil {
 				return nil // Ctrl-C
 			}
-			if errors.Is(err, node.ErrStreamClosed) {
+			if errors.Is(err, api.ErrStreamClosed) {
 				return errors.New("the node stopped")
 			}
 			return err
 		}
 		if isJSON(c) {
-			if err := e.printJSONLine(node.ElectionEvent{Type: "state", Event: ev}); err != nil {
+			if err := e.printJSONLine(api.ElectionEvent{Type: "state", Event: ev}); err != nil {
 				return err
 			}
 			continue
@@ -197,7 +197,7 @@ func leaderText(l election.Leadership) string {
 	return l.Leader
 }
 
-func (e *cmdEnv) printGroups(gs []node.ElectionGroup) {
+func (e *cmdEnv) printGroups(gs []api.ElectionGroup) {
 	if len(gs) == 0 {
 		fmt.Fprintln(e.stdout, "no groups")
 		return
@@ -223,7 +223,7 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func (e *cmdEnv) printGroup(g *node.ElectionGroup) {
+func (e *cmdEnv) printGroup(g *api.ElectionGroup) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "group\t%s (%s, %s)\n", g.Name, g.Kind, g.Mode)
 	switch {
@@ -243,7 +243,7 @@ func (e *cmdEnv) printGroup(g *node.ElectionGroup) {
 	e.printMembers(g.Members)
 }
 
-func (e *cmdEnv) printMembers(ms []node.ElectionMember) {
+func (e *cmdEnv) printMembers(ms []api.ElectionMember) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "CANDIDATE\tNODE\tALIVE\tHEALTHY\tAVAILABLE\tLEADER\tACTIVE\tLAST HEARD")
 	for _, m := range ms {

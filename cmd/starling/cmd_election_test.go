@@ -16,6 +16,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/node"
 )
@@ -73,7 +74,7 @@ func TestElectionCLI(t *testing.T) {
 	d1, d2 := nodes[0].Dir(), nodes[1].Dir()
 
 	r := runApp(t, "", "cluster", "status", "--data", d2, "--json")
-	var ci node.ClusterInfo
+	var ci api.ClusterInfo
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ci) != nil || ci.Leader.Leader != "node1" || ci.IsLeader || ci.NodeID != "node2" {
 		t.Fatalf("cluster status --json: %+v -> %+v", r, ci)
 	}
@@ -85,14 +86,14 @@ func TestElectionCLI(t *testing.T) {
 	}
 
 	// A service group joined by node2 through the API.
-	if _, err := nodes[1].Client().JoinGroup(context.Background(), "db", node.JoinRequest{Available: true}); err != nil {
+	if _, err := nodes[1].Client().JoinGroup(context.Background(), "db", api.JoinRequest{Available: true}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "node1 sees db", func() bool {
 		return nodes[0].Election().Leader("db").Leader == "node2"
 	})
 	r = runApp(t, "", "election", "ls", "--data", d1, "--json")
-	var gs []node.ElectionGroup
+	var gs []api.ElectionGroup
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &gs) != nil || len(gs) != 2 || gs[1].Name != "db" || gs[1].Leader.Leader != "node2" {
 		t.Errorf("election ls --json: %+v -> %+v", r, gs)
 	}
@@ -107,12 +108,12 @@ func TestElectionCLI(t *testing.T) {
 		}
 	}
 	r = runApp(t, "", "election", "status", "--data", d1, "--json", "cluster")
-	var g node.ElectionGroup
+	var g api.ElectionGroup
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &g) != nil || len(g.Members) != 2 || !g.Members[0].Alive || !g.Members[0].Available {
 		t.Errorf("election status --json cluster: %+v -> %+v", r, g)
 	}
 	r = runApp(t, "", "election", "watch", "--data", d1, "--json", "--count", "1", "db")
-	var ev node.ElectionEvent
+	var ev api.ElectionEvent
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ev) != nil || ev.Leader != "node2" || ev.Type != "state" {
 		t.Errorf("election watch --json --count 1: %+v -> %+v", r, ev)
 	}

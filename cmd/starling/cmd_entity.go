@@ -18,8 +18,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/entity"
-	"github.com/starling-sync/starling/node"
 )
 
 // Flags of the entity commands.
@@ -370,7 +370,7 @@ Examples:
 // entity's type gives field, or else infers it. When it reads the
 // entity, it returns its ID as the ref to write, so that the write lands
 // on the entity whose schema typed the value.
-func typedValue(c *cli.Context, cl *node.Client, ref, field, text string, kind entity.Kind) (string, entity.Value, error) {
+func typedValue(c *cli.Context, cl *api.Client, ref, field, text string, kind entity.Kind) (string, entity.Value, error) {
 	if kind != entity.KindNull {
 		v, err := entity.ParseValue(kind, text)
 		if err != nil {
@@ -385,7 +385,7 @@ func typedValue(c *cli.Context, cl *node.Client, ref, field, text string, kind e
 	if ent.Type != "" {
 		sc, err := cl.Schema(c.Context, ent.Type)
 		switch {
-		case errors.Is(err, node.ErrNotFound): // no schema: infer
+		case errors.Is(err, api.ErrNotFound): // no schema: infer
 		case err != nil:
 			return "", entity.Value{}, err
 		default:
@@ -462,7 +462,7 @@ Examples:
 // printTree writes one line per entity: the path of the top one, then
 // each name below it indented by level, with type, ID, and a note on
 // duplicate paths.
-func printTree(w io.Writer, t node.TreeNode) {
+func printTree(w io.Writer, t api.TreeNode) {
 	typ := t.Type
 	if t.ID == entity.Root {
 		typ = "(root)"
@@ -471,7 +471,7 @@ func printTree(w io.Writer, t node.TreeNode) {
 	printChildren(w, t.Children, 1)
 }
 
-func printChildren(w io.Writer, cs []node.TreeNode, level int) {
+func printChildren(w io.Writer, cs []api.TreeNode, level int) {
 	for i, c := range cs {
 		// Children come by name then ID: the first of equal names is the
 		// one the path resolves to.
@@ -610,7 +610,7 @@ Example:
 }
 
 // printWrite prints a write's result: JSON with --json, else the line.
-func (e *cmdEnv) printWrite(c *cli.Context, r node.WriteResult, format string, args ...any) error {
+func (e *cmdEnv) printWrite(c *cli.Context, r api.WriteResult, format string, args ...any) error {
 	if c.Bool(flagJSON) {
 		return e.printJSON(r)
 	}
@@ -681,7 +681,7 @@ Example:
 					if err != nil {
 						return err
 					}
-					var out []node.SchemaResult
+					var out []api.SchemaResult
 					for _, sc := range scs {
 						v, err := cl.PutSchema(c.Context, sc)
 						if err != nil {
@@ -690,7 +690,7 @@ Example:
 							}
 							return err
 						}
-						out = append(out, node.SchemaResult{Type: sc.Type, Version: v})
+						out = append(out, api.SchemaResult{Type: sc.Type, Version: v})
 						if !c.Bool(flagJSON) {
 							fmt.Fprintf(e.stdout, "applied schema %s (%d fields), version %s\n", sc.Type, len(sc.Fields), v)
 						}

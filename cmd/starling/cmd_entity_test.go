@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/node"
 )
@@ -111,7 +112,7 @@ func TestEntityCommands(t *testing.T) {
 		{args: with("set", "--type", "json", "/Factory", "cfg", "-"), stdin: `{"a": [1, 2]}` + "\n", has: []string{"(json)"}},
 		{args: with("set", "/Factory", "doc", "-"), stdin: "line1\nline2\n", has: []string{`"line1\nline2"`}},
 		{args: with("set", "--json", "/Factory/Line1", "speed", "1.5"), check: func(t *testing.T, out string) {
-			var r node.WriteResult
+			var r api.WriteResult
 			if err := json.Unmarshal([]byte(out), &r); err != nil || r.Path != "/Factory/Line1" || r.Version.Writer != "node1" || r.Version.Timestamp.IsZero() {
 				t.Errorf("set --json: %q, %v", out, err)
 			}
@@ -152,7 +153,7 @@ func TestEntityCommands(t *testing.T) {
 			}
 		}},
 		{args: sub("entity", "tree", "--json", "/Factory"), check: func(t *testing.T, out string) {
-			var tr node.TreeNode
+			var tr api.TreeNode
 			if err := json.Unmarshal([]byte(out), &tr); err != nil || len(tr.Children) != 1 || len(tr.Children[0].Children) != 1 ||
 				tr.Children[0].Children[0].Name != "Sensor7" {
 				t.Errorf("entity tree --json: %q, %v", out, err)
@@ -416,7 +417,7 @@ func TestRunClockOffset(t *testing.T) {
 			t.Fatalf("run ended early: %+v", r)
 		default:
 		}
-		_, err := os.Stat(filepath.Join(dir, node.APIFile))
+		_, err := os.Stat(filepath.Join(dir, api.APIFile))
 		return err == nil
 	})
 	var out string
@@ -424,7 +425,7 @@ func TestRunClockOffset(t *testing.T) {
 		{args: []string{"create", "--data", dir, "--type", "t", "/X"}},
 		{args: []string{"set", "--data", dir, "--json", "/X", "v", "1"}, capture: &out},
 	})
-	var r node.WriteResult
+	var r api.WriteResult
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
-	"github.com/starling-sync/starling/node"
 )
 
 const (
@@ -127,12 +127,12 @@ func (e *cmdEnv) lead(c *cli.Context) error {
 	defer stop()
 	l := &leader{
 		e: e, group: group, path: path, args: args, grace: c.Duration(flagGrace), mode: mode,
-		req: node.JoinRequest{
+		req: api.JoinRequest{
 			Instance: c.String(flagInstance), Kind: kind.String(), Mode: mode.String(),
 			TTL: c.Duration(flagTTL).String(), Available: true,
 		},
 		ttl:       c.Duration(flagTTL),
-		newClient: func() (*node.Client, error) { return clientFrom(c) },
+		newClient: func() (*api.Client, error) { return clientFrom(c) },
 	}
 	return l.run(ctx)
 }
@@ -150,8 +150,8 @@ type leader struct {
 	grace     time.Duration
 	ttl       time.Duration
 	mode      election.Mode
-	req       node.JoinRequest
-	newClient func() (*node.Client, error)
+	req       api.JoinRequest
+	newClient func() (*api.Client, error)
 	child     *child
 }
 
@@ -226,7 +226,7 @@ func (l *leader) session(ctx context.Context) (joined bool, err error) {
 		}
 	}()
 
-	stream, err := cl.WatchCandidate(sctx, l.group, cand.ID, node.WatchOptions{Keepalive: leadKeepalive, IdleTimeout: leadIdle})
+	stream, err := cl.WatchCandidate(sctx, l.group, cand.ID, api.WatchOptions{Keepalive: leadKeepalive, IdleTimeout: leadIdle})
 	if err != nil {
 		return true, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/node"
 )
 
@@ -199,5 +200,5 @@ Talk to them from another shell:
 or with curl:
   curl -H "Authorization: Bearer $(cat %s)" http://%s/v1/status
 Stop with Ctrl-C.
-`, nodes[0].Dir(), last.Dir(), last.Dir(), nodes[0].Dir(), filepath.Join(nodes[0].Dir(), node.TokenFile), nodes[0].APIAddr())
+`, nodes[0].Dir(), last.Dir(), last.Dir(), nodes[0].Dir(), filepath.Join(nodes[0].Dir(), api.TokenFile), nodes[0].APIAddr())
 }

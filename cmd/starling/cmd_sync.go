@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/nodestate"
 	"github.com/urfave/cli/v2"
-
-	"github.com/starling-sync/starling/node"
 )
 
 // syncCommands are `resync` and `sync status`.
@@ -84,7 +84,7 @@ Examples:
 					if c.Bool("follow") && !c.Bool(flagJSON) {
 						return followSync(c.Context, e.stdout, 200*time.Millisecond, cl.SyncProgress)
 					}
-					var p node.SyncProgress
+					var p nodestate.SyncProgress
 					if c.Bool("follow") {
 						p, err = waitActive(c, cl)
 					} else {
@@ -105,12 +105,12 @@ Examples:
 }
 
 // waitActive polls the node until it is ACTIVE.
-func waitActive(c *cli.Context, cl *node.Client) (node.SyncProgress, error) {
+func waitActive(c *cli.Context, cl *api.Client) (nodestate.SyncProgress, error) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
 		p, err := cl.SyncProgress(c.Context)
-		if err != nil || p.Phase == node.PhaseActive {
+		if err != nil || p.Phase == nodestate.PhaseActive {
 			return p, err
 		}
 		select {
@@ -122,8 +122,8 @@ func waitActive(c *cli.Context, cl *node.Client) (node.SyncProgress, error) {
 }
 
 // resyncOutcome turns a finished resync that failed into an error.
-func resyncOutcome(p node.SyncProgress) error {
-	if p.Phase == node.PhaseActive && p.LastError != "" {
+func resyncOutcome(p nodestate.SyncProgress) error {
+	if p.Phase == nodestate.PhaseActive && p.LastError != "" {
 		return cli.Exit("resync failed: "+p.LastError, 1)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/nodestate"
 )
 
 // TestResyncCLI: `resync` on a real two-node cluster transfers the
@@ -38,8 +39,8 @@ func TestResyncCLI(t *testing.T) {
 		t.Fatalf("resync: code %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
 	}
 	r = runApp(t, "", "sync", "status", "--data", dirB, "--json")
-	var p node.SyncProgress
-	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || p.Phase != node.PhaseActive || p.Transfers != 1 {
+	var p nodestate.SyncProgress
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || p.Phase != nodestate.PhaseActive || p.Transfers != 1 {
 		t.Fatalf("sync status: %v %+v\n%s", err, p, r.stdout)
 	}
 	r = runApp(t, "", "resync", "--data", dirA, "--peer", "nonsense")

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/node"
 )
 
@@ -144,7 +145,7 @@ func TestE2ERunBinaryWithSignal(t *testing.T) {
 		}
 	}()
 	waitFor(t, 30*time.Second, "api.json", func() bool {
-		_, err := os.Stat(filepath.Join(dir, node.APIFile))
+		_, err := os.Stat(filepath.Join(dir, api.APIFile))
 		return err == nil
 	})
 	for _, args := range [][]string{
@@ -174,7 +175,7 @@ func TestE2ERunBinaryWithSignal(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("no exit within 15s of SIGINT")
 	}
-	if _, err := os.Stat(filepath.Join(dir, node.APIFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, api.APIFile)); !os.IsNotExist(err) {
 		t.Errorf("api.json left after a clean stop: %v", err)
 	}
 	b, err := exec.Command(bin, "kv", "get", "--data", dir, "hello").CombinedOutput()
@@ -206,7 +207,7 @@ func TestE2EPortInUse(t *testing.T) {
 			if r.code != 1 || !strings.Contains(r.stderr, tt.mention) {
 				t.Errorf("exit %d, stderr %q; want 1 and a mention of %q", r.code, r.stderr, tt.mention)
 			}
-			if _, err := os.Stat(filepath.Join(dir, node.APIFile)); !os.IsNotExist(err) {
+			if _, err := os.Stat(filepath.Join(dir, api.APIFile)); !os.IsNotExist(err) {
 				t.Errorf("api.json written by a failed run")
 			}
 			if _, err := node.LoadConfig(dir); err != nil {
@@ -252,7 +253,7 @@ func TestE2ELocal(t *testing.T) {
 				t.Fatalf("local ended early: %+v", r)
 			default:
 			}
-			_, err := os.Stat(filepath.Join(dir, node.APIFile))
+			_, err := os.Stat(filepath.Join(dir, api.APIFile))
 			return err == nil
 		})
 	}

@@ -19,7 +19,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
+	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/httpapi"
 	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/p2p"
 )
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of loggers.
@@ -266,21 +269,21 @@ func (f *fakeNode) Get(_ context.Context, k string) ([]byte, error) {
 	defer f.mu.Unlock()
 	v, ok := f.kv[k]
 	if !ok {
-		return nil, node.ErrNotFound
+		return nil, api.ErrNotFound
 	}
 	return v, nil
 }
 
-func (f *fakeNode) List(_ context.Context, prefix string) ([]node.Entry, error) {
+func (f *fakeNode) List(_ context.Context, prefix string) ([]api.Entry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []node.Entry
+	var out []api.Entry
 	for k, v := range f.kv {
 		if prefix == "" || strings.HasPrefix(k, prefix+"/") {
-			out = append(out, node.Entry{Key: k, Value: v})
+			out = append(out, api.Entry{Key: k, Value: v})
 		}
 	}
-	slices.SortFunc(out, func(a, b node.Entry) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(out, func(a, b api.Entry) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
 
@@ -298,12 +301,12 @@ func (f *fakeNode) Delete(_ context.Context, k string) error {
 	return nil
 }
 
-func (f *fakeNode) Peers(context.Context) ([]node.PeerStatus, error) {
+func (f *fakeNode) Peers(context.Context) ([]api.PeerStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []node.PeerStatus
+	var out []api.PeerStatus
 	for id := range f.peers {
-		out = append(out, node.PeerStatus{ID: id.String(), Connected: true, Static: true, Addrs: []string{"/ip4/10.0.0.1/tcp/4001"}})
+		out = append(out, api.PeerStatus{ID: id.String(), Connected: true, Static: true, Addrs: []string{"/ip4/10.0.0.1/tcp/4001"}})
 	}
 	return out, nil
 }
@@ -319,14 +322,14 @@ func (f *fakeNode) RemovePeer(_ context.Context, id peer.ID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.peers[id] {
-		return node.ErrNotFound
+		return api.ErrNotFound
 	}
 	delete(f.peers, id)
 	return nil
 }
 
-func (f *fakeNode) Status(context.Context) (node.StatusInfo, error) {
-	return node.StatusInfo{NodeID: "fake1", PeerID: "12D3KooWfake", Env: "test", APIAddr: "x", Store: node.StoreStatus{MaxHeight: 3}}, nil
+func (f *fakeNode) Status(context.Context) (api.StatusInfo, error) {
+	return api.StatusInfo{NodeID: "fake1", PeerID: "12D3KooWfake", Env: "test", APIAddr: "x", Store: api.StoreStatus{MaxHeight: 3}}, nil
 }
 
 const fakeToken = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
@@ -336,7 +339,7 @@ const fakeToken = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543
 func fakeDataDir(t *testing.T) (string, *fakeNode, string) {
 	t.Helper()
 	f := &fakeNode{kv: map[string][]byte{}, peers: map[peer.ID]bool{}}
-	h, err := node.NewAPIHandler(node.APIConfig{Token: fakeToken, KV: f, Peers: f, Status: f})
+	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{Token: fakeToken, KV: f, Peers: f, Status: f})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,11 +347,11 @@ func fakeDataDir(t *testing.T) (string, *fakeNode, string) {
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	b, _ := json.Marshal(node.APIInfo{Addr: addr, PID: os.Getpid()})
-	if err := os.WriteFile(filepath.Join(dir, node.APIFile), b, 0o600); err != nil {
+	b, _ := json.Marshal(api.APIInfo{Addr: addr, PID: os.Getpid()})
+	if err := os.WriteFile(filepath.Join(dir, api.APIFile), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, node.TokenFile), []byte(fakeToken+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, api.TokenFile), []byte(fakeToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return dir, f, addr
@@ -370,14 +373,14 @@ func TestClientCommands(t *testing.T) {
 		{args: []string{"kv", "get", "--data", dir, "site/t1"}, stdout: "21.5\n"},
 		{args: []string{"kv", "get", "--data", dir, "/site/t2"}, stdout: "from\nstdin\n"},
 		{args: []string{"kv", "get", "--data", dir, "--json", "site/t1"}, check: func(t *testing.T, out string) {
-			var e node.Entry
+			var e api.Entry
 			if err := json.Unmarshal([]byte(out), &e); err != nil || e.Key != "site/t1" || string(e.Value) != "21.5" {
 				t.Errorf("get --json: %q, %v", out, err)
 			}
 		}},
 		{args: []string{"kv", "ls", "--data", dir, "site"}, stdout: "site/t1\t21.5\nsite/t2\t\"from\\nstdin\\n\"\n"},
 		{args: []string{"kv", "ls", "--data", dir, "--json"}, check: func(t *testing.T, out string) {
-			var es []node.Entry
+			var es []api.Entry
 			if err := json.Unmarshal([]byte(out), &es); err != nil || len(es) != 2 {
 				t.Errorf("ls --json: %q, %v", out, err)
 			}
@@ -392,7 +395,7 @@ func TestClientCommands(t *testing.T) {
 			}
 		}},
 		{args: []string{"status", "--api", addr, "--token", fakeToken, "--json"}, check: func(t *testing.T, out string) {
-			var st node.StatusInfo
+			var st api.StatusInfo
 			if err := json.Unmarshal([]byte(out), &st); err != nil || st.NodeID != "fake1" {
 				t.Errorf("status --json: %q, %v", out, err)
 			}
@@ -429,7 +432,7 @@ func TestClientCommands(t *testing.T) {
 
 func TestClientWithoutRunningNode(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, node.TokenFile), []byte(fakeToken), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, api.TokenFile), []byte(fakeToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := runApp(t, "", "kv", "get", "--data", dir, "k")
@@ -488,7 +491,7 @@ func TestLocalPlan(t *testing.T) {
 	if len(peers) != 2 || peers[0] != "/ip4/127.0.0.1/tcp/4101/p2p/"+ids[0].String() || peers[1] != "/ip4/127.0.0.1/tcp/4103/p2p/"+ids[2].String() {
 		t.Errorf("peers of node2 = %v", peers)
 	}
-	if _, err := node.ParsePeerAddrs(peers); err != nil {
+	if _, err := p2p.ParsePeerAddrs(peers); err != nil {
 		t.Errorf("local peers do not parse: %v", err)
 	}
 	for _, bad := range []struct {

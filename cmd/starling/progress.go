@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/nodestate"
 )
 
-// Progress of a join or resync (node.SyncProgress) in the terminal: a
+// Progress of a join or resync (nodestate.SyncProgress) in the terminal: a
 // bar with the percentage, the counts and an ETA. `cluster status`
 // prints it for every node that is not ACTIVE; followSync redraws it
 // until the transfer is done (for `starling resync` and friends).
@@ -25,17 +25,17 @@ const progressBarWidth = 30
 //
 // JOINING and ACTIVE have no bar. now is the caller's clock (tests pass a
 // fixed one).
-func progressLine(p node.SyncProgress, now time.Time) string {
+func progressLine(p nodestate.SyncProgress, now time.Time) string {
 	var b strings.Builder
 	b.WriteString(string(p.Phase))
 	switch p.Phase {
-	case node.PhaseActive:
+	case nodestate.PhaseActive:
 		b.WriteString(": holds the current state")
 		if p.Transfers > 0 {
 			fmt.Fprintf(&b, " (%d state transfer%s since start)", p.Transfers, plural(p.Transfers))
 		}
 		return b.String()
-	case node.PhaseJoining:
+	case nodestate.PhaseJoining:
 		b.WriteString(": looking for a peer to copy the state from")
 		if p.LastError != "" {
 			fmt.Fprintf(&b, " (last attempt: %s)", p.LastError)
@@ -72,7 +72,7 @@ func progressLine(p node.SyncProgress, now time.Time) string {
 
 // progressFraction is the part done, by bytes when their total is known,
 // else by entries; known is false before the source announced a total.
-func progressFraction(p node.SyncProgress) (frac float64, known bool) {
+func progressFraction(p nodestate.SyncProgress) (frac float64, known bool) {
 	switch {
 	case p.BytesTotal > 0:
 		frac = float64(p.BytesDone) / float64(p.BytesTotal)
@@ -85,7 +85,7 @@ func progressFraction(p node.SyncProgress) (frac float64, known bool) {
 }
 
 // progressETA extrapolates the rate since Started.
-func progressETA(p node.SyncProgress, frac float64, now time.Time) (time.Duration, bool) {
+func progressETA(p nodestate.SyncProgress, frac float64, now time.Time) (time.Duration, bool) {
 	if p.Started.IsZero() || frac <= 0 {
 		return 0, false
 	}
@@ -159,7 +159,7 @@ func isTerminal(w io.Writer) bool {
 // the phase is ACTIVE, then the final line; it returns get's error or
 // ctx's. On a terminal the line is redrawn in place; elsewhere (a log, a
 // pipe) a line is printed only when it changes, at most every interval.
-func followSync(ctx context.Context, w io.Writer, interval time.Duration, get func(context.Context) (node.SyncProgress, error)) error {
+func followSync(ctx context.Context, w io.Writer, interval time.Duration, get func(context.Context) (nodestate.SyncProgress, error)) error {
 	tty := isTerminal(w)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -180,7 +180,7 @@ func followSync(ctx context.Context, w io.Writer, interval time.Duration, get fu
 			fmt.Fprintln(w, line)
 		}
 		last = line
-		if p.Phase == node.PhaseActive {
+		if p.Phase == nodestate.PhaseActive {
 			if tty {
 				fmt.Fprintln(w)
 			}

@@ -1,21 +1,9 @@
-package node
-
-import (
-	"bufio"
-	"context"
-	"errors"
-	"fmt"
-	"io"
-	"slices"
-	"sync"
-	"time"
-
-	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/starling-sync/starling/crdt"
-)
-
-// State transfer between nodes (crdt/install.go does the copying):
+// Package statesync moves a node's live state between nodes: a node with
+// no state joins by copying a peer's, a running node resyncs from a peer
+// on request or when its store is dirty, and every ACTIVE node serves its
+// state to others. The copying itself (snapshot stream, install) is in
+// crdt/install.go; this package runs the protocol over libp2p streams
+// and keeps the node's sync phase (nodestate.SyncProgress).
 //
 //   - A node that starts with no state (a new or wiped data dir, or an
 //     install cut off by a crash) is JOINING: it holds received heads
@@ -32,6 +20,25 @@ import (
 //
 // A node with no static peers and no discovery has nobody to join: it is
 // ACTIVE at once.
+package statesync
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/starling-sync/starling/crdt"
+	"github.com/starling-sync/starling/nodestate"
+	"github.com/starling-sync/starling/p2p"
+)
 
 // stateProtocol is the state-transfer stream protocol.
 const stateProtocol = "state/1.0.0"
@@ -47,32 +54,95 @@ const emptyGrace = time.Second
 // transfer from before it starts as the first node of a cluster.
 const DefaultJoinTimeout = 3 * time.Second
 
-// WithJoinTimeout sets how long a node with no state waits for a peer to
-// transfer from (default DefaultJoinTimeout).
-func WithJoinTimeout(d time.Duration) Option {
-	return func(o *openOptions) { o.joinTimeout = d }
+// Config is what a Syncer works with. Store, P2P, Loads and Available
+// are required.
+type Config struct {
+	// NodeID names this node in refusals sent to peers.
+	NodeID string
+	// Store is the replicated store whose state is copied.
+	Store *crdt.Store
+	// P2P carries the state-transfer streams and lists the peers.
+	P2P *p2p.Node
+	// HasPeers says whether the node can find anyone to join (static
+	// peers or discovery); without, a node with no state is ACTIVE at
+	// once.
+	HasPeers bool
+	// JoinTimeout is how long a node with no state waits for a peer to
+	// transfer from. Default DefaultJoinTimeout.
+	JoinTimeout time.Duration
+	// Loads counts whole loads of the entity view; after an install the
+	// Syncer waits until it moves, so the view is complete before the
+	// node says it is ACTIVE.
+	Loads func() uint64
+	// Available makes the node an election candidate (true, once ACTIVE)
+	// or takes it out (false, while a resync runs). Called from the
+	// Syncer's goroutines.
+	Available func(bool) error
+	// Logger receives progress and failures. Default: discard.
+	Logger *slog.Logger
 }
 
-// ErrSyncBusy means a state transfer is already running.
-var ErrSyncBusy = errors.New("node: a state transfer is already running")
+// Syncer runs the join, resync and serving of state transfers for one
+// node. Its methods are safe for concurrent use.
+type Syncer struct {
+	cfg Config
+	log *slog.Logger
+	wg  sync.WaitGroup
 
-// syncer holds the node's join/resync state.
-type syncer struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+
 	mu      sync.Mutex
-	prog    SyncProgress
+	prog    nodestate.SyncProgress
 	running bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	onPhase []func(SyncPhase)
+	onPhase []func(nodestate.SyncPhase)
 }
 
-func (y *syncer) get() SyncProgress {
+// New returns a Syncer, not yet started: register OnPhase hooks, then
+// call Start.
+func New(cfg Config) (*Syncer, error) {
+	if cfg.Store == nil || cfg.P2P == nil || cfg.Loads == nil || cfg.Available == nil {
+		return nil, errors.New("statesync: Config needs Store, P2P, Loads and Available")
+	}
+	if cfg.JoinTimeout <= 0 {
+		cfg.JoinTimeout = DefaultJoinTimeout
+	}
+	y := &Syncer{cfg: cfg, log: cfg.Logger}
+	if y.log == nil {
+		y.log = slog.New(slog.DiscardHandler)
+	}
+	y.ctx, y.cancel = context.WithCancel(context.Background())
+	return y, nil
+}
+
+// Progress reports the node's join/resync state.
+func (y *Syncer) Progress() nodestate.SyncProgress { return y.get() }
+
+// OnPhase calls f (from the goroutine that changed it, without locks
+// held) whenever the node's phase changes.
+func (y *Syncer) OnPhase(f func(nodestate.SyncPhase)) {
+	y.mu.Lock()
+	y.onPhase = append(y.onPhase, f)
+	y.mu.Unlock()
+}
+
+// Close stops the Syncer's goroutines and any transfer in progress, and
+// waits for them. Safe to call twice.
+func (y *Syncer) Close() {
+	y.once.Do(func() {
+		y.cancel()
+		y.wg.Wait()
+	})
+}
+
+func (y *Syncer) get() nodestate.SyncProgress {
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	return y.prog
 }
 
-func (y *syncer) update(f func(p *SyncProgress)) {
+func (y *Syncer) update(f func(p *nodestate.SyncProgress)) {
 	y.mu.Lock()
 	before := y.prog.Phase
 	f(&y.prog)
@@ -86,69 +156,60 @@ func (y *syncer) update(f func(p *SyncProgress)) {
 	}
 }
 
-// startSync decides whether the node joins by state transfer, serves
+// Start decides whether the node joins by state transfer, serves
 // transfers to peers, and makes the node an election candidate once it
 // is ACTIVE.
-func (n *Node) startSync(joinTimeout time.Duration) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	n.sync.ctx, n.sync.cancel = ctx, cancel
-	n.wg.Add(1)
+func (y *Syncer) Start() error {
+	ctx := y.ctx
+	y.cfg.P2P.HandleStream(stateProtocol, y.serveState)
+	y.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
-		<-n.stopPeers
-		cancel()
+		defer y.wg.Done()
+		y.repairDirty(ctx)
 	}()
-	n.p2p.HandleStream(stateProtocol, n.serveState)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.repairDirty(ctx)
-	}()
-	hasPeers := len(n.cfg.Peers) > 0 || n.cfg.MDNS || n.cfg.DHT
-	if !n.store.NeedsTransfer(ctx) || !hasPeers {
-		n.store.MergePending(ctx)
-		n.sync.update(func(p *SyncProgress) { p.Phase = PhaseActive })
-		return n.markAvailable()
+	if !y.cfg.Store.NeedsTransfer(ctx) || !y.cfg.HasPeers {
+		y.cfg.Store.MergePending(ctx)
+		y.update(func(p *nodestate.SyncProgress) { p.Phase = nodestate.PhaseActive })
+		return y.cfg.Available(true)
 	}
-	if joinTimeout <= 0 {
-		joinTimeout = DefaultJoinTimeout
-	}
-	n.sync.update(func(p *SyncProgress) { p.Phase = PhaseJoining })
-	n.sync.running = true
-	n.store.HoldRemote()
-	n.log.Info("no local state: joining by state transfer", "join_timeout", joinTimeout)
-	n.wg.Add(1)
+	y.update(func(p *nodestate.SyncProgress) { p.Phase = nodestate.PhaseJoining })
+	y.mu.Lock()
+	y.running = true
+	y.mu.Unlock()
+	y.cfg.Store.HoldRemote()
+	y.log.Info("no local state: joining by state transfer", "join_timeout", y.cfg.JoinTimeout)
+	y.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
-		n.join(ctx, joinTimeout)
+		defer y.wg.Done()
+		y.join(ctx, y.cfg.JoinTimeout)
 	}()
 	return nil
 }
 
 // join runs until the node holds the cluster's state or decides it is
 // the first node.
-func (n *Node) join(ctx context.Context, timeout time.Duration) {
+func (y *Syncer) join(ctx context.Context, timeout time.Duration) {
 	started := time.Now()
 	deadline := started.Add(timeout)
-	defer n.store.ReleaseRemote()
+	defer y.cfg.Store.ReleaseRemote()
 	finish := func(why string) {
-		n.store.MergePending(ctx)
-		n.sync.mu.Lock()
-		n.sync.running = false
-		n.sync.mu.Unlock()
-		n.sync.update(func(p *SyncProgress) { p.Phase = PhaseActive; p.Source = "" })
-		n.log.Info("node is active", "how", why)
-		if err := n.markAvailable(); err != nil && ctx.Err() == nil {
-			n.log.Error("election", "err", err)
+		y.cfg.Store.MergePending(ctx)
+		y.mu.Lock()
+		y.running = false
+		y.mu.Unlock()
+		y.update(func(p *nodestate.SyncProgress) { p.Phase = nodestate.PhaseActive; p.Source = "" })
+		y.log.Info("node is active", "how", why)
+		if err := y.cfg.Available(true); err != nil && ctx.Err() == nil {
+			y.log.Error("election", "err", err)
 		}
 	}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
-		peers := n.connectedPeers()
+		peers := y.connectedPeers()
 		empty := 0
 		for _, p := range peers {
-			err := n.transferFrom(ctx, p, PhaseJoining, true)
+			err := y.transferFrom(ctx, p, nodestate.PhaseJoining, true)
 			switch {
 			case err == nil:
 				finish("state transfer from " + p.String())
@@ -158,7 +219,7 @@ func (n *Node) join(ctx context.Context, timeout time.Duration) {
 			case ctx.Err() != nil:
 				return
 			default:
-				n.log.Warn("state transfer failed; trying another peer", "peer", p, "err", err)
+				y.log.Warn("state transfer failed; trying another peer", "peer", p, "err", err)
 			}
 		}
 		// A new cluster starting together: every peer is empty too. Give
@@ -184,9 +245,9 @@ func (n *Node) join(ctx context.Context, timeout time.Duration) {
 	}
 }
 
-func (n *Node) connectedPeers() []peer.ID {
+func (y *Syncer) connectedPeers() []peer.ID {
 	var out []peer.ID
-	for _, p := range n.p2p.Peers() {
+	for _, p := range y.cfg.P2P.Peers() {
 		if p.Connected && !p.Blocked {
 			out = append(out, p.ID)
 		}
@@ -196,14 +257,14 @@ func (n *Node) connectedPeers() []peer.ID {
 
 // transferFrom installs a peer's state; phase is the phase to return to
 // if it fails (JOINING or ACTIVE). skipEmpty skips sources with no state.
-func (n *Node) transferFrom(ctx context.Context, from peer.ID, back SyncPhase, skipEmpty bool) (err error) {
+func (y *Syncer) transferFrom(ctx context.Context, from peer.ID, back nodestate.SyncPhase, skipEmpty bool) (err error) {
 	start := time.Now()
-	n.sync.update(func(p *SyncProgress) {
-		p.Phase, p.Source, p.Started = PhaseSyncing, from.String(), start
+	y.update(func(p *nodestate.SyncProgress) {
+		p.Phase, p.Source, p.Started = nodestate.PhaseSyncing, from.String(), start
 		p.EntriesDone, p.EntriesTotal, p.BytesDone, p.BytesTotal = 0, 0, 0, 0
 	})
 	defer func() {
-		n.sync.update(func(p *SyncProgress) {
+		y.update(func(p *nodestate.SyncProgress) {
 			if err != nil {
 				p.Phase, p.Source = back, ""
 				if !errors.Is(err, crdt.ErrEmptySource) {
@@ -217,7 +278,7 @@ func (n *Node) transferFrom(ctx context.Context, from peer.ID, back SyncPhase, s
 	}()
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	s, err := n.p2p.OpenStream(sctx, from, stateProtocol)
+	s, err := y.cfg.P2P.OpenStream(sctx, from, stateProtocol)
 	if err != nil {
 		return err
 	}
@@ -232,11 +293,11 @@ func (n *Node) transferFrom(ctx context.Context, from peer.ID, back SyncPhase, s
 	if err := s.CloseWrite(); err != nil {
 		return fmt.Errorf("ask %s for its state: %w", from, err)
 	}
-	loads := n.entities.Loads()
-	err = n.store.Install(sctx, idleReader{s, transferIdle}, crdt.InstallOptions{
+	loads := y.cfg.Loads()
+	err = y.cfg.Store.Install(sctx, idleReader{s, transferIdle}, crdt.InstallOptions{
 		SkipEmpty: skipEmpty,
 		Progress: func(tp crdt.TransferProgress) {
-			n.sync.update(func(p *SyncProgress) {
+			y.update(func(p *nodestate.SyncProgress) {
 				p.EntriesDone, p.EntriesTotal = tp.EntriesDone, tp.Header.Entries
 				p.BytesDone, p.BytesTotal = tp.BytesDone, tp.Header.Bytes
 			})
@@ -249,14 +310,14 @@ func (n *Node) transferFrom(ctx context.Context, from peer.ID, back SyncPhase, s
 	// the change feed's subscribers to reload; wait for the entity tree.
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for n.entities.Loads() == loads {
+	for y.cfg.Loads() == loads {
 		select {
 		case <-sctx.Done():
 			return fmt.Errorf("load the installed entity tree: %w", sctx.Err())
 		case <-t.C:
 		}
 	}
-	n.log.Info("state transfer installed", "from", from, "took", time.Since(start).Round(time.Millisecond))
+	y.log.Info("state transfer installed", "from", from, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -294,24 +355,24 @@ func (w idleWriter) Write(p []byte) (int, error) {
 }
 
 // serveState answers a peer's state request.
-func (n *Node) serveState(from peer.ID, s io.ReadWriteCloser) {
+func (y *Syncer) serveState(from peer.ID, s io.ReadWriteCloser) {
 	defer s.Close()
 	br := bufio.NewReader(io.LimitReader(s, int64(len(stateRequest))))
 	req, err := br.ReadString('\n')
 	if err != nil || req != stateRequest {
-		n.log.Warn("bad state request", "peer", from, "err", err)
+		y.log.Warn("bad state request", "peer", from, "err", err)
 		return
 	}
-	switch ph := n.sync.get().Phase; ph {
-	case PhaseActive:
-	case PhaseJoining:
+	switch ph := y.get().Phase; ph {
+	case nodestate.PhaseActive:
+	case nodestate.PhaseJoining:
 		// Nothing to give yet (at most this node's own writes, which
 		// reach the others anyway): answering "empty" lets the nodes of
 		// a new cluster that start together find each other new at once.
 		_ = crdt.WriteEmptySnapshot(s)
 		return
 	default:
-		_ = crdt.RefuseSnapshot(s, fmt.Sprintf("node %s is %s itself", n.cfg.NodeID, ph))
+		_ = crdt.RefuseSnapshot(s, fmt.Sprintf("node %s is %s itself", y.cfg.NodeID, ph))
 		return
 	}
 	start := time.Now()
@@ -319,11 +380,11 @@ func (n *Node) serveState(from peer.ID, s io.ReadWriteCloser) {
 	if st, ok := s.(deadliner); ok {
 		w = idleWriter{st, transferIdle}
 	}
-	if err := n.store.WriteSnapshot(n.sync.ctx, w); err != nil {
-		n.log.Warn("state transfer to peer failed", "peer", from, "err", err)
+	if err := y.cfg.Store.WriteSnapshot(y.ctx, w); err != nil {
+		y.log.Warn("state transfer to peer failed", "peer", from, "err", err)
 		return
 	}
-	n.log.Info("state transferred to peer", "peer", from, "took", time.Since(start).Round(time.Millisecond))
+	y.log.Info("state transferred to peer", "peer", from, "took", time.Since(start).Round(time.Millisecond))
 }
 
 // dirtyCheckInterval is how often the node looks for a dirty store, and
@@ -339,7 +400,7 @@ const (
 // its root, fetching every block a state-transferred node never had.
 // A transfer replaces the state with a consistent copy and merges this
 // node's own DAG on top.
-func (n *Node) repairDirty(ctx context.Context) {
+func (y *Syncer) repairDirty(ctx context.Context) {
 	t := time.NewTicker(dirtyCheckInterval)
 	defer t.Stop()
 	var last time.Time
@@ -349,16 +410,16 @@ func (n *Node) repairDirty(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if n.SyncProgress().Phase != PhaseActive || time.Since(last) < dirtyRetry {
+		if y.Progress().Phase != nodestate.PhaseActive || time.Since(last) < dirtyRetry {
 			continue
 		}
-		if !n.store.Status(ctx).Dirty || len(n.connectedPeers()) == 0 {
+		if !y.cfg.Store.Status(ctx).Dirty || len(y.connectedPeers()) == 0 {
 			continue
 		}
 		last = time.Now()
-		n.log.Warn("the store is dirty (a DAG walk failed part-way): resyncing from a peer")
-		if err := n.Resync(""); err != nil && !errors.Is(err, ErrSyncBusy) {
-			n.log.Warn("resync of a dirty store", "err", err)
+		y.log.Warn("the store is dirty (a DAG walk failed part-way): resyncing from a peer")
+		if err := y.Resync(""); err != nil && !errors.Is(err, nodestate.ErrSyncBusy) {
+			y.log.Warn("resync of a dirty store", "err", err)
 		}
 	}
 }
@@ -366,8 +427,8 @@ func (n *Node) repairDirty(ctx context.Context) {
 // Resync forces a full state transfer from a peer (the one named, or
 // the first connected peer that can serve), keeping local writes the
 // peers do not have yet. It returns once the transfer has started; its
-// progress is in SyncProgress. ErrSyncBusy if one is running.
-func (n *Node) Resync(peerID string) error {
+// progress is in nodestate.SyncProgress. nodestate.ErrSyncBusy if one is running.
+func (y *Syncer) Resync(peerID string) error {
 	var want []peer.ID
 	if peerID != "" {
 		id, err := peer.Decode(peerID)
@@ -376,50 +437,50 @@ func (n *Node) Resync(peerID string) error {
 		}
 		want = []peer.ID{id}
 	} else {
-		want = n.connectedPeers()
+		want = y.connectedPeers()
 	}
 	if len(want) == 0 {
 		return errors.New("resync: no connected peer to transfer the state from; check `starling cluster peers`")
 	}
-	n.sync.mu.Lock()
-	if n.sync.running {
-		n.sync.mu.Unlock()
-		return ErrSyncBusy
+	y.mu.Lock()
+	if y.running {
+		y.mu.Unlock()
+		return nodestate.ErrSyncBusy
 	}
-	n.sync.running = true
-	n.sync.mu.Unlock()
-	if err := n.elect.runner.SetNodeAvailable(false); err != nil {
-		n.log.Warn("resync: leaving the election", "err", err)
+	y.running = true
+	y.mu.Unlock()
+	if err := y.cfg.Available(false); err != nil {
+		y.log.Warn("resync: leaving the election", "err", err)
 	}
-	n.sync.update(func(p *SyncProgress) { p.Phase = PhaseSyncing; p.LastError = "" })
-	n.wg.Add(1)
+	y.update(func(p *nodestate.SyncProgress) { p.Phase = nodestate.PhaseSyncing; p.LastError = "" })
+	y.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
+		defer y.wg.Done()
 		defer func() {
-			n.sync.mu.Lock()
-			n.sync.running = false
-			n.sync.mu.Unlock()
-			if n.sync.ctx.Err() == nil {
-				if err := n.markAvailable(); err != nil {
-					n.log.Warn("resync: rejoining the election", "err", err)
+			y.mu.Lock()
+			y.running = false
+			y.mu.Unlock()
+			if y.ctx.Err() == nil {
+				if err := y.cfg.Available(true); err != nil {
+					y.log.Warn("resync: rejoining the election", "err", err)
 				}
 			}
 		}()
 		var errs []error
 		for _, p := range want {
-			err := n.transferFrom(n.sync.ctx, p, PhaseActive, false)
+			err := y.transferFrom(y.ctx, p, nodestate.PhaseActive, false)
 			if err == nil {
-				n.sync.update(func(p *SyncProgress) { p.Phase, p.Source = PhaseActive, "" })
+				y.update(func(p *nodestate.SyncProgress) { p.Phase, p.Source = nodestate.PhaseActive, "" })
 				return
 			}
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))
-			if n.sync.ctx.Err() != nil {
+			if y.ctx.Err() != nil {
 				return
 			}
 		}
 		err := errors.Join(errs...)
-		n.log.Warn("resync failed", "err", err)
-		n.sync.update(func(p *SyncProgress) { p.Phase = PhaseActive; p.LastError = err.Error() })
+		y.log.Warn("resync failed", "err", err)
+		y.update(func(p *nodestate.SyncProgress) { p.Phase = nodestate.PhaseActive; p.LastError = err.Error() })
 	}()
 	return nil
 }

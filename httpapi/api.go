@@ -1,9 +1,8 @@
-package node
+package httpapi
 
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,36 +11,13 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/starling-sync/starling/crdt"
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
+	"github.com/starling-sync/starling/p2p"
 )
-
-// Sentinel errors of the API, on the server (returned by backends) and
-// on the client (wrapped by *APIError). Test with errors.Is.
-var (
-	// ErrNotFound means a key or peer does not exist (HTTP 404).
-	ErrNotFound = errors.New("node: not found")
-	// ErrUnauthorized means the API token was missing or wrong (HTTP 401).
-	ErrUnauthorized = errors.New("node: unauthorized")
-	// ErrBadRequest means the request was malformed (HTTP 400, 413).
-	ErrBadRequest = errors.New("node: bad request")
-)
-
-// badRequest is a client mistake: its text is the whole message, and it
-// matches ErrBadRequest.
-type badRequest string
-
-func (e badRequest) Error() string        { return string(e) }
-func (e badRequest) Is(target error) bool { return target == ErrBadRequest }
-
-func badRequestf(format string, args ...any) error {
-	return badRequest(fmt.Sprintf(format, args...))
-}
 
 // DefaultMaxValueBytes bounds a value written through the API: well
 // under the store's delta size cap (512 KiB) so one value always fits.
@@ -55,7 +31,7 @@ type KV interface {
 	// Get returns the value of key, or an error wrapping ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
 	// List returns the entries under prefix ("" for all), sorted by key.
-	List(ctx context.Context, prefix string) ([]Entry, error)
+	List(ctx context.Context, prefix string) ([]api.Entry, error)
 	// Put writes key and returns once the write is durable locally.
 	Put(ctx context.Context, key string, value []byte) error
 	// Delete removes key, durable on return.
@@ -64,7 +40,7 @@ type KV interface {
 
 // PeerSet is the peer management behind the API. Called concurrently.
 type PeerSet interface {
-	Peers(ctx context.Context) ([]PeerStatus, error)
+	Peers(ctx context.Context) ([]api.PeerStatus, error)
 	// AddPeer remembers ai as a static peer and dials it.
 	AddPeer(ctx context.Context, ai peer.AddrInfo) error
 	// RemovePeer forgets a peer; an error wrapping ErrNotFound if unknown.
@@ -73,80 +49,8 @@ type PeerSet interface {
 
 // StatusSource reports the node's state for GET /v1/status.
 type StatusSource interface {
-	Status(ctx context.Context) (StatusInfo, error)
+	Status(ctx context.Context) (api.StatusInfo, error)
 }
-
-// Entry is one key and its value. In JSON the value is a string when it
-// is valid UTF-8 and base64 (with "encoding": "base64") otherwise.
-type Entry struct {
-	Key   string
-	Value []byte
-}
-
-type entryJSON struct {
-	Key      string `json:"key"`
-	Value    string `json:"value"`
-	Encoding string `json:"encoding,omitempty"`
-}
-
-// MarshalJSON implements json.Marshaler.
-func (e Entry) MarshalJSON() ([]byte, error) {
-	j := entryJSON{Key: e.Key, Value: string(e.Value)}
-	if !utf8.Valid(e.Value) {
-		j.Value = base64.StdEncoding.EncodeToString(e.Value)
-		j.Encoding = "base64"
-	}
-	return json.Marshal(j)
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (e *Entry) UnmarshalJSON(b []byte) error {
-	var j entryJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	e.Key, e.Value = j.Key, []byte(j.Value)
-	switch j.Encoding {
-	case "":
-	case "base64":
-		v, err := base64.StdEncoding.DecodeString(j.Value)
-		if err != nil {
-			return fmt.Errorf("entry %q: %w", j.Key, err)
-		}
-		e.Value = v
-	default:
-		return fmt.Errorf("entry %q: unknown encoding %q", j.Key, j.Encoding)
-	}
-	return nil
-}
-
-// StatusInfo is the answer of GET /v1/status.
-type StatusInfo struct {
-	NodeID         string       `json:"node_id"`
-	PeerID         string       `json:"peer_id"`
-	Env            string       `json:"env"`
-	PrivateNetwork bool         `json:"private_network"`
-	Addrs          []string     `json:"addrs"`
-	APIAddr        string       `json:"api_addr"`
-	Peers          []PeerStatus `json:"peers"`
-	Store          StoreStatus  `json:"store"`
-}
-
-// PeerStatus describes a peer the node knows.
-type PeerStatus struct {
-	ID        string     `json:"id"`
-	Addrs     []string   `json:"addrs"`
-	Connected bool       `json:"connected"`
-	Static    bool       `json:"static"`
-	Blocked   bool       `json:"blocked,omitempty"`
-	LastSeen  *time.Time `json:"last_seen,omitempty"`
-	Failures  int        `json:"failures,omitempty"`
-	NextDial  *time.Time `json:"next_dial,omitempty"`
-}
-
-// StoreStatus is the replicated store's sync state (heads, queues,
-// dirty flag, counters), as crdt.Store.Status reports it.
-type StoreStatus = crdt.Status
 
 // APIConfig configures NewAPIHandler.
 type APIConfig struct {
@@ -176,11 +80,14 @@ type APIConfig struct {
 	Sync SyncControl
 	// MaxValueBytes bounds PUT bodies. Default DefaultMaxValueBytes.
 	MaxValueBytes int64
+	// WatchHeartbeat is how often an idle watch stream (GET /v1/watch)
+	// gets a comment line. Default DefaultWatchHeartbeat.
+	WatchHeartbeat time.Duration
 	// Logger receives server-side errors. Default: discard.
 	Logger *slog.Logger
 }
 
-type api struct {
+type server struct {
 	cfg APIConfig
 	log *slog.Logger
 }
@@ -237,15 +144,18 @@ type api struct {
 // answer is 401 and nothing else. Errors are JSON {"error": "..."}.
 func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
 	if cfg.Token == "" {
-		return nil, errors.New("node: API needs a token")
+		return nil, errors.New("httpapi: API needs a token")
 	}
 	if cfg.KV == nil || cfg.Peers == nil || cfg.Status == nil {
-		return nil, errors.New("node: API needs KV, Peers and Status")
+		return nil, errors.New("httpapi: API needs KV, Peers and Status")
 	}
 	if cfg.MaxValueBytes <= 0 {
 		cfg.MaxValueBytes = DefaultMaxValueBytes
 	}
-	a := &api{cfg: cfg, log: cfg.Logger}
+	if cfg.WatchHeartbeat <= 0 {
+		cfg.WatchHeartbeat = DefaultWatchHeartbeat
+	}
+	a := &server{cfg: cfg, log: cfg.Logger}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -282,7 +192,7 @@ func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
 	return a.auth(mux), nil
 }
 
-func (a *api) auth(next http.Handler) http.Handler {
+func (a *server) auth(next http.Handler) http.Handler {
 	want := []byte(a.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Get("Authorization")
@@ -312,30 +222,16 @@ func (a *api) auth(next http.Handler) http.Handler {
 	})
 }
 
-// CleanKey checks an API key ("a/b", a leading '/' is allowed) and
-// returns it without the leading '/'. Keys are go-datastore paths, so
-// empty, "." and ".." segments are refused rather than silently cleaned.
-func CleanKey(raw string) (string, error) {
-	k := strings.TrimPrefix(raw, "/")
-	if k == "" {
-		return "", badRequestf("empty key")
-	}
-	if ds.NewKey(k).String() != "/"+k {
-		return "", badRequestf("key %q is not a clean path: use segments separated by single '/', without '.' or '..' segments or a trailing '/'", raw)
-	}
-	return k, nil
-}
-
 // cleanPrefix is CleanKey for list prefixes, where "" means everything.
 func cleanPrefix(raw string) (string, error) {
 	p := strings.Trim(raw, "/")
 	if p == "" {
 		return "", nil
 	}
-	return CleanKey(p)
+	return api.CleanKey(p)
 }
 
-func (a *api) status(w http.ResponseWriter, r *http.Request) {
+func (a *server) status(w http.ResponseWriter, r *http.Request) {
 	st, err := a.cfg.Status.Status(r.Context())
 	if err != nil {
 		a.fail(w, r, err)
@@ -344,7 +240,7 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (a *api) list(w http.ResponseWriter, r *http.Request) {
+func (a *server) list(w http.ResponseWriter, r *http.Request) {
 	prefix, err := cleanPrefix(r.URL.Query().Get("prefix"))
 	if err != nil {
 		a.fail(w, r, err)
@@ -356,23 +252,19 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if es == nil {
-		es = []Entry{}
+		es = []api.Entry{}
 	}
-	writeJSON(w, http.StatusOK, listResponse{Entries: es})
+	writeJSON(w, http.StatusOK, api.ListResponse{Entries: es})
 }
 
-type listResponse struct {
-	Entries []Entry `json:"entries"`
-}
-
-func (a *api) get(w http.ResponseWriter, r *http.Request) {
+func (a *server) get(w http.ResponseWriter, r *http.Request) {
 	key, err := a.key(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	v, err := a.cfg.KV.Get(r.Context(), key)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, api.ErrNotFound) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("key %q not found", key))
 		return
 	}
@@ -385,7 +277,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(v)
 }
 
-func (a *api) put(w http.ResponseWriter, r *http.Request) {
+func (a *server) put(w http.ResponseWriter, r *http.Request) {
 	key, err := a.key(r)
 	if err != nil {
 		a.fail(w, r, err)
@@ -398,7 +290,7 @@ func (a *api) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		a.fail(w, r, badRequestf("read body: %v", err))
+		a.fail(w, r, api.BadRequestf("read body: %v", err))
 		return
 	}
 	if err := a.cfg.KV.Put(r.Context(), key, v); err != nil {
@@ -408,7 +300,7 @@ func (a *api) put(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (a *api) del(w http.ResponseWriter, r *http.Request) {
+func (a *server) del(w http.ResponseWriter, r *http.Request) {
 	key, err := a.key(r)
 	if err != nil {
 		a.fail(w, r, err)
@@ -421,67 +313,55 @@ func (a *api) del(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (a *api) key(r *http.Request) (string, error) {
+func (a *server) key(r *http.Request) (string, error) {
 	k := r.PathValue("key")
 	if k == "" {
-		return "", badRequestf("empty key: use /v1/kv/<key>, or GET /v1/kv?prefix=<p> to list")
+		return "", api.BadRequestf("empty key: use /v1/kv/<key>, or GET /v1/kv?prefix=<p> to list")
 	}
-	return CleanKey(k)
+	return api.CleanKey(k)
 }
 
-func (a *api) peers(w http.ResponseWriter, r *http.Request) {
+func (a *server) peers(w http.ResponseWriter, r *http.Request) {
 	ps, err := a.cfg.Peers.Peers(r.Context())
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	if ps == nil {
-		ps = []PeerStatus{}
+		ps = []api.PeerStatus{}
 	}
-	writeJSON(w, http.StatusOK, peersResponse{Peers: ps})
+	writeJSON(w, http.StatusOK, api.PeersResponse{Peers: ps})
 }
 
-type peersResponse struct {
-	Peers []PeerStatus `json:"peers"`
-}
-
-type addPeerRequest struct {
-	Addr string `json:"addr"`
-}
-
-type addPeerResponse struct {
-	ID string `json:"id"`
-}
-
-func (a *api) addPeer(w http.ResponseWriter, r *http.Request) {
-	var req addPeerRequest
+func (a *server) addPeer(w http.ResponseWriter, r *http.Request) {
+	var req api.AddPeerRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		a.fail(w, r, badRequestf(`body must be {"addr": "<multiaddr>"}: %v`, err))
+		a.fail(w, r, api.BadRequestf(`body must be {"addr": "<multiaddr>"}: %v`, err))
 		return
 	}
-	ai, err := ParsePeerAddr(req.Addr)
+	ai, err := p2p.ParsePeerAddr(req.Addr)
 	if err != nil {
-		a.fail(w, r, badRequestf("addr: %v", err))
+		a.fail(w, r, api.BadRequestf("addr: %v", err))
 		return
 	}
 	if err := a.cfg.Peers.AddPeer(r.Context(), *ai); err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, addPeerResponse{ID: ai.ID.String()})
+	writeJSON(w, http.StatusOK, api.AddPeerResponse{ID: ai.ID.String()})
 }
 
-func (a *api) removePeer(w http.ResponseWriter, r *http.Request) {
+func (a *server) removePeer(w http.ResponseWriter, r *http.Request) {
 	raw := r.PathValue("id")
 	id, err := peer.Decode(raw)
 	if err != nil {
-		a.fail(w, r, badRequestf("%q is not a peer ID: %v", raw, err))
+		a.fail(w, r, api.BadRequestf("%q is not a peer ID: %v", raw, err))
 		return
 	}
 	err = a.cfg.Peers.RemovePeer(r.Context(), id)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, api.ErrNotFound) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("peer %s is not known to this node", id))
 		return
 	}
@@ -493,12 +373,12 @@ func (a *api) removePeer(w http.ResponseWriter, r *http.Request) {
 }
 
 // fail answers with the status code that err's sentinel calls for.
-func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (a *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrBadRequest):
+	case errors.Is(err, api.ErrBadRequest):
 		code = http.StatusBadRequest
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, api.ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
@@ -509,12 +389,8 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, code, err.Error())
 }
 
-type errorResponse struct {
-	Error string `json:"error"`
-}
-
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, errorResponse{Error: msg})
+	writeJSON(w, code, api.ErrorResponse{Error: msg})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

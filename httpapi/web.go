@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"context"
@@ -12,11 +12,12 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
-	"net/url"
 	"path"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/starling-sync/starling/api"
 )
 
 // The operator's views over HTTP: the cluster admin endpoints, /metrics,
@@ -39,12 +40,10 @@ import (
 // Methods are called concurrently from HTTP handlers and must not block
 // for long.
 type ClusterSource interface {
-	ClusterStatus(ctx context.Context) (ClusterStatus, error)
-	ClusterHistory() ClusterHistory
-	ClusterEvents() ClusterEvents
+	ClusterStatus(ctx context.Context) (api.ClusterStatus, error)
+	ClusterHistory() api.ClusterHistory
+	ClusterEvents() api.ClusterEvents
 }
-
-var _ ClusterSource = (*monitor)(nil)
 
 // registerClusterRoutes adds:
 //
@@ -54,7 +53,7 @@ var _ ClusterSource = (*monitor)(nil)
 //
 // Peers are added and removed with POST /v1/peers and DELETE
 // /v1/peers/{id} (the CLI's `cluster add` and `cluster remove`).
-func (a *api) registerClusterRoutes(mux *http.ServeMux) {
+func (a *server) registerClusterRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/cluster/status", func(w http.ResponseWriter, r *http.Request) {
 		cs, err := a.cfg.Cluster.ClusterStatus(r.Context())
 		if err != nil {
@@ -139,9 +138,6 @@ func (u *WebUI) LoginCode() string {
 	u.codes[code] = now.Add(LoginCodeTTL)
 	return code
 }
-
-// LoginPath is the path of a one-time login URL.
-func LoginPath(code string) string { return "/ui/login?code=" + url.QueryEscape(code) }
 
 func (u *WebUI) useCode(code string) bool {
 	u.mu.Lock()
@@ -228,7 +224,7 @@ func (u *WebUI) register(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/web/login-codes", func(w http.ResponseWriter, r *http.Request) {
 		code := u.LoginCode()
-		writeJSON(w, http.StatusCreated, LoginCodeResponse{Code: code, Path: LoginPath(code), Expires: u.now().Add(LoginCodeTTL)})
+		writeJSON(w, http.StatusCreated, api.LoginCodeResponse{Code: code, Path: api.LoginPath(code), Expires: u.now().Add(LoginCodeTTL)})
 	})
 	static, _ := fs.Sub(webFiles, "web")
 	mux.HandleFunc("GET /ui/{file...}", func(w http.ResponseWriter, r *http.Request) {
@@ -263,20 +259,4 @@ func (u *WebUI) register(mux *http.ServeMux) {
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'")
 		_, _ = w.Write(b)
 	})
-}
-
-// LoginCodeResponse is the answer of POST /v1/web/login-codes.
-type LoginCodeResponse struct {
-	Code string `json:"code"`
-	// Path is the one-time login URL's path: append it to the API's base.
-	Path    string    `json:"path"`
-	Expires time.Time `json:"expires"`
-}
-
-// WebLoginURL returns a new one-time login URL of the node's web page.
-func (n *Node) WebLoginURL() string {
-	if n.web == nil {
-		return ""
-	}
-	return "http://" + n.apiAddr + LoginPath(n.web.LoginCode())
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/nodestate"
 )
 
 // starlingCluster is real Starling nodes (node.Open) on 127.0.0.1.
@@ -228,13 +229,13 @@ func (c *starlingCluster) Join(ctx context.Context) (int, error) {
 
 // Synced: the node says it holds the current state (ACTIVE).
 func (c *starlingCluster) Synced(ctx context.Context, i int) bool {
-	return c.node(i).SyncProgress().Phase == node.PhaseActive
+	return c.node(i).SyncProgress().Phase == nodestate.PhaseActive
 }
 
 func (c *starlingCluster) SyncDone(ctx context.Context, i int) float64 {
 	p := c.node(i).SyncProgress()
 	switch {
-	case p.Phase == node.PhaseActive:
+	case p.Phase == nodestate.PhaseActive:
 		return 1
 	case p.EntriesTotal > 0:
 		return float64(p.EntriesDone) / float64(p.EntriesTotal)

@@ -14,12 +14,15 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/nodestate"
+	"github.com/starling-sync/starling/nodestate/monitor"
 )
 
 // clusterState reports what a node sees of another node (by node ID).
-func clusterState(t *testing.T, n *Node, node string) (NodeView, bool) {
+func clusterState(t *testing.T, n *Node, node string) (api.NodeView, bool) {
 	t.Helper()
 	cs, err := n.Client().ClusterStatus(context.Background())
 	if err != nil {
@@ -30,7 +33,7 @@ func clusterState(t *testing.T, n *Node, node string) (NodeView, bool) {
 			return v, true
 		}
 	}
-	return NodeView{}, false
+	return api.NodeView{}, false
 }
 
 func TestClusterStatusStatesAndLeave(t *testing.T) {
@@ -43,7 +46,7 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 			}
 			waitFor(t, 20*time.Second, n.NodeID()+" sees "+m.NodeID()+" ACTIVE and Connected", func() bool {
 				v, ok := clusterState(t, n, m.NodeID())
-				return ok && v.State == StateActive && v.Health == HealthConnected && v.LastSeen != nil
+				return ok && v.State == nodestate.StateActive && v.Health == nodestate.HealthConnected && v.LastSeen != nil
 			})
 		}
 	}
@@ -55,7 +58,7 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 		t.Fatalf("cluster status: %+v", cs)
 	}
 	self, ok := cs.Self()
-	if !ok || self.NodeID != "node1" || self.State != StateActive || len(self.Addrs) == 0 {
+	if !ok || self.NodeID != "node1" || self.State != nodestate.StateActive || len(self.Addrs) == 0 {
 		t.Errorf("self row: %+v", self)
 	}
 
@@ -89,7 +92,7 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "node1 sees node3 LEFT", func() bool {
 		v, ok := clusterState(t, nodes[0], "node3")
-		return ok && v.State == StateLeft
+		return ok && v.State == nodestate.StateLeft
 	})
 	ev, err := nodes[0].Client().ClusterEvents(context.Background())
 	if err != nil {
@@ -97,7 +100,7 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 	}
 	var sawLeft bool
 	for _, tr := range ev.Transitions {
-		if tr.Node == "node3" && tr.To == string(StateLeft) && !tr.Time.IsZero() {
+		if tr.Node == "node3" && tr.To == string(nodestate.StateLeft) && !tr.Time.IsZero() {
 			sawLeft = true
 		}
 	}
@@ -126,7 +129,7 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 func TestNodeStatesPartition(t *testing.T) {
 	defer failOnPanic(t)
 	root := t.TempDir()
-	fast := WithPeerStateConfig(PeerStateConfig{SuspectAfter: 1500 * time.Millisecond, DeadAfter: 3 * time.Second})
+	fast := WithPeerStateConfig(nodestate.PeerStateConfig{SuspectAfter: 1500 * time.Millisecond, DeadAfter: 3 * time.Second})
 	var nodes []*Node
 	for i := 1; i <= 2; i++ {
 		dir := filepath.Join(root, fmt.Sprintf("node%d", i))
@@ -135,20 +138,20 @@ func TestNodeStatesPartition(t *testing.T) {
 	}
 	connect(t, nodes)
 	a, b := nodes[0], nodes[1]
-	sees := func(state NodeState, health SyncHealth) func() bool {
+	sees := func(state nodestate.NodeState, health nodestate.SyncHealth) func() bool {
 		return func() bool {
 			v, ok := clusterState(t, a, "node2")
 			return ok && v.State == state && v.Health == health
 		}
 	}
-	waitFor(t, 20*time.Second, "node2 ACTIVE", sees(StateActive, HealthConnected))
+	waitFor(t, 20*time.Second, "node2 ACTIVE", sees(nodestate.StateActive, nodestate.HealthConnected))
 	a.P2P().Block(b.PeerID())
 	b.P2P().Block(a.PeerID())
 	waitFor(t, 20*time.Second, "node2 SUSPECT or DEAD", func() bool {
 		v, _ := clusterState(t, a, "node2")
-		return v.State == StateSuspect || v.State == StateDead
+		return v.State == nodestate.StateSuspect || v.State == nodestate.StateDead
 	})
-	waitFor(t, 20*time.Second, "node2 DEAD and Disconnected", sees(StateDead, HealthDisconnected))
+	waitFor(t, 20*time.Second, "node2 DEAD and Disconnected", sees(nodestate.StateDead, nodestate.HealthDisconnected))
 	text, err := a.Client().Metrics(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +161,7 @@ func TestNodeStatesPartition(t *testing.T) {
 	}
 	a.P2P().Unblock(b.PeerID())
 	b.P2P().Unblock(a.PeerID())
-	waitFor(t, 30*time.Second, "node2 ACTIVE again", sees(StateActive, HealthConnected))
+	waitFor(t, 30*time.Second, "node2 ACTIVE again", sees(nodestate.StateActive, nodestate.HealthConnected))
 	ev, err := a.Client().ClusterEvents(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +212,7 @@ func TestMetricsServesDocumentedSeries(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}
-	for _, d := range MetricsDoc {
+	for _, d := range monitor.MetricsDoc {
 		f, ok := fams[d.Name]
 		if !ok {
 			t.Errorf("documented series %s missing", d.Name)
@@ -316,8 +319,8 @@ func TestWrongTokenServesNothing(t *testing.T) {
 	if _, err := n.Client().Metrics(context.Background()); err != nil {
 		t.Error(err)
 	}
-	bad := NewClient(n.APIAddr(), "wrong")
-	if _, err := bad.ClusterStatus(context.Background()); !errors.Is(err, ErrUnauthorized) {
+	bad := api.NewClient(n.APIAddr(), "wrong")
+	if _, err := bad.ClusterStatus(context.Background()); !errors.Is(err, api.ErrUnauthorized) {
 		t.Errorf("cluster status with a wrong token: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/crdt"
 	"github.com/starling-sync/starling/entity"
 )
@@ -48,97 +49,13 @@ const (
 	MaxBatchWrites = 10000
 	// maxBatchBodyBytes bounds a batch request body.
 	maxBatchBodyBytes = 8 << 20
-	// watchHeartbeat is how often an idle watch stream gets a comment
-	// line, so proxies and clients see the connection is alive.
-	watchHeartbeat = 15 * time.Second
+	// DefaultWatchHeartbeat is how often an idle watch stream gets a
+	// comment line, so proxies and clients see the connection is alive.
+	DefaultWatchHeartbeat = 15 * time.Second
 	// watchBuffer is the events a watch stream buffers before the
 	// client is told to read again ("$reload").
 	watchBuffer = 1024
 )
-
-// WriteResult is the answer of an entity write: the entity, its path
-// after the write, the field (for field writes), and the version of the
-// write (HLC timestamp and writer), the same on every node, which wins
-// against every version it compares above.
-type WriteResult struct {
-	ID      entity.ID      `json:"id,omitempty"`
-	Path    string         `json:"path,omitempty"`
-	Field   string         `json:"field,omitempty"`
-	Version entity.Version `json:"version"`
-}
-
-// BatchResult is the answer of a batch write: every write carries the
-// version of the batch, committed as one atomic group.
-type BatchResult struct {
-	Version entity.Version `json:"version"`
-	Results []WriteResult  `json:"results"`
-}
-
-// TreeNode is an entity with the entities below it, as GET
-// /v1/entities/tree returns it.
-type TreeNode struct {
-	entity.Entity
-	Children []TreeNode `json:"children,omitempty"`
-}
-
-// SchemaResult is the answer of PUT /v1/schemas.
-type SchemaResult struct {
-	Type    string         `json:"type"`
-	Version entity.Version `json:"version"`
-}
-
-// createRequest is the body of POST /v1/entities.
-type createRequest struct {
-	Parent string `json:"parent"`
-	Type   string `json:"type"`
-	Name   string `json:"name"`
-}
-
-// patchRequest is the body of PATCH /v1/entities.
-type patchRequest struct {
-	Name   *string `json:"name,omitempty"`
-	Parent *string `json:"parent,omitempty"`
-}
-
-// restoreRequest is the body of POST /v1/entities/restore.
-type restoreRequest struct {
-	ID entity.ID `json:"id"`
-}
-
-// fieldBody is the body of PUT /v1/fields: a value with its type, or a
-// bare JSON value whose type comes from the schema or from JSON.
-type fieldBody struct {
-	Type  string          `json:"type,omitempty"`
-	Value json.RawMessage `json:"value"`
-}
-
-// batchItem is one write of POST /v1/fields/batch.
-type batchItem struct {
-	Ref   string          `json:"ref"`
-	Field string          `json:"field"`
-	Type  string          `json:"type,omitempty"`
-	Value json.RawMessage `json:"value"`
-}
-
-type batchRequest struct {
-	Writes []batchItem `json:"writes"`
-}
-
-type entitiesResponse struct {
-	Entities []entity.Entity `json:"entities"`
-}
-
-type schemasResponse struct {
-	Schemas []entity.Schema `json:"schemas"`
-}
-
-// entityErrorResponse is an entity endpoint's error: the message and a
-// code naming the entity package's sentinel, so that clients can test
-// for it without reading the message.
-type entityErrorResponse struct {
-	Error string `json:"error"`
-	Code  string `json:"code,omitempty"`
-}
 
 // errBodyTooLarge means a request body is over the endpoint's limit.
 var errBodyTooLarge = errors.New("request body too large")
@@ -167,21 +84,21 @@ var entityErrors = []struct {
 	{entity.ErrBadValue, http.StatusBadRequest, "bad_value"},
 	{entity.ErrBadKind, http.StatusBadRequest, "bad_kind"},
 	{entity.ErrBadID, http.StatusBadRequest, "bad_id"},
-	{ErrBadRequest, http.StatusBadRequest, "bad_request"},
+	{api.ErrBadRequest, http.StatusBadRequest, "bad_request"},
 	{entity.ErrClosed, http.StatusServiceUnavailable, "closed"},
 }
 
 // entityAPI serves the entity endpoints.
 type entityAPI struct {
-	*api
+	*server
 	tree      EntityStore
 	heartbeat time.Duration
 }
 
 // registerEntityRoutes adds the entity endpoints to mux (see
 // NewAPIHandler for the list).
-func (a *api) registerEntityRoutes(mux *http.ServeMux) {
-	(&entityAPI{api: a, tree: a.cfg.Entities, heartbeat: watchHeartbeat}).register(mux)
+func (a *server) registerEntityRoutes(mux *http.ServeMux) {
+	(&entityAPI{server: a, tree: a.cfg.Entities, heartbeat: a.cfg.WatchHeartbeat}).register(mux)
 }
 
 func (a *entityAPI) register(mux *http.ServeMux) {
@@ -207,7 +124,7 @@ func (a *entityAPI) register(mux *http.ServeMux) {
 func (a *entityAPI) efail(w http.ResponseWriter, r *http.Request, err error) {
 	for _, m := range entityErrors {
 		if errors.Is(err, m.err) {
-			writeJSON(w, m.code, entityErrorResponse{Error: err.Error(), Code: m.name})
+			writeJSON(w, m.code, api.EntityErrorResponse{Error: err.Error(), Code: m.name})
 			return
 		}
 	}
@@ -222,7 +139,7 @@ func ref(r *http.Request, def string) (string, error) {
 		v = def
 	}
 	if v == "" {
-		return "", badRequestf(`missing ?ref=: give the entity's path (like /Factory/Line1) or its ID`)
+		return "", api.BadRequestf(`missing ?ref=: give the entity's path (like /Factory/Line1) or its ID`)
 	}
 	return v, nil
 }
@@ -247,9 +164,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, want
 	case errors.As(err, &tooBig):
 		return fmt.Errorf("%w: the limit is %d bytes", errBodyTooLarge, tooBig.Limit)
 	case errors.Is(err, io.EOF):
-		return badRequestf("empty body: want %s", want)
+		return api.BadRequestf("empty body: want %s", want)
 	}
-	return badRequestf("body must be %s: %v", want, err)
+	return api.BadRequestf("body must be %s: %v", want, err)
 }
 
 func (a *entityAPI) getEntity(w http.ResponseWriter, r *http.Request) {
@@ -280,7 +197,7 @@ func (a *entityAPI) children(w http.ResponseWriter, r *http.Request) {
 	if out == nil {
 		out = []entity.Entity{}
 	}
-	writeJSON(w, http.StatusOK, entitiesResponse{Entities: out})
+	writeJSON(w, http.StatusOK, api.EntitiesResponse{Entities: out})
 }
 
 func (a *entityAPI) treeWalk(w http.ResponseWriter, r *http.Request) {
@@ -293,14 +210,14 @@ func (a *entityAPI) treeWalk(w http.ResponseWriter, r *http.Request) {
 	depth := -1
 	if s := q.Get("depth"); s != "" {
 		if depth, err = strconv.Atoi(s); err != nil || depth < 0 {
-			a.efail(w, r, badRequestf("depth %q: want a number of levels, 0 or more (omit it for the whole tree)", s))
+			a.efail(w, r, api.BadRequestf("depth %q: want a number of levels, 0 or more (omit it for the whole tree)", s))
 			return
 		}
 	}
 	fields := true
 	if s := q.Get("fields"); s != "" {
 		if fields, err = strconv.ParseBool(s); err != nil {
-			a.efail(w, r, badRequestf("fields %q: want true or false", s))
+			a.efail(w, r, api.BadRequestf("fields %q: want true or false", s))
 			return
 		}
 	}
@@ -314,9 +231,9 @@ func (a *entityAPI) treeWalk(w http.ResponseWriter, r *http.Request) {
 
 // walk builds the tree under ref down to depth levels (-1: all), with
 // or without fields, from one consistent view.
-func (a *entityAPI) walk(ref string, depth int, fields bool) (TreeNode, error) {
-	var root TreeNode
-	var stack []*TreeNode // stack[i] is the open node at level i
+func (a *entityAPI) walk(ref string, depth int, fields bool) (api.TreeNode, error) {
+	var root api.TreeNode
+	var stack []*api.TreeNode // stack[i] is the open node at level i
 	base := -1
 	err := a.tree.Walk(ref, func(e entity.Entity) error {
 		lvl := pathDepth(e.Path)
@@ -331,15 +248,15 @@ func (a *entityAPI) walk(ref string, depth int, fields bool) (TreeNode, error) {
 			e.Fields = nil
 		}
 		if lvl == 0 {
-			root = TreeNode{Entity: e}
-			stack = []*TreeNode{&root}
+			root = api.TreeNode{Entity: e}
+			stack = []*api.TreeNode{&root}
 			return nil
 		}
 		if lvl > len(stack) { // cannot happen: Walk goes parents first
 			return fmt.Errorf("tree walk: %s below a missing parent", e.Path)
 		}
 		parent := stack[lvl-1]
-		parent.Children = append(parent.Children, TreeNode{Entity: e})
+		parent.Children = append(parent.Children, api.TreeNode{Entity: e})
 		stack = append(stack[:lvl], &parent.Children[len(parent.Children)-1])
 		return nil
 	})
@@ -356,13 +273,13 @@ func pathDepth(p string) int {
 }
 
 func (a *entityAPI) create(w http.ResponseWriter, r *http.Request) {
-	var req createRequest
+	var req api.CreateRequest
 	if err := decodeJSON(w, r, 64<<10, &req, `{"parent": "/Factory", "type": "line", "name": "Line1"}`); err != nil {
 		a.efail(w, r, err)
 		return
 	}
 	if strings.TrimSpace(req.Parent) == "" {
-		a.efail(w, r, badRequestf(`"parent" missing: give the parent's path ("/" for the top level) or ID`))
+		a.efail(w, r, api.BadRequestf(`"parent" missing: give the parent's path ("/" for the top level) or ID`))
 		return
 	}
 	var id entity.ID
@@ -375,7 +292,7 @@ func (a *entityAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.efail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, WriteResult{ID: id, Path: a.pathOf(id), Version: v})
+	writeJSON(w, http.StatusCreated, api.WriteResult{ID: id, Path: a.pathOf(id), Version: v})
 }
 
 // pathOf returns an entity's current path, "" if it is gone.
@@ -392,20 +309,20 @@ func (a *entityAPI) patch(w http.ResponseWriter, r *http.Request) {
 		a.efail(w, r, err)
 		return
 	}
-	var req patchRequest
+	var req api.PatchRequest
 	if err := decodeJSON(w, r, 64<<10, &req, `{"name": "NewName"} or {"parent": "/New/Parent"}`); err != nil {
 		a.efail(w, r, err)
 		return
 	}
 	switch {
 	case req.Name == nil && req.Parent == nil:
-		a.efail(w, r, badRequestf(`nothing to change: give {"name": "NewName"} to rename or {"parent": "/New/Parent"} to move`))
+		a.efail(w, r, api.BadRequestf(`nothing to change: give {"name": "NewName"} to rename or {"parent": "/New/Parent"} to move`))
 		return
 	case req.Name != nil && req.Parent != nil:
 		// Each of Tx.Rename and Tx.Move checks for a name clash against
 		// the tree before the other's change, so together they could
 		// pass a clash: refuse rather than make a duplicate path.
-		a.efail(w, r, badRequestf(`give "name" or "parent", not both: rename and move in two requests`))
+		a.efail(w, r, api.BadRequestf(`give "name" or "parent", not both: rename and move in two requests`))
 		return
 	}
 	e, err := a.tree.Get(ref)
@@ -423,7 +340,7 @@ func (a *entityAPI) patch(w http.ResponseWriter, r *http.Request) {
 		a.efail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, WriteResult{ID: e.ID, Path: a.pathOf(e.ID), Version: v})
+	writeJSON(w, http.StatusOK, api.WriteResult{ID: e.ID, Path: a.pathOf(e.ID), Version: v})
 }
 
 func (a *entityAPI) deleteEntity(w http.ResponseWriter, r *http.Request) {
@@ -435,7 +352,7 @@ func (a *entityAPI) deleteEntity(w http.ResponseWriter, r *http.Request) {
 	recursive := false
 	if s := r.URL.Query().Get("recursive"); s != "" {
 		if recursive, err = strconv.ParseBool(s); err != nil {
-			a.efail(w, r, badRequestf("recursive %q: want true or false", s))
+			a.efail(w, r, api.BadRequestf("recursive %q: want true or false", s))
 			return
 		}
 	}
@@ -451,11 +368,11 @@ func (a *entityAPI) deleteEntity(w http.ResponseWriter, r *http.Request) {
 		a.efail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, WriteResult{ID: e.ID, Path: e.Path, Version: v})
+	writeJSON(w, http.StatusOK, api.WriteResult{ID: e.ID, Path: e.Path, Version: v})
 }
 
 func (a *entityAPI) restore(w http.ResponseWriter, r *http.Request) {
-	var req restoreRequest
+	var req api.RestoreRequest
 	if err := decodeJSON(w, r, 64<<10, &req, `{"id": "<entity ID>"}`); err != nil {
 		a.efail(w, r, err)
 		return
@@ -465,7 +382,7 @@ func (a *entityAPI) restore(w http.ResponseWriter, r *http.Request) {
 		a.efail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, WriteResult{ID: req.ID, Path: a.pathOf(req.ID), Version: v})
+	writeJSON(w, http.StatusOK, api.WriteResult{ID: req.ID, Path: a.pathOf(req.ID), Version: v})
 }
 
 // fieldParams reads ?ref= and ?field=.
@@ -476,7 +393,7 @@ func fieldParams(r *http.Request) (string, string, error) {
 	}
 	f := r.URL.Query().Get("field")
 	if f == "" {
-		return "", "", badRequestf("missing ?field=: give the field's name")
+		return "", "", api.BadRequestf("missing ?field=: give the field's name")
 	}
 	return ref, f, nil
 }
@@ -506,7 +423,7 @@ func (a *entityAPI) setField(w http.ResponseWriter, r *http.Request) {
 		a.efail(w, r, err)
 		return
 	}
-	var body fieldBody
+	var body api.FieldBody
 	if err := decodeJSON(w, r, a.cfg.MaxValueBytes, &body, `{"type": "int", "value": 42} or {"value": 42}`); err != nil {
 		a.efail(w, r, err)
 		return
@@ -526,7 +443,7 @@ func (a *entityAPI) setField(w http.ResponseWriter, r *http.Request) {
 		a.efail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, WriteResult{ID: e.ID, Path: e.Path, Field: field, Version: v})
+	writeJSON(w, http.StatusOK, api.WriteResult{ID: e.ID, Path: e.Path, Field: field, Version: v})
 }
 
 // value decodes a written value: with its given type, else the type the
@@ -537,7 +454,7 @@ func (a *entityAPI) value(e entity.Entity, field, typ string, raw json.RawMessag
 	raw = bytes.TrimSpace(raw)
 	where := func(err error) error { return fmt.Errorf("%s: field %q: %w", e.Path, field, err) }
 	if len(raw) == 0 {
-		return entity.Value{}, where(badRequestf(`"value" missing: want {"type": "int", "value": 42} or {"value": 42} (null clears the field)`))
+		return entity.Value{}, where(api.BadRequestf(`"value" missing: want {"type": "int", "value": 42} or {"value": 42} (null clears the field)`))
 	}
 	if string(raw) == "null" {
 		return entity.Null(), nil
@@ -576,7 +493,7 @@ func (a *entityAPI) value(e entity.Entity, field, typ string, raw json.RawMessag
 }
 
 func (a *entityAPI) batch(w http.ResponseWriter, r *http.Request) {
-	var req batchRequest
+	var req api.BatchRequest
 	const want = `{"writes": [{"ref": "/Factory/Line1", "field": "speed", "value": 42}, ...]} (each with an optional "type")`
 	if err := decodeJSON(w, r, maxBatchBodyBytes, &req, want); err != nil {
 		a.efail(w, r, err)
@@ -584,7 +501,7 @@ func (a *entityAPI) batch(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case len(req.Writes) == 0:
-		a.efail(w, r, badRequestf("no writes: want %s", want))
+		a.efail(w, r, api.BadRequestf("no writes: want %s", want))
 		return
 	case len(req.Writes) > MaxBatchWrites:
 		a.efail(w, r, fmt.Errorf("%w: %d writes in one batch, at most %d; split it", errBodyTooLarge, len(req.Writes), MaxBatchWrites))
@@ -594,11 +511,11 @@ func (a *entityAPI) batch(w http.ResponseWriter, r *http.Request) {
 	// by entity ID, so each lands on the entity its ref named here.
 	ents := make(map[string]entity.Entity)
 	vals := make([]entity.Value, len(req.Writes))
-	results := make([]WriteResult, len(req.Writes))
+	results := make([]api.WriteResult, len(req.Writes))
 	for i, wr := range req.Writes {
 		fail := func(err error) { a.efail(w, r, fmt.Errorf("writes[%d]: %w", i, err)) }
 		if wr.Ref == "" || wr.Field == "" {
-			fail(badRequestf(`"ref" and "field" are required`))
+			fail(api.BadRequestf(`"ref" and "field" are required`))
 			return
 		}
 		e, ok := ents[wr.Ref]
@@ -616,7 +533,7 @@ func (a *entityAPI) batch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		vals[i] = v
-		results[i] = WriteResult{ID: e.ID, Path: e.Path, Field: wr.Field}
+		results[i] = api.WriteResult{ID: e.ID, Path: e.Path, Field: wr.Field}
 	}
 	ver, err := a.tree.Update(r.Context(), func(tx *entity.Tx) error {
 		for i, res := range results {
@@ -633,7 +550,7 @@ func (a *entityAPI) batch(w http.ResponseWriter, r *http.Request) {
 	for i := range results {
 		results[i].Version = ver
 	}
-	writeJSON(w, http.StatusOK, BatchResult{Version: ver, Results: results})
+	writeJSON(w, http.StatusOK, api.BatchResult{Version: ver, Results: results})
 }
 
 func (a *entityAPI) schemas(w http.ResponseWriter, r *http.Request) {
@@ -641,7 +558,7 @@ func (a *entityAPI) schemas(w http.ResponseWriter, r *http.Request) {
 	if scs == nil {
 		scs = []entity.Schema{}
 	}
-	writeJSON(w, http.StatusOK, schemasResponse{Schemas: scs})
+	writeJSON(w, http.StatusOK, api.SchemasResponse{Schemas: scs})
 }
 
 func (a *entityAPI) schema(w http.ResponseWriter, r *http.Request) {
@@ -666,7 +583,7 @@ func (a *entityAPI) putSchema(w http.ResponseWriter, r *http.Request) {
 		a.efail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, SchemaResult{Type: sc.Type, Version: v})
+	writeJSON(w, http.StatusOK, api.SchemaResult{Type: sc.Type, Version: v})
 }
 
 // watch streams the events under ?path= (a path or an entity ID, "/"

@@ -1,4 +1,4 @@
-package node
+package monitor
 
 import (
 	"context"
@@ -16,8 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/crdt"
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/nodestate"
 	"github.com/starling-sync/starling/p2p"
 )
 
@@ -40,99 +43,9 @@ const (
 	recentEvents   = 200
 )
 
-// NodeView is one node of the cluster table (GET /v1/cluster/status).
-type NodeView struct {
-	NodeID string `json:"node_id"`
-	PeerID string `json:"peer_id"`
-	// Self: this is the node that answers.
-	Self  bool      `json:"self,omitempty"`
-	Addrs []string  `json:"addrs"`
-	State NodeState `json:"state"`
-	// Health is the replication link with this node ("" for itself).
-	Health    SyncHealth `json:"health,omitempty"`
-	Connected bool       `json:"connected"`
-	Static    bool       `json:"static,omitempty"`
-	// LastSeen is when its last report arrived (omitted: never, or self);
-	// LastSeenMS is how long ago.
-	LastSeen   *time.Time `json:"last_seen,omitempty"`
-	LastSeenMS int64      `json:"last_seen_ms"`
-	// SinceMS is how long it has been in State, as this node saw it.
-	SinceMS int64 `json:"since_ms"`
-	// WritesOut counts its own committed writes, WritesIn the replication
-	// messages it received (both since it started).
-	WritesIn  uint64 `json:"writes_in"`
-	WritesOut uint64 `json:"writes_out"`
-	Heads     int    `json:"heads"`
-	Height    uint64 `json:"height"`
-	// Lag is how many DAG heights it is behind the highest node known.
-	Lag    uint64 `json:"lag"`
-	Leader bool   `json:"leader,omitempty"`
-	// Sync is its join/resync state as it reported it.
-	Sync SyncProgress `json:"sync"`
-}
-
-// ClusterStatus is the answer of GET /v1/cluster/status: the fields of
-// GET /v1/cluster (leader, election group) and the cluster table.
-type ClusterStatus struct {
-	ClusterInfo
-	// Mode is "standalone" (no other node known) or "cluster".
-	Mode string `json:"mode"`
-	// NodeCount counts the nodes of the table that have not left.
-	NodeCount int        `json:"node_count"`
-	Nodes     []NodeView `json:"nodes"`
-	// Sync is this node's own join/resync state.
-	Sync SyncProgress `json:"sync"`
-}
-
-// Self returns the answering node's row.
-func (cs *ClusterStatus) Self() (NodeView, bool) {
-	for _, n := range cs.Nodes {
-		if n.Self {
-			return n, true
-		}
-	}
-	return NodeView{}, false
-}
-
-// Sample is one point of a node's chart.
-type Sample struct {
-	// T is the time in Unix milliseconds.
-	T int64 `json:"t"`
-	// W is its own writes per second, I the replication messages it
-	// received per second, L its mean replication latency in ms (0: no
-	// remote write in the interval).
-	W float64 `json:"w"`
-	I float64 `json:"i"`
-	L float64 `json:"l"`
-}
-
-// ClusterHistory is the answer of GET /v1/cluster/history: the last
-// minutes of samples, per node ID.
-type ClusterHistory struct {
-	IntervalMS int64               `json:"interval_ms"`
-	Nodes      map[string][]Sample `json:"nodes"`
-}
-
-// LeadershipChange is a change of a group's leader seen by this node.
-type LeadershipChange struct {
-	Group    string    `json:"group"`
-	Leader   string    `json:"leader"`
-	Previous string    `json:"previous"`
-	Term     uint64    `json:"term"`
-	Reason   string    `json:"reason"`
-	Time     time.Time `json:"time"`
-}
-
-// ClusterEvents is the answer of GET /v1/cluster/events: recent
-// transitions of peer states and leadership changes, oldest first.
-type ClusterEvents struct {
-	Transitions []Transition       `json:"transitions"`
-	Leadership  []LeadershipChange `json:"leadership"`
-}
-
 // monitor is the driver of PeerStates for a Node.
-type monitor struct {
-	n     *Node
+type Monitor struct {
+	cfg   Config
 	log   *slog.Logger
 	topic *p2p.Topic
 	start time.Time
@@ -150,15 +63,15 @@ type monitor struct {
 	kick   chan struct{} // a peer connected: report soon (buffered 1)
 
 	mu        sync.Mutex
-	states    *PeerStates
+	states    *nodestate.PeerStates
 	removed   map[string]bool
 	seq       uint64
 	leaving   bool
-	trans     []Transition
-	changes   []LeadershipChange
+	trans     []nodestate.Transition
+	changes   []api.LeadershipChange
 	watchers  map[string]*election.Watcher
 	failovers map[string]uint64
-	history   map[string][]Sample
+	history   map[string][]api.Sample
 	prev      map[string]counters // last counters per node, for rates
 	latSum    float64             // replication latency of this interval (ms)
 	latN      int
@@ -170,33 +83,57 @@ type counters struct {
 	at      time.Time
 }
 
-// WithPeerStateConfig sets the timings of the node states this node
-// computes for its peers (SUSPECT, DEAD, LEFT); zero fields keep the
-// defaults. Tests shorten them.
-func WithPeerStateConfig(c PeerStateConfig) Option {
-	return func(o *openOptions) { o.peerStates = c }
+// Config is what a Monitor reads from its node. Every field but Logger
+// and PeerStates is required.
+type Config struct {
+	// NodeID and Env name this node in its reports and metrics.
+	NodeID string
+	Env    string
+	// P2P supplies the nodestate topic, the peers and their connections.
+	P2P *p2p.Node
+	// Store supplies the counters of the reports and metrics.
+	Store *crdt.Store
+	// Election supplies the leadership changes and election metrics.
+	Election *election.Runner
+	// Entities supplies the remote changes whose latency is measured.
+	Entities *entity.Store
+	// Sync returns the node's join/resync progress; called from the
+	// monitor's goroutines, it must not block.
+	Sync func() nodestate.SyncProgress
+	// PeerStates sets the timings of the node states computed for peers
+	// (SUSPECT, DEAD, LEFT); zero fields keep the defaults.
+	PeerStates nodestate.PeerStateConfig
+	// Logger receives state changes. Default: discard.
+	Logger *slog.Logger
 }
 
-// startMonitor joins the nodestate topic and starts the monitor's
-// goroutines.
-func (n *Node) startMonitor(psc PeerStateConfig) (*monitor, error) {
-	if err := psc.Validate(); err != nil {
+// Start joins the nodestate topic and starts the monitor's goroutines.
+// Close stops them.
+func Start(cfg Config) (*Monitor, error) {
+	if cfg.P2P == nil || cfg.Store == nil || cfg.Election == nil || cfg.Entities == nil || cfg.Sync == nil {
+		return nil, errors.New("monitor: Config needs P2P, Store, Election, Entities and Sync")
+	}
+	if err := cfg.PeerStates.Validate(); err != nil {
 		return nil, err
 	}
-	topic, err := n.p2p.JoinTopic(NodeStateTopic)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	topic, err := cfg.P2P.JoinTopic(NodeStateTopic)
 	if err != nil {
 		return nil, fmt.Errorf("node states: %w", err)
 	}
-	m := &monitor{
-		n:         n,
-		log:       n.log.With("component", "nodestate"),
+	m := &Monitor{
+		cfg:       cfg,
+		log:       log,
 		topic:     topic,
 		start:     time.Now(),
-		states:    NewPeerStates(psc),
+		states:    nodestate.NewPeerStates(cfg.PeerStates),
 		removed:   make(map[string]bool),
 		watchers:  make(map[string]*election.Watcher),
 		failovers: make(map[string]uint64),
-		history:   make(map[string][]Sample),
+		history:   make(map[string][]api.Sample),
 		prev:      make(map[string]counters),
 		reg:       prometheus.NewRegistry(),
 		kick:      make(chan struct{}, 1),
@@ -207,9 +144,9 @@ func (n *Node) startMonitor(psc PeerStateConfig) (*monitor, error) {
 
 	// The cluster group exists from the start: watch it before its first
 	// leader is elected, so that election is recorded too.
-	m.watchers[election.ClusterGroup] = n.elect.runner.Watch(election.ClusterGroup)
-	events, cancelEvents := n.p2p.SubscribePeers()
-	watch := n.entities.WatchRemote("/", 4096)
+	m.watchers[election.ClusterGroup] = cfg.Election.Watch(election.ClusterGroup)
+	events, cancelEvents := cfg.P2P.SubscribePeers()
+	watch := cfg.Entities.WatchRemote("/", 4096)
 	m.wg.Add(4)
 	go m.loop()
 	go m.receive()
@@ -219,11 +156,11 @@ func (n *Node) startMonitor(psc PeerStateConfig) (*monitor, error) {
 }
 
 // now is the machine's clock: monotonic time since the monitor started.
-func (m *monitor) now() time.Duration { return time.Since(m.start) }
+func (m *Monitor) now() time.Duration { return time.Since(m.start) }
 
 // close publishes the goodbye, stops the goroutines and leaves the
 // topic. Safe to call twice.
-func (m *monitor) close() error {
+func (m *Monitor) Close() error {
 	var err error
 	m.once.Do(func() {
 		m.mu.Lock()
@@ -248,7 +185,7 @@ func (m *monitor) close() error {
 // drops what is published in the first ~100 ms).
 const connectReportDelay = 300 * time.Millisecond
 
-func (m *monitor) loop() {
+func (m *Monitor) loop() {
 	defer m.wg.Done()
 	t := time.NewTicker(ReportInterval)
 	defer t.Stop()
@@ -274,20 +211,20 @@ func (m *monitor) loop() {
 }
 
 // report builds this node's report.
-func (m *monitor) report() NodeReport {
-	st := m.n.store.Status(m.ctx)
+func (m *Monitor) report() nodestate.NodeReport {
+	st := m.cfg.Store.Status(m.ctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.seq++
-	return NodeReport{
-		V: reportVersion, Node: m.n.cfg.NodeID, Incarnation: m.inc, Seq: m.seq, Leaving: m.leaving,
-		Sync: m.n.SyncProgress(), WritesOut: st.OpsCommitted, WritesIn: st.Received,
+	return nodestate.NodeReport{
+		Node: m.cfg.NodeID, Incarnation: m.inc, Seq: m.seq, Leaving: m.leaving,
+		Sync: m.cfg.Sync(), WritesOut: st.OpsCommitted, WritesIn: st.Received,
 		Heads: len(st.Heads), Height: st.MaxHeight, Queued: st.QueuedJobs + st.ReceiveQueue, Dirty: st.Dirty,
 		ReplLatencyMS: m.lastLatMS,
 	}
 }
 
-func (m *monitor) publish() {
+func (m *Monitor) publish() {
 	r := m.report()
 	ctx, cancel := context.WithTimeout(context.Background(), ReportInterval)
 	defer cancel()
@@ -298,16 +235,16 @@ func (m *monitor) publish() {
 
 // tick reconciles the machine with libp2p's peers, advances it, and
 // takes the samples and leadership changes of the interval.
-func (m *monitor) tick() {
-	peers := m.n.p2p.Peers()
-	groups := m.n.elect.runner.Groups()
+func (m *Monitor) tick() {
+	peers := m.cfg.P2P.Peers()
+	groups := m.cfg.Election.Groups()
 	self := m.report() // counters for the sample (seq is not published)
 	now := m.now()
 	wall := time.Now()
 
 	// The network's own view of each connection: p2p's record can lag
 	// (a peer that dialled in while removed, then was added again).
-	netw := m.n.p2p.Host().Network()
+	netw := m.cfg.P2P.Host().Network()
 	up := make(map[peer.ID]bool, len(peers))
 	for _, p := range peers {
 		up[p.ID] = netw.Connectedness(p.ID) == network.Connected
@@ -334,18 +271,18 @@ func (m *monitor) tick() {
 	m.latSum, m.latN = 0, 0
 	m.sample(self.Node, self, wall)
 	for _, v := range m.states.Peers(now) {
-		if v.Heard && v.State != StateDead && v.State != StateLeft {
+		if v.Heard && v.State != nodestate.StateDead && v.State != nodestate.StateLeft {
 			m.sample(v.Report.Node, v.Report, wall)
 		}
 	}
 	m.pollElection(groups, wall)
 }
 
-func (m *monitor) takeTransitions(now time.Duration) {
+func (m *Monitor) takeTransitions(now time.Duration) {
 	for _, t := range m.states.Take() {
 		t.Time = m.start.Add(t.At)
 		lvl := slog.LevelInfo
-		if t.To == string(StateDead) || t.To == string(StateSuspect) {
+		if t.To == string(nodestate.StateDead) || t.To == string(nodestate.StateSuspect) {
 			lvl = slog.LevelWarn
 		}
 		m.log.Log(context.Background(), lvl, "peer "+t.What+" changed", "peer", t.Peer, "peer_node", t.Node,
@@ -354,12 +291,12 @@ func (m *monitor) takeTransitions(now time.Duration) {
 	}
 }
 
-func (m *monitor) sample(node string, r NodeReport, wall time.Time) {
+func (m *Monitor) sample(node string, r nodestate.NodeReport, wall time.Time) {
 	if node == "" {
 		return
 	}
-	s := Sample{T: wall.UnixMilli(), L: r.ReplLatencyMS}
-	if node == m.n.cfg.NodeID {
+	s := api.Sample{T: wall.UnixMilli(), L: r.ReplLatencyMS}
+	if node == m.cfg.NodeID {
 		s.L = m.lastLatMS
 	}
 	if p, ok := m.prev[node]; ok {
@@ -374,10 +311,10 @@ func (m *monitor) sample(node string, r NodeReport, wall time.Time) {
 
 // pollElection records the leadership changes of every group, with a
 // watcher per group (a watcher keeps the reason of each change).
-func (m *monitor) pollElection(groups []election.GroupStatus, wall time.Time) {
+func (m *Monitor) pollElection(groups []election.GroupStatus, wall time.Time) {
 	for _, g := range groups {
 		if _, ok := m.watchers[g.Name]; !ok {
-			m.watchers[g.Name] = m.n.elect.runner.Watch(g.Name)
+			m.watchers[g.Name] = m.cfg.Election.Watch(g.Name)
 		}
 	}
 	names := make([]string, 0, len(m.watchers))
@@ -399,7 +336,7 @@ func (m *monitor) pollElection(groups []election.GroupStatus, wall time.Time) {
 			if reason == "" || ev.Leader == ev.Previous.Leader && ev.Term == ev.Previous.Term {
 				continue
 			}
-			c := LeadershipChange{Group: name, Leader: ev.Leader, Previous: ev.Previous.Leader, Term: ev.Term, Reason: reason, Time: wall}
+			c := api.LeadershipChange{Group: name, Leader: ev.Leader, Previous: ev.Previous.Leader, Term: ev.Term, Reason: reason, Time: wall}
 			m.changes = appendRing(m.changes, c, recentEvents)
 			if c.Previous != "" && c.Leader != c.Previous {
 				m.failovers[name]++
@@ -416,14 +353,14 @@ func appendRing[T any](s []T, v T, limit int) []T {
 	return s
 }
 
-func (m *monitor) receive() {
+func (m *Monitor) receive() {
 	defer m.wg.Done()
 	for {
 		from, data, err := m.topic.Receive(m.ctx)
 		if err != nil {
 			return
 		}
-		r, err := DecodeNodeReport(data)
+		r, err := nodestate.DecodeNodeReport(data)
 		if err != nil {
 			m.log.Warn("dropped a bad node report", "peer", from, "err", err)
 			continue
@@ -438,7 +375,7 @@ func (m *monitor) receive() {
 	}
 }
 
-func (m *monitor) peerEvents(events <-chan p2p.PeerEvent, cancel func()) {
+func (m *Monitor) peerEvents(events <-chan p2p.PeerEvent, cancel func()) {
 	defer m.wg.Done()
 	defer cancel()
 	for {
@@ -471,7 +408,7 @@ func (m *monitor) peerEvents(events <-chan p2p.PeerEvent, cancel func()) {
 // time from the write's timestamp (the writer's clock) to its arrival
 // here. Clock skew between nodes shows up in it, and a batch that arrives
 // after a partition counts its whole age.
-func (m *monitor) watchRemote(w *entity.Watcher) {
+func (m *Monitor) watchRemote(w *entity.Watcher) {
 	defer m.wg.Done()
 	defer w.Close()
 	for {
@@ -501,7 +438,7 @@ func (m *monitor) watchRemote(w *entity.Watcher) {
 
 // forget drops a removed peer: its reports are ignored until it is added
 // again.
-func (m *monitor) forget(id peer.ID) {
+func (m *Monitor) Forget(id peer.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.removed[id.String()] = true
@@ -510,52 +447,45 @@ func (m *monitor) forget(id peer.ID) {
 	}
 }
 
-func (m *monitor) remember(id peer.ID) {
+func (m *Monitor) Remember(id peer.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.removed, id.String())
 }
 
-// ClusterStatus returns the cluster table as GET /v1/cluster/status
-// does, without going through HTTP.
-func (n *Node) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
-	return n.mon.ClusterStatus(ctx)
-}
-
 // ClusterStatus implements ClusterSource.
-func (m *monitor) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
-	n := m.n
+func (m *Monitor) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
 	self := m.report()
-	peers := n.p2p.Peers()
-	r := n.elect.runner
+	peers := m.cfg.P2P.Peers()
+	r := m.cfg.Election
 	gs, err := r.Group(election.ClusterGroup)
 	if err != nil && !errors.Is(err, election.ErrNoGroup) {
-		return ClusterStatus{}, err
+		return api.ClusterStatus{}, err
 	}
 	ecfg := r.Config()
 	if gs.Name == "" {
 		gs = election.GroupStatus{Name: election.ClusterGroup, Leader: election.Leadership{Group: election.ClusterGroup}}
 	}
-	cs := ClusterStatus{
-		ClusterInfo: ClusterInfo{NodeID: ecfg.NodeID, PeerID: ecfg.Peer, Leader: gs.Leader,
-			IsLeader: gs.Leader.Is(ecfg.NodeID, ecfg.Peer), Group: groupJSON(gs)},
+	cs := api.ClusterStatus{
+		ClusterInfo: api.ClusterInfo{NodeID: ecfg.NodeID, PeerID: ecfg.Peer, Leader: gs.Leader,
+			IsLeader: gs.Leader.Is(ecfg.NodeID, ecfg.Peer), Group: api.NewElectionGroup(gs)},
 		Sync: self.Sync,
 	}
 	info := make(map[string]p2p.PeerInfo, len(peers))
 	for _, p := range peers {
 		info[p.ID.String()] = p
 	}
-	me := NodeView{NodeID: n.cfg.NodeID, PeerID: n.p2p.ID().String(), Self: true, State: phaseState(self.Sync.Phase),
+	me := api.NodeView{NodeID: m.cfg.NodeID, PeerID: m.cfg.P2P.ID().String(), Self: true, State: phaseState(self.Sync.Phase),
 		WritesIn: self.WritesIn, WritesOut: self.WritesOut, Heads: self.Heads, Height: self.Height, Sync: self.Sync,
 		Leader: cs.IsLeader}
-	for _, a := range n.p2p.Addrs() {
+	for _, a := range m.cfg.P2P.Addrs() {
 		me.Addrs = append(me.Addrs, a.String())
 	}
 	now := m.now()
 	wall := time.Now()
 	m.mu.Lock()
 	if m.leaving {
-		me.State = StateLeaving
+		me.State = nodestate.StateLeaving
 	}
 	views := m.states.Peers(now)
 	m.mu.Unlock()
@@ -569,7 +499,7 @@ func (m *monitor) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 		if v.Node == "" {
 			v.Node = names[v.Peer]
 		}
-		nv := NodeView{NodeID: v.Node, PeerID: v.Peer, State: v.State, Health: v.Health, Connected: v.Connected,
+		nv := api.NodeView{NodeID: v.Node, PeerID: v.Peer, State: v.State, Health: v.Health, Connected: v.Connected,
 			SinceMS: v.Since.Milliseconds(), Addrs: []string{}}
 		if p, ok := info[v.Peer]; ok {
 			nv.Static = p.Static
@@ -595,7 +525,7 @@ func (m *monitor) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 		if nv.Self || nv.LastSeen != nil {
 			nv.Lag = top - nv.Height
 		}
-		if nv.State != StateLeft {
+		if nv.State != nodestate.StateLeft {
 			cs.NodeCount++
 		}
 	}
@@ -606,21 +536,21 @@ func (m *monitor) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 	return cs, nil
 }
 
-func phaseState(p SyncPhase) NodeState {
+func phaseState(p nodestate.SyncPhase) nodestate.NodeState {
 	switch p {
-	case PhaseJoining:
-		return StateJoining
-	case PhaseSyncing:
-		return StateSyncing
+	case nodestate.PhaseJoining:
+		return nodestate.StateJoining
+	case nodestate.PhaseSyncing:
+		return nodestate.StateSyncing
 	}
-	return StateActive
+	return nodestate.StateActive
 }
 
 // ClusterHistory implements ClusterSource.
-func (m *monitor) ClusterHistory() ClusterHistory {
+func (m *Monitor) ClusterHistory() api.ClusterHistory {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	h := ClusterHistory{IntervalMS: ReportInterval.Milliseconds(), Nodes: make(map[string][]Sample, len(m.history))}
+	h := api.ClusterHistory{IntervalMS: ReportInterval.Milliseconds(), Nodes: make(map[string][]api.Sample, len(m.history))}
 	for k, v := range m.history {
 		h.Nodes[k] = slices.Clone(v)
 	}
@@ -628,37 +558,17 @@ func (m *monitor) ClusterHistory() ClusterHistory {
 }
 
 // ClusterEvents implements ClusterSource.
-func (m *monitor) ClusterEvents() ClusterEvents {
+func (m *Monitor) ClusterEvents() api.ClusterEvents {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ev := ClusterEvents{Transitions: slices.Clone(m.trans), Leadership: slices.Clone(m.changes)}
+	ev := api.ClusterEvents{Transitions: slices.Clone(m.trans), Leadership: slices.Clone(m.changes)}
 	if ev.Transitions == nil {
-		ev.Transitions = []Transition{}
+		ev.Transitions = []nodestate.Transition{}
 	}
 	if ev.Leadership == nil {
-		ev.Leadership = []LeadershipChange{}
+		ev.Leadership = []api.LeadershipChange{}
 	}
 	return ev
-}
-
-// monitoredPeers tells the monitor about peers the operator adds and
-// removes, so that a removed node leaves the cluster table for good.
-type monitoredPeers struct {
-	PeerSet
-	m *monitor
-}
-
-func (p monitoredPeers) AddPeer(ctx context.Context, ai peer.AddrInfo) error {
-	p.m.remember(ai.ID)
-	return p.PeerSet.AddPeer(ctx, ai)
-}
-
-func (p monitoredPeers) RemovePeer(ctx context.Context, id peer.ID) error {
-	if err := p.PeerSet.RemovePeer(ctx, id); err != nil {
-		return err
-	}
-	p.m.forget(id)
-	return nil
 }
 
 // Metrics. Every series is documented in MetricsDoc; metrics_test.go
@@ -704,7 +614,7 @@ func metricHelp(name string) string {
 	panic("undocumented metric " + name)
 }
 
-func (m *monitor) registerMetrics() {
+func (m *Monitor) registerMetrics() {
 	m.writeDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "starling_write_duration_seconds", Help: metricHelp("starling_write_duration_seconds"),
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms .. 4 s
@@ -725,13 +635,13 @@ func (m *monitor) registerMetrics() {
 
 // handler serves /metrics: this node's registry, then the process-wide
 // default one (libp2p registers there, with the Go runtime).
-func (m *monitor) handler() http.Handler {
+func (m *Monitor) Handler() http.Handler {
 	return promhttp.HandlerFor(prometheus.Gatherers{m.reg, prometheus.DefaultGatherer},
 		promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 // instrument times the API's write requests.
-func (m *monitor) instrument(next http.Handler) http.Handler {
+func (m *Monitor) Instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ep := ""
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -758,7 +668,7 @@ func (m *monitor) instrument(next http.Handler) http.Handler {
 
 // monitorCollector reads the store, the peer states and the election at
 // scrape time.
-type monitorCollector monitor
+type monitorCollector Monitor
 
 // Describe sends nothing: an unchecked collector, because its series
 // (groups, states) vary from scrape to scrape.
@@ -769,11 +679,10 @@ func desc(name string, labels ...string) *prometheus.Desc {
 }
 
 func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
-	m := (*monitor)(c)
-	n := m.n
+	m := (*Monitor)(c)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st := n.store.Status(ctx)
+	st := m.cfg.Store.Status(ctx)
 	emit := func(t prometheus.ValueType, name string, v float64, labels []string) {
 		var names, vals []string
 		for i := 0; i+1 < len(labels); i += 2 {
@@ -789,7 +698,7 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 0
 	}
-	gauge("starling_node_info", 1, "node_id", n.cfg.NodeID, "peer_id", n.p2p.ID().String(), "env", n.cfg.Env)
+	gauge("starling_node_info", 1, "node_id", m.cfg.NodeID, "peer_id", m.cfg.P2P.ID().String(), "env", m.cfg.Env)
 	counter("starling_writes_total", float64(st.OpsCommitted))
 	counter("starling_commits_total", float64(st.Commits))
 	counter("starling_replication_messages_total", float64(st.Received), "result", "received")
@@ -811,21 +720,21 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 		failovers[g] = v
 	}
 	m.mu.Unlock()
-	byState := make(map[NodeState]int)
-	byHealth := make(map[SyncHealth]int)
+	byState := make(map[nodestate.NodeState]int)
+	byHealth := make(map[nodestate.SyncHealth]int)
 	for _, v := range views {
 		byState[v.State]++
 		byHealth[v.Health]++
 	}
-	for _, s := range AllNodeStates {
+	for _, s := range nodestate.AllNodeStates {
 		gauge("starling_peers", float64(byState[s]), "state", string(s))
 	}
-	for _, h := range AllSyncHealth {
+	for _, h := range nodestate.AllSyncHealth {
 		gauge("starling_peers_sync", float64(byHealth[h]), "health", string(h))
 	}
 
-	ecfg := n.elect.runner.Config()
-	for _, g := range n.elect.runner.Groups() {
+	ecfg := m.cfg.Election.Config()
+	for _, g := range m.cfg.Election.Groups() {
 		if g.Leader.HasLeader() {
 			gauge("starling_election_leader", 1, "group", g.Name, "leader", g.Leader.Leader)
 		}
@@ -834,8 +743,8 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 		counter("starling_election_failovers_total", float64(failovers[g.Name]), "group", g.Name)
 	}
 
-	sp := n.SyncProgress()
-	for _, p := range []SyncPhase{PhaseJoining, PhaseSyncing, PhaseActive} {
+	sp := m.cfg.Sync()
+	for _, p := range []nodestate.SyncPhase{nodestate.PhaseJoining, nodestate.PhaseSyncing, nodestate.PhaseActive} {
 		gauge("starling_sync_phase", b2f(sp.Phase == p), "phase", string(p))
 	}
 	gauge("starling_sync_entries", float64(sp.EntriesDone), "kind", "done")

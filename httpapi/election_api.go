@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"encoding/json"
@@ -8,97 +8,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
 )
 
 // The election's HTTP API, for services in any language (see
 // registerElectionRoutes for the routes). Candidates are addressed by
 // group and candidate ID ("<node-id>" or "<node-id>:<instance>").
-
-// ElectionGroup is a group as the node sees it (GET
-// /v1/election/groups/{group}).
-type ElectionGroup struct {
-	Name      string              `json:"name"`
-	Kind      election.Kind       `json:"kind"`
-	Mode      election.Mode       `json:"mode"`
-	Leader    election.Leadership `json:"leader"`
-	Members   []ElectionMember    `json:"members"`
-	Conflicts []string            `json:"conflicts,omitempty"`
-	// Warming: the node is still listening after its start and reports
-	// no leader yet.
-	Warming bool `json:"warming,omitempty"`
-	// SinceMS is how long the current leadership has lasted, in ms.
-	SinceMS int64 `json:"since_ms"`
-}
-
-// ElectionMember is a candidate of a group.
-type ElectionMember struct {
-	election.Member
-	// LastSeenMS is how long ago its node's last heartbeat arrived, in
-	// ms (0 for the node's own candidates).
-	LastSeenMS int64 `json:"last_seen_ms"`
-}
-
-// ElectionCandidate is one of the node's own candidates and what it
-// should do (GET /v1/election/groups/{group}/candidates/{id}).
-type ElectionCandidate struct {
-	Group     string              `json:"group"`
-	ID        string              `json:"id"`
-	Kind      election.Kind       `json:"kind"`
-	Mode      election.Mode       `json:"mode"`
-	Healthy   bool                `json:"healthy"`
-	Available bool                `json:"available"`
-	Eligible  bool                `json:"eligible"`
-	TTLMS     int64               `json:"ttl_ms,omitempty"`
-	Leader    election.Leadership `json:"leader"`
-	// IsLeader: this candidate leads the group; Term is then its term.
-	IsLeader bool   `json:"is_leader"`
-	Term     uint64 `json:"term"`
-	// Active: IsLeader, or eligible in an AllWarm endpoint group.
-	Active bool `json:"active"`
-}
-
-// JoinRequest is the body of POST /v1/election/groups/{group}/candidates.
-type JoinRequest struct {
-	// Instance tells apart several candidates of this node in the group
-	// (the candidate ID becomes "<node-id>:<instance>"). Default "".
-	Instance string `json:"instance,omitempty"`
-	// Kind: "service" (default) or "endpoint".
-	Kind string `json:"kind,omitempty"`
-	// Mode: "LeaderOnly" (default) or "AllWarm" (endpoints only).
-	Mode string `json:"mode,omitempty"`
-	// TTL, a Go duration ("5s"): the candidate leaves by itself unless it
-	// reports health at least this often. Default: no TTL.
-	TTL string `json:"ttl,omitempty"`
-	// Available makes it eligible at once. Default false: it must mark
-	// itself available when it is ready.
-	Available bool `json:"available,omitempty"`
-}
-
-// ClusterInfo is the answer of GET /v1/cluster.
-type ClusterInfo struct {
-	NodeID string `json:"node_id"`
-	PeerID string `json:"peer_id"`
-	// Leader is the cluster's leader (a node) as this node sees it.
-	Leader election.Leadership `json:"leader"`
-	// IsLeader: this node leads the cluster.
-	IsLeader bool          `json:"is_leader"`
-	Group    ElectionGroup `json:"group"`
-}
-
-// ElectionEvent is one line of a watch stream (JSON lines).
-type ElectionEvent struct {
-	// Type is "state" (the first line, then every change), "keepalive"
-	// (sent every keepalive interval; carries the current state too), or
-	// "closed" (the node is stopping; the stream ends).
-	Type string `json:"type"`
-	election.Event
-}
-
-const (
-	defaultKeepalive = 5 * time.Second
-	minKeepalive     = 100 * time.Millisecond
-)
 
 // registerElectionRoutes adds:
 //
@@ -115,7 +31,7 @@ const (
 //
 // Watch streams take ?keepalive=DURATION (default 5s): a line is sent at
 // least that often, so a client detects a hung node with a read timeout.
-func (a *api) registerElectionRoutes(mux *http.ServeMux) {
+func (a *server) registerElectionRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/cluster", a.cluster)
 	mux.HandleFunc("GET /v1/election/groups", a.electionGroups)
 	mux.HandleFunc("GET /v1/election/groups/{group}", a.electionGroup)
@@ -143,7 +59,7 @@ func electionError(err error) (int, string) {
 	return http.StatusInternalServerError, err.Error()
 }
 
-func (a *api) electionFail(w http.ResponseWriter, r *http.Request, err error) {
+func (a *server) electionFail(w http.ResponseWriter, r *http.Request, err error) {
 	code, msg := electionError(err)
 	if code >= 500 {
 		a.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -151,31 +67,8 @@ func (a *api) electionFail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, code, msg)
 }
 
-func groupJSON(gs election.GroupStatus) ElectionGroup {
-	g := ElectionGroup{
-		Name: gs.Name, Kind: gs.Kind, Mode: gs.Mode, Leader: gs.Leader, Conflicts: gs.Conflicts,
-		Warming: gs.Warming, SinceMS: gs.Since.Milliseconds(), Members: make([]ElectionMember, 0, len(gs.Members)),
-	}
-	for _, m := range gs.Members {
-		g.Members = append(g.Members, ElectionMember{Member: m, LastSeenMS: m.LastSeen.Milliseconds()})
-	}
-	return g
-}
-
-func candidateJSON(st election.CandidateStatus) ElectionCandidate {
-	c := ElectionCandidate{
-		Group: st.Group, ID: st.ID, Kind: st.Kind, Mode: st.Mode, Healthy: st.Healthy,
-		Available: st.Available, Eligible: st.Eligible, TTLMS: st.TTL.Milliseconds(),
-		Leader: st.Leadership, IsLeader: st.IsLeader, Active: st.Active,
-	}
-	if st.IsLeader {
-		c.Term = st.Leadership.Term
-	}
-	return c
-}
-
 // group checks the {group} path value.
-func (a *api) group(r *http.Request) (string, error) {
+func (a *server) group(r *http.Request) (string, error) {
 	g := r.PathValue("group")
 	if err := election.CheckGroupName(g); err != nil {
 		return "", err
@@ -183,7 +76,7 @@ func (a *api) group(r *http.Request) (string, error) {
 	return g, nil
 }
 
-func (a *api) cluster(w http.ResponseWriter, r *http.Request) {
+func (a *server) cluster(w http.ResponseWriter, r *http.Request) {
 	gs, err := a.cfg.Election.Group(election.ClusterGroup)
 	if err != nil && !errors.Is(err, election.ErrNoGroup) {
 		a.electionFail(w, r, err)
@@ -193,23 +86,23 @@ func (a *api) cluster(w http.ResponseWriter, r *http.Request) {
 	if gs.Name == "" {
 		gs = election.GroupStatus{Name: election.ClusterGroup, Leader: election.Leadership{Group: election.ClusterGroup}}
 	}
-	writeJSON(w, http.StatusOK, ClusterInfo{
+	writeJSON(w, http.StatusOK, api.ClusterInfo{
 		NodeID: cfg.NodeID, PeerID: cfg.Peer, Leader: gs.Leader,
-		IsLeader: gs.Leader.Is(cfg.NodeID, cfg.Peer), Group: groupJSON(gs),
+		IsLeader: gs.Leader.Is(cfg.NodeID, cfg.Peer), Group: api.NewElectionGroup(gs),
 	})
 }
 
-func (a *api) electionGroups(w http.ResponseWriter, _ *http.Request) {
+func (a *server) electionGroups(w http.ResponseWriter, _ *http.Request) {
 	out := struct {
-		Groups []ElectionGroup `json:"groups"`
-	}{Groups: []ElectionGroup{}}
+		Groups []api.ElectionGroup `json:"groups"`
+	}{Groups: []api.ElectionGroup{}}
 	for _, gs := range a.cfg.Election.Groups() {
-		out.Groups = append(out.Groups, groupJSON(gs))
+		out.Groups = append(out.Groups, api.NewElectionGroup(gs))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (a *api) electionGroup(w http.ResponseWriter, r *http.Request) {
+func (a *server) electionGroup(w http.ResponseWriter, r *http.Request) {
 	g, err := a.group(r)
 	if err != nil {
 		a.electionFail(w, r, err)
@@ -220,11 +113,11 @@ func (a *api) electionGroup(w http.ResponseWriter, r *http.Request) {
 		a.electionFail(w, r, a.withKnownGroups(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, groupJSON(gs))
+	writeJSON(w, http.StatusOK, api.NewElectionGroup(gs))
 }
 
 // withKnownGroups adds the known groups to an ErrNoGroup.
-func (a *api) withKnownGroups(err error) error {
+func (a *server) withKnownGroups(err error) error {
 	if !errors.Is(err, election.ErrNoGroup) {
 		return err
 	}
@@ -244,20 +137,20 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, shape string) err
 	return nil
 }
 
-func (a *api) electionJoin(w http.ResponseWriter, r *http.Request) {
+func (a *server) electionJoin(w http.ResponseWriter, r *http.Request) {
 	g, err := a.group(r)
 	if err != nil {
 		a.electionFail(w, r, err)
 		return
 	}
-	var req JoinRequest
+	var req api.JoinRequest
 	if r.ContentLength != 0 {
 		if err := decodeBody(w, r, &req, `{"instance": "", "kind": "service|endpoint", "mode": "LeaderOnly|AllWarm", "ttl": "5s", "available": false}`); err != nil {
 			a.electionFail(w, r, err)
 			return
 		}
 	}
-	spec, err := req.spec(g)
+	spec, err := req.Spec(g)
 	if err != nil {
 		a.electionFail(w, r, err)
 		return
@@ -272,55 +165,29 @@ func (a *api) electionJoin(w http.ResponseWriter, r *http.Request) {
 		a.electionFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, candidateJSON(st))
+	writeJSON(w, http.StatusCreated, api.NewElectionCandidate(st))
 }
 
-// spec checks the request and turns it into an election.Spec, reporting
-// every problem at once.
-func (req JoinRequest) spec(group string) (election.Spec, error) {
-	s := election.Spec{Group: group, Instance: req.Instance, Available: req.Available}
-	var errs []error
-	var err error
-	if s.Kind, err = election.ParseKind(req.Kind); err != nil {
-		errs = append(errs, err)
-	}
-	if s.Mode, err = election.ParseMode(req.Mode); err != nil {
-		errs = append(errs, err)
-	}
-	if req.TTL != "" {
-		if s.TTL, err = time.ParseDuration(req.TTL); err != nil || s.TTL < 0 {
-			errs = append(errs, fmt.Errorf("%w: ttl %q: use a duration like 5s", election.ErrInvalid, req.TTL))
-		}
-	}
-	if err := election.CheckInstance(req.Instance); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) == 0 && s.Mode == election.ModeAllWarm && s.Kind != election.KindEndpoint {
-		errs = append(errs, fmt.Errorf("%w: mode AllWarm applies to endpoints: add \"kind\": \"endpoint\"", election.ErrInvalid))
-	}
-	return s, errors.Join(errs...)
-}
-
-func (a *api) candidateRef(r *http.Request) (group, id string, err error) {
+func (a *server) candidateRef(r *http.Request) (group, id string, err error) {
 	if group, err = a.group(r); err != nil {
 		return "", "", err
 	}
 	return group, r.PathValue("id"), nil
 }
 
-func (a *api) electionCandidate(w http.ResponseWriter, r *http.Request) {
+func (a *server) electionCandidate(w http.ResponseWriter, r *http.Request) {
 	g, id, err := a.candidateRef(r)
 	if err == nil {
 		var st election.CandidateStatus
 		if st, err = a.cfg.Election.Candidate(g, id); err == nil {
-			writeJSON(w, http.StatusOK, candidateJSON(st))
+			writeJSON(w, http.StatusOK, api.NewElectionCandidate(st))
 			return
 		}
 	}
 	a.electionFail(w, r, err)
 }
 
-func (a *api) electionHealth(w http.ResponseWriter, r *http.Request) {
+func (a *server) electionHealth(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Healthy *bool `json:"healthy"`
 	}
@@ -332,7 +199,7 @@ func (a *api) electionHealth(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (a *api) electionAvailable(w http.ResponseWriter, r *http.Request) {
+func (a *server) electionAvailable(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Available *bool `json:"available"`
 	}
@@ -344,7 +211,7 @@ func (a *api) electionAvailable(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (a *api) candidateUpdate(w http.ResponseWriter, r *http.Request, body any, shape string, f func(g, id string) error) {
+func (a *server) candidateUpdate(w http.ResponseWriter, r *http.Request, body any, shape string, f func(g, id string) error) {
 	g, id, err := a.candidateRef(r)
 	if err == nil {
 		err = decodeBody(w, r, body, shape)
@@ -361,10 +228,10 @@ func (a *api) candidateUpdate(w http.ResponseWriter, r *http.Request, body any, 
 		a.electionFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, candidateJSON(st))
+	writeJSON(w, http.StatusOK, api.NewElectionCandidate(st))
 }
 
-func (a *api) electionLeave(w http.ResponseWriter, r *http.Request) {
+func (a *server) electionLeave(w http.ResponseWriter, r *http.Request) {
 	g, id, err := a.candidateRef(r)
 	if err == nil {
 		err = a.cfg.Election.Leave(g, id)
@@ -378,16 +245,16 @@ func (a *api) electionLeave(w http.ResponseWriter, r *http.Request) {
 
 // electionWatch streams a group's or a candidate's state as JSON lines
 // until the client goes away or the node stops.
-func (a *api) electionWatch(w http.ResponseWriter, r *http.Request) {
+func (a *server) electionWatch(w http.ResponseWriter, r *http.Request) {
 	g, err := a.group(r)
 	if err != nil {
 		a.electionFail(w, r, err)
 		return
 	}
-	keepalive := defaultKeepalive
+	keepalive := api.DefaultKeepalive
 	if s := r.URL.Query().Get("keepalive"); s != "" {
-		if keepalive, err = time.ParseDuration(s); err != nil || keepalive < minKeepalive {
-			a.electionFail(w, r, fmt.Errorf("%w: keepalive %q: use a duration of at least %s", election.ErrInvalid, s, minKeepalive))
+		if keepalive, err = time.ParseDuration(s); err != nil || keepalive < api.MinKeepalive {
+			a.electionFail(w, r, fmt.Errorf("%w: keepalive %q: use a duration of at least %s", election.ErrInvalid, s, api.MinKeepalive))
 			return
 		}
 	}
@@ -413,7 +280,7 @@ func (a *api) electionWatch(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	send := func(typ string, ev election.Event) bool {
-		if err := enc.Encode(ElectionEvent{Type: typ, Event: ev}); err != nil {
+		if err := enc.Encode(api.ElectionEvent{Type: typ, Event: ev}); err != nil {
 			return false
 		}
 		if flusher != nil {

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/internal/testutil"
 )
 
 // fakeBackend is an in-memory KV, PeerSet and StatusSource that counts
@@ -41,22 +43,22 @@ func (f *fakeBackend) Get(_ context.Context, key string) ([]byte, error) {
 	f.calls++
 	v, ok := f.kv[key]
 	if !ok {
-		return nil, fmt.Errorf("key %q: %w", key, ErrNotFound)
+		return nil, fmt.Errorf("key %q: %w", key, api.ErrNotFound)
 	}
 	return v, nil
 }
 
-func (f *fakeBackend) List(_ context.Context, prefix string) ([]Entry, error) {
+func (f *fakeBackend) List(_ context.Context, prefix string) ([]api.Entry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	var out []Entry
+	var out []api.Entry
 	for k, v := range f.kv {
 		if prefix == "" || strings.HasPrefix(k, prefix+"/") {
-			out = append(out, Entry{Key: k, Value: v})
+			out = append(out, api.Entry{Key: k, Value: v})
 		}
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(out, func(a, b api.Entry) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
 
@@ -76,13 +78,13 @@ func (f *fakeBackend) Delete(_ context.Context, key string) error {
 	return nil
 }
 
-func (f *fakeBackend) Peers(context.Context) ([]PeerStatus, error) {
+func (f *fakeBackend) Peers(context.Context) ([]api.PeerStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	var out []PeerStatus
+	var out []api.PeerStatus
 	for id, ai := range f.peers {
-		ps := PeerStatus{ID: id.String(), Static: true}
+		ps := api.PeerStatus{ID: id.String(), Static: true}
 		for _, a := range ai.Addrs {
 			ps.Addrs = append(ps.Addrs, a.String())
 		}
@@ -104,17 +106,17 @@ func (f *fakeBackend) RemovePeer(_ context.Context, id peer.ID) error {
 	defer f.mu.Unlock()
 	f.calls++
 	if _, ok := f.peers[id]; !ok {
-		return fmt.Errorf("peer %s: %w", id, ErrNotFound)
+		return fmt.Errorf("peer %s: %w", id, api.ErrNotFound)
 	}
 	delete(f.peers, id)
 	return nil
 }
 
-func (f *fakeBackend) Status(context.Context) (StatusInfo, error) {
+func (f *fakeBackend) Status(context.Context) (api.StatusInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	return StatusInfo{NodeID: "fake1", PeerID: "12D3KooWfake", Env: "test", Store: StoreStatus{MaxHeight: 7}}, nil
+	return api.StatusInfo{NodeID: "fake1", PeerID: "12D3KooWfake", Env: "test", Store: api.StoreStatus{MaxHeight: 7}}, nil
 }
 
 const testToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -199,7 +201,7 @@ func TestAPIAuth(t *testing.T) {
 				if resp.StatusCode != http.StatusUnauthorized {
 					t.Fatalf("status %d, want 401; body %s", resp.StatusCode, body)
 				}
-				var e errorResponse
+				var e api.ErrorResponse
 				dec := json.NewDecoder(strings.NewReader(string(body)))
 				dec.DisallowUnknownFields()
 				if err := dec.Decode(&e); err != nil || e.Error == "" {
@@ -221,7 +223,7 @@ func TestAPIAuth(t *testing.T) {
 
 func TestAPIWithClient(t *testing.T) {
 	_, srv := newTestAPI(t)
-	c := NewClient(srv.URL, testToken)
+	c := api.NewClient(srv.URL, testToken)
 	ctx := context.Background()
 
 	if err := c.Put(ctx, "site/a", []byte("1")); err != nil {
@@ -241,8 +243,8 @@ func TestAPIWithClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Entry{{"site/a", []byte("1")}, {"site/b", []byte{0xff, 0x00}}}
-	if !slices.EqualFunc(es, want, func(a, b Entry) bool { return a.Key == b.Key && string(a.Value) == string(b.Value) }) {
+	want := []api.Entry{{Key: "site/a", Value: []byte("1")}, {Key: "site/b", Value: []byte{0xff, 0x00}}}
+	if !slices.EqualFunc(es, want, func(a, b api.Entry) bool { return a.Key == b.Key && string(a.Value) == string(b.Value) }) {
 		t.Errorf("List(site) = %v, want %v", es, want)
 	}
 	all, err := c.List(ctx, "")
@@ -253,8 +255,8 @@ func TestAPIWithClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Get(ctx, "site/a")
-	var ae *APIError
-	if !errors.Is(err, ErrNotFound) || !errors.As(err, &ae) || ae.StatusCode != 404 || !strings.Contains(err.Error(), `"site/a"`) {
+	var ae *api.APIError
+	if !errors.Is(err, api.ErrNotFound) || !errors.As(err, &ae) || ae.StatusCode != 404 || !strings.Contains(err.Error(), `"site/a"`) {
 		t.Errorf("Get(deleted) = %v, want a 404 naming the key", err)
 	}
 
@@ -263,7 +265,7 @@ func TestAPIWithClient(t *testing.T) {
 		t.Errorf("Status = %+v, %v", st, err)
 	}
 
-	id := testPeerID(t)
+	id := testutil.PeerID(t)
 	got, err := c.AddPeer(ctx, "/ip4/10.0.0.1/tcp/4001/p2p/"+id.String())
 	if err != nil || got != id.String() {
 		t.Fatalf("AddPeer = %q, %v", got, err)
@@ -275,22 +277,22 @@ func TestAPIWithClient(t *testing.T) {
 	if err := c.RemovePeer(ctx, id.String()); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.RemovePeer(ctx, id.String()); !errors.Is(err, ErrNotFound) {
-		t.Errorf("RemovePeer(unknown) = %v, want ErrNotFound", err)
+	if err := c.RemovePeer(ctx, id.String()); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("RemovePeer(unknown) = %v, want api.ErrNotFound", err)
 	}
-	if err := c.RemovePeer(ctx, "not-a-peer"); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), `"not-a-peer"`) {
+	if err := c.RemovePeer(ctx, "not-a-peer"); !errors.Is(err, api.ErrBadRequest) || !strings.Contains(err.Error(), `"not-a-peer"`) {
 		t.Errorf("RemovePeer(garbage) = %v, want a bad request naming it", err)
 	}
-	if _, err := c.AddPeer(ctx, "/ip4/10.0.0.1/tcp/4001"); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "/p2p/") {
+	if _, err := c.AddPeer(ctx, "/ip4/10.0.0.1/tcp/4001"); !errors.Is(err, api.ErrBadRequest) || !strings.Contains(err.Error(), "/p2p/") {
 		t.Errorf("AddPeer(no id) = %v", err)
 	}
-	if _, err := c.Get(ctx, "a//b"); !errors.Is(err, ErrBadRequest) {
-		t.Errorf("Get(a//b) = %v, want ErrBadRequest", err)
+	if _, err := c.Get(ctx, "a//b"); !errors.Is(err, api.ErrBadRequest) {
+		t.Errorf("Get(a//b) = %v, want api.ErrBadRequest", err)
 	}
 
-	wrong := NewClient(srv.URL, "wrong")
-	if _, err := wrong.Get(ctx, "site/b"); !errors.Is(err, ErrUnauthorized) {
-		t.Errorf("wrong token: %v, want ErrUnauthorized", err)
+	wrong := api.NewClient(srv.URL, "wrong")
+	if _, err := wrong.Get(ctx, "site/b"); !errors.Is(err, api.ErrUnauthorized) {
+		t.Errorf("wrong token: %v, want api.ErrUnauthorized", err)
 	}
 }
 
@@ -312,7 +314,7 @@ func do(t *testing.T, srv *httptest.Server, method, path, body string) (int, str
 }
 
 func TestAPIErrors(t *testing.T) {
-	pid := testPeerID(t).String()
+	pid := testutil.PeerID(t).String()
 	tests := []struct {
 		name, method, path, body string
 		code                     int
@@ -340,7 +342,7 @@ func TestAPIErrors(t *testing.T) {
 			if code != tt.code {
 				t.Fatalf("status %d, want %d; body %s", code, tt.code, body)
 			}
-			var e errorResponse
+			var e api.ErrorResponse
 			if err := json.Unmarshal([]byte(body), &e); err != nil || !strings.Contains(e.Error, tt.mention) {
 				t.Errorf("body %s: want a JSON error mentioning %q", body, tt.mention)
 			}
@@ -360,56 +362,5 @@ func TestAPIPutReturnsNoContentAndStores(t *testing.T) {
 	code, body = do(t, srv, "GET", "/v1/kv/x/y", "")
 	if code != 200 || body != "hello" {
 		t.Errorf("GET = %d %q", code, body)
-	}
-}
-
-func TestEntryJSON(t *testing.T) {
-	for _, e := range []Entry{
-		{"a", []byte("plain text")},
-		{"b", []byte{0xff, 0xfe, 0}},
-		{"c", nil},
-	} {
-		b, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got Entry
-		if err := json.Unmarshal(b, &got); err != nil {
-			t.Fatal(err)
-		}
-		if got.Key != e.Key || string(got.Value) != string(e.Value) {
-			t.Errorf("round trip %v -> %s -> %v", e, b, got)
-		}
-	}
-	var e Entry
-	if err := json.Unmarshal([]byte(`{"key":"k","value":"x","encoding":"rot13"}`), &e); err == nil {
-		t.Error("unknown encoding accepted")
-	}
-}
-
-func TestCleanKey(t *testing.T) {
-	tests := []struct {
-		in, want string
-		ok       bool
-	}{
-		{"a", "a", true},
-		{"/a/b", "a/b", true},
-		{"a b/c-d.e_f", "a b/c-d.e_f", true},
-		{"", "", false},
-		{"/", "", false},
-		{"a//b", "", false},
-		{"a/./b", "", false},
-		{"a/../b", "", false},
-		{"a/", "", false},
-		{"..", "", false},
-	}
-	for _, tt := range tests {
-		got, err := CleanKey(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("CleanKey(%q) = %q, %v; want %q, ok=%v", tt.in, got, err, tt.want, tt.ok)
-		}
-		if err != nil && !errors.Is(err, ErrBadRequest) {
-			t.Errorf("CleanKey(%q) error %v does not match ErrBadRequest", tt.in, err)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package nodestate
 
 import (
 	"encoding/json"
@@ -110,7 +110,7 @@ func (c PeerStateConfig) EnsureDefaults() PeerStateConfig {
 func (c PeerStateConfig) Validate() error {
 	c = c.EnsureDefaults()
 	if c.DeadAfter <= c.SuspectAfter {
-		return fmt.Errorf("node: peer states: DeadAfter %v must be above SuspectAfter %v", c.DeadAfter, c.SuspectAfter)
+		return fmt.Errorf("nodestate: peer states: DeadAfter %v must be above SuspectAfter %v", c.DeadAfter, c.SuspectAfter)
 	}
 	return nil
 }
@@ -152,12 +152,14 @@ const MaxReportSize = 8 << 10
 
 // ErrBadReport means bytes received on the nodestate topic are not a
 // report this version understands. Test with errors.Is.
-var ErrBadReport = errors.New("node: bad node report")
+var ErrBadReport = errors.New("nodestate: bad node report")
 
 var reportNodeRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// Encode returns the wire form (JSON) of r.
+// Encode returns the wire form (JSON) of r, stamped with this version's
+// report version.
 func (r *NodeReport) Encode() []byte {
+	r.V = reportVersion
 	b, _ := json.Marshal(r) // plain fields: cannot fail
 	return b
 }

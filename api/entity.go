@@ -1,4 +1,4 @@
-package node
+package api
 
 import (
 	"bufio"
@@ -99,7 +99,7 @@ func (c *Client) entitySend(ctx context.Context, method, path string, in any, wa
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e entityErrorResponse
+	var e EntityErrorResponse
 	if json.Unmarshal(b, &e) != nil || e.Error == "" {
 		e.Error = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
 	}
@@ -130,7 +130,7 @@ func (c *Client) Entity(ctx context.Context, ref string) (entity.Entity, error) 
 
 // Children lists the entities directly under ref, without fields.
 func (c *Client) Children(ctx context.Context, ref string) ([]entity.Entity, error) {
-	var r entitiesResponse
+	var r EntitiesResponse
 	err := c.entityDo(ctx, http.MethodGet, withQuery("/v1/entities/children", "ref", ref), nil, http.StatusOK, &r)
 	return r.Entities, err
 }
@@ -151,21 +151,21 @@ func (c *Client) Tree(ctx context.Context, ref string, depth int, fields bool) (
 // path or an ID; "/" for the top level).
 func (c *Client) CreateEntity(ctx context.Context, parent, typ, name string) (WriteResult, error) {
 	var r WriteResult
-	err := c.entityDo(ctx, http.MethodPost, "/v1/entities", createRequest{Parent: parent, Type: typ, Name: name}, http.StatusCreated, &r)
+	err := c.entityDo(ctx, http.MethodPost, "/v1/entities", CreateRequest{Parent: parent, Type: typ, Name: name}, http.StatusCreated, &r)
 	return r, err
 }
 
 // RenameEntity gives an entity a new name under the same parent.
 func (c *Client) RenameEntity(ctx context.Context, ref, name string) (WriteResult, error) {
 	var r WriteResult
-	err := c.entityDo(ctx, http.MethodPatch, withQuery("/v1/entities", "ref", ref), patchRequest{Name: &name}, http.StatusOK, &r)
+	err := c.entityDo(ctx, http.MethodPatch, withQuery("/v1/entities", "ref", ref), PatchRequest{Name: &name}, http.StatusOK, &r)
 	return r, err
 }
 
 // MoveEntity puts an entity under a new parent.
 func (c *Client) MoveEntity(ctx context.Context, ref, newParent string) (WriteResult, error) {
 	var r WriteResult
-	err := c.entityDo(ctx, http.MethodPatch, withQuery("/v1/entities", "ref", ref), patchRequest{Parent: &newParent}, http.StatusOK, &r)
+	err := c.entityDo(ctx, http.MethodPatch, withQuery("/v1/entities", "ref", ref), PatchRequest{Parent: &newParent}, http.StatusOK, &r)
 	return r, err
 }
 
@@ -185,7 +185,7 @@ func (c *Client) DeleteEntity(ctx context.Context, ref string, recursive bool) (
 // RestoreEntity undeletes an entity by ID, with what was deleted with it.
 func (c *Client) RestoreEntity(ctx context.Context, id entity.ID) (WriteResult, error) {
 	var r WriteResult
-	err := c.entityDo(ctx, http.MethodPost, "/v1/entities/restore", restoreRequest{ID: id}, http.StatusOK, &r)
+	err := c.entityDo(ctx, http.MethodPost, "/v1/entities/restore", RestoreRequest{ID: id}, http.StatusOK, &r)
 	return r, err
 }
 
@@ -215,9 +215,9 @@ type FieldWrite struct {
 // SetFields commits writes as one atomic group with one version: all of
 // them or, on an error, none.
 func (c *Client) SetFields(ctx context.Context, writes []FieldWrite) (BatchResult, error) {
-	req := batchRequest{Writes: make([]batchItem, len(writes))}
+	req := BatchRequest{Writes: make([]BatchItem, len(writes))}
 	for i, w := range writes {
-		var tv fieldBody
+		var tv FieldBody
 		b, err := json.Marshal(w.Value)
 		if err == nil {
 			err = json.Unmarshal(b, &tv)
@@ -225,7 +225,7 @@ func (c *Client) SetFields(ctx context.Context, writes []FieldWrite) (BatchResul
 		if err != nil {
 			return BatchResult{}, fmt.Errorf("writes[%d]: %s field %q: %w", i, w.Ref, w.Field, err)
 		}
-		req.Writes[i] = batchItem{Ref: w.Ref, Field: w.Field, Type: tv.Type, Value: tv.Value}
+		req.Writes[i] = BatchItem{Ref: w.Ref, Field: w.Field, Type: tv.Type, Value: tv.Value}
 	}
 	var r BatchResult
 	err := c.entityDo(ctx, http.MethodPost, "/v1/fields/batch", req, http.StatusOK, &r)
@@ -242,7 +242,7 @@ func (c *Client) PutSchema(ctx context.Context, sc entity.Schema) (entity.Versio
 
 // Schemas lists every schema, by type.
 func (c *Client) Schemas(ctx context.Context) ([]entity.Schema, error) {
-	var r schemasResponse
+	var r SchemasResponse
 	err := c.entityDo(ctx, http.MethodGet, "/v1/schemas", nil, http.StatusOK, &r)
 	return r.Schemas, err
 }

@@ -1,4 +1,4 @@
-package node
+package api
 
 import (
 	"bytes"
@@ -19,13 +19,16 @@ import (
 
 // ErrNoNode means no node is running on a data directory (no api.json).
 // Test with errors.Is.
-var ErrNoNode = errors.New("node: no running node")
+var ErrNoNode = errors.New("api: no running node")
 
 // APIInfo is the content of DIR/api.json, written by a running node.
 type APIInfo struct {
 	Addr string `json:"addr"` // host:port the API is bound to
 	PID  int    `json:"pid"`
 }
+
+// Alive reports whether the process that wrote the file still runs.
+func (i *APIInfo) Alive() bool { return processAlive(i.PID) }
 
 // ReadAPIInfo reads DIR/api.json; an error wrapping ErrNoNode if the
 // file does not exist.
@@ -141,7 +144,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, wa
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e errorResponse
+	var e ErrorResponse
 	if json.Unmarshal(b, &e) != nil || e.Error == "" {
 		e.Error = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
 	}
@@ -218,7 +221,7 @@ func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
 
 // List returns the entries under prefix ("" for all).
 func (c *Client) List(ctx context.Context, prefix string) ([]Entry, error) {
-	var lr listResponse
+	var lr ListResponse
 	if err := c.getJSON(ctx, "/v1/kv?prefix="+url.QueryEscape(prefix), &lr); err != nil {
 		return nil, err
 	}
@@ -253,7 +256,7 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 
 // Peers lists the peers the node knows.
 func (c *Client) Peers(ctx context.Context) ([]PeerStatus, error) {
-	var pr peersResponse
+	var pr PeersResponse
 	if err := c.getJSON(ctx, "/v1/peers", &pr); err != nil {
 		return nil, err
 	}
@@ -261,19 +264,16 @@ func (c *Client) Peers(ctx context.Context) ([]PeerStatus, error) {
 }
 
 // AddPeer adds a static peer (a multiaddr ending in /p2p/<id>) and
-// returns its peer ID. The address is checked locally first, so a
-// malformed one fails without a request.
+// returns its peer ID. The node checks the address: a malformed one is
+// an error wrapping ErrBadRequest that says what is wrong.
 func (c *Client) AddPeer(ctx context.Context, addr string) (string, error) {
-	if _, err := ParsePeerAddr(addr); err != nil {
-		return "", badRequest(err.Error())
-	}
-	b, _ := json.Marshal(addPeerRequest{Addr: addr})
+	b, _ := json.Marshal(AddPeerRequest{Addr: addr})
 	resp, err := c.do(ctx, http.MethodPost, "/v1/peers", bytes.NewReader(b), http.StatusOK)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
-	var ar addPeerResponse
+	var ar AddPeerResponse
 	if err := json.NewDecoder(resp.Body).Decode(&ar); err != nil {
 		return "", fmt.Errorf("POST /v1/peers: bad answer: %w", err)
 	}
@@ -332,4 +332,21 @@ func (c *Client) Metrics(ctx context.Context) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// ReadToken reads the API token of the data directory dir.
+func ReadToken(dir string) (string, error) {
+	path := filepath.Join(dir, TokenFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%w: %s is missing: is %s a starling data dir? (create one with `starling init --data %s`)", ErrNotInitialised, path, dir, dir)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read API token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("API token file %s is empty: delete it and run `starling run --data %s` to create a new one", path, dir)
+	}
+	return tok, nil
 }

@@ -1,4 +1,4 @@
-package node
+package api
 
 import (
 	"bufio"
@@ -110,7 +110,7 @@ func (c *Client) candidateCall(ctx context.Context, method, path string, body an
 // JoinGroup makes the node host a new candidate of group (a service in
 // any language uses the same HTTP call). The answer names its ID.
 func (c *Client) JoinGroup(ctx context.Context, group string, req JoinRequest) (*ElectionCandidate, error) {
-	if _, err := req.spec(group); err != nil {
+	if _, err := req.Spec(group); err != nil {
 		return nil, badRequest(err.Error())
 	}
 	if err := election.CheckGroupName(group); err != nil {
@@ -156,11 +156,11 @@ type WatchOptions struct {
 
 // ErrStreamIdle means a watch stream received nothing for its
 // IdleTimeout. Test with errors.Is.
-var ErrStreamIdle = errors.New("node: watch stream idle")
+var ErrStreamIdle = errors.New("api: watch stream idle")
 
 // ErrStreamClosed means the node ended a watch stream because it is
 // stopping. Test with errors.Is.
-var ErrStreamClosed = errors.New("node: node stopping, watch stream closed")
+var ErrStreamClosed = errors.New("api: node stopping, watch stream closed")
 
 // EventStream is a watch stream. Next returns its states; Close ends it.
 type EventStream struct {
@@ -189,7 +189,7 @@ func (c *Client) WatchCandidate(ctx context.Context, group, id string, opts Watc
 
 func (c *Client) watch(ctx context.Context, path string, opts WatchOptions, notFound error) (*EventStream, error) {
 	if opts.Keepalive <= 0 {
-		opts.Keepalive = defaultKeepalive
+		opts.Keepalive = DefaultKeepalive
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 3 * opts.Keepalive

@@ -1,16 +1,15 @@
-package node
+package httpapi
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
+
+	"github.com/starling-sync/starling/nodestate"
 )
 
 // SyncControl is what the API needs for join/resync state.
 type SyncControl interface {
-	SyncProgress() SyncProgress
+	SyncProgress() nodestate.SyncProgress
 	Resync(peerID string) error
 }
 
@@ -20,7 +19,7 @@ type SyncControl interface {
 //	POST /v1/sync/resync    {"peer": "<peer ID>"} (optional): force a state
 //	                        transfer; 202 with SyncProgress once it started,
 //	                        409 if one is running
-func (a *api) registerSyncRoutes(mux *http.ServeMux) {
+func (a *server) registerSyncRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/sync", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.cfg.Sync.SyncProgress())
 	})
@@ -36,7 +35,7 @@ func (a *api) registerSyncRoutes(mux *http.ServeMux) {
 		}
 		err := a.cfg.Sync.Resync(req.Peer)
 		switch {
-		case errors.Is(err, ErrSyncBusy):
+		case errors.Is(err, nodestate.ErrSyncBusy):
 			writeError(w, http.StatusConflict, err.Error()+": see `starling sync status`")
 		case err != nil:
 			writeError(w, http.StatusBadRequest, err.Error())
@@ -44,25 +43,4 @@ func (a *api) registerSyncRoutes(mux *http.ServeMux) {
 			writeJSON(w, http.StatusAccepted, a.cfg.Sync.SyncProgress())
 		}
 	})
-}
-
-// SyncProgress returns the node's join/resync state.
-func (c *Client) SyncProgress(ctx context.Context) (SyncProgress, error) {
-	var p SyncProgress
-	err := c.getJSON(ctx, "/v1/sync", &p)
-	return p, err
-}
-
-// Resync starts a full state transfer on the node, from peerID or any
-// connected peer ("").
-func (c *Client) Resync(ctx context.Context, peerID string) (SyncProgress, error) {
-	body, _ := json.Marshal(map[string]string{"peer": peerID})
-	resp, err := c.do(ctx, http.MethodPost, "/v1/sync/resync", bytes.NewReader(body), http.StatusAccepted)
-	if err != nil {
-		return SyncProgress{}, err
-	}
-	defer resp.Body.Close()
-	var p SyncProgress
-	err = json.NewDecoder(resp.Body).Decode(&p)
-	return p, err
 }

@@ -1,0 +1,97 @@
+package api
+
+import (
+	"time"
+
+	"github.com/starling-sync/starling/nodestate"
+)
+
+// NodeView is one node of the cluster table (GET /v1/cluster/status).
+type NodeView struct {
+	NodeID string `json:"node_id"`
+	PeerID string `json:"peer_id"`
+	// Self: this is the node that answers.
+	Self  bool                `json:"self,omitempty"`
+	Addrs []string            `json:"addrs"`
+	State nodestate.NodeState `json:"state"`
+	// Health is the replication link with this node ("" for itself).
+	Health    nodestate.SyncHealth `json:"health,omitempty"`
+	Connected bool                 `json:"connected"`
+	Static    bool                 `json:"static,omitempty"`
+	// LastSeen is when its last report arrived (omitted: never, or self);
+	// LastSeenMS is how long ago.
+	LastSeen   *time.Time `json:"last_seen,omitempty"`
+	LastSeenMS int64      `json:"last_seen_ms"`
+	// SinceMS is how long it has been in State, as this node saw it.
+	SinceMS int64 `json:"since_ms"`
+	// WritesOut counts its own committed writes, WritesIn the replication
+	// messages it received (both since it started).
+	WritesIn  uint64 `json:"writes_in"`
+	WritesOut uint64 `json:"writes_out"`
+	Heads     int    `json:"heads"`
+	Height    uint64 `json:"height"`
+	// Lag is how many DAG heights it is behind the highest node known.
+	Lag    uint64 `json:"lag"`
+	Leader bool   `json:"leader,omitempty"`
+	// Sync is its join/resync state as it reported it.
+	Sync nodestate.SyncProgress `json:"sync"`
+}
+
+// ClusterStatus is the answer of GET /v1/cluster/status: the fields of
+// GET /v1/cluster (leader, election group) and the cluster table.
+type ClusterStatus struct {
+	ClusterInfo
+	// Mode is "standalone" (no other node known) or "cluster".
+	Mode string `json:"mode"`
+	// NodeCount counts the nodes of the table that have not left.
+	NodeCount int        `json:"node_count"`
+	Nodes     []NodeView `json:"nodes"`
+	// Sync is this node's own join/resync state.
+	Sync nodestate.SyncProgress `json:"sync"`
+}
+
+// Self returns the answering node's row.
+func (cs *ClusterStatus) Self() (NodeView, bool) {
+	for _, n := range cs.Nodes {
+		if n.Self {
+			return n, true
+		}
+	}
+	return NodeView{}, false
+}
+
+// Sample is one point of a node's chart.
+type Sample struct {
+	// T is the time in Unix milliseconds.
+	T int64 `json:"t"`
+	// W is its own writes per second, I the replication messages it
+	// received per second, L its mean replication latency in ms (0: no
+	// remote write in the interval).
+	W float64 `json:"w"`
+	I float64 `json:"i"`
+	L float64 `json:"l"`
+}
+
+// ClusterHistory is the answer of GET /v1/cluster/history: the last
+// minutes of samples, per node ID.
+type ClusterHistory struct {
+	IntervalMS int64               `json:"interval_ms"`
+	Nodes      map[string][]Sample `json:"nodes"`
+}
+
+// LeadershipChange is a change of a group's leader seen by this node.
+type LeadershipChange struct {
+	Group    string    `json:"group"`
+	Leader   string    `json:"leader"`
+	Previous string    `json:"previous"`
+	Term     uint64    `json:"term"`
+	Reason   string    `json:"reason"`
+	Time     time.Time `json:"time"`
+}
+
+// ClusterEvents is the answer of GET /v1/cluster/events: recent
+// transitions of peer states and leadership changes, oldest first.
+type ClusterEvents struct {
+	Transitions []nodestate.Transition `json:"transitions"`
+	Leadership  []LeadershipChange     `json:"leadership"`
+}

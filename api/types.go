@@ -1,0 +1,155 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ipfs/go-datastore"
+	"github.com/starling-sync/starling/crdt"
+)
+
+// Sentinel errors of the API, on the server (returned by backends) and
+// on the client (wrapped by *APIError). Test with errors.Is.
+var (
+	// ErrNotFound means a key or peer does not exist (HTTP 404).
+	ErrNotFound = errors.New("api: not found")
+	// ErrUnauthorized means the API token was missing or wrong (HTTP 401).
+	ErrUnauthorized = errors.New("api: unauthorized")
+	// ErrBadRequest means the request was malformed (HTTP 400, 413).
+	ErrBadRequest = errors.New("api: bad request")
+)
+
+// badRequest is a client mistake: its text is the whole message, and it
+// matches ErrBadRequest.
+type badRequest string
+
+func (e badRequest) Error() string { return string(e) }
+
+func (e badRequest) Is(target error) bool { return target == ErrBadRequest }
+
+func BadRequestf(format string, args ...any) error {
+	return badRequest(fmt.Sprintf(format, args...))
+}
+
+// Entry is one key and its value. In JSON the value is a string when it
+// is valid UTF-8 and base64 (with "encoding": "base64") otherwise.
+type Entry struct {
+	Key   string
+	Value []byte
+}
+
+type entryJSON struct {
+	Key      string `json:"key"`
+	Value    string `json:"value"`
+	Encoding string `json:"encoding,omitempty"`
+}
+
+// MarshalJSON implements json.Marshaler.
+func (e Entry) MarshalJSON() ([]byte, error) {
+	j := entryJSON{Key: e.Key, Value: string(e.Value)}
+	if !utf8.Valid(e.Value) {
+		j.Value = base64.StdEncoding.EncodeToString(e.Value)
+		j.Encoding = "base64"
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (e *Entry) UnmarshalJSON(b []byte) error {
+	var j entryJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	e.Key, e.Value = j.Key, []byte(j.Value)
+	switch j.Encoding {
+	case "":
+	case "base64":
+		v, err := base64.StdEncoding.DecodeString(j.Value)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", j.Key, err)
+		}
+		e.Value = v
+	default:
+		return fmt.Errorf("entry %q: unknown encoding %q", j.Key, j.Encoding)
+	}
+	return nil
+}
+
+// StatusInfo is the answer of GET /v1/status.
+type StatusInfo struct {
+	NodeID         string       `json:"node_id"`
+	PeerID         string       `json:"peer_id"`
+	Env            string       `json:"env"`
+	PrivateNetwork bool         `json:"private_network"`
+	Addrs          []string     `json:"addrs"`
+	APIAddr        string       `json:"api_addr"`
+	Peers          []PeerStatus `json:"peers"`
+	Store          StoreStatus  `json:"store"`
+}
+
+// PeerStatus describes a peer the node knows.
+type PeerStatus struct {
+	ID        string     `json:"id"`
+	Addrs     []string   `json:"addrs"`
+	Connected bool       `json:"connected"`
+	Static    bool       `json:"static"`
+	Blocked   bool       `json:"blocked,omitempty"`
+	LastSeen  *time.Time `json:"last_seen,omitempty"`
+	Failures  int        `json:"failures,omitempty"`
+	NextDial  *time.Time `json:"next_dial,omitempty"`
+}
+
+type ListResponse struct {
+	Entries []Entry `json:"entries"`
+}
+
+type PeersResponse struct {
+	Peers []PeerStatus `json:"peers"`
+}
+
+type AddPeerRequest struct {
+	Addr string `json:"addr"`
+}
+
+type AddPeerResponse struct {
+	ID string `json:"id"`
+}
+
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// LoginPath is the path of a one-time login URL.
+func LoginPath(code string) string { return "/ui/login?code=" + url.QueryEscape(code) }
+
+// LoginCodeResponse is the answer of POST /v1/web/login-codes.
+type LoginCodeResponse struct {
+	Code string `json:"code"`
+	// Path is the one-time login URL's path: append it to the API's base.
+	Path    string    `json:"path"`
+	Expires time.Time `json:"expires"`
+}
+
+// StoreStatus is the replicated store's sync state (heads, queues,
+// dirty flag, counters), as crdt.Store.Status reports it.
+type StoreStatus = crdt.Status
+
+// CleanKey checks an API key ("a/b", a leading '/' is allowed) and
+// returns it without the leading '/'. Keys are go-datastore paths, so
+// empty, "." and ".." segments are refused rather than silently cleaned.
+func CleanKey(raw string) (string, error) {
+	k := strings.TrimPrefix(raw, "/")
+	if k == "" {
+		return "", BadRequestf("empty key")
+	}
+	if datastore.NewKey(k).String() != "/"+k {
+		return "", BadRequestf("key %q is not a clean path: use segments separated by single '/', without '.' or '..' segments or a trailing '/'", raw)
+	}
+	return k, nil
+}

@@ -1,0 +1,126 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/crdt"
+	"github.com/starling-sync/starling/httpapi"
+	"github.com/starling-sync/starling/nodestate/monitor"
+	"github.com/starling-sync/starling/p2p"
+)
+
+// monitoredPeers tells the monitor about peers the operator adds and
+// removes, so that a removed node leaves the cluster table for good.
+type monitoredPeers struct {
+	httpapi.PeerSet
+	m *monitor.Monitor
+}
+
+func (p monitoredPeers) AddPeer(ctx context.Context, ai peer.AddrInfo) error {
+	p.m.Remember(ai.ID)
+	return p.PeerSet.AddPeer(ctx, ai)
+}
+
+func (p monitoredPeers) RemovePeer(ctx context.Context, id peer.ID) error {
+	if err := p.PeerSet.RemovePeer(ctx, id); err != nil {
+		return err
+	}
+	p.m.Forget(id)
+	return nil
+}
+
+// KVNamespace is where the raw key-value API keeps its keys in the
+// replicated store, apart from the entity tree's /e and /s.
+const KVNamespace = "/kv"
+
+// storeKV adapts the replicated store to the API's KV, under KVNamespace.
+type storeKV struct{ s *crdt.Store }
+
+func (k storeKV) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := k.s.Get(ctx, ds.NewKey(KVNamespace+"/"+key))
+	if errors.Is(err, crdt.ErrNotFound) {
+		return nil, fmt.Errorf("key %q: %w", key, api.ErrNotFound)
+	}
+	return v, err
+}
+
+func (k storeKV) List(ctx context.Context, prefix string) ([]api.Entry, error) {
+	res, err := k.s.Query(ctx, query.Query{Prefix: KVNamespace + "/" + prefix})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	var out []api.Entry
+	for {
+		r, ok := res.NextSync()
+		if !ok {
+			break
+		}
+		if r.Error != nil {
+			return nil, r.Error
+		}
+		out = append(out, api.Entry{Key: strings.TrimPrefix(r.Key, KVNamespace+"/"), Value: r.Value})
+	}
+	slices.SortFunc(out, func(a, b api.Entry) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+func (k storeKV) Put(ctx context.Context, key string, value []byte) error {
+	return k.s.Put(ctx, ds.NewKey(KVNamespace+"/"+key), value)
+}
+
+func (k storeKV) Delete(ctx context.Context, key string) error {
+	return k.s.Delete(ctx, ds.NewKey(KVNamespace+"/"+key))
+}
+
+// p2pPeers adapts the libp2p node to the API's PeerSet.
+type p2pPeers struct{ n *p2p.Node }
+
+func (p p2pPeers) Peers(context.Context) ([]api.PeerStatus, error) {
+	infos := p.n.Peers()
+	out := make([]api.PeerStatus, 0, len(infos))
+	for _, pi := range infos {
+		ps := api.PeerStatus{
+			ID:        pi.ID.String(),
+			Addrs:     make([]string, 0, len(pi.Addrs)),
+			Connected: pi.Connected,
+			Static:    pi.Static,
+			Blocked:   pi.Blocked,
+			Failures:  pi.Failures,
+		}
+		for _, a := range pi.Addrs {
+			ps.Addrs = append(ps.Addrs, a.String())
+		}
+		if !pi.LastSeen.IsZero() {
+			t := pi.LastSeen
+			ps.LastSeen = &t
+		}
+		if !pi.NextDial.IsZero() {
+			t := pi.NextDial
+			ps.NextDial = &t
+		}
+		out = append(out, ps)
+	}
+	slices.SortFunc(out, func(a, b api.PeerStatus) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (p p2pPeers) AddPeer(ctx context.Context, ai peer.AddrInfo) error {
+	return p.n.AddPeer(ctx, ai)
+}
+
+func (p p2pPeers) RemovePeer(_ context.Context, id peer.ID) error {
+	err := p.n.RemovePeer(id)
+	if errors.Is(err, p2p.ErrUnknownPeer) {
+		return fmt.Errorf("peer %s: %w", id, api.ErrNotFound)
+	}
+	return err
+}
