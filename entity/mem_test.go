@@ -3,6 +3,8 @@ package entity
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -120,7 +122,24 @@ func (b *memBackend) Query(ctx context.Context, q query.Query) (query.Results, e
 	return query.ResultsWithEntries(q, es), nil
 }
 
-// sync makes a and b hold the union of their adds and tombstones.
+// deliver copies from's tombstones, then its adds, into to, each in key
+// order (so a script replays the same feed): one way, as a node receives
+// the deltas of another.
+func deliver(from, to *memBackend) {
+	from.mu.Lock()
+	adds, tombs := copyMap(from.adds), copyBool(from.tombs)
+	from.mu.Unlock()
+	to.mu.Lock()
+	defer to.mu.Unlock()
+	for _, k := range slices.Sorted(maps.Keys(tombs)) {
+		to.del(k, false)
+	}
+	for _, k := range slices.Sorted(maps.Keys(adds)) {
+		to.put(k, adds[k], false)
+	}
+}
+
+// sync2 makes a and b hold the union of their adds and tombstones.
 func sync2(a, b *memBackend) {
 	a.mu.Lock()
 	b.mu.Lock()
@@ -172,6 +191,12 @@ func (c *fakeClock) Now() time.Time {
 	return c.t
 }
 
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
 func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
@@ -198,7 +223,9 @@ type testStore struct {
 	waiting map[ds.Key]chan struct{}
 }
 
-func openMem(t testing.TB, node string, b *memBackend, clock *fakeClock) *testStore {
+// openMem opens a store of node over b (a new backend when nil) reading
+// clock (a new one when nil); each opt, if any, adjusts its options.
+func openMem(t testing.TB, node string, b *memBackend, clock *fakeClock, opt ...func(*Options)) *testStore {
 	t.Helper()
 	if b == nil {
 		b = newMemBackend()
@@ -215,6 +242,9 @@ func openMem(t testing.TB, node string, b *memBackend, clock *fakeClock) *testSt
 			close(ch)
 			delete(ts.waiting, c.Key)
 		}
+	}
+	for _, o := range opt {
+		o(&opts)
 	}
 	s, err := Open(context.Background(), b, opts)
 	if err != nil {
