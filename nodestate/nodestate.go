@@ -10,21 +10,6 @@ import (
 	"time"
 )
 
-// Node states and sync health: what each node computes for every peer
-// it knows (issue 7). PeerStates is the pure state machine (no clock, no
-// goroutines, no network: compare election.Rule); the monitor in
-// metrics.go drives it with a ticker, the "nodestate" gossip topic and
-// the p2p connection events.
-//
-// Each node publishes a small NodeReport every ReportInterval on the
-// gossipsub topic "starling/<env>/nodestate": its sync phase
-// (SyncProgress), store counters and whether it is leaving. Why a topic
-// of its own and not the election heartbeat: the heartbeat's wire format
-// refuses unknown flags and trailing bytes, so extending it would break
-// every node of the previous version, and the reports carry counters the
-// election has no use for. The cost is one ~300-byte message per node
-// per second.
-
 // NodeState is a node's state as another node sees it.
 type NodeState string
 
