@@ -309,6 +309,17 @@ func (c *Client) ClusterEvents(ctx context.Context) (*ClusterEvents, error) {
 	return &ev, nil
 }
 
+// ClusterHistory returns the samples behind the web page's charts
+// (GET /v1/cluster/history): per node, writes/s in and out and the
+// replication latency, one sample per report interval.
+func (c *Client) ClusterHistory(ctx context.Context) (*ClusterHistory, error) {
+	var h ClusterHistory
+	if err := c.getJSON(ctx, "/v1/cluster/history", &h); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
 // WebLoginURL asks the node for a one-time login URL of its web page.
 func (c *Client) WebLoginURL(ctx context.Context) (string, error) {
 	resp, err := c.do(ctx, http.MethodPost, "/v1/web/login-codes", nil, http.StatusCreated)

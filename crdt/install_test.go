@@ -12,6 +12,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/multiformats/go-multihash"
+	"github.com/starling-sync/starling/internal/testutil"
 )
 
 // twoNodes opens stores a and b on a new memNet, closed when the test
@@ -91,8 +92,8 @@ func TestStateTransferJoin(t *testing.T) {
 	if err := b.store.Put(context.Background(), ds.NewKey("/fromb"), []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "new writes of a on b", func() bool { return countKeys(t, b.store, "/new") == 300 })
-	eventually(t, 10*time.Second, "b's write on a", func() bool {
+	testutil.Eventually(t, 10*time.Second, "new writes of a on b", func() bool { return countKeys(t, b.store, "/new") == 300 })
+	testutil.Eventually(t, 10*time.Second, "b's write on a", func() bool {
 		ok, _ := a.store.Has(context.Background(), ds.NewKey("/fromb"))
 		return ok
 	})
@@ -117,13 +118,13 @@ func TestStateTransferKeepsLocalWrites(t *testing.T) {
 	if err := transfer(t, a.store, b.store); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "b's own writes merged after the install", func() bool {
+	testutil.Eventually(t, 10*time.Second, "b's own writes merged after the install", func() bool {
 		return countKeys(t, b.store, "/b") == 250 && countKeys(t, b.store, "/a") == 1000
 	})
 	net.heal()
 	a.store.PeerConnected("b")
 	b.store.PeerConnected("a")
-	eventually(t, 10*time.Second, "b's writes on a", func() bool { return countKeys(t, a.store, "/b") == 250 })
+	testutil.Eventually(t, 10*time.Second, "b's writes on a", func() bool { return countKeys(t, a.store, "/b") == 250 })
 }
 
 // TestStateTransferCutOff: a transfer that stops midway changes nothing,
@@ -159,7 +160,7 @@ func TestStateTransferCutOff(t *testing.T) {
 	if err := b.store.Install(context.Background(), bytes.NewReader(whole), InstallOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "retry installed and own keys merged", func() bool {
+	testutil.Eventually(t, 10*time.Second, "retry installed and own keys merged", func() bool {
 		return countKeys(t, b.store, "/a") == 2000 && countKeys(t, b.store, "/mine") == 10
 	})
 }
@@ -220,10 +221,10 @@ func TestStateTransferInterruptedInstall(t *testing.T) {
 	if err := transfer(t, a.store, b.store); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "a's state and b's own writes", func() bool {
+	testutil.Eventually(t, 10*time.Second, "a's state and b's own writes", func() bool {
 		return countKeys(t, b.store, "/a") == 500 && countKeys(t, b.store, "/b") == 50
 	})
-	eventually(t, 10*time.Second, "the marker removed once merged", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the marker removed once merged", func() bool {
 		ok, _ := b.db.Has(ctx, installMarker)
 		return !ok
 	})
@@ -268,7 +269,7 @@ func TestStateTransferWhileWriting(t *testing.T) {
 	close(stop)
 	n := <-done
 	a.store.PeerConnected("b")
-	eventually(t, 20*time.Second, "every write made during the transfer", func() bool {
+	testutil.Eventually(t, 20*time.Second, "every write made during the transfer", func() bool {
 		return countKeys(t, b.store, "/during") == n && countKeys(t, b.store, "/pre") == 3000
 	})
 	t.Logf("%d writes during the transfer", n)
@@ -296,13 +297,13 @@ func TestHeadsLoopBringsLostBroadcast(t *testing.T) {
 	if err := a.store.Put(ctx, ds.NewKey("/first"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "first write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/first")); return ok })
+	testutil.Eventually(t, 5*time.Second, "first write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/first")); return ok })
 	net.partition([]string{"a"}, []string{"b"})
 	if err := a.store.Put(ctx, ds.NewKey("/lost"), []byte("2")); err != nil {
 		t.Fatal(err)
 	}
 	net.heal() // no PeerConnected: the connection never dropped
-	eventually(t, 5*time.Second, "the lost write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/lost")); return ok })
+	testutil.Eventually(t, 5*time.Second, "the lost write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/lost")); return ok })
 }
 
 // TestUnfetchableHeadDoesNotStall: a head nobody can serve (forged, or
@@ -317,7 +318,7 @@ func TestUnfetchableHeadDoesNotStall(t *testing.T) {
 	if err := a.store.Put(ctx, ds.NewKey("/first"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "first write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/first")); return ok })
+	testutil.Eventually(t, 5*time.Second, "first write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/first")); return ok })
 	// A head whose block exists nowhere.
 	forged, err := cid.V1Builder{Codec: cid.DagProtobuf, MhType: multihash.SHA2_256}.Sum([]byte("no such block"))
 	if err != nil {
@@ -334,7 +335,7 @@ func TestUnfetchableHeadDoesNotStall(t *testing.T) {
 	if err := a.store.Put(ctx, ds.NewKey("/after"), []byte("2")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the write after the forged head on b", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the write after the forged head on b", func() bool {
 		ok, _ := b.store.Has(ctx, ds.NewKey("/after"))
 		return ok
 	})
@@ -519,7 +520,7 @@ func TestDeleteRightAfterInstall(t *testing.T) {
 	net.heal()
 	a.store.PeerConnected("b")
 	b.store.PeerConnected("a")
-	eventually(t, 10*time.Second, "b's later writes on a", func() bool {
+	testutil.Eventually(t, 10*time.Second, "b's later writes on a", func() bool {
 		if err := b.store.Put(ctx, ds.NewKey("/after"), []byte("1")); err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	dstest "github.com/ipfs/go-datastore/test"
+	"github.com/starling-sync/starling/internal/testutil"
 )
 
 // fastOpts keeps background timers short for tests.
@@ -21,18 +22,6 @@ func fastOpts() Options {
 	o.HeadsResendDelay = 100 * time.Millisecond
 	o.DAGSyncerTimeout = 5 * time.Second
 	return o
-}
-
-// eventually polls cond every 10ms until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func key(i int) ds.Key { return ds.NewKey(fmt.Sprintf("/k/%06d", i)) }
@@ -178,7 +167,7 @@ func TestSlowPublishDoesNotHoldWrites(t *testing.T) {
 	}
 	a.tr.publishing.Unlock()
 	held = false
-	eventually(t, 10*time.Second, "b holds every write", func() bool {
+	testutil.Eventually(t, 10*time.Second, "b holds every write", func() bool {
 		return countKeys(t, b.store, "/k") == n
 	})
 }
@@ -247,7 +236,7 @@ func TestPartitionHeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		eventually(t, 5*time.Second, "initial write replicated to "+n.id, func() bool {
+		testutil.Eventually(t, 5*time.Second, "initial write replicated to "+n.id, func() bool {
 			ok, _ := n.store.Has(ctx, ds.NewKey("/before"))
 			return ok
 		})
@@ -283,7 +272,7 @@ func TestPartitionHeal(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		eventually(t, 20*time.Second, "all keys on "+n.id, func() bool {
+		testutil.Eventually(t, 20*time.Second, "all keys on "+n.id, func() bool {
 			return countKeys(t, n.store, "/side0") == perSide && countKeys(t, n.store, "/side1") == perSide
 		})
 	}
@@ -338,7 +327,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	}
 	for range sub.C() { // closed by the store
 	}
-	eventually(t, 5*time.Second, "goroutines back to the start count", func() bool {
+	testutil.Eventually(t, 5*time.Second, "goroutines back to the start count", func() bool {
 		return runtime.NumGoroutine() <= before+2
 	})
 }
@@ -367,7 +356,7 @@ func TestBranchRequestsHealLongChain(t *testing.T) {
 	net.heal()
 	start := time.Now()
 	a.store.PeerConnected("b")
-	eventually(t, 20*time.Second, "chain replicated", func() bool { return countKeys(t, b.store, "/k") == writes })
+	testutil.Eventually(t, 20*time.Second, "chain replicated", func() bool { return countKeys(t, b.store, "/k") == writes })
 	st := b.store.Status(ctx)
 	if st.Requested == 0 || st.Dirty {
 		t.Fatalf("status after heal: %+v", st)

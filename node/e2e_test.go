@@ -1,4 +1,4 @@
-package node
+package node_test
 
 // End-to-end tests with real libp2p and crdt: loopback TCP, static
 // peers, no mDNS (loopback has no multicast) and no DHT.
@@ -16,100 +16,21 @@ import (
 	"time"
 
 	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/node/nodetest"
 	"github.com/starling-sync/starling/p2p"
 )
 
-// failOnPanic turns a panic of the test's goroutine into a failure, so
-// that one panicking test (p2p or crdt not implemented yet) does not
-// abort the other tests of the package. Use: defer failOnPanic(t).
-func failOnPanic(t *testing.T) {
-	if r := recover(); r != nil {
-		t.Fatalf("panic: %v", r)
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
-func initTestNode(t *testing.T, dir, id string) {
-	t.Helper()
-	_, err := Init(dir, InitOptions{Settings: Settings{
-		Env:         "e2e",
-		NodeID:      id,
-		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-		APIAddr:     "127.0.0.1:0",
-		NoMDNS:      true,
-		NoDHT:       true,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func openTestNode(t *testing.T, dir string, opts ...Option) *Node {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := Open(ctx, dir, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
-	return n
-}
-
-// startCluster starts k connected nodes in a fresh temp dir.
-func startCluster(t *testing.T, k int) []*Node {
-	t.Helper()
-	root := t.TempDir()
-	nodes := make([]*Node, k)
-	for i := range nodes {
-		dir := filepath.Join(root, fmt.Sprintf("node%d", i+1))
-		initTestNode(t, dir, fmt.Sprintf("node%d", i+1))
-		nodes[i] = openTestNode(t, dir)
-	}
-	connect(t, nodes)
-	return nodes
-}
-
-func connect(t *testing.T, nodes []*Node) {
-	t.Helper()
-	ctx := context.Background()
-	for i, a := range nodes {
-		for _, b := range nodes[i+1:] {
-			addr := b.P2P().Addrs()[0].String()
-			if _, err := a.Client().AddPeer(ctx, addr); err != nil {
-				t.Fatalf("%s: add peer %s: %v", a.NodeID(), addr, err)
-			}
-		}
-	}
-	for _, n := range nodes {
-		waitFor(t, 15*time.Second, n.NodeID()+" connected to all", func() bool {
-			c := 0
-			for _, p := range n.P2P().Peers() {
-				if p.Connected {
-					c++
-				}
-			}
-			return c >= len(nodes)-1
-		})
-	}
+// exists reports whether path exists.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func TestE2EWriteOnAnyNodeVisibleOnOthers(t *testing.T) {
-	defer failOnPanic(t)
-	nodes := startCluster(t, 3)
+	defer testutil.FailOnPanic(t)
+	nodes := nodetest.Cluster(t, 3)
 	ctx := context.Background()
 	for i, n := range nodes {
 		key := fmt.Sprintf("e2e/from-%d", i+1)
@@ -118,7 +39,7 @@ func TestE2EWriteOnAnyNodeVisibleOnOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, o := range nodes {
-			waitFor(t, 10*time.Second, key+" on "+o.NodeID(), func() bool {
+			testutil.Eventually(t, 10*time.Second, key+" on "+o.NodeID(), func() bool {
 				v, err := o.Client().Get(ctx, key)
 				return err == nil && string(v) == n.NodeID()
 			})
@@ -138,15 +59,15 @@ func TestE2EWriteOnAnyNodeVisibleOnOthers(t *testing.T) {
 }
 
 func TestE2EPartitionAndHeal(t *testing.T) {
-	defer failOnPanic(t)
-	nodes := startCluster(t, 3)
+	defer testutil.FailOnPanic(t)
+	nodes := nodetest.Cluster(t, 3)
 	ctx := context.Background()
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	for _, o := range []*Node{a, b} {
+	for _, o := range []*node.Node{a, b} {
 		o.P2P().Block(c.PeerID())
 		c.P2P().Block(o.PeerID())
 	}
-	waitFor(t, 10*time.Second, "node3 cut off", func() bool {
+	testutil.Eventually(t, 10*time.Second, "node3 cut off", func() bool {
 		for _, p := range c.P2P().Peers() {
 			if p.Connected {
 				return false
@@ -167,12 +88,12 @@ func TestE2EPartitionAndHeal(t *testing.T) {
 		t.Fatalf("node3 got %d keys through the partition", len(es))
 	}
 	start := time.Now()
-	for _, o := range []*Node{a, b} {
+	for _, o := range []*node.Node{a, b} {
 		o.P2P().Unblock(c.PeerID())
 		c.P2P().Unblock(o.PeerID())
 	}
 	for _, n := range nodes {
-		waitFor(t, 30*time.Second, n.NodeID()+" has every key", func() bool {
+		testutil.Eventually(t, 30*time.Second, n.NodeID()+" has every key", func() bool {
 			es, err := n.Client().List(ctx, "p")
 			return err == nil && len(es) == 2*k
 		})
@@ -181,12 +102,12 @@ func TestE2EPartitionAndHeal(t *testing.T) {
 }
 
 func TestE2ELifecycle(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	dir := filepath.Join(t.TempDir(), "n")
-	initTestNode(t, dir, "n1")
+	nodetest.Init(t, dir, "n1")
 	before := runtime.NumGoroutine()
 
-	n := openTestNode(t, dir)
+	n := nodetest.Open(t, dir)
 	id := n.PeerID()
 	info, err := api.ReadAPIInfo(dir)
 	if err != nil || info.Addr != n.APIAddr() || info.PID != os.Getpid() || strings.HasSuffix(info.Addr, ":0") {
@@ -201,9 +122,9 @@ func TestE2ELifecycle(t *testing.T) {
 	}
 
 	// A second Open of the same directory is refused, naming the running node.
-	_, err = Open(context.Background(), dir, WithConfig(func(c *Config) { c.APIAddr = "127.0.0.1:0" }))
-	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) {
-		t.Errorf("second Open: %v, want ErrInUse naming pid", err)
+	_, err = node.Open(context.Background(), dir, node.WithConfig(func(c *node.Config) { c.APIAddr = "127.0.0.1:0" }))
+	if !errors.Is(err, node.ErrInUse) || !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) {
+		t.Errorf("second Open: %v, want node.ErrInUse naming pid", err)
 	}
 
 	c.CloseIdleConnections()
@@ -216,12 +137,12 @@ func TestE2ELifecycle(t *testing.T) {
 	if exists(filepath.Join(dir, api.APIFile)) {
 		t.Error("api.json left after Close")
 	}
-	waitFor(t, 10*time.Second, "goroutines to end", func() bool {
+	testutil.Eventually(t, 10*time.Second, "goroutines to end", func() bool {
 		return runtime.NumGoroutine() <= before
 	})
 
 	// Restart: same peer ID, same data.
-	n2 := openTestNode(t, dir)
+	n2 := nodetest.Open(t, dir)
 	if n2.PeerID() != id {
 		t.Errorf("peer ID changed: %s -> %s", id, n2.PeerID())
 	}
@@ -232,7 +153,7 @@ func TestE2ELifecycle(t *testing.T) {
 }
 
 func TestE2EPortInUse(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -242,20 +163,20 @@ func TestE2EPortInUse(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		change  func(*Config)
+		change  func(*node.Config)
 		mention []string
 	}{
-		{"api", func(c *Config) { c.APIAddr = busy.Addr().String() }, []string{"--api", busy.Addr().String()}},
-		{"libp2p", func(c *Config) { c.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)} }, []string{fmt.Sprint(port)}},
+		{"api", func(c *node.Config) { c.APIAddr = busy.Addr().String() }, []string{"--api", busy.Addr().String()}},
+		{"libp2p", func(c *node.Config) { c.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)} }, []string{fmt.Sprint(port)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defer failOnPanic(t)
+			defer testutil.FailOnPanic(t)
 			dir := filepath.Join(t.TempDir(), "n")
-			initTestNode(t, dir, "n1")
+			nodetest.Init(t, dir, "n1")
 			cfgBefore, _ := os.ReadFile(filepath.Join(dir, api.ConfigFile))
 			before := runtime.NumGoroutine()
-			_, err := Open(context.Background(), dir, WithConfig(tt.change))
+			_, err := node.Open(context.Background(), dir, node.WithConfig(tt.change))
 			if err == nil {
 				t.Fatal("Open succeeded on a port in use")
 			}
@@ -265,30 +186,30 @@ func TestE2EPortInUse(t *testing.T) {
 				}
 			}
 			if exists(filepath.Join(dir, api.APIFile)) {
-				t.Error("api.json written by a failed Open")
+				t.Error("api.json written by a failed node.Open")
 			}
 			if after, _ := os.ReadFile(filepath.Join(dir, api.ConfigFile)); string(after) != string(cfgBefore) {
-				t.Error("config changed by a failed Open")
+				t.Error("config changed by a failed node.Open")
 			}
-			waitFor(t, 10*time.Second, "goroutines of the failed Open to end", func() bool {
+			testutil.Eventually(t, 10*time.Second, "goroutines of the failed node.Open to end", func() bool {
 				return runtime.NumGoroutine() <= before
 			})
 			// The directory is still usable.
-			n := openTestNode(t, dir)
+			n := nodetest.Open(t, dir)
 			_ = n.Close()
 		})
 	}
 }
 
 func TestE2EBadPSKFile(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	tmp := t.TempDir()
 	bad := filepath.Join(tmp, "swarm.key")
 	if err := os.WriteFile(bad, []byte("/key/swarm/psk/1.0.0/\n/base16/\nnot-hex\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(tmp, "n")
-	_, err := Init(dir, InitOptions{Settings: Settings{PSKFile: bad}})
+	_, err := node.Init(dir, node.InitOptions{Settings: node.Settings{PSKFile: bad}})
 	if !errors.Is(err, p2p.ErrBadPSK) || !strings.Contains(err.Error(), bad) {
 		t.Errorf("Init: %v, want ErrBadPSK naming %s", err, bad)
 	}
@@ -297,17 +218,17 @@ func TestE2EBadPSKFile(t *testing.T) {
 	}
 
 	// A key damaged after init is caught by Open, naming the file.
-	initTestNode(t, dir, "n1")
-	_, err = Open(context.Background(), dir, WithConfig(func(c *Config) { c.PSKFile = bad; c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"} }))
+	nodetest.Init(t, dir, "n1")
+	_, err = node.Open(context.Background(), dir, node.WithConfig(func(c *node.Config) { c.PSKFile = bad; c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"} }))
 	if !errors.Is(err, p2p.ErrBadPSK) || !strings.Contains(err.Error(), bad) {
 		t.Errorf("Open: %v, want ErrBadPSK naming %s", err, bad)
 	}
 }
 
 func TestE2EInitWithRealKeys(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	dir := filepath.Join(t.TempDir(), "n")
-	cfg, err := Init(dir, InitOptions{GeneratePSK: true})
+	cfg, err := node.Init(dir, node.InitOptions{GeneratePSK: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,17 +238,17 @@ func TestE2EInitWithRealKeys(t *testing.T) {
 	if _, err := p2p.LoadPSK(cfg.PSKPath(dir)); err != nil {
 		t.Errorf("generated swarm.key does not load: %v", err)
 	}
-	id1, err := ReadPeerID(dir)
+	id1, err := node.ReadPeerID(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasSuffix(cfg.NodeID, id1.String()[len(id1.String())-6:]) {
 		t.Errorf("node ID %q does not end with the peer ID's tail (%s)", cfg.NodeID, id1)
 	}
-	if _, err := Init(dir, InitOptions{Force: true, GeneratePSK: true}); err != nil {
+	if _, err := node.Init(dir, node.InitOptions{Force: true, GeneratePSK: true}); err != nil {
 		t.Fatal(err)
 	}
-	if id2, _ := ReadPeerID(dir); id2 != id1 {
+	if id2, _ := node.ReadPeerID(dir); id2 != id1 {
 		t.Errorf("--force changed the peer ID")
 	}
 }

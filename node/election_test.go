@@ -1,4 +1,4 @@
-package node
+package node_test
 
 // Leader election with real nodes: libp2p on 127.0.0.1, static peers,
 // no mDNS or DHT, the election's Fast preset (Interval 50ms, Timeout
@@ -21,53 +21,29 @@ import (
 
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
+	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/node/nodetest"
 	"github.com/starling-sync/starling/p2p"
 )
 
 // fastElection selects the Fast preset.
-func fastElection() Option {
-	return WithElectionConfig(func(c *election.Config) {
+func fastElection() node.Option {
+	return node.WithElectionConfig(func(c *election.Config) {
 		f := election.FastConfig()
 		c.Interval, c.Timeout, c.Warmup, c.LeaveLinger = f.Interval, f.Timeout, f.Warmup, f.LeaveLinger
 	})
 }
 
 // electionCluster starts k connected nodes node1..nodek with opts.
-func electionCluster(t testing.TB, k int, opts ...Option) []*Node {
+func electionCluster(t testing.TB, k int, opts ...node.Option) []*node.Node {
 	t.Helper()
-	root := t.TempDir()
-	nodes := make([]*Node, k)
-	for i := range nodes {
-		dir := filepath.Join(root, fmt.Sprintf("node%d", i+1))
-		_, err := Init(dir, InitOptions{Settings: Settings{
-			Env: "e2e", NodeID: fmt.Sprintf("node%d", i+1), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-			APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true,
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		n, err := Open(ctx, dir, opts...)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-		nodes[i] = n
-	}
-	for i, a := range nodes {
-		for _, b := range nodes[i+1:] {
-			if err := a.P2P().AddPeer(context.Background(), peer.AddrInfo{ID: b.PeerID(), Addrs: b.P2P().Host().Addrs()}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return nodes
+	return nodetest.Cluster(t, k, opts...)
 }
 
 // agreed reports the leadership of group if every node agrees on it (and
 // it has a leader).
-func agreed(group string, nodes ...*Node) (election.Leadership, bool) {
+func agreed(group string, nodes ...*node.Node) (election.Leadership, bool) {
 	var first election.Leadership
 	for i, n := range nodes {
 		l := n.Election().Leader(group)
@@ -81,7 +57,7 @@ func agreed(group string, nodes ...*Node) (election.Leadership, bool) {
 
 // waitLeader waits until every node agrees that leader leads group and
 // returns the leadership and how long it took.
-func waitLeader(t testing.TB, timeout time.Duration, group, leader string, nodes ...*Node) (election.Leadership, time.Duration) {
+func waitLeader(t testing.TB, timeout time.Duration, group, leader string, nodes ...*node.Node) (election.Leadership, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -102,7 +78,7 @@ func waitLeader(t testing.TB, timeout time.Duration, group, leader string, nodes
 }
 
 // waitEligible waits until every node sees k eligible candidates in group.
-func waitEligible(t testing.TB, timeout time.Duration, group string, k int, nodes ...*Node) {
+func waitEligible(t testing.TB, timeout time.Duration, group string, k int, nodes ...*node.Node) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -132,7 +108,7 @@ func waitEligible(t testing.TB, timeout time.Duration, group string, k int, node
 // isolate cuts n off from the others with the connection gater on both
 // sides: to the others it is as if it had crashed (its heartbeats stop,
 // no goodbye).
-func isolate(n *Node, others []*Node) {
+func isolate(n *node.Node, others []*node.Node) {
 	for _, o := range others {
 		if o != n {
 			o.P2P().Block(n.PeerID())
@@ -141,7 +117,7 @@ func isolate(n *Node, others []*Node) {
 	}
 }
 
-func rejoin(n *Node, others []*Node) {
+func rejoin(n *node.Node, others []*node.Node) {
 	for _, o := range others {
 		if o != n {
 			o.P2P().Unblock(n.PeerID())
@@ -151,7 +127,7 @@ func rejoin(n *Node, others []*Node) {
 }
 
 func TestElectionClusterCrashAndReturn(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	nodes := electionCluster(t, 3, fastElection())
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	first, took := waitLeader(t, 10*time.Second, election.ClusterGroup, "node1", nodes...)
@@ -190,7 +166,7 @@ func TestElectionClusterCrashAndReturn(t *testing.T) {
 	// It comes back: leader again once it has listened (preemption is
 	// the default), at a term above node2's, on every node.
 	rejoin(n1, nodes)
-	n1b := openTestNode(t, dir, fastElection(), WithConfig(func(c *Config) { c.Peers = append(c.Peers, peers...) }))
+	n1b := nodetest.Open(t, dir, fastElection(), node.WithConfig(func(c *node.Config) { c.Peers = append(c.Peers, peers...) }))
 	third, took := waitLeader(t, 10*time.Second, election.ClusterGroup, "node1", n1b, n2, n3)
 	t.Logf("node1 restarted: leads again at term %d after %v", third.Term, took)
 	if third.Term <= second.Term {
@@ -200,14 +176,14 @@ func TestElectionClusterCrashAndReturn(t *testing.T) {
 
 // slowTimeout makes failure detection slow (5s), so that a handover in
 // well under that proves the graceful path, even on a loaded machine.
-func slowTimeout() Option {
-	return WithElectionConfig(func(c *election.Config) {
+func slowTimeout() node.Option {
+	return node.WithElectionConfig(func(c *election.Config) {
 		c.Interval, c.Timeout, c.Warmup, c.LeaveLinger = 50*time.Millisecond, 5*time.Second, 300*time.Millisecond, 20*time.Millisecond
 	})
 }
 
 func TestElectionGracefulHandover(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	nodes := electionCluster(t, 3, slowTimeout())
 	waitLeader(t, 10*time.Second, election.ClusterGroup, "node1", nodes...)
 
@@ -251,7 +227,7 @@ func TestElectionGracefulHandover(t *testing.T) {
 }
 
 func TestElectionPartitionHeal(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	nodes := electionCluster(t, 3, fastElection())
 	first, _ := waitLeader(t, 10*time.Second, election.ClusterGroup, "node1", nodes...)
 	isolate(nodes[2], nodes)
@@ -271,20 +247,20 @@ func TestElectionPartitionHeal(t *testing.T) {
 }
 
 func TestElectionUntrustedHeartbeatsIgnored(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	stranger := p2pTestID(t)
 	root := t.TempDir()
-	var nodes []*Node
+	var nodes []*node.Node
 	for i, trust := range [][]string{{stranger.String()}, nil} {
 		dir := filepath.Join(root, fmt.Sprint(i))
-		_, err := Init(dir, InitOptions{Settings: Settings{
+		_, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
 			Env: "e2e", NodeID: fmt.Sprintf("node%d", i+1), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
 			APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true, Trusted: trust,
 		}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		nodes = append(nodes, openTestNode(t, dir, fastElection()))
+		nodes = append(nodes, nodetest.Open(t, dir, fastElection()))
 	}
 	a, b := nodes[0], nodes[1] // a trusts only a stranger: b's heartbeats do not count on a
 	if err := b.P2P().AddPeer(context.Background(), peer.AddrInfo{ID: a.PeerID(), Addrs: a.P2P().Host().Addrs()}); err != nil {
@@ -322,7 +298,7 @@ func p2pTestID(t *testing.T) peer.ID {
 }
 
 func TestElectionAPI(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	nodes := electionCluster(t, 2, fastElection())
 	waitLeader(t, 10*time.Second, election.ClusterGroup, "node1", nodes...)
 	ctx := context.Background()
@@ -411,7 +387,7 @@ func TestElectionAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "node2 active in db", func() bool {
+	testutil.Eventually(t, 5*time.Second, "node2 active in db", func() bool {
 		st, err := c2.Candidate(ctx, "db", c2cand.ID)
 		return err == nil && st.Active && !st.IsLeader
 	})
@@ -477,7 +453,7 @@ func TestElectionAPI(t *testing.T) {
 
 // rawRequest sends a request to n's API as is, without the client's
 // checks, and returns the status code and body.
-func rawRequest(t *testing.T, n *Node, method, path, body string) (int, string) {
+func rawRequest(t *testing.T, n *node.Node, method, path, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, "http://"+n.APIAddr()+path, strings.NewReader(body))
 	if err != nil {

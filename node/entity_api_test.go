@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"bufio"
@@ -16,19 +16,14 @@ import (
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/httpapi"
+	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/node/nodetest"
 )
-
-// entityTestNode starts one node with its API on 127.0.0.1:0.
-func entityTestNode(t *testing.T, id string) *Node {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), id)
-	initTestNode(t, dir, id)
-	return openTestNode(t, dir)
-}
 
 // rawDo sends a raw request to a node's API with header auth (none when
 // "") and returns status and body.
-func rawDo(t *testing.T, n *Node, auth, method, path, body string) (int, string) {
+func rawDo(t *testing.T, n *node.Node, auth, method, path, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, "http://"+n.APIAddr()+path, strings.NewReader(body))
 	if err != nil {
@@ -72,8 +67,8 @@ func mustWrite(t *testing.T, what string) func(api.WriteResult, error) api.Write
 }
 
 func TestEntityAPI(t *testing.T) {
-	defer failOnPanic(t)
-	n := entityTestNode(t, "node1")
+	defer testutil.FailOnPanic(t)
+	n := nodetest.Start(t, "node1")
 	c := n.Client()
 	ctx := context.Background()
 
@@ -218,25 +213,9 @@ func TestEntityAPI(t *testing.T) {
 	}
 }
 
-// entitySnapshot is everything an entity write could change, as the API shows it.
-func entitySnapshot(t *testing.T, n *Node) string {
-	t.Helper()
-	ctx := context.Background()
-	tr, err := n.Client().Tree(ctx, "/", -1, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	scs, err := n.Client().Schemas(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal([]any{tr, scs, n.Store().Status(ctx).OpsCommitted})
-	return string(b)
-}
-
 func TestEntityAPIBadInput(t *testing.T) {
-	defer failOnPanic(t)
-	n := entityTestNode(t, "node1")
+	defer testutil.FailOnPanic(t)
+	n := nodetest.Start(t, "node1")
 	c := n.Client()
 	ctx := context.Background()
 	if _, err := c.PutSchema(ctx, sensorSchema); err != nil {
@@ -300,7 +279,7 @@ func TestEntityAPIBadInput(t *testing.T) {
 		{"wrong token", "Bearer " + strings.Repeat("0", 64), "POST", "/v1/entities", `{"parent": "/", "type": "t", "name": "x"}`, 401, "", []string{"wrong API token"}},
 		{"wrong token watch", "Bearer nope", "GET", "/v1/watch", "", 401, "", []string{"wrong API token"}},
 	}
-	before := entitySnapshot(t, n)
+	before := nodetest.EntitySnapshot(t, n)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, body := rawDo(t, n, tt.auth, tt.method, tt.path, tt.body)
@@ -316,7 +295,7 @@ func TestEntityAPIBadInput(t *testing.T) {
 					t.Errorf("error %q does not mention %q", e.Error, m)
 				}
 			}
-			if after := entitySnapshot(t, n); after != before {
+			if after := nodetest.EntitySnapshot(t, n); after != before {
 				t.Errorf("something was written:\nbefore %s\nafter  %s", before, after)
 			}
 		})
@@ -324,10 +303,10 @@ func TestEntityAPIBadInput(t *testing.T) {
 }
 
 func TestEntityAPIWatch(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	dir := filepath.Join(t.TempDir(), "node1")
-	initTestNode(t, dir, "node1")
-	n := openTestNode(t, dir)
+	nodetest.Init(t, dir, "node1")
+	n := nodetest.Open(t, dir)
 	c := n.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -396,9 +375,9 @@ func TestEntityAPIWatch(t *testing.T) {
 // TestEntityAPIWatchHeartbeat checks the heartbeat and that a client
 // going away ends the handler, with a store whose heartbeat is short.
 func TestEntityAPIWatchHeartbeat(t *testing.T) {
-	defer failOnPanic(t)
-	n := entityTestNode(t, "node1")
-	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{Token: n.Token(), KV: storeKV{n.Store()}, Peers: p2pPeers{n.P2P()},
+	defer testutil.FailOnPanic(t)
+	n := nodetest.Start(t, "node1")
+	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{Token: n.Token(), KV: noKV{}, Peers: noPeers{},
 		Status: n, Entities: n.Entities(), WatchHeartbeat: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -454,3 +433,9 @@ func TestEntityAPIWatchHeartbeat(t *testing.T) {
 		t.Fatal("watch handler still running after the client went away")
 	}
 }
+
+// noKV and noPeers stand in for the parts of the API a test does not use.
+type (
+	noKV    struct{ httpapi.KV }
+	noPeers struct{ httpapi.PeerSet }
+)

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -10,16 +10,17 @@ import (
 	"time"
 
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/node"
 )
 
-func benchNodes(b *testing.B, k int) []*Node {
+func benchNodes(b *testing.B, k int) []*node.Node {
 	b.Helper()
 	root := b.TempDir()
-	var nodes []*Node
+	var nodes []*node.Node
 	for i := 1; i <= k; i++ {
 		dir := filepath.Join(root, fmt.Sprintf("node%d", i))
 		initBenchNode(b, dir)
-		n, err := Open(context.Background(), dir)
+		n, err := node.Open(context.Background(), dir)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -10,44 +10,47 @@ import (
 	"time"
 
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/node/nodetest"
 )
 
 // startClusterOpts starts k connected nodes; opts(i) gives node i's
 // extra options.
-func startClusterOpts(t *testing.T, k int, opts func(i int) []Option) []*Node {
+func startClusterOpts(t *testing.T, k int, opts func(i int) []node.Option) []*node.Node {
 	t.Helper()
 	root := t.TempDir()
-	nodes := make([]*Node, k)
+	nodes := make([]*node.Node, k)
 	for i := range nodes {
 		dir := filepath.Join(root, fmt.Sprintf("node%d", i+1))
-		initTestNode(t, dir, fmt.Sprintf("node%d", i+1))
-		nodes[i] = openTestNode(t, dir, opts(i)...)
+		nodetest.Init(t, dir, fmt.Sprintf("node%d", i+1))
+		nodes[i] = nodetest.Open(t, dir, opts(i)...)
 	}
-	connect(t, nodes)
+	nodetest.Connect(t, nodes)
 	return nodes
 }
 
-func cut(t *testing.T, nodes []*Node, c *Node) {
+func cut(t *testing.T, nodes []*node.Node, c *node.Node) {
 	t.Helper()
 	partition(nodes, c)
-	waitFor(t, 10*time.Second, c.NodeID()+" cut off", func() bool { return !anyConnected(c) })
+	testutil.Eventually(t, 10*time.Second, c.NodeID()+" cut off", func() bool { return !anyConnected(c) })
 }
 
 // converged waits until every node shows want for ref.field.
-func convergedField(t *testing.T, nodes []*Node, ref, field string, want entity.Value) {
+func convergedField(t *testing.T, nodes []*node.Node, ref, field string, want entity.Value) {
 	t.Helper()
 	for _, n := range nodes {
-		waitFor(t, 30*time.Second, fmt.Sprintf("%s: %s.%s = %v", n.NodeID(), ref, field, want), func() bool {
+		testutil.Eventually(t, 30*time.Second, fmt.Sprintf("%s: %s.%s = %v", n.NodeID(), ref, field, want), func() bool {
 			f, err := n.Entities().GetField(ref, field)
 			return err == nil && f.Value.Equal(want)
 		})
 	}
 }
 
-func visibleOnAll(t *testing.T, nodes []*Node, ref string) {
+func visibleOnAll(t *testing.T, nodes []*node.Node, ref string) {
 	t.Helper()
 	for _, n := range nodes {
-		waitFor(t, 30*time.Second, n.NodeID()+" sees "+ref, func() bool {
+		testutil.Eventually(t, 30*time.Second, n.NodeID()+" sees "+ref, func() bool {
 			_, err := n.Entities().Get(ref)
 			return err == nil
 		})
@@ -59,7 +62,7 @@ func visibleOnAll(t *testing.T, nodes []*Node, ref string) {
 // shows node3's value. go-ds-crdt alone would pick node1's (greater DAG
 // height).
 func TestLWWFewerLaterWritesWin(t *testing.T) {
-	nodes := startClusterOpts(t, 3, func(int) []Option { return nil })
+	nodes := startClusterOpts(t, 3, func(int) []node.Option { return nil })
 	a, c := nodes[0], nodes[2]
 	ctx := context.Background()
 	if _, err := a.Entities().Create(ctx, "/", "Sensor", "S"); err != nil {
@@ -82,9 +85,9 @@ func TestLWWFewerLaterWritesWin(t *testing.T) {
 // TestLWWClockBehind: node3's clock is 5 s behind, but it saw node1's last
 // write before the partition; its write made after that wins (HLC).
 func TestLWWClockBehind(t *testing.T) {
-	nodes := startClusterOpts(t, 3, func(i int) []Option {
+	nodes := startClusterOpts(t, 3, func(i int) []node.Option {
 		if i == 2 {
-			return []Option{WithClockOffset(-5 * time.Second)}
+			return []node.Option{node.WithClockOffset(-5 * time.Second)}
 		}
 		return nil
 	})
@@ -118,7 +121,7 @@ func TestLWWClockBehind(t *testing.T) {
 // after the heal every node shows, for every field, the value with the
 // greatest (timestamp, writer) among the acknowledged writes.
 func TestLWWConcurrent(t *testing.T) {
-	nodes := startClusterOpts(t, 3, func(int) []Option { return nil })
+	nodes := startClusterOpts(t, 3, func(int) []node.Option { return nil })
 	a, c := nodes[0], nodes[2]
 	ctx := context.Background()
 	if _, err := a.Entities().Create(ctx, "/", "Sensor", "S"); err != nil {
@@ -132,7 +135,7 @@ func TestLWWConcurrent(t *testing.T) {
 	}
 	best := map[string]ack{}
 	for i := 0; i < 50; i++ {
-		for _, n := range []*Node{a, c} {
+		for _, n := range []*node.Node{a, c} {
 			field := fmt.Sprintf("f%d", i%5)
 			val := entity.String(fmt.Sprintf("%s-%d", n.NodeID(), i))
 			v, err := n.Entities().Set(ctx, "/S", field, val)
@@ -160,7 +163,7 @@ func TestLWWConcurrent(t *testing.T) {
 // entity package doc on 3 real nodes and checks the documented outcome on
 // all of them.
 func TestStructureConflicts(t *testing.T) {
-	nodes := startClusterOpts(t, 3, func(int) []Option { return nil })
+	nodes := startClusterOpts(t, 3, func(int) []node.Option { return nil })
 	a, c := nodes[0], nodes[2]
 	ctx := context.Background()
 	ea, ec := a.Entities(), c.Entities()
@@ -215,7 +218,7 @@ func TestStructureConflicts(t *testing.T) {
 	low := min(dupA, dupC)
 	for _, n := range nodes {
 		es := n.Entities()
-		waitFor(t, 30*time.Second, n.NodeID()+" converged on structure", func() bool {
+		testutil.Eventually(t, 30*time.Second, n.NodeID()+" converged on structure", func() bool {
 			twin, err := es.Get("/Twin")
 			if err != nil || twin.ID != low || twin.Duplicates != 1 {
 				return false

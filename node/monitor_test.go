@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -17,12 +17,15 @@ import (
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/node/nodetest"
 	"github.com/starling-sync/starling/nodestate"
 	"github.com/starling-sync/starling/nodestate/monitor"
 )
 
 // clusterState reports what a node sees of another node (by node ID).
-func clusterState(t *testing.T, n *Node, node string) (api.NodeView, bool) {
+func clusterState(t *testing.T, n *node.Node, node string) (api.NodeView, bool) {
 	t.Helper()
 	cs, err := n.Client().ClusterStatus(context.Background())
 	if err != nil {
@@ -37,14 +40,14 @@ func clusterState(t *testing.T, n *Node, node string) (api.NodeView, bool) {
 }
 
 func TestClusterStatusStatesAndLeave(t *testing.T) {
-	defer failOnPanic(t)
-	nodes := startCluster(t, 3)
+	defer testutil.FailOnPanic(t)
+	nodes := nodetest.Cluster(t, 3)
 	for _, n := range nodes {
 		for _, m := range nodes {
 			if m == n {
 				continue
 			}
-			waitFor(t, 20*time.Second, n.NodeID()+" sees "+m.NodeID()+" ACTIVE and Connected", func() bool {
+			testutil.Eventually(t, 20*time.Second, n.NodeID()+" sees "+m.NodeID()+" ACTIVE and Connected", func() bool {
 				v, ok := clusterState(t, n, m.NodeID())
 				return ok && v.State == nodestate.StateActive && v.Health == nodestate.HealthConnected && v.LastSeen != nil
 			})
@@ -66,14 +69,17 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 	if _, err := nodes[1].Entities().Create(context.Background(), "/", "Site", "Plant"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "node1 sees node2's write counter", func() bool {
+	testutil.Eventually(t, 20*time.Second, "node1 sees node2's write counter", func() bool {
 		v, _ := clusterState(t, nodes[0], "node2")
 		return v.WritesOut > 0
 	})
 
 	// The charts' samples: every node has some, and node2's writes show.
-	waitFor(t, 20*time.Second, "node1's history of node2's writes", func() bool {
-		h := nodes[0].mon.ClusterHistory()
+	testutil.Eventually(t, 20*time.Second, "node1's history of node2's writes", func() bool {
+		h, err := nodes[0].Client().ClusterHistory(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(h.Nodes["node1"]) == 0 || len(h.Nodes["node3"]) == 0 {
 			return false
 		}
@@ -90,7 +96,7 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 	if err := nodes[2].Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "node1 sees node3 LEFT", func() bool {
+	testutil.Eventually(t, 20*time.Second, "node1 sees node3 LEFT", func() bool {
 		v, ok := clusterState(t, nodes[0], "node3")
 		return ok && v.State == nodestate.StateLeft
 	})
@@ -127,16 +133,16 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 // TestNodeStatesPartition cuts a node off: the other sees it SUSPECT,
 // then DEAD and Disconnected, and ACTIVE and Connected after the heal.
 func TestNodeStatesPartition(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	root := t.TempDir()
-	fast := WithPeerStateConfig(nodestate.PeerStateConfig{SuspectAfter: 1500 * time.Millisecond, DeadAfter: 3 * time.Second})
-	var nodes []*Node
+	fast := node.WithPeerStateConfig(nodestate.PeerStateConfig{SuspectAfter: 1500 * time.Millisecond, DeadAfter: 3 * time.Second})
+	var nodes []*node.Node
 	for i := 1; i <= 2; i++ {
 		dir := filepath.Join(root, fmt.Sprintf("node%d", i))
-		initTestNode(t, dir, fmt.Sprintf("node%d", i))
-		nodes = append(nodes, openTestNode(t, dir, fast))
+		nodetest.Init(t, dir, fmt.Sprintf("node%d", i))
+		nodes = append(nodes, nodetest.Open(t, dir, fast))
 	}
-	connect(t, nodes)
+	nodetest.Connect(t, nodes)
 	a, b := nodes[0], nodes[1]
 	sees := func(state nodestate.NodeState, health nodestate.SyncHealth) func() bool {
 		return func() bool {
@@ -144,14 +150,14 @@ func TestNodeStatesPartition(t *testing.T) {
 			return ok && v.State == state && v.Health == health
 		}
 	}
-	waitFor(t, 20*time.Second, "node2 ACTIVE", sees(nodestate.StateActive, nodestate.HealthConnected))
+	testutil.Eventually(t, 20*time.Second, "node2 ACTIVE", sees(nodestate.StateActive, nodestate.HealthConnected))
 	a.P2P().Block(b.PeerID())
 	b.P2P().Block(a.PeerID())
-	waitFor(t, 20*time.Second, "node2 SUSPECT or DEAD", func() bool {
+	testutil.Eventually(t, 20*time.Second, "node2 SUSPECT or DEAD", func() bool {
 		v, _ := clusterState(t, a, "node2")
 		return v.State == nodestate.StateSuspect || v.State == nodestate.StateDead
 	})
-	waitFor(t, 20*time.Second, "node2 DEAD and Disconnected", sees(nodestate.StateDead, nodestate.HealthDisconnected))
+	testutil.Eventually(t, 20*time.Second, "node2 DEAD and Disconnected", sees(nodestate.StateDead, nodestate.HealthDisconnected))
 	text, err := a.Client().Metrics(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +167,7 @@ func TestNodeStatesPartition(t *testing.T) {
 	}
 	a.P2P().Unblock(b.PeerID())
 	b.P2P().Unblock(a.PeerID())
-	waitFor(t, 30*time.Second, "node2 ACTIVE again", sees(nodestate.StateActive, nodestate.HealthConnected))
+	testutil.Eventually(t, 30*time.Second, "node2 ACTIVE again", sees(nodestate.StateActive, nodestate.HealthConnected))
 	ev, err := a.Client().ClusterEvents(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -178,8 +184,8 @@ func TestNodeStatesPartition(t *testing.T) {
 }
 
 func TestMetricsServesDocumentedSeries(t *testing.T) {
-	defer failOnPanic(t)
-	nodes := startCluster(t, 2)
+	defer testutil.FailOnPanic(t)
+	nodes := nodetest.Cluster(t, 2)
 	ctx := context.Background()
 	c := nodes[0].Client()
 	// A write through the API (timed), and one from node2 (replicated).
@@ -189,18 +195,18 @@ func TestMetricsServesDocumentedSeries(t *testing.T) {
 	if _, err := nodes[0].Entities().Create(ctx, "/", "Site", "Plant"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "node2 has /Plant", func() bool {
+	testutil.Eventually(t, 20*time.Second, "node2 has /Plant", func() bool {
 		_, err := nodes[1].Entities().Get("/Plant")
 		return err == nil
 	})
 	if _, err := nodes[1].Entities().Set(ctx, "/Plant", "temp", entity.Int(21)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "node1 counts a replicated write", func() bool {
+	testutil.Eventually(t, 20*time.Second, "node1 counts a replicated write", func() bool {
 		text, err := c.Metrics(ctx)
 		return err == nil && metricValue(t, text, "starling_replicated_writes_total", nil) >= 1
 	})
-	waitFor(t, 30*time.Second, "a cluster leader", func() bool {
+	testutil.Eventually(t, 30*time.Second, "a cluster leader", func() bool {
 		return nodes[0].Election().Leader(election.ClusterGroup).HasLeader()
 	})
 	text, err := c.Metrics(ctx)
@@ -288,10 +294,10 @@ func grep(text, prefix string) string {
 }
 
 func TestWrongTokenServesNothing(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	dir := t.TempDir()
-	initTestNode(t, dir, "node1")
-	n := openTestNode(t, dir)
+	nodetest.Init(t, dir, "node1")
+	n := nodetest.Open(t, dir)
 	base := "http://" + n.APIAddr()
 	for _, path := range []string{"/metrics", "/v1/cluster/status", "/v1/cluster/history", "/v1/cluster/events", "/ui/", "/ui/app.js", "/v1/status", "/v1/watch"} {
 		for _, auth := range []string{"", "Bearer wrong"} {

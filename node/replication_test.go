@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -12,11 +12,14 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/node/nodetest"
 )
 
 // partition cuts the given nodes off from the others with the connection
 // gater on both sides; the processes keep running.
-func partition(nodes []*Node, cut ...*Node) {
+func partition(nodes []*node.Node, cut ...*node.Node) {
 	for _, c := range cut {
 		for _, o := range nodes {
 			if o != c {
@@ -27,7 +30,7 @@ func partition(nodes []*Node, cut ...*Node) {
 	}
 }
 
-func heal(nodes []*Node) {
+func heal(nodes []*node.Node) {
 	for _, a := range nodes {
 		for _, b := range nodes {
 			if a != b {
@@ -37,7 +40,7 @@ func heal(nodes []*Node) {
 	}
 }
 
-func countPrefix(t testing.TB, n *Node, prefix string) int {
+func countPrefix(t testing.TB, n *node.Node, prefix string) int {
 	t.Helper()
 	res, err := n.Store().Query(context.Background(), query.Query{Prefix: prefix, KeysOnly: true})
 	if err != nil {
@@ -51,7 +54,7 @@ func countPrefix(t testing.TB, n *Node, prefix string) int {
 }
 
 // writeConcurrently writes count keys under prefix from writers goroutines.
-func writeConcurrently(t testing.TB, n *Node, prefix string, count, writers int) {
+func writeConcurrently(t testing.TB, n *node.Node, prefix string, count, writers int) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -81,10 +84,10 @@ func TestHeal10kKeys(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes 10,000 keys")
 	}
-	nodes := startCluster(t, 3)
+	nodes := nodetest.Cluster(t, 3)
 	a, c := nodes[0], nodes[2]
 	partition(nodes, c)
-	waitFor(t, 10*time.Second, "node3 cut off", func() bool { return !anyConnected(c) })
+	testutil.Eventually(t, 10*time.Second, "node3 cut off", func() bool { return !anyConnected(c) })
 
 	const keys = 10_000
 	start := time.Now()
@@ -99,14 +102,14 @@ func TestHeal10kKeys(t *testing.T) {
 	start = time.Now()
 	heal(nodes)
 	for _, n := range nodes {
-		waitFor(t, 60*time.Second, n.NodeID()+" holds every key", func() bool {
+		testutil.Eventually(t, 60*time.Second, n.NodeID()+" holds every key", func() bool {
 			return countPrefix(t, n, "/heal/a") == keys && countPrefix(t, n, "/heal/c") == 100
 		})
 	}
 	t.Logf("FIGURE heal: %d keys written on one side converged on all 3 nodes %v after the heal", keys, time.Since(start))
 }
 
-func anyConnected(n *Node) bool {
+func anyConnected(n *node.Node) bool {
 	for _, p := range n.P2P().Peers() {
 		if p.Connected {
 			return true
@@ -119,13 +122,13 @@ func anyConnected(n *Node) bool {
 // it again on the same directory: same peer ID, its old data, and what it
 // missed.
 func TestRestartCatchesUp(t *testing.T) {
-	nodes := startCluster(t, 3)
+	nodes := nodetest.Cluster(t, 3)
 	a, c := nodes[0], nodes[2]
 	ctx := context.Background()
 	if err := c.Store().Put(ctx, ds.NewKey("/mine"), []byte("before")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "first write replicated", func() bool {
+	testutil.Eventually(t, 10*time.Second, "first write replicated", func() bool {
 		ok, _ := a.Store().Has(ctx, ds.NewKey("/mine"))
 		return ok
 	})
@@ -139,14 +142,14 @@ func TestRestartCatchesUp(t *testing.T) {
 	for _, n := range nodes[:2] {
 		peers = append(peers, n.P2P().Addrs()[0].String())
 	}
-	c2 := openTestNode(t, dir, WithConfig(func(cfg *Config) { cfg.Peers = append(cfg.Peers, peers...) }))
+	c2 := nodetest.Open(t, dir, node.WithConfig(func(cfg *node.Config) { cfg.Peers = append(cfg.Peers, peers...) }))
 	if c2.PeerID() != id {
 		t.Fatalf("peer ID changed across restart: %s -> %s", id, c2.PeerID())
 	}
 	if v, err := c2.Store().Get(ctx, ds.NewKey("/mine")); err != nil || string(v) != "before" {
 		t.Fatalf("own data after restart: %q, %v", v, err)
 	}
-	waitFor(t, 30*time.Second, "restarted node catches up", func() bool {
+	testutil.Eventually(t, 30*time.Second, "restarted node catches up", func() bool {
 		return countPrefix(t, c2, "/missed") == 500
 	})
 }
@@ -158,7 +161,7 @@ func BenchmarkPut(b *testing.B) {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
 			dir := filepath.Join(b.TempDir(), "n")
 			initBenchNode(b, dir)
-			n, err := Open(context.Background(), dir)
+			n, err := node.Open(context.Background(), dir)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -190,11 +193,11 @@ func BenchmarkPut(b *testing.B) {
 // time, and reports the median and 99th percentile.
 func BenchmarkWriteVisible(b *testing.B) {
 	root := b.TempDir()
-	var nodes []*Node
+	var nodes []*node.Node
 	for i := 1; i <= 3; i++ {
 		dir := filepath.Join(root, fmt.Sprintf("node%d", i))
 		initBenchNode(b, dir)
-		n, err := Open(context.Background(), dir)
+		n, err := node.Open(context.Background(), dir)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -258,11 +261,11 @@ func BenchmarkWriteVisible(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
 
-func countPrefixB(b *testing.B, n *Node, prefix string) int { return countPrefix(b, n, prefix) }
+func countPrefixB(b *testing.B, n *node.Node, prefix string) int { return countPrefix(b, n, prefix) }
 
 func initBenchNode(b *testing.B, dir string) {
 	b.Helper()
-	_, err := Init(dir, InitOptions{Settings: Settings{
+	_, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
 		Env: "bench", ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true,
 	}})
 	if err != nil {
@@ -270,7 +273,7 @@ func initBenchNode(b *testing.B, dir string) {
 	}
 }
 
-func addrInfo(tb testing.TB, n *Node) peer.AddrInfo {
+func addrInfo(tb testing.TB, n *node.Node) peer.AddrInfo {
 	tb.Helper()
 	return peer.AddrInfo{ID: n.PeerID(), Addrs: n.P2P().Host().Addrs()}
 }

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -15,12 +15,15 @@ import (
 
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/node/nodetest"
 	"github.com/starling-sync/starling/nodestate"
 )
 
 // writeFields creates count entities under /j, each with a field v = i,
 // in updates of 250 writes.
-func writeFields(t *testing.T, n *Node, count int) {
+func writeFields(t *testing.T, n *node.Node, count int) {
 	t.Helper()
 	ctx := context.Background()
 	es := n.Entities()
@@ -47,7 +50,7 @@ func writeFields(t *testing.T, n *Node, count int) {
 }
 
 // peersOf lists the nodes' listen addresses, for Config.Peers.
-func peersOf(nodes ...*Node) []string {
+func peersOf(nodes ...*node.Node) []string {
 	var out []string
 	for _, n := range nodes {
 		out = append(out, n.P2P().Addrs()[0].String())
@@ -56,15 +59,15 @@ func peersOf(nodes ...*Node) []string {
 }
 
 // openJoining starts a new node whose static peers are nodes.
-func openJoining(t *testing.T, dir, id string, nodes ...*Node) *Node {
+func openJoining(t *testing.T, dir, id string, nodes ...*node.Node) *node.Node {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(dir, api.ConfigFile)); err != nil {
-		initTestNode(t, dir, id)
+		nodetest.Init(t, dir, id)
 	}
-	return openTestNode(t, dir, WithConfig(func(c *Config) { c.Peers = peersOf(nodes...) }))
+	return nodetest.Open(t, dir, node.WithConfig(func(c *node.Config) { c.Peers = peersOf(nodes...) }))
 }
 
-func fieldValue(t *testing.T, n *Node, path string) (int64, bool) {
+func fieldValue(t *testing.T, n *node.Node, path string) (int64, bool) {
 	f, err := n.Entities().GetField(path, "v")
 	if err != nil {
 		return 0, false
@@ -77,7 +80,7 @@ func fieldValue(t *testing.T, n *Node, path string) (int64, bool) {
 // until then and not an election candidate, then ACTIVE and following
 // real-time writes.
 func TestJoinByStateTransfer(t *testing.T) {
-	nodes := startCluster(t, 2)
+	nodes := nodetest.Cluster(t, 2)
 	a := nodes[0]
 	const count = 3000
 	writeFields(t, a, count)
@@ -86,7 +89,7 @@ func TestJoinByStateTransfer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, "b has a's writes", func() bool {
+	testutil.Eventually(t, 30*time.Second, "b has a's writes", func() bool {
 		_, ok := fieldValue(t, nodes[1], fmt.Sprintf("/j/s%05d", count-1))
 		return ok && countPrefix(t, nodes[1], "/kv") == 200
 	})
@@ -96,7 +99,7 @@ func TestJoinByStateTransfer(t *testing.T) {
 	var phases []nodestate.SyncPhase
 	var mu sync.Mutex
 	c.OnSyncPhase(func(p nodestate.SyncPhase) { mu.Lock(); phases = append(phases, p); mu.Unlock() })
-	waitFor(t, 30*time.Second, "c active", func() bool { return c.SyncProgress().Phase == nodestate.PhaseActive })
+	testutil.Eventually(t, 30*time.Second, "c active", func() bool { return c.SyncProgress().Phase == nodestate.PhaseActive })
 	took := time.Since(start)
 	p := c.SyncProgress()
 	if p.Transfers != 1 {
@@ -126,10 +129,10 @@ func TestJoinByStateTransfer(t *testing.T) {
 	if _, err := c.Entities().Set(context.Background(), "/j/s00002", "v", entity.Int(-2)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a's new write on c", func() bool { v, _ := fieldValue(t, c, "/j/s00001"); return v == -1 })
-	waitFor(t, 10*time.Second, "c's write on a", func() bool { v, _ := fieldValue(t, a, "/j/s00002"); return v == -2 })
+	testutil.Eventually(t, 10*time.Second, "a's new write on c", func() bool { v, _ := fieldValue(t, c, "/j/s00001"); return v == -1 })
+	testutil.Eventually(t, 10*time.Second, "c's write on a", func() bool { v, _ := fieldValue(t, a, "/j/s00002"); return v == -2 })
 	// It is a candidate now.
-	waitFor(t, 10*time.Second, "c available in the election", func() bool {
+	testutil.Eventually(t, 10*time.Second, "c available in the election", func() bool {
 		for _, g := range c.Election().Groups() {
 			for _, m := range g.Members {
 				if m.Node == "node3" && m.Local && m.Available {
@@ -144,7 +147,7 @@ func TestJoinByStateTransfer(t *testing.T) {
 // TestJoinWhileWritesContinue: writes go on at the source during the
 // join; the new node ends with every one of them, exactly once.
 func TestJoinWhileWritesContinue(t *testing.T) {
-	nodes := startCluster(t, 1)
+	nodes := nodetest.Cluster(t, 1)
 	a := nodes[0]
 	writeFields(t, a, 1000)
 	var stop atomic.Bool
@@ -161,14 +164,14 @@ func TestJoinWhileWritesContinue(t *testing.T) {
 		}
 	}()
 	c := openJoining(t, filepath.Join(t.TempDir(), "c"), "node3", a)
-	waitFor(t, 30*time.Second, "c active", func() bool { return c.SyncProgress().Phase == nodestate.PhaseActive })
+	testutil.Eventually(t, 30*time.Second, "c active", func() bool { return c.SyncProgress().Phase == nodestate.PhaseActive })
 	// A little more after the join, then stop.
 	at := written.Load()
-	waitFor(t, 10*time.Second, "writes after the join", func() bool { return written.Load() > at+50 })
+	testutil.Eventually(t, 10*time.Second, "writes after the join", func() bool { return written.Load() > at+50 })
 	stop.Store(true)
 	<-done
 	n := int(written.Load())
-	waitFor(t, 30*time.Second, fmt.Sprintf("all %d writes on c", n), func() bool { return countPrefix(t, c, "/kv") == n })
+	testutil.Eventually(t, 30*time.Second, fmt.Sprintf("all %d writes on c", n), func() bool { return countPrefix(t, c, "/kv") == n })
 	if v, ok := fieldValue(t, c, "/j/s00999"); !ok || v != 999 {
 		t.Fatalf("field after the join: %d %v", v, ok)
 	}
@@ -182,7 +185,7 @@ func TestJoinWhileWritesContinue(t *testing.T) {
 // while the others delete and overwrite comes back with their state, not
 // its old one.
 func TestWipedNodeRejoinsWithNothingStale(t *testing.T) {
-	nodes := startCluster(t, 2)
+	nodes := nodetest.Cluster(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
 	writeFields(t, a, 300)
@@ -191,7 +194,7 @@ func TestWipedNodeRejoinsWithNothingStale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "b has everything", func() bool { return countPrefix(t, b, "/kv") == 50 })
+	testutil.Eventually(t, 20*time.Second, "b has everything", func() bool { return countPrefix(t, b, "/kv") == 50 })
 	dir := b.Dir()
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
@@ -211,7 +214,7 @@ func TestWipedNodeRejoinsWithNothingStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	b2 := openJoining(t, dir, "node2", a)
-	waitFor(t, 30*time.Second, "b active again", func() bool { return b2.SyncProgress().Phase == nodestate.PhaseActive })
+	testutil.Eventually(t, 30*time.Second, "b active again", func() bool { return b2.SyncProgress().Phase == nodestate.PhaseActive })
 	if p := b2.SyncProgress(); p.Transfers != 1 {
 		t.Fatalf("the wiped node did not join by transfer: %+v", p)
 	}
@@ -229,11 +232,11 @@ func TestWipedNodeRejoinsWithNothingStale(t *testing.T) {
 // TestResyncKeepsLocalWrites: `resync` on a node replaces its state with
 // a peer's and keeps the node's writes the peer had not seen.
 func TestResyncKeepsLocalWrites(t *testing.T) {
-	nodes := startCluster(t, 2)
+	nodes := nodetest.Cluster(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
 	writeFields(t, a, 200)
-	waitFor(t, 20*time.Second, "b has a's fields", func() bool { _, ok := fieldValue(t, b, "/j/s00199"); return ok })
+	testutil.Eventually(t, 20*time.Second, "b has a's fields", func() bool { _, ok := fieldValue(t, b, "/j/s00199"); return ok })
 	partition(nodes, b)
 	if _, err := b.Entities().Set(ctx, "/j/s00003", "v", entity.Int(333)); err != nil {
 		t.Fatal(err)
@@ -245,18 +248,18 @@ func TestResyncKeepsLocalWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	heal(nodes)
-	connect(t, nodes)
+	nodetest.Connect(t, nodes)
 	if _, err := b.Client().Resync(ctx, a.PeerID().String()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "resync done", func() bool {
+	testutil.Eventually(t, 30*time.Second, "resync done", func() bool {
 		p := b.SyncProgress()
 		if p.LastError != "" {
 			t.Fatalf("resync failed: %+v", p)
 		}
 		return p.Phase == nodestate.PhaseActive && p.Transfers == 1
 	})
-	waitFor(t, 10*time.Second, "b's local writes kept and replicated", func() bool {
+	testutil.Eventually(t, 10*time.Second, "b's local writes kept and replicated", func() bool {
 		v3, _ := fieldValue(t, b, "/j/s00003")
 		v4, _ := fieldValue(t, b, "/j/s00004")
 		va, _ := fieldValue(t, a, "/j/s00003")
@@ -272,12 +275,12 @@ func TestResyncKeepsLocalWrites(t *testing.T) {
 // TestDirtyStoreResyncs: a store left dirty by a failed DAG walk repairs
 // itself by state transfer from a peer.
 func TestDirtyStoreResyncs(t *testing.T) {
-	nodes := startCluster(t, 2)
+	nodes := nodetest.Cluster(t, 2)
 	a, b := nodes[0], nodes[1]
 	writeFields(t, a, 100)
-	waitFor(t, 20*time.Second, "b has a's fields", func() bool { _, ok := fieldValue(t, b, "/j/s00099"); return ok })
+	testutil.Eventually(t, 20*time.Second, "b has a's fields", func() bool { _, ok := fieldValue(t, b, "/j/s00099"); return ok })
 	b.Store().MarkDirty(context.Background())
-	waitFor(t, 20*time.Second, "b resynced and clean", func() bool {
+	testutil.Eventually(t, 20*time.Second, "b resynced and clean", func() bool {
 		return b.SyncProgress().Transfers == 1 && !b.Store().Status(context.Background()).Dirty && b.SyncProgress().Phase == nodestate.PhaseActive
 	})
 	if v, ok := fieldValue(t, b, "/j/s00042"); !ok || v != 42 {
@@ -294,23 +297,23 @@ func TestNewClusterStartsTogether(t *testing.T) {
 	ports := []int{freeTCPPort(t), freeTCPPort(t)}
 	var ids []string
 	for i, dir := range dirs {
-		if _, err := Init(dir, InitOptions{Settings: Settings{
+		if _, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
 			Env: "e2e", NodeID: fmt.Sprintf("node%d", i+1), APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true,
 			ListenAddrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", ports[i])},
 		}}); err != nil {
 			t.Fatal(err)
 		}
-		id, err := ReadPeerID(dir)
+		id, err := node.ReadPeerID(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id.String())
 	}
-	var nodes []*Node
+	var nodes []*node.Node
 	for i, dir := range dirs {
 		other := 1 - i
 		peerAddr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", ports[other], ids[other])
-		n := openTestNode(t, dir, WithConfig(func(c *Config) { c.Peers = []string{peerAddr} }))
+		n := nodetest.Open(t, dir, node.WithConfig(func(c *node.Config) { c.Peers = []string{peerAddr} }))
 		if p := n.SyncProgress(); p.Phase != nodestate.PhaseJoining {
 			t.Fatalf("%s starts %s, want JOINING", n.NodeID(), p.Phase)
 		}
@@ -318,7 +321,7 @@ func TestNewClusterStartsTogether(t *testing.T) {
 	}
 	start := time.Now()
 	for _, n := range nodes {
-		waitFor(t, 15*time.Second, n.NodeID()+" active", func() bool { return n.SyncProgress().Phase == nodestate.PhaseActive })
+		testutil.Eventually(t, 15*time.Second, n.NodeID()+" active", func() bool { return n.SyncProgress().Phase == nodestate.PhaseActive })
 		if p := n.SyncProgress(); p.Transfers != 0 {
 			t.Fatalf("%s: %+v: a transfer between empty nodes", n.NodeID(), p)
 		}
@@ -327,7 +330,7 @@ func TestNewClusterStartsTogether(t *testing.T) {
 	if err := nodes[0].Store().Put(context.Background(), ds.NewKey("/kv/x"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a's write on b", func() bool { return countPrefix(t, nodes[1], "/kv") == 1 })
+	testutil.Eventually(t, 10*time.Second, "a's write on b", func() bool { return countPrefix(t, nodes[1], "/kv") == 1 })
 }
 
 func freeTCPPort(t *testing.T) int {

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/node/nodetest"
 )
 
 func noRedirect(jar http.CookieJar) *http.Client {
@@ -15,10 +18,10 @@ func noRedirect(jar http.CookieJar) *http.Client {
 }
 
 func TestWebLogin(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	dir := t.TempDir()
-	initTestNode(t, dir, "node1")
-	n := openTestNode(t, dir)
+	nodetest.Init(t, dir, "node1")
+	n := nodetest.Open(t, dir)
 	base := "http://" + n.APIAddr()
 	jar, _ := cookiejar.New(nil)
 	hc := noRedirect(jar)

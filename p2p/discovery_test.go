@@ -12,6 +12,7 @@ import (
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	dutil "github.com/libp2p/go-libp2p/p2p/discovery/util"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/starling-sync/starling/internal/testutil"
 )
 
 // uniqueEnv keeps concurrent test runs on this machine from finding each
@@ -36,7 +37,7 @@ func TestDHTRendezvous(t *testing.T) {
 	waitConnected(t, a, b)
 	waitConnected(t, a, c)
 	start := time.Now()
-	eventually(t, 20*time.Second, func() bool { return bothConnected(b, c) }, "B and C did not find each other through the DHT")
+	testutil.Eventuallyf(t, 20*time.Second, func() bool { return bothConnected(b, c) }, "B and C did not find each other through the DHT")
 	t.Logf("B and C connected %s after both reached A", time.Since(start).Round(time.Millisecond))
 
 	// And they keep each other: C is a known peer of B now.
@@ -51,7 +52,7 @@ func TestDHTRendezvous(t *testing.T) {
 	// The DHT's own routing-table walk usually connects B and C first;
 	// check the rendezvous itself: every node's record is found.
 	rd := drouting.NewRoutingDiscovery(b.dht)
-	eventually(t, 20*time.Second, func() bool {
+	testutil.Eventuallyf(t, 20*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		found, err := dutil.FindPeers(ctx, rd, b.names.rendezvous)
@@ -80,11 +81,11 @@ func TestMDNSDiscovery(t *testing.T) {
 	}
 	a := newNode(t, env, on)
 	b := newNode(t, env, on)
-	eventually(t, 10*time.Second, func() bool { return bothConnected(a, b) }, "nodes did not find each other by mDNS")
+	testutil.Eventuallyf(t, 10*time.Second, func() bool { return bothConnected(a, b) }, "nodes did not find each other by mDNS")
 
 	// Another environment's node stays apart.
 	other := newNode(t, uniqueEnv(t), on)
-	never(t, time.Second, func() bool { return isConnected(a, other) || isConnected(b, other) },
+	testutil.Neverf(t, time.Second, func() bool { return isConnected(a, other) || isConnected(b, other) },
 		"mDNS mixed two environments")
 }
 

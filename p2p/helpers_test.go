@@ -15,34 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/starling-sync/starling/internal/testutil"
 )
-
-// eventually polls cond every 10ms until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, fmt.Sprintf(format, args...))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// never polls cond every 10ms for d and fails if it ever holds.
-func never(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			t.Fatalf(format, args...)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func newKey(t testing.TB) crypto.PrivKey {
 	t.Helper()
@@ -124,7 +98,7 @@ func keeps(a, b *Node) bool {
 // waitConnected waits until a and b are connected and both have seen it.
 func waitConnected(t testing.TB, a, b *Node) {
 	t.Helper()
-	eventually(t, 5*time.Second, func() bool {
+	testutil.Eventuallyf(t, 5*time.Second, func() bool {
 		return bothConnected(a, b) && keeps(a, b) && keeps(b, a)
 	}, "%s and %s not connected", a.ID(), b.ID())
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/starling-sync/starling/internal/testutil"
 )
 
 func TestStaticPeerConnectsAndRestarts(t *testing.T) {
@@ -52,7 +53,7 @@ func TestStaticPeerConnectsAndRestarts(t *testing.T) {
 	// only learned B because B dialled it, re-dials it.
 	// A can only re-dial B once it knows where B listens: B dialled A, so
 	// A learns it from identify, which may finish after the connection.
-	eventually(t, 5*time.Second, func() bool {
+	testutil.Eventuallyf(t, 5*time.Second, func() bool {
 		for _, p := range a.Peers() {
 			if p.ID == b.ID() && len(p.Addrs) > 0 {
 				return true
@@ -64,12 +65,12 @@ func TestStaticPeerConnectsAndRestarts(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() bool { return !isConnected(a, b) }, "A still connected to the closed B")
+	testutil.Eventuallyf(t, 5*time.Second, func() bool { return !isConnected(a, b) }, "A still connected to the closed B")
 	b2 := newNode(t, func(c *Config) { c.Identity, c.ListenAddrs = key, addrs })
 	// Re-dials run every RedialMax (300ms here); the generous deadline is
 	// for CI machines busy with other packages' tests (one 5s miss seen).
 	start := time.Now()
-	eventually(t, 15*time.Second, func() bool { return bothConnected(a, b2) }, "A did not re-dial the restarted B")
+	testutil.Eventuallyf(t, 15*time.Second, func() bool { return bothConnected(a, b2) }, "A did not re-dial the restarted B")
 	if d := time.Since(start); d > 3*time.Second {
 		t.Logf("slow re-dial: %v", d)
 	}
@@ -107,12 +108,12 @@ func TestPrivateNetwork(t *testing.T) {
 	if err := a.AddPeer(context.Background(), info(other)); err != nil {
 		t.Fatal(err)
 	}
-	never(t, 2*time.Second, func() bool {
+	testutil.Neverf(t, 2*time.Second, func() bool {
 		return isConnected(a, other) || isConnected(other, a) || isConnected(a, open) || isConnected(open, a)
 	}, "a node with another key (or none) connected to a private network")
 	// The re-dial loop keeps trying, and counts the failures (a dial with
 	// the wrong key hangs in the handshake until the dial timeout).
-	eventually(t, 5*time.Second, func() bool {
+	testutil.Eventuallyf(t, 5*time.Second, func() bool {
 		for _, p := range open.Peers() {
 			if p.ID == a.ID() && p.Failures > 0 && !p.NextDial.IsZero() {
 				return true
@@ -133,7 +134,7 @@ func TestBlockUnblock(t *testing.T) {
 	waitConnected(t, a, b)
 
 	a.Block(b.ID())
-	eventually(t, 5*time.Second, func() bool { return !isConnected(a, b) && !isConnected(b, a) },
+	testutil.Eventuallyf(t, 5*time.Second, func() bool { return !isConnected(a, b) && !isConnected(b, a) },
 		"still connected after Block")
 	var blocked bool
 	for _, p := range a.Peers() {
@@ -147,12 +148,12 @@ func TestBlockUnblock(t *testing.T) {
 	// B keeps re-dialling; A's gater refuses every attempt. (B may see a
 	// connection for an instant: its handshake completes before A, after
 	// the same handshake, checks the peer ID and closes.)
-	never(t, 500*time.Millisecond, func() bool { return isConnected(a, b) },
+	testutil.Neverf(t, 500*time.Millisecond, func() bool { return isConnected(a, b) },
 		"a blocked peer reconnected")
 
 	start := time.Now()
 	a.Unblock(b.ID())
-	eventually(t, 5*time.Second, func() bool { return bothConnected(a, b) }, "not reconnected after Unblock")
+	testutil.Eventuallyf(t, 5*time.Second, func() bool { return bothConnected(a, b) }, "not reconnected after Unblock")
 	t.Logf("reconnected %s after Unblock", time.Since(start).Round(time.Millisecond))
 
 	var seq []bool
@@ -187,9 +188,9 @@ func TestRemovePeer(t *testing.T) {
 	if err := a.RemovePeer(b.ID()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() bool { return !isConnected(a, b) && !isConnected(b, a) },
+	testutil.Eventuallyf(t, 5*time.Second, func() bool { return !isConnected(a, b) && !isConnected(b, a) },
 		"still connected after RemovePeer")
-	never(t, time.Second, func() bool { return isConnected(a, b) || isConnected(b, a) }, "a removed peer was re-dialled")
+	testutil.Neverf(t, time.Second, func() bool { return isConnected(a, b) || isConnected(b, a) }, "a removed peer was re-dialled")
 	for _, p := range b.Peers() {
 		if p.ID == a.ID() {
 			t.Fatalf("removed peer still listed: %+v", p)
@@ -204,7 +205,7 @@ func TestRemovePeer(t *testing.T) {
 	if err := b.AddPeer(context.Background(), info(a)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() bool { return bothConnected(a, b) && keeps(b, a) }, "AddPeer did not reconnect")
+	testutil.Eventuallyf(t, 5*time.Second, func() bool { return bothConnected(a, b) && keeps(b, a) }, "AddPeer did not reconnect")
 	if keeps(a, b) {
 		t.Error("A keeps the peer it removed")
 	}
@@ -333,7 +334,7 @@ func TestTrusted(t *testing.T) {
 	}
 	_, seen := waitFor(t, rb, "from-a", 5*time.Second)
 	// Give C's message (sent before A's) time to arrive, if it ever would.
-	never(t, 300*time.Millisecond, func() bool {
+	testutil.Neverf(t, 300*time.Millisecond, func() bool {
 		select {
 		case m := <-rb:
 			seen = append(seen, m)

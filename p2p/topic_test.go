@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/starling-sync/starling/internal/testutil"
 )
 
 // topicInbox collects what Receive returns on t until the test ends.
@@ -97,7 +98,7 @@ func TestTopicTrustedOnly(t *testing.T) {
 		_ = tc.Publish(ctx, fmt.Appendf(nil, "from-c-late-%d", i))
 	}
 	_ = ta.Publish(ctx, []byte("from-a-last"))
-	eventually(t, 5*time.Second, func() bool { return hasFrom(inB(), a.ID(), "from-a-last") }, "last message from a not received")
+	testutil.Eventuallyf(t, 5*time.Second, func() bool { return hasFrom(inB(), a.ID(), "from-a-last") }, "last message from a not received")
 	for _, m := range inB() {
 		if m.from != a.ID().String() {
 			t.Errorf("b received %q from %s, which it does not trust", m.data, m.from)

@@ -10,14 +10,15 @@ import (
 	"time"
 
 	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/internal/testutil"
 	"github.com/starling-sync/starling/nodestate"
 )
 
 func TestClusterCLI(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	nodes := electionNodes(t, 3)
 	d1 := nodes[0].Dir()
-	waitFor(t, 20*time.Second, "node1 sees node2 and node3 ACTIVE", func() bool {
+	testutil.Eventually(t, 20*time.Second, "node1 sees node2 and node3 ACTIVE", func() bool {
 		r := runApp(t, "", "cluster", "peers", "--data", d1, "--json")
 		var ps []api.NodeView
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ps) != nil {
@@ -88,7 +89,7 @@ func TestClusterCLI(t *testing.T) {
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ar) != nil || !ar.Connected || ar.ID != nodes[2].PeerID().String() {
 		t.Fatalf("cluster add: %+v", r)
 	}
-	waitFor(t, 20*time.Second, "node1 sees node3 again", func() bool {
+	testutil.Eventually(t, 20*time.Second, "node1 sees node3 again", func() bool {
 		cs, err := nodes[0].Client().ClusterStatus(context.Background())
 		if err != nil {
 			return false

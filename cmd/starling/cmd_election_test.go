@@ -14,50 +14,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
+	"github.com/starling-sync/starling/internal/testutil"
 	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/node/nodetest"
 )
 
 // electionNodes starts k connected nodes node1..nodek and waits until
 // they agree that node1 leads the cluster.
 func electionNodes(t *testing.T, k int) []*node.Node {
 	t.Helper()
-	root := t.TempDir()
 	// Fast heartbeats, but a tolerant timeout: these tests check that
 	// nothing flaps, and this machine may stall a process for a few
 	// hundred ms under load.
 	fast := node.WithElectionConfig(func(c *election.Config) {
 		c.Interval, c.Timeout, c.Warmup, c.LeaveLinger = 50*time.Millisecond, 2*time.Second, time.Second, 20*time.Millisecond
 	})
-	nodes := make([]*node.Node, k)
-	for i := range nodes {
-		dir := filepath.Join(root, fmt.Sprintf("node%d", i+1))
-		if _, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
-			Env: "cli", NodeID: fmt.Sprintf("node%d", i+1), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-			APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true,
-		}}); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		n, err := node.Open(ctx, dir, fast)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-		nodes[i] = n
-	}
-	for i, a := range nodes {
-		for _, b := range nodes[i+1:] {
-			if err := a.P2P().AddPeer(context.Background(), peer.AddrInfo{ID: b.PeerID(), Addrs: b.P2P().Host().Addrs()}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	waitFor(t, 15*time.Second, "node1 leads the cluster on every node", func() bool {
+	nodes := nodetest.Cluster(t, k, fast)
+	testutil.Eventually(t, 15*time.Second, "node1 leads the cluster on every node", func() bool {
 		for _, n := range nodes {
 			if n.Election().Leader(election.ClusterGroup).Leader != "node1" {
 				return false
@@ -69,7 +44,7 @@ func electionNodes(t *testing.T, k int) []*node.Node {
 }
 
 func TestElectionCLI(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	nodes := electionNodes(t, 2)
 	d1, d2 := nodes[0].Dir(), nodes[1].Dir()
 
@@ -89,7 +64,7 @@ func TestElectionCLI(t *testing.T) {
 	if _, err := nodes[1].Client().JoinGroup(context.Background(), "db", api.JoinRequest{Available: true}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "node1 sees db", func() bool {
+	testutil.Eventually(t, 10*time.Second, "node1 sees db", func() bool {
 		return nodes[0].Election().Leader("db").Leader == "node2"
 	})
 	r = runApp(t, "", "election", "ls", "--data", d1, "--json")
@@ -121,11 +96,11 @@ func TestElectionCLI(t *testing.T) {
 	// Watch in the background while node2's candidate leaves.
 	ctx, cancel := context.WithCancel(context.Background())
 	done, out, _ := runInBackground(ctx, "election", "watch", "--data", d1, "db")
-	waitFor(t, 10*time.Second, "first watch line", func() bool { return strings.Contains(out.String(), "db: leader node2") })
+	testutil.Eventually(t, 10*time.Second, "first watch line", func() bool { return strings.Contains(out.String(), "db: leader node2") })
 	if err := nodes[1].Client().LeaveGroup(context.Background(), "db", "node2"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "watch shows the leave", func() bool { return strings.Contains(out.String(), "db: no leader (term 1)  [was node2, left]") })
+	testutil.Eventually(t, 10*time.Second, "watch shows the leave", func() bool { return strings.Contains(out.String(), "db: no leader (term 1)  [was node2, left]") })
 	cancel()
 	if res := <-done; res.code != 0 {
 		t.Errorf("watch ended with %+v", res)
@@ -180,7 +155,7 @@ func markers(t *testing.T, dir string) []string {
 }
 
 func TestLeadRunsExactlyOneChild(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	nodes := electionNodes(t, 3)
 	marks := t.TempDir()
 	// The child marks itself running as <candidate>.<term> and removes
@@ -196,7 +171,7 @@ func TestLeadRunsExactlyOneChild(t *testing.T) {
 		dones, errs = append(dones, done), append(errs, errb)
 		// One at a time: urfave/cli's global help flag makes two apps
 		// parsing flags at once in one process a data race.
-		waitFor(t, 10*time.Second, n.NodeID()+"'s lead joined", func() bool {
+		testutil.Eventually(t, 10*time.Second, n.NodeID()+"'s lead joined", func() bool {
 			_, err := n.Election().Candidate("worker", n.NodeID())
 			return err == nil
 		})
@@ -214,7 +189,7 @@ func TestLeadRunsExactlyOneChild(t *testing.T) {
 	}
 	// Stable: every node knows the three candidates, eligible, and agrees
 	// that node1 leads.
-	waitFor(t, 15*time.Second, "stable leadership of worker", func() bool {
+	testutil.Eventually(t, 15*time.Second, "stable leadership of worker", func() bool {
 		for _, n := range nodes {
 			g, err := n.Election().Group("worker")
 			if err != nil || len(g.Members) != 3 || g.Leader.Leader != "node1" {
@@ -228,7 +203,7 @@ func TestLeadRunsExactlyOneChild(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 15*time.Second, "node1's child runs alone", func() bool { return onlyOne("node1.") })
+	testutil.Eventually(t, 15*time.Second, "node1's child runs alone", func() bool { return onlyOne("node1.") })
 	// Exactly one child at every sample for a second.
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if m := markers(t, marks); len(m) != 1 {
@@ -299,7 +274,7 @@ func TestLeadRunsExactlyOneChild(t *testing.T) {
 		t.Errorf("children still running after lead stopped: %v\n%s", m, logs())
 	}
 	// Every lead left: no live candidate (dead node1 stays listed, not alive).
-	waitFor(t, 5*time.Second, "no live candidate in worker", func() bool {
+	testutil.Eventually(t, 5*time.Second, "no live candidate in worker", func() bool {
 		g, err := nodes[1].Election().Group("worker")
 		if err != nil {
 			return true
@@ -314,7 +289,7 @@ func TestLeadRunsExactlyOneChild(t *testing.T) {
 }
 
 func TestLeadExitsWithChildStatusAndHandsOver(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	nodes := electionNodes(t, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -324,10 +299,10 @@ func TestLeadExitsWithChildStatusAndHandsOver(t *testing.T) {
 	flag := filepath.Join(marks, "go")
 	done1, _, _ := runInBackground(ctx, "lead", "--data", nodes[0].Dir(), "--group", "job", "--",
 		"sh", "-c", fmt.Sprintf(`while [ ! -e %q ]; do sleep 0.02; done; exit 3`, flag))
-	waitFor(t, 15*time.Second, "node1 leads job", func() bool { return nodes[1].Election().Leader("job").Leader == "node1" })
+	testutil.Eventually(t, 15*time.Second, "node1 leads job", func() bool { return nodes[1].Election().Leader("job").Leader == "node1" })
 	done2, _, _ := runInBackground(ctx, "lead", "--data", nodes[1].Dir(), "--group", "job", "--",
 		"sh", "-c", fmt.Sprintf(`touch %q/node2; trap 'exit 0' TERM; while :; do sleep 0.02; done`, marks))
-	waitFor(t, 15*time.Second, "node2 joined job", func() bool {
+	testutil.Eventually(t, 15*time.Second, "node2 joined job", func() bool {
 		g, err := nodes[0].Election().Group("job")
 		return err == nil && len(g.Members) == 2
 	})
@@ -342,7 +317,7 @@ func TestLeadExitsWithChildStatusAndHandsOver(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("lead did not exit with its command")
 	}
-	waitFor(t, 5*time.Second, "node2's child runs", func() bool {
+	testutil.Eventually(t, 5*time.Second, "node2's child runs", func() bool {
 		_, err := os.Stat(filepath.Join(marks, "node2"))
 		return err == nil
 	})
@@ -351,7 +326,7 @@ func TestLeadExitsWithChildStatusAndHandsOver(t *testing.T) {
 }
 
 func TestLeadAllWarmRunsOnEveryCandidate(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	nodes := electionNodes(t, 2)
 	marks := t.TempDir()
 	script := fmt.Sprintf(`m=%q/"$STARLING_CANDIDATE"; trap 'rm -f "$m"; exit 0' TERM; touch "$m"; while :; do sleep 0.02; done`, marks)
@@ -360,12 +335,12 @@ func TestLeadAllWarmRunsOnEveryCandidate(t *testing.T) {
 	for _, n := range nodes {
 		done, _, _ := runInBackground(ctx, "lead", "--data", n.Dir(), "--group", "api", "--mode", "AllWarm", "--", "sh", "-c", script)
 		dones = append(dones, done)
-		waitFor(t, 10*time.Second, n.NodeID()+"'s lead joined", func() bool {
+		testutil.Eventually(t, 10*time.Second, n.NodeID()+"'s lead joined", func() bool {
 			_, err := n.Election().Candidate("api", n.NodeID())
 			return err == nil
 		})
 	}
-	waitFor(t, 15*time.Second, "a child on both nodes", func() bool { return len(markers(t, marks)) == 2 })
+	testutil.Eventually(t, 15*time.Second, "a child on both nodes", func() bool { return len(markers(t, marks)) == 2 })
 	g, err := nodes[0].Election().Group("api")
 	if err != nil || g.Kind != election.KindEndpoint || g.Mode != election.ModeAllWarm || g.Leader.Leader != "node1" {
 		t.Errorf("group %+v, %v", g, err)

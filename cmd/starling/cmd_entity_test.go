@@ -12,29 +12,17 @@ import (
 
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/internal/testutil"
 	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/node/nodetest"
 )
 
 // startEntityNode runs a real node in-process on loopback, with its data
 // dir for --data.
 func startEntityNode(t *testing.T, id string) (string, *node.Node) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), id)
-	_, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
-		Env: "cli", NodeID: id, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-		APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := node.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
-	return dir, n
+	n := nodetest.Start(t, id)
+	return n.Dir(), n
 }
 
 const sensorYAML = `# a sensor
@@ -88,7 +76,7 @@ func runSteps(t *testing.T, steps []step) {
 }
 
 func TestEntityCommands(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	dir, n := startEntityNode(t, "node1")
 	yml := filepath.Join(t.TempDir(), "sensor.yaml")
 	if err := os.WriteFile(yml, []byte(sensorYAML), 0o600); err != nil {
@@ -195,7 +183,7 @@ func TestEntityCommands(t *testing.T) {
 }
 
 func TestEntityWatchCommand(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	dir, n := startEntityNode(t, "node1")
 	ctx := context.Background()
 	for _, name := range []string{"F", "G"} {
@@ -213,7 +201,7 @@ func TestEntityWatchCommand(t *testing.T) {
 		// The watch is live once its request is answered; until then a
 		// write may come before it: write until one shows.
 		i := int64(0)
-		waitFor(t, 15*time.Second, "an event in the watch output", func() bool {
+		testutil.Eventually(t, 15*time.Second, "an event in the watch output", func() bool {
 			select {
 			case r := <-done:
 				t.Fatalf("watch ended early: %+v", r)
@@ -252,24 +240,8 @@ func TestEntityWatchCommand(t *testing.T) {
 	}
 }
 
-// entitySnapshot is everything an entity write could change.
-func entitySnapshot(t *testing.T, n *node.Node) string {
-	t.Helper()
-	ctx := context.Background()
-	tr, err := n.Client().Tree(ctx, "/", -1, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	scs, err := n.Client().Schemas(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal([]any{tr, scs, n.Store().Status(ctx).OpsCommitted})
-	return string(b)
-}
-
 func TestEntityCommandsBadInput(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	dir, n := startEntityNode(t, "node1")
 	ctx := context.Background()
 	es := n.Entities()
@@ -349,7 +321,7 @@ func TestEntityCommandsBadInput(t *testing.T) {
 		{"unknown entity subcommand", "", []string{"entity", "frob"}, exitUsage, []string{`"frob"`}},
 		{"unknown schema subcommand", "", []string{"schema", "frob"}, exitUsage, []string{`"frob"`}},
 	}
-	before := entitySnapshot(t, n)
+	before := nodetest.EntitySnapshot(t, n)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runApp(t, tt.stdin, tt.args...)
@@ -364,7 +336,7 @@ func TestEntityCommandsBadInput(t *testing.T) {
 					t.Errorf("stderr %q does not mention %q", r.stderr, m)
 				}
 			}
-			if after := entitySnapshot(t, n); after != before {
+			if after := nodetest.EntitySnapshot(t, n); after != before {
 				t.Errorf("something was written:\nbefore %s\nafter  %s", before, after)
 			}
 		})
@@ -374,7 +346,7 @@ func TestEntityCommandsBadInput(t *testing.T) {
 // TestEntityDuplicatesShown creates one path on two nodes that cannot
 // talk, connects them, and expects ls and get to show both.
 func TestEntityDuplicatesShown(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	dir1, n1 := startEntityNode(t, "node1")
 	_, n2 := startEntityNode(t, "node2")
 	ctx := context.Background()
@@ -386,7 +358,7 @@ func TestEntityDuplicatesShown(t *testing.T) {
 	if _, err := n1.Client().AddPeer(ctx, n2.P2P().Addrs()[0].String()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "both entities on node1", func() bool {
+	testutil.Eventually(t, 20*time.Second, "both entities on node1", func() bool {
 		e, err := n1.Entities().Get("/Dup")
 		return err == nil && e.Duplicates == 1
 	})
@@ -405,13 +377,13 @@ func TestEntityDuplicatesShown(t *testing.T) {
 // TestRunClockOffset runs a node with --clock-offset and checks the
 // timestamps of its writes.
 func TestRunClockOffset(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	dir := filepath.Join(t.TempDir(), "node")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done, _, errb := runInBackground(ctx, "run", "--data", dir, "--env", "cli", "--listen", "/ip4/127.0.0.1/tcp/0",
 		"--api", "127.0.0.1:0", "--no-mdns", "--no-dht", "--clock-offset", "1h")
-	waitFor(t, 30*time.Second, "api.json", func() bool {
+	testutil.Eventually(t, 30*time.Second, "api.json", func() bool {
 		select {
 		case r := <-done:
 			t.Fatalf("run ended early: %+v", r)

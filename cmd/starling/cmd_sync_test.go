@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/internal/testutil"
 	"github.com/starling-sync/starling/node"
 	"github.com/starling-sync/starling/nodestate"
 )
@@ -30,7 +31,7 @@ func TestResyncCLI(t *testing.T) {
 	if _, err := a.Entities().Set(ctx, "/S", "v", entity.Int(5)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "b has a's field", func() bool {
+	testutil.Eventually(t, 15*time.Second, "b has a's field", func() bool {
 		f, err := b.Entities().GetField("/S", "v")
 		return err == nil && f.Value.Int == 5
 	})

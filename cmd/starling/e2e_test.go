@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/internal/testutil"
 	"github.com/starling-sync/starling/node"
 )
 
@@ -55,25 +56,6 @@ func starlingBinary(t *testing.T) string {
 	return binPath
 }
 
-func failOnPanic(t *testing.T) {
-	if r := recover(); r != nil {
-		t.Fatalf("panic: %v", r)
-	}
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
 // runInBackground runs the app in-process until ctx ends; the result
 // arrives on the channel (a panic becomes exit code -1).
 func runInBackground(ctx context.Context, args ...string) (<-chan result, *syncBuffer, *syncBuffer) {
@@ -102,7 +84,7 @@ func freePort(t *testing.T) int {
 }
 
 func TestE2EDemo(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	start := time.Now()
 	r := runApp(t, "", "demo", "--keys", "100", "--timeout", "30s")
 	if r.code != 0 {
@@ -144,7 +126,7 @@ func TestE2ERunBinaryWithSignal(t *testing.T) {
 			<-exited
 		}
 	}()
-	waitFor(t, 30*time.Second, "api.json", func() bool {
+	testutil.Eventually(t, 30*time.Second, "api.json", func() bool {
 		_, err := os.Stat(filepath.Join(dir, api.APIFile))
 		return err == nil
 	})
@@ -185,7 +167,7 @@ func TestE2ERunBinaryWithSignal(t *testing.T) {
 }
 
 func TestE2EPortInUse(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +183,7 @@ func TestE2EPortInUse(t *testing.T) {
 		{"libp2p", []string{"--api", "127.0.0.1:0", "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}, fmt.Sprint(port)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			defer failOnPanic(t)
+			defer testutil.FailOnPanic(t)
 			dir := filepath.Join(t.TempDir(), "node")
 			r := runApp(t, "", append([]string{"run", "--data", dir, "--no-mdns", "--no-dht"}, tt.args...)...)
 			if r.code != 1 || !strings.Contains(r.stderr, tt.mention) {
@@ -218,7 +200,7 @@ func TestE2EPortInUse(t *testing.T) {
 }
 
 func TestE2EBadPSKContent(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	tmp := t.TempDir()
 	bad := filepath.Join(tmp, "swarm.key")
 	if err := os.WriteFile(bad, []byte("this is not a key\n"), 0o600); err != nil {
@@ -235,7 +217,7 @@ func TestE2EBadPSKContent(t *testing.T) {
 }
 
 func TestE2ELocal(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	root := t.TempDir()
 	base, apiBase := freePort(t), freePort(t)
 	if base < apiBase+3 && apiBase < base+3 {
@@ -247,7 +229,7 @@ func TestE2ELocal(t *testing.T) {
 		"--base-port", fmt.Sprint(base), "--api-base-port", fmt.Sprint(apiBase))
 	for k := 1; k <= 3; k++ {
 		dir := filepath.Join(root, fmt.Sprintf("node%d", k))
-		waitFor(t, 30*time.Second, dir+"/api.json", func() bool {
+		testutil.Eventually(t, 30*time.Second, dir+"/api.json", func() bool {
 			select {
 			case r := <-done:
 				t.Fatalf("local ended early: %+v", r)
@@ -260,7 +242,7 @@ func TestE2ELocal(t *testing.T) {
 	if r := runApp(t, "", "kv", "put", "--data", filepath.Join(root, "node1"), "greeting", "hi"); r.code != 0 {
 		t.Fatalf("put: %+v", r)
 	}
-	waitFor(t, 15*time.Second, "the write on node3", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the write on node3", func() bool {
 		r := runApp(t, "", "kv", "get", "--data", filepath.Join(root, "node3"), "greeting")
 		return r.code == 0 && r.stdout == "hi\n"
 	})

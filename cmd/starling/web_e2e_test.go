@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/internal/testutil"
 )
 
 // artifactsDir is where the browser test saves its screenshots:
@@ -52,7 +53,7 @@ func chromium(t *testing.T) string {
 // field with `starling field set`, and sees it appear without a reload; a schema
 // error shows inline when a bad value is typed into the page.
 func TestWebBrowserEndToEnd(t *testing.T) {
-	defer failOnPanic(t)
+	defer testutil.FailOnPanic(t)
 	exe := chromium(t)
 	dir, n := startEntityNode(t, "node1")
 	ctx := context.Background()

@@ -78,3 +78,11 @@ func PeerID(t testing.TB) peer.ID {
 	}
 	return id
 }
+
+// Neverf is Never with a formatted description.
+func Neverf(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	if Within(d, cond) {
+		t.Fatalf("within %v: %s", d, fmt.Sprintf(format, args...))
+	}
+}
