@@ -324,7 +324,7 @@ func LoadConfig(dir string) (*Config, error) {
 	dec := json.NewDecoder(f)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("read config %s: %w: fix the file or re-create it with `starling init --force --data %s`", path, err, dir)
+		return nil, fmt.Errorf("%w: read %s: %w: fix the file or re-create it with `starling init --force --data %s`", ErrInvalidConfig, path, err, dir)
 	}
 	return &cfg, nil
 }

@@ -177,7 +177,7 @@ func TestLoadConfig(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, api.ConfigFile), []byte(`{"nodeid": "n"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadConfig(dir); err == nil || !strings.Contains(err.Error(), "nodeid") || !strings.Contains(err.Error(), api.ConfigFile) {
+	if _, err := LoadConfig(dir); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "nodeid") || !strings.Contains(err.Error(), api.ConfigFile) {
 		t.Errorf("unknown key: %v", err)
 	}
 }

@@ -90,7 +90,7 @@ func Init(dir string, opts InitOptions) (_ *Config, err error) {
 		old, _ = LoadConfig(dir) // a broken config is what --force is for
 	}
 	if opts.GeneratePSK && opts.PSKFile != "" {
-		return nil, errors.New("--psk and --psk-file exclude each other: --psk generates a new key, --psk-file uses an existing one")
+		return nil, fmt.Errorf("%w: --psk and --psk-file exclude each other: --psk generates a new key, --psk-file uses an existing one", ErrInvalidConfig)
 	}
 	cfg := DefaultConfig()
 	if opts.GeneratePSK || opts.PSKFile != "" {

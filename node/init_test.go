@@ -28,6 +28,9 @@ type fakeKeys struct{ failPSK bool }
 
 const fakePSKPrefix = "fake-psk:"
 
+// errInjected is the failure fakeKeys injects.
+var errInjected = errors.New("injected failure")
+
 func (fakeKeys) LoadOrCreateIdentity(path string) (crypto.PrivKey, error) {
 	if b, err := os.ReadFile(path); err == nil {
 		return crypto.UnmarshalPrivateKey(b)
@@ -45,7 +48,7 @@ func (fakeKeys) LoadOrCreateIdentity(path string) (crypto.PrivKey, error) {
 
 func (f fakeKeys) GeneratePSK() ([]byte, error) {
 	if f.failPSK {
-		return nil, errors.New("injected failure")
+		return nil, errInjected
 	}
 	b := make([]byte, 32)
 	_, err := rand.Read(b)
@@ -200,7 +203,7 @@ func TestInitPSK(t *testing.T) {
 	t.Run("both flags", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "n")
 		_, err := fakeInit(dir, InitOptions{GeneratePSK: true, Settings: Settings{PSKFile: "/x"}})
-		if err == nil || !strings.Contains(err.Error(), "--psk-file") {
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "--psk-file") {
 			t.Fatalf("err = %v", err)
 		}
 		if exists(dir) {
@@ -357,7 +360,7 @@ func TestInitRollsBackOnLateFailure(t *testing.T) {
 		parent := t.TempDir()
 		dir := filepath.Join(parent, "x", "node")
 		_, err := fakeInit(dir, InitOptions{GeneratePSK: true, keys: fakeKeys{failPSK: true}})
-		if err == nil || !strings.Contains(err.Error(), "injected failure") {
+		if !errors.Is(err, errInjected) {
 			t.Fatalf("err = %v", err)
 		}
 		if got := listDir(t, parent); len(got) != 0 {
