@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -230,6 +231,10 @@ type peerRec struct {
 	lastHeard time.Duration
 	report    NodeReport
 	leavingAt time.Duration // when the goodbye arrived (valid if report.Leaving)
+	// gone: LEFT since that goodbye. LEFT is final for a goodbye: a
+	// reconnection is not "still connected", and is more likely the
+	// peer's next run, which says so in its first report.
+	gone bool
 
 	state      NodeState
 	health     SyncHealth
@@ -273,19 +278,20 @@ func (s *PeerStates) Observe(now time.Duration, peer string, r NodeReport) {
 		}
 	}
 	if r.Leaving && (!p.heard || !p.report.Leaving || r.Incarnation != p.report.Incarnation) {
-		p.leavingAt = now
+		p.leavingAt, p.gone = now, false
 	}
 	p.heard, p.lastHeard, p.report = true, now, r
 	s.update(now, p, "report")
 }
 
 // Connected records that the direct connection with peer came up or went
-// down.
+// down. A peer the table does not hold is added, as Known adds it, even
+// on a disconnection.
 func (s *PeerStates) Connected(now time.Duration, peer string, up bool) {
-	p := s.rec(now, peer)
-	if p.connected == up {
+	if p, ok := s.peers[peer]; ok && p.connected == up {
 		return
 	}
+	p := s.rec(now, peer)
 	p.connected = up
 	reason := "disconnected"
 	if up {
@@ -311,9 +317,11 @@ func (s *PeerStates) Forget(peer string) bool {
 }
 
 // Tick advances time: reports age into SUSPECT and DEAD, LEAVING times
-// out into LEFT, and long-gone peers are forgotten.
+// out into LEFT, and long-gone peers are forgotten. Peers are visited in
+// ID order, so that the transitions of one tick come in a stable order.
 func (s *PeerStates) Tick(now time.Duration) {
-	for id, p := range s.peers {
+	for _, id := range slices.Sorted(maps.Keys(s.peers)) {
+		p := s.peers[id]
 		s.update(now, p, "")
 		if s.cfg.ForgetAfter > 0 && (p.state == StateLeft || p.state == StateDead) && !p.connected &&
 			now-p.stateSince >= s.cfg.ForgetAfter {
@@ -334,7 +342,7 @@ func (s *PeerStates) compute(now time.Duration, p *peerRec) (NodeState, SyncHeal
 		}
 	}
 	if p.heard && p.report.Leaving {
-		if !p.connected {
+		if !p.connected || p.gone {
 			return StateLeft, health, "goodbye, then disconnected"
 		}
 		if now-p.leavingAt >= s.cfg.LeftAfter {
@@ -374,6 +382,7 @@ func (s *PeerStates) update(now time.Duration, p *peerRec, cause string) {
 		s.pending = append(s.pending, Transition{Peer: p.peer, Node: p.report.Node, What: "state", From: string(p.state), To: string(state), Reason: why, At: now})
 		p.state, p.stateSince = state, now
 	}
+	p.gone = state == StateLeft
 	if health != p.health {
 		if p.health != "" { // a new peer's first health is not news
 			s.pending = append(s.pending, Transition{Peer: p.peer, Node: p.report.Node, What: "health", From: string(p.health), To: string(health), Reason: why, At: now})
