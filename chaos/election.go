@@ -48,6 +48,10 @@ type electionChecker struct {
 	// finalLeaders is the number of leaders at the final moment.
 	finalLeaders int
 	observed     int
+	// now is the clock that dates the hosts' answers (time.Now when
+	// nil); tests fix it so durations do not depend on how fast the
+	// machine answers.
+	now func() time.Time
 }
 
 // strictNemeses are the nemeses under which a component must agree on
@@ -76,10 +80,10 @@ type clusterView struct {
 	err       error
 }
 
-func readCluster(ctx context.Context, h *Host) clusterView {
+func readCluster(ctx context.Context, h *Host, now func() time.Time) clusterView {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	at := time.Now()
+	at := now()
 	code, body, err := h.Request(rctx, http.MethodGet, "/v1/cluster", nil)
 	if err != nil {
 		return clusterView{err: err}
@@ -209,6 +213,10 @@ func (c *electionChecker) Observe(ctx context.Context, m Moment) {
 	}
 	settled := strings.HasPrefix(m.Label, "settled")
 	healed := strings.HasPrefix(m.Label, "healed")
+	now := c.now
+	if now == nil {
+		now = time.Now
+	}
 	// Poll until every component agrees or the moment's time is up.
 	ok := false
 	for {
@@ -217,7 +225,7 @@ func (c *electionChecker) Observe(ctx context.Context, m Moment) {
 			ec.views = make([]clusterView, len(ec.hosts))
 			var wg sync.WaitGroup
 			for i, h := range ec.hosts {
-				wg.Go(func() { ec.views[i] = readCluster(ctx, h) })
+				wg.Go(func() { ec.views[i] = readCluster(ctx, h, now) })
 			}
 			wg.Wait()
 			ec.judge()

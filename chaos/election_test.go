@@ -61,13 +61,17 @@ func TestElectionChecker(t *testing.T) {
 
 	// A partition: n1 alone leads itself, n2 and n3 elected n2 about
 	// 700 ms after the cut; after the heal all agree on n1 again.
-	c := &electionChecker{}
-	cut := time.Now().Add(-5 * time.Second)
+	// The hosts' clock is fixed: a failover is measured from what they
+	// answer, not from how long the machine took to answer.
+	clock := time.Now()
+	now := func() time.Time { return clock }
+	c := &electionChecker{now: now}
+	cut := clock.Add(-5 * time.Second)
 	fs[0].set("n1", 30*time.Second)
 	fs[1].set("n2", 5*time.Second-700*time.Millisecond)
 	fs[2].set("n2", 5*time.Second-650*time.Millisecond)
 	observe(c, Moment{Label: "settled round 1", Since: cut, Nemeses: []string{"partition-halves"}, Components: split}, time.Second)
-	healAt := time.Now().Add(-2 * time.Second)
+	healAt := clock.Add(-2 * time.Second)
 	fs[0].set("n1", 30*time.Second)
 	fs[1].set("n1", 1500*time.Millisecond)
 	fs[2].set("n1", 1200*time.Millisecond)
@@ -77,11 +81,11 @@ func TestElectionChecker(t *testing.T) {
 	if !v.OK || v.Counts["leaders"] != 1 {
 		t.Fatalf("partition and heal: %+v", v)
 	}
-	if f := v.Durations["failover"]; len(f) != 1 || f[0] < 600*time.Millisecond || f[0] > 800*time.Millisecond {
-		t.Errorf("failover %v, want one of about 700ms", f)
+	if f := v.Durations["failover"]; len(f) != 1 || f[0] != 700*time.Millisecond {
+		t.Errorf("failover %v, want one of 700ms", f)
 	}
-	if h := v.Durations["leader-heal"]; len(h) != 1 || h[0] < 700*time.Millisecond || h[0] > 900*time.Millisecond {
-		t.Errorf("heal %v, want one of about 800ms (the last host)", h)
+	if h := v.Durations["leader-heal"]; len(h) != 1 || h[0] != 800*time.Millisecond {
+		t.Errorf("heal %v, want one of 800ms (the last host)", h)
 	}
 
 	// Two leaders in one component after a heal: a violation.
