@@ -25,7 +25,10 @@
 // Starling: gossipsub topic "starling/<env>/election", see p2p.Topic,
 // whose validator drops heartbeats of untrusted peers), stamps every
 // received heartbeat with its own monotonic clock, ticks the rule at its
-// deadlines, and delivers changes to Watchers:
+// deadlines, and delivers changes to Watchers. Its goroutines only call
+// two steps, step (timer or kick) and handle (a message), which its
+// tests call themselves instead, over a synchronous fake network and a
+// clock they advance (runner_test.go): no sleeps, no wall clock.
 //
 //	r, err := election.New(cfg, topic)      // joins the cluster group
 //	r.SetNodeAvailable(true)                 // once the node holds the current state

@@ -30,22 +30,31 @@ type Transport interface {
 // candidate, not available until SetNodeAvailable(true).
 //
 // Its methods are safe for concurrent use.
+//
+// Its two goroutines are the driver, and the only one in production
+// (compare raft's node.go around RawNode): loop waits for the timer or a
+// kick and calls step, receive takes messages off the Transport and
+// calls handle. The package's tests call step and handle themselves, on
+// the test goroutine, over a synchronous network and a clock they
+// advance, so that a runner test is deterministic and never sleeps.
 type Runner struct {
-	cfg   Config
-	tr    Transport
-	log   *slog.Logger
-	clock Clock
-	start time.Time
+	cfg     Config
+	tr      Transport
+	log     *slog.Logger
+	clock   Clock
+	start   time.Time
+	started bool // the goroutines run (New); false while a test drives step and handle
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	kick   chan struct{} // send a heartbeat now (buffered 1)
+	kick   chan struct{} // step now, and send a heartbeat (buffered 1)
 
 	mu        sync.Mutex
 	rule      *Rule
 	closed    bool
 	watchers  map[*Watcher]struct{}
+	nextSend  time.Duration // the next periodic heartbeat is due then (0: at once)
 	suspended time.Duration // no heartbeats are sent before this time
 	termsVer  uint64        // bumped on every change (terms may have moved)
 
@@ -59,6 +68,18 @@ type Runner struct {
 // cluster candidate (not yet available). The first heartbeat goes out at
 // once. Close stops it.
 func New(cfg Config, tr Transport) (*Runner, error) {
+	r, err := newRunner(cfg, tr)
+	if err != nil {
+		return nil, err
+	}
+	r.run()
+	r.log.Info("election started", "interval", r.cfg.Interval, "timeout", r.cfg.Timeout, "warmup", r.cfg.Warmup, "preemption", !r.cfg.NoPreemption)
+	return r, nil
+}
+
+// newRunner is New without the goroutines: nothing happens until run
+// starts them, or a test calls step and handle.
+func newRunner(cfg Config, tr Transport) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -93,11 +114,16 @@ func New(cfg Config, tr Transport) (*Runner, error) {
 		return nil, err
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// run starts the driver: the goroutines that call step and handle.
+// Close stops them.
+func (r *Runner) run() {
+	r.started = true
 	r.wg.Add(2)
 	go r.loop()
 	go r.receive()
-	r.log.Info("election started", "interval", cfg.Interval, "timeout", cfg.Timeout, "warmup", cfg.Warmup, "preemption", !cfg.NoPreemption)
-	return r, nil
 }
 
 // now is the rule's clock: monotonic time since the runner started.
@@ -123,10 +149,12 @@ func (r *Runner) Close() error {
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Interval+r.cfg.LeaveLinger)
 		if err := r.tr.Publish(ctx, bye); err != nil {
 			r.log.Debug("goodbye not sent", "err", err)
-		} else {
+		} else if r.started {
 			// Gossip has no delivery receipt; give the goodbye time to
 			// leave before the caller closes the network. Real time: this
-			// waits on the network, not on the rule's clock.
+			// waits on the network, not on the rule's clock. (A runner
+			// that a test drives publishes on a synchronous network: its
+			// goodbye is queued when Publish returns.)
 			time.Sleep(r.cfg.LeaveLinger)
 		}
 		cancel()
@@ -138,12 +166,12 @@ func (r *Runner) Close() error {
 	return nil
 }
 
-// loop sends heartbeats and ticks the rule at its deadlines.
+// loop steps the runner when the timer fires (at the time step asked
+// for) or when a kick asks for a heartbeat now.
 func (r *Runner) loop() {
 	defer r.wg.Done()
-	timer := r.clock.NewTimer(0)
+	timer := r.clock.NewTimer(0) // the first heartbeat goes out at once
 	defer timer.Stop()
-	var nextSend time.Duration // the first heartbeat goes out at once
 	for {
 		kicked := false
 		select {
@@ -153,50 +181,63 @@ func (r *Runner) loop() {
 		case <-r.kick:
 			kicked = true
 		}
-		now := r.now()
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
+		wait, ok := r.step(kicked)
+		if !ok {
 			return
 		}
-		r.rule.Tick(now)
-		out := r.rule.Take()
-		var data []byte
-		suspended := now < r.suspended
-		if (kicked || out.Send || now >= nextSend) && !suspended {
-			data = r.rule.Heartbeat(now).Encode()
-			nextSend = now + r.cfg.Interval
-		}
-		// A suspension acts like a paused process: what falls due meanwhile
-		// is sent the moment it ends.
-		sendAt := nextSend
-		if suspended {
-			sendAt = max(nextSend, r.suspended)
-		}
-		deadline, ok := r.rule.NextDeadline()
-		changed := r.dispatch(out)
-		r.mu.Unlock()
-
-		if data != nil {
-			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
-			if err := r.tr.Publish(ctx, data); err != nil && r.ctx.Err() == nil {
-				r.log.Debug("heartbeat not sent", "err", err)
-			}
-			cancel()
-		}
-		if changed {
-			r.saveTerms()
-		}
-		wait := sendAt - now
-		if ok && deadline-now < wait {
-			wait = deadline - now
-		}
-		timer.Reset(max(wait, 0))
+		timer.Reset(wait)
 	}
 }
 
-// receive feeds heartbeats to the rule, stamped with the time they are
-// taken off the transport.
+// step ticks the rule, sends a heartbeat if one is due (or kicked asks
+// for one) and delivers what changed. It returns how long until the
+// next step is due (the next heartbeat or rule deadline, whichever comes
+// first); ok is false once the runner is closed. The loop goroutine
+// calls it; so do the tests, in its place.
+func (r *Runner) step(kicked bool) (wait time.Duration, ok bool) {
+	now := r.now()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return 0, false
+	}
+	r.rule.Tick(now)
+	out := r.rule.Take()
+	var data []byte
+	suspended := now < r.suspended
+	if (kicked || out.Send || now >= r.nextSend) && !suspended {
+		data = r.rule.Heartbeat(now).Encode()
+		r.nextSend = now + r.cfg.Interval
+	}
+	// A suspension acts like a paused process: what falls due meanwhile
+	// is sent the moment it ends.
+	sendAt := r.nextSend
+	if suspended {
+		sendAt = max(r.nextSend, r.suspended)
+	}
+	deadline, hasDeadline := r.rule.NextDeadline()
+	changed := r.dispatch(out)
+	r.mu.Unlock()
+
+	if data != nil {
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
+		if err := r.tr.Publish(ctx, data); err != nil && r.ctx.Err() == nil {
+			r.log.Debug("heartbeat not sent", "err", err)
+		}
+		cancel()
+	}
+	if changed {
+		r.saveTerms()
+	}
+	wait = sendAt - now
+	if hasDeadline && deadline-now < wait {
+		wait = deadline - now
+	}
+	return max(wait, 0), true
+}
+
+// receive takes messages off the transport and hands them to handle,
+// until the transport ends or the runner closes.
 func (r *Runner) receive() {
 	defer r.wg.Done()
 	for {
@@ -207,24 +248,35 @@ func (r *Runner) receive() {
 			}
 			return
 		}
-		hb, err := DecodeHeartbeat(data)
-		if err != nil {
-			r.log.Warn("dropped a bad heartbeat", "peer", from, "err", err)
-			continue
-		}
-		now := r.now()
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
+		if !r.handle(from, data) {
 			return
 		}
-		r.rule.Receive(now, from, hb)
-		changed := r.dispatch(r.rule.Take())
-		r.mu.Unlock()
-		if changed {
-			r.saveTerms()
-		}
 	}
+}
+
+// handle feeds a message from peer from to the rule, stamped with the
+// time it is handled, and delivers what changed. A message that is not a
+// heartbeat is logged and dropped. It reports false once the runner is
+// closed. The receive goroutine calls it; so do the tests, in its place.
+func (r *Runner) handle(from string, data []byte) bool {
+	hb, err := DecodeHeartbeat(data)
+	if err != nil {
+		r.log.Warn("dropped a bad heartbeat", "peer", from, "err", err)
+		return true
+	}
+	now := r.now()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return false
+	}
+	r.rule.Receive(now, from, hb)
+	changed := r.dispatch(r.rule.Take())
+	r.mu.Unlock()
+	if changed {
+		r.saveTerms()
+	}
+	return true
 }
 
 // dispatch logs the output, asks for a heartbeat if needed and updates

@@ -3,7 +3,10 @@ package election
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"maps"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,7 +14,9 @@ import (
 )
 
 // fakeClock is a Clock that moves only when told to. Timers behave like
-// Go ≥1.23 timers: Reset and Stop discard a value not yet received.
+// Go ≥1.23 timers: Reset and Stop discard a value not yet received. The
+// testCluster reads Now only; the timers serve runners whose own
+// goroutines drive them.
 type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
@@ -88,40 +93,47 @@ func (t *fakeTimer) Reset(d time.Duration) bool {
 	return was
 }
 
-// memNet is an in-memory broadcast network: every transport receives
-// what the others publish, unless the link is cut.
-type memNet struct {
+// syncNet is a synchronous in-memory broadcast network. Publish queues
+// the message for every other node whose link is not cut, and nothing
+// moves until the test delivers the queue (testCluster.deliver), in
+// publish order, on the test goroutine. Receive serves runners whose own
+// goroutines drive them (Runner.run).
+type syncNet struct {
 	mu    sync.Mutex
-	nodes map[string]*memTransport
+	nodes map[string]*syncTransport
 	cut   map[[2]string]bool
+	queue []netMsg
+	wake  chan struct{}  // closed and replaced when a message is queued
+	sent  map[string]int // messages published, by author
 }
 
-type memMsg struct {
-	from string
-	data []byte
+type netMsg struct {
+	from, to string
+	data     []byte
 }
 
-type memTransport struct {
-	net   *memNet
-	peer  string
-	inbox chan memMsg
-	done  chan struct{}
+type syncTransport struct {
+	net  *syncNet
+	peer string
+	done chan struct{}
 }
 
-func newMemNet() *memNet {
-	return &memNet{nodes: map[string]*memTransport{}, cut: map[[2]string]bool{}}
+var errNetClosed = errors.New("syncnet: closed")
+
+func newSyncNet() *syncNet {
+	return &syncNet{nodes: map[string]*syncTransport{}, cut: map[[2]string]bool{}, wake: make(chan struct{}), sent: map[string]int{}}
 }
 
-func (n *memNet) join(peer string) *memTransport {
+func (n *syncNet) join(peer string) *syncTransport {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	t := &memTransport{net: n, peer: peer, inbox: make(chan memMsg, 1024), done: make(chan struct{})}
+	t := &syncTransport{net: n, peer: peer, done: make(chan struct{})}
 	n.nodes[peer] = t
 	return t
 }
 
 // isolate cuts (or restores) every link of peer, both ways.
-func (n *memNet) isolate(peer string, cut bool) {
+func (n *syncNet) isolate(peer string, cut bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for p := range n.nodes {
@@ -129,100 +141,219 @@ func (n *memNet) isolate(peer string, cut bool) {
 	}
 }
 
-func (t *memTransport) Publish(_ context.Context, data []byte) error {
-	select {
-	case <-t.done:
-		return errors.New("memnet: closed")
-	default:
+// published is how many messages peer has published.
+func (n *syncNet) published(peer string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sent[peer]
+}
+
+// pop takes the oldest queued message.
+func (n *syncNet) pop() (netMsg, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.queue) == 0 {
+		return netMsg{}, false
 	}
-	t.net.mu.Lock()
-	defer t.net.mu.Unlock()
-	for p, o := range t.net.nodes {
-		if p == t.peer || t.net.cut[[2]string{t.peer, p}] {
-			continue
-		}
-		select {
-		case o.inbox <- memMsg{t.peer, data}:
-		default:
+	m := n.queue[0]
+	n.queue = n.queue[1:]
+	return m, true
+}
+
+func (t *syncTransport) Publish(_ context.Context, data []byte) error {
+	if t.closed() {
+		return errNetClosed
+	}
+	n := t.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.sent[t.peer]++
+	for _, p := range slices.Sorted(maps.Keys(n.nodes)) {
+		if p != t.peer && !n.cut[[2]string{t.peer, p}] {
+			n.queue = append(n.queue, netMsg{t.peer, p, data})
 		}
 	}
+	close(n.wake)
+	n.wake = make(chan struct{})
 	return nil
 }
 
-func (t *memTransport) Receive(ctx context.Context) (string, []byte, error) {
-	select {
-	case m := <-t.inbox:
-		return m.from, m.data, nil
-	case <-ctx.Done():
-		return "", nil, ctx.Err()
-	case <-t.done:
-		return "", nil, errors.New("memnet: closed")
+func (t *syncTransport) Receive(ctx context.Context) (string, []byte, error) {
+	n := t.net
+	for {
+		if t.closed() {
+			return "", nil, errNetClosed
+		}
+		n.mu.Lock()
+		i := slices.IndexFunc(n.queue, func(m netMsg) bool { return m.to == t.peer })
+		if i >= 0 {
+			m := n.queue[i]
+			n.queue = slices.Delete(n.queue, i, i+1)
+			n.mu.Unlock()
+			return m.from, m.data, nil
+		}
+		wake := n.wake
+		n.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return "", nil, ctx.Err()
+		case <-t.done:
+		}
 	}
 }
 
-func (t *memTransport) close() { close(t.done) }
+func (t *syncTransport) close() { close(t.done) }
 
-var _ Transport = (*memTransport)(nil)
+func (t *syncTransport) closed() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
 
+var _ Transport = (*syncTransport)(nil)
+
+// testCluster runs runners without their goroutines: on the test
+// goroutine, it does what each runner's loop and receive goroutines
+// would (step when the timer is due or a kick is pending, handle each
+// message), over a syncNet and a fakeClock that only the test moves.
+// Every run is deterministic and nothing waits on the wall clock.
 type testCluster struct {
 	t       *testing.T
 	clock   *fakeClock
-	net     *memNet
+	net     *syncNet
+	logs    *logRecorder
 	runners []*Runner
+	nodes   []*testNode
+	byPeer  map[string]*testNode
+}
+
+// testNode is a runner as its loop goroutine would see it.
+type testNode struct {
+	r       *Runner
+	tr      *syncTransport
+	due     time.Time // when the loop's timer fires
+	stopped bool      // step or handle reported the runner closed
 }
 
 func newTestCluster(t *testing.T, ids ...string) *testCluster {
-	tc := &testCluster{t: t, clock: newFakeClock(), net: newMemNet()}
+	tc := &testCluster{t: t, clock: newFakeClock(), net: newSyncNet(), logs: &logRecorder{}, byPeer: map[string]*testNode{}}
 	for _, id := range ids {
-		cfg := FastConfig()
-		cfg.NodeID, cfg.Peer, cfg.Clock = id, "peer-"+id, tc.clock
-		cfg.LeaveLinger = time.Millisecond
-		r, err := New(cfg, tc.net.join(cfg.Peer))
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := tc.add(id, nil)
 		if err := r.SetNodeAvailable(true); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = r.Close() })
-		tc.runners = append(tc.runners, r)
 	}
 	return tc
 }
 
-// until advances the fake clock 10ms at a time until cond holds, within
-// max of fake time; real time only bounds the wait for goroutines.
-func (tc *testCluster) until(max time.Duration, what string, cond func() bool) {
+// add starts a runner with FastConfig timings, adjusted by edit when it
+// is not nil. Like New's timer, its first step is due at once.
+func (tc *testCluster) add(id string, edit func(*Config)) *Runner {
 	tc.t.Helper()
-	realDeadline := time.Now().Add(20 * time.Second)
-	start := tc.clock.Now()
-	for !cond() {
-		if tc.clock.Now().Sub(start) > max || time.Now().After(realDeadline) {
-			tc.t.Fatalf("not within %v of fake time: %s", max, what)
-		}
-		tc.settle()
-		tc.clock.Advance(10 * time.Millisecond)
-		tc.settle()
+	cfg := FastConfig()
+	cfg.NodeID, cfg.Peer, cfg.Clock = id, "peer-"+id, tc.clock
+	cfg.LeaveLinger = time.Millisecond
+	cfg.Logger = slog.New(tc.logs)
+	if edit != nil {
+		edit(&cfg)
 	}
+	tr := tc.net.join(cfg.Peer)
+	r, err := newRunner(cfg, tr)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	tc.t.Cleanup(func() { _ = r.Close() })
+	n := &testNode{r: r, tr: tr, due: tc.clock.Now()}
+	tc.runners = append(tc.runners, r)
+	tc.nodes = append(tc.nodes, n)
+	tc.byPeer[cfg.Peer] = n
+	return r
 }
 
-// settle waits until every inbox is empty, so that what was sent has
-// been taken by the runners (a few scheduler rounds).
-func (tc *testCluster) settle() {
-	for range 100 {
+// deliver does what the runners' goroutines would do at the current
+// time, without moving the clock: it steps every runner whose timer is
+// due or that was kicked, delivers every queued message in order, and
+// repeats until nothing is left to do.
+func (tc *testCluster) deliver() {
+	tc.t.Helper()
+	for range 10_000 {
 		busy := false
-		tc.net.mu.Lock()
-		for _, n := range tc.net.nodes {
-			busy = busy || len(n.inbox) > 0
+		now := tc.clock.Now()
+		for _, n := range tc.nodes {
+			if n.stopped {
+				continue
+			}
+			kicked := false
+			select {
+			case <-n.r.kick:
+				kicked = true
+			default:
+			}
+			if !kicked && now.Before(n.due) {
+				continue
+			}
+			busy = true
+			wait, ok := n.r.step(kicked)
+			n.due, n.stopped = now.Add(wait), !ok
 		}
-		tc.net.mu.Unlock()
+		for m, ok := tc.net.pop(); ok; m, ok = tc.net.pop() {
+			busy = true
+			if n := tc.byPeer[m.to]; n != nil && !n.stopped && !n.tr.closed() {
+				n.stopped = !n.r.handle(m.from, m.data)
+			}
+		}
 		if !busy {
+			return
+		}
+	}
+	tc.t.Fatal("the runners kept stepping or sending without time passing")
+}
+
+// nextDue is the earliest time a running runner's timer fires.
+func (tc *testCluster) nextDue() (at time.Time, ok bool) {
+	for _, n := range tc.nodes {
+		if !n.stopped && (!ok || n.due.Before(at)) {
+			at, ok = n.due, true
+		}
+	}
+	return at, ok
+}
+
+// advance moves the clock forward by d, stopping at every moment a
+// runner is due so that each step happens at its own time.
+func (tc *testCluster) advance(d time.Duration) {
+	tc.t.Helper()
+	end := tc.clock.Now().Add(d)
+	for {
+		tc.deliver()
+		at, ok := tc.nextDue()
+		if !ok || at.After(end) {
 			break
 		}
-		runtime.Gosched()
-		time.Sleep(100 * time.Microsecond)
+		tc.clock.Advance(at.Sub(tc.clock.Now()))
 	}
-	time.Sleep(time.Millisecond)
+	tc.clock.Advance(end.Sub(tc.clock.Now()))
+	tc.deliver()
+}
+
+// until moves the clock from one due moment to the next until cond
+// holds; the test fails if it does not within max of fake time.
+func (tc *testCluster) until(max time.Duration, what string, cond func() bool) {
+	tc.t.Helper()
+	start := tc.clock.Now()
+	tc.deliver()
+	for !cond() {
+		at, ok := tc.nextDue()
+		if !ok || at.Sub(start) > max {
+			tc.t.Fatalf("not within %v of fake time: %s", max, what)
+		}
+		tc.clock.Advance(at.Sub(tc.clock.Now()))
+		tc.deliver()
+	}
 }
 
 func (tc *testCluster) agree(group, leader string, among ...*Runner) bool {
@@ -237,25 +368,64 @@ func (tc *testCluster) agree(group, leader string, among ...*Runner) bool {
 	return true
 }
 
+// next returns the watcher's next event. The harness has already run
+// everything due, so the event is there now or never: Next gets a
+// context that has ended and must not need to wait.
+func next(t *testing.T, w *Watcher) Event {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ev, err := w.Next(ctx)
+	if err != nil {
+		t.Fatalf("watcher: no event: %v", err)
+	}
+	return ev
+}
+
+// logRecorder is a slog.Handler that keeps the level and message of
+// every record.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, r)
+	return nil
+}
+
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logRecorder) WithGroup(string) slog.Handler      { return h }
+
+// has reports whether a record at level starts with msg.
+func (h *logRecorder) has(level slog.Level, msg string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.ContainsFunc(h.recs, func(r slog.Record) bool {
+		return r.Level == level && strings.HasPrefix(r.Message, msg)
+	})
+}
+
 func TestRunnerElectsFailsOverAndHandsOver(t *testing.T) {
 	tc := newTestCluster(t, "n1", "n2", "n3")
 	n1, n2, n3 := tc.runners[0], tc.runners[1], tc.runners[2]
 	w := n3.Watch(ClusterGroup)
 	defer w.Close()
-	first, err := w.Next(context.Background())
-	if err != nil || first.HasLeader() || first.Seq != 1 {
-		t.Fatalf("first event = %+v, %v; want no leader yet, seq 1", first, err)
+	if first := next(t, w); first.HasLeader() || first.Seq != 1 {
+		t.Fatalf("first event = %+v; want no leader yet, seq 1", first)
 	}
 
 	tc.until(2*time.Second, "n1 leads everywhere", func() bool { return tc.agree(ClusterGroup, "n1", n1, n2, n3) })
-	ev, err := w.Next(context.Background())
-	if err != nil || ev.Leader != "n1" || ev.Term != 1 || ev.Reason != ReasonElected {
-		t.Fatalf("event = %+v, %v", ev, err)
+	if ev := next(t, w); ev.Leader != "n1" || ev.Term != 1 || ev.Reason != ReasonElected {
+		t.Fatalf("event = %+v", ev)
 	}
 	// A silent crash: n1 is cut off and never says goodbye. Nothing may
 	// change before Timeout−Interval of silence.
 	tc.net.isolate("peer-n1", true)
-	tc.settle()
 	crash := tc.clock.Now()
 	tc.until(FastConfig().Timeout+50*time.Millisecond, "n2 leads n2 and n3", func() bool {
 		return tc.agree(ClusterGroup, "n2", n2, n3)
@@ -266,24 +436,21 @@ func TestRunnerElectsFailsOverAndHandsOver(t *testing.T) {
 	if l := n2.Leader(ClusterGroup); l.Term != 2 {
 		t.Errorf("term after failover = %d, want 2", l.Term)
 	}
-	ev, _ = w.Next(context.Background())
-	if ev.Leader != "n2" || ev.Reason != ReasonFailed || ev.Previous.Leader != "n1" {
+	if ev := next(t, w); ev.Leader != "n2" || ev.Reason != ReasonFailed || ev.Previous.Leader != "n1" {
 		t.Errorf("event = %+v", ev)
 	}
 
-	// Graceful: closing n2 hands over to n3 with no time passing at all.
+	// Graceful: closing n2 hands over to n3 with no time passing at all,
+	// on the goodbye alone.
 	if err := n2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for n3.Leader(ClusterGroup).Leader != "n3" {
-		if time.Now().After(deadline) {
-			t.Fatalf("n3 did not take over after n2's goodbye without the clock moving: %+v", n3.Leader(ClusterGroup))
-		}
-		time.Sleep(time.Millisecond)
+	before := tc.clock.Now()
+	tc.deliver()
+	if l := n3.Leader(ClusterGroup); l.Leader != "n3" || !tc.clock.Now().Equal(before) {
+		t.Fatalf("n3 did not take over on n2's goodbye without the clock moving: %+v", l)
 	}
-	ev, _ = w.Next(context.Background())
-	if ev.Leader != "n3" || ev.Reason != ReasonLeft || ev.Term != 3 {
+	if ev := next(t, w); ev.Leader != "n3" || ev.Reason != ReasonLeft || ev.Term != 3 {
 		t.Errorf("event = %+v", ev)
 	}
 	if _, err := n2.Join(Spec{Group: "svc"}); !errors.Is(err, ErrClosed) {
@@ -313,6 +480,10 @@ func TestRunnerCandidateLifecycle(t *testing.T) {
 	if _, err := n1.Join(Spec{Group: "db", Instance: "a"}); !errors.Is(err, ErrCandidateExists) {
 		t.Errorf("second join: %v, want ErrCandidateExists", err)
 	}
+	// Off the heartbeat beat, so that c2's session ends between two
+	// heartbeats: the runner must step at the rule's deadline.
+	tc.advance(7 * time.Millisecond)
+	joined := tc.clock.Now()
 	c2, err := n2.Join(Spec{Group: "db", Available: true, TTL: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -329,9 +500,7 @@ func TestRunnerCandidateLifecycle(t *testing.T) {
 	tc.until(time.Second, "n1:a leads db", func() bool { return tc.agree("db", "n1:a", n1, n2) })
 	var ev Event
 	for !ev.IsLeader {
-		if ev, err = w.Next(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		ev = next(t, w)
 	}
 	if !ev.Joined || !ev.Active || ev.Candidate != "n1:a" {
 		t.Errorf("event %+v", ev)
@@ -341,20 +510,23 @@ func TestRunnerCandidateLifecycle(t *testing.T) {
 		_, err := c2.Status()
 		return errors.Is(err, ErrNoCandidate)
 	})
+	if took := tc.clock.Now().Sub(joined); took != time.Second {
+		t.Errorf("c2 expired %v after it joined, want its TTL (1s)", took)
+	}
 	if err := c1.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	ev, _ = w.Next(context.Background())
-	if ev.Joined || ev.IsLeader {
+	if ev := next(t, w); ev.Joined || ev.IsLeader {
 		t.Errorf("after leave: %+v", ev)
 	}
 	if err := c1.Leave(); !errors.Is(err, ErrNoCandidate) {
 		t.Errorf("second leave: %v", err)
 	}
-	tc.until(time.Second, "n2 lists only the cluster group once every db candidate left", func() bool {
-		gs := n2.Groups()
-		return len(gs) == 1 && gs[0].Name == ClusterGroup
-	})
+	// The heartbeat that no longer lists c1 goes out at once.
+	tc.deliver()
+	if gs := n2.Groups(); len(gs) != 1 || gs[0].Name != ClusterGroup {
+		t.Errorf("n2 lists %+v, want only the cluster group once every db candidate left, with no time passing", gs)
+	}
 }
 
 func TestRunnerSuspendedHeartbeatsNoFalseFailover(t *testing.T) {
@@ -362,13 +534,20 @@ func TestRunnerSuspendedHeartbeatsNoFalseFailover(t *testing.T) {
 	n1, n2 := tc.runners[0], tc.runners[1]
 	tc.until(2*time.Second, "n1 leads", func() bool { return tc.agree(ClusterGroup, "n1", n1, n2) })
 	cfg := FastConfig()
-	n1.SuspendHeartbeats(cfg.Timeout - cfg.Interval - 10*time.Millisecond)
+	pause := cfg.Timeout - cfg.Interval - 10*time.Millisecond
+	n1.SuspendHeartbeats(pause)
+	start, sent := tc.clock.Now(), tc.net.published("peer-n1")
 	for range 2 * cfg.Timeout / (10 * time.Millisecond) {
-		tc.settle()
-		tc.clock.Advance(10 * time.Millisecond)
+		tc.advance(10 * time.Millisecond)
 		if l := n2.Leader(ClusterGroup); l.Leader != "n1" || l.Term != 1 {
 			t.Fatalf("during a pause shorter than Timeout−Interval: %+v", l)
 		}
+		if in := tc.clock.Now().Sub(start); in < pause && tc.net.published("peer-n1") != sent {
+			t.Fatalf("n1 sent a heartbeat %v into a pause of %v", in, pause)
+		}
+	}
+	if tc.net.published("peer-n1") == sent {
+		t.Error("n1 sent no heartbeat after its pause")
 	}
 }
 
@@ -392,19 +571,12 @@ func (f *termFile) SaveTerms(m map[string]uint64) error {
 }
 
 func TestRunnerTermsPersist(t *testing.T) {
-	clock, net := newFakeClock(), newMemNet()
 	store := &termFile{terms: map[string]uint64{ClusterGroup: 41}}
-	cfg := FastConfig()
-	cfg.NodeID, cfg.Peer, cfg.Clock, cfg.Terms = "solo", "p", clock, store
-	r, err := New(cfg, net.join("p"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	tc := newTestCluster(t)
+	r := tc.add("solo", func(c *Config) { c.Terms = store })
 	if err := r.SetNodeAvailable(true); err != nil {
 		t.Fatal(err)
 	}
-	tc := &testCluster{t: t, clock: clock, net: net}
 	tc.until(time.Second, "solo leads", func() bool { return r.Leader(ClusterGroup).Leader == "solo" })
 	if got := r.Leader(ClusterGroup).Term; got != 42 {
 		t.Errorf("term %d, want 42 (restored 41 + 1)", got)
@@ -416,34 +588,44 @@ func TestRunnerTermsPersist(t *testing.T) {
 	}
 }
 
+// TestRunnerCloseLeaksNothing hands an elected cluster to the runners'
+// own goroutines (the production driver) and closes it: every watcher
+// ends and no goroutine is left.
 func TestRunnerCloseLeaksNothing(t *testing.T) {
 	before := runtime.NumGoroutine()
 	tc := newTestCluster(t, "a", "b")
 	tc.until(time.Second, "a leads", func() bool { return tc.agree(ClusterGroup, "a", tc.runners...) })
 	w := tc.runners[0].Watch(ClusterGroup)
 	for _, r := range tc.runners {
+		r.run()
+	}
+	if n := runnerGoroutines(); n != 2*len(tc.runners) {
+		t.Fatalf("%d runner goroutines, want %d", n, 2*len(tc.runners))
+	}
+	for _, r := range tc.runners {
 		if err := r.Close(); err != nil {
 			t.Fatal(err)
 		}
 		_ = r.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel() // the runners are closed: Next must not wait
 	for {
-		if _, err := w.Next(ctx); err != nil {
+		if _, err := w.Next(ended); err != nil {
 			if !errors.Is(err, ErrClosed) {
 				t.Fatalf("Next after Close: %v, want ErrClosed", err)
 			}
 			break
 		}
 	}
+	// Close has waited for the goroutines; they may still be returning.
 	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
+	for runnerGoroutines() > 0 || runtime.NumGoroutine() > before {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<16)
 			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
-		time.Sleep(5 * time.Millisecond)
+		runtime.Gosched()
 	}
 }
 
@@ -470,18 +652,49 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// runnerGoroutines counts the live goroutines that Runner.run started,
+// whether they have begun to run or not (each trace ends "created by
+// ...(*Runner).run").
+func runnerGoroutines() int {
+	buf := make([]byte, 1<<20)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "election.(*Runner).run in goroutine")
+}
+
 // TestRunnerTransportEnds: a transport that ends (the node's network
 // closed first) stops the receive loop; the runner keeps answering and
 // closes cleanly.
 func TestRunnerTransportEnds(t *testing.T) {
 	tc := newTestCluster(t, "a")
 	r := tc.runners[0]
-	tc.net.nodes["peer-a"].close()
+	tc.nodes[0].tr.close()
+	r.wg.Add(1)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		r.receive()
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the receive loop did not stop when its transport ended")
+	}
+	if !tc.logs.has(slog.LevelWarn, "election transport stopped") {
+		t.Error("no warning that the transport stopped")
+	}
 	tc.until(time.Second, "a leads alone", func() bool { return r.Leader(ClusterGroup).Leader == "a" })
 	if _, err := r.Join(Spec{Group: "svc"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestNewChecksItsArguments(t *testing.T) {
+	if _, err := New(Config{Peer: "p"}, newSyncNet().join("p")); !errors.Is(err, ErrInvalid) {
+		t.Errorf("New without NodeID: %v, want ErrInvalid", err)
+	}
+	if _, err := New(Config{NodeID: "n", Peer: "p"}, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("New without Transport: %v, want ErrInvalid", err)
 	}
 }
