@@ -13,6 +13,15 @@
 //     broadcast, one fsync) and answers each caller once the delta is on
 //     disk. One DAG node per write would make a peer walk the DAG one
 //     block per bitswap round (about 48 blocks/s measured here).
+//   - Commit writes a group its caller has gathered already (the entity
+//     tree's committer) as one delta at once, on the caller's goroutine.
+//     Both paths end in one function, commit, under one lock: go-ds-crdt
+//     keeps a single pending delta for the whole store. So each write
+//     passes one gathering stage: an entity write entity's, a raw
+//     key-value write this package's.
+//   - Op, Change and Feed are aliases of package internal/kv's types,
+//     which package entity aliases too: a Store is an entity.Backend as
+//     it is, and the entity tree reads the feed's channel itself.
 //   - The broadcaster carries each new block inside the broadcast of its
 //     head, so a peer applies it with no fetch. A receiver verifies every
 //     carried block against its CID (a message with a bad block is dropped
