@@ -99,7 +99,10 @@ func (s *Store) commit(ops []Op) error {
 }
 
 func (s *Store) writeDelta(ops []Op) error {
-	ctx := s.ctx
+	// go-ds-crdt passes this context to the DAG service's Add and to
+	// Broadcast: the broadcast carries the block the commit added without
+	// decoding go-ds-crdt's heads message.
+	ctx := withAddedBlocks(s.ctx)
 	b, err := s.crdt().Batch(ctx)
 	if err != nil {
 		return fmt.Errorf("crdt: commit: %w", err)
