@@ -22,7 +22,7 @@ import (
 // message stays under gossipsub's and the direct stream's size limits.
 const maxCarriedTotal = 3 << 20
 
-// broadcaster is the go-ds-crdt Broadcaster. Outgoing, it wraps the head
+// broadcaster is the go-ds-crdt Broadcaster. Outgoing, it puts the head
 // list in an envelope with the new blocks; incoming, it verifies and stores
 // carried blocks and only then hands the heads to go-ds-crdt, through a
 // queue bounded by bytes (go-ds-crdt's own pubsub broadcaster drops heads
@@ -184,11 +184,24 @@ const publishQueue = 256
 // signing the message and pubsub's own check of that signature cost more
 // than the rest of the commit, so publishing on the commit's path would
 // slow every acknowledged write down. Messages go out in order.
+//
+// A commit's broadcast carries the blocks the commit added, collected
+// from ctx (see addedBlocks): go-ds-crdt announces just the block it
+// added, so its heads message need not be decoded here. Only the
+// backstop rebroadcast (other contexts, at most every
+// RebroadcastInterval) is decoded to find the blocks of its heads.
 func (b *broadcaster) Broadcast(ctx context.Context, data []byte) error {
-	msg, err := b.wrap(data)
-	if err != nil {
-		return err
+	env := envelope{payload: data}
+	if added, ok := addedIn(ctx).get(); ok {
+		b.carryAdded(&env, added)
+	} else {
+		heads, err := decodeHeads(data)
+		if err != nil {
+			return fmt.Errorf("crdt: decode own broadcast: %w", err)
+		}
+		b.carryHeads(&env, heads)
 	}
+	msg := env.encode()
 	select {
 	case b.pub <- msg:
 		return nil
@@ -220,20 +233,23 @@ func (b *broadcaster) publishLoop() {
 	}
 }
 
-// wrap builds the envelope for a go-ds-crdt broadcast, carrying the head
-// blocks that are in the recent cache.
-func (b *broadcaster) wrap(data []byte) ([]byte, error) {
-	var bc pb.CRDTBroadcast
-	if err := proto.Unmarshal(data, &bc); err != nil {
-		return nil, fmt.Errorf("crdt: decode own broadcast: %w", err)
-	}
-	env := envelope{payload: data}
+// carryAdded adds the blocks a commit added to env, within the size caps.
+func (b *broadcaster) carryAdded(env *envelope, added []carriedBlock) {
 	total := 0
-	for _, h := range bc.GetHeads() {
-		c, err := cid.Cast(h.GetCid())
-		if err != nil {
+	for _, blk := range added {
+		if len(blk.data) > b.opts.CarryMaxBytes || total+len(blk.data) > maxCarriedTotal {
 			continue
 		}
+		total += len(blk.data)
+		env.blocks = append(env.blocks, blk)
+	}
+}
+
+// carryHeads adds the blocks of heads that are in the recent cache (or
+// in local storage) to env, within the size caps.
+func (b *broadcaster) carryHeads(env *envelope, heads []cid.Cid) {
+	total := 0
+	for _, c := range heads {
 		blk, ok := b.recent.get(c)
 		if !ok && b.local != nil {
 			// After a restart the cache is empty; a fresh peer that gets
@@ -248,7 +264,24 @@ func (b *broadcaster) wrap(data []byte) ([]byte, error) {
 		total += len(blk)
 		env.blocks = append(env.blocks, carriedBlock{cid: c, data: blk})
 	}
-	return env.encode(), nil
+}
+
+// decodeHeads decodes go-ds-crdt's heads message (a protobuf list of
+// CIDs).
+func decodeHeads(payload []byte) ([]cid.Cid, error) {
+	var bc pb.CRDTBroadcast
+	if err := proto.Unmarshal(payload, &bc); err != nil {
+		return nil, err
+	}
+	heads := make([]cid.Cid, 0, len(bc.GetHeads()))
+	for _, h := range bc.GetHeads() {
+		c, err := cid.Cast(h.GetCid())
+		if err != nil {
+			return nil, err
+		}
+		heads = append(heads, c)
+	}
+	return heads, nil
 }
 
 // headsPayload encodes heads as go-ds-crdt encodes its broadcasts.
@@ -268,10 +301,11 @@ func (b *broadcaster) headsMessage(heads []cid.Cid, carry bool) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	if !carry {
-		return (&envelope{payload: data}).encode(), nil
+	env := envelope{payload: data}
+	if carry {
+		b.carryHeads(&env, heads)
 	}
-	return b.wrap(data)
+	return env.encode(), nil
 }
 
 // Next implements crdt.Broadcaster. go-ds-crdt calls it from one
@@ -433,18 +467,13 @@ func (b *broadcaster) accept(from string, data []byte) error {
 	if err := env.verify(); err != nil {
 		return err
 	}
+	// The one decode of the heads on this side besides go-ds-crdt's own:
+	// they decide whether the message waits for its blocks (park) and
+	// which branches to ask the sender for.
 	var heads []cid.Cid
 	if len(env.payload) > 0 {
-		var bc pb.CRDTBroadcast
-		if err := proto.Unmarshal(env.payload, &bc); err != nil {
+		if heads, err = decodeHeads(env.payload); err != nil {
 			return fmt.Errorf("%w: heads: %v", errEnvelope, err)
-		}
-		for _, h := range bc.GetHeads() {
-			c, err := cid.Cast(h.GetCid())
-			if err != nil {
-				return fmt.Errorf("%w: head: %v", errEnvelope, err)
-			}
-			heads = append(heads, c)
 		}
 	}
 	var nodes []ipld.Node

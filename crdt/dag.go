@@ -66,6 +66,7 @@ func (d *recordingDAG) Add(ctx context.Context, n ipld.Node) error {
 		return err
 	}
 	d.recent.add(n.Cid(), n.RawData())
+	addedIn(ctx).add(n)
 	return nil
 }
 
@@ -73,10 +74,54 @@ func (d *recordingDAG) AddMany(ctx context.Context, ns []ipld.Node) error {
 	if err := d.DAGService.AddMany(ctx, ns); err != nil {
 		return err
 	}
+	a := addedIn(ctx)
 	for _, n := range ns {
 		d.recent.add(n.Cid(), n.RawData())
+		a.add(n)
 	}
 	return nil
+}
+
+// addedBlocks collects the blocks go-ds-crdt adds during one commit. The
+// commit puts it in the context it passes to go-ds-crdt, which hands
+// that context on to the DAG service's Add and to the broadcaster's
+// Broadcast: so the commit's broadcast knows the blocks to carry without
+// decoding the heads go-ds-crdt just encoded (see broadcaster.Broadcast).
+type addedBlocks struct {
+	mu     sync.Mutex
+	blocks []carriedBlock
+}
+
+type addedBlocksKey struct{}
+
+// withAddedBlocks returns ctx with a new collector of added blocks.
+func withAddedBlocks(ctx context.Context) context.Context {
+	return context.WithValue(ctx, addedBlocksKey{}, &addedBlocks{})
+}
+
+// addedIn returns ctx's collector, or nil (its methods accept nil).
+func addedIn(ctx context.Context) *addedBlocks {
+	a, _ := ctx.Value(addedBlocksKey{}).(*addedBlocks)
+	return a
+}
+
+func (a *addedBlocks) add(n ipld.Node) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	a.blocks = append(a.blocks, carriedBlock{cid: n.Cid(), data: n.RawData()})
+	a.mu.Unlock()
+}
+
+// get returns the blocks added so far; ok is false without a collector.
+func (a *addedBlocks) get() (blocks []carriedBlock, ok bool) {
+	if a == nil {
+		return nil, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.blocks, true
 }
 
 // sessionDAG is implemented by DAG services that offer sessions

@@ -13,8 +13,21 @@
 //     broadcast, one fsync) and answers each caller once the delta is on
 //     disk. One DAG node per write would make a peer walk the DAG one
 //     block per bitswap round (about 48 blocks/s measured here).
+//   - Commit writes a group its caller has gathered already (the entity
+//     tree's committer) as one delta at once, on the caller's goroutine.
+//     Both paths end in one function, commit, under one lock: go-ds-crdt
+//     keeps a single pending delta for the whole store. So each write
+//     passes one gathering stage: an entity write entity's, a raw
+//     key-value write this package's.
+//   - Op, Change and Feed are aliases of package internal/kv's types,
+//     which package entity aliases too: a Store is an entity.Backend as
+//     it is, and the entity tree reads the feed's channel itself.
 //   - The broadcaster carries each new block inside the broadcast of its
-//     head, so a peer applies it with no fetch. A receiver verifies every
+//     head, so a peer applies it with no fetch. The commit collects the
+//     blocks go-ds-crdt adds in the context go-ds-crdt hands on to
+//     Broadcast, so go-ds-crdt's heads message is not decoded on the way
+//     out; a receiver decodes it once (to park it or ask for branches)
+//     before go-ds-crdt decodes it again. A receiver verifies every
 //     carried block against its CID (a message with a bad block is dropped
 //     whole), stores the blocks, and only then hands the heads to
 //     go-ds-crdt, through a queue bounded by bytes.

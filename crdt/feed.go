@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	ds "github.com/ipfs/go-datastore"
+
+	"github.com/starling-sync/starling/internal/kv"
 )
 
 // maxPendingChanges bounds changes waiting for the dispatcher. Hooks must
@@ -14,16 +16,16 @@ import (
 const maxPendingChanges = 1 << 20
 
 // Change is one entry of the change feed: Key now has Value, or was
-// deleted. Local is true for writes made through this store.
-type Change struct {
-	Key     ds.Key
-	Value   []byte
-	Deleted bool
-	Local   bool
-}
+// deleted. Local is true for writes made through this store. It is
+// entity.Change too (both alias kv.Change).
+type Change = kv.Change
 
-// Subscription is a change-feed subscriber; see Store.Subscribe.
-type Subscription struct {
+// Feed is a subscription to the change feed; see Store.Subscribe. It is
+// entity.Feed too (both alias kv.Feed).
+type Feed = kv.Feed
+
+// subscription is a change-feed subscriber.
+type subscription struct {
 	prefix   ds.Key
 	ch       chan Change
 	overflow atomic.Bool
@@ -31,37 +33,39 @@ type Subscription struct {
 	once     sync.Once
 }
 
+var _ Feed = (*subscription)(nil)
+
 // C delivers changes in the order they were applied on this node. It is
 // closed by Close and when the store closes.
-func (sub *Subscription) C() <-chan Change { return sub.ch }
+func (sub *subscription) C() <-chan Change { return sub.ch }
 
 // Overflowed reports, and clears, whether changes were dropped because the
 // subscriber fell behind. The subscriber should then read its state again.
-func (sub *Subscription) Overflowed() bool { return sub.overflow.Swap(false) }
+func (sub *subscription) Overflowed() bool { return sub.overflow.Swap(false) }
 
 // Close ends the subscription. Safe to call twice and after the store
 // closed.
-func (sub *Subscription) Close() { sub.feed.remove(sub) }
+func (sub *subscription) Close() { sub.feed.remove(sub) }
 
 // feed collects changes from go-ds-crdt's hooks and the committer, and
 // fans them out to subscribers from one dispatcher goroutine.
 type feed struct {
 	mu      sync.Mutex
-	subs    map[*Subscription]struct{}
+	subs    map[*subscription]struct{}
 	pending []Change
 	closed  bool
 	notify  chan struct{}
 }
 
 func newFeed() *feed {
-	return &feed{subs: make(map[*Subscription]struct{}), notify: make(chan struct{}, 1)}
+	return &feed{subs: make(map[*subscription]struct{}), notify: make(chan struct{}, 1)}
 }
 
-func (f *feed) subscribe(prefix ds.Key, buf int) *Subscription {
+func (f *feed) subscribe(prefix ds.Key, buf int) *subscription {
 	if buf <= 0 {
 		buf = 1024
 	}
-	sub := &Subscription{prefix: prefix, ch: make(chan Change, buf), feed: f}
+	sub := &subscription{prefix: prefix, ch: make(chan Change, buf), feed: f}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -72,7 +76,7 @@ func (f *feed) subscribe(prefix ds.Key, buf int) *Subscription {
 	return sub
 }
 
-func (f *feed) remove(sub *Subscription) {
+func (f *feed) remove(sub *subscription) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.subs, sub)

@@ -15,6 +15,8 @@ import (
 	"github.com/ipfs/go-datastore/query"
 	crdt "github.com/ipfs/go-ds-crdt"
 	ipld "github.com/ipfs/go-ipld-format"
+
+	"github.com/starling-sync/starling/internal/kv"
 )
 
 // Sentinel errors. Test for them with errors.Is.
@@ -42,13 +44,17 @@ type Transport interface {
 }
 
 // Op is one write in a group: a Put, or a Delete when Delete is true.
-type Op struct {
-	Key    ds.Key
-	Value  []byte
-	Delete bool
-}
+// It is entity.Op too (both alias kv.Op).
+type Op = kv.Op
 
-func (o Op) size() int { return len(o.Key.String()) + len(o.Value) + 48 }
+// opsSize is the bytes ops add to a delta, about.
+func opsSize(ops []Op) int {
+	n := 0
+	for _, o := range ops {
+		n += len(o.Key.String()) + len(o.Value) + 48
+	}
+	return n
+}
 
 // Status is a snapshot of the store's sync state.
 type Status struct {
@@ -244,18 +250,17 @@ func (s *Store) Delete(ctx context.Context, key ds.Key) error {
 
 // Apply commits ops in one delta, so peers apply them together. Within
 // one call, and within one group of concurrent calls, the last op on a
-// key wins. If ctx ends before the ops are committed, Apply returns
-// ctx.Err() and the ops may or may not be committed.
+// key wins. Apply hands ops to the group committer, which gathers the
+// writes of concurrent callers into one delta. If ctx ends before the ops
+// are committed, Apply returns ctx.Err() and the ops may or may not be
+// committed.
 func (s *Store) Apply(ctx context.Context, ops []Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	size := 0
-	for _, op := range ops {
-		size += op.size()
-	}
-	if size > s.opts.CommitMaxBytes {
-		return fmt.Errorf("%w: %d bytes in %d ops exceeds the %d-byte delta limit; split the write", ErrTooLarge, size, len(ops), s.opts.CommitMaxBytes)
+	size, err := s.checkSize(ops)
+	if err != nil {
+		return err
 	}
 	req := &writeReq{ops: ops, size: size, done: make(chan error, 1)}
 	s.closeMu.RLock()
@@ -280,6 +285,45 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 	}
 }
 
+// Commit writes ops as one delta at once, on the caller's goroutine,
+// without waiting to be gathered with other writes: it is for a caller
+// that gathers its writes itself (entity's committer), for which a
+// second gathering would only add a goroutine hand-off and a wait.
+// Within ops the last op on a key wins. Commit is durable on return, as
+// Apply. It waits for a commit in progress (the group committer's, or a
+// state transfer's), whatever ctx says: ctx is checked only before the
+// commit begins, since a commit cut off midway would leave its ops in
+// go-ds-crdt's shared pending delta.
+func (s *Store) Commit(ctx context.Context, ops []Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if _, err := s.checkSize(ops); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Close waits for the commit (it takes closeMu to close).
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.pendingOps.Add(int64(len(ops)))
+	defer s.pendingOps.Add(-int64(len(ops)))
+	return s.commit(ops)
+}
+
+// checkSize returns the size of ops, or ErrTooLarge.
+func (s *Store) checkSize(ops []Op) (int, error) {
+	size := opsSize(ops)
+	if size > s.opts.CommitMaxBytes {
+		return 0, fmt.Errorf("%w: %d bytes in %d ops exceeds the %d-byte delta limit; split the write", ErrTooLarge, size, len(ops), s.opts.CommitMaxBytes)
+	}
+	return size, nil
+}
+
 // Subscribe follows changes under prefix ("/" for all), local or remote,
 // buffering up to buf changes (default 1024). A subscriber that falls
 // behind loses changes and sees Overflowed() true.
@@ -287,7 +331,10 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 // A remote change is delivered as go-ds-crdt applies it; a Get issued at
 // that very moment may still return the previous value for an instant.
 // Local changes are delivered after their write is durable.
-func (s *Store) Subscribe(prefix ds.Key, buf int) *Subscription {
+//
+// It returns the Feed interface, not a concrete type, so that the store
+// is an entity.Backend as it is (see package kv).
+func (s *Store) Subscribe(prefix ds.Key, buf int) Feed {
 	return s.feed.subscribe(prefix, buf)
 }
 

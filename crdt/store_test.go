@@ -190,7 +190,7 @@ func TestChangeFeed(t *testing.T) {
 	if err := a.store.Put(ctx, ds.NewKey("/watched/x"), []byte("yes")); err != nil {
 		t.Fatal(err)
 	}
-	next := func(sub *Subscription) Change {
+	next := func(sub Feed) Change {
 		select {
 		case c := <-sub.C():
 			return c
@@ -212,6 +212,13 @@ func TestChangeFeed(t *testing.T) {
 		}
 		seen[c.Key.String()] = true
 	}
+	// A remote change is delivered as go-ds-crdt applies it, before its
+	// batch is readable (see Subscribe); a Delete issued at that moment
+	// finds nothing to delete.
+	eventually(t, 20*time.Second, "/watched/x readable on b", func() bool {
+		ok, _ := b.store.Has(ctx, ds.NewKey("/watched/x"))
+		return ok
+	})
 	if err := b.store.Delete(ctx, ds.NewKey("/watched/x")); err != nil {
 		t.Fatal(err)
 	}
@@ -362,4 +369,110 @@ func TestBranchRequestsHealLongChain(t *testing.T) {
 		t.Fatalf("status after heal: %+v", st)
 	}
 	t.Logf("chain of %d deltas healed in %v with %d blocks requested", writes, time.Since(start), st.Requested)
+}
+
+// TestCommitWritesAtOnce: Commit writes its ops as one delta of their
+// own, on the caller's goroutine, with the rules of Apply (last op on a
+// key wins, size limit, durable and in the feed as local on return).
+func TestCommitWritesAtOnce(t *testing.T) {
+	ctx := context.Background()
+	n := openTestNode(t, nil, "a", t.TempDir(), fastOpts())
+	sub := n.store.Subscribe(ds.NewKey("/"), 16)
+	defer sub.Close()
+	before := n.store.Status(ctx)
+	if err := n.store.Commit(ctx, []Op{
+		{Key: ds.NewKey("/c/1"), Value: []byte("a")},
+		{Key: ds.NewKey("/c/2"), Value: []byte("b")},
+		{Key: ds.NewKey("/c/1"), Value: []byte("a2")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	after := n.store.Status(ctx)
+	if after.Commits != before.Commits+1 || after.OpsCommitted != before.OpsCommitted+2 || after.PendingOps != 0 {
+		t.Fatalf("status after one Commit of 2 keys: %+v (before %+v)", after, before)
+	}
+	if got := mustGet(t, n.store, ds.NewKey("/c/1")); got != "a2" {
+		t.Fatalf("/c/1 = %q, want a2 (last op wins)", got)
+	}
+	for range 2 {
+		select {
+		case c := <-sub.C():
+			if !c.Local {
+				t.Fatalf("own commit's change not local: %+v", c)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("no change within 20s")
+		}
+	}
+	if err := n.store.Commit(ctx, []Op{{Key: ds.NewKey("/big"), Value: make([]byte, 600<<10)}}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("too large: err = %v, want ErrTooLarge", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := n.store.Commit(cctx, []Op{{Key: ds.NewKey("/c/3"), Value: nil}}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: err = %v", err)
+	}
+	if ok, _ := n.store.Has(ctx, ds.NewKey("/c/3")); ok {
+		t.Fatal("a Commit cancelled before it began was written")
+	}
+	n.close(t)
+	if err := n.store.Commit(ctx, []Op{{Key: ds.NewKey("/late")}}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: err = %v, want ErrClosed", err)
+	}
+}
+
+// TestCommitBesideApply: Commit and the group committer write at the same
+// time; every write lands, and each is in the feed marked local (the
+// local-key bookkeeping of one commit must not leak into the other).
+func TestCommitBesideApply(t *testing.T) {
+	ctx := context.Background()
+	n := openTestNode(t, nil, "a", t.TempDir(), fastOpts())
+	defer n.close(t)
+	const writers, each = 8, 40
+	sub := n.store.Subscribe(ds.NewKey("/"), 2*writers*each)
+	defer sub.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*writers)
+	for w := range writers {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := n.store.Commit(ctx, []Op{{Key: ds.NewKey(fmt.Sprintf("/commit/%d/%d", w, i)), Value: []byte("v")}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := n.store.Apply(ctx, []Op{{Key: ds.NewKey(fmt.Sprintf("/apply/%d/%d", w, i)), Value: []byte("v")}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if c, a := countKeys(t, n.store, "/commit"), countKeys(t, n.store, "/apply"); c != writers*each || a != writers*each {
+		t.Fatalf("%d committed and %d applied keys, want %d each", c, a, writers*each)
+	}
+	for got := 0; got < 2*writers*each; got++ {
+		select {
+		case c := <-sub.C():
+			if !c.Local {
+				t.Fatalf("change %d of own writes not marked local: %+v", got, c)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d changes within 20s", got, 2*writers*each)
+		}
+	}
+	if sub.Overflowed() {
+		t.Fatal("feed overflowed")
+	}
 }

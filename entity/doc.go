@@ -59,6 +59,18 @@
 // refused. A write is checked against the schema its node holds at the
 // time; a value written before a schema reached the node keeps its type.
 //
+// # Writes
+//
+// Update checks its writes under the store's lock, stamps them with one
+// version and hands them to the committer goroutine, which gathers the
+// Updates waiting (see internal/groupcommit), packs their writes into a
+// record, adds the deletion of the records they leave with no winner,
+// and writes it all with one Backend.Commit: one delta, one fsync, one
+// broadcast. Commit (crdt.Store's) writes at once, without gathering
+// again, so an entity write passes one gathering stage. The backend's
+// types (Op, Change, Feed) are aliases of internal/kv's, shared with
+// package crdt, so *crdt.Store is the Backend with no adapter between.
+//
 // # Reads and watches
 //
 // A Store keeps a view of every register's winner, fed by the backend's change

@@ -2,6 +2,7 @@ package entity
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 )
 
@@ -82,6 +83,27 @@ func FuzzDecodeParent(f *testing.F) {
 		}
 		if !bytes.Equal(p.encode(), b) {
 			t.Fatalf("%q -> %q", b, p.encode())
+		}
+	})
+}
+
+// FuzzValueFromJSON: no input panics, and a valid JSON value decodes the
+// same as its marshalled form (what the HTTP handler decoded before it
+// called ValueFromJSON on the raw value).
+func FuzzValueFromJSON(f *testing.F) {
+	for _, s := range []string{`42`, `4.5`, `"a<b"`, `{ "a" : [1, 2] }`, `null`, `true`, `"AAEC"`, `"2026-01-02T03:04:05Z"`} {
+		f.Add(uint8(0), s)
+		f.Add(uint8(KindJSON), s)
+	}
+	f.Fuzz(func(t *testing.T, k uint8, raw string) {
+		kind := Kind(k % uint8(KindRef+1))
+		got, err := ValueFromJSON(kind, []byte(raw))
+		if !json.Valid([]byte(raw)) {
+			return
+		}
+		old, oerr := ValueFromJSON(kind, marshalRaw(t, raw))
+		if (err == nil) != (oerr == nil) || (err == nil && !got.Equal(old)) {
+			t.Fatalf("%s %q: %v, %v from the raw value; %v, %v from its marshalled form", kind, raw, got, err, old, oerr)
 		}
 	})
 }

@@ -89,7 +89,7 @@ func (b *memBackend) del(k string, local bool) {
 	}
 }
 
-func (b *memBackend) Apply(ctx context.Context, ops []Op) error {
+func (b *memBackend) Commit(ctx context.Context, ops []Op) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, op := range ops {

@@ -17,6 +17,7 @@ import (
 	"github.com/ipfs/go-datastore/query"
 
 	"github.com/starling-sync/starling/internal/groupcommit"
+	"github.com/starling-sync/starling/internal/kv"
 )
 
 // Sentinel errors. Test for them with errors.Is.
@@ -31,35 +32,29 @@ var (
 )
 
 // Op is one write to the backend: a Put, or a Delete when Delete is true.
-type Op struct {
-	Key    ds.Key
-	Value  []byte
-	Delete bool
-}
+// It is crdt.Op too (both alias kv.Op).
+type Op = kv.Op
 
-// Change is one entry of the backend's change feed.
-type Change struct {
-	Key     ds.Key
-	Value   []byte
-	Deleted bool
-	Local   bool
-}
+// Change is one entry of the backend's change feed. It is crdt.Change
+// too (both alias kv.Change).
+type Change = kv.Change
 
-// Feed is a subscription to the backend's changes.
-type Feed interface {
-	// C delivers changes in the order the backend applied them; it is
-	// closed when the feed or the backend closes.
-	C() <-chan Change
-	// Overflowed reports, and clears, whether changes were dropped.
-	Overflowed() bool
-	Close()
-}
+// Feed is a subscription to the backend's changes: C delivers them in
+// the order the backend applied them and is closed when the feed or the
+// backend closes; Overflowed reports, and clears, whether changes were
+// dropped. It is crdt.Feed too (both alias kv.Feed).
+type Feed = kv.Feed
 
-// Backend is the replicated key-value store under the entity tree
-// (crdt.Store through an adapter). Apply must be durable on return and
-// must apply ops atomically for replication.
+// Backend is the replicated key-value store under the entity tree;
+// *crdt.Store is one. Its methods are called from the store's own
+// goroutines (Commit from the committer, Subscribe's feed from the
+// follower) and from Open.
 type Backend interface {
-	Apply(ctx context.Context, ops []Op) error
+	// Commit writes ops now, as one atomic delta for replication, and is
+	// durable on return. The store gathers concurrent Updates itself
+	// (see committer), so Commit must not wait to gather more: one
+	// gathering stage per write.
+	Commit(ctx context.Context, ops []Op) error
 	Query(ctx context.Context, q query.Query) (query.Results, error)
 	Has(ctx context.Context, key ds.Key) (bool, error)
 	Subscribe(prefix ds.Key, buf int) Feed
@@ -340,8 +335,9 @@ const (
 // committer is the only writer of records. It gathers the Updates
 // waiting (see groupcommit.Gatherer) into one group: writes packed into
 // records of up to maxRecordBytes, plus the deletion of every record the
-// group's writes leave with no winner, in one atomic Apply. So concurrent
-// writers share one backend write, and a lone writer waits for nobody.
+// group's writes leave with no winner, in one atomic Backend.Commit,
+// which does not gather again. So concurrent writers share one backend
+// write, and a lone writer waits for nobody.
 // Every GCInterval it also deletes garbage left by other nodes' writes.
 func (s *Store) committer() {
 	tick := time.NewTicker(s.opts.GCInterval)
@@ -433,7 +429,7 @@ func (s *Store) commitGroup(group []*commitReq, gc bool) error {
 	}
 
 	// Records whose every winner this group beats are deleted in the
-	// same Apply: the versions that beat them travel with the deletion.
+	// same Commit: the versions that beat them travel with the deletion.
 	var del []string
 	s.mu.RLock()
 	loss := make(map[*record]int)
@@ -492,7 +488,7 @@ func (s *Store) commitGroup(group []*commitReq, gc bool) error {
 		ops = append(ops, Op{Key: ds.RawKey(k), Delete: true})
 	}
 	if len(ops) > 0 {
-		if err := s.b.Apply(context.WithoutCancel(s.ctx), ops); err != nil {
+		if err := s.b.Commit(context.WithoutCancel(s.ctx), ops); err != nil {
 			return fmt.Errorf("entity: write: %w", err)
 		}
 	}

@@ -318,7 +318,8 @@ func (v Value) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON implements json.Unmarshaler. "type" may be omitted: the
-// JSON type then decides (bool, int for integers, float, string).
+// JSON type then decides (bool, int for integers, float, string). See
+// ValueFromJSON.
 func (v *Value) UnmarshalJSON(b []byte) error {
 	var jv struct {
 		Type  *Kind           `json:"type"`
@@ -329,25 +330,47 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 	if err := dec.Decode(&jv); err != nil {
 		return fmt.Errorf("%w: want {\"type\": \"int\", \"value\": 42}: %v", ErrBadValue, err)
 	}
-	raw := bytes.TrimSpace(jv.Value)
-	if jv.Type == nil {
-		return v.inferJSON(raw)
+	k := KindNull // the JSON type decides
+	if jv.Type != nil {
+		if *jv.Type == KindNull {
+			*v = Null()
+			return nil
+		}
+		k = *jv.Type
 	}
-	k := *jv.Type
-	if string(raw) == "null" {
-		*v = Null() // clearing a field of any type
-		return nil
+	out, err := ValueFromJSON(k, jv.Value)
+	if err != nil {
+		return err
 	}
+	*v = out
+	return nil
+}
+
+// ValueFromJSON decodes a value from the JSON of its "value" member (raw,
+// as in {"type": "int", "value": 42}) as kind k, in one pass over raw:
+// for a caller that has the member already (the HTTP API's handlers).
+// With k KindNull the JSON type decides: bool, int for integers, float,
+// string, json for objects and arrays. JSON null is Null whatever k. A
+// JSON document is kept as encoding/json writes it (compact, with <, >
+// and & escaped), so the same document is the same value however it was
+// spaced.
+func ValueFromJSON(k Kind, raw []byte) (Value, error) {
+	raw = bytes.TrimSpace(raw)
 	var out Value
+	if k == KindNull {
+		err := out.inferJSON(raw)
+		return out, err
+	}
+	if string(raw) == "null" {
+		return Null(), nil // clearing a field of any type
+	}
 	var err error
 	switch k {
-	case KindNull:
-		out = Null()
 	case KindJSON:
 		if len(raw) == 0 {
-			return fmt.Errorf("%w: json value missing", ErrBadValue)
+			return Value{}, fmt.Errorf("%w: json value missing", ErrBadValue)
 		}
-		out = JSONValue(string(raw))
+		out = JSONValue(compactJSON(raw))
 	case KindBool:
 		out.Kind = k
 		err = json.Unmarshal(raw, &out.Bool)
@@ -373,15 +396,29 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 	}
 	if err != nil {
 		if errors.Is(err, ErrBadValue) {
-			return err
+			return Value{}, err
 		}
-		return fmt.Errorf("%w: %s is not a valid %s", ErrBadValue, raw, k)
+		return Value{}, fmt.Errorf("%w: %s is not a valid %s", ErrBadValue, raw, k)
 	}
 	if err := out.Validate(); err != nil {
-		return err
+		return Value{}, err
 	}
-	*v = out
-	return nil
+	return out, nil
+}
+
+// compactJSON returns doc as encoding/json writes a json.RawMessage:
+// compact, with <, >, &, U+2028 and U+2029 escaped. Invalid JSON is
+// returned as it is, for Validate to refuse.
+func compactJSON(doc []byte) string {
+	if !bytes.ContainsAny(doc, " \t\r\n<>&\u2028\u2029") {
+		return string(doc)
+	}
+	var c, e bytes.Buffer
+	if err := json.Compact(&c, doc); err != nil {
+		return string(doc)
+	}
+	json.HTMLEscape(&e, c.Bytes())
+	return e.String()
 }
 
 func (v *Value) inferJSON(raw []byte) error {
@@ -403,7 +440,7 @@ func (v *Value) inferJSON(raw []byte) error {
 		}
 		*v = Bool(b)
 	case '{', '[':
-		*v = JSONValue(string(raw))
+		*v = JSONValue(compactJSON(raw))
 		return v.Validate()
 	default:
 		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {

@@ -102,3 +102,59 @@ func TestNewIDs(t *testing.T) {
 		t.Fatal("Root is not a valid ID")
 	}
 }
+
+// marshalRaw is what the HTTP handler did to a value before it had
+// ValueFromJSON: marshal it as a json.RawMessage (compacting it and
+// escaping <, > and &) and decode the result again.
+func marshalRaw(t testing.TB, raw string) []byte {
+	b, err := json.Marshal(json.RawMessage(raw))
+	if err != nil {
+		t.Fatalf("marshal %q: %v", raw, err)
+	}
+	return b
+}
+
+func TestValueFromJSON(t *testing.T) {
+	for _, c := range []struct {
+		k    Kind
+		raw  string
+		want Value
+		bad  bool
+	}{
+		{KindNull, `42`, Int(42), false},
+		{KindNull, ` 4.5 `, Float(4.5), false},
+		{KindNull, `"a<b"`, String("a<b"), false},
+		{KindNull, `true`, Bool(true), false},
+		{KindNull, `{ "a" : [1, 2] }`, JSONValue(`{"a":[1,2]}`), false},
+		{KindNull, `{"h": "<b>&"}`, JSONValue(`{"h":"\u003cb\u003e\u0026"}`), false},
+		{KindNull, `null`, Null(), false},
+		{KindInt, `null`, Null(), false},
+		{KindInt, `7`, Int(7), false},
+		{KindInt, `"7"`, Value{}, true},
+		{KindFloat, `7`, Float(7), false},
+		{KindString, `"x"`, String("x"), false},
+		{KindJSON, `[1, {"b": 2}]`, JSONValue(`[1,{"b":2}]`), false},
+		{KindJSON, `"s"`, JSONValue(`"s"`), false},
+		{KindBytes, `"AAEC"`, BytesValue([]byte{0, 1, 2}), false},
+		{KindTime, `"2026-01-02T03:04:05Z"`, TimeValue(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), false},
+		{KindRef, `"nope"`, Value{}, true},
+		{KindBool, `1`, Value{}, true},
+	} {
+		got, err := ValueFromJSON(c.k, []byte(c.raw))
+		if c.bad {
+			if !errors.Is(err, ErrBadValue) {
+				t.Errorf("%s %s: %v, %v; want ErrBadValue", c.k, c.raw, got, err)
+			}
+			continue
+		}
+		if err != nil || !got.Equal(c.want) {
+			t.Errorf("%s %s: %v (%q), %v; want %v", c.k, c.raw, got, got.Str, err, c.want)
+		}
+		// What the handler used to compute: the same value from the
+		// marshalled form.
+		old, err := ValueFromJSON(c.k, marshalRaw(t, c.raw))
+		if err != nil || !old.Equal(got) {
+			t.Errorf("%s %s: %v from the raw value, %v, %v from its marshalled form", c.k, c.raw, got, old, err)
+		}
+	}
+}

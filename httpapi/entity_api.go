@@ -474,19 +474,8 @@ func (a *entityAPI) value(e entity.Entity, field, typ string, raw json.RawMessag
 			}
 		}
 	}
-	var doc []byte
-	if kind == entity.KindNull {
-		doc, _ = json.Marshal(struct {
-			Value json.RawMessage `json:"value"`
-		}{raw})
-	} else {
-		doc, _ = json.Marshal(struct {
-			Type  entity.Kind     `json:"type"`
-			Value json.RawMessage `json:"value"`
-		}{kind, raw})
-	}
-	var v entity.Value
-	if err := json.Unmarshal(doc, &v); err != nil {
+	v, err := entity.ValueFromJSON(kind, raw) // KindNull: the JSON type decides
+	if err != nil {
 		return entity.Value{}, where(err)
 	}
 	return v, nil

@@ -250,7 +250,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	go n.forwardPeerEvents(events)
 
 	off := o.clockOff
-	n.entities, err = entity.Open(ctx, crdtBackend{n.store}, entity.Options{
+	n.entities, err = entity.Open(ctx, n.store, entity.Options{
 		NodeID: cfg.NodeID,
 		Now:    func() time.Time { return time.Now().Add(off) },
 		Logger: n.log.With("component", "entity"),
