@@ -215,7 +215,7 @@ func TestChangeFeed(t *testing.T) {
 	// A remote change is delivered as go-ds-crdt applies it, before its
 	// batch is readable (see Subscribe); a Delete issued at that moment
 	// finds nothing to delete.
-	eventually(t, 20*time.Second, "/watched/x readable on b", func() bool {
+	testutil.Eventually(t, 20*time.Second, "/watched/x readable on b", func() bool {
 		ok, _ := b.store.Has(ctx, ds.NewKey("/watched/x"))
 		return ok
 	})
