@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/ipfs/go-datastore"
-	"github.com/starling-sync/starling/crdt"
 )
 
 // Sentinel errors of the API, on the server (returned by backends) and
@@ -136,9 +135,37 @@ type LoginCodeResponse struct {
 	Expires time.Time `json:"expires"`
 }
 
-// StoreStatus is the replicated store's sync state (heads, queues,
-// dirty flag, counters), as crdt.Store.Status reports it.
-type StoreStatus = crdt.Status
+// StoreStatus is the replicated store's sync state, as crdt.Store.Status
+// reports it (the daemon converts one to the other, so the compiler keeps
+// their fields the same).
+type StoreStatus struct {
+	Heads        []string `json:"heads"`         // CIDs of the current DAG heads
+	MaxHeight    uint64   `json:"max_height"`    // height of the highest head
+	QueuedJobs   int      `json:"queued_jobs"`   // DAG blocks waiting to be processed
+	Dirty        bool     `json:"dirty"`         // a DAG walk failed; repair pending
+	Syncing      bool     `json:"syncing"`       // a state transfer is being installed
+	PendingOps   int64    `json:"pending_ops"`   // writes waiting for group commit
+	ReceiveQueue int      `json:"receive_queue"` // messages received, not yet processed
+	Received     uint64   `json:"received"`      // messages received from peers
+	Rejected     uint64   `json:"rejected"`      // malformed messages dropped
+	Dropped      uint64   `json:"dropped"`       // messages dropped by a full receive queue
+	Requested    uint64   `json:"requested"`     // blocks asked of peers in branch requests
+	Served       uint64   `json:"served"`        // blocks sent to peers in branch replies
+	Commits      uint64   `json:"commits"`       // deltas committed locally
+	OpsCommitted uint64   `json:"ops_committed"` // writes committed locally
+
+	// Compaction: the live state's and the history's size on disk, the
+	// rounds run and the bytes they gave back since the node started,
+	// when the last round ended and what it gave back, and how many
+	// nodes' heads bound what can be reclaimed.
+	LiveBytes        int64     `json:"live_bytes"`
+	HistoryBytes     int64     `json:"history_bytes"`
+	CompactRounds    uint64    `json:"compact_rounds"`
+	CompactReclaimed int64     `json:"compact_reclaimed_bytes"`
+	LastCompacted    time.Time `json:"last_compacted,omitzero"`
+	LastReclaimed    int64     `json:"last_reclaimed_bytes"`
+	CompactMembers   int       `json:"compact_members"`
+}
 
 // CleanKey checks an API key ("a/b", a leading '/' is allowed) and
 // returns it without the leading '/'. Keys are go-datastore paths, so

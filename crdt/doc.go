@@ -35,10 +35,74 @@
 //     (and again a moment later): gossip published during a partition is
 //     lost, and go-ds-crdt would otherwise wait for its rebroadcast timer.
 //   - Subscribe follows changes, local or remote, from go-ds-crdt's hooks.
-//   - Status reports heads, height, queued DAG jobs and the dirty flag.
+//   - Status reports heads, height, queued DAG jobs, the dirty flag, and
+//     the live state's and the history's size on disk.
+//   - Compact reclaims history (compact.go); see "Compaction" below.
 //   - Close commits what was submitted, stops the broadcaster before
 //     go-ds-crdt (or go-ds-crdt waits for a message forever), closes
 //     go-ds-crdt and waits for every goroutine.
+//
+// # Compaction
+//
+// go-ds-crdt keeps every delta block, a processed marker per block, and
+// for every key ever written its set elements and tombstones: storage
+// grows with the writes ever seen, not with the live state. Compaction
+// (Compact, and an automatic policy by size and age) takes some of it
+// back; go-ds-crdt is not changed, its namespace is edited while it is
+// paused between broadcasts, as state transfer does.
+//
+// What a round deletes. Members are the nodes whose node reports this
+// store has ever been given (ObserveHeads, NoteMember), minus those the
+// operator removed (ForgetMember), plus this node; each member's entry
+// holds the stable heads it last reported: heads read while go-ds-crdt
+// was between broadcasts and the store clean (StableHeads), so every
+// block below them was merged on that member. The frontier A is the set
+// of local blocks below the reported heads of every member (a walk from
+// each member's heads through the blocks stored here). The round waits
+// until it has itself merged every reported head, and skips while a
+// member has not reported heads. For each block b of A, lowest first, in
+// chunks with local commits held and go-ds-crdt paused: every element b
+// added whose tombstone exists is deleted with its tombstone, a tombstone
+// whose element is already gone is deleted, and the raw block b is
+// deleted unless an element it added is still live (a pinned block) or
+// it is a member's reported head. Processed markers all stay.
+//
+// Why nothing acknowledged is lost, and nobody waits for a deleted block:
+//
+//  1. Reads do not change. A live key's value and priority are in the
+//     set's key index (<ns>/s/k), which compaction never touches; only
+//     dead elements go, and go-ds-crdt skips a tombstoned element in
+//     every read and merge. A later delete of a key reads the delta
+//     block of each of the key's other live elements (findBestValue):
+//     those blocks are pinned.
+//  2. No block is merged twice. go-ds-crdt walks a branch only down to
+//     processed markers, and every marker stays; so a deleted element
+//     can never come back from its block, and a late tombstone of a
+//     compacted element only leaves a lone tombstone, which the next
+//     round deletes.
+//  3. No member needs a deleted block. A block of A is below the heads
+//     every member reported, so every member has merged it: none walks
+//     to it, and none asks another for it. A member cut off holds A back
+//     at its last report, however long it is away; its return finds
+//     every block it lacks. Blocks made later link to their maker's
+//     heads, which are above A or in it (and a block of A is already
+//     merged everywhere). A node joining by state transfer gets the
+//     markers and needs no old block.
+//  4. A crash leaves a consistent store. Each chunk's elements and
+//     tombstones go in one atomic batch; an element never goes without
+//     its tombstone. A block deleted, or not, after its batch is only
+//     space: the next round walks to what is left of A (deleted lowest
+//     first, so the rest stays reachable from the heads) and finishes.
+//     The member table is saved and synced before anything is deleted.
+//
+// What this first version does not reclaim: processed markers (one per
+// block, about 65 bytes on disk; they stay so that nothing is merged
+// twice), and history held back by a member that stays away (a dead node
+// holds compaction until the operator removes it with `starling cluster
+// remove`, after which it must rejoin with an empty data directory).
+// Reclaiming markers needs receivers to refuse unmerged blocks at or
+// below a frontier height and nodes beyond the frontier to rebase; see
+// the issue on bounded history.
 //
 // Keys written through Put are plain go-ds-crdt keys: concurrent writes to
 // one key resolve by DAG height, not by time. Starling's entity layer

@@ -113,3 +113,32 @@ func (s levelSnapshot) Iterate(prefix string, fn func(key, value []byte) error) 
 }
 
 func (s levelSnapshot) Release() { s.sn.Release() }
+
+// SizePrefixes returns the approximate bytes on disk of the keys under
+// prefixes (LevelDB's table files; what is still in the write buffer is
+// not counted).
+func (l *LevelDB) SizePrefixes(prefixes []ds.Key) (int64, error) {
+	rs := make([]util.Range, len(prefixes))
+	for i, p := range prefixes {
+		rs[i] = *util.BytesPrefix(p.Bytes())
+	}
+	sizes, err := l.DB.SizeOf(rs)
+	if err != nil {
+		return 0, fmt.Errorf("crdt: size of %v: %w", prefixes, err)
+	}
+	return sizes.Sum(), nil
+}
+
+// CompactPrefixes has LevelDB rewrite the key ranges under prefixes, so
+// that the space of deleted keys goes back to the file system.
+func (l *LevelDB) CompactPrefixes(ctx context.Context, prefixes []ds.Key) error {
+	for _, p := range prefixes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := l.DB.CompactRange(*util.BytesPrefix(p.Bytes())); err != nil {
+			return fmt.Errorf("crdt: compact %s: %w", p, err)
+		}
+	}
+	return nil
+}

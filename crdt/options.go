@@ -76,6 +76,23 @@ type Options struct {
 	// so a peer that missed many deltas catches up in a few round trips
 	// instead of one bitswap round per block. Default nil: bitswap only.
 	LocalBlocks LocalBlocks
+	// BlocksPrefix is the datastore prefix under which LocalBlocks keeps
+	// the raw blocks, for the history's size and for giving the space
+	// back after a compaction. Default "/blocks".
+	BlocksPrefix string
+	// CompactInterval is how often the automatic compaction policy looks
+	// at the history's size. Default 1m (a look costs a few index reads);
+	// negative turns automatic compaction off (Compact still works).
+	CompactInterval time.Duration
+	// CompactMinHistory is the history size (bytes on disk) from which a
+	// round runs at once: above both it and the live state's size.
+	// Default 8 MiB: below that the history is no bigger than LevelDB's
+	// own write buffer and a round would give little back.
+	CompactMinHistory int64
+	// CompactMaxAge is the longest between two automatic rounds while
+	// there is history, whatever its size, so a node written slowly
+	// sheds its tombstones too. Default 1h.
+	CompactMaxAge time.Duration
 	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -85,6 +102,9 @@ type Options struct {
 type LocalBlocks interface {
 	Has(ctx context.Context, c cid.Cid) (bool, error)
 	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
+	// DeleteBlock removes a block (compaction); a missing block is no
+	// error.
+	DeleteBlock(ctx context.Context, c cid.Cid) error
 }
 
 // DefaultOptions returns the defaults.
@@ -103,6 +123,10 @@ func DefaultOptions() Options {
 		ReceiveBufferBytes:  64 << 20,
 		HeadsResendDelay:    time.Second,
 		HeadsInterval:       5 * time.Second,
+		BlocksPrefix:        "/blocks",
+		CompactInterval:     time.Minute,
+		CompactMinHistory:   8 << 20,
+		CompactMaxAge:       time.Hour,
 	}
 }
 
@@ -148,6 +172,18 @@ func (o Options) withDefaults() Options {
 	if o.HeadsInterval == 0 {
 		o.HeadsInterval = d.HeadsInterval
 	}
+	if o.BlocksPrefix == "" {
+		o.BlocksPrefix = d.BlocksPrefix
+	}
+	if o.CompactInterval == 0 {
+		o.CompactInterval = d.CompactInterval
+	}
+	if o.CompactMinHistory == 0 {
+		o.CompactMinHistory = d.CompactMinHistory
+	}
+	if o.CompactMaxAge == 0 {
+		o.CompactMaxAge = d.CompactMaxAge
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -174,6 +210,8 @@ func (o Options) Validate() error {
 	neg("ReceiveBufferBytes", int64(o.ReceiveBufferBytes))
 	neg("HeadsResendDelay", int64(o.HeadsResendDelay))
 	neg("HeadsInterval", int64(o.HeadsInterval))
+	neg("CompactMinHistory", o.CompactMinHistory)
+	neg("CompactMaxAge", int64(o.CompactMaxAge))
 	if o.CommitMaxBytes > 900<<10 {
 		errs = append(errs, fmt.Errorf("crdt: CommitMaxBytes is %d; it must stay under 900 KiB so that a delta fits in one libp2p message", o.CommitMaxBytes))
 	}

@@ -72,6 +72,18 @@ type Status struct {
 	Served       uint64   `json:"served"`        // blocks sent to peers in branch replies
 	Commits      uint64   `json:"commits"`       // deltas committed locally
 	OpsCommitted uint64   `json:"ops_committed"` // writes committed locally
+
+	// Compaction (compact.go): the live state's and the history's size
+	// on disk, the rounds run and bytes they gave back since the node
+	// started, when the last round ended and what it gave back, and how
+	// many nodes' heads bound what can be reclaimed.
+	LiveBytes        int64     `json:"live_bytes"`
+	HistoryBytes     int64     `json:"history_bytes"`
+	CompactRounds    uint64    `json:"compact_rounds"`
+	CompactReclaimed int64     `json:"compact_reclaimed_bytes"`
+	LastCompacted    time.Time `json:"last_compacted,omitzero"`
+	LastReclaimed    int64     `json:"last_reclaimed_bytes"`
+	CompactMembers   int       `json:"compact_members"`
 }
 
 // Store is a replicated key-value store: go-ds-crdt with group commit,
@@ -117,6 +129,12 @@ type Store struct {
 	localMu      sync.Mutex
 	localKeys    map[string]struct{}
 	localChanges []Change
+
+	// Compaction (compact.go): one round at a time, the member table,
+	// and what the rounds did.
+	compactMu   sync.Mutex
+	members     members
+	compactions compactRecord
 
 	peersMu sync.Mutex
 	peers   map[string]struct{} // connected peers, for the heads loop
@@ -173,6 +191,12 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 		}
 		return nil, err
 	}
+	if err := s.loadMembers(ctx); err != nil {
+		if s.bc != nil {
+			s.bc.close()
+		}
+		return nil, err
+	}
 	dstore, err := crdt.New(backing, ds.NewKey(s.ns), s.dag, bcast, copts)
 	if err != nil {
 		if s.bc != nil {
@@ -197,6 +221,13 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 		go func() {
 			defer s.wg.Done()
 			s.headsLoop()
+		}()
+	}
+	if s.opts.CompactInterval > 0 && s.opts.LocalBlocks != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.compactLoop()
 		}()
 	}
 	return s, nil
@@ -430,6 +461,12 @@ func (s *Store) Status(ctx context.Context) Status {
 	}
 	for _, h := range st.Heads {
 		out.Heads = append(out.Heads, h.String())
+	}
+	cs := s.compactionStatus(ctx)
+	out.LiveBytes, out.HistoryBytes = cs.LiveBytes, cs.HistoryBytes
+	out.CompactRounds, out.CompactReclaimed, out.CompactMembers = cs.Rounds, cs.Reclaimed, cs.Members
+	if cs.Last != nil {
+		out.LastCompacted, out.LastReclaimed = cs.Last.Started.Add(cs.Last.Took), cs.Last.Reclaimed()
 	}
 	if s.bc != nil {
 		out.ReceiveQueue = s.bc.queueLen()

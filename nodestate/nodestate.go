@@ -127,7 +127,16 @@ type NodeReport struct {
 	// over the last interval (remote writes: arrival minus the write's
 	// timestamp), 0 without samples.
 	ReplLatencyMS float64 `json:"repl_ms,omitempty"`
+	// StableHeads are the sender's DAG heads at a moment when every
+	// block below them was merged (crdt.Store.StableHeads), when
+	// HeadsKnown; compaction keeps whatever a member has not merged.
+	// A sender with more than MaxStableHeads heads sends none.
+	StableHeads []string `json:"sh,omitempty"`
+	HeadsKnown  bool     `json:"shk,omitempty"`
 }
+
+// MaxStableHeads bounds NodeReport.StableHeads (a CID is about 60 bytes).
+const MaxStableHeads = 64
 
 // reportVersion is NodeReport.V of this version.
 const reportVersion = 1
@@ -177,6 +186,15 @@ func DecodeNodeReport(data []byte) (*NodeReport, error) {
 	}
 	if len(r.Sync.Source) > 128 || len(r.Sync.LastError) > 1024 {
 		errs = append(errs, "oversized sync fields")
+	}
+	if len(r.StableHeads) > MaxStableHeads || (len(r.StableHeads) > 0 && !r.HeadsKnown) {
+		errs = append(errs, fmt.Sprintf("%d stable heads (at most %d, and only with heads known)", len(r.StableHeads), MaxStableHeads))
+	}
+	for _, h := range r.StableHeads {
+		if len(h) == 0 || len(h) > 128 {
+			errs = append(errs, fmt.Sprintf("bad stable head %q", h))
+			break
+		}
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrBadReport, strings.Join(errs, "; "))

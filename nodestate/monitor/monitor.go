@@ -76,6 +76,10 @@ type Monitor struct {
 	latSum    float64             // replication latency of this interval (ms)
 	latN      int
 	lastLatMS float64
+	// heads and headsKnown are this node's last stable heads sample,
+	// published in its reports.
+	heads      []string
+	headsKnown bool
 }
 
 type counters struct {
@@ -220,11 +224,28 @@ func (m *Monitor) report() nodestate.NodeReport {
 		Node: m.cfg.NodeID, Incarnation: m.inc, Seq: m.seq, Leaving: m.leaving,
 		Sync: m.cfg.Sync(), WritesOut: st.OpsCommitted, WritesIn: st.Received,
 		Heads: len(st.Heads), Height: st.MaxHeight, Queued: st.QueuedJobs + st.ReceiveQueue, Dirty: st.Dirty,
-		ReplLatencyMS: m.lastLatMS,
+		ReplLatencyMS: m.lastLatMS, StableHeads: m.heads, HeadsKnown: m.headsKnown,
 	}
 }
 
+// sampleHeads takes this node's stable heads for its next report, when
+// the store is between remote branches; otherwise the last sample stays.
+func (m *Monitor) sampleHeads() {
+	heads, ok := m.cfg.Store.StableHeads(m.ctx)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(heads) > nodestate.MaxStableHeads {
+		m.heads, m.headsKnown = nil, false
+		return
+	}
+	m.heads, m.headsKnown = heads, true
+}
+
 func (m *Monitor) publish() {
+	m.sampleHeads()
 	r := m.report()
 	ctx, cancel := context.WithTimeout(context.Background(), ReportInterval)
 	defer cancel()
@@ -367,11 +388,21 @@ func (m *Monitor) receive() {
 		}
 		now := m.now()
 		m.mu.Lock()
-		if !m.removed[from] {
+		removed := m.removed[from]
+		if !removed {
 			m.states.Observe(now, from, *r)
 			m.takeTransitions(now)
 		}
 		m.mu.Unlock()
+		// Every node heard from is a compaction member: its stable heads
+		// bound what the store may reclaim (crdt/compact.go).
+		if !removed {
+			if r.HeadsKnown {
+				m.cfg.Store.ObserveHeads(from, r.StableHeads, time.Now())
+			} else {
+				m.cfg.Store.NoteMember(from)
+			}
+		}
 	}
 }
 
@@ -442,6 +473,7 @@ func (m *Monitor) Forget(id peer.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.removed[id.String()] = true
+	m.cfg.Store.ForgetMember(id.String())
 	if m.states.Forget(id.String()) {
 		m.log.Info("peer forgotten by the operator", "peer", id)
 	}

@@ -1,0 +1,604 @@
+package crdt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	dshelp "github.com/ipfs/boxo/datastore/dshelp"
+	dag "github.com/ipfs/boxo/ipld/merkledag"
+	cid "github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-ds-crdt/pb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Compaction reclaims the history that no node of the cluster can need
+// any more; crdt/doc.go has the safety argument. In short: a round takes
+// the frontier A, the DAG blocks that every member (every node whose
+// report this node has ever received, minus those the operator removed)
+// has merged, known from the stable heads each member last reported;
+// for each block of A it deletes the set elements that are dead (their
+// tombstone exists) together with their tombstones, and the raw block
+// itself unless a live element still lives in it (a pinned block).
+// Processed-block markers are kept, so no block is ever merged twice.
+
+// memberKey is where the member table is kept (outside go-ds-crdt's
+// namespace: it is this node's knowledge, not replicated state).
+var memberKey = ds.NewKey("/_starling/compact/members")
+
+// compactChunk is how many blocks of A one critical section handles: a
+// few ms with go-ds-crdt paused and local commits held.
+const compactChunk = 1000
+
+// ErrCompactBusy means a compaction round is already running.
+var ErrCompactBusy = errors.New("crdt: a compaction is already running")
+
+// Member is what the store knows of one node for compaction: the DAG
+// heads it last reported as merged.
+type Member struct {
+	// Heads are the node's stable heads (see StableHeads) as it last
+	// reported them.
+	Heads []string `json:"heads"`
+	// Seen is when they were reported.
+	Seen time.Time `json:"seen"`
+	// Unknown: the node was heard from, but has not reported stable
+	// heads (it runs a version without them, or is busy); compaction
+	// waits for it.
+	Unknown bool `json:"unknown,omitempty"`
+}
+
+// CompactStats describes one compaction round.
+type CompactStats struct {
+	Started time.Time     `json:"started"`
+	Took    time.Duration `json:"took_ns"`
+	// Members is how many nodes' heads bounded the round (this one
+	// included).
+	Members int `json:"members"`
+	// Frontier is how many blocks every member had merged (A); Walked
+	// is how many local blocks the walk read.
+	Frontier int `json:"frontier"`
+	Walked   int `json:"walked"`
+	// BlocksDeleted raw blocks went; Pinned blocks of A stay because a
+	// live element lives in them.
+	BlocksDeleted int `json:"blocks_deleted"`
+	Pinned        int `json:"pinned"`
+	// ElementsDeleted dead set elements went, each with its tombstone;
+	// TombstonesDeleted counts tombstones whose element was already gone.
+	ElementsDeleted   int `json:"elements_deleted"`
+	TombstonesDeleted int `json:"tombstones_deleted"`
+	// BytesDeleted is what the round deleted: raw blocks and keys.
+	BytesDeleted int64 `json:"bytes_deleted"`
+	// HistoryBefore and HistoryAfter are the history's size on disk
+	// (see Sizes; LevelDB's table files, so what is still in its write
+	// buffer is not counted), when the datastore can tell.
+	HistoryBefore int64 `json:"history_before"`
+	HistoryAfter  int64 `json:"history_after"`
+	// Skipped says why the round did nothing ("" when it ran).
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// Reclaimed is what the round gave back: the bytes it deleted.
+func (c CompactStats) Reclaimed() int64 { return c.BytesDeleted }
+
+// CompactProgress is reported while a round deletes.
+type CompactProgress struct {
+	Done, Total int // blocks of A handled
+}
+
+// members is the member table: every node whose heads this store has
+// been told, by peer ID.
+type members struct {
+	mu sync.Mutex
+	m  map[string]Member
+	// dirty: changed since last saved.
+	dirty bool
+}
+
+// ObserveHeads records the stable heads a member reported (its node
+// report). Heads of a node not seen before make it a member: from then
+// on compaction keeps every block it has not merged, until the operator
+// removes it (ForgetMember).
+func (s *Store) ObserveHeads(member string, heads []string, at time.Time) {
+	s.members.mu.Lock()
+	defer s.members.mu.Unlock()
+	if s.members.m == nil {
+		s.members.m = make(map[string]Member)
+	}
+	old, ok := s.members.m[member]
+	if ok && !old.Unknown && slices.Equal(old.Heads, heads) {
+		old.Seen = at
+		s.members.m[member] = old
+		return
+	}
+	s.members.m[member] = Member{Heads: slices.Clone(heads), Seen: at}
+	s.members.dirty = true
+}
+
+// NoteMember records a node heard from whose heads are not known yet:
+// compaction waits until it reports them.
+func (s *Store) NoteMember(member string) {
+	s.members.mu.Lock()
+	defer s.members.mu.Unlock()
+	if s.members.m == nil {
+		s.members.m = make(map[string]Member)
+	}
+	if _, ok := s.members.m[member]; !ok {
+		s.members.m[member] = Member{Unknown: true}
+		s.members.dirty = true
+	}
+}
+
+// ForgetMember drops a node from the member table: compaction no longer
+// waits for it. Call it when the operator removes the node for good; if
+// it ever comes back it must join again with an empty data directory.
+func (s *Store) ForgetMember(member string) {
+	s.members.mu.Lock()
+	defer s.members.mu.Unlock()
+	if _, ok := s.members.m[member]; ok {
+		delete(s.members.m, member)
+		s.members.dirty = true
+	}
+}
+
+// Members returns a copy of the member table.
+func (s *Store) Members() map[string]Member {
+	s.members.mu.Lock()
+	defer s.members.mu.Unlock()
+	out := make(map[string]Member, len(s.members.m))
+	for k, v := range s.members.m {
+		v.Heads = slices.Clone(v.Heads)
+		out[k] = v
+	}
+	return out
+}
+
+// loadMembers reads the member table saved by an earlier run.
+func (s *Store) loadMembers(ctx context.Context) error {
+	b, err := s.backing.Get(ctx, memberKey)
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("crdt: read compaction members: %w", err)
+	}
+	m := make(map[string]Member)
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("crdt: read compaction members %s: %w", memberKey, err)
+	}
+	s.members.mu.Lock()
+	s.members.m = m
+	s.members.mu.Unlock()
+	return nil
+}
+
+// saveMembers writes the member table if it changed. It is written
+// before a round deletes anything, so a restart never forgets a member
+// that held the last round back.
+func (s *Store) saveMembers(ctx context.Context) error {
+	s.members.mu.Lock()
+	if !s.members.dirty {
+		s.members.mu.Unlock()
+		return nil
+	}
+	b, err := json.Marshal(s.members.m)
+	s.members.dirty = false
+	s.members.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := s.backing.Put(ctx, memberKey, b); err != nil {
+		return fmt.Errorf("crdt: save compaction members: %w", err)
+	}
+	return s.backing.Sync(ctx, memberKey)
+}
+
+// StableHeads returns this store's DAG heads at a moment when go-ds-crdt
+// is between broadcasts (not part-way through a remote branch) and the
+// store is clean, or ok false: then every block below the heads is
+// merged here. Node reports carry them.
+func (s *Store) StableHeads(ctx context.Context) (heads []string, ok bool) {
+	if s.syncing.Load() {
+		return nil, false
+	}
+	read := func() {
+		d := s.crdt()
+		if d.IsDirty(ctx) {
+			return
+		}
+		for _, h := range d.InternalStats(ctx).Heads {
+			heads = append(heads, h.String())
+		}
+		slices.Sort(heads)
+		ok = true
+	}
+	if s.bc == nil {
+		read()
+		return heads, ok
+	}
+	// Holding the broadcaster's lock while go-ds-crdt waits in Next keeps
+	// it there: it cannot take the next message without the lock.
+	s.bc.mu.Lock()
+	defer s.bc.mu.Unlock()
+	if !s.bc.waiting {
+		return nil, false
+	}
+	read()
+	return heads, ok
+}
+
+// walkBlock is one local block met by the frontier walk.
+type walkBlock struct {
+	height uint64
+	links  []cid.Cid
+	elems  []string // keys of the elements this block added
+	seen   int      // members whose heads reach it
+	size   int      // bytes of the raw block
+}
+
+// Compact runs one compaction round: it reclaims the history every
+// member has merged (see the package documentation), in chunks, with
+// writes, reads and replication going on between them. progress, if not
+// nil, is called after each chunk. It returns ErrCompactBusy if a round
+// is running; a round with nothing to do says why in Skipped.
+func (s *Store) Compact(ctx context.Context, progress func(CompactProgress)) (st CompactStats, err error) {
+	if !s.compactMu.TryLock() {
+		return CompactStats{}, ErrCompactBusy
+	}
+	defer s.compactMu.Unlock()
+	st.Started = time.Now()
+	defer func() { st.Took = time.Since(st.Started) }()
+	if s.opts.LocalBlocks == nil {
+		st.Skipped = "no local block store"
+		return st, nil
+	}
+	st.HistoryBefore = s.Sizes(ctx).History
+	st.HistoryAfter = st.HistoryBefore
+
+	// Who bounds the round: every member, and this node itself.
+	self, ok := s.StableHeads(ctx)
+	if !ok {
+		st.Skipped = "the store is busy (merging a remote branch, dirty or installing a state transfer)"
+		return st, nil
+	}
+	s.ObserveHeads(selfMember, self, time.Now())
+	if err := s.saveMembers(ctx); err != nil {
+		return st, err
+	}
+	mem := s.Members()
+	st.Members = len(mem)
+	var sets [][]cid.Cid
+	for id, m := range mem {
+		if m.Unknown {
+			st.Skipped = fmt.Sprintf("member %s has not reported its stable heads", id)
+			return st, nil
+		}
+		var hs []cid.Cid
+		for _, h := range m.Heads {
+			c, err := cid.Decode(h)
+			if err != nil {
+				return st, fmt.Errorf("crdt: compaction member %s: head %q: %w", id, h, err)
+			}
+			// A head not merged here: this node is behind that member,
+			// and the round waits until it has caught up.
+			if !s.isProcessed(c) {
+				st.Skipped = fmt.Sprintf("member %s reported heads not merged here yet", id)
+				return st, nil
+			}
+			hs = append(hs, c)
+		}
+		sets = append(sets, hs)
+	}
+
+	// The walk: which local blocks every member's heads reach.
+	graph := make(map[cid.Cid]*walkBlock)
+	keep := make(map[cid.Cid]bool) // members' heads: their raw blocks stay
+	for _, hs := range sets {
+		visited := make(map[cid.Cid]bool)
+		stack := slices.Clone(hs)
+		for _, h := range hs {
+			keep[h] = true
+		}
+		for len(stack) > 0 {
+			c := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if visited[c] {
+				continue
+			}
+			visited[c] = true
+			wb, ok := graph[c]
+			if !ok {
+				var err error
+				if wb, err = s.readWalkBlock(ctx, c); err != nil {
+					return st, err
+				}
+				if wb == nil {
+					continue // not here: compacted, or below a state transfer
+				}
+				graph[c] = wb
+			}
+			wb.seen++
+			stack = append(stack, wb.links...)
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+	}
+	st.Walked = len(graph)
+	var front []cid.Cid
+	for c, wb := range graph {
+		if wb.seen == len(sets) && !keep[c] {
+			front = append(front, c)
+		}
+	}
+	// Lowest first: what is left of A after a crash stays reachable from
+	// the heads, so the next round finds it again.
+	slices.SortFunc(front, func(a, b cid.Cid) int {
+		if ha, hb := graph[a].height, graph[b].height; ha != hb {
+			if ha < hb {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.KeyString(), b.KeyString())
+	})
+	st.Frontier = len(front)
+	if len(front) == 0 {
+		st.Skipped = "nothing every member has merged"
+		return st, nil
+	}
+
+	for i := 0; i < len(front); i += compactChunk {
+		chunk := front[i:min(i+compactChunk, len(front))]
+		if err := s.compactChunk(ctx, chunk, graph, &st); err != nil {
+			return st, err
+		}
+		if progress != nil {
+			progress(CompactProgress{Done: i + len(chunk), Total: len(front)})
+		}
+	}
+	if c, ok := s.backing.(rangeCompacter); ok {
+		if err := c.CompactPrefixes(ctx, s.historyPrefixes()); err != nil {
+			s.log.Warn("compaction: giving space back to the file system", "err", err)
+		}
+	}
+	st.HistoryAfter = s.Sizes(ctx).History
+	s.recordCompaction(st)
+	return st, nil
+}
+
+// selfMember is this node in the member table.
+const selfMember = "self"
+
+// readWalkBlock reads a local block for the walk; nil if it is not here.
+func (s *Store) readWalkBlock(ctx context.Context, c cid.Cid) (*walkBlock, error) {
+	blk, err := s.opts.LocalBlocks.Get(ctx, c)
+	if err != nil {
+		if has, herr := s.opts.LocalBlocks.Has(ctx, c); herr == nil && !has {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("crdt: compaction: read block %s: %w", c, err)
+	}
+	nd, err := dag.DecodeProtobuf(blk.RawData())
+	if err != nil {
+		return nil, fmt.Errorf("crdt: compaction: block %s: %w", c, err)
+	}
+	var delta pb.Delta
+	if err := proto.Unmarshal(nd.Data(), &delta); err != nil {
+		return nil, fmt.Errorf("crdt: compaction: delta of %s: %w", c, err)
+	}
+	wb := &walkBlock{height: delta.GetPriority(), size: len(blk.RawData())}
+	for _, l := range nd.Links() {
+		wb.links = append(wb.links, l.Cid)
+	}
+	for _, e := range delta.GetElements() {
+		wb.elems = append(wb.elems, e.GetKey())
+	}
+	return wb, nil
+}
+
+// compactChunk deletes the dead elements of a chunk of A with their
+// tombstones, and the blocks no live element needs, in one critical
+// section: local commits held and go-ds-crdt between broadcasts, so no
+// merge reads an element whose tombstone is half gone.
+func (s *Store) compactChunk(ctx context.Context, chunk []cid.Cid, graph map[cid.Cid]*walkBlock, st *CompactStats) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if s.bc != nil {
+		pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
+		err := s.bc.pause(pctx)
+		cancel()
+		defer s.bc.resume()
+		if err != nil {
+			return fmt.Errorf("crdt: compaction: %w", err)
+		}
+	}
+	if s.syncing.Load() {
+		return errors.New("crdt: compaction: a state transfer started; the next round goes on")
+	}
+	s.dmu.RLock()
+	set := ds.NewKey(s.ns).ChildString("s")
+	s.dmu.RUnlock()
+	b, err := s.backing.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	var drop []cid.Cid
+	for _, c := range chunk {
+		id := dshelp.MultihashToDsKey(c.Hash()).String()
+		pinned := false
+		for _, key := range graph[c].elems {
+			ek := set.ChildString("s").ChildString(key).ChildString(id)
+			tk := set.ChildString("t").ChildString(key).ChildString(id)
+			hasT, err := s.backing.Has(ctx, tk)
+			if err != nil {
+				return err
+			}
+			hasE, err := s.backing.Has(ctx, ek)
+			if err != nil {
+				return err
+			}
+			switch {
+			case hasT && hasE:
+				st.ElementsDeleted++
+				st.BytesDeleted += int64(len(ek.String()) + len(tk.String()))
+				if err := b.Delete(ctx, ek); err != nil {
+					return err
+				}
+				if err := b.Delete(ctx, tk); err != nil {
+					return err
+				}
+			case hasT:
+				st.TombstonesDeleted++
+				st.BytesDeleted += int64(len(tk.String()))
+				if err := b.Delete(ctx, tk); err != nil {
+					return err
+				}
+			case hasE:
+				pinned = true // live: findBestValue may read its value
+			}
+		}
+		if pinned {
+			st.Pinned++
+		} else {
+			drop = append(drop, c)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return fmt.Errorf("crdt: compaction: %w", err)
+	}
+	for _, c := range drop {
+		st.BytesDeleted += int64(graph[c].size)
+		if err := s.opts.LocalBlocks.DeleteBlock(ctx, c); err != nil {
+			return fmt.Errorf("crdt: compaction: delete block %s: %w", c, err)
+		}
+		st.BlocksDeleted++
+	}
+	return nil
+}
+
+// compactRecord is what the rounds did, for Status.
+type compactRecord struct {
+	mu        sync.Mutex
+	rounds    uint64
+	reclaimed int64
+	last      *CompactStats
+}
+
+func (s *Store) recordCompaction(st CompactStats) {
+	s.compactions.mu.Lock()
+	defer s.compactions.mu.Unlock()
+	s.compactions.rounds++
+	s.compactions.reclaimed += st.Reclaimed()
+	s.compactions.last = &st
+}
+
+// CompactionStatus is the compaction part of Status.
+type CompactionStatus struct {
+	// LiveBytes is the live state on disk (go-ds-crdt's current values);
+	// HistoryBytes is everything kept for the history (raw blocks,
+	// processed markers, set elements and tombstones). 0 when the
+	// datastore cannot tell.
+	LiveBytes    int64 `json:"live_bytes"`
+	HistoryBytes int64 `json:"history_bytes"`
+	// Rounds and Reclaimed count the rounds that ran and the bytes they
+	// gave back since the node started; Last is the last round.
+	Rounds    uint64        `json:"rounds"`
+	Reclaimed int64         `json:"reclaimed_bytes"`
+	Last      *CompactStats `json:"last,omitempty"`
+	// Members is how many nodes' heads bound what can be reclaimed.
+	Members int `json:"members"`
+}
+
+func (s *Store) compactionStatus(ctx context.Context) CompactionStatus {
+	sz := s.Sizes(ctx)
+	s.compactions.mu.Lock()
+	defer s.compactions.mu.Unlock()
+	out := CompactionStatus{LiveBytes: sz.Live, HistoryBytes: sz.History, Rounds: s.compactions.rounds, Reclaimed: s.compactions.reclaimed}
+	if s.compactions.last != nil {
+		l := *s.compactions.last
+		out.Last = &l
+	}
+	s.members.mu.Lock()
+	out.Members = len(s.members.m)
+	s.members.mu.Unlock()
+	return out
+}
+
+// Sizes is how much of the datastore the live state and the history take.
+type Sizes struct {
+	Live, History int64
+}
+
+// rangeCompacter is a datastore that can tell the size of key ranges on
+// disk and compact them (LevelDB).
+type rangeCompacter interface {
+	SizePrefixes(prefixes []ds.Key) (int64, error)
+	CompactPrefixes(ctx context.Context, prefixes []ds.Key) error
+}
+
+// historyPrefixes are the key ranges of the history: raw blocks,
+// processed markers, set elements and tombstones.
+func (s *Store) historyPrefixes() []ds.Key {
+	s.dmu.RLock()
+	ns := ds.NewKey(s.ns)
+	s.dmu.RUnlock()
+	return []ds.Key{ds.NewKey(s.opts.BlocksPrefix), ns.ChildString("b"), ns.ChildString("s").ChildString("s"), ns.ChildString("s").ChildString("t")}
+}
+
+// Sizes measures the live state and the history on disk (0s when the
+// datastore cannot tell).
+func (s *Store) Sizes(ctx context.Context) Sizes {
+	c, ok := s.backing.(rangeCompacter)
+	if !ok {
+		return Sizes{}
+	}
+	s.dmu.RLock()
+	live := ds.NewKey(s.ns).ChildString("s").ChildString("k")
+	s.dmu.RUnlock()
+	var out Sizes
+	out.Live, _ = c.SizePrefixes([]ds.Key{live})
+	out.History, _ = c.SizePrefixes(s.historyPrefixes())
+	return out
+}
+
+// compactLoop runs the automatic policy: a round when the history is
+// above both CompactMinHistory and the live state, or CompactMaxAge
+// after the last round while there is history at all.
+func (s *Store) compactLoop() {
+	t := time.NewTicker(s.opts.CompactInterval)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		sz := s.Sizes(s.ctx)
+		due := sz.History > max(s.opts.CompactMinHistory, sz.Live) || time.Since(last) >= s.opts.CompactMaxAge
+		if !due {
+			continue
+		}
+		st, err := s.Compact(s.ctx, nil)
+		switch {
+		case errors.Is(err, ErrCompactBusy):
+			continue
+		case err != nil:
+			if s.ctx.Err() == nil {
+				s.log.Warn("compaction failed; the next round tries again", "err", err)
+			}
+		case st.Skipped != "":
+			s.log.Debug("compaction skipped", "why", st.Skipped)
+		default:
+			last = time.Now()
+			s.log.Info("compaction", "frontier_blocks", st.Frontier, "blocks_deleted", st.BlocksDeleted,
+				"elements_deleted", st.ElementsDeleted, "pinned", st.Pinned, "reclaimed_bytes", st.Reclaimed(), "took", st.Took.Round(time.Millisecond))
+		}
+	}
+}

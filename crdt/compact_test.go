@@ -1,0 +1,313 @@
+package crdt
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+
+	"github.com/starling-sync/starling/internal/testutil"
+)
+
+// noAutoCompact keeps the automatic policy out of a test's way.
+func noAutoCompact(o Options) Options {
+	o.CompactInterval = -1
+	return o
+}
+
+// snapshotKV reads every key under prefix as key=value.
+func snapshotKV(t testing.TB, s *Store, prefix string) map[string]string {
+	t.Helper()
+	res, err := s.Query(context.Background(), query.Query{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	out := make(map[string]string)
+	for r := range res.Next() {
+		if r.Error != nil {
+			t.Fatal(r.Error)
+		}
+		out[r.Key] = string(r.Value)
+	}
+	return out
+}
+
+// countPrefix counts the backing datastore's keys under prefix.
+func countPrefix(t testing.TB, db *LevelDB, prefix string) int {
+	t.Helper()
+	res, err := db.Query(context.Background(), query.Query{Prefix: prefix, KeysOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	n := 0
+	for r := range res.Next() {
+		if r.Error != nil {
+			t.Fatal(r.Error)
+		}
+		n++
+	}
+	return n
+}
+
+// overwrite writes field f's version v as entity does: the new version
+// under its own key, the version before deleted, in one delta.
+func overwrite(t testing.TB, s *Store, f, v int) {
+	t.Helper()
+	ops := []Op{{Key: ds.NewKey(fmt.Sprintf("/r/f%03d/%08d", f, v)), Value: []byte(fmt.Sprintf("v%d", v))}}
+	if v > 0 {
+		ops = append(ops, Op{Key: ds.NewKey(fmt.Sprintf("/r/f%03d/%08d", f, v-1)), Delete: true})
+	}
+	if err := s.Apply(context.Background(), ops); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func compactOK(t testing.TB, s *Store) CompactStats {
+	t.Helper()
+	st, err := s.Compact(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Skipped != "" {
+		t.Fatalf("compaction skipped: %s", st.Skipped)
+	}
+	return st
+}
+
+// TestCompactReclaimsDeadHistory: after many overwrites, a round leaves
+// the reads as they were, removes the dead elements with their
+// tombstones and the blocks nothing live needs, and the store goes on
+// taking writes and deletes, also after a restart.
+func TestCompactReclaimsDeadHistory(t *testing.T) {
+	dir := t.TempDir()
+	n := openTestNode(t, nil, "a", dir, noAutoCompact(fastOpts()))
+	const fields, rounds = 50, 40
+	for v := range rounds {
+		for f := range fields {
+			overwrite(t, n.store, f, v)
+		}
+	}
+	before := snapshotKV(t, n.store, "/r")
+	if len(before) != fields {
+		t.Fatalf("%d live keys before, want %d", len(before), fields)
+	}
+	ns := n.store.opts.Namespace
+	blocksBefore := countPrefix(t, n.db, "/blocks")
+	elemsBefore := countPrefix(t, n.db, ns+"/s/s")
+	tombsBefore := countPrefix(t, n.db, ns+"/s/t")
+	markersBefore := countPrefix(t, n.db, ns+"/b")
+
+	st := compactOK(t, n.store)
+	t.Logf("round: %+v", st)
+	if got := snapshotKV(t, n.store, "/r"); !maps.Equal(got, before) {
+		t.Fatalf("reads changed by compaction:\n got %v\nwant %v", got, before)
+	}
+	elems, tombs := countPrefix(t, n.db, ns+"/s/s"), countPrefix(t, n.db, ns+"/s/t")
+	if elems != fields || tombs != 0 {
+		t.Errorf("after the round: %d elements (want %d, the live ones) and %d tombstones (want 0); before %d and %d",
+			elems, fields, tombs, elemsBefore, tombsBefore)
+	}
+	// One block per delta; the live keys of the last round are in at
+	// most `fields` blocks, and the heads' block stays.
+	if blocks := countPrefix(t, n.db, "/blocks"); blocks > fields+1 || blocks >= blocksBefore {
+		t.Errorf("%d raw blocks left of %d, want at most %d", blocks, blocksBefore, fields+1)
+	}
+	if markers := countPrefix(t, n.db, ns+"/b"); markers != markersBefore {
+		t.Errorf("processed markers %d, want all %d kept", markers, markersBefore)
+	}
+	if st.ElementsDeleted != fields*(rounds-1) || st.Pinned != fields-1 {
+		t.Errorf("stats %+v: want %d elements deleted, %d pinned blocks", st, fields*(rounds-1), fields-1)
+	}
+
+	// Life goes on: overwrites (which delete the live, pinned versions),
+	// a second round, a restart.
+	for f := range fields {
+		overwrite(t, n.store, f, rounds)
+	}
+	compactOK(t, n.store)
+	want := snapshotKV(t, n.store, "/r")
+	if len(want) != fields || want[fmt.Sprintf("/r/f%03d/%08d", 7, rounds)] != fmt.Sprintf("v%d", rounds) {
+		t.Fatalf("after more writes: %v", want)
+	}
+	n.close(t)
+	n = openTestNode(t, nil, "a", dir, noAutoCompact(fastOpts()))
+	defer n.close(t)
+	if got := snapshotKV(t, n.store, "/r"); !maps.Equal(got, want) {
+		t.Fatalf("after restart:\n got %v\nwant %v", got, want)
+	}
+	if m := n.store.Members(); len(m) != 1 {
+		t.Errorf("members after restart: %v, want this node's own entry", m)
+	}
+}
+
+// TestCompactKeepsBlocksOfLiveElements: a raw key written many times has
+// as many live elements; deleting it later reads the block of each (to
+// find the value that remains), so those blocks survive compaction.
+func TestCompactKeepsBlocksOfLiveElements(t *testing.T) {
+	n := openTestNode(t, nil, "a", t.TempDir(), noAutoCompact(fastOpts()))
+	defer n.close(t)
+	ctx := context.Background()
+	k := ds.NewKey("/kv/multi")
+	for i := range 10 {
+		if err := n.store.Put(ctx, k, []byte(fmt.Sprintf("v%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := compactOK(t, n.store)
+	if st.BlocksDeleted != 0 || st.Pinned != 9 {
+		t.Errorf("stats %+v: want no block deleted and 9 pinned (the heads' block is kept anyway)", st)
+	}
+	if err := n.store.Delete(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := n.store.Has(ctx, k); err != nil || ok {
+		t.Fatalf("Has after delete = %v, %v", ok, err)
+	}
+	if n.store.Status(ctx).Dirty {
+		t.Fatal("store dirty after deleting a key whose history was compacted")
+	}
+	compactOK(t, n.store)
+	if got := countPrefix(t, n.db, n.store.opts.Namespace+"/s"); got != 0 {
+		t.Errorf("%d set entries left for a deleted key, want 0", got)
+	}
+}
+
+// TestCompactWaitsForMembers: a node compacts only what every member has
+// merged. While a member is cut off, its last reported heads hold the
+// round back, so when it returns it finds every block it needs.
+func TestCompactWaitsForMembers(t *testing.T) {
+	net := newMemNet()
+	root := t.TempDir()
+	opts := noAutoCompact(fastOpts())
+	a := openTestNodeFetch(t, net, "a", filepath.Join(root, "a"), opts, false)
+	defer a.close(t)
+	b := openTestNodeFetch(t, net, "b", filepath.Join(root, "b"), opts, false)
+	defer b.close(t)
+	ctx := context.Background()
+	a.store.PeerConnected("b")
+	b.store.PeerConnected("a")
+	// The node reports, by hand: each tells the other its stable heads.
+	report := func(from, to *testNode) {
+		t.Helper()
+		var heads []string
+		testutil.Eventually(t, 5*time.Second, from.id+"'s stable heads", func() bool {
+			var ok bool
+			heads, ok = from.store.StableHeads(ctx)
+			return ok
+		})
+		to.store.ObserveHeads(from.id, heads, time.Now())
+	}
+	for v := range 20 {
+		overwrite(t, a.store, 1, v)
+	}
+	testutil.Eventually(t, 10*time.Second, "b has a's writes", func() bool {
+		return len(snapshotKV(t, b.store, "/r")) == 1 && mustGetOr(b.store, "/r/f001/00000019") == "v19"
+	})
+	report(b, a)
+	report(a, b)
+
+	// b is cut off; a goes on writing and compacting.
+	net.partition([]string{"a"}, []string{"b"})
+	for v := 20; v < 60; v++ {
+		overwrite(t, a.store, 1, v)
+	}
+	st := compactOK(t, a.store)
+	t.Logf("round while b is away: %+v", st)
+
+	// b comes back and must find every block of a's writes.
+	net.heal()
+	a.store.PeerConnected("b")
+	b.store.PeerConnected("a")
+	testutil.Eventually(t, 20*time.Second, "b has a's writes made while it was away", func() bool {
+		return mustGetOr(b.store, "/r/f001/00000059") == "v59" && len(snapshotKV(t, b.store, "/r")) == 1
+	})
+	if b.store.Status(ctx).Dirty {
+		t.Fatal("b is dirty: it could not fetch a block a compacted")
+	}
+	// Now both have everything: a's next round reclaims what b holds too.
+	report(b, a)
+	st = compactOK(t, a.store)
+	if st.ElementsDeleted == 0 {
+		t.Errorf("second round reclaimed nothing: %+v", st)
+	}
+	if !maps.Equal(snapshotKV(t, a.store, "/r"), snapshotKV(t, b.store, "/r")) {
+		t.Error("a and b differ")
+	}
+}
+
+// mustGetOr reads key, "" when missing.
+func mustGetOr(s *Store, key string) string {
+	v, err := s.Get(context.Background(), ds.NewKey(key))
+	if err != nil {
+		return ""
+	}
+	return string(v)
+}
+
+// TestCompactMatchesModel is the property test of the reclamation rule:
+// random puts, overwrites and deletes on a store that compacts at random
+// moments read the same, after every step, as on a store that never
+// compacts (the model). The seed is printed for replay.
+func TestCompactMatchesModel(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
+	opts := noAutoCompact(fastOpts())
+	sut := openTestNode(t, nil, "sut", t.TempDir(), opts)
+	defer sut.close(t)
+	model := openTestNode(t, nil, "model", t.TempDir(), opts)
+	defer model.close(t)
+	ctx := context.Background()
+	keys := make([]ds.Key, 12)
+	for i := range keys {
+		keys[i] = ds.NewKey(fmt.Sprintf("/p/k%02d", i))
+	}
+	var log []string
+	for step := range 400 {
+		var ops []Op
+		for range 1 + rng.IntN(4) {
+			k := keys[rng.IntN(len(keys))]
+			if rng.IntN(3) == 0 {
+				ops = append(ops, Op{Key: k, Delete: true})
+			} else {
+				ops = append(ops, Op{Key: k, Value: []byte(fmt.Sprintf("s%d", step))})
+			}
+		}
+		for _, s := range []*Store{sut.store, model.store} {
+			if err := s.Apply(ctx, ops); err != nil {
+				t.Fatal(err)
+			}
+		}
+		log = append(log, fmt.Sprint(ops))
+		if rng.IntN(10) == 0 {
+			compactOK(t, sut.store)
+			log = append(log, "compact")
+		}
+		got, want := snapshotKV(t, sut.store, "/p"), snapshotKV(t, model.store, "/p")
+		if !maps.Equal(got, want) {
+			t.Fatalf("seed %d, step %d: reads differ\n got %v\nwant %v\nlast ops: %s", seed, step, got, want,
+				strings.Join(log[max(0, len(log)-8):], "\n"))
+		}
+	}
+	if sut.store.Status(ctx).Dirty {
+		t.Fatal("store dirty")
+	}
+	sizes := func(n *testNode) int {
+		return countPrefix(t, n.db, "/blocks") + countPrefix(t, n.db, n.store.opts.Namespace+"/s")
+	}
+	compactOK(t, sut.store)
+	if s, m := sizes(sut), sizes(model); s >= m {
+		t.Errorf("compacted store holds %d history entries, the model %d", s, m)
+	}
+	_ = slices.Sorted(maps.Keys(snapshotKV(t, sut.store, "/p")))
+}
