@@ -1,10 +1,13 @@
 package crdt
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -310,4 +313,96 @@ func TestCompactMatchesModel(t *testing.T) {
 		t.Errorf("compacted store holds %d history entries, the model %d", s, m)
 	}
 	_ = slices.Sorted(maps.Keys(snapshotKV(t, sut.store, "/p")))
+}
+
+// TestCompactSurvivesKill kills (SIGKILL) a process in the middle of a
+// round, then reopens its store: reads are what they were, the store is
+// clean, and the next round finishes the work.
+func TestCompactSurvivesKill(t *testing.T) {
+	if os.Getenv(killHelperEnv) != "" {
+		t.Skip("helper process")
+	}
+	for _, block := range []bool{true, false} {
+		t.Run(fmt.Sprintf("block_after_first_chunk=%v", block), func(t *testing.T) {
+			dir := t.TempDir()
+			n := openTestNode(t, nil, "a", dir, noAutoCompact(fastOpts()))
+			const fields, rounds = 30, 100 // 3,000 blocks: three chunks
+			for v := range rounds {
+				for f := range fields {
+					overwrite(t, n.store, f, v)
+				}
+			}
+			want := snapshotKV(t, n.store, "/r")
+			n.close(t)
+
+			cmd := exec.Command(os.Args[0], "-test.run=^TestCompactKillHelper$", "-test.v")
+			cmd.Env = append(os.Environ(), killHelperEnv+"="+dir, fmt.Sprintf("%s_BLOCK=%v", killHelperEnv, block))
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stderr = cmd.Stdout
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(out)
+			killed := false
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), "compaction chunk done") {
+					_ = cmd.Process.Kill()
+					killed = true
+					break
+				}
+			}
+			_ = cmd.Wait()
+			if !killed {
+				t.Fatal("the helper process ended before its first chunk")
+			}
+
+			n = openTestNode(t, nil, "a", dir, noAutoCompact(fastOpts()))
+			defer n.close(t)
+			if got := snapshotKV(t, n.store, "/r"); !maps.Equal(got, want) {
+				t.Fatalf("reads after the kill differ:\n got %v\nwant %v", got, want)
+			}
+			if n.store.Status(context.Background()).Dirty {
+				t.Fatal("store dirty after the kill")
+			}
+			st := compactOK(t, n.store)
+			t.Logf("round after the kill: %+v", st)
+			ns := n.store.opts.Namespace
+			if e, tb := countPrefix(t, n.db, ns+"/s/s"), countPrefix(t, n.db, ns+"/s/t"); e != fields || tb != 0 {
+				t.Errorf("after the second round: %d elements, %d tombstones; want %d and 0", e, tb, fields)
+			}
+			if b := countPrefix(t, n.db, "/blocks"); b > fields+1 {
+				t.Errorf("%d raw blocks left, want at most %d", b, fields+1)
+			}
+			for f := range fields {
+				overwrite(t, n.store, f, rounds)
+			}
+			if got := len(snapshotKV(t, n.store, "/r")); got != fields {
+				t.Errorf("%d live keys after more writes, want %d", got, fields)
+			}
+		})
+	}
+}
+
+const killHelperEnv = "STARLING_COMPACT_KILL_DIR"
+
+// TestCompactKillHelper is the process TestCompactSurvivesKill kills: it
+// runs a round on the store in $STARLING_COMPACT_KILL_DIR and says when a
+// chunk is done; with _BLOCK=true it then waits to be killed.
+func TestCompactKillHelper(t *testing.T) {
+	dir := os.Getenv(killHelperEnv)
+	if dir == "" {
+		t.Skip("run by TestCompactSurvivesKill")
+	}
+	block := os.Getenv(killHelperEnv+"_BLOCK") == "true"
+	n := openTestNode(t, nil, "a", dir, noAutoCompact(fastOpts()))
+	_, err := n.store.Compact(context.Background(), func(p CompactProgress) {
+		fmt.Printf("compaction chunk done %d/%d\n", p.Done, p.Total)
+		if block {
+			select {} // killed here
+		}
+	})
+	t.Fatalf("the round ended (%v) before the kill", err)
 }
