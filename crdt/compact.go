@@ -32,9 +32,10 @@ import (
 // namespace: it is this node's knowledge, not replicated state).
 var memberKey = ds.NewKey("/_starling/compact/members")
 
-// compactChunk is how many blocks of A one critical section handles: a
-// few ms with go-ds-crdt paused and local commits held.
-const compactChunk = 1000
+// compactChunk is how many blocks of A one critical section handles:
+// about a millisecond of deletes with go-ds-crdt paused and local
+// commits held.
+const compactChunk = 64
 
 // ErrCompactBusy means a compaction round is already running.
 var ErrCompactBusy = errors.New("crdt: a compaction is already running")
@@ -72,6 +73,9 @@ type CompactStats struct {
 	// TombstonesDeleted counts tombstones whose element was already gone.
 	ElementsDeleted   int `json:"elements_deleted"`
 	TombstonesDeleted int `json:"tombstones_deleted"`
+	// MaxHold is the longest that local commits and merges were held
+	// for one chunk's deletes.
+	MaxHold time.Duration `json:"max_hold_ns"`
 	// BytesDeleted is what the round deleted: raw blocks and keys.
 	BytesDeleted int64 `json:"bytes_deleted"`
 	// HistoryBefore and HistoryAfter are the history's size on disk
@@ -403,32 +407,21 @@ func (s *Store) readWalkBlock(ctx context.Context, c cid.Cid) (*walkBlock, error
 }
 
 // compactChunk deletes the dead elements of a chunk of A with their
-// tombstones, and the blocks no live element needs, in one critical
-// section: local commits held and go-ds-crdt between broadcasts, so no
-// merge reads an element whose tombstone is half gone.
+// tombstones, and the blocks no live element needs. What to delete is
+// read first, with writes and merges going on: a dead element stays dead
+// (only compaction deletes elements and tombstones, and markers keep its
+// block from being merged again), and an element found live that dies
+// meanwhile only keeps its block for the next round. The deletes then go
+// in one critical section, local commits held and go-ds-crdt between
+// broadcasts, so no merge sees an element whose tombstone is gone.
 func (s *Store) compactChunk(ctx context.Context, chunk []cid.Cid, graph map[cid.Cid]*walkBlock, st *CompactStats) error {
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	if s.bc != nil {
-		pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
-		err := s.bc.pause(pctx)
-		cancel()
-		defer s.bc.resume()
-		if err != nil {
-			return fmt.Errorf("crdt: compaction: %w", err)
-		}
-	}
-	if s.syncing.Load() {
-		return errors.New("crdt: compaction: a state transfer started; the next round goes on")
-	}
 	s.dmu.RLock()
-	set := ds.NewKey(s.ns).ChildString("s")
+	ns := s.ns
 	s.dmu.RUnlock()
-	b, err := s.backing.Batch(ctx)
-	if err != nil {
-		return err
-	}
+	set := ds.NewKey(ns).ChildString("s")
+	var dels []ds.Key
 	var drop []cid.Cid
+	var cs CompactStats
 	for _, c := range chunk {
 		id := dshelp.MultihashToDsKey(c.Hash()).String()
 		pinned := false
@@ -445,40 +438,66 @@ func (s *Store) compactChunk(ctx context.Context, chunk []cid.Cid, graph map[cid
 			}
 			switch {
 			case hasT && hasE:
-				st.ElementsDeleted++
-				st.BytesDeleted += int64(len(ek.String()) + len(tk.String()))
-				if err := b.Delete(ctx, ek); err != nil {
-					return err
-				}
-				if err := b.Delete(ctx, tk); err != nil {
-					return err
-				}
+				cs.ElementsDeleted++
+				cs.BytesDeleted += int64(len(ek.String()) + len(tk.String()))
+				dels = append(dels, ek, tk)
 			case hasT:
-				st.TombstonesDeleted++
-				st.BytesDeleted += int64(len(tk.String()))
-				if err := b.Delete(ctx, tk); err != nil {
-					return err
-				}
+				cs.TombstonesDeleted++
+				cs.BytesDeleted += int64(len(tk.String()))
+				dels = append(dels, tk)
 			case hasE:
 				pinned = true // live: findBestValue may read its value
 			}
 		}
 		if pinned {
-			st.Pinned++
+			cs.Pinned++
 		} else {
 			drop = append(drop, c)
+			cs.BytesDeleted += int64(graph[c].size)
+		}
+	}
+
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	held := time.Now()
+	defer func() { st.MaxHold = max(st.MaxHold, time.Since(held)) }()
+	if s.bc != nil {
+		pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
+		err := s.bc.pause(pctx)
+		cancel()
+		defer s.bc.resume()
+		if err != nil {
+			return fmt.Errorf("crdt: compaction: %w", err)
+		}
+	}
+	s.dmu.RLock()
+	moved := s.ns != ns
+	s.dmu.RUnlock()
+	if moved || s.syncing.Load() {
+		return errors.New("crdt: compaction: a state transfer replaced the store; the next round goes on")
+	}
+	b, err := s.backing.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range dels {
+		if err := b.Delete(ctx, k); err != nil {
+			return err
 		}
 	}
 	if err := b.Commit(ctx); err != nil {
 		return fmt.Errorf("crdt: compaction: %w", err)
 	}
 	for _, c := range drop {
-		st.BytesDeleted += int64(graph[c].size)
 		if err := s.opts.LocalBlocks.DeleteBlock(ctx, c); err != nil {
 			return fmt.Errorf("crdt: compaction: delete block %s: %w", c, err)
 		}
-		st.BlocksDeleted++
 	}
+	st.ElementsDeleted += cs.ElementsDeleted
+	st.TombstonesDeleted += cs.TombstonesDeleted
+	st.Pinned += cs.Pinned
+	st.BlocksDeleted += len(drop)
+	st.BytesDeleted += cs.BytesDeleted
 	return nil
 }
 

@@ -326,7 +326,7 @@ func TestCompactSurvivesKill(t *testing.T) {
 		t.Run(fmt.Sprintf("block_after_first_chunk=%v", block), func(t *testing.T) {
 			dir := t.TempDir()
 			n := openTestNode(t, nil, "a", dir, noAutoCompact(fastOpts()))
-			const fields, rounds = 30, 100 // 3,000 blocks: three chunks
+			const fields, rounds = 30, 100 // 3,000 blocks: several chunks
 			for v := range rounds {
 				for f := range fields {
 					overwrite(t, n.store, f, v)
