@@ -15,12 +15,12 @@ import (
 	"testing"
 
 	golog "github.com/ipfs/go-log/v2"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/httpapi"
+	"github.com/starling-sync/starling/internal/testutil"
 	"github.com/starling-sync/starling/node"
 	"github.com/starling-sync/starling/p2p"
 )
@@ -54,19 +54,6 @@ func runApp(t *testing.T, stdin string, args ...string) result {
 	var out, errb syncBuffer
 	code := run(context.Background(), append([]string{"starling"}, args...), strings.NewReader(stdin), &out, &errb)
 	return result{code, out.String(), errb.String()}
-}
-
-func testPeerID(t *testing.T) peer.ID {
-	t.Helper()
-	priv, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
 }
 
 func TestUsageErrorsExit2(t *testing.T) {
@@ -126,7 +113,7 @@ func TestInitBadInputExits1AndWritesNothing(t *testing.T) {
 	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pid := testPeerID(t).String()
+	pid := testutil.PeerID(t).String()
 	missingKey := filepath.Join(tmp, "missing.key")
 	tests := []struct {
 		name    string
@@ -359,7 +346,7 @@ func fakeDataDir(t *testing.T) (string, *fakeNode, string) {
 
 func TestClientCommands(t *testing.T) {
 	dir, f, addr := fakeDataDir(t)
-	pid := testPeerID(t)
+	pid := testutil.PeerID(t)
 	steps := []struct {
 		stdin  string
 		args   []string
@@ -486,7 +473,7 @@ func TestLocalPlan(t *testing.T) {
 	if !slices.Equal(plan, want) {
 		t.Errorf("plan = %v", plan)
 	}
-	ids := []peer.ID{testPeerID(t), testPeerID(t), testPeerID(t)}
+	ids := []peer.ID{testutil.PeerID(t), testutil.PeerID(t), testutil.PeerID(t)}
 	peers := localPeers(plan, ids, 1)
 	if len(peers) != 2 || peers[0] != "/ip4/127.0.0.1/tcp/4101/p2p/"+ids[0].String() || peers[1] != "/ip4/127.0.0.1/tcp/4103/p2p/"+ids[2].String() {
 		t.Errorf("peers of node2 = %v", peers)
