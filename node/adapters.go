@@ -10,11 +10,21 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/crdt"
 	"github.com/starling-sync/starling/httpapi"
 	"github.com/starling-sync/starling/nodestate/monitor"
 	"github.com/starling-sync/starling/p2p"
+)
+
+// The adapters from the node's parts to the interfaces httpapi declares.
+var (
+	_ httpapi.KV           = storeKV{}
+	_ httpapi.PeerSet      = p2pPeers{}
+	_ httpapi.PeerSet      = monitoredPeers{}
+	_ httpapi.StatusSource = (*Node)(nil)
+	_ httpapi.SyncControl  = (*Node)(nil)
 )
 
 // monitoredPeers tells the monitor about peers the operator adds and

@@ -56,7 +56,7 @@ type Node struct {
 	elect    electionState     // leader election (election.go)
 	sync     *statesync.Syncer // join and resync by state transfer
 	mon      *monitor.Monitor  // node states, metrics, samples
-	web      *httpapi.WebUI    // the web page's login (web.go)
+	web      *httpapi.WebUI    // the web page's one-time login codes
 	srv      *http.Server
 	apiAddr  string
 
@@ -456,7 +456,7 @@ func (n *Node) Store() *crdt.Store { return n.store }
 // Entities returns the node's entity tree.
 func (n *Node) Entities() *entity.Store { return n.entities }
 
-// Status implements StatusSource.
+// Status implements httpapi.StatusSource.
 func (n *Node) Status(ctx context.Context) (api.StatusInfo, error) {
 	peers, _ := p2pPeers{n.p2p}.Peers(ctx)
 	addrs := make([]string, 0)
@@ -480,10 +480,6 @@ func (n *Node) Status(ctx context.Context) (api.StatusInfo, error) {
 func (n *Node) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
 	return n.mon.ClusterStatus(ctx)
 }
-
-var _ httpapi.KV = storeKV{}
-
-var _ httpapi.PeerSet = p2pPeers{}
 
 // WebLoginURL returns a new one-time login URL of the node's web page.
 func (n *Node) WebLoginURL() string {
