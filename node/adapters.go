@@ -20,11 +20,12 @@ import (
 
 // The adapters from the node's parts to the interfaces httpapi declares.
 var (
-	_ httpapi.KV           = storeKV{}
-	_ httpapi.PeerSet      = p2pPeers{}
-	_ httpapi.PeerSet      = monitoredPeers{}
-	_ httpapi.StatusSource = (*Node)(nil)
-	_ httpapi.SyncControl  = (*Node)(nil)
+	_ httpapi.KV            = storeKV{}
+	_ httpapi.PeerSet       = p2pPeers{}
+	_ httpapi.PeerSet       = monitoredPeers{}
+	_ httpapi.StatusSource  = (*Node)(nil)
+	_ httpapi.SyncControl   = (*Node)(nil)
+	_ httpapi.ClusterSource = (*monitor.Monitor)(nil)
 )
 
 // monitoredPeers tells the monitor about peers the operator adds and
