@@ -55,6 +55,11 @@ type broadcaster struct {
 	// processed reports whether go-ds-crdt has processed a block (its
 	// marker is in the store): such a head needs no block.
 	processed func(cid.Cid) bool
+	// gate, if set, refuses heads whose branch reaches below the
+	// compaction frontier (Store.gateHeads); such heads are dropped.
+	gate func(context.Context, []cid.Cid) error
+	// gated counts heads messages the gate dropped.
+	gated atomic.Uint64
 
 	parkMu sync.Mutex
 	parked []parkedHeads // heads whose blocks are not here yet
@@ -513,6 +518,9 @@ func (b *broadcaster) accept(from string, data []byte) error {
 		b.requestMissing(from, heads, nodes)
 	}
 	if len(env.payload) > 0 {
+		if !b.admit(from, heads) {
+			return nil
+		}
 		if b.local != nil && !b.allLocal(heads) {
 			b.park(parkedHeads{payload: env.payload, heads: heads, from: from, until: time.Now().Add(parkTTL)})
 		} else {
@@ -523,6 +531,21 @@ func (b *broadcaster) accept(from string, data []byte) error {
 		b.unpark()
 	}
 	return nil
+}
+
+// admit runs the gate on a message's heads; a refused message is dropped
+// (and said so), never handed to go-ds-crdt.
+func (b *broadcaster) admit(from string, heads []cid.Cid) bool {
+	if b.gate == nil {
+		return true
+	}
+	if err := b.gate(b.ctx, heads); err != nil {
+		b.gated.Add(1)
+		b.log.Warn("dropped heads that reach below the compaction frontier: the sender is not a member of this node's compaction (removed?) and must rejoin with an empty data directory",
+			"peer", from, "err", err)
+		return false
+	}
+	return true
 }
 
 // allLocal reports whether every head's block is stored here, or
@@ -566,12 +589,12 @@ func (b *broadcaster) unpark() {
 		return
 	}
 	now := time.Now()
-	var ready [][]byte
+	var ready []parkedHeads
 	keep := b.parked[:0]
 	for _, p := range b.parked {
 		switch {
 		case b.allLocal(p.heads):
-			ready = append(ready, p.payload)
+			ready = append(ready, p)
 		case now.After(p.until):
 			b.headsDropped.Add(1)
 			b.log.Info("dropped heads whose blocks did not arrive", "peer", p.from, "heads", len(p.heads), "waited", parkTTL)
@@ -583,7 +606,9 @@ func (b *broadcaster) unpark() {
 	b.parked = keep
 	b.parkMu.Unlock()
 	for _, p := range ready {
-		b.enqueue(p)
+		if b.admit(p.from, p.heads) {
+			b.enqueue(p.payload)
+		}
 	}
 }
 

@@ -32,6 +32,11 @@ import (
 // namespace: it is this node's knowledge, not replicated state).
 var memberKey = ds.NewKey("/_starling/compact/members")
 
+// markerSlack is how many heights below the top of A keep their
+// processed markers, besides those a walk can reach: a margin for
+// anything the reasoning in doc.go did not foresee, at a fixed cost.
+const markerSlack = 64
+
 // compactChunk is how many blocks of A one critical section handles:
 // about a millisecond of deletes with go-ds-crdt paused and local
 // commits held.
@@ -69,6 +74,8 @@ type CompactStats struct {
 	// live element lives in them.
 	BlocksDeleted int `json:"blocks_deleted"`
 	Pinned        int `json:"pinned"`
+	// MarkersDeleted processed markers went (those no walk can reach).
+	MarkersDeleted int `json:"markers_deleted"`
 	// ElementsDeleted dead set elements went, each with its tombstone;
 	// TombstonesDeleted counts tombstones whose element was already gone.
 	ElementsDeleted   int `json:"elements_deleted"`
@@ -357,9 +364,52 @@ func (s *Store) Compact(ctx context.Context, progress func(CompactProgress)) (st
 		return st, nil
 	}
 
+	// Markers kept (K): those a walk can still reach (see doc.go).
+	inA := make(map[cid.Cid]bool, len(front))
+	for c, wb := range graph {
+		if wb.seen == len(sets) {
+			inA[c] = true
+		}
+	}
+	var top uint64
+	hasParentInA := make(map[cid.Cid]bool)
+	kept := make(map[cid.Cid]bool)
+	for c, wb := range graph {
+		for _, l := range wb.links {
+			switch {
+			case inA[c] && inA[l]:
+				hasParentInA[l] = true
+			case !inA[c] && inA[l]:
+				kept[l] = true // linked from a block outside A
+			}
+		}
+		if inA[c] {
+			top = max(top, wb.height)
+		}
+	}
+	var frontier uint64
+	for c := range inA {
+		h := graph[c].height
+		if !hasParentInA[c] || keep[c] || h+markerSlack > top {
+			kept[c] = true // the maxima of A, reported heads, the top slack
+			continue
+		}
+		if !kept[c] {
+			frontier = max(frontier, h)
+		}
+	}
+	// Durable before any marker goes: from now on nothing at or below it
+	// that is not merged here is merged (frontier.go).
+	s.dmu.RLock()
+	ns := s.ns
+	s.dmu.RUnlock()
+	if err := s.raiseFrontier(ctx, ns, frontier); err != nil {
+		return st, err
+	}
+
 	for i := 0; i < len(front); i += compactChunk {
 		chunk := front[i:min(i+compactChunk, len(front))]
-		if err := s.compactChunk(ctx, chunk, graph, &st); err != nil {
+		if err := s.compactChunk(ctx, chunk, graph, kept, &st); err != nil {
 			return st, err
 		}
 		if progress != nil {
@@ -414,7 +464,7 @@ func (s *Store) readWalkBlock(ctx context.Context, c cid.Cid) (*walkBlock, error
 // meanwhile only keeps its block for the next round. The deletes then go
 // in one critical section, local commits held and go-ds-crdt between
 // broadcasts, so no merge sees an element whose tombstone is gone.
-func (s *Store) compactChunk(ctx context.Context, chunk []cid.Cid, graph map[cid.Cid]*walkBlock, st *CompactStats) error {
+func (s *Store) compactChunk(ctx context.Context, chunk []cid.Cid, graph map[cid.Cid]*walkBlock, kept map[cid.Cid]bool, st *CompactStats) error {
 	s.dmu.RLock()
 	ns := s.ns
 	s.dmu.RUnlock()
@@ -451,9 +501,15 @@ func (s *Store) compactChunk(ctx context.Context, chunk []cid.Cid, graph map[cid
 		}
 		if pinned {
 			cs.Pinned++
-		} else {
-			drop = append(drop, c)
-			cs.BytesDeleted += int64(graph[c].size)
+			continue // its marker stays too: reading its value is no merge
+		}
+		drop = append(drop, c)
+		cs.BytesDeleted += int64(graph[c].size)
+		if !kept[c] {
+			mk := ds.NewKey(ns).ChildString("b").ChildString(id)
+			dels = append(dels, mk)
+			cs.MarkersDeleted++
+			cs.BytesDeleted += int64(len(mk.String()))
 		}
 	}
 
@@ -496,6 +552,7 @@ func (s *Store) compactChunk(ctx context.Context, chunk []cid.Cid, graph map[cid
 	st.ElementsDeleted += cs.ElementsDeleted
 	st.TombstonesDeleted += cs.TombstonesDeleted
 	st.Pinned += cs.Pinned
+	st.MarkersDeleted += cs.MarkersDeleted
 	st.BlocksDeleted += len(drop)
 	st.BytesDeleted += cs.BytesDeleted
 	return nil

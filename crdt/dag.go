@@ -57,6 +57,25 @@ func (r *recentBlocks) get(c cid.Cid) ([]byte, bool) {
 type recordingDAG struct {
 	ipld.DAGService
 	recent *recentBlocks
+	// store guards what go-ds-crdt reads (guardGetter, frontier.go);
+	// nil: no guard.
+	store *Store
+}
+
+// Get reads through the frontier guard.
+func (d *recordingDAG) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
+	if d.store == nil {
+		return d.DAGService.Get(ctx, c)
+	}
+	return guardGetter{NodeGetter: d.DAGService, s: d.store}.Get(ctx, c)
+}
+
+// GetMany reads through the frontier guard.
+func (d *recordingDAG) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
+	if d.store == nil {
+		return d.DAGService.GetMany(ctx, cs)
+	}
+	return guardGetter{NodeGetter: d.DAGService, s: d.store}.GetMany(ctx, cs)
 }
 
 var _ ipld.DAGService = (*recordingDAG)(nil)
@@ -137,12 +156,16 @@ type recordingSessionDAG struct {
 }
 
 func (d *recordingSessionDAG) Session(ctx context.Context) ipld.NodeGetter {
-	return d.sessions.Session(ctx)
+	if d.store == nil {
+		return d.sessions.Session(ctx)
+	}
+	return guardGetter{NodeGetter: d.sessions.Session(ctx), s: d.store}
 }
 
-// wrapDAG returns the recording wrapper, keeping session support.
-func wrapDAG(dag ipld.DAGService, recent *recentBlocks) ipld.DAGService {
-	r := &recordingDAG{DAGService: dag, recent: recent}
+// wrapDAG returns the recording wrapper, keeping session support; with a
+// store, reads go through its frontier guard.
+func wrapDAG(dag ipld.DAGService, recent *recentBlocks, s *Store) ipld.DAGService {
+	r := &recordingDAG{DAGService: dag, recent: recent, store: s}
 	if s, ok := dag.(sessionDAG); ok {
 		return &recordingSessionDAG{recordingDAG: r, sessions: s}
 	}

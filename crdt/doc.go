@@ -37,7 +37,8 @@
 //   - Subscribe follows changes, local or remote, from go-ds-crdt's hooks.
 //   - Status reports heads, height, queued DAG jobs, the dirty flag, and
 //     the live state's and the history's size on disk.
-//   - Compact reclaims history (compact.go); see "Compaction" below.
+//   - Compact reclaims history (compact.go, frontier.go); see
+//     "Compaction" below.
 //   - Close commits what was submitted, stops the broadcaster before
 //     go-ds-crdt (or go-ds-crdt waits for a message forever), closes
 //     go-ds-crdt and waits for every goroutine.
@@ -56,18 +57,25 @@
 // operator removed (ForgetMember), plus this node; each member's entry
 // holds the stable heads it last reported: heads read while go-ds-crdt
 // was between broadcasts and the store clean (StableHeads), so every
-// block below them was merged on that member. The frontier A is the set
-// of local blocks below the reported heads of every member (a walk from
-// each member's heads through the blocks stored here). The round waits
-// until it has itself merged every reported head, and skips while a
-// member has not reported heads. For each block b of A, lowest first, in
-// chunks with local commits held and go-ds-crdt paused: every element b
-// added whose tombstone exists is deleted with its tombstone, a tombstone
-// whose element is already gone is deleted, and the raw block b is
-// deleted unless an element it added is still live (a pinned block) or
-// it is a member's reported head. Processed markers all stay.
+// block below them was merged on that member. The frontier set A is the
+// set of local blocks below the reported heads of every member (a walk
+// from each member's heads through the blocks stored here). The round
+// waits until it has itself merged every reported head, and skips while
+// a member has not reported heads. For each block b of A, lowest first,
+// in chunks (what to delete is read first; the deletes go in one batch
+// with local commits held and go-ds-crdt paused): every element b added
+// whose tombstone exists is deleted with its tombstone, a tombstone whose
+// element is already gone is deleted, the raw block b is deleted unless
+// an element it added is still live (a pinned block) or it is a member's
+// reported head, and b's processed marker is deleted unless b is in K:
+// the maxima of A, blocks of A linked from blocks outside it, pinned
+// blocks, reported heads, and the top markerSlack heights of A. Before
+// any marker goes, the frontier height F (the highest block whose marker
+// may go) is written, synced, inside go-ds-crdt's namespace so that state
+// transfer carries it with the markers.
 //
-// Why nothing acknowledged is lost, and nobody waits for a deleted block:
+// Why nothing acknowledged is lost, nothing deleted comes back, and
+// nobody waits for a deleted block:
 //
 //  1. Reads do not change. A live key's value and priority are in the
 //     set's key index (<ns>/s/k), which compaction never touches; only
@@ -75,34 +83,45 @@
 //     every read and merge. A later delete of a key reads the delta
 //     block of each of the key's other live elements (findBestValue):
 //     those blocks are pinned.
-//  2. No block is merged twice. go-ds-crdt walks a branch only down to
-//     processed markers, and every marker stays; so a deleted element
-//     can never come back from its block, and a late tombstone of a
-//     compacted element only leaves a lone tombstone, which the next
-//     round deletes.
-//  3. No member needs a deleted block. A block of A is below the heads
+//  2. No member needs a deleted block. A block of A is below the heads
 //     every member reported, so every member has merged it: none walks
 //     to it, and none asks another for it. A member cut off holds A back
 //     at its last report, however long it is away; its return finds
-//     every block it lacks. Blocks made later link to their maker's
-//     heads, which are above A or in it (and a block of A is already
-//     merged everywhere). A node joining by state transfer gets the
+//     every block it lacks. A node joining by state transfer gets the
 //     markers and needs no old block.
-//  4. A crash leaves a consistent store. Each chunk's elements and
-//     tombstones go in one atomic batch; an element never goes without
-//     its tombstone. A block deleted, or not, after its batch is only
-//     space: the next round walks to what is left of A (deleted lowest
-//     first, so the rest stays reachable from the heads) and finishes.
-//     The member table is saved and synced before anything is deleted.
+//  3. No member makes a walk reach a deleted marker. go-ds-crdt walks a
+//     new branch down to processed markers. A block a member makes after
+//     its report links to that member's heads of the moment; they are
+//     maximal among what it has merged, which includes A, so such a head
+//     is either above A or a maximum of A, whose marker is kept. Blocks
+//     made before the report are merged here (the round waited for
+//     that), and blocks this node holds outside A keep the markers of
+//     their children in A. The same argument gives the height bound: a
+//     block a member makes after its report lies above a maximum of A,
+//     so it is higher than F.
+//  4. Nothing is merged twice. So a block not merged here at height F or
+//     below can only come from a node that is not a member (removed by
+//     the operator). Two checks keep it out (frontier.go): the
+//     broadcaster drops heads whose branch, as stored here, reaches one
+//     (and says which peer sent them), and the DAG service go-ds-crdt
+//     reads through refuses to return one, whatever path asks (a walk, a
+//     state transfer's merge). Merging it would merge again a block whose
+//     marker is gone and bring back an element whose tombstone is gone.
+//  5. A crash leaves a consistent store. F is durable before any marker
+//     goes. Each chunk's elements, tombstones and markers go in one
+//     atomic batch; an element never goes without its tombstone. A block
+//     deleted, or not, after its batch is only space: the next round
+//     walks to what is left of A (deleted lowest first, so the rest stays
+//     reachable from the heads) and finishes. The member table is saved
+//     and synced before anything is deleted.
 //
-// What this first version does not reclaim: processed markers (one per
-// block, about 65 bytes on disk; they stay so that nothing is merged
-// twice), and history held back by a member that stays away (a dead node
-// holds compaction until the operator removes it with `starling cluster
-// remove`, after which it must rejoin with an empty data directory).
-// Reclaiming markers needs receivers to refuse unmerged blocks at or
-// below a frontier height and nodes beyond the frontier to rebase; see
-// the issue on bounded history.
+// What this version does not reclaim: history held back by a member that
+// stays away (a dead node holds compaction until the operator removes it
+// with `starling cluster remove`; a removed node must rejoin with an
+// empty data directory, its branches are refused), the markers and set
+// entries a node received by state transfer before its first round, and
+// pinned blocks (one per live element of a key written many times
+// through the raw key-value API).
 //
 // Keys written through Put are plain go-ds-crdt keys: concurrent writes to
 // one key resolve by DAG height, not by time. Starling's entity layer

@@ -501,6 +501,10 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	if err != nil {
 		return err
 	}
+	// The received namespace comes with its frontier (the source's).
+	if err := s.loadFrontier(ctx); err != nil {
+		return err
+	}
 	// go-ds-crdt walks down from the old heads and stops at blocks the
 	// source had processed.
 	mctx, cancel := context.WithTimeout(ctx, mergeTimeout)

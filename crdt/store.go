@@ -135,6 +135,11 @@ type Store struct {
 	compactMu   sync.Mutex
 	members     members
 	compactions compactRecord
+	// frontier is the compaction frontier height (frontier.go), 0
+	// before the first round that deleted markers; refusedBelow counts
+	// blocks and heads refused for being below it.
+	frontier     atomic.Uint64
+	refusedBelow atomic.Uint64
 
 	peersMu sync.Mutex
 	peers   map[string]struct{} // connected peers, for the heads loop
@@ -181,11 +186,18 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 	if tr != nil {
 		s.bc = newBroadcaster(tr, dag, recent, opts)
 		s.bc.processed = s.isProcessed
+		s.bc.gate = s.gateHeads
 		bcast = s.bc
 	}
-	s.dag = wrapDAG(dag, recent)
+	s.dag = wrapDAG(dag, recent, s)
 	s.copts = copts
 	if err := s.recoverInstall(ctx); err != nil {
+		if s.bc != nil {
+			s.bc.close()
+		}
+		return nil, err
+	}
+	if err := s.loadFrontier(ctx); err != nil {
 		if s.bc != nil {
 			s.bc.close()
 		}
