@@ -247,7 +247,6 @@ func (s *Store) StableHeads(ctx context.Context) (heads []string, ok bool) {
 type walkBlock struct {
 	height uint64
 	links  []cid.Cid
-	elems  []string // keys of the elements this block added
 	seen   int      // members whose heads reach it
 	size   int      // bytes of the raw block
 }
@@ -450,10 +449,30 @@ func (s *Store) readWalkBlock(ctx context.Context, c cid.Cid) (*walkBlock, error
 	for _, l := range nd.Links() {
 		wb.links = append(wb.links, l.Cid)
 	}
-	for _, e := range delta.GetElements() {
-		wb.elems = append(wb.elems, e.GetKey())
-	}
 	return wb, nil
+}
+
+// elementKeys reads the keys of the elements a block added (the walk
+// keeps only heights and links, so a round over a long history stays
+// small in memory).
+func (s *Store) elementKeys(ctx context.Context, c cid.Cid) ([]string, error) {
+	blk, err := s.opts.LocalBlocks.Get(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("crdt: compaction: read block %s: %w", c, err)
+	}
+	nd, err := dag.DecodeProtobuf(blk.RawData())
+	if err != nil {
+		return nil, fmt.Errorf("crdt: compaction: block %s: %w", c, err)
+	}
+	var delta pb.Delta
+	if err := proto.Unmarshal(nd.Data(), &delta); err != nil {
+		return nil, fmt.Errorf("crdt: compaction: delta of %s: %w", c, err)
+	}
+	keys := make([]string, len(delta.GetElements()))
+	for i, e := range delta.GetElements() {
+		keys[i] = e.GetKey()
+	}
+	return keys, nil
 }
 
 // compactChunk deletes the dead elements of a chunk of A with their
@@ -475,7 +494,11 @@ func (s *Store) compactChunk(ctx context.Context, chunk []cid.Cid, graph map[cid
 	for _, c := range chunk {
 		id := dshelp.MultihashToDsKey(c.Hash()).String()
 		pinned := false
-		for _, key := range graph[c].elems {
+		keys, err := s.elementKeys(ctx, c)
+		if err != nil {
+			return err
+		}
+		for _, key := range keys {
 			ek := set.ChildString("s").ChildString(key).ChildString(id)
 			tk := set.ChildString("t").ChildString(key).ChildString(id)
 			hasT, err := s.backing.Has(ctx, tk)
