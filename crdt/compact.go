@@ -247,8 +247,8 @@ func (s *Store) StableHeads(ctx context.Context) (heads []string, ok bool) {
 type walkBlock struct {
 	height uint64
 	links  []cid.Cid
-	seen   int      // members whose heads reach it
-	size   int      // bytes of the raw block
+	seen   int // members whose heads reach it
+	size   int // bytes of the raw block
 }
 
 // Compact runs one compaction round: it reclaims the history every
