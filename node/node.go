@@ -120,7 +120,8 @@ func WithPeerStateConfig(c nodestate.PeerStateConfig) Option {
 }
 
 // WithCRDTOptions sets the store's options (zero fields take the
-// store's defaults; the logger is set by Open unless given).
+// store's defaults, or for CompactInterval and CompactMaxAge the
+// config's compact_every; the logger is set by Open unless given).
 func WithCRDTOptions(opts crdt.Options) Option {
 	return func(o *openOptions) { o.crdtOpts = opts }
 }
@@ -233,7 +234,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	events, cancel := n.p2p.SubscribePeers()
 	n.cancelPeers = cancel
 
-	co := o.crdtOpts
+	co := compactOptions(cfg.CompactEvery, o.crdtOpts)
 	if co.Logger == nil {
 		co.Logger = n.log.With("component", "crdt")
 	}
