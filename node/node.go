@@ -281,17 +281,18 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	n.web = httpapi.NewWebUI(n.token, nil)
 
 	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{
-		Token:    n.token,
-		KV:       storeKV{n.store},
-		Peers:    monitoredPeers{p2pPeers{n.p2p}, n.mon},
-		Status:   n,
-		Entities: n.entities,
-		Election: n.elect.runner,
-		Cluster:  n.mon,
-		Sync:     n,
-		Metrics:  n.mon.Handler(),
-		Web:      n.web,
-		Logger:   n.log.With("component", "api"),
+		Token:     n.token,
+		KV:        storeKV{n.store},
+		Peers:     monitoredPeers{p2pPeers{n.p2p}, n.mon},
+		Status:    n,
+		Entities:  n.entities,
+		Election:  n.elect.runner,
+		Cluster:   n.mon,
+		Sync:      n,
+		Compactor: storeCompactor{n.store},
+		Metrics:   n.mon.Handler(),
+		Web:       n.web,
+		Logger:    n.log.With("component", "api"),
 	})
 	if err != nil {
 		return nil, err
