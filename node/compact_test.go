@@ -61,7 +61,9 @@ func compactRound(t *testing.T, n *node.Node) *api.CompactResult {
 func TestCompactEndpoint(t *testing.T) {
 	defer testutil.FailOnPanic(t)
 	n := nodetest.Start(t, "node1", noAutoCompact)
-	const fields, rounds = 10, 20
+	// 60 live fields take more than one LevelDB table block (4 KiB), so
+	// the live state's size on disk is above 0 (sizes are by block).
+	const fields, rounds = 60, 5
 	overwrite(t, n, fields, rounds)
 	before := nodetest.EntitySnapshot(t, n)
 
@@ -89,5 +91,76 @@ func TestCompactEndpoint(t *testing.T) {
 	// tables: both sizes are on disk now.
 	if s.LiveBytes <= 0 || s.HistoryBytes <= 0 {
 		t.Errorf("status sizes: live %d, history %d; want both above 0", s.LiveBytes, s.HistoryBytes)
+	}
+	if res.HistoryAfter != s.HistoryBytes {
+		t.Errorf("history after the round %d, status says %d", res.HistoryAfter, s.HistoryBytes)
+	}
+}
+
+// TestCompactionMetricsAndClusterSizes: /metrics serves the compaction
+// series with the round's figures, and each node's report carries its
+// sizes on disk into the others' cluster table.
+func TestCompactionMetricsAndClusterSizes(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	nodes := nodetest.Cluster(t, 2, noAutoCompact)
+	ctx := context.Background()
+	text, err := nodes[1].Client().Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := metricValue(t, text, "starling_compaction_last_timestamp_seconds", nil); v != 0 {
+		t.Errorf("last compaction before any round = %v, want 0", v)
+	}
+
+	overwrite(t, nodes[0], 5, 10)
+	testutil.Eventually(t, 20*time.Second, "node2 has node1's writes and its reported heads", func() bool {
+		if nodes[1].Store().Status(ctx).MaxHeight != nodes[0].Store().Status(ctx).MaxHeight {
+			return false
+		}
+		m, ok := nodes[1].Store().Members()[nodes[0].PeerID().String()]
+		return ok && !m.Unknown
+	})
+	want := nodetest.EntitySnapshot(t, nodes[1])
+	// node2 compacts once node1's heads bound the round.
+	res := compactRound(t, nodes[1])
+	if res.Members != 2 || res.ElementsDeleted == 0 {
+		t.Errorf("round on node2: %+v, want 2 members and dead elements deleted", res)
+	}
+
+	text, err = nodes[1].Client().Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		ok   func(float64) bool
+	}{
+		{"starling_compaction_rounds_total", func(v float64) bool { return v == 1 }},
+		{"starling_compaction_reclaimed_bytes_total", func(v float64) bool { return v == float64(res.BytesDeleted) }},
+		{"starling_compaction_members", func(v float64) bool { return v == 2 }},
+		{"starling_compaction_last_timestamp_seconds", func(v float64) bool {
+			return v >= float64(res.Started.Unix()) && v <= float64(time.Now().Unix()+1)
+		}},
+		// LevelDB's sizes are by table block: a live state this small
+		// may measure 0, the history after the round does not.
+		{"starling_store_live_bytes", func(v float64) bool { return v >= 0 }},
+		{"starling_store_history_bytes", func(v float64) bool { return v > 0 }},
+	} {
+		if v := metricValue(t, text, c.name, nil); !c.ok(v) {
+			t.Errorf("%s = %v after the round %+v", c.name, v, res)
+		}
+	}
+
+	// node1 sees node2's sizes in its cluster table, from node2's reports.
+	testutil.Eventually(t, 20*time.Second, "node1's cluster table shows node2's sizes", func() bool {
+		v, ok := clusterState(t, nodes[0], "node2")
+		return ok && v.HistoryBytes > 0
+	})
+	self, _ := clusterState(t, nodes[1], "node2")
+	if !self.Self || self.HistoryBytes <= 0 {
+		t.Errorf("node2's own row: %+v", self)
+	}
+	if got := nodetest.EntitySnapshot(t, nodes[1]); got != want {
+		t.Errorf("node2's reads after compaction:\n got %s\nwant %s", got, want)
 	}
 }
