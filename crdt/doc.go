@@ -93,7 +93,11 @@
 //     its tombstone. A block deleted, or not, after its batch is only
 //     space: the next round walks to what is left of A (deleted lowest
 //     first, so the rest stays reachable from the heads) and finishes.
-//     The member table is saved and synced before anything is deleted.
+//     The member table is saved and synced before anything is deleted,
+//     as soon as a node joins it, and at Close (with the members' last
+//     heads): a round run later on the data directory, after a crash or
+//     offline (`starling compact` on a stopped node), still waits for
+//     every node this one has heard from.
 //
 // What this first version does not reclaim: processed markers (one per
 // block, about 65 bytes on disk; they stay so that nothing is merged
