@@ -186,6 +186,12 @@ func (s *Store) Members() map[string]Member {
 func (s *Store) loadMembers(ctx context.Context) error {
 	b, err := s.backing.Get(ctx, memberKey)
 	if errors.Is(err, ds.ErrNotFound) {
+		// Written at the latest by Close, even empty: a data directory
+		// without it was not closed by a version that tracks members
+		// (see HasMemberTable).
+		s.members.mu.Lock()
+		s.members.dirty = true
+		s.members.mu.Unlock()
 		return nil
 	}
 	if err != nil {
@@ -199,6 +205,20 @@ func (s *Store) loadMembers(ctx context.Context) error {
 	s.members.m = m
 	s.members.mu.Unlock()
 	return nil
+}
+
+// HasMemberTable reports whether the datastore of a store (closed, or
+// not yet opened) holds a saved member table. A store saves it when a
+// node joins it, at each round and at Close; without it the data
+// directory was last used by a version that did not track members, or
+// crashed before hearing any node, and a round there would not know
+// which nodes it must wait for.
+func HasMemberTable(ctx context.Context, backing ds.Read) (bool, error) {
+	ok, err := backing.Has(ctx, memberKey)
+	if err != nil {
+		return false, fmt.Errorf("crdt: read compaction members: %w", err)
+	}
+	return ok, nil
 }
 
 // saveMembers writes the member table if it changed. It is written

@@ -317,8 +317,25 @@ func TestCompactMatchesModel(t *testing.T) {
 // round run on the data directory later (offline, or after a crash)
 // waits for every node this one ever heard, even if no round ran before.
 func TestMemberTableSavedWithoutARound(t *testing.T) {
+	ctx := context.Background()
+	// A store that heard nobody saves its (empty) table at Close.
+	lone := t.TempDir()
+	n := openTestNode(t, nil, "a", lone, noAutoCompact(fastOpts()))
+	if ok, err := HasMemberTable(ctx, n.db); err != nil || ok {
+		t.Fatalf("member table of a new store: %v, %v", ok, err)
+	}
+	n.close(t)
+	db, err := OpenLevelDB(lone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := HasMemberTable(ctx, db); err != nil || !ok {
+		t.Errorf("member table after Close: %v, %v; want saved", ok, err)
+	}
+	_ = db.Close()
+
 	dir := t.TempDir()
-	n := openTestNode(t, nil, "a", dir, noAutoCompact(fastOpts()))
+	n = openTestNode(t, nil, "a", dir, noAutoCompact(fastOpts()))
 	n.store.NoteMember("peer-b")
 	n.store.ObserveHeads("peer-c", []string{"h1"}, time.Now())
 	// Saved before any round or Close: what a crash would leave.
