@@ -316,13 +316,18 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 }
 
 func (n *Node) datastoreError(path string, err error) error {
+	return datastoreError(n.dir, path, err)
+}
+
+// datastoreError explains a failed LevelDB open of data directory dir.
+func datastoreError(dir, path string, err error) error {
 	// goleveldb returns flock's errno as is when the LOCK file is held.
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		hint := "another starling process uses it"
-		if info, ierr := api.ReadAPIInfo(n.dir); ierr == nil && info.Alive() {
+		if info, ierr := api.ReadAPIInfo(dir); ierr == nil && info.Alive() {
 			hint = fmt.Sprintf("a node is running on it (pid %d, API %s)", info.PID, info.Addr)
 		}
-		return fmt.Errorf("%w: %s: %s: stop it first, or use another --data", ErrInUse, n.dir, hint)
+		return fmt.Errorf("%w: %s: %s: stop it first, or use another --data", ErrInUse, dir, hint)
 	}
 	return err // crdt.OpenLevelDB names the path
 }
