@@ -31,8 +31,13 @@ type NodeView struct {
 	Heads     int    `json:"heads"`
 	Height    uint64 `json:"height"`
 	// Lag is how many DAG heights it is behind the highest node known.
-	Lag    uint64 `json:"lag"`
-	Leader bool   `json:"leader,omitempty"`
+	Lag uint64 `json:"lag"`
+	// LiveBytes and HistoryBytes are its live state and its history on
+	// disk, as it reported them (0: not reported, or not measured).
+	LiveBytes    int64 `json:"live_bytes"`
+	HistoryBytes int64 `json:"history_bytes"`
+
+	Leader bool `json:"leader,omitempty"`
 	// Sync is its join/resync state as it reported it.
 	Sync nodestate.SyncProgress `json:"sync"`
 }

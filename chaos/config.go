@@ -90,7 +90,8 @@ type Config struct {
 	KeepArtifacts bool
 	// RunCommand replaces, for the hosts it names ("n1"), the `run`
 	// subcommand that starts a node: the words given come first, then
-	// the harness's flags (--data, --peer, --clock-offset). The control
+	// the harness's flags (--data, --compact-every, --peer,
+	// --clock-offset). The control
 	// test starts a deliberately broken node with it (`chaos
 	// broken-node --break drop-remote`, in binaries built with the
 	// chaosbroken tag). Default: `run` for every host.

@@ -18,7 +18,9 @@
 //     harness reaches over the bridge; faults act only on frames the
 //     bridge forwards between hosts, so the API stays reachable. Hosts
 //     share a private network key, have the next host as static peer,
-//     find the rest by mDNS, and run without DHT.
+//     find the rest by mDNS, and run without DHT. Every host compacts
+//     its history every 3 s (--compact-every), so every scenario checks
+//     convergence with compaction running under its faults.
 //   - Nemeses (nemesis.go): partition-halves, partition-majority,
 //     isolate, bridge, one-way, loss, delay, kill, pause, clock-skew,
 //     wipe. Network faults are rules kept per fault in one nft table

@@ -27,6 +27,11 @@ import (
 const (
 	p2pPort = 4001
 	apiPort = 7401
+	// compactEvery is every node's --compact-every: compaction forced
+	// every few seconds, so that every scenario runs its nemeses and
+	// checkers against nodes that keep reclaiming their history (the
+	// default, an hour, would never run within a scenario).
+	compactEvery = 3 * time.Second
 	// chaosEnv is the nodes' environment name.
 	chaosEnv = "chaos"
 )
@@ -224,17 +229,7 @@ func (h *Host) Start(ctx context.Context, timeout time.Duration) error {
 		h.mu.Unlock()
 		return fmt.Errorf("%s: already running", h.name)
 	}
-	runCmd := h.runCmd
-	if len(runCmd) == 0 {
-		runCmd = []string{"run"}
-	}
-	args := append(append([]string{"--log-level", "info"}, runCmd...), "--data", h.dir)
-	for _, p := range h.peers(h.index) {
-		args = append(args, "--peer", p)
-	}
-	if h.clockOffset != 0 {
-		args = append(args, "--clock-offset", h.clockOffset.String())
-	}
+	args := h.runArgsLocked()
 	f, err := os.OpenFile(h.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		h.mu.Unlock()
@@ -255,6 +250,26 @@ func (h *Host) Start(ctx context.Context, timeout time.Duration) error {
 	go h.wait(cmd, exited)
 	h.log.Debug("host started", "host", h.name, "pid", cmd.Process.Pid)
 	return h.waitReady(ctx, exited, timeout)
+}
+
+// runArgsLocked is the command line of the node's next start: the run
+// command (or the host's RunCommand), its data directory, the static
+// peers, compaction every compactEvery, and the clock offset if set.
+// h.mu is held.
+func (h *Host) runArgsLocked() []string {
+	runCmd := h.runCmd
+	if len(runCmd) == 0 {
+		runCmd = []string{"run"}
+	}
+	args := append(append([]string{"--log-level", "info"}, runCmd...), "--data", h.dir,
+		"--compact-every", compactEvery.String())
+	for _, p := range h.peers(h.index) {
+		args = append(args, "--peer", p)
+	}
+	if h.clockOffset != 0 {
+		args = append(args, "--clock-offset", h.clockOffset.String())
+	}
+	return args
 }
 
 // wait reaps the process and records an exit the harness did not cause.

@@ -216,3 +216,21 @@ func TestReportTable(t *testing.T) {
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
+
+// TestHostRunArgsForceCompaction: every node the suite starts, with the
+// run command or a host's own, compacts every few seconds.
+func TestHostRunArgsForceCompaction(t *testing.T) {
+	peers := func(int) []string { return []string{"/ip4/10.0.0.2/tcp/4001/p2p/x"} }
+	for _, run := range [][]string{nil, {"chaos", "broken-node", "--break", "drop-remote"}} {
+		h := &Host{index: 1, name: "n1", dir: "/d/n1", peers: peers, runCmd: run, clockOffset: -2 * time.Second}
+		got := strings.Join(h.runArgsLocked(), " ")
+		cmd := "run"
+		if run != nil {
+			cmd = strings.Join(run, " ")
+		}
+		want := "--log-level info " + cmd + " --data /d/n1 --compact-every 3s --peer /ip4/10.0.0.2/tcp/4001/p2p/x --clock-offset -2s"
+		if got != want {
+			t.Errorf("run args\n got %s\nwant %s", got, want)
+		}
+	}
+}

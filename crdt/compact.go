@@ -24,9 +24,10 @@ import (
 // report this node has ever received, minus those the operator removed)
 // has merged, known from the stable heads each member last reported;
 // for each block of A it deletes the set elements that are dead (their
-// tombstone exists) together with their tombstones, and the raw block
-// itself unless a live element still lives in it (a pinned block).
-// Processed-block markers are kept, so no block is ever merged twice.
+// tombstone exists) together with their tombstones, the raw block itself
+// unless a live element still lives in it (a pinned block), and its
+// processed marker unless a walk can still reach it (frontier.go keeps
+// such blocks from being merged again).
 
 // memberKey is where the member table is kept (outside go-ds-crdt's
 // namespace: it is this node's knowledge, not replicated state).
@@ -109,15 +110,18 @@ type members struct {
 	m  map[string]Member
 	// dirty: changed since last saved.
 	dirty bool
+	// saveMu orders saves: a table marshalled earlier is never written
+	// over one marshalled later.
+	saveMu sync.Mutex
 }
 
 // ObserveHeads records the stable heads a member reported (its node
 // report). Heads of a node not seen before make it a member: from then
 // on compaction keeps every block it has not merged, until the operator
-// removes it (ForgetMember).
+// removes it (ForgetMember). A new member is saved at once (see
+// saveNewMember); new heads are saved by the next round and by Close.
 func (s *Store) ObserveHeads(member string, heads []string, at time.Time) {
 	s.members.mu.Lock()
-	defer s.members.mu.Unlock()
 	if s.members.m == nil {
 		s.members.m = make(map[string]Member)
 	}
@@ -125,23 +129,44 @@ func (s *Store) ObserveHeads(member string, heads []string, at time.Time) {
 	if ok && !old.Unknown && slices.Equal(old.Heads, heads) {
 		old.Seen = at
 		s.members.m[member] = old
+		s.members.mu.Unlock()
 		return
 	}
 	s.members.m[member] = Member{Heads: slices.Clone(heads), Seen: at}
 	s.members.dirty = true
+	s.members.mu.Unlock()
+	if !ok && member != selfMember {
+		s.saveNewMember(member)
+	}
 }
 
 // NoteMember records a node heard from whose heads are not known yet:
-// compaction waits until it reports them.
+// compaction waits until it reports them. A new member is saved at once.
 func (s *Store) NoteMember(member string) {
 	s.members.mu.Lock()
-	defer s.members.mu.Unlock()
-	if s.members.m == nil {
-		s.members.m = make(map[string]Member)
-	}
-	if _, ok := s.members.m[member]; !ok {
+	_, ok := s.members.m[member]
+	if !ok {
+		if s.members.m == nil {
+			s.members.m = make(map[string]Member)
+		}
 		s.members.m[member] = Member{Unknown: true}
 		s.members.dirty = true
+	}
+	s.members.mu.Unlock()
+	if !ok {
+		s.saveNewMember(member)
+	}
+}
+
+// saveNewMember writes the member table when a node joins it, so that
+// a round run on this data directory after a crash or offline
+// (`starling compact` on a stopped node) still waits for that node: a
+// member missing from the saved table would let such a round delete
+// blocks it has not merged. Members are few and join rarely; the
+// caller (the node-report receiver) can afford the write.
+func (s *Store) saveNewMember(member string) {
+	if err := s.saveMembers(s.ctx); err != nil && s.ctx.Err() == nil {
+		s.log.Warn("compaction: saving the member table; the next round saves it again", "member", member, "err", err)
 	}
 }
 
@@ -173,6 +198,12 @@ func (s *Store) Members() map[string]Member {
 func (s *Store) loadMembers(ctx context.Context) error {
 	b, err := s.backing.Get(ctx, memberKey)
 	if errors.Is(err, ds.ErrNotFound) {
+		// Written at the latest by Close, even empty: a data directory
+		// without it was not closed by a version that tracks members
+		// (see HasMemberTable).
+		s.members.mu.Lock()
+		s.members.dirty = true
+		s.members.mu.Unlock()
 		return nil
 	}
 	if err != nil {
@@ -188,10 +219,26 @@ func (s *Store) loadMembers(ctx context.Context) error {
 	return nil
 }
 
+// HasMemberTable reports whether the datastore of a store (closed, or
+// not yet opened) holds a saved member table. A store saves it when a
+// node joins it, at each round and at Close; without it the data
+// directory was last used by a version that did not track members, or
+// crashed before hearing any node, and a round there would not know
+// which nodes it must wait for.
+func HasMemberTable(ctx context.Context, backing ds.Read) (bool, error) {
+	ok, err := backing.Has(ctx, memberKey)
+	if err != nil {
+		return false, fmt.Errorf("crdt: read compaction members: %w", err)
+	}
+	return ok, nil
+}
+
 // saveMembers writes the member table if it changed. It is written
 // before a round deletes anything, so a restart never forgets a member
 // that held the last round back.
 func (s *Store) saveMembers(ctx context.Context) error {
+	s.members.saveMu.Lock()
+	defer s.members.saveMu.Unlock()
 	s.members.mu.Lock()
 	if !s.members.dirty {
 		s.members.mu.Unlock()

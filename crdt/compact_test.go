@@ -478,3 +478,59 @@ func TestFrontierRefusesBranchesOfNonMembers(t *testing.T) {
 		t.Fatal("a is dirty")
 	}
 }
+
+// TestMemberTableSavedWithoutARound: a node heard from is in the saved
+// member table at once, and Close saves the members' last heads, so a
+// round run on the data directory later (offline, or after a crash)
+// waits for every node this one ever heard, even if no round ran before.
+func TestMemberTableSavedWithoutARound(t *testing.T) {
+	ctx := context.Background()
+	// A store that heard nobody saves its (empty) table at Close.
+	lone := t.TempDir()
+	n := openTestNode(t, nil, "a", lone, noAutoCompact(fastOpts()))
+	if ok, err := HasMemberTable(ctx, n.db); err != nil || ok {
+		t.Fatalf("member table of a new store: %v, %v", ok, err)
+	}
+	n.close(t)
+	db, err := OpenLevelDB(lone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := HasMemberTable(ctx, db); err != nil || !ok {
+		t.Errorf("member table after Close: %v, %v; want saved", ok, err)
+	}
+	_ = db.Close()
+
+	dir := t.TempDir()
+	n = openTestNode(t, nil, "a", dir, noAutoCompact(fastOpts()))
+	n.store.NoteMember("peer-b")
+	n.store.ObserveHeads("peer-c", []string{"h1"}, time.Now())
+	// Saved before any round or Close: what a crash would leave.
+	saved, err := n.db.Get(context.Background(), memberKey)
+	if err != nil {
+		t.Fatalf("member table not saved when members joined: %v", err)
+	}
+	for _, id := range []string{"peer-b", "peer-c"} {
+		if !strings.Contains(string(saved), id) {
+			t.Errorf("saved table %s lacks %s", saved, id)
+		}
+	}
+	n.store.ObserveHeads("peer-c", []string{"h2"}, time.Now())
+	n.close(t)
+
+	n = openTestNode(t, nil, "a", dir, noAutoCompact(fastOpts()))
+	defer n.close(t)
+	m := n.store.Members()
+	if b, ok := m["peer-b"]; !ok || !b.Unknown {
+		t.Errorf("peer-b after restart: %+v, %v", b, ok)
+	}
+	if c := m["peer-c"]; !slices.Equal(c.Heads, []string{"h2"}) {
+		t.Errorf("peer-c after restart: %+v, want the heads it reported last", c)
+	}
+	// peer-b never reported heads: a round waits for it. (peer-c's
+	// heads are not CIDs; it goes first.)
+	n.store.ForgetMember("peer-c")
+	if st, err := n.store.Compact(context.Background(), nil); err != nil || !strings.Contains(st.Skipped, "peer-b") {
+		t.Errorf("round with a silent member: %+v, %v", st, err)
+	}
+}

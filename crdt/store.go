@@ -508,6 +508,11 @@ func (s *Store) Close() error {
 		}
 		err := s.crdt().Close()
 		s.wg.Wait()
+		// The members' last heads, for a round run on this data
+		// directory offline (`starling compact`).
+		if merr := s.saveMembers(context.Background()); merr != nil {
+			err = errors.Join(err, merr)
+		}
 		if serr := s.backing.Sync(context.Background(), ds.NewKey("/")); serr != nil {
 			err = errors.Join(err, serr)
 		}

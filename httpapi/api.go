@@ -78,6 +78,8 @@ type APIConfig struct {
 	// Sync serves /v1/sync and /v1/sync/resync (transfer_api.go).
 	// Optional.
 	Sync SyncControl
+	// Compactor serves POST /v1/store/compact (store_api.go). Optional.
+	Compactor Compactor
 	// MaxValueBytes bounds PUT bodies. Default DefaultMaxValueBytes.
 	MaxValueBytes int64
 	// WatchHeartbeat is how often an idle watch stream (GET /v1/watch)
@@ -136,6 +138,10 @@ type server struct {
 // /ui/ with its login (/ui/login is the one page served without a
 // token; its session cookie then stands for the token).
 //
+// With APIConfig.Sync and Compactor: GET /v1/sync and POST
+// /v1/sync/resync (transfer_api.go), POST /v1/store/compact
+// (store_api.go).
+//
 // With APIConfig.Election, the leader election (election_api.go):
 // /v1/cluster and /v1/election/groups/... (status, watch streams, and
 // the candidate lifecycle: join, health, available, leave).
@@ -179,6 +185,9 @@ func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
 	}
 	if cfg.Sync != nil {
 		a.registerSyncRoutes(mux)
+	}
+	if cfg.Compactor != nil {
+		a.registerStoreRoutes(mux)
 	}
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)

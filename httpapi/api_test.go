@@ -25,6 +25,8 @@ type fakeBackend struct {
 	kv    map[string][]byte
 	peers map[peer.ID]peer.AddrInfo
 	calls int
+	// compactBusy: Compact answers that a round runs already.
+	compactBusy bool
 }
 
 func newFakeBackend() *fakeBackend {
@@ -119,6 +121,17 @@ func (f *fakeBackend) Status(context.Context) (api.StatusInfo, error) {
 	return api.StatusInfo{NodeID: "fake1", PeerID: "12D3KooWfake", Env: "test", Store: api.StoreStatus{MaxHeight: 7}}, nil
 }
 
+func (f *fakeBackend) Compact(context.Context) (api.CompactResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.compactBusy {
+		return api.CompactResult{}, fmt.Errorf("store: %w", api.ErrCompactBusy)
+	}
+	return api.CompactResult{Members: 2, Frontier: 10, BlocksDeleted: 7, Pinned: 3, ElementsDeleted: 9, BytesDeleted: 4096,
+		HistoryBefore: 10000, HistoryAfter: 6000}, nil
+}
+
 const testToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // secretValue is stored in the fake; no unauthorised answer may contain it.
@@ -128,7 +141,7 @@ func newTestAPI(t *testing.T) (*fakeBackend, *httptest.Server) {
 	t.Helper()
 	f := newFakeBackend()
 	f.kv["secret/key"] = []byte(secretValue)
-	h, err := NewAPIHandler(APIConfig{Token: testToken, KV: f, Peers: f, Status: f})
+	h, err := NewAPIHandler(APIConfig{Token: testToken, KV: f, Peers: f, Status: f, Compactor: f})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +172,7 @@ func TestAPIAuth(t *testing.T) {
 		{"GET", "/v1/peers", ""},
 		{"POST", "/v1/peers", `{"addr": "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"}`},
 		{"DELETE", "/v1/peers/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA", ""},
+		{"POST", "/v1/store/compact", ""},
 		{"GET", "/no/such/endpoint", ""},
 	}
 	auths := []struct {
@@ -362,5 +376,42 @@ func TestAPIPutReturnsNoContentAndStores(t *testing.T) {
 	code, body = do(t, srv, "GET", "/v1/kv/x/y", "")
 	if code != 200 || body != "hello" {
 		t.Errorf("GET = %d %q", code, body)
+	}
+}
+
+func TestAPICompact(t *testing.T) {
+	f, srv := newTestAPI(t)
+	c := api.NewClient(srv.URL, testToken)
+	ctx := context.Background()
+	res, err := c.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BlocksDeleted != 7 || res.ElementsDeleted != 9 || res.BytesDeleted != 4096 || res.HistoryAfter != 6000 || res.Skipped != "" {
+		t.Errorf("Compact = %+v", res)
+	}
+
+	f.mu.Lock()
+	f.compactBusy = true
+	f.mu.Unlock()
+	_, err = c.Compact(ctx)
+	if !errors.Is(err, api.ErrCompactBusy) {
+		t.Fatalf("Compact while busy = %v, want ErrCompactBusy", err)
+	}
+	var ae *api.APIError
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict || !strings.Contains(ae.Message, "already running") {
+		t.Errorf("Compact while busy: %#v, want a 409 saying a round is already running", err)
+	}
+
+	// GET is not the way to compact.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/store/compact", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Errorf("GET /v1/store/compact answered 200")
 	}
 }

@@ -135,3 +135,19 @@ func (p p2pPeers) RemovePeer(_ context.Context, id peer.ID) error {
 	}
 	return err
 }
+
+// storeCompactor adapts the store's compaction to the API's Compactor.
+type storeCompactor struct{ s *crdt.Store }
+
+var _ httpapi.Compactor = storeCompactor{}
+
+func (c storeCompactor) Compact(ctx context.Context) (api.CompactResult, error) {
+	st, err := c.s.Compact(ctx, nil)
+	if errors.Is(err, crdt.ErrCompactBusy) {
+		return api.CompactResult{}, fmt.Errorf("%w (%w)", api.ErrCompactBusy, err)
+	}
+	if err != nil {
+		return api.CompactResult{}, fmt.Errorf("compact: %w", err)
+	}
+	return api.CompactResult(st), nil
+}

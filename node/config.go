@@ -69,6 +69,15 @@ type Config struct {
 	// LogLevel (log_level, --log-level) is the default log level of `run`
 	// when --log-level is not given: debug, info, warn or error. Empty: warn.
 	LogLevel string `json:"log_level,omitempty"`
+	// CompactEvery (compact_every, --compact-every) is the longest time
+	// between two automatic compaction rounds, as a Go duration ("10m"),
+	// at least MinCompactEvery; the policy then looks at the history's
+	// size every min(1m, CompactEvery), and also runs a round as soon as
+	// the history outgrows both the live state and 8 MiB. "off" turns
+	// automatic rounds off (`starling compact` still works). Empty: the
+	// store's defaults (a round at least every hour, looked at every
+	// minute).
+	CompactEvery string `json:"compact_every,omitempty"`
 }
 
 // DefaultConfig returns the configuration of a node given no flags. Its
@@ -193,6 +202,9 @@ func (c *Config) Validate() error {
 	if c.LogLevel != "" && !slices.Contains(LogLevels, c.LogLevel) {
 		add("log_level", "--log-level", "%q is not a log level: use one of %s", c.LogLevel, strings.Join(LogLevels, ", "))
 	}
+	if _, _, err := parseCompactEvery(c.CompactEvery); err != nil {
+		add("compact_every", "--compact-every", "%v", err)
+	}
 	if len(ps) == 0 {
 		return nil
 	}
@@ -266,6 +278,8 @@ type Settings struct {
 	NoMDNS      bool
 	NoDHT       bool
 	LogLevel    string
+	// CompactEvery replaces the configured compact_every ("off" too).
+	CompactEvery string
 }
 
 // Apply changes c by the given settings: strings and lists replace the
@@ -282,6 +296,7 @@ func (s Settings) Apply(c *Config) {
 	setStr(&c.APIAddr, s.APIAddr)
 	setStr(&c.PSKFile, s.PSKFile)
 	setStr(&c.LogLevel, s.LogLevel)
+	setStr(&c.CompactEvery, s.CompactEvery)
 	if len(s.ListenAddrs) > 0 {
 		c.ListenAddrs = slices.Clone(s.ListenAddrs)
 	}

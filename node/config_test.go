@@ -7,8 +7,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/crdt"
 	"github.com/starling-sync/starling/internal/testutil"
 )
 
@@ -46,6 +48,10 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		{"psk spaces", func(c *Config) { c.PSKFile = " k"; c.ListenAddrs = DefaultListenAddrs(true) }, "psk_file", "spaces"},
 		{"trusted garbage", func(c *Config) { c.Trusted = []string{"not-a-peer"} }, "trusted", `"not-a-peer"`},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log_level", `"loud"`},
+		{"compact every garbage", func(c *Config) { c.CompactEvery = "hourly" }, "compact_every", `"hourly"`},
+		{"compact every no unit", func(c *Config) { c.CompactEvery = "10" }, "compact_every", `"10"`},
+		{"compact every too short", func(c *Config) { c.CompactEvery = "10ms" }, "compact_every", "at least 1s"},
+		{"compact every negative", func(c *Config) { c.CompactEvery = "-1h" }, "compact_every", `"-1h"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,6 +102,9 @@ func TestValidateAcceptsDefaultsAndVariants(t *testing.T) {
 		func(c *Config) { c.ListenAddrs = []string{"/ip6/::/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"} },
 		func(c *Config) { c.Trusted = []string{pid}; c.LogLevel = "debug" },
 		func(c *Config) { c.Peers = append(c.Peers, "/dns4/example.com/tcp/4001/p2p/"+pid) },
+		func(c *Config) { c.CompactEvery = "off" },
+		func(c *Config) { c.CompactEvery = "3s" },
+		func(c *Config) { c.CompactEvery = "2h30m" },
 	} {
 		c := validConfig(t)
 		change(&c)
@@ -112,7 +121,7 @@ func TestSettingsApply(t *testing.T) {
 	c.NodeID = "keep"
 	c.Peers = []string{p1}
 	Settings{Env: "site-a", APIAddr: "127.0.0.1:0", ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-		Peers: []string{p1, p2}, NoMDNS: true}.Apply(&c)
+		Peers: []string{p1, p2}, NoMDNS: true, CompactEvery: "off"}.Apply(&c)
 	if c.Env != "site-a" || c.NodeID != "keep" || c.APIAddr != "127.0.0.1:0" {
 		t.Errorf("strings: %+v", c)
 	}
@@ -124,6 +133,42 @@ func TestSettingsApply(t *testing.T) {
 	}
 	if c.MDNS || !c.DHT {
 		t.Errorf("mdns=%v dht=%v, want false, true", c.MDNS, c.DHT)
+	}
+	if c.CompactEvery != "off" {
+		t.Errorf("compact_every = %q, want off", c.CompactEvery)
+	}
+	Settings{}.Apply(&c)
+	if c.CompactEvery != "off" {
+		t.Errorf("an empty --compact-every changed compact_every to %q", c.CompactEvery)
+	}
+}
+
+func TestCompactOptions(t *testing.T) {
+	tests := []struct {
+		every            string
+		given            crdt.Options
+		interval, maxAge time.Duration
+	}{
+		{"", crdt.Options{}, 0, 0}, // the store's defaults
+		{"off", crdt.Options{}, -1, 0},
+		{"OFF", crdt.Options{}, -1, 0},
+		{"3s", crdt.Options{}, 3 * time.Second, 3 * time.Second},
+		{"1m", crdt.Options{}, time.Minute, time.Minute},
+		{"6h", crdt.Options{}, time.Minute, 6 * time.Hour},
+		// A test's explicit options win.
+		{"3s", crdt.Options{CompactInterval: -1}, -1, 3 * time.Second},
+		{"off", crdt.Options{CompactInterval: time.Second}, time.Second, 0},
+		{"6h", crdt.Options{CompactMaxAge: time.Minute}, time.Minute, time.Minute},
+	}
+	for _, tt := range tests {
+		o := compactOptions(tt.every, tt.given)
+		if o.CompactInterval != tt.interval || o.CompactMaxAge != tt.maxAge {
+			t.Errorf("compactOptions(%q, %+v): interval %v, max age %v; want %v, %v",
+				tt.every, tt.given, o.CompactInterval, o.CompactMaxAge, tt.interval, tt.maxAge)
+		}
+		if o.CompactMinHistory != tt.given.CompactMinHistory {
+			t.Errorf("compactOptions(%q) changed CompactMinHistory to %d", tt.every, o.CompactMinHistory)
+		}
 	}
 }
 

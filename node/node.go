@@ -120,7 +120,8 @@ func WithPeerStateConfig(c nodestate.PeerStateConfig) Option {
 }
 
 // WithCRDTOptions sets the store's options (zero fields take the
-// store's defaults; the logger is set by Open unless given).
+// store's defaults, or for CompactInterval and CompactMaxAge the
+// config's compact_every; the logger is set by Open unless given).
 func WithCRDTOptions(opts crdt.Options) Option {
 	return func(o *openOptions) { o.crdtOpts = opts }
 }
@@ -233,7 +234,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	events, cancel := n.p2p.SubscribePeers()
 	n.cancelPeers = cancel
 
-	co := o.crdtOpts
+	co := compactOptions(cfg.CompactEvery, o.crdtOpts)
 	if co.Logger == nil {
 		co.Logger = n.log.With("component", "crdt")
 	}
@@ -280,17 +281,18 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	n.web = httpapi.NewWebUI(n.token, nil)
 
 	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{
-		Token:    n.token,
-		KV:       storeKV{n.store},
-		Peers:    monitoredPeers{p2pPeers{n.p2p}, n.mon},
-		Status:   n,
-		Entities: n.entities,
-		Election: n.elect.runner,
-		Cluster:  n.mon,
-		Sync:     n,
-		Metrics:  n.mon.Handler(),
-		Web:      n.web,
-		Logger:   n.log.With("component", "api"),
+		Token:     n.token,
+		KV:        storeKV{n.store},
+		Peers:     monitoredPeers{p2pPeers{n.p2p}, n.mon},
+		Status:    n,
+		Entities:  n.entities,
+		Election:  n.elect.runner,
+		Cluster:   n.mon,
+		Sync:      n,
+		Compactor: storeCompactor{n.store},
+		Metrics:   n.mon.Handler(),
+		Web:       n.web,
+		Logger:    n.log.With("component", "api"),
 	})
 	if err != nil {
 		return nil, err
@@ -314,13 +316,18 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 }
 
 func (n *Node) datastoreError(path string, err error) error {
+	return datastoreError(n.dir, path, err)
+}
+
+// datastoreError explains a failed LevelDB open of data directory dir.
+func datastoreError(dir, path string, err error) error {
 	// goleveldb returns flock's errno as is when the LOCK file is held.
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		hint := "another starling process uses it"
-		if info, ierr := api.ReadAPIInfo(n.dir); ierr == nil && info.Alive() {
+		if info, ierr := api.ReadAPIInfo(dir); ierr == nil && info.Alive() {
 			hint = fmt.Sprintf("a node is running on it (pid %d, API %s)", info.PID, info.Addr)
 		}
-		return fmt.Errorf("%w: %s: %s: stop it first, or use another --data", ErrInUse, n.dir, hint)
+		return fmt.Errorf("%w: %s: %s: stop it first, or use another --data", ErrInUse, dir, hint)
 	}
 	return err // crdt.OpenLevelDB names the path
 }

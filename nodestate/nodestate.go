@@ -133,6 +133,11 @@ type NodeReport struct {
 	// A sender with more than MaxStableHeads heads sends none.
 	StableHeads []string `json:"sh,omitempty"`
 	HeadsKnown  bool     `json:"shk,omitempty"`
+	// LiveBytes and HistoryBytes are the sender's live state and history
+	// on disk (crdt.Status); absent from senders that do not measure
+	// them.
+	LiveBytes    int64 `json:"live_bytes,omitempty"`
+	HistoryBytes int64 `json:"history_bytes,omitempty"`
 }
 
 // MaxStableHeads bounds NodeReport.StableHeads (a CID is about 60 bytes).
@@ -181,7 +186,7 @@ func DecodeNodeReport(data []byte) (*NodeReport, error) {
 	default:
 		errs = append(errs, fmt.Sprintf("unknown sync phase %q", r.Sync.Phase))
 	}
-	if r.Heads < 0 || r.Queued < 0 || r.ReplLatencyMS < 0 || r.ReplLatencyMS != r.ReplLatencyMS {
+	if r.Heads < 0 || r.Queued < 0 || r.ReplLatencyMS < 0 || r.ReplLatencyMS != r.ReplLatencyMS || r.LiveBytes < 0 || r.HistoryBytes < 0 {
 		errs = append(errs, "negative count")
 	}
 	if len(r.Sync.Source) > 128 || len(r.Sync.LastError) > 1024 {

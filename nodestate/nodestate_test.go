@@ -8,9 +8,10 @@ import (
 )
 
 func TestDecodeNodeReport(t *testing.T) {
-	good := NodeReport{V: 1, Node: "node1", Seq: 3, Sync: SyncProgress{Phase: PhaseActive}, Heads: 2, Height: 9}
+	good := NodeReport{V: 1, Node: "node1", Seq: 3, Sync: SyncProgress{Phase: PhaseActive}, Heads: 2, Height: 9,
+		LiveBytes: 1200, HistoryBytes: 34000}
 	r, err := DecodeNodeReport(good.Encode())
-	if err != nil || r.Node != "node1" || r.Height != 9 {
+	if err != nil || r.Node != "node1" || r.Height != 9 || r.LiveBytes != 1200 || r.HistoryBytes != 34000 {
 		t.Fatalf("round trip: %+v, %v", r, err)
 	}
 	bad := []string{
@@ -18,7 +19,14 @@ func TestDecodeNodeReport(t *testing.T) {
 		`{"v":1,"node":"a b","sync":{"phase":"ACTIVE"}}`,
 		`{"v":1,"node":"n","sync":{"phase":"BORED"}}`,
 		`{"v":1,"node":"n","sync":{"phase":"ACTIVE"},"heads":-1}`,
+		`{"v":1,"node":"n","sync":{"phase":"ACTIVE"},"live_bytes":-1}`,
+		`{"v":1,"node":"n","sync":{"phase":"ACTIVE"},"history_bytes":-5}`,
 		`{"v":1,"node":"n","sync":{"phase":"ACTIVE"},"pad":"` + strings.Repeat("x", MaxReportSize) + `"}`,
+	}
+	// A report of an older node has no sizes: accepted, sizes 0.
+	old, err := DecodeNodeReport([]byte(`{"v":1,"node":"n","sync":{"phase":"ACTIVE"}}`))
+	if err != nil || old.LiveBytes != 0 || old.HistoryBytes != 0 {
+		t.Errorf("report without sizes: %+v, %v", old, err)
 	}
 	for _, b := range bad {
 		if _, err := DecodeNodeReport([]byte(b)); !errors.Is(err, ErrBadReport) {

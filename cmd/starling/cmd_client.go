@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode/utf8"
 
 	"github.com/starling-sync/starling/api"
@@ -223,10 +224,11 @@ func (e *cmdEnv) statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Category:  "node",
-		Usage:     "show a running node's identity, addresses, peers and sync state",
+		Usage:     "show a running node's identity, addresses, peers, sync state, storage and compaction",
 		UsageText: "starling status --data DIR [--json]",
 		Description: `Shows the node's ID, peer ID (for other nodes' --peer), listen addresses,
-peers and the replicated store's sync state.
+peers, the replicated store's sync state, its size on disk (live state and
+history) and its last compaction round (when, and what it reclaimed).
 
 Example:
    starling status --data ./node1 --json | jq .peer_id`,
@@ -279,5 +281,27 @@ func (e *cmdEnv) printStatus(st *api.StatusInfo) {
 		state = fmt.Sprintf("syncing: %d blocks queued, %d messages waiting", s.QueuedJobs, s.ReceiveQueue)
 	}
 	fmt.Fprintf(w, "sync\t%s\n", state)
+	fmt.Fprintf(w, "storage\t%s\n", storageLine(s))
+	fmt.Fprintf(w, "compaction\t%s\n", compactionLine(s, time.Now()))
 	_ = w.Flush()
+}
+
+// storageLine shows the store's live state and history on disk.
+func storageLine(s api.StoreStatus) string {
+	if s.LiveBytes == 0 && s.HistoryBytes == 0 {
+		return "live state and history still in LevelDB's write buffer (not measured yet)"
+	}
+	return fmt.Sprintf("live state %s, history %s", humanBytes(s.LiveBytes), humanBytes(s.HistoryBytes))
+}
+
+// compactionLine shows the last compaction round and the totals since
+// the node started, at now.
+func compactionLine(s api.StoreStatus, now time.Time) string {
+	members := fmt.Sprintf("%d member%s bound it", s.CompactMembers, plural(s.CompactMembers))
+	if s.LastCompacted.IsZero() {
+		return "no round since the node started (" + members + "; run one with `starling compact`)"
+	}
+	return fmt.Sprintf("last round %s ago (%s), reclaimed %s; %d round%s since start, %s in all; %s",
+		now.Sub(s.LastCompacted).Round(time.Second), s.LastCompacted.Local().Format(time.DateTime), humanBytes(s.LastReclaimed),
+		s.CompactRounds, plural(int(s.CompactRounds)), humanBytes(s.CompactReclaimed), members)
 }

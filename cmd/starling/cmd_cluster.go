@@ -298,7 +298,7 @@ func (e *cmdEnv) printClusterStatus(cs *api.ClusterStatus, now time.Time) {
 	fmt.Fprintln(e.stdout)
 
 	w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tPEER ID\tSTATE\tSYNC\tLAST SEEN\tWRITES IN/OUT\tHEADS\tLAG\tADDRESS")
+	fmt.Fprintln(w, "NODE\tPEER ID\tSTATE\tSYNC\tLAST SEEN\tWRITES IN/OUT\tHEADS\tLAG\tLIVE/HISTORY\tADDRESS")
 	var syncing []api.NodeView
 	for _, n := range cs.Nodes {
 		name := orDash(n.NodeID)
@@ -312,8 +312,8 @@ func (e *cmdEnv) printClusterStatus(cs *api.ClusterStatus, now time.Time) {
 		if n.Self {
 			health = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%d\t%s\n", name, shortPeer(n.PeerID), n.State, orDash(health),
-			lastSeen(n), n.WritesIn, n.WritesOut, n.Heads, n.Lag, firstOr(n.Addrs, "-"))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%d\t%s\t%s\n", name, shortPeer(n.PeerID), n.State, orDash(health),
+			lastSeen(n), n.WritesIn, n.WritesOut, n.Heads, n.Lag, storeSizes(n.LiveBytes, n.HistoryBytes), firstOr(n.Addrs, "-"))
 		if !n.Self && n.LastSeen != nil && n.Sync.Phase != nodestate.PhaseActive && n.Sync.Phase != "" {
 			syncing = append(syncing, n)
 		}
@@ -322,6 +322,16 @@ func (e *cmdEnv) printClusterStatus(cs *api.ClusterStatus, now time.Time) {
 	for _, n := range syncing {
 		fmt.Fprintf(e.stdout, "%s: %s\n", n.NodeID, progressLine(n.Sync, now))
 	}
+}
+
+// storeSizes shows a node's live state and history on disk ("-" when
+// it reported neither: an older node, or one whose sizes are all still
+// in LevelDB's write buffer).
+func storeSizes(live, history int64) string {
+	if live == 0 && history == 0 {
+		return "-"
+	}
+	return humanBytes(live) + "/" + humanBytes(history)
 }
 
 func shortPeer(id string) string {

@@ -29,6 +29,7 @@ const (
 	flagJSON    = "json"
 	flagClock   = "clock-offset"
 	flagPreset  = "election-preset"
+	flagCompact = "compact-every"
 )
 
 // clockOffsetFlag shifts the node's clock, for tests of clock skew:
@@ -85,6 +86,8 @@ func nodeFlags() []cli.Flag {
 			Usage: "accept replication data only from this `PEER-ID` (repeatable; default: every peer of the network)"},
 		&cli.BoolFlag{Name: flagNoMDNS, EnvVars: envVar(flagNoMDNS), Usage: "turn off LAN discovery (mDNS)"},
 		&cli.BoolFlag{Name: flagNoDHT, EnvVars: envVar(flagNoDHT), Usage: "turn off DHT rendezvous discovery"},
+		&cli.StringFlag{Name: flagCompact, EnvVars: envVar(flagCompact),
+			Usage: "automatic compaction: at most `DURATION` between two rounds (e.g. 30m; the size is looked at every min(1m, DURATION)), or off (default 1h, and at once when the history outgrows the live state and 8 MiB)"},
 	}
 }
 
@@ -101,14 +104,15 @@ type flagValues interface {
 // relative to the data directory.
 func settingsFrom(f flagValues) (node.Settings, error) {
 	s := node.Settings{
-		Env:         strings.TrimSpace(f.String(flagEnv)),
-		NodeID:      strings.TrimSpace(f.String(flagNodeID)),
-		APIAddr:     strings.TrimSpace(f.String(flagAPI)),
-		ListenAddrs: cleanList(f.StringSlice(flagListen)),
-		Peers:       cleanList(f.StringSlice(flagPeer)),
-		Trusted:     cleanList(f.StringSlice(flagTrust)),
-		NoMDNS:      f.Bool(flagNoMDNS),
-		NoDHT:       f.Bool(flagNoDHT),
+		Env:          strings.TrimSpace(f.String(flagEnv)),
+		NodeID:       strings.TrimSpace(f.String(flagNodeID)),
+		APIAddr:      strings.TrimSpace(f.String(flagAPI)),
+		ListenAddrs:  cleanList(f.StringSlice(flagListen)),
+		Peers:        cleanList(f.StringSlice(flagPeer)),
+		Trusted:      cleanList(f.StringSlice(flagTrust)),
+		NoMDNS:       f.Bool(flagNoMDNS),
+		NoDHT:        f.Bool(flagNoDHT),
+		CompactEvery: strings.TrimSpace(f.String(flagCompact)),
 	}
 	if p := strings.TrimSpace(f.String(flagPSKFile)); p != "" {
 		abs, err := filepath.Abs(p)

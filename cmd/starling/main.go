@@ -1,8 +1,10 @@
 // Command starling is Starling's one binary: the node daemon (init, run),
 // a local multi-node launcher (local), a self-contained demonstration
-// (demo), and the client commands that talk to a running node's HTTP
-// API: the entity tree (create, get, set, ls, mv, rename, rm, restore,
-// schema, watch; grouped as entity and field too), raw keys (kv get, put,
+// (demo), compaction of a node's history (compact, through the API or on
+// a stopped node's data directory), and the client commands that talk to
+// a running node's HTTP API: the entity tree (create, get, set, ls, mv,
+// rename, rm, restore, schema, watch; grouped as entity and field too),
+// raw keys (kv get, put,
 // del, ls), status and peers, the cluster admin (cluster status|peers|
 // add|remove, and web, a one-time login URL of the node's web page), and
 // leader election (election ls|status|watch, and lead, which runs a
@@ -121,6 +123,7 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			e.demoCommand(),
 			e.kvCommand(),
 			e.statusCommand(),
+			e.compactCommand(),
 			e.clusterCommand(),
 			e.webCommand(),
 			e.electionCommand(),

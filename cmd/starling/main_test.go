@@ -131,6 +131,7 @@ func TestInitBadInputExits1AndWritesNothing(t *testing.T) {
 		{"psk file is a dir", "", []string{"--psk-file", tmp}, []string{"--psk-file", tmp}},
 		{"psk and psk-file", "", []string{"--psk", "--psk-file", missingKey}, []string{"--psk-file"}},
 		{"quic with psk", "", []string{"--psk", "--listen", "/ip4/0.0.0.0/udp/4001/quic-v1"}, []string{"--listen", "QUIC"}},
+		{"bad compact every", "", []string{"--compact-every", "soon"}, []string{"--compact-every", "compact_every", `"soon"`}},
 		{"data under a file", filepath.Join(file, "node"), nil, []string{filepath.Join(file, "node"), "--data", "not a directory"}},
 		{"data is a file", file, nil, []string{file, "--data"}},
 	}
@@ -441,7 +442,7 @@ func (f fakeFlags) Bool(n string) bool            { return f.b[n] }
 func TestSettingsFrom(t *testing.T) {
 	wd, _ := os.Getwd()
 	s, err := settingsFrom(fakeFlags{
-		s:  map[string]string{flagEnv: " plant1 ", flagNodeID: "n1", flagAPI: "127.0.0.1:0", flagPSKFile: "keys/swarm.key"},
+		s:  map[string]string{flagEnv: " plant1 ", flagNodeID: "n1", flagAPI: "127.0.0.1:0", flagPSKFile: "keys/swarm.key", flagCompact: " 10m "},
 		ss: map[string][]string{flagPeer: {" /ip4/1.2.3.4/tcp/1/p2p/x ", ""}, flagListen: {"/ip4/0.0.0.0/tcp/1"}},
 		b:  map[string]bool{flagNoMDNS: true},
 	})
@@ -450,10 +451,11 @@ func TestSettingsFrom(t *testing.T) {
 	}
 	want := node.Settings{
 		Env: "plant1", NodeID: "n1", APIAddr: "127.0.0.1:0",
-		PSKFile:     filepath.Join(wd, "keys/swarm.key"),
-		Peers:       []string{"/ip4/1.2.3.4/tcp/1/p2p/x"},
-		ListenAddrs: []string{"/ip4/0.0.0.0/tcp/1"},
-		NoMDNS:      true,
+		PSKFile:      filepath.Join(wd, "keys/swarm.key"),
+		Peers:        []string{"/ip4/1.2.3.4/tcp/1/p2p/x"},
+		ListenAddrs:  []string{"/ip4/0.0.0.0/tcp/1"},
+		NoMDNS:       true,
+		CompactEvery: "10m",
 	}
 	if fmt.Sprint(s) != fmt.Sprint(want) {
 		t.Errorf("settingsFrom = %+v\nwant %+v", s, want)

@@ -239,10 +239,21 @@ async function refreshCluster() {
     el('td', { text: `${n.writes_in} / ${n.writes_out}` }),
     el('td', { text: `${n.heads} (h ${n.height})` }),
     el('td', { text: String(n.lag) }),
+    el('td', { title: 'live state / history on disk', text: n.live_bytes || n.history_bytes ? `${bytes(n.live_bytes)} / ${bytes(n.history_bytes)}` : '-' }),
     el('td', { class: 'mono', text: (n.addrs || [])[0] || '-' }))));
   drawCharts(hist);
   $('#transitions').replaceChildren(...evs.transitions.slice().reverse().map((t) =>
     el('li', { text: `${new Date(t.time).toLocaleTimeString()}  ${t.node || t.peer.slice(-8)}  ${t.what}  ${t.from || '∅'} → ${t.to}  (${t.reason})` })));
+}
+
+// bytes shows a size on disk, in decimal units as the CLI does.
+function bytes(n) {
+  n = n || 0;
+  if (n < 1000) return `${n} B`;
+  const units = 'kMGT';
+  let i = -1;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return `${n.toFixed(1)} ${units[i]}B`;
 }
 
 function drawCharts(hist) {

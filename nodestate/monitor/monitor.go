@@ -225,6 +225,7 @@ func (m *Monitor) report() nodestate.NodeReport {
 		Sync: m.cfg.Sync(), WritesOut: st.OpsCommitted, WritesIn: st.Received,
 		Heads: len(st.Heads), Height: st.MaxHeight, Queued: st.QueuedJobs + st.ReceiveQueue, Dirty: st.Dirty,
 		ReplLatencyMS: m.lastLatMS, StableHeads: m.heads, HeadsKnown: m.headsKnown,
+		LiveBytes: st.LiveBytes, HistoryBytes: st.HistoryBytes,
 	}
 }
 
@@ -509,7 +510,7 @@ func (m *Monitor) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) 
 	}
 	me := api.NodeView{NodeID: m.cfg.NodeID, PeerID: m.cfg.P2P.ID().String(), Self: true, State: phaseState(self.Sync.Phase),
 		WritesIn: self.WritesIn, WritesOut: self.WritesOut, Heads: self.Heads, Height: self.Height, Sync: self.Sync,
-		Leader: cs.IsLeader}
+		Leader: cs.IsLeader, LiveBytes: self.LiveBytes, HistoryBytes: self.HistoryBytes}
 	for _, a := range m.cfg.P2P.Addrs() {
 		me.Addrs = append(me.Addrs, a.String())
 	}
@@ -544,6 +545,7 @@ func (m *Monitor) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) 
 			nv.LastSeen, nv.LastSeenMS = &t, v.Age.Milliseconds()
 			nv.WritesIn, nv.WritesOut = v.Report.WritesIn, v.Report.WritesOut
 			nv.Heads, nv.Height, nv.Sync = v.Report.Heads, v.Report.Height, v.Report.Sync
+			nv.LiveBytes, nv.HistoryBytes = v.Report.LiveBytes, v.Report.HistoryBytes
 		}
 		nv.Leader = gs.Leader.Peer == v.Peer && gs.Leader.HasLeader()
 		cs.Nodes = append(cs.Nodes, nv)
@@ -625,6 +627,12 @@ var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_replication_queue", "gauge", "Replication messages received and not yet processed."},
 	{"starling_pending_writes", "gauge", "Writes waiting for group commit."},
 	{"starling_store_dirty", "gauge", "1 when a DAG walk failed and a repair is pending."},
+	{"starling_store_live_bytes", "gauge", "The live state on disk (LevelDB's table files; the write buffer is not counted)."},
+	{"starling_store_history_bytes", "gauge", "The history on disk: DAG blocks, processed markers, set elements and tombstones (table files)."},
+	{"starling_compaction_rounds_total", "counter", "Compaction rounds that ran (not the skipped ones) since the node started."},
+	{"starling_compaction_reclaimed_bytes_total", "counter", "Bytes the compaction rounds deleted since the node started."},
+	{"starling_compaction_last_timestamp_seconds", "gauge", "Unix time when the last compaction round ended; 0 before the first."},
+	{"starling_compaction_members", "gauge", "Nodes (this one included) whose reported heads bound what compaction may reclaim."},
 	{"starling_peers", "gauge", "Peers by node state (JOINING, SYNCING, ACTIVE, SUSPECT, DEAD, LEAVING, LEFT), as this node sees them."},
 	{"starling_peers_sync", "gauge", "Peers by sync health (Connected, Syncing, Disconnected)."},
 	{"starling_election_leader", "gauge", "1 for the leader of each election group (labels group, leader) as this node sees it."},
@@ -744,6 +752,16 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge("starling_replication_queue", float64(st.ReceiveQueue))
 	gauge("starling_pending_writes", float64(st.PendingOps))
 	gauge("starling_store_dirty", b2f(st.Dirty))
+	gauge("starling_store_live_bytes", float64(st.LiveBytes))
+	gauge("starling_store_history_bytes", float64(st.HistoryBytes))
+	counter("starling_compaction_rounds_total", float64(st.CompactRounds))
+	counter("starling_compaction_reclaimed_bytes_total", float64(st.CompactReclaimed))
+	var last float64
+	if !st.LastCompacted.IsZero() {
+		last = float64(st.LastCompacted.UnixMilli()) / 1000
+	}
+	gauge("starling_compaction_last_timestamp_seconds", last)
+	gauge("starling_compaction_members", float64(st.CompactMembers))
 
 	m.mu.Lock()
 	views := m.states.Peers(m.now())
