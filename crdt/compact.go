@@ -194,6 +194,33 @@ func (s *Store) Members() map[string]Member {
 	return out
 }
 
+// adoptMembers adds the members a state transfer's source knew to this
+// store's table: the state just installed holds what they reported
+// merged, and this node must not compact past what they have not.
+func (s *Store) adoptMembers(ctx context.Context, from map[string]Member) {
+	if len(from) == 0 {
+		return
+	}
+	s.members.mu.Lock()
+	if s.members.m == nil {
+		s.members.m = make(map[string]Member)
+	}
+	for id, m := range from {
+		if id == selfMember {
+			continue
+		}
+		if old, ok := s.members.m[id]; !ok || (!m.Unknown && m.Seen.After(old.Seen)) {
+			m.Heads = slices.Clone(m.Heads)
+			s.members.m[id] = m
+			s.members.dirty = true
+		}
+	}
+	s.members.mu.Unlock()
+	if err := s.saveMembers(ctx); err != nil {
+		s.log.Warn("state transfer: saving the compaction members", "err", err)
+	}
+}
+
 // loadMembers reads the member table saved by an earlier run.
 func (s *Store) loadMembers(ctx context.Context) error {
 	b, err := s.backing.Get(ctx, memberKey)

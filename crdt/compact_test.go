@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -532,5 +533,64 @@ func TestMemberTableSavedWithoutARound(t *testing.T) {
 	n.store.ForgetMember("peer-c")
 	if st, err := n.store.Compact(context.Background(), nil); err != nil || !strings.Contains(st.Skipped, "peer-b") {
 		t.Errorf("round with a silent member: %+v, %v", st, err)
+	}
+}
+
+// TestStateTransferFromACompactedSource: a node joining from a compacted
+// source gets the live state, few markers, the source's frontier and its
+// member table (so it does not compact past a member it never heard
+// from), and then follows the source's writes.
+func TestStateTransferFromACompactedSource(t *testing.T) {
+	net := newMemNet()
+	opts := noAutoCompact(fastOpts())
+	a := openTestNodeFetch(t, net, "a", t.TempDir(), opts, false)
+	defer a.close(t)
+	const fields, rounds = 20, 3 * markerSlack
+	for v := range rounds {
+		for f := range fields {
+			overwrite(t, a.store, f, v)
+		}
+	}
+	// p, a member a heard from once, has merged everything so far.
+	heads, ok := a.store.StableHeads(context.Background())
+	if !ok {
+		t.Fatal("no stable heads")
+	}
+	a.store.ObserveHeads("p", heads, time.Now())
+	st := compactOK(t, a.store)
+	if st.MarkersDeleted == 0 {
+		t.Fatalf("nothing to transfer light: %+v", st)
+	}
+	var snap bytes.Buffer
+	if err := a.store.WriteSnapshot(context.Background(), &snap); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("snapshot of %d live fields after %d overwrites: %d bytes", fields, fields*rounds, snap.Len())
+	// The live state is 20 values; everything else is what K keeps.
+	if snap.Len() > 64<<10 {
+		t.Errorf("snapshot is %d bytes: it carries history", snap.Len())
+	}
+
+	b := openTestNodeFetch(t, net, "b", t.TempDir(), opts, false)
+	defer b.close(t)
+	if err := b.store.Install(context.Background(), &snap, InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.store.frontier.Load(), a.store.frontier.Load(); got != want || got == 0 {
+		t.Errorf("b's frontier %d, a's %d", got, want)
+	}
+	if m := b.store.Members(); len(m["p"].Heads) == 0 {
+		t.Errorf("b's members %v: p is missing", m)
+	}
+	a.store.PeerConnected("b")
+	b.store.PeerConnected("a")
+	for f := range fields {
+		overwrite(t, a.store, f, rounds)
+	}
+	testutil.Eventually(t, 10*time.Second, "b follows a", func() bool {
+		return maps.Equal(snapshotKV(t, a.store, "/r"), snapshotKV(t, b.store, "/r"))
+	})
+	if b.store.Status(context.Background()).Dirty || b.store.bc.gated.Load() > 0 || b.store.refusedBelow.Load() > 0 {
+		t.Fatalf("b refused or failed a member's writes: %+v", b.store.Status(context.Background()))
 	}
 }

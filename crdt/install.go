@@ -98,6 +98,10 @@ type SnapshotHeader struct {
 	MaxHeight uint64   `json:"max_height"`
 	Version   []byte   `json:"version"` // go-ds-crdt's data version key
 	Created   string   `json:"created"`
+	// Members is the source's compaction member table (without itself,
+	// whom the receiver knows as its peer): the receiver must not compact
+	// what a node the source has heard from has not merged (compact.go).
+	Members map[string]Member `json:"members,omitempty"`
 }
 
 // TransferProgress reports an install as it goes.
@@ -269,7 +273,8 @@ func (s *Store) takeSnapshot(ctx context.Context, snapper Snapshotter) (Snapshot
 	if err != nil {
 		return nil, SnapshotHeader{}, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	hdr := SnapshotHeader{MaxHeight: st.MaxHeight, Created: time.Now().UTC().Format(time.RFC3339Nano)}
+	hdr := SnapshotHeader{MaxHeight: st.MaxHeight, Created: time.Now().UTC().Format(time.RFC3339Nano), Members: s.Members()}
+	delete(hdr.Members, selfMember)
 	for _, h := range st.Heads {
 		hdr.Heads = append(hdr.Heads, h.String())
 	}
@@ -308,7 +313,11 @@ func (s *Store) Install(ctx context.Context, r io.Reader, o InstallOptions) erro
 	if progress != nil {
 		progress(TransferProgress{Header: hdr, EntriesDone: hdr.Entries, BytesDone: hdr.Bytes, Installing: true})
 	}
-	return s.swap(ctx, hdr)
+	if err := s.swap(ctx, hdr); err != nil {
+		return err
+	}
+	s.adoptMembers(ctx, hdr.Members)
+	return nil
 }
 
 // snapshotReader parses a snapshot stream (see WriteSnapshot). Every

@@ -281,6 +281,12 @@ func (m *Monitor) tick() {
 		}
 		m.states.Known(now, id)
 		m.states.Connected(now, id, up[p.ID])
+		// A peer this node is connected to, or was told to dial, is a
+		// compaction member before its first report: a node just started
+		// must not reclaim what such a peer may not have merged.
+		if up[p.ID] || p.Static {
+			m.cfg.Store.NoteMember(id)
+		}
 	}
 	m.states.Tick(now)
 	m.takeTransitions(now)
