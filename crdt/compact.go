@@ -33,6 +33,10 @@ import (
 // namespace: it is this node's knowledge, not replicated state).
 var memberKey = ds.NewKey("/_starling/compact/members")
 
+// compactRangeMin is how much a round must delete before it has LevelDB
+// rewrite the history's key ranges to give the space back at once.
+const compactRangeMin = 1 << 20
+
 // markerSlack is how many heights below the top of A keep their
 // processed markers, besides those a walk can reach: a margin for
 // anything the reasoning in doc.go did not foresee, at a fixed cost.
@@ -489,7 +493,10 @@ func (s *Store) Compact(ctx context.Context, progress func(CompactProgress)) (st
 			progress(CompactProgress{Done: i + len(chunk), Total: len(front)})
 		}
 	}
-	if c, ok := s.backing.(rangeCompacter); ok {
+	// Large deletions only: rewriting the ranges costs the disk and the
+	// CPU the writes need, and LevelDB's own compactions drop deleted
+	// keys as it goes.
+	if c, ok := s.backing.(rangeCompacter); ok && st.BytesDeleted >= compactRangeMin {
 		if err := c.CompactPrefixes(ctx, s.historyPrefixes()); err != nil {
 			s.log.Warn("compaction: giving space back to the file system", "err", err)
 		}
