@@ -1,9 +1,13 @@
 package bench
 
 import (
+	"bytes"
+	"context"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHistoryPlan(t *testing.T) {
@@ -94,5 +98,57 @@ func TestHistField(t *testing.T) {
 				t.Fatalf("write %d does not overwrite write %d", i+histFields, i)
 			}
 		}
+	}
+}
+
+// TestHistoryWorkload runs the history workload at tiny sizes on both
+// systems: every Starling row has a figure, every raw row a figure or
+// "n/a", the targets are set from Starling's figures, and nothing is
+// left running.
+func TestHistoryWorkload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real nodes")
+	}
+	before := runtime.NumGoroutine()
+	var progress bytes.Buffer
+	cfg := Config{Only: []string{WorkloadHistory}, Budget: 30 * time.Second, Dir: t.TempDir(), Progress: &progress}.withDefaults()
+	r := &runner{cfg: cfg, root: cfg.Dir, start: time.Now(), workload: WorkloadHistory,
+		sz: sizes{histDisk: []int{400, 1000}, histCheck: 300, histLoad: 500}}
+	r.systems = []system{
+		{name: "starling", writers: 16, open: openStarling(cfg.Logger)},
+		{name: "raw", writers: 1, batchSetup: true, open: openRaw},
+	}
+	rows, notes := r.history(context.Background())
+	t.Log(progress.String())
+	rep := &Report{Rows: rows, Notes: notes}
+	var out bytes.Buffer
+	if err := rep.Format(&out); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+	if len(rows) != 2*3+2+4+4 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for _, row := range rows {
+		if !row.Starling.ok() {
+			t.Errorf("%s: starling: %+v", row.Workload, row.Starling)
+		}
+		if !row.Raw.ok() && !strings.HasPrefix(row.Raw.Skipped, "n/a") {
+			t.Errorf("%s: raw: %+v", row.Workload, row.Raw)
+		}
+		if strings.HasPrefix(row.Workload, "disk after") && row.Target == nil {
+			t.Errorf("%s: no target", row.Workload)
+		}
+	}
+	if !strings.Contains(out.String(), "second <= 1.25 x first + 2 MiB") {
+		t.Errorf("no verdict of the check in the notes")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
