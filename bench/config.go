@@ -125,6 +125,7 @@ type sizes struct {
 	histDisk  []int // overwrites of 1k fields after which disk is measured
 	histCheck int   // overwrites of each half of the acceptance check
 	histLoad  int   // writes by 64 writers with and without compaction
+	histRaw   int   // where raw go-ds-crdt's chain stops (about 4k writes/s)
 }
 
 func sizesFor(quick bool) sizes {
@@ -134,7 +135,7 @@ func sizesFor(quick bool) sizes {
 			heal:     []int{1000},
 			joinKeys: []int{5000}, histWrite: 20_000, histKeys: 1000,
 			disk: 2000, mocknet: 10,
-			histDisk: []int{30_000, 100_000}, histCheck: 30_000, histLoad: 10_000,
+			histDisk: []int{30_000, 100_000}, histCheck: 30_000, histLoad: 20_000, histRaw: 100_000,
 		}
 	}
 	return sizes{
@@ -142,7 +143,7 @@ func sizesFor(quick bool) sizes {
 		heal:     []int{10_000, 100_000},
 		joinKeys: []int{50_000, 1_000_000}, histWrite: 1_000_000, histKeys: 10_000,
 		disk: 20_000, mocknet: 50,
-		histDisk: []int{300_000, 1_000_000}, histCheck: 300_000, histLoad: 200_000,
+		histDisk: []int{300_000, 1_000_000}, histCheck: 300_000, histLoad: 200_000, histRaw: 1_000_000,
 	}
 }
 
