@@ -48,10 +48,10 @@ type Config struct {
 	// ~17 min for 50k keys here), and a bench nobody waits for is no use.
 	Budget time.Duration
 	// History10M adds a row for 10M overwrites to the history workload
-	// (Starling only: raw go-ds-crdt writes about 4k fields/s in calls
-	// of 10 here, so 10M would take it most of an hour), and the join
-	// then goes into that store. Off by default: Starling needs several
-	// minutes for it.
+	// (Starling only: raw go-ds-crdt writes 5-8k fields/s in calls of 10
+	// here, so 10M would take it half an hour), and the join then goes
+	// into that store. Off by default: Starling needs 2-3 minutes for it
+	// (about 65k writes/s here).
 	History10M bool
 	// Nodes is the number of simulated nodes of the mocknet workload.
 	// Default 50 (10 with Quick).
@@ -125,7 +125,7 @@ type sizes struct {
 	histDisk  []int // overwrites of 1k fields after which disk is measured
 	histCheck int   // overwrites of each half of the acceptance check
 	histLoad  int   // writes by 64 writers with and without compaction
-	histRaw   int   // where raw go-ds-crdt's chain stops (about 4k writes/s)
+	histRaw   int   // where raw go-ds-crdt's chain stops (5-8k writes/s)
 }
 
 func sizesFor(quick bool) sizes {

@@ -270,7 +270,7 @@ func rawNote(plan []histStop, rawLimit int) string {
 	if plan[len(plan)-1].writes <= rawLimit {
 		return "."
 	}
-	return fmt.Sprintf("; its chain stops at %s (it makes about 4k writes/s in calls of 10 here).", count(rawLimit))
+	return fmt.Sprintf("; its chain stops at %s (it makes 5-8k writes/s in calls of 10 here, so 10M would take it half an hour).", count(rawLimit))
 }
 
 // stopList renders the plan's stops: "300k, 600k and 1M".
