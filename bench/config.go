@@ -17,11 +17,12 @@ const (
 	WorkloadHeal    = "heal"    // heal after a partition
 	WorkloadJoin    = "join"    // fresh node joins a populated store
 	WorkloadDisk    = "disk"    // disk bytes per write, RSS per node
+	WorkloadHistory = "history" // bounded history: disk, compaction, join
 	WorkloadMocknet = "mocknet" // write visible on N simulated nodes
 )
 
 // Workloads lists every workload in the order they run.
-var Workloads = []string{WorkloadWrites, WorkloadVisible, WorkloadHeal, WorkloadJoin, WorkloadDisk, WorkloadMocknet}
+var Workloads = []string{WorkloadWrites, WorkloadVisible, WorkloadHeal, WorkloadJoin, WorkloadDisk, WorkloadHistory, WorkloadMocknet}
 
 // WorkloadHelp describes each workload in one line (for --help).
 var WorkloadHelp = map[string]string{
@@ -30,6 +31,7 @@ var WorkloadHelp = map[string]string{
 	WorkloadHeal:    "heal after a partition with 10k and 100k writes on one side",
 	WorkloadJoin:    "fresh node joins a store of 50k and 1M fields, and one whose history holds 1M overwrites of 10k fields",
 	WorkloadDisk:    "disk bytes per write (du of the data dir) and heap/RSS per node (in-process estimate)",
+	WorkloadHistory: "bounded history: disk after 300k and 1M overwrites of 1k fields with compaction, the 300k+300k check, writes/p99 while compaction runs, join into a compacted history",
 	WorkloadMocknet: "N simulated nodes in one process (libp2p mocknet): write visible everywhere, p50/p99",
 }
 
@@ -45,6 +47,12 @@ type Config struct {
 	// raw go-ds-crdt needs minutes for some workloads (a fresh node took
 	// ~17 min for 50k keys here), and a bench nobody waits for is no use.
 	Budget time.Duration
+	// History10M adds a row for 10M overwrites to the history workload
+	// (Starling only: raw go-ds-crdt writes 5-8k fields/s in calls of 10
+	// here, so 10M would take it half an hour), and the join then goes
+	// into that store. Off by default: Starling needs 2-3 minutes for it
+	// (about 65k writes/s here).
+	History10M bool
 	// Nodes is the number of simulated nodes of the mocknet workload.
 	// Default 50 (10 with Quick).
 	Nodes int
@@ -113,6 +121,11 @@ type sizes struct {
 	histKeys   int   // distinct fields they overwrite
 	disk       int   // writes for disk bytes / RSS
 	mocknet    int   // samples on mocknet
+	// history workload
+	histDisk  []int // overwrites of 1k fields after which disk is measured
+	histCheck int   // overwrites of each half of the acceptance check
+	histLoad  int   // writes by 64 writers with and without compaction
+	histRaw   int   // where raw go-ds-crdt's chain stops (5-8k writes/s)
 }
 
 func sizesFor(quick bool) sizes {
@@ -122,6 +135,7 @@ func sizesFor(quick bool) sizes {
 			heal:     []int{1000},
 			joinKeys: []int{5000}, histWrite: 20_000, histKeys: 1000,
 			disk: 2000, mocknet: 10,
+			histDisk: []int{30_000, 100_000}, histCheck: 30_000, histLoad: 20_000, histRaw: 100_000,
 		}
 	}
 	return sizes{
@@ -129,6 +143,7 @@ func sizesFor(quick bool) sizes {
 		heal:     []int{10_000, 100_000},
 		joinKeys: []int{50_000, 1_000_000}, histWrite: 1_000_000, histKeys: 10_000,
 		disk: 20_000, mocknet: 50,
+		histDisk: []int{300_000, 1_000_000}, histCheck: 300_000, histLoad: 200_000, histRaw: 1_000_000,
 	}
 }
 

@@ -494,6 +494,9 @@ func (c *rawCluster) Close() error {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, n := range nodes {
+		if n == nil { // stopped
+			continue
+		}
 		wg.Go(func() {
 			if err := n.close(); err != nil {
 				mu.Lock()
@@ -561,3 +564,78 @@ func (quietLogger) Panic(...any)          {}
 func (quietLogger) Panicf(string, ...any) {}
 func (quietLogger) Warn(...any)           {}
 func (quietLogger) Warnf(string, ...any)  {}
+
+// Stop closes replica i cleanly; its data directory stays (loopback
+// clusters only). Until Restart, no other method may be called for it.
+func (c *rawCluster) Stop(i int) error {
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if n == nil {
+		return nil
+	}
+	return n.close()
+}
+
+// Restart opens replica i again on its data directory, with a new
+// libp2p host, connected to the others.
+func (c *rawCluster) Restart(ctx context.Context, i int) error {
+	if c.mn != nil {
+		return errors.New("raw: restart is not implemented on the mocknet")
+	}
+	dir := filepath.Join(c.dir, fmt.Sprintf("raw%d", i+1))
+	db, err := leveldb.NewDatastore(dir, nil)
+	if err != nil {
+		return fmt.Errorf("raw: leveldb: %w", err)
+	}
+	g := newGater()
+	h, err := libp2p.New(
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+		libp2p.ConnectionGater(g),
+		libp2p.DisableMetrics(),
+	)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("raw: libp2p host: %w", err)
+	}
+	n, err := openRawNode(ctx, h, g, dir, db, db.Close)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.nodes[i] = n
+	c.mu.Unlock()
+	for j := range c.Size() {
+		if j != i && c.node(j) != nil {
+			if err := c.connect(ctx, i, j); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// LiveBytes is the live state as replica i returns it: the bytes of every
+// current key and value.
+func (c *rawCluster) LiveBytes(ctx context.Context, i int) (int64, error) {
+	res, err := c.node(i).store.Query(ctx, query.Query{})
+	if err != nil {
+		return 0, err
+	}
+	return sumEntries(res)
+}
+
+// sumEntries adds up the bytes of the keys and values of res, and closes
+// it.
+func sumEntries(res query.Results) (int64, error) {
+	defer res.Close()
+	var total int64
+	for e := range res.Next() {
+		if e.Error != nil {
+			return total, e.Error
+		}
+		total += int64(len(e.Key) + len(e.Value))
+	}
+	return total, nil
+}

@@ -20,6 +20,9 @@ const (
 	KindTime Kind = "time"
 	// KindBytes is a size in bytes; lower is better.
 	KindBytes Kind = "bytes"
+	// KindFactor is a plain multiple (disk / live state); lower is
+	// better.
+	KindFactor Kind = "factor"
 )
 
 func (k Kind) higherBetter() bool { return k == KindRate }
@@ -158,6 +161,8 @@ func FormatValue(kind Kind, r Result) string {
 		return fmtSeconds(r.Value)
 	case KindBytes:
 		return fmtBytes(r.Value)
+	case KindFactor:
+		return fmtFactor(r.Value)
 	}
 	return fmt.Sprint(r.Value)
 }
@@ -168,15 +173,7 @@ func FormatRatio(r Row) string {
 	if !ok {
 		return "-"
 	}
-	var s string
-	switch {
-	case v >= 100:
-		s = fmt.Sprintf("%.0fx", v)
-	case v >= 10:
-		s = fmt.Sprintf("%.1fx", v)
-	default:
-		s = fmt.Sprintf("%.2fx", v)
-	}
+	s := fmtFactor(v)
 	if bound != "" {
 		s = bound + " " + s
 	}
@@ -281,6 +278,18 @@ func (rep *Report) Format(w io.Writer) error {
 	fmt.Fprintf(&b, "\ntook %s\n", h.Took.Round(time.Second))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// fmtFactor renders a multiple with 2 or 3 significant digits: "2.41x",
+// "12.3x", "3400x".
+func fmtFactor(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0fx", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1fx", v)
+	}
+	return fmt.Sprintf("%.2fx", v)
 }
 
 func fmtBudget(d time.Duration) string {

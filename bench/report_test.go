@@ -33,6 +33,9 @@ func TestFormatValue(t *testing.T) {
 		{KindBytes, Result{Value: 300}, "300 B"},
 		{KindBytes, Result{Value: 2048}, "2.0 KiB"},
 		{KindBytes, Result{Value: 14.3 * (1 << 20)}, "14.3 MiB"},
+		{KindFactor, Result{Value: 2.414}, "2.41x"},
+		{KindFactor, Result{Value: 37.25}, "37.2x"},
+		{KindFactor, Result{Value: 412}, "412x"},
 		{KindTime, Result{Err: "boom"}, "error (see notes)"},
 		{KindTime, Result{Skipped: "error above"}, "- (error above)"},
 	}
@@ -55,6 +58,7 @@ func TestRatio(t *testing.T) {
 		{"rate: starling slower", Row{Kind: KindRate, Starling: Result{Value: 1000}, Raw: Result{Value: 4000}}, "0.25x", 0.25},
 		{"time: lower is better", Row{Kind: KindTime, Starling: Result{Value: 0.002}, Raw: Result{Value: 0.0206}}, "10.3x", 10.3},
 		{"bytes: lower is better", Row{Kind: KindBytes, Starling: Result{Value: 200}, Raw: Result{Value: 100}}, "0.50x", 0.5},
+		{"factor: lower is better", Row{Kind: KindFactor, Starling: Result{Value: 3}, Raw: Result{Value: 150}}, "50.0x", 50},
 		{"big ratio", Row{Kind: KindTime, Starling: Result{Value: 0.3}, Raw: Result{Value: 1020}}, "3400x", 3400},
 		{"raw timed out: a lower bound", Row{Kind: KindTime, Starling: Result{Value: 0.5}, Raw: Result{TimedOut: true, Done: 0.1, Budget: budget}}, "> 120x", 120},
 		{"starling timed out: an upper bound", Row{Kind: KindTime, Starling: Result{TimedOut: true, Budget: budget}, Raw: Result{Value: 30}}, "< 0.50x", 0.5},

@@ -57,6 +57,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		WorkloadHeal:    r.heal,
 		WorkloadJoin:    r.join,
 		WorkloadDisk:    r.disk,
+		WorkloadHistory: r.history,
 		WorkloadMocknet: r.mocknet,
 	}
 	for _, w := range Workloads {

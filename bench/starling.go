@@ -11,8 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/starling-sync/starling/crdt"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/node"
 	"github.com/starling-sync/starling/nodestate"
@@ -20,9 +22,11 @@ import (
 
 // starlingCluster is real Starling nodes (node.Open) on 127.0.0.1.
 type starlingCluster struct {
-	dir   string
-	log   *slog.Logger
-	mu    sync.Mutex
+	dir  string
+	log  *slog.Logger
+	opts []node.Option // for every node it opens, after the logger
+	mu   sync.Mutex
+	// nodes: a node stopped by Stop is nil until Restart.
 	nodes []*node.Node
 }
 
@@ -31,9 +35,9 @@ var _ cluster = (*starlingCluster)(nil)
 // benchEnv is the environment of bench nodes: they connect to nothing else.
 const benchEnv = "bench"
 
-func openStarling(log *slog.Logger) func(ctx context.Context, dir string, n int) (cluster, error) {
+func openStarling(log *slog.Logger, opts ...node.Option) func(ctx context.Context, dir string, n int) (cluster, error) {
 	return func(ctx context.Context, dir string, n int) (cluster, error) {
-		c := &starlingCluster{dir: dir, log: log}
+		c := &starlingCluster{dir: dir, log: log, opts: opts}
 		for range n {
 			if _, err := c.start(ctx, nil); err != nil {
 				c.Close()
@@ -67,7 +71,7 @@ func (c *starlingCluster) start(ctx context.Context, peers []string) (*node.Node
 	if err != nil {
 		return nil, err
 	}
-	n, err := node.Open(ctx, dir, node.WithLogger(c.log.With("node", i+1)))
+	n, err := c.open(ctx, dir, i)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +79,12 @@ func (c *starlingCluster) start(ctx context.Context, peers []string) (*node.Node
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()
 	return n, nil
+}
+
+// open opens the node of dir, the i-th of the cluster.
+func (c *starlingCluster) open(ctx context.Context, dir string, i int) (*node.Node, error) {
+	opts := append([]node.Option{node.WithLogger(c.log.With("node", i+1))}, c.opts...)
+	return node.Open(ctx, dir, opts...)
 }
 
 func (c *starlingCluster) node(i int) *node.Node {
@@ -254,6 +264,9 @@ func (c *starlingCluster) Close() error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for _, n := range nodes {
+		if n == nil { // stopped
+			continue
+		}
 		wg.Go(func() {
 			if err := n.Close(); err != nil {
 				mu.Lock()
@@ -265,3 +278,75 @@ func (c *starlingCluster) Close() error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// starlingDir is the data directory of the i-th node of c.
+func (c *starlingCluster) starlingDir(i int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("starling%d", i+1))
+}
+
+// Stop closes node i cleanly; its data directory stays. Until Restart,
+// no other method may be called for node i.
+func (c *starlingCluster) Stop(i int) error {
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if n == nil {
+		return nil
+	}
+	return n.Close()
+}
+
+// Restart opens node i again on its data directory, with the cluster's
+// options.
+func (c *starlingCluster) Restart(ctx context.Context, i int) error {
+	n, err := c.open(ctx, c.starlingDir(i), i)
+	if err != nil {
+		return fmt.Errorf("restart node %d: %w", i+1, err)
+	}
+	c.mu.Lock()
+	c.nodes[i] = n
+	c.mu.Unlock()
+	return nil
+}
+
+// LiveBytes is the live state as node i's store returns it: the bytes of
+// every current key and value (entity records, registers, schemas), what
+// a state transfer carries.
+func (c *starlingCluster) LiveBytes(ctx context.Context, i int) (int64, error) {
+	res, err := c.node(i).Store().Query(ctx, query.Query{})
+	if err != nil {
+		return 0, err
+	}
+	return sumEntries(res)
+}
+
+// compact forces a compaction round on node i. A round skipped because
+// the store is busy (a commit in flight, another round running) is tried
+// again until one runs or there is nothing to reclaim, for up to
+// compactWait.
+func (c *starlingCluster) compact(ctx context.Context, i int) (crdt.CompactStats, error) {
+	ctx, cancel := context.WithTimeout(ctx, compactWait)
+	defer cancel()
+	var st crdt.CompactStats
+	err := poll(ctx, 10*time.Millisecond, func() (bool, error) {
+		var err error
+		st, err = c.node(i).Store().Compact(ctx, nil)
+		switch {
+		case errors.Is(err, crdt.ErrCompactBusy):
+			return false, nil
+		case err != nil:
+			return false, err
+		}
+		// Done when it ran, or when it walked the DAG and found nothing
+		// every member has merged (no busy store to wait for).
+		return st.Skipped == "" || (st.Walked > 0 && st.Frontier == 0), nil
+	})
+	if errors.Is(err, context.DeadlineExceeded) && st.Skipped != "" {
+		return st, nil // reported as skipped
+	}
+	return st, err
+}
+
+// compactWait bounds the retries of a forced round.
+const compactWait = 30 * time.Second

@@ -515,25 +515,40 @@ func (r *runner) joinOnce(ctx context.Context, sys system, jc joinCase) (Result,
 	r.progress("%s: source ready in %s; starting a fresh node", sys.name, time.Since(t0).Round(10*time.Millisecond))
 
 	// Fields to check for their last value: the first and last 20.
-	var sample []field
+	want := make(map[field]int64)
 	for k := range min(20, jc.fields) {
-		sample = append(sample, field{k / 1000, k % 1000}, jc.field(jc.fields-1-k))
+		for _, f := range []field{{k / 1000, k % 1000}, jc.field(jc.fields - 1 - k)} {
+			want[f] = jc.final(f)
+		}
 	}
+	counts := make([]int, jc.ents())
+	for e := range counts {
+		counts[e] = min(1000, jc.fields-e*1000)
+	}
+	res, _, err := r.timeJoin(ctx, c, sys.name, counts, want)
+	return res, err
+}
+
+// timeJoin starts a fresh node that joins c and times it until it is
+// joined: entity e holds counts[e] fields, every field of want holds its
+// value, and the node says it has synced. It returns the result and the
+// new node's index.
+func (r *runner) timeJoin(ctx context.Context, c cluster, sys string, counts []int, want map[field]int64) (Result, int, error) {
 	mctx, mcancel := r.measured(ctx)
 	defer mcancel()
 	start := time.Now()
 	j, err := c.Join(mctx)
 	if err != nil {
 		if isTimeout(ctx, err) {
-			return r.timedOut(0), nil
+			return r.timedOut(0), 0, nil
 		}
-		return Result{}, fmt.Errorf("start the fresh node: %w", err)
+		return Result{}, 0, fmt.Errorf("start the fresh node: %w", err)
 	}
-	complete := make([]bool, jc.ents())
+	complete := make([]bool, len(counts))
 	// readable: every field holds its last value (a reader sees the
 	// whole store), which may come before the node has synced.
 	readable := func() (bool, error) {
-		for e := range jc.ents() {
+		for e, n := range counts {
 			if complete[e] {
 				continue
 			}
@@ -541,14 +556,14 @@ func (r *runner) joinOnce(ctx context.Context, sys system, jc joinCase) (Result,
 			if err != nil {
 				return false, err
 			}
-			if got < min(1000, jc.fields-e*1000) {
+			if got < n {
 				return false, nil
 			}
 			complete[e] = true
 		}
-		for _, f := range sample {
+		for f, wv := range want {
 			v, ok, err := c.Value(mctx, j, f)
-			if err != nil || !ok || v != jc.final(f) {
+			if err != nil || !ok || v != wv {
 				return false, err
 			}
 		}
@@ -568,7 +583,7 @@ func (r *runner) joinOnce(ctx context.Context, sys system, jc joinCase) (Result,
 	took := time.Since(start)
 	if err != nil {
 		if !isTimeout(ctx, err) {
-			return Result{}, err
+			return Result{}, 0, err
 		}
 		cctx, ccancel := context.WithTimeout(ctx, time.Minute)
 		defer ccancel()
@@ -577,15 +592,15 @@ func (r *runner) joinOnce(ctx context.Context, sys system, jc joinCase) (Result,
 		if readableAt > 0 {
 			res.Note = fmt.Sprintf("every field readable with its last value after %s, but the sync was not done within the budget", fmtSeconds(readableAt.Seconds()))
 		}
-		r.progress("%s: not joined within %s (%.0f%% synced; readable after %v)", sys.name, r.cfg.Budget, frac*100, readableAt.Round(time.Millisecond))
-		return res, nil
+		r.progress("%s: not joined within %s (%.0f%% synced; readable after %v)", sys, r.cfg.Budget, frac*100, readableAt.Round(time.Millisecond))
+		return res, j, nil
 	}
 	res := Result{Value: took.Seconds()}
 	if readableAt < took*4/5 && took-readableAt > 100*time.Millisecond {
 		res.Note = fmt.Sprintf("every field readable with its last value after %s; synced after %s", fmtSeconds(readableAt.Seconds()), fmtSeconds(took.Seconds()))
 	}
-	r.progress("%s: readable after %s, synced after %s", sys.name, readableAt.Round(time.Millisecond), took.Round(time.Millisecond))
-	return res, nil
+	r.progress("%s: readable after %s, synced after %s", sys, readableAt.Round(time.Millisecond), took.Round(time.Millisecond))
+	return res, j, nil
 }
 
 // ---- 5. disk bytes per write, memory per node ----

@@ -22,6 +22,7 @@ const (
 	flagBenchBudget  = "budget"
 	flagBenchNodes   = "nodes"
 	flagBenchWorkDir = "work-dir"
+	flagBench10M     = "history-10m"
 )
 
 func (e *cmdEnv) benchCommand() *cli.Command {
@@ -69,6 +70,8 @@ Examples:
 				Usage: "time budget of every measured run (`DURATION`); runs not done by then are shown as timed out with how much was done"},
 			&cli.IntFlag{Name: flagBenchNodes, EnvVars: envVar(flagBenchNodes), DefaultText: "50; 10 with --quick",
 				Usage: "`N` simulated nodes of the mocknet workload, 3-200"},
+			&cli.BoolFlag{Name: flagBench10M, EnvVars: envVar(flagBench10M),
+				Usage: "history workload: add the row for 10M overwrites (Starling only; several minutes) and join into that store"},
 			&cli.StringFlag{Name: flagBenchWorkDir, EnvVars: envVar(flagBenchWorkDir),
 				Usage: "`DIR` for the nodes' data directories, removed afterwards (default: the system's temporary directory; disk figures depend on its file system)"},
 			&cli.BoolFlag{Name: flagJSON, EnvVars: envVar(flagJSON),
@@ -93,13 +96,14 @@ Examples:
 				log = slog.New(minLevel{e.log.Handler(), slog.LevelError})
 			}
 			cfg := bench.Config{
-				Only:     only,
-				Quick:    c.Bool(flagBenchQuick),
-				Budget:   c.Duration(flagBenchBudget),
-				Nodes:    c.Int(flagBenchNodes),
-				Dir:      c.String(flagBenchWorkDir),
-				Progress: e.stderr,
-				Logger:   log,
+				Only:       only,
+				Quick:      c.Bool(flagBenchQuick),
+				Budget:     c.Duration(flagBenchBudget),
+				Nodes:      c.Int(flagBenchNodes),
+				History10M: c.Bool(flagBench10M),
+				Dir:        c.String(flagBenchWorkDir),
+				Progress:   e.stderr,
+				Logger:     log,
 			}
 			if cfg.Budget == 0 {
 				return usageErrorf(c, "--%s must be positive (e.g. 60s)", flagBenchBudget)
