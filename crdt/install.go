@@ -734,6 +734,14 @@ func (s *Store) HoldRemote() {
 	}
 }
 
+// ReleaseOpenHold releases the hold of Options.HoldRemoteWhenEmpty, once;
+// a store opened with state, or without the option, has none.
+func (s *Store) ReleaseOpenHold() {
+	if s.heldAtOpen.CompareAndSwap(true, false) {
+		s.ReleaseRemote()
+	}
+}
+
 // ReleaseRemote undoes HoldRemote.
 func (s *Store) ReleaseRemote() {
 	if s.bc != nil {

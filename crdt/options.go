@@ -76,6 +76,12 @@ type Options struct {
 	// so a peer that missed many deltas catches up in a few round trips
 	// instead of one bitswap round per block. Default nil: bitswap only.
 	LocalBlocks LocalBlocks
+	// HoldRemoteWhenEmpty makes a store that opens with no state (a new
+	// or wiped node) hold received heads back from the start, until
+	// ReleaseOpenHold: a node that joins by state transfer must not merge
+	// a peer's heads before it has decided, or it would walk a history
+	// that compaction may have taken away and believe itself complete.
+	HoldRemoteWhenEmpty bool
 	// BlocksPrefix is the datastore prefix under which LocalBlocks keeps
 	// the raw blocks, for the history's size and for giving the space
 	// back after a compaction. Default "/blocks".

@@ -140,6 +140,9 @@ type Store struct {
 	// blocks and heads refused for being below it.
 	frontier     atomic.Uint64
 	refusedBelow atomic.Uint64
+	// heldAtOpen: the store opened empty with HoldRemoteWhenEmpty and
+	// holds received heads until ReleaseOpenHold.
+	heldAtOpen atomic.Bool
 
 	peersMu sync.Mutex
 	peers   map[string]struct{} // connected peers, for the heads loop
@@ -218,6 +221,10 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 	}
 	s.dstore = dstore
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if s.bc != nil && opts.HoldRemoteWhenEmpty && len(dstore.InternalStats(ctx).Heads) == 0 {
+		s.heldAtOpen.Store(true)
+		s.HoldRemote()
+	}
 
 	go func() {
 		defer close(s.committerDone)

@@ -235,6 +235,9 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	n.cancelPeers = cancel
 
 	co := compactOptions(cfg.CompactEvery, o.crdtOpts)
+	// A node with no state decides whether to join by state transfer
+	// before it merges anything a peer sends (statesync releases it).
+	co.HoldRemoteWhenEmpty = true
 	if co.Logger == nil {
 		co.Logger = n.log.With("component", "crdt")
 	}

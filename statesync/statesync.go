@@ -145,6 +145,9 @@ func (y *Syncer) Start() error {
 		defer y.wg.Done()
 		y.repairDirty(ctx)
 	}()
+	// The store held received heads since it opened empty (crdt's
+	// HoldRemoteWhenEmpty); the join below holds them on its own.
+	defer y.cfg.Store.ReleaseOpenHold()
 	if !y.cfg.Store.NeedsTransfer(ctx) || !y.cfg.HasPeers {
 		y.cfg.Store.MergePending(ctx)
 		y.update(func(p *nodestate.SyncProgress) { p.Phase = nodestate.PhaseActive })
