@@ -594,3 +594,56 @@ func TestStateTransferFromACompactedSource(t *testing.T) {
 		t.Fatalf("b refused or failed a member's writes: %+v", b.store.Status(context.Background()))
 	}
 }
+
+// TestInstallReplaysOwnHistoryBelowTheFrontier: a node whose history grew
+// apart from a compacted source's (a node started alone, or cut off past
+// the source's frontier) takes the source's state: its own history cannot
+// merge as a DAG (the source's frontier refuses it), so its live values
+// are written again on top, and both converge on the union.
+func TestInstallReplaysOwnHistoryBelowTheFrontier(t *testing.T) {
+	net := newMemNet()
+	opts := noAutoCompact(fastOpts())
+	a := openTestNodeFetch(t, net, "a", t.TempDir(), opts, false)
+	defer a.close(t)
+	c := openTestNodeFetch(t, net, "c", t.TempDir(), opts, false)
+	defer c.close(t)
+	net.partition([]string{"a"}, []string{"c"})
+	ctx := context.Background()
+	for v := range 3 * markerSlack {
+		overwrite(t, a.store, 1, v)
+	}
+	compactOK(t, a.store)
+	// c's own history, apart from a's.
+	for v := range 5 {
+		overwrite(t, c.store, 2, v)
+	}
+	if err := c.store.Put(ctx, ds.NewKey("/p/own"), []byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := transfer(t, a.store, c.store); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"/r/f001/" + fmt.Sprintf("%08d", 3*markerSlack-1): fmt.Sprintf("v%d", 3*markerSlack-1),
+		"/r/f002/00000004": "v4",
+		"/p/own":           "c",
+	}
+	got := snapshotKV(t, c.store, "/")
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("c after the install: %s = %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+	if c.store.Status(ctx).Dirty {
+		t.Fatal("c is dirty after the install")
+	}
+	net.heal()
+	a.store.PeerConnected("c")
+	c.store.PeerConnected("a")
+	testutil.Eventually(t, 10*time.Second, "a has c's replayed values", func() bool {
+		return maps.Equal(snapshotKV(t, a.store, "/"), snapshotKV(t, c.store, "/"))
+	})
+	if a.store.bc.gated.Load() > 0 || a.store.Status(ctx).Dirty {
+		t.Fatalf("a refused c's writes after the install: gated %d, %+v", a.store.bc.gated.Load(), a.store.Status(ctx))
+	}
+}

@@ -119,13 +119,23 @@
 //     on a stopped node), still waits for every node this one has heard
 //     from.
 //
-// What this version does not reclaim: history held back by a member that
-// stays away (a dead node holds compaction until the operator removes it
-// with `starling cluster remove`; a removed node must rejoin with an
-// empty data directory, its branches are refused), the markers and set
-// entries a node received by state transfer before its first round, and
+// A node whose own history lies below a source's frontier (it was built
+// apart: a node that started alone and met the cluster later, or one
+// removed and added again) cannot merge it as a DAG. When such a node
+// takes a state transfer (a resync, which a dirty store does by itself),
+// Install writes its live values that the installed state lacks again,
+// as new local writes on top of it (replayLive): for the entity tree's
+// records, each version under its own key and ordered by hybrid logical
+// timestamp, that is what a merge would give; raw keys become add-wins.
+//
+// What this version does not reclaim, or do: history held back by a
+// member that stays away (a dead node holds compaction until the
+// operator removes it with `starling cluster remove`); the markers and
+// set entries a node received by state transfer before its first round;
 // pinned blocks (one per live element of a key written many times
-// through the raw key-value API).
+// through the raw key-value API). A node refused by others does not yet
+// know it: it rebases (resync and replay) only once its own walk fails
+// and its store goes dirty, after the syncer timeout.
 //
 // Keys written through Put are plain go-ds-crdt keys: concurrent writes to
 // one key resolve by DAG height, not by time. Starling's entity layer

@@ -514,6 +514,19 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	if err := s.loadFrontier(ctx); err != nil {
 		return err
 	}
+	// This node's own history may lie below the source's compaction
+	// frontier (it was built apart from the source's, or the source
+	// compacted past it): then it cannot merge as a DAG, and its live
+	// values are written again on top of the installed state instead.
+	if err := s.gateHeads(ctx, own); errors.Is(err, ErrBelowFrontier) {
+		n, rerr := s.replayLive(ctx, oldNS)
+		if rerr != nil {
+			return fmt.Errorf("crdt: state transfer: replaying this node's own values: %w", rerr)
+		}
+		s.log.Warn("state transfer: this node's own history lies below the source's compaction frontier; its live values missing from the installed state were written again on top of it",
+			"replayed", n, "why", err)
+		own = nil
+	}
 	// go-ds-crdt walks down from the old heads and stops at blocks the
 	// source had processed.
 	mctx, cancel := context.WithTimeout(ctx, mergeTimeout)
@@ -529,6 +542,61 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	}()
 	s.log.Info("installed a state transfer", "entries", hdr.Entries, "bytes", hdr.Bytes, "own_heads", len(own))
 	return nil
+}
+
+// replayLive writes again, as new local writes on the installed state,
+// every live value of the namespace the install replaced that the
+// installed state lacks. For the entity tree's records (each version
+// under its own key, ordered by hybrid logical timestamp) this gives the
+// same result a DAG merge would: a version the cluster has superseded is
+// superseded again. Raw keys become add-wins: a key deleted elsewhere
+// that this node still held comes back. Called by swap, with commitMu
+// held.
+func (s *Store) replayLive(ctx context.Context, oldNS string) (int, error) {
+	prefix := oldNS + "/s/k/"
+	res, err := s.backing.Query(ctx, query.Query{Prefix: prefix})
+	if err != nil {
+		return 0, err
+	}
+	defer res.Close()
+	var ops []Op
+	size, n := 0, 0
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		if err := s.writeDelta(ops); err != nil {
+			return err
+		}
+		n += len(ops)
+		ops, size = nil, 0
+		return nil
+	}
+	for r := range res.Next() {
+		if r.Error != nil {
+			return n, r.Error
+		}
+		rest, ok := strings.CutSuffix(strings.TrimPrefix(r.Key, prefix), "/v")
+		if !ok {
+			continue // the priority entry
+		}
+		k := ds.NewKey(rest)
+		if has, err := s.crdt().Has(ctx, k); err != nil || has {
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
+		op := Op{Key: k, Value: r.Value}
+		if len(ops) >= s.opts.CommitMaxOps || size+opsSize([]Op{op}) > s.opts.CommitMaxBytes {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+		ops = append(ops, op)
+		size += opsSize([]Op{op})
+	}
+	return n, flush()
 }
 
 // mergeTimeout bounds the wait for go-ds-crdt to merge this node's own
