@@ -33,8 +33,9 @@ import (
 // namespace: it is this node's knowledge, not replicated state).
 var memberKey = ds.NewKey("/_starling/compact/members")
 
-// compactRangeMin is how much a round must delete before it has LevelDB
-// rewrite the history's key ranges to give the space back at once.
+// compactRangeMin is how much an automatic round must delete before it
+// has LevelDB rewrite the history's key ranges to give the space back at
+// once (an explicit Compact always does).
 const compactRangeMin = 1 << 20
 
 // markerSlack is how many heights below the top of A keep their
@@ -331,10 +332,19 @@ type walkBlock struct {
 
 // Compact runs one compaction round: it reclaims the history every
 // member has merged (see the package documentation), in chunks, with
-// writes, reads and replication going on between them. progress, if not
-// nil, is called after each chunk. It returns ErrCompactBusy if a round
-// is running; a round with nothing to do says why in Skipped.
-func (s *Store) Compact(ctx context.Context, progress func(CompactProgress)) (st CompactStats, err error) {
+// writes, reads and replication going on between them, and has LevelDB
+// give the space back at once. progress, if not nil, is called after
+// each chunk. It returns ErrCompactBusy if a round is running; a round
+// with nothing to do says why in Skipped.
+func (s *Store) Compact(ctx context.Context, progress func(CompactProgress)) (CompactStats, error) {
+	return s.compact(ctx, progress, 1)
+}
+
+// compact is a round; LevelDB rewrites the history's ranges when it
+// deleted at least giveBackMin bytes (the automatic policy waits for
+// large deletions: rewriting costs the disk and CPU the writes need, and
+// LevelDB's own compactions drop deleted keys as it goes).
+func (s *Store) compact(ctx context.Context, progress func(CompactProgress), giveBackMin int64) (st CompactStats, err error) {
 	if !s.compactMu.TryLock() {
 		return CompactStats{}, ErrCompactBusy
 	}
@@ -493,10 +503,7 @@ func (s *Store) Compact(ctx context.Context, progress func(CompactProgress)) (st
 			progress(CompactProgress{Done: i + len(chunk), Total: len(front)})
 		}
 	}
-	// Large deletions only: rewriting the ranges costs the disk and the
-	// CPU the writes need, and LevelDB's own compactions drop deleted
-	// keys as it goes.
-	if c, ok := s.backing.(rangeCompacter); ok && st.BytesDeleted >= compactRangeMin {
+	if c, ok := s.backing.(rangeCompacter); ok && st.BytesDeleted >= giveBackMin {
 		if err := c.CompactPrefixes(ctx, s.historyPrefixes()); err != nil {
 			s.log.Warn("compaction: giving space back to the file system", "err", err)
 		}
@@ -765,7 +772,7 @@ func (s *Store) compactLoop() {
 		if !due {
 			continue
 		}
-		st, err := s.Compact(s.ctx, nil)
+		st, err := s.compact(s.ctx, nil, compactRangeMin)
 		switch {
 		case errors.Is(err, ErrCompactBusy):
 			continue
