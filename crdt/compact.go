@@ -11,11 +11,8 @@ import (
 	"time"
 
 	dshelp "github.com/ipfs/boxo/datastore/dshelp"
-	dag "github.com/ipfs/boxo/ipld/merkledag"
 	cid "github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
-	"github.com/ipfs/go-ds-crdt/pb"
-	"google.golang.org/protobuf/proto"
 )
 
 // Compaction reclaims the history that no node of the cluster can need
@@ -525,19 +522,11 @@ func (s *Store) readWalkBlock(ctx context.Context, c cid.Cid) (*walkBlock, error
 		}
 		return nil, fmt.Errorf("crdt: compaction: read block %s: %w", c, err)
 	}
-	nd, err := dag.DecodeProtobuf(blk.RawData())
+	delta, links, err := decodeDelta(blk.RawData())
 	if err != nil {
 		return nil, fmt.Errorf("crdt: compaction: block %s: %w", c, err)
 	}
-	var delta pb.Delta
-	if err := proto.Unmarshal(nd.Data(), &delta); err != nil {
-		return nil, fmt.Errorf("crdt: compaction: delta of %s: %w", c, err)
-	}
-	wb := &walkBlock{height: delta.GetPriority(), size: len(blk.RawData())}
-	for _, l := range nd.Links() {
-		wb.links = append(wb.links, l.Cid)
-	}
-	return wb, nil
+	return &walkBlock{height: delta.GetPriority(), links: links, size: len(blk.RawData())}, nil
 }
 
 // elementKeys reads the keys of the elements a block added (the walk
@@ -548,13 +537,9 @@ func (s *Store) elementKeys(ctx context.Context, c cid.Cid) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crdt: compaction: read block %s: %w", c, err)
 	}
-	nd, err := dag.DecodeProtobuf(blk.RawData())
+	delta, _, err := decodeDelta(blk.RawData())
 	if err != nil {
 		return nil, fmt.Errorf("crdt: compaction: block %s: %w", c, err)
-	}
-	var delta pb.Delta
-	if err := proto.Unmarshal(nd.Data(), &delta); err != nil {
-		return nil, fmt.Errorf("crdt: compaction: delta of %s: %w", c, err)
 	}
 	keys := make([]string, len(delta.GetElements()))
 	for i, e := range delta.GetElements() {

@@ -79,21 +79,23 @@ func (s *Store) raiseFrontier(ctx context.Context, ns string, h uint64) error {
 	return nil
 }
 
-// blockHeight decodes the height (go-ds-crdt's priority) of a delta block.
-func blockHeight(raw []byte) (uint64, []cid.Cid, error) {
+// decodeDelta decodes a delta block: go-ds-crdt's delta (its height is
+// the priority) and the block's links. Compaction's walk, its element
+// reads and the frontier checks all read blocks through it.
+func decodeDelta(raw []byte) (*pb.Delta, []cid.Cid, error) {
 	nd, err := dag.DecodeProtobuf(raw)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
 	var delta pb.Delta
 	if err := proto.Unmarshal(nd.Data(), &delta); err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
 	links := make([]cid.Cid, 0, len(nd.Links()))
 	for _, l := range nd.Links() {
 		links = append(links, l.Cid)
 	}
-	return delta.GetPriority(), links, nil
+	return &delta, links, nil
 }
 
 // belowFrontier reports whether a block is one that must never be
@@ -103,8 +105,8 @@ func (s *Store) belowFrontier(c cid.Cid, raw []byte) bool {
 	if f == 0 || s.isProcessed(c) {
 		return false
 	}
-	h, _, err := blockHeight(raw)
-	return err == nil && h <= f
+	d, _, err := decodeDelta(raw)
+	return err == nil && d.GetPriority() <= f
 }
 
 // gateWalkLimit bounds the blocks gateHeads looks at for one message.
@@ -133,10 +135,11 @@ func (s *Store) gateHeads(ctx context.Context, heads []cid.Cid) error {
 		if err != nil {
 			continue // not here yet: go-ds-crdt fetches it, guardGetter checks it
 		}
-		h, links, err := blockHeight(blk.RawData())
+		d, links, err := decodeDelta(blk.RawData())
 		if err != nil {
 			continue // go-ds-crdt reports a bad block itself
 		}
+		h := d.GetPriority()
 		if h <= f {
 			return fmt.Errorf("%w: %s at height %d, frontier %d", ErrBelowFrontier, c, h, f)
 		}
