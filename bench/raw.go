@@ -490,26 +490,11 @@ func (c *rawCluster) Close() error {
 	nodes := c.nodes
 	c.nodes = nil
 	c.mu.Unlock()
-	var errs []error
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		if n == nil { // stopped
-			continue
-		}
-		wg.Go(func() {
-			if err := n.close(); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	err := closeAll(nodes, (*rawNode).close)
 	if c.mn != nil {
-		errs = append(errs, c.mn.Close())
+		err = errors.Join(err, c.mn.Close())
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // gater refuses connections with blocked peers (partitions).

@@ -260,15 +260,22 @@ func (c *starlingCluster) Close() error {
 	nodes := c.nodes
 	c.nodes = nil
 	c.mu.Unlock()
+	return closeAll(nodes, (*node.Node).Close)
+}
+
+// closeAll closes every node at once (a nil one is stopped already) and
+// joins their errors.
+func closeAll[N comparable](nodes []N, closeNode func(N) error) error {
+	var zero N
 	var errs []error
-	var wg sync.WaitGroup
 	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for _, n := range nodes {
-		if n == nil { // stopped
+		if n == zero {
 			continue
 		}
 		wg.Go(func() {
-			if err := n.Close(); err != nil {
+			if err := closeNode(n); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
