@@ -81,6 +81,8 @@ type openOptions struct {
 	electionConfig []func(*election.Config)
 	// joinTimeout bounds the wait for a peer to join from (statesync).
 	joinTimeout time.Duration
+	// joinRetry is statesync's JoinRetry (tests only).
+	joinRetry time.Duration
 	// peerStates sets the node-state timings (nodestate).
 	peerStates nodestate.PeerStateConfig
 }
@@ -267,7 +269,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	}
 	n.sync, err = statesync.New(statesync.Config{
 		NodeID: cfg.NodeID, Store: n.store, P2P: n.p2p, HasPeers: len(cfg.Peers) > 0 || cfg.MDNS || cfg.DHT,
-		JoinTimeout: o.joinTimeout, Loads: n.entities.Loads, Available: n.elect.runner.SetNodeAvailable,
+		JoinTimeout: o.joinTimeout, JoinRetry: o.joinRetry, Loads: n.entities.Loads, Available: n.elect.runner.SetNodeAvailable,
 		Logger: n.log.With("component", "statesync"),
 	})
 	if err != nil {

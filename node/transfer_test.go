@@ -12,6 +12,7 @@ import (
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/entity"
@@ -341,4 +342,29 @@ func freeTCPPort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestJoinStartsWhenTheSourceConnects: a joining node asks a peer for
+// its state as soon as it connects, not at its next retry (with the
+// retry at an hour, only the connection can start the join).
+func TestJoinStartsWhenTheSourceConnects(t *testing.T) {
+	a := nodetest.Start(t, "node1")
+	writeFields(t, a, 50)
+
+	dir := filepath.Join(t.TempDir(), "b")
+	nodetest.Init(t, dir, "node2")
+	nowhere := fmt.Sprintf("/ip4/127.0.0.1/tcp/1/p2p/%s", testutil.PeerID(t))
+	b := nodetest.Open(t, dir, node.WithJoinRetry(time.Hour), node.WithJoinTimeout(time.Hour),
+		node.WithConfig(func(c *node.Config) { c.Peers = []string{nowhere} }))
+	testutil.Eventually(t, 10*time.Second, "b joining", func() bool { return b.SyncProgress().Phase == nodestate.PhaseJoining })
+	if err := b.P2P().AddPeer(context.Background(), peer.AddrInfo{ID: a.PeerID(), Addrs: a.P2P().Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, "b active after a transfer", func() bool {
+		p := b.SyncProgress()
+		return p.Phase == nodestate.PhaseActive && p.Transfers == 1
+	})
+	if v, ok := fieldValue(t, b, "/j/s00049"); !ok || v != 49 {
+		t.Fatalf("after the join /j/s00049 = %d, %v", v, ok)
+	}
 }
