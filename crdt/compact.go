@@ -334,14 +334,16 @@ type walkBlock struct {
 // each chunk. It returns ErrCompactBusy if a round is running; a round
 // with nothing to do says why in Skipped.
 func (s *Store) Compact(ctx context.Context, progress func(CompactProgress)) (CompactStats, error) {
-	return s.compact(ctx, progress, 1)
+	return s.compact(ctx, progress, 1, nil)
 }
 
 // compact is a round; LevelDB rewrites the history's ranges when it
 // deleted at least giveBackMin bytes (the automatic policy waits for
 // large deletions: rewriting costs the disk and CPU the writes need, and
 // LevelDB's own compactions drop deleted keys as it goes).
-func (s *Store) compact(ctx context.Context, progress func(CompactProgress), giveBackMin int64) (st CompactStats, err error) {
+//
+// pace (nil: unpaced) spreads the round's work over time.
+func (s *Store) compact(ctx context.Context, progress func(CompactProgress), giveBackMin int64, pace *pacer) (st CompactStats, err error) {
 	if !s.compactMu.TryLock() {
 		return CompactStats{}, ErrCompactBusy
 	}
@@ -419,6 +421,11 @@ func (s *Store) compact(ctx context.Context, progress func(CompactProgress), giv
 			}
 			wb.seen++
 			stack = append(stack, wb.links...)
+			if len(visited)%pacerWalkSlice == 0 {
+				if err := pace.rest(ctx); err != nil {
+					return st, err
+				}
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -494,6 +501,9 @@ func (s *Store) compact(ctx context.Context, progress func(CompactProgress), giv
 	for i := 0; i < len(front); i += compactChunk {
 		chunk := front[i:min(i+compactChunk, len(front))]
 		if err := s.compactChunk(ctx, chunk, graph, kept, &st); err != nil {
+			return st, err
+		}
+		if err := pace.rest(ctx); err != nil {
 			return st, err
 		}
 		if progress != nil {
@@ -654,6 +664,57 @@ func (s *Store) compactChunk(ctx context.Context, chunk []cid.Cid, graph map[cid
 	return nil
 }
 
+// pacerWalkSlice is how many blocks the walk reads between rests.
+const pacerWalkSlice = 512
+
+// pacer keeps a round's work to a share (duty) of one core: rest sleeps
+// in proportion to the work done since the last rest. A nil pacer never
+// rests.
+type pacer struct {
+	duty   float64
+	since  time.Time
+	rests  int
+	rested time.Duration // total, for tests
+	now    func() time.Time
+	sleep  func(context.Context, time.Duration) error
+}
+
+func newPacer(duty float64) *pacer {
+	if duty <= 0 || duty >= 1 {
+		return nil
+	}
+	return &pacer{duty: duty, since: time.Now(), now: time.Now, sleep: sleepCtx}
+}
+
+func (p *pacer) rest(ctx context.Context) error {
+	if p == nil {
+		return ctx.Err()
+	}
+	worked := p.now().Sub(p.since)
+	d := time.Duration(float64(worked) * (1 - p.duty) / p.duty)
+	if err := p.sleep(ctx, d); err != nil {
+		return err
+	}
+	p.rests++
+	p.rested += d
+	p.since = p.now()
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // compactRecord is what the rounds did, for Status.
 type compactRecord struct {
 	mu        sync.Mutex
@@ -757,7 +818,7 @@ func (s *Store) compactLoop() {
 		if !due {
 			continue
 		}
-		st, err := s.compact(s.ctx, nil, compactRangeMin)
+		st, err := s.compact(s.ctx, nil, compactRangeMin, newPacer(s.opts.CompactDuty))
 		switch {
 		case errors.Is(err, ErrCompactBusy):
 			continue

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -645,5 +646,47 @@ func TestInstallReplaysOwnHistoryBelowTheFrontier(t *testing.T) {
 	})
 	if a.store.bc.gated.Load() > 0 || a.store.Status(ctx).Dirty {
 		t.Fatalf("a refused c's writes after the install: gated %d, %+v", a.store.bc.gated.Load(), a.store.Status(ctx))
+	}
+}
+
+// TestPacedRoundRestsAfterEachSlice: a paced round (the automatic
+// policy's) rests after each chunk of deletes, for as long as the chunk
+// took times (1-duty)/duty; an explicit round does not rest.
+func TestPacedRoundRestsAfterEachSlice(t *testing.T) {
+	n := openTestNode(t, nil, "a", t.TempDir(), noAutoCompact(fastOpts()))
+	defer n.close(t)
+	const fields, rounds = 40, 10
+	for v := range rounds {
+		for f := range fields {
+			overwrite(t, n.store, f, v)
+		}
+	}
+	want := snapshotKV(t, n.store, "/r")
+	// A clock that moves 10 ms per reading: every slice "took" 10 ms.
+	var mu sync.Mutex
+	clock := time.Unix(0, 0)
+	var slept []time.Duration
+	p := newPacer(0.25)
+	p.now = func() time.Time { mu.Lock(); defer mu.Unlock(); clock = clock.Add(10 * time.Millisecond); return clock }
+	p.since = p.now()
+	p.sleep = func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil }
+	st, err := n.store.compact(context.Background(), nil, 1, p)
+	if err != nil || st.Skipped != "" {
+		t.Fatalf("round: %+v, %v", st, err)
+	}
+	chunks := (st.Frontier + compactChunk - 1) / compactChunk
+	if chunks < 2 || len(slept) < chunks {
+		t.Fatalf("%d blocks in A (%d chunks), %d rests: want a rest after every chunk", st.Frontier, chunks, len(slept))
+	}
+	for _, d := range slept {
+		if d != 30*time.Millisecond {
+			t.Fatalf("rests %v: want 30ms after each 10 ms slice at duty 0.25", slept)
+		}
+	}
+	if got := snapshotKV(t, n.store, "/r"); !maps.Equal(got, want) {
+		t.Fatalf("reads changed by a paced round:\n got %v\nwant %v", got, want)
+	}
+	if newPacer(1) != nil || newPacer(0) != nil {
+		t.Fatal("duty 1 (unpaced) or 0 made a pacer")
 	}
 }
