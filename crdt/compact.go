@@ -619,19 +619,12 @@ func (s *Store) compactChunk(ctx context.Context, chunk []cid.Cid, graph map[cid
 		}
 	}
 
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
+	if err := s.pauseThenHoldCommits(ctx); err != nil {
+		return fmt.Errorf("crdt: compaction: %w", err)
+	}
+	defer s.releaseCommits()
 	held := time.Now()
 	defer func() { st.MaxHold = max(st.MaxHold, time.Since(held)) }()
-	if s.bc != nil {
-		pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
-		err := s.bc.pause(pctx)
-		cancel()
-		defer s.bc.resume()
-		if err != nil {
-			return fmt.Errorf("crdt: compaction: %w", err)
-		}
-	}
 	s.dmu.RLock()
 	moved := s.ns != ns
 	s.dmu.RUnlock()

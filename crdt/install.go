@@ -253,17 +253,10 @@ func (s *Store) WriteSnapshot(ctx context.Context, w io.Writer) error {
 // takeSnapshot pauses local commits and go-ds-crdt between broadcasts,
 // takes the datastore snapshot, and resumes.
 func (s *Store) takeSnapshot(ctx context.Context, snapper Snapshotter) (Snapshot, SnapshotHeader, error) {
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	if s.bc != nil {
-		pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
-		err := s.bc.pause(pctx)
-		cancel()
-		defer s.bc.resume()
-		if err != nil {
-			return nil, SnapshotHeader{}, fmt.Errorf("%w: busy processing a remote branch: %v", ErrRefused, err)
-		}
+	if err := s.pauseThenHoldCommits(ctx); err != nil {
+		return nil, SnapshotHeader{}, fmt.Errorf("%w: busy processing a remote branch: %v", ErrRefused, err)
 	}
+	defer s.releaseCommits()
 	d := s.crdt()
 	if d.IsDirty(ctx) {
 		return nil, SnapshotHeader{}, fmt.Errorf("%w: this node's store is dirty (a DAG walk failed; repair pending)", ErrRefused)
@@ -279,6 +272,36 @@ func (s *Store) takeSnapshot(ctx context.Context, snapper Snapshotter) (Snapshot
 		hdr.Heads = append(hdr.Heads, h.String())
 	}
 	return sn, hdr, nil
+}
+
+// pauseThenHoldCommits waits until go-ds-crdt is between broadcasts
+// (up to pauseTimeout) and then holds local commits: with both, the
+// store's namespace can be read or edited as a whole. It waits for the
+// pause first, with commits flowing: go-ds-crdt may take seconds to
+// finish a remote branch, and holding commits during that wait froze
+// local writes for as long (three transfer requests at once held one
+// write for 28 s). Local commits never wait on the broadcaster, so the
+// order cannot deadlock. Every nil return needs a releaseCommits.
+func (s *Store) pauseThenHoldCommits(ctx context.Context) error {
+	if s.bc != nil {
+		pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
+		err := s.bc.pause(pctx)
+		cancel()
+		if err != nil {
+			s.bc.resume()
+			return err
+		}
+	}
+	s.commitMu.Lock()
+	return nil
+}
+
+// releaseCommits undoes pauseThenHoldCommits.
+func (s *Store) releaseCommits() {
+	s.commitMu.Unlock()
+	if s.bc != nil {
+		s.bc.resume()
+	}
 }
 
 // InstallOptions adjust Install.

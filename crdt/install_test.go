@@ -554,3 +554,49 @@ func TestEmptySnapshot(t *testing.T) {
 		t.Fatalf("empty snapshot: end %v, %v", end, err)
 	}
 }
+
+// TestSnapshotWaitingForTheReplicationQueueDoesNotHoldWrites: a state
+// transfer's source waits for go-ds-crdt to finish a remote branch
+// before it reads its state; local writes go on meanwhile (they were
+// held for the whole wait: up to 10 s per request).
+func TestSnapshotWaitingForTheReplicationQueueDoesNotHoldWrites(t *testing.T) {
+	net := newMemNet()
+	n := openTestNode(t, net, "a", t.TempDir(), noAutoCompact(fastOpts()))
+	defer n.close(t)
+	ctx := context.Background()
+	if err := n.store.Put(ctx, ds.NewKey("/k/0"), []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	b := n.store.bc
+	testutil.Eventually(t, 10*time.Second, "go-ds-crdt waiting for a broadcast", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.waiting
+	})
+	// go-ds-crdt is busy with a remote branch, as far as pause can tell.
+	b.mu.Lock()
+	b.waiting = false
+	b.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- n.store.WriteSnapshot(ctx, io.Discard) }()
+	testutil.Eventually(t, 10*time.Second, "the snapshot waiting to pause", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.pauses > 0
+	})
+	if err := n.store.Put(ctx, ds.NewKey("/k/1"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the snapshot ended (%v) before the write got through: the write waited for it", err)
+	default:
+	}
+	// The branch is done: the snapshot goes ahead.
+	b.mu.Lock()
+	b.waiting = true
+	b.mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -64,9 +64,19 @@ type Config struct {
 	// or takes it out (false, while a resync runs). Called from the
 	// Syncer's goroutines.
 	Available func(bool) error
+	// ServeMax is how many state transfers this node serves at once;
+	// a request beyond is refused with the reason, and the asking node
+	// tries another peer. Each transfer holds a LevelDB snapshot (old
+	// table files stay on disk until it ends) and a stream. Default
+	// DefaultServeMax.
+	ServeMax int
 	// Logger receives progress and failures. Default: discard.
 	Logger *slog.Logger
 }
+
+// DefaultServeMax is the default of Config.ServeMax: a new node and a
+// repairing one at once.
+const DefaultServeMax = 2
 
 // Syncer runs the join, resync and serving of state transfers for one
 // node. Its methods are safe for concurrent use.
@@ -78,6 +88,9 @@ type Syncer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	once   sync.Once
+
+	// serving holds a token per state transfer being served.
+	serving chan struct{}
 
 	mu      sync.Mutex
 	prog    nodestate.SyncProgress
@@ -97,7 +110,10 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.JoinRetry <= 0 {
 		cfg.JoinRetry = DefaultJoinRetry
 	}
-	y := &Syncer{cfg: cfg, log: cfg.Logger}
+	if cfg.ServeMax <= 0 {
+		cfg.ServeMax = DefaultServeMax
+	}
+	y := &Syncer{cfg: cfg, log: cfg.Logger, serving: make(chan struct{}, cfg.ServeMax)}
 	if y.log == nil {
 		y.log = slog.New(slog.DiscardHandler)
 	}
@@ -388,6 +404,14 @@ func (y *Syncer) serveState(from peer.ID, s io.ReadWriteCloser) {
 		return
 	default:
 		_ = crdt.RefuseSnapshot(s, fmt.Sprintf("node %s is %s itself", y.cfg.NodeID, ph))
+		return
+	}
+	select {
+	case y.serving <- struct{}{}:
+		defer func() { <-y.serving }()
+	default:
+		_ = crdt.RefuseSnapshot(s, fmt.Sprintf("node %s already serves %d state transfer(s) at once, its limit; ask another peer or again later", y.cfg.NodeID, cap(y.serving)))
+		y.log.Info("state transfer refused: serving the most at once", "peer", from, "serving", cap(y.serving))
 		return
 	}
 	start := time.Now()

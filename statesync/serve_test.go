@@ -1,0 +1,42 @@
+package statesync
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/nodestate"
+)
+
+// fakeStream is a state request in, the answer out.
+type fakeStream struct {
+	in  io.Reader
+	out bytes.Buffer
+}
+
+func (f *fakeStream) Read(p []byte) (int, error)  { return f.in.Read(p) }
+func (f *fakeStream) Write(p []byte) (int, error) { return f.out.Write(p) }
+func (f *fakeStream) Close() error                { return nil }
+
+// TestServeRefusesBeyondServeMax: a node already serving ServeMax state
+// transfers refuses the next request with the reason (the asking node
+// tries another peer), instead of taking one more snapshot (three at
+// once held a local write for 28 s).
+func TestServeRefusesBeyondServeMax(t *testing.T) {
+	y := &Syncer{
+		cfg:     Config{NodeID: "node1"},
+		log:     slog.New(slog.DiscardHandler),
+		serving: make(chan struct{}, 1),
+	}
+	y.prog.Phase = nodestate.PhaseActive
+	y.serving <- struct{}{} // one transfer running
+	s := &fakeStream{in: strings.NewReader(stateRequest)}
+	y.serveState(testutil.PeerID(t), s)
+	got := s.out.String()
+	if len(got) == 0 || got[0] != 1 || !strings.Contains(got, "already serves 1 state transfer(s) at once") {
+		t.Fatalf("answer %q: want a refusal saying the node serves the most at once", got)
+	}
+}
