@@ -61,8 +61,9 @@ type broadcaster struct {
 	// gated counts heads messages the gate dropped.
 	gated atomic.Uint64
 
-	parkMu sync.Mutex
-	parked []parkedHeads // heads whose blocks are not here yet
+	parkMu     sync.Mutex
+	parked     []parkedHeads // heads whose blocks are not here yet
+	parkedSize int           // bytes held by parked (size)
 
 	// sent remembers, per peer, blocks sent in branch replies, so that
 	// the next reply to the same peer does not carry them (or the history
@@ -97,12 +98,29 @@ type parkedHeads struct {
 	until   time.Time
 }
 
+// size is about what a parked broadcast holds in memory.
+func (p parkedHeads) size() int {
+	n := len(p.payload) + len(p.from)
+	for _, h := range p.heads {
+		n += h.ByteLen() + 16
+	}
+	return n
+}
+
 // Parking limits: how long heads wait for their blocks, and how many
-// broadcasts wait at most (the oldest go first).
+// broadcasts, and bytes of them, wait at most (the oldest go first). A
+// count alone let 150 forged messages of 4 MiB of heads each take 2.4
+// GB.
 const (
-	parkTTL = 10 * time.Second
-	maxPark = 1024
+	parkTTL      = 10 * time.Second
+	maxPark      = 1024
+	maxParkBytes = 16 << 20
 )
+
+// maxHeads bounds the heads of one broadcast. go-ds-crdt's heads are the
+// tips of concurrent branches: about one per node writing at the same
+// moment, so even a cluster of hundreds stays far below it.
+const maxHeads = 1024
 
 var _ crdt.Broadcaster = (*broadcaster)(nil)
 
@@ -277,6 +295,9 @@ func decodeHeads(payload []byte) ([]cid.Cid, error) {
 	var bc pb.CRDTBroadcast
 	if err := proto.Unmarshal(payload, &bc); err != nil {
 		return nil, err
+	}
+	if n := len(bc.GetHeads()); n > maxHeads {
+		return nil, fmt.Errorf("%d heads, more than the %d any cluster makes", n, maxHeads)
 	}
 	heads := make([]cid.Cid, 0, len(bc.GetHeads()))
 	for _, h := range bc.GetHeads() {
@@ -573,11 +594,15 @@ func (b *broadcaster) allLocal(heads []cid.Cid) bool {
 func (b *broadcaster) park(p parkedHeads) {
 	b.parkMu.Lock()
 	defer b.parkMu.Unlock()
-	if len(b.parked) >= maxPark {
+	sz := p.size()
+	for len(b.parked) > 0 && (len(b.parked) >= maxPark || b.parkedSize+sz > maxParkBytes) {
+		b.parkedSize -= b.parked[0].size()
+		b.parked[0] = parkedHeads{}
 		b.parked = b.parked[1:]
 		b.headsDropped.Add(1)
 	}
 	b.parked = append(b.parked, p)
+	b.parkedSize += sz
 }
 
 // unpark hands over parked broadcasts whose blocks arrived, and drops
@@ -604,6 +629,10 @@ func (b *broadcaster) unpark() {
 	}
 	clear(b.parked[len(keep):])
 	b.parked = keep
+	b.parkedSize = 0
+	for _, p := range keep {
+		b.parkedSize += p.size()
+	}
 	b.parkMu.Unlock()
 	for _, p := range ready {
 		if b.admit(p.from, p.heads) {

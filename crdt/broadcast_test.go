@@ -3,11 +3,13 @@ package crdt
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	cid "github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
 )
 
 // publishedTransport records what is published and receives nothing.
@@ -75,5 +77,71 @@ func TestBroadcastCarriesWithoutDecoding(t *testing.T) {
 	}
 	if err := b.Broadcast(context.Background(), notProtobuf); err == nil {
 		t.Fatal("a rebroadcast that does not decode was published")
+	}
+}
+
+// headsEnvelope is a heads message for cids, as a peer sends it.
+func headsEnvelope(t *testing.T, cids []cid.Cid) []byte {
+	t.Helper()
+	p, err := headsPayload(cids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return (&envelope{payload: p}).encode()
+}
+
+// randomCIDs makes n CIDs of blocks nobody has.
+func randomCIDs(t *testing.T, n int) []cid.Cid {
+	t.Helper()
+	out := make([]cid.Cid, n)
+	for i := range out {
+		h, err := mh.Sum([]byte(fmt.Sprintf("%s-%d", t.Name(), i)), mh.SHA2_256, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = cid.NewCidV1(cid.DagProtobuf, h)
+	}
+	return out
+}
+
+// TestForgedHeadsCannotFillMemory: heads messages whose blocks never
+// come are held by bytes, not only by count (150 messages of 4 MiB of
+// forged heads took a node from 62 MB to 2.4 GB), and a message with
+// more heads than any cluster makes is refused outright.
+func TestForgedHeadsCannotFillMemory(t *testing.T) {
+	net := newMemNet()
+	n := openTestNode(t, net, "a", t.TempDir(), noAutoCompact(fastOpts()))
+	defer n.close(t)
+	b := n.store.bc
+
+	if err := b.accept("mallory", headsEnvelope(t, randomCIDs(t, maxHeads+1))); err == nil {
+		t.Fatalf("a message with %d heads was accepted", maxHeads+1)
+	}
+	b.parkMu.Lock()
+	parked := len(b.parked)
+	b.parkMu.Unlock()
+	if parked != 0 {
+		t.Fatalf("%d broadcasts parked after a refused one", parked)
+	}
+
+	const msgs = 400 // of maxHeads heads each: ~23 MB if all were kept
+	for i := range msgs {
+		cids := randomCIDs(t, maxHeads)
+		cids[0] = testCID(t, []byte(fmt.Sprint("message ", i))) // unique messages
+		if err := b.accept("mallory", headsEnvelope(t, cids)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.parkMu.Lock()
+	defer b.parkMu.Unlock()
+	sum := 0
+	for _, p := range b.parked {
+		sum += p.size()
+	}
+	if sum != b.parkedSize || b.parkedSize > maxParkBytes || len(b.parked) == 0 {
+		t.Fatalf("%d broadcasts parked holding %d bytes (counted %d): want at most %d", len(b.parked), sum, b.parkedSize, maxParkBytes)
+	}
+	if d := b.headsDropped.Load(); d == 0 {
+		t.Fatal("no parked broadcast was dropped to stay within the bytes limit")
 	}
 }
