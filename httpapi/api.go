@@ -85,13 +85,33 @@ type APIConfig struct {
 	// WatchHeartbeat is how often an idle watch stream (GET /v1/watch)
 	// gets a comment line. Default DefaultWatchHeartbeat.
 	WatchHeartbeat time.Duration
+	// MaxStreams bounds the watch streams (entity and election) served
+	// at once; one beyond gets 503. Each holds a goroutine, a buffer of
+	// events and a connection (about 90 KB). Default DefaultMaxStreams.
+	MaxStreams int
 	// Logger receives server-side errors. Default: discard.
 	Logger *slog.Logger
 }
 
+// DefaultMaxStreams is the default of APIConfig.MaxStreams.
+const DefaultMaxStreams = 256
+
 type server struct {
-	cfg APIConfig
-	log *slog.Logger
+	cfg     APIConfig
+	log     *slog.Logger
+	streams chan struct{} // a token per watch stream being served
+}
+
+// holdStream takes a watch stream's slot; without one it answers 503
+// and returns false. Call release when the stream ends.
+func (a *server) holdStream(w http.ResponseWriter) (release func(), ok bool) {
+	select {
+	case a.streams <- struct{}{}:
+		return func() { <-a.streams }, true
+	default:
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("this node already serves %d watch streams, its limit: close streams you no longer read, or watch a narrower path", cap(a.streams)))
+		return nil, false
+	}
 }
 
 // NewAPIHandler returns the HTTP API:
@@ -161,7 +181,10 @@ func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
 	if cfg.WatchHeartbeat <= 0 {
 		cfg.WatchHeartbeat = DefaultWatchHeartbeat
 	}
-	a := &server{cfg: cfg, log: cfg.Logger}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	a := &server{cfg: cfg, log: cfg.Logger, streams: make(chan struct{}, cfg.MaxStreams)}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -216,13 +239,17 @@ func (a *server) auth(next http.Handler) http.Handler {
 				return
 			}
 		}
+		// A client without the token gets its answer and the connection
+		// is closed: kept alive, 20k of them held every file descriptor.
 		scheme, tok, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			w.Header().Set("Connection", "close")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="starling"`)
 			writeError(w, http.StatusUnauthorized, "missing API token: send `Authorization: Bearer <token>`; the token is in the node's data dir (api.token)")
 			return
 		}
 		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), want) != 1 {
+			w.Header().Set("Connection", "close")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="starling", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "wrong API token: use the one in the node's data dir (api.token)")
 			return

@@ -1,17 +1,20 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/starling-sync/starling/api"
@@ -413,5 +416,61 @@ func TestAPICompact(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusOK {
 		t.Errorf("GET /v1/store/compact answered 200")
+	}
+}
+
+// TestUnauthorizedClosesTheConnection: a request without the right
+// token gets its 401 and the connection is closed, so clients without
+// the token cannot hold kept-alive connections (20k of them took every
+// file descriptor, and a request with the token got no answer).
+func TestUnauthorizedClosesTheConnection(t *testing.T) {
+	_, srv := newTestAPI(t)
+	for _, auth := range []string{"", "Authorization: Bearer wrong\r\n"} {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, "GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n"+auth+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+			t.Fatalf("auth %q: status %d, close %v: want 401 and the connection closed", auth, resp.StatusCode, resp.Close)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("auth %q: the server kept the connection open (read: %v)", auth, err)
+		}
+	}
+}
+
+// TestWatchStreamsAreLimited: beyond MaxStreams, a watch stream (both
+// watch handlers take a slot with holdStream) is refused with 503 and a
+// reason (5,000 were accepted, ~88 KB each); a slot is free again once
+// its stream ends.
+func TestWatchStreamsAreLimited(t *testing.T) {
+	a := &server{streams: make(chan struct{}, 1)}
+	release, ok := a.holdStream(httptest.NewRecorder())
+	if !ok {
+		t.Fatal("the first stream was refused")
+	}
+	rec := httptest.NewRecorder()
+	if _, ok := a.holdStream(rec); ok || rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "already serves 1 watch streams") {
+		t.Fatalf("a second stream over the limit of 1: ok %v, %d %s", ok, rec.Code, rec.Body)
+	}
+	release()
+	if release, ok := a.holdStream(httptest.NewRecorder()); !ok {
+		t.Fatal("a stream was refused after the first ended")
+	} else {
+		release()
 	}
 }

@@ -258,6 +258,11 @@ func (a *server) electionWatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	release, ok := a.holdStream(w)
+	if !ok {
+		return
+	}
+	defer release()
 	var watcher *election.Watcher
 	if id := r.PathValue("id"); id != "" {
 		if watcher, err = a.cfg.Election.WatchCandidate(g, id); err != nil {

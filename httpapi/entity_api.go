@@ -592,6 +592,11 @@ func (a *entityAPI) watch(w http.ResponseWriter, r *http.Request) {
 		}
 		path = e.Path
 	}
+	release, ok := a.holdStream(w)
+	if !ok {
+		return
+	}
+	defer release()
 	rc := http.NewResponseController(w)
 	wt := a.tree.Watch(path, watchBuffer)
 	defer wt.Close()

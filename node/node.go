@@ -18,6 +18,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/net/netutil"
 
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/crdt"
@@ -86,6 +87,17 @@ type openOptions struct {
 	// peerStates sets the node-state timings (nodestate).
 	peerStates nodestate.PeerStateConfig
 }
+
+// The API server's connection limits: a kept-alive connection with no
+// request for apiIdleTimeout is closed (without, idle connections were
+// held forever), and at most apiMaxConns are open at once, so that API
+// clients cannot take the file descriptors libp2p and LevelDB need
+// (further connections wait in the listen queue). Clients without the
+// token have their connection closed after the 401 (httpapi).
+const (
+	apiIdleTimeout = 2 * time.Minute
+	apiMaxConns    = 4096
+)
 
 // WithClockOffset adds d to the node's physical clock (the hybrid logical
 // clock's input), to test clock skew: faketime does not reach Go binaries.
@@ -203,7 +215,11 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		return nil, fmt.Errorf("api_addr (--api): cannot listen on %s: %w: choose another address with --api (port 0 picks a free one) or stop what uses it", cfg.APIAddr, err)
 	}
 	n.apiAddr = ln.Addr().String()
-	n.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
+	n.srv = &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       apiIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
 	defer func() {
 		if err != nil && n.srv.Handler == nil {
 			_ = ln.Close() // not served yet: Close's Shutdown does not know it
@@ -306,7 +322,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.srv.Serve(netutil.LimitListener(ln, apiMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("API server stopped", "err", err)
 		}
 	}()
