@@ -50,7 +50,10 @@
 // grows with the writes ever seen, not with the live state. Compaction
 // (Compact, and an automatic policy by size and age) takes some of it
 // back; go-ds-crdt is not changed, its namespace is edited while it is
-// paused between broadcasts, as state transfer does.
+// paused between broadcasts, as state transfer does. Automatic rounds
+// are paced to a share of one core (Options.CompactDuty): after each
+// slice of work they rest in proportion, so writes keep their rate
+// while a round runs; an explicit Compact runs unpaced.
 //
 // What a round deletes. Members are the nodes whose node reports this
 // store has ever been given (ObserveHeads, NoteMember), minus those the
