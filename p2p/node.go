@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p"
@@ -264,7 +266,7 @@ func (n *Node) startHost() error {
 func (n *Node) startPubSub() error {
 	var psCtx context.Context
 	psCtx, n.psCancel = context.WithCancel(context.Background())
-	ps, err := pubsub.NewGossipSub(psCtx, n.host,
+	opts := []pubsub.Option{
 		pubsub.WithMaxMessageSize(maxMessageSize),
 		// Own messages go to every peer known on the topic, not only to
 		// the mesh: the mesh is built at gossip heartbeats (1s), and a
@@ -272,7 +274,29 @@ func (n *Node) startPubSub() error {
 		// 1s for a write to appear on a peer right after start).
 		pubsub.WithFloodPublish(true),
 		pubsub.WithLogger(n.log.With("component", "pubsub")),
-	)
+		// --trust guards what this node gives too: an untrusted peer is
+		// never in a topic's mesh or fanout and gets no message.
+		pubsub.WithPeerFilter(func(id peer.ID, _ string) bool { return n.trusts(id) }),
+	}
+	if len(n.cfg.Trusted) > 0 {
+		// The peer filter does not cover flood publishing (pubsub v0.17):
+		// an untrusted peer also scores far below the graylist, so
+		// nothing is published to it and its RPCs are ignored. Trusted
+		// peers score 0 (no other score component is on; IP colocation
+		// is off: a site's nodes may share an address).
+		opts = append(opts, pubsub.WithPeerScore(&pubsub.PeerScoreParams{
+			AppSpecificScore: func(id peer.ID) float64 {
+				if n.trusts(id) {
+					return 0
+				}
+				return -1000
+			},
+			AppSpecificWeight: 1,
+			DecayInterval:     time.Second,
+			DecayToZero:       0.01,
+		}, &pubsub.PeerScoreThresholds{GossipThreshold: -10, PublishThreshold: -50, GraylistThreshold: -100}))
+	}
+	ps, err := pubsub.NewGossipSub(psCtx, n.host, opts...)
 	if err != nil {
 		return fmt.Errorf("p2p: start gossipsub: %w", err)
 	}
@@ -288,8 +312,19 @@ func (n *Node) startBitswap() {
 	net := bsnet.NewFromIpfsHost(n.host, bsnet.Prefix(n.names.bitswapPrefix))
 	// No content routing: every node replicates everything, so the blocks
 	// a node wants are with the peers it is connected to.
-	n.bswap = bitswap.New(bsCtx, net, nil, bstore)
+	// An untrusted peer cannot fetch blocks (the whole history) either.
+	n.bswap = bitswap.New(bsCtx, net, nil, bstore,
+		bitswap.WithPeerBlockRequestFilter(func(id peer.ID, _ cid.Cid) bool { return n.trusts(id) }))
 	n.dag = merkledag.NewDAGService(blockservice.New(bstore, n.bswap))
+}
+
+// trusts reports whether id may exchange replication data with this
+// node: everyone when Config.Trusted is empty.
+func (n *Node) trusts(id peer.ID) bool {
+	if len(n.cfg.Trusted) == 0 || id == n.self {
+		return true
+	}
+	return slices.Contains(n.cfg.Trusted, id)
 }
 
 // ID is this node's peer ID.

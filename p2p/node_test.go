@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -494,4 +495,49 @@ func TestPublishRightAfterConnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, rb, "first", 500*time.Millisecond)
+}
+
+// TestUntrustedPeerGetsNothing: with Config.Trusted set, a node gives an
+// untrusted peer nothing either: no gossip and no blocks over bitswap
+// (an untrusted peer received every broadcast and could fetch the whole
+// history). C is connected to B only.
+func TestUntrustedPeerGetsNothing(t *testing.T) {
+	a := newNode(t)
+	c := newNode(t)
+	b := newNode(t, withPeers(a, c), func(cfg *Config) { cfg.Trusted = []peer.ID{a.ID()} })
+	waitConnected(t, a, b)
+	waitConnected(t, b, c)
+	ra, rc := collect(t, a), collect(t, c)
+	meshReady(t, b, ra)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range 5 {
+		if err := b.Replication().Publish(ctx, fmt.Appendf(nil, "from-b-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, ra, "from-b-4", 5*time.Second)
+	testutil.Neverf(t, 300*time.Millisecond, func() bool {
+		select {
+		case m := <-rc:
+			t.Errorf("untrusted C received %.20q from %s", m.data, m.from)
+			return true
+		default:
+			return false
+		}
+	}, "untrusted C received gossip from B")
+
+	nd := merkledag.NodeWithData([]byte("history of B"))
+	if err := b.DAGService().Add(ctx, nd); err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+	defer ccancel()
+	if _, err := c.DAGService().Get(cctx, nd.Cid()); err == nil {
+		t.Fatal("untrusted C fetched B's block over bitswap")
+	}
+	if _, err := a.DAGService().Get(ctx, nd.Cid()); err != nil {
+		t.Fatalf("trusted A could not fetch B's block: %v", err)
+	}
 }
