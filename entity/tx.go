@@ -148,6 +148,7 @@ func (tx *Tx) Create(parent, typ, name string) (ID, error) {
 	if err := ValidateIdent("type", typ); err != nil {
 		return "", err
 	}
+	name = NormalizeName(name)
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
@@ -210,6 +211,7 @@ func (tx *Tx) Rename(ref, name string) error {
 	if id == Root {
 		return fmt.Errorf("%w: the root cannot be renamed", ErrNotFound)
 	}
+	name = NormalizeName(name)
 	if err := ValidateName(name); err != nil {
 		return err
 	}
