@@ -6,9 +6,13 @@
 //
 // An entity has a stable ID (a ULID, made without coordination), a type,
 // a name and a parent; the root (ID Root, path "/") has none. Paths like
-// /Factory/Line1/Sensor7 resolve through names. A field is a named value
-// (bool, int, float, string, bytes, time, json, or a ref to another
-// entity) with the version of its write: a hybrid logical timestamp and
+// /Factory/Line1/Sensor7 resolve through names. Names are stored and
+// compared in Unicode normal form C, so "é" typed either way is one name;
+// Create and Rename refuse leading or trailing white space and control or
+// bidirectional-formatting characters (ValidateName), while names stored
+// before these rules still read. A field is a named value
+// (bool, int, float, string, bytes, time between MinTime and MaxTime,
+// json, or a ref to another entity) with the version of its write: a hybrid logical timestamp and
 // the ID of the node that wrote it. A type may have a Schema; writes to
 // entities of a type with a schema are checked against it.
 //
@@ -28,6 +32,14 @@
 // after every timestamp received, so a write made after seeing another
 // orders after it even when this node's clock is behind. Equal timestamps
 // break by writer ID.
+//
+// A timestamp more than Options.MaxClockDrift (default 1 minute) ahead of
+// this node's physical clock does not move the clock: one peer with a
+// clock years ahead would otherwise stamp every later write of every node
+// years ahead. Such a far-future write is kept and merges as written (it
+// wins until a write outstamps it); the store counts and logs it. A local
+// write that replaces it is stamped just after it, so the overwrite still
+// wins, without moving the clock for the node's other writes.
 //
 // # Concurrent structure edits
 //

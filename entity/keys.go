@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // ID identifies an entity: 26 characters of Crockford base32 (a ULID:
@@ -78,8 +80,11 @@ var ErrBadName = errors.New("entity: bad name")
 // MaxNameBytes bounds entity names.
 const MaxNameBytes = 255
 
-// ValidateName checks an entity name: non-empty UTF-8 text of at most 255
-// bytes, without '/', control characters, or the names "." and "..".
+// ValidateName checks a new entity name: non-empty UTF-8 text of at most
+// 255 bytes, in Unicode normal form C (NormalizeName), without '/',
+// control or bidirectional-formatting characters, leading or trailing
+// white space, or the names "." and "..". Create and Rename check it;
+// names already stored are read as they are.
 func ValidateName(name string) error {
 	switch {
 	case name == "":
@@ -95,10 +100,37 @@ func ValidateName(name string) error {
 	}
 	for _, r := range name {
 		if unicode.IsControl(r) {
-			return fmt.Errorf("%w %q: control character %U", ErrBadName, name, r)
+			return fmt.Errorf("%w %q: control character %U; remove it", ErrBadName, name, r)
+		}
+		if isBidiControl(r) {
+			return fmt.Errorf("%w %q: bidirectional formatting character %U, which can make a name display as another; remove it", ErrBadName, name, r)
 		}
 	}
+	first, _ := utf8.DecodeRuneInString(name)
+	last, _ := utf8.DecodeLastRuneInString(name)
+	if unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return fmt.Errorf("%w %q: leading or trailing white space, which paths cannot show; trim it (spaces inside a name are fine)", ErrBadName, name)
+	}
+	if !norm.NFC.IsNormalString(name) {
+		return fmt.Errorf("%w %q: not in Unicode normal form C; pass it through NormalizeName", ErrBadName, name)
+	}
 	return nil
+}
+
+// isBidiControl reports the characters that change the display order
+// of text (Unicode Bidi_Control).
+func isBidiControl(r rune) bool {
+	return r == 0x061C || r == 0x200E || r == 0x200F || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+}
+
+// NormalizeName returns name in Unicode normal form C, the form Create
+// and Rename store and path lookups compare: "é" typed as one code point
+// or as "e" and a combining accent names the same entity.
+func NormalizeName(name string) string {
+	if !utf8.ValidString(name) {
+		return name // ValidateName refuses it
+	}
+	return norm.NFC.String(name)
 }
 
 // ValidateIdent checks a field or type name: a letter or '_', then up to

@@ -168,7 +168,10 @@ func (sc *scenario) run(t *testing.T, td *datadriven.TestData) string {
 					if a.Key == "at" || a.Key == "repeat" || a.Key == "every" {
 						continue
 					}
-					v := InferValue(a.SingleVal(t))
+					v, err := InferValue(a.SingleVal(t))
+					if err != nil {
+						return err
+					}
 					if a.SingleVal(t) == "null" {
 						v = Null()
 					}

@@ -70,7 +70,7 @@ type state struct {
 	eff      map[ID]ID              // effective parent of each existing entity
 	kids     map[ID]map[ID]struct{} // existing entities by effective parent
 	vis      map[ID]bool            // visible entities
-	names    map[ID]map[string][]ID // visible children by name, IDs ascending
+	names    map[ID]map[string][]ID // visible children by name (NormalizeName), IDs ascending
 	indexed  map[ID]indexEntry      // where each visible entity is indexed
 	reverted map[ID]bool            // entities whose move was undone to break a cycle
 }
@@ -317,7 +317,7 @@ type indexEntry struct {
 }
 
 func (s *state) index(id ID) {
-	p, n := s.eff[id], s.name(id)
+	p, n := s.eff[id], NormalizeName(s.name(id))
 	m := s.names[p]
 	if m == nil {
 		m = make(map[string][]ID)
@@ -418,7 +418,7 @@ func (s *state) fullRebuild() {
 			m = make(map[string][]ID)
 			names[p] = m
 		}
-		n := s.name(id)
+		n := NormalizeName(s.name(id))
 		m[n] = append(m[n], id)
 	}
 	kids := make(map[ID]map[ID]struct{})
@@ -532,9 +532,14 @@ func (s *state) path(id ID) string {
 // lookup finds the visible child of parent named name. When concurrent
 // creates left several, it returns the one with the smallest ID (in
 // general the first created) and how many there are.
+//
+// Names compare in normal form C (NormalizeName): the index is keyed by
+// it, so a name stored before names were normalized is still found, and
+// two siblings stored as NFC and NFD of the same name count as
+// duplicates of one path.
 func (s *state) lookup(parent ID, name string) (ID, int) {
 	s.rebuild()
-	ids := s.names[parent][name]
+	ids := s.names[parent][NormalizeName(name)]
 	if len(ids) == 0 {
 		return "", 0
 	}

@@ -288,3 +288,86 @@ func TestUpdateTooLarge(t *testing.T) {
 		t.Fatalf("part of a refused update was written: %v", err)
 	}
 }
+
+// TestNamesNormalized: a name is stored in Unicode NFC, so "é" typed as
+// one code point or as "e" + combining acute names the same sibling, and
+// a path in either form finds it.
+func TestNamesNormalized(t *testing.T) {
+	const nfc, nfd = "Caf\u00e9", "Cafe\u0301"
+	s := openMem(t, "n1", nil, nil)
+	id := mustCreate(t, s, "/", "Site", nfd)
+	if e, err := s.Get(string(id)); err != nil || e.Name != nfc || e.Path != "/"+nfc {
+		t.Fatalf("created as NFD: %+v, %v; want the name stored as NFC", e, err)
+	}
+	if _, err := s.Create(ctx, "/", "Site", nfc); !errors.Is(err, ErrExists) {
+		t.Fatalf("NFC twin of an NFD name: %v, want ErrExists", err)
+	}
+	for _, p := range []string{"/" + nfc, "/" + nfd} {
+		if got, err := s.Resolve(p); err != nil || got != id {
+			t.Errorf("Resolve(%+q) = %v, %v; want %v", p, got, err, id)
+		}
+	}
+	other := mustCreate(t, s, "/", "Site", "Other")
+	if err := s.Rename(ctx, string(other), nfd); !errors.Is(err, ErrExists) {
+		t.Fatalf("rename to the NFD twin of a sibling: %v, want ErrExists", err)
+	}
+	if err := s.Rename(ctx, string(other), "Re\u0301sume\u0301"); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := s.Get(string(other)); e.Name != "R\u00e9sum\u00e9" {
+		t.Fatalf("renamed to %+q, want NFC", e.Name)
+	}
+}
+
+// TestStoredNamesStillRead: names stored before normalization and
+// validation (NFD, a trailing space) still read as stored and resolve by
+// path; only Create and Rename refuse them.
+func TestStoredNamesStillRead(t *testing.T) {
+	s := openMem(t, "n1", nil, nil)
+	old := func(name string) ID {
+		t.Helper()
+		id := mustCreate(t, s, "/", "Site", "tmp")
+		if _, err := s.Update(ctx, func(tx *Tx) error { // as an older version wrote it
+			tx.write(regKey{entity: id, kind: 'a', name: attrName}, String(name).Encode())
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	nfd, spaced := old("Cafe\u0301"), old("Pump ")
+	if e, err := s.Get(string(nfd)); err != nil || e.Name != "Cafe\u0301" {
+		t.Fatalf("stored NFD name: %+v, %v", e, err)
+	}
+	for _, p := range []string{"/Caf\u00e9", "/Cafe\u0301"} {
+		if got, err := s.Resolve(p); err != nil || got != nfd {
+			t.Errorf("Resolve(%+q) = %v, %v; want the stored NFD entity", p, got, err)
+		}
+	}
+	if got, err := s.Resolve("/Pump "); err != nil || got != spaced {
+		t.Errorf("stored name with a trailing space: %v, %v", got, err)
+	}
+	if err := s.Rename(ctx, string(spaced), "Pump"); err != nil {
+		t.Fatalf("renaming it to a valid name: %v", err)
+	}
+}
+
+// TestNamesRefused: leading or trailing white space, control and
+// bidirectional-formatting characters are refused on create and rename
+// with an error saying what to do.
+func TestNamesRefused(t *testing.T) {
+	s := openMem(t, "n1", nil, nil)
+	id := mustCreate(t, s, "/", "Site", "Ok name")
+	for _, c := range []struct{ name, says string }{
+		{"Pump ", "trim"}, {" Pump", "trim"}, {"Pump\u00a0", "trim"}, {"\u3000Pump", "trim"},
+		{"Pu\tmp", "control character"}, {"Pump\n", "control character"},
+		{"abc\u202egnp.exe", "bidirectional"}, {"a\u2066b", "bidirectional"},
+	} {
+		if _, err := s.Create(ctx, "/", "Site", c.name); !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("Create(%+q) = %v; want ErrBadName saying %q", c.name, err, c.says)
+		}
+		if err := s.Rename(ctx, string(id), c.name); !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("Rename to %+q = %v; want ErrBadName saying %q", c.name, err, c.says)
+		}
+	}
+}

@@ -60,9 +60,11 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (Version, err
 	}
 	// Stamp after every version this write replaces, even when this
 	// node's clock is behind: otherwise the write would lose to the value
-	// it replaces.
+	// it replaces. A version too far ahead to adopt (Options.MaxClockDrift)
+	// is still outstamped, by this write alone: the clock, and so the
+	// node's other writes, stay near its physical time.
 	s.clock.Observe(maxSeen)
-	v := Version{Timestamp: s.clock.Now(), Writer: s.opts.NodeID}
+	v := Version{Timestamp: s.clock.NowAfter(maxSeen), Writer: s.opts.NodeID}
 	req := &commitReq{v: v, ws: make([]write, len(tx.writes)), done: make(chan error, 1)}
 	for i, w := range tx.writes {
 		req.ws[i] = write{reg: w.reg, ts: v.Timestamp, value: w.value}
@@ -146,6 +148,7 @@ func (tx *Tx) Create(parent, typ, name string) (ID, error) {
 	if err := ValidateIdent("type", typ); err != nil {
 		return "", err
 	}
+	name = NormalizeName(name)
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
@@ -208,6 +211,7 @@ func (tx *Tx) Rename(ref, name string) error {
 	if id == Root {
 		return fmt.Errorf("%w: the root cannot be renamed", ErrNotFound)
 	}
+	name = NormalizeName(name)
 	if err := ValidateName(name); err != nil {
 		return err
 	}

@@ -100,11 +100,24 @@ func (v Value) Equal(o Value) bool { return bytes.Equal(v.Encode(), o.Encode()) 
 // decoded or parsed.
 var ErrBadValue = errors.New("entity: bad value")
 
+// The range of a time value: it is stored as nanoseconds since the Unix
+// epoch in 64 bits, so an instant outside it would wrap (3000-01-01 would
+// read back as 1830-11-23). Validate refuses one.
+var (
+	MinTime = time.Unix(0, math.MinInt64).UTC() // 1677-09-21T00:12:43.145224192Z
+	MaxTime = time.Unix(0, math.MaxInt64).UTC() // 2262-04-11T23:47:16.854775807Z
+)
+
 // Validate checks the value itself (not against a schema).
 func (v Value) Validate() error {
 	switch v.Kind {
-	case KindNull, KindBool, KindInt, KindBytes, KindTime:
+	case KindNull, KindBool, KindInt, KindBytes:
 		return nil
+	case KindTime:
+		if v.Time.Before(MinTime) || v.Time.After(MaxTime) {
+			return fmt.Errorf("%w: time %s is outside the range a time value can hold, %s to %s (nanoseconds since 1970 in 64 bits)",
+				ErrBadValue, v.Time.Format(time.RFC3339Nano), MinTime.Format(time.RFC3339Nano), MaxTime.Format(time.RFC3339Nano))
+		}
 	case KindFloat:
 		if math.IsNaN(v.Float) || math.IsInf(v.Float, 0) {
 			return fmt.Errorf("%w: float must be finite, got %v", ErrBadValue, v.Float)
@@ -232,6 +245,9 @@ func ParseValue(k Kind, text string) (Value, error) {
 		v = Bool(b)
 	case KindInt:
 		i, err := strconv.ParseInt(strings.TrimSpace(text), 10, 64)
+		if errors.Is(err, strconv.ErrRange) {
+			return Value{}, intRangeError(text)
+		}
 		if err != nil {
 			return Value{}, fmt.Errorf("%w: %q is not an int (64-bit integer)", ErrBadValue, text)
 		}
@@ -269,18 +285,47 @@ func ParseValue(k Kind, text string) (Value, error) {
 }
 
 // InferValue reads text with no declared type: true/false as bool, an
-// integer as int, a number as float, anything else as string.
-func InferValue(text string) Value {
+// integer as int, a number as float, anything else as string. An integer
+// outside the int64 range is refused (intRangeError) rather than turned
+// into a float that would not hold it exactly.
+func InferValue(text string) (Value, error) {
 	if b, err := strconv.ParseBool(text); err == nil && (text == "true" || text == "false") {
-		return Bool(b)
+		return Bool(b), nil
 	}
-	if i, err := strconv.ParseInt(text, 10, 64); err == nil {
-		return Int(i)
+	i, err := strconv.ParseInt(text, 10, 64)
+	if err == nil {
+		return Int(i), nil
+	}
+	if errors.Is(err, strconv.ErrRange) {
+		return Value{}, intRangeError(text)
 	}
 	if f, err := strconv.ParseFloat(text, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
-		return Float(f)
+		return Float(f), nil
 	}
-	return String(text)
+	return String(text), nil
+}
+
+// intRangeError refuses an integer literal outside int64.
+func intRangeError(text string) error {
+	return fmt.Errorf("%w: %.40s is not an int: it is outside the int range (%d to %d); to store it exactly, send it as a string (or as a float, e.g. 1.5e19, if an approximation will do)",
+		ErrBadValue, text, int64(math.MinInt64), int64(math.MaxInt64))
+}
+
+// isIntLiteral reports whether raw is a JSON number with no fraction or
+// exponent: an integer.
+func isIntLiteral(raw []byte) bool {
+	if len(raw) > 0 && raw[0] == '-' {
+		raw = raw[1:]
+	}
+	if len(raw) == 0 {
+		return false
+	}
+	for _, c := range raw {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // jsonValue is a value's JSON form: {"type": "int", "value": 42}.
@@ -376,6 +421,11 @@ func ValueFromJSON(k Kind, raw []byte) (Value, error) {
 		err = json.Unmarshal(raw, &out.Bool)
 	case KindInt:
 		out.Kind = k
+		if isIntLiteral(raw) {
+			if _, perr := strconv.ParseInt(string(raw), 10, 64); errors.Is(perr, strconv.ErrRange) {
+				return Value{}, intRangeError(string(raw))
+			}
+		}
 		err = json.Unmarshal(raw, &out.Int)
 	case KindFloat:
 		out.Kind = k
@@ -443,9 +493,13 @@ func (v *Value) inferJSON(raw []byte) error {
 		*v = JSONValue(compactJSON(raw))
 		return v.Validate()
 	default:
-		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		i, err := strconv.ParseInt(string(raw), 10, 64)
+		if err == nil {
 			*v = Int(i)
 			return nil
+		}
+		if errors.Is(err, strconv.ErrRange) && isIntLiteral(raw) {
+			return intRangeError(string(raw))
 		}
 		f, err := strconv.ParseFloat(string(raw), 64)
 		if err != nil {

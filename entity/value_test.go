@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand"
+	"strings"
 	"testing"
 	"time"
 )
@@ -52,7 +53,8 @@ func TestValueErrors(t *testing.T) {
 	if _, err := ParseKind("color"); !errors.Is(err, ErrBadKind) {
 		t.Error("ParseKind accepted color")
 	}
-	if InferValue("12").Kind != KindInt || InferValue("1.5").Kind != KindFloat || InferValue("true").Kind != KindBool || InferValue("x").Kind != KindString {
+	infer := func(s string) Kind { v, _ := InferValue(s); return v.Kind }
+	if infer("12") != KindInt || infer("1.5") != KindFloat || infer("true") != KindBool || infer("x") != KindString {
 		t.Error("InferValue")
 	}
 }
@@ -156,5 +158,61 @@ func TestValueFromJSON(t *testing.T) {
 		if err != nil || !old.Equal(got) {
 			t.Errorf("%s %s: %v from the raw value, %v, %v from its marshalled form", c.k, c.raw, got, old, err)
 		}
+	}
+}
+
+// TestTimeOutsideRangeRefused: a time the 64-bit nanosecond encoding
+// cannot hold is refused where it is made, naming the range, instead of
+// wrapping (3000-01-01 read back as 1830-11-23).
+func TestTimeOutsideRangeRefused(t *testing.T) {
+	for _, text := range []string{"3000-01-01T00:00:00Z", "1600-01-01T00:00:00Z", "2262-04-11T23:47:16.854775808Z"} {
+		if _, err := ParseValue(KindTime, text); !errors.Is(err, ErrBadValue) || !strings.Contains(err.Error(), "1677-09-21") || !strings.Contains(err.Error(), "2262-04-11") {
+			t.Errorf("ParseValue(time, %s) = %v, want ErrBadValue naming the range", text, err)
+		}
+		if v, err := ValueFromJSON(KindTime, []byte(`"`+text+`"`)); !errors.Is(err, ErrBadValue) {
+			t.Errorf("ValueFromJSON(time, %s) = %v, %v, want ErrBadValue", text, v, err)
+		}
+		var v Value
+		if err := json.Unmarshal([]byte(`{"type":"time","value":"`+text+`"}`), &v); !errors.Is(err, ErrBadValue) {
+			t.Errorf("json %s: %v", text, err)
+		}
+	}
+	for _, edge := range []time.Time{MinTime, MaxTime, time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		v, err := ParseValue(KindTime, edge.Format(time.RFC3339Nano))
+		if err != nil {
+			t.Fatalf("%v: %v", edge, err)
+		}
+		if back, err := DecodeValue(v.Encode()); err != nil || !back.Time.Equal(edge) {
+			t.Errorf("%v read back as %v, %v", edge, back.Time, err)
+		}
+	}
+}
+
+// TestIntOutsideRangeRefused: an integer literal above int64 is refused
+// with a clear error, never turned into a float.
+func TestIntOutsideRangeRefused(t *testing.T) {
+	for _, lit := range []string{"9223372036854775808", "-9223372036854775809", "123456789012345678901234567890"} {
+		check := func(what string, v Value, err error) {
+			t.Helper()
+			if !errors.Is(err, ErrBadValue) || !strings.Contains(err.Error(), "outside the int range") {
+				t.Errorf("%s %s = %v (%s), %v; want ErrBadValue saying it is outside the int range", what, lit, v, v.Kind, err)
+			}
+		}
+		v, err := ValueFromJSON(KindNull, []byte(lit))
+		check("ValueFromJSON(untyped)", v, err)
+		v, err = ValueFromJSON(KindInt, []byte(lit))
+		check("ValueFromJSON(int)", v, err)
+		v, err = InferValue(lit)
+		check("InferValue", v, err)
+		v, err = ParseValue(KindInt, lit)
+		check("ParseValue(int)", v, err)
+	}
+	for lit, want := range map[string]Kind{"9223372036854775807": KindInt, "-9223372036854775808": KindInt, "1e19": KindFloat, "1.5": KindFloat} {
+		if v, err := ValueFromJSON(KindNull, []byte(lit)); err != nil || v.Kind != want {
+			t.Errorf("ValueFromJSON(%s) = %v (%s), %v; want a %s", lit, v, v.Kind, err, want)
+		}
+	}
+	if v, err := ValueFromJSON(KindFloat, []byte("9223372036854775808")); err != nil || v.Kind != KindFloat {
+		t.Errorf("a large integer sent as a float: %v, %v", v, err)
 	}
 }

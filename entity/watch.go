@@ -67,7 +67,7 @@ func (s *Store) watch(path string, buf int, remote bool) *Watcher {
 	if buf <= 0 {
 		buf = 256
 	}
-	p := "/" + strings.Trim(path, "/")
+	p := "/" + NormalizeName(strings.Trim(path, "/")) // event paths carry the names Create stored, in NFC
 	w := &Watcher{path: p, remote: remote, ch: make(chan Event, buf), s: s}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()

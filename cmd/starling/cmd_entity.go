@@ -398,7 +398,11 @@ func typedValue(c *cli.Context, cl *api.Client, ref, field, text string, kind en
 			}
 		}
 	}
-	return string(ent.ID), entity.InferValue(text), nil
+	v, err := entity.InferValue(text)
+	if err != nil {
+		return "", entity.Value{}, fmt.Errorf("%s: field %q: %w", ent.Path, field, err)
+	}
+	return string(ent.ID), v, nil
 }
 
 func (e *cmdEnv) lsCommand(full string, depth int) *cli.Command {
