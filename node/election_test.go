@@ -266,8 +266,9 @@ func TestElectionUntrustedHeartbeatsIgnored(t *testing.T) {
 	if err := b.P2P().AddPeer(context.Background(), peer.AddrInfo{ID: a.PeerID(), Addrs: a.P2P().Host().Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	// b trusts everyone: it sees a (and, a being lower, a leads on b).
-	waitLeader(t, 10*time.Second, election.ClusterGroup, "node1", b)
+	// a gives untrusted b nothing either (#14 item 5): b, trusting
+	// everyone, hears no heartbeat of a and leads itself; a leads too.
+	waitLeader(t, 10*time.Second, election.ClusterGroup, "node2", b)
 	waitLeader(t, 10*time.Second, election.ClusterGroup, "node1", a)
 	for range 20 { // a second of b's heartbeats
 		gs, err := a.Election().Group(election.ClusterGroup)
