@@ -63,8 +63,10 @@ type Config struct {
 	// PSKFile (psk_file, --psk-file) is the private network key file;
 	// relative paths are taken from the data directory. Empty: no PSK.
 	PSKFile string `json:"psk_file,omitempty"`
-	// Trusted (trusted, --trust) are peer IDs whose replication messages
-	// are accepted. Empty: every peer of the (private) network is trusted.
+	// Trusted (trusted, --trust) are the peer IDs this node exchanges
+	// replication data with, both ways: others get no gossip and no
+	// blocks, and what they send is dropped. Empty: every peer of the
+	// (private) network is trusted.
 	Trusted []string `json:"trusted,omitempty"`
 	// LogLevel (log_level, --log-level) is the default log level of `run`
 	// when --log-level is not given: debug, info, warn or error. Empty: warn.

@@ -72,6 +72,11 @@ type Config struct {
 	// messages are accepted (gossip validator and direct streams). Messages
 	// from this node itself are always accepted.
 	Trusted []peer.ID
+	// DropInbound, if set, is a deliberate defect for the chaos suite's
+	// control build (cmd/starling, -tags chaosbroken): replication data
+	// and topic messages from the peers it names are dropped, while
+	// they still get everything this node sends. Never set otherwise.
+	DropInbound func(from peer.ID) bool
 	// RedialMin and RedialMax bound the exponential backoff used to
 	// re-dial known peers that are not connected. Defaults 250ms and 5s:
 	// a peer that comes back after a partition is reconnected within
@@ -302,6 +307,9 @@ func (n *Node) startPubSub() error {
 	}
 	n.ps = ps
 	n.repl, err = newReplication(n.host, ps, n.names, n.cfg.Trusted, n.log.With("component", "replication"))
+	if err == nil {
+		n.repl.dropInbound = n.cfg.DropInbound
+	}
 	return err
 }
 

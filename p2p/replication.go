@@ -54,6 +54,8 @@ type Replication struct {
 	log     *slog.Logger
 	proto   protocol.ID
 	trusted map[peer.ID]struct{} // empty: everyone is trusted
+	// dropInbound is Config.DropInbound (a chaos control defect).
+	dropInbound func(peer.ID) bool
 
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
@@ -125,6 +127,12 @@ func (r *Replication) close() {
 	}
 }
 
+// accepts reports whether data from id is taken: a trusted peer not
+// dropped by Config.DropInbound.
+func (r *Replication) accepts(id peer.ID) bool {
+	return r.isTrusted(id) && (id == r.self || r.dropInbound == nil || !r.dropInbound(id))
+}
+
 func (r *Replication) isTrusted(id peer.ID) bool {
 	if id == r.self || len(r.trusted) == 0 {
 		return true
@@ -140,7 +148,7 @@ func (r *Replication) own(m *pubsub.Message) bool {
 // validate is the topic validator. It judges the signer (the author of
 // the message), not the peer that forwarded it. Inline: it is cheap.
 func (r *Replication) validate(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	if r.isTrusted(m.GetFrom()) {
+	if r.accepts(m.GetFrom()) {
 		return pubsub.ValidationAccept
 	}
 	r.log.Debug("dropped gossip from untrusted peer", "peer", m.GetFrom())
@@ -290,7 +298,7 @@ func (r *Replication) send(ctx context.Context, s network.Stream, data []byte) e
 // goroutine; it ends within streamTimeout, or at once when the node closes.
 func (r *Replication) handleStream(s network.Stream) {
 	remote := s.Conn().RemotePeer()
-	if !r.isTrusted(remote) {
+	if !r.accepts(remote) {
 		r.log.Debug("dropped direct stream from untrusted peer", "peer", remote)
 		_ = s.Reset()
 		return

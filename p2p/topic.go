@@ -42,6 +42,7 @@ type Topic struct {
 	topic   *pubsub.Topic
 	sub     *pubsub.Subscription
 	trusted map[peer.ID]struct{}
+	drop    func(peer.ID) bool // Config.DropInbound
 
 	// ctx ends when the topic or the node closes; Receive watches it.
 	ctx    context.Context
@@ -73,6 +74,7 @@ func (n *Node) JoinTopic(name string) (*Topic, error) {
 		log:     n.log.With("component", "topic", "topic", full),
 		ps:      n.ps,
 		trusted: make(map[peer.ID]struct{}, len(n.cfg.Trusted)),
+		drop:    n.cfg.DropInbound,
 	}
 	for _, id := range n.cfg.Trusted {
 		t.trusted[id] = struct{}{}
@@ -119,7 +121,7 @@ func (t *Topic) isTrusted(id peer.ID) bool {
 // validate judges the author (signer) of a message, not the peer that
 // forwarded it. Inline: it is cheap.
 func (t *Topic) validate(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	if t.isTrusted(m.GetFrom()) {
+	if from := m.GetFrom(); t.isTrusted(from) && (from == t.self || t.drop == nil || !t.drop(from)) {
 		return pubsub.ValidationAccept
 	}
 	t.log.Debug("dropped message from untrusted peer", "peer", m.GetFrom())

@@ -131,7 +131,8 @@ Example:
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			n, err := node.Open(ctx, dir, append(opts, preset, node.WithLogger(e.log), node.WithClockOffset(c.Duration(flagClock)))...)
+			opts = append(opts, preset, node.WithLogger(e.log), node.WithClockOffset(c.Duration(flagClock)))
+			n, err := node.Open(ctx, dir, append(opts, e.runOptions...)...)
 			if err != nil {
 				return err
 			}

@@ -83,7 +83,7 @@ func nodeFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: flagPeer, EnvVars: envVar(flagPeer),
 			Usage: "static peer `MULTIADDR` ending in /p2p/<peer-id>, repeatable; kept connected and re-dialled"},
 		&cli.StringSliceFlag{Name: flagTrust, EnvVars: envVar(flagTrust),
-			Usage: "accept replication data only from this `PEER-ID` (repeatable; default: every peer of the network)"},
+			Usage: "exchange replication data and election heartbeats only with this `PEER-ID` (repeatable; default: every peer of the network); others get nothing, not even blocks over bitswap"},
 		&cli.BoolFlag{Name: flagNoMDNS, EnvVars: envVar(flagNoMDNS), Usage: "turn off LAN discovery (mDNS)"},
 		&cli.BoolFlag{Name: flagNoDHT, EnvVars: envVar(flagNoDHT), Usage: "turn off DHT rendezvous discovery"},
 		&cli.StringFlag{Name: flagCompact, EnvVars: envVar(flagCompact),

@@ -14,17 +14,15 @@ package main
 //
 //	drop-remote  the node drops every replication message (and election
 //	             heartbeat) from other nodes, as a build that loses remote
-//	             deltas would; its own writes still reach the others. It
-//	             trusts one freshly made peer ID that no node has, through
-//	             the same path as --trust, so no code path of the node
-//	             changes.
+//	             deltas would; its own writes still reach the others
+//	             (p2p.Config.DropInbound, a hook only this build sets).
 
 import (
-	"crypto/rand"
 	"fmt"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/p2p"
 	"github.com/urfave/cli/v2"
 )
 
@@ -53,18 +51,10 @@ Example:
 		Action: func(c *cli.Context) error {
 			switch mode := c.String(flagChaosBreak); mode {
 			case "drop-remote":
-				_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
-				if err != nil {
-					return err
-				}
-				stranger, err := peer.IDFromPublicKey(pub)
-				if err != nil {
-					return err
-				}
-				if err := c.Set(flagTrust, stranger.String()); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.stderr, "chaos broken-node: dropping every replication message from other nodes (trusting only %s)\n", stranger)
+				e.runOptions = append(e.runOptions, node.WithP2PConfig(func(pc *p2p.Config) {
+					pc.DropInbound = func(peer.ID) bool { return true }
+				}))
+				fmt.Fprintln(e.stderr, "chaos broken-node: dropping every replication message and heartbeat from other nodes")
 			default:
 				return usageErrorf(c, "--%s %q: the only defect is drop-remote", flagChaosBreak, mode)
 			}

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/starling-sync/starling/node"
 	"github.com/urfave/cli/v2"
 )
 
@@ -76,6 +77,9 @@ type cmdEnv struct {
 	stdout, stderr io.Writer
 	level          *slog.LevelVar
 	log            *slog.Logger
+	// runOptions are added to the node `run` opens (the chaos control
+	// build's defect; empty otherwise).
+	runOptions []node.Option
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
