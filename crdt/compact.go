@@ -664,12 +664,10 @@ const pacerWalkSlice = 512
 // in proportion to the work done since the last rest. A nil pacer never
 // rests.
 type pacer struct {
-	duty   float64
-	since  time.Time
-	rests  int
-	rested time.Duration // total, for tests
-	now    func() time.Time
-	sleep  func(context.Context, time.Duration) error
+	duty  float64
+	since time.Time
+	now   func() time.Time
+	sleep func(context.Context, time.Duration) error
 }
 
 func newPacer(duty float64) *pacer {
@@ -688,8 +686,6 @@ func (p *pacer) rest(ctx context.Context) error {
 	if err := p.sleep(ctx, d); err != nil {
 		return err
 	}
-	p.rests++
-	p.rested += d
 	p.since = p.now()
 	return nil
 }
