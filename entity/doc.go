@@ -33,14 +33,6 @@
 // orders after it even when this node's clock is behind. Equal timestamps
 // break by writer ID.
 //
-// A timestamp more than Options.MaxClockDrift (default 1 minute) ahead of
-// this node's physical clock does not move the clock: one peer with a
-// clock years ahead would otherwise stamp every later write of every node
-// years ahead. Such a far-future write is kept and merges as written (it
-// wins until a write outstamps it); the store counts and logs it. A local
-// write that replaces it is stamped just after it, so the overwrite still
-// wins, without moving the clock for the node's other writes.
-//
 // # Concurrent structure edits
 //
 // The tree is derived from the registers' winners alone, so every node

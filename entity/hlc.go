@@ -90,39 +90,23 @@ func ParseTimestamp(s string) (Timestamp, error) {
 // local event; Observe merges a timestamp seen from elsewhere, so that
 // every later Now orders after it even when this node's physical clock is
 // behind. Safe for concurrent use.
-//
-// A clock with a maximum drift (NewBoundedClock) does not adopt a
-// timestamp further ahead of its physical clock than that: one peer with a
-// clock years ahead would otherwise drag every later write of every node
-// years ahead, for good (the clock never goes back, and restarts reload
-// the greatest stored timestamp).
 type Clock struct {
-	now      func() time.Time
-	maxDrift time.Duration // 0: unbounded
-	mu       sync.Mutex
-	last     Timestamp
+	now  func() time.Time
+	mu   sync.Mutex
+	last Timestamp
 }
 
 // NewClock returns a clock reading physical time from now (time.Now when
-// nil), adopting every timestamp it observes however far ahead. Tests
-// inject a fake; a node adds its --clock-offset here.
-func NewClock(now func() time.Time) *Clock { return NewBoundedClock(now, 0) }
-
-// NewBoundedClock is NewClock with a maximum forward drift: Observe
-// ignores a timestamp more than maxDrift ahead of the physical clock.
-// maxDrift <= 0 means no bound.
-func NewBoundedClock(now func() time.Time, maxDrift time.Duration) *Clock {
+// nil). Tests inject a fake; a node adds its --clock-offset here.
+func NewClock(now func() time.Time) *Clock {
 	if now == nil {
 		now = time.Now
 	}
-	if maxDrift < 0 {
-		maxDrift = 0
-	}
-	return &Clock{now: now, maxDrift: maxDrift}
+	return &Clock{now: now}
 }
 
 // Now returns a timestamp greater than every timestamp this clock has
-// returned or adopted.
+// returned or observed.
 func (c *Clock) Now() Timestamp {
 	pt := c.now().UnixNano()
 	c.mu.Lock()
@@ -138,52 +122,14 @@ func (c *Clock) Now() Timestamp {
 	return c.last
 }
 
-// Observe merges a timestamp received from elsewhere. It reports false,
-// and leaves the clock as it was, when t is more than the maximum drift
-// ahead of the physical clock; the caller decides what to say about it.
-// A timestamp not adopted is still a valid timestamp: the value it stamps
-// merges by last-writer-wins as written.
-func (c *Clock) Observe(t Timestamp) bool {
-	if c.tooFar(t) {
-		return false
-	}
+// Observe merges a timestamp received from elsewhere.
+func (c *Clock) Observe(t Timestamp) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.last.Less(t) {
 		c.last = t
 	}
-	return true
 }
-
-// tooFar reports whether t is more than the maximum drift ahead of the
-// physical clock.
-func (c *Clock) tooFar(t Timestamp) bool {
-	if c.maxDrift <= 0 {
-		return false
-	}
-	limit := c.now().UnixNano() + int64(c.maxDrift)
-	return t.Wall > limit && limit > 0 // limit <= 0: overflowed, no bound
-}
-
-// NowAfter returns Now, or, when t is not before Now (t was too far ahead
-// to be adopted), the timestamp just after t, without moving the clock.
-// A write that replaces a far-future value uses it so that it still wins
-// over the value it replaces; the rest of the node's writes stay near its
-// physical clock.
-func (c *Clock) NowAfter(t Timestamp) Timestamp {
-	now := c.Now()
-	if t.Less(now) {
-		return now
-	}
-	t.Logical++
-	if t.Logical == 0 {
-		t.Wall++
-	}
-	return t
-}
-
-// MaxDrift returns the bound given to NewBoundedClock (0: none).
-func (c *Clock) MaxDrift() time.Duration { return c.maxDrift }
 
 // Last returns the greatest timestamp returned or observed so far.
 func (c *Clock) Last() Timestamp {

@@ -60,9 +60,6 @@ type Backend interface {
 	Subscribe(prefix ds.Key, buf int) Feed
 }
 
-// DefaultMaxClockDrift is the default of Options.MaxClockDrift.
-const DefaultMaxClockDrift = time.Minute
-
 // Options configure a Store.
 type Options struct {
 	// NodeID is the writer recorded with every write. Required.
@@ -70,18 +67,6 @@ type Options struct {
 	// Now is the physical clock of the hybrid logical clock. Default
 	// time.Now; a node passes time.Now plus its --clock-offset.
 	Now func() time.Time
-	// MaxClockDrift is how far ahead of Now a timestamp from another
-	// writer may be and still move this node's hybrid clock. One further
-	// ahead is not adopted (its value still merges by last-writer-wins as
-	// written), is counted (FarFutureTimestamps) and logged as a warning,
-	// at most once a minute per writer. Default 1 minute: hosts kept by
-	// NTP agree within milliseconds, and a clock left without NTP for
-	// weeks (20 ppm quartz: under 2 s a day) stays within it, so only a
-	// clock that is wrong, not merely drifting, is refused; a smaller
-	// bound (CockroachDB uses 500 ms) would refuse offline sites'
-	// writers. Within the bound a skewed peer still moves the clock, as
-	// before. Negative: no bound.
-	MaxClockDrift time.Duration
 	// Rand is the source of entity IDs. Default crypto/rand.
 	Rand io.Reader
 	// MaxValueBytes bounds an encoded field value. Default 64 KiB: a value
@@ -120,12 +105,8 @@ type Store struct {
 
 	commits chan *commitReq // to the committer
 	loads   atomic.Uint64   // whole loads of the view (Loads)
-
-	farFuture atomic.Uint64        // timestamps not adopted (FarFutureTimestamps)
-	warnMu    sync.Mutex           // guards warned
-	warned    map[string]time.Time // writer: last far-future warning
-	prevGC    map[string]bool      // garbage at the last GC tick
-	stopped   chan struct{}        // closed when the committer has ended
+	prevGC  map[string]bool // garbage at the last GC tick
+	stopped chan struct{}   // closed when the committer has ended
 
 	feed   Feed
 	ctx    context.Context
@@ -149,16 +130,13 @@ func Open(ctx context.Context, b Backend, opts Options) (*Store, error) {
 	if opts.FeedBuffer <= 0 {
 		opts.FeedBuffer = 1 << 16
 	}
-	if opts.MaxClockDrift == 0 {
-		opts.MaxClockDrift = DefaultMaxClockDrift
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Store{
 		b:        b,
 		opts:     opts,
-		clock:    NewBoundedClock(opts.Now, opts.MaxClockDrift),
+		clock:    NewClock(opts.Now),
 		log:      opts.Logger.With("component", "entity"),
 		st:       newState(),
 		watchers: make(map[*Watcher]struct{}),
@@ -212,6 +190,7 @@ func (s *Store) NodeID() string { return s.opts.NodeID }
 // load replaces the view with the backend's content.
 func (s *Store) load(ctx context.Context) error {
 	st := newState()
+	var maxTS Timestamp
 	res, err := s.b.Query(ctx, query.Query{Prefix: recordsPrefix})
 	if err != nil {
 		return fmt.Errorf("entity: load: %w", err)
@@ -227,70 +206,19 @@ func (s *Store) load(ctx context.Context) error {
 			continue
 		}
 		st.addRecord(r.Key, v.Writer, ws)
-		s.observe(maxTimestamp(ws), v.Writer)
+		for _, w := range ws {
+			if maxTS.Less(w.ts) {
+				maxTS = w.ts
+			}
+		}
 	}
+	s.clock.Observe(maxTS)
 	s.mu.Lock()
 	s.st = st
 	s.mu.Unlock()
 	s.loads.Add(1)
 	return nil
 }
-
-// maxTimestamp returns the greatest timestamp of ws.
-func maxTimestamp(ws []write) Timestamp {
-	var m Timestamp
-	for _, w := range ws {
-		if m.Less(w.ts) {
-			m = w.ts
-		}
-	}
-	return m
-}
-
-// observe merges a stored or replicated timestamp of writer into the
-// clock. One too far ahead (Options.MaxClockDrift) is counted and logged,
-// at most once a minute per writer, and otherwise ignored: its value is
-// kept and merges as written.
-func (s *Store) observe(t Timestamp, writer string) {
-	if s.clock.Observe(t) {
-		return
-	}
-	s.farFuture.Add(1)
-	now := s.opts.Now
-	if now == nil {
-		now = time.Now
-	}
-	at := now()
-	s.warnMu.Lock()
-	last, seen := s.warned[writer]
-	quiet := seen && at.Sub(last) < farFutureWarnEvery && at.Sub(last) >= 0
-	if !quiet {
-		if s.warned == nil || len(s.warned) >= maxWarnedWriters {
-			s.warned = make(map[string]time.Time) // bound memory under forged writer IDs
-		}
-		s.warned[writer] = at
-	}
-	s.warnMu.Unlock()
-	if quiet {
-		return
-	}
-	s.log.Warn("timestamp too far ahead of this node's clock; not adopting it (the value still merges as written). Check the writer's clock",
-		"writer", writer, "timestamp", t.Time().Format(time.RFC3339Nano),
-		"ahead", t.Time().Sub(at).Round(time.Millisecond).String(),
-		"max_drift", s.opts.MaxClockDrift.String(),
-		"not_adopted_total", s.farFuture.Load())
-}
-
-// Limits of the far-future warning.
-const (
-	farFutureWarnEvery = time.Minute // per writer
-	maxWarnedWriters   = 1024
-)
-
-// FarFutureTimestamps counts the stored or replicated timestamps that
-// were too far ahead of this node's clock to adopt (see
-// Options.MaxClockDrift) since Open.
-func (s *Store) FarFutureTimestamps() uint64 { return s.farFuture.Load() }
 
 // Loads counts the times the view was loaded whole from the backend: at
 // Open, and whenever the change feed reports it cannot be followed (an
@@ -364,7 +292,13 @@ func (s *Store) applyChange(c Change) {
 		s.log.Warn("ignoring replicated record", "key", key, "err", err)
 		return
 	}
-	s.observe(maxTimestamp(ws), v.Writer)
+	var maxTS Timestamp
+	for _, w := range ws {
+		if maxTS.Less(w.ts) {
+			maxTS = w.ts
+		}
+	}
+	s.clock.Observe(maxTS)
 	s.mu.Lock()
 	changes := s.st.addRecord(key, v.Writer, ws)
 	events := make([]Event, 0, len(changes))

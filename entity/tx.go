@@ -60,11 +60,9 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (Version, err
 	}
 	// Stamp after every version this write replaces, even when this
 	// node's clock is behind: otherwise the write would lose to the value
-	// it replaces. A version too far ahead to adopt (Options.MaxClockDrift)
-	// is still outstamped, by this write alone: the clock, and so the
-	// node's other writes, stay near its physical time.
+	// it replaces.
 	s.clock.Observe(maxSeen)
-	v := Version{Timestamp: s.clock.NowAfter(maxSeen), Writer: s.opts.NodeID}
+	v := Version{Timestamp: s.clock.Now(), Writer: s.opts.NodeID}
 	req := &commitReq{v: v, ws: make([]write, len(tx.writes)), done: make(chan error, 1)}
 	for i, w := range tx.writes {
 		req.ws[i] = write{reg: w.reg, ts: v.Timestamp, value: w.value}

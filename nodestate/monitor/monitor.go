@@ -625,7 +625,6 @@ var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_replication_messages_total", "counter", "Replication messages from peers, by result: received, rejected (malformed), dropped (receive queue full)."},
 	{"starling_replication_blocks_total", "counter", "DAG blocks in branch requests, by direction: requested (asked of peers), served (sent to peers)."},
 	{"starling_replicated_writes_total", "counter", "Remote entity changes applied on this node."},
-	{"starling_clock_far_future_timestamps_total", "counter", "Stored or replicated timestamps too far ahead of this node's clock to move it (entity.Options.MaxClockDrift); their values still merge. Each is logged, once a minute per writer."},
 	{"starling_replication_latency_seconds", "histogram", "Time from a remote write's timestamp (its writer's clock) to its arrival here; includes clock skew."},
 	{"starling_write_duration_seconds", "histogram", "API write requests until durable, by endpoint (kv, fields, entities, schemas)."},
 	{"starling_dag_heads", "gauge", "Current DAG heads of the replicated store."},
@@ -748,7 +747,6 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge("starling_node_info", 1, "node_id", m.cfg.NodeID, "peer_id", m.cfg.P2P.ID().String(), "env", m.cfg.Env)
 	counter("starling_writes_total", float64(st.OpsCommitted))
 	counter("starling_commits_total", float64(st.Commits))
-	counter("starling_clock_far_future_timestamps_total", float64(m.cfg.Entities.FarFutureTimestamps()))
 	counter("starling_replication_messages_total", float64(st.Received), "result", "received")
 	counter("starling_replication_messages_total", float64(st.Rejected), "result", "rejected")
 	counter("starling_replication_messages_total", float64(st.Dropped), "result", "dropped")
