@@ -73,11 +73,13 @@ type broadcaster struct {
 	// headsDropped counts parked broadcasts whose blocks never came.
 	headsDropped atomic.Uint64
 
-	out       chan outMsg // to one peer, sent by sendLoop
-	pub       chan []byte // to every peer, published by publishLoop
-	inflight  map[cid.Cid]time.Time
-	requested atomic.Uint64 // blocks asked for in branch requests
-	served    atomic.Uint64 // blocks sent in branch replies
+	out        chan outMsg // to one peer, sent by sendLoop
+	pub        chan []byte // to every peer, published by publishLoop
+	inflightMu sync.Mutex  // inflight: the receive loop, unpark's callers
+	inflight   map[cid.Cid]time.Time
+	fetching   chan struct{} // a token per background fetch (fetchMissing)
+	requested  atomic.Uint64 // blocks asked for in branch requests
+	served     atomic.Uint64 // blocks sent in branch replies
 }
 
 // outMsg is a message for one peer.
@@ -135,6 +137,7 @@ func newBroadcaster(tr Transport, inner ipld.DAGService, recent *recentBlocks, o
 		out:      make(chan outMsg, 64),
 		pub:      make(chan []byte, publishQueue),
 		inflight: make(map[cid.Cid]time.Time),
+		fetching: make(chan struct{}, fetchers),
 		sentTo:   make(map[string]*cidRing),
 	}
 	b.wg.Add(4)
@@ -542,8 +545,13 @@ func (b *broadcaster) accept(from string, data []byte) error {
 		if !b.admit(from, heads) {
 			return nil
 		}
-		if b.local != nil && !b.allLocal(heads) {
+		var missing []cid.Cid
+		if b.local != nil {
+			missing = b.missingBelow(heads, maxEnvelopeBlocks)
+		}
+		if len(missing) > 0 {
 			b.park(parkedHeads{payload: env.payload, heads: heads, from: from, until: time.Now().Add(parkTTL)})
+			b.fetchMissing(from, missing)
 		} else {
 			b.enqueue(env.payload)
 		}
@@ -569,19 +577,101 @@ func (b *broadcaster) admit(from string, heads []cid.Cid) bool {
 	return true
 }
 
-// allLocal reports whether every head's block is stored here, or
-// already processed (after a state transfer, old blocks are not here).
-func (b *broadcaster) allLocal(heads []cid.Cid) bool {
-	for _, h := range heads {
-		if ok, err := b.local.Has(b.ctx, h); err == nil && ok {
+// branchWalkLimit bounds the blocks missingBelow looks at for one
+// broadcast; a branch longer than that is handed over as it is.
+const branchWalkLimit = 10_000
+
+// missingBelow returns the blocks of the branch below heads that are
+// neither stored here nor processed: the walk goes from the heads
+// through stored blocks that are not processed yet, down to processed
+// ones (after a state transfer, old blocks are not here but processed).
+// go-ds-crdt gets a broadcast only once nothing is missing, so it never
+// waits on the network: a block nobody can serve (a forged delta's
+// child, a peer gone) held go-ds-crdt's one queue for DAGSyncerTimeout
+// and then left the store dirty.
+//
+// It stops after max missing blocks: unpark asks for one (is anything
+// missing?) for each parked broadcast at every look.
+func (b *broadcaster) missingBelow(heads []cid.Cid, max int) []cid.Cid {
+	var missing []cid.Cid
+	seen := make(map[cid.Cid]bool)
+	stack := append([]cid.Cid(nil), heads...)
+	for len(stack) > 0 {
+		if len(seen) >= branchWalkLimit {
+			return nil
+		}
+		c := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[c] {
 			continue
 		}
-		if b.processed != nil && b.processed(h) {
+		seen[c] = true
+		if b.processed != nil && b.processed(c) {
 			continue
 		}
-		return false
+		blk, err := b.local.Get(b.ctx, c)
+		if err != nil {
+			if missing = append(missing, c); len(missing) >= max {
+				return missing
+			}
+			continue
+		}
+		_, links, err := decodeDelta(blk.RawData())
+		if err != nil {
+			continue // go-ds-crdt reports a bad block itself
+		}
+		stack = append(stack, links...)
 	}
-	return true
+	return missing
+}
+
+// fetchers bounds the background fetches of missing blocks at once.
+const fetchers = 4
+
+// fetchMissing gets blocks a parked broadcast lacks, outside go-ds-crdt's
+// queue: it asks the sender for their branches (its reply carries them)
+// and fetches them through the DAG service (bitswap, from any peer),
+// then looks at the parked broadcasts again. Blocks asked for within
+// wantTTL are not asked for again.
+func (b *broadcaster) fetchMissing(from string, missing []cid.Cid) {
+	now := time.Now()
+	var want []cid.Cid
+	b.inflightMu.Lock()
+	for _, c := range missing {
+		if t, ok := b.inflight[c]; ok && now.Sub(t) < wantTTL {
+			continue
+		}
+		b.inflight[c] = now
+		want = append(want, c)
+		if len(want) == maxEnvelopeBlocks {
+			break
+		}
+	}
+	b.inflightMu.Unlock()
+	if len(want) == 0 {
+		return
+	}
+	if from != "" {
+		b.requested.Add(uint64(len(want)))
+		b.sendTo(from, (&envelope{wants: want}).encode())
+	}
+	select {
+	case b.fetching <- struct{}{}:
+	default:
+		return // enough fetches running; the branch reply or a later look brings the rest
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() { <-b.fetching }()
+		ctx, cancel := context.WithTimeout(b.ctx, parkTTL)
+		defer cancel()
+		for range b.dag.GetMany(ctx, want) {
+		}
+		if b.ctx.Err() == nil {
+			b.unpark()
+		}
+	}()
 }
 
 // park holds a broadcast whose head blocks are missing. go-ds-crdt
@@ -615,16 +705,23 @@ func (b *broadcaster) unpark() {
 	}
 	now := time.Now()
 	var ready []parkedHeads
+	type fetch struct {
+		from    string
+		missing []cid.Cid
+	}
+	var fetches []fetch
 	keep := b.parked[:0]
 	for _, p := range b.parked {
+		missing := b.missingBelow(p.heads, 1)
 		switch {
-		case b.allLocal(p.heads):
+		case len(missing) == 0:
 			ready = append(ready, p)
 		case now.After(p.until):
 			b.headsDropped.Add(1)
 			b.log.Info("dropped heads whose blocks did not arrive", "peer", p.from, "heads", len(p.heads), "waited", parkTTL)
 		default:
 			keep = append(keep, p)
+			fetches = append(fetches, fetch{p.from, missing})
 		}
 	}
 	clear(b.parked[len(keep):])
@@ -638,6 +735,9 @@ func (b *broadcaster) unpark() {
 		if b.admit(p.from, p.heads) {
 			b.enqueue(p.payload)
 		}
+	}
+	for _, f := range fetches {
+		b.fetchMissing(f.from, f.missing)
 	}
 }
 
@@ -669,6 +769,8 @@ func (b *broadcaster) requestMissing(from string, heads []cid.Cid, nodes []ipld.
 		return
 	}
 	now := time.Now()
+	b.inflightMu.Lock()
+	defer b.inflightMu.Unlock()
 	if len(b.inflight) > 100_000 {
 		for c, t := range b.inflight {
 			if now.Sub(t) > wantTTL {

@@ -9,7 +9,11 @@ import (
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	cid "github.com/ipfs/go-cid"
+	pb "github.com/ipfs/go-ds-crdt/pb"
+	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
+	"github.com/starling-sync/starling/internal/testutil"
+	"google.golang.org/protobuf/proto"
 )
 
 // publishedTransport records what is published and receives nothing.
@@ -143,5 +147,58 @@ func TestForgedHeadsCannotFillMemory(t *testing.T) {
 	}
 	if d := b.headsDropped.Load(); d == 0 {
 		t.Fatal("no parked broadcast was dropped to stay within the bytes limit")
+	}
+}
+
+// TestForgedDeltaDoesNotStallReplication: a carried delta whose child
+// block nobody has is held back (and dropped after parkTTL) instead of
+// being handed to go-ds-crdt, which waited DAGSyncerTimeout for the
+// child with every other broadcast queued behind it, then went dirty.
+// With the timeout at an hour, only the holding back lets b see a's
+// write.
+func TestForgedDeltaDoesNotStallReplication(t *testing.T) {
+	net := newMemNet()
+	opts := noAutoCompact(fastOpts())
+	opts.DAGSyncerTimeout = time.Hour
+	a := openTestNode(t, net, "a", t.TempDir(), opts)
+	defer a.close(t)
+	b := openTestNode(t, net, "b", t.TempDir(), opts)
+	defer b.close(t)
+	ctx := context.Background()
+	if err := a.store.Put(ctx, key(0), []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "b has a's first write", func() bool {
+		v, err := b.store.Get(ctx, key(0))
+		return err == nil && string(v) == "before"
+	})
+
+	// The forged delta: high priority, one link to a block nobody has.
+	data, err := proto.Marshal(&pb.Delta{Priority: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := merkledag.NodeWithData(data)
+	if err := forged.AddRawLink("", &ipld.Link{Cid: testCID(t, []byte("nobody has this"))}); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := headsPayload([]cid.Cid{forged.Cid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := (&envelope{payload: payload, blocks: []carriedBlock{{cid: forged.Cid(), data: forged.RawData()}}}).encode()
+	if err := b.store.bc.accept("mallory", msg); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := a.store.Put(ctx, key(1), []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "b has a's write made after the forged delta", func() bool {
+		v, err := b.store.Get(ctx, key(1))
+		return err == nil && string(v) == "after"
+	})
+	if b.store.Status(ctx).Dirty {
+		t.Fatal("b's store went dirty")
 	}
 }
