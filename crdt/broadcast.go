@@ -78,6 +78,7 @@ type broadcaster struct {
 	inflightMu sync.Mutex  // inflight: the receive loop, unpark's callers
 	inflight   map[cid.Cid]time.Time
 	fetching   chan struct{} // a token per background fetch (fetchMissing)
+	dropLog    peerLimiter   // warnings for dropped messages, per peer
 	requested  atomic.Uint64 // blocks asked for in branch requests
 	served     atomic.Uint64 // blocks sent in branch replies
 }
@@ -482,9 +483,42 @@ func (b *broadcaster) receiveLoop() {
 		b.received.Add(1)
 		if err := b.accept(from, data); err != nil {
 			b.rejected.Add(1)
-			b.log.Warn("dropped replication message", "peer", from, "err", err)
+			if n, ok := b.dropLog.allow(from, time.Now()); ok {
+				b.log.Warn("dropped replication message", "peer", from, "err", err, "dropped_since_last_warning", n)
+			}
 		}
 	}
+}
+
+// warnEvery is how often one peer's dropped messages are logged: a
+// hostile peer sending malformed messages must not fill the log.
+const warnEvery = time.Minute
+
+// peerLimiter lets one event per peer through every warnEvery and
+// counts the ones it holds back. Only the receive loop uses it.
+type peerLimiter struct {
+	last map[string]time.Time
+	held map[string]int
+}
+
+// allow reports whether an event of peer at now may be logged, and how
+// many were held back since the last one that was.
+func (l *peerLimiter) allow(peer string, now time.Time) (int, bool) {
+	if l.last == nil {
+		l.last, l.held = make(map[string]time.Time), make(map[string]int)
+	}
+	if t, ok := l.last[peer]; ok && now.Sub(t) < warnEvery {
+		l.held[peer]++
+		return 0, false
+	}
+	if len(l.last) >= 1024 { // peers come and go: forget them all now and then
+		clear(l.last)
+		clear(l.held)
+	}
+	n := l.held[peer]
+	l.last[peer] = now
+	delete(l.held, peer)
+	return n, true
 }
 
 // accept verifies a message, stores its blocks, and queues its heads.
