@@ -325,10 +325,12 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 		k, ok = &knownPeer{}, true
 		n.known[id] = k
 	}
-	protect := false
 	if ok {
 		switch {
 		case connected && !k.connected:
+			// Protected before anyone can see it connected (Peers, the
+			// event): a caller that sees the connection sees it kept.
+			n.host.ConnManager().Protect(id, protectTag)
 			k.connected = true
 			k.upSince, k.lastSeen, k.lastPong = now, now, now
 			k.failures = 0
@@ -336,7 +338,6 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 			if len(lastAddrs) > 0 {
 				k.learned = lastAddrs
 			}
-			protect = true
 		case !connected && k.connected:
 			k.connected = false
 			k.lastSeen = now
@@ -354,9 +355,6 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 	n.publishEvent(PeerEvent{Peer: id, Connected: connected})
 	n.mu.Unlock()
 
-	if protect {
-		n.host.ConnManager().Protect(id, protectTag)
-	}
 	if connected {
 		n.firstConnOnce.Do(func() { close(n.firstConn) })
 		n.log.Debug("peer connected", "peer", id)
