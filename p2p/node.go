@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -113,6 +112,7 @@ type Node struct {
 	names envNames
 	log   *slog.Logger
 	self  peer.ID
+	trust *trust // Config.Trusted and DropInbound
 
 	host   host.Host
 	gater  *gater
@@ -172,6 +172,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		names:     namesFor(cfg.Env),
 		log:       cfg.Logger.With("component", "p2p", "self", self.String()),
 		self:      self,
+		trust:     newTrust(self, cfg.Trusted, cfg.DropInbound),
 		gater:     newGater(),
 		wake:      make(chan struct{}, 1),
 		firstConn: make(chan struct{}),
@@ -281,7 +282,7 @@ func (n *Node) startPubSub() error {
 		pubsub.WithLogger(n.log.With("component", "pubsub")),
 		// --trust guards what this node gives too: an untrusted peer is
 		// never in a topic's mesh or fanout and gets no message.
-		pubsub.WithPeerFilter(func(id peer.ID, _ string) bool { return n.trusts(id) }),
+		pubsub.WithPeerFilter(func(id peer.ID, _ string) bool { return n.trust.trusts(id) }),
 	}
 	if len(n.cfg.Trusted) > 0 {
 		// The peer filter does not cover flood publishing (pubsub v0.17):
@@ -291,7 +292,7 @@ func (n *Node) startPubSub() error {
 		// is off: a site's nodes may share an address).
 		opts = append(opts, pubsub.WithPeerScore(&pubsub.PeerScoreParams{
 			AppSpecificScore: func(id peer.ID) float64 {
-				if n.trusts(id) {
+				if n.trust.trusts(id) {
 					return 0
 				}
 				return -1000
@@ -306,10 +307,7 @@ func (n *Node) startPubSub() error {
 		return fmt.Errorf("p2p: start gossipsub: %w", err)
 	}
 	n.ps = ps
-	n.repl, err = newReplication(n.host, ps, n.names, n.cfg.Trusted, n.log.With("component", "replication"))
-	if err == nil {
-		n.repl.dropInbound = n.cfg.DropInbound
-	}
+	n.repl, err = newReplication(n.host, ps, n.names, n.trust, n.log.With("component", "replication"))
 	return err
 }
 
@@ -322,17 +320,8 @@ func (n *Node) startBitswap() {
 	// a node wants are with the peers it is connected to.
 	// An untrusted peer cannot fetch blocks (the whole history) either.
 	n.bswap = bitswap.New(bsCtx, net, nil, bstore,
-		bitswap.WithPeerBlockRequestFilter(func(id peer.ID, _ cid.Cid) bool { return n.trusts(id) }))
+		bitswap.WithPeerBlockRequestFilter(func(id peer.ID, _ cid.Cid) bool { return n.trust.trusts(id) }))
 	n.dag = merkledag.NewDAGService(blockservice.New(bstore, n.bswap))
-}
-
-// trusts reports whether id may exchange replication data with this
-// node: everyone when Config.Trusted is empty.
-func (n *Node) trusts(id peer.ID) bool {
-	if len(n.cfg.Trusted) == 0 || id == n.self {
-		return true
-	}
-	return slices.Contains(n.cfg.Trusted, id)
 }
 
 // ID is this node's peer ID.

@@ -49,13 +49,11 @@ const (
 // gossip by the topic validator (so they are not relayed either) and on
 // direct streams by resetting the stream.
 type Replication struct {
-	self    peer.ID
-	host    host.Host
-	log     *slog.Logger
-	proto   protocol.ID
-	trusted map[peer.ID]struct{} // empty: everyone is trusted
-	// dropInbound is Config.DropInbound (a chaos control defect).
-	dropInbound func(peer.ID) bool
+	self  peer.ID
+	host  host.Host
+	log   *slog.Logger
+	proto protocol.ID
+	trust *trust
 
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
@@ -80,19 +78,16 @@ type inbound struct {
 	data []byte
 }
 
-func newReplication(h host.Host, ps *pubsub.PubSub, names envNames, trusted []peer.ID, log *slog.Logger) (*Replication, error) {
+func newReplication(h host.Host, ps *pubsub.PubSub, names envNames, tr *trust, log *slog.Logger) (*Replication, error) {
 	r := &Replication{
-		self:    h.ID(),
-		host:    h,
-		log:     log,
-		proto:   names.directProto,
-		trusted: make(map[peer.ID]struct{}, len(trusted)),
-		inbox:   make(chan inbound, inboxSize),
-		gaps:    make(chan gapMsg, gapQueue),
-		done:    make(chan struct{}),
-	}
-	for _, id := range trusted {
-		r.trusted[id] = struct{}{}
+		self:  h.ID(),
+		host:  h,
+		log:   log,
+		proto: names.directProto,
+		trust: tr,
+		inbox: make(chan inbound, inboxSize),
+		gaps:  make(chan gapMsg, gapQueue),
+		done:  make(chan struct{}),
 	}
 
 	// The validator must be in place before the first message can arrive,
@@ -127,20 +122,6 @@ func (r *Replication) close() {
 	}
 }
 
-// accepts reports whether data from id is taken: a trusted peer not
-// dropped by Config.DropInbound.
-func (r *Replication) accepts(id peer.ID) bool {
-	return r.isTrusted(id) && (id == r.self || r.dropInbound == nil || !r.dropInbound(id))
-}
-
-func (r *Replication) isTrusted(id peer.ID) bool {
-	if id == r.self || len(r.trusted) == 0 {
-		return true
-	}
-	_, ok := r.trusted[id]
-	return ok
-}
-
 func (r *Replication) own(m *pubsub.Message) bool {
 	return m.ReceivedFrom == r.self || m.GetFrom() == r.self
 }
@@ -148,7 +129,7 @@ func (r *Replication) own(m *pubsub.Message) bool {
 // validate is the topic validator. It judges the signer (the author of
 // the message), not the peer that forwarded it. Inline: it is cheap.
 func (r *Replication) validate(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	if r.accepts(m.GetFrom()) {
+	if r.trust.accepts(m.GetFrom()) {
 		return pubsub.ValidationAccept
 	}
 	r.log.Debug("dropped gossip from untrusted peer", "peer", m.GetFrom())
@@ -201,7 +182,7 @@ func (r *Replication) Publish(ctx context.Context, data []byte) error {
 		onTopic[p] = true
 	}
 	for _, p := range r.host.Network().Peers() {
-		if onTopic[p] || !r.isTrusted(p) {
+		if onTopic[p] || !r.trust.trusts(p) {
 			continue
 		}
 		select {
@@ -298,7 +279,7 @@ func (r *Replication) send(ctx context.Context, s network.Stream, data []byte) e
 // goroutine; it ends within streamTimeout, or at once when the node closes.
 func (r *Replication) handleStream(s network.Stream) {
 	remote := s.Conn().RemotePeer()
-	if !r.accepts(remote) {
+	if !r.trust.accepts(remote) {
 		r.log.Debug("dropped direct stream from untrusted peer", "peer", remote)
 		_ = s.Reset()
 		return

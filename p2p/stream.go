@@ -23,7 +23,7 @@ func (n *Node) streamProto(name string) protocol.ID {
 func (n *Node) HandleStream(name string, fn func(from peer.ID, s io.ReadWriteCloser)) {
 	n.host.SetStreamHandler(n.streamProto(name), func(s network.Stream) {
 		from := s.Conn().RemotePeer()
-		if !n.repl.isTrusted(from) {
+		if !n.trust.trusts(from) {
 			n.log.Debug("refused stream from untrusted peer", "peer", from, "protocol", name)
 			_ = s.Reset()
 			return
@@ -35,7 +35,7 @@ func (n *Node) HandleStream(name string, fn func(from peer.ID, s io.ReadWriteClo
 // OpenStream opens a stream of the protocol name to a peer (see
 // HandleStream). The caller closes it; CloseWrite ends the request side.
 func (n *Node) OpenStream(ctx context.Context, to peer.ID, name string) (network.Stream, error) {
-	if !n.repl.isTrusted(to) {
+	if !n.trust.trusts(to) {
 		return nil, fmt.Errorf("p2p: %s is not a trusted peer", to)
 	}
 	s, err := n.host.NewStream(ctx, to, n.streamProto(name))

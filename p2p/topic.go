@@ -35,14 +35,13 @@ var topicNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 // be lost, which suits periodic messages. Its methods are safe for
 // concurrent use.
 type Topic struct {
-	name    string
-	self    peer.ID
-	log     *slog.Logger
-	ps      *pubsub.PubSub
-	topic   *pubsub.Topic
-	sub     *pubsub.Subscription
-	trusted map[peer.ID]struct{}
-	drop    func(peer.ID) bool // Config.DropInbound
+	name  string
+	self  peer.ID
+	log   *slog.Logger
+	ps    *pubsub.PubSub
+	topic *pubsub.Topic
+	sub   *pubsub.Subscription
+	trust *trust
 
 	// ctx ends when the topic or the node closes; Receive watches it.
 	ctx    context.Context
@@ -69,15 +68,11 @@ func (n *Node) JoinTopic(name string) (*Topic, error) {
 	}
 	full := "starling/" + n.cfg.Env + "/" + name
 	t := &Topic{
-		name:    full,
-		self:    n.self,
-		log:     n.log.With("component", "topic", "topic", full),
-		ps:      n.ps,
-		trusted: make(map[peer.ID]struct{}, len(n.cfg.Trusted)),
-		drop:    n.cfg.DropInbound,
-	}
-	for _, id := range n.cfg.Trusted {
-		t.trusted[id] = struct{}{}
+		name:  full,
+		self:  n.self,
+		log:   n.log.With("component", "topic", "topic", full),
+		ps:    n.ps,
+		trust: n.trust,
 	}
 	// The validator must be in place before Join announces interest.
 	if err := n.ps.RegisterTopicValidator(full, t.validate, pubsub.WithValidatorInline(true)); err != nil {
@@ -110,18 +105,10 @@ func (t *Topic) own(m *pubsub.Message) bool {
 	return m.ReceivedFrom == t.self || m.GetFrom() == t.self
 }
 
-func (t *Topic) isTrusted(id peer.ID) bool {
-	if id == t.self || len(t.trusted) == 0 {
-		return true
-	}
-	_, ok := t.trusted[id]
-	return ok
-}
-
 // validate judges the author (signer) of a message, not the peer that
 // forwarded it. Inline: it is cheap.
 func (t *Topic) validate(_ context.Context, _ peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	if from := m.GetFrom(); t.isTrusted(from) && (from == t.self || t.drop == nil || !t.drop(from)) {
+	if t.trust.accepts(m.GetFrom()) {
 		return pubsub.ValidationAccept
 	}
 	t.log.Debug("dropped message from untrusted peer", "peer", m.GetFrom())

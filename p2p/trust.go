@@ -1,0 +1,35 @@
+package p2p
+
+import "github.com/libp2p/go-libp2p/core/peer"
+
+// trust is Config.Trusted (and the chaos control build's DropInbound)
+// as every part of the node checks it: replication, topics, streams,
+// gossipsub's peer filter and score, and bitswap.
+type trust struct {
+	self peer.ID
+	set  map[peer.ID]struct{} // empty: every peer is trusted
+	drop func(peer.ID) bool   // Config.DropInbound
+}
+
+func newTrust(self peer.ID, trusted []peer.ID, drop func(peer.ID) bool) *trust {
+	t := &trust{self: self, set: make(map[peer.ID]struct{}, len(trusted)), drop: drop}
+	for _, id := range trusted {
+		t.set[id] = struct{}{}
+	}
+	return t
+}
+
+// trusts reports whether this node exchanges data with id, either way.
+func (t *trust) trusts(id peer.ID) bool {
+	if id == t.self || len(t.set) == 0 {
+		return true
+	}
+	_, ok := t.set[id]
+	return ok
+}
+
+// accepts reports whether data from id is taken: a trusted peer that
+// Config.DropInbound does not name.
+func (t *trust) accepts(id peer.ID) bool {
+	return t.trusts(id) && (id == t.self || t.drop == nil || !t.drop(id))
+}
