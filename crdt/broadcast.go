@@ -668,27 +668,11 @@ const fetchers = 4
 // then looks at the parked broadcasts again. Blocks asked for within
 // wantTTL are not asked for again.
 func (b *broadcaster) fetchMissing(from string, missing []cid.Cid) {
-	now := time.Now()
-	var want []cid.Cid
-	b.inflightMu.Lock()
-	for _, c := range missing {
-		if t, ok := b.inflight[c]; ok && now.Sub(t) < wantTTL {
-			continue
-		}
-		b.inflight[c] = now
-		want = append(want, c)
-		if len(want) == maxEnvelopeBlocks {
-			break
-		}
-	}
-	b.inflightMu.Unlock()
+	want := b.claimWants(missing, nil)
 	if len(want) == 0 {
 		return
 	}
-	if from != "" {
-		b.requested.Add(uint64(len(want)))
-		b.sendTo(from, (&envelope{wants: want}).encode())
-	}
+	b.askBranches(from, want)
 	select {
 	case b.fetching <- struct{}{}:
 	default:
@@ -802,6 +786,16 @@ func (b *broadcaster) requestMissing(from string, heads []cid.Cid, nodes []ipld.
 	if len(candidates) == 0 {
 		return
 	}
+	b.askBranches(from, b.claimWants(candidates, func(c cid.Cid) bool {
+		has, err := b.local.Has(b.ctx, c)
+		return err != nil || has || (b.processed != nil && b.processed(c))
+	}))
+}
+
+// claimWants returns the blocks of cs not asked for within wantTTL and
+// not skipped (skip may be nil), at most maxEnvelopeBlocks, and marks
+// them asked for now.
+func (b *broadcaster) claimWants(cs []cid.Cid, skip func(cid.Cid) bool) []cid.Cid {
 	now := time.Now()
 	b.inflightMu.Lock()
 	defer b.inflightMu.Unlock()
@@ -813,12 +807,11 @@ func (b *broadcaster) requestMissing(from string, heads []cid.Cid, nodes []ipld.
 		}
 	}
 	var wants []cid.Cid
-	for _, c := range candidates {
+	for _, c := range cs {
 		if t, ok := b.inflight[c]; ok && now.Sub(t) < wantTTL {
 			continue
 		}
-		has, err := b.local.Has(b.ctx, c)
-		if err != nil || has || (b.processed != nil && b.processed(c)) {
+		if skip != nil && skip(c) {
 			continue
 		}
 		b.inflight[c] = now
@@ -827,7 +820,12 @@ func (b *broadcaster) requestMissing(from string, heads []cid.Cid, nodes []ipld.
 			break
 		}
 	}
-	if len(wants) == 0 {
+	return wants
+}
+
+// askBranches sends a branch request for wants to from.
+func (b *broadcaster) askBranches(from string, wants []cid.Cid) {
+	if len(wants) == 0 || from == "" {
 		return
 	}
 	b.requested.Add(uint64(len(wants)))
