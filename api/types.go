@@ -165,6 +165,12 @@ type StoreStatus struct {
 	LastCompacted    time.Time `json:"last_compacted,omitzero"`
 	LastReclaimed    int64     `json:"last_reclaimed_bytes"`
 	CompactMembers   int       `json:"compact_members"`
+	// CompactEvicted members stayed away longer than the eviction time:
+	// compaction no longer waits for them, and they take a state
+	// transfer (keeping their own writes) when they come back.
+	CompactEvicted int `json:"compact_evicted"`
+	// Installs counts the state transfers the store has installed.
+	Installs uint64 `json:"installs"`
 }
 
 // CleanKey checks an API key ("a/b", a leading '/' is allowed) and

@@ -60,6 +60,16 @@ type Member struct {
 	// heads (it runs a version without them, or is busy); compaction
 	// waits for it.
 	Unknown bool `json:"unknown,omitempty"`
+	// Installs is how many state transfers the node reported having
+	// installed (evict.go).
+	Installs uint64 `json:"installs,omitempty"`
+	// Evicted: the node stayed unheard longer than Options.EvictAfter
+	// (at EvictedAt, having installed EvictedInstalls state transfers);
+	// compaction no longer waits for it, and it counts again once it
+	// reports more installs than that: it has rebased.
+	Evicted         bool      `json:"evicted,omitempty"`
+	EvictedAt       time.Time `json:"evicted_at,omitzero"`
+	EvictedInstalls uint64    `json:"evicted_installs,omitempty"`
 }
 
 // CompactStats describes one compaction round.
@@ -117,33 +127,16 @@ type members struct {
 	saveMu sync.Mutex
 }
 
-// ObserveHeads records the stable heads a member reported (its node
-// report). Heads of a node not seen before make it a member: from then
-// on compaction keeps every block it has not merged, until the operator
-// removes it (ForgetMember). A new member is saved at once (see
-// saveNewMember); new heads are saved by the next round and by Close.
+// ObserveHeads records the stable heads a member reported; see
+// ObserveReport.
 func (s *Store) ObserveHeads(member string, heads []string, at time.Time) {
-	s.members.mu.Lock()
-	if s.members.m == nil {
-		s.members.m = make(map[string]Member)
-	}
-	old, ok := s.members.m[member]
-	if ok && !old.Unknown && slices.Equal(old.Heads, heads) {
-		old.Seen = at
-		s.members.m[member] = old
-		s.members.mu.Unlock()
-		return
-	}
-	s.members.m[member] = Member{Heads: slices.Clone(heads), Seen: at}
-	s.members.dirty = true
-	s.members.mu.Unlock()
-	if !ok && member != selfMember {
-		s.saveNewMember(member)
-	}
+	s.ObserveReport(member, MemberReport{Heads: heads, HeadsKnown: true, At: at})
 }
 
-// NoteMember records a node heard from whose heads are not known yet:
-// compaction waits until it reports them. A new member is saved at once.
+// NoteMember records a node this one knows of (connected, or a static
+// peer) before its first report: compaction waits until it reports its
+// heads. It changes nothing for a node already in the table. A new
+// member is saved at once.
 func (s *Store) NoteMember(member string) {
 	s.members.mu.Lock()
 	_, ok := s.members.m[member]
@@ -151,7 +144,7 @@ func (s *Store) NoteMember(member string) {
 		if s.members.m == nil {
 			s.members.m = make(map[string]Member)
 		}
-		s.members.m[member] = Member{Unknown: true}
+		s.members.m[member] = Member{Unknown: true, Seen: s.now()}
 		s.members.dirty = true
 	}
 	s.members.mu.Unlock()
@@ -194,33 +187,6 @@ func (s *Store) Members() map[string]Member {
 		out[k] = v
 	}
 	return out
-}
-
-// adoptMembers adds the members a state transfer's source knew to this
-// store's table: the state just installed holds what they reported
-// merged, and this node must not compact past what they have not.
-func (s *Store) adoptMembers(ctx context.Context, from map[string]Member) {
-	if len(from) == 0 {
-		return
-	}
-	s.members.mu.Lock()
-	if s.members.m == nil {
-		s.members.m = make(map[string]Member)
-	}
-	for id, m := range from {
-		if id == selfMember {
-			continue
-		}
-		if old, ok := s.members.m[id]; !ok || (!m.Unknown && m.Seen.After(old.Seen)) {
-			m.Heads = slices.Clone(m.Heads)
-			s.members.m[id] = m
-			s.members.dirty = true
-		}
-	}
-	s.members.mu.Unlock()
-	if err := s.saveMembers(ctx); err != nil {
-		s.log.Warn("state transfer: saving the compaction members", "err", err)
-	}
 }
 
 // loadMembers reads the member table saved by an earlier run.
@@ -363,14 +329,23 @@ func (s *Store) compact(ctx context.Context, progress func(CompactProgress), giv
 		st.Skipped = "the store is busy (merging a remote branch, dirty or installing a state transfer)"
 		return st, nil
 	}
-	s.ObserveHeads(selfMember, self, time.Now())
+	now := s.now()
+	s.ObserveHeads(selfMember, self, now)
+	s.evictStale(now)
 	if err := s.saveMembers(ctx); err != nil {
 		return st, err
 	}
 	mem := s.Members()
-	st.Members = len(mem)
 	var sets [][]cid.Cid
 	for id, m := range mem {
+		if m.Evicted {
+			if s.isBack(m, now) {
+				st.Skipped = fmt.Sprintf("member %s is back after its eviction and has not rebased yet", id)
+				return st, nil
+			}
+			continue
+		}
+		st.Members++
 		if m.Unknown {
 			st.Skipped = fmt.Sprintf("member %s has not reported its stable heads", id)
 			return st, nil
@@ -733,8 +708,10 @@ type CompactionStatus struct {
 	Rounds    uint64        `json:"rounds"`
 	Reclaimed int64         `json:"reclaimed_bytes"`
 	Last      *CompactStats `json:"last,omitempty"`
-	// Members is how many nodes' heads bound what can be reclaimed.
+	// Members is how many nodes' heads bound what can be reclaimed;
+	// Evicted is how many members no longer do (evict.go).
 	Members int `json:"members"`
+	Evicted int `json:"evicted"`
 }
 
 func (s *Store) compactionStatus(ctx context.Context) CompactionStatus {
@@ -747,7 +724,13 @@ func (s *Store) compactionStatus(ctx context.Context) CompactionStatus {
 		out.Last = &l
 	}
 	s.members.mu.Lock()
-	out.Members = len(s.members.m)
+	for _, m := range s.members.m {
+		if m.Evicted {
+			out.Evicted++
+		} else {
+			out.Members++
+		}
+	}
 	s.members.mu.Unlock()
 	return out
 }

@@ -131,14 +131,24 @@
 // records, each version under its own key and ordered by hybrid logical
 // timestamp, that is what a merge would give; raw keys become add-wins.
 //
-// What this version does not reclaim, or do: history held back by a
-// member that stays away (a dead node holds compaction until the
-// operator removes it with `starling cluster remove`); the markers and
-// set entries a node received by state transfer before its first round;
-// pinned blocks (one per live element of a key written many times
-// through the raw key-value API). A node refused by others does not yet
-// know it: it rebases (resync and replay) only once its own walk fails
-// and its store goes dirty, after the syncer timeout.
+// A member that stays away holds the rounds back only for
+// Options.EvictAfter (default 1h, counted while this store is open):
+// then a round evicts it and reclaims past its heads (evict.go). That
+// is the case above, with the evicted node in the role of the node built
+// apart: when it comes back, the others list it in their reports, it
+// takes a state transfer from one of them (replaying its own live
+// values), and it counts again once it reports the higher install
+// count. Rounds hold while an evicted member is back and has not
+// rebased. Of two sides that evicted each other, the one with the higher
+// lineage (its lowest member ID) rebases, so their histories do not
+// swap. The argument of points 2 and 3 holds for the members that are
+// not evicted; point 4's checks keep the evicted one's writes out until
+// it has rebased, and the replay brings them in.
+//
+// What this version does not reclaim: the markers and set entries a
+// node received by state transfer before its first round; pinned blocks
+// (one per live element of a key written many times through the raw
+// key-value API).
 //
 // Keys written through Put are plain go-ds-crdt keys: concurrent writes to
 // one key resolve by DAG height, not by time. Starling's entity layer

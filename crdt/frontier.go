@@ -118,21 +118,48 @@ const gateWalkLimit = 10_000
 // height h to a block not stored here and not merged while h-1 is at or
 // below the frontier (that block would be below it too).
 func (s *Store) gateHeads(ctx context.Context, heads []cid.Cid) error {
+	if s.frontier.Load() == 0 {
+		return nil
+	}
+	return s.walkGate(ctx, heads, false)
+}
+
+// gateOwn reports whether this node's own heads from before an install
+// can merge on the installed state as a DAG: as gateHeads, and every
+// block below them not merged in that state must still be stored here,
+// within gateWalkLimit. This node stores every block it merged, so a
+// missing one was deleted by its own compaction, and no peer may have it
+// either (two sides that evicted each other). ErrBelowFrontier
+// otherwise: then its live values are written again.
+func (s *Store) gateOwn(ctx context.Context, heads []cid.Cid) error {
+	return s.walkGate(ctx, heads, true)
+}
+
+func (s *Store) walkGate(ctx context.Context, heads []cid.Cid, own bool) error {
 	f := s.frontier.Load()
-	if f == 0 || s.opts.LocalBlocks == nil {
+	if s.opts.LocalBlocks == nil {
 		return nil
 	}
 	seen := make(map[cid.Cid]bool)
 	stack := append([]cid.Cid(nil), heads...)
-	for len(stack) > 0 && len(seen) < gateWalkLimit {
+	for len(stack) > 0 {
 		c := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if seen[c] || s.isProcessed(c) {
 			continue
 		}
+		if len(seen) >= gateWalkLimit {
+			if own {
+				return fmt.Errorf("%w: more than %d blocks of this node's own history are not merged in the installed state", ErrBelowFrontier, gateWalkLimit)
+			}
+			break
+		}
 		seen[c] = true
 		blk, err := s.opts.LocalBlocks.Get(ctx, c)
 		if err != nil {
+			if own {
+				return fmt.Errorf("%w: %s, below this node's own heads, is neither stored here nor merged in the installed state", ErrBelowFrontier, c)
+			}
 			continue // not here yet: go-ds-crdt fetches it, guardGetter checks it
 		}
 		d, links, err := decodeDelta(blk.RawData())
@@ -140,11 +167,11 @@ func (s *Store) gateHeads(ctx context.Context, heads []cid.Cid) error {
 			continue // go-ds-crdt reports a bad block itself
 		}
 		h := d.GetPriority()
-		if h <= f {
+		if f > 0 && h <= f {
 			return fmt.Errorf("%w: %s at height %d, frontier %d", ErrBelowFrontier, c, h, f)
 		}
 		for _, l := range links {
-			if h-1 <= f && !s.isProcessed(l) {
+			if f > 0 && h-1 <= f && !s.isProcessed(l) {
 				if ok, _ := s.opts.LocalBlocks.Has(ctx, l); !ok {
 					return fmt.Errorf("%w: %s links to %s, not merged, at height %d or below, frontier %d", ErrBelowFrontier, c, l, h-1, f)
 				}

@@ -339,7 +339,7 @@ func (s *Store) Install(ctx context.Context, r io.Reader, o InstallOptions) erro
 	if err := s.swap(ctx, hdr); err != nil {
 		return err
 	}
-	s.adoptMembers(ctx, hdr.Members)
+	s.rebaseMembers(ctx, hdr.Members)
 	return nil
 }
 
@@ -539,9 +539,11 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	}
 	// This node's own history may lie below the source's compaction
 	// frontier (it was built apart from the source's, or the source
-	// compacted past it): then it cannot merge as a DAG, and its live
-	// values are written again on top of the installed state instead.
-	if err := s.gateHeads(ctx, own); errors.Is(err, ErrBelowFrontier) {
+	// compacted past it), or its own compaction may have deleted blocks
+	// of it the source never had (the two evicted each other): then it
+	// cannot merge as a DAG, and its live values are written again on
+	// top of the installed state instead.
+	if err := s.gateOwn(ctx, own); errors.Is(err, ErrBelowFrontier) {
 		n, rerr := s.replayLive(ctx, oldNS)
 		if rerr != nil {
 			return fmt.Errorf("crdt: state transfer: replaying this node's own values: %w", rerr)

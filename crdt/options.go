@@ -107,6 +107,20 @@ type Options struct {
 	// rate unpaced. 1 runs unpaced. An explicit Compact always runs
 	// unpaced (the operator asked for it now).
 	CompactDuty float64
+	// EvictAfter is how long a member may stay unheard before compaction
+	// stops waiting for it (evict.go): the rounds then reclaim what it
+	// has not merged, and when it comes back it rebases (takes a state
+	// transfer, keeping its own writes) before it counts again. Default
+	// 1h: a node away that long pays one state transfer of the live
+	// state on its return, while the others would otherwise keep every
+	// write made meanwhile (at 1k writes/s, about 360 MB an hour).
+	// Negative: never (a dead node holds compaction until the operator
+	// removes it).
+	EvictAfter time.Duration
+	// Self is this node's member ID (its peer ID), as others report it:
+	// a state transfer's member table may name it, and the tie-break of
+	// two sides that evicted each other compares it.
+	Self string
 	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -142,6 +156,7 @@ func DefaultOptions() Options {
 		CompactMinHistory:   8 << 20,
 		CompactMaxAge:       time.Hour,
 		CompactDuty:         0.25,
+		EvictAfter:          time.Hour,
 	}
 }
 
@@ -201,6 +216,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CompactDuty == 0 {
 		o.CompactDuty = d.CompactDuty
+	}
+	if o.EvictAfter == 0 {
+		o.EvictAfter = d.EvictAfter
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -84,6 +84,9 @@ type Status struct {
 	LastCompacted    time.Time `json:"last_compacted,omitzero"`
 	LastReclaimed    int64     `json:"last_reclaimed_bytes"`
 	CompactMembers   int       `json:"compact_members"`
+	CompactEvicted   int       `json:"compact_evicted"`
+	// Installs counts the state transfers this store has installed.
+	Installs uint64 `json:"installs"`
 }
 
 // Store is a replicated key-value store: go-ds-crdt with group commit,
@@ -143,6 +146,11 @@ type Store struct {
 	// heldAtOpen: the store opened empty with HoldRemoteWhenEmpty and
 	// holds received heads until ReleaseOpenHold.
 	heldAtOpen atomic.Bool
+	// installs counts the state transfers installed (evict.go); opened
+	// is when Open ran; now is the clock of eviction (tests replace it).
+	installs atomic.Uint64
+	opened   time.Time
+	now      func() time.Time
 
 	peersMu sync.Mutex
 	peers   map[string]struct{} // connected peers, for the heads loop
@@ -173,7 +181,9 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 		writes:        make(chan *writeReq, 4096),
 		committerDone: make(chan struct{}),
 		peers:         make(map[string]struct{}),
+		now:           time.Now,
 	}
+	s.opened = s.now()
 	recent := newRecentBlocks(opts.RecentBlocksBytes)
 
 	copts := crdt.DefaultOptions()
@@ -207,6 +217,12 @@ func Open(ctx context.Context, backing ds.Batching, dag ipld.DAGService, tr Tran
 		return nil, err
 	}
 	if err := s.loadMembers(ctx); err != nil {
+		if s.bc != nil {
+			s.bc.close()
+		}
+		return nil, err
+	}
+	if err := s.loadInstalls(ctx); err != nil {
 		if s.bc != nil {
 			s.bc.close()
 		}
@@ -483,7 +499,8 @@ func (s *Store) Status(ctx context.Context) Status {
 	}
 	cs := s.compactionStatus(ctx)
 	out.LiveBytes, out.HistoryBytes = cs.LiveBytes, cs.HistoryBytes
-	out.CompactRounds, out.CompactReclaimed, out.CompactMembers = cs.Rounds, cs.Reclaimed, cs.Members
+	out.CompactRounds, out.CompactReclaimed, out.CompactMembers, out.CompactEvicted = cs.Rounds, cs.Reclaimed, cs.Members, cs.Evicted
+	out.Installs = s.installs.Load()
 	if cs.Last != nil {
 		out.LastCompacted, out.LastReclaimed = cs.Last.Started.Add(cs.Last.Took), cs.Last.Reclaimed()
 	}

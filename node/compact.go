@@ -56,6 +56,24 @@ func parseCompactEvery(s string) (d time.Duration, off bool, err error) {
 	}
 }
 
+// parseEvictAfter reads compact_evict_after: d > 0 for a duration, -1
+// for "off", 0 for "" (the store's default). The error says what is
+// accepted.
+func parseEvictAfter(s string) (time.Duration, error) {
+	switch v := strings.TrimSpace(s); {
+	case v == "":
+		return 0, nil
+	case strings.EqualFold(v, CompactOff):
+		return -1, nil
+	default:
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return 0, fmt.Errorf("%q is not a duration of at least 1s: use e.g. 1h or 24h (how long compaction waits for a node it does not hear from), or %q to wait until the node is removed", s, CompactOff)
+		}
+		return d, nil
+	}
+}
+
 // compactOptions maps compact_every onto the store's options: the
 // longest between two rounds (CompactMaxAge) and how often the policy
 // looks (CompactInterval, min(1m, every)); "off" sets CompactInterval

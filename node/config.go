@@ -80,6 +80,13 @@ type Config struct {
 	// store's defaults (a round at least every hour, looked at every
 	// minute).
 	CompactEvery string `json:"compact_every,omitempty"`
+	// EvictAfter (compact_evict_after, --compact-evict-after) is how long
+	// compaction waits for a node it does not hear from, as a Go duration
+	// of at least a second; then it reclaims what that node had not
+	// merged, and the node rebases (takes a state transfer, keeping its
+	// own writes) when it comes back. "off": wait until the operator
+	// removes the node. Empty: 1h.
+	EvictAfter string `json:"compact_evict_after,omitempty"`
 }
 
 // DefaultConfig returns the configuration of a node given no flags. Its
@@ -207,6 +214,9 @@ func (c *Config) Validate() error {
 	if _, _, err := parseCompactEvery(c.CompactEvery); err != nil {
 		add("compact_every", "--compact-every", "%v", err)
 	}
+	if _, err := parseEvictAfter(c.EvictAfter); err != nil {
+		add("compact_evict_after", "--compact-evict-after", "%v", err)
+	}
 	if len(ps) == 0 {
 		return nil
 	}
@@ -282,6 +292,8 @@ type Settings struct {
 	LogLevel    string
 	// CompactEvery replaces the configured compact_every ("off" too).
 	CompactEvery string
+	// EvictAfter replaces the configured compact_evict_after ("off" too).
+	EvictAfter string
 }
 
 // Apply changes c by the given settings: strings and lists replace the
@@ -299,6 +311,7 @@ func (s Settings) Apply(c *Config) {
 	setStr(&c.PSKFile, s.PSKFile)
 	setStr(&c.LogLevel, s.LogLevel)
 	setStr(&c.CompactEvery, s.CompactEvery)
+	setStr(&c.EvictAfter, s.EvictAfter)
 	if len(s.ListenAddrs) > 0 {
 		c.ListenAddrs = slices.Clone(s.ListenAddrs)
 	}

@@ -253,6 +253,10 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	n.cancelPeers = cancel
 
 	co := compactOptions(cfg.CompactEvery, o.crdtOpts)
+	if co.EvictAfter == 0 {
+		co.EvictAfter, _ = parseEvictAfter(cfg.EvictAfter) // Validate checked it
+	}
+	co.Self = n.p2p.ID().String()
 	// A node with no state decides whether to join by state transfer
 	// before it merges anything a peer sends (statesync releases it).
 	co.HoldRemoteWhenEmpty = true
@@ -292,7 +296,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		return nil, err
 	}
 	n.mon, err = monitor.Start(monitor.Config{
-		NodeID: cfg.NodeID, Env: cfg.Env, P2P: n.p2p, Store: n.store, Election: n.elect.runner,
+		NodeID: cfg.NodeID, Env: cfg.Env, P2P: n.p2p, Store: n.store, Election: n.elect.runner, Rebase: n.Resync,
 		Entities: n.entities, Sync: n.SyncProgress, PeerStates: o.peerStates,
 		Logger: n.log.With("component", "nodestate"),
 	})

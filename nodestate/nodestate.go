@@ -138,7 +138,18 @@ type NodeReport struct {
 	// them.
 	LiveBytes    int64 `json:"live_bytes,omitempty"`
 	HistoryBytes int64 `json:"history_bytes,omitempty"`
+	// Installs counts the state transfers the sender has installed;
+	// EvictedBack are the members its compaction evicted that are back
+	// and must rebase, each with its install count at eviction; Lineage
+	// names the sender's history for the tie-break of a mutual eviction
+	// (crdt/evict.go).
+	Installs    uint64            `json:"inst,omitempty"`
+	EvictedBack map[string]uint64 `json:"evb,omitempty"`
+	Lineage     string            `json:"lin,omitempty"`
 }
+
+// MaxEvictedBack bounds NodeReport.EvictedBack.
+const MaxEvictedBack = 16
 
 // MaxStableHeads bounds NodeReport.StableHeads (a CID is about 60 bytes).
 const MaxStableHeads = 64
@@ -194,6 +205,14 @@ func DecodeNodeReport(data []byte) (*NodeReport, error) {
 	}
 	if len(r.StableHeads) > MaxStableHeads || (len(r.StableHeads) > 0 && !r.HeadsKnown) {
 		errs = append(errs, fmt.Sprintf("%d stable heads (at most %d, and only with heads known)", len(r.StableHeads), MaxStableHeads))
+	}
+	if len(r.EvictedBack) > MaxEvictedBack || len(r.Lineage) > 128 {
+		errs = append(errs, fmt.Sprintf("%d evicted members (at most %d) or a lineage of %d bytes", len(r.EvictedBack), MaxEvictedBack, len(r.Lineage)))
+	}
+	for id := range r.EvictedBack {
+		if id == "" || len(id) > 128 {
+			errs = append(errs, fmt.Sprintf("bad evicted member %q", id))
+		}
 	}
 	for _, h := range r.StableHeads {
 		if len(h) == 0 || len(h) > 128 {

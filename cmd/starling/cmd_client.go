@@ -298,6 +298,9 @@ func storageLine(s api.StoreStatus) string {
 // the node started, at now.
 func compactionLine(s api.StoreStatus, now time.Time) string {
 	members := fmt.Sprintf("%d member%s bound it", s.CompactMembers, plural(s.CompactMembers))
+	if s.CompactEvicted > 0 {
+		members += fmt.Sprintf(", %d evicted (away too long; each rebases when it comes back)", s.CompactEvicted)
+	}
 	if s.LastCompacted.IsZero() {
 		return "no round since the node started (" + members + "; run one with `starling compact`)"
 	}

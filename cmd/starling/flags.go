@@ -30,6 +30,7 @@ const (
 	flagClock   = "clock-offset"
 	flagPreset  = "election-preset"
 	flagCompact = "compact-every"
+	flagEvict   = "compact-evict-after"
 )
 
 // clockOffsetFlag shifts the node's clock, for tests of clock skew:
@@ -88,6 +89,8 @@ func nodeFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagNoDHT, EnvVars: envVar(flagNoDHT), Usage: "turn off DHT rendezvous discovery"},
 		&cli.StringFlag{Name: flagCompact, EnvVars: envVar(flagCompact),
 			Usage: "automatic compaction: at most `DURATION` between two rounds (e.g. 30m; the size is looked at every min(1m, DURATION)), or off (default 1h, and at once when the history outgrows the live state and 8 MiB)"},
+		&cli.StringFlag{Name: flagEvict, EnvVars: envVar(flagEvict),
+			Usage: "compaction stops waiting for a node not heard from for `DURATION` (default 1h; at least 1s), which then takes a state transfer, keeping its own writes, when it comes back; off: wait for it until `starling cluster remove`"},
 	}
 }
 
@@ -113,6 +116,7 @@ func settingsFrom(f flagValues) (node.Settings, error) {
 		NoMDNS:       f.Bool(flagNoMDNS),
 		NoDHT:        f.Bool(flagNoDHT),
 		CompactEvery: strings.TrimSpace(f.String(flagCompact)),
+		EvictAfter:   strings.TrimSpace(f.String(flagEvict)),
 	}
 	if p := strings.TrimSpace(f.String(flagPSKFile)); p != "" {
 		abs, err := filepath.Abs(p)

@@ -80,6 +80,8 @@ type Monitor struct {
 	// published in its reports.
 	heads      []string
 	headsKnown bool
+	// lastRebase is when this node last started a rebase.
+	lastRebase time.Time
 }
 
 type counters struct {
@@ -104,6 +106,9 @@ type Config struct {
 	// Sync returns the node's join/resync progress; called from the
 	// monitor's goroutines, it must not block.
 	Sync func() nodestate.SyncProgress
+	// Rebase takes a state transfer from the peer named (a rebase, see
+	// crdt/evict.go); nil: this node never rebases by itself.
+	Rebase func(peer string) error
 	// PeerStates sets the timings of the node states computed for peers
 	// (SUSPECT, DEAD, LEFT); zero fields keep the defaults.
 	PeerStates nodestate.PeerStateConfig
@@ -226,6 +231,7 @@ func (m *Monitor) report() nodestate.NodeReport {
 		Heads: len(st.Heads), Height: st.MaxHeight, Queued: st.QueuedJobs + st.ReceiveQueue, Dirty: st.Dirty,
 		ReplLatencyMS: m.lastLatMS, StableHeads: m.heads, HeadsKnown: m.headsKnown,
 		LiveBytes: st.LiveBytes, HistoryBytes: st.HistoryBytes,
+		Installs: st.Installs, EvictedBack: m.cfg.Store.EvictedBack(), Lineage: m.cfg.Store.Lineage(),
 	}
 }
 
@@ -404,12 +410,34 @@ func (m *Monitor) receive() {
 		// Every node heard from is a compaction member: its stable heads
 		// bound what the store may reclaim (crdt/compact.go).
 		if !removed {
-			if r.HeadsKnown {
-				m.cfg.Store.ObserveHeads(from, r.StableHeads, time.Now())
-			} else {
-				m.cfg.Store.NoteMember(from)
+			m.cfg.Store.ObserveReport(from, crdt.MemberReport{Heads: r.StableHeads, HeadsKnown: r.HeadsKnown, Installs: r.Installs, At: time.Now()})
+			if m.cfg.Store.MustRebase(from, r.EvictedBack, r.Lineage) {
+				m.rebase(from)
 			}
 		}
+	}
+}
+
+// rebaseRetry is the least time between two rebases this node starts.
+const rebaseRetry = 10 * time.Second
+
+// rebase takes a state transfer from a peer whose compaction evicted
+// this node (crdt/evict.go): this node was away too long to merge what
+// the peer kept. Its own writes are kept (written again on top).
+func (m *Monitor) rebase(from string) {
+	if m.cfg.Rebase == nil {
+		return
+	}
+	m.mu.Lock()
+	if t := m.lastRebase; !t.IsZero() && time.Since(t) < rebaseRetry {
+		m.mu.Unlock()
+		return
+	}
+	m.lastRebase = time.Now()
+	m.mu.Unlock()
+	m.log.Warn("a peer's compaction evicted this node while it was away: rebasing on the peer's state by state transfer; this node's own writes are kept", "peer", from)
+	if err := m.cfg.Rebase(from); err != nil && !errors.Is(err, nodestate.ErrSyncBusy) {
+		m.log.Warn("rebase on an evicting peer", "peer", from, "err", err)
 	}
 }
 
@@ -639,6 +667,7 @@ var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_compaction_reclaimed_bytes_total", "counter", "Bytes the compaction rounds deleted since the node started."},
 	{"starling_compaction_last_timestamp_seconds", "gauge", "Unix time when the last compaction round ended; 0 before the first."},
 	{"starling_compaction_members", "gauge", "Nodes (this one included) whose reported heads bound what compaction may reclaim."},
+	{"starling_compaction_evicted_members", "gauge", "Members evicted from compaction after staying away longer than the eviction time; each rebases by state transfer when it comes back."},
 	{"starling_peers", "gauge", "Peers by node state (JOINING, SYNCING, ACTIVE, SUSPECT, DEAD, LEAVING, LEFT), as this node sees them."},
 	{"starling_peers_sync", "gauge", "Peers by sync health (Connected, Syncing, Disconnected)."},
 	{"starling_election_leader", "gauge", "1 for the leader of each election group (labels group, leader) as this node sees it."},
@@ -768,6 +797,7 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge("starling_compaction_last_timestamp_seconds", last)
 	gauge("starling_compaction_members", float64(st.CompactMembers))
+	gauge("starling_compaction_evicted_members", float64(st.CompactEvicted))
 
 	m.mu.Lock()
 	views := m.states.Peers(m.now())

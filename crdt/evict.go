@@ -1,0 +1,273 @@
+package crdt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+)
+
+// Eviction: compaction waits for every member (doc.go), so a member that
+// never comes back would hold it forever. A round evicts a member it has
+// not heard from for Options.EvictAfter: from then on the rounds ignore
+// its heads and reclaim what it had not merged. Such a member cannot
+// merge the others' new history when it returns (blocks it lacks are
+// gone), and the others refuse what it wrote meanwhile (frontier.go). So
+// it rebases: it takes a state transfer from a node that evicted it,
+// which writes its own live values again on top (Install, replayLive),
+// and is counted again once it reports a higher install count than it
+// had when it was evicted.
+//
+// The steps, with who does what:
+//
+//   - Each node counts the state transfers it has installed (Installs,
+//     durable) and reports the count; a member record keeps the count
+//     last reported, and at eviction the count of that moment.
+//   - A node lists in its report the evicted members that are back (heard
+//     from since their eviction), each with that count (EvictedBack). A
+//     round holds while one is back: what it reclaims now could be what
+//     the returning member's transfer misses.
+//   - A node that finds itself in a peer's list with a count not below
+//     its own installs rebases from that peer (MustRebase; the node layer
+//     calls the state transfer). Its next report carries the higher
+//     count and the peer counts it again.
+//   - Two sides of a long partition evict each other. Only one may
+//     rebase, or each would install the other's old state: the side
+//     whose lineage (the lowest member ID it still counts, itself
+//     included) is higher rebases, and ties go to the node ID.
+//   - An install replaces the evictions this node had made with those of
+//     the source (rebaseMembers): its history is now the source's.
+//
+// A round on a store just opened does not count the time it was closed
+// (a node restarted after a day away would otherwise evict everyone), and
+// `starling compact` on a stopped node never evicts.
+
+// installsKey holds the number of state transfers this store installed.
+var installsKey = ds.NewKey("/_starling/compact/installs")
+
+// MemberReport is what a node says of itself in its node report, as
+// compaction reads it.
+type MemberReport struct {
+	// Heads are its stable heads, when HeadsKnown.
+	Heads      []string
+	HeadsKnown bool
+	// Installs is how many state transfers it has installed.
+	Installs uint64
+	// At is when the report arrived.
+	At time.Time
+}
+
+// ObserveReport records a member's report. A node not seen before
+// becomes a member: from then on compaction keeps every block it has not
+// merged, until it is evicted (EvictAfter) or the operator removes it
+// (ForgetMember). An evicted member that reports more installs than it
+// had at its eviction has rebased, and counts again. A new member is
+// saved at once (see saveNewMember); new heads are saved by the next
+// round and by Close.
+func (s *Store) ObserveReport(member string, r MemberReport) {
+	if member == s.opts.Self && member != "" {
+		return
+	}
+	s.members.mu.Lock()
+	if s.members.m == nil {
+		s.members.m = make(map[string]Member)
+	}
+	old, ok := s.members.m[member]
+	m := old
+	m.Seen = r.At
+	m.Installs = r.Installs
+	if r.HeadsKnown {
+		m.Heads, m.Unknown = slices.Clone(r.Heads), false
+	} else if !ok {
+		m.Unknown = true
+	}
+	readmitted := m.Evicted && r.Installs > m.EvictedInstalls
+	if readmitted {
+		m.Evicted, m.EvictedAt, m.EvictedInstalls = false, time.Time{}, 0
+	}
+	changed := !ok || readmitted || m.Unknown != old.Unknown || m.Installs != old.Installs || !slices.Equal(m.Heads, old.Heads)
+	s.members.m[member] = m
+	if changed {
+		s.members.dirty = true
+	}
+	s.members.mu.Unlock()
+	if readmitted {
+		s.log.Info("compaction: an evicted member has rebased; compaction waits for it again", "member", member, "installs", r.Installs)
+	}
+	if (!ok || readmitted) && member != selfMember {
+		s.saveNewMember(member)
+	}
+}
+
+// evictStale evicts the members not heard from for EvictAfter, counting
+// only time this store has been open.
+func (s *Store) evictStale(now time.Time) {
+	if s.opts.EvictAfter < 0 {
+		return
+	}
+	type ev struct {
+		id   string
+		away time.Duration
+	}
+	var evicted []ev
+	s.members.mu.Lock()
+	for id, m := range s.members.m {
+		if id == selfMember || m.Evicted {
+			continue
+		}
+		since := m.Seen
+		if since.Before(s.opened) {
+			since = s.opened
+		}
+		if away := now.Sub(since); away > s.opts.EvictAfter {
+			m.Evicted, m.EvictedAt, m.EvictedInstalls = true, now, m.Installs
+			s.members.m[id] = m
+			s.members.dirty = true
+			evicted = append(evicted, ev{id, now.Sub(m.Seen)})
+		}
+	}
+	s.members.mu.Unlock()
+	for _, e := range evicted {
+		s.log.Warn("compaction: member evicted: not heard from for longer than the eviction time; compaction no longer waits for it, and it takes a state transfer (keeping its own writes) when it comes back",
+			"member", e.id, "away", e.away.Round(time.Second), "evict_after", s.opts.EvictAfter)
+	}
+}
+
+// isBack reports whether an evicted member has been heard from since its
+// eviction, recently enough (within EvictAfter) to be waited for.
+func (s *Store) isBack(m Member, now time.Time) bool {
+	return m.Evicted && !m.Seen.Before(m.EvictedAt) && now.Sub(m.Seen) <= s.opts.EvictAfter
+}
+
+// maxEvictedBack bounds EvictedBack (node reports are small).
+const maxEvictedBack = 16
+
+// EvictedBack returns the evicted members that are back and must rebase,
+// each with the install count it had at its eviction; at most 16, the
+// most recently heard first. Node reports carry it.
+func (s *Store) EvictedBack() map[string]uint64 {
+	now := s.now()
+	s.members.mu.Lock()
+	defer s.members.mu.Unlock()
+	var ids []string
+	for id, m := range s.members.m {
+		if s.isBack(m, now) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.SortFunc(ids, func(a, b string) int { return s.members.m[b].Seen.Compare(s.members.m[a].Seen) })
+	out := make(map[string]uint64, min(len(ids), maxEvictedBack))
+	for _, id := range ids[:min(len(ids), maxEvictedBack)] {
+		out[id] = s.members.m[id].EvictedInstalls
+	}
+	return out
+}
+
+// Lineage names the history this store belongs to, for the tie-break
+// of two sides that evicted each other: the lowest ID among this node
+// and the members it has not evicted.
+func (s *Store) Lineage() string {
+	s.members.mu.Lock()
+	defer s.members.mu.Unlock()
+	l := s.opts.Self
+	for id, m := range s.members.m {
+		if id != selfMember && !m.Evicted && (l == "" || id < l) {
+			l = id
+		}
+	}
+	return l
+}
+
+// Installs returns how many state transfers this store has installed.
+func (s *Store) Installs() uint64 { return s.installs.Load() }
+
+// MustRebase reports whether this node must rebase on the peer from,
+// given the evicted members the peer reported back (EvictedBack) and its
+// lineage: the peer evicted this node and has not seen it install a
+// transfer since, and this node does not win the tie-break of a mutual
+// eviction.
+func (s *Store) MustRebase(from string, evictedBack map[string]uint64, peerLineage string) bool {
+	n, ok := evictedBack[s.opts.Self]
+	if !ok || s.opts.Self == "" || n < s.Installs() {
+		return false
+	}
+	s.members.mu.Lock()
+	mutual := s.members.m[from].Evicted
+	s.members.mu.Unlock()
+	if mutual {
+		mine := s.Lineage()
+		if mine < peerLineage || (mine == peerLineage && s.opts.Self < from) {
+			return false // the peer rebases on this side
+		}
+	}
+	return true
+}
+
+// rebaseMembers updates the member table after an install: this store's
+// history is now the source's, so the source's evictions replace its
+// own, and the members the source knew join the table (the installed
+// state holds what they reported merged: this node must not compact
+// past what they have not). Then it counts the install.
+func (s *Store) rebaseMembers(ctx context.Context, from map[string]Member) {
+	s.members.mu.Lock()
+	if s.members.m == nil {
+		s.members.m = make(map[string]Member)
+	}
+	for id, m := range s.members.m {
+		src, ok := from[id]
+		if m.Evicted != (ok && src.Evicted) {
+			m.Evicted, m.EvictedAt, m.EvictedInstalls = ok && src.Evicted, src.EvictedAt, src.EvictedInstalls
+			s.members.m[id] = m
+		}
+	}
+	for id, m := range from {
+		if id == selfMember || id == s.opts.Self {
+			continue
+		}
+		if old, ok := s.members.m[id]; !ok || (!m.Unknown && m.Seen.After(old.Seen)) {
+			m.Heads = slices.Clone(m.Heads)
+			s.members.m[id] = m
+		}
+	}
+	s.members.dirty = true
+	s.members.mu.Unlock()
+	if err := s.saveMembers(ctx); err != nil {
+		s.log.Warn("state transfer: saving the compaction members", "err", err)
+	}
+	n := s.installs.Add(1)
+	if err := s.saveInstalls(ctx, n); err != nil {
+		s.log.Warn("state transfer: saving the install count", "err", err)
+	}
+}
+
+func (s *Store) saveInstalls(ctx context.Context, n uint64) error {
+	b := binary.AppendUvarint(nil, n)
+	if err := s.backing.Put(ctx, installsKey, b); err != nil {
+		return fmt.Errorf("crdt: save install count: %w", err)
+	}
+	return s.backing.Sync(ctx, installsKey)
+}
+
+// loadInstalls reads the install count at open.
+func (s *Store) loadInstalls(ctx context.Context) error {
+	b, err := s.backing.Get(ctx, installsKey)
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("crdt: read install count: %w", err)
+	}
+	n, l := binary.Uvarint(b)
+	if l <= 0 {
+		return fmt.Errorf("crdt: read install count %s: %d bytes unreadable", installsKey, len(b))
+	}
+	s.installs.Store(n)
+	return nil
+}

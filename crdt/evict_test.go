@@ -1,0 +1,238 @@
+package crdt
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+
+	"github.com/starling-sync/starling/internal/testutil"
+)
+
+// testClock is a clock a test moves by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// evictPair opens a and b (Self "a" and "b") with eviction after a
+// minute on clocks the test moves, no automatic rounds, blocks only
+// through the store's own protocol; they have written and told each
+// other their heads.
+func evictPair(t *testing.T) (*memNet, *testNode, *testNode, map[string]*testClock) {
+	t.Helper()
+	net := newMemNet()
+	clocks := make(map[string]*testClock)
+	open := func(id string) *testNode {
+		o := noAutoCompact(fastOpts())
+		o.Self, o.EvictAfter = id, time.Minute
+		n := openTestNodeFetch(t, net, id, t.TempDir(), o, false)
+		t.Cleanup(func() { n.close(t) })
+		clocks[id] = &testClock{t: time.Now()}
+		n.store.now = clocks[id].Now
+		return n
+	}
+	a, b := open("a"), open("b")
+	a.store.PeerConnected("b")
+	b.store.PeerConnected("a")
+	for v := range 10 {
+		overwrite(t, a.store, 1, v)
+	}
+	testutil.Eventually(t, 10*time.Second, "b has a's writes", func() bool { return mustGetOr(b.store, "/r/f001/00000009") == "v9" })
+	report(t, b, a, clocks["a"])
+	report(t, a, b, clocks["b"])
+	return net, a, b, clocks
+}
+
+// report delivers from's node report to the store of to, as the node
+// layer does, at to's clock.
+func report(t *testing.T, from, to *testNode, clock *testClock) {
+	t.Helper()
+	var heads []string
+	testutil.Eventually(t, 5*time.Second, from.id+"'s stable heads", func() bool {
+		var ok bool
+		heads, ok = from.store.StableHeads(context.Background())
+		return ok
+	})
+	to.store.ObserveReport(from.id, MemberReport{Heads: heads, HeadsKnown: true, Installs: from.store.Installs(), At: clock.Now()})
+}
+
+// putKeys writes /<prefix>/<i> = <prefix><i>, one delta each.
+func putKeys(t *testing.T, s *Store, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		if err := s.Put(context.Background(), ds.NewKey(fmt.Sprintf("/%s/%03d", prefix, i)), []byte(fmt.Sprint(prefix, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestEvictedMemberRebases: b is cut off longer than the eviction time,
+// with writes on both sides. a evicts b and reclaims what b never got;
+// its rounds hold while b is back un-rebased; b learns from a's report
+// that it must rebase, takes a's state keeping its own writes, and is
+// counted again: both end with every write, and a's next round waits for
+// b again.
+func TestEvictedMemberRebases(t *testing.T) {
+	net, a, b, clocks := evictPair(t)
+	ctx := context.Background()
+	net.partition([]string{"a"}, []string{"b"})
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+	}
+	putKeys(t, b.store, "b", 20)
+
+	// Within the eviction time a round waits for b's heads.
+	clocks["a"].Add(30 * time.Second)
+	if st := compactOK(t, a.store); st.Members != 2 {
+		t.Fatalf("round before the eviction time counted %d members, want 2: %+v", st.Members, st)
+	}
+	clocks["a"].Add(time.Minute)
+	st := compactOK(t, a.store)
+	if st.Members != 1 || !a.store.Members()["b"].Evicted || st.BlocksDeleted == 0 {
+		t.Fatalf("b not evicted, or nothing reclaimed past its heads: %+v, b %+v", st, a.store.Members()["b"])
+	}
+	if s := a.store.Status(ctx); s.CompactEvicted != 1 || s.CompactMembers != 1 {
+		t.Fatalf("status: %d members, %d evicted; want 1 and 1", s.CompactMembers, s.CompactEvicted)
+	}
+
+	// b is back: a holds its rounds and lists b, with b's install count.
+	net.heal()
+	a.store.PeerConnected("b")
+	b.store.PeerConnected("a")
+	report(t, b, a, clocks["a"])
+	if got := a.store.EvictedBack(); !maps.Equal(got, map[string]uint64{"b": 0}) {
+		t.Fatalf("a lists %v as evicted and back, want b@0", got)
+	}
+	if st, err := a.store.Compact(ctx, nil); err != nil || !strings.Contains(st.Skipped, "has not rebased") {
+		t.Fatalf("a's round while b is back un-rebased: %+v, %v", st, err)
+	}
+	if a.store.MustRebase("b", b.store.EvictedBack(), b.store.Lineage()) {
+		t.Fatal("a would rebase on b, which evicted nobody")
+	}
+	if !b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b does not see that it must rebase")
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	if b.store.Installs() != 1 || b.store.MustRebase("a", map[string]uint64{"b": 0}, a.store.Lineage()) {
+		t.Fatalf("after its rebase b has %d installs and would rebase again on a's old report", b.store.Installs())
+	}
+	if !testutil.Within(20*time.Second, func() bool {
+		ka, kb := snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/")
+		return ka["/r/f001/00000191"] == "v191" && ka["/b/019"] == "b19" && maps.Equal(ka, kb)
+	}) {
+		t.Fatalf("no convergence:\na %v\nb %v\na %+v\nb %+v", snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/"), a.store.Status(ctx), b.store.Status(ctx))
+	}
+	// (b's replay wrote again b's live /r/f001/00000009, which a had
+	// deleted: raw keys are add-wins across a rebase; the entity layer's
+	// versions are ordered by timestamp, so an old one comes back harmless.)
+
+	// b's report with its new install count readmits it.
+	report(t, b, a, clocks["a"])
+	if m := a.store.Members()["b"]; m.Evicted || len(a.store.EvictedBack()) != 0 {
+		t.Fatalf("b not readmitted after its rebase: %+v", m)
+	}
+	if st := compactOK(t, a.store); st.Members != 2 {
+		t.Fatalf("round after b's rebase counted %d members, want 2", st.Members)
+	}
+	if b.store.Status(ctx).Dirty || a.store.Status(ctx).Dirty {
+		t.Fatal("a store is dirty")
+	}
+}
+
+// TestMutualEvictionOneSideRebases: both sides of a long partition evict
+// each other and compact. Exactly one rebases (the side whose lineage is
+// higher: b), or each would install the other's old state; both end with
+// every write.
+func TestMutualEvictionOneSideRebases(t *testing.T) {
+	net, a, b, clocks := evictPair(t)
+	net.partition([]string{"a"}, []string{"b"})
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+		overwrite(t, b.store, 2, v)
+	}
+	putKeys(t, a.store, "a", 5)
+	putKeys(t, b.store, "b", 5)
+	for _, n := range []*testNode{a, b} {
+		clocks[n.id].Add(2 * time.Minute)
+		if st := compactOK(t, n.store); st.Members != 1 {
+			t.Fatalf("%s did not evict the other: %+v", n.id, st)
+		}
+	}
+	net.heal()
+	a.store.PeerConnected("b")
+	b.store.PeerConnected("a")
+	report(t, b, a, clocks["a"])
+	report(t, a, b, clocks["b"])
+	if la, lb := a.store.Lineage(), b.store.Lineage(); la != "a" || lb != "b" {
+		t.Fatalf("lineages %q and %q, want a and b", la, lb)
+	}
+	ra := a.store.MustRebase("b", b.store.EvictedBack(), b.store.Lineage())
+	rb := b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage())
+	if ra || !rb {
+		t.Fatalf("a rebases %v, b rebases %v: want only b", ra, rb)
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	// b's history is a's now: a's evictions replace b's own.
+	if b.store.Members()["a"].Evicted {
+		t.Fatal("b still holds a evicted after rebasing on a")
+	}
+	if !testutil.Within(20*time.Second, func() bool {
+		ka, kb := snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/")
+		last := fmt.Sprintf("%08d", 3*markerSlack-1)
+		return ka["/r/f001/"+last] != "" && ka["/r/f002/"+last] != "" && ka["/a/004"] == "a4" && ka["/b/004"] == "b4" && maps.Equal(ka, kb)
+	}) {
+		ctx := context.Background()
+		t.Fatalf("no convergence:\na %v\nb %v\na %+v\nb %+v", snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/"), a.store.Status(ctx), b.store.Status(ctx))
+	}
+	report(t, b, a, clocks["a"])
+	if a.store.Members()["b"].Evicted {
+		t.Fatal("b not readmitted after its rebase")
+	}
+}
+
+// TestEvictionCountsOnlyOpenTime: a store opened after a long stop does
+// not evict a member for the time it was closed.
+func TestEvictionCountsOnlyOpenTime(t *testing.T) {
+	o := noAutoCompact(fastOpts())
+	o.Self, o.EvictAfter = "a", time.Minute
+	n := openTestNode(t, nil, "a", t.TempDir(), o)
+	defer n.close(t)
+	clock := &testClock{t: time.Now()}
+	n.store.now = clock.Now
+	n.store.opened = clock.Now()
+	heads, _ := n.store.StableHeads(context.Background())
+	// b was last heard a day before this store opened.
+	n.store.ObserveReport("b", MemberReport{Heads: heads, HeadsKnown: true, At: clock.Now().Add(-24 * time.Hour)})
+	clock.Add(30 * time.Second)
+	n.store.Compact(context.Background(), nil)
+	if n.store.Members()["b"].Evicted {
+		t.Fatal("b evicted 30s after the store opened, for the time it was closed")
+	}
+	clock.Add(time.Minute)
+	n.store.Compact(context.Background(), nil)
+	if !n.store.Members()["b"].Evicted {
+		t.Fatal("b not evicted after a minute and a half open")
+	}
+}
