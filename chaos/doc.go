@@ -20,10 +20,12 @@
 //     share a private network key, have the next host as static peer,
 //     find the rest by mDNS, and run without DHT. Every host compacts
 //     its history every 3 s (--compact-every), so every scenario checks
-//     convergence with compaction running under its faults.
+//     convergence with compaction running under its faults, and evicts
+//     a member unheard for 15 s (--compact-evict-after).
 //   - Nemeses (nemesis.go): partition-halves, partition-majority,
 //     isolate, bridge, one-way, loss, delay, kill, pause, clock-skew,
-//     wipe. Network faults are rules kept per fault in one nft table
+//     wipe, partition-outlasting-history (outlast.go: the halves stay
+//     apart until each has evicted the other, so one rebases on heal). Network faults are rules kept per fault in one nft table
 //     (bridge family), replaced atomically, so they combine; delay queues
 //     frames to internal/nfqueue (this kernel has no netem); process
 //     faults claim their hosts. Each injection and heal is logged and

@@ -32,6 +32,11 @@ const (
 	// checkers against nodes that keep reclaiming their history (the
 	// default, an hour, would never run within a scenario).
 	compactEvery = 3 * time.Second
+	// evictAfter is every node's --compact-evict-after: compaction stops
+	// waiting for a node unheard for that long. Longer than any fault of
+	// the other nemeses holds (FaultMax 8s, a wipe's replication wait),
+	// so only partition-outlasting-history evicts.
+	evictAfter = 15 * time.Second
 	// chaosEnv is the nodes' environment name.
 	chaosEnv = "chaos"
 )
@@ -262,7 +267,7 @@ func (h *Host) runArgsLocked() []string {
 		runCmd = []string{"run"}
 	}
 	args := append(append([]string{"--log-level", "info"}, runCmd...), "--data", h.dir,
-		"--compact-every", compactEvery.String())
+		"--compact-every", compactEvery.String(), "--compact-evict-after", evictAfter.String())
 	for _, p := range h.peers(h.index) {
 		args = append(args, "--peer", p)
 	}

@@ -361,6 +361,7 @@ func builtinNemeses() []Nemesis {
 			},
 		},
 		delayNemesis(),
+		outlastNemesis{},
 		&processNemesis{
 			name: "kill",
 			desc: "kill -9 a minority of hosts; restart them at heal with their data",

@@ -133,7 +133,7 @@ func TestQuickSweepHasEveryNemesis(t *testing.T) {
 			t.Errorf("the quick sweep never runs %s", n.Name())
 		}
 	}
-	want := []string{"bridge", "clock-skew", "delay", "isolate", "kill", "loss", "one-way", "partition-halves", "partition-majority", "pause", "wipe"}
+	want := []string{"bridge", "clock-skew", "delay", "isolate", "kill", "loss", "one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wipe"}
 	var got []string
 	for _, n := range reg.Nemeses() {
 		got = append(got, n.Name())
@@ -228,7 +228,7 @@ func TestHostRunArgsForceCompaction(t *testing.T) {
 		if run != nil {
 			cmd = strings.Join(run, " ")
 		}
-		want := "--log-level info " + cmd + " --data /d/n1 --compact-every 3s --peer /ip4/10.0.0.2/tcp/4001/p2p/x --clock-offset -2s"
+		want := "--log-level info " + cmd + " --data /d/n1 --compact-every 3s --compact-evict-after 15s --peer /ip4/10.0.0.2/tcp/4001/p2p/x --clock-offset -2s"
 		if got != want {
 			t.Errorf("run args\n got %s\nwant %s", got, want)
 		}
