@@ -29,6 +29,10 @@ var (
 	ErrTooLarge = errors.New("entity: value too large")
 	ErrNoField  = errors.New("entity: no such field")
 	ErrClosed   = errors.New("entity: store closed")
+	// ErrClockSkew: this node's clock disagrees with the cluster's by
+	// more than the maximum offset, and it takes no writes until the
+	// clock is fixed (SetClockSkew).
+	ErrClockSkew = errors.New("entity: this node's clock disagrees with the cluster")
 )
 
 // Op is one write to the backend: a Put, or a Delete when Delete is true.
@@ -67,6 +71,12 @@ type Options struct {
 	// Now is the physical clock of the hybrid logical clock. Default
 	// time.Now; a node passes time.Now plus its --clock-offset.
 	Now func() time.Time
+	// MaxClockOffset bounds how far ahead of Now a timestamp seen in the
+	// data (replicated or stored) may move the hybrid clock; a version
+	// further ahead is kept and merged as written, but the clock does not
+	// adopt it (see Clock). Default DefaultMaxClockOffset; negative: no
+	// bound.
+	MaxClockOffset time.Duration
 	// Rand is the source of entity IDs. Default crypto/rand.
 	Rand io.Reader
 	// MaxValueBytes bounds an encoded field value. Default 64 KiB: a value
@@ -105,6 +115,10 @@ type Store struct {
 
 	commits chan *commitReq // to the committer
 	loads   atomic.Uint64   // whole loads of the view (Loads)
+	// far counts versions stamped beyond the clock's bound; skew, when
+	// set, refuses writes (clock.go).
+	far     farFuture
+	skew    atomic.Pointer[error]
 	prevGC  map[string]bool // garbage at the last GC tick
 	stopped chan struct{}   // closed when the committer has ended
 
@@ -127,6 +141,9 @@ func Open(ctx context.Context, b Backend, opts Options) (*Store, error) {
 	if opts.GCInterval <= 0 {
 		opts.GCInterval = time.Second
 	}
+	if opts.MaxClockOffset == 0 {
+		opts.MaxClockOffset = DefaultMaxClockOffset
+	}
 	if opts.FeedBuffer <= 0 {
 		opts.FeedBuffer = 1 << 16
 	}
@@ -136,7 +153,7 @@ func Open(ctx context.Context, b Backend, opts Options) (*Store, error) {
 	s := &Store{
 		b:        b,
 		opts:     opts,
-		clock:    NewClock(opts.Now),
+		clock:    NewBoundedClock(opts.Now, opts.MaxClockOffset),
 		log:      opts.Logger.With("component", "entity"),
 		st:       newState(),
 		watchers: make(map[*Watcher]struct{}),
@@ -190,7 +207,6 @@ func (s *Store) NodeID() string { return s.opts.NodeID }
 // load replaces the view with the backend's content.
 func (s *Store) load(ctx context.Context) error {
 	st := newState()
-	var maxTS Timestamp
 	res, err := s.b.Query(ctx, query.Query{Prefix: recordsPrefix})
 	if err != nil {
 		return fmt.Errorf("entity: load: %w", err)
@@ -206,13 +222,8 @@ func (s *Store) load(ctx context.Context) error {
 			continue
 		}
 		st.addRecord(r.Key, v.Writer, ws)
-		for _, w := range ws {
-			if maxTS.Less(w.ts) {
-				maxTS = w.ts
-			}
-		}
+		s.observe(maxStamp(ws), v.Writer)
 	}
-	s.clock.Observe(maxTS)
 	s.mu.Lock()
 	s.st = st
 	s.mu.Unlock()
@@ -292,13 +303,7 @@ func (s *Store) applyChange(c Change) {
 		s.log.Warn("ignoring replicated record", "key", key, "err", err)
 		return
 	}
-	var maxTS Timestamp
-	for _, w := range ws {
-		if maxTS.Less(w.ts) {
-			maxTS = w.ts
-		}
-	}
-	s.clock.Observe(maxTS)
+	s.observe(maxStamp(ws), v.Writer)
 	s.mu.Lock()
 	changes := s.st.addRecord(key, v.Writer, ws)
 	events := make([]Event, 0, len(changes))

@@ -58,11 +58,15 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (Version, err
 	if len(tx.writes) == 0 {
 		return Version{}, nil
 	}
+	if err := s.clockErr(); err != nil {
+		return Version{}, err
+	}
 	// Stamp after every version this write replaces, even when this
 	// node's clock is behind: otherwise the write would lose to the value
-	// it replaces.
-	s.clock.Observe(maxSeen)
-	v := Version{Timestamp: s.clock.Now(), Writer: s.opts.NodeID}
+	// it replaces. Past a version stamped beyond the clock's bound, the
+	// stamp follows that version without moving the clock (NowAfter).
+	ts, _ := s.clock.NowAfter(maxSeen)
+	v := Version{Timestamp: ts, Writer: s.opts.NodeID}
 	req := &commitReq{v: v, ws: make([]write, len(tx.writes)), done: make(chan error, 1)}
 	for i, w := range tx.writes {
 		req.ws[i] = write{reg: w.reg, ts: v.Timestamp, value: w.value}
