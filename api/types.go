@@ -90,6 +90,27 @@ type StatusInfo struct {
 	APIAddr        string       `json:"api_addr"`
 	Peers          []PeerStatus `json:"peers"`
 	Store          StoreStatus  `json:"store"`
+	Clock          ClockStatus  `json:"clock"`
+}
+
+// ClockStatus is a node's clock as the cluster sees it (node reports
+// carry each node's clock).
+type ClockStatus struct {
+	// MedianOffsetMS is the median of the peers' clocks minus this
+	// node's, over the peers heard in the last seconds (Peers) and this
+	// node itself; MaxOffsetMS is the bound (negative: none).
+	MedianOffsetMS float64 `json:"median_offset_ms"`
+	MaxOffsetMS    float64 `json:"max_offset_ms"`
+	Peers          int     `json:"peers"`
+	// Skewed: the median is beyond the bound, so this node's clock is
+	// the odd one out and it refuses writes until the clock is fixed.
+	Skewed bool `json:"skewed"`
+	// Disagreeing lists the peers whose clocks differ from this node's
+	// by more than the bound ("ID +2h0m0s").
+	Disagreeing []string `json:"disagreeing,omitempty"`
+	// FarFuture counts the versions seen stamped beyond the bound ahead
+	// of this node's clock (kept, but not followed by its clock).
+	FarFuture uint64 `json:"far_future_versions"`
 }
 
 // PeerStatus describes a peer the node knows.

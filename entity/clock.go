@@ -89,3 +89,10 @@ func maxStamp(ws []write) Timestamp {
 	}
 	return m
 }
+
+// PhysicalNow is this node's physical clock (Options.Now, with a node's
+// --clock-offset), which node reports carry for the clock check.
+func (s *Store) PhysicalNow() time.Time { return s.opts.Now() }
+
+// MaxClockOffset is the clock's bound (negative: none).
+func (s *Store) MaxClockOffset() time.Duration { return s.opts.MaxClockOffset }

@@ -141,6 +141,9 @@ func Open(ctx context.Context, b Backend, opts Options) (*Store, error) {
 	if opts.GCInterval <= 0 {
 		opts.GCInterval = time.Second
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.MaxClockOffset == 0 {
 		opts.MaxClockOffset = DefaultMaxClockOffset
 	}

@@ -257,3 +257,41 @@ func TestStructureConflicts(t *testing.T) {
 	convergedField(t, nodes, string(del), "note", entity.String("written while deleted"))
 	visibleOnAll(t, nodes, "/Parent/Child")
 }
+
+// TestClockSkewedNodeRefusesWrites: node3's clock is two hours ahead.
+// Once the node reports flow, it finds itself away from the median of
+// its peers and refuses writes with entity.ErrClockSkew (and says so in
+// its status), while the two others keep writing and their clocks do not
+// follow node3's write made before it knew.
+func TestClockSkewedNodeRefusesWrites(t *testing.T) {
+	nodes := startClusterOpts(t, 3, func(i int) []node.Option {
+		if i == 2 {
+			return []node.Option{node.WithClockOffset(2 * time.Hour)}
+		}
+		return nil
+	})
+	a, c := nodes[0], nodes[2]
+	ctx := context.Background()
+	if _, err := a.Entities().Create(ctx, "/", "Sensor", "S"); err != nil {
+		t.Fatal(err)
+	}
+	visibleOnAll(t, nodes, "/S")
+	testutil.Eventually(t, 20*time.Second, "node3 refuses writes", func() bool {
+		_, err := c.Entities().Set(ctx, "/S", "other", entity.Int(1))
+		return errors.Is(err, entity.ErrClockSkew)
+	})
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Clock.Skewed || st.Clock.MedianOffsetMS > -float64(time.Hour/time.Millisecond) {
+		t.Fatalf("node3's clock status: %+v", st.Clock)
+	}
+	v, err := a.Entities().Set(ctx, "/S", "v", entity.Int(1))
+	if err != nil {
+		t.Fatalf("node1 cannot write: %v", err)
+	}
+	if d := time.Until(v.Timestamp.Time()); d > time.Minute {
+		t.Fatalf("node1's write is stamped %v ahead", d)
+	}
+}

@@ -504,6 +504,7 @@ func (n *Node) Status(ctx context.Context) (api.StatusInfo, error) {
 		APIAddr:        n.apiAddr,
 		Peers:          peers,
 		Store:          api.StoreStatus(n.store.Status(ctx)),
+		Clock:          n.mon.ClockStatus(),
 	}, nil
 }
 

@@ -143,7 +143,10 @@ type NodeReport struct {
 	// and must rebase, each with its install count at eviction; Lineage
 	// names the sender's history for the tie-break of a mutual eviction
 	// (crdt/evict.go).
-	Installs    uint64            `json:"inst,omitempty"`
+	Installs uint64 `json:"inst,omitempty"`
+	// Clock is the sender's physical clock when it built the report (ns
+	// since the Unix epoch), for the receivers' clock check.
+	Clock       int64             `json:"clk,omitempty"`
 	EvictedBack map[string]uint64 `json:"evb,omitempty"`
 	Lineage     string            `json:"lin,omitempty"`
 }

@@ -283,7 +283,28 @@ func (e *cmdEnv) printStatus(st *api.StatusInfo) {
 	fmt.Fprintf(w, "sync\t%s\n", state)
 	fmt.Fprintf(w, "storage\t%s\n", storageLine(s))
 	fmt.Fprintf(w, "compaction\t%s\n", compactionLine(s, time.Now()))
+	fmt.Fprintf(w, "clock\t%s\n", clockLine(st.Clock))
 	_ = w.Flush()
+}
+
+// clockLine shows how this node's clock compares with its peers'.
+func clockLine(c api.ClockStatus) string {
+	if c.Peers == 0 {
+		return "no peer heard from yet to compare with"
+	}
+	med := time.Duration(c.MedianOffsetMS * float64(time.Millisecond)).Round(time.Millisecond)
+	line := fmt.Sprintf("peers' median %+v from this node's (%d peer%s; maximum offset %v)",
+		med, c.Peers, plural(c.Peers), time.Duration(c.MaxOffsetMS*float64(time.Millisecond)))
+	if c.Skewed {
+		line = "WRONG: writes are refused until it is fixed; " + line
+	}
+	if len(c.Disagreeing) > 0 {
+		line += "; beyond it: " + strings.Join(c.Disagreeing, ", ")
+	}
+	if c.FarFuture > 0 {
+		line += fmt.Sprintf("; %d version%s seen stamped past it", c.FarFuture, plural(int(c.FarFuture)))
+	}
+	return line
 }
 
 // storageLine shows the store's live state and history on disk.

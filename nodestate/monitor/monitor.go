@@ -82,6 +82,13 @@ type Monitor struct {
 	headsKnown bool
 	// lastRebase is when this node last started a rebase.
 	lastRebase time.Time
+	// The clock check (clock.go): each peer's clock difference, and the
+	// last verdict.
+	clocks      map[string]clockSample
+	clockMedian time.Duration
+	clockPeers  int
+	clockSkewed bool
+	clockOdd    []string
 }
 
 type counters struct {
@@ -140,6 +147,7 @@ func Start(cfg Config) (*Monitor, error) {
 		start:     time.Now(),
 		states:    nodestate.NewPeerStates(cfg.PeerStates),
 		removed:   make(map[string]bool),
+		clocks:    make(map[string]clockSample),
 		watchers:  make(map[string]*election.Watcher),
 		failovers: make(map[string]uint64),
 		history:   make(map[string][]api.Sample),
@@ -216,6 +224,7 @@ func (m *Monitor) loop() {
 		}
 		m.publish()
 		m.tick()
+		m.checkClock()
 	}
 }
 
@@ -232,6 +241,7 @@ func (m *Monitor) report() nodestate.NodeReport {
 		ReplLatencyMS: m.lastLatMS, StableHeads: m.heads, HeadsKnown: m.headsKnown,
 		LiveBytes: st.LiveBytes, HistoryBytes: st.HistoryBytes,
 		Installs: st.Installs, EvictedBack: m.cfg.Store.EvictedBack(), Lineage: m.cfg.Store.Lineage(),
+		Clock: m.cfg.Entities.PhysicalNow().UnixNano(),
 	}
 }
 
@@ -410,6 +420,7 @@ func (m *Monitor) receive() {
 		// Every node heard from is a compaction member: its stable heads
 		// bound what the store may reclaim (crdt/compact.go).
 		if !removed {
+			m.noteClock(from, r.Clock)
 			m.cfg.Store.ObserveReport(from, crdt.MemberReport{Heads: r.StableHeads, HeadsKnown: r.HeadsKnown, Installs: r.Installs, At: time.Now()})
 			if m.cfg.Store.MustRebase(from, r.EvictedBack, r.Lineage) {
 				m.rebase(from)
@@ -667,6 +678,9 @@ var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_compaction_reclaimed_bytes_total", "counter", "Bytes the compaction rounds deleted since the node started."},
 	{"starling_compaction_last_timestamp_seconds", "gauge", "Unix time when the last compaction round ended; 0 before the first."},
 	{"starling_compaction_members", "gauge", "Nodes (this one included) whose reported heads bound what compaction may reclaim."},
+	{"starling_clock_median_offset_seconds", "gauge", "Median of the peers' clocks minus this node's (this node counted as 0), from their node reports."},
+	{"starling_clock_skewed", "gauge", "1 while this node's clock is further than the maximum offset from the median of its peers' clocks: it refuses writes until the clock is fixed."},
+	{"starling_clock_far_future_versions_total", "counter", "Versions seen stamped further ahead of this node's clock than the maximum offset (kept, but the clock does not follow them)."},
 	{"starling_compaction_evicted_members", "gauge", "Members evicted from compaction after staying away longer than the eviction time; each rebases by state transfer when it comes back."},
 	{"starling_peers", "gauge", "Peers by node state (JOINING, SYNCING, ACTIVE, SUSPECT, DEAD, LEAVING, LEFT), as this node sees them."},
 	{"starling_peers_sync", "gauge", "Peers by sync health (Connected, Syncing, Disconnected)."},
@@ -798,6 +812,10 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge("starling_compaction_last_timestamp_seconds", last)
 	gauge("starling_compaction_members", float64(st.CompactMembers))
 	gauge("starling_compaction_evicted_members", float64(st.CompactEvicted))
+	cs := m.ClockStatus()
+	gauge("starling_clock_median_offset_seconds", cs.MedianOffsetMS/1000)
+	gauge("starling_clock_skewed", b2f(cs.Skewed))
+	counter("starling_clock_far_future_versions_total", float64(cs.FarFuture))
 
 	m.mu.Lock()
 	views := m.states.Peers(m.now())

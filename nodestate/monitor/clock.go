@@ -1,0 +1,140 @@
+package monitor
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/starling-sync/starling/api"
+)
+
+// Clock check: every report carries its sender's physical clock (with
+// its --clock-offset), and the receiver keeps the difference to its own,
+// per peer. Once a tick, over the peers heard within clockFresh and this
+// node itself (difference 0), the median difference says where the
+// cluster's clock is: beyond the entity store's maximum offset, this
+// node's clock is the odd one out, and it refuses writes until the clock
+// is fixed (entity.Store.SetClockSkew), as CockroachDB does. The median
+// needs a majority: with one peer (or any even split), the middle value
+// closer to this node's own clock is taken, so two nodes that disagree
+// both keep writing and both log the disagreement, since neither can
+// tell which clock is wrong. Gossip delay (milliseconds) is far below
+// the offsets this is about (minutes).
+
+// clockFresh is how recent a peer's report must be to count.
+const clockFresh = 5 * ReportInterval
+
+type clockSample struct {
+	diff time.Duration // peer's clock minus this node's
+	at   time.Time     // when the report arrived (monotonic)
+}
+
+// noteClock records a peer's clock reading from its report.
+func (m *Monitor) noteClock(from string, peerNs int64) {
+	if peerNs == 0 {
+		return // a sender of an older version
+	}
+	local := m.cfg.Entities.PhysicalNow()
+	m.mu.Lock()
+	m.clocks[from] = clockSample{diff: time.Duration(peerNs - local.UnixNano()), at: time.Now()}
+	m.mu.Unlock()
+}
+
+// checkClock runs once a tick: it takes the median difference, sets or
+// clears the entity store's write refusal, and logs changes.
+func (m *Monitor) checkClock() {
+	max := m.cfg.Entities.MaxClockOffset()
+	now := time.Now()
+	m.mu.Lock()
+	diffs := []time.Duration{0}
+	var odd []string
+	for id, s := range m.clocks {
+		if now.Sub(s.at) > clockFresh || m.removed[id] {
+			continue
+		}
+		diffs = append(diffs, s.diff)
+		if max >= 0 && abs(s.diff) > max {
+			odd = append(odd, fmt.Sprintf("%s %+v", shortID(id), s.diff.Round(time.Second)))
+		}
+	}
+	med := median(diffs)
+	skewed := max >= 0 && abs(med) > max
+	was := m.clockSkewed
+	m.clockSkewed, m.clockMedian, m.clockPeers = skewed, med, len(diffs)-1
+	oddChanged := !slices.Equal(odd, m.clockOdd)
+	m.clockOdd = odd
+	m.mu.Unlock()
+
+	switch {
+	case skewed:
+		reason := fmt.Sprintf("this node's clock is %v %s the median of %d peers (the maximum offset is %v)",
+			abs(med).Round(time.Second), aheadBehind(med), len(diffs)-1, max)
+		m.cfg.Entities.SetClockSkew(reason)
+		if !was {
+			m.log.Error("clock: "+reason+"; writes are refused until the clock is fixed", "median_offset", med.Round(time.Millisecond))
+		}
+	case was:
+		m.cfg.Entities.SetClockSkew("")
+		m.log.Warn("clock: this node's clock agrees with the cluster's again; writes are taken", "median_offset", med.Round(time.Millisecond))
+	}
+	if len(odd) > 0 && oddChanged && !skewed {
+		slices.Sort(odd)
+		m.log.Warn("clock: peers' clocks differ from this node's by more than the maximum offset; whichever is wrong must be fixed (a majority of agreeing peers makes the odd node refuse writes)",
+			"peers", odd, "max_offset", max)
+	}
+}
+
+// ClockStatus is this node's clock as the cluster sees it.
+func (m *Monitor) ClockStatus() api.ClockStatus {
+	max := m.cfg.Entities.MaxClockOffset()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := api.ClockStatus{
+		MedianOffsetMS: float64(m.clockMedian) / float64(time.Millisecond),
+		MaxOffsetMS:    float64(max) / float64(time.Millisecond),
+		Peers:          m.clockPeers,
+		Skewed:         m.clockSkewed,
+		Disagreeing:    slices.Clone(m.clockOdd),
+		FarFuture:      m.cfg.Entities.FarFutureVersions(),
+	}
+	return st
+}
+
+// median of d (d not empty); of an even count, the middle value closer
+// to zero (this node's own clock).
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	a, b := s[n/2-1], s[n/2]
+	if abs(a) <= abs(b) {
+		return a
+	}
+	return b
+}
+
+func abs(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// aheadBehind says where this node's clock is, given the peers' median
+// difference (peers minus this node).
+func aheadBehind(med time.Duration) string {
+	if med < 0 {
+		return "ahead of"
+	}
+	return "behind"
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return "…" + id[len(id)-8:]
+	}
+	return id
+}
