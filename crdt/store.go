@@ -58,20 +58,22 @@ func opsSize(ops []Op) int {
 
 // Status is a snapshot of the store's sync state.
 type Status struct {
-	Heads        []string `json:"heads"`         // CIDs of the current DAG heads
-	MaxHeight    uint64   `json:"max_height"`    // height of the highest head
-	QueuedJobs   int      `json:"queued_jobs"`   // DAG blocks waiting to be processed
-	Dirty        bool     `json:"dirty"`         // a DAG walk failed; repair pending
-	Syncing      bool     `json:"syncing"`       // a state transfer is being installed
-	PendingOps   int64    `json:"pending_ops"`   // writes waiting for group commit
-	ReceiveQueue int      `json:"receive_queue"` // messages received, not yet processed
-	Received     uint64   `json:"received"`      // messages received from peers
-	Rejected     uint64   `json:"rejected"`      // malformed messages dropped
-	Dropped      uint64   `json:"dropped"`       // messages dropped by a full receive queue
-	Requested    uint64   `json:"requested"`     // blocks asked of peers in branch requests
-	Served       uint64   `json:"served"`        // blocks sent to peers in branch replies
-	Commits      uint64   `json:"commits"`       // deltas committed locally
-	OpsCommitted uint64   `json:"ops_committed"` // writes committed locally
+	Heads        []string `json:"heads"`                 // CIDs of the current DAG heads
+	MaxHeight    uint64   `json:"max_height"`            // height of the highest head
+	QueuedJobs   int      `json:"queued_jobs"`           // DAG blocks waiting to be processed
+	Dirty        bool     `json:"dirty"`                 // a DAG walk failed; repair pending
+	Writable     bool     `json:"writable"`              // the datastore accepts writes
+	WriteError   string   `json:"write_error,omitempty"` // why it does not (a full disk...), and what to do
+	Syncing      bool     `json:"syncing"`               // a state transfer is being installed
+	PendingOps   int64    `json:"pending_ops"`           // writes waiting for group commit
+	ReceiveQueue int      `json:"receive_queue"`         // messages received, not yet processed
+	Received     uint64   `json:"received"`              // messages received from peers
+	Rejected     uint64   `json:"rejected"`              // malformed messages dropped
+	Dropped      uint64   `json:"dropped"`               // messages dropped by a full receive queue
+	Requested    uint64   `json:"requested"`             // blocks asked of peers in branch requests
+	Served       uint64   `json:"served"`                // blocks sent to peers in branch replies
+	Commits      uint64   `json:"commits"`               // deltas committed locally
+	OpsCommitted uint64   `json:"ops_committed"`         // writes committed locally
 
 	// Compaction (compact.go): the live state's and the history's size
 	// on disk, the rounds run and bytes they gave back since the node
@@ -85,6 +87,12 @@ type Status struct {
 	LastReclaimed    int64     `json:"last_reclaimed_bytes"`
 	CompactMembers   int       `json:"compact_members"`
 }
+
+// healthReporter is the part of a datastore (LevelDB) that says whether
+// it accepts writes. Health must not block.
+type healthReporter interface{ Health() Health }
+
+var _ healthReporter = (*LevelDB)(nil)
 
 // Store is a replicated key-value store: go-ds-crdt with group commit,
 // blocks carried in broadcasts, head exchange on connect and a change feed.
@@ -480,6 +488,11 @@ func (s *Store) Status(ctx context.Context) Status {
 	}
 	for _, h := range st.Heads {
 		out.Heads = append(out.Heads, h.String())
+	}
+	out.Writable = true
+	if hr, ok := s.backing.(healthReporter); ok {
+		h := hr.Health()
+		out.Writable, out.WriteError = h.Writable, h.WriteError
 	}
 	cs := s.compactionStatus(ctx)
 	out.LiveBytes, out.HistoryBytes = cs.LiveBytes, cs.HistoryBytes
