@@ -50,14 +50,16 @@ func openError(dir string, err error) error {
 	if !lerrors.IsCorrupted(err) {
 		return fmt.Errorf("crdt: open datastore %s: %w", dir, err)
 	}
-	var missing *lerrors.ErrMissingFiles
-	if errors.As(err, &missing) {
+	var ce *lerrors.ErrCorrupted
+	errors.As(err, &ce)
+	// goleveldb's ErrCorrupted holds the cause in a field, unwrapped.
+	if missing, ok := corruptedCause(ce).(*lerrors.ErrMissingFiles); ok {
 		names := make([]string, len(missing.Fds))
 		for i, fd := range missing.Fds {
 			names[i] = fd.String()
 		}
 		slices.Sort(names)
-		d := &DamageError{Dir: dir, Problem: fmt.Sprintf("table file %s is listed in the MANIFEST but missing", strings.Join(names, ", ")), Err: err}
+		d := &DamageError{Dir: dir, Problem: fmt.Sprintf("table file %s is listed in the MANIFEST but missing", strings.Join(names, ", "))}
 		if len(names) == 1 {
 			d.File = names[0]
 		} else {
@@ -66,12 +68,18 @@ func openError(dir string, err error) error {
 		return d
 	}
 	d := &DamageError{Dir: dir, Problem: "goleveldb found damage", Err: err}
-	var ce *lerrors.ErrCorrupted
-	if errors.As(err, &ce) && !ce.Fd.Zero() {
+	if ce != nil && !ce.Fd.Zero() {
 		d.File = ce.Fd.String()
 		d.Problem = ce.Fd.String() + " is damaged"
 	}
 	return d
+}
+
+func corruptedCause(ce *lerrors.ErrCorrupted) error {
+	if ce == nil {
+		return nil
+	}
+	return ce.Err
 }
 
 // dropRecorder is a journal.Dropper that counts what the reader skipped.

@@ -209,3 +209,36 @@ func TestStoreDiskFullRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDiskFullStickyInGoleveldb pins down why LevelDB reopens: with no
+// reopen yet (a retry interval of an hour), a write still fails after
+// space is back, because goleveldb keeps its journal error.
+func TestDiskFullStickyInGoleveldb(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	fs, err := storage.OpenFile(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	stor := &fullStorage{Storage: fs}
+	db, err := OpenLevelDBWith(dir, LevelDBOptions{RetryInterval: time.Hour, storage: stor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Sync(ctx, ds.NewKey("/")); err != nil {
+		t.Fatal(err)
+	}
+	stor.full.Store(true)
+	if err := db.Sync(ctx, ds.NewKey("/")); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("sync on a full disk: %v", err)
+	}
+	stor.full.Store(false)
+	if err := db.Sync(ctx, ds.NewKey("/")); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("sync after space came back, before a reopen: %v, want goleveldb's kept ENOSPC", err)
+	}
+	if db.Health().Writable {
+		t.Fatal("writable before a reopen")
+	}
+}
