@@ -182,8 +182,12 @@ func TestStoreDiskFullRecovers(t *testing.T) {
 	}
 
 	stor.full.Store(true)
-	if err := s.Put(ctx, ds.NewKey("/full"), []byte("x")); !errors.Is(err, ErrNotWritable) {
-		t.Fatalf("put on a full disk: %v, want ErrNotWritable", err)
+	// The first write finds the disk full, the second is refused before
+	// go-ds-crdt sees it.
+	for _, k := range []string{"/full", "/full2"} {
+		if err := s.Put(ctx, ds.NewKey(k), []byte("x")); !errors.Is(err, ErrNotWritable) {
+			t.Fatalf("put %s on a full disk: %v, want ErrNotWritable", k, err)
+		}
 	}
 	if st := s.Status(ctx); st.Writable || st.WriteError == "" {
 		t.Fatalf("status on a full disk: writable %v %q", st.Writable, st.WriteError)
@@ -201,6 +205,13 @@ func TestStoreDiskFullRecovers(t *testing.T) {
 	}
 	if got := mustGet(t, s, ds.NewKey("/after")); got != "y" {
 		t.Fatalf("/after = %q", got)
+	}
+	// The failed writes did not ride along with the next one (go-ds-crdt
+	// kept them in its pending delta).
+	for _, k := range []string{"/full", "/full2"} {
+		if v, err := s.Get(ctx, ds.NewKey(k)); !errors.Is(err, ds.ErrNotFound) {
+			t.Fatalf("%s, whose write failed, reads %q %v after the next write", k, v, err)
+		}
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -117,6 +117,10 @@ type Store struct {
 	// a state transfer to keep local writes out of a snapshot or an
 	// install.
 	commitMu sync.Mutex
+	// stalePending: the last commit failed and may have left its ops in
+	// go-ds-crdt's pending delta; the next commit restarts go-ds-crdt
+	// first (commit.go). Guarded by commitMu.
+	stalePending bool
 	// syncing is set while a state transfer installs.
 	syncing atomic.Bool
 	// pendingHeads are this node's heads from before an install that was
@@ -311,7 +315,10 @@ func (s *Store) Delete(ctx context.Context, key ds.Key) error {
 // key wins. Apply hands ops to the group committer, which gathers the
 // writes of concurrent callers into one delta. If ctx ends before the ops
 // are committed, Apply returns ctx.Err() and the ops may or may not be
-// committed.
+// committed. With any other error they were not acknowledged, and they
+// are not carried into a later commit (go-ds-crdt is restarted to drop
+// them from its pending delta); only a commit that failed at its final
+// fsync may have been written, and sent to peers, all the same.
 func (s *Store) Apply(ctx context.Context, ops []Op) error {
 	if len(ops) == 0 {
 		return nil
