@@ -160,20 +160,22 @@ type LoginCodeResponse struct {
 // reports it (the daemon converts one to the other, so the compiler keeps
 // their fields the same).
 type StoreStatus struct {
-	Heads        []string `json:"heads"`         // CIDs of the current DAG heads
-	MaxHeight    uint64   `json:"max_height"`    // height of the highest head
-	QueuedJobs   int      `json:"queued_jobs"`   // DAG blocks waiting to be processed
-	Dirty        bool     `json:"dirty"`         // a DAG walk failed; repair pending
-	Syncing      bool     `json:"syncing"`       // a state transfer is being installed
-	PendingOps   int64    `json:"pending_ops"`   // writes waiting for group commit
-	ReceiveQueue int      `json:"receive_queue"` // messages received, not yet processed
-	Received     uint64   `json:"received"`      // messages received from peers
-	Rejected     uint64   `json:"rejected"`      // malformed messages dropped
-	Dropped      uint64   `json:"dropped"`       // messages dropped by a full receive queue
-	Requested    uint64   `json:"requested"`     // blocks asked of peers in branch requests
-	Served       uint64   `json:"served"`        // blocks sent to peers in branch replies
-	Commits      uint64   `json:"commits"`       // deltas committed locally
-	OpsCommitted uint64   `json:"ops_committed"` // writes committed locally
+	Heads        []string `json:"heads"`                 // CIDs of the current DAG heads
+	MaxHeight    uint64   `json:"max_height"`            // height of the highest head
+	QueuedJobs   int      `json:"queued_jobs"`           // DAG blocks waiting to be processed
+	Dirty        bool     `json:"dirty"`                 // a DAG walk failed; repair pending
+	Writable     bool     `json:"writable"`              // the datastore accepts writes
+	WriteError   string   `json:"write_error,omitempty"` // why it does not (a full disk...), and what to do
+	Syncing      bool     `json:"syncing"`               // a state transfer is being installed
+	PendingOps   int64    `json:"pending_ops"`           // writes waiting for group commit
+	ReceiveQueue int      `json:"receive_queue"`         // messages received, not yet processed
+	Received     uint64   `json:"received"`              // messages received from peers
+	Rejected     uint64   `json:"rejected"`              // malformed messages dropped
+	Dropped      uint64   `json:"dropped"`               // messages dropped by a full receive queue
+	Requested    uint64   `json:"requested"`             // blocks asked of peers in branch requests
+	Served       uint64   `json:"served"`                // blocks sent to peers in branch replies
+	Commits      uint64   `json:"commits"`               // deltas committed locally
+	OpsCommitted uint64   `json:"ops_committed"`         // writes committed locally
 
 	// Compaction: the live state's and the history's size on disk, the
 	// rounds run and the bytes they gave back since the node started,

@@ -1,9 +1,12 @@
 package crdt
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	ds "github.com/ipfs/go-datastore"
+	crdt "github.com/ipfs/go-ds-crdt"
 
 	"github.com/starling-sync/starling/internal/groupcommit"
 )
@@ -72,6 +75,19 @@ func (s *Store) commit(ops []Op) error {
 
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	// While the datastore refuses writes, fail before go-ds-crdt takes
+	// the ops into its pending delta.
+	if hr, ok := s.backing.(healthReporter); ok {
+		if h := hr.Health(); !h.Writable {
+			return fmt.Errorf("%w since %s: %s: free space on its disk (or fix its I/O error); writes work again by themselves once they can", ErrNotWritable, h.Since.Format(time.RFC3339), h.WriteError)
+		}
+	}
+	if s.stalePending {
+		if err := s.restartCRDT(); err != nil {
+			return err
+		}
+		s.stalePending = false
+	}
 	s.localMu.Lock()
 	s.localKeys = make(map[string]struct{}, len(last))
 	for k := range last {
@@ -94,8 +110,40 @@ func (s *Store) commit(ops []Op) error {
 	if err == nil {
 		s.commits.Add(1)
 		s.opsCommitted.Add(uint64(len(deduped)))
+	} else {
+		// A failed commit may leave its ops in go-ds-crdt's pending
+		// delta, which the next commit would publish: a write its caller
+		// was told had failed would take effect later.
+		s.stalePending = true
 	}
 	return err
+}
+
+// restartCRDT closes go-ds-crdt and opens it again on the same
+// namespace: that drops its in-memory pending delta (go-ds-crdt has no
+// call for it) and reloads its heads from disk. Called by commit, with
+// commitMu held, before the first commit after a failed one.
+func (s *Store) restartCRDT() error {
+	if s.bc != nil {
+		pctx, cancel := context.WithTimeout(s.ctx, pauseTimeout)
+		if err := s.bc.pause(pctx); err != nil {
+			s.log.Warn("restart after a failed commit: go-ds-crdt still busy; closing it anyway", "err", err)
+		}
+		cancel()
+		defer s.bc.resume()
+	}
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if err := s.dstore.Close(); err != nil {
+		s.log.Warn("restart after a failed commit: closing go-ds-crdt", "err", err)
+	}
+	nd, err := crdt.New(s.backing, ds.NewKey(s.ns), s.dag, s.bcast(), s.copts)
+	if err != nil {
+		return fmt.Errorf("crdt: commit: reopening go-ds-crdt after a failed commit: %w; the write was not made, retry it", err)
+	}
+	s.dstore = nd
+	s.log.Info("go-ds-crdt restarted after a failed commit: the failed writes are dropped")
+	return nil
 }
 
 func (s *Store) writeDelta(ops []Op) error {

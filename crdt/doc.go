@@ -4,7 +4,13 @@
 // Walk-through:
 //
 //   - OpenLevelDB opens the node's LevelDB. Writes are not fsynced one by
-//     one; Sync makes everything before it durable with one fsync.
+//     one; Sync makes everything before it durable with one fsync. A
+//     damaged store (a table the MANIFEST lists gone, a damaged MANIFEST
+//     or journal record that goleveldb would skip, a table failing its
+//     checksums) is refused with ErrDamaged, not opened with part of its
+//     data missing (damage.go). When writes fail (a full disk), it says
+//     so (Health, Status.Writable) and reopens goleveldb once they can
+//     work again, since goleveldb keeps a failed journal write's error.
 //   - Open starts a Store on it: a go-ds-crdt Datastore, a broadcaster
 //     (this package's, in place of go-ds-crdt's PubSubBroadcaster), a group
 //     committer and a change-feed dispatcher.

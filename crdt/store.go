@@ -58,20 +58,22 @@ func opsSize(ops []Op) int {
 
 // Status is a snapshot of the store's sync state.
 type Status struct {
-	Heads        []string `json:"heads"`         // CIDs of the current DAG heads
-	MaxHeight    uint64   `json:"max_height"`    // height of the highest head
-	QueuedJobs   int      `json:"queued_jobs"`   // DAG blocks waiting to be processed
-	Dirty        bool     `json:"dirty"`         // a DAG walk failed; repair pending
-	Syncing      bool     `json:"syncing"`       // a state transfer is being installed
-	PendingOps   int64    `json:"pending_ops"`   // writes waiting for group commit
-	ReceiveQueue int      `json:"receive_queue"` // messages received, not yet processed
-	Received     uint64   `json:"received"`      // messages received from peers
-	Rejected     uint64   `json:"rejected"`      // malformed messages dropped
-	Dropped      uint64   `json:"dropped"`       // messages dropped by a full receive queue
-	Requested    uint64   `json:"requested"`     // blocks asked of peers in branch requests
-	Served       uint64   `json:"served"`        // blocks sent to peers in branch replies
-	Commits      uint64   `json:"commits"`       // deltas committed locally
-	OpsCommitted uint64   `json:"ops_committed"` // writes committed locally
+	Heads        []string `json:"heads"`                 // CIDs of the current DAG heads
+	MaxHeight    uint64   `json:"max_height"`            // height of the highest head
+	QueuedJobs   int      `json:"queued_jobs"`           // DAG blocks waiting to be processed
+	Dirty        bool     `json:"dirty"`                 // a DAG walk failed; repair pending
+	Writable     bool     `json:"writable"`              // the datastore accepts writes
+	WriteError   string   `json:"write_error,omitempty"` // why it does not (a full disk...), and what to do
+	Syncing      bool     `json:"syncing"`               // a state transfer is being installed
+	PendingOps   int64    `json:"pending_ops"`           // writes waiting for group commit
+	ReceiveQueue int      `json:"receive_queue"`         // messages received, not yet processed
+	Received     uint64   `json:"received"`              // messages received from peers
+	Rejected     uint64   `json:"rejected"`              // malformed messages dropped
+	Dropped      uint64   `json:"dropped"`               // messages dropped by a full receive queue
+	Requested    uint64   `json:"requested"`             // blocks asked of peers in branch requests
+	Served       uint64   `json:"served"`                // blocks sent to peers in branch replies
+	Commits      uint64   `json:"commits"`               // deltas committed locally
+	OpsCommitted uint64   `json:"ops_committed"`         // writes committed locally
 
 	// Compaction (compact.go): the live state's and the history's size
 	// on disk, the rounds run and bytes they gave back since the node
@@ -88,6 +90,12 @@ type Status struct {
 	// Installs counts the state transfers this store has installed.
 	Installs uint64 `json:"installs"`
 }
+
+// healthReporter is the part of a datastore (LevelDB) that says whether
+// it accepts writes. Health must not block.
+type healthReporter interface{ Health() Health }
+
+var _ healthReporter = (*LevelDB)(nil)
 
 // Store is a replicated key-value store: go-ds-crdt with group commit,
 // blocks carried in broadcasts, head exchange on connect and a change feed.
@@ -112,6 +120,10 @@ type Store struct {
 	// a state transfer to keep local writes out of a snapshot or an
 	// install.
 	commitMu sync.Mutex
+	// stalePending: the last commit failed and may have left its ops in
+	// go-ds-crdt's pending delta; the next commit restarts go-ds-crdt
+	// first (commit.go). Guarded by commitMu.
+	stalePending bool
 	// syncing is set while a state transfer installs.
 	syncing atomic.Bool
 	// pendingHeads are this node's heads from before an install that was
@@ -319,7 +331,10 @@ func (s *Store) Delete(ctx context.Context, key ds.Key) error {
 // key wins. Apply hands ops to the group committer, which gathers the
 // writes of concurrent callers into one delta. If ctx ends before the ops
 // are committed, Apply returns ctx.Err() and the ops may or may not be
-// committed.
+// committed. With any other error they were not acknowledged, and they
+// are not carried into a later commit (go-ds-crdt is restarted to drop
+// them from its pending delta); only a commit that failed at its final
+// fsync may have been written, and sent to peers, all the same.
 func (s *Store) Apply(ctx context.Context, ops []Op) error {
 	if len(ops) == 0 {
 		return nil
@@ -496,6 +511,11 @@ func (s *Store) Status(ctx context.Context) Status {
 	}
 	for _, h := range st.Heads {
 		out.Heads = append(out.Heads, h.String())
+	}
+	out.Writable = true
+	if hr, ok := s.backing.(healthReporter); ok {
+		h := hr.Health()
+		out.Writable, out.WriteError = h.Writable, h.WriteError
 	}
 	cs := s.compactionStatus(ctx)
 	out.LiveBytes, out.HistoryBytes = cs.LiveBytes, cs.HistoryBytes

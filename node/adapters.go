@@ -1,9 +1,11 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -151,3 +153,49 @@ func (c storeCompactor) Compact(ctx context.Context) (api.CompactResult, error) 
 	}
 	return api.CompactResult(st), nil
 }
+
+// storeMetrics serves the monitor's metrics and the datastore's health
+// after them (the monitor knows the store's sync state, not whether its
+// disk takes writes).
+type storeMetrics struct {
+	next http.Handler
+	ldb  *crdt.LevelDB
+}
+
+func (m storeMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Plain text exposition, uncompressed, so lines can follow it.
+	r = r.Clone(r.Context())
+	r.Header.Del("Accept")
+	r.Header.Del("Accept-Encoding")
+	rec := &bufferedResponse{header: make(http.Header), code: http.StatusOK}
+	m.next.ServeHTTP(rec, r)
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.Header().Del("Content-Length")
+	w.WriteHeader(rec.code)
+	_, _ = w.Write(rec.body.Bytes())
+	if rec.code != http.StatusOK {
+		return
+	}
+	h := m.ldb.Health()
+	writable, since := 1, 0.0
+	if !h.Writable {
+		writable, since = 0, float64(h.Since.UnixNano())/1e9
+	}
+	fmt.Fprintf(w, "# HELP starling_store_writable 1 when the datastore accepts writes; 0 while they fail (a full disk, an I/O error: see write_error in the status).\n"+
+		"# TYPE starling_store_writable gauge\nstarling_store_writable %d\n"+
+		"# HELP starling_store_not_writable_since_timestamp_seconds When writes began to fail (0 while they work).\n"+
+		"# TYPE starling_store_not_writable_since_timestamp_seconds gauge\nstarling_store_not_writable_since_timestamp_seconds %g\n", writable, since)
+}
+
+// bufferedResponse holds a response so that more can be written after it.
+type bufferedResponse struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header         { return b.header }
+func (b *bufferedResponse) WriteHeader(code int)        { b.code = code }
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }

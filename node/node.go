@@ -205,7 +205,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	// LevelDB holds blocks and the store. Its lock file also keeps a
 	// second node off the directory, so it is opened first.
 	dbPath := filepath.Join(dir, api.DatastoreDir)
-	n.ldb, err = crdt.OpenLevelDB(dbPath)
+	n.ldb, err = crdt.OpenLevelDBWith(dbPath, crdt.LevelDBOptions{Logger: n.log})
 	if err != nil {
 		return nil, n.datastoreError(dbPath, err)
 	}
@@ -315,7 +315,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		Cluster:   n.mon,
 		Sync:      n,
 		Compactor: storeCompactor{n.store},
-		Metrics:   n.mon.Handler(),
+		Metrics:   storeMetrics{n.mon.Handler(), n.ldb},
 		Web:       n.web,
 		Logger:    n.log.With("component", "api"),
 	})
@@ -353,6 +353,18 @@ func datastoreError(dir, path string, err error) error {
 			hint = fmt.Sprintf("a node is running on it (pid %d, API %s)", info.PID, info.Addr)
 		}
 		return fmt.Errorf("%w: %s: %s: stop it first, or use another --data", ErrInUse, dir, hint)
+	}
+	if errors.Is(err, crdt.ErrDamaged) {
+		// Refused, not repaired in place: the node cannot tell which keys
+		// a lost file held. Started anyway, it would serve and replicate
+		// their absence; marked dirty, a resync would write its
+		// surviving live values back on top of the peers' state, bringing
+		// back keys whose tombstones were in the lost file. An empty
+		// store joins by state transfer instead, from the peers' state.
+		return fmt.Errorf("%w; the node did not start, so that it serves and replicates no data silently missing. "+
+			"To recover, with peers: move the datastore aside (mv %s %s.damaged) and start the node again: it starts empty and joins by state transfer from a peer "+
+			"(writes this node made that no peer received are lost; the damaged copy stays for inspection). "+
+			"With no peer that has the data, restore %s from a backup", err, path, path, path)
 	}
 	return err // crdt.OpenLevelDB names the path
 }

@@ -282,6 +282,9 @@ func (e *cmdEnv) printStatus(st *api.StatusInfo) {
 	}
 	fmt.Fprintf(w, "sync\t%s\n", state)
 	fmt.Fprintf(w, "storage\t%s\n", storageLine(s))
+	if s.WriteError != "" { // not Writable: a node before it existed sends false
+		fmt.Fprintf(w, "writes\tFAILING: %s\n", s.WriteError)
+	}
 	fmt.Fprintf(w, "compaction\t%s\n", compactionLine(s, time.Now()))
 	fmt.Fprintf(w, "clock\t%s\n", clockLine(st.Clock))
 	_ = w.Flush()
