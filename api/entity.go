@@ -19,18 +19,19 @@ import (
 // entityErrorCodes maps the "code" of an entity endpoint's error back to
 // the entity package's sentinel.
 var entityErrorCodes = map[string]error{
-	"not_found": entity.ErrNotFound,
-	"no_field":  entity.ErrNoField,
-	"exists":    entity.ErrExists,
-	"not_empty": entity.ErrNotEmpty,
-	"cycle":     entity.ErrCycle,
-	"too_large": entity.ErrTooLarge,
-	"schema":    entity.ErrSchema,
-	"bad_name":  entity.ErrBadName,
-	"bad_value": entity.ErrBadValue,
-	"bad_kind":  entity.ErrBadKind,
-	"bad_id":    entity.ErrBadID,
-	"closed":    entity.ErrClosed,
+	"not_found":  entity.ErrNotFound,
+	"clock_skew": entity.ErrClockSkew,
+	"no_field":   entity.ErrNoField,
+	"exists":     entity.ErrExists,
+	"not_empty":  entity.ErrNotEmpty,
+	"cycle":      entity.ErrCycle,
+	"too_large":  entity.ErrTooLarge,
+	"schema":     entity.ErrSchema,
+	"bad_name":   entity.ErrBadName,
+	"bad_value":  entity.ErrBadValue,
+	"bad_kind":   entity.ErrBadKind,
+	"bad_id":     entity.ErrBadID,
+	"closed":     entity.ErrClosed,
 }
 
 // EntityAPIError is an error answer of an entity endpoint: an *APIError

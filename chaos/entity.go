@@ -85,7 +85,7 @@ func newEntityModel(cfg ModelConfig) (*Model, error) {
 		Workload: m,
 		Reader:   entReader{},
 		Oracle:   entOracle{m},
-		Checkers: []Checker{entLostChecker{m}, entPhantomChecker{m}, entTreeChecker{m}},
+		Checkers: []Checker{entLostChecker{m}, entPhantomChecker{m}, entTreeChecker{m}, entClockChecker{m}},
 	}, nil
 }
 

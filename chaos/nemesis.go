@@ -402,7 +402,7 @@ func builtinNemeses() []Nemesis {
 		},
 		&processNemesis{
 			name: "clock-skew",
-			desc: "restart one host with its clock off by 30s-10m (--clock-offset); back to 0 at heal",
+			desc: "restart one host with its clock off by 30s-10m, 1-30 days or 1-10 years, ahead or behind (--clock-offset); back to 0 at heal",
 			available: func(e *Env) error {
 				if !strings.Contains(e.runHelp, "--clock-offset") {
 					return errors.New("`starling run` has no --clock-offset flag in this build, so a node's clock cannot be skewed (faketime does not affect Go)")
@@ -415,10 +415,7 @@ func builtinNemeses() []Nemesis {
 					return nil, err
 				}
 				h := hs[0]
-				off := 30*time.Second + time.Duration(rng.IntN(571))*time.Second
-				if rng.IntN(2) == 0 {
-					off = -off
-				}
+				off := farOffset(rng)
 				if err := restartWithOffset(ctx, e, h, off); err != nil {
 					e.Release(hs)
 					return nil, err

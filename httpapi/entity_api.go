@@ -86,6 +86,7 @@ var entityErrors = []struct {
 	{entity.ErrBadID, http.StatusBadRequest, "bad_id"},
 	{api.ErrBadRequest, http.StatusBadRequest, "bad_request"},
 	{entity.ErrClosed, http.StatusServiceUnavailable, "closed"},
+	{entity.ErrClockSkew, http.StatusServiceUnavailable, "clock_skew"},
 }
 
 // entityAPI serves the entity endpoints.
