@@ -185,7 +185,11 @@ func OpenLevelDBWith(dir string, o LevelDBOptions) (*LevelDB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("crdt: open datastore %s: %w", dir, err)
 		}
-		l.stor, l.owned = stor, true
+		l.stor, l.owned = infoLog{Storage: stor, log: l.log}, true
+		// The info log files of earlier versions (see infoLog).
+		for _, f := range []string{"LOG", "LOG.old"} {
+			_ = os.Remove(filepath.Join(dir, f))
+		}
 	}
 	if err := checkFiles(l.stor, dir, l.log); err != nil {
 		l.closeStorage()
@@ -209,6 +213,17 @@ func OpenLevelDBWith(dir string, o LevelDBOptions) (*LevelDB, error) {
 	}()
 	return l, nil
 }
+
+// infoLog sends goleveldb's info log (compactions, table files, recovery)
+// to the node's logger at debug level instead of DIR/LOG and LOG.old:
+// those text files took up to 2 MiB of the data directory (goleveldb
+// rotates LOG at 1 MiB), four times the rest of a compacted store.
+type infoLog struct {
+	storage.Storage
+	log *slog.Logger
+}
+
+func (s infoLog) Log(str string) { s.log.Debug("goleveldb: " + str) }
 
 // levelOptions are goleveldb's options for the node's store.
 func levelOptions() *opt.Options {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -251,5 +253,36 @@ func TestDiskFullStickyInGoleveldb(t *testing.T) {
 	}
 	if db.Health().Writable {
 		t.Fatal("writable before a reopen")
+	}
+}
+
+// TestNoInfoLogFiles: goleveldb's info log goes to the logger, not to
+// LOG files in the data directory (which grew to 2 MiB); those of an
+// earlier version are removed at open.
+func TestNoInfoLogFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "LOG.old"), []byte("old info log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenLevelDB(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 1000 {
+		if err := l.Put(ctx, ds.NewKey(fmt.Sprint("/k", i)), make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.CompactPrefixes(ctx, []ds.Key{ds.NewKey("/")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"LOG", "LOG.old"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s in the data directory: %v", f, err)
+		}
 	}
 }
