@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,7 +51,9 @@ type broadcaster struct {
 	received atomic.Uint64
 	dropped  atomic.Uint64
 	rejected atomic.Uint64
-	sent     atomic.Uint64
+	// unreferenced counts carried blocks not stored (referenced).
+	unreferenced atomic.Uint64
+	sent         atomic.Uint64
 
 	// processed reports whether go-ds-crdt has processed a block (its
 	// marker is in the store): such a head needs no block.
@@ -556,6 +559,14 @@ func (b *broadcaster) accept(from string, data []byte) error {
 			}
 			nodes = append(nodes, nd)
 		}
+		var unref int
+		if nodes, unref = b.referenced(heads, nodes); unref > 0 {
+			b.unreferenced.Add(uint64(unref))
+			if n, ok := b.dropLog.allow(from, time.Now()); ok {
+				b.log.Warn("dropped replication message", "peer", from, "dropped_since_last_warning", n,
+					"err", fmt.Sprintf("%d carried blocks are reachable neither from the message's heads nor from a block this node asked for: not stored", unref))
+			}
+		}
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 		err := b.dag.AddMany(ctx, nodes)
 		cancel()
@@ -565,8 +576,8 @@ func (b *broadcaster) accept(from string, data []byte) error {
 			}
 			return fmt.Errorf("crdt: store carried blocks: %w", err)
 		}
-		for _, cb := range env.blocks {
-			b.recent.add(cb.cid, cb.data)
+		for _, nd := range nodes {
+			b.recent.add(nd.Cid(), nd.RawData())
 		}
 	}
 	if b.local != nil {
@@ -594,6 +605,49 @@ func (b *broadcaster) accept(from string, data []byte) error {
 		b.unpark()
 	}
 	return nil
+}
+
+// referenced keeps the carried blocks a message may make this node
+// store: those reachable, through the message's own blocks, from its
+// heads (a broadcast carries its new deltas) or from a block this node
+// asked for (a branch reply carries the branch below each want). A
+// peer cannot fill the disk with blocks nothing points to.
+func (b *broadcaster) referenced(heads []cid.Cid, nodes []ipld.Node) ([]ipld.Node, int) {
+	byCID := make(map[cid.Cid]ipld.Node, len(nodes))
+	for _, nd := range nodes {
+		byCID[nd.Cid()] = nd
+	}
+	stack := slices.Clone(heads)
+	b.inflightMu.Lock()
+	for c := range byCID {
+		if _, asked := b.inflight[c]; asked {
+			stack = append(stack, c)
+		}
+	}
+	b.inflightMu.Unlock()
+	reach := make(map[cid.Cid]bool, len(nodes))
+	for len(stack) > 0 {
+		c := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		nd, ok := byCID[c]
+		if !ok || reach[c] {
+			continue
+		}
+		reach[c] = true
+		for _, l := range nd.Links() {
+			stack = append(stack, l.Cid)
+		}
+	}
+	if len(reach) == len(nodes) {
+		return nodes, 0
+	}
+	keep := nodes[:0:0]
+	for _, nd := range nodes {
+		if reach[nd.Cid()] {
+			keep = append(keep, nd)
+		}
+	}
+	return keep, len(nodes) - len(keep)
 }
 
 // admit runs the gate on a message's heads; a refused message is dropped
