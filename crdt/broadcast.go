@@ -486,6 +486,9 @@ func (b *broadcaster) receiveLoop() {
 		b.received.Add(1)
 		if err := b.accept(from, data); err != nil {
 			b.rejected.Add(1)
+			if errors.Is(err, errEnvelope) {
+				b.misbehaved(from, err.Error())
+			}
 			if n, ok := b.dropLog.allow(from, time.Now()); ok {
 				b.log.Warn("dropped replication message", "peer", from, "err", err, "dropped_since_last_warning", n)
 			}
@@ -562,6 +565,7 @@ func (b *broadcaster) accept(from string, data []byte) error {
 		var unref int
 		if nodes, unref = b.referenced(heads, nodes); unref > 0 {
 			b.unreferenced.Add(uint64(unref))
+			b.misbehaved(from, fmt.Sprintf("%d unreferenced carried blocks", unref))
 			if n, ok := b.dropLog.allow(from, time.Now()); ok {
 				b.log.Warn("dropped replication message", "peer", from, "dropped_since_last_warning", n,
 					"err", fmt.Sprintf("%d carried blocks are reachable neither from the message's heads nor from a block this node asked for: not stored", unref))
@@ -605,6 +609,14 @@ func (b *broadcaster) accept(from string, data []byte) error {
 		b.unpark()
 	}
 	return nil
+}
+
+// misbehaved tells the transport, if it keeps score (p2p.Replication),
+// that from sent what no correct node sends.
+func (b *broadcaster) misbehaved(from, why string) {
+	if m, ok := b.tr.(interface{ Misbehaved(id, why string) }); ok {
+		m.Misbehaved(from, why)
+	}
 }
 
 // referenced keeps the carried blocks a message may make this node

@@ -34,8 +34,13 @@ const (
 	maxEnvelopeBlocks = 4096
 )
 
-// errEnvelope reports a malformed replication message.
-var errEnvelope = errors.New("crdt: malformed replication message")
+// errEnvelope reports a malformed replication message. errEnvelopeVersion
+// reports one of another format version: a node of another release, not
+// a misbehaving one (a rolling upgrade must not get peers banned).
+var (
+	errEnvelope        = errors.New("crdt: malformed replication message")
+	errEnvelopeVersion = errors.New("crdt: replication message of another version")
+)
 
 // envelope is a decoded replication message.
 type envelope struct {
@@ -86,7 +91,7 @@ func decodeEnvelope(buf []byte) (*envelope, error) {
 		return nil, fmt.Errorf("%w: bad magic", errEnvelope)
 	}
 	if buf[1] != envelopeVersion {
-		return nil, fmt.Errorf("%w: version %d, this node speaks %d (upgrade the older node)", errEnvelope, buf[1], envelopeVersion)
+		return nil, fmt.Errorf("%w: version %d, this node speaks %d (upgrade the older node)", errEnvelopeVersion, buf[1], envelopeVersion)
 	}
 	r := reader{buf: buf[2:]}
 	e := &envelope{payload: r.bytes()}

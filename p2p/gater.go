@@ -18,6 +18,8 @@ import (
 type gater struct {
 	mu      sync.RWMutex
 	blocked map[peer.ID]struct{}
+	// banned, if set, refuses a peer too (misbehavior.isBanned).
+	banned func(peer.ID) bool
 }
 
 var _ connmgr.ConnectionGater = (*gater)(nil)
@@ -45,7 +47,7 @@ func (g *gater) isBlocked(id peer.ID) bool {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	_, ok := g.blocked[id]
-	return ok
+	return ok || (g.banned != nil && g.banned(id))
 }
 
 func (g *gater) InterceptPeerDial(p peer.ID) bool { return !g.isBlocked(p) }

@@ -116,6 +116,7 @@ type Node struct {
 
 	host   host.Host
 	gater  *gater
+	mis    *misbehavior // misbehave.go
 	events event.Subscription
 
 	ps       *pubsub.PubSub
@@ -174,12 +175,15 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		self:      self,
 		trust:     newTrust(self, cfg.Trusted, cfg.DropInbound),
 		gater:     newGater(),
+		mis:       newMisbehavior(),
 		wake:      make(chan struct{}, 1),
 		firstConn: make(chan struct{}),
 		known:     make(map[peer.ID]*knownPeer),
 		removed:   make(map[peer.ID]struct{}),
 		subs:      make(map[uint64]chan PeerEvent),
 	}
+	n.gater.banned = n.mis.isBanned
+	n.trust.banned = n.mis.isBanned
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -284,30 +288,32 @@ func (n *Node) startPubSub() error {
 		// never in a topic's mesh or fanout and gets no message.
 		pubsub.WithPeerFilter(func(id peer.ID, _ string) bool { return n.trust.trusts(id) }),
 	}
-	if len(n.cfg.Trusted) > 0 {
-		// The peer filter does not cover flood publishing (pubsub v0.17):
-		// an untrusted peer also scores far below the graylist, so
-		// nothing is published to it and its RPCs are ignored. Trusted
-		// peers score 0 (no other score component is on; IP colocation
-		// is off: a site's nodes may share an address).
-		opts = append(opts, pubsub.WithPeerScore(&pubsub.PeerScoreParams{
-			AppSpecificScore: func(id peer.ID) float64 {
-				if n.trust.trusts(id) {
-					return 0
-				}
+	// The app-specific score is the only score component (IP colocation
+	// is off: a site's nodes may share an address). The peer filter does
+	// not cover flood publishing (pubsub v0.17): an untrusted peer scores
+	// far below the graylist, so nothing is published to it and its RPCs
+	// are ignored. A trusted peer scores misScore per misbehaviour point
+	// (misbehave.go): ignored from 10 points, disconnected at 20.
+	opts = append(opts, pubsub.WithPeerScore(&pubsub.PeerScoreParams{
+		AppSpecificScore: func(id peer.ID) float64 {
+			if !n.trust.trusts(id) {
 				return -1000
-			},
-			AppSpecificWeight: 1,
-			DecayInterval:     time.Second,
-			DecayToZero:       0.01,
-		}, &pubsub.PeerScoreThresholds{GossipThreshold: -10, PublishThreshold: -50, GraylistThreshold: -100}))
-	}
+			}
+			return misScore * n.mis.points(id)
+		},
+		AppSpecificWeight: 1,
+		DecayInterval:     time.Second,
+		DecayToZero:       0.01,
+	}, &pubsub.PeerScoreThresholds{GossipThreshold: -10, PublishThreshold: -50, GraylistThreshold: -100}))
 	ps, err := pubsub.NewGossipSub(psCtx, n.host, opts...)
 	if err != nil {
 		return fmt.Errorf("p2p: start gossipsub: %w", err)
 	}
 	n.ps = ps
 	n.repl, err = newReplication(n.host, ps, n.names, n.trust, n.log.With("component", "replication"))
+	if n.repl != nil {
+		n.repl.misbehaved = n.Misbehaved
+	}
 	return err
 }
 

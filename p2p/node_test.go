@@ -541,3 +541,34 @@ func TestUntrustedPeerGetsNothing(t *testing.T) {
 		t.Fatalf("trusted A could not fetch B's block: %v", err)
 	}
 }
+
+// TestMisbehavingPeerIsDisconnected: a peer reported misbehaving 20
+// times within a minute is disconnected and refused, also when it dials
+// again, and let back once the ban has passed; a few reports spread over
+// time do nothing.
+func TestMisbehavingPeerIsDisconnected(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, withPeers(a))
+	waitConnected(t, a, b)
+	var mu sync.Mutex
+	now := time.Now()
+	a.mis.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+
+	for range 30 { // one report every 10 s: points stay under 10
+		a.Misbehaved(b.ID().String(), "test")
+		advance(10 * time.Second)
+	}
+	if a.mis.isBanned(b.ID()) || !bothConnected(a, b) {
+		t.Fatal("a peer reported now and then was disconnected")
+	}
+	for range 20 {
+		a.Misbehaved(b.ID().String(), "test")
+	}
+	testutil.Eventuallyf(t, 5*time.Second, func() bool { return !isConnected(a, b) && !isConnected(b, a) },
+		"a peer reported 20 times in a row is still connected")
+	testutil.Neverf(t, 500*time.Millisecond, func() bool { return isConnected(a, b) },
+		"the banned peer reconnected")
+	advance(misBanFor + time.Second)
+	testutil.Eventuallyf(t, 10*time.Second, func() bool { return bothConnected(a, b) }, "not reconnected after the ban")
+}

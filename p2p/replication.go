@@ -61,6 +61,17 @@ type Replication struct {
 	inbox chan inbound
 	gaps  chan gapMsg   // published messages for peers gossip may miss
 	done  chan struct{} // closed when the node starts closing
+
+	// misbehaved is Node.Misbehaved.
+	misbehaved func(id, why string)
+}
+
+// Misbehaved records that a peer sent a replication message no correct
+// node sends (see Node.Misbehaved); the store calls it.
+func (r *Replication) Misbehaved(id, why string) {
+	if r.misbehaved != nil {
+		r.misbehaved(id, why)
+	}
 }
 
 // gapMsg is a published message to deliver directly to one peer.

@@ -9,6 +9,8 @@ type trust struct {
 	self peer.ID
 	set  map[peer.ID]struct{} // empty: every peer is trusted
 	drop func(peer.ID) bool   // Config.DropInbound
+	// banned, if set, refuses a peer's data (misbehavior.isBanned).
+	banned func(peer.ID) bool
 }
 
 func newTrust(self peer.ID, trusted []peer.ID, drop func(peer.ID) bool) *trust {
@@ -31,5 +33,8 @@ func (t *trust) trusts(id peer.ID) bool {
 // accepts reports whether data from id is taken: a trusted peer that
 // Config.DropInbound does not name.
 func (t *trust) accepts(id peer.ID) bool {
+	if id != t.self && t.banned != nil && t.banned(id) {
+		return false
+	}
 	return t.trusts(id) && (id == t.self || t.drop == nil || !t.drop(id))
 }
