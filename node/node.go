@@ -56,6 +56,7 @@ type Node struct {
 	entities *entity.Store
 	elect    electionState     // leader election (election.go)
 	sync     *statesync.Syncer // join and resync by state transfer
+	avail    *availability     // whether it may lead the cluster (available.go)
 	mon      *monitor.Monitor  // node states, metrics, samples
 	web      *httpapi.WebUI    // the web page's one-time login codes
 	srv      *http.Server
@@ -287,10 +288,14 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err := n.startElection(o.electionConfig); err != nil {
 		return nil, err
 	}
+	n.avail = newAvailability(n.elect.runner.SetNodeAvailable)
+	n.wg.Add(1)
+	go n.watchWritable()
 	n.sync, err = statesync.New(statesync.Config{
 		NodeID: cfg.NodeID, Store: n.store, P2P: n.p2p, HasPeers: len(cfg.Peers) > 0 || cfg.MDNS || cfg.DHT,
-		JoinTimeout: o.joinTimeout, JoinRetry: o.joinRetry, Loads: n.entities.Loads, Available: n.elect.runner.SetNodeAvailable,
-		Logger: n.log.With("component", "statesync"),
+		JoinTimeout: o.joinTimeout, JoinRetry: o.joinRetry, Loads: n.entities.Loads,
+		Available: func(ok bool) error { return n.avail.hold(holdSync, !ok) },
+		Logger:    n.log.With("component", "statesync"),
 	})
 	if err != nil {
 		return nil, err
