@@ -12,7 +12,7 @@ const (
 	IdentityFile = "identity.key"
 	// TokenFile holds the API bearer token (64 hex characters, mode 0600).
 	TokenFile = "api.token"
-	// SwarmKeyFile is where `init --psk` writes a generated private network key.
+	// SwarmKeyFile is where `init` writes a generated private network key.
 	SwarmKeyFile = "swarm.key"
 	// DatastoreDir is the LevelDB directory (DAG blocks and the CRDT store).
 	DatastoreDir = "datastore"

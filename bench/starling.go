@@ -18,6 +18,7 @@ import (
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/node"
 	"github.com/starling-sync/starling/nodestate"
+	"github.com/starling-sync/starling/p2p"
 )
 
 // starlingCluster is real Starling nodes (node.Open) on 127.0.0.1.
@@ -25,6 +26,7 @@ type starlingCluster struct {
 	dir  string
 	log  *slog.Logger
 	opts []node.Option // for every node it opens, after the logger
+	psk  []byte        // the private network key every node shares
 	mu   sync.Mutex
 	// nodes: a node stopped by Stop is nil until Restart.
 	nodes []*node.Node
@@ -37,7 +39,11 @@ const benchEnv = "bench"
 
 func openStarling(log *slog.Logger, opts ...node.Option) func(ctx context.Context, dir string, n int) (cluster, error) {
 	return func(ctx context.Context, dir string, n int) (cluster, error) {
-		c := &starlingCluster{dir: dir, log: log, opts: opts}
+		psk, err := p2p.GeneratePSK()
+		if err != nil {
+			return nil, fmt.Errorf("private network key: %w", err)
+		}
+		c := &starlingCluster{dir: dir, log: log, opts: opts, psk: psk}
 		for range n {
 			if _, err := c.start(ctx, nil); err != nil {
 				c.Close()
@@ -63,7 +69,7 @@ func (c *starlingCluster) start(ctx context.Context, peers []string) (*node.Node
 	i := len(c.nodes)
 	c.mu.Unlock()
 	dir := filepath.Join(c.dir, fmt.Sprintf("starling%d", i+1))
-	_, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
+	_, err := node.Init(dir, node.InitOptions{PSK: c.psk, Settings: node.Settings{
 		Env: benchEnv, NodeID: fmt.Sprintf("node%d", i+1),
 		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, APIAddr: "127.0.0.1:0",
 		Peers: peers, NoMDNS: true, NoDHT: true,

@@ -86,8 +86,9 @@ type APIConfig struct {
 	// gets a comment line. Default DefaultWatchHeartbeat.
 	WatchHeartbeat time.Duration
 	// MaxStreams bounds the watch streams (entity and election) served
-	// at once; one beyond gets 503. Each holds a goroutine, a buffer of
-	// events and a connection (about 90 KB). Default DefaultMaxStreams.
+	// at once; one beyond gets 429 Too Many Requests, naming the limit.
+	// Each holds a goroutine, a buffer of events and a connection (about
+	// 90 KB). Default DefaultMaxStreams.
 	MaxStreams int
 	// Logger receives server-side errors. Default: discard.
 	Logger *slog.Logger
@@ -102,14 +103,22 @@ type server struct {
 	streams chan struct{} // a token per watch stream being served
 }
 
-// holdStream takes a watch stream's slot; without one it answers 503
-// and returns false. Call release when the stream ends.
+// streamRetryAfter is the Retry-After (seconds) of a watch stream
+// refused for the limit: long enough that a client retrying in a loop
+// does not hammer the node, short enough to pick up a slot soon.
+const streamRetryAfter = "5"
+
+// holdStream takes a watch stream's slot; without one it answers 429
+// Too Many Requests (the client's streams are the cause, and closing
+// some is the fix; the node itself is fine) with the limit and what to
+// do, and returns false. Call release when the stream ends.
 func (a *server) holdStream(w http.ResponseWriter) (release func(), ok bool) {
 	select {
 	case a.streams <- struct{}{}:
 		return func() { <-a.streams }, true
 	default:
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("this node already serves %d watch streams, its limit: close streams you no longer read, or watch a narrower path", cap(a.streams)))
+		w.Header().Set("Retry-After", streamRetryAfter)
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many watch streams: this node already serves %d, its limit; close watch streams you no longer read (one stream per path is enough, or watch a common parent path), then retry (Retry-After: %ss)", cap(a.streams), streamRetryAfter))
 		return nil, false
 	}
 }

@@ -454,8 +454,8 @@ func TestUnauthorizedClosesTheConnection(t *testing.T) {
 }
 
 // TestWatchStreamsAreLimited: beyond MaxStreams, a watch stream (both
-// watch handlers take a slot with holdStream) is refused with 503 and a
-// reason (5,000 were accepted, ~88 KB each); a slot is free again once
+// watch handlers take a slot with holdStream) is refused with 429 Too
+// Many Requests, a Retry-After and a message naming the limit and the fix (5,000 were accepted, ~88 KB each); a slot is free again once
 // its stream ends.
 func TestWatchStreamsAreLimited(t *testing.T) {
 	a := &server{streams: make(chan struct{}, 1)}
@@ -464,8 +464,20 @@ func TestWatchStreamsAreLimited(t *testing.T) {
 		t.Fatal("the first stream was refused")
 	}
 	rec := httptest.NewRecorder()
-	if _, ok := a.holdStream(rec); ok || rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "already serves 1 watch streams") {
-		t.Fatalf("a second stream over the limit of 1: ok %v, %d %s", ok, rec.Code, rec.Body)
+	if _, ok := a.holdStream(rec); ok || rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("a second stream over the limit of 1: ok %v, %d %s; want refused with 429", ok, rec.Code, rec.Body)
+	}
+	var e api.ErrorResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
+		t.Fatalf("429 body %q: %v", rec.Body, err)
+	}
+	for _, want := range []string{"already serves 1,", "its limit", "close watch streams you no longer read"} {
+		if !strings.Contains(e.Error, want) {
+			t.Errorf("429 message %q does not say %q", e.Error, want)
+		}
+	}
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("429 without a Retry-After header")
 	}
 	release()
 	if release, ok := a.holdStream(httptest.NewRecorder()); !ok {

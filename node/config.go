@@ -61,8 +61,18 @@ type Config struct {
 	// DHT (dht, --no-dht) enables the Kademlia rendezvous. Default true.
 	DHT bool `json:"dht"`
 	// PSKFile (psk_file, --psk-file) is the private network key file;
-	// relative paths are taken from the data directory. Empty: no PSK.
+	// relative paths are taken from the data directory. Only nodes
+	// holding the same key can connect: without one, any machine that
+	// reaches the listen port can join and read and write all data.
+	// Init sets it (to swarm.key, which it generates) unless told
+	// --open. Empty: no PSK (see OpenNetwork).
 	PSKFile string `json:"psk_file,omitempty"`
+	// OpenNetwork (open_network, init --open) records that the operator
+	// chose a network without a key on purpose: any machine that can
+	// reach the listen port may join. It excludes psk_file. A config with
+	// neither (made before keys became the default) runs open too, with
+	// a warning at start saying how to close it. Default false.
+	OpenNetwork bool `json:"open_network,omitempty"`
 	// Trusted (trusted, --trust) are the peer IDs this node exchanges
 	// replication data with, both ways: others get no gossip and no
 	// blocks, and what they send is dropped. Empty: every peer of the
@@ -109,6 +119,47 @@ func DefaultListenAddrs(psk bool) []string {
 		addrs = append(addrs, fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", DefaultP2PPort))
 	}
 	return addrs
+}
+
+// Network says how c admits peers: NetworkPrivate (a key), NetworkOpen
+// (no key, chosen with --open) or NetworkLegacyOpen (no key and no
+// choice recorded: a data directory initialised before keys became the
+// default).
+func (c *Config) Network() Network {
+	switch {
+	case c.PSKFile != "":
+		return NetworkPrivate
+	case c.OpenNetwork:
+		return NetworkOpen
+	}
+	return NetworkLegacyOpen
+}
+
+// Network is how a node admits peers; see Config.Network.
+type Network int
+
+// The values of Config.Network.
+const (
+	// NetworkPrivate: only nodes holding the same key connect.
+	NetworkPrivate Network = iota
+	// NetworkOpen: no key, by the operator's choice (open_network).
+	NetworkOpen
+	// NetworkLegacyOpen: no key and no choice recorded.
+	NetworkLegacyOpen
+)
+
+// OpenNetworkWarning is what a node without a private network key says
+// at start: that anyone who reaches its port can read and write, and
+// how to close the network. Empty for a node with a key.
+func (c *Config) OpenNetworkWarning(dir string) string {
+	const closeIt = "to close it, stop every node, then run `starling init --data %[1]s --force --psk` on one node (it writes %[1]s/%[2]s; --force rewrites config.json from the flags given, so repeat them) and `starling init --data DIR --force --psk-file COPIED_%[2]s` on the others"
+	switch c.Network() {
+	case NetworkOpen:
+		return fmt.Sprintf("the network is open (open_network: true in config.json): any machine that can reach this node's listen port can join and read and write all data; "+closeIt, dir, api.SwarmKeyFile)
+	case NetworkLegacyOpen:
+		return fmt.Sprintf("the network is open: this data directory has no private network key (it was initialised before `starling init` made one by default), so any machine that can reach this node's listen port can join and read and write all data; "+closeIt+"; or set \"open_network\": true in config.json to record that it stays open", dir, api.SwarmKeyFile)
+	}
+	return ""
 }
 
 // PSKPath is the PSK file's path, resolved against the data directory;
@@ -203,6 +254,9 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.PSKFile) != c.PSKFile {
 		add("psk_file", "--psk-file", "%q has leading or trailing spaces: remove them", c.PSKFile)
 	}
+	if c.OpenNetwork && c.PSKFile != "" {
+		add("open_network", "--open", "true, but psk_file %q is set too: an open network has no key; remove open_network to keep the key, or psk_file to open the network", c.PSKFile)
+	}
 	for _, s := range c.Trusted {
 		if _, err := peer.Decode(s); err != nil {
 			add("trusted", "--trust", "%q is not a peer ID (%v): copy it from `starling status` on that node", s, err)
@@ -285,7 +339,7 @@ type Settings struct {
 	ListenAddrs []string // replace the configured ones
 	APIAddr     string
 	Peers       []string // added to the configured ones
-	PSKFile     string
+	PSKFile     string   // also clears OpenNetwork
 	Trusted     []string // replace the configured ones
 	NoMDNS      bool
 	NoDHT       bool
@@ -308,7 +362,9 @@ func (s Settings) Apply(c *Config) {
 	setStr(&c.Env, s.Env)
 	setStr(&c.NodeID, s.NodeID)
 	setStr(&c.APIAddr, s.APIAddr)
-	setStr(&c.PSKFile, s.PSKFile)
+	if s.PSKFile != "" {
+		c.PSKFile, c.OpenNetwork = s.PSKFile, false
+	}
 	setStr(&c.LogLevel, s.LogLevel)
 	setStr(&c.CompactEvery, s.CompactEvery)
 	setStr(&c.EvictAfter, s.EvictAfter)

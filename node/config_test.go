@@ -46,6 +46,11 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		{"peer without id", func(c *Config) { c.Peers = []string{"/ip4/1.2.3.4/tcp/4001"} }, "peers", "/p2p/<peer-id>"},
 		{"peer id only", func(c *Config) { c.Peers = []string{"/p2p/" + pid} }, "peers", "no address"},
 		{"psk spaces", func(c *Config) { c.PSKFile = " k"; c.ListenAddrs = DefaultListenAddrs(true) }, "psk_file", "spaces"},
+		{"open and psk", func(c *Config) {
+			c.PSKFile = "swarm.key"
+			c.OpenNetwork = true
+			c.ListenAddrs = DefaultListenAddrs(true)
+		}, "open_network", "psk_file"},
 		{"trusted garbage", func(c *Config) { c.Trusted = []string{"not-a-peer"} }, "trusted", `"not-a-peer"`},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log_level", `"loud"`},
 		{"compact every garbage", func(c *Config) { c.CompactEvery = "hourly" }, "compact_every", `"hourly"`},

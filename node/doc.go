@@ -6,7 +6,7 @@
 //	config.json    the Config (env, node ID, listen/API addresses, peers, ...)
 //	identity.key   the libp2p identity: the peer ID survives restarts
 //	api.token      the API's bearer token (0600)
-//	swarm.key      the private network key, when made by `init --psk`
+//	swarm.key      the private network key made by `init` (unless --psk-file or --open)
 //	datastore/     LevelDB: DAG blocks under /blocks, the CRDT store under /crdt
 //	api.json       {"addr", "pid"} while a node runs; removed on clean stop
 //

@@ -4,14 +4,17 @@ package node_test
 // peers, no mDNS (loopback has no multicast) and no DHT.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,4 +254,91 @@ func TestE2EInitWithRealKeys(t *testing.T) {
 	if id2, _ := node.ReadPeerID(dir); id2 != id1 {
 		t.Errorf("--force changed the peer ID")
 	}
+}
+
+// TestE2EPrivateNetworkByDefault: a node initialised with no network
+// flags has a key of its own. A node given a copy of it (--psk-file)
+// replicates with it; a node with another key, and one made with --open,
+// never connect to it and see none of its data, nor it theirs. The open
+// node warns at start that anyone can join and how to close it.
+func TestE2EPrivateNetworkByDefault(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	root := t.TempDir()
+	start := func(name string, opts node.InitOptions, nodeOpts ...node.Option) *node.Node {
+		t.Helper()
+		dir := filepath.Join(root, name)
+		opts.Settings = node.Settings{Env: nodetest.Env, NodeID: name, PSKFile: opts.PSKFile,
+			ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true}
+		if _, err := node.Init(dir, opts); err != nil {
+			t.Fatal(err)
+		}
+		return nodetest.Open(t, dir, nodeOpts...)
+	}
+	a := start("a", node.InitOptions{})
+	friend := start("friend", node.InitOptions{Settings: node.Settings{PSKFile: filepath.Join(a.Dir(), api.SwarmKeyFile)}})
+	stranger := start("stranger", node.InitOptions{})
+	var openLog syncBuffer
+	open := start("open", node.InitOptions{OpenNetwork: true},
+		node.WithLogger(slog.New(slog.NewTextHandler(&openLog, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+
+	ctx := context.Background()
+	for _, other := range []*node.Node{friend, stranger, open} {
+		// Both ways: a dials them, they dial a.
+		if _, err := a.Client().AddPeer(ctx, other.P2P().Addrs()[0].String()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Client().AddPeer(ctx, a.P2P().Addrs()[0].String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []*node.Node{a, stranger, open} {
+		if err := n.Client().Put(ctx, "from/"+n.NodeID(), []byte("secret")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 15*time.Second, "a's write on the node sharing its key", func() bool {
+		v, err := friend.Client().Get(ctx, "from/a")
+		return err == nil && string(v) == "secret"
+	})
+	has := func(n *node.Node, key string) bool {
+		_, err := n.Client().Get(ctx, key)
+		return err == nil
+	}
+	connected := func(x, y *node.Node) bool {
+		for _, p := range x.P2P().Peers() {
+			if p.ID == y.PeerID() && p.Connected {
+				return true
+			}
+		}
+		return false
+	}
+	testutil.Neverf(t, 2*time.Second, func() bool {
+		return has(stranger, "from/a") || has(open, "from/a") || has(a, "from/stranger") || has(a, "from/open") ||
+			connected(a, stranger) || connected(stranger, a) || connected(a, open) || connected(open, a)
+	}, "a node with another key, or none, connected to a or exchanged data with it")
+
+	if a.Config().OpenNetwork || open.Config().PSKFile != "" || !open.Config().OpenNetwork {
+		t.Errorf("configs: a %+v, open %+v", a.Config(), open.Config())
+	}
+	if w := openLog.String(); !strings.Contains(w, "level=WARN") || !strings.Contains(w, "network is open") || !strings.Contains(w, "--force --psk") {
+		t.Errorf("the open node did not warn that its network is open and how to close it; log:\n%s", w)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

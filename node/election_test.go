@@ -253,7 +253,7 @@ func TestElectionUntrustedHeartbeatsIgnored(t *testing.T) {
 	var nodes []*node.Node
 	for i, trust := range [][]string{{stranger.String()}, nil} {
 		dir := filepath.Join(root, fmt.Sprint(i))
-		_, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
+		_, err := node.Init(dir, node.InitOptions{PSK: nodetest.PSK(), Settings: node.Settings{
 			Env: "e2e", NodeID: fmt.Sprintf("node%d", i+1), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
 			APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true, Trusted: trust,
 		}})

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -24,16 +25,35 @@ var (
 )
 
 // InitOptions are the choices of `starling init`.
+//
+// The network: given no choice, Init generates a private network key
+// in DIR/swarm.key and uses it, so that a new node admits only the
+// machines the operator gave the key. At most one of GeneratePSK, PSK,
+// Settings.PSKFile and OpenNetwork may be set. With Force and none of
+// them, the old config's choice is kept, so rewriting a config never
+// cuts a node off its cluster by giving it a new key.
 type InitOptions struct {
 	// Settings are the flags; unset ones take the defaults of DefaultConfig.
 	Settings
 	// GeneratePSK creates a private network key in DIR/swarm.key and
 	// uses it (an existing DIR/swarm.key is kept and used). Copy that
-	// file to every node of the environment.
+	// file to every node of the environment. It is the default of a new
+	// directory; with Force it gives an open directory a key.
 	GeneratePSK bool
+	// PSK is a private network key (32 bytes, from p2p.GeneratePSK) to
+	// write to DIR/swarm.key and use: nodes set up together (starling
+	// local and demo, tests) share one this way. An existing
+	// DIR/swarm.key must hold the same key.
+	PSK []byte
+	// OpenNetwork makes a node without a private network key: any
+	// machine that can reach its listen port can join and read and write
+	// all data. For networks closed by other means (a VPN, a firewall);
+	// the node warns at every start.
+	OpenNetwork bool
 	// Force rewrites config.json of an initialised directory from the
 	// defaults and Settings. identity.key, api.token, swarm.key and the
-	// datastore are kept, and so is the node ID unless Settings.NodeID is set.
+	// datastore are kept, and so are the node ID unless Settings.NodeID
+	// is set, and the network (key file or open) unless one is chosen.
 	Force bool
 
 	keys keyring // nil: the p2p package's key files
@@ -89,17 +109,36 @@ func Init(dir string, opts InitOptions) (_ *Config, err error) {
 		}
 		old, _ = LoadConfig(dir) // a broken config is what --force is for
 	}
-	if opts.GeneratePSK && opts.PSKFile != "" {
-		return nil, fmt.Errorf("%w: --psk and --psk-file exclude each other: --psk generates a new key, --psk-file uses an existing one", ErrInvalidConfig)
+	// The network: which key, or none.
+	choices := 0
+	for _, set := range []bool{opts.GeneratePSK, opts.PSK != nil, opts.PSKFile != "", opts.OpenNetwork} {
+		if set {
+			choices++
+		}
 	}
+	if choices > 1 {
+		return nil, fmt.Errorf("%w: --psk, --psk-file and --open exclude each other: give at most one (none generates a new key, as --psk does; --psk-file uses another node's key; --open uses no key)", ErrInvalidConfig)
+	}
+	if opts.PSK != nil && len(opts.PSK) != pskLen {
+		return nil, fmt.Errorf("%w: the private network key to use is %d bytes, want %d: make it with p2p.GeneratePSK", ErrInvalidConfig, len(opts.PSK), pskLen)
+	}
+	generate, writeKey := opts.GeneratePSK, opts.PSK
 	cfg := DefaultConfig()
-	if opts.GeneratePSK || opts.PSKFile != "" {
+	switch {
+	case choices == 1:
+	case old != nil: // --force: keep the network the node had
+		cfg.PSKFile, cfg.OpenNetwork = old.PSKFile, old.OpenNetwork && old.PSKFile == ""
+	default:
+		generate = true
+	}
+	cfg.OpenNetwork = cfg.OpenNetwork || opts.OpenNetwork
+	if generate || writeKey != nil {
+		cfg.PSKFile = api.SwarmKeyFile
+	}
+	if cfg.PSKFile != "" || opts.PSKFile != "" {
 		cfg.ListenAddrs = DefaultListenAddrs(true)
 	}
 	opts.Settings.Apply(&cfg)
-	if opts.GeneratePSK {
-		cfg.PSKFile = api.SwarmKeyFile
-	}
 	if cfg.NodeID == "" && old != nil {
 		cfg.NodeID = old.NodeID
 	}
@@ -111,8 +150,13 @@ func Init(dir string, opts InitOptions) (_ *Config, err error) {
 	if err := check.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.PSKFile != "" {
+	if cfg.PSKFile != "" && !generate && writeKey == nil {
 		if err := checkPSKFile(keys, cfg.PSKPath(dir)); err != nil {
+			return nil, err
+		}
+	}
+	if writeKey != nil {
+		if err := checkSameKey(keys, filepath.Join(dir, api.SwarmKeyFile), writeKey); err != nil {
 			return nil, err
 		}
 	}
@@ -156,16 +200,17 @@ func Init(dir string, opts InitOptions) (_ *Config, err error) {
 		host, _ := os.Hostname()
 		cfg.NodeID = DefaultNodeID(host, pid)
 	}
-	if opts.GeneratePSK {
-		path := filepath.Join(dir, api.SwarmKeyFile)
+	if path := filepath.Join(dir, api.SwarmKeyFile); generate || writeKey != nil {
 		if exists(path) {
 			if err := checkPSKFile(keys, path); err != nil {
 				return nil, err
 			}
 		} else {
-			psk, err := keys.GeneratePSK()
-			if err != nil {
-				return nil, fmt.Errorf("generate private network key: %w", err)
+			psk := writeKey
+			if psk == nil {
+				if psk, err = keys.GeneratePSK(); err != nil {
+					return nil, fmt.Errorf("generate private network key: %w", err)
+				}
 			}
 			if err := keys.WritePSK(path, psk); err != nil {
 				return nil, fmt.Errorf("write private network key %s: %w", path, err)
@@ -188,10 +233,28 @@ func Init(dir string, opts InitOptions) (_ *Config, err error) {
 // names the file and the flag.
 func checkPSKFile(keys keyring, path string) error {
 	if _, err := os.ReadFile(path); err != nil {
-		return fmt.Errorf("psk_file (--psk-file): cannot read the private network key: %w: give the swarm.key made by `starling init --psk` on the first node", err)
+		return fmt.Errorf("psk_file (--psk-file): cannot read the private network key: %w: give the swarm.key made by `starling init` on the first node", err)
 	}
 	if _, err := keys.LoadPSK(path); err != nil {
-		return fmt.Errorf("psk_file (--psk-file): %s: %w: copy the swarm.key made by `starling init --psk` on the first node", path, err)
+		return fmt.Errorf("psk_file (--psk-file): %s: %w: copy the swarm.key made by `starling init` on the first node", path, err)
+	}
+	return nil
+}
+
+// pskLen is the size of a private network key.
+const pskLen = 32
+
+// checkSameKey makes sure that path, if it exists, holds psk.
+func checkSameKey(keys keyring, path string, psk []byte) error {
+	if !exists(path) {
+		return nil
+	}
+	have, err := keys.LoadPSK(path)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w: remove it, or init another directory", ErrDataDir, path, err)
+	}
+	if !bytes.Equal(have, psk) {
+		return fmt.Errorf("%w: %s holds another private network key than the one this node is to share: remove it, or init another directory", ErrDataDir, path)
 	}
 	return nil
 }

@@ -113,13 +113,15 @@ func listDir(t *testing.T, dir string) []string {
 	return names
 }
 
+// TestInitCreatesDataDir: Init given no flags makes a node of a private
+// network: a new key in swarm.key, the config using it, TCP only.
 func TestInitCreatesDataDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "node")
 	cfg, err := fakeInit(dir, InitOptions{Settings: Settings{Env: "site-a"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := listDir(t, dir), []string{api.ConfigFile, api.TokenFile, api.IdentityFile}; !sameSet(got, want) {
+	if got, want := listDir(t, dir), []string{api.ConfigFile, api.TokenFile, api.IdentityFile, api.SwarmKeyFile}; !sameSet(got, want) {
 		t.Errorf("files = %v, want %v", got, want)
 	}
 	for path, want := range map[string]fs.FileMode{
@@ -127,6 +129,7 @@ func TestInitCreatesDataDir(t *testing.T) {
 		filepath.Join(dir, api.ConfigFile):   0o600,
 		filepath.Join(dir, api.TokenFile):    0o600,
 		filepath.Join(dir, api.IdentityFile): 0o600,
+		filepath.Join(dir, api.SwarmKeyFile): 0o600,
 		filepath.Join(filepath.Dir(dir)):     0o700,
 	} {
 		if got := mode(t, path); got != want {
@@ -140,11 +143,20 @@ func TestInitCreatesDataDir(t *testing.T) {
 	if _, err := hex.DecodeString(tok); err != nil {
 		t.Errorf("token is not hex: %v", err)
 	}
+	if loaded, err := LoadConfig(dir); err != nil || loaded.PSKFile != api.SwarmKeyFile {
+		t.Errorf("config.json: %+v, %v: want psk_file %s", loaded, err, api.SwarmKeyFile)
+	}
 	if cfg.Env != "site-a" || !cfg.MDNS || !cfg.DHT || cfg.APIAddr != DefaultAPIAddr {
 		t.Errorf("config: %+v", cfg)
 	}
-	if !slices.Equal(cfg.ListenAddrs, DefaultListenAddrs(false)) || len(cfg.ListenAddrs) != 2 {
-		t.Errorf("listen = %v, want TCP and QUIC", cfg.ListenAddrs)
+	if cfg.PSKFile != api.SwarmKeyFile || cfg.OpenNetwork || cfg.Network() != NetworkPrivate || cfg.OpenNetworkWarning(dir) != "" {
+		t.Errorf("psk_file %q, open_network %v: want the generated %s", cfg.PSKFile, cfg.OpenNetwork, api.SwarmKeyFile)
+	}
+	if psk, err := (fakeKeys{}).LoadPSK(filepath.Join(dir, api.SwarmKeyFile)); err != nil || len(psk) != 32 {
+		t.Errorf("swarm.key: %x, %v: want a 32-byte key", psk, err)
+	}
+	if !slices.Equal(cfg.ListenAddrs, DefaultListenAddrs(true)) || len(cfg.ListenAddrs) != 1 {
+		t.Errorf("listen = %v, want TCP only (a PSK allows no QUIC)", cfg.ListenAddrs)
 	}
 	priv, err := fakeKeys{}.LoadOrCreateIdentity(filepath.Join(dir, api.IdentityFile))
 	if err != nil {
@@ -200,14 +212,102 @@ func TestInitPSK(t *testing.T) {
 			t.Errorf("psk path = %q, want %q", cfg.PSKPath(dir), key)
 		}
 	})
-	t.Run("both flags", func(t *testing.T) {
-		dir := filepath.Join(t.TempDir(), "n")
-		_, err := fakeInit(dir, InitOptions{GeneratePSK: true, Settings: Settings{PSKFile: "/x"}})
-		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "--psk-file") {
-			t.Fatalf("err = %v", err)
+	t.Run("exclusive choices", func(t *testing.T) {
+		for _, opts := range []InitOptions{
+			{GeneratePSK: true, Settings: Settings{PSKFile: "/x"}},
+			{OpenNetwork: true, Settings: Settings{PSKFile: "/x"}},
+			{OpenNetwork: true, GeneratePSK: true},
+			{OpenNetwork: true, PSK: make([]byte, 32)},
+		} {
+			dir := filepath.Join(t.TempDir(), "n")
+			_, err := fakeInit(dir, opts)
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "--psk-file") || !strings.Contains(err.Error(), "--open") {
+				t.Errorf("%+v: err = %v, want ErrInvalidConfig naming the flags", opts, err)
+			}
+			if exists(dir) {
+				t.Errorf("%+v: dir created despite the error", opts)
+			}
 		}
-		if exists(dir) {
-			t.Error("dir created despite the error")
+	})
+	t.Run("open", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg, err := fakeInit(dir, InitOptions{OpenNetwork: true, Settings: Settings{NodeID: "n1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if exists(filepath.Join(dir, api.SwarmKeyFile)) || cfg.PSKFile != "" || !cfg.OpenNetwork || cfg.Network() != NetworkOpen {
+			t.Errorf("--open: psk_file %q, open_network %v, swarm.key exists %v: want no key", cfg.PSKFile, cfg.OpenNetwork, exists(filepath.Join(dir, api.SwarmKeyFile)))
+		}
+		if !slices.Equal(cfg.ListenAddrs, DefaultListenAddrs(false)) {
+			t.Errorf("listen = %v, want TCP and QUIC", cfg.ListenAddrs)
+		}
+		if loaded, err := LoadConfig(dir); err != nil || !loaded.OpenNetwork {
+			t.Errorf("config.json: %+v, %v: want open_network true", loaded, err)
+		}
+		if w := cfg.OpenNetworkWarning(dir); !strings.Contains(w, "open_network") || !strings.Contains(w, "--force --psk") {
+			t.Errorf("warning %q does not say why the network is open and how to close it", w)
+		}
+	})
+	t.Run("shared key", func(t *testing.T) {
+		psk := bytes.Repeat([]byte{7}, 32)
+		dir := t.TempDir()
+		cfg, err := fakeInit(dir, InitOptions{PSK: psk, Settings: Settings{NodeID: "n1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := (fakeKeys{}).LoadPSK(cfg.PSKPath(dir)); err != nil || !bytes.Equal(got, psk) {
+			t.Errorf("swarm.key holds %x, %v; want the given key", got, err)
+		}
+		other := t.TempDir()
+		if err := (fakeKeys{}).WritePSK(filepath.Join(other, api.SwarmKeyFile), make([]byte, 32)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fakeInit(other, InitOptions{PSK: psk}); !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), "another private network key") {
+			t.Errorf("a dir whose swarm.key holds another key: %v", err)
+		}
+		if _, err := fakeInit(t.TempDir(), InitOptions{PSK: psk[:5]}); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("a 5-byte key: %v", err)
+		}
+	})
+	t.Run("force keeps the network", func(t *testing.T) {
+		// A config written before keys became the default (no psk_file,
+		// no open_network) stays open: a new key would cut the node off
+		// its cluster. The warning says how to close it.
+		legacy := t.TempDir()
+		old := DefaultConfig()
+		old.NodeID = "old"
+		if err := writeConfig(legacy, &old); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := fakeInit(legacy, InitOptions{Force: true, Settings: Settings{Env: "two"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Network() != NetworkLegacyOpen || exists(filepath.Join(legacy, api.SwarmKeyFile)) {
+			t.Errorf("--force on an open dir: psk_file %q, open_network %v; want both unset and no key made", cfg.PSKFile, cfg.OpenNetwork)
+		}
+		if w := cfg.OpenNetworkWarning(legacy); !strings.Contains(w, "before") || !strings.Contains(w, "--force --psk") {
+			t.Errorf("warning %q does not say why the network is open and how to close it", w)
+		}
+		// --force --psk closes it.
+		cfg, err = fakeInit(legacy, InitOptions{Force: true, GeneratePSK: true})
+		if err != nil || cfg.PSKFile != api.SwarmKeyFile || !exists(filepath.Join(legacy, api.SwarmKeyFile)) {
+			t.Fatalf("--force --psk: %+v, %v", cfg, err)
+		}
+		before, _ := os.ReadFile(filepath.Join(legacy, api.SwarmKeyFile))
+		// And a later --force keeps that key.
+		cfg, err = fakeInit(legacy, InitOptions{Force: true})
+		after, _ := os.ReadFile(filepath.Join(legacy, api.SwarmKeyFile))
+		if err != nil || cfg.PSKFile != api.SwarmKeyFile || !bytes.Equal(before, after) {
+			t.Errorf("--force after --psk: %+v, %v, key kept %v", cfg, err, bytes.Equal(before, after))
+		}
+		// An open network chosen with --open stays open.
+		cfg, err = fakeInit(legacy, InitOptions{Force: true, OpenNetwork: true})
+		if err != nil || cfg.Network() != NetworkOpen {
+			t.Fatalf("--force --open: %+v, %v", cfg, err)
+		}
+		if cfg, err = fakeInit(legacy, InitOptions{Force: true}); err != nil || cfg.Network() != NetworkOpen {
+			t.Errorf("--force after --open: %+v, %v", cfg, err)
 		}
 	})
 }

@@ -191,6 +191,9 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		}
 		trusted = append(trusted, id)
 	}
+	if w := cfg.OpenNetworkWarning(dir); w != "" {
+		n.log.Warn(w)
+	}
 	var psk []byte
 	if path := cfg.PSKPath(dir); path != "" {
 		if err := checkPSKFile(p2pKeys{}, path); err != nil {

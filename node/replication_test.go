@@ -265,7 +265,7 @@ func countPrefixB(b *testing.B, n *node.Node, prefix string) int { return countP
 
 func initBenchNode(b *testing.B, dir string) {
 	b.Helper()
-	_, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
+	_, err := node.Init(dir, node.InitOptions{PSK: nodetest.PSK(), Settings: node.Settings{
 		Env: "bench", ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true,
 	}})
 	if err != nil {

@@ -298,7 +298,7 @@ func TestNewClusterStartsTogether(t *testing.T) {
 	ports := []int{freeTCPPort(t), freeTCPPort(t)}
 	var ids []string
 	for i, dir := range dirs {
-		if _, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
+		if _, err := node.Init(dir, node.InitOptions{PSK: nodetest.PSK(), Settings: node.Settings{
 			Env: "e2e", NodeID: fmt.Sprintf("node%d", i+1), APIAddr: "127.0.0.1:0", NoMDNS: true, NoDHT: true,
 			ListenAddrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", ports[i])},
 		}}); err != nil {

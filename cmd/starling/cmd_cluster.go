@@ -191,7 +191,7 @@ Example:
 				})
 				res.Connected = werr == nil
 				if werr != nil && !isJSON(c) {
-					return fmt.Errorf("added %s, but it is not connected after %v (the node keeps dialling it): %w", id, d, werr)
+					return fmt.Errorf("added %s, but it is not connected after %v (the node keeps dialling it): %w; check that the address is reachable, and that both nodes use the same private network key (swarm.key, `psk_file` in config.json) and the same environment: a node with another key, or none, fails in the connection handshake", id, d, werr)
 				}
 			}
 			if isJSON(c) {

@@ -22,6 +22,7 @@ import (
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/p2p"
 )
 
 // demoOptions configure the demo.
@@ -121,9 +122,13 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 
 	// 1. Start and connect.
 	d.header("Start three nodes and connect them (static peers, no discovery needed)")
+	psk, err := p2p.GeneratePSK() // one private network, as `init --psk-file` would give them
+	if err != nil {
+		return fmt.Errorf("demo: private network key: %w", err)
+	}
 	for i := 1; i <= 3; i++ {
 		dir := filepath.Join(root, fmt.Sprintf("node%d", i))
-		_, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
+		_, err := node.Init(dir, node.InitOptions{PSK: psk, Settings: node.Settings{
 			Env: "demo", NodeID: fmt.Sprintf("node%d", i),
 			ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, APIAddr: "127.0.0.1:0",
 			NoMDNS: true, NoDHT: true,

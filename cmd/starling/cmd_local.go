@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/p2p"
 )
 
 // Limits of `local`.
@@ -87,7 +91,8 @@ func (e *cmdEnv) localCommand() *cli.Command {
 (created on first use, reused afterwards), listens on base-port+k-1, serves
 its API on api-base-port+k-1 (node1 on 4101 and 7501 by default), and has
 every other node as a static peer
-(mDNS is off: loopback has no multicast).
+(mDNS is off: loopback has no multicast). The nodes share one private
+network key, DIR/swarm.key, made on first use (each node has a copy).
 
 Example:
    starling local --data /tmp/cluster --nodes 3
@@ -116,7 +121,7 @@ Example:
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			nodes, err := e.startLocal(ctx, plan, c.String(flagEnv), node.WithClockOffset(c.Duration(flagClock)))
+			nodes, err := e.startLocal(ctx, root, plan, c.String(flagEnv), node.WithClockOffset(c.Duration(flagClock)))
 			if err != nil {
 				return err
 			}
@@ -134,13 +139,70 @@ Example:
 	}
 }
 
-// startLocal initialises (if new) and opens the planned nodes; on error
-// the ones already open are closed.
-func (e *cmdEnv) startLocal(ctx context.Context, plan []localNode, env string, opts ...node.Option) (_ []*node.Node, err error) {
+// localPSK returns the private network key the nodes of `local` share:
+// ROOT/swarm.key, made on first use. Every node directory gets a copy
+// when it is initialised, so that each can also be run on its own.
+func localPSK(root string) ([]byte, error) {
+	path := filepath.Join(root, api.SwarmKeyFile)
+	psk, err := p2p.LoadPSK(path)
+	switch {
+	case err == nil:
+		return psk, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("the key the local nodes share: %w: remove %s (and the node directories made with it), or choose another --data", err, path)
+	}
+	if psk, err = p2p.GeneratePSK(); err != nil {
+		return nil, fmt.Errorf("generate the key the local nodes share: %w", err)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create --data %s: %w: choose a writable directory", root, err)
+	}
+	if err := p2p.WritePSK(path, psk); err != nil {
+		return nil, fmt.Errorf("write the key the local nodes share: %w", err)
+	}
+	return psk, nil
+}
+
+// checkLocalKeys makes sure every planned node uses the shared key psk:
+// a node with another key, or none (a directory made before local
+// shared a key), could not connect to the others.
+func checkLocalKeys(root string, plan []localNode, psk []byte) error {
+	var odd []string
+	for _, p := range plan {
+		cfg, err := node.LoadConfig(p.Dir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.Name, err)
+		}
+		var have []byte
+		if path := cfg.PSKPath(p.Dir); path != "" {
+			if have, err = p2p.LoadPSK(path); err != nil {
+				return fmt.Errorf("%s: psk_file: %w", p.Name, err)
+			}
+		}
+		if !bytes.Equal(have, psk) {
+			odd = append(odd, p.Name)
+		}
+	}
+	if len(odd) == 0 {
+		return nil
+	}
+	key := filepath.Join(root, api.SwarmKeyFile)
+	return fmt.Errorf("%s of %s do not use the private network key the local nodes share (%s): they have another or none, so they could not connect to the others; give each that key with `starling init --data %s --force --psk-file %s`, or start over with an empty --data",
+		strings.Join(odd, ", "), root, key, filepath.Join(root, "NODE"), key)
+}
+
+// startLocal initialises (if new) and opens the planned nodes, which
+// share one private network key (localPSK); on error the ones already
+// open are closed.
+func (e *cmdEnv) startLocal(ctx context.Context, root string, plan []localNode, env string, opts ...node.Option) (_ []*node.Node, err error) {
+	psk, err := localPSK(root)
+	if err != nil {
+		return nil, err
+	}
 	ids := make([]peer.ID, len(plan))
 	for i, p := range plan {
 		if !node.Initialised(p.Dir) {
-			_, err := node.Init(p.Dir, node.InitOptions{Settings: node.Settings{
+			_, err := node.Init(p.Dir, node.InitOptions{PSK: psk, Settings: node.Settings{
 				Env: env, NodeID: p.Name, ListenAddrs: []string{p.Listen}, APIAddr: p.API, NoMDNS: true,
 			}})
 			if err != nil {
@@ -150,6 +212,9 @@ func (e *cmdEnv) startLocal(ctx context.Context, plan []localNode, env string, o
 		if ids[i], err = node.ReadPeerID(p.Dir); err != nil {
 			return nil, fmt.Errorf("%s: %w", p.Name, err)
 		}
+	}
+	if err := checkLocalKeys(root, plan, psk); err != nil {
+		return nil, err
 	}
 	var nodes []*node.Node
 	defer func() {

@@ -17,19 +17,32 @@ func (e *cmdEnv) initCommand() *cli.Command {
 		Name:     "init",
 		Category: "node",
 		Usage:    "create a node's data directory (identity, API token, config)",
-		UsageText: `starling init --data DIR [--env NAME] [--node-id ID] [--psk | --psk-file FILE]
-    [--listen MULTIADDR]... [--api HOST:PORT] [--peer MULTIADDR]... [--no-mdns] [--no-dht] [--force]`,
+		UsageText: `starling init --data DIR [--env NAME] [--node-id ID] [--psk-file FILE | --open]
+    [--listen MULTIADDR]... [--api HOST:PORT] [--peer MULTIADDR]... [--no-mdns] [--no-dht] [--force [--psk]]`,
 		Description: `Creates DIR (mode 0700) with identity.key (the libp2p identity: the peer ID
-stays the same across restarts), api.token, config.json and, with --psk,
-swarm.key. Nothing is written unless every check passes.
+stays the same across restarts), api.token, config.json and swarm.key, a new
+private network key. Nothing is written unless every check passes.
+
+Only nodes holding the same swarm.key can connect: a machine without it
+cannot join, read or write, even if it reaches port 4001. So the first node
+of an environment makes the key, and every other node is given a copy with
+--psk-file (copy it like a password: scp, your secrets tool). A node with
+another key, or none, cannot connect: its dials fail in the handshake.
+libp2p's private network works over TCP only, so such a node does not use
+QUIC.
+
+--open makes a node without a key, which ANY machine that reaches its port
+can join; only for networks closed by other means (a VPN, a firewall). It
+says so in config.json ("open_network": true) and warns at every start.
 
 An initialised DIR is refused unless --force is given; --force rewrites
 config.json from the flags and keeps the identity, token, key, node ID
-(unless --node-id) and data.
+(unless --node-id), network (key file or open, unless --psk, --psk-file or
+--open is given) and data. --force --psk gives an open node a key.
 
-Example, first node of environment "plant1" with a private network key:
-   starling init --data /var/lib/starling --env plant1 --psk
-and a second one, on another machine, given that node's swarm.key:
+Example, first node of environment "plant1":
+   starling init --data /var/lib/starling --env plant1
+and a second one, on another machine, given a copy of that node's swarm.key:
    starling init --data /var/lib/starling --env plant1 --psk-file ./swarm.key \
        --peer /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW...`,
 		Flags: append([]cli.Flag{
@@ -48,7 +61,7 @@ and a second one, on another machine, given that node's swarm.key:
 			if err != nil {
 				return err
 			}
-			cfg, err := node.Init(dir, node.InitOptions{Settings: s, GeneratePSK: c.Bool(flagPSK), Force: c.Bool(flagForce)})
+			cfg, err := node.Init(dir, node.InitOptions{Settings: s, GeneratePSK: c.Bool(flagPSK), OpenNetwork: c.Bool(flagOpen), Force: c.Bool(flagForce)})
 			if err != nil {
 				return err
 			}
@@ -66,7 +79,9 @@ func (e *cmdEnv) printInit(dir string, cfg *node.Config) error {
 	fmt.Fprintf(w, "initialised %s\n", dir)
 	fmt.Fprintf(w, "  node id    %s\n  peer id    %s\n  env        %s\n", cfg.NodeID, id, cfg.Env)
 	if p := cfg.PSKPath(dir); p != "" {
-		fmt.Fprintf(w, "  swarm key  %s (every node of env %q needs this file)\n", p, cfg.Env)
+		fmt.Fprintf(w, "  swarm key  %s (the private network key: give every other node of env %q a copy, with `starling init --psk-file`; nodes without it cannot connect)\n", p, cfg.Env)
+	} else {
+		fmt.Fprintf(w, "  network    OPEN: no private network key; any machine that can reach this node's listen port can join and read and write all data\n")
 	}
 	fmt.Fprintf(w, "start it with: starling run --data %s\n", dir)
 	return nil
@@ -107,7 +122,7 @@ Example:
 			}
 			var opts []node.Option
 			if !node.Initialised(dir) {
-				cfg, err := node.Init(dir, node.InitOptions{Settings: s, GeneratePSK: c.Bool(flagPSK)})
+				cfg, err := node.Init(dir, node.InitOptions{Settings: s, GeneratePSK: c.Bool(flagPSK), OpenNetwork: c.Bool(flagOpen)})
 				if err != nil {
 					return err
 				}
@@ -120,7 +135,10 @@ Example:
 					return err
 				}
 				if c.Bool(flagPSK) && cfg.PSKFile == "" && s.PSKFile == "" {
-					return fmt.Errorf("--psk: %s is already initialised without a private network key; add one with `starling init --data %s --force --psk`", dir, dir)
+					return fmt.Errorf("--psk: %s is already initialised without a private network key; add one with `starling init --data %s --force --psk` (and give the other nodes a copy of its swarm.key)", dir, dir)
+				}
+				if c.Bool(flagOpen) && (cfg.PSKFile != "" || s.PSKFile != "") {
+					return fmt.Errorf("--open: %s uses a private network key (psk_file %q), and --open only applies when a directory is initialised; to drop the key for good (any machine that reaches the port could then join): `starling init --data %s --force --open`", dir, cfg.PSKFile, dir)
 				}
 				if !c.IsSet("log-level") && cfg.LogLevel != "" {
 					if lvl, err := parseLevel(cfg.LogLevel); err == nil {
@@ -157,6 +175,11 @@ func (e *cmdEnv) printRunning(n *node.Node) {
 		fmt.Fprintf(w, "  listen   %s\n", a)
 	}
 	fmt.Fprintf(w, "  api      %s\n", n.APIAddr())
+	if cfg.PSKFile != "" {
+		fmt.Fprintf(w, "  network  private (key %s)\n", cfg.PSKPath(n.Dir()))
+	} else {
+		fmt.Fprintf(w, "  network  OPEN: no private network key, any machine that reaches the listen port can join (see the warning on stderr)\n")
+	}
 	fmt.Fprintf(w, "  data     %s\n", n.Dir())
 	if len(cfg.Peers) > 0 {
 		fmt.Fprintf(w, "  peers    %d static\n", len(cfg.Peers))

@@ -3,6 +3,7 @@ package main
 // End-to-end tests of the binary with real libp2p and crdt.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/internal/testutil"
 	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/p2p"
 )
 
 var (
@@ -248,6 +250,21 @@ func TestE2ELocal(t *testing.T) {
 	})
 	if !strings.Contains(out.String(), "node3") || !strings.Contains(out.String(), fmt.Sprint(apiBase+2)) {
 		t.Errorf("table lacks node3 and its API port:\n%s", out.String())
+	}
+	// They replicate because they share one private network key.
+	shared, err := p2p.LoadPSK(filepath.Join(root, api.SwarmKeyFile))
+	if err != nil {
+		t.Fatalf("local made no shared key: %v", err)
+	}
+	for k := 1; k <= 3; k++ {
+		dir := filepath.Join(root, fmt.Sprintf("node%d", k))
+		cfg, err := node.LoadConfig(dir)
+		if err != nil || cfg.PSKFile == "" {
+			t.Fatalf("node%d: config %+v, %v: want a private network key", k, cfg, err)
+		}
+		if psk, err := p2p.LoadPSK(cfg.PSKPath(dir)); err != nil || !bytes.Equal(psk, shared) {
+			t.Errorf("node%d does not use the shared key (%v)", k, err)
+		}
 	}
 	cancel()
 	select {

@@ -18,6 +18,7 @@ const (
 	flagNodeID  = "node-id"
 	flagPSK     = "psk"
 	flagPSKFile = "psk-file"
+	flagOpen    = "open"
 	flagListen  = "listen"
 	flagAPI     = "api"
 	flagPeer    = "peer"
@@ -74,9 +75,11 @@ func nodeFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagNodeID, EnvVars: envVar(flagNodeID),
 			Usage: "stable, unique node `ID` (A-Z, a-z, 0-9, '.', '_', '-'); default: host name + end of the peer ID"},
 		&cli.BoolFlag{Name: flagPSK, EnvVars: envVar(flagPSK),
-			Usage: "generate a private network key in DIR/swarm.key (at init only); copy it to every node of the environment"},
+			Usage: "generate a private network key in DIR/swarm.key (at init only). A new DIR gets one anyway; with --force it gives an open node a key. Copy it to every node of the environment"},
 		&cli.StringFlag{Name: flagPSKFile, EnvVars: envVar(flagPSKFile),
-			Usage: "use the private network key in `FILE` (e.g. another node's swarm.key); nodes without it cannot connect"},
+			Usage: "use the private network key in `FILE` (another node's swarm.key) instead of generating one; only nodes holding the same key connect"},
+		&cli.BoolFlag{Name: flagOpen, EnvVars: envVar(flagOpen),
+			Usage: "no private network key (at init only): ANY machine that can reach the listen port can join and read and write all data. Only for networks closed by other means (VPN, firewall); the node warns at every start"},
 		&cli.StringSliceFlag{Name: flagListen, EnvVars: envVar(flagListen),
 			Usage: fmt.Sprintf("libp2p listen `MULTIADDR`, repeatable (default /ip4/0.0.0.0/tcp/%d, plus QUIC on udp/%d without a PSK)", node.DefaultP2PPort, node.DefaultP2PPort)},
 		&cli.StringFlag{Name: flagAPI, EnvVars: envVar(flagAPI),

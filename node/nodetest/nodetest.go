@@ -22,10 +22,18 @@ const Env = "e2e"
 // openTimeout bounds a test node's start.
 const openTimeout = 30 * time.Second
 
-// Init creates a test node's data directory dir with node ID id.
+// PSK returns the private network key of test nodes: one fixed key, so
+// that nodes initialised one by one connect, as the nodes of a real
+// cluster do with a copied swarm.key. A new slice each call.
+func PSK() []byte {
+	return []byte("starling-nodetest-psk-32-bytes!!")
+}
+
+// Init creates a test node's data directory dir with node ID id, using
+// the test key PSK.
 func Init(t testing.TB, dir, id string) {
 	t.Helper()
-	_, err := node.Init(dir, node.InitOptions{Settings: node.Settings{
+	_, err := node.Init(dir, node.InitOptions{PSK: PSK(), Settings: node.Settings{
 		Env:         Env,
 		NodeID:      id,
 		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
