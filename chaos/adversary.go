@@ -55,17 +55,18 @@ const (
 	// adversaryVisibleBound bounds how long, at the end of the attack
 	// and with the adversary still running, the writes acknowledged so
 	// far take to show on every host. Measured: 0.2 s against the
-	// snapshot loop alone, 1.0-5.2 s against the heads flood (the
-	// receive queue is shared: honest messages wait behind the
-	// adversary's, a weakness reported in #14), on this machine at load
-	// 5-13. 10 s passes that, and still fails a node that one unfetchable
-	// head stalls (DAGSyncerTimeout, minutes) or whose receive loop
-	// freezes.
-	adversaryVisibleBound = 10 * time.Second
+	// snapshot loop alone; 0.9-7.3 s against the whole attack, growing
+	// with its length (honest messages wait behind the adversary's in the
+	// node's one receive queue: a weakness reported in #14), on this
+	// machine at load 5-13. 15 s passes that, and still fails a node
+	// that one unfetchable head stalls for the DAG syncer timeout (30 s)
+	// or whose receive loop freezes.
+	adversaryVisibleBound = 15 * time.Second
 	// adversaryRSSBound bounds each node's RSS during the attack.
-	// Measured: 66-87 MiB quiet, 109-143 MiB under attack (the park's
-	// 16 MiB and the queues' caps, and Go's heap growth). 300 MiB is
-	// about 3.5 times the quiet figure, and far below the gigabytes an
+	// Measured: 66-87 MiB quiet; 109-143 MiB after 1-5 s of attack,
+	// 178-179 MiB after 12 s (the park's 16 MiB, the queues, the
+	// want-tracking of 130k random heads, Go's heap growth). 300 MiB is
+	// about 4 times the quiet figure, and far below the gigabytes an
 	// unbounded queue of parked heads reached before the byte cap.
 	adversaryRSSBound = 300 << 20
 	// adversaryLatencyFactor bounds the p99 of operation latency during
@@ -88,6 +89,10 @@ const (
 	// may grow during the attack: a node that believed the adversary's
 	// clock would refuse every write (a fifth of them on 5 hosts).
 	adversaryRefusedSlack = 0.02
+	// adversaryMinAttack is the least the attack lasts: the runner's hold
+	// (FaultMin 4 s) counts from before Inject, which spends
+	// adversaryBaseline on the baseline, so heal waits for the rest.
+	adversaryMinAttack = 5 * time.Second
 	// adversaryPort is the adversary's libp2p port, beside its host's.
 	adversaryPort = 4002
 	// rssEvery is how often the nemesis samples the hosts' RSS.
@@ -182,6 +187,7 @@ func (adversaryNemesis) Inject(ctx context.Context, e *Env, rng *rand.Rand) (Fau
 	return &fault{desc: desc, heal: func(ctx context.Context) error {
 		defer e.ReleaseExclusive("adversary")
 		defer lf.Close()
+		sleepCtx(ctx, time.Until(rec.AttackFrom.Add(adversaryMinAttack)))
 		// With the adversary still running: do honest writes still reach
 		// every host?
 		due := time.Now()
