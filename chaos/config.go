@@ -110,8 +110,9 @@ type Config struct {
 const DefaultModel = "entity"
 
 // DefaultChecks are the extra checkers `starling chaos` and the CI sweep
-// run: the leader election's.
-var DefaultChecks = []string{"election"}
+// run: the leader election's, and the adversary's (which judges only
+// scenarios with the adversary nemesis).
+var DefaultChecks = []string{"election", "adversary"}
 
 // DefaultConvergeTimeout derives the convergence deadline from the
 // nodes' liveness and sync timeouts: a healed link is re-dialled within

@@ -25,7 +25,13 @@
 //   - Nemeses (nemesis.go): partition-halves, partition-majority,
 //     isolate, bridge, one-way, loss, delay, kill, pause, clock-skew,
 //     wipe, partition-outlasting-history (outlast.go: the halves stay
-//     apart until each has evicted the other, so one rebases on heal). Network faults are rules kept per fault in one nft table
+//     apart until each has evicted the other, so one rebases on heal),
+//     adversary (adversary.go: a hostile peer with the network key,
+//     chaos/adversary run as `starling chaos adversary` in one host's
+//     namespace, floods heads, forges deltas, sends unreferenced blocks
+//     and junk, loops snapshot requests and reports a far-future clock;
+//     the adversary checker bounds visibility, RSS, write p99 and
+//     refusals during it against a quiet baseline). Network faults are rules kept per fault in one nft table
 //     (bridge family), replaced atomically, so they combine; delay queues
 //     frames to internal/nfqueue (this kernel has no netem); process
 //     faults claim their hosts. Each injection and heal is logged and
@@ -73,5 +79,6 @@
 // never heals a partition, and TestChaosCatchesBrokenBuild runs one node
 // of a binary built with -tags chaosbroken that drops every remote delta
 // (Config.RunCommand starts it with `starling chaos broken-node`); both
-// must report lost writes and divergence.
+// must report lost writes and divergence. The adversary checker's
+// bounds are proven to fail on synthetic histories (adversary_test.go).
 package chaos

@@ -133,6 +133,16 @@ func (h *Host) runningLocked() bool {
 	}
 }
 
+// Pid is the process ID of the running node, 0 when it is down.
+func (h *Host) Pid() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.runningLocked() {
+		return 0
+	}
+	return h.cmd.Process.Pid
+}
+
 // Paused reports whether the process is stopped by SIGSTOP.
 func (h *Host) Paused() bool {
 	h.mu.Lock()

@@ -75,6 +75,15 @@ type Env struct {
 	fence      func(ctx context.Context, h *Host)
 	unfence    func(h *Host)
 	replicated func(ctx context.Context, h *Host) (forfeited []int)
+
+	// For the adversary nemesis: the binary, the network key and the
+	// scenario's directory (for its log); record appends a nemesis
+	// entry to the history; visible polls until every host shows every
+	// operation acknowledged before due, up to timeout, and says how
+	// long that took and whether it happened.
+	binary, pskFile, dir string
+	record               func(Op)
+	visible              func(ctx context.Context, due time.Time, timeout time.Duration) (time.Duration, bool)
 }
 
 // Hosts returns every host.
@@ -362,6 +371,7 @@ func builtinNemeses() []Nemesis {
 		},
 		delayNemesis(),
 		outlastNemesis{},
+		adversaryNemesis{},
 		&processNemesis{
 			name: "kill",
 			desc: "kill -9 a minority of hosts; restart them at heal with their data",

@@ -133,7 +133,7 @@ func TestQuickSweepHasEveryNemesis(t *testing.T) {
 			t.Errorf("the quick sweep never runs %s", n.Name())
 		}
 	}
-	want := []string{"bridge", "clock-skew", "delay", "isolate", "kill", "loss", "one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wipe"}
+	want := []string{"adversary", "bridge", "clock-skew", "delay", "isolate", "kill", "loss", "one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wipe"}
 	var got []string
 	for _, n := range reg.Nemeses() {
 		got = append(got, n.Name())

@@ -192,6 +192,7 @@ func (r *runner) newEnv(hosts []*Host, filter *netlab.Filter) *Env {
 	return &Env{
 		hosts: hosts, lab: r.lab, filter: filter, log: r.log,
 		startTimeout: r.cfg.StartTimeout, runHelp: r.runHelp,
+		binary: r.cfg.Binary, pskFile: r.pskFile,
 		claims: map[*Host]string{}, exclusive: map[string]string{},
 	}
 }
@@ -307,6 +308,12 @@ func (s *scenarioRun) run(ctx context.Context) error {
 	s.checks = append(s.checks, processChecker{hosts: s.hosts})
 	s.env = s.r.newEnv(s.hosts, filter)
 	s.env.fence, s.env.unfence, s.env.replicated = s.fence, s.unfence, s.replicated
+	s.env.dir = s.dir
+	s.env.record = func(o Op) { s.hist.Append(o) }
+	s.env.visible = func(ctx context.Context, due time.Time, timeout time.Duration) (time.Duration, bool) {
+		d, ok, _ := s.converge(ctx, due, false, timeout)
+		return d, ok
+	}
 
 	if err := s.startCluster(ctx); err != nil {
 		return err

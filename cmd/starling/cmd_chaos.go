@@ -48,7 +48,7 @@ var chaosTestCommands []func(e *cmdEnv) *cli.Command
 const checkNone = "none"
 
 func (e *cmdEnv) chaosCommand() *cli.Command {
-	var subs []*cli.Command
+	subs := []*cli.Command{e.adversaryCommand()}
 	for _, f := range chaosTestCommands {
 		subs = append(subs, f(e))
 	}
