@@ -212,10 +212,10 @@ func (adversaryNemesis) Inject(ctx context.Context, e *Env, rng *rand.Rand) (Fau
 		}
 		if err := json.Unmarshal(lastLine(stdout.Bytes()), &rec.Stats); err != nil {
 			errs = append(errs, fmt.Errorf("the adversary's stats: %v (output %q)", err, stdout.String()))
-		} else if st := rec.Stats; st.Connected == 0 || st.HeadsFloods+st.ForgedDeltas+st.UnrefBlocks+st.Junk+st.SnapshotsAsked+st.ClockReports == 0 {
+		} else if st := rec.Stats; st.ConnectedMax == 0 || st.HeadsFloods+st.ForgedDeltas+st.UnrefBlocks+st.Junk+st.SnapshotsAsked+st.ClockReports == 0 {
 			// An attack that reached nobody proves nothing: say so.
-			errs = append(errs, fmt.Errorf("the adversary reached no node (connected %d, stats %s): the fault did nothing",
-				st.Connected, adversary.MarshalStats(st)))
+			errs = append(errs, fmt.Errorf("the adversary reached no node (connected to %d at most, stats %s): the fault did nothing",
+				st.ConnectedMax, adversary.MarshalStats(st)))
 		}
 		err := errors.Join(errs...)
 		if err != nil {
@@ -389,8 +389,12 @@ func judgeAdversary(v *Verdict, k int, r adversaryRecord, hist []Op) {
 			v.problem("attack %d: %s's RSS reached %d MiB (quiet: %d MiB), over the bound of %d MiB", k, h, rss>>20, r.QuietRSS[h]>>20, r.RSSBound>>20)
 		}
 	}
-	// Not (yet) a failure, a figure: a peer that never reports stable
-	// heads holds every node's compaction (see the commit message).
+	// How many nodes disconnected and refused it (p2p's misbehaviour
+	// ban: its junk and unreferenced blocks earn points).
+	v.Counts["adv-disconnected-by"] += max(0, r.Stats.ConnectedMax-r.Stats.Connected)
+	// A figure, not a failure: a member that does not report usable
+	// stable heads holds compaction until it is evicted
+	// (--compact-evict-after, 15 s in the suite; longer than an attack).
 	for _, why := range r.CompactSkipped {
 		if why != "" {
 			v.Counts["adv-compact-skipped"]++

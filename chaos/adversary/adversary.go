@@ -129,6 +129,7 @@ func DefaultConfig() Config {
 // adversary` prints at the end.
 type Stats struct {
 	Connected      int    `json:"connected"`       // nodes connected at the end
+	ConnectedMax   int    `json:"connected_max"`   // most nodes connected at once (sampled)
 	HeadsFloods    uint64 `json:"heads_floods"`    // messages of random heads
 	HeadsSent      uint64 `json:"heads_sent"`      // random heads in them
 	ForgedDeltas   uint64 `json:"forged_deltas"`   // forged delta messages
@@ -144,6 +145,23 @@ type Stats struct {
 type counters struct {
 	headsFloods, headsSent, forged, unref, junk       atomic.Uint64
 	snapAsked, snapBytes, snapFailed, clock, sendErrs atomic.Uint64
+	connMax                                           atomic.Int64
+}
+
+// connectedNow counts the nodes connected now and keeps the most seen.
+func (a *attack) connectedNow() int {
+	n := 0
+	for _, p := range a.n.Peers() {
+		if p.Connected {
+			n++
+		}
+	}
+	for {
+		m := a.c.connMax.Load()
+		if int64(n) <= m || a.c.connMax.CompareAndSwap(m, int64(n)) {
+			return n
+		}
+	}
 }
 
 // Run attacks until ctx ends, then returns what it sent. An error means
@@ -214,6 +232,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		}
 		a.headsFlood(ctx, count)
 	})
+	every(5, func(context.Context) { a.connectedNow() }) // nodes may disconnect it
 	every(cfg.ForgedRate, a.forgedDelta)
 	every(cfg.BlocksRate, a.unrefBlocks)
 	every(cfg.JunkRate, a.junkMessage)
@@ -239,14 +258,9 @@ type attack struct {
 }
 
 func (a *attack) stats() Stats {
-	connected := 0
-	for _, p := range a.n.Peers() {
-		if p.Connected {
-			connected++
-		}
-	}
+	connected := a.connectedNow()
 	return Stats{
-		Connected:   connected,
+		Connected: connected, ConnectedMax: int(a.c.connMax.Load()),
 		HeadsFloods: a.c.headsFloods.Load(), HeadsSent: a.c.headsSent.Load(),
 		ForgedDeltas: a.c.forged.Load(), UnrefBlocks: a.c.unref.Load(), Junk: a.c.junk.Load(),
 		SnapshotsAsked: a.c.snapAsked.Load(), SnapshotBytes: a.c.snapBytes.Load(),
