@@ -70,6 +70,12 @@ type Member struct {
 	Evicted         bool      `json:"evicted,omitempty"`
 	EvictedAt       time.Time `json:"evicted_at,omitzero"`
 	EvictedInstalls uint64    `json:"evicted_installs,omitempty"`
+	// Good is when the node last reported stable heads that are all
+	// merged here: what eviction counts from (a node that keeps
+	// reporting nothing usable holds compaction no longer than one that
+	// is away). BackAt is its first report after its eviction.
+	Good   time.Time `json:"good,omitzero"`
+	BackAt time.Time `json:"back_at,omitzero"`
 }
 
 // CompactStats describes one compaction round.
@@ -144,7 +150,8 @@ func (s *Store) NoteMember(member string) {
 		if s.members.m == nil {
 			s.members.m = make(map[string]Member)
 		}
-		s.members.m[member] = Member{Unknown: true, Seen: s.now()}
+		now := s.now() // Good: its grace before eviction starts now
+		s.members.m[member] = Member{Unknown: true, Seen: now, Good: now}
 		s.members.dirty = true
 	}
 	s.members.mu.Unlock()

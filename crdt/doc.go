@@ -137,8 +137,9 @@
 // records, each version under its own key and ordered by hybrid logical
 // timestamp, that is what a merge would give; raw keys become add-wins.
 //
-// A member that stays away holds the rounds back only for
-// Options.EvictAfter (default 1h, counted while this store is open):
+// A member that stays away, or keeps reporting nothing usable (no
+// stable heads, or heads not merged here), holds the rounds back only
+// for Options.EvictAfter (default 1h, counted while this store is open):
 // then a round evicts it and reclaims past its heads (evict.go). That
 // is the case above, with the evicted node in the role of the node built
 // apart: when it comes back, the others list it in their reports, it
@@ -149,7 +150,9 @@
 // lineage (its lowest member ID) rebases, so their histories do not
 // swap. The argument of points 2 and 3 holds for the members that are
 // not evicted; point 4's checks keep the evicted one's writes out until
-// it has rebased, and the replay brings them in.
+// it has rebased, and the replay brings them in. Rounds wait for an
+// evicted member that is back for at most EvictAfter: a rebase takes
+// seconds, and one that never comes must not hold compaction.
 //
 // What this version does not reclaim: the markers and set entries a
 // node received by state transfer before its first round; pinned blocks

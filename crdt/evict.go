@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	cid "github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 )
 
@@ -82,12 +83,22 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	m.Installs = r.Installs
 	if r.HeadsKnown {
 		m.Heads, m.Unknown = slices.Clone(r.Heads), false
+		if s.allProcessed(r.Heads) {
+			m.Good = r.At
+		}
 	} else if !ok {
 		m.Unknown = true
 	}
+	if !ok && m.Good.IsZero() {
+		m.Good = r.At // a new member: its grace before eviction starts now
+	}
+	if m.Evicted && (m.BackAt.IsZero() || m.BackAt.Before(m.EvictedAt)) {
+		m.BackAt = r.At
+	}
 	readmitted := m.Evicted && r.Installs > m.EvictedInstalls
 	if readmitted {
-		m.Evicted, m.EvictedAt, m.EvictedInstalls = false, time.Time{}, 0
+		m.Evicted, m.EvictedAt, m.EvictedInstalls, m.BackAt = false, time.Time{}, 0, time.Time{}
+		m.Good = r.At // counted again: its heads have a while to merge here
 	}
 	changed := !ok || readmitted || m.Unknown != old.Unknown || m.Installs != old.Installs || !slices.Equal(m.Heads, old.Heads)
 	s.members.m[member] = m
@@ -103,8 +114,20 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	}
 }
 
-// evictStale evicts the members not heard from for EvictAfter, counting
-// only time this store has been open.
+// allProcessed reports whether every head (a CID string) is merged here.
+func (s *Store) allProcessed(heads []string) bool {
+	for _, h := range heads {
+		c, err := cid.Decode(h)
+		if err != nil || !s.isProcessed(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// evictStale evicts the members that have not reported stable heads
+// merged here for EvictAfter (away, or reporting nothing usable),
+// counting only time this store has been open.
 func (s *Store) evictStale(now time.Time) {
 	if s.opts.EvictAfter < 0 {
 		return
@@ -119,7 +142,7 @@ func (s *Store) evictStale(now time.Time) {
 		if id == selfMember || m.Evicted {
 			continue
 		}
-		since := m.Seen
+		since := m.Good
 		if since.Before(s.opened) {
 			since = s.opened
 		}
@@ -127,20 +150,22 @@ func (s *Store) evictStale(now time.Time) {
 			m.Evicted, m.EvictedAt, m.EvictedInstalls = true, now, m.Installs
 			s.members.m[id] = m
 			s.members.dirty = true
-			evicted = append(evicted, ev{id, now.Sub(m.Seen)})
+			evicted = append(evicted, ev{id, now.Sub(m.Good)})
 		}
 	}
 	s.members.mu.Unlock()
 	for _, e := range evicted {
-		s.log.Warn("compaction: member evicted: not heard from for longer than the eviction time; compaction no longer waits for it, and it takes a state transfer (keeping its own writes) when it comes back",
-			"member", e.id, "away", e.away.Round(time.Second), "evict_after", s.opts.EvictAfter)
+		s.log.Warn("compaction: member evicted: no stable heads merged here from it for longer than the eviction time (away, or reporting nothing usable); compaction no longer waits for it, and it takes a state transfer (keeping its own writes) when it comes back",
+			"member", e.id, "since_good_report", e.away.Round(time.Second), "evict_after", s.opts.EvictAfter)
 	}
 }
 
 // isBack reports whether an evicted member has been heard from since its
-// eviction, recently enough (within EvictAfter) to be waited for.
+// eviction, recently, and came back less than EvictAfter ago: rounds
+// wait for it to rebase (seconds), not for one that never does.
 func (s *Store) isBack(m Member, now time.Time) bool {
-	return m.Evicted && !m.Seen.Before(m.EvictedAt) && now.Sub(m.Seen) <= s.opts.EvictAfter
+	return m.Evicted && !m.BackAt.IsZero() && !m.BackAt.Before(m.EvictedAt) &&
+		now.Sub(m.Seen) <= s.opts.EvictAfter && now.Sub(m.BackAt) <= s.opts.EvictAfter
 }
 
 // maxEvictedBack bounds EvictedBack (node reports are small).

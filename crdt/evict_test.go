@@ -236,3 +236,46 @@ func TestEvictionCountsOnlyOpenTime(t *testing.T) {
 		t.Fatal("b not evicted after a minute and a half open")
 	}
 }
+
+// TestMemberReportingNothingUsableIsEvicted: a peer that keeps reporting
+// but never stable heads merged here (issue 14's adversary: no heads, or
+// heads nobody has) held every round for good; it is now evicted after
+// EvictAfter like one that is away, and once evicted it is waited for,
+// as a returning member, for no longer than EvictAfter either.
+func TestMemberReportingNothingUsableIsEvicted(t *testing.T) {
+	o := noAutoCompact(fastOpts())
+	o.Self, o.EvictAfter = "a", time.Minute
+	n := openTestNode(t, nil, "a", t.TempDir(), o)
+	defer n.close(t)
+	clock := &testClock{t: time.Now()}
+	n.store.now = clock.Now
+	n.store.opened = clock.Now()
+	for v := range 3 * markerSlack {
+		overwrite(t, n.store, 1, v)
+	}
+	nobody := testCID(t, []byte("a head nobody has")).String()
+	for range 90 { // a report a second for a minute and a half
+		clock.Add(time.Second)
+		n.store.ObserveReport("mallory", MemberReport{At: clock.Now()})
+		n.store.ObserveReport("trudy", MemberReport{Heads: []string{nobody}, HeadsKnown: true, At: clock.Now()})
+	}
+	st := compactOK(t, n.store)
+	if m := n.store.Members(); !m["mallory"].Evicted || !m["trudy"].Evicted || st.Members != 1 {
+		t.Fatalf("members reporting nothing usable not evicted: %+v", m)
+	}
+	// They keep reporting: 'back', so rounds wait, but only EvictAfter.
+	clock.Add(time.Second)
+	n.store.ObserveReport("mallory", MemberReport{At: clock.Now()})
+	if st, _ := n.store.Compact(context.Background(), nil); !strings.Contains(st.Skipped, "has not rebased") {
+		t.Fatalf("round right after mallory came back: %+v", st)
+	}
+	for range 70 {
+		clock.Add(time.Second)
+		n.store.ObserveReport("mallory", MemberReport{At: clock.Now()})
+		n.store.ObserveReport("trudy", MemberReport{Heads: []string{nobody}, HeadsKnown: true, At: clock.Now()})
+	}
+	overwrite(t, n.store, 1, 3*markerSlack)
+	if st, err := n.store.Compact(context.Background(), nil); err != nil || strings.Contains(st.Skipped, "has not rebased") {
+		t.Fatalf("rounds still wait for members back for over a minute without rebasing: %+v, %v", st, err)
+	}
+}
