@@ -40,3 +40,23 @@ func TestServeRefusesBeyondServeMax(t *testing.T) {
 		t.Fatalf("answer %q: want a refusal saying the node serves the most at once", got)
 	}
 }
+
+// TestServeRefusesAPeerAskingAgainTooSoon: one peer asking for state
+// transfers back to back (the chaos adversary) gets one, then a refusal
+// saying when to ask again; another peer is served meanwhile.
+func TestServeRefusesAPeerAskingAgainTooSoon(t *testing.T) {
+	y := &Syncer{cfg: Config{NodeID: "node1"}, log: slog.New(slog.DiscardHandler), serving: make(chan struct{}, 2)}
+	y.prog.Phase = nodestate.PhaseActive
+	mallory, other := testutil.PeerID(t), testutil.PeerID(t)
+	if wait := y.servedRecently(mallory); wait != 0 {
+		t.Fatalf("first request refused (wait %v)", wait)
+	}
+	s := &fakeStream{in: strings.NewReader(stateRequest)}
+	y.serveState(mallory, s)
+	if got := s.out.String(); len(got) == 0 || got[0] != 1 || !strings.Contains(got, "less than 10s ago") {
+		t.Fatalf("second request in a row: answer %q, want a refusal saying when to ask again", got)
+	}
+	if wait := y.servedRecently(other); wait != 0 {
+		t.Fatalf("another peer refused (wait %v)", wait)
+	}
+}

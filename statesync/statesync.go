@@ -89,8 +89,11 @@ type Syncer struct {
 	cancel context.CancelFunc
 	once   sync.Once
 
-	// serving holds a token per state transfer being served.
-	serving chan struct{}
+	// serving holds a token per state transfer being served; served is
+	// when each peer's last one began (servePeerEvery).
+	serving  chan struct{}
+	servedMu sync.Mutex
+	served   map[peer.ID]time.Time
 
 	mu      sync.Mutex
 	prog    nodestate.SyncProgress
@@ -406,6 +409,11 @@ func (y *Syncer) serveState(from peer.ID, s io.ReadWriteCloser) {
 		_ = crdt.RefuseSnapshot(s, fmt.Sprintf("node %s is %s itself", y.cfg.NodeID, ph))
 		return
 	}
+	if wait := y.servedRecently(from); wait > 0 {
+		_ = crdt.RefuseSnapshot(s, fmt.Sprintf("node %s served this peer a state transfer less than %v ago; ask again in %v, or another peer", y.cfg.NodeID, servePeerEvery, wait.Round(time.Second)))
+		y.log.Info("state transfer refused: asked again too soon", "peer", from, "wait", wait.Round(time.Second))
+		return
+	}
 	select {
 	case y.serving <- struct{}{}:
 		defer func() { <-y.serving }()
@@ -424,6 +432,35 @@ func (y *Syncer) serveState(from peer.ID, s io.ReadWriteCloser) {
 		return
 	}
 	y.log.Info("state transferred to peer", "peer", from, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// servePeerEvery is the least time between two state transfers this node
+// serves one peer: a node joins or resyncs now and then, while a peer
+// asking back to back (issue 14's adversary: 17 a second across a
+// cluster) would keep the snapshot slots taken and the disk busy.
+const servePeerEvery = 10 * time.Second
+
+// servedRecently reports how long from must wait before this node serves
+// it again (0: now), and if 0 notes that it is served now.
+func (y *Syncer) servedRecently(from peer.ID) time.Duration {
+	now := time.Now()
+	y.servedMu.Lock()
+	defer y.servedMu.Unlock()
+	if y.served == nil {
+		y.served = make(map[peer.ID]time.Time)
+	}
+	if last, ok := y.served[from]; ok && now.Sub(last) < servePeerEvery {
+		return servePeerEvery - now.Sub(last)
+	}
+	if len(y.served) > 1024 {
+		for p, t := range y.served {
+			if now.Sub(t) >= servePeerEvery {
+				delete(y.served, p)
+			}
+		}
+	}
+	y.served[from] = now
+	return 0
 }
 
 // dirtyCheckInterval is how often the node looks for a dirty store, and
