@@ -699,3 +699,34 @@ func TestPacedRoundRestsAfterEachSlice(t *testing.T) {
 		t.Fatal("duty 1 (unpaced) or 0 made a pacer")
 	}
 }
+
+// TestRoundRotatesTheManifest: goleveldb's MANIFEST, which grows with
+// every flush and compaction while the store runs, is started afresh by
+// a round once it passes manifestMax, and the store reads and writes on.
+func TestRoundRotatesTheManifest(t *testing.T) {
+	old := manifestMax
+	manifestMax = 2 << 10
+	defer func() { manifestMax = old }()
+	n := openTestNode(t, nil, "a", t.TempDir(), noAutoCompact(fastOpts()))
+	defer n.close(t)
+	ctx := context.Background()
+	for v := range 30 {
+		overwrite(t, n.store, 1, v)
+		if err := n.db.CompactPrefixes(ctx, []ds.Key{ds.NewKey("/")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grown := n.db.ManifestSize()
+	if grown < manifestMax {
+		t.Fatalf("the MANIFEST grew to %d bytes only, below %d: the test proves nothing", grown, manifestMax)
+	}
+	overwrite(t, n.store, 1, 30)
+	compactOK(t, n.store)
+	if after := n.db.ManifestSize(); after >= grown || after >= manifestMax {
+		t.Fatalf("MANIFEST %d bytes before the round, %d after (limit %d)", grown, after, manifestMax)
+	}
+	overwrite(t, n.store, 1, 31)
+	if got := mustGetOr(n.store, "/r/f001/00000031"); got != "v31" {
+		t.Fatalf("read after the rotation: %q", got)
+	}
+}

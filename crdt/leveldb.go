@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -786,6 +787,16 @@ func (l *LevelDB) CompactPrefixes(ctx context.Context, prefixes []ds.Key) error 
 		}
 	}
 	return nil
+}
+
+// FlushMemtable writes goleveldb's memtable to a table and starts a new
+// journal (a compaction of the sync key's range, which every Sync puts
+// in the memtable), so that a reopen right after has little to replay.
+func (l *LevelDB) FlushMemtable() error {
+	k := syncKey.Bytes()
+	return l.write(func(db *goleveldb.DB) error {
+		return db.CompactRange(util.Range{Start: k, Limit: append(slices.Clone(k), 0)})
+	})
 }
 
 // ManifestSize is the size of goleveldb's current MANIFEST.
