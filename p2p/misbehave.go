@@ -45,11 +45,18 @@ func (o offense) decayed(now time.Time) float64 {
 	return o.points * math.Pow(0.5, float64(now.Sub(o.at))/float64(misHalfLife))
 }
 
-// add gives id a point; it reports whether this point bans it.
-func (m *misbehavior) add(id peer.ID) (points float64, banned bool) {
-	now := m.now()
+// setClock replaces the clock (tests).
+func (m *misbehavior) setClock(now func() time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.now = now
+}
+
+// add gives id a point; it reports whether this point bans it.
+func (m *misbehavior) add(id peer.ID) (points float64, banned bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
 	if until, ok := m.banned[id]; ok && now.Before(until) {
 		return misBanPoints, false // already banned
 	}
@@ -72,9 +79,9 @@ func (m *misbehavior) add(id peer.ID) (points float64, banned bool) {
 
 // points is id's current points (misBanPoints while banned).
 func (m *misbehavior) points(id peer.ID) float64 {
-	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := m.now()
 	if until, ok := m.banned[id]; ok {
 		if now.Before(until) {
 			return misBanPoints
@@ -86,9 +93,9 @@ func (m *misbehavior) points(id peer.ID) float64 {
 
 // isBanned reports whether id is refused for misbehaviour now.
 func (m *misbehavior) isBanned(id peer.ID) bool {
-	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := m.now()
 	until, ok := m.banned[id]
 	return ok && now.Before(until)
 }

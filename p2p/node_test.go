@@ -552,7 +552,7 @@ func TestMisbehavingPeerIsDisconnected(t *testing.T) {
 	waitConnected(t, a, b)
 	var mu sync.Mutex
 	now := time.Now()
-	a.mis.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	a.mis.setClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 
 	for range 30 { // one report every 10 s: points stay under 10

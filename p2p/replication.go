@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -58,12 +59,15 @@ type Replication struct {
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
 
-	inbox chan inbound
+	inbox *inbox
 	gaps  chan gapMsg   // published messages for peers gossip may miss
 	done  chan struct{} // closed when the node starts closing
 
 	// misbehaved is Node.Misbehaved.
 	misbehaved func(id, why string)
+	// dropLogged is when logDropped last logged.
+	dropMu     sync.Mutex
+	dropLogged time.Time
 }
 
 // Misbehaved records that a peer sent a replication message no correct
@@ -96,7 +100,7 @@ func newReplication(h host.Host, ps *pubsub.PubSub, names envNames, tr *trust, l
 		log:   log,
 		proto: names.directProto,
 		trust: tr,
-		inbox: make(chan inbound, inboxSize),
+		inbox: newInbox(),
 		gaps:  make(chan gapMsg, gapQueue),
 		done:  make(chan struct{}),
 	}
@@ -158,11 +162,25 @@ func (r *Replication) pump(ctx context.Context) {
 		if r.own(m) {
 			continue
 		}
-		select {
-		case r.inbox <- inbound{from: m.GetFrom().String(), data: m.Data}:
-		case <-ctx.Done():
+		ok := r.inbox.push(inbound{from: m.GetFrom().String(), data: m.Data}, ctx.Done(), nil)
+		if !ok && ctx.Err() != nil {
 			return
 		}
+		r.logDropped()
+	}
+}
+
+// logDropped logs the messages dropped because their sender's share of
+// the inbox was full, once a minute at most.
+func (r *Replication) logDropped() {
+	r.dropMu.Lock()
+	defer r.dropMu.Unlock()
+	if time.Since(r.dropLogged) < time.Minute {
+		return
+	}
+	if d := r.inbox.takeDropped(); len(d) > 0 {
+		r.dropLogged = time.Now()
+		r.log.Warn("dropped replication messages: the sender's share of the receive queue was full (it sends faster than this node takes them)", "dropped_by_peer", d)
 	}
 }
 
@@ -302,15 +320,11 @@ func (r *Replication) handleStream(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	wait := time.NewTimer(streamTimeout)
-	defer wait.Stop()
-	select {
-	case r.inbox <- inbound{from: remote.String(), data: data}:
-	case <-r.done:
-		_ = s.Reset()
-		return
-	case <-wait.C:
-		r.log.Warn("dropped direct message: receive queue full", "peer", remote)
+	wctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
+	ok := r.inbox.push(inbound{from: remote.String(), data: data}, wctx.Done(), r.done)
+	cancel()
+	if !ok {
+		r.logDropped()
 		_ = s.Reset()
 		return
 	}
@@ -335,14 +349,11 @@ func (r *Replication) Receive(ctx context.Context) (from string, data []byte, er
 	if r.closed() {
 		return "", nil, ErrClosed
 	}
-	select {
-	case m := <-r.inbox:
-		return m.from, m.data, nil
-	case <-ctx.Done():
-		return "", nil, ctx.Err()
-	case <-r.done:
-		return "", nil, ErrClosed
+	m, err := r.inbox.pop(ctx, r.done)
+	if err != nil {
+		return "", nil, err
 	}
+	return m.from, m.data, nil
 }
 
 func (r *Replication) closed() bool {

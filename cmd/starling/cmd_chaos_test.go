@@ -19,7 +19,7 @@ func TestChaosList(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, want := range []string{"partition-halves", "bridge", "one-way", "loss", "delay", "kill", "pause", "clock-skew", "wipe", "models: entity, kv", "(--check): election", "quick sweep:"} {
+	for _, want := range []string{"partition-halves", "bridge", "one-way", "loss", "delay", "kill", "pause", "clock-skew", "wipe", "models: entity, kv", "(--check): adversary, election", "quick sweep:"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--list lacks %q:\n%s", want, out)
 		}

@@ -215,6 +215,12 @@ func TestEveryFlagHasEnvVarAndUsage(t *testing.T) {
 	walk = func(prefix string, cmds []*cli.Command) {
 		for _, c := range cmds {
 			name := prefix + " " + c.Name
+			if c.Hidden {
+				// The chaos suite's adversary: the harness drives it with
+				// flags only, and environment variables there would
+				// collide with the real commands' (STARLING_PEER).
+				continue
+			}
 			check(name, c.Flags)
 			if c.Usage == "" || c.UsageText == "" || !strings.Contains(c.Description+c.UsageText, name) {
 				t.Errorf("%s: needs Usage, UsageText and an example", name)
