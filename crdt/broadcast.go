@@ -67,6 +67,7 @@ type broadcaster struct {
 	parkMu     sync.Mutex
 	parked     []parkedHeads // heads whose blocks are not here yet
 	parkedSize int           // bytes held by parked (size)
+	parkLog    peerLimiter   // 'dropped heads' lines, per peer (parkMu)
 
 	// sent remembers, per peer, blocks sent in branch replies, so that
 	// the next reply to the same peer does not carry them (or the history
@@ -769,6 +770,26 @@ func (b *broadcaster) park(p parkedHeads) {
 	b.parkMu.Lock()
 	defer b.parkMu.Unlock()
 	sz := p.size()
+	// One sender's share is a quarter of the room: past it, its own
+	// oldest go first, so a peer sending heads nobody can resolve pushes
+	// out only its own.
+	for {
+		n, bytes, oldest := 0, 0, -1
+		for i, q := range b.parked {
+			if q.from == p.from {
+				n, bytes = n+1, bytes+q.size()
+				if oldest < 0 {
+					oldest = i
+				}
+			}
+		}
+		if oldest < 0 || (n < maxPark/4 && bytes+sz <= maxParkBytes/4) {
+			break
+		}
+		b.parkedSize -= b.parked[oldest].size()
+		b.parked = append(b.parked[:oldest], b.parked[oldest+1:]...)
+		b.headsDropped.Add(1)
+	}
 	for len(b.parked) > 0 && (len(b.parked) >= maxPark || b.parkedSize+sz > maxParkBytes) {
 		b.parkedSize -= b.parked[0].size()
 		b.parked[0] = parkedHeads{}
@@ -802,7 +823,9 @@ func (b *broadcaster) unpark() {
 			ready = append(ready, p)
 		case now.After(p.until):
 			b.headsDropped.Add(1)
-			b.log.Info("dropped heads whose blocks did not arrive", "peer", p.from, "heads", len(p.heads), "waited", parkTTL)
+			if n, ok := b.parkLog.allow(p.from, now); ok {
+				b.log.Info("dropped heads whose blocks did not arrive", "peer", p.from, "heads", len(p.heads), "waited", parkTTL, "dropped_since_last_line", n)
+			}
 		default:
 			keep = append(keep, p)
 			fetches = append(fetches, fetch{p.from, missing})

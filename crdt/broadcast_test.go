@@ -261,3 +261,39 @@ func TestUnreferencedBlocksAreNotStored(t *testing.T) {
 		t.Fatalf("%d unreferenced blocks counted, want 1", got)
 	}
 }
+
+// TestOnePeerCannotPushOutAnothersParkedHeads: a peer flooding heads
+// nobody can resolve keeps at most a quarter of the parked room, and an
+// honest peer's parked broadcast stays (before, the flood pushed out the
+// oldest, whoever sent it).
+func TestOnePeerCannotPushOutAnothersParkedHeads(t *testing.T) {
+	net := newMemNet()
+	n := openTestNode(t, net, "a", t.TempDir(), noAutoCompact(fastOpts()))
+	defer n.close(t)
+	b := n.store.bc
+	if err := b.accept("alice", headsEnvelope(t, []cid.Cid{testCID(t, []byte("alice's head"))})); err != nil {
+		t.Fatal(err)
+	}
+	// More one-head messages than the whole room holds (maxPark): the old
+	// rule dropped the oldest parked broadcast, alice's.
+	for i := range maxPark + 100 {
+		if err := b.accept("mallory", headsEnvelope(t, []cid.Cid{testCID(t, []byte(fmt.Sprint("message ", i)))})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.parkMu.Lock()
+	defer b.parkMu.Unlock()
+	alice, mallory, mallorys := 0, 0, 0
+	for _, p := range b.parked {
+		switch p.from {
+		case "alice":
+			alice++
+		case "mallory":
+			mallory += p.size()
+			mallorys++
+		}
+	}
+	if alice != 1 || mallory > maxParkBytes/4 || mallorys > maxPark/4 {
+		t.Fatalf("alice's parked broadcasts %d (want 1); mallory's %d holding %d bytes (at most %d and %d)", alice, mallorys, mallory, maxPark/4, maxParkBytes/4)
+	}
+}
