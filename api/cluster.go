@@ -40,6 +40,11 @@ type NodeView struct {
 	Leader bool `json:"leader,omitempty"`
 	// Sync is its join/resync state as it reported it.
 	Sync nodestate.SyncProgress `json:"sync"`
+	// WriteError says why its store cannot write (a full disk);
+	// ClockSkewed, that it refuses writes because its clock is off the
+	// cluster's. As it reported them.
+	WriteError  string `json:"write_error,omitempty"`
+	ClockSkewed bool   `json:"clock_skewed,omitempty"`
 }
 
 // ClusterStatus is the answer of GET /v1/cluster/status: the fields of

@@ -143,12 +143,17 @@ type NodeReport struct {
 	// and must rebase, each with its install count at eviction; Lineage
 	// names the sender's history for the tie-break of a mutual eviction
 	// (crdt/evict.go).
-	Installs uint64 `json:"inst,omitempty"`
-	// Clock is the sender's physical clock when it built the report (ns
-	// since the Unix epoch), for the receivers' clock check.
-	Clock       int64             `json:"clk,omitempty"`
+	Installs    uint64            `json:"inst,omitempty"`
 	EvictedBack map[string]uint64 `json:"evb,omitempty"`
 	Lineage     string            `json:"lin,omitempty"`
+	// Clock is the sender's physical clock when it built the report (ns
+	// since the Unix epoch), for the receivers' clock check.
+	Clock int64 `json:"clk,omitempty"`
+	// WriteError says why the sender's store cannot write (a full disk),
+	// and ClockSkewed that it refuses writes because its clock is off
+	// the cluster's; empty and false when it writes.
+	WriteError  string `json:"we,omitempty"`
+	ClockSkewed bool   `json:"cs,omitempty"`
 }
 
 // MaxEvictedBack bounds NodeReport.EvictedBack.
@@ -208,6 +213,9 @@ func DecodeNodeReport(data []byte) (*NodeReport, error) {
 	}
 	if len(r.StableHeads) > MaxStableHeads || (len(r.StableHeads) > 0 && !r.HeadsKnown) {
 		errs = append(errs, fmt.Sprintf("%d stable heads (at most %d, and only with heads known)", len(r.StableHeads), MaxStableHeads))
+	}
+	if len(r.WriteError) > 512 {
+		errs = append(errs, fmt.Sprintf("a write error of %d bytes", len(r.WriteError)))
 	}
 	if len(r.EvictedBack) > MaxEvictedBack || len(r.Lineage) > 128 {
 		errs = append(errs, fmt.Sprintf("%d evicted members (at most %d) or a lineage of %d bytes", len(r.EvictedBack), MaxEvictedBack, len(r.Lineage)))

@@ -322,6 +322,14 @@ func (e *cmdEnv) printClusterStatus(cs *api.ClusterStatus, now time.Time) {
 	for _, n := range syncing {
 		fmt.Fprintf(e.stdout, "%s: %s\n", n.NodeID, progressLine(n.Sync, now))
 	}
+	for _, n := range cs.Nodes {
+		if n.WriteError != "" {
+			fmt.Fprintf(e.stdout, "%s: its store cannot write: %s\n", orDash(n.NodeID), n.WriteError)
+		}
+		if n.ClockSkewed {
+			fmt.Fprintf(e.stdout, "%s: its clock is off the cluster's: it refuses writes until the clock is fixed (`starling status` on it)\n", orDash(n.NodeID))
+		}
+	}
 }
 
 // storeSizes shows a node's live state and history on disk ("-" when

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/starling-sync/starling/api"
 )
@@ -21,5 +22,25 @@ func TestStatusShowsFailingWrites(t *testing.T) {
 	e.printStatus(&api.StatusInfo{NodeID: "n1", Store: api.StoreStatus{WriteError: "write: no space left on device"}})
 	if !strings.Contains(out.String(), "FAILING: write: no space left on device") {
 		t.Fatalf("status of a store whose writes fail:\n%s", out.String())
+	}
+}
+
+// TestClusterStatusShowsNodesThatCannotWrite: `cluster status` names a
+// node whose store cannot write, and one whose clock is off, with why.
+func TestClusterStatusShowsNodesThatCannotWrite(t *testing.T) {
+	var out bytes.Buffer
+	e := &cmdEnv{stdout: &out}
+	e.printClusterStatus(&api.ClusterStatus{Nodes: []api.NodeView{
+		{NodeID: "n1", Self: true},
+		{NodeID: "n2", WriteError: "write: no space left on device"},
+		{NodeID: "n3", ClockSkewed: true},
+	}}, time.Now())
+	for _, want := range []string{"n2: its store cannot write: write: no space left on device", "n3: its clock is off the cluster's"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("cluster status lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "n1: its") {
+		t.Errorf("cluster status flags a healthy node:\n%s", out.String())
 	}
 }

@@ -138,3 +138,11 @@ func shortID(id string) string {
 	}
 	return id
 }
+
+// truncate cuts s to at most n bytes (a report's bounded fields).
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -241,7 +241,7 @@ func (m *Monitor) report() nodestate.NodeReport {
 		ReplLatencyMS: m.lastLatMS, StableHeads: m.heads, HeadsKnown: m.headsKnown,
 		LiveBytes: st.LiveBytes, HistoryBytes: st.HistoryBytes,
 		Installs: st.Installs, EvictedBack: m.cfg.Store.EvictedBack(), Lineage: m.cfg.Store.Lineage(),
-		Clock: m.cfg.Entities.PhysicalNow().UnixNano(),
+		Clock: m.cfg.Entities.PhysicalNow().UnixNano(), WriteError: truncate(st.WriteError, 512), ClockSkewed: m.clockSkewed,
 	}
 }
 
@@ -580,7 +580,8 @@ func (m *Monitor) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) 
 	}
 	me := api.NodeView{NodeID: m.cfg.NodeID, PeerID: m.cfg.P2P.ID().String(), Self: true, State: phaseState(self.Sync.Phase),
 		WritesIn: self.WritesIn, WritesOut: self.WritesOut, Heads: self.Heads, Height: self.Height, Sync: self.Sync,
-		Leader: cs.IsLeader, LiveBytes: self.LiveBytes, HistoryBytes: self.HistoryBytes}
+		Leader: cs.IsLeader, LiveBytes: self.LiveBytes, HistoryBytes: self.HistoryBytes,
+		WriteError: self.WriteError, ClockSkewed: self.ClockSkewed}
 	for _, a := range m.cfg.P2P.Addrs() {
 		me.Addrs = append(me.Addrs, a.String())
 	}
@@ -616,6 +617,7 @@ func (m *Monitor) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) 
 			nv.WritesIn, nv.WritesOut = v.Report.WritesIn, v.Report.WritesOut
 			nv.Heads, nv.Height, nv.Sync = v.Report.Heads, v.Report.Height, v.Report.Sync
 			nv.LiveBytes, nv.HistoryBytes = v.Report.LiveBytes, v.Report.HistoryBytes
+			nv.WriteError, nv.ClockSkewed = v.Report.WriteError, v.Report.ClockSkewed
 		}
 		nv.Leader = gs.Leader.Peer == v.Peer && gs.Leader.HasLeader()
 		cs.Nodes = append(cs.Nodes, nv)
