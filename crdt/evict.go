@@ -73,6 +73,7 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	if member == s.opts.Self && member != "" {
 		return
 	}
+	good := r.HeadsKnown && s.allProcessed(r.Heads) // outside the lock: reads go-ds-crdt
 	s.members.mu.Lock()
 	if s.members.m == nil {
 		s.members.m = make(map[string]Member)
@@ -83,7 +84,7 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	m.Installs = r.Installs
 	if r.HeadsKnown {
 		m.Heads, m.Unknown = slices.Clone(r.Heads), false
-		if s.allProcessed(r.Heads) {
+		if good {
 			m.Good = r.At
 		}
 	} else if !ok {
