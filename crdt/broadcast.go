@@ -566,7 +566,12 @@ func (b *broadcaster) accept(from string, data []byte) error {
 		var unref int
 		if nodes, unref = b.referenced(heads, nodes); unref > 0 {
 			b.unreferenced.Add(uint64(unref))
-			b.misbehaved(from, fmt.Sprintf("%d unreferenced carried blocks", unref))
+			if len(env.payload) > 0 {
+				// A broadcast carries only its own new blocks. A branch
+				// reply is not scored: one that comes after this node
+				// forgot asking (inflight pruned) is honest.
+				b.misbehaved(from, fmt.Sprintf("%d unreferenced carried blocks", unref))
+			}
 			if n, ok := b.dropLog.allow(from, time.Now()); ok {
 				b.log.Warn("dropped replication message", "peer", from, "dropped_since_last_warning", n,
 					"err", fmt.Sprintf("%d carried blocks are reachable neither from the message's heads nor from a block this node asked for: not stored", unref))
