@@ -596,7 +596,12 @@ func (s *scenarioRun) round(ctx context.Context, rng *mrand.Rand, round int) {
 	if span := cfg.FaultMax - cfg.FaultMin; span > 0 {
 		hold += time.Duration(rng.Int64N(int64(span)))
 	}
-	end := injectedAt.Add(hold)
+	// The hold counts from the last injection: a nemesis that takes long
+	// to inject (partition-outlasting-history waits for evictions) must
+	// not eat the hold of the faults injected after it (a soak's
+	// partition-outlasting-history+isolate healed isolate at once, its
+	// rules having dropped nothing).
+	end := time.Now().Add(hold)
 	// Observe a settled fault only with time left to look (a wipe's
 	// replication wait may have used up the hold).
 	if s.observers() && hold > cfg.SettleTime {
