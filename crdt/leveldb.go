@@ -361,17 +361,9 @@ func (l *LevelDB) tryRecover() error {
 	if l.closed {
 		return goleveldb.ErrClosed
 	}
-	l.releaseTracked()
-	if l.db != nil {
-		// The close fails with the kept journal error; the journal is
-		// replayed by the open.
-		if err := l.db.Close(); err != nil {
-			l.log.Debug("close LevelDB before reopen", "err", err)
-		}
-		l.db = nil
-	}
-	l.gen++
-	db, err := l.openDB()
+	// The close fails with the kept journal error; the journal is
+	// replayed by the open.
+	db, err := l.reopenLocked()
 	if err != nil {
 		if errors.Is(err, ErrDamaged) {
 			l.log.Error("reopen of the datastore after failed writes found damage", "err", err)
@@ -821,17 +813,25 @@ func (l *LevelDB) RotateManifest() error {
 	if l.closed || l.db == nil {
 		return goleveldb.ErrClosed
 	}
-	l.releaseTracked()
-	if err := l.db.Close(); err != nil {
-		l.log.Debug("close LevelDB before reopen", "err", err)
-	}
-	l.db = nil
-	l.gen++
-	db, err := l.openDB()
+	db, err := l.reopenLocked()
 	if err != nil {
 		l.writeFailed(fmt.Errorf("reopen to rotate the MANIFEST: %w", err))
 		return err
 	}
 	l.db = db
 	return nil
+}
+
+// reopenLocked releases open reads, closes goleveldb and opens it again
+// on the same storage (the caller sets l.db on success). l.mu is held.
+func (l *LevelDB) reopenLocked() (*goleveldb.DB, error) {
+	l.releaseTracked()
+	if l.db != nil {
+		if err := l.db.Close(); err != nil {
+			l.log.Debug("close LevelDB before reopen", "err", err)
+		}
+		l.db = nil
+	}
+	l.gen++
+	return l.openDB()
 }
