@@ -218,10 +218,16 @@ func (s *Store) Installs() uint64 { return s.installs.Load() }
 // given the evicted members the peer reported back (EvictedBack) and its
 // lineage: the peer evicted this node and has not seen it install a
 // transfer since, and this node does not win the tie-break of a mutual
-// eviction.
+// eviction. At most one rebase per EvictAfter: a node is evicted only
+// after being away that long, so a peer listing it again sooner is
+// wrong or lying, and must not make it take state transfer after state
+// transfer.
 func (s *Store) MustRebase(from string, evictedBack map[string]uint64, peerLineage string) bool {
 	n, ok := evictedBack[s.opts.Self]
 	if !ok || s.opts.Self == "" || n < s.Installs() {
+		return false
+	}
+	if last := s.lastInstall.Load(); last != nil && s.now().Sub(*last) < s.opts.EvictAfter {
 		return false
 	}
 	s.members.mu.Lock()
@@ -267,6 +273,8 @@ func (s *Store) rebaseMembers(ctx context.Context, from map[string]Member) {
 	if err := s.saveMembers(ctx); err != nil {
 		s.log.Warn("state transfer: saving the compaction members", "err", err)
 	}
+	now := s.now()
+	s.lastInstall.Store(&now)
 	n := s.installs.Add(1)
 	if err := s.saveInstalls(ctx, n); err != nil {
 		s.log.Warn("state transfer: saving the install count", "err", err)

@@ -136,6 +136,15 @@ func TestEvictedMemberRebases(t *testing.T) {
 	if b.store.Installs() != 1 || b.store.MustRebase("a", map[string]uint64{"b": 0}, a.store.Lineage()) {
 		t.Fatalf("after its rebase b has %d installs and would rebase again on a's old report", b.store.Installs())
 	}
+	// A peer listing b again right away (wrong, or lying) gets no second
+	// rebase before EvictAfter has passed.
+	if b.store.MustRebase("mallory", map[string]uint64{"b": 99}, "") {
+		t.Fatal("b would rebase again within EvictAfter of its rebase")
+	}
+	clocks["b"].Add(2 * time.Minute)
+	if !b.store.MustRebase("mallory", map[string]uint64{"b": 99}, "") {
+		t.Fatal("b would never rebase again")
+	}
 	if !testutil.Within(20*time.Second, func() bool {
 		ka, kb := snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/")
 		return ka["/r/f001/00000191"] == "v191" && ka["/b/019"] == "b19" && maps.Equal(ka, kb)

@@ -161,8 +161,11 @@ type Store struct {
 	// installs counts the state transfers installed (evict.go); opened
 	// is when Open ran; now is the clock of eviction (tests replace it).
 	installs atomic.Uint64
-	opened   time.Time
-	now      func() time.Time
+	// lastInstall is when this store last installed a state transfer
+	// while open (MustRebase).
+	lastInstall atomic.Pointer[time.Time]
+	opened      time.Time
+	now         func() time.Time
 
 	peersMu sync.Mutex
 	peers   map[string]struct{} // connected peers, for the heads loop
