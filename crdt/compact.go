@@ -63,8 +63,9 @@ type Member struct {
 	// Installs is how many state transfers the node reported having
 	// installed (evict.go).
 	Installs uint64 `json:"installs,omitempty"`
-	// Evicted: the node stayed unheard longer than Options.EvictAfter
-	// (at EvictedAt, having installed EvictedInstalls state transfers);
+	// Evicted: the node sent no usable report (see Good) for longer
+	// than Options.EvictAfter (evicted at EvictedAt, having installed
+	// EvictedInstalls state transfers);
 	// compaction no longer waits for it, and it counts again once it
 	// reports more installs than that: it has rebased.
 	Evicted         bool      `json:"evicted,omitempty"`

@@ -107,8 +107,8 @@ type Options struct {
 	// rate unpaced. 1 runs unpaced. An explicit Compact always runs
 	// unpaced (the operator asked for it now).
 	CompactDuty float64
-	// EvictAfter is how long a member may stay unheard before compaction
-	// stops waiting for it (evict.go): the rounds then reclaim what it
+	// EvictAfter is how long a member may stay away (or send no usable
+	// report) before compaction stops waiting for it (evict.go): the rounds then reclaim what it
 	// has not merged, and when it comes back it rebases (takes a state
 	// transfer, keeping its own writes) before it counts again. Default
 	// 1h: a node away that long pays one state transfer of the live

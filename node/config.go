@@ -91,7 +91,7 @@ type Config struct {
 	// minute).
 	CompactEvery string `json:"compact_every,omitempty"`
 	// EvictAfter (compact_evict_after, --compact-evict-after) is how long
-	// compaction waits for a node it does not hear from, as a Go duration
+	// compaction waits for a node it has no usable report from, as a Go duration
 	// of at least a second; then it reclaims what that node had not
 	// merged, and the node rebases (takes a state transfer, keeping its
 	// own writes) when it comes back. "off": wait until the operator

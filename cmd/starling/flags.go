@@ -93,7 +93,7 @@ func nodeFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagCompact, EnvVars: envVar(flagCompact),
 			Usage: "automatic compaction: at most `DURATION` between two rounds (e.g. 30m; the size is looked at every min(1m, DURATION)), or off (default 1h, and at once when the history outgrows the live state and 8 MiB)"},
 		&cli.StringFlag{Name: flagEvict, EnvVars: envVar(flagEvict),
-			Usage: "compaction stops waiting for a node not heard from for `DURATION` (default 1h; at least 1s), which then takes a state transfer, keeping its own writes, when it comes back; off: wait for it until `starling cluster remove`"},
+			Usage: "compaction stops waiting for a node it has had no usable report from (away, or stuck) for `DURATION` (default 1h; at least 1s), which then takes a state transfer, keeping its own writes, when it comes back; off: wait for it until `starling cluster remove`"},
 	}
 }
 
