@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
+	goleveldb "github.com/syndtr/goleveldb/leveldb"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
 	"github.com/syndtr/goleveldb/leveldb/journal"
 	"github.com/syndtr/goleveldb/leveldb/opt"
@@ -196,10 +198,24 @@ func checkLog(stor storage.Storage, dir string, fd storage.FileDesc, manifest bo
 // verifyTables checks every table goleveldb keeps: its footer and index
 // always, and every data block's checksum when the tables hold at most
 // max bytes together (see LevelDBOptions.VerifyMax).
-func verifyTables(stor storage.Storage, dir string, max int64, log *slog.Logger) error {
-	fds, err := stor.List(storage.TypeTable)
+func verifyTables(stor storage.Storage, db *goleveldb.DB, dir string, max int64, log *slog.Logger) error {
+	all, err := stor.List(storage.TypeTable)
 	if err != nil {
 		return fmt.Errorf("crdt: list datastore files in %s: %w", dir, err)
+	}
+	// Only the tables goleveldb's current version holds: once open, its
+	// compactions write new tables (a partial one read here looked
+	// damaged: CI saw 'bad magic number' on a table being written) and
+	// delete old ones, and a table left over by a crash is no data.
+	live, err := liveTables(db)
+	if err != nil {
+		return fmt.Errorf("crdt: list the tables of the datastore in %s: %w", dir, err)
+	}
+	var fds []storage.FileDesc
+	for _, fd := range all {
+		if live[fd.Num] {
+			fds = append(fds, fd)
+		}
 	}
 	var total int64
 	sizes := make([]int64, len(fds))
@@ -214,10 +230,36 @@ func verifyTables(stor storage.Storage, dir string, max int64, log *slog.Logger)
 	o := &opt.Options{Strict: opt.StrictBlockChecksum | opt.StrictReader}
 	for i, fd := range fds {
 		if err := verifyTable(stor, fd, sizes[i], full, o); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // compacted away meanwhile
+			}
 			return &DamageError{Dir: dir, File: fd.String(), Problem: fmt.Sprintf("table %s fails its checks", fd), Err: err}
 		}
 	}
 	return nil
+}
+
+// liveTables returns the file numbers of the tables in db's current
+// version (goleveldb's "leveldb.sstables" property: a "--- level N ---"
+// line per level, then "NUM:SIZE[...]" per table).
+func liveTables(db *goleveldb.DB) (map[int64]bool, error) {
+	v, err := db.GetProperty("leveldb.sstables")
+	if err != nil {
+		return nil, err
+	}
+	live := make(map[int64]bool)
+	for _, line := range strings.Split(v, "\n") {
+		num, _, ok := strings.Cut(line, ":")
+		if !ok || strings.HasPrefix(line, "---") {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("table line %q: %w", line, err)
+		}
+		live[n] = true
+	}
+	return live, nil
 }
 
 func verifyTable(stor storage.Storage, fd storage.FileDesc, size int64, full bool, o *opt.Options) error {

@@ -201,7 +201,7 @@ func OpenLevelDBWith(dir string, o LevelDBOptions) (*LevelDB, error) {
 		l.closeStorage()
 		return nil, err
 	}
-	if err := verifyTables(l.stor, dir, o.VerifyMax, l.log); err != nil {
+	if err := verifyTables(l.stor, db, dir, o.VerifyMax, l.log); err != nil {
 		_ = db.Close()
 		l.closeStorage()
 		return nil, err
