@@ -16,6 +16,7 @@ import (
 	crdt "github.com/ipfs/go-ds-crdt"
 	pb "github.com/ipfs/go-ds-crdt/pb"
 	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/starling-sync/starling/internal/peerlog"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -65,9 +66,9 @@ type broadcaster struct {
 	gated atomic.Uint64
 
 	parkMu     sync.Mutex
-	parked     []parkedHeads // heads whose blocks are not here yet
-	parkedSize int           // bytes held by parked (size)
-	parkLog    peerLimiter   // 'dropped heads' lines, per peer (parkMu)
+	parked     []parkedHeads   // heads whose blocks are not here yet
+	parkedSize int             // bytes held by parked (size)
+	parkLog    peerlog.Limiter // 'dropped heads' lines, per peer (parkMu)
 
 	// sent remembers, per peer, blocks sent in branch replies, so that
 	// the next reply to the same peer does not carry them (or the history
@@ -81,10 +82,10 @@ type broadcaster struct {
 	pub        chan []byte // to every peer, published by publishLoop
 	inflightMu sync.Mutex  // inflight: the receive loop, unpark's callers
 	inflight   map[cid.Cid]time.Time
-	fetching   chan struct{} // a token per background fetch (fetchMissing)
-	dropLog    peerLimiter   // warnings for dropped messages, per peer
-	requested  atomic.Uint64 // blocks asked for in branch requests
-	served     atomic.Uint64 // blocks sent in branch replies
+	fetching   chan struct{}   // a token per background fetch (fetchMissing)
+	dropLog    peerlog.Limiter // warnings for dropped messages, per peer (the receive loop)
+	requested  atomic.Uint64   // blocks asked for in branch requests
+	served     atomic.Uint64   // blocks sent in branch replies
 }
 
 // outMsg is a message for one peer.
@@ -490,42 +491,11 @@ func (b *broadcaster) receiveLoop() {
 			if errors.Is(err, errEnvelope) {
 				b.misbehaved(from, err.Error())
 			}
-			if n, ok := b.dropLog.allow(from, time.Now()); ok {
+			if n, ok := b.dropLog.Allow(from, time.Now()); ok {
 				b.log.Warn("dropped replication message", "peer", from, "err", err, "dropped_since_last_warning", n)
 			}
 		}
 	}
-}
-
-// warnEvery is how often one peer's dropped messages are logged: a
-// hostile peer sending malformed messages must not fill the log.
-const warnEvery = time.Minute
-
-// peerLimiter lets one event per peer through every warnEvery and
-// counts the ones it holds back. Only the receive loop uses it.
-type peerLimiter struct {
-	last map[string]time.Time
-	held map[string]int
-}
-
-// allow reports whether an event of peer at now may be logged, and how
-// many were held back since the last one that was.
-func (l *peerLimiter) allow(peer string, now time.Time) (int, bool) {
-	if l.last == nil {
-		l.last, l.held = make(map[string]time.Time), make(map[string]int)
-	}
-	if t, ok := l.last[peer]; ok && now.Sub(t) < warnEvery {
-		l.held[peer]++
-		return 0, false
-	}
-	if len(l.last) >= 1024 { // peers come and go: forget them all now and then
-		clear(l.last)
-		clear(l.held)
-	}
-	n := l.held[peer]
-	l.last[peer] = now
-	delete(l.held, peer)
-	return n, true
 }
 
 // accept verifies a message, stores its blocks, and queues its heads.
@@ -572,7 +542,7 @@ func (b *broadcaster) accept(from string, data []byte) error {
 				// forgot asking (inflight pruned) is honest.
 				b.misbehaved(from, fmt.Sprintf("%d unreferenced carried blocks", unref))
 			}
-			if n, ok := b.dropLog.allow(from, time.Now()); ok {
+			if n, ok := b.dropLog.Allow(from, time.Now()); ok {
 				b.log.Warn("dropped replication message", "peer", from, "dropped_since_last_warning", n,
 					"err", fmt.Sprintf("%d carried blocks are reachable neither from the message's heads nor from a block this node asked for: not stored", unref))
 			}
@@ -828,7 +798,7 @@ func (b *broadcaster) unpark() {
 			ready = append(ready, p)
 		case now.After(p.until):
 			b.headsDropped.Add(1)
-			if n, ok := b.parkLog.allow(p.from, now); ok {
+			if n, ok := b.parkLog.Allow(p.from, now); ok {
 				b.log.Info("dropped heads whose blocks did not arrive", "peer", p.from, "heads", len(p.heads), "waited", parkTTL, "dropped_since_last_line", n)
 			}
 		default:

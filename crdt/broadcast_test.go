@@ -203,28 +203,6 @@ func TestForgedDeltaDoesNotStallReplication(t *testing.T) {
 	}
 }
 
-// TestDroppedMessageWarningsAreLimitedPerPeer: a peer sending malformed
-// messages gets one warning a minute, with the count held back, and does
-// not hide another peer's.
-func TestDroppedMessageWarningsAreLimitedPerPeer(t *testing.T) {
-	var l peerLimiter
-	t0 := time.Unix(1000, 0)
-	if _, ok := l.allow("mallory", t0); !ok {
-		t.Fatal("first warning held back")
-	}
-	for i := range 1000 {
-		if _, ok := l.allow("mallory", t0.Add(time.Duration(i)*time.Millisecond)); ok {
-			t.Fatalf("warning %d within a minute let through", i+2)
-		}
-	}
-	if _, ok := l.allow("alice", t0); !ok {
-		t.Fatal("another peer's warning held back")
-	}
-	if n, ok := l.allow("mallory", t0.Add(warnEvery)); !ok || n != 1000 {
-		t.Fatalf("after a minute: let through %v, held back %d: want true, 1000", ok, n)
-	}
-}
-
 // TestUnreferencedBlocksAreNotStored: a message carrying blocks that
 // neither its heads nor any block this node asked for point to (issue
 // 14: 50 such messages put 176 MB on disk, never collected) gets none of

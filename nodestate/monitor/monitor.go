@@ -20,6 +20,7 @@ import (
 	"github.com/starling-sync/starling/crdt"
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
+	"github.com/starling-sync/starling/internal/peerlog"
 	"github.com/starling-sync/starling/nodestate"
 	"github.com/starling-sync/starling/p2p"
 )
@@ -399,7 +400,7 @@ func appendRing[T any](s []T, v T, limit int) []T {
 
 func (m *Monitor) receive() {
 	defer m.wg.Done()
-	var badReports warnLimiter
+	var badReports peerlog.Limiter
 	for {
 		from, data, err := m.topic.Receive(m.ctx)
 		if err != nil {
@@ -407,7 +408,7 @@ func (m *Monitor) receive() {
 		}
 		r, err := nodestate.DecodeNodeReport(data)
 		if err != nil {
-			if n, ok := badReports.allow(from, time.Now()); ok {
+			if n, ok := badReports.Allow(from, time.Now()); ok {
 				m.log.Warn("dropped a bad node report", "peer", from, "err", err, "dropped_since_last_warning", n)
 			}
 			continue
@@ -430,28 +431,6 @@ func (m *Monitor) receive() {
 			}
 		}
 	}
-}
-
-// warnLimiter lets one warning per peer through a minute and counts the
-// ones it holds back: a peer sending bad reports must not fill the log.
-// One goroutine uses it.
-type warnLimiter struct {
-	last map[string]time.Time
-	held map[string]int
-}
-
-func (l *warnLimiter) allow(peer string, now time.Time) (held int, ok bool) {
-	if l.last == nil || len(l.last) > 1024 {
-		l.last, l.held = make(map[string]time.Time), make(map[string]int)
-	}
-	if t, seen := l.last[peer]; seen && now.Sub(t) < time.Minute {
-		l.held[peer]++
-		return 0, false
-	}
-	held = l.held[peer]
-	l.last[peer] = now
-	delete(l.held, peer)
-	return held, true
 }
 
 // rebaseRetry is the least time between two rebases this node starts.
