@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/starling-sync/starling/internal/peerlog"
 )
 
 // DefaultMaxClockOffset is how far ahead of a node's physical clock a
@@ -27,31 +29,29 @@ const DefaultMaxClockOffset = 5 * time.Minute
 type farFuture struct {
 	n      atomic.Uint64
 	mu     sync.Mutex
-	warned map[string]time.Time
+	warned peerlog.Limiter // by writer (mu)
 }
 
 // observe merges a timestamp the data holds into the clock; one the
-// clock refuses (too far ahead) is counted and logged, naming the writer.
+// clock refuses (too far ahead) is counted and logged (noteFar).
 func (s *Store) observe(ts Timestamp, writer string) {
 	if ts.IsZero() || s.clock.Observe(ts) {
 		return
 	}
+	s.noteFar(ts, writer)
+}
+
+// noteFar counts a version stamped beyond the clock's bound and logs it,
+// naming the writer, once a minute per writer.
+func (s *Store) noteFar(ts Timestamp, writer string) {
 	s.far.n.Add(1)
-	now := time.Now()
 	s.far.mu.Lock()
-	if s.far.warned == nil {
-		s.far.warned = make(map[string]time.Time)
-	}
-	last, ok := s.far.warned[writer]
-	warn := !ok || now.Sub(last) >= time.Minute
-	if warn {
-		s.far.warned[writer] = now
-	}
+	held, warn := s.far.warned.Allow(writer, time.Now())
 	s.far.mu.Unlock()
 	if warn {
 		s.log.Warn("a version is stamped far ahead of this node's clock: kept as written, but this node's clock does not follow it; check the writer's clock",
 			"writer", writer, "stamped", ts.Time().Format(time.RFC3339), "ahead", ts.Time().Sub(s.opts.Now()).Round(time.Second),
-			"max_offset", s.opts.MaxClockOffset)
+			"max_offset", s.opts.MaxClockOffset, "more_since_last_line", held)
 	}
 }
 

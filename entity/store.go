@@ -210,6 +210,10 @@ func (s *Store) NodeID() string { return s.opts.NodeID }
 // load replaces the view with the backend's content.
 func (s *Store) load(ctx context.Context) error {
 	st := newState()
+	// The clock adopts the greatest stamp within its bound once, at the
+	// end; those beyond it are counted as they come.
+	pt := s.opts.Now().UnixNano()
+	var maxTS Timestamp
 	res, err := s.b.Query(ctx, query.Query{Prefix: recordsPrefix})
 	if err != nil {
 		return fmt.Errorf("entity: load: %w", err)
@@ -225,8 +229,14 @@ func (s *Store) load(ctx context.Context) error {
 			continue
 		}
 		st.addRecord(r.Key, v.Writer, ws)
-		s.observe(maxStamp(ws), v.Writer)
+		switch m := maxStamp(ws); {
+		case s.clock.isFar(m, pt):
+			s.noteFar(m, v.Writer)
+		case maxTS.Less(m):
+			maxTS = m
+		}
 	}
+	s.clock.Observe(maxTS)
 	s.mu.Lock()
 	s.st = st
 	s.mu.Unlock()
