@@ -44,23 +44,11 @@ func (m *Monitor) noteClock(from string, peerNs int64) {
 // clears the entity store's write refusal, and logs changes.
 func (m *Monitor) checkClock() {
 	max := m.cfg.Entities.MaxClockOffset()
-	now := time.Now()
 	m.mu.Lock()
-	diffs := []time.Duration{0}
-	var odd []string
-	for id, s := range m.clocks {
-		if now.Sub(s.at) > clockFresh || m.removed[id] {
-			continue
-		}
-		diffs = append(diffs, s.diff)
-		if max >= 0 && abs(s.diff) > max {
-			odd = append(odd, fmt.Sprintf("%s %+v", shortID(id), s.diff.Round(time.Second)))
-		}
-	}
-	med := median(diffs)
-	skewed := max >= 0 && abs(med) > max
+	med, peers, odd := judgeClocks(m.clocks, m.removed, time.Now(), max)
+	skewed := max >= 0 && med.Abs() > max
 	was := m.clockSkewed
-	m.clockSkewed, m.clockMedian, m.clockPeers = skewed, med, len(diffs)-1
+	m.clockSkewed, m.clockMedian, m.clockPeers = skewed, med, peers
 	oddChanged := !slices.Equal(odd, m.clockOdd)
 	m.clockOdd = odd
 	m.mu.Unlock()
@@ -68,7 +56,7 @@ func (m *Monitor) checkClock() {
 	switch {
 	case skewed:
 		reason := fmt.Sprintf("this node's clock is %v %s the median of %d peers (the maximum offset is %v)",
-			abs(med).Round(time.Second), aheadBehind(med), len(diffs)-1, max)
+			med.Abs().Round(time.Second), aheadBehind(med), peers, max)
 		m.cfg.Entities.SetClockSkew(reason)
 		if !was {
 			m.log.Error("clock: "+reason+"; writes are refused until the clock is fixed", "median_offset", med.Round(time.Millisecond))
@@ -78,7 +66,6 @@ func (m *Monitor) checkClock() {
 		m.log.Warn("clock: this node's clock agrees with the cluster's again; writes are taken", "median_offset", med.Round(time.Millisecond))
 	}
 	if len(odd) > 0 && oddChanged && !skewed {
-		slices.Sort(odd)
 		m.log.Warn("clock: peers' clocks differ from this node's by more than the maximum offset; whichever is wrong must be fixed (a majority of agreeing peers makes the odd node refuse writes)",
 			"peers", odd, "max_offset", max)
 	}
@@ -100,27 +87,37 @@ func (m *Monitor) ClockStatus() api.ClockStatus {
 	return st
 }
 
-// median of d (d not empty); of an even count, the middle value closer
-// to zero (this node's own clock).
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
+// judgeClocks takes the fresh peers' clock differences (the removed left
+// out): their median with this node's own 0, how many peers counted, and
+// the peers beyond max ("ID +2h0m0s"), sorted, so that one tick's list
+// compares equal to the last one's when nothing changed.
+func judgeClocks(samples map[string]clockSample, removed map[string]bool, now time.Time, max time.Duration) (med time.Duration, peers int, odd []string) {
+	diffs := []time.Duration{0}
+	for id, s := range samples {
+		if now.Sub(s.at) > clockFresh || removed[id] {
+			continue
+		}
+		diffs = append(diffs, s.diff)
+		if max >= 0 && s.diff.Abs() > max {
+			odd = append(odd, fmt.Sprintf("%s %+v", shortID(id), s.diff.Round(time.Second)))
+		}
 	}
-	a, b := s[n/2-1], s[n/2]
-	if abs(a) <= abs(b) {
-		return a
-	}
-	return b
+	slices.Sort(odd)
+	return median(diffs), len(diffs) - 1, odd
 }
 
-func abs(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
+// median of d (not empty; sorted in place); of an even count, the
+// middle value closer to zero (this node's own clock).
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	n := len(d)
+	if n%2 == 1 {
+		return d[n/2]
 	}
-	return d
+	if a, b := d[n/2-1], d[n/2]; a.Abs() > b.Abs() {
+		return b
+	}
+	return d[n/2-1]
 }
 
 // aheadBehind says where this node's clock is, given the peers' median
