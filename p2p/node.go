@@ -250,7 +250,12 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 // each address itself, so that any failure is reported with its address;
 // libp2p alone succeeds when one address of several works).
 func (n *Node) startHost() error {
+	rm, err := resourceManager()
+	if err != nil {
+		return err
+	}
 	opts := []libp2p.Option{
+		libp2p.ResourceManager(rm),
 		libp2p.Identity(n.cfg.Identity),
 		libp2p.NoListenAddrs,
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -267,6 +272,7 @@ func (n *Node) startHost() error {
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
+		_ = rm.Close()
 		return fmt.Errorf("p2p: create host: %w", err)
 	}
 	n.host = h
