@@ -79,6 +79,14 @@ func (s *Store) watch(path string, buf int, remote bool) *Watcher {
 	return w
 }
 
+// Watchers is the number of open watchers; each holds its event buffer
+// until Close.
+func (s *Store) Watchers() int {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return len(s.watchers)
+}
+
 func (w *Watcher) matches(path string) bool {
 	return w.path == "/" || path == w.path || strings.HasPrefix(path, w.path+"/")
 }
