@@ -443,7 +443,7 @@ type (
 
 // Watch streams give back what they hold once they end: 5,000 of them
 // once held ~88 KB each for good. After clients close 64 streams, the
-// node has no watcher left and its handlers' goroutines are gone.
+// node keeps only its own watchers and the handlers' goroutines are gone.
 func TestWatchStreamsReleaseWhenClosed(t *testing.T) {
 	n := nodetest.Start(t, "node1")
 	c := n.Client()
