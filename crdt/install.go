@@ -321,8 +321,10 @@ type InstallOptions struct {
 // kept. On any error before the replacement the store is unchanged.
 func (s *Store) Install(ctx context.Context, r io.Reader, o InstallOptions) error {
 	progress := o.Progress
-	if s.bc == nil {
-		return errors.New("crdt: state transfer needs a replicating store (this one has no transport)")
+	if s.bc == nil && !s.NeedsTransfer(ctx) {
+		// Offline (a restore into a new data directory) only: with no
+		// transport this node's own writes could not be merged after.
+		return errors.New("crdt: an install into a store that has state needs a replicating store (this one has no transport)")
 	}
 	if !s.syncing.CompareAndSwap(false, true) {
 		return errors.New("crdt: a state transfer is already being installed")
@@ -451,6 +453,29 @@ func (sr *snapshotReader) next() (k, v []byte, end bool, err error) {
 	return k, v, false, nil
 }
 
+// VerifySnapshot reads a whole snapshot stream (WriteSnapshot's output,
+// e.g. a backup file) and checks it: format, lengths, entry count and
+// checksum. It returns the header; it keeps nothing.
+func VerifySnapshot(r io.Reader, progress func(entries int64)) (SnapshotHeader, error) {
+	sr := newSnapshotReader(r)
+	hdr, err := sr.header()
+	if err != nil {
+		return SnapshotHeader{}, err
+	}
+	for {
+		_, _, end, err := sr.next()
+		if err != nil {
+			return hdr, err
+		}
+		if end {
+			return hdr, nil
+		}
+		if progress != nil && sr.n%4096 == 0 {
+			progress(sr.n)
+		}
+	}
+}
+
 // receive reads a snapshot into the namespace that is not live.
 func (s *Store) receive(ctx context.Context, r io.Reader, progress func(TransferProgress), skipEmpty bool) (SnapshotHeader, error) {
 	sr := newSnapshotReader(r)
@@ -522,13 +547,15 @@ func (s *Store) receive(ctx context.Context, r io.Reader, progress func(Transfer
 func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	// Let go-ds-crdt finish what it is processing; it is closed next.
-	pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
-	if err := s.bc.pause(pctx); err != nil {
-		s.log.Warn("state transfer: go-ds-crdt still busy; closing it anyway", "err", err)
+	if s.bc != nil {
+		// Let go-ds-crdt finish what it is processing; it is closed next.
+		pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
+		if err := s.bc.pause(pctx); err != nil {
+			s.log.Warn("state transfer: go-ds-crdt still busy; closing it anyway", "err", err)
+		}
+		cancel()
+		defer s.bc.resume()
 	}
-	cancel()
-	defer s.bc.resume()
 	own, oldNS, err := s.reopenOn(ctx)
 	if err != nil {
 		return err

@@ -80,6 +80,8 @@ type APIConfig struct {
 	Sync SyncControl
 	// Compactor serves POST /v1/store/compact (store_api.go). Optional.
 	Compactor Compactor
+	// Backup serves GET /v1/store/backup (store_api.go). Optional.
+	Backup Backuper
 	// MaxValueBytes bounds PUT bodies. Default DefaultMaxValueBytes.
 	MaxValueBytes int64
 	// WatchHeartbeat is how often an idle watch stream (GET /v1/watch)
@@ -218,9 +220,7 @@ func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
 	if cfg.Sync != nil {
 		a.registerSyncRoutes(mux)
 	}
-	if cfg.Compactor != nil {
-		a.registerStoreRoutes(mux)
-	}
+	a.registerStoreRoutes(mux)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}

@@ -323,6 +323,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		Cluster:   n.mon,
 		Sync:      n,
 		Compactor: storeCompactor{n.store},
+		Backup:    n,
 		Metrics:   storeMetrics{n.mon.Handler(), n.ldb},
 		Web:       n.web,
 		Logger:    n.log.With("component", "api"),

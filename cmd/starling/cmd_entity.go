@@ -43,7 +43,7 @@ func (e *cmdEnv) entityCommands() []*cli.Command {
 		e.mvCommand("starling mv"),
 		e.renameCommand("starling rename"),
 		e.rmCommand("starling rm"),
-		e.restoreCommand("starling restore"),
+		e.restoreTopCommand(),
 		e.schemaCommand(),
 		e.watchCommand(),
 		{

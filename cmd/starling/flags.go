@@ -26,6 +26,7 @@ const (
 	flagNoMDNS  = "no-mdns"
 	flagNoDHT   = "no-dht"
 	flagForce   = "force"
+	flagBackup  = "backup"
 	flagToken   = "token"
 	flagJSON    = "json"
 	flagClock   = "clock-offset"

@@ -128,6 +128,8 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			e.kvCommand(),
 			e.statusCommand(),
 			e.compactCommand(),
+			e.backupCommand(),
+
 			e.clusterCommand(),
 			e.webCommand(),
 			e.electionCommand(),
