@@ -129,7 +129,6 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			e.statusCommand(),
 			e.compactCommand(),
 			e.backupCommand(),
-
 			e.clusterCommand(),
 			e.webCommand(),
 			e.electionCommand(),
