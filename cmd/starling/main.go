@@ -129,6 +129,8 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			e.statusCommand(),
 			e.compactCommand(),
 			e.backupCommand(),
+			e.exportCommand(),
+			e.importCommand(),
 			e.clusterCommand(),
 			e.webCommand(),
 			e.electionCommand(),
