@@ -183,6 +183,19 @@ func (c *Client) DeleteEntity(ctx context.Context, ref string, recursive bool) (
 	return r, err
 }
 
+// DeletedEntities lists the deleted entities under path ("/" for all)
+// that RestoreEntity can bring back, newest delete first, at most limit
+// (0: the node's default, 1,000).
+func (c *Client) DeletedEntities(ctx context.Context, path string, limit int) ([]entity.Deleted, error) {
+	kv := []string{"path", path}
+	if limit > 0 {
+		kv = append(kv, "limit", strconv.Itoa(limit))
+	}
+	var r DeletedResponse
+	err := c.entityDo(ctx, http.MethodGet, withQuery("/v1/entities/deleted", kv...), nil, http.StatusOK, &r)
+	return r.Deleted, err
+}
+
 // RestoreEntity undeletes an entity by ID, with what was deleted with it.
 func (c *Client) RestoreEntity(ctx context.Context, id entity.ID) (WriteResult, error) {
 	var r WriteResult

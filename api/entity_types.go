@@ -78,6 +78,11 @@ type EntitiesResponse struct {
 	Entities []entity.Entity `json:"entities"`
 }
 
+// DeletedResponse is the answer of GET /v1/entities/deleted.
+type DeletedResponse struct {
+	Deleted []entity.Deleted `json:"deleted"`
+}
+
 type SchemasResponse struct {
 	Schemas []entity.Schema `json:"schemas"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -369,5 +370,51 @@ func TestNamesRefused(t *testing.T) {
 		if err := s.Rename(ctx, string(id), c.name); !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("Rename to %+q = %v; want ErrBadName saying %q", c.name, err, c.says)
 		}
+	}
+}
+
+// Deleted lists what Restore can bring back: where each entity was,
+// newest delete first, and whether it went with a deleted ancestor.
+func TestDeletedLists(t *testing.T) {
+	s := openMem(t, "n1", nil, nil)
+	for _, c := range [][3]string{{"/", "Site", "Plant"}, {"/Plant", "Line", "L1"}, {"/Plant/L1", "Cell", "C1"}, {"/Plant", "Line", "L2"}} {
+		if _, err := s.Create(ctx, c[0], c[1], c[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l2, _ := s.Get("/Plant/L2")
+	l1, _ := s.Get("/Plant/L1")
+	if err := s.Delete(ctx, "/Plant/L2", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "/Plant/L1/C1", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "/Plant/L1", false); err != nil {
+		t.Fatal(err)
+	}
+	got := s.Deleted("/", 0)
+	var paths []string
+	for _, d := range got {
+		paths = append(paths, fmt.Sprintf("%s %s %v", d.Path, d.Type, d.WithParent))
+	}
+	want := []string{"/Plant/L1 Line false", "/Plant/L1/C1 Cell true", "/Plant/L2 Line false"}
+	if !slices.Equal(paths, want) {
+		t.Fatalf("Deleted = %q, want %q", paths, want)
+	}
+	if got[0].ID != l1.ID || got[2].ID != l2.ID || got[0].Timestamp.IsZero() {
+		t.Errorf("Deleted = %+v", got)
+	}
+	if d := s.Deleted("/Plant/L1", 0); len(d) != 2 {
+		t.Errorf("Deleted under /Plant/L1 = %+v, want 2", d)
+	}
+	if d := s.Deleted("/", 1); len(d) != 1 || d[0].ID != l1.ID {
+		t.Errorf("Deleted limit 1 = %+v", d)
+	}
+	if _, err := s.Update(ctx, func(tx *Tx) error { return tx.Restore(l1.ID) }); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Deleted("/", 0); len(d) != 2 || d[0].Path != "/Plant/L1/C1" || d[0].WithParent {
+		t.Errorf("after restoring L1: %+v", d)
 	}
 }

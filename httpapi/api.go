@@ -148,6 +148,9 @@ func (a *server) holdStream(w http.ResponseWriter) (release func(), ok bool) {
 //	DELETE /v1/entities?ref=R[&recursive=true]
 //	POST   /v1/entities/restore          {"id": ID}
 //	GET    /v1/entities/children?ref=R   {"entities": [...]} (no fields)
+//	GET    /v1/entities/deleted[?path=P][&limit=N]  {"deleted": [...]}: what
+//	                                     POST /v1/entities/restore brings back,
+//	                                     newest delete first (default 1,000)
 //	GET    /v1/entities/tree?ref=R[&depth=N][&fields=false]  nested
 //	GET    /v1/fields?ref=R&field=F      value, timestamp, writer, default, concurrent
 //	PUT    /v1/fields?ref=R&field=F      {"type": "int", "value": 42} or {"value": 42}

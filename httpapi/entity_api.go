@@ -37,6 +37,9 @@ type EntityStore interface {
 	// Watch follows the changes under a path; the watcher's channel is
 	// closed by Close and when the store closes.
 	Watch(path string, buf int) *entity.Watcher
+	// Deleted lists the deleted entities under a path, newest first, at
+	// most limit (0: all).
+	Deleted(path string, limit int) []entity.Deleted
 }
 
 var _ EntityStore = (*entity.Store)(nil)
@@ -110,6 +113,7 @@ func (a *entityAPI) register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/entities/restore", a.restore)
 	mux.HandleFunc("GET /v1/entities/children", a.children)
 	mux.HandleFunc("GET /v1/entities/tree", a.treeWalk)
+	mux.HandleFunc("GET /v1/entities/deleted", a.deleted)
 	mux.HandleFunc("GET /v1/fields", a.getField)
 	mux.HandleFunc("PUT /v1/fields", a.setField)
 	mux.HandleFunc("POST /v1/fields/batch", a.batch)
@@ -199,6 +203,31 @@ func (a *entityAPI) children(w http.ResponseWriter, r *http.Request) {
 		out = []entity.Entity{}
 	}
 	writeJSON(w, http.StatusOK, api.EntitiesResponse{Entities: out})
+}
+
+// maxDeletedList bounds one answer of GET /v1/entities/deleted.
+const maxDeletedList = 10_000
+
+func (a *entityAPI) deleted(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	path := q.Get("path")
+	if path == "" {
+		path = "/"
+	}
+	limit := 1000
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxDeletedList {
+			a.efail(w, r, api.BadRequestf("limit %q: want a number from 1 to %d", s, maxDeletedList))
+			return
+		}
+		limit = n
+	}
+	out := a.tree.Deleted(path, limit)
+	if out == nil {
+		out = []entity.Deleted{}
+	}
+	writeJSON(w, http.StatusOK, api.DeletedResponse{Deleted: out})
 }
 
 func (a *entityAPI) treeWalk(w http.ResponseWriter, r *http.Request) {

@@ -39,7 +39,7 @@ func (e *cmdEnv) entityCommands() []*cli.Command {
 		e.createCommand("starling create"),
 		e.entityGetCommand("starling get", 1, 2, "REF [FIELD]"),
 		e.setCommand("starling set"),
-		e.lsCommand("starling ls", 0),
+		e.withDeleted("starling ls", e.lsCommand("starling ls", 0)),
 		e.mvCommand("starling mv"),
 		e.renameCommand("starling rename"),
 		e.rmCommand("starling rm"),

@@ -109,3 +109,39 @@ func TestExportImport(t *testing.T) {
 		t.Error("a refused import created /New")
 	}
 }
+
+// TestLsDeleted: ls --deleted lists what restore brings back; restore
+// by the listed ID brings it back.
+func TestLsDeleted(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	ctx := context.Background()
+	n := nodetest.Start(t, "a", noAutoCompact)
+	for _, c := range [][3]string{{"/", "Site", "Plant"}, {"/Plant", "Line", "L1"}} {
+		if _, err := n.Entities().Create(ctx, c[0], c[1], c[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l1, _ := n.Entities().Get("/Plant/L1")
+	if r := runApp(t, "", "rm", "--data", n.Dir(), "/Plant/L1"); r.code != 0 {
+		t.Fatalf("rm: %+v", r)
+	}
+	r := runApp(t, "", "ls", "--data", n.Dir(), "--deleted", "/Plant")
+	if r.code != 0 || !strings.Contains(r.stdout, "/Plant/L1") || !strings.Contains(r.stdout, string(l1.ID)) || !strings.Contains(r.stdout, "starling restore") {
+		t.Fatalf("ls --deleted: %+v", r)
+	}
+	r = runApp(t, "", "ls", "--data", n.Dir(), "--deleted", "--json")
+	var ds []entity.Deleted
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ds) != nil || len(ds) != 1 || ds[0].ID != l1.ID || ds[0].Writer != "a" {
+		t.Fatalf("ls --deleted --json: %+v", r)
+	}
+	if r := runApp(t, "", "restore", "--data", n.Dir(), string(l1.ID)); r.code != 0 {
+		t.Fatalf("restore: %+v", r)
+	}
+	r = runApp(t, "", "ls", "--data", n.Dir(), "--deleted")
+	if r.code != 0 || !strings.Contains(r.stdout, "no deleted entities") {
+		t.Errorf("ls --deleted after restore: %+v", r)
+	}
+	if r := runApp(t, "", "ls", "--data", n.Dir(), "--limit", "3"); r.code == 0 {
+		t.Errorf("--limit without --deleted: %+v", r)
+	}
+}
