@@ -54,8 +54,13 @@ type StatusSource interface {
 
 // APIConfig configures NewAPIHandler.
 type APIConfig struct {
-	// Token is the bearer token every request must carry. Required.
+	// Token is the admin bearer token (the data directory's api.token).
+	// Required.
 	Token string
+	// Tokens, if set, holds scoped tokens (read, write, admin) besides
+	// Token: a request whose token's role is below what it needs gets
+	// 403 (roleFor).
+	Tokens TokenLookup
 	// KV, Peers and Status serve the endpoints. Required.
 	KV     KV
 	Peers  PeerSet
@@ -236,6 +241,14 @@ func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
 	return a.auth(mux), nil
 }
 
+// TokenLookup finds scoped tokens. Lookup is called for every request
+// whose token is not the admin token, from the request's goroutine.
+type TokenLookup interface {
+	Lookup(tok string) (TokenInfo, bool)
+}
+
+var _ TokenLookup = (*FileTokens)(nil)
+
 func (a *server) auth(next http.Handler) http.Handler {
 	want := []byte(a.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -260,10 +273,25 @@ func (a *server) auth(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "missing API token: send `Authorization: Bearer <token>`; the token is in the node's data dir (api.token)")
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), want) != 1 {
+		tok = strings.TrimSpace(tok)
+		if subtle.ConstantTimeCompare([]byte(tok), want) == 1 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var ti TokenInfo
+		ok = false
+		if a.cfg.Tokens != nil {
+			ti, ok = a.cfg.Tokens.Lookup(tok)
+		}
+		if !ok {
 			w.Header().Set("Connection", "close")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="starling", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "wrong API token: use the one in the node's data dir (api.token)")
+			writeError(w, http.StatusUnauthorized, "wrong API token: use the one in the node's data dir (api.token), or one made with `starling token add`")
+			return
+		}
+		if need := roleFor(r); ti.Role < need {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="starling", error="insufficient_scope"`)
+			writeError(w, http.StatusForbidden, fmt.Sprintf("token %q has role %s; %s %s needs %s: use a token with that role (starling token add --role %s)", ti.Name, ti.Role, r.Method, r.URL.Path, need, need))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -315,6 +315,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 
 	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{
 		Token:     n.token,
+		Tokens:    httpapi.NewFileTokens(dir),
 		KV:        storeKV{n.store},
 		Peers:     monitoredPeers{p2pPeers{n.p2p}, n.mon},
 		Status:    n,

@@ -129,6 +129,7 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			e.statusCommand(),
 			e.compactCommand(),
 			e.backupCommand(),
+			e.tokenCommand(),
 			e.exportCommand(),
 			e.importCommand(),
 			e.clusterCommand(),
