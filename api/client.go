@@ -3,6 +3,10 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +29,9 @@ var ErrNoNode = errors.New("api: no running node")
 type APIInfo struct {
 	Addr string `json:"addr"` // host:port the API is bound to
 	PID  int    `json:"pid"`
+	// CertSHA256 is the SHA-256 (hex) of the API's TLS certificate when
+	// it serves HTTPS; empty for plain HTTP.
+	CertSHA256 string `json:"cert_sha256,omitempty"`
 }
 
 // Alive reports whether the process that wrote the file still runs.
@@ -77,8 +84,42 @@ func NewClient(addr, token string) *Client {
 	}
 }
 
+// NewPinnedClient returns a client for an API that serves HTTPS with the
+// certificate whose SHA-256 (hex, as `starling status` shows it; colons
+// and case do not matter) is certSHA256, such as a node's self-signed
+// one: the certificate is trusted by that fingerprint alone, not by a CA.
+func NewPinnedClient(addr, token, certSHA256 string) *Client {
+	c := NewClient(addr, token)
+	c.base = "https://" + strings.TrimPrefix(strings.TrimPrefix(c.base, "http://"), "https://")
+	want := normalizeFingerprint(certSHA256)
+	c.hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{
+		// Verification is the pin below, not a CA chain and host name.
+		InsecureSkipVerify: true, //nolint:gosec // pinned in VerifyPeerCertificate
+		MinVersion:         tls.VersionTLS12,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) > 0 {
+				sum := sha256.Sum256(raw[0])
+				if hex.EncodeToString(sum[:]) == want {
+					return nil
+				}
+			}
+			return fmt.Errorf("%w (pinned sha256 %s): the node made a new certificate, or this is not the node; compare with `starling status` on it", ErrCertMismatch, want)
+		},
+	}
+	return c
+}
+
+// ErrCertMismatch means an API's TLS certificate is not the pinned one.
+var ErrCertMismatch = errors.New("api: the API's TLS certificate is not the pinned one")
+
+// normalizeFingerprint lowercases a hex fingerprint and drops colons.
+func normalizeFingerprint(s string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+}
+
 // ClientFromDataDir returns a client for the node running on dir: the
-// address comes from DIR/api.json and the token from DIR/api.token.
+// address comes from DIR/api.json and the token from DIR/api.token; an
+// API serving HTTPS is pinned to the certificate api.json names.
 func ClientFromDataDir(dir string) (*Client, error) {
 	info, err := ReadAPIInfo(dir)
 	if err != nil {
@@ -89,6 +130,9 @@ func ClientFromDataDir(dir string) (*Client, error) {
 		return nil, err
 	}
 	c := NewClient(info.Addr, tok)
+	if info.CertSHA256 != "" {
+		c = NewPinnedClient(info.Addr, tok, info.CertSHA256)
+	}
 	c.dir, c.pid = dir, info.PID
 	return c, nil
 }
@@ -147,6 +191,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, wa
 	var e ErrorResponse
 	if json.Unmarshal(b, &e) != nil || e.Error == "" {
 		e.Error = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+		if resp.StatusCode == http.StatusBadRequest && bytes.Contains(b, []byte("HTTP request to an HTTPS server")) {
+			e.Error = fmt.Sprintf("the node API at %s serves HTTPS: give its certificate fingerprint with --api-cert-sha256 (the node's `starling status` shows it), or use --data on its machine", c.base)
+		}
 	}
 	return nil, &APIError{StatusCode: resp.StatusCode, Message: e.Error}
 }
@@ -154,6 +201,13 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, wa
 // unreachable explains a failed connection, with a hint when api.json
 // is probably left over from a node that was killed.
 func (c *Client) unreachable(err error) error {
+	if errors.Is(err, ErrCertMismatch) {
+		return fmt.Errorf("node API at %s: %w", c.base, err)
+	}
+	var hdr tls.RecordHeaderError
+	if errors.As(err, &hdr) {
+		return fmt.Errorf("node API at %s does not speak TLS: it serves plain HTTP; drop --api-cert-sha256 (or turn its api_tls on): %w", c.base, err)
+	}
 	msg := fmt.Sprintf("cannot reach the node API at %s: %v", c.base, err)
 	if c.dir != "" {
 		if c.pid > 0 && !processAlive(c.pid) {

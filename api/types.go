@@ -82,15 +82,18 @@ func (e *Entry) UnmarshalJSON(b []byte) error {
 
 // StatusInfo is the answer of GET /v1/status.
 type StatusInfo struct {
-	NodeID         string       `json:"node_id"`
-	PeerID         string       `json:"peer_id"`
-	Env            string       `json:"env"`
-	PrivateNetwork bool         `json:"private_network"`
-	Addrs          []string     `json:"addrs"`
-	APIAddr        string       `json:"api_addr"`
-	Peers          []PeerStatus `json:"peers"`
-	Store          StoreStatus  `json:"store"`
-	Clock          ClockStatus  `json:"clock"`
+	NodeID         string   `json:"node_id"`
+	PeerID         string   `json:"peer_id"`
+	Env            string   `json:"env"`
+	PrivateNetwork bool     `json:"private_network"`
+	Addrs          []string `json:"addrs"`
+	APIAddr        string   `json:"api_addr"`
+	// APICertSHA256 is the SHA-256 (hex) of the API's TLS certificate:
+	// what a client pins (--api-cert-sha256); empty for plain HTTP.
+	APICertSHA256 string       `json:"api_cert_sha256,omitempty"`
+	Peers         []PeerStatus `json:"peers"`
+	Store         StoreStatus  `json:"store"`
+	Clock         ClockStatus  `json:"clock"`
 }
 
 // ClockStatus is a node's clock as the cluster sees it (node reports

@@ -205,12 +205,13 @@ func Classify(status int, err error) Result {
 
 // initDir creates the host's data directory with `starling init`: the
 // environment, the node ID, the shared private network key, listen and
-// API addresses on the host's own address, and no DHT (the lab has no
+// API addresses on the host's own address, plain HTTP (a lab network:
+// the suite's clients are not pinned), and no DHT (the lab has no
 // bootstrap peers; mDNS and static peers find everyone).
 func (h *Host) initDir(ctx context.Context) error {
 	args := []string{"init", "--data", h.dir, "--env", chaosEnv, "--node-id", h.name,
 		"--psk-file", h.pskFile, "--listen", h.P2PAddr(),
-		"--api", netip.AddrPortFrom(h.addr, apiPort).String(), "--no-dht"}
+		"--api", netip.AddrPortFrom(h.addr, apiPort).String(), "--api-tls", "off", "--no-dht"}
 	cmd := exec.CommandContext(ctx, h.bin, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -31,6 +31,13 @@ const (
 	DefaultP2PPort = 4001
 )
 
+// Values of Config.APITLS.
+const (
+	APITLSAuto = "auto"
+	APITLSOn   = "on"
+	APITLSOff  = "off"
+)
+
 // Config is a node's configuration, stored as JSON in DIR/config.json.
 // Build it with DefaultConfig (or Init), change it, and check it with
 // Validate. Each field names its JSON key and command-line flag.
@@ -52,6 +59,20 @@ type Config struct {
 	// 127.0.0.1:7401. Port 0 picks a free port; the bound address is
 	// written to DIR/api.json.
 	APIAddr string `json:"api_addr"`
+	// APITLS (api_tls, --api-tls) is when the API serves HTTPS: "auto"
+	// (or empty) when api_addr is not a loopback address, "on" always,
+	// "off" never (a node whose API is reachable from other machines
+	// without TLS warns at every start: the token crosses the network in
+	// the clear). Without api_cert_file the node makes a self-signed
+	// certificate (DIR/api-cert.pem, api-key.pem) whose SHA-256
+	// fingerprint clients pin: DIR/api.json and `starling status` show it.
+	APITLS string `json:"api_tls,omitempty"`
+	// APICertFile and APIKeyFile (api_cert_file, api_key_file,
+	// --api-cert, --api-key) are a PEM certificate (chain) and key for
+	// the API, e.g. from the site's CA; relative paths are taken from the
+	// data directory. Both or neither.
+	APICertFile string `json:"api_cert_file,omitempty"`
+	APIKeyFile  string `json:"api_key_file,omitempty"`
 	// Peers (peers, --peer) are static peers: full multiaddrs ending in
 	// /p2p/<peer-id>. They are dialled at start and re-dialled whenever
 	// the connection drops.
@@ -246,6 +267,17 @@ func (c *Config) Validate() error {
 	if err := checkAPIAddr(c.APIAddr); err != nil {
 		add("api_addr", "--api", "%v", err)
 	}
+	switch c.APITLS {
+	case "", APITLSAuto, APITLSOn, APITLSOff:
+	default:
+		add("api_tls", "--api-tls", "%q: want auto (TLS when the API is reachable from other machines), on or off", c.APITLS)
+	}
+	if (c.APICertFile == "") != (c.APIKeyFile == "") {
+		add("api_cert_file", "--api-cert", "give both a certificate (api_cert_file, --api-cert) and its key (api_key_file, --api-key), or neither")
+	}
+	if c.APITLS == APITLSOff && c.APICertFile != "" {
+		add("api_tls", "--api-tls", "off, but api_cert_file is set: remove one")
+	}
 	for _, s := range c.Peers {
 		if _, err := p2p.ParsePeerAddr(s); err != nil {
 			add("peers", "--peer", "%v", err)
@@ -338,6 +370,9 @@ type Settings struct {
 	NodeID      string
 	ListenAddrs []string // replace the configured ones
 	APIAddr     string
+	APITLS      string
+	APICertFile string
+	APIKeyFile  string
 	Peers       []string // added to the configured ones
 	PSKFile     string   // also clears OpenNetwork
 	Trusted     []string // replace the configured ones
@@ -362,6 +397,9 @@ func (s Settings) Apply(c *Config) {
 	setStr(&c.Env, s.Env)
 	setStr(&c.NodeID, s.NodeID)
 	setStr(&c.APIAddr, s.APIAddr)
+	setStr(&c.APITLS, s.APITLS)
+	setStr(&c.APICertFile, s.APICertFile)
+	setStr(&c.APIKeyFile, s.APIKeyFile)
 	if s.PSKFile != "" {
 		c.PSKFile, c.OpenNetwork = s.PSKFile, false
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,8 @@ type Node struct {
 	web      *httpapi.WebUI    // the web page's one-time login codes
 	srv      *http.Server
 	apiAddr  string
+	// apiCertSHA256 is the API certificate's fingerprint; "" without TLS.
+	apiCertSHA256 string
 
 	stopPeers   chan struct{} // closed by Close: ends the peer-event loop
 	cancelPeers func()        // ends the p2p subscription
@@ -219,6 +222,15 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		return nil, fmt.Errorf("api_addr (--api): cannot listen on %s: %w: choose another address with --api (port 0 picks a free one) or stop what uses it", cfg.APIAddr, err)
 	}
 	n.apiAddr = ln.Addr().String()
+	tlsCfg, certSHA, err := apiTLS(dir, cfg)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	n.apiCertSHA256 = certSHA
+	if tlsCfg == nil && !apiLoopback(cfg.APIAddr) {
+		n.log.Warn("the API is reachable from other machines without TLS: its token and data cross the network in the clear; set api_tls to auto or on (config.json, or run --api-tls auto)", "api", cfg.APIAddr)
+	}
 	n.srv = &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       apiIdleTimeout,
@@ -336,7 +348,11 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.srv.Serve(netutil.LimitListener(ln, apiMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		l := netutil.LimitListener(ln, apiMaxConns)
+		if tlsCfg != nil {
+			l = tls.NewListener(l, tlsCfg)
+		}
+		if err := n.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("API server stopped", "err", err)
 		}
 	}()
@@ -409,7 +425,7 @@ func (n *Node) forwardPeerEvents(events <-chan p2p.PeerEvent) {
 }
 
 func (n *Node) writeAPIInfo() error {
-	b, err := json.Marshal(api.APIInfo{Addr: n.apiAddr, PID: os.Getpid()})
+	b, err := json.Marshal(api.APIInfo{Addr: n.apiAddr, PID: os.Getpid(), CertSHA256: n.apiCertSHA256})
 	if err != nil {
 		return err
 	}
@@ -499,7 +515,16 @@ func (n *Node) APIAddr() string { return n.apiAddr }
 func (n *Node) Token() string { return n.token }
 
 // Client returns an API client for this node.
-func (n *Node) Client() *api.Client { return api.NewClient(n.apiAddr, n.token) }
+func (n *Node) Client() *api.Client {
+	if n.apiCertSHA256 != "" {
+		return api.NewPinnedClient(n.apiAddr, n.token, n.apiCertSHA256)
+	}
+	return api.NewClient(n.apiAddr, n.token)
+}
+
+// APICertSHA256 is the SHA-256 (hex) of the API's TLS certificate, or ""
+// when the API serves plain HTTP.
+func (n *Node) APICertSHA256() string { return n.apiCertSHA256 }
 
 // P2P exposes the libp2p node (peers, Block/Unblock for partitions).
 func (n *Node) P2P() *p2p.Node { return n.p2p }
@@ -524,6 +549,7 @@ func (n *Node) Status(ctx context.Context) (api.StatusInfo, error) {
 		PrivateNetwork: n.cfg.PSKFile != "",
 		Addrs:          addrs,
 		APIAddr:        n.apiAddr,
+		APICertSHA256:  n.apiCertSHA256,
 		Peers:          peers,
 		Store:          api.StoreStatus(n.store.Status(ctx)),
 		Clock:          n.mon.ClockStatus(),
@@ -541,5 +567,9 @@ func (n *Node) WebLoginURL() string {
 	if n.web == nil {
 		return ""
 	}
-	return "http://" + n.apiAddr + api.LoginPath(n.web.LoginCode())
+	scheme := "http://"
+	if n.apiCertSHA256 != "" {
+		scheme = "https://"
+	}
+	return scheme + n.apiAddr + api.LoginPath(n.web.LoginCode())
 }

@@ -39,6 +39,9 @@ func clientFrom(c *cli.Context) (*api.Client, error) {
 		if tok == "" {
 			return nil, usageErrorf(c, "--api needs --token (or STARLING_TOKEN); the token is in the node's DIR/api.token")
 		}
+		if sha := inherited(c, flagAPICertSHA); sha != "" {
+			return api.NewPinnedClient(addr, tok, sha), nil
+		}
 		return api.NewClient(addr, tok), nil
 	case dir != "":
 		return api.ClientFromDataDir(dir)
@@ -260,7 +263,11 @@ func (e *cmdEnv) printStatus(st *api.StatusInfo) {
 		priv = "yes (PSK)"
 	}
 	fmt.Fprintf(w, "env\t%s (private network: %s)\n", st.Env, priv)
-	fmt.Fprintf(w, "api\t%s\n", st.APIAddr)
+	if st.APICertSHA256 != "" {
+		fmt.Fprintf(w, "api\thttps://%s (certificate sha256 %s)\n", st.APIAddr, st.APICertSHA256)
+	} else {
+		fmt.Fprintf(w, "api\t%s\n", st.APIAddr)
+	}
 	for _, a := range st.Addrs {
 		fmt.Fprintf(w, "address\t%s\n", a)
 	}

@@ -174,7 +174,11 @@ func (e *cmdEnv) printRunning(n *node.Node) {
 	for _, a := range n.P2P().Addrs() {
 		fmt.Fprintf(w, "  listen   %s\n", a)
 	}
-	fmt.Fprintf(w, "  api      %s\n", n.APIAddr())
+	if sha := n.APICertSHA256(); sha != "" {
+		fmt.Fprintf(w, "  api      https://%s (certificate sha256 %s: clients pin it with --api-cert-sha256)\n", n.APIAddr(), sha)
+	} else {
+		fmt.Fprintf(w, "  api      %s\n", n.APIAddr())
+	}
 	if cfg.PSKFile != "" {
 		fmt.Fprintf(w, "  network  private (key %s)\n", cfg.PSKPath(n.Dir()))
 	} else {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/node"
 	"github.com/starling-sync/starling/node/nodetest"
 )
 
@@ -68,5 +69,24 @@ func TestScopedTokens(t *testing.T) {
 	}
 	if r := runApp(t, "", "token", "add", "--data", dir, "--role", "root"); r.code == 0 || !strings.Contains(r.stderr, "read, write or admin") {
 		t.Errorf("token add --role root: %+v", r)
+	}
+}
+
+// TestStatusOverPinnedTLS: a client command reaches a TLS API by --api
+// with the fingerprint status printed, and through --data without it.
+func TestStatusOverPinnedTLS(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	n := nodetest.Start(t, "node1", noAutoCompact, node.WithConfig(func(c *node.Config) { c.APITLS = node.APITLSOn }))
+	r := runApp(t, "", "status", "--data", n.Dir())
+	if r.code != 0 || !strings.Contains(r.stdout, "https://") || !strings.Contains(r.stdout, n.APICertSHA256()) {
+		t.Fatalf("status --data on a TLS node: %+v", r)
+	}
+	r = runApp(t, "", "status", "--api", n.APIAddr(), "--token", n.Token(), "--api-cert-sha256", n.APICertSHA256())
+	if r.code != 0 {
+		t.Errorf("status --api --api-cert-sha256: %+v", r)
+	}
+	r = runApp(t, "", "status", "--api", n.APIAddr(), "--token", n.Token())
+	if r.code == 0 || !strings.Contains(r.stderr, "--api-cert-sha256") {
+		t.Errorf("status --api without the fingerprint: %+v", r)
 	}
 }

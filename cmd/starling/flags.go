@@ -27,12 +27,17 @@ const (
 	flagNoDHT   = "no-dht"
 	flagForce   = "force"
 	flagBackup  = "backup"
-	flagToken   = "token"
-	flagJSON    = "json"
-	flagClock   = "clock-offset"
-	flagPreset  = "election-preset"
-	flagCompact = "compact-every"
-	flagEvict   = "compact-evict-after"
+	// flagAPICertSHA pins a node's API certificate (client commands).
+	flagAPICertSHA = "api-cert-sha256"
+	flagAPITLS     = "api-tls"
+	flagAPICert    = "api-cert"
+	flagAPIKey     = "api-key"
+	flagToken      = "token"
+	flagJSON       = "json"
+	flagClock      = "clock-offset"
+	flagPreset     = "election-preset"
+	flagCompact    = "compact-every"
+	flagEvict      = "compact-evict-after"
 )
 
 // clockOffsetFlag shifts the node's clock, for tests of clock skew:
@@ -85,6 +90,10 @@ func nodeFlags() []cli.Flag {
 			Usage: fmt.Sprintf("libp2p listen `MULTIADDR`, repeatable (default /ip4/0.0.0.0/tcp/%d, plus QUIC on udp/%d without a PSK)", node.DefaultP2PPort, node.DefaultP2PPort)},
 		&cli.StringFlag{Name: flagAPI, EnvVars: envVar(flagAPI),
 			Usage: "HTTP API `HOST:PORT` (default " + node.DefaultAPIAddr + "; port 0 picks a free port)"},
+		&cli.StringFlag{Name: flagAPITLS, EnvVars: envVar(flagAPITLS),
+			Usage: "HTTPS for the API: auto (when --api is not loopback; a self-signed certificate clients pin), on, or off (`MODE`)"},
+		&cli.StringFlag{Name: flagAPICert, EnvVars: envVar(flagAPICert), Usage: "the API's TLS certificate `FILE` (PEM), with --api-key, instead of a self-signed one"},
+		&cli.StringFlag{Name: flagAPIKey, EnvVars: envVar(flagAPIKey), Usage: "the key `FILE` (PEM) of --api-cert"},
 		&cli.StringSliceFlag{Name: flagPeer, EnvVars: envVar(flagPeer),
 			Usage: "static peer `MULTIADDR` ending in /p2p/<peer-id>, repeatable; kept connected and re-dialled"},
 		&cli.StringSliceFlag{Name: flagTrust, EnvVars: envVar(flagTrust),
@@ -114,6 +123,7 @@ func settingsFrom(f flagValues) (node.Settings, error) {
 		Env:          strings.TrimSpace(f.String(flagEnv)),
 		NodeID:       strings.TrimSpace(f.String(flagNodeID)),
 		APIAddr:      strings.TrimSpace(f.String(flagAPI)),
+		APITLS:       strings.TrimSpace(f.String(flagAPITLS)),
 		ListenAddrs:  cleanList(f.StringSlice(flagListen)),
 		Peers:        cleanList(f.StringSlice(flagPeer)),
 		Trusted:      cleanList(f.StringSlice(flagTrust)),
@@ -121,6 +131,18 @@ func settingsFrom(f flagValues) (node.Settings, error) {
 		NoDHT:        f.Bool(flagNoDHT),
 		CompactEvery: strings.TrimSpace(f.String(flagCompact)),
 		EvictAfter:   strings.TrimSpace(f.String(flagEvict)),
+	}
+	for _, x := range []struct {
+		flag string
+		dst  *string
+	}{{flagAPICert, &s.APICertFile}, {flagAPIKey, &s.APIKeyFile}} {
+		if p := strings.TrimSpace(f.String(x.flag)); p != "" {
+			abs, err := filepath.Abs(p)
+			if err != nil {
+				return s, fmt.Errorf("--%s %q: %w", x.flag, p, err)
+			}
+			*x.dst = abs
+		}
 	}
 	if p := strings.TrimSpace(f.String(flagPSKFile)); p != "" {
 		abs, err := filepath.Abs(p)
@@ -150,6 +172,8 @@ func clientFlags(withJSON bool) []cli.Flag {
 			Usage: "talk to the node API at `HOST:PORT` instead (needs --token)"},
 		&cli.StringFlag{Name: flagToken, EnvVars: envVar(flagToken),
 			Usage: "API `TOKEN` for --api (the node's DIR/api.token)"},
+		&cli.StringFlag{Name: flagAPICertSHA, EnvVars: envVar(flagAPICertSHA),
+			Usage: "for --api: the node's TLS certificate `SHA256` (starling status shows it); the API is then reached over HTTPS, trusted by this fingerprint"},
 	}
 	if withJSON {
 		fs = append(fs, &cli.BoolFlag{Name: flagJSON, EnvVars: envVar(flagJSON), Usage: "print JSON, for scripts"})
