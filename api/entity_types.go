@@ -78,6 +78,13 @@ type EntitiesResponse struct {
 	Entities []entity.Entity `json:"entities"`
 }
 
+// SearchResponse is the answer of GET /v1/entities/search: entities
+// without fields, parents first; More is true when the limit cut the list.
+type SearchResponse struct {
+	Entities []entity.Entity `json:"entities"`
+	More     bool            `json:"more,omitempty"`
+}
+
 // DeletedResponse is the answer of GET /v1/entities/deleted.
 type DeletedResponse struct {
 	Deleted []entity.Deleted `json:"deleted"`

@@ -153,6 +153,8 @@ func (a *server) holdStream(w http.ResponseWriter) (release func(), ok bool) {
 //	DELETE /v1/entities?ref=R[&recursive=true]
 //	POST   /v1/entities/restore          {"id": ID}
 //	GET    /v1/entities/children?ref=R   {"entities": [...]} (no fields)
+//	GET    /v1/entities/search?q=Q[&limit=N]  {"entities": [...], "more"}:
+//	                                     paths or types containing Q
 //	GET    /v1/entities/deleted[?path=P][&limit=N]  {"deleted": [...]}: what
 //	                                     POST /v1/entities/restore brings back,
 //	                                     newest delete first (default 1,000)

@@ -114,6 +114,7 @@ func (a *entityAPI) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/entities/children", a.children)
 	mux.HandleFunc("GET /v1/entities/tree", a.treeWalk)
 	mux.HandleFunc("GET /v1/entities/deleted", a.deleted)
+	mux.HandleFunc("GET /v1/entities/search", a.search)
 	mux.HandleFunc("GET /v1/fields", a.getField)
 	mux.HandleFunc("PUT /v1/fields", a.setField)
 	mux.HandleFunc("POST /v1/fields/batch", a.batch)
@@ -203,6 +204,44 @@ func (a *entityAPI) children(w http.ResponseWriter, r *http.Request) {
 		out = []entity.Entity{}
 	}
 	writeJSON(w, http.StatusOK, api.EntitiesResponse{Entities: out})
+}
+
+// search finds entities whose path or type contains q (case-insensitive),
+// parents first, at most limit (default 100); More says there were more.
+func (a *entityAPI) search(w http.ResponseWriter, r *http.Request) {
+	q := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("q")))
+	if q == "" {
+		a.efail(w, r, api.BadRequestf("q: give the text to find in entity paths and types"))
+		return
+	}
+	limit := 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxDeletedList {
+			a.efail(w, r, api.BadRequestf("limit %q: want a number from 1 to %d", s, maxDeletedList))
+			return
+		}
+		limit = n
+	}
+	out := api.SearchResponse{Entities: []entity.Entity{}}
+	errFull := errors.New("full")
+	err := a.tree.Walk("/", func(e entity.Entity) error {
+		if e.Path == "/" || !strings.Contains(strings.ToLower(e.Path), q) && !strings.Contains(strings.ToLower(e.Type), q) {
+			return nil
+		}
+		if len(out.Entities) == limit {
+			out.More = true
+			return errFull
+		}
+		e.Fields = nil
+		out.Entities = append(out.Entities, e)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		a.efail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // maxDeletedList bounds one answer of GET /v1/entities/deleted.
