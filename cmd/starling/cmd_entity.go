@@ -651,7 +651,8 @@ Example:
 				Usage:     "apply the schema(s) in FILE (JSON or YAML)",
 				ArgsUsage: "FILE",
 				UsageText: "starling schema apply --data DIR [--json] FILE    (FILE - reads standard input)",
-				Description: `Applies the schema in FILE, or each schema of a list, in order. FILE is
+				Description: `Applies the schema in FILE, or every schema of a list or of a YAML file of
+several documents ("---"), in one write: all of them, or none. FILE is
 JSON, or YAML when it ends in .yaml or .yml (or does not start with '{'
 or '['). Every schema is checked before any is applied; unknown keys are
 refused. A schema:
@@ -685,18 +686,18 @@ Example:
 					if err != nil {
 						return err
 					}
-					var out []api.SchemaResult
-					for _, sc := range scs {
-						v, err := cl.PutSchema(c.Context, sc)
-						if err != nil {
-							if len(out) > 0 {
-								return fmt.Errorf("%w (the schemas before %s were applied)", err, sc.Type)
-							}
-							return err
+					// One write for all: a file of several schemas is
+					// applied whole or not at all.
+					out, err := cl.PutSchemas(c.Context, scs)
+					if err != nil {
+						if len(scs) > 1 {
+							return fmt.Errorf("%w (none of the %d schemas in %s was applied)", err, len(scs), name)
 						}
-						out = append(out, api.SchemaResult{Type: sc.Type, Version: v})
-						if !c.Bool(flagJSON) {
-							fmt.Fprintf(e.stdout, "applied schema %s (%d fields), version %s\n", sc.Type, len(sc.Fields), v)
+						return err
+					}
+					if !c.Bool(flagJSON) {
+						for i, sc := range scs {
+							fmt.Fprintf(e.stdout, "applied schema %s (%s), version %s\n", sc.Type, counted(len(sc.Fields), "field", "fields"), out[i].Version)
 						}
 					}
 					if c.Bool(flagJSON) {
@@ -774,11 +775,37 @@ func parseSchemas(name string, b []byte) ([]entity.Schema, error) {
 	isYAML := ext == ".yaml" || ext == ".yml" ||
 		(ext != ".json" && (len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[')))
 	if isYAML {
-		var doc any
-		if err := yaml.Unmarshal(b, &doc); err != nil {
-			return nil, fmt.Errorf("%s: not valid YAML: %w", name, err)
+		// A YAML file may hold several documents (separated by "---"):
+		// each is a schema or a list of them, and all are applied.
+		var docs []any
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		for {
+			var doc any
+			err := dec.Decode(&doc)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: not valid YAML: %w", name, err)
+			}
+			switch d := doc.(type) {
+			case nil: // an empty document, e.g. after a trailing "---"
+			case []any:
+				docs = append(docs, d...)
+			default:
+				docs = append(docs, d)
+			}
 		}
-		j, err := json.Marshal(doc)
+		var j []byte
+		var err error
+		switch len(docs) {
+		case 0:
+			j = nil
+		case 1:
+			j, err = json.Marshal(docs[0])
+		default:
+			j, err = json.Marshal(docs)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w (keys must be strings)", name, err)
 		}

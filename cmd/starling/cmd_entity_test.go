@@ -416,3 +416,36 @@ func TestRunClockOffset(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSchemaApplyMultiDocYAML: every document of a YAML file is applied,
+// in one write: all of them, or none when one is refused.
+func TestSchemaApplyMultiDocYAML(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir, n := startEntityNode(t, "node1")
+	tmp := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := file("two.yaml", sensorYAML+"---\ntype: line\nfields:\n  speed: {type: float}\n---\n- type: site\n  fields: {}\n")
+	runSteps(t, []step{{args: []string{"schema", "apply", "--data", dir, good},
+		has: []string{"applied schema sensor (3 fields)", "applied schema line (1 field)", "applied schema site (0 fields)"}}})
+	for _, typ := range []string{"sensor", "line", "site"} {
+		if _, ok := n.Entities().Schema(typ); !ok {
+			t.Errorf("schema %s was not applied", typ)
+		}
+	}
+	// The second document removes a field of sensor: refused by the node,
+	// and the first (a new type) must not be applied either.
+	bad := file("bad.yaml", "type: valve\nfields:\n  open: {type: bool}\n---\ntype: sensor\nfields:\n  temp: {type: float}\n")
+	r := runApp(t, "", "schema", "apply", "--data", dir, bad)
+	if r.code != 1 || !strings.Contains(r.stderr, "none of the 2 schemas") {
+		t.Fatalf("exit %d, stderr %q: want 1 and none applied", r.code, r.stderr)
+	}
+	if _, ok := n.Entities().Schema("valve"); ok {
+		t.Error("schema valve was applied though the file's other schema was refused")
+	}
+}
