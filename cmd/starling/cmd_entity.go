@@ -311,8 +311,12 @@ func (e *cmdEnv) setCommand(full string) *cli.Command {
 ` + refHelp + `
 VALUE is read as the type the schema of the entity's type gives FIELD;
 without one, as --type (` + entity.KindNames + `);
-without that, as true/false, an integer, a number, or else a string.
-Bytes are base64, times RFC 3339, json a JSON document, ref an entity ID.
+without that, as true/false, an integer, a number, or else a string. Text
+is kept as typed: a number that would not read back the same ("007",
+"01234", "1.10", "+5", "1e3") stays a string (with a note on stderr); give
+--type int or float (or a schema) to store it as a number.
+Bytes are base64, times RFC 3339, json a JSON document, ref an entity
+path or ID.
 With VALUE "-" it is read from standard input (one trailing newline is
 dropped). A value that does not fit the schema is refused, nothing is
 written, and the exit code is 1. Prints the write's version (--json: with
@@ -349,13 +353,16 @@ Examples:
 				}
 				text = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 			}
-			ref, v, err := typedValue(c, cl, ref, field, text, kind)
+			ref, v, inferred, err := typedValue(c, cl, ref, field, text, kind)
 			if err != nil {
 				return err
 			}
 			r, err := cl.SetField(c.Context, ref, field, v)
 			if err != nil {
 				return err
+			}
+			if inferred && v.Kind == entity.KindString && entity.NumberKeptAsText(text) {
+				fmt.Fprintf(e.stderr, "note: %q is stored as the string you typed; as a number it would read back differently (use --type int or --type float for a number)\n", text)
 			}
 			if c.Bool(flagJSON) {
 				return e.printJSON(r)
@@ -369,40 +376,71 @@ Examples:
 // typedValue reads text as kind, or else as the type the schema of the
 // entity's type gives field, or else infers it. When it reads the
 // entity, it returns its ID as the ref to write, so that the write lands
-// on the entity whose schema typed the value.
-func typedValue(c *cli.Context, cl *api.Client, ref, field, text string, kind entity.Kind) (string, entity.Value, error) {
+// on the entity whose schema typed the value. inferred is true when no
+// type was given or declared. A ref value may be a path, as every REF.
+func typedValue(c *cli.Context, cl *api.Client, ref, field, text string, kind entity.Kind) (string, entity.Value, bool, error) {
+	if kind == entity.KindRef {
+		id, err := refTarget(c, cl, text)
+		if err != nil {
+			return "", entity.Value{}, false, fmt.Errorf("%s: field %q: %w", ref, field, err)
+		}
+		text = id
+	}
 	if kind != entity.KindNull {
 		v, err := entity.ParseValue(kind, text)
 		if err != nil {
-			return "", entity.Value{}, fmt.Errorf("%s: field %q: %w", ref, field, err)
+			return "", entity.Value{}, false, fmt.Errorf("%s: field %q: %w", ref, field, err)
 		}
-		return ref, v, nil
+		return ref, v, false, nil
 	}
 	ent, err := cl.Entity(c.Context, ref)
 	if err != nil {
-		return "", entity.Value{}, err
+		return "", entity.Value{}, false, err
 	}
 	if ent.Type != "" {
 		sc, err := cl.Schema(c.Context, ent.Type)
 		switch {
 		case errors.Is(err, api.ErrNotFound): // no schema: infer
 		case err != nil:
-			return "", entity.Value{}, err
+			return "", entity.Value{}, false, err
 		default:
 			if spec, ok := sc.Fields[field]; ok {
+				if spec.Type == entity.KindRef {
+					id, err := refTarget(c, cl, text)
+					if err != nil {
+						return "", entity.Value{}, false, fmt.Errorf("%s: field %q: %w", ent.Path, field, err)
+					}
+					text = id
+				}
 				v, err := entity.ParseValue(spec.Type, text)
 				if err != nil {
-					return "", entity.Value{}, fmt.Errorf("%s: field %q of type %s is %s: %w", ent.Path, field, ent.Type, spec.Type, err)
+					return "", entity.Value{}, false, fmt.Errorf("%s: field %q of type %s is %s: %w", ent.Path, field, ent.Type, spec.Type, err)
 				}
-				return string(ent.ID), v, nil
+				return string(ent.ID), v, false, nil
 			}
 		}
 	}
 	v, err := entity.InferValue(text)
 	if err != nil {
-		return "", entity.Value{}, fmt.Errorf("%s: field %q: %w", ent.Path, field, err)
+		return "", entity.Value{}, false, fmt.Errorf("%s: field %q: %w", ent.Path, field, err)
 	}
-	return string(ent.ID), v, nil
+	return string(ent.ID), v, true, nil
+}
+
+// refTarget is the entity ID a ref value names: an ID as given (the
+// entity may not have reached this node yet), a path resolved on the node.
+func refTarget(c *cli.Context, cl *api.Client, text string) (string, error) {
+	if entity.ID(text).Validate() == nil {
+		return text, nil
+	}
+	if !strings.HasPrefix(text, "/") {
+		return "", fmt.Errorf("ref value %q is neither an entity ID nor a path (paths start with '/')", text)
+	}
+	ent, err := cl.Entity(c.Context, text)
+	if err != nil {
+		return "", fmt.Errorf("ref value %s: %w", text, err)
+	}
+	return string(ent.ID), nil
 }
 
 func (e *cmdEnv) lsCommand(full string, depth int) *cli.Command {

@@ -449,3 +449,41 @@ func TestSchemaApplyMultiDocYAML(t *testing.T) {
 		t.Error("schema valve was applied though the file's other schema was refused")
 	}
 }
+
+// TestSetKeepsTextAndRefPaths: a schemaless write keeps the text of a
+// number that would not read back the same, and a ref value may be a
+// path (issue 17).
+func TestSetKeepsTextAndRefPaths(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir, n := startEntityNode(t, "node1")
+	d := []string{"--data", dir}
+	with := func(args ...string) []string { return append(append([]string{args[0]}, d...), args[1:]...) }
+	runSteps(t, []step{
+		{args: with("create", "--type", "site", "/F")},
+		{args: with("create", "--type", "sensor", "/F/S")},
+		{args: with("set", "/F/S", "serial", "007"), has: []string{"serial = 007 (string)"}, errHas: []string{"--type int"}},
+		{args: with("set", "/F/S", "part", "01234"), has: []string{"part = 01234 (string)"}},
+		{args: with("set", "/F/S", "version", "1.10"), has: []string{"version = 1.10 (string)"}},
+		{args: with("set", "/F/S", "count", "7"), has: []string{"count = 7 (int)"}},
+		{args: with("set", "/F/S", "temp", "21.5"), has: []string{"temp = 21.5 (float)"}},
+		{args: with("set", "--type", "int", "/F/S", "code", "007"), has: []string{"code = 7 (int)"}},
+		{args: with("set", "--type", "ref", "/F/S", "site", "/F")},
+		{args: with("set", "--type", "ref", "/F/S", "bad", "/F/nope"), code: 1, errHas: []string{"/F/nope"}},
+	})
+	f, err := n.Entities().Get("/F")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := n.Entities().Get("/F/S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Fields["site"].Value; got.Kind != entity.KindRef || got.Str != string(f.ID) {
+		t.Errorf("site = %v (%s), want a ref to %s", got, got.Kind, f.ID)
+	}
+	for name, want := range map[string]string{"serial": "007", "part": "01234", "version": "1.10"} {
+		if got := s.Fields[name].Value; got.Kind != entity.KindString || got.Str != want {
+			t.Errorf("%s = %v (%s), want the string %q", name, got, got.Kind, want)
+		}
+	}
+}
