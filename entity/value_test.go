@@ -224,7 +224,7 @@ func TestInferValueKeepsText(t *testing.T) {
 	for text, want := range map[string]Value{
 		"7": Int(7), "-3": Int(-3), "0": Int(0), "21.5": Float(21.5), "1.0": Float(1), "-0.25": Float(-0.25),
 		"1e+21": Float(1e21),
-		"007": String("007"), "01234": String("01234"), "+7": String("+7"), "-0": String("-0"),
+		"007":   String("007"), "01234": String("01234"), "+7": String("+7"), "-0": String("-0"),
 		"1.10": String("1.10"), "1e3": String("1e3"), ".5": String(".5"), "1.": String("1."),
 		"00000000000000000000001": String("00000000000000000000001"),
 	} {
