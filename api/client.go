@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -36,7 +37,7 @@ func ReadAPIInfo(dir string) (*APIInfo, error) {
 	path := filepath.Join(dir, APIFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w for %s: start it with `starling run --data %s`", ErrNoNode, dir, dir)
+		return nil, noNodeError(dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -46,6 +47,84 @@ func ReadAPIInfo(dir string) (*APIInfo, error) {
 		return nil, fmt.Errorf("%s is damaged (%v): delete it and restart the node", path, err)
 	}
 	return &info, nil
+}
+
+// noNodeError explains a data dir with no running node. Only a dir that
+// holds a node (its config.json) is told to start it: `starling run` on a
+// mistyped path would make a new node there.
+func noNodeError(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
+		return fmt.Errorf("%w for %s: start it with `starling run --data %s`", ErrNoNode, dir, dir)
+	}
+	what := "has no node (no " + ConfigFile + ")"
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		what = "does not exist"
+	}
+	msg := fmt.Sprintf("%s %s.", dir, what)
+	if near := nodeDirsNear(dir); len(near) > 0 {
+		msg += fmt.Sprintf(" Did you mean --data %s?", strings.Join(near, " or --data "))
+	}
+	return fmt.Errorf("%w: %s To make a new node there: `starling init --data %s`, then `starling run --data %s`", ErrNoNode, msg, dir, dir)
+}
+
+// nodeDirsNear lists up to 3 sibling directories of dir that hold a node
+// and whose names are a few edits from dir's, nearest first.
+func nodeDirsNear(dir string) []string {
+	parent, base := filepath.Split(filepath.Clean(dir))
+	if parent == "" {
+		parent = "."
+	}
+	ents, err := os.ReadDir(parent)
+	if err != nil || len(ents) > 1000 {
+		return nil
+	}
+	type cand struct {
+		path string
+		d    int
+	}
+	var cs []cand
+	limit := max(2, len(base)/3)
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == base {
+			continue
+		}
+		d := editDistance(strings.ToLower(base), strings.ToLower(e.Name()))
+		if d > limit {
+			continue
+		}
+		p := filepath.Join(parent, e.Name())
+		if _, err := os.Stat(filepath.Join(p, ConfigFile)); err == nil {
+			cs = append(cs, cand{p, d})
+		}
+	}
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].d < cs[j].d })
+	var out []string
+	for i := 0; i < len(cs) && i < 3; i++ {
+		out = append(out, cs[i].path)
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance of two short strings.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur := make([]int, len(rb)+1)
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(rb)]
 }
 
 // Client talks to a node's HTTP API. It is safe for concurrent use.
