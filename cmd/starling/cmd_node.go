@@ -121,7 +121,12 @@ Example:
 				return err
 			}
 			var opts []node.Option
+			// undoInit removes what this run's init made when the node
+			// then fails to start, so that the next run starts afresh
+			// with its own flags instead of the failed run's config.
+			undoInit := func() bool { return false }
 			if !node.Initialised(dir) {
+				undoInit = initUndoer(dir)
 				cfg, err := node.Init(dir, node.InitOptions{Settings: s, GeneratePSK: c.Bool(flagPSK), OpenNetwork: c.Bool(flagOpen)})
 				if err != nil {
 					return err
@@ -152,6 +157,9 @@ Example:
 			opts = append(opts, preset, node.WithLogger(e.log), node.WithClockOffset(c.Duration(flagClock)))
 			n, err := node.Open(ctx, dir, append(opts, e.runOptions...)...)
 			if err != nil {
+				if undoInit() {
+					return fmt.Errorf("%w\n(the node this run made in %s was removed again: once that is fixed, run the same command)", err, dir)
+				}
 				return err
 			}
 			e.printRunning(n)
@@ -163,6 +171,31 @@ Example:
 			fmt.Fprintln(e.stdout, "stopped")
 			return nil
 		},
+	}
+}
+
+// initUndoer notes what DIR holds before init and returns a function
+// that removes whatever was added since (DIR itself if it was new). Only
+// for a DIR that init is about to fill: it holds no node yet.
+func initUndoer(dir string) func() bool {
+	before := map[string]bool{}
+	ents, err := os.ReadDir(dir)
+	existed := err == nil
+	for _, e := range ents {
+		before[e.Name()] = true
+	}
+	return func() bool {
+		if !existed {
+			return os.RemoveAll(dir) == nil
+		}
+		ents, _ := os.ReadDir(dir)
+		ok := true
+		for _, e := range ents {
+			if !before[e.Name()] {
+				ok = os.RemoveAll(filepath.Join(dir, e.Name())) == nil && ok
+			}
+		}
+		return ok
 	}
 }
 

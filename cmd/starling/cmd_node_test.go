@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,5 +136,46 @@ func TestLocalNodesShareOneKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "node3 of") || strings.Contains(err.Error(), "node1") ||
 		!strings.Contains(err.Error(), "--force --psk-file "+filepath.Join(root, api.SwarmKeyFile)) {
 		t.Errorf("a node without the shared key: %v", err)
+	}
+}
+
+// TestRunFailingFirstStartLeavesNoConfig: a first `run` that fails to
+// start (the API port is taken) removes the node it made, so the next
+// `run` takes its own flags instead of failing on the first one's
+// config (issue 17).
+func TestRunFailingFirstStartLeavesNoConfig(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	root := t.TempDir()
+	for _, dir := range []string{filepath.Join(root, "new"), root} { // a new dir, and an existing empty one
+		r := runApp(t, "", "run", "--data", dir, "--api", l.Addr().String(), "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--no-dht")
+		if r.code != 1 || !strings.Contains(r.stderr, "removed again") {
+			t.Fatalf("run on a taken port: %+v", r)
+		}
+		if node.Initialised(dir) {
+			t.Fatalf("the failed first run left %s initialised", dir)
+		}
+		ents, _ := os.ReadDir(dir)
+		if len(ents) != 0 {
+			t.Errorf("the failed first run left %d entries in %s", len(ents), dir)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "new")); !os.IsNotExist(err) {
+		t.Errorf("the failed first run left the dir it made: %v", err)
+	}
+	// An initialised node that fails to start keeps everything.
+	dir := filepath.Join(root, "kept")
+	if r := runApp(t, "", "init", "--data", dir, "--api", l.Addr().String()); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	if r := runApp(t, "", "run", "--data", dir, "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--no-dht"); r.code != 1 || strings.Contains(r.stderr, "removed") {
+		t.Fatalf("run of an initialised node on a taken port: %+v", r)
+	}
+	if !node.Initialised(dir) {
+		t.Error("a failed run removed an initialised node")
 	}
 }
