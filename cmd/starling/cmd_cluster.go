@@ -160,7 +160,7 @@ it across restarts, give it to "starling run --peer" or config.json.
 
 Example:
    starling cluster add --data ./node1 --wait 10s /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
-		Flags: append(clientFlags(true), &cli.DurationFlag{Name: "wait", EnvVars: envVar("wait"),
+		Flags: append(clientFlags(true), &cli.DurationFlag{Name: "wait", EnvVars: cmdEnvVar("cluster-add", "wait"),
 			Usage: "wait up to `DURATION` until the peer is connected (exit 1 if it is not)"}),
 		Action: func(c *cli.Context) error {
 			cl, err := argsAndClient(c, 1, 1, "MULTIADDR")

@@ -94,7 +94,7 @@ the API or with "starling lead".`,
 				Description: `Prints the current leader of GROUP, then one line per change of leader or
 term. With --json, one JSON object per line (the API's watch stream).
 Ends after --count lines, on Ctrl-C, or when the node stops (exit 1).`,
-				Flags: append(clientFlags(true), &cli.IntFlag{Name: flagCount, EnvVars: envVar(flagCount), Usage: "stop after `N` lines (0: never)"}),
+				Flags: append(clientFlags(true), &cli.IntFlag{Name: flagCount, EnvVars: cmdEnvVar("election-watch", flagCount), Usage: "stop after `N` lines (0: never)"}),
 				Action: func(c *cli.Context) error {
 					if err := checkArgs(c, 1, 1, "GROUP"); err != nil {
 						return err

@@ -123,7 +123,7 @@ Example:
    ` + full + ` --data ./node1 --type site /Factory
    ` + full + ` --data ./node1 --type sensor /Factory/Line1/Sensor7`,
 		Flags: append(clientFlags(true),
-			&cli.StringFlag{Name: flagType, Aliases: []string{"t"}, EnvVars: envVar(flagType),
+			&cli.StringFlag{Name: flagType, Aliases: []string{"t"}, EnvVars: cmdEnvVar("create", flagType),
 				Usage: "entity `TYPE` (letters, digits, '_', '-', '.'); a schema for it, if any, checks the fields"}),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 1, 1, "PATH"); err != nil {
@@ -327,7 +327,7 @@ Examples:
    ` + full + ` --data ./node1 --type string /Factory/Line1/Sensor7 serial 0042
    ` + full + ` --data ./node1 --type json /Factory config - < config.json`,
 		Flags: append(clientFlags(true),
-			&cli.StringFlag{Name: flagType, Aliases: []string{"t"}, EnvVars: envVar(flagType),
+			&cli.StringFlag{Name: flagType, Aliases: []string{"t"}, EnvVars: cmdEnvVar("set", flagType),
 				Usage: "read VALUE as `TYPE`: " + entity.KindNames + " (default: the schema's type, else inferred)"}),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 3, 3, "REF FIELD VALUE"); err != nil {
@@ -466,7 +466,7 @@ Examples:
    ` + full + ` --data ./node1 --depth 1 /Factory
    ` + full + ` --data ./node1 --json /Factory | jq '.children[].name'`,
 		Flags: append(clientFlags(true),
-			&cli.IntFlag{Name: flagDepth, Value: depth, EnvVars: envVar(flagDepth),
+			&cli.IntFlag{Name: flagDepth, Value: depth, EnvVars: cmdEnvVar(lastWord(full), flagDepth),
 				Usage: "show `N` levels below REF (0: all)"}),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 0, 1, "[REF]"); err != nil {
@@ -607,7 +607,7 @@ func (e *cmdEnv) rmCommand(full string) *cli.Command {
 Example:
    ` + full + ` --data ./node1 --recursive /Factory/Line1`,
 		Flags: append(clientFlags(true),
-			&cli.BoolFlag{Name: flagRecursive, Aliases: []string{"r"}, EnvVars: envVar(flagRecursive),
+			&cli.BoolFlag{Name: flagRecursive, Aliases: []string{"r"},
 				Usage: "delete an entity that has children, with them"}),
 		Action: func(c *cli.Context) error {
 			cl, err := argsAndClient(c, 1, 1, "REF")

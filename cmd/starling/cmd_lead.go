@@ -68,12 +68,12 @@ health reports lead sends.
 Example:
    starling lead --data /var/lib/starling --group opcua-bridge -- /usr/bin/opcua-bridge --config /etc/bridge.yaml`,
 		Flags: append(clientFlags(false),
-			&cli.StringFlag{Name: flagGroup, Aliases: []string{"g"}, EnvVars: envVar(flagGroup), Usage: "the group to lead (`NAME`)"},
-			&cli.StringFlag{Name: flagMode, EnvVars: envVar(flagMode), Value: "LeaderOnly", Usage: "`MODE`: LeaderOnly (CMD runs on the leader only) or AllWarm (on every eligible candidate; endpoints)"},
-			&cli.StringFlag{Name: flagKind, EnvVars: envVar(flagKind), Usage: "`KIND` of the group: service or endpoint (default: endpoint with AllWarm, else service)"},
-			&cli.StringFlag{Name: flagInstance, EnvVars: envVar(flagInstance), Usage: "`NAME` telling apart several candidates of this node in the group"},
-			&cli.DurationFlag{Name: flagGrace, EnvVars: envVar(flagGrace), Value: 5 * time.Second, Usage: "how long CMD may take to stop after SIGTERM before SIGKILL"},
-			&cli.DurationFlag{Name: flagTTL, EnvVars: envVar(flagTTL), Value: 3 * time.Second, Usage: "the candidate leaves if lead stops reporting health for this long (lead killed)"},
+			&cli.StringFlag{Name: flagGroup, Aliases: []string{"g"}, EnvVars: cmdEnvVar("lead", flagGroup), Usage: "the group to lead (`NAME`)"},
+			&cli.StringFlag{Name: flagMode, EnvVars: cmdEnvVar("lead", flagMode), Value: "LeaderOnly", Usage: "`MODE`: LeaderOnly (CMD runs on the leader only) or AllWarm (on every eligible candidate; endpoints)"},
+			&cli.StringFlag{Name: flagKind, EnvVars: cmdEnvVar("lead", flagKind), Usage: "`KIND` of the group: service or endpoint (default: endpoint with AllWarm, else service)"},
+			&cli.StringFlag{Name: flagInstance, EnvVars: cmdEnvVar("lead", flagInstance), Usage: "`NAME` telling apart several candidates of this node in the group"},
+			&cli.DurationFlag{Name: flagGrace, EnvVars: cmdEnvVar("lead", flagGrace), Value: 5 * time.Second, Usage: "how long CMD may take to stop after SIGTERM before SIGKILL"},
+			&cli.DurationFlag{Name: flagTTL, EnvVars: cmdEnvVar("lead", flagTTL), Value: 3 * time.Second, Usage: "the candidate leaves if lead stops reporting health for this long (lead killed)"},
 		),
 		Action: e.lead,
 	}

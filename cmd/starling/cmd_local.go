@@ -101,9 +101,9 @@ Example:
    starling get --data /tmp/cluster/node3 /Sensor7`,
 		Flags: []cli.Flag{
 			dataFlag("root `DIR` for the nodes' data directories (DIR/node1, ...)"),
-			&cli.IntFlag{Name: "nodes", Aliases: []string{"n"}, Value: 3, EnvVars: envVar("nodes"), Usage: "number of nodes (1 to 64)"},
-			&cli.IntFlag{Name: "base-port", Value: 4101, EnvVars: envVar("base-port"), Usage: "libp2p TCP `PORT` of node1; node k uses PORT+k-1"},
-			&cli.IntFlag{Name: "api-base-port", Value: 7501, EnvVars: envVar("api-base-port"), Usage: "API `PORT` of node1; node k uses PORT+k-1"},
+			&cli.IntFlag{Name: "nodes", Aliases: []string{"n"}, Value: 3, EnvVars: cmdEnvVar("local", "nodes"), Usage: "number of nodes (1 to 64)"},
+			&cli.IntFlag{Name: "base-port", Value: 4101, EnvVars: cmdEnvVar("local", "base-port"), Usage: "libp2p TCP `PORT` of node1; node k uses PORT+k-1"},
+			&cli.IntFlag{Name: "api-base-port", Value: 7501, EnvVars: cmdEnvVar("local", "api-base-port"), Usage: "API `PORT` of node1; node k uses PORT+k-1"},
 			&cli.StringFlag{Name: flagEnv, Value: localEnv, EnvVars: envVar(flagEnv), Usage: "environment `NAME` of the nodes"},
 			clockOffsetFlag(),
 		},

@@ -47,7 +47,7 @@ and a second one, on another machine, given a copy of that node's swarm.key:
        --peer /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW...`,
 		Flags: append([]cli.Flag{
 			dataFlag("data `DIR` to create"),
-			&cli.BoolFlag{Name: flagForce, EnvVars: envVar(flagForce), Usage: "rewrite config.json of an initialised DIR (identity, token and data are kept)"},
+			&cli.BoolFlag{Name: flagForce, Usage: "rewrite config.json of an initialised DIR (identity, token and data are kept)"},
 		}, nodeFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
