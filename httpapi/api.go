@@ -244,7 +244,7 @@ func (a *server) auth(next http.Handler) http.Handler {
 				return
 			}
 			if strings.HasPrefix(r.URL.Path, "/ui/") {
-				web.unauthorized(w)
+				web.unauthorized(w, r)
 				return
 			}
 		}
