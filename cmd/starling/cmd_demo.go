@@ -144,6 +144,8 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 		d.clients = append(d.clients, n.Client())
 		d.say("%s  peer %s  api %s  %s", n.NodeID(), n.PeerID(), n.APIAddr(), n.SyncProgress().Phase)
 	}
+	// The one-time login link goes to this output only, never to a log.
+	d.say("web page of node1 while the demo runs: %s", d.nodes[0].WebLoginURL())
 	start := time.Now()
 	for i, n := range d.nodes {
 		for _, m := range d.nodes[i+1:] {

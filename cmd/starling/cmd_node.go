@@ -218,9 +218,9 @@ func (e *cmdEnv) printRunning(n *node.Node) {
 		fmt.Fprintf(w, "  peers    %d static\n", len(cfg.Peers))
 	}
 	fmt.Fprintf(w, "  state    %s\n", n.SyncProgress().Phase)
-	if u := n.WebLoginURL(); u != "" {
-		fmt.Fprintf(w, "  web      %s  (one-time login link; more with: starling web --data %s)\n", u, n.Dir())
-	}
+	// No one-time login URL here: run's output usually ends up in a log
+	// (journald) that others read. local, demo and `starling web` print one.
+	fmt.Fprintf(w, "  web      http://%s/ui/  (log in with a link from: starling web --data %s)\n", n.APIAddr(), n.Dir())
 	fmt.Fprintf(w, "try: starling status --data %s    (stop with Ctrl-C)\n", n.Dir())
 }
 

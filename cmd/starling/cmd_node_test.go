@@ -179,3 +179,31 @@ func TestRunFailingFirstStartLeavesNoConfig(t *testing.T) {
 		t.Error("a failed run removed an initialised node")
 	}
 }
+
+// TestRunDoesNotLogLoginURL: a one-time web login URL lets whoever reads
+// it in; run prints the page's address and how to get one, but no code,
+// neither on stdout nor in its log at info level (issue 17).
+func TestRunDoesNotLogLoginURL(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir := filepath.Join(t.TempDir(), "n")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done, out, errb := runInBackground(ctx, "--log-level", "debug", "run", "--data", dir, "--listen", "/ip4/127.0.0.1/tcp/0",
+		"--api", "127.0.0.1:0", "--no-mdns", "--no-dht")
+	testutil.Eventually(t, 30*time.Second, "the node is up", func() bool {
+		select {
+		case r := <-done:
+			t.Fatalf("run ended early: %+v", r)
+		default:
+		}
+		return strings.Contains(out.String(), "try: starling status")
+	})
+	cancel()
+	<-done
+	if s := out.String() + errb.String(); strings.Contains(s, "code=") || !strings.Contains(out.String(), "starling web --data "+dir) {
+		t.Errorf("run's output and log should name `starling web` and hold no login code:\n%s", s)
+	}
+	if !strings.Contains(errb.String(), "node started") {
+		t.Errorf("no start-up log line at debug level:\n%s", errb.String())
+	}
+}
