@@ -43,7 +43,7 @@ Examples:
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usageErrorf(c, "unknown cluster subcommand %q: use status, peers, add or remove", c.Args().First())
+				return usageErrorf(c, "unknown cluster subcommand %q%s: use status, peers, add or remove", c.Args().First(), didYouMeanCommand(c.Args().First(), c.Command.Subcommands))
 			}
 			return usageErrorf(c, "missing subcommand: use status, peers, add or remove")
 		},

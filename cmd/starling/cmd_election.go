@@ -31,7 +31,7 @@ the API or with "starling lead".`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usageErrorf(c, "unknown election subcommand %q: use ls, status or watch", c.Args().First())
+				return usageErrorf(c, "unknown election subcommand %q%s: use ls, status or watch", c.Args().First(), didYouMeanCommand(c.Args().First(), c.Command.Subcommands))
 			}
 			return usageErrorf(c, "missing subcommand: use ls, status or watch")
 		},

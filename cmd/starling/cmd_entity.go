@@ -96,7 +96,7 @@ Example:
 func groupAction(subs string) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if c.Args().Present() {
-			return usageErrorf(c, "unknown %s subcommand %q: use %s", c.Command.Name, c.Args().First(), subs)
+			return usageErrorf(c, "unknown %s subcommand %q%s: use %s", c.Command.Name, c.Args().First(), didYouMeanCommand(c.Args().First(), c.Command.Subcommands), subs)
 		}
 		return cli.ShowSubcommandHelp(c)
 	}

@@ -317,7 +317,7 @@ func TestEntityCommandsBadInput(t *testing.T) {
 		{"entity get with a field", "", sub("entity", "get", "/F", "a"), exitUsage, []string{"too many"}},
 		{"field get without field", "", sub("field", "get", "/F"), exitUsage, []string{"missing REF FIELD"}},
 		{"bad depth", "", with("ls", "--depth", "-3"), exitUsage, []string{"--depth -3"}},
-		{"flag after args", "", []string{"set", "/F", "x", "1", "--data", dir}, exitUsage, []string{"must come before"}},
+		{"unknown flag after args", "", []string{"set", "/F", "x", "1", "--data", dir, "--dryrun"}, exitUsage, []string{"-dryrun", "starling set --help"}},
 		{"unknown entity subcommand", "", []string{"entity", "frob"}, exitUsage, []string{`"frob"`}},
 		{"unknown schema subcommand", "", []string{"schema", "frob"}, exitUsage, []string{`"frob"`}},
 	}

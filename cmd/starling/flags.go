@@ -175,16 +175,10 @@ func requireData(c *cli.Context) (string, error) {
 }
 
 // checkArgs makes sure the command got between min and max positional
-// arguments, and that no flag was put after them (urfave/cli stops
-// parsing flags at the first argument, so it would be taken as a value).
+// arguments. Flags may come after them (reorderArgs moves them); what
+// follows "--" is an argument even if it looks like a flag.
 func checkArgs(c *cli.Context, min, max int, names string) error {
 	args := c.Args().Slice()
-	for _, a := range args {
-		name := strings.TrimLeft(a, "-")
-		if len(a) > len(name) && name != "" && hasFlag(c.Command.Flags, strings.SplitN(name, "=", 2)[0]) {
-			return usageErrorf(c, "flag %s must come before %s", a, names)
-		}
-	}
 	switch {
 	case len(args) < min:
 		return usageErrorf(c, "missing %s", names)

@@ -74,8 +74,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"get without key", []string{"kv", "get", "--data", d}, []string{"missing KEY"}},
 		{"put without value", []string{"kv", "put", "--data", d, "k"}, []string{"missing KEY VALUE"}},
 		{"get with two keys", []string{"kv", "get", "--data", d, "a", "b"}, []string{"too many"}},
-		{"flag after argument", []string{"kv", "get", "k", "--data", d}, []string{"--data must come before KEY"}},
-		{"flag= after argument", []string{"kv", "ls", "k", "--json=true"}, []string{"--json=true must come before"}},
+		{"unknown flag after argument", []string{"kv", "get", "k", "--dat", d}, []string{"-dat", "did you mean --data?"}},
+		{"unknown subcommand", []string{"kv", "gte", "k"}, []string{`"gte"`, "did you mean get?"}},
+		{"mistyped command", []string{"stauts"}, []string{`"stauts"`, "did you mean status?"}},
 		{"no node named", []string{"kv", "get", "k"}, []string{"--data DIR", "--api"}},
 		{"unknown kv subcommand", []string{"kv", "frob"}, []string{`"frob"`, "get, put, del or ls"}},
 		{"api without token", []string{"status", "--api", "127.0.0.1:1"}, []string{"--token"}},
@@ -302,6 +303,45 @@ func TestEveryFlagHasEnvVarAndUsage(t *testing.T) {
 		}
 	}
 	walk("starling", app.Commands)
+}
+
+// TestReorderArgs: flags go anywhere, as with kubectl (issue 17).
+func TestReorderArgs(t *testing.T) {
+	app := newApp(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	for _, tt := range []struct{ in, want string }{
+		{"get /F --data D", "get --data D /F"},
+		{"get /F temp --json --data=D", "get --json --data=D /F temp"},
+		{"status --log-level debug --data D", "--log-level debug status --data D"},
+		{"--data D status", "status --data D"},
+		{"cluster add /ip4/1 --wait 3s --data D --log-level info", "--log-level info cluster add --wait 3s --data D /ip4/1"},
+		{"set /F temp -5 --data D", "set --data D /F temp -5"},
+		{"set /F note --data D -- -x", "set --data D -- /F note -x"},
+		{"lead --group g --data D -- /bin/x --flag y", "lead --group g --data D -- /bin/x --flag y"},
+		{"rm -r /F -d D", "rm -r -d D /F"},
+		{"set /F help 1 --data D", "set --data D /F help 1"},
+		{"help cluster add", "cluster add --help"},
+		{"help", "--help"},
+		{"kv get k --bogus", "kv get --bogus k"},
+	} {
+		got := strings.Join(reorderArgs(app, append([]string{"starling"}, strings.Fields(tt.in)...))[1:], " ")
+		if got != tt.want {
+			t.Errorf("%q: got %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestFlagsAnywhere: the same command with its flags before and after
+// its arguments, and global flags after the command (issue 17).
+func TestFlagsAnywhere(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir, _ := startEntityNode(t, "node1")
+	runSteps(t, []step{
+		{args: []string{"create", "/F", "--type", "site", "--data", dir}, has: []string{"created /F"}},
+		{args: []string{"set", "/F", "n", "-5", "--data", dir, "--log-level", "debug"}, has: []string{"n = -5 (int)"}},
+		{args: []string{"--data", dir, "get", "/F", "n", "--json"}, has: []string{`"int"`}},
+		{args: []string{"set", "/F", "note", "--data", dir, "--", "-x"}, has: []string{"note = -x (string)"}},
+		{args: []string{"help", "cluster", "add"}, has: []string{"starling cluster add"}},
+	})
 }
 
 func TestHelp(t *testing.T) {
