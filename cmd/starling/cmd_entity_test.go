@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -150,7 +152,7 @@ func TestEntityCommands(t *testing.T) {
 		{args: with("rename", "/Factory/Line1/Sensor7", "S7"), has: []string{"renamed to /Factory/Line1/S7"}},
 		{args: with("mv", "/Factory/Line1/S7", "/Factory"), has: []string{"moved to /Factory/S7"}},
 		{args: sub("entity", "mv", "/Factory/S7", "/"), has: []string{"moved to /S7"}},
-		{args: with("rm", "/Factory"), code: 1, errHas: []string{"has 1 children", "--recursive"}},
+		{args: with("rm", "/Factory"), code: 1, errHas: []string{"has 1 child;", "--recursive"}},
 		{args: with("rm", "-r", "/Factory"), has: []string{"deleted /Factory (id ", "starling restore "}, capture: &rmOut},
 		{args: with("get", "/Factory/Line1"), code: 1, errHas: []string{"no such entity"}},
 		{args: sub("schema", "ls"), has: []string{"TYPE", "sensor", "temp", "float", "C", "-40", "125", `"idle"`, "line", "speed"}},
@@ -485,5 +487,33 @@ func TestSetKeepsTextAndRefPaths(t *testing.T) {
 		if got := s.Fields[name].Value; got.Kind != entity.KindString || got.Str != want {
 			t.Errorf("%s = %v (%s), want the string %q", name, got, got.Kind, want)
 		}
+	}
+}
+
+// TestWording: counts agree with their nouns, and messages carry no
+// chain of package prefixes ("move: new parent: entity: ...") (issue 17).
+func TestWording(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir, _ := startEntityNode(t, "node1")
+	d := []string{"--data", dir}
+	with := func(args ...string) []string { return append(append([]string{args[0]}, d...), args[1:]...) }
+	runSteps(t, []step{
+		{args: with("create", "--type", "site", "/F")},
+		{args: with("create", "--type", "sensor", "/F/S")},
+		{args: with("rm", "/F"), code: 1, errHas: []string{"has 1 child;", "to delete it too"}},
+		{args: with("mv", "/F/S", "/F/Line1"), code: 1, errHas: []string{"starling: new parent: no such entity: /F/Line1"}},
+		{args: with("status"), check: func(t *testing.T, out string) {
+			if regexp.MustCompile(`\b1 (heads|writes|commits)\b`).MatchString(out) {
+				t.Errorf("status: a plural after 1:\n%s", out)
+			}
+		}},
+	})
+	r := runApp(t, "", with("get", "/nope")...)
+	if strings.Contains(r.stderr, ": entity: ") || !strings.Contains(r.stderr, "starling: no such entity: /nope") {
+		t.Errorf("get /nope: %q", r.stderr)
+	}
+	err := fmt.Errorf("new parent: %w", fmt.Errorf("%w: /x", entity.ErrNotFound))
+	if got := cleanMessage(err); got != "new parent: no such entity: /x" || !errors.Is(err, entity.ErrNotFound) {
+		t.Errorf("cleanMessage = %q", got)
 	}
 }

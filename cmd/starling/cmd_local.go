@@ -247,7 +247,7 @@ func closeAll(nodes []*node.Node) error {
 }
 
 func (e *cmdEnv) printLocal(root string, nodes []*node.Node) {
-	fmt.Fprintf(e.stdout, "%d nodes running on 127.0.0.1 (env %s), data in %s\n\n", len(nodes), nodes[0].Config().Env, absDir(root))
+	fmt.Fprintf(e.stdout, "%s running on 127.0.0.1 (env %s), data in %s\n\n", counted(len(nodes), "node", "nodes"), nodes[0].Config().Env, absDir(root))
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tPEER ID\tLISTEN\tAPI\tDATA")
 	for _, n := range nodes {

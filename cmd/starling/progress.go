@@ -49,7 +49,7 @@ func progressLine(p nodestate.SyncProgress, now time.Time) string {
 	if !known {
 		b.WriteString(" [")
 		b.WriteString(strings.Repeat("?", progressBarWidth))
-		fmt.Fprintf(&b, "] %d entries, %s; waiting for the source's totals", p.EntriesDone, humanBytes(p.BytesDone))
+		fmt.Fprintf(&b, "] %s, %s; waiting for the source's totals", counted(int(p.EntriesDone), "entry", "entries"), humanBytes(p.BytesDone))
 		return b.String()
 	}
 	fmt.Fprintf(&b, " %s %3.0f%%", bar(frac, progressBarWidth), frac*100)
