@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -205,5 +206,57 @@ func TestRunDoesNotLogLoginURL(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "node started") {
 		t.Errorf("no start-up log line at debug level:\n%s", errb.String())
+	}
+}
+
+// TestConfigCheck: `config check` reports every problem of config.json
+// and of the flags given, naming key and flag, exit 1; 0 when run would
+// accept it; --json for scripts.
+func TestConfigCheck(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "n")
+	if r := runApp(t, "", "init", "--data", dir); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	if r := runApp(t, "", "config", "check", "--data", dir); r.code != 0 || !strings.Contains(r.stdout, "configuration OK") {
+		t.Fatalf("a fresh node: %+v", r)
+	}
+	path := filepath.Join(dir, api.ConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["log_levl"] = "info"
+	m["mdns"] = "yes"
+	m["node_id"] = "bad id"
+	b, _ = json.Marshal(m)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runApp(t, "", "config", "check", "--data", dir, "--peer", "/ip4/1.2.3.4/tcp/1")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1: %+v", r.code, r)
+	}
+	for _, want := range []string{"4 problems", `log_levl: unknown key (did you mean "log_level"?)`, "mdns (--no-mdns):", "node_id (--node-id):", "peers (--peer):"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("config check does not say %q:\n%s", want, r.stdout)
+		}
+	}
+	r = runApp(t, "", "config", "check", "--data", dir, "--json")
+	var res configCheckResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || r.code != 1 || res.OK || len(res.Problems) != 3 || res.Problems[0].Key != "log_levl" {
+		t.Errorf("--json: %v %+v\n%s", err, res, r.stdout)
+	}
+	if err := os.Remove(filepath.Join(dir, api.TokenFile)); err != nil {
+		t.Fatal(err)
+	}
+	if r := runApp(t, "", "config", "check", "--data", dir); r.code != 1 || !strings.Contains(r.stdout, api.TokenFile) {
+		t.Errorf("a missing token: %+v", r)
+	}
+	if r := runApp(t, "", "config", "check", "--data", filepath.Join(dir, "x")); r.code != 1 || !strings.Contains(r.stderr, "starling init") {
+		t.Errorf("no node: %+v", r)
 	}
 }

@@ -147,6 +147,7 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 	}
 	app.Commands = append(app.Commands, e.entityCommands()...)
 	app.Commands = append(app.Commands, e.syncCommands()...)
+	app.Commands = append(app.Commands, e.configCommand())
 	app.OnUsageError = onUsageError
 	setUsageErrorHandler(app.Commands)
 	return app
