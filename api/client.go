@@ -346,7 +346,17 @@ func (c *Client) Peers(ctx context.Context) ([]PeerStatus, error) {
 // returns its peer ID. The node checks the address: a malformed one is
 // an error wrapping ErrBadRequest that says what is wrong.
 func (c *Client) AddPeer(ctx context.Context, addr string) (string, error) {
-	b, _ := json.Marshal(AddPeerRequest{Addr: addr})
+	return c.addPeer(ctx, AddPeerRequest{Addr: addr})
+}
+
+// AddPeerSaved is AddPeer that also keeps the peer in the node's
+// config.json, so that the node dials it again after a restart.
+func (c *Client) AddPeerSaved(ctx context.Context, addr string) (string, error) {
+	return c.addPeer(ctx, AddPeerRequest{Addr: addr, Save: true})
+}
+
+func (c *Client) addPeer(ctx context.Context, req AddPeerRequest) (string, error) {
+	b, _ := json.Marshal(req)
 	resp, err := c.do(ctx, http.MethodPost, "/v1/peers", bytes.NewReader(b), http.StatusOK)
 	if err != nil {
 		return "", err

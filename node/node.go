@@ -316,7 +316,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{
 		Token:     n.token,
 		KV:        storeKV{n.store},
-		Peers:     monitoredPeers{p2pPeers{n.p2p}, n.mon},
+		Peers:     monitoredPeers{p2pPeers{n.p2p}, n.mon, dir},
 		Status:    n,
 		Entities:  n.entities,
 		Election:  n.elect.runner,

@@ -146,6 +146,7 @@ Example:
 type addResult struct {
 	ID        string `json:"id"`
 	Connected bool   `json:"connected"`
+	Saved     bool   `json:"saved"` // in the node's config.json (--save)
 }
 
 func (e *cmdEnv) clusterAddCommand() *cli.Command {
@@ -153,15 +154,19 @@ func (e *cmdEnv) clusterAddCommand() *cli.Command {
 		Name:      "add",
 		Usage:     "dial a node and remember it (re-dialled whenever the link drops)",
 		ArgsUsage: "MULTIADDR",
-		UsageText: "starling cluster add --data DIR [--wait DURATION] [--json] /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...",
+		UsageText: "starling cluster add --data DIR [--save] [--wait DURATION] [--json] /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...",
 		Description: `Adds a static peer to the running node and dials it; the node keeps it and
-re-dials it with backoff. With --wait, waits until it is connected. To keep
-it across restarts, give it to "starling run --peer" or config.json.
+re-dials it with backoff while it runs. With --save the node also writes
+it into its config.json (peers), so that it is dialled again after a
+restart; without, a restart forgets it. With --wait, waits until it is
+connected.
 
 Example:
-   starling cluster add --data ./node1 --wait 10s /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
+   starling cluster add --data ./node1 --save --wait 10s /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
 		Flags: append(clientFlags(true), &cli.DurationFlag{Name: "wait", EnvVars: cmdEnvVar("cluster-add", "wait"),
-			Usage: "wait up to `DURATION` until the peer is connected (exit 1 if it is not)"}),
+			Usage: "wait up to `DURATION` until the peer is connected (exit 1 if it is not)"},
+			&cli.BoolFlag{Name: "save", EnvVars: cmdEnvVar("cluster-add", "save"),
+				Usage: "also keep the peer in the node's config.json, so that it is dialled again after a restart"}),
 		Action: func(c *cli.Context) error {
 			cl, err := argsAndClient(c, 1, 1, "MULTIADDR")
 			if err != nil {
@@ -171,11 +176,15 @@ Example:
 			if _, err := p2p.ParsePeerAddr(c.Args().First()); err != nil {
 				return err
 			}
-			id, err := cl.AddPeer(c.Context, c.Args().First())
+			add := cl.AddPeer
+			if c.Bool("save") {
+				add = cl.AddPeerSaved
+			}
+			id, err := add(c.Context, c.Args().First())
 			if err != nil {
 				return err
 			}
-			res := addResult{ID: id}
+			res := addResult{ID: id, Saved: c.Bool("save")}
 			if d := c.Duration("wait"); d > 0 {
 				_, werr := poll(c.Context, d, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
 					cs, err := cl.ClusterStatus(ctx)
@@ -197,10 +206,14 @@ Example:
 			if isJSON(c) {
 				return e.printJSON(res)
 			}
+			saved := " (not saved: a restart forgets it; --save keeps it in config.json)"
+			if res.Saved {
+				saved = ", saved in config.json"
+			}
 			if res.Connected {
-				fmt.Fprintf(e.stdout, "added %s (connected)\n", id)
+				fmt.Fprintf(e.stdout, "added %s (connected)%s\n", id, saved)
 			} else {
-				fmt.Fprintf(e.stdout, "added %s\n", id)
+				fmt.Fprintf(e.stdout, "added %s%s\n", id, saved)
 			}
 			return nil
 		},
