@@ -65,6 +65,23 @@ func (e *cmdEnv) clusterStatusCommand() *cli.Command {
 of nodes, the leader (the lowest available node ID) and its term, and a row
 per node. A node that is joining or syncing gets a progress bar with an ETA.
 
+The columns, each as the node last reported it (about every second):
+   STATE         JOINING, SYNCING, ACTIVE, SUSPECT (no report for 3s), DEAD
+                 (none for 10s), LEAVING, LEFT
+   SYNC          the link from this node: Connected, Syncing, Disconnected
+   LAST SEEN     when its last report arrived here
+   WRITES        writes committed on that node since it started (its own)
+   MSGS IN       replication messages it received from peers since it
+                 started (one message can carry many writes)
+   HEADS         the tips of its history (DAG heads): usually 1; more after
+                 it merged concurrent writes (from other nodes, or from the
+                 other side of a partition), until its next write joins them
+   LAG           how many DAG heights it is behind the highest node known:
+                 0 when it is caught up; a lag that does not shrink means
+                 it is not receiving (see SYNC, and starling resync)
+   LIVE/HISTORY  its live state and history on disk (starling compact)
+--json has the same as numbers (writes_out is WRITES, writes_in MSGS IN).
+
 Example:
    starling cluster status --data ./node1 --json | jq -r .leader.leader`,
 		Flags: clientFlags(true),
@@ -311,7 +328,7 @@ func (e *cmdEnv) printClusterStatus(cs *api.ClusterStatus, now time.Time) {
 	fmt.Fprintln(e.stdout)
 
 	w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tPEER ID\tSTATE\tSYNC\tLAST SEEN\tWRITES IN/OUT\tHEADS\tLAG\tLIVE/HISTORY\tADDRESS")
+	fmt.Fprintln(w, "NODE\tPEER ID\tSTATE\tSYNC\tLAST SEEN\tWRITES\tMSGS IN\tHEADS\tLAG\tLIVE/HISTORY\tADDRESS")
 	var syncing []api.NodeView
 	for _, n := range cs.Nodes {
 		name := orDash(n.NodeID)
@@ -325,8 +342,8 @@ func (e *cmdEnv) printClusterStatus(cs *api.ClusterStatus, now time.Time) {
 		if n.Self {
 			health = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%d\t%s\t%s\n", name, shortPeer(n.PeerID), n.State, orDash(health),
-			lastSeen(n), n.WritesIn, n.WritesOut, n.Heads, n.Lag, storeSizes(n.LiveBytes, n.HistoryBytes), firstOr(n.Addrs, "-"))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", name, shortPeer(n.PeerID), n.State, orDash(health),
+			lastSeen(n), n.WritesOut, n.WritesIn, n.Heads, n.Lag, storeSizes(n.LiveBytes, n.HistoryBytes), firstOr(n.Addrs, "-"))
 		if !n.Self && n.LastSeen != nil && n.Sync.Phase != nodestate.PhaseActive && n.Sync.Phase != "" {
 			syncing = append(syncing, n)
 		}

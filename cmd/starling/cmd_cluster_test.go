@@ -36,7 +36,7 @@ func TestClusterCLI(t *testing.T) {
 	})
 
 	r := runApp(t, "", "cluster", "status", "--data", d1)
-	for _, want := range []string{"mode", "cluster (3 nodes)", "node1 (this node), term ", "node2", "node3", "ACTIVE", "Connected", "sync", "WRITES IN/OUT", "LAG"} {
+	for _, want := range []string{"mode", "cluster (3 nodes)", "node1 (this node), term ", "node2", "node3", "ACTIVE", "Connected", "sync", "WRITES", "MSGS IN", "LAG"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("cluster status lacks %q:\n%s%s", want, r.stdout, r.stderr)
 		}
@@ -128,7 +128,7 @@ func TestProgressLine(t *testing.T) {
 		{nodestate.SyncProgress{Phase: nodestate.PhaseActive, Transfers: 2}, start, []string{"2 state transfers"}},
 		{nodestate.SyncProgress{Phase: nodestate.PhaseJoining, LastError: "no peer"}, start, []string{"JOINING", "last attempt: no peer"}},
 		{nodestate.SyncProgress{Phase: nodestate.PhaseSyncing, Source: "node1", EntriesDone: 10, Started: start}, start.Add(time.Second),
-			[]string{"SYNCING from node1", "[??????", "waiting for the source's totals"}},
+			[]string{"SYNCING from node1: starting, 10 entries (0 B) received so far; the size of the copy is not known yet"}},
 		{nodestate.SyncProgress{Phase: nodestate.PhaseSyncing, Source: "node1", EntriesDone: 50, EntriesTotal: 200, BytesDone: 4_000_000, BytesTotal: 16_000_000, Started: start},
 			start.Add(10 * time.Second),
 			[]string{"[=======>                      ]", " 25%", "50/200 entries", "4.0 MB/16.0 MB", "ETA 30s"}},
