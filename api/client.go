@@ -243,8 +243,22 @@ func (c *Client) unreachable(err error) error {
 	} else {
 		msg += ": check --api, and that the node is running"
 	}
-	return errors.New(msg)
+	return &unreachableError{msg: msg, err: err}
 }
+
+// ErrUnreachable means the node's API could not be reached (no answer
+// at its address): the node is not running, or is still starting.
+// Test with errors.Is.
+var ErrUnreachable = errors.New("api: node unreachable")
+
+type unreachableError struct {
+	msg string
+	err error
+}
+
+func (e *unreachableError) Error() string        { return e.msg }
+func (e *unreachableError) Unwrap() error        { return e.err }
+func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
 
 func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
