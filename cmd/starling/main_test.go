@@ -513,8 +513,8 @@ func TestClientCommands(t *testing.T) {
 			}
 		}},
 		{args: []string{"status", "--api", addr, "--token", "wrong"}, code: 1, errHas: "token"},
-		{args: []string{"cluster", "add", "--data", dir, "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + "\n"},
-		{args: []string{"cluster", "--data", dir, "add", "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + "\n"},
+		{args: []string{"cluster", "add", "--data", dir, "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + " (not saved: a restart forgets it; --save keeps it in config.json)\n"},
+		{args: []string{"cluster", "--data", dir, "add", "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + " (not saved: a restart forgets it; --save keeps it in config.json)\n"},
 		{args: []string{"cluster", "add", "--data", dir, "/ip4/10.0.0.1/tcp/4001"}, code: 1, errHas: `"/ip4/10.0.0.1/tcp/4001"`},
 	}
 	for _, s := range steps {
