@@ -52,7 +52,12 @@ func (p monitoredPeers) RemovePeer(ctx context.Context, id peer.ID) error {
 		return err
 	}
 	p.m.Forget(id)
-	return nil
+	if p.dir == "" {
+		return nil
+	}
+	// Forgotten for good: a peer saved by `cluster add --save` must not
+	// be dialled again at the next start.
+	return ForgetPeer(p.dir, id)
 }
 
 // KVNamespace is where the raw key-value API keeps its keys in the

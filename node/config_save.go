@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/starling-sync/starling/p2p"
 )
 
@@ -38,5 +40,28 @@ func SavePeer(dir, addr string) error {
 		}
 	}
 	cfg.Peers = append(kept, addr)
+	return writeConfig(dir, cfg)
+}
+
+// ForgetPeer removes every address of peer id from DIR/config.json's
+// peers (`cluster remove`); the file is left alone when it has none.
+func ForgetPeer(dir string, id peer.ID) error {
+	configMu.Lock()
+	defer configMu.Unlock()
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return err
+	}
+	suffix := "/p2p/" + id.String()
+	kept := make([]string, 0, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		if !strings.HasSuffix(p, suffix) {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == len(cfg.Peers) {
+		return nil
+	}
+	cfg.Peers = kept
 	return writeConfig(dir, cfg)
 }

@@ -216,4 +216,11 @@ func TestClusterAddSave(t *testing.T) {
 	if r := runApp(t, "", "config", "check", "--data", dir); r.code != 0 {
 		t.Errorf("the saved config does not pass config check: %+v", r)
 	}
+	// remove forgets it for good: config.json too.
+	if r := runApp(t, "", "cluster", "remove", "--data", dir, id1.String()); r.code != 0 {
+		t.Fatalf("cluster remove: %+v", r)
+	}
+	if got := peers(); slices.Contains(got, a1b) {
+		t.Errorf("config.json still has the removed peer: %v", got)
+	}
 }
