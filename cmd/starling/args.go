@@ -50,6 +50,12 @@ func reorderArgs(app *cli.App, args []string) []string {
 			dash, tail = true, rest[i+1:]
 			break
 		}
+		if len(pos) > 0 && len(path) > 0 && strings.HasPrefix(path[len(path)-1].ArgsUsage, "--") {
+			// A command line of its own (lead's CMD ARGS...): from its
+			// first word on, nothing is ours, even without "--".
+			dash, tail = true, rest[i:]
+			break
+		}
 		if isFlagToken(t) {
 			name, _, hasVal := strings.Cut(strings.TrimLeft(t, "-"), "=")
 			fa := flagArg{name: name, toks: []string{t}}

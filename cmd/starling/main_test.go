@@ -322,6 +322,7 @@ func TestReorderArgs(t *testing.T) {
 		{"help cluster add", "cluster add --help"},
 		{"help", "--help"},
 		{"kv get k --bogus", "kv get --bogus k"},
+		{"lead --group g sh -c echo --data D", "lead --group g -- sh -c echo --data D"},
 	} {
 		got := strings.Join(reorderArgs(app, append([]string{"starling"}, strings.Fields(tt.in)...))[1:], " ")
 		if got != tt.want {
