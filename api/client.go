@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +44,7 @@ func ReadAPIInfo(dir string) (*APIInfo, error) {
 	path := filepath.Join(dir, APIFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w for %s: start it with `starling run --data %s`", ErrNoNode, dir, dir)
+		return nil, noNodeError(dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -53,6 +54,84 @@ func ReadAPIInfo(dir string) (*APIInfo, error) {
 		return nil, fmt.Errorf("%s is damaged (%v): delete it and restart the node", path, err)
 	}
 	return &info, nil
+}
+
+// noNodeError explains a data dir with no running node. Only a dir that
+// holds a node (its config.json) is told to start it: `starling run` on a
+// mistyped path would make a new node there.
+func noNodeError(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
+		return fmt.Errorf("%w for %s: start it with `starling run --data %s`", ErrNoNode, dir, dir)
+	}
+	what := "has no node (no " + ConfigFile + ")"
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		what = "does not exist"
+	}
+	msg := fmt.Sprintf("%s %s.", dir, what)
+	if near := nodeDirsNear(dir); len(near) > 0 {
+		msg += fmt.Sprintf(" Did you mean --data %s?", strings.Join(near, " or --data "))
+	}
+	return fmt.Errorf("%w: %s To make a new node there: `starling init --data %s`, then `starling run --data %s`", ErrNoNode, msg, dir, dir)
+}
+
+// nodeDirsNear lists up to 3 sibling directories of dir that hold a node
+// and whose names are a few edits from dir's, nearest first.
+func nodeDirsNear(dir string) []string {
+	parent, base := filepath.Split(filepath.Clean(dir))
+	if parent == "" {
+		parent = "."
+	}
+	ents, err := os.ReadDir(parent)
+	if err != nil || len(ents) > 1000 {
+		return nil
+	}
+	type cand struct {
+		path string
+		d    int
+	}
+	var cs []cand
+	limit := max(2, len(base)/3)
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == base {
+			continue
+		}
+		d := editDistance(strings.ToLower(base), strings.ToLower(e.Name()))
+		if d > limit {
+			continue
+		}
+		p := filepath.Join(parent, e.Name())
+		if _, err := os.Stat(filepath.Join(p, ConfigFile)); err == nil {
+			cs = append(cs, cand{p, d})
+		}
+	}
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].d < cs[j].d })
+	var out []string
+	for i := 0; i < len(cs) && i < 3; i++ {
+		out = append(out, cs[i].path)
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance of two short strings.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur := make([]int, len(rb)+1)
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(rb)]
 }
 
 // Client talks to a node's HTTP API. It is safe for concurrent use.
@@ -218,8 +297,22 @@ func (c *Client) unreachable(err error) error {
 	} else {
 		msg += ": check --api, and that the node is running"
 	}
-	return errors.New(msg)
+	return &unreachableError{msg: msg, err: err}
 }
+
+// ErrUnreachable means the node's API could not be reached (no answer
+// at its address): the node is not running, or is still starting.
+// Test with errors.Is.
+var ErrUnreachable = errors.New("api: node unreachable")
+
+type unreachableError struct {
+	msg string
+	err error
+}
+
+func (e *unreachableError) Error() string        { return e.msg }
+func (e *unreachableError) Unwrap() error        { return e.err }
+func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
 
 func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
@@ -321,7 +414,17 @@ func (c *Client) Peers(ctx context.Context) ([]PeerStatus, error) {
 // returns its peer ID. The node checks the address: a malformed one is
 // an error wrapping ErrBadRequest that says what is wrong.
 func (c *Client) AddPeer(ctx context.Context, addr string) (string, error) {
-	b, _ := json.Marshal(AddPeerRequest{Addr: addr})
+	return c.addPeer(ctx, AddPeerRequest{Addr: addr})
+}
+
+// AddPeerSaved is AddPeer that also keeps the peer in the node's
+// config.json, so that the node dials it again after a restart.
+func (c *Client) AddPeerSaved(ctx context.Context, addr string) (string, error) {
+	return c.addPeer(ctx, AddPeerRequest{Addr: addr, Save: true})
+}
+
+func (c *Client) addPeer(ctx context.Context, req AddPeerRequest) (string, error) {
+	b, _ := json.Marshal(req)
 	resp, err := c.do(ctx, http.MethodPost, "/v1/peers", bytes.NewReader(b), http.StatusOK)
 	if err != nil {
 		return "", err

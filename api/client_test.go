@@ -55,9 +55,39 @@ func TestClientFromDataDir(t *testing.T) {
 	t.Run("no api.json", func(t *testing.T) {
 		dir := t.TempDir()
 		writeTokenFile(t, dir, testToken)
+		if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		_, err := ClientFromDataDir(dir)
 		if !errors.Is(err, ErrNoNode) || !strings.Contains(err.Error(), "starling run --data "+dir) {
 			t.Errorf("err = %v, want ErrNoNode with a hint to start the node", err)
+		}
+	})
+	// A mistyped --data must not be told to `starling run` there: that
+	// would make a new node at the typo (issue 17).
+	t.Run("no node at a typo", func(t *testing.T) {
+		root := t.TempDir()
+		node1 := filepath.Join(root, "node1")
+		if err := os.MkdirAll(node1, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(node1, ConfigFile), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, typo := range []string{filepath.Join(root, "nod1"), filepath.Join(root, "nodes1")} {
+			_, err := ClientFromDataDir(typo)
+			if !errors.Is(err, ErrNoNode) || strings.Contains(err.Error(), "start it with") ||
+				!strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "Did you mean --data "+node1) ||
+				!strings.Contains(err.Error(), "starling init --data "+typo) {
+				t.Errorf("err = %v, want: does not exist, did you mean %s, how to init one explicitly", err, node1)
+			}
+		}
+		empty := filepath.Join(root, "empty")
+		if err := os.MkdirAll(empty, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ClientFromDataDir(empty); err == nil || !strings.Contains(err.Error(), "has no node") || !strings.HasPrefix(err.Error(), "api: no running node: "+empty) {
+			t.Errorf("err = %v, want: has no node", err)
 		}
 	})
 	t.Run("no token", func(t *testing.T) {

@@ -254,6 +254,14 @@ func (c *Client) PutSchema(ctx context.Context, sc entity.Schema) (entity.Versio
 	return r.Version, err
 }
 
+// PutSchemas applies several schemas in one write: all of them, or none
+// when one is refused. It returns each type with the write's version.
+func (c *Client) PutSchemas(ctx context.Context, scs []entity.Schema) ([]SchemaResult, error) {
+	var r []SchemaResult
+	err := c.entityDo(ctx, http.MethodPut, "/v1/schemas", scs, http.StatusOK, &r)
+	return r, err
+}
+
 // Schemas lists every schema, by type.
 func (c *Client) Schemas(ctx context.Context) ([]entity.Schema, error) {
 	var r SchemasResponse

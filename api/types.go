@@ -138,10 +138,14 @@ type PeersResponse struct {
 
 type AddPeerRequest struct {
 	Addr string `json:"addr"`
+	// Save also keeps the peer in the node's config.json, so that it is
+	// dialled again after a restart.
+	Save bool `json:"save,omitempty"`
 }
 
 type AddPeerResponse struct {
-	ID string `json:"id"`
+	ID    string `json:"id"`
+	Saved bool   `json:"saved,omitempty"` // in config.json
 }
 
 type ErrorResponse struct {

@@ -237,7 +237,7 @@ func (tx *Tx) Move(ref, newParent string) error {
 	}
 	pid, err := tx.resolve(newParent)
 	if err != nil {
-		return fmt.Errorf("move: new parent: %w", err)
+		return fmt.Errorf("new parent: %w", err)
 	}
 	if tx.s.st.isAncestor(id, pid) {
 		return fmt.Errorf("%w: %s is %s or below it", ErrCycle, tx.where(pid), tx.where(id))
@@ -262,7 +262,11 @@ func (tx *Tx) Delete(ref string, recursive bool) error {
 		return fmt.Errorf("%w: the root cannot be deleted", ErrNotFound)
 	}
 	if n := len(tx.s.st.children(id)); n > 0 && !recursive {
-		return fmt.Errorf("%w: %s has %d children; delete it with --recursive to delete them too", ErrNotEmpty, tx.where(id), n)
+		children, them := fmt.Sprintf("%d children", n), "them"
+		if n == 1 {
+			children, them = "1 child", "it"
+		}
+		return fmt.Errorf("%w: %s has %s; delete it with --recursive to delete %s too", ErrNotEmpty, tx.where(id), children, them)
 	}
 	tx.write(regKey{entity: id, kind: 'a', name: attrExists}, Bool(false).Encode())
 	return nil

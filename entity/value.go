@@ -285,24 +285,66 @@ func ParseValue(k Kind, text string) (Value, error) {
 }
 
 // InferValue reads text with no declared type: true/false as bool, an
-// integer as int, a number as float, anything else as string. An integer
-// outside the int64 range is refused (intRangeError) rather than turned
-// into a float that would not hold it exactly.
+// integer as int, a number as float, anything else as string. A number
+// is taken as one only when it reads back as the same text, so that a
+// write keeps what was typed: "007", "+7", "01234", "1.10" or "1e3" stay
+// strings (serial numbers, versions, codes), while "7", "-3", "21.5" and
+// "1.0" are numbers ("1.0" is how a whole float is written). Use a schema
+// or an explicit type (ParseValue) to store such text as a number. An
+// integer outside the int64 range is refused (intRangeError) rather than
+// turned into a float that would not hold it exactly.
 func InferValue(text string) (Value, error) {
 	if b, err := strconv.ParseBool(text); err == nil && (text == "true" || text == "false") {
 		return Bool(b), nil
 	}
 	i, err := strconv.ParseInt(text, 10, 64)
 	if err == nil {
-		return Int(i), nil
+		if strconv.FormatInt(i, 10) == text {
+			return Int(i), nil
+		}
+		return String(text), nil
 	}
-	if errors.Is(err, strconv.ErrRange) {
+	if errors.Is(err, strconv.ErrRange) && canonicalInt(text) {
 		return Value{}, intRangeError(text)
 	}
-	if f, err := strconv.ParseFloat(text, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+	if f, err := strconv.ParseFloat(text, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) && canonicalFloat(f, text) {
 		return Float(f), nil
 	}
 	return String(text), nil
+}
+
+// NumberKeptAsText reports whether InferValue kept text as a string
+// though it parses as a number (it would not read back the same): the
+// CLI says so, and how to store a number instead.
+func NumberKeptAsText(text string) bool {
+	if _, err := strconv.ParseFloat(text, 64); err != nil && !errors.Is(err, strconv.ErrRange) {
+		return false
+	}
+	v, err := InferValue(text)
+	return err == nil && v.Kind == KindString
+}
+
+// canonicalInt: digits with an optional '-', no leading zero.
+func canonicalInt(text string) bool {
+	d := strings.TrimPrefix(text, "-")
+	if d == "" || (d[0] == '0' && len(d) > 1) {
+		return false
+	}
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalFloat: text is how f is written back (shortest form), or a
+// whole number with ".0".
+func canonicalFloat(f float64, text string) bool {
+	if text == strconv.FormatFloat(f, 'f', -1, 64) || text == strconv.FormatFloat(f, 'g', -1, 64) {
+		return true
+	}
+	return f == math.Trunc(f) && text == strconv.FormatFloat(f, 'f', 1, 64)
 }
 
 // intRangeError refuses an integer literal outside int64.

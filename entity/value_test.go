@@ -216,3 +216,27 @@ func TestIntOutsideRangeRefused(t *testing.T) {
 		t.Errorf("a large integer sent as a float: %v, %v", v, err)
 	}
 }
+
+// TestInferValueKeepsText: a schemaless write keeps what was typed. A
+// number is inferred only when it reads back as the same text; "007"
+// must not become 7 (issue 17).
+func TestInferValueKeepsText(t *testing.T) {
+	for text, want := range map[string]Value{
+		"7": Int(7), "-3": Int(-3), "0": Int(0), "21.5": Float(21.5), "1.0": Float(1), "-0.25": Float(-0.25),
+		"1e+21": Float(1e21),
+		"007":   String("007"), "01234": String("01234"), "+7": String("+7"), "-0": String("-0"),
+		"1.10": String("1.10"), "1e3": String("1e3"), ".5": String(".5"), "1.": String("1."),
+		"00000000000000000000001": String("00000000000000000000001"),
+	} {
+		v, err := InferValue(text)
+		if err != nil || v.Kind != want.Kind || v.String() != want.String() {
+			t.Errorf("InferValue(%q) = %v (%s), %v; want %v (%s)", text, v, v.Kind, err, want, want.Kind)
+		}
+		if kept := NumberKeptAsText(text); kept != (want.Kind == KindString) {
+			t.Errorf("NumberKeptAsText(%q) = %v", text, kept)
+		}
+	}
+	if NumberKeptAsText("hello") {
+		t.Error("NumberKeptAsText(hello) = true")
+	}
+}

@@ -47,6 +47,13 @@ type PeerSet interface {
 	RemovePeer(ctx context.Context, id peer.ID) error
 }
 
+// PeerSaver is implemented by a PeerSet that can keep a peer in the
+// node's configuration, so that it is dialled again after a restart
+// (POST /v1/peers with "save": true).
+type PeerSaver interface {
+	SavePeer(addr string) error
+}
+
 // StatusSource reports the node's state for GET /v1/status.
 type StatusSource interface {
 	Status(ctx context.Context) (api.StatusInfo, error)
@@ -262,7 +269,7 @@ func (a *server) auth(next http.Handler) http.Handler {
 				return
 			}
 			if strings.HasPrefix(r.URL.Path, "/ui/") {
-				web.unauthorized(w)
+				web.unauthorized(w, r)
 				return
 			}
 		}
@@ -416,7 +423,7 @@ func (a *server) addPeer(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		a.fail(w, r, api.BadRequestf(`body must be {"addr": "<multiaddr>"}: %v`, err))
+		a.fail(w, r, api.BadRequestf(`body must be {"addr": "<multiaddr>", "save": false}: %v`, err))
 		return
 	}
 	ai, err := p2p.ParsePeerAddr(req.Addr)
@@ -424,11 +431,22 @@ func (a *server) addPeer(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, api.BadRequestf("addr: %v", err))
 		return
 	}
+	saver, canSave := a.cfg.Peers.(PeerSaver)
+	if req.Save && !canSave {
+		a.fail(w, r, api.BadRequestf("this node cannot save peers in its configuration: add it with --peer or in config.json"))
+		return
+	}
 	if err := a.cfg.Peers.AddPeer(r.Context(), *ai); err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.AddPeerResponse{ID: ai.ID.String()})
+	if req.Save {
+		if err := saver.SavePeer(req.Addr); err != nil {
+			a.fail(w, r, fmt.Errorf("added %s, but could not save it in the configuration: %w", ai.ID, err))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, api.AddPeerResponse{ID: ai.ID.String(), Saved: req.Save})
 }
 
 func (a *server) removePeer(w http.ResponseWriter, r *http.Request) {

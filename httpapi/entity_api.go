@@ -629,19 +629,61 @@ func (a *entityAPI) schema(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, sc)
 }
 
+// putSchema applies one schema, or a JSON array of them in one
+// transaction: all of them or none (a file of several schemas must not
+// leave the tree half-migrated).
 func (a *entityAPI) putSchema(w http.ResponseWriter, r *http.Request) {
-	var sc entity.Schema
-	const want = `a schema: {"type": "sensor", "fields": {"temp": {"type": "float", "unit": "C", "min": -40, "max": 125}}}`
-	if err := decodeJSON(w, r, a.cfg.MaxValueBytes, &sc, want); err != nil {
+	var raw json.RawMessage
+	const want = `a schema: {"type": "sensor", "fields": {"temp": {"type": "float", "unit": "C", "min": -40, "max": 125}}}, or a list of them`
+	if err := decodeJSON(w, r, a.cfg.MaxValueBytes, &raw, want); err != nil {
 		a.efail(w, r, err)
 		return
 	}
-	v, err := a.tree.Update(r.Context(), func(tx *entity.Tx) error { return tx.PutSchema(sc) })
+	list := len(bytes.TrimSpace(raw)) > 0 && bytes.TrimSpace(raw)[0] == '['
+	var scs []entity.Schema
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var err error
+	if list {
+		err = dec.Decode(&scs)
+	} else {
+		var sc entity.Schema
+		err = dec.Decode(&sc)
+		scs = []entity.Schema{sc}
+	}
+	if err != nil {
+		a.efail(w, r, api.BadRequestf("body must be %s: %v", want, err))
+		return
+	}
+	seen := map[string]bool{}
+	for _, sc := range scs {
+		if seen[sc.Type] {
+			a.efail(w, r, api.BadRequestf("schema %q is given twice: give each type once", sc.Type))
+			return
+		}
+		seen[sc.Type] = true
+	}
+	v, err := a.tree.Update(r.Context(), func(tx *entity.Tx) error {
+		for _, sc := range scs {
+			if err := tx.PutSchema(sc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		a.efail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.SchemaResult{Type: sc.Type, Version: v})
+	if !list {
+		writeJSON(w, http.StatusOK, api.SchemaResult{Type: scs[0].Type, Version: v})
+		return
+	}
+	out := make([]api.SchemaResult, 0, len(scs))
+	for _, sc := range scs {
+		out = append(out, api.SchemaResult{Type: sc.Type, Version: v})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // watch streams the events under ?path= (a path or an entity ID, "/"

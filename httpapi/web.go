@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -26,15 +25,19 @@ import (
 // page itself and the redirect of "/" to it.
 //
 // Login: paste the token into /ui/login (a form POST), or open a
-// one-time URL /ui/login?code=... (printed by `starling local`, logged
-// at start, or made by `starling web`). Either sets a session cookie:
+// one-time URL /ui/login?code=... (printed by `starling local` and
+// `demo`, or made by `starling web`; never logged, as logs are read by
+// more people than the token's holders). Either sets a session cookie:
 // HttpOnly, SameSite=Strict, named after the token's hash so that
 // several nodes on one host (different ports, same cookie jar) keep
-// their own. The cookie holds an HMAC of the token, never the token,
-// and authorises the same requests the bearer token does; requests that
+// their own. The cookie holds a random session ID, new at every login,
+// that the node keeps for sessionMaxAge and forgets at logout (and at
+// restart), so a copied cookie is worthless once its session ended. It
+// authorises the same requests the bearer token does; requests that
 // change something must also carry the header X-Starling-UI (which a
 // cross-site form cannot send), so a session cannot be ridden by
-// another site.
+// another site. A page asked for without a session redirects to the
+// login page.
 
 // ClusterSource serves the cluster endpoints (the node's monitor).
 // Methods are called concurrently from HTTP handlers and must not block
@@ -84,17 +87,19 @@ const (
 	uiHeader = "X-Starling-UI"
 	// maxLoginCodes bounds the codes waiting to be used.
 	maxLoginCodes = 64
+	// maxSessions bounds the live sessions; beyond it the oldest ends.
+	maxSessions = 256
 )
 
 // WebUI serves the web page and its login. Safe for concurrent use.
 type WebUI struct {
-	token   string
-	cookie  string // cookie name
-	session string // cookie value
-	now     func() time.Time
+	token  string
+	cookie string // cookie name
+	now    func() time.Time
 
-	mu    sync.Mutex
-	codes map[string]time.Time // one-time code -> expiry
+	mu       sync.Mutex
+	codes    map[string]time.Time // one-time code -> expiry
+	sessions map[string]time.Time // session ID (the cookie's value) -> expiry
 }
 
 // NewWebUI returns the web page of the API with the given token; now is
@@ -104,14 +109,12 @@ func NewWebUI(token string, now func() time.Time) *WebUI {
 		now = time.Now
 	}
 	sum := sha256.Sum256([]byte(token))
-	mac := hmac.New(sha256.New, []byte(token))
-	mac.Write([]byte("starling web session v1"))
 	return &WebUI{
-		token:   token,
-		cookie:  "starling_" + hex.EncodeToString(sum[:6]),
-		session: hex.EncodeToString(mac.Sum(nil)),
-		now:     now,
-		codes:   make(map[string]time.Time),
+		token:    token,
+		cookie:   "starling_" + hex.EncodeToString(sum[:6]),
+		now:      now,
+		codes:    make(map[string]time.Time),
+		sessions: make(map[string]time.Time),
 	}
 }
 
@@ -147,6 +150,56 @@ func (u *WebUI) useCode(code string) bool {
 	return ok && u.now().Before(exp)
 }
 
+// newSession starts a session and returns its ID (the cookie's value).
+func (u *WebUI) newSession() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	now := u.now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for s, exp := range u.sessions {
+		if !now.Before(exp) {
+			delete(u.sessions, s)
+		}
+	}
+	for len(u.sessions) >= maxSessions {
+		oldest, first := "", time.Time{}
+		for s, exp := range u.sessions {
+			if oldest == "" || exp.Before(first) {
+				oldest, first = s, exp
+			}
+		}
+		delete(u.sessions, oldest)
+	}
+	u.sessions[id] = now.Add(sessionMaxAge)
+	return id
+}
+
+// validSession reports whether id is a live session.
+func (u *WebUI) validSession(id string) bool {
+	if id == "" {
+		return false
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for s, exp := range u.sessions {
+		// Compare every one in constant time: the map lookup alone
+		// would be a timing oracle on the IDs.
+		if subtle.ConstantTimeCompare([]byte(s), []byte(id)) == 1 {
+			return u.now().Before(exp)
+		}
+	}
+	return false
+}
+
+// endSession revokes a session: its cookie no longer authorises anything.
+func (u *WebUI) endSession(id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.sessions, id)
+}
+
 // public reports whether r may be served without a token.
 func (u *WebUI) public(r *http.Request) bool {
 	p := r.URL.Path
@@ -158,7 +211,7 @@ func (u *WebUI) public(r *http.Request) bool {
 // a request that changes something, the UI header).
 func (u *WebUI) authorized(r *http.Request) bool {
 	c, err := r.Cookie(u.cookie)
-	if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(u.session)) != 1 {
+	if err != nil || !u.validSession(c.Value) {
 		return false
 	}
 	switch r.Method {
@@ -168,16 +221,24 @@ func (u *WebUI) authorized(r *http.Request) bool {
 	return r.Header.Get(uiHeader) != ""
 }
 
-// unauthorized answers a browser's request for a page without a session.
-func (u *WebUI) unauthorized(w http.ResponseWriter) {
+// unauthorized answers a browser's request for a page without a session:
+// a page is redirected to the login page, anything else gets 401.
+func (u *WebUI) unauthorized(w http.ResponseWriter, r *http.Request) {
+	if ext := path.Ext(r.URL.Path); (r.Method == http.MethodGet || r.Method == http.MethodHead) && (ext == "" || ext == ".html") {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("WWW-Authenticate", `Bearer realm="starling"`)
 	w.WriteHeader(http.StatusUnauthorized)
 	fmt.Fprint(w, `<!doctype html><meta charset="utf-8"><title>Starling: log in</title><p>Not logged in. <a href="/ui/login">Log in with the node's API token</a>.`)
 }
 
+// setSession starts a new session (a new ID at every login, so one
+// that leaked before it is no use) and sets its cookie.
 func (u *WebUI) setSession(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: u.cookie, Value: u.session, Path: "/", HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: u.cookie, Value: u.newSession(), Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionMaxAge / time.Second)})
 }
 
@@ -219,6 +280,9 @@ func (u *WebUI) register(mux *http.ServeMux) {
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /ui/logout", func(w http.ResponseWriter, r *http.Request) {
+		if c, err := r.Cookie(u.cookie); err == nil {
+			u.endSession(c.Value)
+		}
 		http.SetCookie(w, &http.Cookie{Name: u.cookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		w.WriteHeader(http.StatusNoContent)
 	})

@@ -25,6 +25,7 @@ var (
 	_ httpapi.KV            = storeKV{}
 	_ httpapi.PeerSet       = p2pPeers{}
 	_ httpapi.PeerSet       = monitoredPeers{}
+	_ httpapi.PeerSaver     = monitoredPeers{}
 	_ httpapi.StatusSource  = (*Node)(nil)
 	_ httpapi.SyncControl   = (*Node)(nil)
 	_ httpapi.ClusterSource = (*monitor.Monitor)(nil)
@@ -34,8 +35,12 @@ var (
 // removes, so that a removed node leaves the cluster table for good.
 type monitoredPeers struct {
 	httpapi.PeerSet
-	m *monitor.Monitor
+	m   *monitor.Monitor
+	dir string // the data dir, whose config.json SavePeer changes
 }
+
+// SavePeer keeps addr in config.json's peers (`cluster add --save`).
+func (p monitoredPeers) SavePeer(addr string) error { return SavePeer(p.dir, addr) }
 
 func (p monitoredPeers) AddPeer(ctx context.Context, ai peer.AddrInfo) error {
 	p.m.Remember(ai.ID)
@@ -47,7 +52,12 @@ func (p monitoredPeers) RemovePeer(ctx context.Context, id peer.ID) error {
 		return err
 	}
 	p.m.Forget(id)
-	return nil
+	if p.dir == "" {
+		return nil
+	}
+	// Forgotten for good: a peer saved by `cluster add --save` must not
+	// be dialled again at the next start.
+	return ForgetPeer(p.dir, id)
 }
 
 // KVNamespace is where the raw key-value API keeps its keys in the

@@ -305,13 +305,18 @@ func TestWrongTokenServesNothing(t *testing.T) {
 			if auth != "" {
 				req.Header.Set("Authorization", auth)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := noRedirect(nil).Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusUnauthorized {
+			if path == "/ui/" && auth == "" {
+				// A page without a session: sent to the login page.
+				if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login" {
+					t.Errorf("GET /ui/ with no auth: %d %s, want a redirect to /ui/login", resp.StatusCode, resp.Header.Get("Location"))
+				}
+			} else if resp.StatusCode != http.StatusUnauthorized {
 				t.Errorf("GET %s (auth %q): %d, want 401", path, auth, resp.StatusCode)
 			}
 			for _, leak := range []string{"node1", "starling_", "EventSource"} {

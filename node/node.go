@@ -329,7 +329,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		Token:     n.token,
 		Tokens:    httpapi.NewFileTokens(dir),
 		KV:        storeKV{n.store},
-		Peers:     monitoredPeers{p2pPeers{n.p2p}, n.mon},
+		Peers:     monitoredPeers{p2pPeers{n.p2p}, n.mon, dir},
 		Status:    n,
 		Entities:  n.entities,
 		Election:  n.elect.runner,
@@ -362,7 +362,9 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err := n.sync.Start(); err != nil {
 		return nil, err
 	}
-	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env, "web_login", n.WebLoginURL())
+	// The web page's address only: a one-time login URL in a log would
+	// let whoever reads the log in (`starling web` makes one on demand).
+	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env, "web", "http://"+n.apiAddr+"/ui/")
 	return n, nil
 }
 

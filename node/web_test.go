@@ -44,8 +44,15 @@ func TestWebLogin(t *testing.T) {
 	if resp, _ := get("/"); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/ui/" {
 		t.Errorf("GET /: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if resp, body := get("/ui/"); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "/ui/login") {
-		t.Errorf("GET /ui/ without a session: %d %s", resp.StatusCode, body)
+	// A page without a session redirects to the login page (issue 17: a
+	// bare 401 was a dead end); its assets get 401.
+	for _, p := range []string{"/ui/", "/ui/index.html"} {
+		if resp, body := get(p); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login" {
+			t.Errorf("GET %s without a session: %d %s %s", p, resp.StatusCode, resp.Header.Get("Location"), body)
+		}
+	}
+	if resp, _ := get("/ui/app.js"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /ui/app.js without a session: %d, want 401", resp.StatusCode)
 	}
 	if resp, body := get("/ui/login"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="token"`) {
 		t.Errorf("login page: %d %s", resp.StatusCode, body)
@@ -106,5 +113,42 @@ func TestWebLogin(t *testing.T) {
 	}
 	if c := put(true); c != http.StatusNoContent {
 		t.Errorf("write from the page: %d, want 204", c)
+	}
+
+	// Logout revokes the session on the node: the old cookie, replayed,
+	// no longer works (issue 17), and the next login gets a new one.
+	cookies := jar.Cookies(resp.Request.URL)
+	if len(cookies) != 1 {
+		t.Fatalf("cookies %v, want the session's", cookies)
+	}
+	old := cookies[0]
+	req, _ := http.NewRequest(http.MethodPost, base+"/ui/logout", nil)
+	req.Header.Set("X-Starling-UI", "1")
+	if resp, err := hc.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %v %v", resp, err)
+	}
+	replay := func(c *http.Cookie) int {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v1/cluster/status", nil)
+		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := replay(old); code != http.StatusUnauthorized {
+		t.Errorf("the session cookie still works after logout: %d", code)
+	}
+	u, err = n.Client().WebLoginURL(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(strings.TrimPrefix(u, base)); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("second login: %d", resp.StatusCode)
+	}
+	cookies = jar.Cookies(resp.Request.URL)
+	if len(cookies) != 1 || cookies[0].Value == old.Value || replay(cookies[0]) != http.StatusOK {
+		t.Errorf("second login's cookie %v: want a new, working session (old %s)", cookies, old.Value)
 	}
 }

@@ -153,9 +153,9 @@ Example (the whole site lost, one backup left):
    starling restore --backup /backups/plant1.backup --data /var/lib/starling --psk-file /etc/starling/swarm.key
    starling run --data /var/lib/starling`
 	cmd.Flags = append(cmd.Flags,
-		&cli.StringFlag{Name: flagBackup, Usage: "restore the data of a backup `FILE` into a new node's --data DIR (instead of an entity)"},
-		&cli.StringFlag{Name: flagNodeID, Usage: "with --backup, for a new DIR: the node `ID` (default: derived from the identity)"},
-		&cli.StringFlag{Name: flagPSKFile, Usage: "with --backup, for a new DIR: the environment's private network key `FILE`"},
+		&cli.StringFlag{Name: flagBackup, EnvVars: cmdEnvVar("restore", flagBackup), Usage: "restore the data of a backup `FILE` into a new node's --data DIR (instead of an entity)"},
+		&cli.StringFlag{Name: flagNodeID, EnvVars: envVar(flagNodeID), Usage: "with --backup, for a new DIR: the node `ID` (default: derived from the identity)"},
+		&cli.StringFlag{Name: flagPSKFile, EnvVars: envVar(flagPSKFile), Usage: "with --backup, for a new DIR: the environment's private network key `FILE`"},
 		&cli.BoolFlag{Name: flagOpen, Usage: "with --backup, for a new DIR: no private network key (see starling init --help)"},
 	)
 	cmd.Action = func(c *cli.Context) error {

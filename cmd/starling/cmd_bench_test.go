@@ -56,11 +56,11 @@ func TestBenchJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts nodes")
 	}
-	t.Setenv("STARLING_WORK_DIR", t.TempDir())
-	t.Setenv("STARLING_ONLY", "writes")
-	t.Setenv("STARLING_QUICK", "true")
-	t.Setenv("STARLING_BUDGET", "1s")
-	t.Setenv("STARLING_NODES", "5")
+	t.Setenv("STARLING_BENCH_WORK_DIR", t.TempDir())
+	t.Setenv("STARLING_BENCH_ONLY", "writes")
+	t.Setenv("STARLING_BENCH_QUICK", "true")
+	t.Setenv("STARLING_BENCH_BUDGET", "1s")
+	t.Setenv("STARLING_BENCH_NODES", "5")
 	t.Setenv("STARLING_JSON", "true")
 	r := runApp(t, "", "bench")
 	if r.code != 0 {
@@ -108,7 +108,7 @@ func TestBenchHelp(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	for _, w := range append(bench.Workloads, "--only", "--quick", "--budget", "--nodes", "--json", "STARLING_BUDGET", "timed out", "ratio") {
+	for _, w := range append(bench.Workloads, "--only", "--quick", "--budget", "--nodes", "--json", "STARLING_BENCH_BUDGET", "timed out", "ratio") {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("help lacks %q", w)
 		}

@@ -19,9 +19,8 @@ import (
 	"github.com/starling-sync/starling/chaos"
 )
 
-// Flags of chaos. Their environment variables are STARLING_<NAME>, like
-// every flag's, and STARLING_CHAOS_<NAME>, which does not touch other
-// commands.
+// Flags of chaos. Their environment variables are STARLING_CHAOS_<NAME>,
+// which do not touch other commands (--nodes is also local's).
 const (
 	flagChaosScenarios = "scenarios"
 	flagChaosRounds    = "rounds"
@@ -37,7 +36,14 @@ const (
 	flagChaosList      = "list"
 )
 
-func chaosEnvVar(name string) []string { return append(envVar(name), envVar("chaos-"+name)...) }
+// chaosEnvVar is a chaos flag's environment variable: STARLING_CHAOS_<NAME>
+// (--json: STARLING_JSON, as everywhere).
+func chaosEnvVar(name string) []string {
+	if name == flagJSON {
+		return envVar(name)
+	}
+	return cmdEnvVar("chaos", name)
+}
 
 // chaosTestCommands are hidden subcommands of chaos that exist only in
 // test builds: flags_chaosbroken.go (build tag chaosbroken) adds the

@@ -279,13 +279,14 @@ func (e *cmdEnv) printStatus(st *api.StatusInfo) {
 	}
 	fmt.Fprintf(w, "peers\t%d connected, %d known\n", connected, len(st.Peers))
 	s := st.Store
-	fmt.Fprintf(w, "store\t%d heads, height %d, %d writes in %d commits\n", len(s.Heads), s.MaxHeight, s.OpsCommitted, s.Commits)
+	fmt.Fprintf(w, "store\t%s, height %d, %s in %s\n", counted(len(s.Heads), "head", "heads"), s.MaxHeight,
+		counted(int(s.OpsCommitted), "write", "writes"), counted(int(s.Commits), "commit", "commits"))
 	state := "in sync with what it has received"
 	switch {
 	case s.Dirty:
 		state = "dirty: a DAG walk failed, repair pending"
 	case s.QueuedJobs > 0 || s.ReceiveQueue > 0:
-		state = fmt.Sprintf("syncing: %d blocks queued, %d messages waiting", s.QueuedJobs, s.ReceiveQueue)
+		state = fmt.Sprintf("syncing: %s queued, %s waiting", counted(int(s.QueuedJobs), "block", "blocks"), counted(int(s.ReceiveQueue), "message", "messages"))
 	}
 	fmt.Fprintf(w, "sync\t%s\n", state)
 	fmt.Fprintf(w, "storage\t%s\n", storageLine(s))

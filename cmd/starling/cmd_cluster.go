@@ -43,7 +43,7 @@ Examples:
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usageErrorf(c, "unknown cluster subcommand %q: use status, peers, add or remove", c.Args().First())
+				return usageErrorf(c, "unknown cluster subcommand %q%s: use status, peers, add or remove", c.Args().First(), didYouMeanCommand(c.Args().First(), c.Command.Subcommands))
 			}
 			return usageErrorf(c, "missing subcommand: use status, peers, add or remove")
 		},
@@ -64,6 +64,23 @@ func (e *cmdEnv) clusterStatusCommand() *cli.Command {
 		Description: `Shows the cluster as this node sees it: standalone or cluster, the number
 of nodes, the leader (the lowest available node ID) and its term, and a row
 per node. A node that is joining or syncing gets a progress bar with an ETA.
+
+The columns, each as the node last reported it (about every second):
+   STATE         JOINING, SYNCING, ACTIVE, SUSPECT (no report for 3s), DEAD
+                 (none for 10s), LEAVING, LEFT
+   SYNC          the link from this node: Connected, Syncing, Disconnected
+   LAST SEEN     when its last report arrived here
+   WRITES        writes committed on that node since it started (its own)
+   MSGS IN       replication messages it received from peers since it
+                 started (one message can carry many writes)
+   HEADS         the tips of its history (DAG heads): usually 1; more after
+                 it merged concurrent writes (from other nodes, or from the
+                 other side of a partition), until its next write joins them
+   LAG           how many DAG heights it is behind the highest node known:
+                 0 when it is caught up; a lag that does not shrink means
+                 it is not receiving (see SYNC, and starling resync)
+   LIVE/HISTORY  its live state and history on disk (starling compact)
+--json has the same as numbers (writes_out is WRITES, writes_in MSGS IN).
 
 Example:
    starling cluster status --data ./node1 --json | jq -r .leader.leader`,
@@ -146,6 +163,7 @@ Example:
 type addResult struct {
 	ID        string `json:"id"`
 	Connected bool   `json:"connected"`
+	Saved     bool   `json:"saved"` // in the node's config.json (--save)
 }
 
 func (e *cmdEnv) clusterAddCommand() *cli.Command {
@@ -153,15 +171,19 @@ func (e *cmdEnv) clusterAddCommand() *cli.Command {
 		Name:      "add",
 		Usage:     "dial a node and remember it (re-dialled whenever the link drops)",
 		ArgsUsage: "MULTIADDR",
-		UsageText: "starling cluster add --data DIR [--wait DURATION] [--json] /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...",
+		UsageText: "starling cluster add --data DIR [--save] [--wait DURATION] [--json] /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...",
 		Description: `Adds a static peer to the running node and dials it; the node keeps it and
-re-dials it with backoff. With --wait, waits until it is connected. To keep
-it across restarts, give it to "starling run --peer" or config.json.
+re-dials it with backoff while it runs. With --save the node also writes
+it into its config.json (peers), so that it is dialled again after a
+restart; without, a restart forgets it. With --wait, waits until it is
+connected.
 
 Example:
-   starling cluster add --data ./node1 --wait 10s /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
-		Flags: append(clientFlags(true), &cli.DurationFlag{Name: "wait", EnvVars: envVar("wait"),
-			Usage: "wait up to `DURATION` until the peer is connected (exit 1 if it is not)"}),
+   starling cluster add --data ./node1 --save --wait 10s /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW...`,
+		Flags: append(clientFlags(true), &cli.DurationFlag{Name: "wait", EnvVars: cmdEnvVar("cluster-add", "wait"),
+			Usage: "wait up to `DURATION` until the peer is connected (exit 1 if it is not)"},
+			&cli.BoolFlag{Name: "save", EnvVars: cmdEnvVar("cluster-add", "save"),
+				Usage: "also keep the peer in the node's config.json, so that it is dialled again after a restart"}),
 		Action: func(c *cli.Context) error {
 			cl, err := argsAndClient(c, 1, 1, "MULTIADDR")
 			if err != nil {
@@ -171,11 +193,15 @@ Example:
 			if _, err := p2p.ParsePeerAddr(c.Args().First()); err != nil {
 				return err
 			}
-			id, err := cl.AddPeer(c.Context, c.Args().First())
+			add := cl.AddPeer
+			if c.Bool("save") {
+				add = cl.AddPeerSaved
+			}
+			id, err := add(c.Context, c.Args().First())
 			if err != nil {
 				return err
 			}
-			res := addResult{ID: id}
+			res := addResult{ID: id, Saved: c.Bool("save")}
 			if d := c.Duration("wait"); d > 0 {
 				_, werr := poll(c.Context, d, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
 					cs, err := cl.ClusterStatus(ctx)
@@ -197,10 +223,14 @@ Example:
 			if isJSON(c) {
 				return e.printJSON(res)
 			}
+			saved := " (not saved: a restart forgets it; --save keeps it in config.json)"
+			if res.Saved {
+				saved = ", saved in config.json"
+			}
 			if res.Connected {
-				fmt.Fprintf(e.stdout, "added %s (connected)\n", id)
+				fmt.Fprintf(e.stdout, "added %s (connected)%s\n", id, saved)
 			} else {
-				fmt.Fprintf(e.stdout, "added %s\n", id)
+				fmt.Fprintf(e.stdout, "added %s%s\n", id, saved)
 			}
 			return nil
 		},
@@ -298,7 +328,7 @@ func (e *cmdEnv) printClusterStatus(cs *api.ClusterStatus, now time.Time) {
 	fmt.Fprintln(e.stdout)
 
 	w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tPEER ID\tSTATE\tSYNC\tLAST SEEN\tWRITES IN/OUT\tHEADS\tLAG\tLIVE/HISTORY\tADDRESS")
+	fmt.Fprintln(w, "NODE\tPEER ID\tSTATE\tSYNC\tLAST SEEN\tWRITES\tMSGS IN\tHEADS\tLAG\tLIVE/HISTORY\tADDRESS")
 	var syncing []api.NodeView
 	for _, n := range cs.Nodes {
 		name := orDash(n.NodeID)
@@ -312,8 +342,8 @@ func (e *cmdEnv) printClusterStatus(cs *api.ClusterStatus, now time.Time) {
 		if n.Self {
 			health = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%d\t%s\t%s\n", name, shortPeer(n.PeerID), n.State, orDash(health),
-			lastSeen(n), n.WritesIn, n.WritesOut, n.Heads, n.Lag, storeSizes(n.LiveBytes, n.HistoryBytes), firstOr(n.Addrs, "-"))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", name, shortPeer(n.PeerID), n.State, orDash(health),
+			lastSeen(n), n.WritesOut, n.WritesIn, n.Heads, n.Lag, storeSizes(n.LiveBytes, n.HistoryBytes), firstOr(n.Addrs, "-"))
 		if !n.Self && n.LastSeen != nil && n.Sync.Phase != nodestate.PhaseActive && n.Sync.Phase != "" {
 			syncing = append(syncing, n)
 		}

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/node"
 	"github.com/starling-sync/starling/nodestate"
 )
 
@@ -34,7 +36,7 @@ func TestClusterCLI(t *testing.T) {
 	})
 
 	r := runApp(t, "", "cluster", "status", "--data", d1)
-	for _, want := range []string{"mode", "cluster (3 nodes)", "node1 (this node), term ", "node2", "node3", "ACTIVE", "Connected", "sync", "WRITES IN/OUT", "LAG"} {
+	for _, want := range []string{"mode", "cluster (3 nodes)", "node1 (this node), term ", "node2", "node3", "ACTIVE", "Connected", "sync", "WRITES", "MSGS IN", "LAG"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("cluster status lacks %q:\n%s%s", want, r.stdout, r.stderr)
 		}
@@ -126,7 +128,7 @@ func TestProgressLine(t *testing.T) {
 		{nodestate.SyncProgress{Phase: nodestate.PhaseActive, Transfers: 2}, start, []string{"2 state transfers"}},
 		{nodestate.SyncProgress{Phase: nodestate.PhaseJoining, LastError: "no peer"}, start, []string{"JOINING", "last attempt: no peer"}},
 		{nodestate.SyncProgress{Phase: nodestate.PhaseSyncing, Source: "node1", EntriesDone: 10, Started: start}, start.Add(time.Second),
-			[]string{"SYNCING from node1", "[??????", "waiting for the source's totals"}},
+			[]string{"SYNCING from node1: starting, 10 entries (0 B) received so far; the size of the copy is not known yet"}},
 		{nodestate.SyncProgress{Phase: nodestate.PhaseSyncing, Source: "node1", EntriesDone: 50, EntriesTotal: 200, BytesDone: 4_000_000, BytesTotal: 16_000_000, Started: start},
 			start.Add(10 * time.Second),
 			[]string{"[=======>                      ]", " 25%", "50/200 entries", "4.0 MB/16.0 MB", "ETA 30s"}},
@@ -171,5 +173,54 @@ func TestFollowSync(t *testing.T) {
 		return nodestate.SyncProgress{}, boom
 	}); !errors.Is(err, boom) {
 		t.Errorf("error not passed on: %v", err)
+	}
+}
+
+// TestClusterAddSave: `cluster add --save` keeps the peer in config.json,
+// so that it survives a restart (the README says add "remembers");
+// without --save the file is left alone and the output says so.
+func TestClusterAddSave(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir, _ := startEntityNode(t, "node1")
+	id1, id2 := testutil.PeerID(t), testutil.PeerID(t)
+	a1 := "/ip4/127.0.0.1/tcp/9/p2p/" + id1.String()
+	a2 := "/ip4/127.0.0.1/tcp/9/p2p/" + id2.String()
+	peers := func() []string {
+		cfg, err := node.LoadConfig(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Peers
+	}
+	before := peers()
+	r := runApp(t, "", "cluster", "add", "--data", dir, a2)
+	if r.code != 0 || !strings.Contains(r.stdout, "not saved") || len(peers()) != len(before) {
+		t.Fatalf("add without --save: %+v, peers %v", r, peers())
+	}
+	r = runApp(t, "", "cluster", "add", a1, "--data", dir, "--save", "--json")
+	var ar addResult
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ar) != nil || !ar.Saved || ar.ID != id1.String() {
+		t.Fatalf("add --save: %+v", r)
+	}
+	if got := peers(); !slices.Contains(got, a1) || slices.Contains(got, a2) {
+		t.Fatalf("config.json peers %v: want %s only added", got, a1)
+	}
+	// Another address of the same peer replaces the saved one.
+	a1b := "/ip4/127.0.0.2/tcp/9/p2p/" + id1.String()
+	if r := runApp(t, "", "cluster", "add", "--data", dir, "--save", a1b); r.code != 0 || !strings.Contains(r.stdout, "saved in config.json") {
+		t.Fatalf("add --save again: %+v", r)
+	}
+	if got := peers(); !slices.Contains(got, a1b) || slices.Contains(got, a1) {
+		t.Errorf("config.json peers %v: want %s in place of %s", got, a1b, a1)
+	}
+	if r := runApp(t, "", "config", "check", "--data", dir); r.code != 0 {
+		t.Errorf("the saved config does not pass config check: %+v", r)
+	}
+	// remove forgets it for good: config.json too.
+	if r := runApp(t, "", "cluster", "remove", "--data", dir, id1.String()); r.code != 0 {
+		t.Fatalf("cluster remove: %+v", r)
+	}
+	if got := peers(); slices.Contains(got, a1b) {
+		t.Errorf("config.json still has the removed peer: %v", got)
 	}
 }

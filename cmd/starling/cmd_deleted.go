@@ -28,8 +28,8 @@ deleted ancestor is restored).
 Example:
    ` + full + ` --data ./node1 --deleted /Factory`
 	cmd.Flags = append(cmd.Flags,
-		&cli.BoolFlag{Name: flagDeleted, Usage: "list the deleted entities that were under PATH (for starling restore ID)"},
-		&cli.IntFlag{Name: "limit", Value: 100, Usage: "with --deleted: at most `N`, newest first (up to 10,000)"},
+		&cli.BoolFlag{Name: flagDeleted, EnvVars: cmdEnvVar("ls", flagDeleted), Usage: "list the deleted entities that were under PATH (for starling restore ID)"},
+		&cli.IntFlag{Name: "limit", Value: 100, EnvVars: cmdEnvVar("ls", "limit"), Usage: "with --deleted: at most `N`, newest first (up to 10,000)"},
 	)
 	cmd.Action = func(c *cli.Context) error {
 		if !c.Bool(flagDeleted) {

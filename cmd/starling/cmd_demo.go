@@ -50,9 +50,9 @@ Exit code 1 if a step does not finish within --timeout.
 Example:
    starling demo --keys 1000`,
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "keys", Value: 200, EnvVars: envVar("keys"), Usage: "keys written on each side of the partition"},
-			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, EnvVars: envVar("timeout"), Usage: "give up when a step takes longer than `DURATION`"},
-			&cli.BoolFlag{Name: "keep", EnvVars: envVar("keep"), Usage: "keep the nodes' data directory and print where it is"},
+			&cli.IntFlag{Name: "keys", Value: 200, EnvVars: cmdEnvVar("demo", "keys"), Usage: "keys written on each side of the partition"},
+			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, EnvVars: cmdEnvVar("demo", "timeout"), Usage: "give up when a step takes longer than `DURATION`"},
+			&cli.BoolFlag{Name: "keep", EnvVars: cmdEnvVar("demo", "keep"), Usage: "keep the nodes' data directory and print where it is"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
@@ -144,6 +144,8 @@ func (e *cmdEnv) runDemo(ctx context.Context, o demoOptions) (err error) {
 		d.clients = append(d.clients, n.Client())
 		d.say("%s  peer %s  api %s  %s", n.NodeID(), n.PeerID(), n.APIAddr(), n.SyncProgress().Phase)
 	}
+	// The one-time login link goes to this output only, never to a log.
+	d.say("web page of node1 while the demo runs: %s", d.nodes[0].WebLoginURL())
 	start := time.Now()
 	for i, n := range d.nodes {
 		for _, m := range d.nodes[i+1:] {

@@ -31,7 +31,7 @@ the API or with "starling lead".`,
 		Flags: clientFlags(true),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usageErrorf(c, "unknown election subcommand %q: use ls, status or watch", c.Args().First())
+				return usageErrorf(c, "unknown election subcommand %q%s: use ls, status or watch", c.Args().First(), didYouMeanCommand(c.Args().First(), c.Command.Subcommands))
 			}
 			return usageErrorf(c, "missing subcommand: use ls, status or watch")
 		},
@@ -93,8 +93,10 @@ the API or with "starling lead".`,
 				UsageText: "starling election watch --data DIR [--json] [--count N] GROUP",
 				Description: `Prints the current leader of GROUP, then one line per change of leader or
 term. With --json, one JSON object per line (the API's watch stream).
-Ends after --count lines, on Ctrl-C, or when the node stops (exit 1).`,
-				Flags: append(clientFlags(true), &cli.IntFlag{Name: flagCount, EnvVars: envVar(flagCount), Usage: "stop after `N` lines (0: never)"}),
+A group with no candidate yet, or a node that is not up yet, is waited
+for (a note on stderr). Ends after --count lines, on Ctrl-C, or when the
+node stops (exit 1).`,
+				Flags: append(clientFlags(true), &cli.IntFlag{Name: flagCount, EnvVars: cmdEnvVar("election-watch", flagCount), Usage: "stop after `N` lines (0: never)"}),
 				Action: func(c *cli.Context) error {
 					if err := checkArgs(c, 1, 1, "GROUP"); err != nil {
 						return err
@@ -135,10 +137,37 @@ func groupArg(c *cli.Context) (string, error) {
 	return g, nil
 }
 
+// watchGroup follows group. A group with no candidate yet (unknown to
+// the node) is waited for, as is a node that is not up yet: both are
+// normal while a cluster starts (issue 17: watch exited instead).
 func (e *cmdEnv) watchGroup(c *cli.Context, cl *api.Client, group string) error {
-	stream, err := cl.WatchGroup(c.Context, group, api.WatchOptions{Keepalive: 2 * time.Second})
-	if err != nil {
-		return err
+	var stream *api.EventStream
+	var wait time.Duration
+	said := false
+	for {
+		var err error
+		stream, err = cl.WatchGroup(c.Context, group, api.WatchOptions{Keepalive: 2 * time.Second})
+		if err == nil {
+			break
+		}
+		if c.Context.Err() != nil {
+			return nil // Ctrl-C
+		}
+		if !errors.Is(err, api.ErrNotFound) && !nodeDown(err, inherited(c, flagData)) {
+			return err
+		}
+		if !said {
+			what := "group " + group + " has no candidate yet"
+			if !errors.Is(err, api.ErrNotFound) {
+				what = "the node is not reachable (" + cleanMessage(err) + ")"
+			}
+			fmt.Fprintf(e.stderr, "starling: %s; waiting (Ctrl-C to stop)\n", what)
+			said = true
+		}
+		wait = backoff(wait)
+		if !sleepCtx(c.Context, wait) {
+			return nil
+		}
 	}
 	// Ctrl-C cancels c.Context, which aborts the stream's request.
 	defer stream.Close()

@@ -106,6 +106,19 @@ func TestElectionCLI(t *testing.T) {
 		t.Errorf("watch ended with %+v", res)
 	}
 
+	// A group with no candidate yet is waited for (issue 17: watch exited).
+	ctx, cancel = context.WithCancel(context.Background())
+	done, out, errb := runInBackground(ctx, "election", "watch", "--data", d1, "later")
+	testutil.Eventually(t, 10*time.Second, "watch says it waits", func() bool { return strings.Contains(errb.String(), "group later has no candidate yet; waiting") })
+	if _, err := nodes[1].Client().JoinGroup(context.Background(), "later", api.JoinRequest{Available: true}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, "watch shows the new group's leader", func() bool { return strings.Contains(out.String(), "later: leader node2") })
+	cancel()
+	if res := <-done; res.code != 0 {
+		t.Errorf("watch of a later group ended with %+v", res)
+	}
+
 	// Bad input.
 	for _, tt := range []struct {
 		args    []string
@@ -113,7 +126,6 @@ func TestElectionCLI(t *testing.T) {
 		mention string
 	}{
 		{[]string{"election", "status", "--data", d1, "nope"}, 1, `no such group: "nope"`},
-		{[]string{"election", "watch", "--data", d1, "nope"}, 1, "known groups: cluster"},
 		{[]string{"election", "status", "--data", d1, "a/b"}, exitUsage, "group name"},
 		{[]string{"election", "status", "--data", d1}, exitUsage, "missing GROUP"},
 		{[]string{"election", "watch", "--data", d1, "--count", "-1", "db"}, exitUsage, "--count"},
@@ -353,5 +365,54 @@ func TestLeadAllWarmRunsOnEveryCandidate(t *testing.T) {
 	}
 	if m := markers(t, marks); len(m) != 0 {
 		t.Errorf("children left running: %v", m)
+	}
+}
+
+// TestLeadWaitsForTheNode: lead started before its node waits for it
+// (issue 17: it exited), runs the command once the node is up, stops it
+// and waits again when the node goes away (with backoff), and stops at
+// once on SIGTERM (ctx) while waiting.
+func TestLeadWaitsForTheNode(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir := filepath.Join(t.TempDir(), "n")
+	nodetest.Init(t, dir, "node1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done, out, errb := runInBackground(ctx, "lead", "--data", dir, "--group", "svc", "--grace", "1s", "--",
+		"sh", "-c", "echo child-started; exec sleep 600")
+	testutil.Eventually(t, 10*time.Second, "lead waits for the node", func() bool {
+		select {
+		case r := <-done:
+			t.Fatalf("lead ended before its node was up: %+v", r)
+		default:
+		}
+		return strings.Count(errb.String(), "waiting for the node") >= 2
+	})
+	fast := node.WithElectionConfig(func(c *election.Config) {
+		c.Interval, c.Timeout, c.Warmup, c.LeaveLinger = 50*time.Millisecond, 2*time.Second, 200*time.Millisecond, 20*time.Millisecond
+	})
+	n := nodetest.Open(t, dir, fast)
+	testutil.Eventually(t, 20*time.Second, "the command runs once the node is up", func() bool {
+		return strings.Contains(out.String(), "child-started")
+	})
+	before := strings.Count(errb.String(), "waiting for the node")
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, "lead stops the command and waits again", func() bool {
+		return strings.Contains(errb.String(), "stopping sh") && strings.Count(errb.String(), "waiting for the node") > before
+	})
+	stopped := time.Now()
+	cancel()
+	select {
+	case r := <-done:
+		if r.code != 0 {
+			t.Errorf("lead on SIGTERM while waiting: %+v", r)
+		}
+		if d := time.Since(stopped); d > 2*time.Second {
+			t.Errorf("lead took %s to stop while waiting", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("lead did not stop on SIGTERM while waiting for the node")
 	}
 }

@@ -96,7 +96,7 @@ Example:
 func groupAction(subs string) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if c.Args().Present() {
-			return usageErrorf(c, "unknown %s subcommand %q: use %s", c.Command.Name, c.Args().First(), subs)
+			return usageErrorf(c, "unknown %s subcommand %q%s: use %s", c.Command.Name, c.Args().First(), didYouMeanCommand(c.Args().First(), c.Command.Subcommands), subs)
 		}
 		return cli.ShowSubcommandHelp(c)
 	}
@@ -123,7 +123,7 @@ Example:
    ` + full + ` --data ./node1 --type site /Factory
    ` + full + ` --data ./node1 --type sensor /Factory/Line1/Sensor7`,
 		Flags: append(clientFlags(true),
-			&cli.StringFlag{Name: flagType, Aliases: []string{"t"}, EnvVars: envVar(flagType),
+			&cli.StringFlag{Name: flagType, Aliases: []string{"t"}, EnvVars: cmdEnvVar("create", flagType),
 				Usage: "entity `TYPE` (letters, digits, '_', '-', '.'); a schema for it, if any, checks the fields"}),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 1, 1, "PATH"); err != nil {
@@ -311,8 +311,12 @@ func (e *cmdEnv) setCommand(full string) *cli.Command {
 ` + refHelp + `
 VALUE is read as the type the schema of the entity's type gives FIELD;
 without one, as --type (` + entity.KindNames + `);
-without that, as true/false, an integer, a number, or else a string.
-Bytes are base64, times RFC 3339, json a JSON document, ref an entity ID.
+without that, as true/false, an integer, a number, or else a string. Text
+is kept as typed: a number that would not read back the same ("007",
+"01234", "1.10", "+5", "1e3") stays a string (with a note on stderr); give
+--type int or float (or a schema) to store it as a number.
+Bytes are base64, times RFC 3339, json a JSON document, ref an entity
+path or ID.
 With VALUE "-" it is read from standard input (one trailing newline is
 dropped). A value that does not fit the schema is refused, nothing is
 written, and the exit code is 1. Prints the write's version (--json: with
@@ -323,7 +327,7 @@ Examples:
    ` + full + ` --data ./node1 --type string /Factory/Line1/Sensor7 serial 0042
    ` + full + ` --data ./node1 --type json /Factory config - < config.json`,
 		Flags: append(clientFlags(true),
-			&cli.StringFlag{Name: flagType, Aliases: []string{"t"}, EnvVars: envVar(flagType),
+			&cli.StringFlag{Name: flagType, Aliases: []string{"t"}, EnvVars: cmdEnvVar("set", flagType),
 				Usage: "read VALUE as `TYPE`: " + entity.KindNames + " (default: the schema's type, else inferred)"}),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 3, 3, "REF FIELD VALUE"); err != nil {
@@ -349,13 +353,16 @@ Examples:
 				}
 				text = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 			}
-			ref, v, err := typedValue(c, cl, ref, field, text, kind)
+			ref, v, inferred, err := typedValue(c, cl, ref, field, text, kind)
 			if err != nil {
 				return err
 			}
 			r, err := cl.SetField(c.Context, ref, field, v)
 			if err != nil {
 				return err
+			}
+			if inferred && v.Kind == entity.KindString && entity.NumberKeptAsText(text) {
+				fmt.Fprintf(e.stderr, "note: %q is stored as the string you typed; as a number it would read back differently (use --type int or --type float for a number)\n", text)
 			}
 			if c.Bool(flagJSON) {
 				return e.printJSON(r)
@@ -369,40 +376,71 @@ Examples:
 // typedValue reads text as kind, or else as the type the schema of the
 // entity's type gives field, or else infers it. When it reads the
 // entity, it returns its ID as the ref to write, so that the write lands
-// on the entity whose schema typed the value.
-func typedValue(c *cli.Context, cl *api.Client, ref, field, text string, kind entity.Kind) (string, entity.Value, error) {
+// on the entity whose schema typed the value. inferred is true when no
+// type was given or declared. A ref value may be a path, as every REF.
+func typedValue(c *cli.Context, cl *api.Client, ref, field, text string, kind entity.Kind) (string, entity.Value, bool, error) {
+	if kind == entity.KindRef {
+		id, err := refTarget(c, cl, text)
+		if err != nil {
+			return "", entity.Value{}, false, fmt.Errorf("%s: field %q: %w", ref, field, err)
+		}
+		text = id
+	}
 	if kind != entity.KindNull {
 		v, err := entity.ParseValue(kind, text)
 		if err != nil {
-			return "", entity.Value{}, fmt.Errorf("%s: field %q: %w", ref, field, err)
+			return "", entity.Value{}, false, fmt.Errorf("%s: field %q: %w", ref, field, err)
 		}
-		return ref, v, nil
+		return ref, v, false, nil
 	}
 	ent, err := cl.Entity(c.Context, ref)
 	if err != nil {
-		return "", entity.Value{}, err
+		return "", entity.Value{}, false, err
 	}
 	if ent.Type != "" {
 		sc, err := cl.Schema(c.Context, ent.Type)
 		switch {
 		case errors.Is(err, api.ErrNotFound): // no schema: infer
 		case err != nil:
-			return "", entity.Value{}, err
+			return "", entity.Value{}, false, err
 		default:
 			if spec, ok := sc.Fields[field]; ok {
+				if spec.Type == entity.KindRef {
+					id, err := refTarget(c, cl, text)
+					if err != nil {
+						return "", entity.Value{}, false, fmt.Errorf("%s: field %q: %w", ent.Path, field, err)
+					}
+					text = id
+				}
 				v, err := entity.ParseValue(spec.Type, text)
 				if err != nil {
-					return "", entity.Value{}, fmt.Errorf("%s: field %q of type %s is %s: %w", ent.Path, field, ent.Type, spec.Type, err)
+					return "", entity.Value{}, false, fmt.Errorf("%s: field %q of type %s is %s: %w", ent.Path, field, ent.Type, spec.Type, err)
 				}
-				return string(ent.ID), v, nil
+				return string(ent.ID), v, false, nil
 			}
 		}
 	}
 	v, err := entity.InferValue(text)
 	if err != nil {
-		return "", entity.Value{}, fmt.Errorf("%s: field %q: %w", ent.Path, field, err)
+		return "", entity.Value{}, false, fmt.Errorf("%s: field %q: %w", ent.Path, field, err)
 	}
-	return string(ent.ID), v, nil
+	return string(ent.ID), v, true, nil
+}
+
+// refTarget is the entity ID a ref value names: an ID as given (the
+// entity may not have reached this node yet), a path resolved on the node.
+func refTarget(c *cli.Context, cl *api.Client, text string) (string, error) {
+	if entity.ID(text).Validate() == nil {
+		return text, nil
+	}
+	if !strings.HasPrefix(text, "/") {
+		return "", fmt.Errorf("ref value %q is neither an entity ID nor a path (paths start with '/')", text)
+	}
+	ent, err := cl.Entity(c.Context, text)
+	if err != nil {
+		return "", fmt.Errorf("ref value %s: %w", text, err)
+	}
+	return string(ent.ID), nil
 }
 
 func (e *cmdEnv) lsCommand(full string, depth int) *cli.Command {
@@ -428,7 +466,7 @@ Examples:
    ` + full + ` --data ./node1 --depth 1 /Factory
    ` + full + ` --data ./node1 --json /Factory | jq '.children[].name'`,
 		Flags: append(clientFlags(true),
-			&cli.IntFlag{Name: flagDepth, Value: depth, EnvVars: envVar(flagDepth),
+			&cli.IntFlag{Name: flagDepth, Value: depth, EnvVars: cmdEnvVar(lastWord(full), flagDepth),
 				Usage: "show `N` levels below REF (0: all)"}),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 0, 1, "[REF]"); err != nil {
@@ -569,7 +607,7 @@ func (e *cmdEnv) rmCommand(full string) *cli.Command {
 Example:
    ` + full + ` --data ./node1 --recursive /Factory/Line1`,
 		Flags: append(clientFlags(true),
-			&cli.BoolFlag{Name: flagRecursive, Aliases: []string{"r"}, EnvVars: envVar(flagRecursive),
+			&cli.BoolFlag{Name: flagRecursive, Aliases: []string{"r"},
 				Usage: "delete an entity that has children, with them"}),
 		Action: func(c *cli.Context) error {
 			cl, err := argsAndClient(c, 1, 1, "REF")
@@ -651,7 +689,8 @@ Example:
 				Usage:     "apply the schema(s) in FILE (JSON or YAML)",
 				ArgsUsage: "FILE",
 				UsageText: "starling schema apply --data DIR [--json] FILE    (FILE - reads standard input)",
-				Description: `Applies the schema in FILE, or each schema of a list, in order. FILE is
+				Description: `Applies the schema in FILE, or every schema of a list or of a YAML file of
+several documents ("---"), in one write: all of them, or none. FILE is
 JSON, or YAML when it ends in .yaml or .yml (or does not start with '{'
 or '['). Every schema is checked before any is applied; unknown keys are
 refused. A schema:
@@ -685,18 +724,18 @@ Example:
 					if err != nil {
 						return err
 					}
-					var out []api.SchemaResult
-					for _, sc := range scs {
-						v, err := cl.PutSchema(c.Context, sc)
-						if err != nil {
-							if len(out) > 0 {
-								return fmt.Errorf("%w (the schemas before %s were applied)", err, sc.Type)
-							}
-							return err
+					// One write for all: a file of several schemas is
+					// applied whole or not at all.
+					out, err := cl.PutSchemas(c.Context, scs)
+					if err != nil {
+						if len(scs) > 1 {
+							return fmt.Errorf("%w (none of the %d schemas in %s was applied)", err, len(scs), name)
 						}
-						out = append(out, api.SchemaResult{Type: sc.Type, Version: v})
-						if !c.Bool(flagJSON) {
-							fmt.Fprintf(e.stdout, "applied schema %s (%d fields), version %s\n", sc.Type, len(sc.Fields), v)
+						return err
+					}
+					if !c.Bool(flagJSON) {
+						for i, sc := range scs {
+							fmt.Fprintf(e.stdout, "applied schema %s (%s), version %s\n", sc.Type, counted(len(sc.Fields), "field", "fields"), out[i].Version)
 						}
 					}
 					if c.Bool(flagJSON) {
@@ -774,11 +813,37 @@ func parseSchemas(name string, b []byte) ([]entity.Schema, error) {
 	isYAML := ext == ".yaml" || ext == ".yml" ||
 		(ext != ".json" && (len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[')))
 	if isYAML {
-		var doc any
-		if err := yaml.Unmarshal(b, &doc); err != nil {
-			return nil, fmt.Errorf("%s: not valid YAML: %w", name, err)
+		// A YAML file may hold several documents (separated by "---"):
+		// each is a schema or a list of them, and all are applied.
+		var docs []any
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		for {
+			var doc any
+			err := dec.Decode(&doc)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: not valid YAML: %w", name, err)
+			}
+			switch d := doc.(type) {
+			case nil: // an empty document, e.g. after a trailing "---"
+			case []any:
+				docs = append(docs, d...)
+			default:
+				docs = append(docs, d)
+			}
 		}
-		j, err := json.Marshal(doc)
+		var j []byte
+		var err error
+		switch len(docs) {
+		case 0:
+			j = nil
+		case 1:
+			j, err = json.Marshal(docs[0])
+		default:
+			j, err = json.Marshal(docs)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w (keys must be strings)", name, err)
 		}

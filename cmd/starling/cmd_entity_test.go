@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -150,7 +152,7 @@ func TestEntityCommands(t *testing.T) {
 		{args: with("rename", "/Factory/Line1/Sensor7", "S7"), has: []string{"renamed to /Factory/Line1/S7"}},
 		{args: with("mv", "/Factory/Line1/S7", "/Factory"), has: []string{"moved to /Factory/S7"}},
 		{args: sub("entity", "mv", "/Factory/S7", "/"), has: []string{"moved to /S7"}},
-		{args: with("rm", "/Factory"), code: 1, errHas: []string{"has 1 children", "--recursive"}},
+		{args: with("rm", "/Factory"), code: 1, errHas: []string{"has 1 child;", "--recursive"}},
 		{args: with("rm", "-r", "/Factory"), has: []string{"deleted /Factory (id ", "starling restore "}, capture: &rmOut},
 		{args: with("get", "/Factory/Line1"), code: 1, errHas: []string{"no such entity"}},
 		{args: sub("schema", "ls"), has: []string{"TYPE", "sensor", "temp", "float", "C", "-40", "125", `"idle"`, "line", "speed"}},
@@ -317,7 +319,7 @@ func TestEntityCommandsBadInput(t *testing.T) {
 		{"entity get with a field", "", sub("entity", "get", "/F", "a"), exitUsage, []string{"too many"}},
 		{"field get without field", "", sub("field", "get", "/F"), exitUsage, []string{"missing REF FIELD"}},
 		{"bad depth", "", with("ls", "--depth", "-3"), exitUsage, []string{"--depth -3"}},
-		{"flag after args", "", []string{"set", "/F", "x", "1", "--data", dir}, exitUsage, []string{"must come before"}},
+		{"unknown flag after args", "", []string{"set", "/F", "x", "1", "--data", dir, "--dryrun"}, exitUsage, []string{"-dryrun", "starling set --help"}},
 		{"unknown entity subcommand", "", []string{"entity", "frob"}, exitUsage, []string{`"frob"`}},
 		{"unknown schema subcommand", "", []string{"schema", "frob"}, exitUsage, []string{`"frob"`}},
 	}
@@ -416,3 +418,102 @@ func TestRunClockOffset(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSchemaApplyMultiDocYAML: every document of a YAML file is applied,
+// in one write: all of them, or none when one is refused.
+func TestSchemaApplyMultiDocYAML(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir, n := startEntityNode(t, "node1")
+	tmp := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := file("two.yaml", sensorYAML+"---\ntype: line\nfields:\n  speed: {type: float}\n---\n- type: site\n  fields: {}\n")
+	runSteps(t, []step{{args: []string{"schema", "apply", "--data", dir, good},
+		has: []string{"applied schema sensor (3 fields)", "applied schema line (1 field)", "applied schema site (0 fields)"}}})
+	for _, typ := range []string{"sensor", "line", "site"} {
+		if _, ok := n.Entities().Schema(typ); !ok {
+			t.Errorf("schema %s was not applied", typ)
+		}
+	}
+	// The second document removes a field of sensor: refused by the node,
+	// and the first (a new type) must not be applied either.
+	bad := file("bad.yaml", "type: valve\nfields:\n  open: {type: bool}\n---\ntype: sensor\nfields:\n  temp: {type: float}\n")
+	r := runApp(t, "", "schema", "apply", "--data", dir, bad)
+	if r.code != 1 || !strings.Contains(r.stderr, "none of the 2 schemas") {
+		t.Fatalf("exit %d, stderr %q: want 1 and none applied", r.code, r.stderr)
+	}
+	if _, ok := n.Entities().Schema("valve"); ok {
+		t.Error("schema valve was applied though the file's other schema was refused")
+	}
+}
+
+// TestSetKeepsTextAndRefPaths: a schemaless write keeps the text of a
+// number that would not read back the same, and a ref value may be a
+// path (issue 17).
+func TestSetKeepsTextAndRefPaths(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir, n := startEntityNode(t, "node1")
+	d := []string{"--data", dir}
+	with := func(args ...string) []string { return append(append([]string{args[0]}, d...), args[1:]...) }
+	runSteps(t, []step{
+		{args: with("create", "--type", "site", "/F")},
+		{args: with("create", "--type", "sensor", "/F/S")},
+		{args: with("set", "/F/S", "serial", "007"), has: []string{"serial = 007 (string)"}, errHas: []string{"--type int"}},
+		{args: with("set", "/F/S", "part", "01234"), has: []string{"part = 01234 (string)"}},
+		{args: with("set", "/F/S", "version", "1.10"), has: []string{"version = 1.10 (string)"}},
+		{args: with("set", "/F/S", "count", "7"), has: []string{"count = 7 (int)"}},
+		{args: with("set", "/F/S", "temp", "21.5"), has: []string{"temp = 21.5 (float)"}},
+		{args: with("set", "--type", "int", "/F/S", "code", "007"), has: []string{"code = 7 (int)"}},
+		{args: with("set", "--type", "ref", "/F/S", "site", "/F")},
+		{args: with("set", "--type", "ref", "/F/S", "bad", "/F/nope"), code: 1, errHas: []string{"/F/nope"}},
+	})
+	f, err := n.Entities().Get("/F")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := n.Entities().Get("/F/S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Fields["site"].Value; got.Kind != entity.KindRef || got.Str != string(f.ID) {
+		t.Errorf("site = %v (%s), want a ref to %s", got, got.Kind, f.ID)
+	}
+	for name, want := range map[string]string{"serial": "007", "part": "01234", "version": "1.10"} {
+		if got := s.Fields[name].Value; got.Kind != entity.KindString || got.Str != want {
+			t.Errorf("%s = %v (%s), want the string %q", name, got, got.Kind, want)
+		}
+	}
+}
+
+// TestWording: counts agree with their nouns, and messages carry no
+// chain of package prefixes ("move: new parent: entity: ...") (issue 17).
+func TestWording(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir, _ := startEntityNode(t, "node1")
+	d := []string{"--data", dir}
+	with := func(args ...string) []string { return append(append([]string{args[0]}, d...), args[1:]...) }
+	runSteps(t, []step{
+		{args: with("create", "--type", "site", "/F")},
+		{args: with("create", "--type", "sensor", "/F/S")},
+		{args: with("rm", "/F"), code: 1, errHas: []string{"has 1 child;", "to delete it too"}},
+		{args: with("mv", "/F/S", "/F/Line1"), code: 1, errHas: []string{"starling: new parent: no such entity: /F/Line1"}},
+		{args: with("status"), check: func(t *testing.T, out string) {
+			if regexp.MustCompile(`\b1 (heads|writes|commits)\b`).MatchString(out) {
+				t.Errorf("status: a plural after 1:\n%s", out)
+			}
+		}},
+	})
+	r := runApp(t, "", with("get", "/nope")...)
+	if strings.Contains(r.stderr, ": entity: ") || !strings.Contains(r.stderr, "starling: no such entity: /nope") {
+		t.Errorf("get /nope: %q", r.stderr)
+	}
+	err := fmt.Errorf("new parent: %w", fmt.Errorf("%w: /x", entity.ErrNotFound))
+	if got := cleanMessage(err); got != "new parent: no such entity: /x" || !errors.Is(err, entity.ErrNotFound) {
+		t.Errorf("cleanMessage = %q", got)
+	}
+}

@@ -62,7 +62,7 @@ Examples:
    starling export --data ./node1 tree.jsonl
    starling export --data ./node1 --path /Plant | jq -c .entity.path`,
 		Flags: append(clientFlags(false),
-			&cli.StringFlag{Name: "path", Value: "/", Usage: "export only the entities under `PATH` (with PATH itself)"},
+			&cli.StringFlag{Name: "path", Value: "/", EnvVars: cmdEnvVar("export", "path"), Usage: "export only the entities under `PATH` (with PATH itself)"},
 		),
 		Action: func(c *cli.Context) error {
 			cl, err := argsAndClient(c, 0, 1, "[FILE]")

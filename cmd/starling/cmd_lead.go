@@ -16,6 +16,7 @@ import (
 
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
+	"github.com/starling-sync/starling/node"
 )
 
 const (
@@ -35,8 +36,52 @@ const (
 const (
 	leadKeepalive = 250 * time.Millisecond
 	leadIdle      = 1500 * time.Millisecond
-	leadRetry     = time.Second
 )
+
+// waitBackoff is how lead and election watch wait for a node that is not
+// up (yet, or any more): from waitMin, doubling up to waitMax, so a
+// restarted node is found quickly and a node that stays down costs little.
+const (
+	waitMin = 250 * time.Millisecond
+	waitMax = 5 * time.Second
+)
+
+// backoff is the next wait after d.
+func backoff(d time.Duration) time.Duration {
+	if d < waitMin {
+		return waitMin
+	}
+	return min(2*d, waitMax)
+}
+
+// sleepCtx waits d or until ctx ends; false if ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// nodeDown reports whether err means the node is not up: not started
+// yet, stopped, restarting, or not answering. Waiting can fix these;
+// other errors (a wrong token, a bad request, a dir with no node) need
+// the operator.
+func nodeDown(err error, dir string) bool {
+	var ae *api.APIError
+	switch {
+	case errors.Is(err, api.ErrUnreachable), errors.Is(err, api.ErrStreamIdle), errors.Is(err, api.ErrStreamClosed):
+		return true
+	case errors.Is(err, api.ErrNoNode):
+		return dir != "" && node.Initialised(dir) // a node that is not running; not a typo
+	case errors.As(err, &ae):
+		return ae.StatusCode >= 500
+	}
+	return false
+}
 
 func (e *cmdEnv) leadCommand() *cli.Command {
 	return &cli.Command{
@@ -56,6 +101,11 @@ candidate leads again. CMD gets STARLING_GROUP, STARLING_CANDIDATE and
 STARLING_LEADER_TERM (the term of the leadership it runs under: a stale
 leader's work can be detected by its lower term) in its environment.
 
+A node that is not up, when lead starts or later, is waited for: lead
+retries with backoff (0.25s doubling to 5s) and says so on stderr; Ctrl-C
+or SIGTERM ends the wait at once. Mistakes waiting cannot fix (a wrong
+token, no node in DIR, the candidate already joined) end lead at once.
+
 If CMD exits by itself, lead leaves the group (the next candidate takes over
 at once) and exits with CMD's status. Ctrl-C or SIGTERM stops CMD the same
 way, leaves the group and exits 0.
@@ -68,12 +118,12 @@ health reports lead sends.
 Example:
    starling lead --data /var/lib/starling --group opcua-bridge -- /usr/bin/opcua-bridge --config /etc/bridge.yaml`,
 		Flags: append(clientFlags(false),
-			&cli.StringFlag{Name: flagGroup, Aliases: []string{"g"}, EnvVars: envVar(flagGroup), Usage: "the group to lead (`NAME`)"},
-			&cli.StringFlag{Name: flagMode, EnvVars: envVar(flagMode), Value: "LeaderOnly", Usage: "`MODE`: LeaderOnly (CMD runs on the leader only) or AllWarm (on every eligible candidate; endpoints)"},
-			&cli.StringFlag{Name: flagKind, EnvVars: envVar(flagKind), Usage: "`KIND` of the group: service or endpoint (default: endpoint with AllWarm, else service)"},
-			&cli.StringFlag{Name: flagInstance, EnvVars: envVar(flagInstance), Usage: "`NAME` telling apart several candidates of this node in the group"},
-			&cli.DurationFlag{Name: flagGrace, EnvVars: envVar(flagGrace), Value: 5 * time.Second, Usage: "how long CMD may take to stop after SIGTERM before SIGKILL"},
-			&cli.DurationFlag{Name: flagTTL, EnvVars: envVar(flagTTL), Value: 3 * time.Second, Usage: "the candidate leaves if lead stops reporting health for this long (lead killed)"},
+			&cli.StringFlag{Name: flagGroup, Aliases: []string{"g"}, EnvVars: cmdEnvVar("lead", flagGroup), Usage: "the group to lead (`NAME`)"},
+			&cli.StringFlag{Name: flagMode, EnvVars: cmdEnvVar("lead", flagMode), Value: "LeaderOnly", Usage: "`MODE`: LeaderOnly (CMD runs on the leader only) or AllWarm (on every eligible candidate; endpoints)"},
+			&cli.StringFlag{Name: flagKind, EnvVars: cmdEnvVar("lead", flagKind), Usage: "`KIND` of the group: service or endpoint (default: endpoint with AllWarm, else service)"},
+			&cli.StringFlag{Name: flagInstance, EnvVars: cmdEnvVar("lead", flagInstance), Usage: "`NAME` telling apart several candidates of this node in the group"},
+			&cli.DurationFlag{Name: flagGrace, EnvVars: cmdEnvVar("lead", flagGrace), Value: 5 * time.Second, Usage: "how long CMD may take to stop after SIGTERM before SIGKILL"},
+			&cli.DurationFlag{Name: flagTTL, EnvVars: cmdEnvVar("lead", flagTTL), Value: 3 * time.Second, Usage: "the candidate leaves if lead stops reporting health for this long (lead killed)"},
 		),
 		Action: e.lead,
 	}
@@ -120,7 +170,7 @@ func (e *cmdEnv) lead(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot run %q: %w: check the name, or give a path", args[0], err)
 	}
-	if _, err := clientFrom(c); err != nil {
+	if _, err := clientFrom(c); err != nil && !nodeDown(err, inherited(c, flagData)) {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
@@ -132,6 +182,7 @@ func (e *cmdEnv) lead(c *cli.Context) error {
 			TTL: c.Duration(flagTTL).String(), Available: true,
 		},
 		ttl:       c.Duration(flagTTL),
+		dir:       inherited(c, flagData),
 		newClient: func() (*api.Client, error) { return clientFrom(c) },
 	}
 	return l.run(ctx)
@@ -151,6 +202,7 @@ type leader struct {
 	ttl       time.Duration
 	mode      election.Mode
 	req       api.JoinRequest
+	dir       string // --data, to tell a node that is down from a typo
 	newClient func() (*api.Client, error)
 	child     *child
 }
@@ -165,12 +217,17 @@ type errChildExited struct{ code int }
 func (e errChildExited) Error() string { return fmt.Sprintf("command exited with status %d", e.code) }
 
 // run keeps a session with the node until ctx ends or the command exits
-// by itself; a lost node is retried every second. The first join must
-// succeed: a mistake (unknown node, candidate already joined) is
-// reported at once.
+// by itself. A node that is down, before the first join as after a lost
+// session, is waited for the same way: retries with backoff (waitMin to
+// waitMax), ended at once by Ctrl-C or SIGTERM. A mistake that waiting
+// cannot fix (a wrong token, the candidate already joined, no node in
+// DIR) is reported at once, unless a session already ran.
 func (l *leader) run(ctx context.Context) error {
-	for attempt := 0; ; attempt++ {
+	var wait time.Duration
+	everJoined := false
+	for {
 		joined, err := l.session(ctx)
+		everJoined = everJoined || joined
 		var exited errChildExited
 		switch {
 		case ctx.Err() != nil:
@@ -181,14 +238,16 @@ func (l *leader) run(ctx context.Context) error {
 				return nil
 			}
 			return &exitError{err: fmt.Errorf("%s exited with status %d; left group %s", l.args[0], exited.code, l.group), code: exited.code}
-		case attempt == 0 && !joined:
+		case !everJoined && !nodeDown(err, l.dir):
 			return err
 		}
-		l.logf("%v; retrying in %s", err, leadRetry)
-		select {
-		case <-ctx.Done():
+		if joined {
+			wait = 0 // a session ran: the node was up; start again quickly
+		}
+		wait = backoff(wait)
+		l.logf("%v; waiting for the node, next try in %s", err, wait)
+		if !sleepCtx(ctx, wait) {
 			return nil
-		case <-time.After(leadRetry):
 		}
 	}
 }

@@ -101,9 +101,9 @@ Example:
    starling get --data /tmp/cluster/node3 /Sensor7`,
 		Flags: []cli.Flag{
 			dataFlag("root `DIR` for the nodes' data directories (DIR/node1, ...)"),
-			&cli.IntFlag{Name: "nodes", Aliases: []string{"n"}, Value: 3, EnvVars: envVar("nodes"), Usage: "number of nodes (1 to 64)"},
-			&cli.IntFlag{Name: "base-port", Value: 4101, EnvVars: envVar("base-port"), Usage: "libp2p TCP `PORT` of node1; node k uses PORT+k-1"},
-			&cli.IntFlag{Name: "api-base-port", Value: 7501, EnvVars: envVar("api-base-port"), Usage: "API `PORT` of node1; node k uses PORT+k-1"},
+			&cli.IntFlag{Name: "nodes", Aliases: []string{"n"}, Value: 3, EnvVars: cmdEnvVar("local", "nodes"), Usage: "number of nodes (1 to 64)"},
+			&cli.IntFlag{Name: "base-port", Value: 4101, EnvVars: cmdEnvVar("local", "base-port"), Usage: "libp2p TCP `PORT` of node1; node k uses PORT+k-1"},
+			&cli.IntFlag{Name: "api-base-port", Value: 7501, EnvVars: cmdEnvVar("local", "api-base-port"), Usage: "API `PORT` of node1; node k uses PORT+k-1"},
 			&cli.StringFlag{Name: flagEnv, Value: localEnv, EnvVars: envVar(flagEnv), Usage: "environment `NAME` of the nodes"},
 			clockOffsetFlag(),
 		},
@@ -247,7 +247,7 @@ func closeAll(nodes []*node.Node) error {
 }
 
 func (e *cmdEnv) printLocal(root string, nodes []*node.Node) {
-	fmt.Fprintf(e.stdout, "%d nodes running on 127.0.0.1 (env %s), data in %s\n\n", len(nodes), nodes[0].Config().Env, absDir(root))
+	fmt.Fprintf(e.stdout, "%s running on 127.0.0.1 (env %s), data in %s\n\n", counted(len(nodes), "node", "nodes"), nodes[0].Config().Env, absDir(root))
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tPEER ID\tLISTEN\tAPI\tDATA")
 	for _, n := range nodes {

@@ -47,7 +47,7 @@ and a second one, on another machine, given a copy of that node's swarm.key:
        --peer /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW...`,
 		Flags: append([]cli.Flag{
 			dataFlag("data `DIR` to create"),
-			&cli.BoolFlag{Name: flagForce, EnvVars: envVar(flagForce), Usage: "rewrite config.json of an initialised DIR (identity, token and data are kept)"},
+			&cli.BoolFlag{Name: flagForce, Usage: "rewrite config.json of an initialised DIR (identity, token and data are kept)"},
 		}, nodeFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
@@ -121,7 +121,12 @@ Example:
 				return err
 			}
 			var opts []node.Option
+			// undoInit removes what this run's init made when the node
+			// then fails to start, so that the next run starts afresh
+			// with its own flags instead of the failed run's config.
+			undoInit := func() bool { return false }
 			if !node.Initialised(dir) {
+				undoInit = initUndoer(dir)
 				cfg, err := node.Init(dir, node.InitOptions{Settings: s, GeneratePSK: c.Bool(flagPSK), OpenNetwork: c.Bool(flagOpen)})
 				if err != nil {
 					return err
@@ -152,6 +157,9 @@ Example:
 			opts = append(opts, preset, node.WithLogger(e.log), node.WithClockOffset(c.Duration(flagClock)))
 			n, err := node.Open(ctx, dir, append(opts, e.runOptions...)...)
 			if err != nil {
+				if undoInit() {
+					return fmt.Errorf("%w\n(the node this run made in %s was removed again: once that is fixed, run the same command)", err, dir)
+				}
 				return err
 			}
 			e.printRunning(n)
@@ -163,6 +171,31 @@ Example:
 			fmt.Fprintln(e.stdout, "stopped")
 			return nil
 		},
+	}
+}
+
+// initUndoer notes what DIR holds before init and returns a function
+// that removes whatever was added since (DIR itself if it was new). Only
+// for a DIR that init is about to fill: it holds no node yet.
+func initUndoer(dir string) func() bool {
+	before := map[string]bool{}
+	ents, err := os.ReadDir(dir)
+	existed := err == nil
+	for _, e := range ents {
+		before[e.Name()] = true
+	}
+	return func() bool {
+		if !existed {
+			return os.RemoveAll(dir) == nil
+		}
+		ents, _ := os.ReadDir(dir)
+		ok := true
+		for _, e := range ents {
+			if !before[e.Name()] {
+				ok = os.RemoveAll(filepath.Join(dir, e.Name())) == nil && ok
+			}
+		}
+		return ok
 	}
 }
 
@@ -189,9 +222,9 @@ func (e *cmdEnv) printRunning(n *node.Node) {
 		fmt.Fprintf(w, "  peers    %d static\n", len(cfg.Peers))
 	}
 	fmt.Fprintf(w, "  state    %s\n", n.SyncProgress().Phase)
-	if u := n.WebLoginURL(); u != "" {
-		fmt.Fprintf(w, "  web      %s  (one-time login link; more with: starling web --data %s)\n", u, n.Dir())
-	}
+	// No one-time login URL here: run's output usually ends up in a log
+	// (journald) that others read. local, demo and `starling web` print one.
+	fmt.Fprintf(w, "  web      http://%s/ui/  (log in with a link from: starling web --data %s)\n", n.APIAddr(), n.Dir())
 	fmt.Fprintf(w, "try: starling status --data %s    (stop with Ctrl-C)\n", n.Dir())
 }
 

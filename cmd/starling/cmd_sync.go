@@ -30,8 +30,8 @@ Examples:
    starling resync --data ./node3
    starling resync --data ./node3 --peer 12D3KooW... --json`,
 			Flags: append(clientFlags(true),
-				&cli.StringFlag{Name: flagPeer, EnvVars: envVar(flagPeer), Usage: "copy from the peer with this `PEER_ID` (see `starling cluster peers`)"},
-				&cli.BoolFlag{Name: "no-wait", EnvVars: envVar("no-wait"), Usage: "return once the transfer started"},
+				&cli.StringFlag{Name: flagPeer, EnvVars: cmdEnvVar("resync", flagPeer), Usage: "copy from the peer with this `PEER_ID` (see `starling cluster peers`)"},
+				&cli.BoolFlag{Name: "no-wait", EnvVars: cmdEnvVar("resync", "no-wait"), Usage: "return once the transfer started"},
 			),
 			Action: func(c *cli.Context) error {
 				cl, err := argsAndClient(c, 0, 0, "no arguments")
@@ -74,7 +74,7 @@ Examples:
 				Usage:     "show the node's join/resync state and the progress of a state transfer",
 				UsageText: "starling sync status --data DIR [--follow] [--json]",
 				Flags: append(clientFlags(true),
-					&cli.BoolFlag{Name: "follow", EnvVars: envVar("follow"), Usage: "keep showing progress until the node is ACTIVE"},
+					&cli.BoolFlag{Name: "follow", EnvVars: cmdEnvVar("sync-status", "follow"), Usage: "keep showing progress until the node is ACTIVE"},
 				),
 				Action: func(c *cli.Context) error {
 					cl, err := argsAndClient(c, 0, 0, "no arguments")

@@ -52,9 +52,9 @@ running node takes a change within a second.`,
    curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:7401/metrics`,
 				Flags: []cli.Flag{
 					dataFlag("data `DIR` of the node"),
-					&cli.StringFlag{Name: "role", Required: true, Usage: "what the token may do: read, write or admin (see starling token --help)"},
-					&cli.StringFlag{Name: "name", Usage: "a `NAME` to tell it by (default: ROLE-ID)"},
-					&cli.BoolFlag{Name: flagJSON, Usage: "print JSON, for scripts"},
+					&cli.StringFlag{Name: "role", Required: true, EnvVars: cmdEnvVar("token", "role"), Usage: "what the token may do: read, write or admin (see starling token --help)"},
+					&cli.StringFlag{Name: "name", EnvVars: cmdEnvVar("token", "name"), Usage: "a `NAME` to tell it by (default: ROLE-ID)"},
+					&cli.BoolFlag{Name: flagJSON, EnvVars: envVar(flagJSON), Usage: "print JSON, for scripts"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
@@ -87,7 +87,7 @@ running node takes a change within a second.`,
 				Name:      "ls",
 				Usage:     "list the scoped tokens (names, roles, IDs; never the tokens)",
 				UsageText: "starling token ls --data DIR [--json]",
-				Flags:     []cli.Flag{dataFlag("data `DIR` of the node"), &cli.BoolFlag{Name: flagJSON, Usage: "print JSON, for scripts"}},
+				Flags:     []cli.Flag{dataFlag("data `DIR` of the node"), &cli.BoolFlag{Name: flagJSON, EnvVars: envVar(flagJSON), Usage: "print JSON, for scripts"}},
 				Action: func(c *cli.Context) error {
 					if err := checkArgs(c, 0, 0, "no arguments"); err != nil {
 						return err

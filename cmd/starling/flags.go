@@ -64,10 +64,19 @@ func electionPreset(name string) (node.Option, error) {
 	}), nil
 }
 
-// envVar is the environment variable of a flag: STARLING_<NAME>.
+// envVar is the environment variable of a flag that means the same for
+// every command that has it (--data, --api, --token, --json, the node
+// flags of init and run): STARLING_<NAME>.
 func envVar(name string) []string {
 	return []string{"STARLING_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
 }
+
+// cmdEnvVar is the environment variable of a flag of one command:
+// STARLING_<COMMAND>_<NAME> (e.g. STARLING_RESYNC_PEER, a peer ID, apart
+// from run's STARLING_PEER, a multiaddr). Flags that destroy or expose
+// data (--recursive, --force, --open) have no environment variable at
+// all: one exported in a shell would apply to every later command.
+func cmdEnvVar(cmd, name string) []string { return envVar(cmd + "-" + name) }
 
 func dataFlag(usage string) cli.Flag {
 	return &cli.StringFlag{Name: flagData, Aliases: []string{"d"}, Usage: usage, EnvVars: envVar(flagData)}
@@ -84,7 +93,7 @@ func nodeFlags() []cli.Flag {
 			Usage: "generate a private network key in DIR/swarm.key (at init only). A new DIR gets one anyway; with --force it gives an open node a key. Copy it to every node of the environment"},
 		&cli.StringFlag{Name: flagPSKFile, EnvVars: envVar(flagPSKFile),
 			Usage: "use the private network key in `FILE` (another node's swarm.key) instead of generating one; only nodes holding the same key connect"},
-		&cli.BoolFlag{Name: flagOpen, EnvVars: envVar(flagOpen),
+		&cli.BoolFlag{Name: flagOpen,
 			Usage: "no private network key (at init only): ANY machine that can reach the listen port can join and read and write all data. Only for networks closed by other means (VPN, firewall); the node warns at every start"},
 		&cli.StringSliceFlag{Name: flagListen, EnvVars: envVar(flagListen),
 			Usage: fmt.Sprintf("libp2p listen `MULTIADDR`, repeatable (default /ip4/0.0.0.0/tcp/%d, plus QUIC on udp/%d without a PSK)", node.DefaultP2PPort, node.DefaultP2PPort)},
@@ -191,16 +200,10 @@ func requireData(c *cli.Context) (string, error) {
 }
 
 // checkArgs makes sure the command got between min and max positional
-// arguments, and that no flag was put after them (urfave/cli stops
-// parsing flags at the first argument, so it would be taken as a value).
+// arguments. Flags may come after them (reorderArgs moves them); what
+// follows "--" is an argument even if it looks like a flag.
 func checkArgs(c *cli.Context, min, max int, names string) error {
 	args := c.Args().Slice()
-	for _, a := range args {
-		name := strings.TrimLeft(a, "-")
-		if len(a) > len(name) && name != "" && hasFlag(c.Command.Flags, strings.SplitN(name, "=", 2)[0]) {
-			return usageErrorf(c, "flag %s must come before %s", a, names)
-		}
-	}
 	switch {
 	case len(args) < min:
 		return usageErrorf(c, "missing %s", names)

@@ -35,7 +35,7 @@ func init() {
 func brokenNodeCommand(e *cmdEnv) *cli.Command {
 	run := e.runCommand()
 	flags := append([]cli.Flag{
-		&cli.StringFlag{Name: flagChaosBreak, Required: true, EnvVars: envVar(flagChaosBreak),
+		&cli.StringFlag{Name: flagChaosBreak, Required: true, EnvVars: cmdEnvVar("chaos-broken", flagChaosBreak),
 			Usage: "the defect: `MODE` drop-remote (drop every replication message from other nodes)"},
 	}, run.Flags...)
 	return &cli.Command{

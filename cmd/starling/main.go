@@ -33,11 +33,12 @@ func main() {
 // run runs the app and turns its error into a message on stderr and an
 // exit code. Tests call it in-process.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	err := newApp(stdin, stdout, stderr).RunContext(ctx, args)
+	app := newApp(stdin, stdout, stderr)
+	err := app.RunContext(ctx, reorderArgs(app, args)) // flags anywhere: args.go
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "starling: %v\n", err)
+	fmt.Fprintf(stderr, "starling: %s\n", cleanMessage(err))
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) && ec.ExitCode() != 0 {
 		return ec.ExitCode()
@@ -116,7 +117,7 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usageErrorf(c, "unknown command %q", c.Args().First())
+				return usageErrorf(c, "unknown command %q%s", c.Args().First(), didYouMeanCommand(c.Args().First(), c.App.Commands))
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -150,13 +151,14 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 	}
 	app.Commands = append(app.Commands, e.entityCommands()...)
 	app.Commands = append(app.Commands, e.syncCommands()...)
+	app.Commands = append(app.Commands, e.configCommand())
 	app.OnUsageError = onUsageError
 	setUsageErrorHandler(app.Commands)
 	return app
 }
 
 func onUsageError(c *cli.Context, err error, _ bool) error {
-	return usageErrorf(c, "%v", err)
+	return usageErrorf(c, "%v%s", err, flagSuggestion(c, err))
 }
 
 func setUsageErrorHandler(cmds []*cli.Command) {

@@ -74,8 +74,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"get without key", []string{"kv", "get", "--data", d}, []string{"missing KEY"}},
 		{"put without value", []string{"kv", "put", "--data", d, "k"}, []string{"missing KEY VALUE"}},
 		{"get with two keys", []string{"kv", "get", "--data", d, "a", "b"}, []string{"too many"}},
-		{"flag after argument", []string{"kv", "get", "k", "--data", d}, []string{"--data must come before KEY"}},
-		{"flag= after argument", []string{"kv", "ls", "k", "--json=true"}, []string{"--json=true must come before"}},
+		{"unknown flag after argument", []string{"kv", "get", "k", "--dat", d}, []string{"-dat", "did you mean --data?"}},
+		{"unknown subcommand", []string{"kv", "gte", "k"}, []string{`"gte"`, "did you mean get?"}},
+		{"mistyped command", []string{"stauts"}, []string{`"stauts"`, "did you mean status?"}},
 		{"no node named", []string{"kv", "get", "k"}, []string{"--data DIR", "--api"}},
 		{"unknown kv subcommand", []string{"kv", "frob"}, []string{`"frob"`, "get, put, del or ls"}},
 		{"api without token", []string{"status", "--api", "127.0.0.1:1"}, []string{"--token"}},
@@ -185,11 +186,86 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		t.Errorf("STARLING_PEER not used: %+v", r)
 	}
 	t.Setenv("STARLING_PEER", "")
-	t.Setenv("STARLING_DATA", filepath.Join(dir, "x"))
+	if r := runApp(t, "", "init", "--data", dir); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	t.Setenv("STARLING_DATA", dir)
 	r = runApp(t, "", "kv", "get", "k")
-	if r.code != 1 || !strings.Contains(r.stderr, "starling run --data "+filepath.Join(dir, "x")) {
+	if r.code != 1 || !strings.Contains(r.stderr, "starling run --data "+dir) {
 		t.Errorf("STARLING_DATA not used: %+v", r)
 	}
+}
+
+// TestEnvVarsUnambiguous: an environment variable means one thing for
+// every command that reads it (STARLING_PEER was a multiaddr for run and
+// a peer ID for resync), and flags that destroy or expose data have none
+// (STARLING_RECURSIVE=1 made every rm recursive) (issue 17).
+func TestEnvVarsUnambiguous(t *testing.T) {
+	app := newApp(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	noEnv := map[string]bool{flagRecursive: true, flagForce: true, flagOpen: true}
+	meaning := map[string]string{} // env var -> flag name and placeholder
+	users := map[string]string{}
+	check := func(where string, fs []cli.Flag) {
+		for _, f := range fs {
+			name := f.Names()[0]
+			if name == "help" {
+				continue
+			}
+			ev, _ := f.(interface{ GetEnvVars() []string })
+			var envs []string
+			if ev != nil {
+				envs = ev.GetEnvVars()
+			}
+			if noEnv[name] {
+				if len(envs) != 0 {
+					t.Errorf("%s --%s: destructive, but read from %v", where, name, envs)
+				}
+				continue
+			}
+			if len(envs) != 1 || !strings.HasPrefix(envs[0], "STARLING_") {
+				t.Errorf("%s --%s: environment variables %v, want one STARLING_...", where, name, envs)
+				continue
+			}
+			placeholder := ""
+			if u, ok := f.(interface{ GetUsage() string }); ok {
+				if parts := strings.Split(u.GetUsage(), "`"); len(parts) >= 3 {
+					placeholder = parts[1] // what urfave/cli shows as the value
+				}
+			}
+			m := name + " " + placeholder
+			if old, ok := meaning[envs[0]]; ok && old != m {
+				t.Errorf("%s: %s is --%s there but %s in %s", where, envs[0], m, old, users[envs[0]])
+			}
+			meaning[envs[0]], users[envs[0]] = m, where
+		}
+	}
+	check("starling", app.Flags)
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			if !c.Hidden {
+				check(prefix+" "+c.Name, c.Flags)
+				walk(prefix+" "+c.Name, c.Subcommands)
+			}
+		}
+	}
+	walk("starling", app.Commands)
+	if meaning["STARLING_RESYNC_PEER"] == "" || meaning["STARLING_PEER"] == "" {
+		t.Errorf("want STARLING_PEER (run) and STARLING_RESYNC_PEER: %v", meaning)
+	}
+}
+
+func TestRmIgnoresRecursiveEnv(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	t.Setenv("STARLING_RECURSIVE", "1")
+	t.Setenv("STARLING_FORCE", "1")
+	dir, _ := startEntityNode(t, "node1")
+	runSteps(t, []step{
+		{args: []string{"create", "--data", dir, "--type", "site", "/F"}},
+		{args: []string{"create", "--data", dir, "--type", "line", "/F/L"}},
+		{args: []string{"rm", "--data", dir, "/F"}, code: 1, errHas: []string{"--recursive"}},
+		{args: []string{"init", "--data", dir}, code: 1, errHas: []string{"--force"}},
+	})
 }
 
 func TestEveryFlagHasEnvVarAndUsage(t *testing.T) {
@@ -197,13 +273,12 @@ func TestEveryFlagHasEnvVarAndUsage(t *testing.T) {
 	check := func(where string, fs []cli.Flag) {
 		for _, f := range fs {
 			name := f.Names()[0]
-			if name == "help" {
-				continue
+			if name == "help" || name == flagRecursive || name == flagForce || name == flagOpen {
+				continue // destructive: no environment variable (TestEnvVarsUnambiguous)
 			}
-			want := "STARLING_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 			ev, ok := f.(interface{ GetEnvVars() []string })
-			if !ok || !slices.Contains(ev.GetEnvVars(), want) {
-				t.Errorf("%s --%s: no %s", where, name, want)
+			if !ok || len(ev.GetEnvVars()) == 0 || !strings.HasSuffix(ev.GetEnvVars()[0], strings.ToUpper(strings.ReplaceAll(name, "-", "_"))) {
+				t.Errorf("%s --%s: no STARLING_[COMMAND_]%s", where, name, strings.ToUpper(name))
 			}
 			if u, ok := f.(interface{ GetUsage() string }); !ok || len(u.GetUsage()) < 10 {
 				t.Errorf("%s --%s: no useful usage", where, name)
@@ -217,8 +292,7 @@ func TestEveryFlagHasEnvVarAndUsage(t *testing.T) {
 			name := prefix + " " + c.Name
 			if c.Hidden {
 				// The chaos suite's adversary: the harness drives it with
-				// flags only, and environment variables there would
-				// collide with the real commands' (STARLING_PEER).
+				// flags only.
 				continue
 			}
 			check(name, c.Flags)
@@ -229,6 +303,46 @@ func TestEveryFlagHasEnvVarAndUsage(t *testing.T) {
 		}
 	}
 	walk("starling", app.Commands)
+}
+
+// TestReorderArgs: flags go anywhere, as with kubectl (issue 17).
+func TestReorderArgs(t *testing.T) {
+	app := newApp(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	for _, tt := range []struct{ in, want string }{
+		{"get /F --data D", "get --data D /F"},
+		{"get /F temp --json --data=D", "get --json --data=D /F temp"},
+		{"status --log-level debug --data D", "--log-level debug status --data D"},
+		{"--data D status", "status --data D"},
+		{"cluster add /ip4/1 --wait 3s --data D --log-level info", "--log-level info cluster add --wait 3s --data D /ip4/1"},
+		{"set /F temp -5 --data D", "set --data D /F temp -5"},
+		{"set /F note --data D -- -x", "set --data D -- /F note -x"},
+		{"lead --group g --data D -- /bin/x --flag y", "lead --group g --data D -- /bin/x --flag y"},
+		{"rm -r /F -d D", "rm -r -d D /F"},
+		{"set /F help 1 --data D", "set --data D /F help 1"},
+		{"help cluster add", "cluster add --help"},
+		{"help", "--help"},
+		{"kv get k --bogus", "kv get --bogus k"},
+		{"lead --group g sh -c echo --data D", "lead --group g -- sh -c echo --data D"},
+	} {
+		got := strings.Join(reorderArgs(app, append([]string{"starling"}, strings.Fields(tt.in)...))[1:], " ")
+		if got != tt.want {
+			t.Errorf("%q: got %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestFlagsAnywhere: the same command with its flags before and after
+// its arguments, and global flags after the command (issue 17).
+func TestFlagsAnywhere(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	dir, _ := startEntityNode(t, "node1")
+	runSteps(t, []step{
+		{args: []string{"create", "/F", "--type", "site", "--data", dir}, has: []string{"created /F"}},
+		{args: []string{"set", "/F", "n", "-5", "--data", dir, "--log-level", "debug"}, has: []string{"n = -5 (int)"}},
+		{args: []string{"--data", dir, "get", "/F", "n", "--json"}, has: []string{`"int"`}},
+		{args: []string{"set", "/F", "note", "--data", dir, "--", "-x"}, has: []string{"note = -x (string)"}},
+		{args: []string{"help", "cluster", "add"}, has: []string{"starling cluster add"}},
+	})
 }
 
 func TestHelp(t *testing.T) {
@@ -400,8 +514,8 @@ func TestClientCommands(t *testing.T) {
 			}
 		}},
 		{args: []string{"status", "--api", addr, "--token", "wrong"}, code: 1, errHas: "token"},
-		{args: []string{"cluster", "add", "--data", dir, "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + "\n"},
-		{args: []string{"cluster", "--data", dir, "add", "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + "\n"},
+		{args: []string{"cluster", "add", "--data", dir, "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + " (not saved: a restart forgets it; --save keeps it in config.json)\n"},
+		{args: []string{"cluster", "--data", dir, "add", "/ip4/10.0.0.1/tcp/4001/p2p/" + pid.String()}, stdout: "added " + pid.String() + " (not saved: a restart forgets it; --save keeps it in config.json)\n"},
 		{args: []string{"cluster", "add", "--data", dir, "/ip4/10.0.0.1/tcp/4001"}, code: 1, errHas: `"/ip4/10.0.0.1/tcp/4001"`},
 	}
 	for _, s := range steps {

@@ -47,9 +47,13 @@ func progressLine(p nodestate.SyncProgress, now time.Time) string {
 	}
 	frac, known := progressFraction(p)
 	if !known {
-		b.WriteString(" [")
-		b.WriteString(strings.Repeat("?", progressBarWidth))
-		fmt.Fprintf(&b, "] %d entries, %s; waiting for the source's totals", p.EntriesDone, humanBytes(p.BytesDone))
+		// No bar until the source says how much there is: a bar of
+		// question marks read as an error.
+		fmt.Fprintf(&b, ": starting, %s (%s) received so far; the size of the copy is not known yet",
+			counted(int(p.EntriesDone), "entry", "entries"), humanBytes(p.BytesDone))
+		if p.LastError != "" {
+			fmt.Fprintf(&b, "  (retrying after: %s)", p.LastError)
+		}
 		return b.String()
 	}
 	fmt.Fprintf(&b, " %s %3.0f%%", bar(frac, progressBarWidth), frac*100)
