@@ -236,10 +236,11 @@ func (u *WebUI) unauthorized(w http.ResponseWriter, r *http.Request) {
 }
 
 // setSession starts a new session (a new ID at every login, so one
-// that leaked before it is no use) and sets its cookie.
-func (u *WebUI) setSession(w http.ResponseWriter) {
+// that leaked before it is no use) and sets its cookie; over HTTPS the
+// cookie is Secure, so the browser never sends it in the clear.
+func (u *WebUI) setSession(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: u.cookie, Value: u.newSession(), Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionMaxAge / time.Second)})
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionMaxAge / time.Second)})
 }
 
 var loginPage = template.Must(template.ParseFS(webFiles, "web/login.html"))
@@ -263,7 +264,7 @@ func (u *WebUI) register(mux *http.ServeMux) {
 		case code == "":
 			u.login(w, r, http.StatusOK, "")
 		case u.useCode(code):
-			u.setSession(w)
+			u.setSession(w, r)
 			http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 		default:
 			u.login(w, r, http.StatusUnauthorized, "This login link was used already or has expired: paste the token, or make a new link with `starling web`.")
@@ -276,7 +277,7 @@ func (u *WebUI) register(mux *http.ServeMux) {
 			u.login(w, r, http.StatusUnauthorized, "Wrong token: use the content of the node's api.token file.")
 			return
 		}
-		u.setSession(w)
+		u.setSession(w, r)
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /ui/logout", func(w http.ResponseWriter, r *http.Request) {
