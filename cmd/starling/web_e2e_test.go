@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,20 @@ func TestWebBrowserEndToEnd(t *testing.T) {
 	if _, err := es.Set(ctx, "/Plant/Line1", "temp", entity.Int(21)); err != nil {
 		t.Fatal(err)
 	}
+	// A parent with more children than the page shows at once.
+	if _, err := es.Create(ctx, "/", "Site", "Big"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := es.Update(ctx, func(tx *entity.Tx) error {
+		for i := range 130 {
+			if _, err := tx.Create("/Big", "Cell", fmt.Sprintf("C%03d", i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
 		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900))
@@ -81,7 +96,7 @@ func TestWebBrowserEndToEnd(t *testing.T) {
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
 	defer cancelBrowser()
-	bctx, cancel := context.WithTimeout(bctx, 120*time.Second)
+	bctx, cancel := context.WithTimeout(bctx, 180*time.Second)
 	defer cancel()
 
 	shots := artifactsDir(t)
@@ -163,12 +178,72 @@ func TestWebBrowserEndToEnd(t *testing.T) {
 		t.Errorf("page write: %+v, %v", f, err)
 	}
 
+	// The tree pages a parent's children: 100 first, then the rest.
+	bigKids := `String(document.querySelectorAll('#tree li[data-id] > a[data-path^="/Big/"]').length)`
+	// The root's few children open by themselves, /Big among them.
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#tree a[data-path="/Big"]`))); err != nil {
+		t.Fatal(err)
+	}
+	eval("the first page of /Big", bigKids, "100")
+	eval("the more button", `(document.querySelector('#tree li.more button') || {}).textContent || ''`, "show 30 more (30 of 130 not shown)")
+	shot("web-paging.png")
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#tree li.more button`))); err != nil {
+		t.Fatal(err)
+	}
+	eval("all of /Big", bigKids, "130")
+
+	// Search finds by path or type.
+	if err := chromedp.Do(bctx, chromedp.SendKeys(chromedp.CSS(`#search`), "line1")); err != nil {
+		t.Fatal(err)
+	}
+	eval("the search result", `Array.from(document.querySelectorAll('#search-results a')).map(a => a.dataset.path).join(',')`, "/Plant/Line1")
+	shot("web-search.png")
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#search-results a[data-path="/Plant/Line1"]`))); err != nil {
+		t.Fatal(err)
+	}
+	eval("the entity chosen from the search", `document.querySelector('#entity-path').textContent`, "/Plant/Line1")
+
+	// Create, rename, delete and restore from the page.
+	act := func(action string, inputs map[string]string) {
+		t.Helper()
+		acts := []chromedp.Action[chromedp.Void]{chromedp.Click(chromedp.CSS(`#entity-actions button[data-action="` + action + `"]`))}
+		for name, v := range inputs {
+			acts = append(acts, chromedp.SetValue(chromedp.CSS(`#entity-form input[name="`+name+`"]`), v))
+		}
+		acts = append(acts, chromedp.Click(chromedp.CSS(`#entity-form button[type="submit"]`)))
+		if err := chromedp.Do(bctx, acts...); err != nil {
+			t.Fatalf("%s: %v", action, err)
+		}
+	}
+	act("create", map[string]string{"type": "Cell", "name": "C1"})
+	eval("the created entity selected", `document.querySelector('#entity-path').textContent`, "/Plant/Line1/C1")
+	eval("the created entity in the tree", `String(!!document.querySelector('#tree a[data-path="/Plant/Line1/C1"]'))`, "true")
+	act("rename", map[string]string{"name": "C2"})
+	eval("the renamed entity", `document.querySelector('#entity-path').textContent`, "/Plant/Line1/C2")
+	shot("web-entity-actions.png")
+	act("move", map[string]string{"parent": "/Plant/Line1/C2/nope"})
+	eval("a bad move's error inline", `String(/no such entity|nope/.test(document.querySelector('#entity-form-error').textContent))`, "true")
+	act("delete", nil)
+	eval("the deleted entity in Recently deleted", `String(/\/Plant\/Line1\/C2/.test(document.querySelector('#deleted').textContent))`, "true")
+	if _, err := es.Get("/Plant/Line1/C2"); err == nil {
+		t.Error("the page's delete left /Plant/Line1/C2")
+	}
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#deleted button.restore`))); err != nil {
+		t.Fatal(err)
+	}
+	eval("the restored entity", `document.querySelector('#entity-path').textContent`, "/Plant/Line1/C2")
+	if _, err := es.Get("/Plant/Line1/C2"); err != nil {
+		t.Errorf("after restore from the page: %v", err)
+	}
+
 	// The cluster and election pages render.
 	if err := chromedp.Do(bctx, chromedp.Navigate(strings.TrimSuffix(login[:strings.Index(login, "/ui/")], "/")+"/ui/#cluster")); err != nil {
 		t.Fatal(err)
 	}
 	eval("the cluster table", `String(!!document.querySelector('#nodes tr[data-node="node1"] .state-ACTIVE'))`, "true")
 	eval("the mode card", `(document.querySelector('#card-mode .value') || {}).textContent || ''`, "standalone")
+	eval("one plot per unit", `Array.from(document.querySelectorAll('[data-chart="node1"] .plot-title')).map(e => e.textContent).join('|')`,
+		"writes applied (writes/s)|replication latency (ms)")
 	shot("web-cluster.png")
 	if _, err := chromedp.Run(bctx, chromedp.Evaluate[string](`location.hash = 'election'`)); err != nil {
 		t.Fatal(err)

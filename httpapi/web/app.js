@@ -72,23 +72,155 @@ function route() {
 
 // ---------- entity browser ----------
 
-let selected = null; // {id, path, type}
+let selected = null; // {id, path, type, name}
 let schema = null;
+const ROOT = '00000000000000000000000000';
+// The tree loads one level at a time (GET /v1/entities/children), shows
+// at most PAGE children of a parent with a button for the next page, and
+// opens the first AUTO_DEPTH levels by itself where a level has at most
+// AUTO_MAX children. What the user opened or closed stays so across
+// reloads (a structural change anywhere reloads the open levels).
+const PAGE = 100, AUTO_DEPTH = 2, AUTO_MAX = 50;
+const opened = new Set(), closed = new Set();
 
 async function loadTree() {
-  let tree;
-  try { tree = await api('GET', '/v1/entities/tree?ref=%2F&fields=false'); } catch (e) { $('#tree').replaceChildren(el('li', { class: 'error', text: e.message })); return; }
-  const render = (n) => {
-    const a = el('a', { 'data-path': n.path, 'data-id': n.id, onclick: () => selectEntity(n.path) },
-      n.path === '/' ? '/' : n.name, n.type ? el('span', { class: 'type', text: n.type }) : null);
-    if (selected && selected.id === n.id) a.classList.add('selected');
-    const li = el('li', {}, a);
-    if (n.children && n.children.length) li.append(el('ul', {}, ...n.children.map(render)));
-    return li;
-  };
-  $('#tree').replaceChildren(render(tree));
+  const root = { id: ROOT, path: '/', name: '/', type: '' };
+  const li = treeItem(root, AUTO_DEPTH);
+  $('#tree').replaceChildren(li);
+  loadDeleted();
   if (selected) selectEntity(selected.id, true);
 }
+
+function treeItem(n, autoDepth) {
+  const toggle = el('button', { class: 'toggle', text: '▸', title: 'show what is below' });
+  const a = el('a', { 'data-path': n.path, 'data-id': n.id, onclick: () => selectEntity(n.path) },
+    n.path === '/' ? '/' : n.name, n.type ? el('span', { class: 'type', text: n.type }) : null);
+  if (selected && selected.id === n.id) a.classList.add('selected');
+  const ul = el('ul', { class: 'hidden' });
+  const li = el('li', { 'data-id': n.id }, toggle, a, ul);
+  const open = async () => {
+    toggle.textContent = '▾';
+    ul.classList.remove('hidden');
+    await renderChildren(ul, n, autoDepth, toggle);
+  };
+  toggle.addEventListener('click', () => {
+    if (ul.classList.contains('hidden')) { opened.add(n.id); closed.delete(n.id); open(); }
+    else { closed.add(n.id); opened.delete(n.id); toggle.textContent = '▸'; ul.classList.add('hidden'); }
+  });
+  if (!closed.has(n.id) && (autoDepth > 0 || opened.has(n.id))) open();
+  return li;
+}
+
+async function renderChildren(ul, parent, autoDepth, toggle) {
+  let kids;
+  try { kids = (await api('GET', '/v1/entities/children?ref=' + encodeURIComponent(parent.id))).entities || []; } catch (e) {
+    ul.replaceChildren(el('li', { class: 'error', text: e.message }));
+    return;
+  }
+  if (!kids.length) { toggle.textContent = '·'; toggle.title = 'nothing below'; ul.replaceChildren(); return; }
+  kids.sort((x, y) => x.name.localeCompare(y.name));
+  const childDepth = kids.length <= AUTO_MAX ? autoDepth - 1 : 0;
+  const moreBtn = el('button', { class: 'link more' });
+  const moreLi = el('li', { class: 'more' }, moreBtn);
+  ul.replaceChildren(moreLi);
+  let shown = 0;
+  const more = () => {
+    for (const k of kids.slice(shown, shown + PAGE)) ul.insertBefore(treeItem(k, childDepth), moreLi);
+    shown = Math.min(kids.length, shown + PAGE);
+    if (shown >= kids.length) moreLi.remove();
+    else moreBtn.textContent = `show ${Math.min(PAGE, kids.length - shown)} more (${kids.length - shown} of ${kids.length} not shown)`;
+  };
+  moreBtn.addEventListener('click', more);
+  more();
+}
+
+// Search: entities whose path or type contains the text, in place of the tree.
+let searchTimer = null;
+function onSearch() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(async () => {
+    const q = $('#search').value.trim();
+    $('#tree').classList.toggle('hidden', q !== '');
+    $('#search-results').classList.toggle('hidden', q === '');
+    if (!q) return;
+    let res;
+    try { res = await api('GET', '/v1/entities/search?limit=100&q=' + encodeURIComponent(q)); } catch (e) {
+      $('#search-results').replaceChildren(el('li', { class: 'error', text: e.message }));
+      return;
+    }
+    const items = res.entities.map((n) => el('li', {}, el('a', { 'data-path': n.path, 'data-id': n.id, onclick: () => selectEntity(n.path) },
+      n.path, el('span', { class: 'type', text: n.type }))));
+    if (!items.length) items.push(el('li', { class: 'muted', text: 'nothing found' }));
+    if (res.more) items.push(el('li', { class: 'muted', text: 'more than 100: type more to narrow' }));
+    $('#search-results').replaceChildren(...items);
+  }, 250);
+}
+
+async function loadDeleted() {
+  let res;
+  try { res = await api('GET', '/v1/entities/deleted?limit=20'); } catch (e) { $('#deleted').replaceChildren(el('li', { class: 'error', text: e.message })); return; }
+  const items = res.deleted.map((d) => el('li', { 'data-id': d.id },
+    el('span', { class: 'mono', text: d.path }), ' ', el('span', { class: 'type', text: d.type }), ' ',
+    d.with_parent ? el('span', { class: 'muted', text: '(with its parent)' }) :
+      el('button', { class: 'restore', text: 'restore', onclick: () => restoreEntity(d.id) })));
+  if (!items.length) items.push(el('li', { class: 'muted', text: 'nothing deleted' }));
+  $('#deleted').replaceChildren(...items);
+}
+
+async function restoreEntity(id) {
+  try { const r = await api('POST', '/v1/entities/restore', { id }); await loadTree(); selectEntity(r.path); } catch (e) { alertLine(e.message); }
+}
+
+function alertLine(msg) { $('#entity-head').append(el('p', { class: 'error', text: msg })); }
+
+// Entity actions: one small form at a time under the entity's head.
+function showAction(kind) {
+  const form = $('#entity-form');
+  const err = el('span', { class: 'error', id: 'entity-form-error' });
+  const cancel = el('button', { type: 'button', text: 'cancel', onclick: () => form.classList.add('hidden') });
+  let body;
+  if (kind === 'create') {
+    body = [el('label', {}, 'type ', el('input', { name: 'type', required: '', placeholder: 'e.g. sensor' })),
+      el('label', {}, ' name ', el('input', { name: 'name', required: '', placeholder: 'e.g. Sensor7' })),
+      el('button', { type: 'submit', text: 'create under ' + selected.path })];
+  } else if (kind === 'rename') {
+    body = [el('label', {}, 'new name ', el('input', { name: 'name', required: '', value: selected.name })), el('button', { type: 'submit', text: 'rename' })];
+  } else if (kind === 'move') {
+    body = [el('label', {}, 'new parent path ', el('input', { name: 'parent', required: '', placeholder: '/Factory/Line2' })), el('button', { type: 'submit', text: 'move' })];
+  } else {
+    body = [el('span', { text: `delete ${selected.path}${selected.kids ? ` and the ${selected.kids} entities directly below it (and theirs)` : ''}? It can be restored.` }),
+      el('button', { type: 'submit', class: 'danger', text: 'yes, delete' })];
+  }
+  form.replaceChildren(...body, cancel, err);
+  form.dataset.kind = kind;
+  form.classList.remove('hidden');
+  const first = $('input', form);
+  if (first) first.focus();
+}
+
+$('#entity-actions') && $('#entity-actions').addEventListener('click', (e) => {
+  const kind = e.target.dataset && e.target.dataset.action;
+  if (kind && selected) showAction(kind);
+});
+
+$('#entity-form') && $('#entity-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const form = e.target, kind = form.dataset.kind, ref = encodeURIComponent(selected.id);
+  $('#entity-form-error').textContent = '';
+  try {
+    let r;
+    if (kind === 'create') r = await api('POST', '/v1/entities', { parent: selected.id === ROOT ? '/' : selected.id, type: form.type.value.trim(), name: form.name.value.trim() });
+    if (kind === 'rename') r = await api('PATCH', '/v1/entities?ref=' + ref, { name: form.name.value.trim() });
+    if (kind === 'move') r = await api('PATCH', '/v1/entities?ref=' + ref, { parent: form.parent.value.trim() });
+    if (kind === 'delete') r = await api('DELETE', `/v1/entities?ref=${ref}&recursive=${selected.kids ? 'true' : 'false'}`);
+    form.classList.add('hidden');
+    if (kind === 'create' && selected) opened.add(selected.id);
+    const next = kind === 'delete' ? null : (r && r.path) || selected.path;
+    if (kind === 'delete') { selected = null; $('#entity-head').replaceChildren(el('p', { class: 'muted', text: 'Deleted: see "Recently deleted" to restore it.' })); $('#fields').classList.add('hidden'); $('#add-field').classList.add('hidden'); $('#entity-actions').classList.add('hidden'); }
+    await loadTree();
+    if (next) selectEntity(next);
+  } catch (err) { $('#entity-form-error').textContent = err.message; }
+});
 
 async function selectEntity(ref, quiet) {
   let ent;
@@ -97,7 +229,11 @@ async function selectEntity(ref, quiet) {
     selected = null;
     return;
   }
-  selected = { id: ent.id, path: ent.path, type: ent.type };
+  selected = { id: ent.id, path: ent.path, type: ent.type, name: ent.name, kids: 0 };
+  $('#entity-form').classList.add('hidden');
+  $('#entity-actions').classList.remove('hidden');
+  for (const b of document.querySelectorAll('#entity-actions button')) b.disabled = ent.id === ROOT && b.dataset.action !== 'create';
+  api('GET', '/v1/entities/children?ref=' + encodeURIComponent(ent.id)).then((r) => { if (selected && selected.id === ent.id) selected.kids = (r.entities || []).length; }, () => {});
   for (const a of document.querySelectorAll('#tree a')) a.classList.toggle('selected', a.dataset.id === ent.id);
   schema = null;
   if (ent.type) {
@@ -236,14 +372,17 @@ async function refreshCluster() {
     el('td', {}, el('span', { class: `state state-${n.state}`, text: n.state })),
     el('td', { class: n.health ? `health-${n.health}` : '', text: n.self ? '-' : n.health }),
     el('td', { text: n.self ? 'now' : (n.last_seen ? ago(n.last_seen_ms) : 'never') }),
-    el('td', { text: `${n.writes_in} / ${n.writes_out}` }),
+    el('td', { text: String(n.writes_out) }),
+    el('td', { text: String(n.writes_in) }),
     el('td', { text: `${n.heads} (h ${n.height})` }),
     el('td', { text: String(n.lag) }),
     el('td', { title: 'live state / history on disk', text: n.live_bytes || n.history_bytes ? `${bytes(n.live_bytes)} / ${bytes(n.history_bytes)}` : '-' }),
     el('td', { class: 'mono', text: (n.addrs || [])[0] || '-' }))));
   drawCharts(hist);
-  $('#transitions').replaceChildren(...evs.transitions.slice().reverse().map((t) =>
-    el('li', { text: `${new Date(t.time).toLocaleTimeString()}  ${t.node || t.peer.slice(-8)}  ${t.what}  ${t.from || '∅'} → ${t.to}  (${t.reason})` })));
+  // Peers by node ID; a peer no longer in the table (removed) is left out.
+  const byPeer = new Map(cs.nodes.map((n) => [n.peer_id, n.node_id]));
+  $('#transitions').replaceChildren(...evs.transitions.filter((t) => byPeer.has(t.peer)).reverse().map((t) =>
+    el('li', { 'data-peer': t.peer, text: `${new Date(t.time).toLocaleTimeString()}  ${byPeer.get(t.peer) || t.node || t.peer.slice(-8)}  ${t.what}  ${t.from || '∅'} → ${t.to}  (${t.reason})` })));
 }
 
 // bytes shows a size on disk, in decimal units as the CLI does.
@@ -256,46 +395,86 @@ function bytes(n) {
   return `${n.toFixed(1)} ${units[i]}B`;
 }
 
+// Charts: per node, one plot per unit (writes per second; replication
+// latency in milliseconds), each over the last 5 minutes with its time
+// axis and its value axis.
+const CHARTS = [
+  { key: 'w', title: 'writes applied', unit: 'writes/s', color: '#2b6cb0', digits: 0 },
+  { key: 'l', title: 'replication latency', unit: 'ms', color: '#c05621', digits: 1 },
+];
+
 function drawCharts(hist) {
   const box = $('#charts');
   const names = Object.keys(hist.nodes).sort();
+  for (const c of box.querySelectorAll('[data-chart]')) if (!names.includes(c.dataset.chart)) c.remove();
   for (const name of names) {
     let c = box.querySelector(`[data-chart="${CSS.escape(name)}"]`);
     if (!c) {
       c = el('div', { class: 'chart', 'data-chart': name }, el('h3', { text: name }),
-        el('canvas', { width: 360, height: 120 }),
-        el('div', { class: 'legend' }, el('span', { class: 'w', text: '■ writes/s' }), ' ', el('span', { class: 'l', text: '■ replication latency (ms)' })));
+        ...CHARTS.map((spec) => el('div', { class: 'plot' }, el('div', { class: 'plot-title', text: `${spec.title} (${spec.unit})` }),
+          el('canvas', { width: 380, height: 130, 'data-key': spec.key }))));
       box.append(c);
     }
-    plot($('canvas', c), hist.nodes[name]);
+    for (const spec of CHARTS) plot(c.querySelector(`canvas[data-key="${spec.key}"]`), hist.nodes[name], spec);
   }
 }
 
-function plot(canvas, samples) {
+function plot(canvas, samples, spec) {
   const g = canvas.getContext('2d');
-  const W = canvas.width, H = canvas.height, pad = 4;
+  const W = canvas.width, H = canvas.height;
+  const left = 44, right = 8, top = 8, bottom = 20; // room for the axes' labels
+  const pw = W - left - right, ph = H - top - bottom;
   g.clearRect(0, 0, W, H);
+  g.font = '10px sans-serif';
+  const now = samples && samples.length ? samples[samples.length - 1].t : Date.now();
+  const t0 = now - 5 * 60 * 1000;
+  const vals = (samples || []).map((x) => x[spec.key]);
+  const maxV = niceMax(Math.max(0, ...vals));
+  // Value axis: 0, half and the top, with the unit.
   g.strokeStyle = '#e2e8f0';
-  g.strokeRect(0.5, 0.5, W - 1, H - 1);
-  if (!samples || samples.length < 2) return;
-  // A fixed window of the last 5 minutes, so the chart scrolls.
-  const t1 = samples[samples.length - 1].t, t0 = t1 - 5 * 60 * 1000;
-  const line = (key, color) => {
-    const maxV = Math.max(1, ...samples.map((s) => s[key]));
-    g.strokeStyle = color;
-    g.beginPath();
-    samples.forEach((s, i) => {
-      const x = pad + ((s.t - t0) / Math.max(1, t1 - t0)) * (W - 2 * pad);
-      const y = H - pad - (s[key] / maxV) * (H - 2 * pad);
-      if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
-    });
-    g.stroke();
-    g.fillStyle = color;
-    g.font = '10px sans-serif';
-    g.fillText(`max ${maxV.toFixed(key === 'l' ? 1 : 0)}`, key === 'w' ? 6 : W - 70, 12);
-  };
-  line('w', '#2b6cb0');
-  line('l', '#c05621');
+  g.fillStyle = '#6b7b8c';
+  g.textAlign = 'right';
+  g.textBaseline = 'middle';
+  for (const f of [0, 0.5, 1]) {
+    const y = top + ph - f * ph;
+    g.beginPath(); g.moveTo(left, y + 0.5); g.lineTo(left + pw, y + 0.5); g.stroke();
+    const v = maxV * f;
+    g.fillText(Number.isInteger(v) ? String(v) : v.toFixed(Math.max(1, spec.digits)), left - 4, y);
+  }
+  // Time axis: a tick each minute, labelled with the clock time.
+  g.textAlign = 'center';
+  g.textBaseline = 'top';
+  for (let m = 0; m <= 5; m++) {
+    const t = t0 + m * 60000, x = left + (m / 5) * pw;
+    g.beginPath(); g.moveTo(x + 0.5, top + ph); g.lineTo(x + 0.5, top + ph + 4); g.stroke();
+    g.fillText(m === 5 ? 'now' : new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }), x, top + ph + 6);
+  }
+  g.strokeStyle = '#a0aec0';
+  g.strokeRect(left + 0.5, top + 0.5, pw, ph);
+  if (!samples || samples.length < 2) {
+    g.fillText('no samples yet', left + pw / 2, top + ph / 2 - 5);
+    return;
+  }
+  g.strokeStyle = spec.color;
+  g.lineWidth = 1.5;
+  g.beginPath();
+  let started = false;
+  for (const x of samples) {
+    if (x.t < t0) continue;
+    const px = left + ((x.t - t0) / (now - t0)) * pw, py = top + ph - (x[spec.key] / maxV) * ph;
+    if (!started) { g.moveTo(px, py); started = true; } else g.lineTo(px, py);
+  }
+  g.stroke();
+  g.lineWidth = 1;
+}
+
+// niceMax rounds a maximum up to 1, 2 or 5 times a power of ten, so the
+// axis labels are round numbers.
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
 }
 
 // ---------- election page ----------
@@ -331,6 +510,7 @@ async function start() {
     $('#node-name').textContent = `${st.node_id} · ${st.env}`;
     document.title = `Starling · ${st.node_id}`;
   } catch (_) { /* redirected to login */ }
+  $('#search').addEventListener('input', onSearch);
   window.addEventListener('hashchange', route);
   route();
   watch();
