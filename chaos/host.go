@@ -49,7 +49,8 @@ const (
 type Host struct {
 	index   int
 	name    string
-	addr    netip.Addr
+	addr    netip.Addr // the node's own (p2p) address
+	apiAddr netip.Addr // where the harness reaches its API; addr when unset
 	lab     *netlab.Lab
 	bin     string
 	dir     string // data dir
@@ -81,8 +82,17 @@ func (h *Host) Name() string { return h.name }
 // Index is the host's number, from 1.
 func (h *Host) Index() int { return h.index }
 
-// Addr is the host's address in the lab subnet.
+// Addr is the node's own address: in the lab subnet, or behind its
+// router when the host is NATed.
 func (h *Host) Addr() netip.Addr { return h.addr }
+
+// api is the address of the host's API.
+func (h *Host) api() netip.Addr {
+	if h.apiAddr.IsValid() {
+		return h.apiAddr
+	}
+	return h.addr
+}
 
 // APIURL is the base URL of the host's HTTP API, reachable from the
 // harness (the bridge's address) whatever the network faults.
@@ -91,7 +101,7 @@ func (h *Host) APIURL() string {
 	if h.apiPortOverride != 0 {
 		port = h.apiPortOverride
 	}
-	return "http://" + netip.AddrPortFrom(h.addr, port).String()
+	return "http://" + netip.AddrPortFrom(h.api(), port).String()
 }
 
 // P2PAddr is the host's libp2p listen address.
@@ -210,7 +220,7 @@ func Classify(status int, err error) Result {
 func (h *Host) initDir(ctx context.Context) error {
 	args := []string{"init", "--data", h.dir, "--env", chaosEnv, "--node-id", h.name,
 		"--psk-file", h.pskFile, "--listen", h.P2PAddr(),
-		"--api", netip.AddrPortFrom(h.addr, apiPort).String(), "--no-dht"}
+		"--api", netip.AddrPortFrom(h.api(), apiPort).String(), "--no-dht"}
 	cmd := exec.CommandContext(ctx, h.bin, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -84,6 +84,12 @@ type Env struct {
 	binary, pskFile, dir string
 	record               func(Op)
 	visible              func(ctx context.Context, due time.Time, timeout time.Duration) (time.Duration, bool)
+
+	// For the NAT nemeses: when the cluster came up (the sites met
+	// through the hub), and visible among the given hosts only (their
+	// own operations, on them).
+	upAt         time.Time
+	visibleAmong func(ctx context.Context, due time.Time, hosts []*Host, timeout time.Duration) (time.Duration, bool)
 }
 
 // Hosts returns every host.
@@ -303,6 +309,12 @@ func (n *processNemesis) Inject(ctx context.Context, e *Env, rng *rand.Rand) (Fa
 
 // builtinNemeses are the nemeses every registry has.
 func builtinNemeses() []Nemesis {
+	return append(natNemeses(), flatNemeses()...)
+}
+
+// flatNemeses are the nemeses of the flat network (every host on the
+// bridge).
+func flatNemeses() []Nemesis {
 	return []Nemesis{
 		&networkNemesis{
 			name: "partition-halves", minHosts: 2,
