@@ -29,8 +29,9 @@ import (
 //     node says which (see connectionKind).
 //   - nat-router-restart: one site's router reboots: WAN link down, NAT
 //     table gone, connection tracking flushed (every mapping lost); back
-//     at heal. The runner's convergence after the heal and the usual
-//     checkers judge the recovery.
+//     at heal, when the sites must link up again as they did first
+//     (within natDirectBound). The runner's convergence after the heal
+//     and the usual checkers judge the data.
 //   - nat-symmetric: the last site is behind a symmetric NAT (random
 //     port per connection: no hole punching); with the hub up, writes
 //     must still flow between the sites within natVisibleBound (through
@@ -103,9 +104,11 @@ type natRecord struct {
 	// are (see connectionKind).
 	KindExposed bool `json:"kind_exposed"`
 	// WantLinked: every pair of sites must be linked (directly, where
-	// the kind is exposed) within LinkBound of meeting; LinkedAfter is
-	// when they were, from meeting (0 with Linked false: never).
+	// the kind is exposed) within LinkBound of LinkFrom (the sites'
+	// meeting, or a router's return); LinkedAfter is when they were,
+	// from then (0 with Linked false: never).
 	WantLinked  bool          `json:"want_linked"`
+	LinkFrom    string        `json:"link_from,omitempty"`
 	Linked      bool          `json:"linked"`
 	LinkedAfter time.Duration `json:"linked_after_ns"`
 	LinkBound   time.Duration `json:"link_bound_ns"`
@@ -206,6 +209,12 @@ func natNemeses() []Nemesis {
 				heal := func(ctx context.Context) error {
 					defer e.Release([]*Host{h})
 					err := errors.Join(e.lab.RouterUp(ctx, h.index), e.ClearRules(ctx, id))
+					if err == nil {
+						// The sites' own connection died with the
+						// mappings: it must come back as it came first.
+						rec.WantLinked, rec.LinkBound, rec.LinkFrom = true, natDirectBound, "the router's return"
+						e.waitLinked(ctx, &rec, e.sites(), time.Now())
+					}
 					e.recordNAT(h.name, rec)
 					return err
 				}
@@ -261,20 +270,8 @@ func NewHubKillNemesis(name string, nat func(n int) map[int]netlab.NAT) Nemesis 
 				e.claims[h] = id
 			}
 			rec := natRecord{Nemesis: name, Sites: hostNameList(sites), WantLinked: true, LinkBound: natDirectBound,
-				Bound: natVisibleBound, HubDown: true}
-			// Wait for the sites to link up (directly, where the node
-			// says so), at most natDirectBound from meeting.
-			deadline := e.upAt.Add(natDirectBound)
-			for {
-				rec.Links, rec.KindExposed = e.siteLinks(ctx, sites)
-				if linked(rec.Links, rec.KindExposed) {
-					rec.Linked, rec.LinkedAfter = true, time.Since(e.upAt)
-					break
-				}
-				if time.Now().After(deadline) || !sleepCtx(ctx, natSampleGap) {
-					break
-				}
-			}
+				LinkFrom: "meeting through the hub", Bound: natVisibleBound, HubDown: true}
+			e.waitLinked(ctx, &rec, sites, e.upAt)
 			for _, h := range hubs {
 				if err := h.Kill(); err != nil {
 					e.Release(hubs)
@@ -290,6 +287,22 @@ func NewHubKillNemesis(name string, nat func(n int) map[int]netlab.NAT) Nemesis 
 					return restart(ctx, e, hubs)
 				}}, nil
 		},
+	}
+}
+
+// waitLinked waits until every pair of sites is linked (directly, where
+// the node says so), at most rec.LinkBound from since, and records it.
+func (e *Env) waitLinked(ctx context.Context, rec *natRecord, sites []*Host, since time.Time) {
+	deadline := since.Add(rec.LinkBound)
+	for {
+		rec.Links, rec.KindExposed = e.siteLinks(ctx, sites)
+		if linked(rec.Links, rec.KindExposed) {
+			rec.Linked, rec.LinkedAfter = true, time.Since(since)
+			return
+		}
+		if time.Now().After(deadline) || !sleepCtx(ctx, natSampleGap) {
+			return
+		}
 	}
 }
 
@@ -568,7 +581,7 @@ func judgeNAT(v *Verdict, r natRecord) {
 			what = "directly connected (not relayed)"
 		}
 		if !r.Linked {
-			v.problem("%s: sites %s not %s within %v of meeting through the hub: %s", r.Nemesis, strings.Join(r.Sites, " "), what, r.LinkBound, formatLinks(r.Links))
+			v.problem("%s: sites %s not %s within %v of %s: %s", r.Nemesis, strings.Join(r.Sites, " "), what, r.LinkBound, r.LinkFrom, formatLinks(r.Links))
 		} else {
 			v.Durations["nat-linked"] = append(v.Durations["nat-linked"], r.LinkedAfter)
 		}

@@ -129,11 +129,16 @@ func TestQuickSweepHasEveryNemesis(t *testing.T) {
 		}
 	}
 	for _, n := range reg.Nemeses() {
-		if !seen[n.Name()] {
+		_, pending := PendingNemeses[n.Name()]
+		if !seen[n.Name()] && !pending {
 			t.Errorf("the quick sweep never runs %s", n.Name())
 		}
+		if seen[n.Name()] && pending {
+			t.Errorf("the quick sweep runs %s, which waits for its feature: %s", n.Name(), PendingNemeses[n.Name()])
+		}
 	}
-	want := []string{"adversary", "bridge", "clock-skew", "delay", "isolate", "kill", "loss", "one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wipe"}
+	want := []string{"adversary", "bridge", "clock-skew", "delay", "isolate", "kill", "loss", "nat-hub-kill", "nat-router-restart", "nat-symmetric",
+		"one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wipe"}
 	var got []string
 	for _, n := range reg.Nemeses() {
 		got = append(got, n.Name())
