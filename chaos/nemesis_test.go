@@ -239,3 +239,21 @@ func TestHostRunArgsForceCompaction(t *testing.T) {
 		}
 	}
 }
+
+func TestDelayFor(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	t.Setenv(EnvDelay, "")
+	if d, err := delayFor(rng); err != nil || d < 20*time.Millisecond || d > 200*time.Millisecond {
+		t.Errorf("drawn delay %v, %v: want 20-200ms", d, err)
+	}
+	t.Setenv(EnvDelay, "100ms")
+	if d, err := delayFor(rng); err != nil || d != 100*time.Millisecond {
+		t.Errorf("fixed delay %v, %v: want 100ms", d, err)
+	}
+	for _, bad := range []string{"100", "-1s", "1m"} {
+		t.Setenv(EnvDelay, bad)
+		if _, err := delayFor(rng); err == nil || !strings.Contains(err.Error(), EnvDelay) {
+			t.Errorf("%s=%q: err %v, want one naming the variable", EnvDelay, bad, err)
+		}
+	}
+}
