@@ -104,8 +104,8 @@ type natRecord struct {
 	Nemesis string   `json:"nemesis"`
 	Sites   []string `json:"sites"` // the NATed hosts
 	// Links is, per pair of sites ("n2-n3"), the connection between them
-	// when last looked at: "direct", "relayed", "connected" (the node
-	// does not say which), or "none".
+	// when last looked at: "direct", "hole-punched", "relayed",
+	// "connected" (the node does not say which), or "none".
 	Links map[string]string `json:"links,omitempty"`
 	// KindExposed: some node's /v1/peers said what kind its connections
 	// are (see connectionKind).
@@ -320,7 +320,7 @@ func linked(links map[string]string, exposed bool) bool {
 		return false
 	}
 	for _, l := range links {
-		if l == "none" || (exposed && l != "direct") {
+		if l == "none" || (exposed && linkRank(l) < linkRank("direct")) {
 			return false
 		}
 	}
@@ -403,7 +403,8 @@ func hostNameList(hs []*Host) []string {
 }
 
 // siteLinks asks every running site how it is connected to each other
-// site: "direct", "relayed", "connected" (kind not said) or "none", per
+// site: "direct", "hole-punched", "relayed", "connected" (kind not
+// said) or "none", per
 // pair "a-b" (the better of what a and b say). exposed reports whether
 // any node said what kind a connection is.
 func (e *Env) siteLinks(ctx context.Context, sites []*Host) (map[string]string, bool) {
@@ -466,7 +467,7 @@ func (e *Env) siteLinks(ctx context.Context, sites []*Host) (map[string]string, 
 
 func linkRank(kind string) int {
 	switch kind {
-	case "direct":
+	case "direct", "hole-punched":
 		return 3
 	case "relayed":
 		return 2
@@ -477,63 +478,18 @@ func linkRank(kind string) int {
 }
 
 // connectionKind reads what kind of connection a peer entry of
-// GET /v1/peers describes: "direct" (a plain or hole-punched
-// connection) or "relayed" (through a circuit relay), and false when
-// the entry does not say.
-//
-// TODO(issue #15): the node's field is being added by p2p's NAT work
-// and its name was not known when this was written: this reads the
-// likely names, a string or a list of connections (the best one
-// counts). Once `cluster peers --json` has it, name it here alone and
-// make the nat checker require it (KindExposed).
+// GET /v1/peers describes, from its "connection" field (api.PeerStatus,
+// issue #15's p2p work): "direct" (dialled), "hole-punched" (direct,
+// made by hole punching) or "relayed" (through a circuit relay); false when the
+// entry does not say (a build without the field, or not connected).
+// Read from the raw JSON so that the suite still runs builds without it.
 func connectionKind(p map[string]json.RawMessage) (string, bool) {
-	best, found := "", false
-	consider := func(v string) {
-		k := normalizeKind(v)
-		if k == "" {
-			return
-		}
-		found = true
-		if linkRank(k) > linkRank(best) {
-			best = k
-		}
+	var s string
+	if raw, ok := p["connection"]; !ok || json.Unmarshal(raw, &s) != nil {
+		return "", false
 	}
-	for _, key := range []string{"connection", "connection_kind", "conn_kind", "conn", "kind", "link", "via"} {
-		raw, ok := p[key]
-		if !ok {
-			continue
-		}
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			consider(s)
-			continue
-		}
-		var list []map[string]json.RawMessage
-		if json.Unmarshal(raw, &list) == nil {
-			for _, c := range list {
-				if k, ok := connectionKind(c); ok {
-					consider(k)
-				}
-			}
-		}
-	}
-	if raw, ok := p["connections"]; ok {
-		var list []map[string]json.RawMessage
-		if json.Unmarshal(raw, &list) == nil {
-			for _, c := range list {
-				if k, ok := connectionKind(c); ok {
-					consider(k)
-				}
-			}
-		}
-		var strs []string
-		if json.Unmarshal(raw, &strs) == nil {
-			for _, s := range strs {
-				consider(s)
-			}
-		}
-	}
-	return best, found
+	k := normalizeKind(s)
+	return k, k != ""
 }
 
 func normalizeKind(v string) string {
@@ -543,7 +499,9 @@ func normalizeKind(v string) string {
 		return ""
 	case strings.Contains(v, "relay") || strings.Contains(v, "circuit"):
 		return "relayed"
-	case strings.Contains(v, "direct") || strings.Contains(v, "punch"):
+	case strings.Contains(v, "punch"):
+		return "hole-punched"
+	case strings.Contains(v, "direct"):
 		return "direct"
 	}
 	return ""

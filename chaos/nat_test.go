@@ -17,12 +17,10 @@ func TestConnectionKind(t *testing.T) {
 	}{
 		{`{"id":"p","connected":true}`, "", false},
 		{`{"id":"p","connection":"direct"}`, "direct", true},
-		{`{"id":"p","connection":"hole-punched"}`, "direct", true},
-		{`{"id":"p","kind":"relayed"}`, "relayed", true},
-		{`{"id":"p","conn_kind":"RELAY"}`, "relayed", true},
-		{`{"id":"p","connections":[{"kind":"relayed"},{"kind":"holepunched"}]}`, "direct", true},
-		{`{"id":"p","connections":["relayed"]}`, "relayed", true},
+		{`{"id":"p","connection":"hole-punched"}`, "hole-punched", true},
+		{`{"id":"p","connection":"relayed"}`, "relayed", true},
 		{`{"id":"p","connection":"mdns"}`, "", false}, // an unknown word says nothing
+		{`{"id":"p","connection":7}`, "", false},
 	} {
 		var p map[string]json.RawMessage
 		if err := json.Unmarshal([]byte(tt.entry), &p); err != nil {
@@ -44,6 +42,9 @@ func TestLinked(t *testing.T) {
 	}
 	if linked(map[string]string{"n2-n3": "relayed"}, true) {
 		t.Error("kind exposed: a relayed connection is not a direct one")
+	}
+	if !linked(map[string]string{"n2-n3": "hole-punched", "n2-n4": "direct"}, true) {
+		t.Error("kind exposed: hole-punched and dialled connections are direct")
 	}
 	if linked(map[string]string{"n2-n3": "direct", "n2-n4": "none"}, true) {
 		t.Error("one pair unconnected: not linked")
