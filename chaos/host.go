@@ -60,6 +60,7 @@ type Host struct {
 	log     *slog.Logger
 	peers   func(self int) []string // static peers for a start
 	runCmd  []string                // the subcommand that starts the node (default "run")
+	runArgs []string                // more flags of every start (the NAT scenarios' --reachability)
 	// stopTimeout bounds a graceful stop before SIGKILL.
 	stopTimeout time.Duration
 	// apiPortOverride replaces apiPort in APIURL (tests with a fake API).
@@ -291,6 +292,7 @@ func (h *Host) runArgsLocked() []string {
 	for _, p := range h.peers(h.index) {
 		args = append(args, "--peer", p)
 	}
+	args = append(args, h.runArgs...)
 	if h.clockOffset != 0 {
 		args = append(args, "--clock-offset", h.clockOffset.String())
 	}

@@ -623,7 +623,11 @@ func (r *runner) useTopology(ctx context.Context, sc Scenario) error {
 	if err != nil {
 		return fmt.Errorf("take down the previous network: %w", err)
 	}
-	lab, err := netlab.Setup(ctx, netlab.Config{Hosts: r.cfg.Nodes, NAT: nat, Logger: r.log.With("component", "netlab")})
+	lcfg := netlab.Config{Hosts: r.cfg.Nodes, NAT: nat, Logger: r.log.With("component", "netlab")}
+	if len(nat) > 0 {
+		lcfg.Subnet, lcfg.HostOffset = netlab.InternetSubnet, netlab.InternetHostOffset
+	}
+	lab, err := netlab.Setup(ctx, lcfg)
 	if err != nil {
 		// Leave a flat lab for the next scenario (and Close).
 		flat, ferr := netlab.Setup(ctx, netlab.Config{Hosts: r.cfg.Nodes, Logger: r.log.With("component", "netlab")})
@@ -649,6 +653,20 @@ func (r *runner) useTopology(ctx context.Context, sc Scenario) error {
 		}
 	}
 	return nil
+}
+
+// natRunArgs are the flags host k's node gets in a NAT network: its
+// reachability, said outright where the build has the flag, so that the
+// scenarios judge relaying and hole punching and not how soon AutoNAT
+// concludes (with a single public node to ask, possibly never).
+func (r *runner) natRunArgs(k int) []string {
+	if len(r.labNAT) == 0 || !strings.Contains(r.runHelp, "--reachability") {
+		return nil
+	}
+	if r.lab.NATOf(k) == netlab.Public {
+		return []string{"--reachability", "public"}
+	}
+	return []string{"--reachability", "private"}
 }
 
 // publicPeers gives host k every public host but itself as static

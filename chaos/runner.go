@@ -316,7 +316,7 @@ func (s *scenarioRun) run(ctx context.Context) error {
 			bin: cfg.Binary, dir: filepath.Join(s.dir, hostName(k)),
 			logPath: filepath.Join(s.dir, hostName(k)+".log"), pskFile: s.r.pskFile,
 			hc: s.r.hc, log: s.log, peers: peers, stopTimeout: 10 * time.Second,
-			runCmd: cfg.RunCommand[hostName(k)],
+			runCmd: cfg.RunCommand[hostName(k)], runArgs: s.r.natRunArgs(k),
 		}
 	}
 	s.checks = append(s.checks, processChecker{hosts: s.hosts})

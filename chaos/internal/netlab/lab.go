@@ -51,9 +51,12 @@ type Config struct {
 	// NAT); the others are public, on the bridge. Nil: every host is
 	// public.
 	NAT map[int]NAT
-	// Subnet holds the hosts (.1 to .Hosts) and the bridge (.254). An
-	// IPv4 /24. Default DefaultSubnet.
+	// Subnet holds the hosts (.HostOffset+1 to .HostOffset+Hosts) and
+	// the bridge (.254). An IPv4 /24. Default DefaultSubnet.
 	Subnet netip.Prefix
+	// HostOffset shifts the hosts' addresses in Subnet (see
+	// InternetSubnet). Default 0.
+	HostOffset int
 	// Logger receives every command run (debug) and failures (warn).
 	// Default: discard.
 	Logger *slog.Logger
@@ -83,8 +86,8 @@ func Setup(ctx context.Context, cfg Config) (*Lab, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Hosts < 1 || cfg.Hosts >= bridgeHost {
-		return nil, fmt.Errorf("netlab: Hosts %d outside 1..%d", cfg.Hosts, bridgeHost-1)
+	if cfg.Hosts < 1 || cfg.HostOffset < 0 || cfg.HostOffset+cfg.Hosts >= bridgeHost {
+		return nil, fmt.Errorf("netlab: Hosts %d from offset %d: addresses outside .1..%d", cfg.Hosts, cfg.HostOffset, bridgeHost-1)
 	}
 	if !cfg.Subnet.Addr().Is4() || cfg.Subnet.Bits() != 24 {
 		return nil, fmt.Errorf("netlab: Subnet %s: want an IPv4 /24", cfg.Subnet)
@@ -152,15 +155,17 @@ func (l *Lab) Netns(h int) string { return "chaos-n" + strconv.Itoa(h) }
 func (l *Lab) Port(h int) string { return "chaos-v" + strconv.Itoa(h) }
 
 // HostAddr is host h's address.
-func (l *Lab) HostAddr(h int) netip.Addr {
+func (l *Lab) HostAddr(h int) netip.Addr { return l.subnetAddr(l.cfg.HostOffset + h) }
+
+func (l *Lab) subnetAddr(last int) netip.Addr {
 	b := l.cfg.Subnet.Addr().As4()
-	b[3] = byte(h)
+	b[3] = byte(last)
 	return netip.AddrFrom4(b)
 }
 
 // BridgeAddr is the bridge's address, from which the harness reaches
 // the hosts.
-func (l *Lab) BridgeAddr() netip.Addr { return l.HostAddr(bridgeHost) }
+func (l *Lab) BridgeAddr() netip.Addr { return l.subnetAddr(bridgeHost) }
 
 // Command returns a command that runs name in host h's node namespace
 // (NodeNetns: its site behind the router when h is NATed). `ip netns

@@ -65,6 +65,23 @@ const (
 	mgmtIface = "mgmt0"
 )
 
+// InternetSubnet and InternetHostOffset are the bridge's addresses in a
+// NAT network: hosts from 192.0.0.65, the bridge at 192.0.0.254. libp2p
+// treats private addresses (10/8, ...) as unreachable from elsewhere:
+// it hole-punches only from public addresses, advertises relay
+// addresses only of relays with public ones, and AutoNAT judges only
+// those. Behind the lab's routers the "internet" must look public to
+// it. 192.0.0.0/24 is IANA's block for protocol assignments, not
+// globally reachable (RFC 6890), so nothing out there answers on it;
+// libp2p (go-multiaddr's net package) counts only 192.0.0.0/26 of it as
+// unroutable, hence the offset. The addresses exist only in the suite's
+// isolated namespaces, which have no interface to the outside (Enter
+// checks).
+var InternetSubnet = netip.MustParsePrefix("192.0.0.0/24")
+
+// InternetHostOffset: host h is 192.0.0.(64+h).
+const InternetHostOffset = 64
+
 var (
 	// lanBase holds the sites' LANs: site h is 10.78.h.0/24, router .1,
 	// node .2.

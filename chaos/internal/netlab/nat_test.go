@@ -56,3 +56,16 @@ func TestNATAddresses(t *testing.T) {
 		}
 	}
 }
+
+func TestInternetAddresses(t *testing.T) {
+	l := &Lab{cfg: Config{Hosts: 3, Subnet: InternetSubnet, HostOffset: InternetHostOffset, NAT: map[int]NAT{2: ConeNAT}}}
+	if got := l.HostAddr(1).String(); got != "192.0.0.65" {
+		t.Errorf("HostAddr(1) = %s, want 192.0.0.65 (libp2p counts 192.0.0.0/26 as unroutable)", got)
+	}
+	if got := l.BridgeAddr().String(); got != "192.0.0.254" {
+		t.Errorf("BridgeAddr = %s, want 192.0.0.254", got)
+	}
+	if got := l.NodeAddr(2).String(); got != "10.78.2.2" {
+		t.Errorf("NodeAddr(2) = %s: a site stays private", got)
+	}
+}
