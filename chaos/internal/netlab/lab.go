@@ -286,10 +286,16 @@ func (l *Lab) Close(ctx context.Context) error {
 		keep(l.run(ctx, nil, "iptables", "-w", "-X", DelayChain))
 	}
 	for h := 1; h <= l.cfg.Hosts; h++ {
+		// The harness's ends first: a namespace's deletion frees its
+		// interfaces (and their veth peers here) asynchronously, and a
+		// lab rebuilt at once for another scenario would find the names
+		// still taken.
+		keep(l.run(ctx, nil, "ip", "link", "del", l.Port(h)))
 		if l.NATOf(h) != Public {
-			keep(l.run(ctx, nil, "ip", "netns", "del", l.NodeNetns(h))) // takes the LAN and management veths with it
+			keep(l.run(ctx, nil, "ip", "link", "del", mgmtPort(h)))
+			keep(l.run(ctx, nil, "ip", "netns", "del", l.NodeNetns(h)))
 		}
-		keep(l.run(ctx, nil, "ip", "netns", "del", l.Netns(h))) // takes the veth pair with it
+		keep(l.run(ctx, nil, "ip", "netns", "del", l.Netns(h)))
 	}
 	keep(l.run(ctx, nil, "ip", "link", "del", bridgeName))
 	return first
