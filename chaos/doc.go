@@ -37,7 +37,11 @@
 //     other node alone in a site namespace behind its own router
 //     namespace (nft masquerade; a cone or a symmetric NAT; no port
 //     forwarding), reached by the harness over a management link, with
-//     node 1 as its only static peer. The runner rebuilds the lab when a
+//     node 1 as its only static peer. There the bridge is 192.0.0.0/24
+//     (hosts from .65): libp2p hole-punches, relays and runs AutoNAT
+//     only for addresses it counts as public (netlab.InternetSubnet says
+//     why this block), and the nodes are told their reachability
+//     (--reachability public or private, where the build has the flag). The runner rebuilds the lab when a
 //     scenario's nemeses need another network (TopologyNemesis); the
 //     "nat" checker judges what they measured (writes crossing between
 //     sites within 2 s, the sites connected within 30 s of meeting).

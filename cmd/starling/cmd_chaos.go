@@ -83,9 +83,10 @@ marks pending), and two combinations. --soak 20m then keeps running random
 combinations.
 
 The nat-* nemeses run in a network of their own: node 1 public on the
-bridge, every other node alone in a site behind its own NAT router
-(masquerade, no port forwarding; nat-symmetric puts the last behind a
-symmetric NAT), knowing only node 1. Their "nat" checker requires writes
+bridge (192.0.0.0/24 there, which libp2p counts as public; it too exists
+only inside the suite's namespaces), every other node alone in a site
+behind its own NAT router (masquerade, no port forwarding; nat-symmetric
+puts the last behind a symmetric NAT), knowing only node 1. Their "nat" checker requires writes
 to cross between the sites within 2 s (nat-hub-kill: with node 1 killed)
 and the sites to connect to each other within 30 s of meeting (directly,
 where the node says how it is connected).
