@@ -8,6 +8,8 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -431,6 +433,11 @@ func (e *Env) siteLinks(ctx context.Context, sites []*Host) (map[string]string, 
 		cancel()
 		if err != nil || code != http.StatusOK {
 			continue
+		}
+		if e.dir != "" {
+			// The last answer stays with the artifacts: what `starling
+			// cluster peers --json` showed on each site.
+			_ = os.WriteFile(filepath.Join(e.dir, h.name+".peers.json"), body, 0o644)
 		}
 		var pr struct {
 			Peers []map[string]json.RawMessage `json:"peers"`
