@@ -110,9 +110,9 @@ type Config struct {
 const DefaultModel = "entity"
 
 // DefaultChecks are the extra checkers `starling chaos` and the CI sweep
-// run: the leader election's, and the adversary's (which judges only
-// scenarios with the adversary nemesis).
-var DefaultChecks = []string{"election", "adversary"}
+// run: the leader election's, the adversary's and the NAT nemeses' (each
+// of these two judges only scenarios with its nemeses).
+var DefaultChecks = []string{"election", "adversary", "nat"}
 
 // DefaultConvergeTimeout derives the convergence deadline from the
 // nodes' liveness and sync timeouts: a healed link is re-dialled within
@@ -285,11 +285,14 @@ func ParseScenario(s string) Scenario {
 	return Scenario{Name: name, Nemeses: ns}
 }
 
-// QuickSweep is every nemesis of r alone, then two combinations of a
-// network and a process fault.
+// QuickSweep is every nemesis of r alone (but the PendingNemeses), then
+// two combinations of a network and a process fault.
 func QuickSweep(r *Registry) []Scenario {
 	var out []Scenario
 	for _, n := range r.Nemeses() {
+		if PendingNemeses[n.Name()] != "" {
+			continue
+		}
 		out = append(out, Scenario{Name: n.Name(), Nemeses: []string{n.Name()}})
 	}
 	for _, combo := range []string{"partition-majority+kill", "loss+pause"} {

@@ -31,7 +31,22 @@
 //     namespace, floods heads, forges deltas, sends unreferenced blocks
 //     and junk, loops snapshot requests and reports a far-future clock;
 //     the adversary checker bounds visibility, RSS, write p99 and
-//     refusals during it against a quiet baseline). Network faults are rules kept per fault in one nft table
+//     refusals during it against a quiet baseline), and the NAT nemeses
+//     (nat.go: nat-hub-kill, nat-router-restart, nat-symmetric), which
+//     need a network of their own: node 1 public on the bridge, every
+//     other node alone in a site namespace behind its own router
+//     namespace (nft masquerade; a cone or a symmetric NAT; no port
+//     forwarding), reached by the harness over a management link, with
+//     node 1 as its only static peer. There the bridge is 192.0.0.0/24
+//     (hosts from .65): libp2p hole-punches, relays and runs AutoNAT
+//     only for addresses it counts as public (netlab.InternetSubnet says
+//     why this block), and the nodes are told their reachability
+//     (--reachability public or private, where the build has the flag). The runner rebuilds the lab when a
+//     scenario's nemeses need another network (TopologyNemesis); the
+//     "nat" checker judges what they measured (writes crossing between
+//     sites within 2 s, the sites connected within 30 s of meeting).
+//     PendingNemeses keeps nemeses whose feature is not built yet out of
+//     the quick sweep and the soak. Network faults are rules kept per fault in one nft table
 //     (bridge family), replaced atomically, so they combine; delay queues
 //     frames to internal/nfqueue (this kernel has no netem); process
 //     faults claim their hosts. Each injection and heal is logged and
@@ -79,6 +94,8 @@
 // never heals a partition, and TestChaosCatchesBrokenBuild runs one node
 // of a binary built with -tags chaosbroken that drops every remote delta
 // (Config.RunCommand starts it with `starling chaos broken-node`); both
-// must report lost writes and divergence. The adversary checker's
+// must report lost writes and divergence. TestChaosCatchesNATNoPath
+// kills the hub between two sites behind symmetric NATs, where no write
+// can cross, and the nat checker must say so. The adversary checker's
 // bounds are proven to fail on synthetic histories (adversary_test.go).
 package chaos

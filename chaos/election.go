@@ -59,6 +59,9 @@ type electionChecker struct {
 var strictNemeses = map[string]bool{
 	"partition-halves": true, "partition-majority": true, "isolate": true,
 	"kill": true, "pause": true, "clock-skew": true, "wipe": true,
+	// The NAT faults kill hosts, or cut a site off (its router down,
+	// and the same cut in the filter, so the components are right).
+	"nat-hub-kill": true, "nat-router-restart": true, "nat-symmetric": true,
 }
 
 func newElectionChecker(ModelConfig) (Checker, error) { return &electionChecker{}, nil }

@@ -49,7 +49,8 @@ const (
 type Host struct {
 	index   int
 	name    string
-	addr    netip.Addr
+	addr    netip.Addr // the node's own (p2p) address
+	apiAddr netip.Addr // where the harness reaches its API; addr when unset
 	lab     *netlab.Lab
 	bin     string
 	dir     string // data dir
@@ -59,6 +60,7 @@ type Host struct {
 	log     *slog.Logger
 	peers   func(self int) []string // static peers for a start
 	runCmd  []string                // the subcommand that starts the node (default "run")
+	runArgs []string                // more flags of every start (the NAT scenarios' --reachability)
 	// stopTimeout bounds a graceful stop before SIGKILL.
 	stopTimeout time.Duration
 	// apiPortOverride replaces apiPort in APIURL (tests with a fake API).
@@ -81,8 +83,17 @@ func (h *Host) Name() string { return h.name }
 // Index is the host's number, from 1.
 func (h *Host) Index() int { return h.index }
 
-// Addr is the host's address in the lab subnet.
+// Addr is the node's own address: in the lab subnet, or behind its
+// router when the host is NATed.
 func (h *Host) Addr() netip.Addr { return h.addr }
+
+// api is the address of the host's API.
+func (h *Host) api() netip.Addr {
+	if h.apiAddr.IsValid() {
+		return h.apiAddr
+	}
+	return h.addr
+}
 
 // APIURL is the base URL of the host's HTTP API, reachable from the
 // harness (the bridge's address) whatever the network faults.
@@ -91,7 +102,7 @@ func (h *Host) APIURL() string {
 	if h.apiPortOverride != 0 {
 		port = h.apiPortOverride
 	}
-	return "http://" + netip.AddrPortFrom(h.addr, port).String()
+	return "http://" + netip.AddrPortFrom(h.api(), port).String()
 }
 
 // P2PAddr is the host's libp2p listen address.
@@ -211,7 +222,7 @@ func Classify(status int, err error) Result {
 func (h *Host) initDir(ctx context.Context) error {
 	args := []string{"init", "--data", h.dir, "--env", chaosEnv, "--node-id", h.name,
 		"--psk-file", h.pskFile, "--listen", h.P2PAddr(),
-		"--api", netip.AddrPortFrom(h.addr, apiPort).String(), "--api-tls", "off", "--no-dht"}
+		"--api", netip.AddrPortFrom(h.api(), apiPort).String(), "--api-tls", "off", "--no-dht"}
 	cmd := exec.CommandContext(ctx, h.bin, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -282,6 +293,7 @@ func (h *Host) runArgsLocked() []string {
 	for _, p := range h.peers(h.index) {
 		args = append(args, "--peer", p)
 	}
+	args = append(args, h.runArgs...)
 	if h.clockOffset != 0 {
 		args = append(args, "--clock-offset", h.clockOffset.String())
 	}

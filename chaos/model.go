@@ -238,7 +238,7 @@ func builtinModels() map[string]ModelFactory {
 // builtinCheckers are the extra checkers (chosen with Config.Checks) every
 // registry has.
 func builtinCheckers() map[string]CheckerFactory {
-	return map[string]CheckerFactory{"election": newElectionChecker, "adversary": newAdversaryChecker}
+	return map[string]CheckerFactory{"election": newElectionChecker, "adversary": newAdversaryChecker, "nat": newNATChecker}
 }
 
 // RegisterModel adds or replaces a model.

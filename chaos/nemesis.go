@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -84,6 +85,12 @@ type Env struct {
 	binary, pskFile, dir string
 	record               func(Op)
 	visible              func(ctx context.Context, due time.Time, timeout time.Duration) (time.Duration, bool)
+
+	// For the NAT nemeses: when the cluster came up (the sites met
+	// through the hub), and visible among the given hosts only (their
+	// own operations, on them).
+	upAt         time.Time
+	visibleAmong func(ctx context.Context, due time.Time, hosts []*Host, timeout time.Duration) (time.Duration, bool)
 }
 
 // Hosts returns every host.
@@ -303,6 +310,12 @@ func (n *processNemesis) Inject(ctx context.Context, e *Env, rng *rand.Rand) (Fa
 
 // builtinNemeses are the nemeses every registry has.
 func builtinNemeses() []Nemesis {
+	return append(natNemeses(), flatNemeses()...)
+}
+
+// flatNemeses are the nemeses of the flat network (every host on the
+// bridge).
+func flatNemeses() []Nemesis {
 	return []Nemesis{
 		&networkNemesis{
 			name: "partition-halves", minHosts: 2,
@@ -514,6 +527,25 @@ func restartWithOffset(ctx context.Context, e *Env, h *Host, off time.Duration) 
 // delayQueue is the NFQUEUE queue number of the delay nemesis.
 const delayQueue = 7
 
+// EnvDelay fixes the delay nemesis's delay (a Go duration, "100ms")
+// instead of drawing it from 20-200ms: to measure the election presets
+// across a wide-area link of a known latency (issue #15).
+const EnvDelay = "STARLING_CHAOS_DELAY"
+
+// delayFor is the delay of one delay fault: EnvDelay's, or drawn.
+func delayFor(rng *rand.Rand) (time.Duration, error) {
+	drawn := time.Duration(20+rng.IntN(181)) * time.Millisecond // drawn even when fixed: the seed's other draws stay the same
+	s := os.Getenv(EnvDelay)
+	if s == "" {
+		return drawn, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > 10*time.Second {
+		return 0, fmt.Errorf("%s=%q: want a duration in (0, 10s], such as 100ms", EnvDelay, s)
+	}
+	return d, nil
+}
+
 func delayNemesis() Nemesis {
 	return &processNemesis{
 		name: "delay",
@@ -534,7 +566,11 @@ func delayNemesis() Nemesis {
 			if err := e.Exclusive("delay", id); err != nil {
 				return nil, err
 			}
-			delay := time.Duration(20+rng.IntN(181)) * time.Millisecond
+			delay, err := delayFor(rng)
+			if err != nil {
+				e.ReleaseExclusive("delay")
+				return nil, err
+			}
 			d, err := nfqueue.Open(delayQueue, delay)
 			if err != nil {
 				e.ReleaseExclusive("delay")

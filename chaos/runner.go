@@ -80,7 +80,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := lab.Close(cctx); err != nil {
+		// The lab in use at the end: a NAT scenario replaces it.
+		if err := r.lab.Close(cctx); err != nil {
 			r.log.Warn("lab clean-up", "err", err)
 		}
 	}()
@@ -113,7 +114,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		soakRng := mrand.New(mrand.NewPCG(cfg.Seed, hashString("soak")))
 		names := make([]string, 0)
 		for _, n := range cfg.Registry.Nemeses() {
-			if r.unavailable[n.Name()] == nil {
+			// A nemesis with a network of its own (NAT) does not combine
+			// with others at random; a pending one waits for its feature.
+			_, topo := n.(TopologyNemesis)
+			if r.unavailable[n.Name()] == nil && !topo && PendingNemeses[n.Name()] == "" {
 				names = append(names, n.Name())
 			}
 		}
@@ -180,6 +184,7 @@ type runner struct {
 	pskFile       string
 	runHelp       string
 	lab           *netlab.Lab
+	labNAT        map[int]netlab.NAT // the NATed hosts of lab
 	hc            *http.Client
 	unavailable   map[string]error
 	artifactsRoot string
@@ -242,6 +247,11 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario, n int) *ScenarioR
 		clients: map[*Host]*clientSet{},
 	}
 	s.log.Info("scenario start", "seed", seed)
+	if err := r.useTopology(ctx, sc); err != nil {
+		res.Errors = append(res.Errors, err.Error())
+		s.log.Error("scenario error", "err", err)
+		return res
+	}
 	if err := s.run(ctx); err != nil {
 		res.Errors = append(res.Errors, err.Error())
 		s.log.Error("scenario error", "err", err)
@@ -296,13 +306,17 @@ func (s *scenarioRun) run(ctx context.Context) error {
 		return err
 	}
 	s.hosts = make([]*Host, cfg.Nodes)
+	peers := s.ringPeer
+	if len(s.r.labNAT) > 0 {
+		peers = s.publicPeers
+	}
 	for k := 1; k <= cfg.Nodes; k++ {
 		s.hosts[k-1] = &Host{
-			index: k, name: hostName(k), addr: s.r.lab.HostAddr(k), lab: s.r.lab,
+			index: k, name: hostName(k), addr: s.r.lab.NodeAddr(k), apiAddr: s.r.lab.APIAddr(k), lab: s.r.lab,
 			bin: cfg.Binary, dir: filepath.Join(s.dir, hostName(k)),
 			logPath: filepath.Join(s.dir, hostName(k)+".log"), pskFile: s.r.pskFile,
-			hc: s.r.hc, log: s.log, peers: s.ringPeer, stopTimeout: 10 * time.Second,
-			runCmd: cfg.RunCommand[hostName(k)],
+			hc: s.r.hc, log: s.log, peers: peers, stopTimeout: 10 * time.Second,
+			runCmd: cfg.RunCommand[hostName(k)], runArgs: s.r.natRunArgs(k),
 		}
 	}
 	s.checks = append(s.checks, processChecker{hosts: s.hosts})
@@ -314,10 +328,12 @@ func (s *scenarioRun) run(ctx context.Context) error {
 		d, ok, _ := s.converge(ctx, due, false, timeout)
 		return d, ok
 	}
+	s.env.visibleAmong = s.visibleAmong
 
 	if err := s.startCluster(ctx); err != nil {
 		return err
 	}
+	s.env.upAt = time.Now()
 	if p, ok := s.model.Workload.(Preparer); ok {
 		start := time.Now()
 		if err := p.Prepare(ctx, s.hosts); err != nil {
@@ -368,13 +384,27 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 		return err
 	}
 	// Wait for the full mesh, so the first fault cuts real connections.
+	// Behind NAT the mesh is what the sites can dial: each NATed host
+	// sees the public ones (its static peers), and they see everyone;
+	// whether the sites then reach each other is what the NAT nemeses
+	// judge.
+	want := func(h *Host) int { return len(s.hosts) - 1 }
+	if len(s.r.labNAT) > 0 {
+		public := len(s.env.public())
+		want = func(h *Host) int {
+			if s.r.lab.NATOf(h.index) == netlab.Public {
+				return len(s.hosts) - 1
+			}
+			return public
+		}
+	}
 	start := time.Now()
 	deadline := start.Add(cfg.StartTimeout)
 	for {
 		var short []string
 		for _, h := range s.hosts {
-			if n := s.connectedPeers(ctx, h); n < len(s.hosts)-1 {
-				short = append(short, fmt.Sprintf("%s sees %d of %d", h.name, n, len(s.hosts)-1))
+			if n := s.connectedPeers(ctx, h); n < want(h) {
+				short = append(short, fmt.Sprintf("%s sees %d of %d", h.name, n, want(h)))
 			}
 		}
 		if len(short) == 0 {

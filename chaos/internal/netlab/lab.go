@@ -47,9 +47,16 @@ var DefaultSubnet = netip.MustParsePrefix("10.77.0.0/24")
 type Config struct {
 	// Hosts is the number of host namespaces, 1..253.
 	Hosts int
-	// Subnet holds the hosts (.1 to .Hosts) and the bridge (.254). An
-	// IPv4 /24. Default DefaultSubnet.
+	// NAT puts the hosts it names behind a NAT router of that kind (see
+	// NAT); the others are public, on the bridge. Nil: every host is
+	// public.
+	NAT map[int]NAT
+	// Subnet holds the hosts (.HostOffset+1 to .HostOffset+Hosts) and
+	// the bridge (.254). An IPv4 /24. Default DefaultSubnet.
 	Subnet netip.Prefix
+	// HostOffset shifts the hosts' addresses in Subnet (see
+	// InternetSubnet). Default 0.
+	HostOffset int
 	// Logger receives every command run (debug) and failures (warn).
 	// Default: discard.
 	Logger *slog.Logger
@@ -79,11 +86,19 @@ func Setup(ctx context.Context, cfg Config) (*Lab, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Hosts < 1 || cfg.Hosts >= bridgeHost {
-		return nil, fmt.Errorf("netlab: Hosts %d outside 1..%d", cfg.Hosts, bridgeHost-1)
+	if cfg.Hosts < 1 || cfg.HostOffset < 0 || cfg.HostOffset+cfg.Hosts >= bridgeHost {
+		return nil, fmt.Errorf("netlab: Hosts %d from offset %d: addresses outside .1..%d", cfg.Hosts, cfg.HostOffset, bridgeHost-1)
 	}
 	if !cfg.Subnet.Addr().Is4() || cfg.Subnet.Bits() != 24 {
 		return nil, fmt.Errorf("netlab: Subnet %s: want an IPv4 /24", cfg.Subnet)
+	}
+	for h, kind := range cfg.NAT {
+		if h < 1 || h > cfg.Hosts {
+			return nil, fmt.Errorf("netlab: NAT for host %d: hosts are 1..%d", h, cfg.Hosts)
+		}
+		if kind != Public && kind != ConeNAT && kind != SymmetricNAT {
+			return nil, fmt.Errorf("netlab: NAT for host %d: unknown kind %d", h, kind)
+		}
 	}
 	cfg.Subnet = cfg.Subnet.Masked()
 	l := &Lab{cfg: cfg, log: cfg.Logger}
@@ -103,10 +118,21 @@ func Setup(ctx context.Context, cfg Config) (*Lab, error) {
 			[]string{"ip", "-n", ns, "link", "set", hostIface, "up"},
 			[]string{"ip", "-n", ns, "link", "set", "lo", "up"},
 		)
+		if l.NATOf(h) != Public {
+			steps = append(steps, l.siteSteps(h)...)
+		}
 	}
 	for _, s := range steps {
 		if err := l.run(ctx, nil, s...); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		}
+	}
+	for h := 1; h <= cfg.Hosts; h++ {
+		if l.NATOf(h) == Public {
+			continue
+		}
+		if err := l.RouterUp(ctx, h); err != nil {
+			return nil, fmt.Errorf("%w: NAT router of host %d (nft's ip family and masquerade): %w", ErrSetup, h, err)
 		}
 	}
 	if err := l.Apply(ctx, NewFilter(cfg.Hosts)); err != nil {
@@ -129,21 +155,24 @@ func (l *Lab) Netns(h int) string { return "chaos-n" + strconv.Itoa(h) }
 func (l *Lab) Port(h int) string { return "chaos-v" + strconv.Itoa(h) }
 
 // HostAddr is host h's address.
-func (l *Lab) HostAddr(h int) netip.Addr {
+func (l *Lab) HostAddr(h int) netip.Addr { return l.subnetAddr(l.cfg.HostOffset + h) }
+
+func (l *Lab) subnetAddr(last int) netip.Addr {
 	b := l.cfg.Subnet.Addr().As4()
-	b[3] = byte(h)
+	b[3] = byte(last)
 	return netip.AddrFrom4(b)
 }
 
 // BridgeAddr is the bridge's address, from which the harness reaches
 // the hosts.
-func (l *Lab) BridgeAddr() netip.Addr { return l.HostAddr(bridgeHost) }
+func (l *Lab) BridgeAddr() netip.Addr { return l.subnetAddr(bridgeHost) }
 
-// Command returns a command that runs name in host h's namespace. `ip
-// netns exec` replaces itself with name, so the process's PID is the
+// Command returns a command that runs name in host h's node namespace
+// (NodeNetns: its site behind the router when h is NATed). `ip netns
+// exec` replaces itself with name, so the process's PID is the
 // program's own: signals (kill -9, SIGSTOP) reach it directly.
 func (l *Lab) Command(h int, name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", l.Netns(h), name}, args...)...)
+	return exec.Command("ip", append([]string{"netns", "exec", l.NodeNetns(h), name}, args...)...)
 }
 
 // Apply installs f in place of the rules in force, atomically.
@@ -257,7 +286,16 @@ func (l *Lab) Close(ctx context.Context) error {
 		keep(l.run(ctx, nil, "iptables", "-w", "-X", DelayChain))
 	}
 	for h := 1; h <= l.cfg.Hosts; h++ {
-		keep(l.run(ctx, nil, "ip", "netns", "del", l.Netns(h))) // takes the veth pair with it
+		// The harness's ends first: a namespace's deletion frees its
+		// interfaces (and their veth peers here) asynchronously, and a
+		// lab rebuilt at once for another scenario would find the names
+		// still taken.
+		keep(l.run(ctx, nil, "ip", "link", "del", l.Port(h)))
+		if l.NATOf(h) != Public {
+			keep(l.run(ctx, nil, "ip", "link", "del", mgmtPort(h)))
+			keep(l.run(ctx, nil, "ip", "netns", "del", l.NodeNetns(h)))
+		}
+		keep(l.run(ctx, nil, "ip", "netns", "del", l.Netns(h)))
 	}
 	keep(l.run(ctx, nil, "ip", "link", "del", bridgeName))
 	return first
