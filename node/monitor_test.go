@@ -18,6 +18,7 @@ import (
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/internal/version"
 	"github.com/starling-sync/starling/node"
 	"github.com/starling-sync/starling/node/nodetest"
 	"github.com/starling-sync/starling/nodestate"
@@ -234,6 +235,11 @@ func TestMetricsServesDocumentedSeries(t *testing.T) {
 	}
 	if !libp2p {
 		t.Error("no libp2p_* series")
+	}
+	b := version.Get()
+	if v := metricValue(t, text, "starling_build_info", map[string]string{"version": b.Version, "goversion": b.GoVersion,
+		"crdt_version": b.Deps["github.com/ipfs/go-ds-crdt"]}); v != 1 {
+		t.Errorf("starling_build_info{version=%q} = %v, want 1", b.Version, v)
 	}
 	if v := metricValue(t, text, "starling_writes_total", nil); v < 1 {
 		t.Errorf("starling_writes_total = %v", v)

@@ -25,6 +25,7 @@ import (
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/httpapi"
+	"github.com/starling-sync/starling/internal/version"
 	"github.com/starling-sync/starling/nodestate"
 	"github.com/starling-sync/starling/nodestate/monitor"
 	"github.com/starling-sync/starling/p2p"
@@ -304,7 +305,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		return nil, err
 	}
 	n.mon, err = monitor.Start(monitor.Config{
-		NodeID: cfg.NodeID, Env: cfg.Env, P2P: n.p2p, Store: n.store, Election: n.elect.runner, Rebase: n.Resync,
+		NodeID: cfg.NodeID, Env: cfg.Env, Build: version.Get(), P2P: n.p2p, Store: n.store, Election: n.elect.runner, Rebase: n.Resync,
 		Entities: n.entities, Sync: n.SyncProgress, PeerStates: o.peerStates,
 		Logger: n.log.With("component", "nodestate"),
 	})
@@ -525,6 +526,7 @@ func (n *Node) Status(ctx context.Context) (api.StatusInfo, error) {
 		Peers:          peers,
 		Store:          api.StoreStatus(n.store.Status(ctx)),
 		Clock:          n.mon.ClockStatus(),
+		Version:        version.Get().String(),
 	}, nil
 }
 

@@ -134,6 +134,7 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			e.leadCommand(),
 			e.chaosCommand(),
 			e.benchCommand(),
+			e.versionCommand(),
 		},
 		Reader:          stdin,
 		Writer:          stdout,
