@@ -135,13 +135,17 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			e.chaosCommand(),
 			e.benchCommand(),
 			e.versionCommand(),
+			e.completionCommand(),
 		},
-		Reader:          stdin,
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideVersion:     true,
-		Suggest:         true,
-		HideHelpCommand: true,
+		// `starling ... --generate-bash-completion` lists what may come
+		// next, for the scripts of `starling completion`.
+		EnableBashCompletion: true,
+		Reader:               stdin,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		HideVersion:          true,
+		Suggest:              true,
+		HideHelpCommand:      true,
 		// run prints errors and picks the exit code; cli must not exit.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
