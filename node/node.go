@@ -244,7 +244,9 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	pc.DHT = cfg.DHT
 	pc.Trusted = trusted
 	pc.Blockstore = namespace.Wrap(n.ldb, BlocksNamespace)
-	pc.Logger = n.log.With("component", "p2p")
+	// p2p, crdt and entity name themselves with a "component" attribute;
+	// giving them one too wrote it twice in every line.
+	pc.Logger = n.log
 	for _, f := range o.p2pConfig {
 		f(&pc)
 	}
@@ -266,7 +268,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	// before it merges anything a peer sends (statesync releases it).
 	co.HoldRemoteWhenEmpty = true
 	if co.Logger == nil {
-		co.Logger = n.log.With("component", "crdt")
+		co.Logger = n.log
 	}
 	if co.LocalBlocks == nil {
 		// The same blocks p2p serves, read without the network, for
@@ -284,7 +286,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	n.entities, err = entity.Open(ctx, n.store, entity.Options{
 		NodeID: cfg.NodeID,
 		Now:    func() time.Time { return time.Now().Add(off) },
-		Logger: n.log.With("component", "entity"),
+		Logger: n.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open entity tree: %w", err)

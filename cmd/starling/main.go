@@ -84,7 +84,7 @@ type cmdEnv struct {
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	e := &cmdEnv{stdin: stdin, stdout: stdout, stderr: stderr, level: new(slog.LevelVar)}
-	e.log = newLogger(stderr, e.level)
+	e.log = newLogger(stderr, e.level, "text")
 	app := &cli.App{
 		Name:  "starling",
 		Usage: "offline-first sync engine: nodes that find each other and replicate a CRDT store",
@@ -104,6 +104,12 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 				Usage:   "log `LEVEL` of Starling: debug, info, warn or error (libp2p and go-ds-crdt follow GOLOG_LOG_LEVEL, default error)",
 				EnvVars: []string{"STARLING_LOG_LEVEL"},
 			},
+			&cli.StringFlag{
+				Name:    "log-format",
+				Value:   "text",
+				Usage:   "log `FORMAT`: text (key=value) or json (one object per line, for log collectors)",
+				EnvVars: []string{"STARLING_LOG_FORMAT"},
+			},
 		},
 		Before: func(c *cli.Context) error {
 			lvl, err := parseLevel(c.String("log-level"))
@@ -111,6 +117,11 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 				return usageErrorf(c, "%v", err)
 			}
 			e.level.Set(lvl)
+			format, err := parseFormat(c.String("log-format"))
+			if err != nil {
+				return usageErrorf(c, "%v", err)
+			}
+			e.log = newLogger(stderr, e.level, format)
 			bridgeGoLog(e.log.Handler())
 			return nil
 		},
