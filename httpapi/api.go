@@ -80,6 +80,9 @@ type APIConfig struct {
 	Sync SyncControl
 	// Compactor serves POST /v1/store/compact (store_api.go). Optional.
 	Compactor Compactor
+	// Ready answers GET /readyz, unauthenticated (health.go); without it
+	// the node is ready whenever it serves. /healthz needs nothing.
+	Ready Readiness
 	// MaxValueBytes bounds PUT bodies. Default DefaultMaxValueBytes.
 	MaxValueBytes int64
 	// WatchHeartbeat is how often an idle watch stream (GET /v1/watch)
@@ -230,7 +233,7 @@ func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return a.auth(mux), nil
+	return a.probes(a.auth(mux)), nil
 }
 
 func (a *server) auth(next http.Handler) http.Handler {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -286,6 +287,16 @@ func TestClockSkewedNodeRefusesWrites(t *testing.T) {
 	}
 	if !st.Clock.Skewed || st.Clock.MedianOffsetMS > -float64(time.Hour/time.Millisecond) {
 		t.Fatalf("node3's clock status: %+v", st.Clock)
+	}
+	// It is alive but not ready (it refuses writes); node1 is ready.
+	if code := probe(t, c, "/healthz"); code != http.StatusOK {
+		t.Errorf("node3 /healthz: %d, want 200", code)
+	}
+	if code := probe(t, c, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("node3 /readyz: %d, want 503", code)
+	}
+	if code := probe(t, a, "/readyz"); code != http.StatusOK {
+		t.Errorf("node1 /readyz: %d, want 200", code)
 	}
 	v, err := a.Entities().Set(ctx, "/S", "v", entity.Int(1))
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,8 @@ type Node struct {
 	wg          sync.WaitGroup
 	closeOnce   sync.Once
 	closeErr    error
+	// closing is set when Close begins: /readyz turns 503 at once.
+	closing atomic.Bool
 }
 
 // Option adjusts Open.
@@ -326,6 +329,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		Cluster:   n.mon,
 		Sync:      n,
 		Compactor: storeCompactor{n.store},
+		Ready:     n,
 		Metrics:   storeMetrics{n.mon.Handler(), n.ldb},
 		Web:       n.web,
 		Logger:    n.log.With("component", "api"),
@@ -424,6 +428,7 @@ func (n *Node) writeAPIInfo() error {
 // libp2p and LevelDB, in that order, and removes DIR/api.json. It waits
 // for every goroutine the node started and is safe to call twice.
 func (n *Node) Close() error {
+	n.closing.Store(true)
 	n.closeOnce.Do(func() {
 		var errs []error
 		// The node-state goodbye first (the others show LEAVING at once);
