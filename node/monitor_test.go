@@ -229,6 +229,7 @@ func TestMetricsServesDocumentedSeries(t *testing.T) {
 			t.Errorf("%s: type %s, documented %s", d.Name, got, d.Type)
 		}
 	}
+	checkDeployNames(t, fams)
 	var libp2p bool
 	for name := range fams {
 		libp2p = libp2p || strings.HasPrefix(name, "libp2p_")
@@ -240,6 +241,13 @@ func TestMetricsServesDocumentedSeries(t *testing.T) {
 	if v := metricValue(t, text, "starling_build_info", map[string]string{"version": b.Version, "goversion": b.GoVersion,
 		"crdt_version": b.Deps["github.com/ipfs/go-ds-crdt"]}); v != 1 {
 		t.Errorf("starling_build_info{version=%q} = %v, want 1", b.Version, v)
+	}
+	peer2 := map[string]string{"node_id": "node2", "peer_id": nodes[1].PeerID().String()}
+	if v := metricValue(t, text, "starling_peer_last_seen_seconds", peer2); v < 0 || v > 10 {
+		t.Errorf("starling_peer_last_seen_seconds{node2} = %v, want a recent report", v)
+	}
+	if v := metricValue(t, text, "starling_peer_lag", peer2); v < 0 {
+		t.Errorf("starling_peer_lag{node2} missing")
 	}
 	if v := metricValue(t, text, "starling_writes_total", nil); v < 1 {
 		t.Errorf("starling_writes_total = %v", v)

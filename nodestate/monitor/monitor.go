@@ -671,6 +671,9 @@ func (m *Monitor) ClusterEvents() api.ClusterEvents {
 // cover every node of the process.
 var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_node_info", "gauge", "Always 1; labels node_id, peer_id, env name the node."},
+	{"starling_peer_lag", "gauge", "DAG heights a peer is behind the highest node known (its last report), per peer heard from; labels node_id, peer_id."},
+	{"starling_peer_last_seen_seconds", "gauge", "Seconds since a peer's last node report arrived, per peer heard from; labels node_id, peer_id."},
+	{"starling_lag", "gauge", "DAG heights this node is behind the highest node it has heard from."},
 	{"starling_build_info", "gauge", "Always 1; labels version, commit, goversion, crdt_version and libp2p_version name the running build."},
 	{"starling_writes_total", "counter", "Writes committed on this node (its own, local writes)."},
 	{"starling_commits_total", "counter", "Deltas (group commits) written by this node."},
@@ -849,6 +852,22 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range nodestate.AllNodeStates {
 		gauge("starling_peers", float64(byState[s]), "state", string(s))
 	}
+	// Per peer heard from: how far behind the highest node known it is
+	// (as cluster status's LAG) and how long ago its last report came.
+	top := st.MaxHeight
+	for _, v := range views {
+		if v.Heard {
+			top = max(top, v.Report.Height)
+		}
+	}
+	for _, v := range views {
+		if !v.Heard || v.State == nodestate.StateLeft {
+			continue
+		}
+		gauge("starling_peer_lag", float64(top-v.Report.Height), "node_id", v.Node, "peer_id", v.Peer)
+		gauge("starling_peer_last_seen_seconds", v.Age.Seconds(), "node_id", v.Node, "peer_id", v.Peer)
+	}
+	gauge("starling_lag", float64(top-st.MaxHeight))
 	for _, h := range nodestate.AllSyncHealth {
 		gauge("starling_peers_sync", float64(byHealth[h]), "health", string(h))
 	}
