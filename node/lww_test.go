@@ -192,7 +192,7 @@ func TestStructureConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 2. A field written on an entity deleted on the other side.
-	if err := ea.Delete(ctx, "/Del", false); err != nil {
+	if _, err := ea.Delete(ctx, "/Del", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ec.Set(ctx, "/Del", "note", entity.String("written while deleted")); err != nil {
@@ -200,14 +200,14 @@ func TestStructureConflicts(t *testing.T) {
 	}
 	// 3. Moves that together would make a cycle: X under Y (earlier), Y
 	// under X (later, loses).
-	if err := ea.Move(ctx, "/X", "/Y"); err != nil {
+	if _, err := ea.Move(ctx, "/X", "/Y"); err != nil {
 		t.Fatal(err)
 	}
-	if err := ec.Move(ctx, "/Y", "/X"); err != nil {
+	if _, err := ec.Move(ctx, "/Y", "/X"); err != nil {
 		t.Fatal(err)
 	}
 	// 4. A parent deleted while a child is created under it.
-	if err := ea.Delete(ctx, "/Parent", true); err != nil {
+	if _, err := ea.Delete(ctx, "/Parent", true); err != nil {
 		t.Fatal(err)
 	}
 	child, err := ec.Create(ctx, "/Parent", "Dir", "Child")
