@@ -82,6 +82,8 @@ type openOptions struct {
 	p2pConfig []func(*p2p.Config)
 	crdtOpts  crdt.Options
 	clockOff  time.Duration
+	// noAPI: no HTTP API (WithoutAPI).
+	noAPI bool
 
 	// electionConfig adjusts the election's config (election.go).
 	electionConfig []func(*election.Config)
@@ -109,6 +111,13 @@ const (
 func WithClockOffset(d time.Duration) Option {
 	return func(o *openOptions) { o.clockOff = d }
 }
+
+// WithoutAPI opens the node without its HTTP API and web page, for a
+// program that embeds it and uses the Go API only (Entities, Election,
+// Store, ...): no port is bound, no DIR/api.json is written, so the
+// client commands (`starling get --data DIR`) cannot reach it; APIAddr
+// and WebLoginURL are empty and Client's calls fail.
+func WithoutAPI() Option { return func(o *openOptions) { o.noAPI = true } }
 
 // WithLogger sets the node's logger (default: discard). Components log
 // with a "component" attribute.
@@ -218,21 +227,24 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		return nil, n.datastoreError(dbPath, err)
 	}
 
-	ln, err := net.Listen("tcp", cfg.APIAddr)
-	if err != nil {
-		return nil, fmt.Errorf("api_addr (--api): cannot listen on %s: %w: choose another address with --api (port 0 picks a free one) or stop what uses it", cfg.APIAddr, err)
-	}
-	n.apiAddr = ln.Addr().String()
-	n.srv = &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       apiIdleTimeout,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
-	}
-	defer func() {
-		if err != nil && n.srv.Handler == nil {
-			_ = ln.Close() // not served yet: Close's Shutdown does not know it
+	var ln net.Listener
+	if !o.noAPI {
+		ln, err = net.Listen("tcp", cfg.APIAddr)
+		if err != nil {
+			return nil, fmt.Errorf("api_addr (--api): cannot listen on %s: %w: choose another address with --api (port 0 picks a free one) or stop what uses it", cfg.APIAddr, err)
 		}
-	}()
+		n.apiAddr = ln.Addr().String()
+		n.srv = &http.Server{
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       apiIdleTimeout,
+			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		}
+		defer func() {
+			if err != nil && n.srv.Handler == nil {
+				_ = ln.Close() // not served yet: Close's Shutdown does not know it
+			}
+		}()
+	}
 
 	identity, err := p2p.LoadOrCreateIdentity(filepath.Join(dir, api.IdentityFile))
 	if err != nil {
@@ -317,8 +329,22 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err != nil {
 		return nil, err
 	}
-	n.web = httpapi.NewWebUI(n.token, nil)
+	if !o.noAPI {
+		if err := n.serveAPI(ln); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.sync.Start(); err != nil {
+		return nil, err
+	}
+	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env, "web_login", n.WebLoginURL())
+	return n, nil
+}
 
+// serveAPI serves the HTTP API and the web page on ln, and writes
+// DIR/api.json.
+func (n *Node) serveAPI(ln net.Listener) error {
+	n.web = httpapi.NewWebUI(n.token, nil)
 	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{
 		Token:     n.token,
 		KV:        storeKV{n.store},
@@ -335,7 +361,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		Logger:    n.log.With("component", "api"),
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.srv.Handler = n.mon.Instrument(h)
 	n.wg.Add(1)
@@ -345,14 +371,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 			n.log.Error("API server stopped", "err", err)
 		}
 	}()
-	if err := n.writeAPIInfo(); err != nil {
-		return nil, err
-	}
-	if err := n.sync.Start(); err != nil {
-		return nil, err
-	}
-	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env, "web_login", n.WebLoginURL())
-	return n, nil
+	return n.writeAPIInfo()
 }
 
 func (n *Node) datastoreError(path string, err error) error {
