@@ -66,6 +66,13 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 		t.Errorf("self row: %+v", self)
 	}
 
+	// node1 samples node2's counters once a tick: a first sample taken
+	// after the write below would hold it already and show no rate, so
+	// wait for one before.
+	testutil.Eventually(t, 20*time.Second, "node1's first sample of node2", func() bool {
+		h, err := nodes[0].Client().ClusterHistory(context.Background())
+		return err == nil && len(h.Nodes["node2"]) > 0
+	})
 	// Writes on node2 show in its counters as node1 sees them.
 	if _, err := nodes[1].Entities().Create(context.Background(), "/", "Site", "Plant"); err != nil {
 		t.Fatal(err)
