@@ -8,7 +8,8 @@
 // del, ls), status and peers, the cluster admin (cluster status|peers|
 // add|remove, and web, a one-time login URL of the node's web page), and
 // leader election (election ls|status|watch, and lead, which runs a
-// command only while this node leads a group).
+// command only while this node leads a group); version, and completion
+// (bash, zsh and fish scripts).
 //
 // Exit codes: 0 success, 1 failure, 2 usage error (unknown flag or
 // command, wrong arguments).
