@@ -66,23 +66,60 @@ func TestCompletionScripts(t *testing.T) {
 	}
 }
 
-// TestCompletionInBash sources the bash script in a real bash with a
-// starling binary on PATH and completes two words.
-func TestCompletionInBash(t *testing.T) {
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash:", err)
-	}
+// TestCompletionInShells sources the scripts in a real bash and fish
+// (each skipped when not installed) with a starling binary on PATH and
+// completes a command and a flag. (zsh's needs an interactive
+// completion context; its script is cli's, checked for syntax with
+// zsh -n when zsh is there.)
+func TestCompletionInShells(t *testing.T) {
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(bin, "starling"), ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	env := append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Run("bash", func(t *testing.T) { completeInBash(t, env) })
+	t.Run("fish", func(t *testing.T) {
+		fish, err := exec.LookPath("fish")
+		if err != nil {
+			t.Skip("no fish:", err)
+		}
+		cmd := exec.Command(fish, "--no-config", "-c", `starling completion fish | source; complete -C"starling clu"; complete -C"starling cluster peers --js"`)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("fish: %v\n%s", err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], "cluster\t") || !strings.HasPrefix(lines[1], "--json\t") {
+			t.Errorf("fish completion:\n%s", out)
+		}
+	})
+	t.Run("zsh syntax", func(t *testing.T) {
+		zsh, err := exec.LookPath("zsh")
+		if err != nil {
+			t.Skip("no zsh:", err)
+		}
+		script := filepath.Join(t.TempDir(), "_starling")
+		if err := os.WriteFile(script, []byte(zshCompletion), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(zsh, "-n", script).CombinedOutput(); err != nil {
+			t.Errorf("zsh -n: %v\n%s", err, out)
+		}
+	})
+}
+
+func completeInBash(t *testing.T, env []string) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash:", err)
+	}
 	script := `source <(starling completion bash)
 COMP_WORDS=(starling clu); COMP_CWORD=1; _starling_bash_autocomplete; echo "1:${COMPREPLY[*]}"
 COMP_WORDS=(starling cluster peers --js); COMP_CWORD=3; _starling_bash_autocomplete; echo "2:${COMPREPLY[*]}"`
 	cmd := exec.Command(bash, "--norc", "--noprofile", "-c", script)
-	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("bash: %v\n%s", err, out)
