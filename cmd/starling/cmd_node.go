@@ -156,7 +156,7 @@ Example:
 				return err
 			}
 			e.printRunning(n)
-			sdNotify(e.log, sdReadyState(n.NodeID(), n.APIAddr()))
+			sdReady(e.log, n)
 			wdCtx, wdStop := context.WithCancel(ctx)
 			wdDone := make(chan struct{})
 			go func() { defer close(wdDone); sdWatchdog(wdCtx, e.log, n.Ready) }()

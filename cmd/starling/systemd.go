@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/starling-sync/starling/node"
+	"github.com/starling-sync/starling/nodestate"
 )
 
 // systemd's service notification (sd_notify(3)) for `run` under a unit
@@ -61,8 +64,18 @@ func sdWatchdog(ctx context.Context, log *slog.Logger, alive func(context.Contex
 // sdStopping is the message sent when the node begins to stop.
 const sdStopping = daemon.SdNotifyStopping
 
-// sdReadyState is the READY=1 message with a status line for
-// `systemctl status`.
-func sdReadyState(nodeID, apiAddr string) string {
-	return fmt.Sprintf("%s\nSTATUS=node %s serving, API %s", daemon.SdNotifyReady, nodeID, apiAddr)
+// sdStatus is the status line `systemctl status` shows: the node, its
+// sync phase (JOINING, SYNCING, ACTIVE) and its API.
+func sdStatus(nodeID string, phase nodestate.SyncPhase, apiAddr string) string {
+	if apiAddr == "" {
+		return fmt.Sprintf("STATUS=node %s %s", nodeID, phase)
+	}
+	return fmt.Sprintf("STATUS=node %s %s, API %s", nodeID, phase, apiAddr)
+}
+
+// sdReady tells systemd that n serves, and keeps the status line up to
+// date as its sync phase changes.
+func sdReady(log *slog.Logger, n *node.Node) {
+	n.OnSyncPhase(func(p nodestate.SyncPhase) { sdNotify(log, sdStatus(n.NodeID(), p, n.APIAddr())) })
+	sdNotify(log, daemon.SdNotifyReady+"\n"+sdStatus(n.NodeID(), n.SyncProgress().Phase, n.APIAddr()))
 }

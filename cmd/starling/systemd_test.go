@@ -88,7 +88,8 @@ func TestRunNotifiesSystemd(t *testing.T) {
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--no-dht")
 	var seen []string
 	ready := sd.waitFor(t, "READY=1", 30*time.Second, &seen)
-	if !strings.Contains(ready, "STATUS=node sdnode serving") {
+	t.Logf("READY message: %q", ready)
+	if !strings.Contains(ready, "STATUS=node sdnode ") || !strings.Contains(ready, ", API 127.0.0.1:") {
 		t.Errorf("READY message without a status line: %q", ready)
 	}
 	// READY=1 means serving: the API answers at once.
