@@ -15,7 +15,6 @@ package version
 import (
 	"runtime"
 	"runtime/debug"
-	"strings"
 )
 
 // Version and Commit are set with -ldflags -X; empty: taken from the
@@ -53,11 +52,12 @@ func Get() Info {
 	return fromBuildInfo(bi, Version, Commit)
 }
 
-// String is the short form used in status and logs: the version, with
-// the commit's first 12 characters unless the version names a release.
+// String is the short form used in status and cluster peers: the
+// version, and for a devel build the commit's first 12 characters (a
+// release names itself; a pseudo-version holds its commit already).
 func (i Info) String() string {
 	s := i.Version
-	if i.Commit != "" && (s == "devel" || strings.Contains(s, "-0.")) {
+	if i.Commit != "" && s == "devel" {
 		c := i.Commit
 		if len(c) > 12 {
 			c = c[:12]
