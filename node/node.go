@@ -63,6 +63,7 @@ type Node struct {
 	web      *httpapi.WebUI    // the web page's one-time login codes
 	srv      *http.Server
 	apiAddr  string
+	build    version.Info // what status, reports and metrics say runs
 
 	stopPeers   chan struct{} // closed by Close: ends the peer-event loop
 	cancelPeers func()        // ends the p2p subscription
@@ -84,6 +85,9 @@ type openOptions struct {
 	clockOff  time.Duration
 	// noAPI: no HTTP API (WithoutAPI).
 	noAPI bool
+	// build replaces the running build in reports and status (tests of
+	// mixed versions).
+	build *version.Info
 
 	// electionConfig adjusts the election's config (election.go).
 	electionConfig []func(*election.Config)
@@ -180,7 +184,10 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{dir: dir, cfg: *cfg, log: log.With("node", cfg.NodeID), stopPeers: make(chan struct{})}
+	n := &Node{dir: dir, cfg: *cfg, log: log.With("node", cfg.NodeID), stopPeers: make(chan struct{}), build: version.Get()}
+	if o.build != nil {
+		n.build = *o.build
+	}
 	defer func() {
 		if err != nil {
 			_ = n.Close()
@@ -322,7 +329,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		return nil, err
 	}
 	n.mon, err = monitor.Start(monitor.Config{
-		NodeID: cfg.NodeID, Env: cfg.Env, Build: version.Get(), P2P: n.p2p, Store: n.store, Election: n.elect.runner, Rebase: n.Resync,
+		NodeID: cfg.NodeID, Env: cfg.Env, Build: n.build, P2P: n.p2p, Store: n.store, Election: n.elect.runner, Rebase: n.Resync,
 		Entities: n.entities, Sync: n.SyncProgress, PeerStates: o.peerStates,
 		Logger: n.log.With("component", "nodestate"),
 	})
@@ -552,7 +559,7 @@ func (n *Node) Status(ctx context.Context) (api.StatusInfo, error) {
 		Peers:          peers,
 		Store:          api.StoreStatus(n.store.Status(ctx)),
 		Clock:          n.mon.ClockStatus(),
-		Version:        version.Get().String(),
+		Version:        n.build.String(),
 	}, nil
 }
 
