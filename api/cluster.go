@@ -45,6 +45,9 @@ type NodeView struct {
 	// cluster's. As it reported them.
 	WriteError  string `json:"write_error,omitempty"`
 	ClockSkewed bool   `json:"clock_skewed,omitempty"`
+	// Version is its build as it reported it ("" before its first
+	// report, or from a build that does not report it).
+	Version string `json:"version,omitempty"`
 }
 
 // ClusterStatus is the answer of GET /v1/cluster/status: the fields of

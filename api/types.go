@@ -94,6 +94,8 @@ type StatusInfo struct {
 	Peers         []PeerStatus `json:"peers"`
 	Store         StoreStatus  `json:"store"`
 	Clock         ClockStatus  `json:"clock"`
+	// Version is the node's build (`starling version` has the details).
+	Version string `json:"version"`
 }
 
 // ClockStatus is a node's clock as the cluster sees it (node reports

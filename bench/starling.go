@@ -89,7 +89,7 @@ func (c *starlingCluster) start(ctx context.Context, peers []string) (*node.Node
 
 // open opens the node of dir, the i-th of the cluster.
 func (c *starlingCluster) open(ctx context.Context, dir string, i int) (*node.Node, error) {
-	opts := append([]node.Option{node.WithLogger(c.log.With("node", i+1))}, c.opts...)
+	opts := append([]node.Option{node.WithLogger(c.log)}, c.opts...)
 	return node.Open(ctx, dir, opts...)
 }
 

@@ -121,7 +121,8 @@ type Options struct {
 	// a state transfer's member table may name it, and the tie-break of
 	// two sides that evicted each other compares it.
 	Self string
-	// Logger receives the store's logs. Default: discard.
+	// Logger receives the store's logs. Default: discard. Lines carry
+	// "component" (crdt, go-ds-crdt, broadcaster): give a logger without.
 	Logger *slog.Logger
 }
 

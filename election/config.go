@@ -76,7 +76,9 @@ type Config struct {
 	// restarts, so terms keep increasing even when every node restarts.
 	// Default: none (terms are learnt from peers after a restart).
 	Terms TermStore
-	// Logger receives the runner's logs. Default: discard.
+	// Logger receives the runner's logs. Default: discard. Lines carry
+	// component=election; the caller adds the node's name if it wants
+	// it (node's logger has it already).
 	Logger *slog.Logger
 }
 

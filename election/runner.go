@@ -90,7 +90,7 @@ func newRunner(cfg Config, tr Transport) (*Runner, error) {
 	r := &Runner{
 		cfg:      cfg,
 		tr:       tr,
-		log:      cfg.Logger.With("component", "election", "node", cfg.NodeID),
+		log:      cfg.Logger.With("component", "election"),
 		clock:    cfg.Clock,
 		kick:     make(chan struct{}, 1),
 		watchers: make(map[*Watcher]struct{}),

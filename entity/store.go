@@ -91,7 +91,8 @@ type Options struct {
 	// FeedBuffer is the change-feed buffer. Default 65536 changes; on
 	// overflow the store reloads its view from the backend.
 	FeedBuffer int
-	// Logger receives the store's logs. Default: discard.
+	// Logger receives the store's logs. Default: discard. Lines carry
+	// component=entity: give a logger without a "component".
 	Logger *slog.Logger
 
 	// afterApply, when set (tests), is called after each change from the

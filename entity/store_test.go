@@ -62,26 +62,26 @@ func TestTreeBasics(t *testing.T) {
 	if _, err := s.Get("/Factory/Nope"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `no "Nope" under /Factory`) {
 		t.Fatalf("missing path: %v", err)
 	}
-	if err := s.Rename(ctx, "/Factory/Line1", "LineA"); err != nil {
+	if _, err := s.Rename(ctx, "/Factory/Line1", "LineA"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get("/Factory/LineA/Sensor7"); err != nil {
 		t.Fatalf("after rename: %v", err)
 	}
 	mustCreate(t, s, "/", "Site", "Warehouse")
-	if err := s.Move(ctx, "/Factory/LineA", "/Warehouse"); err != nil {
+	if _, err := s.Move(ctx, "/Factory/LineA", "/Warehouse"); err != nil {
 		t.Fatal(err)
 	}
 	if e, err := s.Get(string(l)); err != nil || e.Path != "/Warehouse/LineA" || e.Parent == f {
 		t.Fatalf("after move: %+v, %v", e, err)
 	}
-	if err := s.Move(ctx, "/Warehouse", "/Warehouse/LineA/Sensor7"); !errors.Is(err, ErrCycle) {
+	if _, err := s.Move(ctx, "/Warehouse", "/Warehouse/LineA/Sensor7"); !errors.Is(err, ErrCycle) {
 		t.Fatalf("move under own descendant: %v", err)
 	}
-	if err := s.Delete(ctx, "/Warehouse", false); !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "--recursive") {
+	if _, err := s.Delete(ctx, "/Warehouse", false); !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "--recursive") {
 		t.Fatalf("delete non-empty: %v", err)
 	}
-	if err := s.Delete(ctx, "/Warehouse", true); err != nil {
+	if _, err := s.Delete(ctx, "/Warehouse", true); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/Warehouse", "/Warehouse/LineA/Sensor7"} {
@@ -309,10 +309,10 @@ func TestNamesNormalized(t *testing.T) {
 		}
 	}
 	other := mustCreate(t, s, "/", "Site", "Other")
-	if err := s.Rename(ctx, string(other), nfd); !errors.Is(err, ErrExists) {
+	if _, err := s.Rename(ctx, string(other), nfd); !errors.Is(err, ErrExists) {
 		t.Fatalf("rename to the NFD twin of a sibling: %v, want ErrExists", err)
 	}
-	if err := s.Rename(ctx, string(other), "Re\u0301sume\u0301"); err != nil {
+	if _, err := s.Rename(ctx, string(other), "Re\u0301sume\u0301"); err != nil {
 		t.Fatal(err)
 	}
 	if e, _ := s.Get(string(other)); e.Name != "R\u00e9sum\u00e9" {
@@ -348,7 +348,7 @@ func TestStoredNamesStillRead(t *testing.T) {
 	if got, err := s.Resolve("/Pump "); err != nil || got != spaced {
 		t.Errorf("stored name with a trailing space: %v, %v", got, err)
 	}
-	if err := s.Rename(ctx, string(spaced), "Pump"); err != nil {
+	if _, err := s.Rename(ctx, string(spaced), "Pump"); err != nil {
 		t.Fatalf("renaming it to a valid name: %v", err)
 	}
 }
@@ -367,7 +367,7 @@ func TestNamesRefused(t *testing.T) {
 		if _, err := s.Create(ctx, "/", "Site", c.name); !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("Create(%+q) = %v; want ErrBadName saying %q", c.name, err, c.says)
 		}
-		if err := s.Rename(ctx, string(id), c.name); !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), c.says) {
+		if _, err := s.Rename(ctx, string(id), c.name); !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("Rename to %+q = %v; want ErrBadName saying %q", c.name, err, c.says)
 		}
 	}
@@ -384,13 +384,13 @@ func TestDeletedLists(t *testing.T) {
 	}
 	l2, _ := s.Get("/Plant/L2")
 	l1, _ := s.Get("/Plant/L1")
-	if err := s.Delete(ctx, "/Plant/L2", false); err != nil {
+	if _, err := s.Delete(ctx, "/Plant/L2", false); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, "/Plant/L1/C1", false); err != nil {
+	if _, err := s.Delete(ctx, "/Plant/L1/C1", false); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, "/Plant/L1", false); err != nil {
+	if _, err := s.Delete(ctx, "/Plant/L1", false); err != nil {
 		t.Fatal(err)
 	}
 	got := s.Deleted("/", 0)
@@ -416,5 +416,41 @@ func TestDeletedLists(t *testing.T) {
 	}
 	if d := s.Deleted("/", 0); len(d) != 2 || d[0].Path != "/Plant/L1/C1" || d[0].WithParent {
 		t.Errorf("after restoring L1: %+v", d)
+	}
+}
+
+// TestStructureWritesReturnVersions: Rename, Move and Delete return the
+// version of their write as Set does: stamped by this node, later than
+// every write before them, and the same one Update returns.
+func TestStructureWritesReturnVersions(t *testing.T) {
+	s := openMem(t, "n1", nil, nil)
+	mustCreate(t, s, "/", "Site", "A")
+	mustCreate(t, s, "/", "Site", "B")
+	mustCreate(t, s, "/A", "Line", "L")
+	set, err := s.Set(ctx, "/A/L", "speed", Int(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := set
+	for _, step := range []struct {
+		name string
+		do   func() (Version, error)
+	}{
+		{"rename", func() (Version, error) { return s.Rename(ctx, "/A/L", "M") }},
+		{"move", func() (Version, error) { return s.Move(ctx, "/A/M", "/B") }},
+		{"delete", func() (Version, error) { return s.Delete(ctx, "/B/M", false) }},
+		{"delete recursive", func() (Version, error) { return s.Delete(ctx, "/B", true) }},
+	} {
+		v, err := step.do()
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if v.Writer != "n1" || v.Timestamp.IsZero() || v.Compare(prev) <= 0 {
+			t.Errorf("%s returned %v, want a version of n1 after %v", step.name, v, prev)
+		}
+		prev = v
+	}
+	if v, err := s.Move(ctx, "/nope", "/A"); err == nil || !v.Timestamp.IsZero() {
+		t.Errorf("a failed move returned %v, %v", v, err)
 	}
 }

@@ -301,22 +301,23 @@ func (s *Store) Set(ctx context.Context, ref, field string, v Value) (Version, e
 	return s.Update(ctx, func(tx *Tx) error { return tx.Set(ref, field, v) })
 }
 
-// Rename renames one entity; see Tx.Rename.
-func (s *Store) Rename(ctx context.Context, ref, name string) error {
-	_, err := s.Update(ctx, func(tx *Tx) error { return tx.Rename(ref, name) })
-	return err
+// Rename renames one entity; see Tx.Rename. It returns the version of
+// the write, as Set does.
+func (s *Store) Rename(ctx context.Context, ref, name string) (Version, error) {
+	return s.Update(ctx, func(tx *Tx) error { return tx.Rename(ref, name) })
 }
 
-// Move moves one entity; see Tx.Move.
-func (s *Store) Move(ctx context.Context, ref, newParent string) error {
-	_, err := s.Update(ctx, func(tx *Tx) error { return tx.Move(ref, newParent) })
-	return err
+// Move moves one entity; see Tx.Move. It returns the version of the
+// write, as Set does.
+func (s *Store) Move(ctx context.Context, ref, newParent string) (Version, error) {
+	return s.Update(ctx, func(tx *Tx) error { return tx.Move(ref, newParent) })
 }
 
-// Delete deletes one entity; see Tx.Delete.
-func (s *Store) Delete(ctx context.Context, ref string, recursive bool) error {
-	_, err := s.Update(ctx, func(tx *Tx) error { return tx.Delete(ref, recursive) })
-	return err
+// Delete deletes one entity (and with recursive everything below it);
+// see Tx.Delete. It returns the version of the write, as Set does: every
+// entity deleted carries it, and Restore undoes it.
+func (s *Store) Delete(ctx context.Context, ref string, recursive bool) (Version, error) {
+	return s.Update(ctx, func(tx *Tx) error { return tx.Delete(ref, recursive) })
 }
 
 // PutSchema applies a schema to its type in this transaction: new, or a

@@ -94,6 +94,9 @@ type APIConfig struct {
 	Compactor Compactor
 	// Backup serves GET /v1/store/backup (store_api.go). Optional.
 	Backup Backuper
+	// Ready answers GET /readyz, unauthenticated (health.go); without it
+	// the node is ready whenever it serves. /healthz needs nothing.
+	Ready Readiness
 	// MaxValueBytes bounds PUT bodies. Default DefaultMaxValueBytes.
 	MaxValueBytes int64
 	// WatchHeartbeat is how often an idle watch stream (GET /v1/watch)
@@ -247,7 +250,7 @@ func NewAPIHandler(cfg APIConfig) (http.Handler, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return a.auth(mux), nil
+	return a.probes(a.auth(mux)), nil
 }
 
 // TokenLookup finds scoped tokens. Lookup is called for every request

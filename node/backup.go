@@ -130,7 +130,7 @@ func openOffline(ctx context.Context, dir string, log *slog.Logger) (*crdt.Store
 	store, err := crdt.Open(ctx, ldb, dag, nil, crdt.Options{
 		LocalBlocks:     bs,
 		CompactInterval: -1,
-		Logger:          log.With("component", "crdt"),
+		Logger:          log, // crdt adds its component
 	})
 	if err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("open store: %w", err), ldb.Close())

@@ -149,8 +149,8 @@ func CompactOffline(ctx context.Context, dir string, progress func(crdt.CompactP
 	dag := merkledag.NewDAGService(blockservice.New(bs, offline.Exchange(bs)))
 	store, err := crdt.Open(ctx, ldb, dag, nil, crdt.Options{
 		LocalBlocks:     bs,
-		CompactInterval: -1, // this one round only
-		Logger:          log.With("component", "crdt"),
+		CompactInterval: -1,  // this one round only
+		Logger:          log, // crdt adds its component
 	})
 	if err != nil {
 		return crdt.CompactStats{}, fmt.Errorf("open store: %w", err)

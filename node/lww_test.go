@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -191,7 +192,7 @@ func TestStructureConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 2. A field written on an entity deleted on the other side.
-	if err := ea.Delete(ctx, "/Del", false); err != nil {
+	if _, err := ea.Delete(ctx, "/Del", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ec.Set(ctx, "/Del", "note", entity.String("written while deleted")); err != nil {
@@ -199,14 +200,14 @@ func TestStructureConflicts(t *testing.T) {
 	}
 	// 3. Moves that together would make a cycle: X under Y (earlier), Y
 	// under X (later, loses).
-	if err := ea.Move(ctx, "/X", "/Y"); err != nil {
+	if _, err := ea.Move(ctx, "/X", "/Y"); err != nil {
 		t.Fatal(err)
 	}
-	if err := ec.Move(ctx, "/Y", "/X"); err != nil {
+	if _, err := ec.Move(ctx, "/Y", "/X"); err != nil {
 		t.Fatal(err)
 	}
 	// 4. A parent deleted while a child is created under it.
-	if err := ea.Delete(ctx, "/Parent", true); err != nil {
+	if _, err := ea.Delete(ctx, "/Parent", true); err != nil {
 		t.Fatal(err)
 	}
 	child, err := ec.Create(ctx, "/Parent", "Dir", "Child")
@@ -286,6 +287,16 @@ func TestClockSkewedNodeRefusesWrites(t *testing.T) {
 	}
 	if !st.Clock.Skewed || st.Clock.MedianOffsetMS > -float64(time.Hour/time.Millisecond) {
 		t.Fatalf("node3's clock status: %+v", st.Clock)
+	}
+	// It is alive but not ready (it refuses writes); node1 is ready.
+	if code := probe(t, c, "/healthz"); code != http.StatusOK {
+		t.Errorf("node3 /healthz: %d, want 200", code)
+	}
+	if code := probe(t, c, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("node3 /readyz: %d, want 503", code)
+	}
+	if code := probe(t, a, "/readyz"); code != http.StatusOK {
+		t.Errorf("node1 /readyz: %d, want 200", code)
 	}
 	v, err := a.Entities().Set(ctx, "/S", "v", entity.Int(1))
 	if err != nil {

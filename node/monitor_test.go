@@ -18,6 +18,7 @@ import (
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/internal/version"
 	"github.com/starling-sync/starling/node"
 	"github.com/starling-sync/starling/node/nodetest"
 	"github.com/starling-sync/starling/nodestate"
@@ -65,6 +66,13 @@ func TestClusterStatusStatesAndLeave(t *testing.T) {
 		t.Errorf("self row: %+v", self)
 	}
 
+	// node1 samples node2's counters once a tick: a first sample taken
+	// after the write below would hold it already and show no rate, so
+	// wait for one before.
+	testutil.Eventually(t, 20*time.Second, "node1's first sample of node2", func() bool {
+		h, err := nodes[0].Client().ClusterHistory(context.Background())
+		return err == nil && len(h.Nodes["node2"]) > 0
+	})
 	// Writes on node2 show in its counters as node1 sees them.
 	if _, err := nodes[1].Entities().Create(context.Background(), "/", "Site", "Plant"); err != nil {
 		t.Fatal(err)
@@ -228,12 +236,25 @@ func TestMetricsServesDocumentedSeries(t *testing.T) {
 			t.Errorf("%s: type %s, documented %s", d.Name, got, d.Type)
 		}
 	}
+	checkDeployNames(t, fams)
 	var libp2p bool
 	for name := range fams {
 		libp2p = libp2p || strings.HasPrefix(name, "libp2p_")
 	}
 	if !libp2p {
 		t.Error("no libp2p_* series")
+	}
+	b := version.Get()
+	if v := metricValue(t, text, "starling_build_info", map[string]string{"version": b.Version, "goversion": b.GoVersion,
+		"crdt_version": b.Deps["github.com/ipfs/go-ds-crdt"]}); v != 1 {
+		t.Errorf("starling_build_info{version=%q} = %v, want 1", b.Version, v)
+	}
+	peer2 := map[string]string{"node_id": "node2", "peer_id": nodes[1].PeerID().String()}
+	if v := metricValue(t, text, "starling_peer_last_seen_seconds", peer2); v < 0 || v > 10 {
+		t.Errorf("starling_peer_last_seen_seconds{node2} = %v, want a recent report", v)
+	}
+	if v := metricValue(t, text, "starling_peer_lag", peer2); v < 0 {
+		t.Errorf("starling_peer_lag{node2} missing")
 	}
 	if v := metricValue(t, text, "starling_writes_total", nil); v < 1 {
 		t.Errorf("starling_writes_total = %v", v)

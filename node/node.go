@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/httpapi"
+	"github.com/starling-sync/starling/internal/version"
 	"github.com/starling-sync/starling/nodestate"
 	"github.com/starling-sync/starling/nodestate/monitor"
 	"github.com/starling-sync/starling/p2p"
@@ -62,14 +64,19 @@ type Node struct {
 	web      *httpapi.WebUI    // the web page's one-time login codes
 	srv      *http.Server
 	apiAddr  string
-	// apiCertSHA256 is the API certificate's fingerprint; "" without TLS.
+	// apiCertSHA256 is the API certificate's fingerprint; "" without
+	// TLS, whose config apiTLS is.
 	apiCertSHA256 string
+	apiTLS        *tls.Config
+	build         version.Info // what status, reports and metrics say runs
 
 	stopPeers   chan struct{} // closed by Close: ends the peer-event loop
 	cancelPeers func()        // ends the p2p subscription
 	wg          sync.WaitGroup
 	closeOnce   sync.Once
 	closeErr    error
+	// closing is set when Close begins: /readyz turns 503 at once.
+	closing atomic.Bool
 }
 
 // Option adjusts Open.
@@ -81,6 +88,11 @@ type openOptions struct {
 	p2pConfig []func(*p2p.Config)
 	crdtOpts  crdt.Options
 	clockOff  time.Duration
+	// noAPI: no HTTP API (WithoutAPI).
+	noAPI bool
+	// build replaces the running build in reports and status (tests of
+	// mixed versions).
+	build *version.Info
 
 	// electionConfig adjusts the election's config (election.go).
 	electionConfig []func(*election.Config)
@@ -108,6 +120,13 @@ const (
 func WithClockOffset(d time.Duration) Option {
 	return func(o *openOptions) { o.clockOff = d }
 }
+
+// WithoutAPI opens the node without its HTTP API and web page, for a
+// program that embeds it and uses the Go API only (Entities, Election,
+// Store, ...): no port is bound, no DIR/api.json is written, so the
+// client commands (`starling get --data DIR`) cannot reach it; APIAddr
+// and WebLoginURL are empty and Client's calls fail.
+func WithoutAPI() Option { return func(o *openOptions) { o.noAPI = true } }
 
 // WithLogger sets the node's logger (default: discard). Components log
 // with a "component" attribute.
@@ -170,7 +189,10 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{dir: dir, cfg: *cfg, log: log.With("node", cfg.NodeID), stopPeers: make(chan struct{})}
+	n := &Node{dir: dir, cfg: *cfg, log: log.With("node", cfg.NodeID), stopPeers: make(chan struct{}), build: version.Get()}
+	if o.build != nil {
+		n.build = *o.build
+	}
 	defer func() {
 		if err != nil {
 			_ = n.Close()
@@ -217,30 +239,31 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		return nil, n.datastoreError(dbPath, err)
 	}
 
-	ln, err := net.Listen("tcp", cfg.APIAddr)
-	if err != nil {
-		return nil, fmt.Errorf("api_addr (--api): cannot listen on %s: %w: choose another address with --api (port 0 picks a free one) or stop what uses it", cfg.APIAddr, err)
-	}
-	n.apiAddr = ln.Addr().String()
-	tlsCfg, certSHA, err := apiTLS(dir, cfg)
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
-	n.apiCertSHA256 = certSHA
-	if tlsCfg == nil && !apiLoopback(cfg.APIAddr) {
-		n.log.Warn("the API is reachable from other machines without TLS: its token and data cross the network in the clear; set api_tls to auto or on (config.json, or run --api-tls auto)", "api", cfg.APIAddr)
-	}
-	n.srv = &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       apiIdleTimeout,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
-	}
-	defer func() {
-		if err != nil && n.srv.Handler == nil {
-			_ = ln.Close() // not served yet: Close's Shutdown does not know it
+	var ln net.Listener
+	if !o.noAPI {
+		ln, err = net.Listen("tcp", cfg.APIAddr)
+		if err != nil {
+			return nil, fmt.Errorf("api_addr (--api): cannot listen on %s: %w: choose another address with --api (port 0 picks a free one) or stop what uses it", cfg.APIAddr, err)
 		}
-	}()
+		n.apiAddr = ln.Addr().String()
+		if n.apiTLS, n.apiCertSHA256, err = apiTLS(dir, cfg); err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+		if n.apiTLS == nil && !apiLoopback(cfg.APIAddr) {
+			n.log.Warn("the API is reachable from other machines without TLS: its token and data cross the network in the clear; set api_tls to auto or on (config.json, or run --api-tls auto)", "api", cfg.APIAddr)
+		}
+		n.srv = &http.Server{
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       apiIdleTimeout,
+			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		}
+		defer func() {
+			if err != nil && n.srv.Handler == nil {
+				_ = ln.Close() // not served yet: Close's Shutdown does not know it
+			}
+		}()
+	}
 
 	identity, err := p2p.LoadOrCreateIdentity(filepath.Join(dir, api.IdentityFile))
 	if err != nil {
@@ -255,7 +278,9 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	pc.DHT = cfg.DHT
 	pc.Trusted = trusted
 	pc.Blockstore = namespace.Wrap(n.ldb, BlocksNamespace)
-	pc.Logger = n.log.With("component", "p2p")
+	// p2p, crdt and entity name themselves with a "component" attribute;
+	// giving them one too wrote it twice in every line.
+	pc.Logger = n.log
 	for _, f := range o.p2pConfig {
 		f(&pc)
 	}
@@ -277,7 +302,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	// before it merges anything a peer sends (statesync releases it).
 	co.HoldRemoteWhenEmpty = true
 	if co.Logger == nil {
-		co.Logger = n.log.With("component", "crdt")
+		co.Logger = n.log
 	}
 	if co.LocalBlocks == nil {
 		// The same blocks p2p serves, read without the network, for
@@ -295,7 +320,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	n.entities, err = entity.Open(ctx, n.store, entity.Options{
 		NodeID: cfg.NodeID,
 		Now:    func() time.Time { return time.Now().Add(off) },
-		Logger: n.log.With("component", "entity"),
+		Logger: n.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open entity tree: %w", err)
@@ -316,20 +341,40 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		return nil, err
 	}
 	n.mon, err = monitor.Start(monitor.Config{
-		NodeID: cfg.NodeID, Env: cfg.Env, P2P: n.p2p, Store: n.store, Election: n.elect.runner, Rebase: n.Resync,
+		NodeID: cfg.NodeID, Env: cfg.Env, Build: n.build, P2P: n.p2p, Store: n.store, Election: n.elect.runner, Rebase: n.Resync,
 		Entities: n.entities, Sync: n.SyncProgress, PeerStates: o.peerStates,
 		Logger: n.log.With("component", "nodestate"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	n.web = httpapi.NewWebUI(n.token, nil)
+	if !o.noAPI {
+		if err := n.serveAPI(ln); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.sync.Start(); err != nil {
+		return nil, err
+	}
+	// The web page's address only: a one-time login URL in a log would
+	// let whoever reads the log in (`starling web` makes one on demand).
+	web := ""
+	if n.apiAddr != "" {
+		web = n.scheme() + n.apiAddr + "/ui/"
+	}
+	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env, "web", web)
+	return n, nil
+}
 
+// serveAPI serves the HTTP API and the web page on ln, and writes
+// DIR/api.json.
+func (n *Node) serveAPI(ln net.Listener) error {
+	n.web = httpapi.NewWebUI(n.token, nil)
 	h, err := httpapi.NewAPIHandler(httpapi.APIConfig{
 		Token:     n.token,
-		Tokens:    httpapi.NewFileTokens(dir),
+		Tokens:    httpapi.NewFileTokens(n.dir),
 		KV:        storeKV{n.store},
-		Peers:     monitoredPeers{p2pPeers{n.p2p}, n.mon, dir},
+		Peers:     monitoredPeers{p2pPeers{n.p2p}, n.mon, n.dir},
 		Status:    n,
 		Entities:  n.entities,
 		Election:  n.elect.runner,
@@ -337,35 +382,27 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 		Sync:      n,
 		Compactor: storeCompactor{n.store},
 		Backup:    n,
+		Ready:     n,
 		Metrics:   storeMetrics{n.mon.Handler(), n.ldb},
 		Web:       n.web,
 		Logger:    n.log.With("component", "api"),
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.srv.Handler = n.mon.Instrument(h)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		l := netutil.LimitListener(ln, apiMaxConns)
-		if tlsCfg != nil {
-			l = tls.NewListener(l, tlsCfg)
+		if n.apiTLS != nil {
+			l = tls.NewListener(l, n.apiTLS)
 		}
 		if err := n.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("API server stopped", "err", err)
 		}
 	}()
-	if err := n.writeAPIInfo(); err != nil {
-		return nil, err
-	}
-	if err := n.sync.Start(); err != nil {
-		return nil, err
-	}
-	// The web page's address only: a one-time login URL in a log would
-	// let whoever reads the log in (`starling web` makes one on demand).
-	n.log.Info("node started", "peer", n.p2p.ID(), "api", n.apiAddr, "env", cfg.Env, "web", "http://"+n.apiAddr+"/ui/")
-	return n, nil
+	return n.writeAPIInfo()
 }
 
 func (n *Node) datastoreError(path string, err error) error {
@@ -441,6 +478,7 @@ func (n *Node) writeAPIInfo() error {
 // libp2p and LevelDB, in that order, and removes DIR/api.json. It waits
 // for every goroutine the node started and is safe to call twice.
 func (n *Node) Close() error {
+	n.closing.Store(true)
 	n.closeOnce.Do(func() {
 		var errs []error
 		// The node-state goodbye first (the others show LEAVING at once);
@@ -524,6 +562,14 @@ func (n *Node) Client() *api.Client {
 	return api.NewClient(n.apiAddr, n.token)
 }
 
+// scheme is the API's URL scheme, with "://".
+func (n *Node) scheme() string {
+	if n.apiCertSHA256 != "" {
+		return "https://"
+	}
+	return "http://"
+}
+
 // APICertSHA256 is the SHA-256 (hex) of the API's TLS certificate, or ""
 // when the API serves plain HTTP.
 func (n *Node) APICertSHA256() string { return n.apiCertSHA256 }
@@ -555,6 +601,7 @@ func (n *Node) Status(ctx context.Context) (api.StatusInfo, error) {
 		Peers:          peers,
 		Store:          api.StoreStatus(n.store.Status(ctx)),
 		Clock:          n.mon.ClockStatus(),
+		Version:        n.build.String(),
 	}, nil
 }
 
@@ -569,9 +616,5 @@ func (n *Node) WebLoginURL() string {
 	if n.web == nil {
 		return ""
 	}
-	scheme := "http://"
-	if n.apiCertSHA256 != "" {
-		scheme = "https://"
-	}
-	return scheme + n.apiAddr + api.LoginPath(n.web.LoginCode())
+	return n.scheme() + n.apiAddr + api.LoginPath(n.web.LoginCode())
 }

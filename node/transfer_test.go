@@ -211,7 +211,7 @@ func TestWipedNodeRejoinsWithNothingStale(t *testing.T) {
 	if _, err := a.Entities().Set(ctx, "/j/s00007", "v", entity.Int(7000)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Entities().Delete(ctx, "/j/s00008", false); err != nil {
+	if _, err := a.Entities().Delete(ctx, "/j/s00008", false); err != nil {
 		t.Fatal(err)
 	}
 	b2 := openJoining(t, dir, "node2", a)

@@ -154,6 +154,9 @@ type NodeReport struct {
 	// the cluster's; empty and false when it writes.
 	WriteError  string `json:"we,omitempty"`
 	ClockSkewed bool   `json:"cs,omitempty"`
+	// Version is the sender's build (internal/version's Info.String), so
+	// that a cluster of mixed versions shows it; absent from older ones.
+	Version string `json:"ver,omitempty"`
 }
 
 // MaxEvictedBack bounds NodeReport.EvictedBack.
@@ -213,6 +216,9 @@ func DecodeNodeReport(data []byte) (*NodeReport, error) {
 	}
 	if len(r.StableHeads) > MaxStableHeads || (len(r.StableHeads) > 0 && !r.HeadsKnown) {
 		errs = append(errs, fmt.Sprintf("%d stable heads (at most %d, and only with heads known)", len(r.StableHeads), MaxStableHeads))
+	}
+	if len(r.Version) > 128 {
+		errs = append(errs, fmt.Sprintf("a version of %d bytes", len(r.Version)))
 	}
 	if len(r.WriteError) > 512 {
 		errs = append(errs, fmt.Sprintf("a write error of %d bytes", len(r.WriteError)))

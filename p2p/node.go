@@ -89,7 +89,9 @@ type Config struct {
 	// Blockstore is where DAG blocks are kept (usually a namespace of the
 	// node's LevelDB). Required.
 	Blockstore ds.Batching
-	// Logger receives the node's logs. Default: discard.
+	// Logger receives the node's logs. Default: discard. Its lines carry
+	// "component" (p2p, pubsub, replication, topic) and "self" (the peer
+	// ID): give a logger without these keys.
 	Logger *slog.Logger
 }
 
@@ -111,6 +113,10 @@ type Node struct {
 	cfg   Config
 	names envNames
 	log   *slog.Logger
+	// base is log without its component, for the parts that name their
+	// own (pubsub, replication, topic): slog adds, it never replaces, so
+	// deriving them from log wrote "component" twice.
+	base  *slog.Logger
 	self  peer.ID
 	trust *trust // Config.Trusted and DropInbound
 
@@ -171,7 +177,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n := &Node{
 		cfg:       cfg,
 		names:     namesFor(cfg.Env),
-		log:       cfg.Logger.With("component", "p2p", "self", self.String()),
+		base:      cfg.Logger.With("self", self.String()),
 		self:      self,
 		trust:     newTrust(self, cfg.Trusted, cfg.DropInbound),
 		gater:     newGater(),
@@ -182,6 +188,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		removed:   make(map[peer.ID]struct{}),
 		subs:      make(map[uint64]chan PeerEvent),
 	}
+	n.log = n.base.With("component", "p2p")
 	n.gater.banned = n.mis.isBanned
 	n.trust.banned = n.mis.isBanned
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -289,7 +296,7 @@ func (n *Node) startPubSub() error {
 		// message published before that reached nobody (measured: up to
 		// 1s for a write to appear on a peer right after start).
 		pubsub.WithFloodPublish(true),
-		pubsub.WithLogger(n.log.With("component", "pubsub")),
+		pubsub.WithLogger(n.base.With("component", "pubsub")),
 		// --trust guards what this node gives too: an untrusted peer is
 		// never in a topic's mesh or fanout and gets no message.
 		pubsub.WithPeerFilter(func(id peer.ID, _ string) bool { return n.trust.trusts(id) }),
@@ -316,7 +323,7 @@ func (n *Node) startPubSub() error {
 		return fmt.Errorf("p2p: start gossipsub: %w", err)
 	}
 	n.ps = ps
-	n.repl, err = newReplication(n.host, ps, n.names, n.trust, n.log.With("component", "replication"))
+	n.repl, err = newReplication(n.host, ps, n.names, n.trust, n.base.With("component", "replication"))
 	if n.repl != nil {
 		n.repl.misbehaved = n.Misbehaved
 	}

@@ -70,7 +70,7 @@ func (n *Node) JoinTopic(name string) (*Topic, error) {
 	t := &Topic{
 		name:  full,
 		self:  n.self,
-		log:   n.log.With("component", "topic", "topic", full),
+		log:   n.base.With("component", "topic", "topic", full),
 		ps:    n.ps,
 		trust: n.trust,
 	}

@@ -184,7 +184,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	pc.Peers = cfg.Peers
 	pc.MDNS, pc.DHT = false, false
 	pc.Blockstore = dssync.MutexWrap(ds.NewMapDatastore())
-	pc.Logger = log.With("component", "p2p")
+	pc.Logger = log // p2p adds its component
 	n, err := p2p.New(ctx, pc)
 	if err != nil {
 		return Stats{}, fmt.Errorf("adversary: start the libp2p peer: %w", err)

@@ -258,6 +258,9 @@ func (e *cmdEnv) printStatus(st *api.StatusInfo) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node\t%s\n", st.NodeID)
 	fmt.Fprintf(w, "peer id\t%s\n", st.PeerID)
+	if st.Version != "" {
+		fmt.Fprintf(w, "version\t%s\n", st.Version)
+	}
 	priv := "no"
 	if st.PrivateNetwork {
 		priv = "yes (PSK)"

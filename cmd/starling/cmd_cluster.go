@@ -149,10 +149,10 @@ Example:
 				return nil
 			}
 			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "PEER ID\tNODE\tSTATE\tSYNC\tCONNECTED\tSTATIC\tLAST SEEN\tADDRESS")
+			fmt.Fprintln(w, "PEER ID\tNODE\tSTATE\tSYNC\tCONNECTED\tSTATIC\tLAST SEEN\tVERSION\tADDRESS")
 			for _, p := range peers {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.PeerID, orDash(p.NodeID), p.State, orDash(string(p.Health)),
-					yesNo(p.Connected), yesNo(p.Static), lastSeen(p), firstOr(p.Addrs, "-"))
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.PeerID, orDash(p.NodeID), p.State, orDash(string(p.Health)),
+					yesNo(p.Connected), yesNo(p.Static), lastSeen(p), orDash(p.Version), firstOr(p.Addrs, "-"))
 			}
 			return w.Flush()
 		},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/internal/testutil"
+	"github.com/starling-sync/starling/internal/version"
 	"github.com/starling-sync/starling/node"
 	"github.com/starling-sync/starling/nodestate"
 )
@@ -49,6 +50,25 @@ func TestClusterCLI(t *testing.T) {
 	r = runApp(t, "", "cluster", "peers", "--data", d1)
 	if r.code != 0 || !strings.Contains(r.stdout, nodes[1].PeerID().String()) || !strings.Contains(r.stdout, "node3") {
 		t.Errorf("cluster peers:\n%s%s", r.stdout, r.stderr)
+	}
+	// Every peer reports its build, so mixed versions show.
+	build := version.Get().String()
+	if !strings.Contains(r.stdout, "VERSION") || !strings.Contains(r.stdout, build) {
+		t.Errorf("cluster peers lacks the VERSION column with %q:\n%s", build, r.stdout)
+	}
+	r = runApp(t, "", "cluster", "peers", "--data", d1, "--json")
+	var vs []api.NodeView
+	if err := json.Unmarshal([]byte(r.stdout), &vs); err != nil || len(vs) != 2 {
+		t.Fatalf("cluster peers --json: %v: %s", err, r.stdout)
+	}
+	for _, p := range vs {
+		if p.Version != build {
+			t.Errorf("peer %s reports version %q, want %q", p.NodeID, p.Version, build)
+		}
+	}
+	r = runApp(t, "", "status", "--data", d1)
+	if !strings.Contains(r.stdout, "version") || !strings.Contains(r.stdout, build) {
+		t.Errorf("status lacks the version %q:\n%s", build, r.stdout)
 	}
 
 	// remove: by node ID; then it is unknown. A name nobody has is a

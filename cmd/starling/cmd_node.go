@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -163,7 +164,14 @@ Example:
 				return err
 			}
 			e.printRunning(n)
+			sdReady(e.log, n)
+			wdCtx, wdStop := context.WithCancel(ctx)
+			wdDone := make(chan struct{})
+			go func() { defer close(wdDone); sdWatchdog(wdCtx, e.log, n.Ready) }()
 			<-ctx.Done()
+			wdStop()
+			<-wdDone
+			sdNotify(e.log, sdStopping)
 			fmt.Fprintln(e.stdout, "stopping...")
 			if err := n.Close(); err != nil {
 				return fmt.Errorf("stop: %w", err)

@@ -26,10 +26,27 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// newLogger returns the process's logger: text to w, at the level held
-// by lv (so `run` can raise it after reading the config).
-func newLogger(w io.Writer, lv *slog.LevelVar) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+// logFormats are the values of --log-format.
+var logFormats = []string{"text", "json"}
+
+// parseFormat checks a --log-format value.
+func parseFormat(s string) (string, error) {
+	f := strings.ToLower(strings.TrimSpace(s))
+	if !slices.Contains(logFormats, f) {
+		return "", fmt.Errorf("--log-format %q: use text or json", s)
+	}
+	return f, nil
+}
+
+// newLogger returns the process's logger: logfmt-style text or one JSON
+// object per line (format, from parseFormat) to w, at the level held by
+// lv (so `run` can raise it after reading the config).
+func newLogger(w io.Writer, lv *slog.LevelVar, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // libLogLevels are go-log's levels unless GOLOG_LOG_LEVEL says otherwise:

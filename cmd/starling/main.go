@@ -8,7 +8,8 @@
 // del, ls), status and peers, the cluster admin (cluster status|peers|
 // add|remove, and web, a one-time login URL of the node's web page), and
 // leader election (election ls|status|watch, and lead, which runs a
-// command only while this node leads a group).
+// command only while this node leads a group); version, and completion
+// (bash, zsh and fish scripts).
 //
 // Exit codes: 0 success, 1 failure, 2 usage error (unknown flag or
 // command, wrong arguments).
@@ -85,7 +86,7 @@ type cmdEnv struct {
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	e := &cmdEnv{stdin: stdin, stdout: stdout, stderr: stderr, level: new(slog.LevelVar)}
-	e.log = newLogger(stderr, e.level)
+	e.log = newLogger(stderr, e.level, "text")
 	app := &cli.App{
 		Name:  "starling",
 		Usage: "offline-first sync engine: nodes that find each other and replicate a CRDT store",
@@ -105,6 +106,12 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 				Usage:   "log `LEVEL` of Starling: debug, info, warn or error (libp2p and go-ds-crdt follow GOLOG_LOG_LEVEL, default error)",
 				EnvVars: []string{"STARLING_LOG_LEVEL"},
 			},
+			&cli.StringFlag{
+				Name:    "log-format",
+				Value:   "text",
+				Usage:   "log `FORMAT`: text (key=value) or json (one object per line, for log collectors)",
+				EnvVars: []string{"STARLING_LOG_FORMAT"},
+			},
 		},
 		Before: func(c *cli.Context) error {
 			lvl, err := parseLevel(c.String("log-level"))
@@ -112,6 +119,11 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 				return usageErrorf(c, "%v", err)
 			}
 			e.level.Set(lvl)
+			format, err := parseFormat(c.String("log-format"))
+			if err != nil {
+				return usageErrorf(c, "%v", err)
+			}
+			e.log = newLogger(stderr, e.level, format)
 			bridgeGoLog(e.log.Handler())
 			return nil
 		},
@@ -139,13 +151,18 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			e.leadCommand(),
 			e.chaosCommand(),
 			e.benchCommand(),
+			e.versionCommand(),
+			e.completionCommand(),
 		},
-		Reader:          stdin,
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideVersion:     true,
-		Suggest:         true,
-		HideHelpCommand: true,
+		// `starling ... --generate-bash-completion` lists what may come
+		// next, for the scripts of `starling completion`.
+		EnableBashCompletion: true,
+		Reader:               stdin,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		HideVersion:          true,
+		Suggest:              true,
+		HideHelpCommand:      true,
 		// run prints errors and picks the exit code; cli must not exit.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

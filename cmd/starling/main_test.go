@@ -629,7 +629,7 @@ func TestGoLogBridge(t *testing.T) {
 	var buf syncBuffer
 	lv := new(slog.LevelVar)
 	lv.Set(slog.LevelWarn)
-	bridgeGoLog(newLogger(&buf, lv).Handler())
+	bridgeGoLog(newLogger(&buf, lv, "text").Handler())
 	l := golog.Logger("starling-test")
 	l.Errorw("boom", "peer", "p1")
 	l.Warn("quiet: go-log default level is error")

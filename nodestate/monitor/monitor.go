@@ -21,6 +21,7 @@ import (
 	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/internal/peerlog"
+	"github.com/starling-sync/starling/internal/version"
 	"github.com/starling-sync/starling/nodestate"
 	"github.com/starling-sync/starling/p2p"
 )
@@ -103,6 +104,9 @@ type Config struct {
 	// NodeID and Env name this node in its reports and metrics.
 	NodeID string
 	Env    string
+	// Build is the running build, reported to peers and in
+	// starling_build_info; zero: not reported.
+	Build version.Info
 	// P2P supplies the nodestate topic, the peers and their connections.
 	P2P *p2p.Node
 	// Store supplies the counters of the reports and metrics.
@@ -243,6 +247,7 @@ func (m *Monitor) report() nodestate.NodeReport {
 		LiveBytes: st.LiveBytes, HistoryBytes: st.HistoryBytes,
 		Installs: st.Installs, EvictedBack: m.cfg.Store.EvictedBack(), Lineage: m.cfg.Store.Lineage(),
 		Clock: m.cfg.Entities.PhysicalNow().UnixNano(), WriteError: truncate(st.WriteError, 512), ClockSkewed: m.clockSkewed,
+		Version: m.cfg.Build.String(),
 	}
 }
 
@@ -560,7 +565,7 @@ func (m *Monitor) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) 
 	me := api.NodeView{NodeID: m.cfg.NodeID, PeerID: m.cfg.P2P.ID().String(), Self: true, State: phaseState(self.Sync.Phase),
 		WritesIn: self.WritesIn, WritesOut: self.WritesOut, Heads: self.Heads, Height: self.Height, Sync: self.Sync,
 		Leader: cs.IsLeader, LiveBytes: self.LiveBytes, HistoryBytes: self.HistoryBytes,
-		WriteError: self.WriteError, ClockSkewed: self.ClockSkewed}
+		WriteError: self.WriteError, ClockSkewed: self.ClockSkewed, Version: self.Version}
 	for _, a := range m.cfg.P2P.Addrs() {
 		me.Addrs = append(me.Addrs, a.String())
 	}
@@ -597,6 +602,7 @@ func (m *Monitor) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) 
 			nv.Heads, nv.Height, nv.Sync = v.Report.Heads, v.Report.Height, v.Report.Sync
 			nv.LiveBytes, nv.HistoryBytes = v.Report.LiveBytes, v.Report.HistoryBytes
 			nv.WriteError, nv.ClockSkewed = v.Report.WriteError, v.Report.ClockSkewed
+			nv.Version = v.Report.Version
 		}
 		nv.Leader = gs.Leader.Peer == v.Peer && gs.Leader.HasLeader()
 		cs.Nodes = append(cs.Nodes, nv)
@@ -665,6 +671,10 @@ func (m *Monitor) ClusterEvents() api.ClusterEvents {
 // cover every node of the process.
 var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_node_info", "gauge", "Always 1; labels node_id, peer_id, env name the node."},
+	{"starling_peer_lag", "gauge", "DAG heights a peer is behind the highest node known (its last report), per peer heard from; labels node_id, peer_id."},
+	{"starling_peer_last_seen_seconds", "gauge", "Seconds since a peer's last node report arrived, per peer heard from; labels node_id, peer_id."},
+	{"starling_lag", "gauge", "DAG heights this node is behind the highest node it has heard from."},
+	{"starling_build_info", "gauge", "Always 1; labels version, commit, goversion, crdt_version and libp2p_version name the running build."},
 	{"starling_writes_total", "counter", "Writes committed on this node (its own, local writes)."},
 	{"starling_commits_total", "counter", "Deltas (group commits) written by this node."},
 	{"starling_replication_messages_total", "counter", "Replication messages from peers, by result: received, rejected (malformed), dropped (receive queue full)."},
@@ -794,6 +804,9 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 	gauge("starling_node_info", 1, "node_id", m.cfg.NodeID, "peer_id", m.cfg.P2P.ID().String(), "env", m.cfg.Env)
+	b := m.cfg.Build
+	gauge("starling_build_info", 1, "version", b.Version, "commit", b.Commit, "goversion", b.GoVersion,
+		"crdt_version", b.Deps["github.com/ipfs/go-ds-crdt"], "libp2p_version", b.Deps["github.com/libp2p/go-libp2p"])
 	counter("starling_writes_total", float64(st.OpsCommitted))
 	counter("starling_commits_total", float64(st.Commits))
 	counter("starling_replication_messages_total", float64(st.Received), "result", "received")
@@ -839,6 +852,22 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range nodestate.AllNodeStates {
 		gauge("starling_peers", float64(byState[s]), "state", string(s))
 	}
+	// Per peer heard from: how far behind the highest node known it is
+	// (as cluster status's LAG) and how long ago its last report came.
+	top := st.MaxHeight
+	for _, v := range views {
+		if v.Heard {
+			top = max(top, v.Report.Height)
+		}
+	}
+	for _, v := range views {
+		if !v.Heard || v.State == nodestate.StateLeft {
+			continue
+		}
+		gauge("starling_peer_lag", float64(top-v.Report.Height), "node_id", v.Node, "peer_id", v.Peer)
+		gauge("starling_peer_last_seen_seconds", v.Age.Seconds(), "node_id", v.Node, "peer_id", v.Peer)
+	}
+	gauge("starling_lag", float64(top-st.MaxHeight))
 	for _, h := range nodestate.AllSyncHealth {
 		gauge("starling_peers_sync", float64(byHealth[h]), "health", string(h))
 	}
