@@ -646,7 +646,7 @@ func (b *broadcaster) admit(from string, heads []cid.Cid) bool {
 	}
 	if err := b.gate(b.ctx, heads); err != nil {
 		b.gated.Add(1)
-		b.log.Warn("dropped heads that reach below the compaction frontier: the sender is not a member of this node's compaction (removed?) and must rejoin with an empty data directory",
+		b.log.Warn("dropped heads that reach below the compaction frontier: the sender's history is not this node's (it was evicted, or removed); it rebases when told, or, if removed, must rejoin with an empty data directory",
 			"peer", from, "err", err)
 		return false
 	}

@@ -42,6 +42,14 @@ import (
 //     included) is higher rebases, and ties go to the node ID.
 //   - An install replaces the evictions this node had made with those of
 //     the source (rebaseMembers): its history is now the source's.
+//   - An evicted member that installed a transfer counts again only if
+//     its report shows it now holds this node's history: its lineage is
+//     the one a copy of this node's state gives it (min of its own ID and
+//     this node's lineage). When three or more sides evicted one another,
+//     one may rebase on a side that later rebases itself; that member
+//     stays evicted, listed with its new install count, and rebases once
+//     more, on this side. That is why a node may rebase again after
+//     min(EvictAfter, rebaseGap), not only after EvictAfter.
 //
 // A round on a store just opened does not count the time it was closed
 // (a node restarted after a day away would otherwise evict everyone), and
@@ -58,6 +66,8 @@ type MemberReport struct {
 	HeadsKnown bool
 	// Installs is how many state transfers it has installed.
 	Installs uint64
+	// Lineage is its Lineage(); empty from a node that does not say.
+	Lineage string
 	// At is when the report arrived.
 	At time.Time
 }
@@ -96,12 +106,21 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	if m.Evicted && (m.BackAt.IsZero() || m.BackAt.Before(m.EvictedAt)) {
 		m.BackAt = r.At
 	}
-	readmitted := m.Evicted && r.Installs > m.EvictedInstalls
+	rebased := m.Evicted && r.Installs > m.EvictedInstalls
+	// A copy of this node's state gives the member this node's lineage,
+	// or its own ID where that is lower.
+	wrongHistory := rebased && r.Lineage != "" && r.Lineage != min(member, s.lineageLocked())
+	if wrongHistory {
+		// It rebased on another history: list it again with its new count
+		// (EvictedBack), so that it rebases on this one.
+		m.EvictedInstalls, m.BackAt = r.Installs, r.At
+	}
+	readmitted := rebased && !wrongHistory
 	if readmitted {
 		m.Evicted, m.EvictedAt, m.EvictedInstalls, m.BackAt = false, time.Time{}, 0, time.Time{}
 		m.Good = r.At // counted again: its heads have a while to merge here
 	}
-	changed := !ok || readmitted || m.Unknown != old.Unknown || m.Installs != old.Installs || !slices.Equal(m.Heads, old.Heads)
+	changed := !ok || rebased || m.Unknown != old.Unknown || m.Installs != old.Installs || !slices.Equal(m.Heads, old.Heads)
 	s.members.m[member] = m
 	if changed {
 		s.members.dirty = true
@@ -109,6 +128,10 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	s.members.mu.Unlock()
 	if readmitted {
 		s.log.Info("compaction: an evicted member has rebased; compaction waits for it again", "member", member, "installs", r.Installs)
+	}
+	if wrongHistory {
+		s.log.Warn("compaction: an evicted member rebased on another history (several sides evicted one another); it stays evicted and rebases again, on this node's",
+			"member", member, "installs", r.Installs, "its_lineage", r.Lineage)
 	}
 	if (!ok || readmitted) && member != selfMember {
 		s.saveNewMember(member)
@@ -202,6 +225,10 @@ func (s *Store) EvictedBack() map[string]uint64 {
 func (s *Store) Lineage() string {
 	s.members.mu.Lock()
 	defer s.members.mu.Unlock()
+	return s.lineageLocked()
+}
+
+func (s *Store) lineageLocked() string {
 	l := s.opts.Self
 	for id, m := range s.members.m {
 		if id != selfMember && !m.Evicted && (l == "" || id < l) {
@@ -210,6 +237,13 @@ func (s *Store) Lineage() string {
 	}
 	return l
 }
+
+// rebaseGap is the least time between two rebases of a node when
+// EvictAfter is longer: a node that rebased on a side that then rebased
+// itself (three or more sides evicted each other) must be able to rebase
+// again within a minute, not an EvictAfter (an hour by default); a peer
+// listing it wrongly, or lying, still cannot make it rebase more often.
+const rebaseGap = time.Minute
 
 // Installs returns how many state transfers this store has installed.
 func (s *Store) Installs() uint64 { return s.installs.Load() }
@@ -227,7 +261,7 @@ func (s *Store) MustRebase(from string, evictedBack map[string]uint64, peerLinea
 	if !ok || s.opts.Self == "" || n < s.Installs() {
 		return false
 	}
-	if last := s.lastInstall.Load(); last != nil && s.now().Sub(*last) < s.opts.EvictAfter {
+	if last := s.lastInstall.Load(); last != nil && s.now().Sub(*last) < min(s.opts.EvictAfter, rebaseGap) {
 		return false
 	}
 	s.members.mu.Lock()

@@ -71,7 +71,7 @@ func report(t *testing.T, from, to *testNode, clock *testClock) {
 		heads, ok = from.store.StableHeads(context.Background())
 		return ok
 	})
-	to.store.ObserveReport(from.id, MemberReport{Heads: heads, HeadsKnown: true, Installs: from.store.Installs(), At: clock.Now()})
+	to.store.ObserveReport(from.id, MemberReport{Heads: heads, HeadsKnown: true, Installs: from.store.Installs(), Lineage: from.store.Lineage(), At: clock.Now()})
 }
 
 // putKeys writes /<prefix>/<i> = <prefix><i>, one delta each.
@@ -286,5 +286,109 @@ func TestMemberReportingNothingUsableIsEvicted(t *testing.T) {
 	overwrite(t, n.store, 1, 3*markerSlack)
 	if st, err := n.store.Compact(context.Background(), nil); err != nil || strings.Contains(st.Skipped, "has not rebased") {
 		t.Fatalf("rounds still wait for members back for over a minute without rebasing: %+v, %v", st, err)
+	}
+}
+
+// TestThreeWayEvictionConverges: three sides of a long partition evict
+// one another. c rebases on b before b rebases on a (the lowest
+// lineage): c now holds b's old history, which a cannot merge. a does
+// not count c again (c's lineage is not a's), lists it with its new
+// install count, and c rebases on a a minute later; all three end with
+// every write. Before, a counted c again on its install count alone, c
+// never rebased, and its writes merged nowhere (found by the NAT suite:
+// four sites behind NAT lost their hub for longer than the eviction
+// time; 52-62 acknowledged writes never converged).
+func TestThreeWayEvictionConverges(t *testing.T) {
+	net, a, b, clocks := evictPair(t)
+	ctx := context.Background()
+	o := noAutoCompact(fastOpts())
+	o.Self, o.EvictAfter = "c", time.Minute
+	c := openTestNodeFetch(t, net, "c", t.TempDir(), o, false)
+	t.Cleanup(func() { c.close(t) })
+	clocks["c"] = &testClock{t: time.Now()}
+	c.store.now = clocks["c"].Now
+	all := []*testNode{a, b, c}
+	for _, x := range all {
+		for _, y := range all {
+			if x != y {
+				x.store.PeerConnected(y.id)
+			}
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "c has a's writes", func() bool { return mustGetOr(c.store, "/r/f001/00000009") == "v9" })
+	for _, x := range all {
+		for _, y := range all {
+			if x != y {
+				report(t, x, y, clocks[y.id])
+			}
+		}
+	}
+
+	net.partition([]string{"a"}, []string{"b", "c"})
+	net.partition([]string{"b"}, []string{"c"})
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+		overwrite(t, b.store, 2, v)
+		overwrite(t, c.store, 3, v)
+	}
+	for _, x := range all {
+		putKeys(t, x.store, x.id, 5)
+		clocks[x.id].Add(2 * time.Minute)
+		if st := compactOK(t, x.store); st.Members != 1 {
+			t.Fatalf("%s did not evict both others: %+v", x.id, st)
+		}
+	}
+	net.heal()
+	for _, x := range all {
+		for _, y := range all {
+			if x != y {
+				x.store.PeerConnected(y.id)
+				report(t, x, y, clocks[y.id])
+			}
+		}
+	}
+	// The wrong order: c on b first, then b on a.
+	if !c.store.MustRebase("b", b.store.EvictedBack(), b.store.Lineage()) {
+		t.Fatal("c does not rebase on b")
+	}
+	if err := transfer(t, b.store, c.store); err != nil {
+		t.Fatal(err)
+	}
+	if !b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b does not rebase on a")
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	// c reports its new install count, but its lineage is b's old one: a
+	// keeps it evicted and lists it with that count. b holds a's history
+	// now, and counts again.
+	report(t, c, a, clocks["a"])
+	report(t, b, a, clocks["a"])
+	if m := a.store.Members(); !m["c"].Evicted || m["b"].Evicted {
+		t.Fatalf("after both rebases a holds b %+v, c %+v; want c still evicted, b counted", m["b"], m["c"])
+	}
+	if got := a.store.EvictedBack(); !maps.Equal(got, map[string]uint64{"c": 1}) {
+		t.Fatalf("a lists %v as evicted and back, want c@1", got)
+	}
+	putKeys(t, c.store, "c2", 1)
+	if c.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("c rebases again right after its rebase")
+	}
+	clocks["c"].Add(2 * time.Minute) // past the gap between two rebases
+	if !c.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("c does not rebase on a after a evicted it again")
+	}
+	if err := transfer(t, a.store, c.store); err != nil {
+		t.Fatal(err)
+	}
+	last := fmt.Sprintf("%08d", 3*markerSlack-1)
+	if !testutil.Within(20*time.Second, func() bool {
+		ka, kb, kc := snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/"), snapshotKV(t, c.store, "/")
+		return ka["/r/f001/"+last] != "" && ka["/r/f002/"+last] != "" && ka["/r/f003/"+last] != "" &&
+			ka["/a/004"] == "a4" && ka["/b/004"] == "b4" && ka["/c/004"] == "c4" && ka["/c2/000"] == "c20" &&
+			maps.Equal(ka, kb) && maps.Equal(ka, kc)
+	}) {
+		t.Fatalf("no convergence:\na %v\nb %v\nc %v\na %+v", snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/"), snapshotKV(t, c.store, "/"), a.store.Status(ctx))
 	}
 }

@@ -430,7 +430,7 @@ func (m *Monitor) receive() {
 		// bound what the store may reclaim (crdt/compact.go).
 		if !removed {
 			m.noteClock(from, r.Clock)
-			m.cfg.Store.ObserveReport(from, crdt.MemberReport{Heads: r.StableHeads, HeadsKnown: r.HeadsKnown, Installs: r.Installs, At: time.Now()})
+			m.cfg.Store.ObserveReport(from, crdt.MemberReport{Heads: r.StableHeads, HeadsKnown: r.HeadsKnown, Installs: r.Installs, Lineage: r.Lineage, At: time.Now()})
 			if m.cfg.Store.MustRebase(from, r.EvictedBack, r.Lineage) {
 				m.rebase(from)
 			}
