@@ -229,8 +229,11 @@ async function selectEntity(ref, quiet) {
     selected = null;
     return;
   }
+  const same = selected && selected.id === ent.id;
   selected = { id: ent.id, path: ent.path, type: ent.type, name: ent.name, kids: 0 };
-  $('#entity-form').classList.add('hidden');
+  // A refresh of the same entity (a reload after a change) keeps an open
+  // form; choosing another entity closes it.
+  if (!same) $('#entity-form').classList.add('hidden');
   $('#entity-actions').classList.remove('hidden');
   for (const b of document.querySelectorAll('#entity-actions button')) b.disabled = ent.id === ROOT && b.dataset.action !== 'create';
   api('GET', '/v1/entities/children?ref=' + encodeURIComponent(ent.id)).then((r) => { if (selected && selected.id === ent.id) selected.kids = (r.entities || []).length; }, () => {});
