@@ -28,7 +28,9 @@ func TestNATConfigValidation(t *testing.T) {
 		{"relay without autonat", func(c *Config) { c.AutoNAT = false; c.AutoRelay = false }, "RelayService: on, but with AutoNAT off"},
 		{"autorelay without autonat", func(c *Config) { c.AutoNAT = false; c.RelayService = false }, "AutoRelay: on, but with AutoNAT off"},
 		{"no autonat, forced public", func(c *Config) { c.AutoNAT = false; c.AutoRelay = false; c.Reachability = ReachabilityPublic }, ""},
-		{"all off", func(c *Config) { c.AutoNAT, c.RelayService, c.AutoRelay, c.HolePunch, c.PortMap = false, false, false, false, false }, ""},
+		{"all off", func(c *Config) {
+			c.AutoNAT, c.RelayService, c.AutoRelay, c.HolePunch, c.PortMap = false, false, false, false, false
+		}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t)
