@@ -154,6 +154,11 @@ func (a relayACL) AllowConnect(src peer.ID, _ multiaddr.Multiaddr, dest peer.ID)
 func (n *Node) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInfo {
 	ch := make(chan peer.AddrInfo, num)
 	defer close(ch)
+	select {
+	case <-n.hostReady:
+	default:
+		return ch // asked during libp2p.New: nobody is connected yet
+	}
 	ps := n.host.Peerstore()
 	var conn, other []peer.AddrInfo
 	n.mu.Lock()

@@ -166,6 +166,9 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// hostReady is closed once n.host is set: libp2p may call back into
+	// the node (autorelay's peer source) while libp2p.New still runs.
+	hostReady chan struct{}
 	// wake nudges the re-dial loop (buffered 1; a pending nudge is enough).
 	wake chan struct{}
 	// firstConn is closed when the first peer connects (DHT advertising
@@ -211,6 +214,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		mis:       newMisbehavior(),
 		nat:       newNATState(),
 		wake:      make(chan struct{}, 1),
+		hostReady: make(chan struct{}),
 		firstConn: make(chan struct{}),
 		known:     make(map[peer.ID]*knownPeer),
 		removed:   make(map[peer.ID]struct{}),
@@ -313,6 +317,7 @@ func (n *Node) startHost() error {
 		return fmt.Errorf("p2p: create host: %w", err)
 	}
 	n.host = h
+	close(n.hostReady)
 	return nil
 }
 
