@@ -82,15 +82,17 @@ func (e *Entry) UnmarshalJSON(b []byte) error {
 
 // StatusInfo is the answer of GET /v1/status.
 type StatusInfo struct {
-	NodeID         string       `json:"node_id"`
-	PeerID         string       `json:"peer_id"`
-	Env            string       `json:"env"`
-	PrivateNetwork bool         `json:"private_network"`
-	Addrs          []string     `json:"addrs"`
-	APIAddr        string       `json:"api_addr"`
-	Peers          []PeerStatus `json:"peers"`
-	Store          StoreStatus  `json:"store"`
-	Clock          ClockStatus  `json:"clock"`
+	NodeID         string   `json:"node_id"`
+	PeerID         string   `json:"peer_id"`
+	Env            string   `json:"env"`
+	PrivateNetwork bool     `json:"private_network"`
+	Addrs          []string `json:"addrs"`
+	APIAddr        string   `json:"api_addr"`
+	// NAT is the node's reachability and NAT traversal.
+	NAT   NATStatus    `json:"nat"`
+	Peers []PeerStatus `json:"peers"`
+	Store StoreStatus  `json:"store"`
+	Clock ClockStatus  `json:"clock"`
 }
 
 // ClockStatus is a node's clock as the cluster sees it (node reports
@@ -113,6 +115,30 @@ type ClockStatus struct {
 	FarFuture uint64 `json:"far_future_versions"`
 }
 
+// NATStatus is a node's reachability as it learnt it (AutoNAT) and
+// what NAT traversal did.
+type NATStatus struct {
+	// Reachability is "public", "private" or "unknown" (not found out
+	// yet; AutoNAT only tests public addresses, so nodes on private
+	// ranges stay unknown).
+	Reachability string `json:"reachability"`
+	// ObservedAddrs are the public addresses peers see this node at.
+	ObservedAddrs []string `json:"observed_addrs"`
+	// ReachableAddrs and UnreachableAddrs: addresses AutoNAT v2
+	// confirmed or refuted.
+	ReachableAddrs   []string `json:"reachable_addrs,omitempty"`
+	UnreachableAddrs []string `json:"unreachable_addrs,omitempty"`
+	// RelayAddrs are its /p2p-circuit addresses (relay slots it holds).
+	RelayAddrs []string `json:"relay_addrs,omitempty"`
+	// Counters since start: hole punches (attempts and successes), and
+	// what this node relayed for others.
+	HolePunchAttempts  uint64 `json:"hole_punch_attempts"`
+	HolePunchSuccesses uint64 `json:"hole_punch_successes"`
+	RelayedBytes       uint64 `json:"relayed_bytes"`
+	RelayCircuits      uint64 `json:"relay_circuits"`
+	RelayReservations  uint64 `json:"relay_reservations"`
+}
+
 // PeerStatus describes a peer the node knows.
 type PeerStatus struct {
 	ID        string     `json:"id"`
@@ -123,6 +149,14 @@ type PeerStatus struct {
 	LastSeen  *time.Time `json:"last_seen,omitempty"`
 	Failures  int        `json:"failures,omitempty"`
 	NextDial  *time.Time `json:"next_dial,omitempty"`
+	// Conn is how it is connected: "direct", "hole-punched" or "relayed"
+	// (omitted when not connected).
+	Conn string `json:"connection,omitempty"`
+	// Problem names why it cannot be used ("network-key": another
+	// private network key; "environment": another --env; "unreachable",
+	// "refused", "peer-id", ...); DialError is the last error.
+	Problem   string `json:"problem,omitempty"`
+	DialError string `json:"dial_error,omitempty"`
 }
 
 type ListResponse struct {
