@@ -91,20 +91,6 @@ func (n *Node) hostNATOptions() []libp2p.Option {
 		// Within a PSK network only nodes of the environment can ask.
 		opts = append(opts, libp2p.EnableNATService(), libp2p.EnableAutoNATv2())
 	}
-	if c.RelayService {
-		res := relayv2.DefaultResources()
-		res.Limit = &relayv2.RelayLimit{Duration: relayLimitDuration, Data: relayLimitData}
-		res.MaxReservations = relayMaxReservations
-		res.MaxCircuits = relayMaxCircuits
-		// Every node of a site may sit behind the same NAT address.
-		res.MaxReservationsPerIP = relayMaxReservations
-		res.MaxReservationsPerASN = relayMaxReservations
-		opts = append(opts, libp2p.EnableRelayService(
-			relayv2.WithResources(res),
-			relayv2.WithACL(relayACL{n}),
-			relayv2.WithMetricsTracer((*relayTracer)(n.nat)),
-		))
-	}
 	if c.AutoRelay {
 		opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(n.relayCandidates,
 			autorelay.WithNumRelays(autorelayRelays),
@@ -122,6 +108,64 @@ func (n *Node) hostNATOptions() []libp2p.Option {
 		opts = append(opts, libp2p.NATPortMap())
 	}
 	return opts
+}
+
+// relayOptions are the relay service's limits, ACL and tracer.
+func (n *Node) relayOptions() []relayv2.Option {
+	res := relayv2.DefaultResources()
+	res.Limit = &relayv2.RelayLimit{Duration: relayLimitDuration, Data: relayLimitData}
+	res.MaxReservations = relayMaxReservations
+	res.MaxCircuits = relayMaxCircuits
+	// Every node of a site may sit behind the same NAT address.
+	res.MaxReservationsPerIP = relayMaxReservations
+	res.MaxReservationsPerASN = relayMaxReservations
+	return []relayv2.Option{
+		relayv2.WithResources(res),
+		relayv2.WithACL(relayACL{n}),
+		relayv2.WithMetricsTracer((*relayTracer)(n.nat)),
+	}
+}
+
+// updateRelay runs libp2p's relay (relayv2) while the node is public, by
+// either AutoNAT version. libp2p's own switch (EnableRelayService, its
+// relaysvc manager) follows AutoNAT v1 only, and in a cluster where every
+// other node is behind NAT v1 never decides: its probes go to peers with
+// public addresses, and there are none, while v2 confirms this node's
+// address within seconds (measured in namespaces: v1 stayed unknown for
+// minutes, v2 said reachable after 6 s). Called from the event loop.
+func (n *Node) updateRelay() {
+	if !n.cfg.RelayService {
+		return
+	}
+	public := n.nat.effective() == ReachabilityPublic
+	n.nat.relayMu.Lock()
+	defer n.nat.relayMu.Unlock()
+	switch {
+	case n.nat.relayClosed:
+	case public && n.nat.relay == nil:
+		r, err := relayv2.New(n.host, n.relayOptions()...)
+		if err != nil {
+			n.log.Warn("relay service did not start", "err", err)
+			return
+		}
+		n.nat.relay = r
+		n.log.Info("relay service started: this node is publicly reachable and relays for its environment's nodes behind NAT")
+	case !public && n.nat.relay != nil:
+		_ = n.nat.relay.Close()
+		n.nat.relay = nil
+		n.log.Info("relay service stopped: this node is no longer publicly reachable")
+	}
+}
+
+// closeRelay stops the relay for good (Close).
+func (n *Node) closeRelay() {
+	n.nat.relayMu.Lock()
+	defer n.nat.relayMu.Unlock()
+	n.nat.relayClosed = true
+	if n.nat.relay != nil {
+		_ = n.nat.relay.Close()
+		n.nat.relay = nil
+	}
 }
 
 // relayACL lets only this environment's trusted nodes reserve a slot or
@@ -143,8 +187,12 @@ func (a relayACL) ours(id peer.ID) bool {
 
 func (a relayACL) AllowReserve(p peer.ID, _ multiaddr.Multiaddr) bool { return a.ours(p) }
 
+// AllowConnect checks the destination, which holds a reservation and so
+// was identified; the source may have connected just now, its identify
+// still under way (a PSK already keeps other networks out), so only the
+// trust list applies to it.
 func (a relayACL) AllowConnect(src peer.ID, _ multiaddr.Multiaddr, dest peer.ID) bool {
-	return a.ours(src) && a.ours(dest)
+	return a.n.trust.trusts(src) && a.ours(dest)
 }
 
 // relayCandidates is autorelay's peer source: the connected peers of the
@@ -193,9 +241,13 @@ const relayHopProto = "/libp2p/circuit/relay/0.2.0/hop"
 // libp2p calls the tracers from its goroutines.
 type natState struct {
 	mu           sync.Mutex
-	reachability string
+	reachability string                // AutoNAT v1 (or forced)
 	reachable    []multiaddr.Multiaddr // AutoNAT v2: confirmed reachable
 	unreachable  []multiaddr.Multiaddr
+
+	relayMu     sync.Mutex
+	relay       *relayv2.Relay // running while public (updateRelay)
+	relayClosed bool
 	// punched holds the hole-punched connections of each peer (local and
 	// remote address), to tell them from other direct ones.
 	punched map[peer.ID][]connAddrs
@@ -217,6 +269,18 @@ func (s *natState) setReachability(r network.Reachability) {
 	s.mu.Lock()
 	s.reachability = reachabilityName(r)
 	s.mu.Unlock()
+}
+
+// effective is the node's reachability by both AutoNAT versions: v1's
+// verdict (or the forced one) when it has one, else public when v2
+// confirmed an address.
+func (s *natState) effective() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reachability == ReachabilityUnknown && len(s.reachable) > 0 {
+		return ReachabilityPublic
+	}
+	return s.reachability
 }
 
 func reachabilityName(r network.Reachability) string {
@@ -379,9 +443,10 @@ type NATStatus struct {
 // counters.
 func (n *Node) NATStatus() NATStatus {
 	s := n.nat
+	reach := s.effective()
 	s.mu.Lock()
 	st := NATStatus{
-		Reachability: s.reachability,
+		Reachability: reach,
 		Reachable:    slices.Clone(s.reachable),
 		Unreachable:  slices.Clone(s.unreachable),
 	}

@@ -463,6 +463,7 @@ func (n *Node) shutdown() error {
 	}
 	n.cancel()
 	n.wg.Wait()
+	n.closeRelay()
 	if n.events != nil {
 		errs = append(errs, n.events.Close())
 	}

@@ -326,11 +326,13 @@ func (n *Node) eventLoop() {
 			case event.EvtLocalReachabilityChanged:
 				n.nat.setReachability(ev.Reachability)
 				n.log.Info("reachability changed", "reachability", reachabilityName(ev.Reachability))
+				n.updateRelay()
 			case event.EvtHostReachableAddrsChanged:
 				n.nat.mu.Lock()
 				n.nat.reachable, n.nat.unreachable = slices.Clone(ev.Reachable), slices.Clone(ev.Unreachable)
 				n.nat.mu.Unlock()
 				n.log.Info("reachable addresses changed", "reachable", ev.Reachable, "unreachable", ev.Unreachable)
+				n.updateRelay()
 			}
 		}
 	}
