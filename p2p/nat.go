@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -248,6 +249,10 @@ type natState struct {
 	relayMu     sync.Mutex
 	relay       *relayv2.Relay // running while public (updateRelay)
 	relayClosed bool
+	// observedBy is the public address each connected peer sees this
+	// node at (identify). libp2p's host lists an observed address only
+	// once 4 peers agree, which a small cluster may never reach.
+	observedBy map[peer.ID]multiaddr.Multiaddr
 	// punched holds the hole-punched connections of each peer (local and
 	// remote address), to tell them from other direct ones.
 	punched map[peer.ID][]connAddrs
@@ -262,7 +267,8 @@ type natState struct {
 type connAddrs struct{ local, remote string }
 
 func newNATState() *natState {
-	return &natState{reachability: ReachabilityUnknown, punched: make(map[peer.ID][]connAddrs)}
+	return &natState{reachability: ReachabilityUnknown, punched: make(map[peer.ID][]connAddrs),
+		observedBy: make(map[peer.ID]multiaddr.Multiaddr)}
 }
 
 func (s *natState) setReachability(r network.Reachability) {
@@ -300,10 +306,21 @@ func (s *natState) isPunched(id peer.ID, c network.ConnMultiaddrs) bool {
 	return slices.Contains(s.punched[id], key)
 }
 
+// observed records where a peer sees this node (public addresses only).
+func (s *natState) observed(id peer.ID, a multiaddr.Multiaddr) {
+	if len(a) == 0 || !manet.IsPublicAddr(a) {
+		return
+	}
+	s.mu.Lock()
+	s.observedBy[id] = a
+	s.mu.Unlock()
+}
+
 // forget drops what is kept of a peer whose last connection closed.
 func (s *natState) forget(id peer.ID) {
 	s.mu.Lock()
 	delete(s.punched, id)
+	delete(s.observedBy, id)
 	s.mu.Unlock()
 }
 
@@ -422,7 +439,7 @@ type NATStatus struct {
 	// only).
 	Reachability string
 	// Observed are the addresses other nodes see this one at (identify,
-	// port mappings), public ones only.
+	// port mappings), public ones only, sorted.
 	Observed []multiaddr.Multiaddr
 	// Reachable and Unreachable are the addresses AutoNAT v2 confirmed
 	// or refuted.
@@ -450,15 +467,19 @@ func (n *Node) NATStatus() NATStatus {
 		Reachable:    slices.Clone(s.reachable),
 		Unreachable:  slices.Clone(s.unreachable),
 	}
+	for _, a := range s.observedBy {
+		st.Observed = mergeAddrs(st.Observed, []multiaddr.Multiaddr{a})
+	}
 	s.mu.Unlock()
 	if ah, ok := n.host.(interface{ AllAddrs() []multiaddr.Multiaddr }); ok {
 		listen := n.host.Network().ListenAddresses()
 		for _, a := range ah.AllAddrs() {
 			if manet.IsPublicAddr(a) && !slices.ContainsFunc(listen, a.Equal) {
-				st.Observed = append(st.Observed, a)
+				st.Observed = mergeAddrs(st.Observed, []multiaddr.Multiaddr{a})
 			}
 		}
 	}
+	slices.SortFunc(st.Observed, func(a, b multiaddr.Multiaddr) int { return strings.Compare(a.String(), b.String()) })
 	for _, a := range n.host.Addrs() {
 		if isCircuit(a) {
 			st.RelayAddrs = append(st.RelayAddrs, a)

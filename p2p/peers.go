@@ -199,6 +199,10 @@ func (n *Node) Peers() []PeerInfo {
 		if p.Connected {
 			p.NextDial = time.Time{}
 			p.Conn = n.connKind(p.ID)
+			if p.Problem != ProblemEnvironment {
+				// A dial that failed while another connection came up.
+				p.Problem, p.DialError = ProblemNone, ""
+			}
 		}
 	}
 	// Connected peers the node does not keep (it was told to remove them,
@@ -323,6 +327,7 @@ func (n *Node) eventLoop() {
 				}
 				n.mu.Unlock()
 				n.checkEnvironment(ev.Peer, ev.Protocols)
+				n.nat.observed(ev.Peer, ev.ObservedAddr)
 			case event.EvtLocalReachabilityChanged:
 				n.nat.setReachability(ev.Reachability)
 				n.log.Info("reachability changed", "reachability", reachabilityName(ev.Reachability))

@@ -425,7 +425,7 @@ func problemLine(p api.NodeView) string {
 	default:
 		what = p.Problem
 	}
-	if e := p.DialError; e != "" {
+	if e := strings.Join(strings.Fields(p.DialError), " "); e != "" {
 		if len(e) > 300 { // a dial error lists every address tried
 			e = e[:300] + "..."
 		}
