@@ -286,7 +286,10 @@ func (m *Monitor) tick() {
 	netw := m.cfg.P2P.Host().Network()
 	up := make(map[peer.ID]bool, len(peers))
 	for _, p := range peers {
-		up[p.ID] = netw.Connectedness(p.ID) == network.Connected
+		// Limited: only through a relay, which is a connection too (the
+		// replication stream and state transfer use it).
+		c := netw.Connectedness(p.ID)
+		up[p.ID] = c == network.Connected || c == network.Limited
 	}
 
 	m.mu.Lock()
