@@ -66,9 +66,10 @@ type Config struct {
 	// address) or private (a node behind NAT). Empty: auto.
 	Reachability string `json:"reachability,omitempty"`
 	// AutoNAT (autonat, --no-autonat) answers peers' reachability probes
-	// and asks them about this node. Default true. Off, reachability
-	// "auto" stays unknown, so the relay service and auto relay need
-	// reachability set.
+	// and tests this node's addresses (AutoNAT v1 service, v2). Default
+	// true. Off, the node still asks peers that answer; where none does,
+	// reachability "auto" stays unknown and the relay parts never start:
+	// set reachability.
 	AutoNAT bool `json:"autonat"`
 	// RelayService (relay_service, --no-relay-service) offers circuit
 	// relay to this environment's nodes while this node is publicly
@@ -299,13 +300,6 @@ func (c *Config) Validate() error {
 	case "", p2p.ReachabilityAuto, p2p.ReachabilityPublic, p2p.ReachabilityPrivate:
 	default:
 		add("reachability", "--reachability", "%q: use auto, public or private", c.Reachability)
-	}
-	autoReach := c.Reachability == "" || c.Reachability == p2p.ReachabilityAuto
-	if !c.AutoNAT && autoReach && c.RelayService {
-		add("relay_service", "--no-relay-service", "on, but with autonat off and reachability auto the node never learns it is public, so it never relays: set reachability public, turn autonat on, or turn the relay service off")
-	}
-	if !c.AutoNAT && autoReach && c.AutoRelay {
-		add("auto_relay", "--no-auto-relay", "on, but with autonat off and reachability auto the node never learns it is private, so it never reserves a relay slot: set reachability private, turn autonat on, or turn auto relay off")
 	}
 	if c.LogLevel != "" && !slices.Contains(LogLevels, c.LogLevel) {
 		add("log_level", "--log-level", "%q is not a log level: use one of %s", c.LogLevel, strings.Join(LogLevels, ", "))

@@ -54,8 +54,6 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		{"trusted garbage", func(c *Config) { c.Trusted = []string{"not-a-peer"} }, "trusted", `"not-a-peer"`},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log_level", `"loud"`},
 		{"reachability", func(c *Config) { c.Reachability = "maybe" }, "reachability", `"maybe"`},
-		{"relay without autonat", func(c *Config) { c.AutoNAT, c.AutoRelay = false, false }, "relay_service", "autonat off"},
-		{"auto relay without autonat", func(c *Config) { c.AutoNAT, c.RelayService = false, false }, "auto_relay", "autonat off"},
 		{"compact every garbage", func(c *Config) { c.CompactEvery = "hourly" }, "compact_every", `"hourly"`},
 		{"compact every no unit", func(c *Config) { c.CompactEvery = "10" }, "compact_every", `"10"`},
 		{"compact every too short", func(c *Config) { c.CompactEvery = "10ms" }, "compact_every", "at least 1s"},
@@ -151,9 +149,6 @@ func TestSettingsApply(t *testing.T) {
 	Settings{Reachability: "private", NoAutoNAT: true, NoRelayService: true, NoHolePunching: true, NoPortMapping: true}.Apply(&c)
 	if c.AutoNAT || c.RelayService || !c.AutoRelay || c.HolePunching || c.PortMapping || c.Reachability != "private" {
 		t.Errorf("NAT settings not applied: %+v", c)
-	}
-	if err := c.Validate(); err != nil && strings.Contains(err.Error(), "auto_relay") {
-		t.Errorf("private reachability without autonat refused: %v", err)
 	}
 	Settings{}.Apply(&c)
 	if c.CompactEvery != "off" {

@@ -179,12 +179,6 @@ func (c *Config) Validate() error {
 	default:
 		add("Reachability: %q, want auto, public or private", cfg.Reachability)
 	}
-	if cfg.RelayService && !cfg.AutoNAT && cfg.Reachability == ReachabilityAuto {
-		add("RelayService: on, but with AutoNAT off and Reachability auto this node never learns it is public, so it never relays; set Reachability public, or turn AutoNAT on")
-	}
-	if cfg.AutoRelay && !cfg.AutoNAT && cfg.Reachability == ReachabilityAuto {
-		add("AutoRelay: on, but with AutoNAT off and Reachability auto this node never learns it is private, so it never reserves a relay slot; set Reachability private, or turn AutoNAT on")
-	}
 
 	if cfg.Blockstore == nil {
 		add("Blockstore: required (a namespace of the node's datastore)")

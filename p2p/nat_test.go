@@ -25,8 +25,7 @@ func TestNATConfigValidation(t *testing.T) {
 		{"empty reachability is auto", func(c *Config) { c.Reachability = "" }, ""},
 		{"public", func(c *Config) { c.Reachability = ReachabilityPublic }, ""},
 		{"bad reachability", func(c *Config) { c.Reachability = "maybe" }, "Reachability: \"maybe\""},
-		{"relay without autonat", func(c *Config) { c.AutoNAT = false; c.AutoRelay = false }, "RelayService: on, but with AutoNAT off"},
-		{"autorelay without autonat", func(c *Config) { c.AutoNAT = false; c.RelayService = false }, "AutoRelay: on, but with AutoNAT off"},
+		{"no autonat", func(c *Config) { c.AutoNAT = false }, ""},
 		{"no autonat, forced public", func(c *Config) { c.AutoNAT = false; c.AutoRelay = false; c.Reachability = ReachabilityPublic }, ""},
 		{"all off", func(c *Config) {
 			c.AutoNAT, c.RelayService, c.AutoRelay, c.HolePunch, c.PortMap = false, false, false, false, false

@@ -93,11 +93,14 @@ type Config struct {
 	// knows, e.g. a cloud node with a public address or a site behind
 	// NAT, skips the wait).
 	Reachability string
-	// AutoNAT answers other nodes' reachability probes (AutoNAT v1 and
-	// v2) and asks them about this node. Off, "auto" reachability stays
-	// unknown. Default true. It tests public addresses only: nodes that
-	// reach each other over private ranges (a LAN, a VPN) need none of
-	// this.
+	// AutoNAT answers other nodes' reachability probes (AutoNAT v1's
+	// dial-back service) and tests this node's addresses one by one
+	// (AutoNAT v2). Default true. Off, the node still asks peers that
+	// answer (libp2p always runs the v1 client); in a cluster where none
+	// answers, "auto" reachability stays unknown, so the relay service and
+	// auto relay never start: set Reachability. Probes test public
+	// addresses only: nodes that reach each other over private ranges (a
+	// LAN, a VPN) need none of this.
 	AutoNAT bool
 	// RelayService offers circuit relay v2 to this environment's nodes
 	// while this node is publicly reachable, so that nodes behind NAT can

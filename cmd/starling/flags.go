@@ -100,7 +100,7 @@ func nodeFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagReach, EnvVars: envVar(flagReach),
 			Usage: "`REACHABILITY` of this node from other sites: auto (ask peers with AutoNAT, ~15 s after start), public (it has a public address) or private (behind NAT); default auto"},
 		&cli.BoolFlag{Name: flagNoAutoNAT, EnvVars: envVar(flagNoAutoNAT),
-			Usage: "do not answer or ask reachability probes (AutoNAT); then set --reachability, or turn off the relay service and auto relay"},
+			Usage: "do not answer reachability probes or test this node's addresses (AutoNAT); where no peer answers, set --reachability, or the relay parts never start"},
 		&cli.BoolFlag{Name: flagNoRelaySvc, EnvVars: envVar(flagNoRelaySvc),
 			Usage: "do not relay for this environment's nodes behind NAT while publicly reachable (a relayed connection carries at most 16 MiB each way, 2 min)"},
 		&cli.BoolFlag{Name: flagNoAutoRelay, EnvVars: envVar(flagNoAutoRelay),
