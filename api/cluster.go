@@ -17,7 +17,15 @@ type NodeView struct {
 	// Health is the replication link with this node ("" for itself).
 	Health    nodestate.SyncHealth `json:"health,omitempty"`
 	Connected bool                 `json:"connected"`
-	Static    bool                 `json:"static,omitempty"`
+	// Connection is "direct", "hole-punched" or "relayed" (omitted when
+	// not connected).
+	Connection string `json:"connection,omitempty"`
+	// Problem says why this node cannot reach it ("network-key": another
+	// private network key; "environment": another --env; "unreachable",
+	// "refused", ...), DialError the last error; omitted when none.
+	Problem   string `json:"problem,omitempty"`
+	DialError string `json:"dial_error,omitempty"`
+	Static    bool   `json:"static,omitempty"`
 	// LastSeen is when its last report arrived (omitted: never, or self);
 	// LastSeenMS is how long ago.
 	LastSeen   *time.Time `json:"last_seen,omitempty"`

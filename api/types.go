@@ -90,10 +90,12 @@ type StatusInfo struct {
 	APIAddr        string   `json:"api_addr"`
 	// APICertSHA256 is the SHA-256 (hex) of the API's TLS certificate:
 	// what a client pins (--api-cert-sha256); empty for plain HTTP.
-	APICertSHA256 string       `json:"api_cert_sha256,omitempty"`
-	Peers         []PeerStatus `json:"peers"`
-	Store         StoreStatus  `json:"store"`
-	Clock         ClockStatus  `json:"clock"`
+	APICertSHA256 string `json:"api_cert_sha256,omitempty"`
+	// NAT is the node's reachability and NAT traversal.
+	NAT   NATStatus    `json:"nat"`
+	Peers []PeerStatus `json:"peers"`
+	Store StoreStatus  `json:"store"`
+	Clock ClockStatus  `json:"clock"`
 	// Version is the node's build (`starling version` has the details).
 	Version string `json:"version"`
 }
@@ -118,6 +120,30 @@ type ClockStatus struct {
 	FarFuture uint64 `json:"far_future_versions"`
 }
 
+// NATStatus is a node's reachability as it learnt it (AutoNAT) and
+// what NAT traversal did.
+type NATStatus struct {
+	// Reachability is "public", "private" or "unknown" (not found out
+	// yet; AutoNAT only tests public addresses, so nodes on private
+	// ranges stay unknown).
+	Reachability string `json:"reachability"`
+	// ObservedAddrs are the public addresses peers see this node at.
+	ObservedAddrs []string `json:"observed_addrs"`
+	// ReachableAddrs and UnreachableAddrs: addresses AutoNAT v2
+	// confirmed or refuted.
+	ReachableAddrs   []string `json:"reachable_addrs,omitempty"`
+	UnreachableAddrs []string `json:"unreachable_addrs,omitempty"`
+	// RelayAddrs are its /p2p-circuit addresses (relay slots it holds).
+	RelayAddrs []string `json:"relay_addrs,omitempty"`
+	// Counters since start: hole punches (attempts and successes), and
+	// what this node relayed for others.
+	HolePunchAttempts  uint64 `json:"hole_punch_attempts"`
+	HolePunchSuccesses uint64 `json:"hole_punch_successes"`
+	RelayedBytes       uint64 `json:"relayed_bytes"`
+	RelayCircuits      uint64 `json:"relay_circuits"`
+	RelayReservations  uint64 `json:"relay_reservations"`
+}
+
 // PeerStatus describes a peer the node knows.
 type PeerStatus struct {
 	ID        string     `json:"id"`
@@ -128,6 +154,14 @@ type PeerStatus struct {
 	LastSeen  *time.Time `json:"last_seen,omitempty"`
 	Failures  int        `json:"failures,omitempty"`
 	NextDial  *time.Time `json:"next_dial,omitempty"`
+	// Conn is how it is connected: "direct", "hole-punched" or "relayed"
+	// (omitted when not connected).
+	Conn string `json:"connection,omitempty"`
+	// Problem names why it cannot be used ("network-key": another
+	// private network key; "environment": another --env; "unreachable",
+	// "refused", "peer-id", ...); DialError is the last error.
+	Problem   string `json:"problem,omitempty"`
+	DialError string `json:"dial_error,omitempty"`
 }
 
 type ListResponse struct {

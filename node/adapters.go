@@ -118,6 +118,9 @@ func (p p2pPeers) Peers(context.Context) ([]api.PeerStatus, error) {
 			Static:    pi.Static,
 			Blocked:   pi.Blocked,
 			Failures:  pi.Failures,
+			Conn:      string(pi.Conn),
+			Problem:   string(pi.Problem),
+			DialError: pi.DialError,
 		}
 		for _, a := range pi.Addrs {
 			ps.Addrs = append(ps.Addrs, a.String())

@@ -81,6 +81,35 @@ type Config struct {
 	MDNS bool `json:"mdns"`
 	// DHT (dht, --no-dht) enables the Kademlia rendezvous. Default true.
 	DHT bool `json:"dht"`
+	// Reachability (reachability, --reachability) is whether nodes of
+	// other sites can dial this one: auto (AutoNAT asks peers to dial
+	// back, about 15 s after start), public (a node with a public
+	// address) or private (a node behind NAT). Empty: auto.
+	Reachability string `json:"reachability,omitempty"`
+	// AutoNAT (autonat, --no-autonat) answers peers' reachability probes
+	// and tests this node's addresses (AutoNAT v1 service, v2). Default
+	// true. Off, the node still asks peers that answer; where none does,
+	// reachability "auto" stays unknown and the relay parts never start:
+	// set reachability.
+	AutoNAT bool `json:"autonat"`
+	// RelayService (relay_service, --no-relay-service) offers circuit
+	// relay to this environment's nodes while this node is publicly
+	// reachable: nodes behind NAT are reached through it and then hole
+	// punch to a direct connection. Limits: 2 minutes and 16 MiB each
+	// way per relayed connection. Off: a node whose bandwidth must not
+	// carry other sites' traffic. Default true.
+	RelayService bool `json:"relay_service"`
+	// AutoRelay (auto_relay, --no-auto-relay), while this node is
+	// private, reserves slots on up to two public cluster nodes and
+	// announces the relayed addresses. Default true.
+	AutoRelay bool `json:"auto_relay"`
+	// HolePunching (hole_punching, --no-hole-punching) upgrades relayed
+	// connections to direct ones (DCUtR). Default true.
+	HolePunching bool `json:"hole_punching"`
+	// PortMapping (port_mapping, --no-port-mapping) asks the router for a
+	// port mapping (UPnP, NAT-PMP). Off where routers must not be
+	// touched. Default true.
+	PortMapping bool `json:"port_mapping"`
 	// PSKFile (psk_file, --psk-file) is the private network key file;
 	// relative paths are taken from the data directory. Only nodes
 	// holding the same key can connect: without one, any machine that
@@ -124,11 +153,16 @@ type Config struct {
 // NodeID is empty: Init derives one from the host name and peer ID.
 func DefaultConfig() Config {
 	return Config{
-		Env:         DefaultEnv,
-		ListenAddrs: DefaultListenAddrs(false),
-		APIAddr:     DefaultAPIAddr,
-		MDNS:        true,
-		DHT:         true,
+		Env:          DefaultEnv,
+		ListenAddrs:  DefaultListenAddrs(false),
+		APIAddr:      DefaultAPIAddr,
+		MDNS:         true,
+		DHT:          true,
+		AutoNAT:      true,
+		RelayService: true,
+		AutoRelay:    true,
+		HolePunching: true,
+		PortMapping:  true,
 	}
 }
 
@@ -294,6 +328,11 @@ func (c *Config) Validate() error {
 			add("trusted", "--trust", "%q is not a peer ID (%v): copy it from `starling status` on that node", s, err)
 		}
 	}
+	switch c.Reachability {
+	case "", p2p.ReachabilityAuto, p2p.ReachabilityPublic, p2p.ReachabilityPrivate:
+	default:
+		add("reachability", "--reachability", "%q: use auto, public or private", c.Reachability)
+	}
 	if c.LogLevel != "" && !slices.Contains(LogLevels, c.LogLevel) {
 		add("log_level", "--log-level", "%q is not a log level: use one of %s", c.LogLevel, strings.Join(LogLevels, ", "))
 	}
@@ -378,7 +417,15 @@ type Settings struct {
 	Trusted     []string // replace the configured ones
 	NoMDNS      bool
 	NoDHT       bool
-	LogLevel    string
+	// Reachability replaces the configured reachability; the No* NAT
+	// settings turn the parts off.
+	Reachability   string
+	NoAutoNAT      bool
+	NoRelayService bool
+	NoAutoRelay    bool
+	NoHolePunching bool
+	NoPortMapping  bool
+	LogLevel       string
 	// CompactEvery replaces the configured compact_every ("off" too).
 	CompactEvery string
 	// EvictAfter replaces the configured compact_evict_after ("off" too).
@@ -422,6 +469,16 @@ func (s Settings) Apply(c *Config) {
 	}
 	if s.NoDHT {
 		c.DHT = false
+	}
+	setStr(&c.Reachability, s.Reachability)
+	for _, off := range []struct {
+		set bool
+		dst *bool
+	}{{s.NoAutoNAT, &c.AutoNAT}, {s.NoRelayService, &c.RelayService}, {s.NoAutoRelay, &c.AutoRelay},
+		{s.NoHolePunching, &c.HolePunching}, {s.NoPortMapping, &c.PortMapping}} {
+		if off.set {
+			*off.dst = false
+		}
 	}
 }
 

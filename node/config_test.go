@@ -53,6 +53,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		}, "open_network", "psk_file"},
 		{"trusted garbage", func(c *Config) { c.Trusted = []string{"not-a-peer"} }, "trusted", `"not-a-peer"`},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log_level", `"loud"`},
+		{"reachability", func(c *Config) { c.Reachability = "maybe" }, "reachability", `"maybe"`},
 		{"compact every garbage", func(c *Config) { c.CompactEvery = "hourly" }, "compact_every", `"hourly"`},
 		{"compact every no unit", func(c *Config) { c.CompactEvery = "10" }, "compact_every", `"10"`},
 		{"compact every too short", func(c *Config) { c.CompactEvery = "10ms" }, "compact_every", "at least 1s"},
@@ -141,6 +142,13 @@ func TestSettingsApply(t *testing.T) {
 	}
 	if c.CompactEvery != "off" {
 		t.Errorf("compact_every = %q, want off", c.CompactEvery)
+	}
+	if !c.AutoNAT || !c.RelayService || !c.AutoRelay || !c.HolePunching || !c.PortMapping || c.Reachability != "" {
+		t.Errorf("NAT defaults changed by settings that do not name them: %+v", c)
+	}
+	Settings{Reachability: "private", NoAutoNAT: true, NoRelayService: true, NoHolePunching: true, NoPortMapping: true}.Apply(&c)
+	if c.AutoNAT || c.RelayService || !c.AutoRelay || c.HolePunching || c.PortMapping || c.Reachability != "private" {
+		t.Errorf("NAT settings not applied: %+v", c)
 	}
 	Settings{}.Apply(&c)
 	if c.CompactEvery != "off" {

@@ -22,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/net/netutil"
 
+	"github.com/multiformats/go-multiaddr"
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/crdt"
 	"github.com/starling-sync/starling/election"
@@ -276,6 +277,12 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	pc.Peers = peers
 	pc.MDNS = cfg.MDNS
 	pc.DHT = cfg.DHT
+	pc.Reachability = cfg.Reachability
+	pc.AutoNAT = cfg.AutoNAT
+	pc.RelayService = cfg.RelayService
+	pc.AutoRelay = cfg.AutoRelay
+	pc.HolePunch = cfg.HolePunching
+	pc.PortMap = cfg.PortMapping
 	pc.Trusted = trusted
 	pc.Blockstore = namespace.Wrap(n.ldb, BlocksNamespace)
 	// p2p, crdt and entity name themselves with a "component" attribute;
@@ -598,6 +605,7 @@ func (n *Node) Status(ctx context.Context) (api.StatusInfo, error) {
 		Addrs:          addrs,
 		APIAddr:        n.apiAddr,
 		APICertSHA256:  n.apiCertSHA256,
+		NAT:            natStatus(n.p2p.NATStatus()),
 		Peers:          peers,
 		Store:          api.StoreStatus(n.store.Status(ctx)),
 		Clock:          n.mon.ClockStatus(),
@@ -617,4 +625,26 @@ func (n *Node) WebLoginURL() string {
 		return ""
 	}
 	return n.scheme() + n.apiAddr + api.LoginPath(n.web.LoginCode())
+}
+
+func natStatus(s p2p.NATStatus) api.NATStatus {
+	strs := func(as []multiaddr.Multiaddr) []string {
+		out := make([]string, 0, len(as))
+		for _, a := range as {
+			out = append(out, a.String())
+		}
+		return out
+	}
+	return api.NATStatus{
+		Reachability:       s.Reachability,
+		ObservedAddrs:      strs(s.Observed),
+		ReachableAddrs:     strs(s.Reachable),
+		UnreachableAddrs:   strs(s.Unreachable),
+		RelayAddrs:         strs(s.RelayAddrs),
+		HolePunchAttempts:  s.HolePunchAttempts,
+		HolePunchSuccesses: s.HolePunchSuccesses,
+		RelayedBytes:       s.RelayedBytes,
+		RelayCircuits:      s.RelayCircuits,
+		RelayReservations:  s.Reservations,
+	}
 }

@@ -56,6 +56,12 @@ func DefaultConfig(env string) Config {
 		RedialMax:    defaultRedialMax,
 		PingInterval: defaultPingInterval,
 		PingTimeout:  defaultPingTimeout,
+		Reachability: ReachabilityAuto,
+		AutoNAT:      true,
+		RelayService: true,
+		AutoRelay:    true,
+		HolePunch:    true,
+		PortMap:      true,
 	}
 }
 
@@ -80,6 +86,9 @@ func (c Config) withDefaults() Config {
 	}
 	if len(c.ListenAddrs) == 0 {
 		c.ListenAddrs = defaultListenAddrs(len(c.PSK) > 0)
+	}
+	if c.Reachability == "" {
+		c.Reachability = ReachabilityAuto
 	}
 	return c
 }
@@ -163,6 +172,12 @@ func (c *Config) Validate() error {
 	}
 	if cfg.PingTimeout < cfg.PingInterval {
 		add("PingTimeout: %s is less than PingInterval (%s); a peer would be cut between two pings", cfg.PingTimeout, cfg.PingInterval)
+	}
+
+	switch cfg.Reachability {
+	case ReachabilityAuto, ReachabilityPublic, ReachabilityPrivate:
+	default:
+		add("Reachability: %q, want auto, public or private", cfg.Reachability)
 	}
 
 	if cfg.Blockstore == nil {

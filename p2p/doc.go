@@ -35,6 +35,23 @@
 //     A ping every PingInterval detects a silent partition (which TCP
 //     notices only after minutes): after PingTimeout without an answer the
 //     node closes the connection and the re-dial loop takes over.
+//   - NAT traversal (nat.go), libp2p's own parts, each switchable in
+//     Config: AutoNAT v1 and v2 find whether the node is public; a public
+//     node runs the circuit relay v2 for its environment's trusted nodes;
+//     a private node reserves slots on connected cluster nodes that relay
+//     (autorelay, fed from the known peers: no central relay); DCUtR hole
+//     punching upgrades a relayed connection to a direct one; UPnP/NAT-PMP
+//     port mapping. A relayed connection counts as connected; the streams
+//     that must work over it opt in (allowLimited in stream.go).
+//     Node.NATStatus and PeerInfo.Conn (direct, hole-punched, relayed)
+//     report it.
+//   - Address exchange (exchange.go): each node sends the peers it knows,
+//     relay addresses included, to each connected peer on connect and
+//     when the list changes, so sites that met through a hub keep each
+//     other once it is gone.
+//   - Dial problems (dialerr.go): a failed dial is classified (another
+//     network key, another environment, unreachable, ...) in PeerInfo and
+//     logged once a minute per peer when it is a misconfiguration.
 //   - Replication (Node.Replication): a gossipsub topic for broadcasts and
 //     a direct stream protocol for one peer (the heads exchange on
 //     connect). A topic validator drops messages whose author is not in

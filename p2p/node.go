@@ -29,6 +29,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/starling-sync/starling/internal/peerlog"
 )
 
 // Sentinel errors. Test for them with errors.Is.
@@ -86,6 +87,38 @@ type Config struct {
 	// (TCP alone does not notice a silent partition for minutes), so that
 	// the re-dial loop takes over. Defaults 1s and 4s.
 	PingInterval, PingTimeout time.Duration
+	// Reachability is whether other nodes can dial this one: "auto"
+	// (the default, also ""; AutoNAT asks peers to dial back, which takes
+	// about 15 s after start), "public" or "private" (an operator who
+	// knows, e.g. a cloud node with a public address or a site behind
+	// NAT, skips the wait).
+	Reachability string
+	// AutoNAT answers other nodes' reachability probes (AutoNAT v1's
+	// dial-back service) and tests this node's addresses one by one
+	// (AutoNAT v2). Default true. Off, the node still asks peers that
+	// answer (libp2p always runs the v1 client); in a cluster where none
+	// answers, "auto" reachability stays unknown, so the relay service and
+	// auto relay never start: set Reachability. Probes test public
+	// addresses only: nodes that reach each other over private ranges (a
+	// LAN, a VPN) need none of this.
+	AutoNAT bool
+	// RelayService offers circuit relay v2 to this environment's nodes
+	// while this node is publicly reachable, so that nodes behind NAT can
+	// be reached through it and hole punch. Limits per relayed
+	// connection: 2 minutes and 16 MiB each way (nat.go says why). Off:
+	// a node whose bandwidth must not carry other sites' traffic.
+	// Default true.
+	RelayService bool
+	// AutoRelay, while this node is private, reserves slots on up to two
+	// connected cluster nodes that offer the relay service, and
+	// announces the relayed addresses. Default true.
+	AutoRelay bool
+	// HolePunch upgrades relayed connections to direct ones (DCUtR).
+	// Default true.
+	HolePunch bool
+	// PortMap asks the router for a port mapping (UPnP, NAT-PMP). Off
+	// where routers must not be touched. Default true.
+	PortMap bool
 	// Blockstore is where DAG blocks are kept (usually a namespace of the
 	// node's LevelDB). Required.
 	Blockstore ds.Batching
@@ -135,12 +168,16 @@ type Node struct {
 
 	dht  *dht.IpfsDHT
 	mdns mdns.Service
+	nat  *natState // nat.go
 
 	// ctx is cancelled by Close; every goroutine in wg watches it.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// hostReady is closed once n.host is set: libp2p may call back into
+	// the node (autorelay's peer source) while libp2p.New still runs.
+	hostReady chan struct{}
 	// wake nudges the re-dial loop (buffered 1; a pending nudge is enough).
 	wake chan struct{}
 	// firstConn is closed when the first peer connects (DHT advertising
@@ -154,6 +191,8 @@ type Node struct {
 	removed map[peer.ID]struct{}
 	subs    map[uint64]chan PeerEvent
 	nextSub uint64
+	// problemLog rate-limits the warnings about misconfigured peers.
+	problemLog peerlog.Limiter
 
 	closeOnce sync.Once
 	closeErr  error
@@ -182,7 +221,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		trust:     newTrust(self, cfg.Trusted, cfg.DropInbound),
 		gater:     newGater(),
 		mis:       newMisbehavior(),
+		nat:       newNATState(),
 		wake:      make(chan struct{}, 1),
+		hostReady: make(chan struct{}),
 		firstConn: make(chan struct{}),
 		known:     make(map[peer.ID]*knownPeer),
 		removed:   make(map[peer.ID]struct{}),
@@ -205,6 +246,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.events, err = n.host.EventBus().Subscribe([]any{
 		new(event.EvtPeerConnectednessChanged),
 		new(event.EvtPeerIdentificationCompleted),
+		new(event.EvtLocalReachabilityChanged),
+		new(event.EvtHostReachableAddrsChanged),
 	}, eventbus.BufSize(256), eventbus.Name("starling-p2p"))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: subscribe to host events: %w", err)
@@ -218,9 +261,13 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
+	n.startExchange()
 	// Listen only now that every protocol handler is registered: a peer
 	// that connects at once finds them all.
 	for _, a := range cfg.ListenAddrs {
+		if err := checkPortFree(a); err != nil {
+			return nil, err
+		}
 		if err := n.host.Network().Listen(a); err != nil {
 			return nil, fmt.Errorf("p2p: listen on %s: %w", a, err)
 		}
@@ -249,7 +296,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		go n.advertiseLoop()
 		go n.findLoop()
 	}
-	n.log.Info("p2p node started", "addrs", n.Addrs(), "mdns", cfg.MDNS, "dht", cfg.DHT, "private", len(cfg.PSK) > 0)
+	n.log.Info("p2p node started", "addrs", n.Addrs(), "mdns", cfg.MDNS, "dht", cfg.DHT, "private", len(cfg.PSK) > 0,
+		"reachability", cfg.Reachability, "autonat", cfg.AutoNAT, "relay_service", cfg.RelayService,
+		"auto_relay", cfg.AutoRelay, "hole_punch", cfg.HolePunch, "port_map", cfg.PortMap)
 	return n, nil
 }
 
@@ -272,6 +321,7 @@ func (n *Node) startHost() error {
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("starling"),
 	}
+	opts = append(opts, n.hostNATOptions()...)
 	if len(n.cfg.PSK) > 0 {
 		opts = append(opts, libp2p.PrivateNetwork(pnet.PSK(n.cfg.PSK)))
 	} else {
@@ -283,6 +333,7 @@ func (n *Node) startHost() error {
 		return fmt.Errorf("p2p: create host: %w", err)
 	}
 	n.host = h
+	close(n.hostReady)
 	return nil
 }
 
@@ -428,6 +479,7 @@ func (n *Node) shutdown() error {
 	}
 	n.cancel()
 	n.wg.Wait()
+	n.closeRelay()
 	if n.events != nil {
 		errs = append(errs, n.events.Close())
 	}

@@ -29,6 +29,14 @@ type PeerInfo struct {
 	LastSeen  time.Time // last time a connection was up (zero if never)
 	Failures  int       // consecutive failed dials
 	NextDial  time.Time // when the re-dial loop tries again (zero if connected)
+	// Conn is how the peer is connected: direct, hole-punched or relayed
+	// (empty when not connected).
+	Conn ConnKind
+	// Problem classifies why the peer cannot be used (another network key
+	// or environment, unreachable, ...); ProblemNone while connected or
+	// never dialled. DialError is the last dial error, or the refusal.
+	Problem   Problem
+	DialError string
 }
 
 // knownPeer is the node's record of a peer it keeps connected. Guarded by
@@ -44,10 +52,15 @@ type knownPeer struct {
 	lastPong  time.Time // last successful ping (or connect time)
 	pinging   bool
 
-	dialing  bool
-	failures int // consecutive failed dials
-	flaps    int // consecutive connections that dropped within RedialMax
-	nextDial time.Time
+	dialing bool
+	problem Problem // why it is not connected (dialerr.go)
+	// exchanged is the digest of the peer list last sent to it
+	// (exchange.go).
+	exchanged uint64
+	dialErr   string
+	failures  int // consecutive failed dials
+	flaps     int // consecutive connections that dropped within RedialMax
+	nextDial  time.Time
 }
 
 func (k *knownPeer) dialAddrs() []multiaddr.Multiaddr {
@@ -99,6 +112,8 @@ const (
 	sourceStatic = "static" // Config.Peers or AddPeer
 	sourceMDNS   = "mdns"
 	sourceDHT    = "dht"
+	// sourceExchange: another node told us (exchange.go).
+	sourceExchange = "exchange"
 )
 
 // addKnown records ai as a peer to keep connected. Static peers come from
@@ -111,7 +126,7 @@ func (n *Node) addKnown(ai peer.AddrInfo, source string) bool {
 	}
 	// Asked before taking n.mu: the node never holds its lock while
 	// calling into libp2p.
-	conn := n.host.Network().Connectedness(ai.ID) == network.Connected
+	conn := isUp(n.host.Network().Connectedness(ai.ID))
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -170,6 +185,8 @@ func (n *Node) Peers() []PeerInfo {
 			LastSeen:  k.lastSeen,
 			Failures:  k.failures,
 			NextDial:  k.nextDial,
+			Problem:   k.problem,
+			DialError: k.dialErr,
 		})
 	}
 	n.mu.Unlock()
@@ -181,6 +198,11 @@ func (n *Node) Peers() []PeerInfo {
 		p.Blocked = n.gater.isBlocked(p.ID)
 		if p.Connected {
 			p.NextDial = time.Time{}
+			p.Conn = n.connKind(p.ID)
+			if p.Problem != ProblemEnvironment {
+				// A dial that failed while another connection came up.
+				p.Problem, p.DialError = ProblemNone, ""
+			}
 		}
 	}
 	// Connected peers the node does not keep (it was told to remove them,
@@ -189,7 +211,7 @@ func (n *Node) Peers() []PeerInfo {
 		if slices.ContainsFunc(out, func(p PeerInfo) bool { return p.ID == id }) {
 			continue
 		}
-		out = append(out, PeerInfo{ID: id, Addrs: ps.Addrs(id), Connected: true, Blocked: n.gater.isBlocked(id)})
+		out = append(out, PeerInfo{ID: id, Addrs: ps.Addrs(id), Connected: true, Blocked: n.gater.isBlocked(id), Conn: n.connKind(id)})
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int {
 		switch {
@@ -229,7 +251,7 @@ func (n *Node) AddPeer(ctx context.Context, ai peer.AddrInfo) error {
 func (n *Node) RemovePeer(id peer.ID) error {
 	// Ask the network before taking n.mu: the node never holds its lock
 	// while calling into libp2p.
-	connected := n.host.Network().Connectedness(id) == network.Connected
+	connected := isUp(n.host.Network().Connectedness(id))
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -297,13 +319,25 @@ func (n *Node) eventLoop() {
 			}
 			switch ev := e.(type) {
 			case event.EvtPeerConnectednessChanged:
-				n.onConnectedness(ev.Peer, ev.Connectedness == network.Connected)
+				n.onConnectedness(ev.Peer, isUp(ev.Connectedness))
 			case event.EvtPeerIdentificationCompleted:
 				n.mu.Lock()
 				if k, ok := n.known[ev.Peer]; ok && len(ev.ListenAddrs) > 0 {
 					k.learned = slices.Clone(ev.ListenAddrs)
 				}
 				n.mu.Unlock()
+				n.checkEnvironment(ev.Peer, ev.Protocols)
+				n.nat.observed(ev.Peer, ev.ObservedAddr)
+			case event.EvtLocalReachabilityChanged:
+				n.nat.setReachability(ev.Reachability)
+				n.log.Info("reachability changed", "reachability", reachabilityName(ev.Reachability))
+				n.updateRelay()
+			case event.EvtHostReachableAddrsChanged:
+				n.nat.mu.Lock()
+				n.nat.reachable, n.nat.unreachable = slices.Clone(ev.Reachable), slices.Clone(ev.Unreachable)
+				n.nat.mu.Unlock()
+				n.log.Info("reachable addresses changed", "reachable", ev.Reachable, "unreachable", ev.Unreachable)
+				n.updateRelay()
 			}
 		}
 	}
@@ -335,6 +369,9 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 			k.upSince, k.lastSeen, k.lastPong = now, now, now
 			k.failures = 0
 			k.nextDial = time.Time{}
+			if k.problem != ProblemEnvironment {
+				k.problem, k.dialErr = ProblemNone, ""
+			}
 			if len(lastAddrs) > 0 {
 				k.learned = lastAddrs
 			}
@@ -354,10 +391,16 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 	}
 	n.publishEvent(PeerEvent{Peer: id, Connected: connected})
 	n.mu.Unlock()
+	if !connected {
+		n.nat.forget(id)
+	}
 
 	if connected {
 		n.firstConnOnce.Do(func() { close(n.firstConn) })
 		n.log.Debug("peer connected", "peer", id)
+		if ok {
+			n.wg.Go(func() { n.sendPeers(id, true) })
+		}
 	} else {
 		n.log.Debug("peer disconnected", "peer", id)
 		n.kick()
@@ -426,16 +469,23 @@ func (n *Node) dial(ai peer.AddrInfo) {
 	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
 		sw.Backoff().Clear(ai.ID)
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, n.dialTimeout())
+	// A relayed connection counts: when there is no direct path it is
+	// the path (and hole punching starts from it).
+	ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(n.ctx, "starling re-dial"), n.dialTimeout())
 	err := n.host.Connect(ctx, ai)
 	cancel()
 
+	var problem Problem
+	if err != nil {
+		problem = n.classifyDialError(err)
+	}
 	n.mu.Lock()
 	if k, ok := n.known[ai.ID]; ok {
 		k.dialing = false
 		if err != nil {
 			k.failures++
 			k.nextDial = time.Now().Add(n.backoff(k.failures + k.flaps))
+			k.problem, k.dialErr = problem, err.Error()
 		} else {
 			k.failures = 0
 		}
@@ -451,7 +501,7 @@ func (n *Node) dial(ai peer.AddrInfo) {
 		return
 	}
 	if err != nil && n.ctx.Err() == nil {
-		n.log.Debug("dial failed", "peer", ai.ID, "err", err)
+		n.logDialProblem(ai.ID, problem, err)
 	}
 	n.kick()
 }
@@ -517,4 +567,11 @@ func (n *Node) ping(id peer.ID) {
 		}
 	}
 	n.mu.Unlock()
+}
+
+// isUp counts a relayed (limited) connection as a connection: with
+// no direct path it is the path, and the streams that must work over it
+// opt in (see allowLimited).
+func isUp(c network.Connectedness) bool {
+	return c == network.Connected || c == network.Limited
 }

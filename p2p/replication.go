@@ -260,7 +260,7 @@ func (r *Replication) SendTo(ctx context.Context, to string, data []byte) error 
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
 
-	s, err := r.host.NewStream(ctx, id, r.proto)
+	s, err := r.host.NewStream(allowLimited(ctx, "replication"), id, r.proto)
 	if err != nil {
 		if r.closed() {
 			return ErrClosed

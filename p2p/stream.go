@@ -34,13 +34,37 @@ func (n *Node) HandleStream(name string, fn func(from peer.ID, s io.ReadWriteClo
 
 // OpenStream opens a stream of the protocol name to a peer (see
 // HandleStream). The caller closes it; CloseWrite ends the request side.
+//
+// It may use a relayed connection (see allowLimited): the state transfer
+// is the only user, and when two nodes have no direct path it is that or
+// nothing. A transfer larger than the relay's data limit (16 MiB each
+// way) is cut and fails; the node then joins from a peer it reaches
+// directly.
 func (n *Node) OpenStream(ctx context.Context, to peer.ID, name string) (network.Stream, error) {
 	if !n.trust.trusts(to) {
 		return nil, fmt.Errorf("p2p: %s is not a trusted peer", to)
 	}
-	s, err := n.host.NewStream(ctx, to, n.streamProto(name))
+	s, err := n.host.NewStream(allowLimited(ctx, name), to, n.streamProto(name))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: open %s stream to %s: %w", name, to, err)
 	}
 	return s, nil
+}
+
+// allowLimited lets a stream use a relayed (limited) connection. libp2p
+// refuses new streams on those unless the opener opts in, and waits for a
+// direct one instead (hole punching), up to the dial timeout.
+//
+// Which protocols opt in, and why (gossipsub and bitswap cannot: they
+// open their streams themselves and skip limited connections, so gossip
+// reaches a relayed peer through the nodes that reach both):
+//   - the replication stream (heads exchange on connect, branch requests
+//     and replies, gap fill): small messages, at most maxMessageSize, the
+//     only way blocks reach a peer with no direct path;
+//   - the state transfer (OpenStream), within the relay's data limit;
+//   - the address exchange (exchange.go): a few KiB, and it is what lets
+//     two sites find each other's relay addresses;
+//   - libp2p's ping (liveness), identify and DCUtR opt in on their own.
+func allowLimited(ctx context.Context, why string) context.Context {
+	return network.WithAllowLimitedConn(ctx, why)
 }

@@ -274,6 +274,13 @@ func (e *cmdEnv) printStatus(st *api.StatusInfo) {
 	for _, a := range st.Addrs {
 		fmt.Fprintf(w, "address\t%s\n", a)
 	}
+	fmt.Fprintf(w, "reachability\t%s\n", reachabilityLine(st.NAT))
+	for _, a := range st.NAT.ObservedAddrs {
+		fmt.Fprintf(w, "observed address\t%s\n", a)
+	}
+	for _, a := range st.NAT.RelayAddrs {
+		fmt.Fprintf(w, "relay address\t%s\n", a)
+	}
 	connected := 0
 	for _, p := range st.Peers {
 		if p.Connected {
@@ -299,6 +306,29 @@ func (e *cmdEnv) printStatus(st *api.StatusInfo) {
 	fmt.Fprintf(w, "compaction\t%s\n", compactionLine(s, time.Now()))
 	fmt.Fprintf(w, "clock\t%s\n", clockLine(st.Clock))
 	_ = w.Flush()
+}
+
+// reachabilityLine says whether other sites can dial this node, with
+// the hole-punch and relay counters when there are any.
+func reachabilityLine(n api.NATStatus) string {
+	line := n.Reachability
+	switch n.Reachability {
+	case "":
+		line = "unknown"
+	case "public":
+		line += " (other sites can dial this node)"
+	case "private":
+		line += " (behind NAT: reached through relays and hole punching)"
+	case "unknown":
+		line += " (not found out yet; AutoNAT tests public addresses only)"
+	}
+	if n.HolePunchAttempts > 0 {
+		line += fmt.Sprintf("; hole punches %d/%d succeeded", n.HolePunchSuccesses, n.HolePunchAttempts)
+	}
+	if n.RelayedBytes > 0 || n.RelayReservations > 0 {
+		line += fmt.Sprintf("; relayed %s in %d circuits for others", humanBytes(int64(n.RelayedBytes)), n.RelayCircuits)
+	}
+	return line
 }
 
 // clockLine shows how this node's clock compares with its peers'.

@@ -121,7 +121,12 @@ func (e *cmdEnv) clusterPeersCommand() *cli.Command {
 		Usage:     "the other nodes: peer ID, node, state, sync health, connection, address",
 		UsageText: "starling cluster peers --data DIR [--json]",
 		Description: `Lists the peers this node knows (static, discovered, or connected), with the
-node ID and state it has learnt from each.
+node ID and state it has learnt from each. CONNECTED says how: direct,
+hole-punched (a direct connection made by hole punching through NAT) or
+relayed (through another node's relay, when there is no direct path); or
+"no", with the reason when the node can tell (network-key: another private
+network key; environment: another --env; unreachable; refused), explained
+below the table.
 
 Example:
    starling cluster peers --data ./node1 --json | jq -r '.[] | select(.state != "ACTIVE") | .node_id'`,
@@ -150,11 +155,21 @@ Example:
 			}
 			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "PEER ID\tNODE\tSTATE\tSYNC\tCONNECTED\tSTATIC\tLAST SEEN\tVERSION\tADDRESS")
+			var problems []api.NodeView
 			for _, p := range peers {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.PeerID, orDash(p.NodeID), p.State, orDash(string(p.Health)),
-					yesNo(p.Connected), yesNo(p.Static), lastSeen(p), orDash(p.Version), firstOr(p.Addrs, "-"))
+					connectedCell(p), yesNo(p.Static), lastSeen(p), orDash(p.Version), firstOr(p.Addrs, "-"))
+				if p.Problem != "" && !p.Connected {
+					problems = append(problems, p)
+				}
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			for _, p := range problems {
+				fmt.Fprintf(e.stdout, "%s: %s\n", p.PeerID, problemLine(p))
+			}
+			return nil
 		},
 	}
 }
@@ -407,6 +422,46 @@ func printLeader(w io.Writer, g api.ElectionGroup, l election.Leadership, isLead
 	for _, c := range g.Conflicts {
 		fmt.Fprintf(w, "conflict\t%s\n", c)
 	}
+}
+
+// connectedCell is the CONNECTED column: how (direct, hole-punched,
+// relayed), or "no" with the problem that keeps it apart.
+func connectedCell(p api.NodeView) string {
+	switch {
+	case p.Connected && p.Connection != "":
+		return p.Connection
+	case p.Connected:
+		return "yes"
+	case p.Problem != "":
+		return "no (" + p.Problem + ")"
+	}
+	return "no"
+}
+
+// problemLine explains a peer's problem to the operator.
+func problemLine(p api.NodeView) string {
+	var what string
+	switch p.Problem {
+	case "network-key":
+		what = "the handshake fails: it holds another private network key (swarm.key), or one of the two has none; copy the same key to both"
+	case "environment":
+		what = "it belongs to another environment (--env); nodes of two environments never exchange data"
+	case "peer-id":
+		what = "another peer answers at its address: fix the /p2p/<id> part"
+	case "refused":
+		what = "nothing listens at its address (node down, or wrong port)"
+	case "unreachable":
+		what = "no answer (down, firewall, NAT, or partition)"
+	default:
+		what = p.Problem
+	}
+	if e := strings.Join(strings.Fields(p.DialError), " "); e != "" {
+		if len(e) > 300 { // a dial error lists every address tried
+			e = e[:300] + "..."
+		}
+		what += " [" + e + "]"
+	}
+	return what
 }
 
 func orDash(s string) string {

@@ -244,3 +244,26 @@ func TestClusterAddSave(t *testing.T) {
 		t.Errorf("config.json still has the removed peer: %v", got)
 	}
 }
+
+// TestConnectedCell: cluster peers says how a peer is connected, or why
+// it is not (a wrong key was a silent "no" and a JOINING state).
+func TestConnectedCell(t *testing.T) {
+	for _, tc := range []struct {
+		v    api.NodeView
+		want string
+	}{
+		{api.NodeView{Connected: true, Connection: "hole-punched"}, "hole-punched"},
+		{api.NodeView{Connected: true, Connection: "relayed"}, "relayed"},
+		{api.NodeView{Connected: true}, "yes"},
+		{api.NodeView{Problem: "network-key"}, "no (network-key)"},
+		{api.NodeView{}, "no"},
+	} {
+		if got := connectedCell(tc.v); got != tc.want {
+			t.Errorf("connectedCell(%+v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+	line := problemLine(api.NodeView{Problem: "network-key", DialError: "failed to dial:\n  * [/ip4/1.2.3.4/tcp/1] failed to negotiate security protocol: EOF"})
+	if !strings.Contains(line, "swarm.key") || strings.Contains(line, "\n") {
+		t.Errorf("problemLine = %q: want the key named, on one line", line)
+	}
+}

@@ -25,8 +25,15 @@ const (
 	flagTrust   = "trust"
 	flagNoMDNS  = "no-mdns"
 	flagNoDHT   = "no-dht"
-	flagForce   = "force"
-	flagBackup  = "backup"
+	// NAT traversal (p2p/nat.go).
+	flagReach       = "reachability"
+	flagNoAutoNAT   = "no-autonat"
+	flagNoRelaySvc  = "no-relay-service"
+	flagNoAutoRelay = "no-auto-relay"
+	flagNoHolePunch = "no-hole-punching"
+	flagNoPortMap   = "no-port-mapping"
+	flagForce       = "force"
+	flagBackup      = "backup"
 	// flagAPICertSHA pins a node's API certificate (client commands).
 	flagAPICertSHA = "api-cert-sha256"
 	flagAPITLS     = "api-tls"
@@ -109,6 +116,18 @@ func nodeFlags() []cli.Flag {
 			Usage: "exchange replication data and election heartbeats only with this `PEER-ID` (repeatable; default: every peer of the network); others get nothing, not even blocks over bitswap"},
 		&cli.BoolFlag{Name: flagNoMDNS, EnvVars: envVar(flagNoMDNS), Usage: "turn off LAN discovery (mDNS)"},
 		&cli.BoolFlag{Name: flagNoDHT, EnvVars: envVar(flagNoDHT), Usage: "turn off DHT rendezvous discovery"},
+		&cli.StringFlag{Name: flagReach, EnvVars: envVar(flagReach),
+			Usage: "`REACHABILITY` of this node from other sites: auto (ask peers with AutoNAT, ~15 s after start), public (it has a public address) or private (behind NAT); default auto"},
+		&cli.BoolFlag{Name: flagNoAutoNAT, EnvVars: envVar(flagNoAutoNAT),
+			Usage: "do not answer reachability probes or test this node's addresses (AutoNAT); where no peer answers, set --reachability, or the relay parts never start"},
+		&cli.BoolFlag{Name: flagNoRelaySvc, EnvVars: envVar(flagNoRelaySvc),
+			Usage: "do not relay for this environment's nodes behind NAT while publicly reachable (a relayed connection carries at most 16 MiB each way, 2 min)"},
+		&cli.BoolFlag{Name: flagNoAutoRelay, EnvVars: envVar(flagNoAutoRelay),
+			Usage: "while behind NAT, do not reserve relay slots on public cluster nodes (then nodes of other sites cannot reach this one unless it dials them)"},
+		&cli.BoolFlag{Name: flagNoHolePunch, EnvVars: envVar(flagNoHolePunch),
+			Usage: "do not upgrade relayed connections to direct ones by hole punching (DCUtR)"},
+		&cli.BoolFlag{Name: flagNoPortMap, EnvVars: envVar(flagNoPortMap),
+			Usage: "do not ask the router for a port mapping (UPnP, NAT-PMP)"},
 		&cli.StringFlag{Name: flagCompact, EnvVars: envVar(flagCompact),
 			Usage: "automatic compaction: at most `DURATION` between two rounds (e.g. 30m; the size is looked at every min(1m, DURATION)), or off (default 1h, and at once when the history outgrows the live state and 8 MiB)"},
 		&cli.StringFlag{Name: flagEvict, EnvVars: envVar(flagEvict),
@@ -129,17 +148,23 @@ type flagValues interface {
 // relative to the data directory.
 func settingsFrom(f flagValues) (node.Settings, error) {
 	s := node.Settings{
-		Env:          strings.TrimSpace(f.String(flagEnv)),
-		NodeID:       strings.TrimSpace(f.String(flagNodeID)),
-		APIAddr:      strings.TrimSpace(f.String(flagAPI)),
-		APITLS:       strings.TrimSpace(f.String(flagAPITLS)),
-		ListenAddrs:  cleanList(f.StringSlice(flagListen)),
-		Peers:        cleanList(f.StringSlice(flagPeer)),
-		Trusted:      cleanList(f.StringSlice(flagTrust)),
-		NoMDNS:       f.Bool(flagNoMDNS),
-		NoDHT:        f.Bool(flagNoDHT),
-		CompactEvery: strings.TrimSpace(f.String(flagCompact)),
-		EvictAfter:   strings.TrimSpace(f.String(flagEvict)),
+		Env:            strings.TrimSpace(f.String(flagEnv)),
+		NodeID:         strings.TrimSpace(f.String(flagNodeID)),
+		APIAddr:        strings.TrimSpace(f.String(flagAPI)),
+		APITLS:         strings.TrimSpace(f.String(flagAPITLS)),
+		ListenAddrs:    cleanList(f.StringSlice(flagListen)),
+		Peers:          cleanList(f.StringSlice(flagPeer)),
+		Trusted:        cleanList(f.StringSlice(flagTrust)),
+		NoMDNS:         f.Bool(flagNoMDNS),
+		NoDHT:          f.Bool(flagNoDHT),
+		Reachability:   strings.TrimSpace(f.String(flagReach)),
+		NoAutoNAT:      f.Bool(flagNoAutoNAT),
+		NoRelayService: f.Bool(flagNoRelaySvc),
+		NoAutoRelay:    f.Bool(flagNoAutoRelay),
+		NoHolePunching: f.Bool(flagNoHolePunch),
+		NoPortMapping:  f.Bool(flagNoPortMap),
+		CompactEvery:   strings.TrimSpace(f.String(flagCompact)),
+		EvictAfter:     strings.TrimSpace(f.String(flagEvict)),
 	}
 	for _, x := range []struct {
 		flag string

@@ -359,21 +359,24 @@ function watch() {
 // ---------- cluster page ----------
 
 async function refreshCluster() {
-  let cs, hist, evs;
+  let cs, hist, evs, st;
   try {
-    [cs, hist, evs] = await Promise.all([api('GET', '/v1/cluster/status'), api('GET', '/v1/cluster/history'), api('GET', '/v1/cluster/events')]);
+    [cs, hist, evs, st] = await Promise.all([api('GET', '/v1/cluster/status'), api('GET', '/v1/cluster/history'), api('GET', '/v1/cluster/events'), api('GET', '/v1/status')]);
   } catch (e) { $('#cards').replaceChildren(el('p', { class: 'error', text: e.message })); return; }
   const active = cs.nodes.filter((n) => n.state === 'ACTIVE').length;
   const card = (label, value, id) => el('div', { class: 'card', id }, el('div', { class: 'label', text: label }), el('div', { class: 'value', text: String(value) }));
   const leader = cs.leader && cs.leader.leader ? `${cs.leader.leader} (term ${cs.leader.term})` : 'none';
   $('#cards').replaceChildren(card('mode', cs.mode, 'card-mode'), card('nodes', cs.node_count, 'card-nodes'),
     card('active', `${active}/${cs.nodes.length}`, 'card-active'), card('leader', leader, 'card-leader'),
-    card('this node', `${cs.node_id} · ${cs.sync.phase}`, 'card-self'));
+    card('this node', `${cs.node_id} · ${cs.sync.phase}`, 'card-self'),
+    card('reachability', (st.nat && st.nat.reachability) || 'unknown', 'card-reach'));
   $('#nodes tbody').replaceChildren(...cs.nodes.map((n) => el('tr', { 'data-node': n.node_id || n.peer_id },
     el('td', {}, (n.node_id || '?') + (n.self ? ' (this node)' : '') + (n.leader ? ' ★' : '')),
     el('td', { class: 'mono', title: n.peer_id, text: n.peer_id.slice(0, 8) + '…' + n.peer_id.slice(-6) }),
     el('td', {}, el('span', { class: `state state-${n.state}`, text: n.state })),
-    el('td', { class: n.health ? `health-${n.health}` : '', text: n.self ? '-' : n.health }),
+    // How it is connected (direct, hole-punched, relayed), or why not.
+    el('td', { class: n.health ? `health-${n.health}` : '', title: n.dial_error || '',
+      text: n.self ? '-' : n.health + (n.connection ? ` · ${n.connection}` : '') + (!n.connected && n.problem ? ` · ${n.problem}` : '') }),
     el('td', { text: n.self ? 'now' : (n.last_seen ? ago(n.last_seen_ms) : 'never') }),
     el('td', { text: String(n.writes_out) }),
     el('td', { text: String(n.writes_in) }),

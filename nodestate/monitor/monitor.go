@@ -291,7 +291,10 @@ func (m *Monitor) tick() {
 	netw := m.cfg.P2P.Host().Network()
 	up := make(map[peer.ID]bool, len(peers))
 	for _, p := range peers {
-		up[p.ID] = netw.Connectedness(p.ID) == network.Connected
+		// Limited: only through a relay, which is a connection too (the
+		// replication stream and state transfer use it).
+		c := netw.Connectedness(p.ID)
+		up[p.ID] = c == network.Connected || c == network.Limited
 	}
 
 	m.mu.Lock()
@@ -591,6 +594,7 @@ func (m *Monitor) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) 
 			SinceMS: v.Since.Milliseconds(), Addrs: []string{}}
 		if p, ok := info[v.Peer]; ok {
 			nv.Static = p.Static
+			nv.Connection, nv.Problem, nv.DialError = string(p.Conn), string(p.Problem), p.DialError
 			for _, a := range p.Addrs {
 				nv.Addrs = append(nv.Addrs, a.String())
 			}
@@ -708,6 +712,11 @@ var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_sync_entries", "gauge", "State transfer progress in entries: done and total (0 until announced)."},
 	{"starling_sync_bytes", "gauge", "State transfer progress in bytes: done and total."},
 	{"starling_state_transfers_total", "counter", "Completed state transfers since the node started."},
+	{"starling_nat_reachability", "gauge", "1 for this node's reachability as AutoNAT found it (label reachability: public, private, unknown), 0 for the others."},
+	{"starling_holepunch_total", "counter", "Hole punches (DCUtR, each up to a few tries) since start, by result: attempt (every one), success (a direct connection came of it)."},
+	{"starling_relay_bytes_total", "counter", "Bytes this node relayed for other nodes (circuit relay service)."},
+	{"starling_relay_circuits_total", "counter", "Relayed connections this node opened for other nodes."},
+	{"starling_peer_connections", "gauge", "Connected peers by how: direct, hole-punched, relayed."},
 }
 
 func metricHelp(name string) string {
@@ -891,4 +900,22 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge("starling_sync_bytes", float64(sp.BytesDone), "kind", "done")
 	gauge("starling_sync_bytes", float64(sp.BytesTotal), "kind", "total")
 	counter("starling_state_transfers_total", float64(sp.Transfers))
+
+	nat := m.cfg.P2P.NATStatus()
+	for _, r := range []string{p2p.ReachabilityPublic, p2p.ReachabilityPrivate, p2p.ReachabilityUnknown} {
+		gauge("starling_nat_reachability", b2f(nat.Reachability == r), "reachability", r)
+	}
+	counter("starling_holepunch_total", float64(nat.HolePunchAttempts), "result", "attempt")
+	counter("starling_holepunch_total", float64(nat.HolePunchSuccesses), "result", "success")
+	counter("starling_relay_bytes_total", float64(nat.RelayedBytes))
+	counter("starling_relay_circuits_total", float64(nat.RelayCircuits))
+	byConn := make(map[p2p.ConnKind]int)
+	for _, p := range m.cfg.P2P.Peers() {
+		if p.Connected {
+			byConn[p.Conn]++
+		}
+	}
+	for _, k := range []p2p.ConnKind{p2p.ConnDirect, p2p.ConnHolePunched, p2p.ConnRelayed} {
+		gauge("starling_peer_connections", float64(byConn[k]), "kind", string(k))
+	}
 }

@@ -1,0 +1,494 @@
+package p2p
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// NAT traversal uses libp2p's own components (AutoNAT v1 and v2, circuit
+// relay v2, autorelay, DCUtR hole punching, the UPnP/NAT-PMP port mapper):
+// they interoperate, are measured in the wild (DCUtR ~70% success), and
+// any reimplementation would have to follow their wire protocols anyway.
+// Starling only chooses what to turn on, sizes the limits, feeds autorelay
+// with the cluster's own peers (no central relay), and watches.
+
+// Reachability values of Config.Reachability and NATStatus.Reachability.
+const (
+	ReachabilityAuto    = "auto"    // Config only: ask peers (AutoNAT)
+	ReachabilityPublic  = "public"  // other nodes can dial this one
+	ReachabilityPrivate = "private" // behind NAT or a firewall
+	ReachabilityUnknown = "unknown" // NATStatus only: not found out yet
+)
+
+// Relay service limits. The relay is a fallback for two nodes that cannot
+// reach each other directly; it carries libp2p's signalling (identify,
+// ping, DCUtR: a few KiB), Starling's heads exchange and branch requests,
+// and small state transfers.
+const (
+	// relayLimitDuration is libp2p's default: a relayed connection is
+	// reset after 2 minutes. The re-dial loop dials again through the
+	// relay, and each new relayed connection is a new hole-punch attempt,
+	// so a short limit retries hole punching too.
+	relayLimitDuration = 2 * time.Minute
+	// relayLimitData is per relayed connection and direction. libp2p's
+	// default (128 KiB) does not hold one maximal replication message
+	// (4 MiB, maxMessageSize); 16 MiB holds several, plus a state
+	// transfer of a small store, while bounding what one circuit costs
+	// the relaying node (at most 16 MiB per 2 minutes, ~140 KB/s).
+	relayLimitData = 16 << 20
+	// relayMaxReservations: libp2p's default 128 slots; a cluster has
+	// fewer private nodes than that per relay.
+	relayMaxReservations = 128
+	// relayMaxCircuits per peer: libp2p's default.
+	relayMaxCircuits = 16
+
+	// autorelayRelays is how many cluster peers a private node reserves a
+	// slot with: two, libp2p's default, so one relay going down leaves the
+	// node reachable.
+	autorelayRelays = 2
+	// autorelayBootDelay: libp2p waits up to 3 minutes for 4 candidates
+	// before reserving; a cluster may have one public node, so reserve with
+	// the first candidate at once.
+	autorelayBootDelay = time.Second
+	// autorelayMinInterval bounds how often autorelay asks for candidates
+	// (libp2p default 30 s); peers connect within seconds of start.
+	autorelayMinInterval = 5 * time.Second
+	// autorelayBackoff after a failed reservation (libp2p default 1 h):
+	// the candidate is a cluster peer that may just have restarted.
+	autorelayBackoff = time.Minute
+)
+
+// hostNATOptions are the libp2p options for Config's NAT settings.
+func (n *Node) hostNATOptions() []libp2p.Option {
+	c := n.cfg
+	// The relay transport (dial and accept /p2p-circuit addresses) is
+	// always on: it costs nothing unless a relay address is dialled, and
+	// without it a node could not reach a peer that has only relay
+	// addresses, whatever its own settings.
+	opts := []libp2p.Option{libp2p.EnableRelay()}
+	switch c.Reachability {
+	case ReachabilityPublic:
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case ReachabilityPrivate:
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	if c.AutoNAT {
+		// v1 answers other nodes' "dial me back" (it is what drives the
+		// host's reachability); v2 tests each address on its own.
+		// Within a PSK network only nodes of the environment can ask.
+		opts = append(opts, libp2p.EnableNATService(), libp2p.EnableAutoNATv2())
+	}
+	if c.AutoRelay {
+		opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(n.relayCandidates,
+			autorelay.WithNumRelays(autorelayRelays),
+			autorelay.WithMinCandidates(1),
+			autorelay.WithBootDelay(autorelayBootDelay),
+			autorelay.WithMinInterval(autorelayMinInterval),
+			autorelay.WithBackoff(autorelayBackoff),
+		))
+	}
+	if c.HolePunch {
+		opts = append(opts, libp2p.EnableHolePunching(
+			holepunch.WithMetricsAndEventTracer((*punchTracer)(n.nat), (*punchTracer)(n.nat))))
+	}
+	if c.PortMap {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	return opts
+}
+
+// relayOptions are the relay service's limits, ACL and tracer.
+func (n *Node) relayOptions() []relayv2.Option {
+	res := relayv2.DefaultResources()
+	res.Limit = &relayv2.RelayLimit{Duration: relayLimitDuration, Data: relayLimitData}
+	res.MaxReservations = relayMaxReservations
+	res.MaxCircuits = relayMaxCircuits
+	// Every node of a site may sit behind the same NAT address.
+	res.MaxReservationsPerIP = relayMaxReservations
+	res.MaxReservationsPerASN = relayMaxReservations
+	return []relayv2.Option{
+		relayv2.WithResources(res),
+		relayv2.WithACL(relayACL{n}),
+		relayv2.WithMetricsTracer((*relayTracer)(n.nat)),
+	}
+}
+
+// updateRelay runs libp2p's relay (relayv2) while the node is public, by
+// either AutoNAT version. libp2p's own switch (EnableRelayService, its
+// relaysvc manager) follows AutoNAT v1 only, and in a cluster where every
+// other node is behind NAT v1 never decides: its probes go to peers with
+// public addresses, and there are none, while v2 confirms this node's
+// address within seconds (measured in namespaces: v1 stayed unknown for
+// minutes, v2 said reachable after 6 s). Called from the event loop.
+func (n *Node) updateRelay() {
+	if !n.cfg.RelayService {
+		return
+	}
+	public := n.nat.effective() == ReachabilityPublic
+	n.nat.relayMu.Lock()
+	defer n.nat.relayMu.Unlock()
+	switch {
+	case n.nat.relayClosed:
+	case public && n.nat.relay == nil:
+		r, err := relayv2.New(n.host, n.relayOptions()...)
+		if err != nil {
+			n.log.Warn("relay service did not start", "err", err)
+			return
+		}
+		n.nat.relay = r
+		n.log.Info("relay service started: this node is publicly reachable and relays for its environment's nodes behind NAT")
+	case !public && n.nat.relay != nil:
+		_ = n.nat.relay.Close()
+		n.nat.relay = nil
+		n.log.Info("relay service stopped: this node is no longer publicly reachable")
+	}
+}
+
+// closeRelay stops the relay for good (Close).
+func (n *Node) closeRelay() {
+	n.nat.relayMu.Lock()
+	defer n.nat.relayMu.Unlock()
+	n.nat.relayClosed = true
+	if n.nat.relay != nil {
+		_ = n.nat.relay.Close()
+		n.nat.relay = nil
+	}
+}
+
+// relayACL lets only this environment's trusted nodes reserve a slot or
+// open a circuit: the relay is a service to the cluster, not to the
+// Internet. Without a PSK anyone could connect; a peer qualifies only
+// once identify has shown it speaks this environment's replication
+// protocol.
+type relayACL struct{ n *Node }
+
+var _ relayv2.ACLFilter = relayACL{}
+
+func (a relayACL) ours(id peer.ID) bool {
+	if !a.n.trust.trusts(id) {
+		return false
+	}
+	ps, err := a.n.host.Peerstore().SupportsProtocols(id, a.n.names.directProto)
+	return err == nil && len(ps) > 0
+}
+
+func (a relayACL) AllowReserve(p peer.ID, _ multiaddr.Multiaddr) bool { return a.ours(p) }
+
+// AllowConnect checks the destination, which holds a reservation and so
+// was identified; the source may have connected just now, its identify
+// still under way (a PSK already keeps other networks out), so only the
+// trust list applies to it.
+func (a relayACL) AllowConnect(src peer.ID, _ multiaddr.Multiaddr, dest peer.ID) bool {
+	return a.n.trust.trusts(src) && a.ours(dest)
+}
+
+// relayCandidates is autorelay's peer source: the connected peers of the
+// cluster that offer the relay service (identify lists the hop protocol),
+// then the other known ones. No central relay: any public cluster node
+// will do.
+func (n *Node) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInfo {
+	ch := make(chan peer.AddrInfo, num)
+	defer close(ch)
+	select {
+	case <-n.hostReady:
+	default:
+		return ch // asked during libp2p.New: nobody is connected yet
+	}
+	ps := n.host.Peerstore()
+	var conn, other []peer.AddrInfo
+	n.mu.Lock()
+	for id, k := range n.known {
+		ai := peer.AddrInfo{ID: id, Addrs: k.dialAddrs()}
+		if k.connected {
+			conn = append(conn, ai)
+		} else {
+			other = append(other, ai)
+		}
+	}
+	n.mu.Unlock()
+	for _, ai := range append(conn, other...) {
+		if len(ch) == num || ctx.Err() != nil {
+			break
+		}
+		if s, err := ps.SupportsProtocols(ai.ID, relayHopProto); err != nil || len(s) == 0 {
+			continue
+		}
+		ai.Addrs = mergeAddrs(ai.Addrs, ps.Addrs(ai.ID))
+		ch <- ai
+	}
+	return ch
+}
+
+// relayHopProto is circuit relay v2's hop protocol, which a node running
+// the relay service lists in identify.
+const relayHopProto = "/libp2p/circuit/relay/0.2.0/hop"
+
+// natState is what the node learns about NAT traversal: its
+// reachability, the hole punches and the relayed bytes. Its own lock;
+// libp2p calls the tracers from its goroutines.
+type natState struct {
+	mu           sync.Mutex
+	reachability string                // AutoNAT v1 (or forced)
+	reachable    []multiaddr.Multiaddr // AutoNAT v2: confirmed reachable
+	unreachable  []multiaddr.Multiaddr
+
+	relayMu     sync.Mutex
+	relay       *relayv2.Relay // running while public (updateRelay)
+	relayClosed bool
+	// observedBy is the public address each connected peer sees this
+	// node at (identify). libp2p's host lists an observed address only
+	// once 4 peers agree, which a small cluster may never reach.
+	observedBy map[peer.ID]multiaddr.Multiaddr
+	// punched holds the hole-punched connections of each peer (local and
+	// remote address), to tell them from other direct ones.
+	punched map[peer.ID][]connAddrs
+
+	punchAttempts  atomic.Uint64
+	punchSuccesses atomic.Uint64
+	relayedBytes   atomic.Uint64
+	relayCircuits  atomic.Uint64
+	reservations   atomic.Uint64
+}
+
+type connAddrs struct{ local, remote string }
+
+func newNATState() *natState {
+	return &natState{reachability: ReachabilityUnknown, punched: make(map[peer.ID][]connAddrs),
+		observedBy: make(map[peer.ID]multiaddr.Multiaddr)}
+}
+
+func (s *natState) setReachability(r network.Reachability) {
+	s.mu.Lock()
+	s.reachability = reachabilityName(r)
+	s.mu.Unlock()
+}
+
+// effective is the node's reachability by both AutoNAT versions: v1's
+// verdict (or the forced one) when it has one, else public when v2
+// confirmed an address.
+func (s *natState) effective() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reachability == ReachabilityUnknown && len(s.reachable) > 0 {
+		return ReachabilityPublic
+	}
+	return s.reachability
+}
+
+func reachabilityName(r network.Reachability) string {
+	switch r {
+	case network.ReachabilityPublic:
+		return ReachabilityPublic
+	case network.ReachabilityPrivate:
+		return ReachabilityPrivate
+	}
+	return ReachabilityUnknown
+}
+
+func (s *natState) isPunched(id peer.ID, c network.ConnMultiaddrs) bool {
+	key := connAddrs{c.LocalMultiaddr().String(), c.RemoteMultiaddr().String()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.punched[id], key)
+}
+
+// observed records where a peer sees this node (public addresses only).
+func (s *natState) observed(id peer.ID, a multiaddr.Multiaddr) {
+	if len(a) == 0 || !manet.IsPublicAddr(a) {
+		return
+	}
+	s.mu.Lock()
+	s.observedBy[id] = a
+	s.mu.Unlock()
+}
+
+// forget drops what is kept of a peer whose last connection closed.
+func (s *natState) forget(id peer.ID) {
+	s.mu.Lock()
+	delete(s.punched, id)
+	delete(s.observedBy, id)
+	s.mu.Unlock()
+}
+
+// punchTracer counts hole punches and remembers the connections they
+// made. It is holepunch's MetricsTracer (HolePunchFinished gives the
+// direct connection) and EventTracer (it names the peer).
+type punchTracer natState
+
+var (
+	_ holepunch.MetricsTracer = (*punchTracer)(nil)
+	_ holepunch.EventTracer   = (*punchTracer)(nil)
+)
+
+// HolePunchFinished is called once per hole punch (which makes up to a
+// few attempts), by the side that initiated it and by the receiver.
+func (t *punchTracer) HolePunchFinished(_ string, _ int, _, _ []multiaddr.Multiaddr, direct network.ConnMultiaddrs) {
+	t.punchAttempts.Add(1)
+	c, ok := direct.(network.Conn)
+	if !ok || c == nil {
+		return
+	}
+	t.punchSuccesses.Add(1)
+	s := (*natState)(t)
+	s.mu.Lock()
+	key := connAddrs{c.LocalMultiaddr().String(), c.RemoteMultiaddr().String()}
+	if !slices.Contains(s.punched[c.RemotePeer()], key) {
+		s.punched[c.RemotePeer()] = append(s.punched[c.RemotePeer()], key)
+	}
+	s.mu.Unlock()
+}
+
+func (t *punchTracer) DirectDialFinished(bool) {}
+
+// Trace is holepunch's event tracer; HolePunchFinished covers what is
+// needed, the events are not kept.
+func (t *punchTracer) Trace(*holepunch.Event) {}
+
+// relayTracer counts what the relay service carries for other nodes.
+type relayTracer natState
+
+var _ relayv2.MetricsTracer = (*relayTracer)(nil)
+
+func (t *relayTracer) RelayStatus(bool)                      {}
+func (t *relayTracer) ConnectionOpened()                     { t.relayCircuits.Add(1) }
+func (t *relayTracer) ConnectionClosed(time.Duration)        {}
+func (t *relayTracer) ConnectionRequestHandled(pbv2.Status)  {}
+func (t *relayTracer) ReservationAllowed(isRenewal bool)     { t.reservations.Add(1) }
+func (t *relayTracer) ReservationClosed(int)                 {}
+func (t *relayTracer) ReservationRequestHandled(pbv2.Status) {}
+func (t *relayTracer) BytesTransferred(cnt int)              { t.relayedBytes.Add(uint64(cnt)) }
+
+// ConnKind says how a peer is connected.
+type ConnKind string
+
+// Connection kinds, best first.
+const (
+	ConnNone        ConnKind = ""             // not connected
+	ConnDirect      ConnKind = "direct"       // dialled directly, either way
+	ConnHolePunched ConnKind = "hole-punched" // direct, made by DCUtR hole punching
+	ConnRelayed     ConnKind = "relayed"      // only through a relay (limited)
+)
+
+// connFacts is what classify needs of one connection.
+type connFacts struct {
+	relayed bool // limited, or a /p2p-circuit address
+	punched bool // made by a hole punch
+}
+
+// classify names the best of a peer's connections: a direct one (hole
+// punched or not) wins over a relayed one, which libp2p also prefers
+// for new streams.
+func classify(conns []connFacts) ConnKind {
+	kind := ConnNone
+	for _, c := range conns {
+		switch {
+		case c.relayed:
+			if kind == ConnNone {
+				kind = ConnRelayed
+			}
+		case c.punched:
+			kind = ConnHolePunched
+		case kind != ConnHolePunched:
+			kind = ConnDirect
+		}
+	}
+	return kind
+}
+
+func isCircuit(a multiaddr.Multiaddr) bool {
+	for _, c := range a {
+		if c.Protocol().Code == multiaddr.P_CIRCUIT {
+			return true
+		}
+	}
+	return false
+}
+
+// connKind classifies the current connections with id.
+func (n *Node) connKind(id peer.ID) ConnKind {
+	conns := n.host.Network().ConnsToPeer(id)
+	facts := make([]connFacts, 0, len(conns))
+	for _, c := range conns {
+		facts = append(facts, connFacts{
+			relayed: c.Stat().Limited || isCircuit(c.RemoteMultiaddr()),
+			punched: n.nat.isPunched(id, c),
+		})
+	}
+	return classify(facts)
+}
+
+// NATStatus is what the node knows of its own reachability and of NAT
+// traversal (Node.NATStatus).
+type NATStatus struct {
+	// Reachability is public, private or unknown (AutoNAT has not
+	// decided yet, or nobody could test: AutoNAT tests public addresses
+	// only).
+	Reachability string
+	// Observed are the addresses other nodes see this one at (identify,
+	// port mappings), public ones only, sorted.
+	Observed []multiaddr.Multiaddr
+	// Reachable and Unreachable are the addresses AutoNAT v2 confirmed
+	// or refuted.
+	Reachable, Unreachable []multiaddr.Multiaddr
+	// RelayAddrs are this node's /p2p-circuit addresses (slots it holds on
+	// relays, when private).
+	RelayAddrs []multiaddr.Multiaddr
+	// HolePunchAttempts and HolePunchSuccesses count hole punches
+	// (each up to a few tries) since start; RelayedBytes and
+	// RelayCircuits what this node relayed for others; Reservations the
+	// relay slots it granted (renewals included).
+	HolePunchAttempts, HolePunchSuccesses uint64
+	RelayedBytes, RelayCircuits           uint64
+	Reservations                          uint64
+}
+
+// NATStatus reports reachability, observed addresses and NAT traversal
+// counters.
+func (n *Node) NATStatus() NATStatus {
+	s := n.nat
+	reach := s.effective()
+	s.mu.Lock()
+	st := NATStatus{
+		Reachability: reach,
+		Reachable:    slices.Clone(s.reachable),
+		Unreachable:  slices.Clone(s.unreachable),
+	}
+	for _, a := range s.observedBy {
+		st.Observed = mergeAddrs(st.Observed, []multiaddr.Multiaddr{a})
+	}
+	s.mu.Unlock()
+	if ah, ok := n.host.(interface{ AllAddrs() []multiaddr.Multiaddr }); ok {
+		listen := n.host.Network().ListenAddresses()
+		for _, a := range ah.AllAddrs() {
+			if manet.IsPublicAddr(a) && !slices.ContainsFunc(listen, a.Equal) {
+				st.Observed = mergeAddrs(st.Observed, []multiaddr.Multiaddr{a})
+			}
+		}
+	}
+	slices.SortFunc(st.Observed, func(a, b multiaddr.Multiaddr) int { return strings.Compare(a.String(), b.String()) })
+	for _, a := range n.host.Addrs() {
+		if isCircuit(a) {
+			st.RelayAddrs = append(st.RelayAddrs, a)
+		}
+	}
+	st.HolePunchAttempts = s.punchAttempts.Load()
+	st.HolePunchSuccesses = s.punchSuccesses.Load()
+	st.RelayedBytes = s.relayedBytes.Load()
+	st.RelayCircuits = s.relayCircuits.Load()
+	st.Reservations = s.reservations.Load()
+	return st
+}

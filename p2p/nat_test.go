@@ -1,0 +1,263 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multiaddr"
+	"github.com/starling-sync/starling/internal/testutil"
+)
+
+func TestNATConfigValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string // "" = valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"empty reachability is auto", func(c *Config) { c.Reachability = "" }, ""},
+		{"public", func(c *Config) { c.Reachability = ReachabilityPublic }, ""},
+		{"bad reachability", func(c *Config) { c.Reachability = "maybe" }, "Reachability: \"maybe\""},
+		{"no autonat", func(c *Config) { c.AutoNAT = false }, ""},
+		{"no autonat, forced public", func(c *Config) { c.AutoNAT = false; c.AutoRelay = false; c.Reachability = ReachabilityPublic }, ""},
+		{"all off", func(c *Config) {
+			c.AutoNAT, c.RelayService, c.AutoRelay, c.HolePunch, c.PortMap = false, false, false, false, false
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			tc.mod(&cfg)
+			err := cfg.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Validate = %v, want it to say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestClassifyConnections(t *testing.T) {
+	relayed, direct, punched := connFacts{relayed: true}, connFacts{}, connFacts{punched: true}
+	for _, tc := range []struct {
+		conns []connFacts
+		want  ConnKind
+	}{
+		{nil, ConnNone},
+		{[]connFacts{relayed}, ConnRelayed},
+		{[]connFacts{direct}, ConnDirect},
+		{[]connFacts{punched}, ConnHolePunched},
+		{[]connFacts{relayed, direct}, ConnDirect},
+		{[]connFacts{direct, relayed}, ConnDirect},
+		{[]connFacts{relayed, punched}, ConnHolePunched},
+		{[]connFacts{punched, direct}, ConnHolePunched},
+		{[]connFacts{direct, punched, relayed}, ConnHolePunched},
+	} {
+		if got := classify(tc.conns); got != tc.want {
+			t.Errorf("classify(%+v) = %q, want %q", tc.conns, got, tc.want)
+		}
+	}
+}
+
+// TestPortInUse: a second node on a TCP port another node listens on
+// fails with ErrPortInUse naming the address (SO_REUSEPORT let it bind
+// silently and share the inbound connections).
+func TestPortInUse(t *testing.T) {
+	a := newNode(t)
+	var held multiaddr.Multiaddr
+	for _, ad := range a.Host().Network().ListenAddresses() {
+		held = ad
+	}
+	cfg := testConfig(t)
+	cfg.ListenAddrs = []multiaddr.Multiaddr{held}
+	n, err := New(context.Background(), cfg)
+	if err == nil {
+		_ = n.Close()
+		t.Fatalf("second node on %s started", held)
+	}
+	if !errors.Is(err, ErrPortInUse) || !strings.Contains(err.Error(), held.String()) {
+		t.Fatalf("error %q: want ErrPortInUse naming %s", err, held)
+	}
+}
+
+func peerInfo(n *Node, id peer.ID) (PeerInfo, bool) {
+	for _, p := range n.Peers() {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return PeerInfo{}, false
+}
+
+// TestPSKMismatchReported: a static peer with another network key is
+// reported as such (it was a silent dial failure), and so is one with
+// none.
+func TestPSKMismatchReported(t *testing.T) {
+	psk1, _ := GeneratePSK()
+	psk2, _ := GeneratePSK()
+	a := newNode(t, func(c *Config) { c.PSK = psk1 })
+	other := newNode(t, func(c *Config) { c.PSK = psk2 }, withPeers(a))
+	open := newNode(t, withPeers(a))
+	for _, n := range []*Node{other, open} {
+		testutil.Eventuallyf(t, 10*time.Second, func() bool {
+			p, ok := peerInfo(n, a.ID())
+			return ok && p.Problem == ProblemNetworkKey
+		}, "no network-key problem recorded")
+		p, _ := peerInfo(n, a.ID())
+		if p.Connected || p.DialError == "" {
+			t.Errorf("peer info %+v: want not connected, with the dial error", p)
+		}
+	}
+}
+
+// TestEnvironmentMismatchReported: a peer of another environment
+// (same key, or none) is reported and disconnected.
+func TestEnvironmentMismatchReported(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, func(c *Config) { c.Env = "other" }, withPeers(a))
+	testutil.Eventuallyf(t, 5*time.Second, func() bool {
+		p, ok := peerInfo(b, a.ID())
+		return ok && p.Problem == ProblemEnvironment && strings.Contains(p.DialError, "environment test")
+	}, "no environment problem recorded")
+	if got := envOfProtocolMust(t, "/starling/prod-a/replication/1.0.0"); got != "prod-a" {
+		t.Errorf("envOfProtocol = %q", got)
+	}
+}
+
+func envOfProtocolMust(t *testing.T, p string) string {
+	env, ok := envOfProtocol(protocolID(p))
+	if !ok {
+		t.Fatalf("envOfProtocol(%q) failed", p)
+	}
+	return env
+}
+
+// TestAddressExchange: A knows only C, B knows only C; A learns B and
+// its addresses from C, and A and B stay connected after C is gone.
+func TestAddressExchange(t *testing.T) {
+	c := newNode(t)
+	a := newNode(t, withPeers(c))
+	b := newNode(t, withPeers(c))
+	waitConnected(t, a, c)
+	waitConnected(t, b, c)
+	testutil.Eventuallyf(t, 3*exchangeInterval, func() bool {
+		p, _ := peerInfo(a, b.ID())
+		return keeps(a, b) && keeps(b, a) && len(p.Addrs) > 0
+	}, "A and B did not meet through C")
+	p, ok := peerInfo(a, b.ID())
+	if !ok || p.Static {
+		t.Fatalf("A's record of B: %+v, want a discovered peer with addresses", p)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// B drops the connection with A: the re-dial loop needs the address
+	// it learnt through C.
+	b.Block(a.ID())
+	b.Unblock(a.ID())
+	testutil.Eventuallyf(t, 5*time.Second, func() bool { return keeps(a, b) && keeps(b, a) },
+		"A and B did not reconnect after C was gone")
+}
+
+func TestParseExchangeRefuses(t *testing.T) {
+	for _, bad := range []string{
+		`{`,
+		`[{"id":"nope","addrs":["/ip4/1.2.3.4/tcp/1"]}]`,
+		`[{"id":"12D3KooWH5pwDVgQJk4RsiqJaGn3vwzbsHV9caLaSRrAzhXpj8DS","addrs":["/bogus"]}]`,
+	} {
+		if _, err := parseExchange([]byte(bad)); err == nil {
+			t.Errorf("parseExchange(%s) accepted", bad)
+		}
+	}
+	id := "12D3KooWH5pwDVgQJk4RsiqJaGn3vwzbsHV9caLaSRrAzhXpj8DS"
+	relay := "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"
+	got, err := parseExchange([]byte(`[{"id":"` + id + `","addrs":["/ip4/1.2.3.4/tcp/1","/ip4/5.6.7.8/tcp/1/p2p/` + relay +
+		`/p2p-circuit/p2p/` + id + `","/ip4/9.9.9.9/tcp/1/p2p/` + relay + `"]}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || len(got[0].Addrs) != 2 || !isCircuit(got[0].Addrs[1]) {
+		t.Fatalf("parseExchange = %v: want the direct and the relay address, not the other peer's", got)
+	}
+}
+
+// TestRelayedConnection: C offers the relay (forced public), B reserves a
+// slot on it by itself (forced private, autorelay fed from its peers),
+// A reaches B only through C. The connection is reported as relayed, and
+// the replication stream, a HandleStream protocol and the address
+// exchange work over it (libp2p refuses streams on limited connections
+// unless they opt in).
+func TestRelayedConnection(t *testing.T) {
+	c := newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPublic; cfg.AutoRelay = false })
+	b := newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPrivate }, withPeers(c))
+	a := newNode(t, func(cfg *Config) { cfg.AutoRelay = false; cfg.Reachability = ReachabilityPrivate })
+	waitConnected(t, b, c)
+	// B holds a reservation on C once C's relay is up and B's autorelay
+	// has asked its peers for candidates: then C knows B's reservation
+	// (the relay tracer counts it).
+	testutil.Eventuallyf(t, 15*time.Second, func() bool { return c.NATStatus().Reservations > 0 },
+		"B did not reserve a relay slot on C")
+
+	// A dials B through C only (B's own addresses are not given), and
+	// never directly: A blocks nothing, B's addresses are unknown to it.
+	var cAddr multiaddr.Multiaddr
+	for _, ad := range c.Host().Network().ListenAddresses() {
+		cAddr = ad
+	}
+	circuit := cAddr.Encapsulate(multiaddr.StringCast("/p2p/" + c.ID().String() + "/p2p-circuit"))
+	got := make(chan string, 1)
+	b.HandleStream("echo/1.0.0", func(_ peer.ID, s io.ReadWriteCloser) {
+		defer s.Close()
+		buf, _ := io.ReadAll(s)
+		got <- string(buf)
+	})
+	if err := a.AddPeer(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: []multiaddr.Multiaddr{circuit}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventuallyf(t, 10*time.Second, func() bool { return keeps(a, b) }, "A not connected to B through C")
+	if p, _ := peerInfo(a, b.ID()); p.Conn != ConnRelayed {
+		t.Fatalf("A's connection to B is %q, want relayed", p.Conn)
+	}
+	if a.Host().Network().Connectedness(b.ID()) != network.Limited {
+		t.Fatalf("connectedness %v, want Limited", a.Host().Network().Connectedness(b.ID()))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rb := collect(t, b)
+	if err := a.Replication().SendTo(ctx, b.ID().String(), []byte("over the relay")); err != nil {
+		t.Fatalf("replication stream over the relayed connection: %v", err)
+	}
+	waitFor(t, rb, "over the relay", 5*time.Second)
+
+	s, err := a.OpenStream(ctx, b.ID(), "echo/1.0.0")
+	if err != nil {
+		t.Fatalf("state-transfer-style stream over the relayed connection: %v", err)
+	}
+	if _, err := s.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.CloseWrite()
+	select {
+	case m := <-got:
+		if m != "hello" {
+			t.Fatalf("B got %q", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("B got nothing on the relayed stream")
+	}
+	_ = s.Close()
+	if c.NATStatus().RelayedBytes == 0 {
+		t.Error("C relayed bytes but counted none")
+	}
+}
+
+func protocolID(s string) protocol.ID { return protocol.ID(s) }
