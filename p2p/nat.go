@@ -259,9 +259,11 @@ type natState struct {
 
 	punchAttempts  atomic.Uint64
 	punchSuccesses atomic.Uint64
-	relayedBytes   atomic.Uint64
-	relayCircuits  atomic.Uint64
-	reservations   atomic.Uint64
+	// punchRetries counts relayed connections closed to punch again (punchRetryLoop).
+	punchRetries  atomic.Uint64
+	relayedBytes  atomic.Uint64
+	relayCircuits atomic.Uint64
+	reservations  atomic.Uint64
 }
 
 type connAddrs struct{ local, remote string }
@@ -491,4 +493,76 @@ func (n *Node) NATStatus() NATStatus {
 	st.RelayCircuits = s.relayCircuits.Load()
 	st.Reservations = s.reservations.Load()
 	return st
+}
+
+// Hole punching again on connections that stayed relayed. libp2p's DCUtR
+// punches a relayed connection when it arrives, and only once the node
+// knows a public address of its own: a relayed connection that arrived
+// before (the first site to meet the others through the hub, typically)
+// is never punched, and the two sites depend on the relay for good
+// (measured in the suite's NAT topology: one of 4 sites stayed relayed to
+// the 3 others, which all punched among themselves). The node closes such
+// a connection now and then, once it has a public address; the re-dial
+// brings a new relayed connection, which the dialled side punches. The
+// wait doubles per peer (symmetric NAT never punches: the relay then
+// carries the data, interrupted rarely).
+const (
+	punchRetryFirst = 20 * time.Second
+	punchRetryMax   = 30 * time.Minute
+	punchRetryTick  = 5 * time.Second
+)
+
+type relayedPeer struct {
+	since, next time.Time
+	wait        time.Duration
+}
+
+// punchRetryLoop runs while hole punching is on. Its goroutine is the
+// node's (wg).
+func (n *Node) punchRetryLoop() {
+	first, tick := punchRetryFirst, punchRetryTick
+	if n.cfg.punchRetryFirst > 0 {
+		first, tick = n.cfg.punchRetryFirst, n.cfg.punchRetryTick
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	relayed := make(map[peer.ID]*relayedPeer)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		public := n.cfg.assumePublic || len(n.NATStatus().Observed) > 0
+		seen := make(map[peer.ID]bool)
+		for _, id := range n.host.Network().Peers() {
+			if n.connKind(id) != ConnRelayed {
+				continue
+			}
+			seen[id] = true
+			r := relayed[id]
+			if r == nil {
+				r = &relayedPeer{since: now, wait: first, next: now.Add(first)}
+				relayed[id] = r
+			}
+			if !public || now.Before(r.next) {
+				continue
+			}
+			n.log.Info("peer still relayed: closing the relayed connection so that the re-dial tries hole punching again",
+				"peer", id, "relayed_for", now.Sub(r.since).Round(time.Second), "next_try_in", 2*r.wait)
+			n.nat.punchRetries.Add(1)
+			if err := n.host.Network().ClosePeer(id); err != nil {
+				n.log.Debug("close a relayed peer", "peer", id, "err", err)
+			}
+			r.wait = min(2*r.wait, punchRetryMax)
+			r.next = now.Add(r.wait)
+		}
+		for id, r := range relayed {
+			// A peer direct (or gone) for a while starts over.
+			if !seen[id] && now.Sub(r.next) > punchRetryMax {
+				delete(relayed, id)
+			}
+		}
+	}
 }

@@ -261,3 +261,33 @@ func TestRelayedConnection(t *testing.T) {
 }
 
 func protocolID(s string) protocol.ID { return protocol.ID(s) }
+
+// A connection that stays relayed is closed now and then, once the node
+// has a public address, so that the re-dial's new relayed connection is
+// punched (libp2p punches a relayed connection only when it arrives, and
+// only once it knows a public address of its own); the re-dial brings
+// the peer back.
+func TestStillRelayedPeerIsRedialled(t *testing.T) {
+	c := newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPublic; cfg.AutoRelay = false })
+	b := newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPrivate }, withPeers(c))
+	a := newNode(t, func(cfg *Config) {
+		cfg.AutoRelay = false
+		cfg.Reachability = ReachabilityPrivate
+		cfg.punchRetryFirst, cfg.punchRetryTick, cfg.assumePublic = 300*time.Millisecond, 50*time.Millisecond, true
+	})
+	waitConnected(t, b, c)
+	testutil.Eventuallyf(t, 15*time.Second, func() bool { return c.NATStatus().Reservations > 0 },
+		"B did not reserve a relay slot on C")
+	var cAddr multiaddr.Multiaddr
+	for _, ad := range c.Host().Network().ListenAddresses() {
+		cAddr = ad
+	}
+	circuit := cAddr.Encapsulate(multiaddr.StringCast("/p2p/" + c.ID().String() + "/p2p-circuit"))
+	if err := a.AddPeer(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: []multiaddr.Multiaddr{circuit}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventuallyf(t, 10*time.Second, func() bool { return keeps(a, b) }, "A not connected to B through C")
+	testutil.Eventuallyf(t, 10*time.Second, func() bool { return a.nat.punchRetries.Load() > 0 },
+		"A never closed its relayed connection to punch again")
+	testutil.Eventuallyf(t, 10*time.Second, func() bool { return keeps(a, b) }, "A did not re-dial B after closing the relayed connection")
+}

@@ -77,6 +77,12 @@ type Config struct {
 	// and topic messages from the peers it names are dropped, while
 	// they still get everything this node sends. Never set otherwise.
 	DropInbound func(from peer.ID) bool
+
+	// Tests only: the hole-punch retry's first wait and tick (defaults
+	// punchRetryFirst, punchRetryTick), and a node that counts as having
+	// a public address.
+	punchRetryFirst, punchRetryTick time.Duration
+	assumePublic                    bool
 	// RedialMin and RedialMax bound the exponential backoff used to
 	// re-dial known peers that are not connected. Defaults 250ms and 5s:
 	// a peer that comes back after a partition is reconnected within
@@ -289,6 +295,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	go n.eventLoop()
 	go n.redialLoop()
 	go n.livenessLoop()
+	if n.cfg.HolePunch {
+		n.wg.Go(n.punchRetryLoop)
+	}
 	n.wg.Go(func() { n.repl.pump(n.ctx) })
 	n.wg.Go(func() { n.repl.fillGaps(n.ctx) })
 	if n.dht != nil {
