@@ -62,7 +62,7 @@ type TopologyNemesis interface {
 // run when named (`starling chaos --scenarios nat-hub-kill`), which is
 // how to see them fail today. Remove an entry when its feature lands.
 var PendingNemeses = map[string]string{
-	"nat-hub-kill":       "issue #15: with 4 sites, one site sometimes never hole-punches to the others within 30 s (stays relayed through the hub, so it is cut off when the hub dies); 0 lost, but the nat checker fails",
+	"nat-hub-kill":       "issue #15: with 4 sites, one pair of sites sometimes is not hole-punched within the checker's 30 s (a punch that fails is retried 10 s later, then less often); writes cross within bounds and 0 are lost, but the nat checker fails",
 	"nat-router-restart": "issue #15: as nat-hub-kill, after the router's reboot",
 }
 

@@ -502,14 +502,21 @@ func (n *Node) NATStatus() NATStatus {
 // is never punched, and the two sites depend on the relay for good
 // (measured in the suite's NAT topology: one of 4 sites stayed relayed to
 // the 3 others, which all punched among themselves). The node closes such
-// a connection now and then, once it has a public address; the re-dial
-// brings a new relayed connection, which the dialled side punches. The
-// wait doubles per peer (symmetric NAT never punches: the relay then
-// carries the data, interrupted rarely).
+// a connection (the side with the lower peer ID does) 10 s after it is
+// seen relayed, and no sooner than 6 s after
+// the node found a public address of its own; the re-dial brings a new
+// relayed connection, which the dialled side punches. The wait doubles
+// per peer (symmetric NAT never punches: the relay then carries the data,
+// interrupted rarely).
 const (
-	punchRetryFirst = 20 * time.Second
+	punchRetryFirst = 10 * time.Second
 	punchRetryMax   = 30 * time.Minute
-	punchRetryTick  = 5 * time.Second
+	punchRetryTick  = 2 * time.Second
+	// punchReadyAfter: libp2p's hole-punch service looks for a public
+	// address of its own at most every 5 s; a connection made sooner
+	// after this node found one might still arrive before the service
+	// is ready.
+	punchReadyAfter = 6 * time.Second
 )
 
 type relayedPeer struct {
@@ -527,6 +534,7 @@ func (n *Node) punchRetryLoop() {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	relayed := make(map[peer.ID]*relayedPeer)
+	var publicAt time.Time
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -534,10 +542,15 @@ func (n *Node) punchRetryLoop() {
 		case <-t.C:
 		}
 		now := time.Now()
-		public := n.cfg.assumePublic || len(n.NATStatus().Observed) > 0
+		if publicAt.IsZero() && (n.cfg.assumePublic || len(n.NATStatus().Observed) > 0) {
+			publicAt = now
+		}
+		ready := n.cfg.assumePublic || !publicAt.IsZero() && now.Sub(publicAt) >= punchReadyAfter
 		seen := make(map[peer.ID]bool)
 		for _, id := range n.host.Network().Peers() {
-			if n.connKind(id) != ConnRelayed {
+			// One side closes, the lower peer ID, or both would close
+			// each other's fresh re-dials.
+			if n.self > id || n.connKind(id) != ConnRelayed {
 				continue
 			}
 			seen[id] = true
@@ -546,7 +559,7 @@ func (n *Node) punchRetryLoop() {
 				r = &relayedPeer{since: now, wait: first, next: now.Add(first)}
 				relayed[id] = r
 			}
-			if !public || now.Before(r.next) {
+			if !ready || now.Before(r.next) {
 				continue
 			}
 			n.log.Info("peer still relayed: closing the relayed connection so that the re-dial tries hole punching again",
