@@ -70,22 +70,29 @@ Examples:
 				return err
 			}
 			start := time.Now()
-			if file == "-" {
-				bw := bufio.NewWriterSize(e.stdout, 1<<20)
-				if err := write(bw); err != nil {
-					return err
-				}
-				return bw.Flush()
+			n, toStdout, err := e.writeOut(file, write)
+			if err != nil || toStdout {
+				return err
 			}
-			n, err := writeFileAtomic(file, write)
-			if err != nil {
-				return fmt.Errorf("backup: %w", err)
-			}
-			fmt.Fprintf(e.stdout, "backup written to %s (%s in %v); restore it with: starling restore --data NEW-DIR %s\n",
+			fmt.Fprintf(e.stdout, "backup written to %s (%s in %v); restore it with: starling restore --backup %s --data NEW-DIR\n",
 				file, humanBytes(n), time.Since(start).Round(time.Millisecond), file)
 			return nil
 		},
 	}
+}
+
+// writeOut runs write into file, or into standard output for "" or "-"
+// (toStdout), and returns the size written to the file.
+func (e *cmdEnv) writeOut(file string, write func(io.Writer) error) (n int64, toStdout bool, err error) {
+	if file == "" || file == "-" {
+		bw := bufio.NewWriterSize(e.stdout, 1<<20)
+		if err := write(bw); err != nil {
+			return 0, true, err
+		}
+		return 0, true, bw.Flush()
+	}
+	n, err = writeFileAtomic(file, write)
+	return n, false, err
 }
 
 // writeFileAtomic writes file through a temporary file beside it, synced

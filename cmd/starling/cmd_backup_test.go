@@ -27,7 +27,7 @@ func TestBackupRestore(t *testing.T) {
 	tmp := t.TempDir()
 	online := filepath.Join(tmp, "online.backup")
 	r := runApp(t, "", "backup", "--data", n.Dir(), online)
-	if r.code != 0 || !strings.Contains(r.stdout, "backup written to "+online) {
+	if r.code != 0 || !strings.Contains(r.stdout, "backup written to "+online) || !strings.Contains(r.stdout, "starling restore --backup "+online) {
 		t.Fatalf("backup of a running node: %+v", r)
 	}
 	if err := n.Close(); err != nil {

@@ -71,16 +71,9 @@ Examples:
 			}
 			file := c.Args().First()
 			write := func(w io.Writer) error { return exportTree(c.Context, cl, c.String("path"), w) }
-			if file == "" || file == "-" {
-				bw := bufio.NewWriterSize(e.stdout, 1<<20)
-				if err := write(bw); err != nil {
-					return err
-				}
-				return bw.Flush()
-			}
-			n, err := writeFileAtomic(file, write)
-			if err != nil {
-				return fmt.Errorf("export: %w", err)
+			n, toStdout, err := e.writeOut(file, write)
+			if err != nil || toStdout {
+				return err
 			}
 			fmt.Fprintf(e.stdout, "exported to %s (%s)\n", file, humanBytes(n))
 			return nil
