@@ -109,7 +109,8 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	rebased := m.Evicted && r.Installs > m.EvictedInstalls
 	// A copy of this node's state gives the member this node's lineage,
 	// or its own ID where that is lower.
-	wrongHistory := rebased && r.Lineage != "" && r.Lineage != min(member, s.lineageLocked())
+	// (A store without Self, or a member that does not say, cannot tell.)
+	wrongHistory := rebased && s.opts.Self != "" && r.Lineage != "" && r.Lineage != min(member, s.lineageLocked())
 	if wrongHistory {
 		// It rebased on another history: list it again with its new count
 		// (EvictedBack), so that it rebases on this one.
