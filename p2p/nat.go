@@ -505,9 +505,9 @@ func (n *Node) NATStatus() NATStatus {
 // a connection (the side with the lower peer ID does) 10 s after it is
 // seen relayed, and no sooner than 6 s after
 // the node found a public address of its own; the re-dial brings a new
-// relayed connection, which the dialled side punches. The wait doubles
-// per peer (symmetric NAT never punches: the relay then carries the data,
-// interrupted rarely).
+// relayed connection, which the dialled side punches. The second try
+// follows as soon, then the wait doubles per peer (symmetric NAT never
+// punches: the relay then carries the data, interrupted rarely).
 const (
 	punchRetryFirst = 10 * time.Second
 	punchRetryMax   = 30 * time.Minute
@@ -522,6 +522,7 @@ const (
 type relayedPeer struct {
 	since, next time.Time
 	wait        time.Duration
+	tries       int
 }
 
 // punchRetryLoop runs while hole punching is on. Its goroutine is the
@@ -563,12 +564,17 @@ func (n *Node) punchRetryLoop() {
 				continue
 			}
 			n.log.Info("peer still relayed: closing the relayed connection so that the re-dial tries hole punching again",
-				"peer", id, "relayed_for", now.Sub(r.since).Round(time.Second), "next_try_in", 2*r.wait)
+				"peer", id, "relayed_for", now.Sub(r.since).Round(time.Second), "try", r.tries+1)
 			n.nat.punchRetries.Add(1)
 			if err := n.host.Network().ClosePeer(id); err != nil {
 				n.log.Debug("close a relayed peer", "peer", id, "err", err)
 			}
-			r.wait = min(2*r.wait, punchRetryMax)
+			// The second try comes as soon as the first (a punch fails now
+			// and then, and succeeds on the next try); then the wait doubles.
+			r.tries++
+			if r.tries > 1 {
+				r.wait = min(2*r.wait, punchRetryMax)
+			}
 			r.next = now.Add(r.wait)
 		}
 		for id, r := range relayed {
