@@ -269,7 +269,7 @@ func protocolID(s string) protocol.ID { return protocol.ID(s) }
 // the peer back.
 func TestStillRelayedPeerIsRedialled(t *testing.T) {
 	retry := func(cfg *Config) {
-		cfg.punchRetryFirst, cfg.punchRetryTick, cfg.assumePublic = 300*time.Millisecond, 50*time.Millisecond, true
+		cfg.punchRetryFirst, cfg.punchRetryTick, cfg.assumePublic = 2*time.Second, 100*time.Millisecond, true
 	}
 	c := newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPublic; cfg.AutoRelay = false })
 	b := newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPrivate }, withPeers(c), retry)
@@ -294,7 +294,7 @@ func TestStillRelayedPeerIsRedialled(t *testing.T) {
 	if b.ID() < a.ID() {
 		closer = b
 	}
-	testutil.Eventuallyf(t, 10*time.Second, func() bool { return closer.nat.punchRetries.Load() > 0 },
+	testutil.Eventuallyf(t, 15*time.Second, func() bool { return closer.nat.punchRetries.Load() > 0 },
 		"%s never closed its relayed connection to punch again", closer.ID())
-	testutil.Eventuallyf(t, 10*time.Second, func() bool { return keeps(a, b) }, "A did not re-dial B after closing the relayed connection")
+	testutil.Eventuallyf(t, 15*time.Second, func() bool { return keeps(a, b) }, "A did not re-dial B after closing the relayed connection")
 }
