@@ -222,13 +222,21 @@ $('#entity-form') && $('#entity-form').addEventListener('submit', async (e) => {
   } catch (err) { $('#entity-form-error').textContent = err.message; }
 });
 
+// selectGen orders selectEntity calls: a reload's refresh of the old
+// selection may answer after the choice of a new entity, and must not
+// win (the last call does).
+let selectGen = 0;
+
 async function selectEntity(ref, quiet) {
+  const gen = ++selectGen;
   let ent;
   try { ent = await api('GET', '/v1/entities?ref=' + encodeURIComponent(ref)); } catch (e) {
+    if (gen !== selectGen) return;
     if (!quiet) $('#entity-head').replaceChildren(el('p', { class: 'error', text: e.message }));
     selected = null;
     return;
   }
+  if (gen !== selectGen) return;
   const same = selected && selected.id === ent.id;
   selected = { id: ent.id, path: ent.path, type: ent.type, name: ent.name, kids: 0 };
   // A refresh of the same entity (a reload after a change) keeps an open
@@ -238,10 +246,12 @@ async function selectEntity(ref, quiet) {
   for (const b of document.querySelectorAll('#entity-actions button')) b.disabled = ent.id === ROOT && b.dataset.action !== 'create';
   api('GET', '/v1/entities/children?ref=' + encodeURIComponent(ent.id)).then((r) => { if (selected && selected.id === ent.id) selected.kids = (r.entities || []).length; }, () => {});
   for (const a of document.querySelectorAll('#tree a')) a.classList.toggle('selected', a.dataset.id === ent.id);
-  schema = null;
+  let sc = null;
   if (ent.type) {
-    try { schema = await api('GET', '/v1/schemas/' + encodeURIComponent(ent.type)); } catch (_) { schema = null; }
+    try { sc = await api('GET', '/v1/schemas/' + encodeURIComponent(ent.type)); } catch (_) { sc = null; }
   }
+  if (gen !== selectGen) return;
+  schema = sc;
   $('#entity-head').replaceChildren(
     el('h2', { id: 'entity-path', text: ent.path }),
     el('p', { class: 'muted' }, `type ${ent.type || '-'} · id `, el('span', { class: 'mono', text: ent.id }),
