@@ -98,6 +98,9 @@ func BackupOffline(ctx context.Context, dir string, w io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
+	if _, err := os.Stat(filepath.Join(dir, api.DatastoreDir)); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("node: %s has no data to back up: the node has never run", dir)
+	}
 	store, closeStore, err := openOffline(ctx, dir, log)
 	if err != nil {
 		return err
@@ -112,32 +115,41 @@ func BackupOffline(ctx context.Context, dir string, w io.Writer, log *slog.Logge
 	return store.WriteSnapshot(ctx, w)
 }
 
-// openOffline opens a stopped node's store without the network.
+// openOffline opens the store of a stopped node whose datastore exists,
+// without the network; the returned func closes store and LevelDB.
 func openOffline(ctx context.Context, dir string, log *slog.Logger) (*crdt.Store, func() error, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	dbPath := filepath.Join(dir, api.DatastoreDir)
-	if err := os.MkdirAll(dbPath, 0o700); err != nil {
-		return nil, nil, err
-	}
 	ldb, err := crdt.OpenLevelDB(dbPath)
 	if err != nil {
 		return nil, nil, datastoreError(dir, dbPath, err)
+	}
+	store, err := offlineStore(ctx, ldb, log)
+	if err != nil {
+		return nil, nil, errors.Join(err, ldb.Close())
+	}
+	return store, func() error {
+		return errors.Join(store.Close(), ldb.Close())
+	}, nil
+}
+
+// offlineStore opens the store on a stopped node's LevelDB with no
+// network (blocks from the local blockstore only) and no automatic
+// compaction rounds.
+func offlineStore(ctx context.Context, ldb *crdt.LevelDB, log *slog.Logger) (*crdt.Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	bs := blockstore.NewBlockstore(namespace.Wrap(ldb, BlocksNamespace))
 	dag := merkledag.NewDAGService(blockservice.New(bs, offline.Exchange(bs)))
 	store, err := crdt.Open(ctx, ldb, dag, nil, crdt.Options{
 		LocalBlocks:     bs,
-		CompactInterval: -1,
+		CompactInterval: -1,  // no automatic rounds
 		Logger:          log, // crdt adds its component
 	})
 	if err != nil {
-		return nil, nil, errors.Join(fmt.Errorf("open store: %w", err), ldb.Close())
+		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return store, func() error {
-		return errors.Join(store.Close(), ldb.Close())
-	}, nil
+	return store, nil
 }
 
 // RestoreProgress reports a restore as it goes.
@@ -184,7 +196,7 @@ func Restore(ctx context.Context, dir, file string, progress func(RestoreProgres
 	if len(hdr.Heads) == 0 {
 		return bi, fmt.Errorf("%w: %s holds no data", ErrBadBackup, file)
 	}
-	if _, err := os.Stat(filepath.Join(dir, api.DatastoreDir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.MkdirAll(filepath.Join(dir, api.DatastoreDir), 0o700); err != nil {
 		return bi, err
 	}
 	store, closeStore, err := openOffline(ctx, dir, log)

@@ -11,12 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ipfs/boxo/blockservice"
-	"github.com/ipfs/boxo/blockstore"
-	offline "github.com/ipfs/boxo/exchange/offline"
-	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/go-datastore/namespace"
-
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/crdt"
 )
@@ -118,9 +112,6 @@ var ErrNoMemberTable = errors.New("node: no compaction member table")
 // missing while the node may have peers (ErrNoMemberTable). A node that
 // never ran has nothing to compact: the round is Skipped.
 func CompactOffline(ctx context.Context, dir string, progress func(crdt.CompactProgress), log *slog.Logger) (_ crdt.CompactStats, err error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		return crdt.CompactStats{}, err
@@ -145,15 +136,9 @@ func CompactOffline(ctx context.Context, dir string, progress func(crdt.CompactP
 	if !saved && (len(cfg.Peers) > 0 || cfg.MDNS || cfg.DHT) {
 		return crdt.CompactStats{}, fmt.Errorf("%w: %s does not say which nodes share its data (it was last run by a version without compaction, or stopped before hearing any node), so a round offline could delete blocks they still need: start the node (`starling run --data %s`) and run `starling compact --data %s` while it runs", ErrNoMemberTable, dir, dir, dir)
 	}
-	bs := blockstore.NewBlockstore(namespace.Wrap(ldb, BlocksNamespace))
-	dag := merkledag.NewDAGService(blockservice.New(bs, offline.Exchange(bs)))
-	store, err := crdt.Open(ctx, ldb, dag, nil, crdt.Options{
-		LocalBlocks:     bs,
-		CompactInterval: -1,  // this one round only
-		Logger:          log, // crdt adds its component
-	})
+	store, err := offlineStore(ctx, ldb, log)
 	if err != nil {
-		return crdt.CompactStats{}, fmt.Errorf("open store: %w", err)
+		return crdt.CompactStats{}, err
 	}
 	st, err := store.Compact(ctx, progress)
 	if cerr := store.Close(); cerr != nil {

@@ -83,6 +83,17 @@ func TestBackupRestore(t *testing.T) {
 		}
 		_ = m.Close()
 	}
+	// A node that never ran has nothing to back up, and the backup does
+	// not make it a datastore.
+	fresh := filepath.Join(tmp, "fresh")
+	nodetest.Init(t, fresh, "fresh")
+	r = runApp(t, "", "backup", "--data", fresh, filepath.Join(tmp, "fresh.backup"))
+	if r.code == 0 || !strings.Contains(r.stderr, "never run") {
+		t.Errorf("backup of a node that never ran: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "datastore")); err == nil {
+		t.Error("backup of a node that never ran created its datastore")
+	}
 	// Not a backup at all.
 	r = runApp(t, "", "restore", "--backup", filepath.Join(n.Dir(), "config.json"), "--data", filepath.Join(tmp, "x"))
 	if r.code == 0 || !strings.Contains(r.stderr, "not a Starling backup") {
