@@ -214,18 +214,14 @@ func (a *entityAPI) search(w http.ResponseWriter, r *http.Request) {
 		a.efail(w, r, api.BadRequestf("q: give the text to find in entity paths and types"))
 		return
 	}
-	limit := 100
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxDeletedList {
-			a.efail(w, r, api.BadRequestf("limit %q: want a number from 1 to %d", s, maxDeletedList))
-			return
-		}
-		limit = n
+	limit, err := listLimit(r, 100)
+	if err != nil {
+		a.efail(w, r, err)
+		return
 	}
 	out := api.SearchResponse{Entities: []entity.Entity{}}
 	errFull := errors.New("full")
-	err := a.tree.Walk("/", func(e entity.Entity) error {
+	err = a.tree.Walk("/", func(e entity.Entity) error {
 		if e.Path == "/" || !strings.Contains(strings.ToLower(e.Path), q) && !strings.Contains(strings.ToLower(e.Type), q) {
 			return nil
 		}
@@ -244,8 +240,21 @@ func (a *entityAPI) search(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// maxDeletedList bounds one answer of GET /v1/entities/deleted.
-const maxDeletedList = 10_000
+// maxList bounds one answer of GET /v1/entities/search and /deleted.
+const maxList = 10_000
+
+// listLimit reads a listing's ?limit= (def when absent, 1 to maxList).
+func listLimit(r *http.Request, def int) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > maxList {
+		return 0, api.BadRequestf("limit %q: want a number from 1 to %d", s, maxList)
+	}
+	return n, nil
+}
 
 func (a *entityAPI) deleted(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -253,14 +262,10 @@ func (a *entityAPI) deleted(w http.ResponseWriter, r *http.Request) {
 	if path == "" {
 		path = "/"
 	}
-	limit := 1000
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxDeletedList {
-			a.efail(w, r, api.BadRequestf("limit %q: want a number from 1 to %d", s, maxDeletedList))
-			return
-		}
-		limit = n
+	limit, err := listLimit(r, 1000)
+	if err != nil {
+		a.efail(w, r, err)
+		return
 	}
 	out := a.tree.Deleted(path, limit)
 	if out == nil {
