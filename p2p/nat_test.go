@@ -72,10 +72,7 @@ func TestClassifyConnections(t *testing.T) {
 // silently and share the inbound connections).
 func TestPortInUse(t *testing.T) {
 	a := newNode(t)
-	var held multiaddr.Multiaddr
-	for _, ad := range a.Host().Network().ListenAddresses() {
-		held = ad
-	}
+	held := tcpListenAddr(t, a)
 	cfg := testConfig(t)
 	cfg.ListenAddrs = []multiaddr.Multiaddr{held}
 	n, err := New(context.Background(), cfg)
@@ -208,10 +205,7 @@ func TestRelayedConnection(t *testing.T) {
 
 	// A dials B through C only (B's own addresses are not given), and
 	// never directly: A blocks nothing, B's addresses are unknown to it.
-	var cAddr multiaddr.Multiaddr
-	for _, ad := range c.Host().Network().ListenAddresses() {
-		cAddr = ad
-	}
+	cAddr := tcpListenAddr(t, c)
 	circuit := cAddr.Encapsulate(multiaddr.StringCast("/p2p/" + c.ID().String() + "/p2p-circuit"))
 	got := make(chan string, 1)
 	b.HandleStream("echo/1.0.0", func(_ peer.ID, s io.ReadWriteCloser) {
@@ -280,10 +274,7 @@ func TestStillRelayedPeerIsRedialled(t *testing.T) {
 	waitConnected(t, b, c)
 	testutil.Eventuallyf(t, 15*time.Second, func() bool { return c.NATStatus().Reservations > 0 },
 		"B did not reserve a relay slot on C")
-	var cAddr multiaddr.Multiaddr
-	for _, ad := range c.Host().Network().ListenAddresses() {
-		cAddr = ad
-	}
+	cAddr := tcpListenAddr(t, c)
 	circuit := cAddr.Encapsulate(multiaddr.StringCast("/p2p/" + c.ID().String() + "/p2p-circuit"))
 	if err := a.AddPeer(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: []multiaddr.Multiaddr{circuit}}); err != nil {
 		t.Fatal(err)
@@ -297,4 +288,17 @@ func TestStillRelayedPeerIsRedialled(t *testing.T) {
 	testutil.Eventuallyf(t, 15*time.Second, func() bool { return closer.nat.punchRetries.Load() > 0 },
 		"%s never closed its relayed connection to punch again", closer.ID())
 	testutil.Eventuallyf(t, 15*time.Second, func() bool { return keeps(a, b) }, "A did not re-dial B after closing the relayed connection")
+}
+
+// tcpListenAddr is n's TCP listen address: the relay transport listens on
+// /p2p-circuit too, and ListenAddresses lists them in no set order.
+func tcpListenAddr(t *testing.T, n *Node) multiaddr.Multiaddr {
+	t.Helper()
+	for _, ad := range n.Host().Network().ListenAddresses() {
+		if !isCircuit(ad) {
+			return ad
+		}
+	}
+	t.Fatalf("%s listens on no TCP address", n.ID())
+	return nil
 }
