@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -121,15 +122,7 @@ func (n *Node) peersFor(to peer.ID) []exchangeEntry {
 		}
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b exchangeEntry) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b exchangeEntry) int { return cmp.Compare(a.ID, b.ID) })
 	if len(out) > exchangeMaxPeers {
 		out = out[:exchangeMaxPeers]
 	}

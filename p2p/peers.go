@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -213,15 +214,7 @@ func (n *Node) Peers() []PeerInfo {
 		}
 		out = append(out, PeerInfo{ID: id, Addrs: ps.Addrs(id), Connected: true, Blocked: n.gater.isBlocked(id), Conn: n.connKind(id)})
 	}
-	slices.SortFunc(out, func(a, b PeerInfo) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b PeerInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
