@@ -125,6 +125,7 @@ Then, from another shell:   starling create --data ./node1 --type sensor /Sensor
 			}
 			e.log = newLogger(stderr, e.level, format)
 			bridgeGoLog(e.log.Handler())
+			startPprof(e.log)
 			return nil
 		},
 		Action: func(c *cli.Context) error {
