@@ -306,6 +306,44 @@ func TestHeadsLoopBringsLostBroadcast(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "the lost write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/lost")); return ok })
 }
 
+// TestHeadsLoopSkipsPeersInSync: the periodic heads go only to peers
+// whose last report shows other stable heads: an idle cluster sends none.
+func TestHeadsLoopSkipsPeersInSync(t *testing.T) {
+	o := fastOpts()
+	o.RebroadcastInterval = time.Hour
+	o.HeadsInterval = 50 * time.Millisecond
+	_, a, b := twoNodes(t, o, true)
+	a.store.peersMu.Lock()
+	a.store.peers["b"] = struct{}{}
+	a.store.peersMu.Unlock()
+	ctx := context.Background()
+	if err := a.store.Put(ctx, ds.NewKey("/first"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "first write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/first")); return ok })
+	heads := a.store.headStrings()
+	report := func(h []string) {
+		a.store.ObserveReport("b", MemberReport{Heads: h, HeadsKnown: true, At: time.Now()})
+	}
+	// b reports other heads: a sends its heads every interval.
+	report([]string{"bafy-other"})
+	before := a.tr.sent.Load()
+	testutil.Eventually(t, 5*time.Second, "heads sent to a peer that reports other heads", func() bool {
+		return a.tr.sent.Load() >= before+3
+	})
+	// b reports a's heads: nothing more goes to it.
+	report(heads)
+	time.Sleep(2 * o.HeadsInterval) // a send under way when the report came
+	before = a.tr.sent.Load()
+	deadline := time.Now().Add(10 * o.HeadsInterval)
+	for time.Now().Before(deadline) {
+		if n := a.tr.sent.Load(); n != before {
+			t.Fatalf("%d heads messages sent to a peer in sync", n-before)
+		}
+		time.Sleep(o.HeadsInterval / 2)
+	}
+}
+
 // TestUnfetchableHeadDoesNotStall: a head nobody can serve (forged, or
 // from a peer gone) must not hold up the broadcasts behind it for the
 // DAG fetch timeout.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +68,8 @@ type memTransport struct {
 	// publishing is held for reading by every Publish: a test that locks
 	// it holds every publish until it unlocks.
 	publishing sync.RWMutex
+	// sent counts the direct messages sent.
+	sent atomic.Int64
 }
 
 var _ Transport = (*memTransport)(nil)
@@ -112,6 +115,7 @@ func (t *memTransport) SendTo(ctx context.Context, to string, data []byte) error
 	}
 	select {
 	case p.inbox <- memMsg{t.id, data}:
+		t.sent.Add(1)
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

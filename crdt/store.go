@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -459,8 +460,12 @@ func (s *Store) PeerDisconnected(peer string) {
 	s.peersMu.Unlock()
 }
 
-// headsLoop sends the heads to every connected peer every HeadsInterval
-// (see Options.HeadsInterval).
+// headsLoop sends the heads every HeadsInterval (see
+// Options.HeadsInterval) to every connected peer whose last report does
+// not show the same stable heads: a peer that has merged exactly what
+// this node has needs nothing, and an idle cluster sends no heads at all
+// (before, every node sent to every other every interval: N² messages).
+// A peer missing a broadcast reports other heads, and gets these.
 func (s *Store) headsLoop() {
 	t := time.NewTicker(s.opts.HeadsInterval)
 	defer t.Stop()
@@ -476,10 +481,38 @@ func (s *Store) headsLoop() {
 			peers = append(peers, p)
 		}
 		s.peersMu.Unlock()
+		heads := s.headStrings()
 		for _, p := range peers {
+			if s.memberHasHeads(p, heads) {
+				continue
+			}
 			s.sendHeads(p, false)
 		}
 	}
+}
+
+// headStrings are the current heads, sorted, as StableHeads gives them.
+func (s *Store) headStrings() []string {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	var out []string
+	for _, h := range s.crdt().InternalStats(ctx).Heads {
+		out = append(out, h.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// memberHasHeads reports whether member's last report showed exactly
+// heads (sorted) as its stable heads.
+func (s *Store) memberHasHeads(member string, heads []string) bool {
+	if len(heads) == 0 {
+		return false
+	}
+	s.members.mu.Lock()
+	defer s.members.mu.Unlock()
+	m, ok := s.members.m[member]
+	return ok && !m.Unknown && slices.Equal(m.Heads, heads)
 }
 
 func (s *Store) sendHeads(peer string, carry bool) {

@@ -53,9 +53,11 @@
 // A (re)started node first listens for Warmup: meanwhile it reports no
 // leader and its candidates say they are not available, so it neither
 // announces a leader from a partial picture nor preempts before it knows
-// the current term. It then waits (at most another Warmup) for live peers
-// that are still listening, so that a cluster started all at once elects
-// from the full picture with no transient leader.
+// the current term. While no peer knows of a leader, it then waits for
+// live peers that are still listening and until no new node has appeared
+// for Warmup/2 (at most 8×Warmup from its start), so that a cluster
+// started all at once, or one node after another, elects once from the
+// full picture with no transient leader.
 //
 // A candidate that joins a group settles before it counts: its node
 // announces it as settling, not available, until it has received from

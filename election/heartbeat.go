@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -19,6 +20,12 @@ type Heartbeat struct {
 	// A receiver drops a heartbeat older than the last it accepted.
 	Incarnation uint64
 	Seq         uint64
+	// Period is when the sender's next heartbeat is due: Interval while
+	// one of its candidates leads or stands next in a group (or it is
+	// starting), its idle period otherwise (Config.IdlePeriod).
+	// Receivers time the sender out after Timeout/Interval periods of
+	// silence. Zero (a version 1 sender): Interval. Sent in milliseconds.
+	Period time.Duration
 	// Leaving is the goodbye of a node that stops: its candidates are gone
 	// at once, without waiting for Timeout.
 	Leaving bool
@@ -55,14 +62,19 @@ type View struct {
 	Term       uint64
 }
 
-// Wire format, version 1 (all integers unsigned varints, strings a
+// Wire format, version 2 (all integers unsigned varints, strings a
 // varint length then the bytes):
 //
-//	version(=1) flags(bit0 leaving, bit1 warming) incarnation seq nodeID
+//	version(=2) flags(bit0 leaving, bit1 warming) incarnation seq period(ms) nodeID
 //	nCandidates { group id kind mode flags(bit0 available, bit1 healthy, bit2 settling) }
 //	nViews      { group leader leaderPeer term }
 const (
-	wireVersion = 1
+	wireVersion = 2
+	// wireVersion1 is version 2 without the period; still understood.
+	wireVersion1 = 1
+	// maxPeriod bounds a received Period: a garbled or hostile value
+	// cannot keep a silent node alive for long.
+	maxPeriod = 10 * time.Minute
 	// MaxHeartbeatSize bounds an encoded heartbeat: thousands of
 	// candidates fit, and a peer cannot make a node allocate much.
 	MaxHeartbeatSize = 256 << 10
@@ -85,6 +97,7 @@ func (h *Heartbeat) Encode() []byte {
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, h.Incarnation)
 	b = binary.AppendUvarint(b, h.Seq)
+	b = binary.AppendUvarint(b, uint64(h.Period.Milliseconds()))
 	b = appendString(b, h.NodeID)
 	b = binary.AppendUvarint(b, uint64(len(h.Candidates)))
 	for _, c := range h.Candidates {
@@ -124,8 +137,9 @@ func DecodeHeartbeat(data []byte) (*Heartbeat, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBadHeartbeat, len(data), MaxHeartbeatSize)
 	}
 	d := decoder{b: data}
-	if v := d.byte(); d.err == nil && v != wireVersion {
-		return nil, fmt.Errorf("%w: version %d, this node understands %d (upgrade it)", ErrBadHeartbeat, v, wireVersion)
+	v := d.byte()
+	if d.err == nil && v != wireVersion && v != wireVersion1 {
+		return nil, fmt.Errorf("%w: version %d, this node understands %d and %d (upgrade it)", ErrBadHeartbeat, v, wireVersion1, wireVersion)
 	}
 	h := &Heartbeat{}
 	flags := d.byte()
@@ -135,6 +149,13 @@ func DecodeHeartbeat(data []byte) (*Heartbeat, error) {
 	h.Leaving, h.Warming = flags&1 != 0, flags&2 != 0
 	h.Incarnation = d.uvarint()
 	h.Seq = d.uvarint()
+	if v == wireVersion {
+		ms := d.uvarint()
+		if ms > uint64(maxPeriod.Milliseconds()) {
+			d.fail("period %d ms above the limit of %s", ms, maxPeriod)
+		}
+		h.Period = time.Duration(ms) * time.Millisecond
+	}
 	h.NodeID = d.string()
 	n := d.count()
 	seen := make(map[[2]string]bool)

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func sampleHeartbeat() *Heartbeat {
@@ -51,7 +52,7 @@ func TestDecodeHeartbeatRejects(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "truncated"},
-		{"other version", append([]byte{2}, good[1:]...), "version 2"},
+		{"other version", append([]byte{3}, good[1:]...), "version 3"},
 		{"unknown flag", append([]byte{1, 0x80}, good[2:]...), "flags"},
 		{"truncated", good[:len(good)-3], "ErrBadHeartbeat"},
 		{"trailing bytes", append(bytes.Clone(good), 0), "trailing"},
@@ -102,4 +103,26 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 			t.Fatalf("round trip changed it:\n%+v\n%+v", hb, again)
 		}
 	})
+}
+
+// A version 1 heartbeat (no period) still decodes, with period 0 (the
+// receiver's Interval); a period above the limit is refused.
+func TestHeartbeatVersion1AndPeriod(t *testing.T) {
+	v1 := []byte{1, 0, 7, 3, 2, 'n', '1', 0, 0}
+	h, err := DecodeHeartbeat(v1)
+	if err != nil {
+		t.Fatalf("version 1: %v", err)
+	}
+	if h.NodeID != "n1" || h.Incarnation != 7 || h.Seq != 3 || h.Period != 0 {
+		t.Errorf("version 1 decoded as %+v", h)
+	}
+	h.Period = 2500 * time.Millisecond
+	back, err := DecodeHeartbeat(h.Encode())
+	if err != nil || back.Period != h.Period {
+		t.Fatalf("round trip of period %v: %+v, %v", h.Period, back, err)
+	}
+	h.Period = maxPeriod + time.Second
+	if _, err := DecodeHeartbeat(h.Encode()); err == nil || !strings.Contains(err.Error(), "period") {
+		t.Errorf("period above the limit: err = %v", err)
+	}
 }

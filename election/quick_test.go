@@ -62,6 +62,10 @@ func TestRuleMatchesReference(t *testing.T) {
 		var leader string
 		var term uint64
 		var log []string
+		// The observer decides once it has listened for Warmup and no new
+		// sender has appeared for Warmup/2 (or 8×Warmup passed).
+		var lastNew time.Duration
+		warm := false
 		for step := range 300 {
 			now += time.Duration(rng.IntN(int(cfg.Timeout/time.Millisecond)/2+1)) * time.Millisecond
 			id := ids[rng.IntN(len(ids))]
@@ -75,6 +79,7 @@ func TestRuleMatchesReference(t *testing.T) {
 				if p == nil {
 					p = &refPhantom{}
 					ps[id] = p
+					lastNew = now
 				}
 				p.last = now
 				switch x := rng.IntN(100); {
@@ -98,8 +103,11 @@ func TestRuleMatchesReference(t *testing.T) {
 				}
 				leader, term = c.Leader, c.Term
 			}
+			if !warm && now >= cfg.Warmup && (now-lastNew >= cfg.Warmup/2 || now >= 8*cfg.Warmup) {
+				warm = true
+			}
 			want := ""
-			if now >= cfg.Warmup {
+			if warm {
 				want = refLeader(ps, now, cfg.Timeout)
 			}
 			if leader != want {

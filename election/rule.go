@@ -33,10 +33,19 @@ type Rule struct {
 	start time.Duration
 	now   time.Duration
 	// listened: Warmup has passed since start (announced to others).
-	// warm: this node decides (listened, and no live peer is still
-	// listening, or 2×Warmup passed). Both only ever become true.
+	// warm: this node decides (listened, no live peer is still
+	// listening and no new node appeared lately unless a leader is
+	// known, or 8×Warmup passed). Both only ever become true.
 	listened bool
 	warm     bool
+	// fast: a local candidate leads or stands next in line, or is
+	// settling, or this node is not warm: heartbeats go every Interval,
+	// otherwise every idle period (Config.IdlePeriod). lastPeriod is the
+	// period the last heartbeat announced (0 before the first).
+	fast       bool
+	lastPeriod time.Duration
+	// lastNew is when a node was first heard (see membershipSettled).
+	lastNew time.Duration
 
 	local  map[candKey]*localCand
 	nodes  map[string]*nodeRec // by peer ID
@@ -82,8 +91,10 @@ type heardAt struct{ inc, seq uint64 }
 
 type nodeRec struct {
 	peer, nodeID string
+	firstHeard   time.Duration
 	inc, seq     uint64
 	lastSeen     time.Duration
+	period       time.Duration // Heartbeat.Period of its last heartbeat
 	leaving      bool
 	warming      bool
 	cands        []CandidateState
@@ -237,10 +248,11 @@ func (r *Rule) Receive(now time.Duration, peer string, hb *Heartbeat) {
 			return
 		}
 	} else {
-		rec = &nodeRec{peer: peer}
+		rec = &nodeRec{peer: peer, firstHeard: r.now}
 		r.nodes[peer] = rec
+		r.lastNew = r.now
 	}
-	rec.inc, rec.seq, rec.lastSeen = hb.Incarnation, hb.Seq, r.now
+	rec.inc, rec.seq, rec.lastSeen, rec.period = hb.Incarnation, hb.Seq, r.now, hb.Period
 	rec.nodeID, rec.leaving, rec.warming = hb.NodeID, hb.Leaving, hb.Warming
 	rec.cands = slices.Clone(hb.Candidates)
 	rec.views = make(map[string]View, len(hb.Views))
@@ -273,11 +285,17 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 		consider(r.start + r.cfg.Warmup)
 	}
 	if !r.warm {
-		consider(r.start + 2*r.cfg.Warmup)
+		consider(r.start + 8*r.cfg.Warmup)
+		consider(r.lastNew + r.cfg.Warmup/2)
+		for _, rec := range r.nodes {
+			if rec.warming {
+				consider(rec.firstHeard + 2*r.cfg.Warmup)
+			}
+		}
 	}
 	for _, rec := range r.nodes {
 		if r.alive(rec) {
-			consider(rec.lastSeen + r.cfg.Timeout)
+			consider(rec.lastSeen + r.timeout(rec))
 		}
 	}
 	for _, c := range r.local {
@@ -296,7 +314,8 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 func (r *Rule) Heartbeat(now time.Duration) *Heartbeat {
 	r.advance(now)
 	r.seq++
-	hb := &Heartbeat{NodeID: r.cfg.NodeID, Incarnation: r.inc, Seq: r.seq, Warming: !r.listened}
+	r.lastPeriod = r.period()
+	hb := &Heartbeat{NodeID: r.cfg.NodeID, Incarnation: r.inc, Seq: r.seq, Warming: !r.listened, Period: r.lastPeriod}
 	for _, k := range sortedKeys(r.local) {
 		c := r.local[k]
 		hb.Candidates = append(hb.Candidates, CandidateState{
@@ -347,7 +366,76 @@ func (r *Rule) advance(now time.Duration) {
 }
 
 func (r *Rule) alive(rec *nodeRec) bool {
-	return !rec.leaving && r.now-rec.lastSeen < r.cfg.Timeout
+	return !rec.leaving && r.now-rec.lastSeen < r.timeout(rec)
+}
+
+// timeout is how long rec may stay silent: Timeout, or as many of its
+// announced periods as Timeout holds Intervals when it announced a
+// longer one (an idle node).
+func (r *Rule) timeout(rec *nodeRec) time.Duration {
+	if rec.period <= r.cfg.Interval {
+		return r.cfg.Timeout
+	}
+	return max(r.cfg.Timeout, time.Duration(float64(r.cfg.Timeout)*float64(rec.period)/float64(r.cfg.Interval)))
+}
+
+// period is the time until this node's next heartbeat: Interval when
+// fast, the idle period otherwise (Config.IdlePeriod).
+func (r *Rule) period() time.Duration {
+	if r.fast || !r.warm {
+		return r.cfg.Interval
+	}
+	return r.IdlePeriod()
+}
+
+// IdlePeriod is the heartbeat period of this node while none of its
+// candidates leads or stands next in line: Config.IdlePeriod, or by
+// default max(10×Interval, Interval×n/2) for n live nodes (this one
+// included), so the idle nodes together send about 2/Interval
+// heartbeats per second whatever their number.
+func (r *Rule) IdlePeriod() time.Duration {
+	if r.cfg.IdlePeriod > 0 {
+		return r.cfg.IdlePeriod
+	}
+	n := 1
+	for _, rec := range r.nodes {
+		if r.alive(rec) {
+			n++
+		}
+	}
+	return min(max(10*r.cfg.Interval, r.cfg.Interval*time.Duration(n)/2), maxPeriod)
+}
+
+// wantFast reports whether a local candidate is settling, leads its
+// group, or stands next in line (the lowest eligible candidate but the
+// leader), or is eligible in a group without a leader; ms are the
+// members by group, as evaluate computed them.
+func (r *Rule) wantFast(ms map[string][]*Member) bool {
+	for _, c := range r.local {
+		if !c.settled {
+			return true
+		}
+		g := r.groups[c.spec.Group]
+		if g == nil {
+			continue
+		}
+		if g.lead.Peer == r.cfg.Peer && g.lead.Leader == c.spec.ID {
+			return true
+		}
+		for _, m := range ms[c.spec.Group] {
+			if !m.Eligible || (m.ID == g.lead.Leader && m.Peer == g.lead.Peer) {
+				continue
+			}
+			// The first eligible candidate but the leader: next in line.
+			if m.Local && m.ID == c.spec.ID {
+				return true
+			}
+			if g.lead.HasLeader() {
+				break
+			}
+		}
+	}
+	return false
 }
 
 func (r *Rule) group(name string) *groupState {
@@ -428,13 +516,21 @@ func (r *Rule) evaluate() {
 		r.out.Send = true
 	}
 	if !r.warm {
-		if !r.listened || (r.peersWarming() && r.now < r.start+2*r.cfg.Warmup) {
+		if !r.listened || (r.now < r.start+8*r.cfg.Warmup && (r.peersWarming() || !r.membershipSettled())) {
 			return
 		}
 		r.warm = true
 		r.out.Send = true
 	}
 	members := r.members()
+	defer func() {
+		// A node that turns fast announces it at once: its last heartbeat
+		// promised a longer silence.
+		r.fast = r.wantFast(members)
+		if r.fast && r.lastPeriod > r.cfg.Interval {
+			r.out.Send = true
+		}
+	}()
 	names := make(map[string]bool, len(r.groups)+len(members))
 	for n := range r.groups {
 		names[n] = true
@@ -481,10 +577,37 @@ func (r *Rule) settle() {
 	}
 }
 
-// peersWarming reports whether a live peer is still listening.
+// membershipSettled: a node that starts while no live peer knows of a
+// leader (a cluster started at once, one node after another) decides
+// once no new node has been heard for Warmup/2, so that the first
+// election sees the whole cluster and later starters do not preempt it
+// one by one (24 nodes started by one process agreed at term 30-60
+// before). A node that joins a cluster with a leader does not wait.
+// (evaluate bounds the wait: 8×Warmup after the start.)
+func (r *Rule) membershipSettled() bool {
+	if r.now-r.lastNew >= r.cfg.Warmup/2 {
+		return true
+	}
+	for _, rec := range r.nodes {
+		if !r.alive(rec) {
+			continue
+		}
+		for _, v := range rec.views {
+			if v.Leader != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// peersWarming reports whether a live peer is still listening (evaluate
+// bounds the wait: 8×Warmup after the start).
 func (r *Rule) peersWarming() bool {
 	for _, rec := range r.nodes {
-		if rec.warming && r.alive(rec) {
+		// A peer warms up for Warmup after its start: waiting for it ends
+		// 2×Warmup after it was first heard, whatever it says.
+		if rec.warming && r.alive(rec) && r.now < rec.firstHeard+2*r.cfg.Warmup {
 			return true
 		}
 	}

@@ -21,7 +21,8 @@ type Transport interface {
 }
 
 // Runner drives a Rule: it owns the goroutines, the clock and the
-// network. It sends a heartbeat every Interval (and at once when a local
+// network. It sends a heartbeat every Interval, or every idle period
+// while no local candidate leads or stands next (and at once when a local
 // candidate changes), feeds received heartbeats to the rule stamped with
 // the local monotonic clock, ticks the rule at its deadlines, and
 // delivers leadership changes to watchers.
@@ -206,8 +207,9 @@ func (r *Runner) step(kicked bool) (wait time.Duration, ok bool) {
 	var data []byte
 	suspended := now < r.suspended
 	if (kicked || out.Send || now >= r.nextSend) && !suspended {
-		data = r.rule.Heartbeat(now).Encode()
-		r.nextSend = now + r.cfg.Interval
+		hb := r.rule.Heartbeat(now)
+		data = hb.Encode()
+		r.nextSend = now + hb.Period
 	}
 	// A suspension acts like a paused process: what falls due meanwhile
 	// is sent the moment it ends.

@@ -698,3 +698,104 @@ func TestNewChecksItsArguments(t *testing.T) {
 		t.Errorf("New without Transport: %v, want ErrInvalid", err)
 	}
 }
+
+// Only the leader and the next in line heartbeat every Interval; the
+// others every idle period, and they are timed out after as many idle
+// periods as Timeout holds Intervals. When the leader fails, the new
+// next in line turns fast at once.
+func TestRunnerIdleNodesHeartbeatSlowly(t *testing.T) {
+	tc := newTestCluster(t, "n1", "n2", "n3", "n4", "n5")
+	rs := tc.runners
+	tc.until(2*time.Second, "n1 leads everywhere", func() bool { return tc.agree(ClusterGroup, "n1", rs...) })
+	tc.advance(time.Second) // settled: n3-n5 announced their idle period
+	cfg := FastConfig()
+	idle := rs[4].rule.IdlePeriod()
+	if want := 10 * cfg.Interval; idle != want {
+		t.Fatalf("idle period of 5 nodes = %v, want max(10×Interval, 5×Interval/2) = %v", idle, want)
+	}
+	count := func() []int {
+		var c []int
+		for _, id := range []string{"n1", "n2", "n3", "n4", "n5"} {
+			c = append(c, tc.net.published("peer-"+id))
+		}
+		return c
+	}
+	before := count()
+	span := 5 * time.Second
+	tc.advance(span)
+	after := count()
+	fast, slow := int(span/cfg.Interval), int(span/idle)
+	for i, id := range []string{"n1", "n2", "n3", "n4", "n5"} {
+		sent := after[i] - before[i]
+		want := slow
+		if i < 2 {
+			want = fast // the leader and the next in line
+		}
+		if sent < want-1 || sent > want+1 {
+			t.Errorf("%s sent %d heartbeats in %v, want %d", id, sent, span, want)
+		}
+	}
+
+	// An idle node that goes silent is still alive after Timeout, and
+	// timed out after Timeout/Interval idle periods.
+	tc.net.isolate("peer-n5", true)
+	cut := tc.clock.Now()
+	member := func(r *Runner, id string) Member {
+		g, err := r.Group(ClusterGroup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range g.Members {
+			if m.ID == id {
+				return m
+			}
+		}
+		t.Fatalf("no member %s", id)
+		return Member{}
+	}
+	tc.advance(2 * cfg.Timeout)
+	if !member(rs[0], "n5").Alive {
+		t.Errorf("n5 (idle) timed out after %v, before its idle timeout", tc.clock.Now().Sub(cut))
+	}
+	idleTimeout := time.Duration(float64(cfg.Timeout) * float64(idle) / float64(cfg.Interval))
+	tc.until(idleTimeout+idle, "n1 times n5 out", func() bool { return !member(rs[0], "n5").Alive })
+
+	// The leader crashes: n2 (fast) takes over within Timeout, and n3,
+	// next in line now, sends at once and then every Interval.
+	tc.net.isolate("peer-n1", true)
+	crash := tc.clock.Now()
+	tc.until(cfg.Timeout+cfg.Interval, "n2 leads", func() bool { return tc.agree(ClusterGroup, "n2", rs[1], rs[2], rs[3]) })
+	if took := tc.clock.Now().Sub(crash); took > cfg.Timeout+cfg.Interval {
+		t.Errorf("failover took %v", took)
+	}
+	if p := rs[2].rule.lastPeriod; p != cfg.Interval {
+		t.Errorf("n3, next in line, last announced %v, want a heartbeat at once announcing %v", p, cfg.Interval)
+	}
+	before = count()
+	tc.advance(time.Second)
+	if sent := count()[2] - before[2]; sent < int(time.Second/cfg.Interval)-1 {
+		t.Errorf("n3 (next in line) sent %d heartbeats in 1s, want about %d", sent, time.Second/cfg.Interval)
+	}
+}
+
+// Nodes started one after another, each lower than the last (the worst
+// order: each newcomer would preempt), elect once the starts stop: the
+// lowest, at term 1, without a change before it.
+func TestRunnerStaggeredStartElectsOnce(t *testing.T) {
+	tc := newTestCluster(t)
+	ids := []string{"n8", "n7", "n6", "n5", "n4", "n3", "n2", "n1"}
+	cfg := FastConfig()
+	for _, id := range ids {
+		r := tc.add(id, nil)
+		if err := r.SetNodeAvailable(true); err != nil {
+			t.Fatal(err)
+		}
+		tc.advance(cfg.Warmup / 3)
+	}
+	tc.until(8*cfg.Warmup, "n1 leads everywhere", func() bool { return tc.agree(ClusterGroup, "n1", tc.runners...) })
+	for i, r := range tc.runners {
+		if l := r.Leader(ClusterGroup); l.Term != 1 {
+			t.Errorf("%s: term %d after a staggered start, want 1 (one election)", ids[i], l.Term)
+		}
+	}
+}

@@ -157,7 +157,25 @@ type NodeReport struct {
 	// Version is the sender's build (internal/version's Info.String), so
 	// that a cluster of mixed versions shows it; absent from older ones.
 	Version string `json:"ver,omitempty"`
+	// PeriodMS is when the sender's next report is due at the latest, in
+	// milliseconds: ReportInterval while its state changes, its idle
+	// period once it is quiet. Receivers scale SuspectAfter and DeadAfter
+	// to it. 0 (older senders): ReportInterval.
+	PeriodMS int64 `json:"per,omitempty"`
 }
+
+// Quiet returns r without what changes while nothing happens (sequence,
+// clock, latency, sizes on disk, period): two reports with equal Quiet
+// forms say the same, and the second need not be sent before the idle
+// period is up.
+func (r NodeReport) Quiet() NodeReport {
+	r.Seq, r.Clock, r.ReplLatencyMS, r.LiveBytes, r.HistoryBytes, r.PeriodMS = 0, 0, 0, 0, 0, 0
+	return r
+}
+
+// maxReportPeriod bounds NodeReport.PeriodMS: a garbled or hostile
+// value cannot keep a silent peer from turning DEAD for long.
+const maxReportPeriod = 10 * time.Minute
 
 // MaxEvictedBack bounds NodeReport.EvictedBack.
 const MaxEvictedBack = 16
@@ -207,6 +225,9 @@ func DecodeNodeReport(data []byte) (*NodeReport, error) {
 	case PhaseJoining, PhaseSyncing, PhaseActive:
 	default:
 		errs = append(errs, fmt.Sprintf("unknown sync phase %q", r.Sync.Phase))
+	}
+	if r.PeriodMS < 0 || r.PeriodMS > maxReportPeriod.Milliseconds() {
+		errs = append(errs, fmt.Sprintf("a period of %d ms (at most %v)", r.PeriodMS, maxReportPeriod))
 	}
 	if r.Heads < 0 || r.Queued < 0 || r.ReplLatencyMS < 0 || r.ReplLatencyMS != r.ReplLatencyMS || r.LiveBytes < 0 || r.HistoryBytes < 0 {
 		errs = append(errs, "negative count")
@@ -391,6 +412,17 @@ func (s *PeerStates) Tick(now time.Duration) {
 	}
 }
 
+// ReportTimeouts are how long a peer that announced periodMS (its last
+// report's PeriodMS) may stay silent before it is SUSPECT and DEAD: the
+// configured times, or 2 and 4 of its periods when that is longer (an
+// idle peer reports every few seconds to a minute, depending on the
+// cluster's size).
+func ReportTimeouts(cfg PeerStateConfig, periodMS int64) (suspect, dead time.Duration) {
+	cfg = cfg.EnsureDefaults()
+	p := time.Duration(periodMS) * time.Millisecond
+	return max(cfg.SuspectAfter, 2*p), max(cfg.DeadAfter, 4*p)
+}
+
 // compute is the rule: the state and health of p at now.
 func (s *PeerStates) compute(now time.Duration, p *peerRec) (NodeState, SyncHealth, string) {
 	health := HealthDisconnected
@@ -414,11 +446,15 @@ func (s *PeerStates) compute(now time.Duration, p *peerRec) (NodeState, SyncHeal
 		last = p.lastHeard
 	}
 	age := now - last
+	suspect, dead := s.cfg.SuspectAfter, s.cfg.DeadAfter
+	if p.heard {
+		suspect, dead = ReportTimeouts(s.cfg, p.report.PeriodMS)
+	}
 	switch {
-	case age >= s.cfg.DeadAfter:
-		return StateDead, health, fmt.Sprintf("no report for %v", s.cfg.DeadAfter)
-	case age >= s.cfg.SuspectAfter && p.heard:
-		return StateSuspect, health, fmt.Sprintf("no report for %v", s.cfg.SuspectAfter)
+	case age >= dead:
+		return StateDead, health, fmt.Sprintf("no report for %v", dead)
+	case age >= suspect && p.heard:
+		return StateSuspect, health, fmt.Sprintf("no report for %v", suspect)
 	case !p.heard:
 		return StateJoining, health, "no report yet"
 	}

@@ -241,6 +241,8 @@ func (sc *scenario) report(t *testing.T, td *datadriven.TestData, peer string) N
 			r.WritesIn = n
 		case "repl_ms":
 			r.ReplLatencyMS = f
+		case "period_ms":
+			r.PeriodMS = int64(n)
 		default:
 			td.Fatalf(t, "unknown report field %q", a.Key)
 		}

@@ -176,6 +176,8 @@ type Node struct {
 	mdns mdns.Service
 	nat  *natState // nat.go
 
+	traffic *traffic // traffic.go
+
 	// ctx is cancelled by Close; every goroutine in wg watches it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -230,6 +232,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		nat:       newNATState(),
 		wake:      make(chan struct{}, 1),
 		hostReady: make(chan struct{}),
+		traffic:   newTraffic(cfg.Env),
 		firstConn: make(chan struct{}),
 		known:     make(map[peer.ID]*knownPeer),
 		removed:   make(map[peer.ID]struct{}),
@@ -328,6 +331,7 @@ func (n *Node) startHost() error {
 		// No process-wide Prometheus registry: several nodes share a
 		// process in tests and in the local launcher.
 		libp2p.DisableMetrics(),
+		libp2p.BandwidthReporter(n.traffic),
 		libp2p.UserAgent("starling"),
 	}
 	opts = append(opts, n.hostNATOptions()...)
@@ -357,6 +361,7 @@ func (n *Node) startPubSub() error {
 		// 1s for a write to appear on a peer right after start).
 		pubsub.WithFloodPublish(true),
 		pubsub.WithLogger(n.base.With("component", "pubsub")),
+		pubsub.WithRawTracer(n.traffic),
 		// --trust guards what this node gives too: an untrusted peer is
 		// never in a topic's mesh or fanout and gets no message.
 		pubsub.WithPeerFilter(func(id peer.ID, _ string) bool { return n.trust.trusts(id) }),
@@ -386,6 +391,7 @@ func (n *Node) startPubSub() error {
 	n.repl, err = newReplication(n.host, ps, n.names, n.trust, n.base.With("component", "replication"))
 	if n.repl != nil {
 		n.repl.misbehaved = n.Misbehaved
+		n.repl.counts = n.traffic.count(n.traffic.protoSource(n.names.directProto))
 	}
 	return err
 }

@@ -65,6 +65,9 @@ type Replication struct {
 
 	// misbehaved is Node.Misbehaved.
 	misbehaved func(id, why string)
+	// counts counts direct messages (traffic.go); nil in tests that
+	// build a Replication alone.
+	counts *trafficCount
 	// dropLogged is when logDropped last logged.
 	dropMu     sync.Mutex
 	dropLogged time.Time
@@ -267,6 +270,9 @@ func (r *Replication) SendTo(ctx context.Context, to string, data []byte) error 
 		}
 		return fmt.Errorf("p2p: send to %s: open stream: %w", id, err)
 	}
+	if r.counts != nil {
+		r.counts.msgsOut.Add(1)
+	}
 	if err := r.send(ctx, s, data); err != nil {
 		_ = s.Reset()
 		if r.closed() {
@@ -319,6 +325,9 @@ func (r *Replication) handleStream(s network.Stream) {
 		r.log.Debug("bad direct message", "peer", remote, "err", err)
 		_ = s.Reset()
 		return
+	}
+	if r.counts != nil {
+		r.counts.msgsIn.Add(1)
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
 	ok := r.inbox.push(inbound{from: remote.String(), data: data}, wctx.Done(), r.done)

@@ -21,22 +21,26 @@ import (
 // tell which clock is wrong. Gossip delay (milliseconds) is far below
 // the offsets this is about (minutes).
 
-// clockFresh is how recent a peer's report must be to count.
+// clockFresh is how recent a peer's report must be to count, or two of
+// the periods the report announced if longer (an idle peer).
 const clockFresh = 5 * ReportInterval
 
 type clockSample struct {
-	diff time.Duration // peer's clock minus this node's
-	at   time.Time     // when the report arrived (monotonic)
+	diff  time.Duration // peer's clock minus this node's
+	at    time.Time     // when the report arrived (monotonic)
+	fresh time.Duration // how long it counts
 }
 
-// noteClock records a peer's clock reading from its report.
-func (m *Monitor) noteClock(from string, peerNs int64) {
+// noteClock records a peer's clock reading from its report, which
+// announced periodMS.
+func (m *Monitor) noteClock(from string, peerNs, periodMS int64) {
 	if peerNs == 0 {
 		return // a sender of an older version
 	}
 	local := m.cfg.Entities.PhysicalNow()
+	fresh := max(clockFresh, 2*time.Duration(periodMS)*time.Millisecond)
 	m.mu.Lock()
-	m.clocks[from] = clockSample{diff: time.Duration(peerNs - local.UnixNano()), at: time.Now()}
+	m.clocks[from] = clockSample{diff: time.Duration(peerNs - local.UnixNano()), at: time.Now(), fresh: fresh}
 	m.mu.Unlock()
 }
 
@@ -94,7 +98,7 @@ func (m *Monitor) ClockStatus() api.ClockStatus {
 func judgeClocks(samples map[string]clockSample, removed map[string]bool, now time.Time, max time.Duration) (med time.Duration, peers int, odd []string) {
 	diffs := []time.Duration{0}
 	for id, s := range samples {
-		if now.Sub(s.at) > clockFresh || removed[id] {
+		if now.Sub(s.at) > clockFresh && now.Sub(s.at) > s.fresh || removed[id] {
 			continue
 		}
 		diffs = append(diffs, s.diff)

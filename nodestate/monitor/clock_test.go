@@ -38,3 +38,17 @@ func TestJudgeClocks(t *testing.T) {
 		t.Fatalf("median with one peer an hour off: %v, want 0", med)
 	}
 }
+
+// A report of an idle peer counts for two of the periods it announced:
+// its clock stays in the median between its reports.
+func TestJudgeClocksIdlePeer(t *testing.T) {
+	now := time.Now()
+	old := now.Add(-8 * time.Second)
+	samples := map[string]clockSample{
+		"idle": {diff: time.Hour, at: old, fresh: 12 * time.Second},
+		"busy": {diff: time.Hour, at: old},
+	}
+	if _, peers, _ := judgeClocks(samples, nil, now, 5*time.Minute); peers != 1 {
+		t.Errorf("peers counted = %d, want 1 (the idle one, within 2 of its periods)", peers)
+	}
+}

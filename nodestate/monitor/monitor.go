@@ -68,6 +68,11 @@ type Monitor struct {
 	states    *nodestate.PeerStates
 	removed   map[string]bool
 	seq       uint64
+	// The last report published: when, its quiet form (NodeReport.Quiet)
+	// and the period it announced (report.go).
+	lastPub    time.Time
+	lastQuiet  []byte
+	lastPeriod time.Duration
 	leaving   bool
 	trans     []nodestate.Transition
 	changes   []api.LeadershipChange
@@ -214,7 +219,7 @@ func (m *Monitor) loop() {
 	soon := time.NewTimer(time.Hour)
 	soon.Stop()
 	defer soon.Stop()
-	m.publish()
+	m.publishIfDue(true)
 	for {
 		select {
 		case <-m.ctx.Done():
@@ -223,11 +228,11 @@ func (m *Monitor) loop() {
 			soon.Reset(connectReportDelay)
 			continue
 		case <-soon.C:
-			m.publish()
+			m.publishIfDue(true)
 			continue
 		case <-t.C:
 		}
-		m.publish()
+		m.publishIfDue(false)
 		m.tick()
 		m.checkClock()
 	}
@@ -267,9 +272,16 @@ func (m *Monitor) sampleHeads() {
 	m.heads, m.headsKnown = heads, true
 }
 
+// publish sends this node's report now, announcing ReportInterval as
+// its period (the goodbye).
 func (m *Monitor) publish() {
 	m.sampleHeads()
 	r := m.report()
+	r.PeriodMS = ReportInterval.Milliseconds()
+	m.send(r)
+}
+
+func (m *Monitor) send(r nodestate.NodeReport) {
 	ctx, cancel := context.WithTimeout(context.Background(), ReportInterval)
 	defer cancel()
 	if err := m.topic.Publish(ctx, r.Encode()); err != nil && m.ctx.Err() == nil {
@@ -432,7 +444,7 @@ func (m *Monitor) receive() {
 		// Every node heard from is a compaction member: its stable heads
 		// bound what the store may reclaim (crdt/compact.go).
 		if !removed {
-			m.noteClock(from, r.Clock)
+			m.noteClock(from, r.Clock, r.PeriodMS)
 			m.cfg.Store.ObserveReport(from, crdt.MemberReport{Heads: r.StableHeads, HeadsKnown: r.HeadsKnown, Installs: r.Installs, Lineage: r.Lineage, At: time.Now()})
 			if m.cfg.Store.MustRebase(from, r.EvictedBack, r.Lineage) {
 				m.rebase(from)
@@ -717,6 +729,8 @@ var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_relay_bytes_total", "counter", "Bytes this node relayed for other nodes (circuit relay service)."},
 	{"starling_relay_circuits_total", "counter", "Relayed connections this node opened for other nodes."},
 	{"starling_peer_connections", "gauge", "Connected peers by how: direct, hole-punched, relayed."},
+	{"starling_p2p_messages_total", "counter", "Messages sent (dir=out) and received (dir=in) since start, by source: gossip:<topic> (duplicates from a second mesh peer count again), gossipsub-control, stream:replication/1.0.0 (direct messages)."},
+	{"starling_p2p_bytes_total", "counter", "Bytes sent (dir=out) and received (dir=in) since start, by source: each gossip topic, gossipsub-control, gossipsub-streams (all gossipsub bytes on the wire), and each stream protocol (dht, identify, ping, nat, bitswap, stream:<name>)."},
 }
 
 func metricHelp(name string) string {
@@ -909,6 +923,14 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 	counter("starling_holepunch_total", float64(nat.HolePunchSuccesses), "result", "success")
 	counter("starling_relay_bytes_total", float64(nat.RelayedBytes))
 	counter("starling_relay_circuits_total", float64(nat.RelayCircuits))
+	for _, t := range m.cfg.P2P.Traffic() {
+		if t.MsgsIn+t.MsgsOut > 0 {
+			counter("starling_p2p_messages_total", float64(t.MsgsIn), "source", t.Source, "dir", "in")
+			counter("starling_p2p_messages_total", float64(t.MsgsOut), "source", t.Source, "dir", "out")
+		}
+		counter("starling_p2p_bytes_total", float64(t.BytesIn), "source", t.Source, "dir", "in")
+		counter("starling_p2p_bytes_total", float64(t.BytesOut), "source", t.Source, "dir", "out")
+	}
 	byConn := make(map[p2p.ConnKind]int)
 	for _, p := range m.cfg.P2P.Peers() {
 		if p.Connected {

@@ -1,0 +1,84 @@
+package monitor
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/starling-sync/starling/nodestate"
+)
+
+// Reports cost every node a message per report of every other node, so
+// a quiet node reports less often: every ReportInterval while its report
+// changes (writes, sync, heads, errors), then once more to announce its
+// idle period, then every idle period until something changes. Receivers
+// scale SuspectAfter and DeadAfter to the period a report announces
+// (nodestate.ReportTimeouts). The idle period grows with the cluster so
+// that quiet nodes together send about 1/idleReportPerNode reports per
+// second whatever their number.
+const (
+	// idleReportMin is the shortest idle period (a small cluster).
+	idleReportMin = 5 * time.Second
+	// idleReportPerNode: the idle period is this times the number of
+	// live nodes when that is longer (24 nodes: 6 s; 200 nodes: 50 s).
+	idleReportPerNode = 250 * time.Millisecond
+)
+
+// idleReportPeriod is the idle period for n live nodes (this one
+// included).
+func idleReportPeriod(n int) time.Duration {
+	return max(idleReportMin, time.Duration(n)*idleReportPerNode)
+}
+
+// liveNodes counts this node and the peers that are neither DEAD, LEFT
+// nor removed.
+func (m *Monitor) liveNodes() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 1
+	for _, v := range m.states.Peers(m.now()) {
+		if v.Heard && v.State != nodestate.StateDead && v.State != nodestate.StateLeft && !m.removed[v.Peer] {
+			n++
+		}
+	}
+	return n
+}
+
+// publishIfDue sends the report when it changed since the last one, when
+// the last one announced ReportInterval (this one announces the idle
+// period), when the period announced last is up, or when force is set
+// (a new connection). A report announces the idle period of the
+// cluster's current size; the next is due after the shorter of that and
+// the period announced before, so the announcement always holds.
+func (m *Monitor) publishIfDue(force bool) {
+	m.sampleHeads()
+	r := m.report()
+	q := r.Quiet()
+	quiet := q.Encode()
+	idle := idleReportPeriod(m.liveNodes())
+	changed := !bytes.Equal(quiet, m.lastQuiet)
+	now := time.Now()
+	period, send := reportDue(changed, force, m.lastPeriod, idle, now.Sub(m.lastPub))
+	if !send {
+		return
+	}
+	r.PeriodMS = period.Milliseconds()
+	m.lastPub, m.lastQuiet, m.lastPeriod = now, quiet, period
+	m.send(r)
+}
+
+// reportDue decides whether a report goes out now and the period it
+// announces: changed since the last one, forced, the last one announced
+// ReportInterval, or since (the time since the last one) reaches the
+// shorter of the period announced last and idle (a tick early rather
+// than a tick late).
+func reportDue(changed, force bool, last, idle, since time.Duration) (period time.Duration, send bool) {
+	switch {
+	case changed:
+		return ReportInterval, true
+	case force, last == ReportInterval:
+		return idle, true
+	case since >= min(last, idle)-ReportInterval/2:
+		return idle, true
+	}
+	return 0, false
+}

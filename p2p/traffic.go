@@ -1,0 +1,183 @@
+package p2p
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
+)
+
+// Traffic is what a node sent and received, by source, since it started:
+// each gossip topic (the election heartbeats, the node reports, the
+// replication broadcasts), gossipsub's own control messages, and each
+// stream protocol (the direct replication messages, the DHT, identify,
+// ping, NAT traversal, block exchange). It is how the idle cost of a
+// cluster is measured and broken down (starling_p2p_messages_total and
+// starling_p2p_bytes_total).
+//
+// Messages count gossip messages (a duplicate received from a second
+// mesh peer counts again: it was carried) and control RPCs; streams
+// count bytes only.
+type Traffic struct {
+	Source   string
+	MsgsIn   uint64
+	MsgsOut  uint64
+	BytesIn  uint64
+	BytesOut uint64
+}
+
+// traffic counts by source. It is both gossipsub's RawTracer and the
+// host's bandwidth reporter; every method is cheap (a map read and
+// atomic adds).
+type traffic struct {
+	env     string
+	mu      sync.RWMutex
+	sources map[string]*trafficCount
+}
+
+type trafficCount struct {
+	msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
+}
+
+func newTraffic(env string) *traffic {
+	return &traffic{env: env, sources: make(map[string]*trafficCount)}
+}
+
+func (t *traffic) count(source string) *trafficCount {
+	t.mu.RLock()
+	c := t.sources[source]
+	t.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c = t.sources[source]; c == nil {
+		c = new(trafficCount)
+		t.sources[source] = c
+	}
+	return c
+}
+
+// snapshot returns the counts sorted by source.
+func (t *traffic) snapshot() []Traffic {
+	t.mu.RLock()
+	out := make([]Traffic, 0, len(t.sources))
+	for s, c := range t.sources {
+		out = append(out, Traffic{Source: s, MsgsIn: c.msgsIn.Load(), MsgsOut: c.msgsOut.Load(),
+			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load()})
+	}
+	t.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Source < out[j].Source })
+	return out
+}
+
+// topicSource names a gossip topic's source: "gossip:" and the topic's
+// short name ("gossip:election"), or the full name of a foreign topic.
+func (t *traffic) topicSource(topic string) string {
+	return "gossip:" + strings.TrimPrefix(topic, "starling/"+t.env+"/")
+}
+
+// protoSource names a stream protocol's source; gossipsub's own streams
+// are "gossipsub-streams" (their messages are counted by topic).
+func (t *traffic) protoSource(p protocol.ID) string {
+	s := string(p)
+	switch {
+	case strings.HasPrefix(s, "/meshsub/"):
+		return "gossipsub-streams"
+	case strings.HasPrefix(s, "/ipfs/ping/"):
+		return "ping"
+	case strings.HasPrefix(s, "/ipfs/id/"):
+		return "identify"
+	case strings.Contains(s, "/kad/"):
+		return "dht"
+	case strings.Contains(s, "/bitswap"):
+		return "bitswap"
+	case strings.Contains(s, "autonat"), strings.Contains(s, "/libp2p/circuit/"), strings.Contains(s, "/libp2p/dcutr"):
+		return "nat"
+	case strings.HasPrefix(s, "/starling/"+t.env+"/"):
+		return "stream:" + strings.TrimPrefix(s, "/starling/"+t.env+"/")
+	case s == "":
+		return "stream:unnegotiated"
+	}
+	return "stream:other"
+}
+
+func (t *traffic) rpc(r *pubsub.RPC, out bool) {
+	for _, m := range r.GetPublish() {
+		c := t.count(t.topicSource(m.GetTopic()))
+		if out {
+			c.msgsOut.Add(1)
+			c.bytesOut.Add(uint64(proto.Size(m)))
+		} else {
+			c.msgsIn.Add(1)
+			c.bytesIn.Add(uint64(proto.Size(m)))
+		}
+	}
+	if ctl := r.GetControl(); ctl != nil {
+		c := t.count("gossipsub-control")
+		n := uint64(proto.Size(ctl))
+		if out {
+			c.msgsOut.Add(1)
+			c.bytesOut.Add(n)
+		} else {
+			c.msgsIn.Add(1)
+			c.bytesIn.Add(n)
+		}
+	}
+}
+
+// gossipsub's RawTracer.
+func (t *traffic) RecvRPC(r *pubsub.RPC)                             { t.rpc(r, false) }
+func (t *traffic) SendRPC(r *pubsub.RPC, _ peer.ID)                  { t.rpc(r, true) }
+func (t *traffic) AddPeer(peer.ID, protocol.ID)                      {}
+func (t *traffic) RemovePeer(peer.ID)                                {}
+func (t *traffic) OnNewOutboundStream(peer.ID, protocol.ID)          {}
+func (t *traffic) OnClosedOutboundStream(peer.ID)                    {}
+func (t *traffic) Join(string)                                       {}
+func (t *traffic) Leave(string)                                      {}
+func (t *traffic) Graft(peer.ID, string)                             {}
+func (t *traffic) Prune(peer.ID, string)                             {}
+func (t *traffic) ValidateMessage(*pubsub.Message)                   {}
+func (t *traffic) DeliverMessage(*pubsub.Message)                    {}
+func (t *traffic) RejectMessage(*pubsub.Message, string)             {}
+func (t *traffic) DuplicateMessage(*pubsub.Message)                  {}
+func (t *traffic) ThrottlePeer(peer.ID)                              {}
+func (t *traffic) DropRPC(*pubsub.RPC, peer.ID)                      {}
+func (t *traffic) UndeliverableMessage(*pubsub.Message)              {}
+func (t *traffic) LogSentMessage(int64)                              {}
+func (t *traffic) LogRecvMessage(int64)                              {}
+func (t *traffic) GetBandwidthForPeer(peer.ID) metrics.Stats         { return metrics.Stats{} }
+func (t *traffic) GetBandwidthForProtocol(protocol.ID) metrics.Stats { return metrics.Stats{} }
+func (t *traffic) GetBandwidthTotals() metrics.Stats                 { return metrics.Stats{} }
+func (t *traffic) GetBandwidthByPeer() map[peer.ID]metrics.Stats     { return nil }
+func (t *traffic) GetBandwidthByProtocol() map[protocol.ID]metrics.Stats {
+	return nil
+}
+func (t *traffic) Reset()             {}
+func (t *traffic) TrimIdle(time.Time) {}
+
+// The host's bandwidth reporter: bytes by stream protocol.
+func (t *traffic) LogSentMessageStream(n int64, p protocol.ID, _ peer.ID) {
+	t.count(t.protoSource(p)).bytesOut.Add(uint64(n))
+}
+
+func (t *traffic) LogRecvMessageStream(n int64, p protocol.ID, _ peer.ID) {
+	t.count(t.protoSource(p)).bytesIn.Add(uint64(n))
+}
+
+var (
+	_ pubsub.RawTracer = (*traffic)(nil)
+	_ metrics.Reporter = (*traffic)(nil)
+)
+
+// Traffic returns what the node sent and received since it started, by
+// source.
+func (n *Node) Traffic() []Traffic { return n.traffic.snapshot() }
