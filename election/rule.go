@@ -46,6 +46,9 @@ type Rule struct {
 	lastPeriod time.Duration
 	// lastNew is when a node was first heard (see membershipSettled).
 	lastNew time.Duration
+	// slack extends every timeout: this node's own recent lateness
+	// (SetSlack).
+	slack time.Duration
 
 	local  map[candKey]*localCand
 	nodes  map[string]*nodeRec // by peer ID
@@ -295,7 +298,7 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 	}
 	for _, rec := range r.nodes {
 		if r.alive(rec) {
-			consider(rec.lastSeen + r.timeout(rec))
+			consider(rec.lastSeen + r.timeout(rec) + r.slack)
 		}
 	}
 	for _, c := range r.local {
@@ -366,8 +369,13 @@ func (r *Rule) advance(now time.Duration) {
 }
 
 func (r *Rule) alive(rec *nodeRec) bool {
-	return !rec.leaving && r.now-rec.lastSeen < r.timeout(rec)
+	return !rec.leaving && r.now-rec.lastSeen < r.timeout(rec)+r.slack
 }
+
+// SetSlack extends every node's timeout by d: how late this node itself
+// has been running lately (the runner measures its timer's lateness). A
+// stalled node then does not take its own stall for its peers' failure.
+func (r *Rule) SetSlack(d time.Duration) { r.slack = max(d, 0) }
 
 // timeout is how long rec may stay silent: Timeout, or as many of its
 // announced periods as Timeout holds Intervals when it announced a

@@ -799,3 +799,21 @@ func TestRunnerStaggeredStartElectsOnce(t *testing.T) {
 		}
 	}
 }
+
+// A node whose own timer fired late extends its timeouts by that much:
+// its own stall is not taken for its peers' failure. A node that ran on
+// time fails over after Timeout as before.
+func TestRunnerLateTimerExtendsTimeouts(t *testing.T) {
+	tc := newTestCluster(t, "n1", "n2", "n3")
+	n1, n2, n3 := tc.runners[0], tc.runners[1], tc.runners[2]
+	tc.until(2*time.Second, "n1 leads everywhere", func() bool { return tc.agree(ClusterGroup, "n1", n1, n2, n3) })
+	cfg := FastConfig()
+	late := 3 * cfg.Timeout
+	n2.noteLate(late)
+	tc.net.isolate("peer-n1", true)
+	tc.until(cfg.Timeout+cfg.Interval, "n3 fails over", func() bool { return n3.Leader(ClusterGroup).Leader != "n1" })
+	if l := n2.Leader(ClusterGroup); l.Leader != "n1" {
+		t.Fatalf("n2, whose timer fired %v late, failed over after %v: %+v", late, cfg.Timeout+cfg.Interval, l)
+	}
+	tc.until(late+cfg.Timeout, "n2 fails over once its slack is used up", func() bool { return n2.Leader(ClusterGroup).Leader != "n1" })
+}

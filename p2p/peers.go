@@ -371,6 +371,7 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 		case !connected && k.connected:
 			k.connected = false
 			k.lastSeen = now
+			n.traffic.forget(id)
 			if len(lastAddrs) > 0 {
 				k.learned = lastAddrs
 			}
@@ -499,12 +500,37 @@ func (n *Node) dial(ai peer.AddrInfo) {
 	n.kick()
 }
 
-// livenessLoop pings every connected known peer each PingInterval and
-// closes the connections of one that has not answered for PingTimeout.
+// pingTimes are how often a connected known peer is pinged when nothing
+// else was heard from it, and how long it may stay silent: PingInterval
+// and PingTimeout up to 20 peers; beyond, both grow with the number of
+// connected peers so that a node sends about 20/PingInterval pings per
+// second whatever the cluster's size (200 peers: every 10 s, cut after
+// 40 s of silence). Callers hold n.mu.
+func (n *Node) pingTimes() (every, timeout time.Duration) {
+	conns := 0
+	for _, k := range n.known {
+		if k.connected {
+			conns++
+		}
+	}
+	every = max(n.cfg.PingInterval, time.Duration(conns)*n.cfg.PingInterval/20)
+	scaled := time.Duration(float64(n.cfg.PingTimeout) * float64(every) / float64(n.cfg.PingInterval))
+	return every, max(n.cfg.PingTimeout, scaled)
+}
+
+// livenessLoop checks every connected known peer each PingInterval: one
+// heard from (a pong, or gossip) within pingTimes' every
+// is not pinged; one silent for its timeout has its connections closed.
 func (n *Node) livenessLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.PingInterval)
 	defer t.Stop()
+	// A tick that comes late means this node was not running (a starved
+	// process, a paused VM): its peers' pongs were read late too. The
+	// timeout grows by the largest lateness of the last two timeouts, so
+	// a node's own stall does not cut its peers (as the election does).
+	var slack time.Duration
+	var slackAt, last time.Time
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -513,10 +539,23 @@ func (n *Node) livenessLoop() {
 		}
 		var toPing, dead []peer.ID
 		now := time.Now()
+		if !last.IsZero() {
+			late := now.Sub(last) - n.cfg.PingInterval
+			if late > slack || now.Sub(slackAt) > 2*n.cfg.PingTimeout {
+				slack, slackAt = max(late, 0), now
+			}
+		}
+		last = now
 		n.mu.Lock()
+		every, timeout := n.pingTimes()
+		timeout += slack
 		for id, k := range n.known {
 			if !k.connected {
 				continue
+			}
+			// Gossip from the peer answers for it as a pong.
+			if h := n.traffic.lastHeard(id); h.After(k.lastPong) {
+				k.lastPong = h
 			}
 			// Remember where the peer listens while it is connected: the
 			// peerstore may drop its addresses by the time the disconnect
@@ -524,12 +563,12 @@ func (n *Node) livenessLoop() {
 			if addrs := n.host.Peerstore().Addrs(id); len(addrs) > 0 {
 				k.learned = addrs
 			}
-			if now.Sub(k.lastPong) > n.cfg.PingTimeout {
+			if now.Sub(k.lastPong) > timeout {
 				dead = append(dead, id)
 				k.lastPong = now // once per timeout, until the disconnect shows
 				continue
 			}
-			if !k.pinging {
+			if !k.pinging && now.Sub(k.lastPong) >= every {
 				k.pinging = true
 				toPing = append(toPing, id)
 			}
@@ -537,7 +576,7 @@ func (n *Node) livenessLoop() {
 		n.mu.Unlock()
 
 		for _, id := range dead {
-			n.log.Info("peer silent: closing its connections", "peer", id, "timeout", n.cfg.PingTimeout)
+			n.log.Info("peer silent: closing its connections", "peer", id, "timeout", timeout)
 			_ = n.host.Network().ClosePeer(id)
 		}
 		for _, id := range toPing {

@@ -40,7 +40,25 @@ type traffic struct {
 	env     string
 	mu      sync.RWMutex
 	sources map[string]*trafficCount
+	// heard: when gossip last arrived from each peer (peer.ID ->
+	// *atomic.Int64, Unix ns): the liveness loop does not ping a peer it
+	// has just heard from. Gossip only: it is most of an idle node's
+	// traffic, and a peer's answer to a stream it cannot serve (an
+	// unknown protocol) is not a sign that it works.
+	heard sync.Map
 }
+
+// lastHeard is when gossip last arrived from p (zero if never).
+func (t *traffic) lastHeard(p peer.ID) time.Time {
+	v, ok := t.heard.Load(p)
+	if !ok {
+		return time.Time{}
+	}
+	return time.Unix(0, v.(*atomic.Int64).Load())
+}
+
+// forget drops p's last-heard time (it disconnected).
+func (t *traffic) forget(p peer.ID) { t.heard.Delete(p) }
 
 type trafficCount struct {
 	msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
@@ -169,8 +187,20 @@ func (t *traffic) LogSentMessageStream(n int64, p protocol.ID, _ peer.ID) {
 	t.count(t.protoSource(p)).bytesOut.Add(uint64(n))
 }
 
-func (t *traffic) LogRecvMessageStream(n int64, p protocol.ID, _ peer.ID) {
-	t.count(t.protoSource(p)).bytesIn.Add(uint64(n))
+func (t *traffic) LogRecvMessageStream(n int64, p protocol.ID, from peer.ID) {
+	src := t.protoSource(p)
+	t.count(src).bytesIn.Add(uint64(n))
+	if src != "gossipsub-streams" {
+		return
+	}
+	now := time.Now().UnixNano()
+	if v, ok := t.heard.Load(from); ok {
+		v.(*atomic.Int64).Store(now)
+		return
+	}
+	v := new(atomic.Int64)
+	v.Store(now)
+	t.heard.Store(from, v)
 }
 
 var (

@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/starling-sync/starling/crdt"
 	"github.com/starling-sync/starling/internal/testutil"
 	"github.com/starling-sync/starling/nodestate"
+	"github.com/starling-sync/starling/p2p"
 )
 
 // fakeStream is a state request in, the answer out.
@@ -58,5 +60,20 @@ func TestServeRefusesAPeerAskingAgainTooSoon(t *testing.T) {
 	}
 	if wait := y.servedRecently(other); wait != 0 {
 		t.Fatalf("another peer refused (wait %v)", wait)
+	}
+}
+
+// A new Syncer says JOINING before Start: the node's monitor publishes
+// its first report before the Syncer starts, and peers drop a report
+// with no phase as bad (each logged it for every node that started).
+func TestProgressBeforeStartIsJoining(t *testing.T) {
+	y, err := New(Config{NodeID: "node1", Store: &crdt.Store{}, P2P: &p2p.Node{},
+		Loads: func() uint64 { return 0 }, Available: func(bool) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Close()
+	if p := y.Progress(); p.Phase != nodestate.PhaseJoining {
+		t.Fatalf("phase before Start = %q, want %s", p.Phase, nodestate.PhaseJoining)
 	}
 }

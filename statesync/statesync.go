@@ -116,7 +116,11 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.ServeMax <= 0 {
 		cfg.ServeMax = DefaultServeMax
 	}
-	y := &Syncer{cfg: cfg, log: cfg.Logger, serving: make(chan struct{}, cfg.ServeMax)}
+	// JOINING until Start says otherwise: the node's monitor reports
+	// before Start, and a report with no phase is refused by every peer
+	// (each logged "dropped a bad node report" for every node's first).
+	y := &Syncer{cfg: cfg, log: cfg.Logger, serving: make(chan struct{}, cfg.ServeMax),
+		prog: nodestate.SyncProgress{Phase: nodestate.PhaseJoining}}
 	if y.log == nil {
 		y.log = slog.New(slog.DiscardHandler)
 	}

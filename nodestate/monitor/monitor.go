@@ -64,25 +64,25 @@ type Monitor struct {
 	once   sync.Once
 	kick   chan struct{} // a peer connected: report soon (buffered 1)
 
-	mu        sync.Mutex
-	states    *nodestate.PeerStates
-	removed   map[string]bool
-	seq       uint64
+	mu      sync.Mutex
+	states  *nodestate.PeerStates
+	removed map[string]bool
+	seq     uint64
 	// The last report published: when, its quiet form (NodeReport.Quiet)
 	// and the period it announced (report.go).
 	lastPub    time.Time
 	lastQuiet  []byte
 	lastPeriod time.Duration
-	leaving   bool
-	trans     []nodestate.Transition
-	changes   []api.LeadershipChange
-	watchers  map[string]*election.Watcher
-	failovers map[string]uint64
-	history   map[string][]api.Sample
-	prev      map[string]counters // last counters per node, for rates
-	latSum    float64             // replication latency of this interval (ms)
-	latN      int
-	lastLatMS float64
+	leaving    bool
+	trans      []nodestate.Transition
+	changes    []api.LeadershipChange
+	watchers   map[string]*election.Watcher
+	failovers  map[string]uint64
+	history    map[string][]api.Sample
+	prev       map[string]counters // last counters per node, for rates
+	latSum     float64             // replication latency of this interval (ms)
+	latN       int
+	lastLatMS  float64
 	// heads and headsKnown are this node's last stable heads sample,
 	// published in its reports.
 	heads      []string
@@ -729,7 +729,7 @@ var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_relay_bytes_total", "counter", "Bytes this node relayed for other nodes (circuit relay service)."},
 	{"starling_relay_circuits_total", "counter", "Relayed connections this node opened for other nodes."},
 	{"starling_peer_connections", "gauge", "Connected peers by how: direct, hole-punched, relayed."},
-	{"starling_p2p_messages_total", "counter", "Messages sent (dir=out) and received (dir=in) since start, by source: gossip:<topic> (duplicates from a second mesh peer count again), gossipsub-control, stream:replication/1.0.0 (direct messages)."},
+	{"starling_p2p_messages_total", "counter", "Messages sent (dir=out) and received (dir=in) since start, by source: gossip:<topic> (duplicates from a second mesh peer count again), gossipsub-control, stream:replication/1.0.0 (direct messages), gossipsub-dropped (out: RPCs dropped because a peer's queue was full; in: messages a slow subscriber of this node missed)."},
 	{"starling_p2p_bytes_total", "counter", "Bytes sent (dir=out) and received (dir=in) since start, by source: each gossip topic, gossipsub-control, gossipsub-streams (all gossipsub bytes on the wire), and each stream protocol (dht, identify, ping, nat, bitswap, stream:<name>)."},
 }
 

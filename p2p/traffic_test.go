@@ -1,0 +1,72 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/starling-sync/starling/internal/testutil"
+)
+
+func trafficOf(n *Node, source string) Traffic {
+	for _, t := range n.Traffic() {
+		if t.Source == source {
+			return t
+		}
+	}
+	return Traffic{Source: source}
+}
+
+// Traffic counts each topic's messages and bytes both ways, and the
+// stream protocols' bytes; gossip from a peer counts as hearing it.
+func TestTrafficBySource(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, withPeers(a))
+	waitConnected(t, a, b)
+	join := func(n *Node) *Topic {
+		tp, err := n.JoinTopic("election")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tp.Close() })
+		return tp
+	}
+	ta, tb := join(a), join(b)
+	inB := topicInbox(t, tb)
+	ctx := context.Background()
+	testutil.Eventuallyf(t, 5*time.Second, func() bool {
+		_ = ta.Publish(ctx, fmt.Appendf(nil, "hb-%d", time.Now().UnixNano()))
+		return hasFrom(inB(), a.ID(), "hb-")
+	}, "no message from a on b")
+	out, in := trafficOf(a, "gossip:election"), trafficOf(b, "gossip:election")
+	if out.MsgsOut == 0 || out.BytesOut == 0 || in.MsgsIn == 0 || in.BytesIn == 0 {
+		t.Errorf("gossip:election: a sent %+v, b received %+v", out, in)
+	}
+	if s := trafficOf(b, "gossipsub-streams"); s.BytesIn == 0 {
+		t.Errorf("gossipsub-streams on b: %+v", s)
+	}
+	if b.traffic.lastHeard(a.ID()).IsZero() {
+		t.Errorf("b never heard a's gossip")
+	}
+}
+
+// Pings grow sparser with the number of connected peers beyond 20, and
+// the silence allowed grows with them.
+func TestPingTimesGrowWithPeers(t *testing.T) {
+	for _, c := range []struct {
+		peers          int
+		every, timeout time.Duration
+	}{{3, time.Second, 4 * time.Second}, {20, time.Second, 4 * time.Second}, {40, 2 * time.Second, 8 * time.Second}, {200, 10 * time.Second, 40 * time.Second}} {
+		n := &Node{cfg: Config{PingInterval: time.Second, PingTimeout: 4 * time.Second}, known: map[peer.ID]*knownPeer{}}
+		for i := range c.peers {
+			n.known[peer.ID(fmt.Sprint(i))] = &knownPeer{connected: true}
+		}
+		n.known["away"] = &knownPeer{}
+		every, timeout := n.pingTimes()
+		if every != c.every || timeout != c.timeout {
+			t.Errorf("%d peers: ping every %v, cut after %v; want %v, %v", c.peers, every, timeout, c.every, c.timeout)
+		}
+	}
+}
