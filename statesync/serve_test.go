@@ -77,3 +77,27 @@ func TestProgressBeforeStartIsJoining(t *testing.T) {
 		t.Fatalf("phase before Start = %q, want %s", p.Phase, nodestate.PhaseJoining)
 	}
 }
+
+// A node trying a transfer while it joins has nothing to give: it
+// answers "empty" (a new cluster's nodes, all trying one another, find
+// each other new at once), while a node resyncing after it was active
+// refuses.
+func TestServeWhileSyncing(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		joining bool
+		refused bool
+	}{{"joining", true, false}, {"resyncing", false, true}} {
+		y := &Syncer{cfg: Config{NodeID: "node1"}, log: slog.New(slog.DiscardHandler), serving: make(chan struct{}, 1)}
+		y.prog.Phase, y.running = nodestate.PhaseSyncing, c.joining
+		s := &fakeStream{in: strings.NewReader(stateRequest)}
+		y.serveState(testutil.PeerID(t), s)
+		got := s.out.String()
+		if refused := len(got) > 0 && got[0] == 1; refused != c.refused || len(got) == 0 {
+			t.Errorf("%s: answer %q, want refused=%v", c.name, got, c.refused)
+		}
+		if !c.refused && strings.Contains(got, "itself") {
+			t.Errorf("%s: answer %q", c.name, got)
+		}
+	}
+}

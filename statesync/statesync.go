@@ -401,12 +401,18 @@ func (y *Syncer) serveState(from peer.ID, s io.ReadWriteCloser) {
 		y.log.Warn("bad state request", "peer", from, "err", err)
 		return
 	}
-	switch ph := y.get().Phase; ph {
-	case nodestate.PhaseActive:
-	case nodestate.PhaseJoining:
+	y.mu.Lock()
+	ph, joining := y.prog.Phase, y.running
+	y.mu.Unlock()
+	switch {
+	case ph == nodestate.PhaseActive:
+	case ph == nodestate.PhaseJoining, ph == nodestate.PhaseSyncing && joining:
 		// Nothing to give yet (at most this node's own writes, which
-		// reach the others anyway): answering "empty" lets the nodes of
-		// a new cluster that start together find each other new at once.
+		// reach the others anyway), also while it tries a transfer
+		// itself: answering "empty" lets the nodes of a new cluster that
+		// start together find each other new at once. (Refusing while
+		// trying made 24 nodes started at once take 26 s to all turn
+		// ACTIVE: each round, some peer was trying another.)
 		_ = crdt.WriteEmptySnapshot(s)
 		return
 	default:

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -216,22 +217,38 @@ func (e *cmdEnv) startLocal(ctx context.Context, root string, plan []localNode, 
 	if err := checkLocalKeys(root, plan, psk); err != nil {
 		return nil, err
 	}
-	var nodes []*node.Node
-	defer func() {
-		if err != nil {
-			_ = closeAll(nodes)
-		}
-	}()
+	// All at once, as a cluster's machines boot: opened one after another,
+	// 24 nodes came up over several seconds and the early ones elected
+	// before the later ones were there.
+	opened := make([]*node.Node, len(plan))
+	errs := make([]error, len(plan))
+	var wg sync.WaitGroup
 	for i, p := range plan {
-		n, err := node.Open(ctx, p.Dir, append([]node.Option{node.WithLogger(e.log), node.WithSettings(node.Settings{
-			Env: env, ListenAddrs: []string{p.Listen}, APIAddr: p.API, NoMDNS: true,
-			Peers: localPeers(plan, ids, i),
-		})}, opts...)...)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.Name, err)
+		wg.Go(func() {
+			n, err := node.Open(ctx, p.Dir, append([]node.Option{node.WithLogger(e.log), node.WithSettings(node.Settings{
+				Env: env, ListenAddrs: []string{p.Listen}, APIAddr: p.API, NoMDNS: true,
+				Peers: localPeers(plan, ids, i),
+			})}, opts...)...)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", p.Name, err)
+				return
+			}
+			opened[i] = n
+		})
+	}
+	wg.Wait()
+	var nodes []*node.Node
+	for _, n := range opened {
+		if n != nil {
+			nodes = append(nodes, n)
 		}
-		nodes = append(nodes, n)
-		fmt.Fprintf(e.stdout, "%s up: %s\n", p.Name, progressLine(n.SyncProgress(), time.Now()))
+	}
+	if err := errors.Join(errs...); err != nil {
+		_ = closeAll(nodes)
+		return nil, err
+	}
+	for _, n := range nodes {
+		fmt.Fprintf(e.stdout, "%s up: %s\n", n.NodeID(), progressLine(n.SyncProgress(), time.Now()))
 	}
 	return nodes, nil
 }
