@@ -728,8 +728,17 @@ func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
 	// would make two leaders for a moment where that one's node already
 	// elects it. The wait is bounded: settling lasts at most Warmup.
 	if !cur.HasLeader() {
+		starting := cur.Group == ClusterGroup && r.startingCluster(views)
 		for _, m := range ms {
-			if m.Settling && memberLess(m, elig[0]) < 0 {
+			// A cluster starting together also waits for lower nodes that
+			// are not available yet (a node's cluster candidate is
+			// unavailable while it joins by state transfer): they come up
+			// within a second or two of one another, and electing each as
+			// it came changed the leader once for every lower one. Only
+			// the cluster group: a service's candidate may be unavailable
+			// for as long as its operator wants.
+			waitFor := m.Settling || (starting && m.Alive && m.Healthy && !m.Available)
+			if waitFor && memberLess(m, elig[0]) < 0 {
 				return Leadership{Group: cur.Group}
 			}
 		}
@@ -769,6 +778,20 @@ func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
 		best = elig[0]
 	}
 	return lead(best)
+}
+
+// startingCluster: nobody alive names a leader of the group, and this
+// node started less than 8×Warmup ago (see choose).
+func (r *Rule) startingCluster(views []View) bool {
+	if r.now >= r.start+8*r.cfg.Warmup {
+		return false
+	}
+	for _, v := range views {
+		if v.Leader != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // reason explains a change from cur to next.

@@ -50,6 +50,7 @@ type Runner struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{} // step now, and send a heartbeat (buffered 1)
+	save   chan struct{} // save the terms (buffered 1; saver)
 
 	mu        sync.Mutex
 	rule      *Rule
@@ -98,6 +99,7 @@ func newRunner(cfg Config, tr Transport) (*Runner, error) {
 		log:      cfg.Logger.With("component", "election"),
 		clock:    cfg.Clock,
 		kick:     make(chan struct{}, 1),
+		save:     make(chan struct{}, 1),
 		watchers: make(map[*Watcher]struct{}),
 	}
 	r.start = r.clock.Now()
@@ -126,9 +128,41 @@ func newRunner(cfg Config, tr Transport) (*Runner, error) {
 // Close stops them.
 func (r *Runner) run() {
 	r.started = true
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go r.loop()
 	go r.receive()
+	go r.saver()
+}
+
+// requestSave asks for the terms to be saved. The saver goroutine
+// writes them, so that a slow disk (the file is synced) never holds the
+// heartbeats: saving on the loop and receive goroutines made a node
+// under disk contention miss its heartbeats after each change, which
+// caused the next change (a storm of failovers when 24 nodes started on
+// a busy machine). A runner a test drives saves at once.
+func (r *Runner) requestSave() {
+	if !r.started {
+		r.saveTerms()
+		return
+	}
+	select {
+	case r.save <- struct{}{}:
+	default: // a save is pending; it will write the latest terms
+	}
+}
+
+// saver saves the terms when asked, until the runner closes (Close
+// saves once more at the end).
+func (r *Runner) saver() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.save:
+			r.saveTerms()
+		}
+	}
 }
 
 // now is the rule's clock: monotonic time since the runner started.
@@ -197,7 +231,15 @@ func (r *Runner) loop() {
 	}
 }
 
-// noteLate records how late the timer fired. A node whose own timers
+// lagger is a Transport that knows how long its own messages took
+// through its pipeline lately (p2p.Topic.Lag): its peers' messages
+// waited as long.
+type lagger interface {
+	Lag(within time.Duration) time.Duration
+}
+
+// noteLate records how late the timer fired, or how long the
+// transport's own messages lagged if longer. A node whose own timers
 // fire late (a starved process, a paused VM, a saturated machine) has
 // also read its peers' heartbeats late: it extends its timeouts by the
 // largest lateness of the last 2×Timeout (Rule.SetSlack), so that its
@@ -206,6 +248,9 @@ func (r *Runner) loop() {
 // once in one process on 2 busy cores changed leaders hundreds of times
 // on failures that were the process's own delays.
 func (r *Runner) noteLate(late time.Duration) {
+	if l, ok := r.tr.(lagger); ok {
+		late = max(late, l.Lag(2*r.cfg.Timeout))
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -254,7 +299,7 @@ func (r *Runner) step(kicked bool) (wait time.Duration, ok bool) {
 		cancel()
 	}
 	if changed {
-		r.saveTerms()
+		r.requestSave()
 	}
 	wait = sendAt - now
 	if hasDeadline && deadline-now < wait {
@@ -301,7 +346,7 @@ func (r *Runner) handle(from string, data []byte) bool {
 	changed := r.dispatch(r.rule.Take())
 	r.mu.Unlock()
 	if changed {
-		r.saveTerms()
+		r.requestSave()
 	}
 	return true
 }
@@ -372,7 +417,7 @@ func (r *Runner) apply(f func(now time.Duration) error) error {
 	changed := r.dispatch(r.rule.Take())
 	r.mu.Unlock()
 	if changed {
-		r.saveTerms()
+		r.requestSave()
 	}
 	return err
 }

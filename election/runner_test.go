@@ -599,8 +599,8 @@ func TestRunnerCloseLeaksNothing(t *testing.T) {
 	for _, r := range tc.runners {
 		r.run()
 	}
-	if n := runnerGoroutines(); n != 2*len(tc.runners) {
-		t.Fatalf("%d runner goroutines, want %d", n, 2*len(tc.runners))
+	if n := runnerGoroutines(); n != 3*len(tc.runners) {
+		t.Fatalf("%d runner goroutines, want %d (loop, receive, saver)", n, 3*len(tc.runners))
 	}
 	for _, r := range tc.runners {
 		if err := r.Close(); err != nil {
@@ -816,4 +816,72 @@ func TestRunnerLateTimerExtendsTimeouts(t *testing.T) {
 		t.Fatalf("n2, whose timer fired %v late, failed over after %v: %+v", late, cfg.Timeout+cfg.Interval, l)
 	}
 	tc.until(late+cfg.Timeout, "n2 fails over once its slack is used up", func() bool { return n2.Leader(ClusterGroup).Leader != "n1" })
+}
+
+// laggyTransport reports a lag of its own messages (p2p.Topic.Lag).
+type laggyTransport struct {
+	Transport
+	lag time.Duration
+}
+
+func (l laggyTransport) Lag(time.Duration) time.Duration { return l.lag }
+
+// A transport whose own messages lagged extends the timeouts like a late
+// timer does: the peers' messages waited in the same queue.
+func TestRunnerTransportLagExtendsTimeouts(t *testing.T) {
+	cfg := FastConfig()
+	cfg.NodeID, cfg.Peer, cfg.Clock = "n1", "peer-n1", newFakeClock()
+	r, err := newRunner(cfg, laggyTransport{newSyncNet().join("peer-n1"), 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.noteLate(0)
+	if r.slack != 2*time.Second || r.rule.slack != 2*time.Second {
+		t.Errorf("slack = %v (rule %v), want the transport's lag of 2s", r.slack, r.rule.slack)
+	}
+}
+
+// blockingTerms is a TermStore whose SaveTerms waits for release (a
+// slow disk).
+type blockingTerms struct {
+	release chan struct{}
+	saved   chan map[string]uint64
+}
+
+func (b *blockingTerms) LoadTerms() (map[string]uint64, error) { return nil, nil }
+func (b *blockingTerms) SaveTerms(t map[string]uint64) error {
+	<-b.release
+	b.saved <- t
+	return nil
+}
+
+// Terms are saved on a goroutine of their own: a slow disk never holds
+// the heartbeat loop or the receive loop, which ask for a save and go on.
+func TestRunnerSavesTermsOffTheHeartbeatPath(t *testing.T) {
+	store := &blockingTerms{release: make(chan struct{}), saved: make(chan map[string]uint64, 4)}
+	cfg := FastConfig()
+	cfg.NodeID, cfg.Peer, cfg.Clock, cfg.Terms = "n1", "peer-n1", newFakeClock(), store
+	r, err := newRunner(cfg, newSyncNet().join("peer-n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.started = true
+	r.wg.Add(1)
+	go r.saver()
+	defer func() { close(store.release); r.cancel(); r.wg.Wait() }()
+	r.mu.Lock()
+	r.termsVer++ // terms changed
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		for range 3 {
+			r.requestSave()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("requestSave waited for a slow TermStore")
+	}
 }

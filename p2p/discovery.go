@@ -141,6 +141,18 @@ func (n *Node) advertiseLoop() {
 	}
 }
 
+// findEvery is the slowest pace of findLoop: findMax, or half a second
+// per connected peer when longer (200 peers: every 100 s). Each round
+// asks the DHT for every node's record, so its cost grows with the
+// cluster; a large cluster's nodes mostly know one another already
+// (connections, the address exchange).
+func (n *Node) findEvery() time.Duration {
+	return max(findMax, time.Duration(len(n.host.Network().Peers()))*findPerPeer)
+}
+
+// findPerPeer: see findEvery.
+const findPerPeer = 500 * time.Millisecond
+
 // findLoop looks up the env's rendezvous string and adds what it finds to
 // the known peers.
 func (n *Node) findLoop() {
@@ -154,7 +166,7 @@ func (n *Node) findLoop() {
 		if !n.sleep(every) {
 			return
 		}
-		every = min(2*every, findMax)
+		every = min(2*every, n.findEvery())
 		ctx, cancel := context.WithTimeout(n.ctx, findTimeout)
 		found, err := dutil.FindPeers(ctx, rd, n.names.rendezvous)
 		cancel()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -42,6 +43,7 @@ type Topic struct {
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
 	trust *trust
+	lag   lagMeter
 
 	// ctx ends when the topic or the node closes; Receive watches it.
 	ctx    context.Context
@@ -85,7 +87,13 @@ func (n *Node) JoinTopic(name string) (*Topic, error) {
 	}
 	t.sub, err = t.topic.Subscribe(
 		pubsub.WithBufferSize(topicBuffer),
-		pubsub.WithMessageFilter(func(m *pubsub.Message) bool { return !t.own(m) }),
+		pubsub.WithMessageFilter(func(m *pubsub.Message) bool {
+			if t.own(m) {
+				t.lag.arrived(m.Data, time.Now())
+				return false
+			}
+			return true
+		}),
 	)
 	if err != nil {
 		_ = t.topic.Close()
@@ -123,6 +131,7 @@ func (t *Topic) Publish(ctx context.Context, data []byte) error {
 	if len(data) > maxTopicMessage {
 		return fmt.Errorf("p2p: publish on %s: message of %d bytes exceeds the %d-byte limit", t.name, len(data), maxTopicMessage)
 	}
+	t.lag.sent(data, time.Now())
 	if err := t.topic.Publish(ctx, data); err != nil {
 		if t.ctx.Err() != nil {
 			return ErrClosed
@@ -131,6 +140,14 @@ func (t *Topic) Publish(ctx context.Context, data []byte) error {
 	}
 	return nil
 }
+
+// Lag is the longest time one of this node's own messages took, within
+// the last period within, from Publish through gossipsub's validation
+// and processing to the point where it is delivered to subscribers: the
+// queue every message from a peer waits in too. A node whose own
+// pipeline lags that much has received its peers' messages that late
+// (the election extends its timeouts by it).
+func (t *Topic) Lag(within time.Duration) time.Duration { return t.lag.max(within, time.Now()) }
 
 // Receive returns the next message of another trusted node with its
 // author's peer ID (string form). ctx.Err() when ctx ends, ErrClosed

@@ -47,6 +47,9 @@ func TestTrafficBySource(t *testing.T) {
 	if s := trafficOf(b, "gossipsub-streams"); s.BytesIn == 0 {
 		t.Errorf("gossipsub-streams on b: %+v", s)
 	}
+	if ta.Lag(time.Minute) <= 0 {
+		t.Errorf("a's own messages were never seen through its pipeline (Lag 0)")
+	}
 	if b.traffic.lastHeard(a.ID()).IsZero() {
 		t.Errorf("b never heard a's gossip")
 	}
