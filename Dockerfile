@@ -1,9 +1,16 @@
-# syntax=docker/dockerfile:1
 # Starling node image: a static binary on distroless, run as a non-root
 # user. Build:  docker build -t starling --build-arg VERSION=v1.2.0 .
 # Three nodes:  docker compose -f deploy/docker/compose.yaml up
+# Everything here is in the Dockerfile syntax built into Docker (no
+# "# syntax=" line: a build does not fetch a frontend image first).
+# Without access to Docker Hub and gcr.io, name local copies of the two
+# base images: --build-arg GO_IMAGE=... --build-arg RUNTIME_IMAGE=...
+# (deploy/test/docker.sh makes stand-ins with debootstrap).
 
-FROM golang:1.26-bookworm AS build
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
+
+FROM ${GO_IMAGE} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -18,7 +25,7 @@ RUN CGO_ENABLED=0 go build -trimpath \
 
 # distroless/static: CA certificates and tzdata, no shell, no package
 # manager; "nonroot" is uid/gid 65532.
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/starling /usr/local/bin/starling
 # The data directory, owned by the node's user so a named volume
 # mounted on it starts out writable.
