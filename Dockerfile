@@ -33,8 +33,12 @@ COPY --from=build --chown=65532:65532 /out/data /data
 # Where compose's key service writes the shared network key.
 COPY --from=build --chown=65532:65532 /out/key /key
 USER 65532:65532
-ENV STARLING_DATA=/data \
-    STARLING_API=0.0.0.0:7401
+# STARLING_DATA is for every command: `docker exec CONTAINER starling
+# status` talks to the node of /data. The API's listen address is a flag
+# of run, not STARLING_API: client commands read STARLING_API as the node
+# to talk to (plain HTTP to 0.0.0.0 without the certificate), which broke
+# the HEALTHCHECK and every `docker exec ... starling` command.
+ENV STARLING_DATA=/data
 VOLUME ["/data"]
 # libp2p (TCP; UDP for QUIC on open networks only) and the HTTP API
 # (token-protected; /healthz and /readyz answer without it).
@@ -44,4 +48,6 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s \
   CMD ["/usr/local/bin/starling", "status", "--data", "/data"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/starling"]
-CMD ["run"]
+# A command of your own keeps --api 0.0.0.0:7401 to serve outside the
+# container (e.g. run --api 0.0.0.0:7401 --peer /dns4/...).
+CMD ["run", "--api", "0.0.0.0:7401"]
