@@ -38,7 +38,7 @@ wait_for() {
 # debootstrap from deb.debian.org (cached in $CACHE; FRESH=1 makes it
 # again). Stands in for the base images when no registry is reachable,
 # and is the machine of systemd.sh.
-BOOKWORM_IMAGE=starling-test/bookworm-systemd:local
+BOOKWORM_IMAGE=${BOOKWORM_IMAGE:-starling-test/bookworm-systemd:local}
 bookworm_image() {
 	if [ -z "${FRESH:-}" ] && docker image inspect "$BOOKWORM_IMAGE" >/dev/null 2>&1; then
 		return
