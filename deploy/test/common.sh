@@ -6,6 +6,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${CACHE:-/var/tmp/starling-deploy-test}
+mkdir -p "$CACHE"
 T0=$(date +%s%N)
 FAILED=0
 PASSED=0
