@@ -115,7 +115,8 @@ check "image user is 65532:65532" test "$(docker image inspect -f '{{.Config.Use
 
 # --- three nodes -------------------------------------------------------------
 NODES=(node1 node2 node3)
-cid() { compose ps -q "$1"; }
+# cid SERVICE: its container, also when stopped (v2's ps lists running ones only).
+cid() { compose ps -a -q "$1"; }
 st() { compose exec -T "$1" starling "${@:2}"; }
 # cluster_view NODE: "<leader node> <ACTIVE nodes> <node count>" as NODE sees it.
 cluster_view() {
@@ -171,7 +172,7 @@ check_read() {
 	fi
 }
 for n in node2 node3; do
-	check_read "a write on node1 is read on $n (after $(( $(now_ms) - t )) ms)" "$n" 20
+	check_read "a write on node1 is read on $n" "$n" 20
 done
 
 check "node1's API on the host's loopback: /readyz 200" \
@@ -182,12 +183,13 @@ check "a scoped token made by 'starling token add' reads /Plant from the host" \
 
 # --- stop -----------------------------------------------------------------------
 leader=$(one_cluster "${NODES[@]}" || echo node1)
+c=$(cid "$leader")
 t=$(now_ms)
-docker stop -t 30 "$(cid "$leader")" >/dev/null
+docker stop -t 30 "$c" >/dev/null
 d=$(( $(now_ms) - t ))
-code=$(docker inspect -f '{{.State.ExitCode}}' "$(cid "$leader")")
+code=$(docker inspect -f '{{.State.ExitCode}}' "$c")
 check "docker stop of the leader $leader: exit code $code in $d ms (grace 30 s)" test "$code" = 0 -a "$d" -lt 25000
-check "$leader logged a clean stop" bash -c "docker logs --tail 5 '$(cid "$leader")' 2>&1 | grep -q '^stopped'"
+check "$leader logged a clean stop" bash -c "docker logs --tail 5 '$c' 2>&1 | grep -q '^stopped'"
 rest=(); for n in "${NODES[@]}"; do [ "$n" = "$leader" ] || rest+=("$n"); done
 t=$(now_ms)
 if wait_for 30 one_cluster "${rest[@]}"; then
