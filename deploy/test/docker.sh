@@ -151,6 +151,8 @@ if wait_for 60 one_cluster "${NODES[@]}"; then
 else
 	fail "no cluster of 3 within 60 s"; for n in "${NODES[@]}"; do st "$n" cluster status || true; done
 fi
+check "cluster peers shows each peer at its network address, not 127.0.0.1" \
+	bash -c "! ${COMPOSE[*]} exec -T node1 starling cluster peers | grep -q '/ip4/127.0.0.1/'"
 check "all three healthy (HEALTHCHECK: starling status) within 90 s of up" wait_for 90 healthy
 log "healthy $(( $(now_ms) - t )) ms after up"
 for n in "${NODES[@]}"; do

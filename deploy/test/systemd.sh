@@ -195,6 +195,9 @@ else
 	fail "no cluster of 3 within 60 s"; for m in "${M[@]}"; do x "$m" "starling cluster status $D" || true; done
 fi
 
+check "cluster peers shows each peer at its network address, not 127.0.0.1" \
+	x "$m1" "! starling cluster peers $D | grep -q '/ip4/127.0.0.1/'"
+
 t=$(now_ms)
 x "${M[1]}" "starling create $D --type site /Plant" >/dev/null
 reads() { x "$1" "starling get $D /Plant" 2>/dev/null | grep -q '^path *\/Plant'; }
