@@ -1,9 +1,11 @@
 package p2p
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/multiformats/go-multiaddr"
 	"github.com/starling-sync/starling/internal/testutil"
 )
 
@@ -23,5 +25,32 @@ func TestParsePeerAddrsMergesByPeer(t *testing.T) {
 	_, err = ParsePeerAddrs([]string{"/ip4/10.0.0.1/tcp/4001/p2p/" + a.String(), "/ip4/bad"})
 	if err == nil || !strings.Contains(err.Error(), `"/ip4/bad"`) {
 		t.Fatalf("error should name the bad address: %v", err)
+	}
+}
+
+// A connected peer's address shown first is the one on the IP its
+// connection uses, never its loopback address (which it announces too).
+func TestAddrsForPeople(t *testing.T) {
+	ma := func(s string) multiaddr.Multiaddr { return multiaddr.StringCast(s) }
+	addrs := []multiaddr.Multiaddr{
+		ma("/ip4/127.0.0.1/tcp/4001"),
+		ma("/dns4/site-b/tcp/4001"),
+		ma("/ip4/10.0.0.3/tcp/4001"),
+		ma("/ip4/10.0.0.2/tcp/4001"),
+	}
+	// Inbound: the far end is the peer's ephemeral port on 10.0.0.2.
+	got := addrsForPeople(addrs, []multiaddr.Multiaddr{ma("/ip4/10.0.0.2/tcp/51234")})
+	want := "[/ip4/10.0.0.2/tcp/4001 /dns4/site-b/tcp/4001 /ip4/10.0.0.3/tcp/4001 /ip4/127.0.0.1/tcp/4001]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	// No live connection: loopback last, the rest as they were.
+	got = addrsForPeople(addrs, nil)
+	want = "[/dns4/site-b/tcp/4001 /ip4/10.0.0.3/tcp/4001 /ip4/10.0.0.2/tcp/4001 /ip4/127.0.0.1/tcp/4001]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if addrs[0].String() != "/ip4/127.0.0.1/tcp/4001" {
+		t.Fatal("addrsForPeople changed its argument")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // protectTag marks known peers in the connection manager, which then
@@ -198,6 +199,7 @@ func (n *Node) Peers() []PeerInfo {
 		p.Addrs = mergeAddrs(p.Addrs, ps.Addrs(p.ID))
 		p.Blocked = n.gater.isBlocked(p.ID)
 		if p.Connected {
+			p.Addrs = addrsForPeople(p.Addrs, n.remoteAddrs(p.ID))
 			p.NextDial = time.Time{}
 			p.Conn = n.connKind(p.ID)
 			if p.Problem != ProblemEnvironment {
@@ -212,9 +214,45 @@ func (n *Node) Peers() []PeerInfo {
 		if slices.ContainsFunc(out, func(p PeerInfo) bool { return p.ID == id }) {
 			continue
 		}
-		out = append(out, PeerInfo{ID: id, Addrs: ps.Addrs(id), Connected: true, Blocked: n.gater.isBlocked(id), Conn: n.connKind(id)})
+		out = append(out, PeerInfo{ID: id, Addrs: addrsForPeople(ps.Addrs(id), n.remoteAddrs(id)), Connected: true, Blocked: n.gater.isBlocked(id), Conn: n.connKind(id)})
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// remoteAddrs are the far ends of the live connections to id.
+func (n *Node) remoteAddrs(id peer.ID) []multiaddr.Multiaddr {
+	conns := n.host.Network().ConnsToPeer(id)
+	out := make([]multiaddr.Multiaddr, 0, len(conns))
+	for _, c := range conns {
+		out = append(out, c.RemoteMultiaddr())
+	}
+	return out
+}
+
+// addrsForPeople orders a connected peer's addresses for `cluster peers`,
+// which shows the first: those on an IP a live connection to it uses,
+// then the rest, loopback last. A peer announces its 127.0.0.1 too, and
+// on three machines that came first and stood for every peer (seen with
+// Docker and systemd containers). The order is kept otherwise.
+func addrsForPeople(addrs, remote []multiaddr.Multiaddr) []multiaddr.Multiaddr {
+	var ips []string
+	for _, r := range remote {
+		if ip, err := manet.ToIP(r); err == nil {
+			ips = append(ips, ip.String())
+		}
+	}
+	rank := func(a multiaddr.Multiaddr) int {
+		if ip, err := manet.ToIP(a); err == nil && slices.Contains(ips, ip.String()) {
+			return 0
+		}
+		if manet.IsIPLoopback(a) {
+			return 2
+		}
+		return 1
+	}
+	out := slices.Clone(addrs)
+	slices.SortStableFunc(out, func(a, b multiaddr.Multiaddr) int { return cmp.Compare(rank(a), rank(b)) })
 	return out
 }
 
