@@ -63,7 +63,7 @@ type Config struct {
 	// a partial picture nor preempts before it knows the current term.
 	// It then also waits, while no peer knows of a leader, for live peers
 	// still warming up (each for at most 2×Warmup after it was first
-	// heard) and until no new node has appeared for Warmup/2, for at
+	// heard) and until no new node has appeared for Warmup, for at
 	// most 8×Warmup after its start in all: a cluster started at once,
 	// also one node after another, elects once from the full picture.
 	// At least Interval; the presets use Timeout (by then every live

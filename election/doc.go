@@ -55,7 +55,7 @@
 // announces a leader from a partial picture nor preempts before it knows
 // the current term. While no peer knows of a leader, it then waits for
 // live peers that are still listening and until no new node has appeared
-// for Warmup/2 (at most 8×Warmup from its start), so that a cluster
+// for Warmup (at most 8×Warmup from its start), so that a cluster
 // started all at once, or one node after another, elects once from the
 // full picture with no transient leader.
 //

@@ -63,7 +63,7 @@ func TestRuleMatchesReference(t *testing.T) {
 		var term uint64
 		var log []string
 		// The observer decides once it has listened for Warmup and no new
-		// sender has appeared for Warmup/2 (or 8×Warmup passed).
+		// sender has appeared for Warmup (or 8×Warmup passed).
 		var lastNew time.Duration
 		warm := false
 		for step := range 300 {
@@ -103,7 +103,7 @@ func TestRuleMatchesReference(t *testing.T) {
 				}
 				leader, term = c.Leader, c.Term
 			}
-			if !warm && now >= cfg.Warmup && (now-lastNew >= cfg.Warmup/2 || now >= 8*cfg.Warmup) {
+			if !warm && now >= cfg.Warmup && (now-lastNew >= cfg.Warmup || now >= 8*cfg.Warmup) {
 				warm = true
 			}
 			want := ""

@@ -289,7 +289,7 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 	}
 	if !r.warm {
 		consider(r.start + 8*r.cfg.Warmup)
-		consider(r.lastNew + r.cfg.Warmup/2)
+		consider(r.lastNew + r.cfg.Warmup)
 		for _, rec := range r.nodes {
 			if rec.warming {
 				consider(rec.firstHeard + 2*r.cfg.Warmup)
@@ -587,13 +587,13 @@ func (r *Rule) settle() {
 
 // membershipSettled: a node that starts while no live peer knows of a
 // leader (a cluster started at once, one node after another) decides
-// once no new node has been heard for Warmup/2, so that the first
+// once no new node has been heard for Warmup, so that the first
 // election sees the whole cluster and later starters do not preempt it
 // one by one (24 nodes started by one process agreed at term 30-60
 // before). A node that joins a cluster with a leader does not wait.
 // (evaluate bounds the wait: 8×Warmup after the start.)
 func (r *Rule) membershipSettled() bool {
-	if r.now-r.lastNew >= r.cfg.Warmup/2 {
+	if r.now-r.lastNew >= r.cfg.Warmup {
 		return true
 	}
 	for _, rec := range r.nodes {
