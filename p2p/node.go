@@ -390,6 +390,13 @@ func (n *Node) startPubSub() error {
 	return err
 }
 
+// bitswapBlockstoreWorkers is how many goroutines read the blockstore for
+// bitswap's answers. boxo starts 128 (sized for a disk-bound IPFS node
+// serving the public network), each idle one a goroutine stack of its
+// own: about 0.7 MiB per node. Here the blockstore is LevelDB, a read
+// takes microseconds, and most blocks travel inside broadcasts anyway.
+const bitswapBlockstoreWorkers = 8
+
 func (n *Node) startBitswap() {
 	var bsCtx context.Context
 	bsCtx, n.bsCancel = context.WithCancel(context.Background())
@@ -399,7 +406,8 @@ func (n *Node) startBitswap() {
 	// a node wants are with the peers it is connected to.
 	// An untrusted peer cannot fetch blocks (the whole history) either.
 	n.bswap = bitswap.New(bsCtx, net, nil, bstore,
-		bitswap.WithPeerBlockRequestFilter(func(id peer.ID, _ cid.Cid) bool { return n.trust.trusts(id) }))
+		bitswap.WithPeerBlockRequestFilter(func(id peer.ID, _ cid.Cid) bool { return n.trust.trusts(id) }),
+		bitswap.EngineBlockstoreWorkerCount(bitswapBlockstoreWorkers))
 	n.dag = merkledag.NewDAGService(blockservice.New(bstore, n.bswap))
 }
 
