@@ -8,6 +8,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 
 	"github.com/starling-sync/starling/internal/kv"
+	"github.com/starling-sync/starling/internal/mailbox"
 )
 
 // maxPendingChanges bounds changes waiting for the dispatcher. Hooks must
@@ -24,28 +25,32 @@ type Change = kv.Change
 // entity.Feed too (both alias kv.Feed).
 type Feed = kv.Feed
 
-// subscription is a change-feed subscriber.
+// subscription is a change-feed subscriber. Its buffer is a mailbox:
+// it holds what the subscriber has not read yet, up to the size asked
+// for, rather than allocating that size up front.
 type subscription struct {
 	prefix   ds.Key
-	ch       chan Change
+	box      *mailbox.Mailbox[Change]
 	overflow atomic.Bool
 	feed     *feed
-	once     sync.Once
 }
 
 var _ Feed = (*subscription)(nil)
 
 // C delivers changes in the order they were applied on this node. It is
 // closed by Close and when the store closes.
-func (sub *subscription) C() <-chan Change { return sub.ch }
+func (sub *subscription) C() <-chan Change { return sub.box.C() }
 
 // Overflowed reports, and clears, whether changes were dropped because the
 // subscriber fell behind. The subscriber should then read its state again.
 func (sub *subscription) Overflowed() bool { return sub.overflow.Swap(false) }
 
-// Close ends the subscription. Safe to call twice and after the store
-// closed.
-func (sub *subscription) Close() { sub.feed.remove(sub) }
+// Close ends the subscription; C is closed when it returns. Safe to call
+// twice and after the store closed.
+func (sub *subscription) Close() {
+	sub.feed.remove(sub)
+	sub.box.Close()
+}
 
 // feed collects changes from go-ds-crdt's hooks and the committer, and
 // fans them out to subscribers from one dispatcher goroutine.
@@ -65,13 +70,14 @@ func (f *feed) subscribe(prefix ds.Key, buf int) *subscription {
 	if buf <= 0 {
 		buf = 1024
 	}
-	sub := &subscription{prefix: prefix, ch: make(chan Change, buf), feed: f}
+	sub := &subscription{prefix: prefix, feed: f}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		sub.once.Do(func() { close(sub.ch) })
+		sub.box = mailbox.Closed[Change]()
 		return sub
 	}
+	sub.box = mailbox.New[Change](buf)
 	f.subs[sub] = struct{}{}
 	return sub
 }
@@ -80,7 +86,6 @@ func (f *feed) remove(sub *subscription) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.subs, sub)
-	sub.once.Do(func() { close(sub.ch) })
 }
 
 // push queues a change; it never blocks.
@@ -140,21 +145,21 @@ func (f *feed) deliver(c Change) {
 		if !(sub.prefix.String() == "/" || sub.prefix.Equal(c.Key) || sub.prefix.IsAncestorOf(c.Key)) {
 			continue
 		}
-		select {
-		case sub.ch <- c:
-		default:
+		if !sub.box.Offer(c) {
 			sub.overflow.Store(true)
 		}
 	}
 }
 
+// close ends every subscription and waits for their goroutines.
 func (f *feed) close() {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.closed = true
-	for sub := range f.subs {
-		sub.once.Do(func() { close(sub.ch) })
-		delete(f.subs, sub)
+	subs := f.subs
+	f.subs = make(map[*subscription]struct{})
+	f.mu.Unlock()
+	for sub := range subs {
+		sub.box.Close()
 	}
 }
 

@@ -329,3 +329,60 @@ func TestRotateManifest(t *testing.T) {
 		t.Fatalf("write after the rotation: %v", err)
 	}
 }
+
+// TestLevelDBWriteBuffer checks that WriteBuffer reaches goleveldb: with
+// a small buffer 512 KiB of writes are flushed to table files, with a
+// larger one they all stay in the memtable.
+func TestLevelDBWriteBuffer(t *testing.T) {
+	ctx := context.Background()
+	tables := func(dir string) int {
+		n := 0
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if filepath.Ext(e.Name()) == ".ldb" {
+				n++
+			}
+		}
+		return n
+	}
+	fill := func(t *testing.T, db *LevelDB) {
+		val := make([]byte, 1024)
+		for i := range 512 {
+			val[0], val[1] = byte(i), byte(i>>8)
+			if err := db.Put(ctx, ds.NewKey(fmt.Sprintf("/k/%06d", i)), val); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Sync(ctx, ds.NewKey("/")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("small buffer flushes", func(t *testing.T) {
+		dir := t.TempDir()
+		db, err := OpenLevelDBWith(dir, LevelDBOptions{WriteBuffer: 128 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		fill(t, db)
+		deadline := time.Now().Add(10 * time.Second)
+		for tables(dir) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no table file after 512 KiB of writes into a 128 KiB write buffer")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	t.Run("large buffer holds", func(t *testing.T) {
+		dir := t.TempDir()
+		db, err := OpenLevelDBWith(dir, LevelDBOptions{WriteBuffer: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		fill(t, db)
+		if n := tables(dir); n != 0 {
+			t.Fatalf("%d table files after 512 KiB of writes into an 8 MiB write buffer, want 0", n)
+		}
+	})
+}

@@ -193,11 +193,12 @@ func (s *Store) Close() error {
 		s.feed.Close()
 		s.wg.Wait()
 		s.wmu.Lock()
-		for w := range s.watchers {
-			w.end()
-		}
+		ws := s.watchers
 		s.watchers = nil
 		s.wmu.Unlock()
+		for w := range ws {
+			w.box.Close()
+		}
 	})
 	return nil
 }

@@ -2,8 +2,9 @@ package entity
 
 import (
 	"strings"
-	"sync"
 	"sync/atomic"
+
+	"github.com/starling-sync/starling/internal/mailbox"
 )
 
 // Event is one change seen by a watcher: the winner of a field or
@@ -25,32 +26,31 @@ type Event struct {
 	Local     bool      `json:"local"`
 }
 
-// Watcher receives the events under a path.
+// Watcher receives the events under a path. Its buffer holds what it has
+// not read yet, up to the size asked for, rather than allocating that
+// size up front (the node monitor's 4,096 events took 0.4 MiB per node).
 type Watcher struct {
 	path     string
 	remote   bool // remote events only (WatchRemote)
-	ch       chan Event
+	box      *mailbox.Mailbox[Event]
 	overflow atomic.Bool
 	s        *Store
-	once     sync.Once
 }
 
 // C delivers events; it is closed by Close and when the store closes.
-func (w *Watcher) C() <-chan Event { return w.ch }
+func (w *Watcher) C() <-chan Event { return w.box.C() }
 
 // Overflowed reports, and clears, whether events were dropped because the
 // watcher fell behind.
 func (w *Watcher) Overflowed() bool { return w.overflow.Swap(false) }
 
-// Close ends the watch. Safe to call twice.
+// Close ends the watch; C is closed when it returns. Safe to call twice.
 func (w *Watcher) Close() {
 	w.s.wmu.Lock()
 	delete(w.s.watchers, w)
 	w.s.wmu.Unlock()
-	w.end()
+	w.box.Close()
 }
-
-func (w *Watcher) end() { w.once.Do(func() { close(w.ch) }) }
 
 // Watch follows changes to the entity at path and everything below it
 // ("/" for all), local or remote, buffering buf events (default 256).
@@ -68,19 +68,20 @@ func (s *Store) watch(path string, buf int, remote bool) *Watcher {
 		buf = 256
 	}
 	p := "/" + NormalizeName(strings.Trim(path, "/")) // event paths carry the names Create stored, in NFC
-	w := &Watcher{path: p, remote: remote, ch: make(chan Event, buf), s: s}
+	w := &Watcher{path: p, remote: remote, s: s}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.watchers == nil {
-		w.end()
+		w.box = mailbox.Closed[Event]()
 		return w
 	}
+	w.box = mailbox.New[Event](buf)
 	s.watchers[w] = struct{}{}
 	return w
 }
 
-// Watchers is the number of open watchers; each holds its event buffer
-// until Close.
+// Watchers is the number of open watchers; each holds a goroutine and
+// its unread events until Close.
 func (s *Store) Watchers() int {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -98,9 +99,7 @@ func (s *Store) notify(ev Event) {
 		if ev.Field != "$reload" && (!w.matches(ev.Path) || ev.Local && w.remote) {
 			continue
 		}
-		select {
-		case w.ch <- ev:
-		default:
+		if !w.box.Offer(ev) {
 			w.overflow.Store(true)
 		}
 	}

@@ -58,6 +58,9 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		{"compact every no unit", func(c *Config) { c.CompactEvery = "10" }, "compact_every", `"10"`},
 		{"compact every too short", func(c *Config) { c.CompactEvery = "10ms" }, "compact_every", "at least 1s"},
 		{"compact every negative", func(c *Config) { c.CompactEvery = "-1h" }, "compact_every", `"-1h"`},
+		{"write buffer negative", func(c *Config) { c.StoreWriteBufferMiB = -1 }, "store_write_buffer_mib", "-1"},
+		{"write buffer too large", func(c *Config) { c.StoreWriteBufferMiB = 4096 }, "store_write_buffer_mib", "4096"},
+		{"block cache negative", func(c *Config) { c.StoreCacheMiB = -2 }, "store_cache_mib", "-2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,6 +114,7 @@ func TestValidateAcceptsDefaultsAndVariants(t *testing.T) {
 		func(c *Config) { c.CompactEvery = "off" },
 		func(c *Config) { c.CompactEvery = "3s" },
 		func(c *Config) { c.CompactEvery = "2h30m" },
+		func(c *Config) { c.StoreWriteBufferMiB = 16; c.StoreCacheMiB = 64 },
 	} {
 		c := validConfig(t)
 		change(&c)

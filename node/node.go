@@ -235,7 +235,11 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	// LevelDB holds blocks and the store. Its lock file also keeps a
 	// second node off the directory, so it is opened first.
 	dbPath := filepath.Join(dir, api.DatastoreDir)
-	n.ldb, err = crdt.OpenLevelDBWith(dbPath, crdt.LevelDBOptions{Logger: n.log})
+	n.ldb, err = crdt.OpenLevelDBWith(dbPath, crdt.LevelDBOptions{
+		Logger:      n.log,
+		WriteBuffer: cfg.StoreWriteBufferMiB << 20,
+		BlockCache:  cfg.StoreCacheMiB << 20,
+	})
 	if err != nil {
 		return nil, n.datastoreError(dbPath, err)
 	}

@@ -413,6 +413,17 @@ func TestDAGServiceFetchesOverBitswap(t *testing.T) {
 	}
 }
 
+// TestBitswapWorkers: a node starts bitswapBlockstoreWorkers blockstore
+// workers, not boxo's 128 (each an idle goroutine stack).
+func TestBitswapWorkers(t *testing.T) {
+	newNode(t)
+	buf := make([]byte, 8<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	if got := strings.Count(stacks, "decision.(*blockstoreManager).worker"); got == 0 || got > bitswapBlockstoreWorkers {
+		t.Fatalf("%d bitswap blockstore workers, want 1..%d", got, bitswapBlockstoreWorkers)
+	}
+}
+
 func TestNoGoroutineLeak(t *testing.T) {
 	run := func() {
 		a := newNodeNoCleanup(t)

@@ -411,10 +411,19 @@ func (m *Monitor) pollElection(groups []election.GroupStatus, wall time.Time) {
 }
 
 func appendRing[T any](s []T, v T, limit int) []T {
-	s = append(s, v)
-	if len(s) > limit {
-		s = slices.Delete(s, 0, len(s)-limit)
+	if len(s) < limit {
+		if len(s) == cap(s) {
+			// Grow to at most limit: append's doubling left 512 slots
+			// for 300 samples, for every peer.
+			ns := make([]T, len(s), min(max(2*cap(s), 8), limit))
+			copy(ns, s)
+			s = ns
+		}
+		return append(s, v)
 	}
+	copy(s, s[len(s)-limit+1:])
+	s = s[:limit]
+	s[limit-1] = v
 	return s
 }
 
