@@ -229,11 +229,17 @@ func (s *sim) checkTerms(t *testing.T, hist []string) {
 	t.Helper()
 	for _, n := range s.nodes {
 		for _, c := range n.changes[ClusterGroup] {
+			// A node restarted with its saved terms joins the leadership
+			// others give its saved term (it had no leader at that term).
+			rejoined := n.restored && !c.Previous.HasLeader() && c.Term == c.Previous.Term
 			switch {
 			case c.Term < c.Previous.Term:
 				t.Fatalf("%s: term went down: %v\nhistory: %v", n.name, c, hist)
-			case c.HasLeader() && !c.same(c.Previous) && c.Term <= c.Previous.Term:
+			case c.HasLeader() && !c.same(c.Previous) && c.Term <= c.Previous.Term && !rejoined:
 				t.Fatalf("%s: new leader without a higher term: %v\nhistory: %v", n.name, c, hist)
+			}
+			if c.HasLeader() {
+				n.restored = false
 			}
 		}
 		n.changes[ClusterGroup] = nil

@@ -107,6 +107,9 @@ type nodeRec struct {
 type groupState struct {
 	lead  Leadership
 	since time.Duration
+	// restored: the term was loaded from the TermStore at start and no
+	// leader has been seen since (see evalGroup).
+	restored bool
 }
 
 // NewRule returns the rule of the node cfg describes, started at now.
@@ -143,6 +146,7 @@ func (r *Rule) RestoreTerm(group string, term uint64) {
 	g := r.group(group)
 	if term > g.lead.Term {
 		g.lead.Term = term
+		g.restored = true
 	}
 }
 
@@ -558,7 +562,8 @@ func (c *localCand) settling(listened bool) bool {
 }
 
 // settle marks new candidates settled once the second heartbeat after
-// their join has arrived from every live peer, or Warmup has passed.
+// their join has arrived from every live peer (from an idle peer: two
+// Intervals have passed), or Warmup has passed.
 func (r *Rule) settle() {
 	for _, c := range r.local {
 		if c.settled {
@@ -572,6 +577,13 @@ func (r *Rule) settle() {
 			b := c.base[peer] // zero for a peer first heard after the join
 			if b.inc != rec.inc {
 				b = heardAt{rec.inc, 0}
+			}
+			// An idle peer (a longer period) sends at once when one of its
+			// candidates changes: two Intervals after the join, anything
+			// it joined before ours has arrived, without its next
+			// heartbeat.
+			if rec.period > r.cfg.Interval && r.now >= c.joinedAt+2*r.cfg.Interval {
+				continue
 			}
 			if rec.seq < b.seq+2 {
 				heard = false
@@ -700,7 +712,11 @@ func (r *Rule) evalGroup(name string, ms []*Member) {
 		// it one that is new to us and not below anyone's (a late joiner,
 		// or a node whose timeout fired a little after the others');
 		// otherwise open a new term above every term seen.
-		if t := claim(next); t > cur.Term && t >= maxTerm {
+		// A node restarted with its saved terms has no leader at the term
+		// it saved: it joins that term too, rather than opening a new
+		// one for the same leadership (every restart of a node in a
+		// rolling restart moved every node to a new term).
+		if t := claim(next); (t > cur.Term || (t == cur.Term && g.restored && !cur.HasLeader())) && t >= maxTerm {
 			next.Term = t
 		} else {
 			next.Term = maxTerm + 1
@@ -708,6 +724,9 @@ func (r *Rule) evalGroup(name string, ms []*Member) {
 	}
 	ch := Change{Leadership: next, Previous: cur, Reason: r.reason(cur, next, ms), At: r.now}
 	g.lead = next
+	if next.HasLeader() {
+		g.restored = false
+	}
 	g.since = r.now
 	r.out.Changes = append(r.out.Changes, ch)
 }

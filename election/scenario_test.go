@@ -2,7 +2,8 @@ package election
 
 // Scenario scripts (testdata/*.txt) drive several Rules over a simulated
 // network with a simulated clock: no goroutines, no wall clock. Each
-// simulated node sends its heartbeat every interval (encoded and decoded,
+// simulated node sends its heartbeat every period it announces (Interval,
+// or its idle period when it neither leads nor stands next; encoded and decoded,
 // so the wire format is exercised too), delivered at once unless a link
 // has a delay or is cut.
 //
@@ -98,6 +99,7 @@ type simNode struct {
 	nextSend       time.Duration
 	sendNow        bool
 	changes        map[string][]Change
+	restored       bool // restarted with its terms, no leader seen since (quick_test)
 	notices        []Notice
 }
 
@@ -215,7 +217,8 @@ func (s *sim) exec(f []string) {
 	case "restart":
 		n := s.node(words[0])
 		var terms map[string]uint64
-		if slices.Contains(words, "persist") {
+		n.restored = slices.Contains(words, "persist")
+		if n.restored {
 			terms = n.rule.Terms()
 		}
 		n.up = false
@@ -414,8 +417,9 @@ func (s *sim) run(end time.Duration) {
 			for _, n := range s.nodes {
 				if n.up && n.sendNow {
 					n.sendNow, any = false, true
-					s.broadcast(n, n.rule.Heartbeat(s.now))
-					n.nextSend = s.now + s.cfg.Interval
+					hb := n.rule.Heartbeat(s.now)
+					s.broadcast(n, hb)
+					n.nextSend = s.now + hb.Period
 				}
 			}
 			if !any {
@@ -465,10 +469,9 @@ func (s *sim) run(end time.Duration) {
 		}
 		for _, n := range s.nodes {
 			if n.up && n.nextSend <= s.now {
-				s.broadcast(n, n.rule.Heartbeat(s.now))
-				for n.nextSend <= s.now {
-					n.nextSend += s.cfg.Interval
-				}
+				hb := n.rule.Heartbeat(s.now)
+				s.broadcast(n, hb)
+				n.nextSend = s.now + hb.Period
 			}
 		}
 	}
