@@ -287,9 +287,10 @@ func NewHubKillNemesis(name string, nat func(n int) map[int]netlab.NAT) Nemesis 
 					return nil, errors.Join(err, restart(ctx, e, hubs))
 				}
 			}
+			killed := time.Now()
 			e.sampleVisibility(ctx, &rec, sites, natDownWindow)
 			e.recordNAT(hostNames(hubs), rec)
-			return &fault{desc: fmt.Sprintf("killed hub %s; sites %s linked: %v after %v; writes across: %s",
+			return &fault{started: killed, desc: fmt.Sprintf("killed hub %s; sites %s linked: %v after %v; writes across: %s",
 				hostNames(hubs), hostNames(sites), rec.Linked, rec.LinkedAfter.Round(time.Millisecond), describeSamples(rec)),
 				heal: func(ctx context.Context) error {
 					defer e.Release(hubs)
