@@ -62,6 +62,10 @@ type knownPeer struct {
 	failures  int // consecutive failed dials
 	flaps     int // consecutive connections that dropped within RedialMax
 	nextDial  time.Time
+	// graceUntil: the end of the wait before this node (the higher peer
+	// ID) dials the peer through a relay itself (relayDialGrace); zero
+	// when not waiting.
+	graceUntil time.Time
 }
 
 func (k *knownPeer) dialAddrs() []multiaddr.Multiaddr {
@@ -362,6 +366,7 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 			k.upSince, k.lastSeen, k.lastPong = now, now, now
 			k.failures = 0
 			k.nextDial = time.Time{}
+			k.graceUntil = time.Time{}
 			if k.problem != ProblemEnvironment {
 				k.problem, k.dialErr = ProblemNone, ""
 			}
@@ -426,12 +431,17 @@ const idleWait = time.Minute
 // wait for the next one.
 func (n *Node) startDueDials() time.Duration {
 	type job struct {
-		ai peer.AddrInfo
+		ai         peer.AddrInfo
+		relayFirst bool
 	}
 	var jobs []job
 	now := time.Now()
 	wait := idleWait
 
+	// Behind NAT, a peer with a relay address is dialled through the
+	// relay first (relayFirst), and by the lower peer ID first (see
+	// relayDialGrace); later tries dial every address.
+	behindNAT := n.cfg.HolePunch && n.nat.effective() != ReachabilityPublic
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -445,18 +455,32 @@ func (n *Node) startDueDials() time.Duration {
 			wait = min(wait, d)
 			continue
 		}
+		addrs := k.dialAddrs()
+		relayFirst := behindNAT && k.failures == 0 && viaRelay(addrs)
+		if relayFirst && n.self > id {
+			if k.graceUntil.IsZero() {
+				k.graceUntil = now.Add(relayDialGrace)
+			}
+			if d := k.graceUntil.Sub(now); d > 0 {
+				wait = min(wait, d)
+				continue
+			}
+		}
+		k.graceUntil = time.Time{}
 		k.dialing = true
-		jobs = append(jobs, job{peer.AddrInfo{ID: id, Addrs: k.dialAddrs()}})
+		jobs = append(jobs, job{peer.AddrInfo{ID: id, Addrs: addrs}, relayFirst})
 	}
 	n.mu.Unlock()
 
 	for _, j := range jobs {
-		n.wg.Go(func() { n.dial(j.ai) })
+		n.wg.Go(func() { n.dial(j.ai, j.relayFirst) })
 	}
 	return wait
 }
 
-func (n *Node) dial(ai peer.AddrInfo) {
+// dial connects to ai; relayFirst: through a relay only (the gater
+// refuses its direct addresses, see allowAddrDial).
+func (n *Node) dial(ai peer.AddrInfo, relayFirst bool) {
 	// The swarm keeps its own dial backoff (5s growing to 5 min per
 	// address); ours replaces it, or a healed peer would wait minutes.
 	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
@@ -465,7 +489,13 @@ func (n *Node) dial(ai peer.AddrInfo) {
 	// A relayed connection counts: when there is no direct path it is
 	// the path (and hole punching starts from it).
 	ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(n.ctx, "starling re-dial"), n.dialTimeout())
+	if relayFirst {
+		n.nat.setRelayFirst(ai.ID, true)
+	}
 	err := n.host.Connect(ctx, ai)
+	if relayFirst {
+		n.nat.setRelayFirst(ai.ID, false)
+	}
 	cancel()
 
 	var problem Problem
