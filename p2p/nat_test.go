@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -443,4 +444,29 @@ func TestFromOtherPort(t *testing.T) {
 			t.Errorf("%s: fromOtherPort = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// A node behind NAT does not dial at once a peer it learnt only from the
+// address exchange and only with direct addresses: between two NATed
+// nodes such dials fail and leave the routers tracking the address pair,
+// which later turns their hole punch's SYN into a connection to the
+// listener. It waits relayAddrWait for the relay address; with one, or
+// from another source, it dials at once.
+func TestExchangePeerWithoutRelayAddrWaits(t *testing.T) {
+	n := newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPrivate; cfg.AutoRelay = false })
+	direct := []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/127.0.0.1/tcp/1")}
+	dialled := func(id peer.ID) bool {
+		p, _ := peerInfo(n, id)
+		return p.Failures > 0
+	}
+	waiting, viaMDNS, withRelay := testutil.PeerID(t), testutil.PeerID(t), testutil.PeerID(t)
+	n.addKnown(peer.AddrInfo{ID: waiting, Addrs: direct}, sourceExchange)
+	n.addKnown(peer.AddrInfo{ID: viaMDNS, Addrs: direct}, sourceMDNS)
+	relay := testutil.PeerID(t)
+	circuit := multiaddr.StringCast("/ip4/127.0.0.1/tcp/1/p2p/" + relay.String() + "/p2p-circuit")
+	n.addKnown(peer.AddrInfo{ID: withRelay, Addrs: append(slices.Clone(direct), circuit)}, sourceExchange)
+	testutil.Eventuallyf(t, 2*time.Second, func() bool { return dialled(viaMDNS) && dialled(withRelay) },
+		"the peers found by mDNS, or with a relay address, were not dialled at once")
+	testutil.Never(t, time.Second, "the exchange-only peer without a relay address was dialled at once",
+		func() bool { return dialled(waiting) })
 }

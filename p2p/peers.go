@@ -66,6 +66,10 @@ type knownPeer struct {
 	// ID) dials the peer through a relay itself (relayDialGrace); zero
 	// when not waiting.
 	graceUntil time.Time
+	// exchangeOnly: known only from the address exchange (no static
+	// entry, mDNS or DHT record), since exchangeSince.
+	exchangeOnly  bool
+	exchangeSince time.Time
 }
 
 func (k *knownPeer) dialAddrs() []multiaddr.Multiaddr {
@@ -148,9 +152,15 @@ func (n *Node) addKnown(ai peer.AddrInfo, source string) bool {
 	if !existed {
 		k = &knownPeer{}
 		n.known[ai.ID] = k
+		if source == sourceExchange {
+			k.exchangeOnly, k.exchangeSince = true, time.Now()
+		}
 		// Already connected (a removed peer that dialled in, added
 		// again): no connect event will say so.
 		k.connected = conn
+	}
+	if source != sourceExchange {
+		k.exchangeOnly = false
 	}
 	before := len(k.addrs)
 	k.addrs = mergeAddrs(k.addrs, ai.Addrs)
@@ -441,7 +451,11 @@ func (n *Node) startDueDials() time.Duration {
 	// Behind NAT, a peer with a relay address is dialled through the
 	// relay first (relayFirst), and by the lower peer ID first (see
 	// relayDialGrace); later tries dial every address.
-	behindNAT := n.cfg.HolePunch && n.nat.effective() != ReachabilityPublic
+	reach := n.nat.effective()
+	behindNAT := n.cfg.HolePunch && reach != ReachabilityPublic
+	// knownPrivate: AutoNAT (or the config) says this node is behind NAT;
+	// unknown is common on a LAN without public addresses.
+	knownPrivate := n.cfg.HolePunch && reach == ReachabilityPrivate
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -456,8 +470,16 @@ func (n *Node) startDueDials() time.Duration {
 			continue
 		}
 		addrs := k.dialAddrs()
-		relayFirst := behindNAT && k.failures == 0 && viaRelay(addrs)
-		if relayFirst && n.self > id {
+		relay := viaRelay(addrs)
+		if knownPrivate && !relay && k.exchangeOnly && k.failures == 0 {
+			// See relayAddrWait: wait for a relay address first.
+			if d := k.exchangeSince.Add(relayAddrWait).Sub(now); d > 0 {
+				wait = min(wait, d)
+				continue
+			}
+		}
+		relayFirst := behindNAT && relay && k.failures < relayOnlyTries
+		if relayFirst && n.self > id && k.failures == 0 {
 			if k.graceUntil.IsZero() {
 				k.graceUntil = now.Add(relayDialGrace)
 			}
