@@ -460,6 +460,10 @@ func TestExchangePeerWithoutRelayAddrWaits(t *testing.T) {
 		return p.Failures > 0
 	}
 	waiting, viaMDNS, withRelay := testutil.PeerID(t), testutil.PeerID(t), testutil.PeerID(t)
+	for withRelay < n.ID() {
+		// The higher ID, so that relayDialGrace does not apply.
+		withRelay = testutil.PeerID(t)
+	}
 	n.addKnown(peer.AddrInfo{ID: waiting, Addrs: direct}, sourceExchange)
 	n.addKnown(peer.AddrInfo{ID: viaMDNS, Addrs: direct}, sourceMDNS)
 	relay := testutil.PeerID(t)

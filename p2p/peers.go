@@ -455,7 +455,9 @@ func (n *Node) startDueDials() time.Duration {
 	behindNAT := n.cfg.HolePunch && reach != ReachabilityPublic
 	// knownPrivate: AutoNAT (or the config) says this node is behind NAT;
 	// unknown is common on a LAN without public addresses.
-	knownPrivate := n.cfg.HolePunch && reach == ReachabilityPrivate
+	// (Config.Reachability says so at once; the event that sets reach
+	// comes a moment after start.)
+	knownPrivate := n.cfg.HolePunch && (reach == ReachabilityPrivate || n.cfg.Reachability == ReachabilityPrivate)
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
