@@ -46,13 +46,40 @@ type Fault interface {
 // others are claimed by faults in force). Test with errors.Is.
 var ErrNoTargets = errors.New("chaos: no free host for this fault")
 
-type fault struct {
-	desc string
-	heal func(ctx context.Context) error
+// StartedFault is a Fault that knows when it took effect, when that is
+// later than the start of its Inject: a nemesis that first waits for a
+// condition (nat-hub-kill waits up to 30 s for the sites to link before
+// it kills the hub). The runner dates the fault from Started, so that
+// failover and the settle time count from the fault itself and not from
+// the wait before it.
+type StartedFault interface {
+	Fault
+	// Started is when the fault took effect.
+	Started() time.Time
 }
+
+type fault struct {
+	desc    string
+	heal    func(ctx context.Context) error
+	started time.Time // zero: when Inject began
+}
+
+var _ StartedFault = (*fault)(nil)
 
 func (f *fault) Describe() string               { return f.desc }
 func (f *fault) Heal(ctx context.Context) error { return f.heal(ctx) }
+func (f *fault) Started() time.Time             { return f.started }
+
+// faultStart is when f took effect: its Started time if it says one,
+// else injected (when its Inject began).
+func faultStart(f Fault, injected time.Time) time.Time {
+	if sf, ok := f.(StartedFault); ok {
+		if t := sf.Started(); t.After(injected) {
+			return t
+		}
+	}
+	return injected
+}
 
 // Env is what nemeses act on: the hosts, the network and the runner's
 // hooks. Its methods are called from the runner's goroutine only (faults

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -254,6 +255,35 @@ func TestDelayFor(t *testing.T) {
 		t.Setenv(EnvDelay, bad)
 		if _, err := delayFor(rng); err == nil || !strings.Contains(err.Error(), EnvDelay) {
 			t.Errorf("%s=%q: err %v, want one naming the variable", EnvDelay, bad, err)
+		}
+	}
+}
+
+// plainFault is a Fault that does not say when it took effect.
+type plainFault struct{}
+
+func (plainFault) Describe() string           { return "plain" }
+func (plainFault) Heal(context.Context) error { return nil }
+
+// TestFaultStart checks that a fault which took effect after its Inject
+// began (nat-hub-kill waits up to 30 s for the sites to link before the
+// kill) is dated from then: the election checker measured that wait as
+// failover (29 s reported, under a second real).
+func TestFaultStart(t *testing.T) {
+	began := time.Date(2026, 12, 4, 14, 0, 0, 0, time.UTC)
+	killed := began.Add(28 * time.Second)
+	for _, tc := range []struct {
+		name string
+		f    Fault
+		want time.Time
+	}{
+		{"says when", &fault{started: killed}, killed},
+		{"says nothing", &fault{}, began},
+		{"not a StartedFault", plainFault{}, began},
+		{"before Inject began", &fault{started: began.Add(-time.Second)}, began},
+	} {
+		if got := faultStart(tc.f, began); !got.Equal(tc.want) {
+			t.Errorf("%s: faultStart = %v, want %v", tc.name, got.Sub(began), tc.want.Sub(began))
 		}
 	}
 }

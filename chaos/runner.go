@@ -606,9 +606,13 @@ func (s *scenarioRun) round(ctx context.Context, rng *mrand.Rand, round int) {
 		fault Fault
 	}
 	var faults []injected
-	injectedAt := time.Now()
+	// injectedAt dates the round's faults: the earliest moment one of
+	// them took effect (faultStart), for the settle time and the
+	// failovers measured from it.
+	var injectedAt time.Time
 	for _, name := range s.sc.Nemeses {
 		n, _ := cfg.Registry.Nemesis(name)
+		began := time.Now()
 		f, err := n.Inject(ctx, s.env, rng)
 		if err != nil {
 			s.event(KindInject, name, "", err)
@@ -618,9 +622,15 @@ func (s *scenarioRun) round(ctx context.Context, rng *mrand.Rand, round int) {
 			continue
 		}
 		faults = append(faults, injected{name, f})
+		if at := faultStart(f, began); injectedAt.IsZero() || at.Before(injectedAt) {
+			injectedAt = at
+		}
 		s.res.FaultCount++
 		s.res.Faults = append(s.res.Faults, fmt.Sprintf("round %d %s: %s", round, name, f.Describe()))
 		s.event(KindInject, name, f.Describe(), nil)
+	}
+	if injectedAt.IsZero() {
+		injectedAt = time.Now()
 	}
 	hold := cfg.FaultMin
 	if span := cfg.FaultMax - cfg.FaultMin; span > 0 {

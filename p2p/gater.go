@@ -20,6 +20,10 @@ type gater struct {
 	blocked map[peer.ID]struct{}
 	// banned, if set, refuses a peer too (misbehavior.isBanned).
 	banned func(peer.ID) bool
+	// addrDial, if set, may refuse a dial to one address of a peer
+	// (Node.allowAddrDial: no direct dial beside a relayed connection
+	// except a hole punch's).
+	addrDial func(peer.ID, multiaddr.Multiaddr) bool
 }
 
 var _ connmgr.ConnectionGater = (*gater)(nil)
@@ -52,7 +56,9 @@ func (g *gater) isBlocked(id peer.ID) bool {
 
 func (g *gater) InterceptPeerDial(p peer.ID) bool { return !g.isBlocked(p) }
 
-func (g *gater) InterceptAddrDial(p peer.ID, _ multiaddr.Multiaddr) bool { return !g.isBlocked(p) }
+func (g *gater) InterceptAddrDial(p peer.ID, a multiaddr.Multiaddr) bool {
+	return !g.isBlocked(p) && (g.addrDial == nil || g.addrDial(p, a))
+}
 
 // InterceptAccept cannot know the peer yet (the handshake has not run);
 // InterceptSecured decides.

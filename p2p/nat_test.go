@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/multiformats/go-multiaddr"
 	"github.com/starling-sync/starling/internal/testutil"
 )
@@ -301,4 +303,174 @@ func tcpListenAddr(t *testing.T, n *Node) multiaddr.Multiaddr {
 	}
 	t.Fatalf("%s listens on no TCP address", n.ID())
 	return nil
+}
+
+// relayedPair starts C (relay), B (private, reserving a slot on C) and A
+// (private), and connects A to B through C only.
+func relayedPair(t *testing.T, opts ...func(*Config)) (a, b, c *Node, circuit multiaddr.Multiaddr) {
+	t.Helper()
+	c = newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPublic; cfg.AutoRelay = false })
+	b = newNode(t, append([]func(*Config){func(cfg *Config) { cfg.Reachability = ReachabilityPrivate }, withPeers(c)}, opts...)...)
+	a = newNode(t, append([]func(*Config){func(cfg *Config) { cfg.AutoRelay = false; cfg.Reachability = ReachabilityPrivate }}, opts...)...)
+	waitConnected(t, b, c)
+	testutil.Eventuallyf(t, 15*time.Second, func() bool { return c.NATStatus().Reservations > 0 },
+		"B did not reserve a relay slot on C")
+	cAddr := tcpListenAddr(t, c)
+	circuit = cAddr.Encapsulate(multiaddr.StringCast("/p2p/" + c.ID().String() + "/p2p-circuit"))
+	return a, b, c, circuit
+}
+
+// While a peer is reachable through a relay only, a direct dial of it is
+// refused at once, except during a hole punch with it: a direct dial that
+// waits for an answer a NAT never lets through holds the listen port's
+// address pair, and the hole punch that follows then dials from a random
+// port and fails (measured in the chaos suite's NAT topology).
+func TestDirectDialBesideRelayWaitsForHolePunch(t *testing.T) {
+	a, b, _, circuit := relayedPair(t)
+	if err := a.AddPeer(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: []multiaddr.Multiaddr{circuit}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventuallyf(t, 10*time.Second, func() bool { return keeps(a, b) }, "A not connected to B through C")
+	if k := a.connKind(b.ID()); k != ConnRelayed {
+		t.Fatalf("A's connection to B is %q, want relayed", k)
+	}
+	// On loopback B is directly reachable: only the gater can refuse.
+	direct := peer.AddrInfo{ID: b.ID(), Addrs: []multiaddr.Multiaddr{tcpListenAddr(t, b)}}
+	dialDirect := func() error {
+		ctx, cancel := context.WithTimeout(network.WithForceDirectDial(context.Background(), "test"), 5*time.Second)
+		defer cancel()
+		return a.Host().Connect(ctx, direct)
+	}
+	if err := dialDirect(); err == nil {
+		t.Fatal("a direct dial of a peer connected through a relay went through outside a hole punch")
+	}
+	if k := a.connKind(b.ID()); k != ConnRelayed {
+		t.Fatalf("A's connection to B is %q after the refused dial, want relayed", k)
+	}
+	// A hole punch with B starts (holepunch traces it just before its
+	// dial): its direct dial goes through.
+	(*punchTracer)(a.nat).Trace(&holepunch.Event{Remote: b.ID(), Type: holepunch.StartHolePunchEvtT,
+		Evt: &holepunch.StartHolePunchEvt{}})
+	if err := dialDirect(); err != nil {
+		t.Fatalf("the hole punch's direct dial was refused: %v", err)
+	}
+	if k := a.connKind(b.ID()); k != ConnDirect {
+		t.Fatalf("A's connection to B is %q after the hole punch's dial, want direct", k)
+	}
+}
+
+// A private node's first dial of a peer with a relay address goes
+// through the relay only, though it knows direct addresses too: a direct
+// dial behind NAT waits 5 s for an answer the peer's NAT drops, and holds
+// the listen port's address pair the hole punch that follows needs.
+func TestFirstDialOfRelayedPeerGoesThroughRelay(t *testing.T) {
+	a, b, _, circuit := relayedPair(t)
+	// On loopback B's direct address works: only the relay-first rule
+	// keeps A from using it.
+	both := peer.AddrInfo{ID: b.ID(), Addrs: []multiaddr.Multiaddr{tcpListenAddr(t, b), circuit}}
+	if err := a.AddPeer(context.Background(), both); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventuallyf(t, 10*time.Second, func() bool { return keeps(a, b) }, "A did not connect to B")
+	if k := a.connKind(b.ID()); k != ConnRelayed {
+		t.Fatalf("A's first connection to B is %q, want relayed", k)
+	}
+}
+
+// Two private nodes that learn each other's relay addresses at the same
+// moment would each dial through the relay, and each side's hole punch
+// would start at once, one from each connection: libp2p merges the two
+// punches' dials, both sides take the same role and the punch fails
+// (measured in the chaos suite). A private node dials a peer with a
+// relay address at once when its own peer ID is the lower, and waits
+// relayDialGrace first when it is the higher. (The relay here does not
+// exist: every dial fails, which shows when it was made.)
+func TestOnlyLowerIDDialsThroughRelayAtFirst(t *testing.T) {
+	n := newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPrivate; cfg.AutoRelay = false })
+	var lower, higher peer.ID // than n
+	for lower == "" || higher == "" {
+		id := testutil.PeerID(t)
+		if id < n.ID() {
+			lower = id
+		} else {
+			higher = id
+		}
+	}
+	relay := testutil.PeerID(t)
+	viaRelay := func(id peer.ID) peer.AddrInfo {
+		return peer.AddrInfo{ID: id, Addrs: []multiaddr.Multiaddr{
+			multiaddr.StringCast("/ip4/127.0.0.1/tcp/1/p2p/" + relay.String() + "/p2p-circuit")}}
+	}
+	dialled := func(id peer.ID) bool {
+		p, _ := peerInfo(n, id)
+		return p.Failures > 0
+	}
+	start := time.Now()
+	for _, id := range []peer.ID{lower, higher} {
+		if err := n.AddPeer(context.Background(), viaRelay(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventuallyf(t, 2*time.Second, func() bool { return dialled(higher) },
+		"the node did not dial at once the peer with the higher ID")
+	if dialled(lower) && time.Since(start) < relayDialGrace {
+		t.Fatalf("the node dialled the peer with the lower ID after %v, within the grace of %v", time.Since(start), relayDialGrace)
+	}
+	testutil.Eventuallyf(t, relayDialGrace+5*time.Second, func() bool { return dialled(lower) },
+		"the node never dialled the peer with the lower ID itself")
+	if d := time.Since(start); d < relayDialGrace-100*time.Millisecond {
+		t.Fatalf("the node dialled the peer with the lower ID after %v, within the grace of %v", d, relayDialGrace)
+	}
+}
+
+func TestFromOtherPort(t *testing.T) {
+	listen := map[string]bool{"4001": true}
+	ma := multiaddr.StringCast
+	hub := ma("/ip4/192.0.0.65/tcp/4001")
+	circuit := ma("/ip4/192.0.0.65/tcp/4001/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo/p2p-circuit")
+	for _, tc := range []struct {
+		name          string
+		local, remote multiaddr.Multiaddr
+		limited       bool
+		want          bool
+	}{
+		{"from the listen port", ma("/ip4/10.78.4.2/tcp/4001"), hub, false, false},
+		{"from a random port to a public peer", ma("/ip4/10.78.4.2/tcp/45252"), hub, false, true},
+		{"to a private address", ma("/ip4/10.78.4.2/tcp/45252"), ma("/ip4/10.78.4.9/tcp/4001"), false, false},
+		{"relayed", ma("/ip4/10.78.4.2/tcp/45252"), circuit, true, false},
+		{"not TCP", ma("/ip4/10.78.4.2/udp/45252/quic-v1"), ma("/ip4/192.0.0.65/udp/4001/quic-v1"), false, false},
+	} {
+		if got := fromOtherPort(tc.local, tc.remote, tc.limited, listen); got != tc.want {
+			t.Errorf("%s: fromOtherPort = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A node behind NAT does not dial at once a peer it learnt only from the
+// address exchange and only with direct addresses: between two NATed
+// nodes such dials fail and leave the routers tracking the address pair,
+// which later turns their hole punch's SYN into a connection to the
+// listener. It waits relayAddrWait for the relay address; with one, or
+// from another source, it dials at once.
+func TestExchangePeerWithoutRelayAddrWaits(t *testing.T) {
+	n := newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPrivate; cfg.AutoRelay = false })
+	direct := []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/127.0.0.1/tcp/1")}
+	dialled := func(id peer.ID) bool {
+		p, _ := peerInfo(n, id)
+		return p.Failures > 0
+	}
+	waiting, viaMDNS, withRelay := testutil.PeerID(t), testutil.PeerID(t), testutil.PeerID(t)
+	for withRelay < n.ID() {
+		// The higher ID, so that relayDialGrace does not apply.
+		withRelay = testutil.PeerID(t)
+	}
+	n.addKnown(peer.AddrInfo{ID: waiting, Addrs: direct}, sourceExchange)
+	n.addKnown(peer.AddrInfo{ID: viaMDNS, Addrs: direct}, sourceMDNS)
+	relay := testutil.PeerID(t)
+	circuit := multiaddr.StringCast("/ip4/127.0.0.1/tcp/1/p2p/" + relay.String() + "/p2p-circuit")
+	n.addKnown(peer.AddrInfo{ID: withRelay, Addrs: append(slices.Clone(direct), circuit)}, sourceExchange)
+	testutil.Eventuallyf(t, 2*time.Second, func() bool { return dialled(viaMDNS) && dialled(withRelay) },
+		"the peers found by mDNS, or with a relay address, were not dialled at once")
+	testutil.Never(t, time.Second, "the exchange-only peer without a relay address was dialled at once",
+		func() bool { return dialled(waiting) })
 }

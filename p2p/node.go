@@ -239,7 +239,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		subs:      make(map[uint64]chan PeerEvent),
 	}
 	n.log = n.base.With("component", "p2p")
+	n.nat.log = n.log
 	n.gater.banned = n.mis.isBanned
+	n.gater.addrDial = n.allowAddrDial
 	n.trust.banned = n.mis.isBanned
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {

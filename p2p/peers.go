@@ -63,6 +63,14 @@ type knownPeer struct {
 	failures  int // consecutive failed dials
 	flaps     int // consecutive connections that dropped within RedialMax
 	nextDial  time.Time
+	// graceUntil: the end of the wait before this node (the higher peer
+	// ID) dials the peer through a relay itself (relayDialGrace); zero
+	// when not waiting.
+	graceUntil time.Time
+	// exchangeOnly: known only from the address exchange (no static
+	// entry, mDNS or DHT record), since exchangeSince.
+	exchangeOnly  bool
+	exchangeSince time.Time
 }
 
 func (k *knownPeer) dialAddrs() []multiaddr.Multiaddr {
@@ -145,9 +153,15 @@ func (n *Node) addKnown(ai peer.AddrInfo, source string) bool {
 	if !existed {
 		k = &knownPeer{}
 		n.known[ai.ID] = k
+		if source == sourceExchange {
+			k.exchangeOnly, k.exchangeSince = true, time.Now()
+		}
 		// Already connected (a removed peer that dialled in, added
 		// again): no connect event will say so.
 		k.connected = conn
+	}
+	if source != sourceExchange {
+		k.exchangeOnly = false
 	}
 	before := len(k.addrs)
 	k.addrs = mergeAddrs(k.addrs, ai.Addrs)
@@ -400,6 +414,7 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 			k.upSince, k.lastSeen, k.lastPong = now, now, now
 			k.failures = 0
 			k.nextDial = time.Time{}
+			k.graceUntil = time.Time{}
 			if k.problem != ProblemEnvironment {
 				k.problem, k.dialErr = ProblemNone, ""
 			}
@@ -465,12 +480,23 @@ const idleWait = time.Minute
 // wait for the next one.
 func (n *Node) startDueDials() time.Duration {
 	type job struct {
-		ai peer.AddrInfo
+		ai         peer.AddrInfo
+		relayFirst bool
 	}
 	var jobs []job
 	now := time.Now()
 	wait := idleWait
 
+	// Behind NAT, a peer with a relay address is dialled through the
+	// relay first (relayFirst), and by the lower peer ID first (see
+	// relayDialGrace); later tries dial every address.
+	reach := n.nat.effective()
+	behindNAT := n.cfg.HolePunch && reach != ReachabilityPublic
+	// knownPrivate: AutoNAT (or the config) says this node is behind NAT;
+	// unknown is common on a LAN without public addresses.
+	// (Config.Reachability says so at once; the event that sets reach
+	// comes a moment after start.)
+	knownPrivate := n.cfg.HolePunch && (reach == ReachabilityPrivate || n.cfg.Reachability == ReachabilityPrivate)
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -484,18 +510,40 @@ func (n *Node) startDueDials() time.Duration {
 			wait = min(wait, d)
 			continue
 		}
+		addrs := k.dialAddrs()
+		relay := viaRelay(addrs)
+		if knownPrivate && !relay && k.exchangeOnly && k.failures == 0 {
+			// See relayAddrWait: wait for a relay address first.
+			if d := k.exchangeSince.Add(relayAddrWait).Sub(now); d > 0 {
+				wait = min(wait, d)
+				continue
+			}
+		}
+		relayFirst := behindNAT && relay && k.failures < relayOnlyTries
+		if relayFirst && n.self > id && k.failures == 0 {
+			if k.graceUntil.IsZero() {
+				k.graceUntil = now.Add(relayDialGrace)
+			}
+			if d := k.graceUntil.Sub(now); d > 0 {
+				wait = min(wait, d)
+				continue
+			}
+		}
+		k.graceUntil = time.Time{}
 		k.dialing = true
-		jobs = append(jobs, job{peer.AddrInfo{ID: id, Addrs: k.dialAddrs()}})
+		jobs = append(jobs, job{peer.AddrInfo{ID: id, Addrs: addrs}, relayFirst})
 	}
 	n.mu.Unlock()
 
 	for _, j := range jobs {
-		n.wg.Go(func() { n.dial(j.ai) })
+		n.wg.Go(func() { n.dial(j.ai, j.relayFirst) })
 	}
 	return wait
 }
 
-func (n *Node) dial(ai peer.AddrInfo) {
+// dial connects to ai; relayFirst: through a relay only (the gater
+// refuses its direct addresses, see allowAddrDial).
+func (n *Node) dial(ai peer.AddrInfo, relayFirst bool) {
 	// The swarm keeps its own dial backoff (5s growing to 5 min per
 	// address); ours replaces it, or a healed peer would wait minutes.
 	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
@@ -504,7 +552,13 @@ func (n *Node) dial(ai peer.AddrInfo) {
 	// A relayed connection counts: when there is no direct path it is
 	// the path (and hole punching starts from it).
 	ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(n.ctx, "starling re-dial"), n.dialTimeout())
+	if relayFirst {
+		n.nat.setRelayFirst(ai.ID, true)
+	}
 	err := n.host.Connect(ctx, ai)
+	if relayFirst {
+		n.nat.setRelayFirst(ai.ID, false)
+	}
 	cancel()
 
 	var problem Problem
