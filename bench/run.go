@@ -52,13 +52,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.progress("fsync latency not measured: %v", err)
 	}
 	run := map[string]func(context.Context) ([]Row, []string){
-		WorkloadWrites:  r.writes,
-		WorkloadVisible: r.visible,
-		WorkloadHeal:    r.heal,
-		WorkloadJoin:    r.join,
-		WorkloadDisk:    r.disk,
-		WorkloadHistory: r.history,
-		WorkloadMocknet: r.mocknet,
+		WorkloadWrites:     r.writes,
+		WorkloadVisible:    r.visible,
+		WorkloadHeal:       r.heal,
+		WorkloadJoin:       r.join,
+		WorkloadDisk:       r.disk,
+		WorkloadHistory:    r.history,
+		WorkloadMocknet:    r.mocknet,
+		WorkloadMocknetBig: r.mocknetBig,
+		WorkloadIdle:       r.idle,
 	}
 	for _, w := range Workloads {
 		if !slices.Contains(cfg.Only, w) {
