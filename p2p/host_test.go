@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/multiformats/go-multiaddr"
@@ -110,5 +112,49 @@ func TestGivenHostWrongIdentity(t *testing.T) {
 	}
 	if h.closed != 1 {
 		t.Errorf("host closed %d times, want 1", h.closed)
+	}
+}
+
+// TestCloseWhileHostEmits: Close does not hang when a goroutine it
+// waits for makes the host emit connection events after the event loop
+// stopped (a dial on a mocknet host emits synchronously). Closing 100
+// mocknet nodes at once hung for minutes: the node's subscription
+// (256 events) filled and the host's emit blocked.
+func TestCloseWhileHostEmits(t *testing.T) {
+	mn := mocknet.New()
+	t.Cleanup(func() {
+		if !t.Failed() { // after a hang, closing the host hangs too
+			_ = mn.Close()
+		}
+	})
+	// Not newNode: its cleanup would wait for a hung Close.
+	cfg := testConfig(t)
+	cfg.Host = mockHost(t, mn, cfg.Identity, 0)
+	n, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	em, err := n.Host().EventBus().Emitter(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		_ = n.Close()
+		t.Fatal(err)
+	}
+	defer em.Close()
+	id := testutil.PeerID(t)
+	n.wg.Go(func() {
+		<-n.ctx.Done()
+		for range 2 * 256 {
+			_ = em.Emit(event.EvtPeerConnectednessChanged{Peer: id, Connectedness: network.Connected})
+		}
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs while the host emits events")
 	}
 }

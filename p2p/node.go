@@ -522,11 +522,16 @@ func (n *Node) shutdown() error {
 		errs = append(errs, n.mdns.Close())
 	}
 	n.cancel()
-	n.wg.Wait()
-	n.closeRelay()
+	// The event loop has stopped reading: close the subscription (it
+	// drains itself) before waiting, or a dial or stream still running
+	// in wg blocks for good in the host's emit of its connection event
+	// once the subscription's buffer is full (a mocknet host emits
+	// synchronously, holding the connection's lock).
 	if n.events != nil {
 		errs = append(errs, n.events.Close())
 	}
+	n.wg.Wait()
+	n.closeRelay()
 	if n.bswap != nil {
 		errs = append(errs, n.bswap.Close())
 		n.bsCancel()
