@@ -36,7 +36,7 @@ var WorkloadHelp = map[string]string{
 	WorkloadHistory:    "bounded history: disk after 300k and 1M overwrites of 1k fields with compaction, the 300k+300k check, writes/p99 while compaction runs, join into a compacted history",
 	WorkloadMocknet:    "N whole nodes in one process (libp2p mocknet): write visible everywhere, p50/p99",
 	WorkloadMocknetBig: "the same with 200 whole nodes (20 with --quick)",
-	WorkloadIdle:       "24, 100 and 200 whole nodes on a mocknet (4 and 8 with --quick): time until they agree on a leader, its term, then idle CPU and RSS per node",
+	WorkloadIdle:       "24, 100 and 200 whole nodes on a mocknet (4 and 8 with --quick; --nodes N: N only): time until they agree on a leader, its term, then idle CPU and RSS per node",
 }
 
 // Config configures Run. Zero fields take the defaults documented on
@@ -57,8 +57,9 @@ type Config struct {
 	// into that store. Off by default: Starling needs 2-3 minutes for it
 	// (about 65k writes/s here).
 	History10M bool
-	// Nodes is the number of simulated nodes of the mocknet workload.
-	// Default 50 (10 with Quick).
+	// Nodes is the number of simulated nodes of the mocknet workload
+	// (default 50, 10 with Quick) and, when set, the one size of the
+	// idle workload (default 24, 100 and 200; 4 and 8 with Quick).
 	Nodes int
 	// Dir is where data directories are made (a temporary directory is
 	// made in it and removed). Default: the system's temporary directory.
