@@ -12,27 +12,31 @@ import (
 
 // Workload names, for Config.Only (--only).
 const (
-	WorkloadWrites  = "writes"  // field writes/s on one node, latency
-	WorkloadVisible = "visible" // write -> visible on 3 nodes
-	WorkloadHeal    = "heal"    // heal after a partition
-	WorkloadJoin    = "join"    // fresh node joins a populated store
-	WorkloadDisk    = "disk"    // disk bytes per write, RSS per node
-	WorkloadHistory = "history" // bounded history: disk, compaction, join
-	WorkloadMocknet = "mocknet" // write visible on N simulated nodes
+	WorkloadWrites     = "writes"     // field writes/s on one node, latency
+	WorkloadVisible    = "visible"    // write -> visible on 3 nodes
+	WorkloadHeal       = "heal"       // heal after a partition
+	WorkloadJoin       = "join"       // fresh node joins a populated store
+	WorkloadDisk       = "disk"       // disk bytes per write, RSS per node
+	WorkloadHistory    = "history"    // bounded history: disk, compaction, join
+	WorkloadMocknet    = "mocknet"    // write visible on N simulated nodes
+	WorkloadMocknetBig = "mocknet200" // write visible on 200 simulated nodes
+	WorkloadIdle       = "idle"       // idle cost of 24, 100, 200 simulated nodes
 )
 
 // Workloads lists every workload in the order they run.
-var Workloads = []string{WorkloadWrites, WorkloadVisible, WorkloadHeal, WorkloadJoin, WorkloadDisk, WorkloadHistory, WorkloadMocknet}
+var Workloads = []string{WorkloadWrites, WorkloadVisible, WorkloadHeal, WorkloadJoin, WorkloadDisk, WorkloadHistory, WorkloadMocknet, WorkloadMocknetBig, WorkloadIdle}
 
 // WorkloadHelp describes each workload in one line (for --help).
 var WorkloadHelp = map[string]string{
-	WorkloadWrites:  "field writes/s on one node, 1, 64 and 256 concurrent writers and batches of 100; p50/p99 write latency",
-	WorkloadVisible: "write on node 1 -> visible on nodes 2 and 3 (loopback, real libp2p), p50/p99",
-	WorkloadHeal:    "heal after a partition with 10k and 100k writes on one side",
-	WorkloadJoin:    "fresh node joins a store of 50k and 1M fields, and one whose history holds 1M overwrites of 10k fields",
-	WorkloadDisk:    "disk bytes per write (du of the data dir) and heap/RSS per node (in-process estimate)",
-	WorkloadHistory: "bounded history: disk after 300k and 1M overwrites of 1k fields with compaction, the 300k+300k check, writes/p99 while compaction runs, join into a compacted history",
-	WorkloadMocknet: "N simulated nodes in one process (libp2p mocknet): write visible everywhere, p50/p99",
+	WorkloadWrites:     "field writes/s on one node, 1, 64 and 256 concurrent writers and batches of 100; p50/p99 write latency",
+	WorkloadVisible:    "write on node 1 -> visible on nodes 2 and 3 (loopback, real libp2p), p50/p99",
+	WorkloadHeal:       "heal after a partition with 10k and 100k writes on one side",
+	WorkloadJoin:       "fresh node joins a store of 50k and 1M fields, and one whose history holds 1M overwrites of 10k fields",
+	WorkloadDisk:       "disk bytes per write (du of the data dir) and heap/RSS per node (in-process estimate)",
+	WorkloadHistory:    "bounded history: disk after 300k and 1M overwrites of 1k fields with compaction, the 300k+300k check, writes/p99 while compaction runs, join into a compacted history",
+	WorkloadMocknet:    "N whole nodes in one process (libp2p mocknet): write visible everywhere, p50/p99",
+	WorkloadMocknetBig: "the same with 200 whole nodes (20 with --quick)",
+	WorkloadIdle:       "24, 100 and 200 whole nodes on a mocknet (4 and 8 with --quick; --nodes N: N only): time until they agree on a leader, its term, then idle CPU and RSS per node",
 }
 
 // Config configures Run. Zero fields take the defaults documented on
@@ -53,8 +57,9 @@ type Config struct {
 	// into that store. Off by default: Starling needs 2-3 minutes for it
 	// (about 65k writes/s here).
 	History10M bool
-	// Nodes is the number of simulated nodes of the mocknet workload.
-	// Default 50 (10 with Quick).
+	// Nodes is the number of simulated nodes of the mocknet workload
+	// (default 50, 10 with Quick) and, when set, the one size of the
+	// idle workload (default 24, 100 and 200; 4 and 8 with Quick).
 	Nodes int
 	// Dir is where data directories are made (a temporary directory is
 	// made in it and removed). Default: the system's temporary directory.
@@ -121,6 +126,8 @@ type sizes struct {
 	histKeys   int   // distinct fields they overwrite
 	disk       int   // writes for disk bytes / RSS
 	mocknet    int   // samples on mocknet
+	mocknetBig int   // nodes of the big mocknet row set
+	idle       []int // nodes of each idle run
 	// history workload
 	histDisk  []int // overwrites of 1k fields after which disk is measured
 	histCheck int   // overwrites of each half of the acceptance check
@@ -134,7 +141,7 @@ func sizesFor(quick bool) sizes {
 			single: 1000, concurrent: 4000, visible: 30,
 			heal:     []int{1000},
 			joinKeys: []int{5000}, histWrite: 20_000, histKeys: 1000,
-			disk: 2000, mocknet: 10,
+			disk: 2000, mocknet: 10, mocknetBig: 20, idle: []int{4, 8},
 			histDisk: []int{30_000, 100_000}, histCheck: 30_000, histLoad: 20_000, histRaw: 100_000,
 		}
 	}
@@ -142,7 +149,7 @@ func sizesFor(quick bool) sizes {
 		single: 10_000, concurrent: 100_000, visible: 200,
 		heal:     []int{10_000, 100_000},
 		joinKeys: []int{50_000, 1_000_000}, histWrite: 1_000_000, histKeys: 10_000,
-		disk: 20_000, mocknet: 50,
+		disk: 20_000, mocknet: 50, mocknetBig: 200, idle: []int{24, 100, 200},
 		histDisk: []int{300_000, 1_000_000}, histCheck: 300_000, histLoad: 200_000, histRaw: 1_000_000,
 	}
 }

@@ -23,6 +23,11 @@ const (
 	// KindFactor is a plain multiple (disk / live state); lower is
 	// better.
 	KindFactor Kind = "factor"
+	// KindCount is a plain number (an election term); lower is better.
+	KindCount Kind = "count"
+	// KindPercent is a percentage (CPU time over wall time: 100 is one
+	// core); lower is better.
+	KindPercent Kind = "percent"
 )
 
 func (k Kind) higherBetter() bool { return k == KindRate }
@@ -163,6 +168,10 @@ func FormatValue(kind Kind, r Result) string {
 		return fmtBytes(r.Value)
 	case KindFactor:
 		return fmtFactor(r.Value)
+	case KindCount:
+		return fmt.Sprintf("%.0f", r.Value)
+	case KindPercent:
+		return fmtPercent(r.Value)
 	}
 	return fmt.Sprint(r.Value)
 }
@@ -290,6 +299,18 @@ func fmtFactor(v float64) string {
 		return fmt.Sprintf("%.1fx", v)
 	}
 	return fmt.Sprintf("%.2fx", v)
+}
+
+// fmtPercent renders a percentage with 2 or 3 significant digits:
+// "0.42%", "3.1%", "142%".
+func fmtPercent(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f%%", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f%%", v)
+	}
+	return fmt.Sprintf("%.2f%%", v)
 }
 
 func fmtBudget(d time.Duration) string {

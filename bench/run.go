@@ -20,6 +20,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	nodesGiven := cfg.Nodes
 	cfg = cfg.withDefaults()
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
@@ -32,6 +33,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer os.RemoveAll(root)
 	r := &runner{cfg: cfg, sz: sizesFor(cfg.Quick), root: root, start: time.Now()}
+	if nodesGiven > 0 {
+		// --nodes picks the one size of the idle workload too.
+		r.sz.idle = []int{nodesGiven}
+	}
 	r.systems = []system{
 		{name: "starling", writers: 16, open: openStarling(cfg.Logger), openMock: openStarlingMock(cfg.Logger)},
 		{name: "raw", writers: 1, batchSetup: true, open: openRaw, openMock: openRawMock},
@@ -52,13 +57,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.progress("fsync latency not measured: %v", err)
 	}
 	run := map[string]func(context.Context) ([]Row, []string){
-		WorkloadWrites:  r.writes,
-		WorkloadVisible: r.visible,
-		WorkloadHeal:    r.heal,
-		WorkloadJoin:    r.join,
-		WorkloadDisk:    r.disk,
-		WorkloadHistory: r.history,
-		WorkloadMocknet: r.mocknet,
+		WorkloadWrites:     r.writes,
+		WorkloadVisible:    r.visible,
+		WorkloadHeal:       r.heal,
+		WorkloadJoin:       r.join,
+		WorkloadDisk:       r.disk,
+		WorkloadHistory:    r.history,
+		WorkloadMocknet:    r.mocknet,
+		WorkloadMocknetBig: r.mocknetBig,
+		WorkloadIdle:       r.idle,
 	}
 	for _, w := range Workloads {
 		if !slices.Contains(cfg.Only, w) {

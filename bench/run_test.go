@@ -3,8 +3,10 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,5 +49,53 @@ func TestRunLeavesNothing(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines before Run, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestIdleRows runs the idle workload at its quick sizes: every size
+// gives CPU figures and RSS per node, and an agreement time and term or,
+// if the nodes did not agree within the budget (today's election flaps
+// on a loaded machine), a timeout that says what each node saw; the
+// smallest size agrees. The raw column says why it has no figures.
+func TestIdleRows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 4 and then 8 whole nodes on a mocknet")
+	}
+	var progress bytes.Buffer
+	rep, err := Run(context.Background(), Config{
+		Only: []string{WorkloadIdle}, Quick: true, Budget: 30 * time.Second, Dir: t.TempDir(), Progress: &progress,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(progress.String())
+	sizes := sizesFor(true).idle
+	if len(rep.Rows) != 5*len(sizes) {
+		t.Fatalf("%d rows, want %d", len(rep.Rows), 5*len(sizes))
+	}
+	for i, r := range rep.Rows {
+		if want := fmt.Sprintf("idle %d nodes", sizes[i/5]); !strings.HasPrefix(r.Workload, want) {
+			t.Errorf("row %d is %q, want %s...", i, r.Workload, want)
+		}
+		if r.Raw.Skipped == "" {
+			t.Errorf("%s: raw %+v, want skipped", r.Workload, r.Raw)
+		}
+		st := r.Starling
+		agreed := rep.Rows[i-i%5].Starling.ok()
+		switch {
+		case st.ok() && st.Value > 0:
+		case i%5 == 0 && st.TimedOut && strings.Contains(st.Note, "@") && i > 0:
+			// Not agreed: the note lists the views.
+		case i%5 == 1 && !agreed && st.Skipped != "":
+		default:
+			t.Errorf("%s: starling %+v", r.Workload, st)
+		}
+	}
+	var out bytes.Buffer
+	if err := rep.Format(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "%") {
+		t.Errorf("no percentage in the table:\n%s", out.String())
 	}
 }

@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,15 +16,18 @@ import (
 
 	"github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
 	"github.com/starling-sync/starling/crdt"
+	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/entity"
 	"github.com/starling-sync/starling/node"
 	"github.com/starling-sync/starling/nodestate"
 	"github.com/starling-sync/starling/p2p"
 )
 
-// starlingCluster is real Starling nodes (node.Open) on 127.0.0.1.
+// starlingCluster is real Starling nodes (node.Open) on 127.0.0.1, or
+// on a libp2p mocknet (openStarlingMock).
 type starlingCluster struct {
 	dir  string
 	log  *slog.Logger
@@ -30,6 +36,9 @@ type starlingCluster struct {
 	mu   sync.Mutex
 	// nodes: a node stopped by Stop is nil until Restart.
 	nodes []*node.Node
+	// mn, when set, is the mocknet the nodes run on (openStarlingMock),
+	// without their HTTP API.
+	mn mocknet.Mocknet
 }
 
 var _ cluster = (*starlingCluster)(nil)
@@ -89,8 +98,11 @@ func (c *starlingCluster) start(ctx context.Context, peers []string) (*node.Node
 
 // open opens the node of dir, the i-th of the cluster.
 func (c *starlingCluster) open(ctx context.Context, dir string, i int) (*node.Node, error) {
-	opts := append([]node.Option{node.WithLogger(c.log)}, c.opts...)
-	return node.Open(ctx, dir, opts...)
+	opts := []node.Option{node.WithLogger(c.log)}
+	if c.mn != nil {
+		opts = append(opts, node.WithoutAPI(), node.WithHost(mockHost(c.mn, i)))
+	}
+	return node.Open(ctx, dir, append(opts, c.opts...)...)
 }
 
 func (c *starlingCluster) node(i int) *node.Node {
@@ -259,6 +271,40 @@ func (c *starlingCluster) SyncDone(ctx context.Context, i int) float64 {
 	return 0
 }
 
+// agreedLeader reports the cluster leadership if every node names the
+// same one (and there is one).
+func (c *starlingCluster) agreedLeader() (election.Leadership, bool) {
+	var first election.Leadership
+	for i := range c.Size() {
+		l := c.node(i).Election().Leader(election.ClusterGroup)
+		if !l.HasLeader() || (i > 0 && l != first) {
+			return l, false
+		}
+		first = l
+	}
+	return first, true
+}
+
+// leaderViews says which leader and term the nodes name, with how many
+// name each: "node1@3 x98, node7@2 x2".
+func (c *starlingCluster) leaderViews() string {
+	count := make(map[string]int)
+	for i := range c.Size() {
+		l := c.node(i).Election().Leader(election.ClusterGroup)
+		v := "none"
+		if l.HasLeader() {
+			v = fmt.Sprintf("%s@%d", l.Leader, l.Term)
+		}
+		count[v]++
+	}
+	views := slices.Collect(maps.Keys(count))
+	slices.SortFunc(views, func(a, b string) int { return cmp.Or(count[b]-count[a], strings.Compare(a, b)) })
+	for i, v := range views {
+		views[i] = fmt.Sprintf("%s x%d", v, count[v])
+	}
+	return strings.Join(views, ", ")
+}
+
 func (c *starlingCluster) Dir(i int) string { return c.node(i).Dir() }
 
 func (c *starlingCluster) Close() error {
@@ -266,7 +312,12 @@ func (c *starlingCluster) Close() error {
 	nodes := c.nodes
 	c.nodes = nil
 	c.mu.Unlock()
-	return closeAll(nodes, (*node.Node).Close)
+	err := closeAll(nodes, (*node.Node).Close)
+	if c.mn != nil {
+		// Each node closed its host; this ends the mocknet's own context.
+		_ = c.mn.Close()
+	}
+	return err
 }
 
 // closeAll closes every node at once (a nil one is stopped already) and

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -96,6 +97,17 @@ func delta(after, before uint64) float64 {
 		return 0
 	}
 	return float64(after - before)
+}
+
+// processCPU is the user and system time the process has used so far
+// (getrusage: microseconds, where /proc/self/stat counts clock ticks);
+// 0 where it cannot be read.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // fsyncLatency measures, in dir, how long an fsync takes after an 8 KiB

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/starling-sync/starling/election"
 )
 
 // writeField is the field of the i-th write of the writes workload:
@@ -674,7 +677,17 @@ func (r *runner) disk(ctx context.Context) ([]Row, []string) {
 // ---- 6. many simulated nodes ----
 
 func (r *runner) mocknet(ctx context.Context) ([]Row, []string) {
-	n, samples := r.cfg.Nodes, r.sz.mocknet
+	return r.mocknetVisible(ctx, r.cfg.Nodes)
+}
+
+func (r *runner) mocknetBig(ctx context.Context) ([]Row, []string) {
+	return r.mocknetVisible(ctx, r.sz.mocknetBig)
+}
+
+// mocknetVisible times writes, each on another node, until all n nodes
+// of a mocknet show them.
+func (r *runner) mocknetVisible(ctx context.Context, n int) ([]Row, []string) {
+	samples := r.sz.mocknet
 	var target *Target
 	if n >= 50 {
 		target = below(1)
@@ -685,16 +698,20 @@ func (r *runner) mocknet(ctx context.Context) ([]Row, []string) {
 	}
 	const seed = 1
 	rows := r.pair(ctx, specs, func(ctx context.Context, sys system) ([]Result, error) {
+		dir, err := r.dir(sys.name)
+		if err != nil {
+			return nil, err
+		}
 		sctx, cancel := r.setup(ctx)
 		defer cancel()
 		r.progress("%s: starting %d nodes on a mocknet", sys.name, n)
-		c, err := sys.openMock(sctx, n, seed)
+		c, err := sys.openMock(sctx, dir, n, seed)
 		if err != nil {
 			return nil, err
 		}
 		defer r.closeCluster(c, sys.name)
 		wctx, wcancel := r.measured(ctx)
-		err = c.Prepare(wctx, 0)
+		err = c.Prepare(wctx, 1)
 		wcancel()
 		if err != nil {
 			if isTimeout(ctx, err) {
@@ -714,5 +731,116 @@ func (r *runner) mocknet(ctx context.Context) ([]Row, []string) {
 		}
 		return []Result{{Value: percentile(lat, 0.5)}, {Value: percentile(lat, 0.99)}}, nil
 	})
-	return rows, []string{fmt.Sprintf("mocknet: %d nodes in this process on libp2p's mocknet (no latency), each connected to its next %d ring neighbours and one random node (seed %d); data in memory for both. node.Open cannot run on a mocknet, so the Starling side is crdt.Store (group commit, blocks carried in broadcasts, heads exchange on connect) over gossipsub + direct streams, writing raw keys (no entity layer); raw: go-ds-crdt with PubSubBroadcaster and bitswap on the same mocknet. %d writes, from rotating nodes", n, mockDegree, seed, samples)}
+	return rows, []string{fmt.Sprintf("mocknet (%d nodes): in this process on libp2p's mocknet (no latency), each connected to its next %d ring neighbours and one random node (seed %d). Starling: whole nodes (node.Open on mocknet hosts: entity tree, election, node states, statesync; no HTTP API), each with its LevelDB in its own data dir, all pairs linked so that their address exchange and re-dial loops connect every pair, as on a LAN; writes and reads through the entity API (Set; Watch). Raw: go-ds-crdt with PubSubBroadcaster and bitswap on map datastores, on the same topology (linked pairs only). %d writes, from rotating nodes, each timed until every other node shows it", n, mockDegree, seed, samples)}
+}
+
+// ---- 7. idle cost of many nodes ----
+
+// idleWindow is how long the nodes idle after they agree on a leader
+// while CPU is measured (with Quick, idleWindowQuick).
+const (
+	idleWindow      = 10 * time.Second
+	idleWindowQuick = 2 * time.Second
+)
+
+// idle starts N whole Starling nodes on a mocknet for each size, waits
+// until all agree on a cluster leader, lets them idle, and measures.
+// Raw go-ds-crdt has no election: its column is empty.
+func (r *runner) idle(ctx context.Context) ([]Row, []string) {
+	var specs []spec
+	for _, n := range r.sz.idle {
+		specs = append(specs,
+			spec{label: fmt.Sprintf("idle %d nodes (mocknet): leader agreed after", n), kind: KindTime},
+			spec{label: fmt.Sprintf("idle %d nodes (mocknet): term at agreement", n), kind: KindCount},
+			spec{label: fmt.Sprintf("idle %d nodes (mocknet): process CPU", n), kind: KindPercent},
+			spec{label: fmt.Sprintf("idle %d nodes (mocknet): CPU per node", n), kind: KindPercent},
+			spec{label: fmt.Sprintf("idle %d nodes (mocknet): RSS per node", n), kind: KindBytes},
+		)
+	}
+	window := idleWindow
+	if r.cfg.Quick {
+		window = idleWindowQuick
+	}
+	rows := r.pair(ctx, specs, func(ctx context.Context, sys system) ([]Result, error) {
+		var out []Result
+		if sys.name != "starling" {
+			for range specs {
+				out = append(out, Result{Skipped: "no leader election"})
+			}
+			return out, nil
+		}
+		for _, n := range r.sz.idle {
+			res, err := r.idleRun(ctx, sys, n, window)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, res...)
+		}
+		return out, nil
+	})
+	return rows, []string{fmt.Sprintf("idle: N whole Starling nodes (as in the mocknet rows, LAN election preset) are opened one by one, each alone until all are open (a node alone for longer than the election warmup leads itself), then connected; \"leader agreed after\" is from the connection until every node names the same cluster leader, and the term is that leadership's. The nodes then idle for %s: process CPU is the whole process's user+system time over the window (getrusage; 100%% = one core of %d), CPU per node that / N, RSS per node the growth of VmRSS from before the first node started to the end of the window, / N", window, runtime.NumCPU())}
+}
+
+// idleRun measures one size of the idle workload: agreement time, term,
+// process CPU, CPU per node, RSS per node.
+func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Duration) ([]Result, error) {
+	dir, err := r.dir(fmt.Sprintf("%s-%d", sys.name, n))
+	if err != nil {
+		return nil, err
+	}
+	before := sampleMemory()
+	sctx, cancel := r.setup(ctx)
+	defer cancel()
+	r.progress("%s: starting %d nodes on a mocknet", sys.name, n)
+	t0 := time.Now()
+	c0, err := sys.openMock(sctx, dir, n, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer r.closeCluster(c0, sys.name)
+	c, ok := c0.(*starlingCluster)
+	if !ok {
+		return nil, fmt.Errorf("bench: %s has no leader election", sys.name)
+	}
+	start := time.Now()
+	r.progress("%s: %d nodes open and connected in %s; waiting for them to agree on a leader", sys.name, n, start.Sub(t0).Round(time.Millisecond))
+	mctx, mcancel := r.measured(ctx)
+	var l election.Leadership
+	err = poll(mctx, 10*time.Millisecond, func() (bool, error) {
+		var ok bool
+		l, ok = c.agreedLeader()
+		return ok, nil
+	})
+	mcancel()
+	took := time.Since(start)
+	res := make([]Result, 5)
+	switch {
+	case isTimeout(ctx, err):
+		res[0], res[1] = r.timedOut(0), Result{Skipped: "no agreement"}
+		res[0].Note = "views when the budget ran out: " + c.leaderViews()
+		r.progress("%s: %d nodes did not agree within %s: %s", sys.name, n, r.cfg.Budget, res[0].Note)
+	case err != nil:
+		return nil, err
+	default:
+		res[0], res[1] = Result{Value: took.Seconds()}, Result{Value: float64(l.Term)}
+		r.progress("%s: %d nodes agree on %s (term %d) after %s", sys.name, n, l.Leader, l.Term, took.Round(time.Millisecond))
+	}
+	cpu0, w0 := processCPU(), time.Now()
+	select {
+	case <-time.After(window):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	cpu := (processCPU() - cpu0).Seconds() / time.Since(w0).Seconds() * 100
+	res[2], res[3] = Result{Value: cpu}, Result{Value: cpu / float64(n)}
+	if rss := vmRSS(); rss == 0 {
+		res[4] = Result{Skipped: "no /proc"}
+	} else {
+		res[4] = Result{Value: delta(rss, before.rss) / float64(n)}
+	}
+	if after, ok := c.agreedLeader(); res[1].ok() && (!ok || after != l) {
+		res[1].Note = fmt.Sprintf("leadership changed while idle: %s", c.leaderViews())
+	}
+	r.progress("%s: %d nodes idle for %s: process CPU %.0f%%, %.1f%% per node, RSS %s per node", sys.name, n, window, cpu, cpu/float64(n), fmtBytes(res[4].Value))
+	return res, nil
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/ipfs/boxo/blockstore"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/net/netutil"
 
@@ -103,6 +105,8 @@ type openOptions struct {
 	joinRetry time.Duration
 	// peerStates sets the node-state timings (nodestate).
 	peerStates nodestate.PeerStateConfig
+	// newHost makes the libp2p host (WithHost).
+	newHost func(identity crypto.PrivKey) (host.Host, error)
 }
 
 // The API server's connection limits: a kept-alive connection with no
@@ -148,6 +152,19 @@ func WithConfig(f func(*Config)) Option {
 // from the node config (tests shorten timers with it).
 func WithP2PConfig(f func(*p2p.Config)) Option {
 	return func(o *openOptions) { o.p2pConfig = append(o.p2pConfig, f) }
+}
+
+// WithHost runs the node on the libp2p host newHost makes, given the
+// node's identity key (the host's peer ID must be its), instead of one
+// listening on listen_addrs: simulations run whole nodes on libp2p's
+// mocknet this way (mocknet.AddPeer). Everything else is the node's
+// own: its data directory, LevelDB, store, election and node states,
+// and p2p's re-dial loop, gossipsub and bitswap on that host; what
+// configures sockets (listen_addrs, the private network key, mDNS, NAT
+// traversal) does not apply (p2p.Config.Host). The node closes the
+// host when it closes, or when Open fails after making it.
+func WithHost(newHost func(identity crypto.PrivKey) (host.Host, error)) Option {
+	return func(o *openOptions) { o.newHost = newHost }
 }
 
 // WithPeerStateConfig sets the timings of the node states this node
@@ -295,7 +312,12 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	for _, f := range o.p2pConfig {
 		f(&pc)
 	}
-	n.p2p, err = p2p.New(ctx, pc)
+	if o.newHost != nil {
+		if pc.Host, err = o.newHost(identity); err != nil {
+			return nil, fmt.Errorf("start libp2p: make the host: %w", err)
+		}
+	}
+	n.p2p, err = p2p.New(ctx, pc) // closes pc.Host if it fails
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p: %w", err)
 	}

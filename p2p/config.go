@@ -90,6 +90,12 @@ func (c Config) withDefaults() Config {
 	if c.Reachability == "" {
 		c.Reachability = ReachabilityAuto
 	}
+	if c.Host != nil {
+		// Settings of a host's construction and sockets (see Host): off,
+		// so that New skips them and its log says what runs.
+		c.ListenAddrs, c.PSK, c.MDNS = nil, nil, false
+		c.AutoNAT, c.RelayService, c.AutoRelay, c.HolePunch, c.PortMap = false, false, false, false, false
+	}
 	return c
 }
 
@@ -178,6 +184,10 @@ func (c *Config) Validate() error {
 	case ReachabilityAuto, ReachabilityPublic, ReachabilityPrivate:
 	default:
 		add("Reachability: %q, want auto, public or private", cfg.Reachability)
+	}
+
+	if c.Host != nil && self != "" && c.Host.ID() != self {
+		add("Host: its peer ID %s is not Identity's (%s)", c.Host.ID(), self)
 	}
 
 	if cfg.Blockstore == nil {

@@ -62,6 +62,11 @@
 //     heads exchange and for the election's view of the network.
 //   - Block and Unblock: a connection gater that refuses a peer and closes
 //     its connections; used to simulate partitions in tests.
+//   - A given host (Config.Host): everything above runs on a host made
+//     elsewhere, such as a libp2p mocknet's, so that simulations run the
+//     same code in one process; listening, the private network key, mDNS
+//     and NAT traversal, which belong to a host's construction, are then
+//     skipped, and the gater is the host's.
 //
 // # Goroutines and shutdown
 //

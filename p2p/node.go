@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/multiformats/go-multiaddr"
@@ -128,6 +130,24 @@ type Config struct {
 	// Blockstore is where DAG blocks are kept (usually a namespace of the
 	// node's LevelDB). Required.
 	Blockstore ds.Batching
+	// Host, when set, is the libp2p host the node runs on instead of one
+	// it creates (simulations: the bench runs whole nodes on libp2p's
+	// mocknet). Its peer ID must be Identity's. Everything above the host
+	// is the same as on a host of the node's own: the re-dial loop,
+	// liveness pings (the ping protocol is registered on the host if it
+	// lacks it), the address exchange, gossipsub, bitswap, the DHT, the
+	// trust list. What configures a host or its sockets cannot apply to
+	// a host made elsewhere and is ignored: ListenAddrs, PSK, MDNS (it
+	// would announce the host's addresses on the real LAN), and the NAT
+	// settings (AutoNAT, RelayService, AutoRelay, HolePunch, PortMap).
+	// The connection gater is the host's too: Block closes a peer's
+	// connections and the re-dial loop leaves it alone, but connections
+	// it opens are not refused.
+	//
+	// New takes the host over: Close closes it, as it closes a host of
+	// its own (to its peers the node stops the same way), and so does a
+	// New that fails.
+	Host host.Host
 	// Logger receives the node's logs. Default: discard. Its lines carry
 	// "component" (p2p, pubsub, replication, topic) and "self" (the peer
 	// ID): give a logger without these keys.
@@ -213,6 +233,9 @@ type Node struct {
 // already queues messages for Receive, static peers are being dialled.
 func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
+		if cfg.Host != nil {
+			_ = cfg.Host.Close()
+		}
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
@@ -318,8 +341,20 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 // startHost creates the libp2p host without listening (New listens on
 // each address itself, so that any failure is reported with its address;
-// libp2p alone succeeds when one address of several works).
+// libp2p alone succeeds when one address of several works), or takes
+// Config.Host.
 func (n *Node) startHost() error {
+	if h := n.cfg.Host; h != nil {
+		// The liveness loop pings every connected peer: a host without
+		// the ping service (a mocknet's) would have each one cut after
+		// PingTimeout.
+		if !slices.Contains(h.Mux().Protocols(), ping.ID) {
+			ping.NewPingService(h)
+		}
+		n.host = h
+		close(n.hostReady)
+		return nil
+	}
 	rm, err := resourceManager()
 	if err != nil {
 		return err
@@ -533,11 +568,16 @@ func (n *Node) shutdown() error {
 		errs = append(errs, n.mdns.Close())
 	}
 	n.cancel()
-	n.wg.Wait()
-	n.closeRelay()
+	// The event loop has stopped reading: close the subscription (it
+	// drains itself) before waiting, or a dial or stream still running
+	// in wg blocks for good in the host's emit of its connection event
+	// once the subscription's buffer is full (a mocknet host emits
+	// synchronously, holding the connection's lock).
 	if n.events != nil {
 		errs = append(errs, n.events.Close())
 	}
+	n.wg.Wait()
+	n.closeRelay()
 	if n.bswap != nil {
 		errs = append(errs, n.bswap.Close())
 		n.bsCancel()

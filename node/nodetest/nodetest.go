@@ -12,6 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	"github.com/multiformats/go-multiaddr"
+
 	"github.com/starling-sync/starling/internal/testutil"
 	"github.com/starling-sync/starling/node"
 )
@@ -108,6 +113,53 @@ func Connect(t testing.TB, nodes []*node.Node) {
 			return c >= len(nodes)-1
 		})
 	}
+}
+
+// MockHost makes hosts on mn for WithHost: the i-th at a made-up
+// address of its own (mocknet carries no real traffic).
+func MockHost(mn mocknet.Mocknet, i int) func(crypto.PrivKey) (host.Host, error) {
+	return func(k crypto.PrivKey) (host.Host, error) {
+		return mn.AddPeer(k, multiaddr.StringCast(fmt.Sprintf("/ip4/10.%d.%d.%d/tcp/4001", i>>16&0xff, i>>8&0xff, i&0xff)))
+	}
+}
+
+// MockCluster starts k nodes node1..nodek on one libp2p mocknet, without
+// their HTTP API, links every pair and connects node i to node i+1 only:
+// the nodes' own address exchange and re-dial loops connect the rest,
+// which MockCluster waits for. The mocknet is closed when the test ends,
+// after the nodes.
+func MockCluster(t testing.TB, k int, opts ...node.Option) ([]*node.Node, mocknet.Mocknet) {
+	t.Helper()
+	mn := mocknet.New()
+	t.Cleanup(func() { _ = mn.Close() })
+	root := t.TempDir()
+	nodes := make([]*node.Node, k)
+	for i := range nodes {
+		id := fmt.Sprintf("node%d", i+1)
+		dir := filepath.Join(root, id)
+		Init(t, dir, id)
+		nodes[i] = Open(t, dir, append([]node.Option{node.WithoutAPI(), node.WithHost(MockHost(mn, i))}, opts...)...)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range nodes[1:] {
+		if _, err := mn.ConnectPeers(nodes[i].PeerID(), nodes[i+1].PeerID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		testutil.Eventually(t, 15*time.Second, n.NodeID()+" connected to all", func() bool {
+			c := 0
+			for _, p := range n.P2P().Peers() {
+				if p.Connected {
+					c++
+				}
+			}
+			return c >= len(nodes)-1
+		})
+	}
+	return nodes, mn
 }
 
 // EntitySnapshot is what a node's API shows of the entity tree (the whole
