@@ -73,3 +73,23 @@ func TestPingTimesGrowWithPeers(t *testing.T) {
 		}
 	}
 }
+
+// A dial that succeeds for a peer whose connection event has not been
+// handled yet does not make the re-dial loop dial it again at once
+// (Connect returns at once for a connected peer: a hot loop while the
+// events lagged).
+func TestSuccessfulDialWaitsForTheEvent(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, withPeers(a))
+	waitConnected(t, a, b)
+	a.mu.Lock()
+	a.known[b.ID()].connected = false // the event not handled yet
+	a.mu.Unlock()
+	a.dial(peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}, false)
+	a.mu.Lock()
+	next := a.known[b.ID()].nextDial
+	a.mu.Unlock()
+	if !next.After(time.Now()) {
+		t.Fatalf("after a successful dial the peer is due again at once (next dial %v)", next)
+	}
+}
