@@ -26,6 +26,11 @@ const (
 // Workloads lists every workload in the order they run.
 var Workloads = []string{WorkloadWrites, WorkloadVisible, WorkloadHeal, WorkloadJoin, WorkloadDisk, WorkloadHistory, WorkloadMocknet, WorkloadMocknetBig, WorkloadIdle}
 
+// DefaultWorkloads run without --only: all but mocknet200 and idle,
+// which put 100-200 whole nodes in one process and saturate a 2-core
+// machine for minutes (ask for them with --only).
+var DefaultWorkloads = []string{WorkloadWrites, WorkloadVisible, WorkloadHeal, WorkloadJoin, WorkloadDisk, WorkloadHistory, WorkloadMocknet}
+
 // WorkloadHelp describes each workload in one line (for --help).
 var WorkloadHelp = map[string]string{
 	WorkloadWrites:     "field writes/s on one node, 1, 64 and 256 concurrent writers and batches of 100; p50/p99 write latency",
@@ -42,7 +47,8 @@ var WorkloadHelp = map[string]string{
 // Config configures Run. Zero fields take the defaults documented on
 // each.
 type Config struct {
-	// Only lists the workloads to run (names in Workloads). Default: all.
+	// Only lists the workloads to run (names in Workloads). Default:
+	// DefaultWorkloads.
 	Only []string
 	// Quick uses small sizes (CI and tests): seconds per workload
 	// instead of minutes. Targets are set for the full sizes.
@@ -95,7 +101,7 @@ func (c Config) Validate() error {
 
 func (c Config) withDefaults() Config {
 	if len(c.Only) == 0 {
-		c.Only = Workloads
+		c.Only = DefaultWorkloads
 	}
 	if c.Budget == 0 {
 		c.Budget = DefaultBudget

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -28,7 +29,11 @@ const (
 func (e *cmdEnv) benchCommand() *cli.Command {
 	var workloads strings.Builder
 	for _, w := range bench.Workloads {
-		fmt.Fprintf(&workloads, "  %-8s %s\n", w, bench.WorkloadHelp[w])
+		help := bench.WorkloadHelp[w]
+		if !slices.Contains(bench.DefaultWorkloads, w) {
+			help += " (only with --only)"
+		}
+		fmt.Fprintf(&workloads, "  %-8s %s\n", w, help)
 	}
 	return &cli.Command{
 		Name:      "bench",
@@ -63,7 +68,7 @@ Examples:
    starling bench --only mocknet --nodes 100 --json > bench.json`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: flagBenchOnly, EnvVars: cmdEnvVar("bench", flagBenchOnly),
-				Usage: "run only these `WORKLOAD`s, comma-separated: " + strings.Join(bench.Workloads, ", ") + " (default: all)"},
+				Usage: "run only these `WORKLOAD`s, comma-separated: " + strings.Join(bench.Workloads, ", ") + " (default: all but mocknet200 and idle)"},
 			&cli.BoolFlag{Name: flagBenchQuick, EnvVars: cmdEnvVar("bench", flagBenchQuick),
 				Usage: "small sizes (1k-20k writes, 10 mocknet nodes): a quick check, the CI run; targets are set for the full sizes"},
 			&cli.DurationFlag{Name: flagBenchBudget, Value: bench.DefaultBudget, EnvVars: cmdEnvVar("bench", flagBenchBudget),
