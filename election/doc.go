@@ -21,7 +21,8 @@
 // and clock, and property tests against a plain reference.
 //
 // The Runner drives a Rule (compare raft's node.go): it owns the
-// goroutines, sends a heartbeat every Interval over a Transport (in
+// goroutines, sends a heartbeat every Interval (every idle period while
+// no local candidate leads or stands next in line) over a Transport (in
 // Starling: gossipsub topic "starling/<env>/election", see p2p.Topic,
 // whose validator drops heartbeats of untrusted peers), stamps every
 // received heartbeat with its own monotonic clock, ticks the rule at its

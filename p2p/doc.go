@@ -32,9 +32,12 @@
 //     peer quickly. The node keeps every known peer (static, discovered,
 //     or one that connected), protects it in the connection manager, and
 //     re-dials it with exponential backoff between RedialMin and RedialMax.
-//     A ping every PingInterval detects a silent partition (which TCP
-//     notices only after minutes): after PingTimeout without an answer the
-//     node closes the connection and the re-dial loop takes over.
+//     A ping detects a silent partition (which TCP notices only after
+//     minutes): a peer not heard on gossip for PingInterval is pinged, and
+//     after PingTimeout without an answer the node closes the connection
+//     and the re-dial loop takes over. Beyond 20 connected peers both
+//     times grow with their number (pingTimes), so a node's pings per
+//     second do not grow with the cluster.
 //   - NAT traversal (nat.go), libp2p's own parts, each switchable in
 //     Config: AutoNAT v1 and v2 find whether the node is public; a public
 //     node runs the circuit relay v2 for its environment's trusted nodes;
