@@ -89,7 +89,8 @@ func TestServeWhileSyncing(t *testing.T) {
 		refused bool
 	}{{"joining", true, false}, {"resyncing", false, true}} {
 		y := &Syncer{cfg: Config{NodeID: "node1"}, log: slog.New(slog.DiscardHandler), serving: make(chan struct{}, 1)}
-		y.prog.Phase, y.running = nodestate.PhaseSyncing, c.joining
+		// Resync sets running too: only the join's flag makes "empty".
+		y.prog.Phase, y.running, y.joining = nodestate.PhaseSyncing, true, c.joining
 		s := &fakeStream{in: strings.NewReader(stateRequest)}
 		y.serveState(testutil.PeerID(t), s)
 		got := s.out.String()

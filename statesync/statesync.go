@@ -97,7 +97,8 @@ type Syncer struct {
 
 	mu      sync.Mutex
 	prog    nodestate.SyncProgress
-	running bool
+	running bool // a join or a resync is under way
+	joining bool // the join is under way: this node holds no state yet
 	onPhase []func(nodestate.SyncPhase)
 }
 
@@ -189,7 +190,7 @@ func (y *Syncer) Start() error {
 	}
 	y.update(func(p *nodestate.SyncProgress) { p.Phase = nodestate.PhaseJoining })
 	y.mu.Lock()
-	y.running = true
+	y.running, y.joining = true, true
 	y.mu.Unlock()
 	y.cfg.Store.HoldRemote()
 	y.log.Info("no local state: joining by state transfer", "join_timeout", y.cfg.JoinTimeout)
@@ -210,7 +211,7 @@ func (y *Syncer) join(ctx context.Context, timeout time.Duration) {
 	finish := func(why string) {
 		y.cfg.Store.MergePending(ctx)
 		y.mu.Lock()
-		y.running = false
+		y.running, y.joining = false, false
 		y.mu.Unlock()
 		y.update(func(p *nodestate.SyncProgress) { p.Phase = nodestate.PhaseActive; p.Source = "" })
 		y.log.Info("node is active", "how", why)
@@ -402,7 +403,7 @@ func (y *Syncer) serveState(from peer.ID, s io.ReadWriteCloser) {
 		return
 	}
 	y.mu.Lock()
-	ph, joining := y.prog.Phase, y.running
+	ph, joining := y.prog.Phase, y.joining
 	y.mu.Unlock()
 	switch {
 	case ph == nodestate.PhaseActive:
