@@ -102,6 +102,12 @@ func Connect(t testing.TB, nodes []*node.Node) {
 			}
 		}
 	}
+	waitFullMesh(t, nodes)
+}
+
+// waitFullMesh waits until every node is connected to every other.
+func waitFullMesh(t testing.TB, nodes []*node.Node) {
+	t.Helper()
 	for _, n := range nodes {
 		testutil.Eventually(t, 15*time.Second, n.NodeID()+" connected to all", func() bool {
 			c := 0
@@ -148,17 +154,7 @@ func MockCluster(t testing.TB, k int, opts ...node.Option) ([]*node.Node, mockne
 			t.Fatal(err)
 		}
 	}
-	for _, n := range nodes {
-		testutil.Eventually(t, 15*time.Second, n.NodeID()+" connected to all", func() bool {
-			c := 0
-			for _, p := range n.P2P().Peers() {
-				if p.Connected {
-					c++
-				}
-			}
-			return c >= len(nodes)-1
-		})
-	}
+	waitFullMesh(t, nodes)
 	return nodes, mn
 }
 
