@@ -272,11 +272,7 @@ func (s *Store) StableHeads(ctx context.Context) (heads []string, ok bool) {
 		if d.IsDirty(ctx) {
 			return
 		}
-		for _, h := range d.InternalStats(ctx).Heads {
-			heads = append(heads, h.String())
-		}
-		slices.Sort(heads)
-		ok = true
+		heads, ok = headStrings(ctx, d), true
 	}
 	if s.bc == nil {
 		read()

@@ -321,7 +321,7 @@ func TestHeadsLoopSkipsPeersInSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 5*time.Second, "first write on b", func() bool { ok, _ := b.store.Has(ctx, ds.NewKey("/first")); return ok })
-	heads := a.store.headStrings()
+	heads := headStrings(context.Background(), a.store.crdt())
 	report := func(h []string) {
 		a.store.ObserveReport("b", MemberReport{Heads: h, HeadsKnown: true, At: time.Now()})
 	}

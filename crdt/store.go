@@ -481,7 +481,9 @@ func (s *Store) headsLoop() {
 			peers = append(peers, p)
 		}
 		s.peersMu.Unlock()
-		heads := s.headStrings()
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		heads := headStrings(ctx, s.crdt())
+		cancel()
 		for _, p := range peers {
 			if s.memberHasHeads(p, heads) {
 				continue
@@ -491,12 +493,10 @@ func (s *Store) headsLoop() {
 	}
 }
 
-// headStrings are the current heads, sorted, as StableHeads gives them.
-func (s *Store) headStrings() []string {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
+// headStrings are d's current heads, sorted, as StableHeads gives them.
+func headStrings(ctx context.Context, d *crdt.Datastore) []string {
 	var out []string
-	for _, h := range s.crdt().InternalStats(ctx).Heads {
+	for _, h := range d.InternalStats(ctx).Heads {
 		out = append(out, h.String())
 	}
 	slices.Sort(out)
