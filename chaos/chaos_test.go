@@ -437,13 +437,18 @@ func TestChaosCatchesNATNoPath(t *testing.T) {
 		return m
 	}))
 	cfg := Config{
-		Binary:       os.Getenv(envBinary),
-		Seed:         testSeed(t),
-		Nodes:        3,
-		Checks:       []string{"nat"},
-		Scenarios:    []Scenario{ParseScenario("nat-hub-kill-symmetric")},
-		FaultMin:     2 * time.Second,
-		FaultMax:     2 * time.Second,
+		Binary:    os.Getenv(envBinary),
+		Seed:      testSeed(t),
+		Nodes:     3,
+		Checks:    []string{"nat"},
+		Scenarios: []Scenario{ParseScenario("nat-hub-kill-symmetric")},
+		// The hub stays down for natDownWindow plus this hold: longer
+		// than a sample's timeout (natSampleTimeout), so that a write
+		// sampled while it is down cannot show by its return. With a
+		// 2 s hold (4 s down) one CI run saw a sample show after 3.9 s,
+		// when the hub was back, instead of never.
+		FaultMin:     natSampleTimeout + 2*time.Second,
+		FaultMax:     natSampleTimeout + 2*time.Second,
 		ArtifactsDir: t.TempDir(),
 		Registry:     reg,
 		Logger:       testLogger(),
