@@ -222,6 +222,10 @@ type Node struct {
 	// problemLog rate-limits the warnings about misconfigured peers.
 	problemLog peerlog.Limiter
 
+	// exMu guards exBook, the address exchange's list (exchange.go).
+	exMu   sync.Mutex
+	exBook exchangeBook
+
 	closeOnce sync.Once
 	closeErr  error
 }

@@ -56,8 +56,8 @@ type knownPeer struct {
 
 	dialing bool
 	problem Problem // why it is not connected (dialerr.go)
-	// exchanged is the digest of the peer list last sent to it
-	// (exchange.go).
+	// exchanged is the exchangeBook round of the peer list last sent
+	// to it (exchange.go).
 	exchanged uint64
 	dialErr   string
 	failures  int // consecutive failed dials
