@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/starling-sync/starling/crdt"
 	"github.com/starling-sync/starling/internal/testutil"
 	"github.com/starling-sync/starling/nodestate"
@@ -100,5 +102,22 @@ func TestServeWhileSyncing(t *testing.T) {
 		if !c.refused && strings.Contains(got, "itself") {
 			t.Errorf("%s: answer %q", c.name, got)
 		}
+	}
+}
+
+// TestTransferOrderPutsRelayedLast: a joining node asks peers it reaches
+// directly before peers reached only through a relay (whose circuits a
+// relay cuts after 16 MiB), and never disconnected or blocked ones.
+func TestTransferOrderPutsRelayedLast(t *testing.T) {
+	id := func(s string) peer.ID { return peer.ID(s) }
+	got := transferOrder([]p2p.PeerInfo{
+		{ID: id("a"), Connected: true, Conn: p2p.ConnRelayed},
+		{ID: id("b"), Connected: true, Conn: p2p.ConnDirect},
+		{ID: id("c"), Connected: false},
+		{ID: id("d"), Connected: true, Conn: p2p.ConnHolePunched},
+		{ID: id("e"), Connected: true, Blocked: true, Conn: p2p.ConnDirect},
+	})
+	if want := []peer.ID{"b", "d", "a"}; !slices.Equal(got, want) {
+		t.Fatalf("transferOrder = %v, want %v", got, want)
 	}
 }

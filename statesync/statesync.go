@@ -284,14 +284,26 @@ func (y *Syncer) waitJoinRetry(ctx context.Context, tick <-chan time.Time, event
 	}
 }
 
-func (y *Syncer) connectedPeers() []peer.ID {
-	var out []peer.ID
-	for _, p := range y.cfg.P2P.Peers() {
-		if p.Connected && !p.Blocked {
-			out = append(out, p.ID)
+func (y *Syncer) connectedPeers() []peer.ID { return transferOrder(y.cfg.P2P.Peers()) }
+
+// transferOrder lists the connected peers to transfer from: those
+// reached directly (or hole-punched) first, those reached only through
+// a relay last. A relay cuts each circuit after 16 MiB and 2 minutes
+// (p2p's relay limits), so a large state comes through one only when no
+// direct peer has it (with symmetric NAT on both sides); the relaying
+// node itself is a direct peer of both.
+func transferOrder(peers []p2p.PeerInfo) []peer.ID {
+	var direct, relayed []peer.ID
+	for _, p := range peers {
+		switch {
+		case !p.Connected || p.Blocked:
+		case p.Conn == p2p.ConnRelayed:
+			relayed = append(relayed, p.ID)
+		default:
+			direct = append(direct, p.ID)
 		}
 	}
-	return out
+	return append(direct, relayed...)
 }
 
 // transferFrom installs a peer's state; phase is the phase to return to
