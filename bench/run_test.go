@@ -70,23 +70,23 @@ func TestIdleRows(t *testing.T) {
 	}
 	t.Log(progress.String())
 	sizes := sizesFor(true).idle
-	if len(rep.Rows) != 5*len(sizes) {
-		t.Fatalf("%d rows, want %d", len(rep.Rows), 5*len(sizes))
+	if len(rep.Rows) != idleRowsPerSize*len(sizes) {
+		t.Fatalf("%d rows, want %d", len(rep.Rows), idleRowsPerSize*len(sizes))
 	}
 	for i, r := range rep.Rows {
-		if want := fmt.Sprintf("idle %d nodes", sizes[i/5]); !strings.HasPrefix(r.Workload, want) {
+		if want := fmt.Sprintf("idle %d nodes", sizes[i/idleRowsPerSize]); !strings.HasPrefix(r.Workload, want) {
 			t.Errorf("row %d is %q, want %s...", i, r.Workload, want)
 		}
 		if r.Raw.Skipped == "" {
 			t.Errorf("%s: raw %+v, want skipped", r.Workload, r.Raw)
 		}
 		st := r.Starling
-		agreed := rep.Rows[i-i%5].Starling.ok()
+		agreed := rep.Rows[i-i%idleRowsPerSize].Starling.ok()
 		switch {
 		case st.ok() && st.Value > 0:
-		case i%5 == 0 && st.TimedOut && strings.Contains(st.Note, "@") && i > 0:
+		case i%idleRowsPerSize == 0 && st.TimedOut && strings.Contains(st.Note, "@") && i > 0:
 			// Not agreed: the note lists the views.
-		case i%5 == 1 && !agreed && st.Skipped != "":
+		case i%idleRowsPerSize == 1 && !agreed && st.Skipped != "":
 		default:
 			t.Errorf("%s: starling %+v", r.Workload, st)
 		}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -739,6 +742,9 @@ func (r *runner) mocknetVisible(ctx context.Context, n int) ([]Row, []string) {
 // idleWindow is how long the nodes idle after they agree on a leader
 // while CPU is measured (with Quick, idleWindowQuick).
 const (
+	// idleRowsPerSize: agreement, term, CPU, CPU per node, RSS per
+	// node, messages and bytes per node per s.
+	idleRowsPerSize = 7
 	idleWindow      = 10 * time.Second
 	idleWindowQuick = 2 * time.Second
 )
@@ -755,6 +761,8 @@ func (r *runner) idle(ctx context.Context) ([]Row, []string) {
 			spec{label: fmt.Sprintf("idle %d nodes (mocknet): process CPU", n), kind: KindPercent},
 			spec{label: fmt.Sprintf("idle %d nodes (mocknet): CPU per node", n), kind: KindPercent},
 			spec{label: fmt.Sprintf("idle %d nodes (mocknet): RSS per node", n), kind: KindBytes},
+			spec{label: fmt.Sprintf("idle %d nodes (mocknet): messages per node per s", n), kind: KindCount},
+			spec{label: fmt.Sprintf("idle %d nodes (mocknet): bytes per node per s", n), kind: KindBytes},
 		)
 	}
 	window := idleWindow
@@ -778,7 +786,7 @@ func (r *runner) idle(ctx context.Context) ([]Row, []string) {
 		}
 		return out, nil
 	})
-	return rows, []string{fmt.Sprintf("idle: N whole Starling nodes (as in the mocknet rows, LAN election preset) are opened one by one, each alone until all are open (a node alone for longer than the election warmup leads itself), then connected; \"leader agreed after\" is from the connection until every node names the same cluster leader, and the term is that leadership's. The nodes then idle for %s: process CPU is the whole process's user+system time over the window (getrusage; 100%% = one core of %d), CPU per node that / N, RSS per node the growth of VmRSS from before the first node started to the end of the window, / N", window, runtime.NumCPU())}
+	return rows, []string{fmt.Sprintf("idle: N whole Starling nodes (as in the mocknet rows, LAN election preset) are opened one by one, each alone until all are open (a node alone for longer than the election warmup leads itself), then connected; \"leader agreed after\" is from the connection until every node names the same cluster leader, and the term is that leadership's. The nodes then idle for %s: process CPU is the whole process's user+system time over the window (getrusage; 100%% = one core of %d), CPU per node that / N, RSS per node the growth of VmRSS from before the first node started to the end of the window, / N; messages and bytes per node per s are what p2p's traffic counters (starling_p2p_messages_total, _bytes_total: gossip messages in and out, duplicates included, and gossipsub control RPCs) counted over the window, summed over the nodes, / N / window; the progress lines break them down by source", window, runtime.NumCPU())}
 }
 
 // idleRun measures one size of the idle workload: agreement time, term,
@@ -813,7 +821,7 @@ func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Dur
 	})
 	mcancel()
 	took := time.Since(start)
-	res := make([]Result, 5)
+	res := make([]Result, idleRowsPerSize)
 	switch {
 	case isTimeout(ctx, err):
 		res[0], res[1] = r.timedOut(0), Result{Skipped: "no agreement"}
@@ -825,14 +833,27 @@ func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Dur
 		res[0], res[1] = Result{Value: took.Seconds()}, Result{Value: float64(l.Term)}
 		r.progress("%s: %d nodes agree on %s (term %d) after %s", sys.name, n, l.Leader, l.Term, took.Round(time.Millisecond))
 	}
-	cpu0, w0 := processCPU(), time.Now()
+	cpu0, w0, tr0 := processCPU(), time.Now(), c.traffic()
 	select {
 	case <-time.After(window):
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	cpu := (processCPU() - cpu0).Seconds() / time.Since(w0).Seconds() * 100
+	secs := time.Since(w0).Seconds()
+	cpu := (processCPU() - cpu0).Seconds() / secs * 100
+	tr1 := c.traffic()
 	res[2], res[3] = Result{Value: cpu}, Result{Value: cpu / float64(n)}
+	var msgs, bytes float64
+	var bySource []string
+	for _, src := range slices.Sorted(maps.Keys(tr1)) {
+		d := tr1[src].minus(tr0[src])
+		msgs += float64(d.msgs)
+		bytes += float64(d.bytes)
+		if d.msgs > 0 || d.bytes > 0 {
+			bySource = append(bySource, fmt.Sprintf("%s %.1f msgs %s", src, float64(d.msgs)/secs/float64(n), fmtBytes(float64(d.bytes)/secs/float64(n))))
+		}
+	}
+	res[5], res[6] = Result{Value: msgs / secs / float64(n)}, Result{Value: bytes / secs / float64(n)}
 	if rss := vmRSS(); rss == 0 {
 		res[4] = Result{Skipped: "no /proc"}
 	} else {
@@ -841,6 +862,30 @@ func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Dur
 	if after, ok := c.agreedLeader(); res[1].ok() && (!ok || after != l) {
 		res[1].Note = fmt.Sprintf("leadership changed while idle: %s", c.leaderViews())
 	}
-	r.progress("%s: %d nodes idle for %s: process CPU %.0f%%, %.1f%% per node, RSS %s per node", sys.name, n, window, cpu, cpu/float64(n), fmtBytes(res[4].Value))
+	r.progress("%s: %d nodes idle for %s: process CPU %.0f%%, %.1f%% per node, RSS %s per node, %.0f messages and %s per node per s",
+		sys.name, n, window, cpu, cpu/float64(n), fmtBytes(res[4].Value), res[5].Value, fmtBytes(res[6].Value))
+	r.progress("%s: %d nodes idle, per node per s by source: %s", sys.name, n, strings.Join(bySource, "; "))
 	return res, nil
+}
+
+// trafficCount is one source's traffic summed over a cluster's nodes.
+type trafficCount struct{ msgs, bytes uint64 }
+
+func (a trafficCount) minus(b trafficCount) trafficCount {
+	return trafficCount{a.msgs - b.msgs, a.bytes - b.bytes}
+}
+
+// traffic sums p2p's traffic counters (in and out) over the nodes, by
+// source.
+func (c *starlingCluster) traffic() map[string]trafficCount {
+	out := make(map[string]trafficCount)
+	for i := range c.Size() {
+		for _, t := range c.node(i).P2P().Traffic() {
+			s := out[t.Source]
+			s.msgs += t.MsgsIn + t.MsgsOut
+			s.bytes += t.BytesIn + t.BytesOut
+			out[t.Source] = s
+		}
+	}
+	return out
 }
