@@ -200,7 +200,12 @@ func TestRandomHistoriesConverge(t *testing.T) {
 					s.drain(n)
 				}
 			}
-			s.run(s.now + 2*time.Second)
+			// A node that crashed while idle announced an idle period of
+			// 10 Intervals (5 nodes) and times out after Timeout/Interval
+			// of them, 10×Timeout: until then a live node may still name
+			// it leader (the documented corner of idle heartbeats). The
+			// settle outlasts that (2 s alone failed now and then).
+			s.run(s.now + 2*time.Second + 10*s.cfg.Timeout)
 			s.checkTerms(t, hist)
 			s.line = "settled"
 			want := ""
