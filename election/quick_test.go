@@ -88,7 +88,12 @@ func TestRuleMatchesReference(t *testing.T) {
 				case x < 8: // its candidate left
 					p.present = false
 				default:
-					p.present, p.available, p.health = true, rng.IntN(10) < 8, rng.IntN(10) < 9
+					// Mostly the same as last time: such heartbeats are
+					// taken without evaluating (Rule.repeats).
+					if !p.present || rng.IntN(3) == 0 {
+						p.available, p.health = rng.IntN(10) < 8, rng.IntN(10) < 9
+					}
+					p.present = true
 					hb.Candidates = []CandidateState{{Group: ClusterGroup, ID: id, Available: p.available, Healthy: p.health}}
 				}
 				r.Receive(now, id, hb)
@@ -249,4 +254,60 @@ func (s *sim) checkTerms(t *testing.T, hist []string) {
 		}
 		n.changes[ClusterGroup] = nil
 	}
+}
+
+// TestRepeatedHeartbeatsSkipEvaluation: once warm, heartbeats that
+// repeat what their node said last are taken without evaluating every
+// group, yet a node that falls silent is still timed out at the first
+// heartbeat from another node after its deadline, with no Tick.
+func TestRepeatedHeartbeatsSkipEvaluation(t *testing.T) {
+	cfg := FastConfig()
+	cfg.NodeID, cfg.Peer = "obs", "obs"
+	r, err := NewRule(cfg, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := map[string]uint64{}
+	send := func(now time.Duration, id string) {
+		seqs[id]++
+		r.Receive(now, id, &Heartbeat{NodeID: id, Incarnation: 1, Seq: seqs[id], Period: cfg.Interval,
+			Candidates: []CandidateState{{Group: ClusterGroup, ID: id, Available: true, Healthy: true}}})
+	}
+	var now time.Duration
+	for now < 10*cfg.Warmup {
+		now += cfg.Interval
+		send(now, "a")
+		send(now, "b")
+	}
+	if l, _ := r.Leader(ClusterGroup); l.Leader != "a" {
+		t.Fatalf("leader %+v, want a", l)
+	}
+	r.Take()
+	before := r.evals
+	const rounds = 50
+	for range rounds {
+		now += cfg.Interval
+		send(now, "a")
+		send(now, "b")
+	}
+	// Without the skip: one evaluation per heartbeat (100). With it, one
+	// at each deadline the heartbeats pass (a's and b's, every
+	// Timeout−Interval or so).
+	if n := r.evals - before; n > 2*rounds/3 {
+		t.Fatalf("%d evaluations for %d unchanged heartbeats", n, 2*rounds)
+	}
+	// a falls silent; b's heartbeats go on. The first of b's heartbeats
+	// after a's deadline elects b.
+	lastA := now
+	for now < lastA+cfg.Timeout+3*cfg.Interval {
+		now += cfg.Interval / 2
+		send(now, "b")
+		if l, _ := r.Leader(ClusterGroup); l.Leader == "b" {
+			if now >= lastA+cfg.Timeout+cfg.Interval/2 {
+				t.Fatalf("b elected at %v, a's deadline was %v: late", now, lastA+cfg.Timeout)
+			}
+			return
+		}
+	}
+	t.Fatalf("a silent since %v, b not elected by %v: %+v", lastA, now, r.Take())
 }
