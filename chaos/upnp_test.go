@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +91,49 @@ func TestDialled(t *testing.T) {
 	// Either side saying "direct" wins over the other's "hole-punched".
 	if linkRank("direct") <= linkRank("hole-punched") || !linked(map[string]string{"n2-n3": "hole-punched"}, true) {
 		t.Error("direct ranks above hole-punched, and hole-punched still links")
+	}
+}
+
+// TestChaosCatchesNoPortMapping proves the mapping check can fail:
+// nat-upnp with the sites' nodes started with --no-port-mapping. Their
+// routers would map, but nobody asks, so no site announces a mapped
+// address and the nat checker must say so. (The sites may still link
+// up by hole punching: that is not what nat-upnp wants either, but only
+// the mapping is asserted here.)
+func TestChaosCatchesNoPortMapping(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
+	if err := netlab.UPnPAvailable(); err != nil {
+		skipOrFail(t, err)
+	}
+	noMap := []string{"run", "--no-port-mapping"}
+	cfg := Config{
+		Binary:       os.Getenv(envBinary),
+		Seed:         testSeed(t),
+		Nodes:        3,
+		Checks:       []string{"nat"},
+		Scenarios:    []Scenario{ParseScenario("nat-upnp")},
+		RunCommand:   map[string][]string{"n2": noMap, "n3": noMap},
+		ArtifactsDir: t.TempDir(),
+		Logger:       testLogger(),
+	}
+	rep := runSuite(t, cfg)
+	res := rep.Results[0]
+	if res.Skipped != "" {
+		skipOrFail(t, errors.New(res.Skipped))
+	}
+	if rep.OK() {
+		t.Fatal("the report is OK although no site asked its router for a port mapping")
+	}
+	var nat Verdict
+	for _, v := range res.Verdicts {
+		if v.Checker == "nat" {
+			nat = v
+		}
+	}
+	if nat.OK || nat.Counts["upnp-mapped"] != 0 ||
+		!strings.Contains(strings.Join(nat.Problems, "\n"), "not every site got a port mapping") {
+		t.Errorf("nat verdict %+v: want every site unmapped, and the problem said", nat)
 	}
 }

@@ -99,7 +99,8 @@ func (l *Lab) upnpConfig(h int) string {
 		"enable_upnp=yes",
 		"secure_mode=yes",
 		"system_uptime=yes",
-		fmt.Sprintf("uuid=5a1b7c00-0000-4000-8000-%012d", h),
+		// miniupnpd numbers its sub-devices from this uuid up.
+		fmt.Sprintf("uuid=5a1b7c00-0000-4000-8000-%012x", h<<8),
 		"upnp_table_name=" + upnpTable,
 		"upnp_nat_table_name=" + upnpTable,
 		"upnp_forward_chain=" + upnpForward,
