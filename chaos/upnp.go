@@ -28,8 +28,13 @@ import (
 //     holds a mapping to the node's listen port (miniupnpd's DNAT rule)
 //     and the node announces the router's address with that mapped
 //     port (its status' observed_addrs, where libp2p's port mapper puts
-//     it). Whether AutoNAT then calls the node public is recorded, not
-//     required (see upnpSite.Reachability);
+//     it). Whether AutoNAT v2 then confirms that address reachable (the
+//     hub dialled it back: status' reachable_addrs) and the node calls
+//     itself public is recorded, not required: in 1 run of 10 a site's
+//     AutoNAT tested only its observed address with the listen port
+//     (unreachable: the router forwards the mapped port only) and its
+//     reachability went private for good, while the other sites dialled
+//     it directly at its mapping all along;
 //   - within natDirectBound of meeting, the sites dialled each other
 //     directly, at a mapped address: connection kind "direct", neither
 //     relayed nor hole-punched (natRecord.DirectOnly);
@@ -51,7 +56,12 @@ type upnpRecord struct {
 	// MapBound of the nodes' start; MappedAfter is when.
 	Mapped      bool          `json:"mapped"`
 	MappedAfter time.Duration `json:"mapped_after_ns"`
-	MapBound    time.Duration `json:"map_bound_ns"`
+	// Confirmed: every site's mapped address was confirmed reachable
+	// (see upnpSite.Confirmed) within MapBound; ConfirmedAfter is when.
+	// waitMapped waits for it after the mappings, up to MapBound.
+	Confirmed      bool          `json:"confirmed"`
+	ConfirmedAfter time.Duration `json:"confirmed_after_ns"`
+	MapBound       time.Duration `json:"map_bound_ns"`
 	// Sites is, per site, what its router and its node said when last
 	// looked at.
 	Sites map[string]upnpSite `json:"sites"`
@@ -68,6 +78,9 @@ type upnpSite struct {
 	// Observed all the public addresses it reports (observed_addrs).
 	Announced []string `json:"announced,omitempty"`
 	Observed  []string `json:"observed,omitempty"`
+	// Confirmed are the announced addresses AutoNAT v2 confirmed
+	// reachable (reachable_addrs): another node dialled them.
+	Confirmed []string `json:"confirmed,omitempty"`
 	// Reachability is the node's, as its status says: "public" once
 	// AutoNAT confirmed an address (the mapped one: the node has no
 	// other reachable one).
@@ -119,14 +132,18 @@ func (e *Env) waitMapped(ctx context.Context, rec *upnpRecord, sites []*Host, si
 	deadline := since.Add(rec.MapBound)
 	for {
 		rec.Sites = map[string]upnpSite{}
-		all := true
+		mapped, confirmed := true, true
 		for _, h := range sites {
 			s := e.upnpSite(ctx, h)
 			rec.Sites[h.name] = s
-			all = all && s.Mapped()
+			mapped = mapped && s.Mapped()
+			confirmed = confirmed && len(s.Confirmed) > 0
 		}
-		if all {
+		if mapped && !rec.Mapped {
 			rec.Mapped, rec.MappedAfter = true, time.Since(since)
+		}
+		if confirmed {
+			rec.Confirmed, rec.ConfirmedAfter = true, time.Since(since)
 			break
 		}
 		if time.Now().After(deadline) || !sleepCtx(ctx, natSampleGap) {
@@ -174,8 +191,9 @@ func (e *Env) upnpSite(ctx context.Context, h *Host) upnpSite {
 	}
 	var st struct {
 		NAT struct {
-			Reachability  string   `json:"reachability"`
-			ObservedAddrs []string `json:"observed_addrs"`
+			Reachability   string   `json:"reachability"`
+			ObservedAddrs  []string `json:"observed_addrs"`
+			ReachableAddrs []string `json:"reachable_addrs"`
 		} `json:"nat"`
 	}
 	if err := json.Unmarshal(body, &st); err != nil {
@@ -187,6 +205,9 @@ func (e *Env) upnpSite(ctx context.Context, h *Host) upnpSite {
 		if ap, ok := tcpAddrPort(a); ok && ap.Addr() == wan &&
 			slices.ContainsFunc(mapped, func(m netlab.PortMapping) bool { return m.External == ap.Port() }) {
 			s.Announced = append(s.Announced, a)
+			if slices.Contains(st.NAT.ReachableAddrs, a) {
+				s.Confirmed = append(s.Confirmed, a)
+			}
 		}
 	}
 	return s
@@ -220,8 +241,9 @@ func dialled(links map[string]string) bool {
 	return len(links) > 0
 }
 
-// judgeUPnP judges nat-upnp's mapping record: every site mapped, each
-// reachability counted.
+// judgeUPnP judges nat-upnp's mapping record: every site mapped; the
+// sites whose mapping AutoNAT confirmed, and those that call themselves
+// public, counted.
 func judgeUPnP(v *Verdict, name string, r *upnpRecord) {
 	var unmapped []string
 	for _, site := range slices.Sorted(maps.Keys(r.Sites)) {
@@ -231,6 +253,9 @@ func judgeUPnP(v *Verdict, name string, r *upnpRecord) {
 		}
 		if s.Mapped() {
 			v.Counts["upnp-mapped"]++
+			if len(s.Confirmed) > 0 {
+				v.Counts["upnp-confirmed"]++
+			}
 			continue
 		}
 		what := fmt.Sprintf("%s: router %s maps %s, node announces %s (observed %s)", site, s.WAN,
@@ -245,6 +270,9 @@ func judgeUPnP(v *Verdict, name string, r *upnpRecord) {
 			name, r.MapBound, strings.Join(unmapped, "; "))
 	} else {
 		v.Durations["upnp-mapped"] = append(v.Durations["upnp-mapped"], r.MappedAfter)
+	}
+	if r.Confirmed {
+		v.Durations["upnp-confirmed"] = append(v.Durations["upnp-confirmed"], r.ConfirmedAfter)
 	}
 }
 

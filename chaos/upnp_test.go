@@ -42,12 +42,12 @@ func TestTCPAddrPort(t *testing.T) {
 
 func TestNATCheckerUPnP(t *testing.T) {
 	mapped := upnpSite{WAN: "11.78.0.66", Mappings: []string{"tcp 38960->10.78.2.2:4001"},
-		Announced: []string{"/ip4/11.78.0.66/tcp/38960"}, Reachability: "public"}
+		Announced: []string{"/ip4/11.78.0.66/tcp/38960"}, Confirmed: []string{"/ip4/11.78.0.66/tcp/38960"}, Reachability: "public"}
 	good := natRecord{Nemesis: "nat-upnp", Sites: []string{"n2", "n3"}, WantLinked: true, DirectOnly: true, Linked: true,
 		LinkedAfter: 3 * time.Second, LinkBound: natDirectBound, LinkFrom: "meeting through the hub", KindExposed: true,
 		Links: map[string]string{"n2-n3": "direct"}, Samples: []time.Duration{50 * time.Millisecond},
 		Bound: natVisibleBound, HubDown: true,
-		UPnP: &upnpRecord{Mapped: true, MappedAfter: 5 * time.Second, MapBound: natMapBound,
+		UPnP: &upnpRecord{Mapped: true, MappedAfter: 5 * time.Second, Confirmed: true, ConfirmedAfter: 12 * time.Second, MapBound: natMapBound,
 			Sites: map[string]upnpSite{"n2": mapped, "n3": mapped}}}
 	for _, tt := range []struct {
 		name   string
@@ -67,7 +67,7 @@ func TestNATCheckerUPnP(t *testing.T) {
 		tt.change(&r)
 		v := natChecker{}.Check(CheckInput{History: []Op{natOp(t, r)}})
 		if tt.want == "" {
-			if !v.OK || v.Counts["upnp-mapped"] != 2 || v.Counts["upnp-public"] != 2 {
+			if !v.OK || v.Counts["upnp-mapped"] != 2 || v.Counts["upnp-public"] != 2 || v.Counts["upnp-confirmed"] != 2 {
 				t.Errorf("%s: OK %v, counts %v, problems %v", tt.name, v.OK, v.Counts, v.Problems)
 			}
 			continue
@@ -75,6 +75,21 @@ func TestNATCheckerUPnP(t *testing.T) {
 		if v.OK || !strings.Contains(strings.Join(v.Problems, "\n"), tt.want) {
 			t.Errorf("%s: OK %v, problems %q; want one with %q", tt.name, v.OK, v.Problems, tt.want)
 		}
+	}
+}
+
+// TestNATCheckerUPnPUnconfirmed: a mapping AutoNAT did not confirm is
+// counted, not a problem (see the nat-upnp notes in upnp.go).
+func TestNATCheckerUPnPUnconfirmed(t *testing.T) {
+	mapped := upnpSite{WAN: "11.78.0.66", Mappings: []string{"tcp 38960->10.78.2.2:4001"},
+		Announced: []string{"/ip4/11.78.0.66/tcp/38960"}, Confirmed: []string{"/ip4/11.78.0.66/tcp/38960"}, Reachability: "public"}
+	unconfirmed := mapped
+	unconfirmed.Confirmed, unconfirmed.Reachability = nil, "private"
+	r := natRecord{Nemesis: "nat-upnp", Sites: []string{"n2", "n3"}, Samples: []time.Duration{time.Millisecond}, Bound: natVisibleBound,
+		UPnP: &upnpRecord{Mapped: true, MapBound: natMapBound, Sites: map[string]upnpSite{"n2": mapped, "n3": unconfirmed}}}
+	v := natChecker{}.Check(CheckInput{History: []Op{natOp(t, r)}})
+	if !v.OK || v.Counts["upnp-mapped"] != 2 || v.Counts["upnp-confirmed"] != 1 || v.Counts["upnp-public"] != 1 {
+		t.Errorf("OK %v, counts %v, problems %v; want OK, 2 mapped, 1 confirmed, 1 public", v.OK, v.Counts, v.Problems)
 	}
 }
 
