@@ -39,6 +39,9 @@ import (
 //     must still flow between the sites within natVisibleBound (through
 //     a relay or another node), and the symmetric site's node, killed and
 //     restarted, must catch up.
+//   - nat-upnp (upnp.go): nat-hub-kill with every site behind a router
+//     that maps ports (miniupnpd); the sites must get mappings and dial
+//     each other at them.
 //
 // The "nat" checker (in DefaultChecks) judges what the nemeses measured;
 // lost, phantom, divergent and one leader per component are the usual
@@ -497,6 +500,9 @@ func (e *Env) siteLinks(ctx context.Context, sites []*Host) (map[string]string, 
 	return links, exposed
 }
 
+// linkRank orders the kinds of a link, best first: "direct" (dialled)
+// above "hole-punched", so that nat-upnp sees a pair as dialled when
+// either side dialled the other.
 func linkRank(kind string) int {
 	switch kind {
 	case "direct":
