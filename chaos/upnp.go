@@ -51,6 +51,12 @@ import (
 // port.
 const natMapBound = 30 * time.Second
 
+// natConfirmWait bounds the wait for AutoNAT's confirmations once every
+// site is mapped (seen 1-6.5 s after the mappings when they came), so
+// that the wait for the sites' direct links, bounded from the start,
+// keeps its time.
+const natConfirmWait = 10 * time.Second
+
 // upnpRecord is what nat-upnp saw of the port mappings (natRecord.UPnP).
 type upnpRecord struct {
 	// Mapped: every site was mapped (see upnpSite.Mapped) within
@@ -58,8 +64,8 @@ type upnpRecord struct {
 	Mapped      bool          `json:"mapped"`
 	MappedAfter time.Duration `json:"mapped_after_ns"`
 	// Confirmed: every site's mapped address was confirmed reachable
-	// (see upnpSite.Confirmed) within MapBound; ConfirmedAfter is when.
-	// waitMapped waits for it after the mappings, up to MapBound.
+	// (see upnpSite.Confirmed); ConfirmedAfter is when. waitMapped
+	// waits for it up to natConfirmWait after the mappings.
 	Confirmed      bool          `json:"confirmed"`
 	ConfirmedAfter time.Duration `json:"confirmed_after_ns"`
 	MapBound       time.Duration `json:"map_bound_ns"`
@@ -127,8 +133,10 @@ func (n upnpNemesis) Available(ctx context.Context, e *Env) error {
 }
 
 // waitMapped waits until every site is mapped, at most rec.MapBound
-// from since, and records what each router and node said; the routers'
-// logs go to the scenario's artifacts.
+// from since, then until AutoNAT confirmed every mapping, at most
+// natConfirmWait more (within the same bound), and records what each
+// router and node said; the routers' logs go to the scenario's
+// artifacts.
 func (e *Env) waitMapped(ctx context.Context, rec *upnpRecord, sites []*Host, since time.Time) {
 	deadline := since.Add(rec.MapBound)
 	for {
@@ -142,6 +150,9 @@ func (e *Env) waitMapped(ctx context.Context, rec *upnpRecord, sites []*Host, si
 		}
 		if mapped && !rec.Mapped {
 			rec.Mapped, rec.MappedAfter = true, time.Since(since)
+			if d := time.Now().Add(natConfirmWait); d.Before(deadline) {
+				deadline = d
+			}
 		}
 		if confirmed {
 			rec.Confirmed, rec.ConfirmedAfter = true, time.Since(since)
