@@ -32,7 +32,8 @@
 //     and junk, loops snapshot requests and reports a far-future clock;
 //     the adversary checker bounds visibility, RSS, write p99 and
 //     refusals during it against a quiet baseline), and the NAT nemeses
-//     (nat.go: nat-hub-kill, nat-router-restart, nat-symmetric), which
+//     (nat.go: nat-hub-kill, nat-router-restart, nat-symmetric; upnp.go:
+//     nat-upnp, whose routers run miniupnpd and map ports), which
 //     need a network of their own: node 1 public on the bridge, every
 //     other node alone in a site namespace behind its own router
 //     namespace (nft masquerade; a cone or a symmetric NAT; no port
@@ -96,6 +97,8 @@
 // (Config.RunCommand starts it with `starling chaos broken-node`); both
 // must report lost writes and divergence. TestChaosCatchesNATNoPath
 // kills the hub between two sites behind symmetric NATs, where no write
-// can cross, and the nat checker must say so. The adversary checker's
+// can cross, and the nat checker must say so; TestChaosCatchesNoPortMapping
+// runs nat-upnp with port mapping off on the sites, and the nat checker
+// must find no mapping. The adversary checker's
 // bounds are proven to fail on synthetic histories (adversary_test.go).
 package chaos

@@ -39,6 +39,9 @@ import (
 //     must still flow between the sites within natVisibleBound (through
 //     a relay or another node), and the symmetric site's node, killed and
 //     restarted, must catch up.
+//   - nat-upnp (upnp.go): nat-hub-kill with every site behind a router
+//     that maps ports (miniupnpd); the sites must get mappings and dial
+//     each other at them.
 //
 // The "nat" checker (in DefaultChecks) judges what the nemeses measured;
 // lost, phantom, divergent and one leader per component are the usual
@@ -126,7 +129,10 @@ type natRecord struct {
 	// the kind is exposed) within LinkBound of LinkFrom (the sites'
 	// meeting, or a router's return); LinkedAfter is when they were,
 	// from then (0 with Linked false: never).
-	WantLinked  bool          `json:"want_linked"`
+	WantLinked bool `json:"want_linked"`
+	// DirectOnly: linked means dialled directly, as at a mapped port
+	// (nat-upnp): a hole-punched connection does not count.
+	DirectOnly  bool          `json:"direct_only,omitempty"`
 	LinkFrom    string        `json:"link_from,omitempty"`
 	Linked      bool          `json:"linked"`
 	LinkedAfter time.Duration `json:"linked_after_ns"`
@@ -145,7 +151,9 @@ type natRecord struct {
 	Router          string `json:"router,omitempty"`
 	ConntrackBefore int    `json:"conntrack_before,omitempty"`
 	ConntrackAfter  int    `json:"conntrack_after,omitempty"`
-	Error           string `json:"error,omitempty"`
+	// UPnP is nat-upnp's record of the port mappings (upnp.go).
+	UPnP  *upnpRecord `json:"upnp,omitempty"`
+	Error string      `json:"error,omitempty"`
 }
 
 // natNemesis is a nemesis of a NAT topology.
@@ -191,6 +199,7 @@ func symmetricLast(n int) map[int]netlab.NAT {
 func natNemeses() []Nemesis {
 	return []Nemesis{
 		NewHubKillNemesis("nat-hub-kill", coneSites),
+		NewUPnPNemesis("nat-upnp"),
 		&natNemesis{
 			name: "nat-router-restart", nat: coneSites,
 			desc: "one site's NAT router reboots: WAN link down, NAT table and connection tracking gone (every mapping lost); back at heal",
@@ -275,9 +284,14 @@ func natNemeses() []Nemesis {
 // and topology: the control test runs it with every site behind a
 // symmetric NAT, where no direct path can exist once the hub is gone.
 func NewHubKillNemesis(name string, nat func(n int) map[int]netlab.NAT) Nemesis {
+	return newHubKill(name, nat, "kill -9 the public hub after the sites have met, and keep it down; writes must flow between the sites within 2 s meanwhile", nil)
+}
+
+// newHubKill is nat-hub-kill with before, if not nil, run first (with
+// the hub up) to add its own measurements to the record.
+func newHubKill(name string, nat func(n int) map[int]netlab.NAT, desc string, before func(ctx context.Context, e *Env, rec *natRecord)) *natNemesis {
 	return &natNemesis{
-		name: name, nat: nat,
-		desc: "kill -9 the public hub after the sites have met, and keep it down; writes must flow between the sites within 2 s meanwhile",
+		name: name, nat: nat, desc: desc,
 		inject: func(ctx context.Context, e *Env, _ *rand.Rand, id string) (Fault, error) {
 			hubs, sites := e.public(), e.sites()
 			for _, h := range hubs {
@@ -290,6 +304,9 @@ func NewHubKillNemesis(name string, nat func(n int) map[int]netlab.NAT) Nemesis 
 			}
 			rec := natRecord{Nemesis: name, Sites: hostNameList(sites), WantLinked: true, LinkBound: natDirectBound,
 				LinkFrom: "meeting through the hub", Bound: natVisibleBound, HubDown: true}
+			if before != nil {
+				before(ctx, e, &rec)
+			}
 			e.waitLinked(ctx, &rec, sites, e.upAt)
 			for _, h := range hubs {
 				if err := h.Kill(); err != nil {
@@ -316,7 +333,7 @@ func (e *Env) waitLinked(ctx context.Context, rec *natRecord, sites []*Host, sin
 	deadline := since.Add(rec.LinkBound)
 	for {
 		rec.Links, rec.KindExposed = e.siteLinks(ctx, sites)
-		if linked(rec.Links, rec.KindExposed) {
+		if linked(rec.Links, rec.KindExposed) && (!rec.DirectOnly || dialled(rec.Links)) {
 			rec.Linked, rec.LinkedAfter = true, time.Since(since)
 			return
 		}
@@ -333,7 +350,7 @@ func linked(links map[string]string, exposed bool) bool {
 		return false
 	}
 	for _, l := range links {
-		if l == "none" || (exposed && linkRank(l) < linkRank("direct")) {
+		if l == "none" || (exposed && linkRank(l) < linkRank("hole-punched")) {
 			return false
 		}
 	}
@@ -483,9 +500,14 @@ func (e *Env) siteLinks(ctx context.Context, sites []*Host) (map[string]string, 
 	return links, exposed
 }
 
+// linkRank orders the kinds of a link, best first: "direct" (dialled)
+// above "hole-punched", so that nat-upnp sees a pair as dialled when
+// either side dialled the other.
 func linkRank(kind string) int {
 	switch kind {
-	case "direct", "hole-punched":
+	case "direct":
+		return 4
+	case "hole-punched":
 		return 3
 	case "relayed":
 		return 2
@@ -563,11 +585,17 @@ func judgeNAT(v *Verdict, r natRecord) {
 		if r.KindExposed {
 			what = "directly connected (not relayed)"
 		}
+		if r.DirectOnly {
+			what = "dialled directly (not hole-punched, not relayed)"
+		}
 		if !r.Linked {
 			v.problem("%s: sites %s not %s within %v of %s: %s", r.Nemesis, strings.Join(r.Sites, " "), what, r.LinkBound, r.LinkFrom, formatLinks(r.Links))
 		} else {
 			v.Durations["nat-linked"] = append(v.Durations["nat-linked"], r.LinkedAfter)
 		}
+	}
+	if r.UPnP != nil {
+		judgeUPnP(v, r.Nemesis, r.UPnP)
 	}
 	if !r.KindExposed && len(r.Links) > 0 {
 		v.Counts["nat-kind-not-exposed"]++
@@ -645,6 +673,9 @@ func (r *runner) useTopology(ctx context.Context, sc Scenario) error {
 	if len(nat) > 0 {
 		lcfg.Subnet, lcfg.HostOffset = netlab.InternetSubnet, netlab.InternetHostOffset
 	}
+	if slices.Contains(slices.Collect(maps.Values(nat)), netlab.UPnPNAT) {
+		lcfg.Subnet = netlab.UPnPInternetSubnet
+	}
 	lab, err := netlab.Setup(ctx, lcfg)
 	if err != nil {
 		// Leave a flat lab for the next scenario (and Close).
@@ -681,8 +712,13 @@ func (r *runner) natRunArgs(k int) []string {
 	if len(r.labNAT) == 0 || !strings.Contains(r.runHelp, "--reachability") {
 		return nil
 	}
-	if r.lab.NATOf(k) == netlab.Public {
+	switch r.lab.NATOf(k) {
+	case netlab.Public:
 		return []string{"--reachability", "public"}
+	case netlab.UPnPNAT:
+		// Behind a router that maps its port the node is reachable:
+		// AutoNAT finds that out (nat-upnp records what it says).
+		return nil
 	}
 	return []string{"--reachability", "private"}
 }

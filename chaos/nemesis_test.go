@@ -138,7 +138,7 @@ func TestQuickSweepHasEveryNemesis(t *testing.T) {
 			t.Errorf("the quick sweep runs %s, which waits for its feature: %s", n.Name(), PendingNemeses[n.Name()])
 		}
 	}
-	want := []string{"adversary", "bridge", "clock-skew", "delay", "isolate", "kill", "loss", "nat-hub-kill", "nat-router-restart", "nat-symmetric",
+	want := []string{"adversary", "bridge", "clock-skew", "delay", "isolate", "kill", "loss", "nat-hub-kill", "nat-router-restart", "nat-symmetric", "nat-upnp",
 		"one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wipe"}
 	var got []string
 	for _, n := range reg.Nemeses() {

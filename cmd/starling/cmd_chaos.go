@@ -95,7 +95,14 @@ behind its own NAT router (masquerade, no port forwarding; nat-symmetric
 puts the last behind a symmetric NAT), knowing only node 1. Their "nat" checker requires writes
 to cross between the sites within 2 s (nat-hub-kill: with node 1 killed)
 and the sites to connect to each other within 30 s of meeting (directly,
-where the node says how it is connected).
+where the node says how it is connected). nat-upnp puts every site behind a
+router that maps ports on request (miniupnpd: UPnP IGD and NAT-PMP; on
+11.78.0.0/24, since miniupnpd refuses to map behind a special-purpose
+address): each site's node must get a mapping within 30 s and announce it,
+the sites must dial each other at their mapped addresses (not hole-punched),
+and with node 1 killed writes must cross within 2 s. It needs miniupnpd
+(Debian: apt-get install miniupnpd-nftables) and is skipped, saying so,
+without it.
 
 It needs Linux, ip (iproute2), nft (nftables) and unshare (util-linux);
 iptables for the delay nemesis. It runs itself again under unshare with new

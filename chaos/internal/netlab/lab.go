@@ -67,6 +67,10 @@ type Lab struct {
 	cfg   Config
 	log   *slog.Logger
 	delay bool // the delay chain exists
+	// upnp are the UPnP routers' miniupnpd processes, upnpDir their
+	// configuration and logs (upnp.go).
+	upnp    []upnpDaemon
+	upnpDir string
 }
 
 // ErrSetup wraps every failure of Setup: the machine cannot build the
@@ -96,7 +100,7 @@ func Setup(ctx context.Context, cfg Config) (*Lab, error) {
 		if h < 1 || h > cfg.Hosts {
 			return nil, fmt.Errorf("netlab: NAT for host %d: hosts are 1..%d", h, cfg.Hosts)
 		}
-		if kind != Public && kind != ConeNAT && kind != SymmetricNAT {
+		if kind != Public && kind != ConeNAT && kind != SymmetricNAT && kind != UPnPNAT {
 			return nil, fmt.Errorf("netlab: NAT for host %d: unknown kind %d", h, kind)
 		}
 	}
@@ -134,6 +138,10 @@ func Setup(ctx context.Context, cfg Config) (*Lab, error) {
 		if err := l.RouterUp(ctx, h); err != nil {
 			return nil, fmt.Errorf("%w: NAT router of host %d (nft's ip family and masquerade): %w", ErrSetup, h, err)
 		}
+	}
+	if err := l.startUPnP(ctx); err != nil {
+		_ = l.stopUPnP()
+		return nil, fmt.Errorf("%w: UPnP routers: %w", ErrSetup, err)
 	}
 	if err := l.Apply(ctx, NewFilter(cfg.Hosts)); err != nil {
 		return nil, fmt.Errorf("%w: nft's bridge family: %w", ErrSetup, err)
@@ -280,6 +288,7 @@ func (l *Lab) Close(ctx context.Context) error {
 		}
 	}
 	keep(l.run(ctx, strings.NewReader(fmt.Sprintf("table bridge %s\ndelete table bridge %s\n", TableName, TableName)), "nft", "-f", "-"))
+	keep(l.stopUPnP())
 	if l.delay {
 		keep(l.run(ctx, nil, "iptables", "-w", "-D", "FORWARD", "-j", DelayChain))
 		keep(l.run(ctx, nil, "iptables", "-w", "-F", DelayChain))

@@ -37,6 +37,9 @@ const (
 	// (masquerade random,fully-random), so the port a peer observed is
 	// useless to another: hole punching cannot work through it.
 	SymmetricNAT
+	// UPnPNAT is a ConeNAT whose router also maps ports on request
+	// (miniupnpd: UPnP IGD and NAT-PMP/PCP; see upnp.go).
+	UPnPNAT
 )
 
 // String names the kind as the suite's descriptions do.
@@ -48,6 +51,8 @@ func (n NAT) String() string {
 		return "cone NAT"
 	case SymmetricNAT:
 		return "symmetric NAT"
+	case UPnPNAT:
+		return "cone NAT with UPnP/NAT-PMP"
 	}
 	return "NAT(" + strconv.Itoa(int(n)) + ")"
 }
@@ -172,8 +177,14 @@ func NATScript(kind NAT) string {
 	fmt.Fprintf(&b, "table ip %s {\n", natTable)
 	fmt.Fprintf(&b, "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname %q %s\n\t}\n", wanIface, masq)
 	// A new connection from the WAN side is dropped silently (no RST):
-	// only replies to what the site opened pass, from where it sent to.
-	fmt.Fprintf(&b, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t\tct state established,related accept\n\t\tiifname %q oifname %q accept\n\t}\n", lanIface, wanIface)
+	// only replies to what the site opened pass, from where it sent to,
+	// and, behind a UPnP router, what its port mappings (miniupnpd's
+	// DNAT rules) forward.
+	mapped := ""
+	if kind == UPnPNAT {
+		mapped = "\t\tct status dnat accept\n"
+	}
+	fmt.Fprintf(&b, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t\tct state established,related accept\n%s\t\tiifname %q oifname %q accept\n\t}\n", mapped, lanIface, wanIface)
 	fmt.Fprintf(&b, "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tiifname %q ct state established,related accept\n\t\tiifname %q drop\n\t}\n", wanIface, wanIface)
 	b.WriteString("}\n")
 	return b.String()
