@@ -91,7 +91,8 @@ func mergeAddrs(dst, add []multiaddr.Multiaddr) []multiaddr.Multiaddr {
 }
 
 // backoff is the wait before the attempt that follows n consecutive
-// failures: RedialMin doubling up to RedialMax.
+// failures: RedialMin doubling up to RedialMax, drawn from the upper half
+// of that (Config.Rand says why). Callers hold n.mu.
 func (n *Node) backoff(failures int) time.Duration {
 	if failures <= 0 {
 		return 0
@@ -100,7 +101,11 @@ func (n *Node) backoff(failures int) time.Duration {
 	for i := 1; i < failures && d < n.cfg.RedialMax; i++ {
 		d *= 2
 	}
-	return min(d, n.cfg.RedialMax)
+	d = min(d, n.cfg.RedialMax)
+	if d < 2 {
+		return d
+	}
+	return d/2 + time.Duration(n.rng.Int64N(int64(d/2)+1))
 }
 
 // dialTimeout bounds one dial. A dial to a silently partitioned peer hangs
