@@ -49,3 +49,54 @@ func TestSimultaneousOpenIsNoKeyProblem(t *testing.T) {
 		t.Fatalf("a garbled handshake: classifyCause = %q, want %q", p, ProblemNetworkKey)
 	}
 }
+
+// TestRTTSampledWhileHeard: a peer heard from all the time (gossip
+// answers for it as a pong, so the liveness loop would never ping it)
+// still has its round trip sampled every rttEvery ping periods.
+func TestRTTSampledWhileHeard(t *testing.T) {
+	const interval = 200 * time.Millisecond // heard every 5 ms: never silent for a period
+	a := newNode(t, func(c *Config) { c.PingInterval = interval })
+	b := newNode(t, withPeers(a))
+	waitConnected(t, a, b)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			// What gossip from b does to a's record of it.
+			a.traffic.LogRecvMessageStream(1, "/meshsub/1.1.0", b.ID())
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	a.traffic.LogRecvMessageStream(1, "/meshsub/1.1.0", b.ID())
+	if a.traffic.lastHeard(b.ID()).IsZero() {
+		t.Fatal("the simulated gossip does not count as heard: the test would prove nothing")
+	}
+	const want = 3 // at once, then every rttEvery×interval (2 s)
+	deadline := time.Now().Add(5 * rttEvery * interval)
+	for {
+		var rtts []time.Duration
+		for _, p := range a.Peers() {
+			if p.ID == b.ID() {
+				rtts = p.RTTs
+			}
+		}
+		if len(rtts) >= want {
+			for _, d := range rtts {
+				if d <= 0 || d > time.Second {
+					t.Fatalf("round trip %v on loopback", d)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d round trips sampled in %v of a peer heard every 5 ms, want %d (one every %v)", len(rtts), 5*rttEvery*interval, want, rttEvery*interval)
+		}
+		time.Sleep(interval / 4)
+	}
+}
