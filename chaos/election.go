@@ -77,7 +77,7 @@ type seenChange struct {
 // its leader while the fault holds.
 var strictNemeses = map[string]bool{
 	"partition-halves": true, "partition-majority": true, "isolate": true,
-	"kill": true, "pause": true, "clock-skew": true, "wipe": true,
+	"kill": true, "pause": true, "clock-skew": true, "wipe": true, "wan-kill": true,
 	// The NAT faults kill hosts, or cut a site off (its router down,
 	// and the same cut in the filter, so the components are right).
 	"nat-hub-kill": true, "nat-router-restart": true, "nat-symmetric": true,
@@ -393,7 +393,11 @@ func falseFailovers(changes map[seenChange]bool, windows []FaultWindow) []string
 			continue
 		}
 		k := fmt.Sprintf("%s→%s@%d", sc.Previous, sc.Leader, sc.Term)
-		byFailover[k] = append(byFailover[k], fmt.Sprintf("%s at %s", sc.host, sc.Time.Format("15:04:05.000")))
+		seen := fmt.Sprintf("%s at %s", sc.host, sc.Time.Format("15:04:05.000"))
+		if stalled(sc, windows) {
+			seen += " (itself stopped in that round: its own stall)"
+		}
+		byFailover[k] = append(byFailover[k], seen)
 	}
 	var out []string
 	for k, seen := range byFailover {
@@ -402,6 +406,20 @@ func falseFailovers(changes map[seenChange]bool, windows []FaultWindow) []string
 	}
 	slices.Sort(out)
 	return out
+}
+
+// stalled: the host that saw the change was itself down or paused in a
+// window holding at the change: it judged from a stale view on waking.
+func stalled(sc seenChange, windows []FaultWindow) bool {
+	for _, w := range windows {
+		if sc.Time.Before(w.From) || !w.To.IsZero() && sc.Time.After(w.To) {
+			continue
+		}
+		if slices.Contains(w.Down, sc.host) || slices.Contains(w.Paused, sc.host) {
+			return true
+		}
+	}
+	return false
 }
 
 // excused: a window holding at the change had the previous leader down,

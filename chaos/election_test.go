@@ -162,6 +162,7 @@ func TestFalseFailovers(t *testing.T) {
 		{"killed leader", []seenChange{change("n2", "n1", "n2", 2, 15, "failed"), change("n3", "n1", "n2", 2, 15, "failed")}, 0},
 		{"outside any window, seen twice", []seenChange{change("n2", "n1", "n2", 2, 35, "failed"), change("n3", "n1", "n2", 2, 35, "failed")}, 1},
 		{"previous leader paused", []seenChange{change("n3", "n2", "n3", 4, 75, "failed")}, 0},
+		{"seen by the paused host itself", []seenChange{change("n2", "n1", "n2", 4, 75, "failed")}, 1},
 		{"a window with another host paused, leader live", []seenChange{change("n3", "n1", "n3", 4, 75, "failed")}, 1},
 		{"cut off by a partition", []seenChange{change("n2", "n1", "n2", 3, 45, "failed")}, 0},
 		{"same side of a partition", []seenChange{change("n3", "n2", "n3", 3, 45, "failed")}, 1},
@@ -174,8 +175,12 @@ func TestFalseFailovers(t *testing.T) {
 			for _, c := range tt.changes {
 				m[c] = true
 			}
-			if got := falseFailovers(m, windows); len(got) != tt.want {
+			got := falseFailovers(m, windows)
+			if len(got) != tt.want {
 				t.Fatalf("%d false failovers, want %d: %q", len(got), tt.want, got)
+			}
+			if stall := strings.Contains(strings.Join(got, " "), "its own stall"); stall != (tt.name == "seen by the paused host itself") {
+				t.Fatalf("own stall noted: %v: %q", stall, got)
 			}
 		})
 	}

@@ -410,6 +410,7 @@ func flatNemeses() []Nemesis {
 			},
 		},
 		delayNemesis(),
+		wanKillNemesis(),
 		outlastNemesis{},
 		adversaryNemesis{},
 		&processNemesis{

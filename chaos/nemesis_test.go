@@ -139,7 +139,7 @@ func TestQuickSweepHasEveryNemesis(t *testing.T) {
 		}
 	}
 	want := []string{"adversary", "bridge", "clock-skew", "delay", "isolate", "kill", "loss", "nat-hub-kill", "nat-router-restart", "nat-symmetric",
-		"one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wipe"}
+		"one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wan-kill", "wipe"}
 	var got []string
 	for _, n := range reg.Nemeses() {
 		got = append(got, n.Name())

@@ -423,7 +423,7 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 	for {
 		var short []string
 		for _, h := range s.hosts {
-			if n := s.connectedPeers(ctx, h); n < want(h) {
+			if n := connectedPeers(ctx, h); n < want(h) {
 				short = append(short, fmt.Sprintf("%s sees %d of %d", h.name, n, want(h)))
 			}
 		}
@@ -440,7 +440,9 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 	}
 }
 
-func (s *scenarioRun) connectedPeers(ctx context.Context, h *Host) int {
+// connectedPeers is how many peers h says it is connected to (0 when it
+// does not answer).
+func connectedPeers(ctx context.Context, h *Host) int {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	code, body, err := h.Request(ctx, http.MethodGet, "/v1/peers", nil)
