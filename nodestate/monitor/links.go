@@ -42,11 +42,12 @@ func judgedRTT(rtts []time.Duration) (judged, lowest time.Duration, ok bool) {
 // judgeLinks judges the connected peers' round trips against cfg's link
 // budget. names maps peer IDs to node IDs where known; skip leaves
 // peers out (removed ones). It also returns the median round trip of
-// each connected peer with a sample, for the metrics.
-func judgeLinks(peers []p2p.PeerInfo, names map[string]string, skip map[string]bool, cfg election.Config) (api.LinkStatus, map[string]time.Duration) {
+// each connected peer with a sample, for the metrics, and the peers it
+// judged.
+func judgeLinks(peers []p2p.PeerInfo, names map[string]string, skip map[string]bool, cfg election.Config) (st api.LinkStatus, medians map[string]time.Duration, judged map[string]bool) {
 	budget := cfg.LinkBudget()
-	st := api.LinkStatus{Preset: cfg.PresetName(), BudgetMS: ms(budget)}
-	rtts := map[string]time.Duration{}
+	st = api.LinkStatus{Preset: cfg.PresetName(), BudgetMS: ms(budget)}
+	medians, judged = map[string]time.Duration{}, map[string]bool{}
 	var worst time.Duration
 	for _, p := range peers {
 		id := p.ID.String()
@@ -54,15 +55,16 @@ func judgeLinks(peers []p2p.PeerInfo, names map[string]string, skip map[string]b
 			continue
 		}
 		sorted := slices.Sorted(slices.Values(p.RTTs))
-		rtts[id] = sorted[len(sorted)/2]
-		judged, lowest, ok := judgedRTT(p.RTTs)
+		medians[id] = sorted[len(sorted)/2]
+		rtt, lowest, ok := judgedRTT(p.RTTs)
 		if !ok {
 			continue
 		}
 		st.Measured++
-		worst = max(worst, judged)
-		if judged > budget {
-			st.Slow = append(st.Slow, api.SlowLink{PeerID: id, NodeID: names[id], RTTMS: ms(judged), MinRTTMS: ms(lowest)})
+		judged[id] = true
+		worst = max(worst, rtt)
+		if rtt > budget {
+			st.Slow = append(st.Slow, api.SlowLink{PeerID: id, NodeID: names[id], RTTMS: ms(rtt), MinRTTMS: ms(lowest)})
 		}
 	}
 	st.WorstMS = ms(worst)
@@ -72,7 +74,7 @@ func judgeLinks(peers []p2p.PeerInfo, names map[string]string, skip map[string]b
 	if len(st.Slow) > 0 {
 		st.Advice = linkAdvice(st.Preset, worst)
 	}
-	return st, rtts
+	return st, medians, judged
 }
 
 // linkAdvice says what to do about links as slow as worst.
@@ -88,22 +90,29 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // linkWarner rate-limits the slow-link warning: it warns when a peer
 // becomes slow that was not warned about in the last linkWarnEvery, and
-// says once when every link fits again. Times are the monitor's
-// monotonic clock (Monitor.now), injected by tests.
+// says once when the slow links fit again (measured again and within
+// the budget: a slow peer that went away has not become fast). Times
+// are the monitor's monotonic clock (Monitor.now), injected by tests.
 type linkWarner struct {
 	warned map[string]time.Duration // peer ID → when last named in a warning
-	slow   bool                     // some link was slow at the last update
+	slow   map[string]bool          // peers slow when last judged
 }
 
-// update takes the latest judgement: warn is true when it must be
-// logged now, cleared when the links fit again after some did not.
-func (w *linkWarner) update(now time.Duration, st api.LinkStatus) (warn, cleared bool) {
+// update takes the latest judgement and the peers it judged: warn is
+// true when it must be logged now, cleared when the links that were
+// slow fit again.
+func (w *linkWarner) update(now time.Duration, st api.LinkStatus, judged map[string]bool) (warn, cleared bool) {
 	if w.warned == nil {
-		w.warned = map[string]time.Duration{}
+		w.warned, w.slow = map[string]time.Duration{}, map[string]bool{}
 	}
-	cleared = w.slow && len(st.Slow) == 0
-	w.slow = len(st.Slow) > 0
+	was := len(w.slow) > 0
+	for id := range w.slow {
+		if judged[id] {
+			delete(w.slow, id) // judged again: slow again below, or fit
+		}
+	}
 	for _, s := range st.Slow {
+		w.slow[s.PeerID] = true
 		if at, ok := w.warned[s.PeerID]; !ok || now-at >= linkWarnEvery {
 			warn = true
 		}
@@ -113,7 +122,7 @@ func (w *linkWarner) update(now time.Duration, st api.LinkStatus) (warn, cleared
 			w.warned[s.PeerID] = now
 		}
 	}
-	return warn, cleared
+	return warn, was && len(w.slow) == 0
 }
 
 // checkLinks judges the links and logs what changed. Called every
@@ -128,9 +137,9 @@ func (m *Monitor) checkLinks() {
 			names[v.Peer] = v.Node
 		}
 	}
-	st, rtts := judgeLinks(peers, names, m.removed, cfg)
-	m.links, m.linkRTTs = st, rtts
-	warn, cleared := m.linkWarn.update(m.now(), st)
+	st, medians, judged := judgeLinks(peers, names, m.removed, cfg)
+	m.links, m.linkRTTs = st, medians
+	warn, cleared := m.linkWarn.update(m.now(), st, judged)
 	m.mu.Unlock()
 
 	switch {
