@@ -62,11 +62,14 @@ func wanKillNemesis() Nemesis {
 			}
 			e.claims[leader] = id
 			hs := []*Host{leader}
+			// The failover counts from the kill, not from the delay's
+			// set-up (an iptables rule per pair of hosts takes a while).
+			killed := time.Now()
 			if err := leader.Kill(); err != nil {
 				e.Release(hs)
 				return nil, errors.Join(err, undelay(ctx))
 			}
-			return &fault{desc: "links delayed, killed " + leader.name, heal: func(ctx context.Context) error {
+			return &fault{desc: "links delayed, killed " + leader.name, started: killed, heal: func(ctx context.Context) error {
 				defer e.Release(hs)
 				err := restart(ctx, e, hs)
 				if err == nil {
