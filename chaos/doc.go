@@ -23,7 +23,8 @@
 //     convergence with compaction running under its faults, and evicts
 //     a member unheard for 15 s (--compact-evict-after).
 //   - Nemeses (nemesis.go): partition-halves, partition-majority,
-//     isolate, bridge, one-way, loss, delay, kill, pause, clock-skew,
+//     isolate, bridge, one-way, loss, delay, wan-kill (wan.go: the leader
+//     killed and restarted across slow links), kill, pause, clock-skew,
 //     wipe, partition-outlasting-history (outlast.go: the halves stay
 //     apart until each has evicted the other, so one rebases on heal),
 //     adversary (adversary.go: a hostile peer with the network key,
