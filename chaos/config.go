@@ -254,8 +254,12 @@ func (c *Config) Validate() error {
 				add("Scenarios (--scenarios): %q has no nemesis", s.Name)
 			}
 			for _, n := range s.Nemeses {
-				if _, ok := c.Registry.Nemesis(n); !ok {
+				nem, ok := c.Registry.Nemesis(n)
+				if !ok {
 					add("Scenarios (--scenarios): %q: no nemesis %q (see `starling chaos --list`)", s.Name, n)
+				}
+				if _, nat := nem.(TopologyNemesis); nat && c.LinkDelay > 0 {
+					add("LinkDelay (--link-delay): scenario %q runs in the NAT network, whose links it does not delay; run it without --link-delay", s.Name)
 				}
 			}
 		}
