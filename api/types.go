@@ -96,6 +96,9 @@ type StatusInfo struct {
 	Peers []PeerStatus `json:"peers"`
 	Store StoreStatus  `json:"store"`
 	Clock ClockStatus  `json:"clock"`
+	// Links is how the round trips to the peers fit the election's
+	// timings.
+	Links LinkStatus `json:"links"`
 	// Version is the node's build (`starling version` has the details).
 	Version string `json:"version"`
 }
@@ -118,6 +121,36 @@ type ClockStatus struct {
 	// FarFuture counts the versions seen stamped beyond the bound ahead
 	// of this node's clock (kept, but not followed by its clock).
 	FarFuture uint64 `json:"far_future_versions"`
+}
+
+// LinkStatus is how the round trips to a node's peers (its liveness
+// pings) fit its election timings: a link slower than the budget makes
+// false failovers likely (election.Config.LinkBudget says why).
+type LinkStatus struct {
+	// Preset names the election timings: lan, wan, fast or custom.
+	Preset string `json:"preset"`
+	// BudgetMS is the highest round trip the timings take safely: a
+	// quarter of their pause tolerance (timeout − heartbeat).
+	BudgetMS float64 `json:"budget_ms"`
+	// Measured is the number of connected peers with enough samples to
+	// judge; WorstMS the highest judged round trip among them.
+	Measured int     `json:"measured"`
+	WorstMS  float64 `json:"worst_ms"`
+	// Slow lists the peers whose round trips exceed the budget.
+	Slow []SlowLink `json:"slow,omitempty"`
+	// Advice says what to do when Slow is not empty.
+	Advice string `json:"advice,omitempty"`
+}
+
+// SlowLink is a peer whose round trips exceed the election's budget.
+type SlowLink struct {
+	PeerID string `json:"peer_id"`
+	NodeID string `json:"node_id,omitempty"` // "" until its first report
+	// RTTMS is the judged round trip: the second highest of the recent
+	// samples (one outlier does not count, two are a pattern);
+	// MinRTTMS the lowest, so RTTMS − MinRTTMS is the jitter.
+	RTTMS    float64 `json:"rtt_ms"`
+	MinRTTMS float64 `json:"min_rtt_ms"`
 }
 
 // NATStatus is a node's reachability as it learnt it (AutoNAT) and

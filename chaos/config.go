@@ -62,10 +62,18 @@ type Config struct {
 	// Quiet is the calm before each fault. Default 1s.
 	Quiet time.Duration
 	// FaultMin and FaultMax bound how long a fault holds (drawn from the
-	// seed). Default 4s and 8s: across p2p's PingTimeout (4s), so some
-	// faults outlast the liveness check and cut connections, and some do
-	// not.
+	// seed; --fault-min, --fault-max). Default 4s and 8s: across p2p's
+	// PingTimeout (4s), so some faults outlast the liveness check and cut
+	// connections, and some do not. A soak of slower election timings
+	// (the wan preset's 5 s timeout) wants longer holds, so that the
+	// settled fault is observed after the failover.
 	FaultMin, FaultMax time.Duration
+	// LinkDelay, when set, holds every frame between hosts this long for
+	// the whole scenario (--link-delay): each round's faults then strike
+	// a wide-area network, as the delay nemesis's 4-8 s cannot show
+	// (failover, false failovers and convergence across slow links). A
+	// round trip takes twice LinkDelay. The delay nemesis then skips.
+	LinkDelay time.Duration
 	// SettleTime is how long a fault holds before observers look at the
 	// cluster. Default p2p's PingTimeout + PingInterval: by then every
 	// connection across a cut is closed.
@@ -216,7 +224,10 @@ func (c *Config) Validate() error {
 		add("ClientsPerHost: %d, want >= 1", c.ClientsPerHost)
 	}
 	if c.FaultMax < c.FaultMin || c.FaultMin <= 0 {
-		add("FaultMin/FaultMax: %s..%s is not a positive range", c.FaultMin, c.FaultMax)
+		add("FaultMin/FaultMax (--fault-min, --fault-max): %s..%s is not a positive range", c.FaultMin, c.FaultMax)
+	}
+	if c.LinkDelay < 0 || c.LinkDelay > 10*time.Second {
+		add("LinkDelay (--link-delay): %s outside [0, 10s]", c.LinkDelay)
 	}
 	if c.PollInterval < 10*time.Millisecond {
 		add("PollInterval: %s is below 10ms", c.PollInterval)
@@ -243,8 +254,12 @@ func (c *Config) Validate() error {
 				add("Scenarios (--scenarios): %q has no nemesis", s.Name)
 			}
 			for _, n := range s.Nemeses {
-				if _, ok := c.Registry.Nemesis(n); !ok {
+				nem, ok := c.Registry.Nemesis(n)
+				if !ok {
 					add("Scenarios (--scenarios): %q: no nemesis %q (see `starling chaos --list`)", s.Name, n)
+				}
+				if _, nat := nem.(TopologyNemesis); nat && c.LinkDelay > 0 {
+					add("LinkDelay (--link-delay): scenario %q runs in the NAT network, whose links it does not delay; run it without --link-delay", s.Name)
 				}
 			}
 		}

@@ -23,7 +23,8 @@
 //     convergence with compaction running under its faults, and evicts
 //     a member unheard for 15 s (--compact-evict-after).
 //   - Nemeses (nemesis.go): partition-halves, partition-majority,
-//     isolate, bridge, one-way, loss, delay, kill, pause, clock-skew,
+//     isolate, bridge, one-way, loss, delay, wan-kill (wan.go: the leader
+//     killed and restarted across slow links), kill, pause, clock-skew,
 //     wipe, partition-outlasting-history (outlast.go: the halves stay
 //     apart until each has evicted the other, so one rebases on heal),
 //     adversary (adversary.go: a hostile peer with the network key,
@@ -72,7 +73,13 @@
 //     cluster at stable moments during the run (a fault has settled, a
 //     heal has converged, the end), with its connected components. The
 //     "election" checker (election.go) requires one leader per component,
-//     the lowest running node ID, and measures failover and heal times.
+//     the lowest running node ID, and measures failover and heal times;
+//     it also counts false failovers: leadership changes with reason
+//     "failed" (from every host's /v1/cluster/events) whose previous
+//     leader no fault window had stopped or cut off from that host.
+//   - A wide-area network (Config.LinkDelay, --link-delay) holds every
+//     frame between hosts for the whole scenario, so each round's kill
+//     or pause strikes nodes across slow links: the wan preset's soak.
 //   - The runner (runner.go). Per scenario: fresh hosts, the full mesh,
 //     clients at Config.Rate; per round a quiet spell, the faults, a
 //     hold drawn from the seed, the heal, and a poll until every host

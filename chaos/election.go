@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/starling-sync/starling/api"
+	"github.com/starling-sync/starling/election"
 )
 
 // The election checker ("election", chosen with Config.Checks or
@@ -29,6 +30,14 @@ import (
 //     leadership (its start is read as now − since_ms);
 //   - heal: after a heal, the time from the heal until the last host
 //     took up the leadership they agree on (0 if none changed).
+//
+// It also reads every running host's leadership changes
+// (GET /v1/cluster/events) at each moment, and counts false failovers:
+// a host took the cluster leader for failed (reason "failed") while no
+// fault window (CheckInput.Faults) had stopped it or cut it off from
+// that host. Each is counted once however many hosts saw it; they are
+// noted, not failures: under delay or loss a heartbeat may be late
+// enough, and the count is what a soak of slow links measures.
 //
 // After a heal and at the end the agreement must come before the
 // observation's deadline, or the scenario fails. While a fault holds it
@@ -52,13 +61,23 @@ type electionChecker struct {
 	// nil); tests fix it so durations do not depend on how fast the
 	// machine answers.
 	now func() time.Time
+	// changes are the leadership changes the hosts reported, by host,
+	// deduplicated.
+	changes map[seenChange]bool
+}
+
+// seenChange is a leadership change of the cluster group as one host
+// saw it.
+type seenChange struct {
+	host string
+	api.LeadershipChange
 }
 
 // strictNemeses are the nemeses under which a component must agree on
 // its leader while the fault holds.
 var strictNemeses = map[string]bool{
 	"partition-halves": true, "partition-majority": true, "isolate": true,
-	"kill": true, "pause": true, "clock-skew": true, "wipe": true,
+	"kill": true, "pause": true, "clock-skew": true, "wipe": true, "wan-kill": true,
 	// The NAT faults kill hosts, or cut a site off (its router down,
 	// and the same cut in the filter, so the components are right).
 	"nat-hub-kill": true, "nat-router-restart": true, "nat-symmetric": true,
@@ -240,9 +259,16 @@ func (c *electionChecker) Observe(ctx context.Context, m Moment) {
 			break
 		}
 	}
+	seen := readChanges(ctx, m)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.observed++
+	if c.changes == nil {
+		c.changes = map[seenChange]bool{}
+	}
+	for _, sc := range seen {
+		c.changes[sc] = true
+	}
 	if m.Label == "final" {
 		leaders := map[string]bool{}
 		for _, ec := range comps {
@@ -317,6 +343,104 @@ func (c *electionChecker) Observe(ctx context.Context, m Moment) {
 	}
 }
 
+// readChanges reads the cluster group's leadership changes from every
+// host that runs; a host that does not answer is skipped (the others saw
+// the same changes).
+func readChanges(ctx context.Context, m Moment) []seenChange {
+	out := map[string]bool{}
+	for _, n := range append(slices.Clone(m.Down), m.Paused...) {
+		out[n] = true
+	}
+	var mu sync.Mutex
+	var seen []seenChange
+	var wg sync.WaitGroup
+	for _, h := range m.Hosts {
+		if out[h.Name()] {
+			continue
+		}
+		wg.Go(func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			code, body, err := h.Request(rctx, http.MethodGet, "/v1/cluster/events", nil)
+			if err != nil || code != http.StatusOK {
+				return
+			}
+			var ev api.ClusterEvents
+			if json.Unmarshal(body, &ev) != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, lc := range ev.Leadership {
+				if lc.Group == election.ClusterGroup {
+					lc.Time = lc.Time.UTC() // one location: comparable keys
+					seen = append(seen, seenChange{host: h.Name(), LeadershipChange: lc})
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return seen
+}
+
+// falseFailovers are the changes whose reason is "failed" while no fault
+// window had the previous leader stopped, or cut off from the host that
+// saw it, each described once (by previous leader and term).
+func falseFailovers(changes map[seenChange]bool, windows []FaultWindow) []string {
+	byFailover := map[string][]string{}
+	for sc := range changes {
+		if sc.Reason != election.ReasonFailed || excused(sc, windows) {
+			continue
+		}
+		k := fmt.Sprintf("%s→%s@%d", sc.Previous, sc.Leader, sc.Term)
+		seen := fmt.Sprintf("%s at %s", sc.host, sc.Time.Format("15:04:05.000"))
+		if stalled(sc, windows) {
+			seen += " (itself stopped in that round: its own stall)"
+		}
+		byFailover[k] = append(byFailover[k], seen)
+	}
+	var out []string
+	for k, seen := range byFailover {
+		slices.Sort(seen)
+		out = append(out, fmt.Sprintf("false failover %s: %s took %s for failed outside any fault that stopped it or cut it off", k, strings.Join(seen, ", "), strings.SplitN(k, "→", 2)[0]))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// stalled: the host that saw the change was itself down or paused in a
+// window holding at the change: it judged from a stale view on waking.
+func stalled(sc seenChange, windows []FaultWindow) bool {
+	for _, w := range windows {
+		if sc.Time.Before(w.From) || !w.To.IsZero() && sc.Time.After(w.To) {
+			continue
+		}
+		if slices.Contains(w.Down, sc.host) || slices.Contains(w.Paused, sc.host) {
+			return true
+		}
+	}
+	return false
+}
+
+// excused: a window holding at the change had the previous leader down,
+// paused or in another component than the host.
+func excused(sc seenChange, windows []FaultWindow) bool {
+	for _, w := range windows {
+		if sc.Time.Before(w.From) || !w.To.IsZero() && sc.Time.After(w.To) {
+			continue
+		}
+		if slices.Contains(w.Down, sc.Previous) || slices.Contains(w.Paused, sc.Previous) {
+			return true
+		}
+		for _, comp := range w.Components {
+			if slices.Contains(comp, sc.host) != slices.Contains(comp, sc.Previous) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // answered reports whether some host of comps gave an answer.
 func answered(comps []*electionComponent) bool {
 	for _, ec := range comps {
@@ -329,15 +453,19 @@ func answered(comps []*electionComponent) bool {
 	return false
 }
 
-func (c *electionChecker) Check(CheckInput) Verdict {
+func (c *electionChecker) Check(in CheckInput) Verdict {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v := Verdict{Checker: "election", Counts: map[string]int{"leaders": c.finalLeaders, "leader-faults": len(c.violations)},
+	falses := falseFailovers(c.changes, in.Faults)
+	v := Verdict{Checker: "election", Counts: map[string]int{"leaders": c.finalLeaders, "leader-faults": len(c.violations), "false-failovers": len(falses)},
 		Durations: map[string][]time.Duration{"failover": slices.Clone(c.failovers), "leader-heal": slices.Clone(c.heals)}}
 	for _, s := range c.violations {
 		v.problem("%s", s)
 	}
 	for _, s := range c.notes {
+		v.problem("note: %s", s)
+	}
+	for _, s := range falses {
 		v.problem("note: %s", s)
 	}
 	if c.observed == 0 {

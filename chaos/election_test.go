@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/starling-sync/starling/api"
 )
 
 // fakeCluster answers GET /v1/cluster with a settable leader and age.
@@ -134,5 +136,52 @@ func TestElectionChecker(t *testing.T) {
 	}
 	if v := (&electionChecker{}).Check(CheckInput{}); v.OK {
 		t.Error("a checker that never observed passed")
+	}
+}
+
+// TestFalseFailovers: a "failed" change counts as false unless a fault
+// window holding at that time had the previous leader down, paused or on
+// the other side from the host that saw it; hosts seeing the same
+// failover count once.
+func TestFalseFailovers(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	change := func(host, prev, leader string, term uint64, s int, reason string) seenChange {
+		return seenChange{host: host, LeadershipChange: api.LeadershipChange{Group: "cluster", Previous: prev, Leader: leader, Term: term, Reason: reason, Time: at(s)}}
+	}
+	windows := []FaultWindow{
+		{From: at(10), To: at(30), Down: []string{"n1"}, Components: [][]string{{"n1", "n2", "n3"}}},
+		{From: at(40), To: at(60), Components: [][]string{{"n1"}, {"n2", "n3"}}},
+		{From: at(70), To: at(80), Paused: []string{"n2"}, Components: [][]string{{"n1", "n2", "n3"}}},
+	}
+	tests := []struct {
+		name    string
+		changes []seenChange
+		want    int
+	}{
+		{"killed leader", []seenChange{change("n2", "n1", "n2", 2, 15, "failed"), change("n3", "n1", "n2", 2, 15, "failed")}, 0},
+		{"outside any window, seen twice", []seenChange{change("n2", "n1", "n2", 2, 35, "failed"), change("n3", "n1", "n2", 2, 35, "failed")}, 1},
+		{"previous leader paused", []seenChange{change("n3", "n2", "n3", 4, 75, "failed")}, 0},
+		{"seen by the paused host itself", []seenChange{change("n2", "n1", "n2", 4, 75, "failed")}, 1},
+		{"a window with another host paused, leader live", []seenChange{change("n3", "n1", "n3", 4, 75, "failed")}, 1},
+		{"cut off by a partition", []seenChange{change("n2", "n1", "n2", 3, 45, "failed")}, 0},
+		{"same side of a partition", []seenChange{change("n3", "n2", "n3", 3, 45, "failed")}, 1},
+		{"preemption is no failover", []seenChange{change("n2", "n2", "n1", 3, 35, "preempted")}, 0},
+		{"two false failovers", []seenChange{change("n2", "n1", "n2", 2, 5, "failed"), change("n1", "n2", "n1", 3, 6, "failed")}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := map[seenChange]bool{}
+			for _, c := range tt.changes {
+				m[c] = true
+			}
+			got := falseFailovers(m, windows)
+			if len(got) != tt.want {
+				t.Fatalf("%d false failovers, want %d: %q", len(got), tt.want, got)
+			}
+			if stall := strings.Contains(strings.Join(got, " "), "its own stall"); stall != (tt.name == "seen by the paused host itself") {
+				t.Fatalf("own stall noted: %v: %q", stall, got)
+			}
+		})
 	}
 }

@@ -139,6 +139,23 @@ type CheckInput struct {
 	// Forfeited holds the indexes of acknowledged operations that died
 	// with a wiped disk before they left it; they are not lost writes.
 	Forfeited map[int]bool
+	// Faults are the rounds' fault windows, in order.
+	Faults []FaultWindow
+}
+
+// FaultWindow is one round's faults as the hosts felt them: from when
+// they took effect until the cluster converged after their heal (or the
+// convergence wait ended), with the hosts they stopped or cut off, read
+// once every fault of the round was in force. Outside every window, and
+// for hosts a window leaves running in the same component, a leader
+// taken for failed was not (the election checker's false failovers).
+type FaultWindow struct {
+	From, To time.Time
+	// Down lists hosts whose process was not running, Paused those
+	// stopped by SIGSTOP.
+	Down, Paused []string
+	// Components are the groups of hosts that could talk both ways.
+	Components [][]string
 }
 
 // Verdict is a checker's judgement.

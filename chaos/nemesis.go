@@ -410,6 +410,7 @@ func flatNemeses() []Nemesis {
 			},
 		},
 		delayNemesis(),
+		wanKillNemesis(),
 		outlastNemesis{},
 		adversaryNemesis{},
 		&processNemesis{
@@ -573,6 +574,19 @@ func delayFor(rng *rand.Rand) (time.Duration, error) {
 	return d, nil
 }
 
+// allPairs are the (from, to) pairs of n hosts, both ways.
+func allPairs(n int) [][2]int {
+	var pairs [][2]int
+	for a := 1; a <= n; a++ {
+		for b := 1; b <= n; b++ {
+			if a != b {
+				pairs = append(pairs, [2]int{a, b})
+			}
+		}
+	}
+	return pairs
+}
+
 func delayNemesis() Nemesis {
 	return &processNemesis{
 		name: "delay",
@@ -603,15 +617,7 @@ func delayNemesis() Nemesis {
 				e.ReleaseExclusive("delay")
 				return nil, err
 			}
-			var pairs [][2]int
-			for a := 1; a <= len(e.hosts); a++ {
-				for b := 1; b <= len(e.hosts); b++ {
-					if a != b {
-						pairs = append(pairs, [2]int{a, b})
-					}
-				}
-			}
-			if err := e.lab.SetDelay(ctx, delayQueue, pairs); err != nil {
+			if err := e.lab.SetDelay(ctx, delayQueue, allPairs(len(e.hosts))); err != nil {
 				e.ReleaseExclusive("delay")
 				return nil, errors.Join(err, d.Close())
 			}

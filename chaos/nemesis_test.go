@@ -139,7 +139,7 @@ func TestQuickSweepHasEveryNemesis(t *testing.T) {
 		}
 	}
 	want := []string{"adversary", "bridge", "clock-skew", "delay", "isolate", "kill", "loss", "nat-hub-kill", "nat-router-restart", "nat-symmetric", "nat-upnp",
-		"one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wipe"}
+		"one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wan-kill", "wipe"}
 	var got []string
 	for _, n := range reg.Nemeses() {
 		got = append(got, n.Name())
@@ -161,13 +161,15 @@ func TestParseScenario(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	cfg := Config{Nodes: 1, Rate: -1, Model: "nope", Checks: []string{"quorum"}, Scenarios: []Scenario{ParseScenario("loss+quake")}}
+	cfg := Config{Nodes: 1, Rate: -1, Model: "nope", Checks: []string{"quorum"}, Scenarios: []Scenario{ParseScenario("loss+quake"), ParseScenario("nat-hub-kill")},
+		LinkDelay: 100 * time.Millisecond}
 	cfg.EnsureDefaults()
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"Binary (--binary)", "Nodes (--nodes)", "Rate (--rate)", `no model "nope"`, `no checker "quorum"`, `no nemesis "quake"`} {
+	for _, want := range []string{"Binary (--binary)", "Nodes (--nodes)", "Rate (--rate)", `no model "nope"`, `no checker "quorum"`, `no nemesis "quake"`,
+		`LinkDelay (--link-delay): scenario "nat-hub-kill" runs in the NAT network`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}

@@ -273,11 +273,13 @@ func (r *Report) WriteNemesisTable(w io.Writer) {
 }
 
 // WriteElectionTable prints, per scenario that measured them, the
-// election's failover times (a leader lost until a new one agreed) and
-// heal times (a heal until one leader agreed).
+// election's failover times (a leader lost until a new one agreed), its
+// false failovers (a live, reachable leader taken for failed) and heal
+// times (a heal until one leader agreed).
 func (r *Report) WriteElectionTable(w io.Writer) {
 	var rows []string
 	var allF, allH []time.Duration
+	falses := 0
 	for _, s := range r.Results {
 		if s.Skipped != "" {
 			continue
@@ -287,19 +289,21 @@ func (r *Report) WriteElectionTable(w io.Writer) {
 			continue
 		}
 		allF, allH = append(allF, f...), append(allH, h...)
-		rows = append(rows, fmt.Sprintf("%s\t%d\t%s\t%s\t%d\t%s\t%s", s.Scenario, len(f), fmtDur(Percentile(f, 50)), fmtDur(Percentile(f, 100)),
-			len(h), fmtDur(Percentile(h, 50)), fmtDur(Percentile(h, 100))))
+		ff := s.Count("false-failovers")
+		falses += ff
+		rows = append(rows, fmt.Sprintf("%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s", s.Scenario, len(f), fmtDur(Percentile(f, 50)), fmtDur(Percentile(f, 100)),
+			ff, len(h), fmtDur(Percentile(h, 50)), fmtDur(Percentile(h, 100))))
 	}
 	if len(rows) == 0 {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ELECTION\tFAILOVERS\tFAILOVER P50\tFAILOVER MAX\tHEALS\tHEAL P50\tHEAL MAX")
+	fmt.Fprintln(tw, "ELECTION\tFAILOVERS\tFAILOVER P50\tFAILOVER MAX\tFALSE\tHEALS\tHEAL P50\tHEAL MAX")
 	for _, row := range rows {
 		fmt.Fprintln(tw, row)
 	}
-	fmt.Fprintf(tw, "all\t%d\t%s\t%s\t%d\t%s\t%s\n", len(allF), fmtDur(Percentile(allF, 50)), fmtDur(Percentile(allF, 100)),
-		len(allH), fmtDur(Percentile(allH, 50)), fmtDur(Percentile(allH, 100)))
+	fmt.Fprintf(tw, "all\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", len(allF), fmtDur(Percentile(allF, 50)), fmtDur(Percentile(allF, 100)),
+		falses, len(allH), fmtDur(Percentile(allH, 50)), fmtDur(Percentile(allH, 100)))
 	_ = tw.Flush()
 }
 

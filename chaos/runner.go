@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/starling-sync/starling/chaos/internal/netlab"
+	"github.com/starling-sync/starling/chaos/internal/nfqueue"
 	"github.com/starling-sync/starling/p2p"
 )
 
@@ -166,6 +167,9 @@ func replayCommand(cfg Config) string {
 	if cfg.Soak > 0 {
 		cmd += " --soak " + cfg.Soak.String()
 	}
+	if cfg.LinkDelay > 0 {
+		cmd += " --link-delay " + cfg.LinkDelay.String()
+	}
 	return cmd
 }
 
@@ -216,6 +220,10 @@ type scenarioRun struct {
 	checks  []Checker
 	hist    *History
 	clients map[*Host]*clientSet
+	// windows are the rounds' fault windows, for CheckInput.Faults.
+	windows []FaultWindow
+	// linkDelay holds every frame between hosts for Config.LinkDelay.
+	linkDelay *nfqueue.Delayer
 }
 
 type clientSet struct {
@@ -231,6 +239,9 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario, n int) *ScenarioR
 	}
 	res := &ScenarioResult{Scenario: sc.Name, Seed: seed, Rounds: rounds,
 		Replay: fmt.Sprintf("starling chaos --seed %d --nodes %d --rounds %d --model %s --scenarios %s", r.cfg.Seed, r.cfg.Nodes, rounds, r.cfg.Model, sc.Name)}
+	if r.cfg.LinkDelay > 0 {
+		res.Replay += " --link-delay " + r.cfg.LinkDelay.String()
+	}
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
 	for _, name := range sc.Nemeses {
@@ -305,6 +316,11 @@ func (s *scenarioRun) run(ctx context.Context) error {
 	if err := s.r.lab.ClearDelay(ctx); err != nil {
 		return err
 	}
+	if cfg.LinkDelay > 0 {
+		if err := s.delayLinks(ctx); err != nil {
+			return err
+		}
+	}
 	s.hosts = make([]*Host, cfg.Nodes)
 	peers := s.ringPeer
 	if len(s.r.labNAT) > 0 {
@@ -321,6 +337,10 @@ func (s *scenarioRun) run(ctx context.Context) error {
 	}
 	s.checks = append(s.checks, processChecker{hosts: s.hosts})
 	s.env = s.r.newEnv(s.hosts, filter)
+	if s.linkDelay != nil {
+		// The delay nemesis finds its resource taken and skips.
+		_ = s.env.Exclusive("delay", "--link-delay")
+	}
 	s.env.fence, s.env.unfence, s.env.replicated = s.fence, s.unfence, s.replicated
 	s.env.dir = s.dir
 	s.env.record = func(o Op) { s.hist.Append(o) }
@@ -403,7 +423,7 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 	for {
 		var short []string
 		for _, h := range s.hosts {
-			if n := s.connectedPeers(ctx, h); n < want(h) {
+			if n := connectedPeers(ctx, h); n < want(h) {
 				short = append(short, fmt.Sprintf("%s sees %d of %d", h.name, n, want(h)))
 			}
 		}
@@ -420,7 +440,9 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 	}
 }
 
-func (s *scenarioRun) connectedPeers(ctx context.Context, h *Host) int {
+// connectedPeers is how many peers h says it is connected to (0 when it
+// does not answer).
+func connectedPeers(ctx context.Context, h *Host) int {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	code, body, err := h.Request(ctx, http.MethodGet, "/v1/peers", nil)
@@ -632,6 +654,10 @@ func (s *scenarioRun) round(ctx context.Context, rng *mrand.Rand, round int) {
 	if injectedAt.IsZero() {
 		injectedAt = time.Now()
 	}
+	if len(faults) > 0 {
+		m := s.moment()
+		s.windows = append(s.windows, FaultWindow{From: injectedAt, Down: m.Down, Paused: m.Paused, Components: m.Components})
+	}
 	hold := cfg.FaultMin
 	if span := cfg.FaultMax - cfg.FaultMin; span > 0 {
 		hold += time.Duration(rng.Int64N(int64(span)))
@@ -673,6 +699,7 @@ func (s *scenarioRun) round(ctx context.Context, rng *mrand.Rand, round int) {
 		return
 	}
 	d, ok, _ := s.converge(ctx, healAt, false, cfg.ConvergeTimeout)
+	s.windows[len(s.windows)-1].To = time.Now()
 	if ok {
 		s.res.Convergence = append(s.res.Convergence, d)
 		s.log.Info("converged after heal", "round", round, "after", d.Round(time.Millisecond))
@@ -765,7 +792,18 @@ func (s *scenarioRun) observers() bool {
 }
 
 func (s *scenarioRun) observe(ctx context.Context, label string, since time.Time, nemeses []string) {
-	m := Moment{Time: time.Now(), Label: label, Since: since, Nemeses: nemeses, Hosts: s.hosts}
+	m := s.moment()
+	m.Label, m.Since, m.Nemeses = label, since, nemeses
+	for _, c := range s.checks {
+		if o, ok := c.(Observer); ok {
+			o.Observe(ctx, m)
+		}
+	}
+}
+
+// moment is the cluster now, as the faults in force leave it.
+func (s *scenarioRun) moment() Moment {
+	m := Moment{Time: time.Now(), Hosts: s.hosts}
 	for _, comp := range s.env.filter.Components() {
 		var names []string
 		for _, k := range comp {
@@ -781,11 +819,25 @@ func (s *scenarioRun) observe(ctx context.Context, label string, since time.Time
 			m.Paused = append(m.Paused, h.name)
 		}
 	}
-	for _, c := range s.checks {
-		if o, ok := c.(Observer); ok {
-			o.Observe(ctx, m)
-		}
+	return m
+}
+
+// delayLinks holds every frame between hosts for Config.LinkDelay, for
+// the whole scenario: a wide-area network under every round.
+func (s *scenarioRun) delayLinks(ctx context.Context) error {
+	if err := s.r.lab.EnableDelay(ctx); err != nil {
+		return fmt.Errorf("--link-delay: %w", err)
 	}
+	d, err := nfqueue.Open(delayQueue, s.r.cfg.LinkDelay)
+	if err != nil {
+		return fmt.Errorf("--link-delay: %w", err)
+	}
+	if err := s.r.lab.SetDelay(ctx, delayQueue, allPairs(s.r.cfg.Nodes)); err != nil {
+		return errors.Join(fmt.Errorf("--link-delay: %w", err), d.Close())
+	}
+	s.linkDelay = d
+	s.log.Info("links delayed", "delay", s.r.cfg.LinkDelay)
+	return nil
 }
 
 // finish stops the workload, waits for the final convergence, runs the
@@ -807,6 +859,15 @@ func (s *scenarioRun) finish(ctx context.Context) {
 			s.res.Errors = append(s.res.Errors, "final heal: "+err.Error())
 		}
 		_ = s.r.lab.ClearDelay(cctx)
+		if d := s.linkDelay; d != nil {
+			s.log.Info("link delay ended", "delayed_frames", d.Delayed(), "passed_undelayed", d.Passed())
+			if err := d.Close(); err != nil {
+				s.res.Errors = append(s.res.Errors, "--link-delay: "+err.Error())
+			}
+			if d.Delayed() == 0 {
+				s.res.Errors = append(s.res.Errors, "--link-delay: no frame was delayed: the NFQUEUE rules matched nothing")
+			}
+		}
 		for _, h := range s.hosts {
 			if h.Paused() {
 				_ = h.Resume()
@@ -848,7 +909,7 @@ func (s *scenarioRun) finish(ctx context.Context) {
 			s.observe(octx, "final", finalAt, nil)
 			cancel()
 		}
-		in := CheckInput{History: ops, Final: states, Forfeited: Forfeited(ops)}
+		in := CheckInput{History: ops, Final: states, Forfeited: Forfeited(ops), Faults: s.windows}
 		for _, c := range s.checks {
 			s.res.Verdicts = append(s.res.Verdicts, c.Check(in))
 		}

@@ -169,6 +169,39 @@ func Preset(name string) (Config, error) {
 	return Config{}, fmt.Errorf("%w: election preset %q: use lan, wan or fast", ErrInvalid, name)
 }
 
+// LinkBudget is the highest round trip to a peer that c's timings take
+// safely: a quarter of the pause tolerance Timeout−Interval (LAN 150 ms,
+// WAN 1 s, Fast 62.5 ms).
+//
+// A link's constant delay costs nothing: it shifts every heartbeat
+// alike. What eats the tolerance is one heartbeat arriving later than the
+// one before: the delay's variation, and a lost segment, which TCP resends
+// after a retransmission timeout of one round trip and more (Linux's floor
+// is 200 ms; a second loss doubles it) while the heartbeats behind it
+// wait. A round trip within a quarter of the tolerance leaves, after one
+// retransmission and a delay spike of the same size, half the tolerance
+// for what it exists for: the sender's pauses (GC, a stalled VM), which
+// no receiver can tell from a crash. Beyond it, false failovers become a
+// matter of luck: pick a preset whose budget covers the round trips
+// (WAN's: 1 s).
+func (c Config) LinkBudget() time.Duration {
+	c = c.EnsureDefaults()
+	return (c.Timeout - c.Interval) / 4
+}
+
+// PresetName names the preset whose timings c has ("lan", "wan",
+// "fast"), or returns "custom".
+func (c Config) PresetName() string {
+	c = c.EnsureDefaults()
+	for _, name := range []string{"lan", "wan", "fast"} {
+		p, _ := Preset(name)
+		if c.Interval == p.Interval && c.Timeout == p.Timeout {
+			return name
+		}
+	}
+	return "custom"
+}
+
 // EnsureDefaults returns a copy of c with zero timings taken from
 // LANConfig, and a nil Clock and Logger replaced by the system clock and
 // a discarding logger.

@@ -60,8 +60,10 @@ type Runner struct {
 	suspended time.Duration // no heartbeats are sent before this time
 	termsVer  uint64        // bumped on every change (terms may have moved)
 
-	// slack is the largest lateness of the loop's timer since slackAt
-	// (noteLate).
+	// due is when the loop's next step is due (step sets it), ran when
+	// step or handle last ran; slack is the largest stall noted since
+	// slackAt (noteLate).
+	due, ran       time.Duration
 	slack, slackAt time.Duration
 
 	termsMu  sync.Mutex // serialises SaveTerms; taken before mu
@@ -211,14 +213,12 @@ func (r *Runner) loop() {
 	defer r.wg.Done()
 	timer := r.clock.NewTimer(0) // the first heartbeat goes out at once
 	defer timer.Stop()
-	due := r.now()
 	for {
 		kicked := false
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-timer.C():
-			r.noteLate(r.now() - due)
 		case <-r.kick:
 			kicked = true
 		}
@@ -226,7 +226,6 @@ func (r *Runner) loop() {
 		if !ok {
 			return
 		}
-		due = r.now() + wait
 		timer.Reset(wait)
 	}
 }
@@ -238,22 +237,41 @@ type lagger interface {
 	Lag(within time.Duration) time.Duration
 }
 
-// noteLate records how late the timer fired, or how long the
-// transport's own messages lagged if longer. A node whose own timers
-// fire late (a starved process, a paused VM, a saturated machine) has
-// also read its peers' heartbeats late: it extends its timeouts by the
-// largest lateness of the last 2×Timeout (Rule.SetSlack), so that its
-// own stall is not taken for its peers' failure (HashiCorp's Lifeguard
-// calls this local health awareness). Measured: 24 nodes started at
-// once in one process on 2 busy cores changed leaders hundreds of times
-// on failures that were the process's own delays.
-func (r *Runner) noteLate(late time.Duration) {
+// lag is how long the transport's own messages took through its
+// pipeline lately (0 for a transport that does not know).
+func (r *Runner) lag() time.Duration {
 	if l, ok := r.tr.(lagger); ok {
-		late = max(late, l.Lag(2*r.cfg.Timeout))
+		return l.Lag(2 * r.cfg.Timeout)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := r.now()
+	return 0
+}
+
+// noteLate records this node's own stall, measured at now: how far past
+// its due time the loop's step runs, or a heartbeat is handled, or how
+// long the transport's own messages lagged (lag). A step at least an
+// Interval late means the process was stopped or starved, since any
+// moment after it last ran: all of the time since then counts (a
+// stopped node's silence began when it stopped, not when its timer was
+// due). A node whose own timers fire late (a starved process, a paused
+// VM, a saturated machine) has also read its peers' heartbeats late: it
+// extends its timeouts by the largest lateness of the last 2×Timeout
+// (Rule.SetSlack), so that its own stall is not taken for its peers'
+// failure (HashiCorp's Lifeguard calls this local health awareness).
+// Measured: 24 nodes started at once in one process on 2 busy cores
+// changed leaders hundreds of times on failures that were the process's
+// own delays. Both step and handle note it before they feed the rule:
+// after a stop (SIGSTOP, a VM paused), the first heartbeat read may be
+// handled before the late timer fires, and the rule then judged the
+// silence of a stopped node as its peers' (the WAN soak: a node resumed
+// after 10-20 s took the live leader for failed at once). Callers hold
+// r.mu.
+func (r *Runner) noteLate(now, lag time.Duration) {
+	late := now - r.due
+	if late >= r.cfg.Interval {
+		late = now - r.ran
+	}
+	late = max(late, lag)
+	r.ran = now
 	if late > r.slack || now-r.slackAt > 2*r.cfg.Timeout {
 		r.slack, r.slackAt = min(max(late, 0), 10*r.cfg.Timeout), now
 		r.rule.SetSlack(r.slack)
@@ -266,12 +284,14 @@ func (r *Runner) noteLate(late time.Duration) {
 // first); ok is false once the runner is closed. The loop goroutine
 // calls it; so do the tests, in its place.
 func (r *Runner) step(kicked bool) (wait time.Duration, ok bool) {
+	lag := r.lag()
 	now := r.now()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return 0, false
 	}
+	r.noteLate(now, lag)
 	r.rule.Tick(now)
 	out := r.rule.Take()
 	var data []byte
@@ -289,6 +309,12 @@ func (r *Runner) step(kicked bool) (wait time.Duration, ok bool) {
 	}
 	deadline, hasDeadline := r.rule.NextDeadline()
 	changed := r.dispatch(out)
+	wait = sendAt - now
+	if hasDeadline && deadline-now < wait {
+		wait = deadline - now
+	}
+	wait = max(wait, 0)
+	r.due = now + wait
 	r.mu.Unlock()
 
 	if data != nil {
@@ -301,11 +327,7 @@ func (r *Runner) step(kicked bool) (wait time.Duration, ok bool) {
 	if changed {
 		r.requestSave()
 	}
-	wait = sendAt - now
-	if hasDeadline && deadline-now < wait {
-		wait = deadline - now
-	}
-	return max(wait, 0), true
+	return wait, true
 }
 
 // receive takes messages off the transport and hands them to handle,
@@ -336,12 +358,14 @@ func (r *Runner) handle(from string, data []byte) bool {
 		r.log.Warn("dropped a bad heartbeat", "peer", from, "err", err)
 		return true
 	}
+	lag := r.lag()
 	now := r.now()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return false
 	}
+	r.noteLate(now, lag)
 	r.rule.Receive(now, from, hb)
 	changed := r.dispatch(r.rule.Take())
 	r.mu.Unlock()

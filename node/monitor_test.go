@@ -217,6 +217,10 @@ func TestMetricsServesDocumentedSeries(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, "a cluster leader", func() bool {
 		return nodes[0].Election().Leader(election.ClusterGroup).HasLeader()
 	})
+	testutil.Eventually(t, 10*time.Second, "a round trip measured", func() bool {
+		text, err := c.Metrics(ctx)
+		return err == nil && strings.Contains(text, "starling_peer_rtt_seconds{")
+	})
 	text, err := c.Metrics(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -635,6 +635,7 @@ func (n *Node) Status(ctx context.Context) (api.StatusInfo, error) {
 		Peers:          peers,
 		Store:          api.StoreStatus(n.store.Status(ctx)),
 		Clock:          n.mon.ClockStatus(),
+		Links:          n.mon.LinkStatus(),
 		Version:        n.build.String(),
 	}, nil
 }

@@ -1,10 +1,12 @@
 package p2p
 
 import (
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -66,7 +68,7 @@ func DefaultConfig(env string) Config {
 }
 
 // withDefaults returns a copy of c with zero values replaced by the
-// defaults: durations, Logger and ListenAddrs. Booleans cannot be told from
+// defaults: durations, Logger, Rand and ListenAddrs. Booleans cannot be told from
 // "unset", which is why DefaultConfig exists.
 func (c Config) withDefaults() Config {
 	if c.RedialMin == 0 {
@@ -83,6 +85,11 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Rand == nil {
+		var seed [32]byte
+		_, _ = crand.Read(seed[:]) // never fails (crypto/rand's contract)
+		c.Rand = rand.New(rand.NewChaCha8(seed))
 	}
 	if len(c.ListenAddrs) == 0 {
 		c.ListenAddrs = defaultListenAddrs(len(c.PSK) > 0)

@@ -79,12 +79,21 @@ func (n *Node) classifyDialError(err error) Problem {
 // sentinel error; TestPSKMismatchReported fails if the text changes.
 const handshakeFailed = "failed to negotiate security protocol"
 
+// simultaneousOpen is what crypto/tls says when both ends of one TCP
+// connection act as the client: two nodes dialled each other from their
+// listen ports (libp2p reuses them) at the same moment, and their SYNs
+// crossed, which a wide-area round trip makes likely. Not a wrong
+// network key: the re-dial's jitter (Config.Rand) breaks the tie.
+const simultaneousOpen = "unexpected handshake message of type *tls.clientHelloMsg"
+
 func classifyCause(err error) Problem {
 	var mismatch sec.ErrPeerIDMismatch
 	var ne net.Error
 	switch {
 	case errors.As(err, &mismatch):
 		return ProblemPeerID
+	case strings.Contains(err.Error(), simultaneousOpen):
+		return ProblemOther
 	case strings.Contains(err.Error(), handshakeFailed):
 		return ProblemNetworkKey
 	case errors.Is(err, swarm.ErrGaterDisallowedConnection):

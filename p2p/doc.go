@@ -31,13 +31,17 @@
 //   - Staying connected: neither gossipsub, mDNS nor the DHT re-dial a lost
 //     peer quickly. The node keeps every known peer (static, discovered,
 //     or one that connected), protects it in the connection manager, and
-//     re-dials it with exponential backoff between RedialMin and RedialMax.
-//     A ping detects a silent partition (which TCP notices only after
+//     re-dials it with exponential backoff between RedialMin and RedialMax,
+//     jittered so that two nodes dialling each other do not retry in
+//     lockstep. A ping detects a silent partition (which TCP notices only after
 //     minutes): a peer not heard on gossip for PingInterval is pinged, and
 //     after PingTimeout without an answer the node closes the connection
 //     and the re-dial loop takes over. Beyond 20 connected peers both
 //     times grow with their number (pingTimes), so a node's pings per
-//     second do not grow with the cluster.
+//     second do not grow with the cluster. Every peer is also pinged at
+//     least every 10 ping periods for its round trip (PeerInfo.RTTs,
+//     the last 8), which the node's link check holds against the
+//     election's timings.
 //   - NAT traversal (nat.go), libp2p's own parts, each switchable in
 //     Config: AutoNAT v1 and v2 find whether the node is public; a public
 //     node runs the circuit relay v2 for its environment's trusted nodes;

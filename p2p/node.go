@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -90,6 +91,16 @@ type Config struct {
 	// a peer that comes back after a partition is reconnected within
 	// RedialMax.
 	RedialMin, RedialMax time.Duration
+	// Rand jitters the re-dial backoff: each wait is drawn from its upper
+	// half. Two nodes that dial each other at the same moment (both
+	// found each other, or a link came back) would otherwise retry in
+	// lockstep; across a wide-area link their SYNs then cross on every
+	// try (TCP simultaneous open, as both dial from their listen port),
+	// both sides start a TLS client handshake, and neither ever connects
+	// (seen in the chaos suite with 100 ms one-way delay: no connection
+	// in 20 s). Default: seeded from crypto/rand; tests inject a seed.
+	// The node uses it under its lock: give each node its own.
+	Rand *rand.Rand
 	// PingInterval and PingTimeout drive liveness: a connected known peer
 	// that fails to answer pings for PingTimeout has its connections closed
 	// (TCP alone does not notice a silent partition for minutes), so that
@@ -221,6 +232,8 @@ type Node struct {
 	nextSub uint64
 	// problemLog rate-limits the warnings about misconfigured peers.
 	problemLog peerlog.Limiter
+	// rng jitters the re-dial backoff (Config.Rand).
+	rng *rand.Rand
 
 	// exMu guards exBook, the address exchange's list (exchange.go).
 	exMu   sync.Mutex
@@ -262,6 +275,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		traffic:   newTraffic(cfg.Env),
 		firstConn: make(chan struct{}),
 		known:     make(map[peer.ID]*knownPeer),
+		rng:       cfg.Rand,
 		removed:   make(map[peer.ID]struct{}),
 		subs:      make(map[uint64]chan PeerEvent),
 	}

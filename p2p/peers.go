@@ -39,6 +39,11 @@ type PeerInfo struct {
 	// never dialled. DialError is the last dial error, or the refusal.
 	Problem   Problem
 	DialError string
+	// RTTs are the round trips of the last liveness pings that the peer
+	// answered (up to rttSamples, oldest first; one every rttEvery at
+	// least, while connected): what a slow or jittery link takes out of
+	// the election's pause budget. Empty before the first answer.
+	RTTs []time.Duration
 }
 
 // knownPeer is the node's record of a peer it keeps connected. Guarded by
@@ -53,6 +58,8 @@ type knownPeer struct {
 	lastSeen  time.Time
 	lastPong  time.Time // last successful ping (or connect time)
 	pinging   bool
+	rtts      []time.Duration // PeerInfo.RTTs
+	rttAt     time.Time       // when the last RTT sample was taken
 
 	dialing bool
 	problem Problem // why it is not connected (dialerr.go)
@@ -91,7 +98,8 @@ func mergeAddrs(dst, add []multiaddr.Multiaddr) []multiaddr.Multiaddr {
 }
 
 // backoff is the wait before the attempt that follows n consecutive
-// failures: RedialMin doubling up to RedialMax.
+// failures: RedialMin doubling up to RedialMax, drawn from the upper half
+// of that (Config.Rand says why). Callers hold n.mu.
 func (n *Node) backoff(failures int) time.Duration {
 	if failures <= 0 {
 		return 0
@@ -100,7 +108,11 @@ func (n *Node) backoff(failures int) time.Duration {
 	for i := 1; i < failures && d < n.cfg.RedialMax; i++ {
 		d *= 2
 	}
-	return min(d, n.cfg.RedialMax)
+	d = min(d, n.cfg.RedialMax)
+	if d < 2 {
+		return d
+	}
+	return d/2 + time.Duration(n.rng.Int64N(int64(d/2)+1))
 }
 
 // dialTimeout bounds one dial. A dial to a silently partitioned peer hangs
@@ -203,6 +215,7 @@ func (n *Node) Peers() []PeerInfo {
 			NextDial:  k.nextDial,
 			Problem:   k.problem,
 			DialError: k.dialErr,
+			RTTs:      slices.Clone(k.rtts),
 		})
 	}
 	n.mu.Unlock()
@@ -668,7 +681,9 @@ func (n *Node) livenessLoop() {
 				k.lastPong = now // once per timeout, until the disconnect shows
 				continue
 			}
-			if !k.pinging && now.Sub(k.lastPong) >= every {
+			// A peer heard from all the time is still pinged every
+			// rttEvery pings' periods, for its round trip.
+			if !k.pinging && (now.Sub(k.lastPong) >= every || now.Sub(k.rttAt) >= rttEvery*every) {
 				k.pinging = true
 				toPing = append(toPing, id)
 			}
@@ -696,10 +711,24 @@ func (n *Node) ping(id peer.ID) {
 		k.pinging = false
 		if ok && res.Error == nil {
 			k.lastPong = time.Now()
+			k.rttAt = k.lastPong
+			k.rtts = append(k.rtts, res.RTT)
+			if len(k.rtts) > rttSamples {
+				k.rtts = slices.Delete(k.rtts, 0, len(k.rtts)-rttSamples)
+			}
 		}
 	}
 	n.mu.Unlock()
 }
+
+// rttSamples and rttEvery: a connected peer's round trip is sampled at
+// least every rttEvery ping periods (10 s up to 20 peers: one small
+// stream per peer and 10 s), and the last rttSamples are kept, so the
+// window (80 s) spans minutes of a link's jitter, not a moment's.
+const (
+	rttSamples = 8
+	rttEvery   = 10
+)
 
 // isUp counts a relayed (limited) connection as a connection: with
 // no direct path it is the path, and the streams that must work over it

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -34,6 +35,9 @@ const (
 	flagChaosKeep      = "keep-artifacts"
 	flagChaosBinary    = "binary"
 	flagChaosList      = "list"
+	flagChaosLinkDelay = "link-delay"
+	flagChaosFaultMin  = "fault-min"
+	flagChaosFaultMax  = "fault-max"
 )
 
 // chaosEnvVar is a chaos flag's environment variable: STARLING_CHAOS_<NAME>
@@ -119,7 +123,9 @@ Examples:
    starling chaos --seed 123456 --scenarios wipe
    starling chaos --nodes 3 --scenarios nat-hub-kill
    starling chaos --model kv --check none --scenarios loss
-   starling chaos --soak 20m`,
+   starling chaos --soak 20m
+   STARLING_ELECTION_PRESET=wan starling chaos --nodes 3 --scenarios kill --rounds 40 \
+     --link-delay 100ms --fault-min 10s --fault-max 20s   # a WAN soak`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: flagChaosScenarios, EnvVars: chaosEnvVar(flagChaosScenarios),
 				Usage: "`SCENARIO`s to run, comma-separated; nemeses joined by '+' run together (default: the quick sweep)"},
@@ -135,6 +141,12 @@ Examples:
 				Usage: "workload and checks: `MODEL` entity (typed fields, LWW oracle, tree checks) or kv (raw keys)"},
 			&cli.StringSliceFlag{Name: flagChaosCheck, Value: cli.NewStringSlice(chaos.DefaultChecks...), EnvVars: chaosEnvVar(flagChaosCheck),
 				Usage: "additional `CHECKER`s (see --list; \"none\" for none)"},
+			&cli.DurationFlag{Name: flagChaosLinkDelay, EnvVars: chaosEnvVar(flagChaosLinkDelay),
+				Usage: "hold every frame between nodes `DELAY` for the whole run (a round trip takes twice that): each round's faults strike a wide-area network"},
+			&cli.DurationFlag{Name: flagChaosFaultMin, Value: 4 * time.Second, EnvVars: chaosEnvVar(flagChaosFaultMin),
+				Usage: "shortest time a fault holds (longer for the wan election preset: its failover takes 4-5 s)"},
+			&cli.DurationFlag{Name: flagChaosFaultMax, Value: 8 * time.Second, EnvVars: chaosEnvVar(flagChaosFaultMax),
+				Usage: "longest time a fault holds"},
 			&cli.Float64Flag{Name: flagChaosRate, Value: 20, EnvVars: chaosEnvVar(flagChaosRate),
 				Usage: "client operations per second per node"},
 			&cli.StringFlag{Name: flagChaosArtifacts, Value: "chaos-artifacts", EnvVars: chaosEnvVar(flagChaosArtifacts),
@@ -165,6 +177,9 @@ func (e *cmdEnv) chaosAction(c *cli.Context) error {
 		Rounds:        c.Int(flagChaosRounds),
 		Seed:          c.Uint64(flagChaosSeed),
 		Soak:          c.Duration(flagChaosSoak),
+		LinkDelay:     c.Duration(flagChaosLinkDelay),
+		FaultMin:      c.Duration(flagChaosFaultMin),
+		FaultMax:      c.Duration(flagChaosFaultMax),
 		Model:         c.String(flagChaosModel),
 		Checks:        chaosChecks(c.StringSlice(flagChaosCheck)),
 		Rate:          c.Float64(flagChaosRate),
@@ -200,6 +215,8 @@ func (e *cmdEnv) chaosAction(c *cli.Context) error {
 		return usageErrorf(c, "--%s %d: want at least 2", flagChaosNodes, cfg.Nodes)
 	case cfg.Rate <= 0:
 		return usageErrorf(c, "--%s %g: want a positive rate", flagChaosRate, cfg.Rate)
+	case cfg.FaultMin <= 0 || cfg.FaultMax < cfg.FaultMin:
+		return usageErrorf(c, "--%s %s --%s %s: want 0 < min <= max", flagChaosFaultMin, cfg.FaultMin, flagChaosFaultMax, cfg.FaultMax)
 	}
 	check := cfg
 	check.EnsureDefaults()
@@ -281,6 +298,9 @@ func chaosChildArgs(c *cli.Context, cfg chaos.Config) []string {
 		"--" + flagChaosRounds, strconv.Itoa(cfg.Rounds),
 		"--" + flagChaosSeed, strconv.FormatUint(cfg.Seed, 10),
 		"--" + flagChaosSoak, cfg.Soak.String(),
+		"--" + flagChaosLinkDelay, cfg.LinkDelay.String(),
+		"--" + flagChaosFaultMin, cfg.FaultMin.String(),
+		"--" + flagChaosFaultMax, cfg.FaultMax.String(),
 		"--" + flagChaosModel, cfg.Model,
 		"--" + flagChaosRate, strconv.FormatFloat(cfg.Rate, 'g', -1, 64),
 		"--" + flagChaosArtifacts, cfg.ArtifactsDir,

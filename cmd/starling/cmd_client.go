@@ -305,6 +305,7 @@ func (e *cmdEnv) printStatus(st *api.StatusInfo) {
 	}
 	fmt.Fprintf(w, "compaction\t%s\n", compactionLine(s, time.Now()))
 	fmt.Fprintf(w, "clock\t%s\n", clockLine(st.Clock))
+	fmt.Fprintf(w, "links\t%s\n", linksLine(st.Links))
 	_ = w.Flush()
 }
 
@@ -349,6 +350,28 @@ func clockLine(c api.ClockStatus) string {
 		line += fmt.Sprintf("; %d version%s seen stamped past it", c.FarFuture, plural(int(c.FarFuture)))
 	}
 	return line
+}
+
+// linksLine shows how the round trips to the peers fit the election
+// timings, and what to do when they do not.
+func linksLine(l api.LinkStatus) string {
+	budget := time.Duration(l.BudgetMS * float64(time.Millisecond)).Round(time.Millisecond)
+	if l.Measured == 0 {
+		return fmt.Sprintf("no round trip measured yet (the %s election timings take up to %v)", l.Preset, budget)
+	}
+	worst := time.Duration(l.WorstMS * float64(time.Millisecond)).Round(time.Millisecond)
+	if len(l.Slow) == 0 {
+		return fmt.Sprintf("round trips up to %v to %d peer%s, within the %v the %s election timings take", worst, l.Measured, plural(l.Measured), budget, l.Preset)
+	}
+	var slow []string
+	for _, s := range l.Slow {
+		name := s.NodeID
+		if name == "" {
+			name = s.PeerID
+		}
+		slow = append(slow, fmt.Sprintf("%s %v", name, time.Duration(s.RTTMS*float64(time.Millisecond)).Round(time.Millisecond)))
+	}
+	return fmt.Sprintf("TOO SLOW for the %s election timings (up to %v): %s; false failovers are likely: %s", l.Preset, budget, strings.Join(slow, ", "), l.Advice)
 }
 
 // storageLine shows the store's live state and history on disk.

@@ -44,3 +44,22 @@ func TestClusterStatusShowsNodesThatCannotWrite(t *testing.T) {
 		t.Errorf("cluster status flags a healthy node:\n%s", out.String())
 	}
 }
+
+// TestStatusShowsSlowLinks: `starling status` says when the round trips
+// to peers are too slow for the election timings, naming the peer, its
+// round trip and what to do; and says they fit otherwise.
+func TestStatusShowsSlowLinks(t *testing.T) {
+	var out bytes.Buffer
+	e := &cmdEnv{stdout: &out}
+	e.printStatus(&api.StatusInfo{NodeID: "n1", Links: api.LinkStatus{Preset: "lan", BudgetMS: 150, Measured: 2, WorstMS: 12}})
+	if !strings.Contains(out.String(), "round trips up to 12ms to 2 peers, within the 150ms the lan election timings take") {
+		t.Fatalf("status of fitting links:\n%s", out.String())
+	}
+	out.Reset()
+	e.printStatus(&api.StatusInfo{NodeID: "n1", Links: api.LinkStatus{Preset: "lan", BudgetMS: 150, Measured: 2, WorstMS: 212,
+		Slow:   []api.SlowLink{{PeerID: "12D3KooWabc", NodeID: "n2", RTTMS: 212.4, MinRTTMS: 201}},
+		Advice: "use --election-preset wan on every node"}})
+	if !strings.Contains(out.String(), "TOO SLOW for the lan election timings (up to 150ms): n2 212ms; false failovers are likely: use --election-preset wan on every node") {
+		t.Fatalf("status of a slow link:\n%s", out.String())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -96,6 +97,11 @@ type Monitor struct {
 	clockPeers  int
 	clockSkewed bool
 	clockOdd    []string
+	// The link check (links.go): the last judgement, each judged peer's
+	// round trip, and the warning's rate limit.
+	links    api.LinkStatus
+	linkRTTs map[string]time.Duration
+	linkWarn linkWarner
 }
 
 type counters struct {
@@ -235,6 +241,7 @@ func (m *Monitor) loop() {
 		m.publishIfDue(false)
 		m.tick()
 		m.checkClock()
+		m.checkLinks()
 	}
 }
 
@@ -722,6 +729,9 @@ var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_clock_median_offset_seconds", "gauge", "Median of the peers' clocks minus this node's (this node counted as 0), from their node reports."},
 	{"starling_clock_skewed", "gauge", "1 while this node's clock is further than the maximum offset from the median of its peers' clocks: it refuses writes until the clock is fixed."},
 	{"starling_clock_far_future_versions_total", "counter", "Versions seen stamped further ahead of this node's clock than the maximum offset (kept, but the clock does not follow them)."},
+	{"starling_peer_rtt_seconds", "gauge", "Round trip to a connected peer: the median of its last 8 liveness pings (one every 10 s or more); label peer_id."},
+	{"starling_election_link_budget_seconds", "gauge", "Highest round trip the election timings take safely: a quarter of their pause tolerance (timeout - heartbeat); lan 0.15, wan 1."},
+	{"starling_election_slow_links", "gauge", "Connected peers whose round trip exceeds the election's link budget: false failovers are likely (the log and status say which preset to use)."},
 	{"starling_compaction_evicted_members", "gauge", "Members evicted from compaction after staying away longer than the eviction time; each rebases by state transfer when it comes back."},
 	{"starling_peers", "gauge", "Peers by node state (JOINING, SYNCING, ACTIVE, SUSPECT, DEAD, LEAVING, LEFT), as this node sees them."},
 	{"starling_peers_sync", "gauge", "Peers by sync health (Connected, Syncing, Disconnected)."},
@@ -867,6 +877,15 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge("starling_clock_median_offset_seconds", cs.MedianOffsetMS/1000)
 	gauge("starling_clock_skewed", b2f(cs.Skewed))
 	counter("starling_clock_far_future_versions_total", float64(cs.FarFuture))
+	ls := m.LinkStatus()
+	gauge("starling_election_link_budget_seconds", ls.BudgetMS/1000)
+	gauge("starling_election_slow_links", float64(len(ls.Slow)))
+	m.mu.Lock()
+	rtts := maps.Clone(m.linkRTTs)
+	m.mu.Unlock()
+	for id, d := range rtts {
+		gauge("starling_peer_rtt_seconds", d.Seconds(), "peer_id", id)
+	}
 
 	m.mu.Lock()
 	views := m.states.Peers(m.now())
