@@ -305,9 +305,12 @@ func (c *electionChecker) Observe(ctx context.Context, m Moment) {
 			}
 		}
 		msg := fmt.Sprintf("%s: no agreement on the expected leader before the deadline (%s)", m.Label, strings.Join(why, "; "))
-		if settled && !strict {
+		switch {
+		case settled && !strict:
 			c.notes = append(c.notes, msg+" [tolerated under "+strings.Join(m.Nemeses, "+")+"]")
-		} else {
+		case settled && withinIdleBound(comps, m.Since, now(), len(m.Hosts)):
+			c.notes = append(c.notes, msg+" [tolerated: a host still counts alive a host it cannot reach, within the election's idle timeout]")
+		default:
 			c.violations = append(c.violations, msg)
 		}
 		return
@@ -439,6 +442,48 @@ func excused(sc seenChange, windows []FaultWindow) bool {
 		}
 	}
 	return false
+}
+
+// electionIdleBound is how long a node counts a silent peer alive when
+// that peer heartbeats at its idle period (it neither leads nor stands
+// next in line): Timeout/Interval of those periods, the price of idle
+// heartbeats that election.Config.IdlePeriod documents. A host cut off
+// from its leader, its next in line and an idle host of a lower ID names
+// that idle host its leader until then (seen with isolate and
+// nat-router-restart: "want n5: n5→n3", n3 idle, within a hold of 4-8 s
+// while the bound is 8 s). The suite's nodes run the lan preset.
+func electionIdleBound(hosts int) time.Duration {
+	cfg := election.LANConfig()
+	idle := cfg.IdlePeriod
+	if idle <= 0 {
+		idle = max(10*cfg.Interval, cfg.Interval*time.Duration(hosts)/2)
+	}
+	return time.Duration(float64(cfg.Timeout) * float64(idle) / float64(cfg.Interval))
+}
+
+// withinIdleBound reports whether a settled moment that found no
+// agreement came sooner than electionIdleBound after the fault, and
+// every host that disagreed named a leader outside its component (one it
+// cannot reach and still counts alive): the election's documented
+// bound, not a fault.
+func withinIdleBound(comps []*electionComponent, since, now time.Time, hosts int) bool {
+	if since.IsZero() || now.Sub(since) >= electionIdleBound(hosts) {
+		return false
+	}
+	for _, ec := range comps {
+		in := map[string]bool{}
+		for _, h := range ec.hosts {
+			in[h.Name()] = true
+		}
+		for _, v := range ec.views {
+			switch {
+			case v.err == nil && !v.warming && v.leader == ec.expected:
+			case v.err != nil || v.warming || v.leader == "" || in[v.leader]:
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // answered reports whether some host of comps gave an answer.

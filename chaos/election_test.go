@@ -111,6 +111,24 @@ func TestElectionChecker(t *testing.T) {
 		t.Errorf("two leaders under isolate passed: %+v", v)
 	}
 
+	// n3 cut off still names n1, which it cannot reach: the election's
+	// idle timeout (8 s here) has not passed since the cut, so it is only
+	// noted; past it, a violation.
+	alone := [][]string{{"n1", "n2"}, {"n3"}}
+	fs[0].set("n1", 30*time.Second)
+	fs[1].set("n1", 30*time.Second)
+	fs[2].set("n1", 30*time.Second)
+	c = &electionChecker{}
+	observe(c, Moment{Label: "settled round 1", Since: time.Now().Add(-6 * time.Second), Nemeses: []string{"isolate"}, Components: alone}, 300*time.Millisecond)
+	if v := c.Check(CheckInput{}); !v.OK || len(v.Problems) != 1 || !strings.Contains(v.Problems[0], "idle timeout") {
+		t.Errorf("a cut-off host naming an unreachable leader within the idle timeout: %+v", v)
+	}
+	c = &electionChecker{}
+	observe(c, Moment{Label: "settled round 1", Since: time.Now().Add(-9 * time.Second), Nemeses: []string{"isolate"}, Components: alone}, 300*time.Millisecond)
+	if v := c.Check(CheckInput{}); v.OK {
+		t.Errorf("a cut-off host naming an unreachable leader past the idle timeout passed: %+v", v)
+	}
+
 	// A paused n1 is not a candidate: n2 is expected.
 	c = &electionChecker{}
 	fs[1].set("n2", time.Second)

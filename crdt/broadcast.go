@@ -896,6 +896,21 @@ func (b *broadcaster) askBranches(from string, wants []cid.Cid) {
 	b.sendTo(from, (&envelope{wants: wants}).encode())
 }
 
+// forgetSent forgets which blocks went to peer in branch replies: its
+// connection closed, and a reply under way on it may never have arrived
+// (a router's reboot, a relayed connection closed to punch again). A
+// peer that lost a reply and asks again would otherwise get only the
+// block it names, one per request, and not the history below it that
+// the reply carried (serveWants). (After a site's router rebooted in the
+// suite's NAT topology, under heavy load, nodes dropped heads whose
+// blocks did not arrive within parkTTL for minutes, and evicted one
+// another; lost replies are a suspected cause, not a proven one.)
+func (b *broadcaster) forgetSent(peer string) {
+	b.sentMu.Lock()
+	delete(b.sentTo, peer)
+	b.sentMu.Unlock()
+}
+
 // serveWants answers a branch request: the wanted blocks and the blocks
 // below them, breadth first, up to the size of one message. Blocks this
 // node does not have are skipped; the asker falls back to bitswap.

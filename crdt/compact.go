@@ -129,6 +129,9 @@ type members struct {
 	m  map[string]Member
 	// dirty: changed since last saved.
 	dirty bool
+	// oddAt is the last round that found every member (two or more)
+	// stale and evicted none (evictStale); lastRound the last round.
+	oddAt, lastRound time.Time
 	// saveMu orders saves: a table marshalled earlier is never written
 	// over one marshalled later.
 	saveMu sync.Mutex

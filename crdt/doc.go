@@ -140,7 +140,9 @@
 // A member that stays away, or keeps reporting nothing usable (no
 // stable heads, or heads not merged here), holds the rounds back only
 // for Options.EvictAfter (default 1h, counted while this store is open):
-// then a round evicts it and reclaims past its heads (evict.go). That
+// then a round evicts it and reclaims past its heads (evict.go); but
+// when that holds for every member, two or more, the round evicts none
+// (this node is the one cut off or behind; evictStale). That
 // is the case above, with the evicted node in the role of the node built
 // apart: when it comes back, the others list it in their reports, it
 // takes a state transfer from one of them (replaying its own live

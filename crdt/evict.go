@@ -153,6 +153,21 @@ func (s *Store) allProcessed(heads []string) bool {
 // evictStale evicts the members that have not reported stable heads
 // merged here for EvictAfter (away, or reporting nothing usable),
 // counting only time this store has been open.
+//
+// When that holds for every member and there are two or more, it evicts
+// none, and the time until then does not count (as the time the store
+// was closed does not): this node is the odd one out. It is the one cut off (its own
+// network or router down), or the one behind: reports arrive, but it
+// has not fetched the blocks below them yet, so none is usable here.
+// Evicting them all would have every one of them rebase on this node,
+// the one that knows least (measured in the suite's NAT topology: a site
+// that merged nobody's report for 16-18 s after its router's reboot
+// evicted all four others, which then took state transfers from it).
+// The members that do report to it usable heads meanwhile are the proof
+// that it is not alone; with one member there is nobody to compare, and
+// the rule stays as it was (two sides of a partition evict each other).
+// A node whose members are all gone for good keeps their entries until
+// the operator removes them (`starling cluster remove`).
 func (s *Store) evictStale(now time.Time) {
 	if s.opts.EvictAfter < 0 {
 		return
@@ -161,28 +176,57 @@ func (s *Store) evictStale(now time.Time) {
 		id   string
 		away time.Duration
 	}
-	var evicted []ev
+	var stale []ev
+	counted := 0
 	s.members.mu.Lock()
 	for id, m := range s.members.m {
 		if id == selfMember || m.Evicted {
 			continue
 		}
-		since := m.Good
-		if since.Before(s.opened) {
-			since = s.opened
+		counted++
+		if now.Sub(maxTime(m.Good, s.opened)) > s.opts.EvictAfter {
+			stale = append(stale, ev{id, now.Sub(m.Good)})
 		}
-		if away := now.Sub(since); away > s.opts.EvictAfter {
+	}
+	oddOneOut := counted >= 2 && len(stale) == counted
+	wasOdd := !s.members.oddAt.IsZero() && s.members.oddAt.Equal(s.members.lastRound)
+	s.members.lastRound = now
+	var evicted []ev
+	if oddOneOut {
+		s.members.oddAt = now
+	} else {
+		for _, e := range stale {
+			m := s.members.m[e.id]
+			// The time until this node last found itself the odd one
+			// out does not count, as the time it was closed does not.
+			if now.Sub(maxTime(m.Good, s.opened, s.members.oddAt)) <= s.opts.EvictAfter {
+				continue
+			}
 			m.Evicted, m.EvictedAt, m.EvictedInstalls = true, now, m.Installs
-			s.members.m[id] = m
+			s.members.m[e.id] = m
 			s.members.dirty = true
-			evicted = append(evicted, ev{id, now.Sub(m.Good)})
+			evicted = append(evicted, e)
 		}
 	}
 	s.members.mu.Unlock()
+	if oddOneOut && !wasOdd {
+		s.log.Warn("compaction: no member's stable heads merged here for longer than the eviction time: this node is the one cut off or behind, so it evicts none of them (their eviction time starts again once it merges a report)",
+			"members", counted, "evict_after", s.opts.EvictAfter)
+	}
 	for _, e := range evicted {
 		s.log.Warn("compaction: member evicted: no stable heads merged here from it for longer than the eviction time (away, or reporting nothing usable); compaction no longer waits for it, and it takes a state transfer (keeping its own writes) when it comes back",
 			"member", e.id, "since_good_report", e.away.Round(time.Second), "evict_after", s.opts.EvictAfter)
 	}
+}
+
+func maxTime(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if t.After(out) {
+			out = t
+		}
+	}
+	return out
 }
 
 // isBack reports whether an evicted member has been heard from since its

@@ -251,6 +251,9 @@ func TestEvictionCountsOnlyOpenTime(t *testing.T) {
 // heads nobody has) held every round for good; it is now evicted after
 // EvictAfter like one that is away, and once evicted it is waited for,
 // as a returning member, for no longer than EvictAfter either.
+//
+// An honest member b reports usable heads throughout: with none, a
+// would be the odd one out and evict nobody (TestOddOneOutEvictsNone).
 func TestMemberReportingNothingUsableIsEvicted(t *testing.T) {
 	o := noAutoCompact(fastOpts())
 	o.Self, o.EvictAfter = "a", time.Minute
@@ -262,14 +265,16 @@ func TestMemberReportingNothingUsableIsEvicted(t *testing.T) {
 	for v := range 3 * markerSlack {
 		overwrite(t, n.store, 1, v)
 	}
+	good, _ := n.store.StableHeads(context.Background())
 	nobody := testCID(t, []byte("a head nobody has")).String()
 	for range 90 { // a report a second for a minute and a half
 		clock.Add(time.Second)
+		n.store.ObserveReport("b", MemberReport{Heads: good, HeadsKnown: true, At: clock.Now()})
 		n.store.ObserveReport("mallory", MemberReport{At: clock.Now()})
 		n.store.ObserveReport("trudy", MemberReport{Heads: []string{nobody}, HeadsKnown: true, At: clock.Now()})
 	}
 	st := compactOK(t, n.store)
-	if m := n.store.Members(); !m["mallory"].Evicted || !m["trudy"].Evicted || st.Members != 1 {
+	if m := n.store.Members(); !m["mallory"].Evicted || !m["trudy"].Evicted || m["b"].Evicted || st.Members != 2 {
 		t.Fatalf("members reporting nothing usable not evicted: %+v", m)
 	}
 	// They keep reporting: 'back', so rounds wait, but only EvictAfter.
@@ -280,12 +285,67 @@ func TestMemberReportingNothingUsableIsEvicted(t *testing.T) {
 	}
 	for range 70 {
 		clock.Add(time.Second)
+		n.store.ObserveReport("b", MemberReport{Heads: good, HeadsKnown: true, At: clock.Now()})
 		n.store.ObserveReport("mallory", MemberReport{At: clock.Now()})
 		n.store.ObserveReport("trudy", MemberReport{Heads: []string{nobody}, HeadsKnown: true, At: clock.Now()})
 	}
 	overwrite(t, n.store, 1, 3*markerSlack)
 	if st, err := n.store.Compact(context.Background(), nil); err != nil || strings.Contains(st.Skipped, "has not rebased") {
 		t.Fatalf("rounds still wait for members back for over a minute without rebasing: %+v, %v", st, err)
+	}
+}
+
+// TestOddOneOutEvictsNone: a node that has merged no member's report
+// for longer than the eviction time, with two or more members, is the
+// one cut off or behind (a site whose router rebooted, catching up): it
+// evicts none of them, and their eviction time starts again once it
+// merges a report; a member that stays unusable while another one's
+// reports merge is evicted as before. Before, a site behind after its
+// router's reboot evicted all four others (suite's NAT topology), which
+// then rebased on it.
+func TestOddOneOutEvictsNone(t *testing.T) {
+	o := noAutoCompact(fastOpts())
+	o.Self, o.EvictAfter = "a", time.Minute
+	n := openTestNode(t, nil, "a", t.TempDir(), o)
+	defer n.close(t)
+	clock := &testClock{t: time.Now()}
+	n.store.now = clock.Now
+	n.store.opened = clock.Now()
+	overwrite(t, n.store, 1, 0)
+	good, _ := n.store.StableHeads(context.Background())
+	ahead := []string{testCID(t, []byte("a head a has not fetched yet")).String()}
+	report := func(id string, heads []string) {
+		n.store.ObserveReport(id, MemberReport{Heads: heads, HeadsKnown: true, At: clock.Now()})
+	}
+	report("b", good)
+	report("c", good)
+	// Cut off, then behind: b and c report heads a cannot merge yet.
+	for range 90 {
+		clock.Add(time.Second)
+		report("b", ahead)
+		report("c", ahead)
+	}
+	n.store.Compact(context.Background(), nil)
+	if m := n.store.Members(); m["b"].Evicted || m["c"].Evicted {
+		t.Fatalf("a, which merged nobody's report, evicted members: %+v", m)
+	}
+	// a catches up with b first; c's next usable report is late.
+	clock.Add(time.Second)
+	report("b", good)
+	clock.Add(10 * time.Second)
+	n.store.Compact(context.Background(), nil)
+	if m := n.store.Members(); m["c"].Evicted {
+		t.Fatalf("c evicted 11 s after a caught up, for the time a was behind: %+v", m)
+	}
+	// c stays unusable while b's reports merge: evicted after a minute.
+	for range 60 {
+		clock.Add(time.Second)
+		report("b", good)
+		report("c", ahead)
+	}
+	n.store.Compact(context.Background(), nil)
+	if m := n.store.Members(); !m["c"].Evicted || m["b"].Evicted {
+		t.Fatalf("c unusable for a minute while b merged: want c evicted, b not: %+v", m)
 	}
 }
 
@@ -334,7 +394,10 @@ func TestThreeWayEvictionConverges(t *testing.T) {
 	for _, x := range all {
 		putKeys(t, x.store, x.id, 5)
 		clocks[x.id].Add(2 * time.Minute)
-		if st := compactOK(t, x.store); st.Members != 1 {
+		// Each side has a second node, whose reports x merges: alone, x
+		// would be the odd one out and evict nobody (TestOddOneOutEvictsNone).
+		report(t, &testNode{id: "w" + x.id, store: x.store}, x, clocks[x.id])
+		if st := compactOK(t, x.store); st.Members != 2 {
 			t.Fatalf("%s did not evict both others: %+v", x.id, st)
 		}
 	}

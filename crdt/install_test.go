@@ -463,6 +463,12 @@ func TestBranchRepliesDoNotRepeat(t *testing.T) {
 	if n := reply(); n != 1 {
 		t.Fatalf("second reply: %d blocks, want only the one asked for", n)
 	}
+	// x's connection closed: a reply may have been lost with it, so the
+	// next one carries the whole branch again.
+	a.store.PeerDisconnected("x")
+	if n := reply(); n != 20 {
+		t.Fatalf("reply after x disconnected: %d blocks, want the whole chain of 20 again", n)
+	}
 }
 
 // FuzzSnapshotStream: any bytes from a peer parse to an error or to

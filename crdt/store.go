@@ -453,11 +453,15 @@ func (s *Store) PeerConnected(peer string) {
 	}()
 }
 
-// PeerDisconnected stops the periodic heads to a peer.
+// PeerDisconnected stops the periodic heads to a peer, and forgets which
+// blocks branch replies sent it (broadcaster.forgetSent).
 func (s *Store) PeerDisconnected(peer string) {
 	s.peersMu.Lock()
 	delete(s.peers, peer)
 	s.peersMu.Unlock()
+	if s.bc != nil {
+		s.bc.forgetSent(peer)
+	}
 }
 
 // headsLoop sends the heads every HeadsInterval (see

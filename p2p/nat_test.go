@@ -359,6 +359,43 @@ func TestDirectDialBesideRelayWaitsForHolePunch(t *testing.T) {
 	}
 }
 
+// A private node dials a private peer's public address only in a hole
+// punch (or once its re-dial loop gave up on the relay): any other dial
+// (libp2p dials a peer a stream is opened to, at every address) holds
+// the listen port's address pair to the peer, and the punch that
+// follows dials from a random port and fails (seen after a router's
+// reboot in the chaos suite). The peer's private addresses (the same
+// site) and a public peer's addresses stay dialable. (Not connected to
+// anybody, the check is on the gater alone.)
+func TestPrivatePeerPublicAddrOnlyByHolePunch(t *testing.T) {
+	n := newNode(t, func(cfg *Config) { cfg.Reachability = ReachabilityPrivate; cfg.AutoRelay = false })
+	private, public, relay := testutil.PeerID(t), testutil.PeerID(t), testutil.PeerID(t)
+	circuit := multiaddr.StringCast("/ip4/192.0.0.65/tcp/4001/p2p/" + relay.String() + "/p2p-circuit")
+	outside := multiaddr.StringCast("/ip4/192.0.0.69/tcp/4001")
+	lan := multiaddr.StringCast("/ip4/10.78.5.2/tcp/4001")
+	n.nat.noteAddrs(private, []multiaddr.Multiaddr{circuit, outside, lan})
+	n.nat.noteAddrs(public, []multiaddr.Multiaddr{outside})
+	if n.allowAddrDial(private, outside) {
+		t.Error("a dial of a private peer's public address is allowed outside a hole punch")
+	}
+	if !n.allowAddrDial(private, lan) || !n.allowAddrDial(private, circuit) {
+		t.Error("a dial of a private peer's relay or private-network address is refused")
+	}
+	if !n.allowAddrDial(public, outside) {
+		t.Error("a dial of a public peer's address is refused")
+	}
+	n.nat.setDirectDial(private, true)
+	if !n.allowAddrDial(private, outside) {
+		t.Error("the re-dial loop's dial at every address (relay-only tries used up) is refused")
+	}
+	n.nat.setDirectDial(private, false)
+	(*punchTracer)(n.nat).Trace(&holepunch.Event{Remote: private, Type: holepunch.StartHolePunchEvtT,
+		Evt: &holepunch.StartHolePunchEvt{}})
+	if !n.allowAddrDial(private, outside) {
+		t.Error("the hole punch's dial of the private peer's public address is refused")
+	}
+}
+
 // A private node's first dial of a peer with a relay address goes
 // through the relay only, though it knows direct addresses too: a direct
 // dial behind NAT waits 5 s for an answer the peer's NAT drops, and holds

@@ -177,6 +177,7 @@ func (n *Node) addKnown(ai peer.AddrInfo, source string) bool {
 	}
 	before := len(k.addrs)
 	k.addrs = mergeAddrs(k.addrs, ai.Addrs)
+	n.nat.noteAddrs(ai.ID, ai.Addrs)
 	k.static = k.static || static
 	// A new peer, new addresses, or an explicit AddPeer deserve a dial now;
 	// rediscovering the same stale record (the DHT does, every round) does
@@ -384,6 +385,7 @@ func (n *Node) eventLoop() {
 					k.learned = slices.Clone(ev.ListenAddrs)
 				}
 				n.mu.Unlock()
+				n.nat.noteAddrs(ev.Peer, ev.ListenAddrs)
 				n.checkEnvironment(ev.Peer, ev.Protocols)
 				n.nat.observed(ev.Peer, ev.ObservedAddr)
 			case event.EvtLocalReachabilityChanged:
@@ -565,13 +567,11 @@ func (n *Node) dial(ai peer.AddrInfo, relayFirst bool) {
 	// A relayed connection counts: when there is no direct path it is
 	// the path (and hole punching starts from it).
 	ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(n.ctx, "starling re-dial"), n.dialTimeout())
-	if relayFirst {
-		n.nat.setRelayFirst(ai.ID, true)
-	}
+	n.nat.setRelayFirst(ai.ID, relayFirst)
+	n.nat.setDirectDial(ai.ID, !relayFirst)
 	err := n.host.Connect(ctx, ai)
-	if relayFirst {
-		n.nat.setRelayFirst(ai.ID, false)
-	}
+	n.nat.setRelayFirst(ai.ID, false)
+	n.nat.setDirectDial(ai.ID, false)
 	cancel()
 
 	var problem Problem
