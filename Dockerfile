@@ -13,6 +13,8 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 FROM ${GO_IMAGE} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+# go.mod replaces goleveldb with this patched copy (third_party/goleveldb/README.md).
+COPY third_party ./third_party
 # A module proxy of your own, if any: --build-arg GOPROXY=...
 ARG GOPROXY
 RUN go mod download

@@ -62,16 +62,16 @@ type LevelDBOptions struct {
 	// WriteBuffer is the size in bytes of goleveldb's memtable: writes
 	// collect there (and in the journal) until it is full, then it is
 	// written out as a table while a second one takes the writes, so a
-	// node holds up to twice this in memory. goleveldb allocates each
-	// memtable whole, and Go's collector counts it as live heap whether
-	// written or not, letting as much garbage pile up before it runs.
-	// Default 4 MiB (goleveldb's own), sized for an edge node that
-	// mostly idles: 16 MiB cost about 16 MiB of RSS per node, half as
-	// untouched buffer counted live, half as the garbage that let pile
-	// up. A node taking sustained bulk writes may want 8-16 MiB: each
-	// memtable flush is a table write and later a compaction, and
-	// measured here 4 MiB wrote 6-15% fewer fields/s than 16 MiB over
-	// 600k writes by 256 writers or in batches of 100 (2 MiB: 20-25%).
+	// node holds up to twice this in memory. A memtable takes memory as
+	// writes fill it (third_party/goleveldb: upstream allocated it whole,
+	// which was 4 MiB of an idle node's 8 MiB live heap), so an idle node
+	// holds little whatever the size; a busy one holds up to the size.
+	// Default 4 MiB (goleveldb's own), sized for an edge node. A node
+	// taking sustained bulk writes may want 8-16 MiB: each memtable flush
+	// is a table write and later a compaction; measured here, 4 MiB
+	// against 16 MiB cost up to 13% more CPU per field write (64 and 256
+	// writers, batches of 100), with writes/s within the noise of a
+	// shared machine.
 	WriteBuffer int
 	// BlockCache is the size in bytes of goleveldb's cache of
 	// uncompressed table blocks (reads of keys not in the memtable).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -385,4 +386,33 @@ func TestLevelDBWriteBuffer(t *testing.T) {
 			t.Fatalf("%d table files after 512 KiB of writes into an 8 MiB write buffer, want 0", n)
 		}
 	})
+}
+
+// TestLevelDBWriteBufferNotReserved checks that an open store does not
+// hold its write buffer's size before writes fill it: goleveldb v1.0.0
+// allocated each memtable whole at open (third_party/goleveldb patches
+// that). Without the patch the live heap grew by the whole 64 MiB: seen
+// failing.
+func TestLevelDBWriteBufferNotReserved(t *testing.T) {
+	const buffer = 64 << 20
+	live := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := live()
+	db, err := OpenLevelDBWith(t.TempDir(), LevelDBOptions{WriteBuffer: buffer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Put(context.Background(), ds.NewKey("/k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	after := live()
+	runtime.KeepAlive(db)
+	if grew := int64(after) - int64(before); grew > buffer/8 {
+		t.Fatalf("the live heap grew by %d MiB when a store with a %d MiB write buffer opened; want far less", grew>>20, buffer>>20)
+	}
 }

@@ -120,6 +120,7 @@ Example:
 			if err != nil {
 				return usageErrorf(c, "%v", err)
 			}
+			setNodeGC()
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			nodes, err := e.startLocal(ctx, root, plan, c.String(flagEnv), node.WithClockOffset(c.Duration(flagClock)))

@@ -153,6 +153,7 @@ Example:
 				}
 				opts = append(opts, node.WithSettings(s))
 			}
+			setNodeGC()
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			opts = append(opts, preset, node.WithLogger(e.log), node.WithClockOffset(c.Duration(flagClock)))
