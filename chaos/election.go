@@ -415,7 +415,7 @@ func falseFailovers(changes map[seenChange]bool, windows []FaultWindow) []string
 // window holding at the change: it judged from a stale view on waking.
 func stalled(sc seenChange, windows []FaultWindow) bool {
 	for _, w := range windows {
-		if sc.Time.Before(w.From) || !w.To.IsZero() && sc.Time.After(w.To) {
+		if !w.holds(sc.Time) {
 			continue
 		}
 		if slices.Contains(w.Down, sc.host) || slices.Contains(w.Paused, sc.host) {
@@ -429,7 +429,7 @@ func stalled(sc seenChange, windows []FaultWindow) bool {
 // paused or in another component than the host.
 func excused(sc seenChange, windows []FaultWindow) bool {
 	for _, w := range windows {
-		if sc.Time.Before(w.From) || !w.To.IsZero() && sc.Time.After(w.To) {
+		if !w.holds(sc.Time) {
 			continue
 		}
 		if slices.Contains(w.Down, sc.Previous) || slices.Contains(w.Paused, sc.Previous) {

@@ -158,6 +158,12 @@ type FaultWindow struct {
 	Components [][]string
 }
 
+// holds reports whether the window was in force at t (a window with no
+// To has not ended).
+func (w FaultWindow) holds(t time.Time) bool {
+	return !t.Before(w.From) && (w.To.IsZero() || !t.After(w.To))
+}
+
 // Verdict is a checker's judgement.
 type Verdict struct {
 	Checker string `json:"checker"`
