@@ -53,4 +53,18 @@ func TestAddrsForPeople(t *testing.T) {
 	if addrs[0].String() != "/ip4/127.0.0.1/tcp/4001" {
 		t.Fatal("addrsForPeople changed its argument")
 	}
+	// Hole-punched beside a still open relayed connection: the punched
+	// address first, not the relay's (both IPs have live connections).
+	relay := "/ip4/192.0.0.65/tcp/4001/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo/p2p-circuit"
+	got = addrsForPeople([]multiaddr.Multiaddr{ma(relay), ma("/ip4/192.0.0.67/tcp/4001")},
+		[]multiaddr.Multiaddr{ma(relay), ma("/ip4/192.0.0.67/tcp/4001")})
+	if want := "[/ip4/192.0.0.67/tcp/4001 " + relay + "]"; fmt.Sprint(got) != want {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	// Relayed only: the relay address is the way, ahead of addresses
+	// with no live connection.
+	got = addrsForPeople([]multiaddr.Multiaddr{ma("/ip4/10.9.9.9/tcp/4001"), ma(relay)}, []multiaddr.Multiaddr{ma(relay)})
+	if want := "[" + relay + " /ip4/10.9.9.9/tcp/4001]"; fmt.Sprint(got) != want {
+		t.Fatalf("got %v, want %v", got, want)
+	}
 }

@@ -260,7 +260,8 @@ func (n *Node) remoteAddrs(id peer.ID) []multiaddr.Multiaddr {
 
 // addrsForPeople orders a connected peer's addresses for `cluster peers`,
 // which shows the first: those on an IP a live connection to it uses,
-// then the rest, loopback last. A peer announces its 127.0.0.1 too, and
+// then the rest, loopback last, and relay addresses after the direct
+// ones of each. A peer announces its 127.0.0.1 too, and
 // on three machines that came first and stood for every peer (seen with
 // Docker and systemd containers). The order is kept otherwise.
 func addrsForPeople(addrs, remote []multiaddr.Multiaddr) []multiaddr.Multiaddr {
@@ -271,13 +272,19 @@ func addrsForPeople(addrs, remote []multiaddr.Multiaddr) []multiaddr.Multiaddr {
 		}
 	}
 	rank := func(a multiaddr.Multiaddr) int {
+		r := 1
 		if ip, err := manet.ToIP(a); err == nil && slices.Contains(ips, ip.String()) {
-			return 0
+			r = 0
+		} else if manet.IsIPLoopback(a) {
+			r = 2
 		}
-		if manet.IsIPLoopback(a) {
-			return 2
+		// A relay address names the relay's IP: after the direct ones of
+		// its rank (a hole-punched peer showed its relay address first,
+		// the relayed connection beside the punched one still open).
+		if isCircuit(a) {
+			return 2*r + 1
 		}
-		return 1
+		return 2 * r
 	}
 	out := slices.Clone(addrs)
 	slices.SortStableFunc(out, func(a, b multiaddr.Multiaddr) int { return cmp.Compare(rank(a), rank(b)) })
