@@ -896,8 +896,9 @@ func (b *broadcaster) askBranches(from string, wants []cid.Cid) {
 	b.sendTo(from, (&envelope{wants: wants}).encode())
 }
 
-// forgetSent forgets which blocks went to peer in branch replies: its
-// connection closed, and a reply under way on it may never have arrived
+// forgetSent forgets which blocks went to peer in branch replies: it
+// installed a state transfer (ObserveReport), which replaced its blocks,
+// or its connection closed, and a reply under way on it may never have arrived
 // (a router's reboot, a relayed connection closed to punch again). A
 // peer that lost a reply and asks again would otherwise get only the
 // block it names, one per request, and not the history below it that

@@ -127,6 +127,16 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 		s.members.dirty = true
 	}
 	s.members.mu.Unlock()
+	if ok && r.Installs != old.Installs && s.bc != nil {
+		// It installed a state transfer since its last report: its
+		// blocks were replaced, and those branch replies sent it before
+		// are gone with them. Remembered as sent, they were left out of
+		// every later reply: it got one block per request, dropped heads
+		// whose blocks did not come, and evicted its peers again (an
+		// eviction and rebase storm after partition-outlasting-history's
+		// heal, with writes missing at the end).
+		s.bc.forgetSent(member)
+	}
 	if readmitted {
 		s.log.Info("compaction: an evicted member has rebased; compaction waits for it again", "member", member, "installs", r.Installs)
 	}

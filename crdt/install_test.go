@@ -469,6 +469,21 @@ func TestBranchRepliesDoNotRepeat(t *testing.T) {
 	if n := reply(); n != 20 {
 		t.Fatalf("reply after x disconnected: %d blocks, want the whole chain of 20 again", n)
 	}
+	// x rebased (its report counts one more state transfer installed):
+	// its blocks were replaced, those sent before are gone, and the next
+	// reply carries the whole branch again, connection or not. (Without:
+	// a node that had rebased got one block per request, dropped the
+	// heads whose blocks did not come within 10 s, evicted its peers
+	// 15 s later, and the suite's partition-outlasting-history went on
+	// evicting and rebasing until its end.)
+	a.store.ObserveReport("x", MemberReport{HeadsKnown: false, Installs: 1, At: time.Now()})
+	if n := reply(); n != 1 {
+		t.Fatalf("second reply after the reconnect: %d blocks, want only the one asked for", n)
+	}
+	a.store.ObserveReport("x", MemberReport{HeadsKnown: false, Installs: 2, At: time.Now()})
+	if n := reply(); n != 20 {
+		t.Fatalf("reply after x rebased: %d blocks, want the whole chain of 20 again", n)
+	}
 }
 
 // FuzzSnapshotStream: any bytes from a peer parse to an error or to

@@ -249,11 +249,16 @@ func (l *Lab) EnableDelay(ctx context.Context) error {
 }
 
 // SetDelay queues the frames between the given pairs of hosts (from, to)
-// to NFQUEUE queue, replacing the pairs set before. With --queue-bypass
+// to NFQUEUE queue, replacing the pairs set before (enabling delay first
+// if needed). With --queue-bypass
 // frames pass undelayed while no program listens on the queue.
 func (l *Lab) SetDelay(ctx context.Context, queue uint16, pairs [][2]int) error {
-	if !l.delay {
-		return errors.New("netlab: SetDelay before EnableDelay")
+	// Enabled here too: a scenario in a network of its own (the NAT
+	// topologies) rebuilds the lab, and a delay nemesis after it found
+	// the new lab without (the quick sweep's wan-kill, after nat-upnp:
+	// "SetDelay before EnableDelay").
+	if err := l.EnableDelay(ctx); err != nil {
+		return err
 	}
 	if err := l.ClearDelay(ctx); err != nil {
 		return err
