@@ -152,6 +152,22 @@ func TestElectionChecker(t *testing.T) {
 	if v := c.Check(CheckInput{}); v.OK {
 		t.Errorf("n1 still not available at the end passed: %+v", v)
 	}
+	// One that finishes its rebase within the final moment's deadline
+	// passes: the moment waits for it, as for agreement.
+	c = &electionChecker{}
+	go func() { // n1's rebase ends 300 ms in; it is elected
+		time.Sleep(300 * time.Millisecond)
+		fs[0].mu.Lock()
+		fs[0].unavailable = false
+		fs[0].mu.Unlock()
+		for _, f := range fs {
+			f.set("n1", time.Second)
+		}
+	}()
+	observe(c, Moment{Label: "final", Since: time.Now(), Components: all}, 3*time.Second)
+	if v := c.Check(CheckInput{}); !v.OK {
+		t.Errorf("n1 available 300 ms into the final moment failed: %+v", v)
+	}
 	if v := (&electionChecker{}).Check(CheckInput{}); v.OK {
 		t.Error("a checker that never observed passed")
 	}
