@@ -422,7 +422,7 @@ func stalled(sc seenChange, windows []FaultWindow) bool {
 		if !w.holds(sc.Time) {
 			continue
 		}
-		if slices.Contains(w.Down, sc.host) || slices.Contains(w.Paused, sc.host) {
+		if w.stopped(sc.host) {
 			return true
 		}
 	}
@@ -436,7 +436,7 @@ func excused(sc seenChange, windows []FaultWindow) bool {
 		if !w.holds(sc.Time) {
 			continue
 		}
-		if slices.Contains(w.Down, sc.Previous) || slices.Contains(w.Paused, sc.Previous) {
+		if w.stopped(sc.Previous) {
 			return true
 		}
 		for _, comp := range w.Components {

@@ -164,6 +164,11 @@ func (w FaultWindow) holds(t time.Time) bool {
 	return !t.Before(w.From) && (w.To.IsZero() || !t.After(w.To))
 }
 
+// stopped reports whether the window had host down or paused.
+func (w FaultWindow) stopped(host string) bool {
+	return slices.Contains(w.Down, host) || slices.Contains(w.Paused, host)
+}
+
 // Verdict is a checker's judgement.
 type Verdict struct {
 	Checker string `json:"checker"`
