@@ -77,15 +77,23 @@ func Start(t testing.TB, id string, opts ...node.Option) *node.Node {
 // (static peers, added through the API), waiting until they are.
 func Cluster(t testing.TB, k int, opts ...node.Option) []*node.Node {
 	t.Helper()
+	nodes := openNodes(t, k, func(int) []node.Option { return opts })
+	Connect(t, nodes)
+	return nodes
+}
+
+// openNodes initialises and opens k nodes node1..nodek in a test
+// directory each, node i with the options of optsFor(i).
+func openNodes(t testing.TB, k int, optsFor func(i int) []node.Option) []*node.Node {
+	t.Helper()
 	root := t.TempDir()
 	nodes := make([]*node.Node, k)
 	for i := range nodes {
 		id := fmt.Sprintf("node%d", i+1)
 		dir := filepath.Join(root, id)
 		Init(t, dir, id)
-		nodes[i] = Open(t, dir, opts...)
+		nodes[i] = Open(t, dir, optsFor(i)...)
 	}
-	Connect(t, nodes)
 	return nodes
 }
 
@@ -138,14 +146,9 @@ func MockCluster(t testing.TB, k int, opts ...node.Option) ([]*node.Node, mockne
 	t.Helper()
 	mn := mocknet.New()
 	t.Cleanup(func() { _ = mn.Close() })
-	root := t.TempDir()
-	nodes := make([]*node.Node, k)
-	for i := range nodes {
-		id := fmt.Sprintf("node%d", i+1)
-		dir := filepath.Join(root, id)
-		Init(t, dir, id)
-		nodes[i] = Open(t, dir, append([]node.Option{node.WithoutAPI(), node.WithHost(MockHost(mn, i))}, opts...)...)
-	}
+	nodes := openNodes(t, k, func(i int) []node.Option {
+		return append([]node.Option{node.WithoutAPI(), node.WithHost(MockHost(mn, i))}, opts...)
+	})
 	if err := mn.LinkAll(); err != nil {
 		t.Fatal(err)
 	}
