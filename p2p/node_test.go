@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -217,6 +218,7 @@ func TestRemovePeer(t *testing.T) {
 	if !listed {
 		t.Error("A does not list the connected, removed peer")
 	}
+	linksMatchPeers(t, a)
 	// A adds B again while the connection is up: no connect event comes,
 	// and B must show as connected at once.
 	if err := a.AddPeer(context.Background(), info(b)); err != nil {
@@ -226,6 +228,24 @@ func TestRemovePeer(t *testing.T) {
 		if p.ID == b.ID() && (!p.Connected || !p.Static) {
 			t.Errorf("B added again while connected: %+v", p)
 		}
+	}
+	linksMatchPeers(t, a)
+	linksMatchPeers(t, b)
+}
+
+// linksMatchPeers checks that Links lists what Peers lists, in the same
+// order, with the same connection state.
+func linksMatchPeers(t *testing.T, n *Node) {
+	t.Helper()
+	var got, want []string
+	for _, l := range n.Links() {
+		got = append(got, fmt.Sprintf("%s connected=%v static=%v", l.ID, l.Connected, l.Static))
+	}
+	for _, p := range n.Peers() {
+		want = append(want, fmt.Sprintf("%s connected=%v static=%v", p.ID, p.Connected, p.Static))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Links() = %q, Peers() = %q", got, want)
 	}
 }
 

@@ -238,13 +238,54 @@ func (n *Node) Peers() []PeerInfo {
 	}
 	// Connected peers the node does not keep (it was told to remove them,
 	// and they dialled in again) are listed too.
-	for _, id := range n.host.Network().Peers() {
-		if slices.ContainsFunc(out, func(p PeerInfo) bool { return p.ID == id }) {
-			continue
-		}
+	for _, id := range n.unkeptConnected(len(out), func(i int) peer.ID { return out[i].ID }) {
 		out = append(out, PeerInfo{ID: id, Addrs: addrsForPeople(ps.Addrs(id), n.remoteAddrs(id)), Connected: true, Blocked: n.gater.isBlocked(id), Conn: n.connKind(id)})
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// unkeptConnected lists the connected peers that are not among the
+// count known peers given by id(0..count-1).
+func (n *Node) unkeptConnected(count int, id func(int) peer.ID) []peer.ID {
+	listed := make(map[peer.ID]bool, count)
+	for i := range count {
+		listed[id(i)] = true
+	}
+	var out []peer.ID
+	for _, p := range n.host.Network().Peers() {
+		if !listed[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// PeerLink is what Links gives of a peer: its connection and round
+// trips, without the addresses and dial state of PeerInfo.
+type PeerLink struct {
+	ID        peer.ID
+	Connected bool
+	Static    bool
+	RTTs      []time.Duration // as PeerInfo.RTTs
+}
+
+// Links lists the peers Peers lists (sorted by ID), with only their
+// connection state and round trips: what a node's own once-a-second
+// checks read. Peers also gathers and orders every peer's addresses and
+// classifies its connections, which made it the largest part of an idle
+// node's monitor tick, growing with the number of peers.
+func (n *Node) Links() []PeerLink {
+	n.mu.Lock()
+	out := make([]PeerLink, 0, len(n.known))
+	for id, k := range n.known {
+		out = append(out, PeerLink{ID: id, Connected: k.connected, Static: k.static, RTTs: slices.Clone(k.rtts)})
+	}
+	n.mu.Unlock()
+	for _, id := range n.unkeptConnected(len(out), func(i int) peer.ID { return out[i].ID }) {
+		out = append(out, PeerLink{ID: id, Connected: true})
+	}
+	slices.SortFunc(out, func(a, b PeerLink) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

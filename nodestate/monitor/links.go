@@ -44,7 +44,7 @@ func judgedRTT(rtts []time.Duration) (judged, lowest time.Duration, ok bool) {
 // peers out (removed ones). It also returns the median round trip of
 // each connected peer with a sample, for the metrics, and the peers it
 // judged.
-func judgeLinks(peers []p2p.PeerInfo, names map[string]string, skip map[string]bool, cfg election.Config) (st api.LinkStatus, medians map[string]time.Duration, judged map[string]bool) {
+func judgeLinks(peers []p2p.PeerLink, names map[string]string, skip map[string]bool, cfg election.Config) (st api.LinkStatus, medians map[string]time.Duration, judged map[string]bool) {
 	budget := cfg.LinkBudget()
 	st = api.LinkStatus{Preset: cfg.PresetName(), BudgetMS: ms(budget)}
 	medians, judged = map[string]time.Duration{}, map[string]bool{}
@@ -128,7 +128,7 @@ func (w *linkWarner) update(now time.Duration, st api.LinkStatus, judged map[str
 // checkLinks judges the links and logs what changed. Called every
 // ReportInterval from the monitor's loop.
 func (m *Monitor) checkLinks() {
-	peers := m.cfg.P2P.Peers()
+	peers := m.cfg.P2P.Links()
 	cfg := m.cfg.Election.Config()
 	m.mu.Lock()
 	names := map[string]string{}

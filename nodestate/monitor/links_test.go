@@ -25,7 +25,7 @@ func rtts(msList ...int) []time.Duration {
 // 1 s); one outlier does not count, a link with too few samples or not
 // connected is not judged, and the advice names the preset that fits.
 func TestJudgeLinks(t *testing.T) {
-	peers := []p2p.PeerInfo{
+	peers := []p2p.PeerLink{
 		{ID: peer.ID("wan-link"), Connected: true, RTTs: rtts(200, 201, 205, 199, 210)},
 		{ID: peer.ID("lan-link"), Connected: true, RTTs: rtts(1, 2, 1, 900, 1)}, // one outlier
 		{ID: peer.ID("jittery"), Connected: true, RTTs: rtts(20, 20, 400, 20, 380)},
@@ -58,7 +58,7 @@ func TestJudgeLinks(t *testing.T) {
 	if wan.Preset != "wan" || wan.BudgetMS != 1000 || len(wan.Slow) != 0 || wan.Advice != "" {
 		t.Fatalf("wan: %+v", wan)
 	}
-	slowWAN := []p2p.PeerInfo{{ID: peer.ID("far"), Connected: true, RTTs: rtts(1500, 1400, 1600)}}
+	slowWAN := []p2p.PeerLink{{ID: peer.ID("far"), Connected: true, RTTs: rtts(1500, 1400, 1600)}}
 	if st, _, _ := judgeLinks(slowWAN, nil, nil, election.WANConfig()); len(st.Slow) != 1 || strings.Contains(st.Advice, "--election-preset") {
 		t.Fatalf("links beyond the wan budget: %+v", st)
 	}

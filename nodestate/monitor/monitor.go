@@ -299,7 +299,7 @@ func (m *Monitor) send(r nodestate.NodeReport) {
 // tick reconciles the machine with libp2p's peers, advances it, and
 // takes the samples and leadership changes of the interval.
 func (m *Monitor) tick() {
-	peers := m.cfg.P2P.Peers()
+	peers := m.cfg.P2P.Links()
 	groups := m.cfg.Election.Groups()
 	self := m.report() // counters for the sample (seq is not published)
 	now := m.now()
