@@ -3,6 +3,7 @@ package election
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"runtime"
@@ -929,5 +930,33 @@ func TestRunnerSavesTermsOffTheHeartbeatPath(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("requestSave waited for a slow TermStore")
+	}
+}
+
+// Idle heartbeats go out a little early, by a fraction that differs
+// from node to node and heartbeat to heartbeat, so that nodes started
+// together do not send them all at once, every idle period; fast ones
+// keep Interval.
+func TestIdleHeartbeatsDoNotMarchInStep(t *testing.T) {
+	r := newTestCluster(t, "n1").runners[0]
+	interval := r.cfg.Interval
+	idle := 10 * interval
+	if got := r.sendGap(&Heartbeat{NodeID: "n1", Incarnation: 1, Seq: 7, Period: interval}); got != interval {
+		t.Errorf("fast heartbeat: next after %v, want Interval %v", got, interval)
+	}
+	gaps := map[time.Duration]bool{}
+	lo, hi := idle, time.Duration(0)
+	for i := range 64 {
+		for seq := range uint64(4) {
+			g := r.sendGap(&Heartbeat{NodeID: fmt.Sprintf("node%d", i), Incarnation: 42, Seq: seq, Period: idle})
+			if g > idle || g < idle*3/4 {
+				t.Fatalf("node%d seq %d: next after %v, want within [%v, %v]", i, seq, g, idle*3/4, idle)
+			}
+			gaps[g] = true
+			lo, hi = min(lo, g), max(hi, g)
+		}
+	}
+	if len(gaps) < 200 || hi-lo < idle/5 {
+		t.Errorf("256 idle heartbeats of 64 nodes: %d distinct gaps within %v..%v, want them spread over most of the last quarter", len(gaps), lo, hi)
 	}
 }

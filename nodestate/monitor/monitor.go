@@ -74,6 +74,7 @@ type Monitor struct {
 	lastPub    time.Time
 	lastQuiet  []byte
 	lastPeriod time.Duration
+	early      float64 // the next idle report goes out this fraction of its period early
 	leaving    bool
 	trans      []nodestate.Transition
 	changes    []api.LeadershipChange

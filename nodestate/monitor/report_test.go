@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -25,21 +26,44 @@ func TestReportDue(t *testing.T) {
 		name              string
 		changed, force    bool
 		last, idle, since time.Duration
+		early             float64
 		wantPeriod        time.Duration
 		wantSend          bool
 	}{
-		{"changed", true, false, 6 * s, 6 * s, s, ReportInterval, true},
-		{"first report", true, false, 0, 6 * s, 0, ReportInterval, true},
-		{"going quiet", false, false, ReportInterval, 6 * s, s, 6 * s, true},
-		{"quiet, period not up", false, false, 6 * s, 6 * s, 5 * s, 0, false},
-		{"quiet, period up (half a tick early)", false, false, 6 * s, 6 * s, 5500 * time.Millisecond, 6 * s, true},
-		{"cluster grew: the shorter announced period holds", false, false, 6 * s, 10 * s, 6 * s, 10 * s, true},
-		{"cluster shrank: the shorter new period", false, false, 10 * s, 6 * s, 6 * s, 6 * s, true},
-		{"new connection", false, true, 6 * s, 6 * s, s, 6 * s, true},
+		{"changed", true, false, 6 * s, 6 * s, s, 0, ReportInterval, true},
+		{"first report", true, false, 0, 6 * s, 0, 0, ReportInterval, true},
+		{"going quiet", false, false, ReportInterval, 6 * s, s, 0, 6 * s, true},
+		{"quiet, period not up", false, false, 6 * s, 6 * s, 5 * s, 0, 0, false},
+		{"quiet, period up (half a tick early)", false, false, 6 * s, 6 * s, 5500 * time.Millisecond, 0, 6 * s, true},
+		{"cluster grew: the shorter announced period holds", false, false, 6 * s, 10 * s, 6 * s, 0, 10 * s, true},
+		{"cluster shrank: the shorter new period", false, false, 10 * s, 6 * s, 6 * s, 0, 6 * s, true},
+		{"new connection", false, true, 6 * s, 6 * s, s, 0, 6 * s, true},
+		{"quiet, a quarter early: not yet", false, false, 8 * s, 8 * s, 5 * s, 0.25, 0, false},
+		{"quiet, a quarter early: due", false, false, 8 * s, 8 * s, 5500 * time.Millisecond, 0.25, 8 * s, true},
 	} {
-		p, send := reportDue(c.changed, c.force, c.last, c.idle, c.since)
+		p, send := reportDue(c.changed, c.force, c.last, c.idle, c.since, c.early)
 		if p != c.wantPeriod || send != c.wantSend {
 			t.Errorf("%s: reportDue = %v, %v; want %v, %v", c.name, p, send, c.wantPeriod, c.wantSend)
 		}
+	}
+}
+
+// Idle reports of nodes started together spread over the last quarter
+// of the period instead of going out in the same second.
+func TestEarlyFraction(t *testing.T) {
+	seen := map[float64]bool{}
+	lo, hi := 1.0, 0.0
+	for i := range 64 {
+		for seq := range uint64(4) {
+			f := earlyFraction(fmt.Sprintf("node%d", i), seq)
+			if f < 0 || f >= 0.25 {
+				t.Fatalf("earlyFraction(node%d, %d) = %v, want within [0, 1/4)", i, seq, f)
+			}
+			seen[f] = true
+			lo, hi = min(lo, f), max(hi, f)
+		}
+	}
+	if len(seen) < 200 || hi-lo < 0.2 {
+		t.Errorf("256 reports of 64 nodes: %d distinct fractions within %v..%v, want them spread over [0, 1/4)", len(seen), lo, hi)
 	}
 }
