@@ -863,7 +863,11 @@ func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Dur
 		msgs += float64(d.msgs)
 		bytes += float64(d.bytes)
 		if d.msgs > 0 || d.bytes > 0 {
-			bySource = append(bySource, fmt.Sprintf("%s %.1f msgs %s", src, float64(d.msgs)/secs/float64(n), fmtBytes(float64(d.bytes)/secs/float64(n))))
+			line := fmt.Sprintf("%s %.1f msgs %s", src, float64(d.msgs)/secs/float64(n), fmtBytes(float64(d.bytes)/secs/float64(n)))
+			if d.dropped > 0 {
+				line += fmt.Sprintf(" (%.1f dropped: queue full)", float64(d.dropped)/secs/float64(n))
+			}
+			bySource = append(bySource, line)
 		}
 	}
 	res[5], res[6] = Result{Value: msgs / secs / float64(n)}, Result{Value: bytes / secs / float64(n)}
@@ -882,10 +886,10 @@ func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Dur
 }
 
 // trafficCount is one source's traffic summed over a cluster's nodes.
-type trafficCount struct{ msgs, bytes uint64 }
+type trafficCount struct{ msgs, bytes, dropped uint64 }
 
 func (a trafficCount) minus(b trafficCount) trafficCount {
-	return trafficCount{a.msgs - b.msgs, a.bytes - b.bytes}
+	return trafficCount{a.msgs - b.msgs, a.bytes - b.bytes, a.dropped - b.dropped}
 }
 
 // traffic sums p2p's traffic counters (in and out) over the nodes, by
@@ -897,6 +901,7 @@ func (c *starlingCluster) traffic() map[string]trafficCount {
 			s := out[t.Source]
 			s.msgs += t.MsgsIn + t.MsgsOut
 			s.bytes += t.BytesIn + t.BytesOut
+			s.dropped += t.DroppedIn + t.DroppedOut
 			out[t.Source] = s
 		}
 	}

@@ -25,12 +25,20 @@ import (
 // Messages count gossip messages (a duplicate received from a second
 // mesh peer counts again: it was carried) and control RPCs; streams
 // count bytes only.
+//
+// Dropped counts what gossipsub gave up on: DroppedOut the messages (and
+// control RPCs) not sent because the peer's outbound queue was full (the
+// peer reads slower than this node sends), DroppedIn the messages not
+// validated because the validation queue was full or the peer throttled.
+// Either means lost heartbeats and reports: an overloaded node or link.
 type Traffic struct {
-	Source   string
-	MsgsIn   uint64
-	MsgsOut  uint64
-	BytesIn  uint64
-	BytesOut uint64
+	Source     string
+	MsgsIn     uint64
+	MsgsOut    uint64
+	BytesIn    uint64
+	BytesOut   uint64
+	DroppedIn  uint64
+	DroppedOut uint64
 }
 
 // traffic counts by source. It is both gossipsub's RawTracer and the
@@ -62,6 +70,7 @@ func (t *traffic) forget(p peer.ID) { t.heard.Delete(p) }
 
 type trafficCount struct {
 	msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
+	droppedIn, droppedOut              atomic.Uint64
 }
 
 func newTraffic(env string) *traffic {
@@ -90,7 +99,8 @@ func (t *traffic) snapshot() []Traffic {
 	out := make([]Traffic, 0, len(t.sources))
 	for s, c := range t.sources {
 		out = append(out, Traffic{Source: s, MsgsIn: c.msgsIn.Load(), MsgsOut: c.msgsOut.Load(),
-			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load()})
+			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+			DroppedIn: c.droppedIn.Load(), DroppedOut: c.droppedOut.Load()})
 	}
 	t.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Source < out[j].Source })
@@ -152,6 +162,26 @@ func (t *traffic) rpc(r *pubsub.RPC, out bool) {
 	}
 }
 
+// dropped counts an RPC gossipsub did not send: each message by its
+// topic, the control part as gossipsub-control.
+func (t *traffic) dropped(r *pubsub.RPC) {
+	for _, m := range r.GetPublish() {
+		t.count(t.topicSource(m.GetTopic())).droppedOut.Add(1)
+	}
+	if r.GetControl() != nil {
+		t.count("gossipsub-control").droppedOut.Add(1)
+	}
+}
+
+// rejected counts a received message that was not validated for lack
+// of room; a message rejected as invalid is misbehaviour, counted
+// elsewhere (misbehave.go).
+func (t *traffic) rejected(m *pubsub.Message, reason string) {
+	if reason == pubsub.RejectValidationQueueFull || reason == pubsub.RejectValidationThrottled {
+		t.count(t.topicSource(m.GetTopic())).droppedIn.Add(1)
+	}
+}
+
 // gossipsub's RawTracer.
 func (t *traffic) RecvRPC(r *pubsub.RPC)                             { t.rpc(r, false) }
 func (t *traffic) SendRPC(r *pubsub.RPC, _ peer.ID)                  { t.rpc(r, true) }
@@ -165,10 +195,10 @@ func (t *traffic) Graft(peer.ID, string)                             {}
 func (t *traffic) Prune(peer.ID, string)                             {}
 func (t *traffic) ValidateMessage(*pubsub.Message)                   {}
 func (t *traffic) DeliverMessage(*pubsub.Message)                    {}
-func (t *traffic) RejectMessage(*pubsub.Message, string)             {}
+func (t *traffic) RejectMessage(m *pubsub.Message, reason string)    { t.rejected(m, reason) }
 func (t *traffic) DuplicateMessage(*pubsub.Message)                  {}
 func (t *traffic) ThrottlePeer(peer.ID)                              {}
-func (t *traffic) DropRPC(*pubsub.RPC, peer.ID)                      {}
+func (t *traffic) DropRPC(r *pubsub.RPC, _ peer.ID)                  { t.dropped(r) }
 func (t *traffic) UndeliverableMessage(*pubsub.Message)              {}
 func (t *traffic) LogSentMessage(int64)                              {}
 func (t *traffic) LogRecvMessage(int64)                              {}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/starling-sync/starling/internal/testutil"
 )
@@ -91,5 +93,27 @@ func TestSuccessfulDialWaitsForTheEvent(t *testing.T) {
 	a.mu.Unlock()
 	if !next.After(time.Now()) {
 		t.Fatalf("after a successful dial the peer is due again at once (next dial %v)", next)
+	}
+}
+
+// What gossipsub drops (a full outbound queue, a full validation queue)
+// is counted by source; a message rejected as invalid is not a drop.
+func TestTrafficCountsDrops(t *testing.T) {
+	tr := newTraffic("env")
+	topic := "starling/env/election"
+	msg := &pb.Message{Topic: &topic, Data: []byte("hb")}
+	tr.DropRPC(&pubsub.RPC{RPC: pb.RPC{Publish: []*pb.Message{msg, msg}, Control: &pb.ControlMessage{}}}, "")
+	tr.RejectMessage(&pubsub.Message{Message: msg}, pubsub.RejectValidationQueueFull)
+	tr.RejectMessage(&pubsub.Message{Message: msg}, pubsub.RejectValidationThrottled)
+	tr.RejectMessage(&pubsub.Message{Message: msg}, pubsub.RejectValidationFailed)
+	got := map[string]Traffic{}
+	for _, c := range tr.snapshot() {
+		got[c.Source] = c
+	}
+	if e := got["gossip:election"]; e.DroppedOut != 2 || e.DroppedIn != 2 {
+		t.Errorf("gossip:election: dropped out %d, in %d; want 2 and 2", e.DroppedOut, e.DroppedIn)
+	}
+	if c := got["gossipsub-control"]; c.DroppedOut != 1 {
+		t.Errorf("gossipsub-control: dropped out %d, want 1", c.DroppedOut)
 	}
 }

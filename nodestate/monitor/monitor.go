@@ -959,6 +959,10 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter("starling_p2p_bytes_total", float64(t.BytesIn), "source", t.Source, "dir", "in")
 		counter("starling_p2p_bytes_total", float64(t.BytesOut), "source", t.Source, "dir", "out")
+		if t.DroppedIn+t.DroppedOut > 0 {
+			counter("starling_p2p_dropped_total", float64(t.DroppedIn), "source", t.Source, "dir", "in")
+			counter("starling_p2p_dropped_total", float64(t.DroppedOut), "source", t.Source, "dir", "out")
+		}
 	}
 	byConn := make(map[p2p.ConnKind]int)
 	for _, p := range m.cfg.P2P.Peers() {
