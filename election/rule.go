@@ -518,7 +518,12 @@ func memberLess(a, b *Member) int {
 }
 
 // members lists the candidates of every group, sorted by (ID, peer).
-func (r *Rule) members() map[string][]*Member {
+func (r *Rule) members() map[string][]*Member { return r.membersWith(r.duplicateNodes()) }
+
+// membersWith is members with the node IDs' peers (duplicateNodes)
+// given: evaluate needs them twice, and building them is, after the
+// members themselves, the largest allocation of an idle node's election.
+func (r *Rule) membersWith(dup map[string][]string) map[string][]*Member {
 	out := make(map[string][]*Member)
 	for _, c := range r.local {
 		m := &Member{
@@ -544,7 +549,6 @@ func (r *Rule) members() map[string][]*Member {
 			out[c.Group] = append(out[c.Group], m)
 		}
 	}
-	dup := r.duplicateNodes()
 	for _, ms := range out {
 		slices.SortFunc(ms, memberLess)
 		for _, m := range ms {
@@ -585,7 +589,8 @@ func (r *Rule) evaluate() {
 			r.out.Send = true
 		}
 	}
-	r.checkDuplicates()
+	dup := r.duplicateNodes()
+	r.checkDuplicates(dup)
 	r.settle()
 	if !r.listened && r.now >= r.start+r.cfg.Warmup {
 		r.listened = true
@@ -598,7 +603,7 @@ func (r *Rule) evaluate() {
 		r.warm = true
 		r.out.Send = true
 	}
-	members := r.members()
+	members := r.membersWith(dup)
 	defer func() {
 		// A node that turns fast announces it at once: its last heartbeat
 		// promised a longer silence.
@@ -698,8 +703,7 @@ func (r *Rule) peersWarming() bool {
 	return false
 }
 
-func (r *Rule) checkDuplicates() {
-	by := r.duplicateNodes()
+func (r *Rule) checkDuplicates(by map[string][]string) {
 	for id := range r.dups {
 		if len(by[id]) < 2 {
 			delete(r.dups, id)
