@@ -423,6 +423,14 @@ function drawCharts(hist) {
   const box = $('#charts');
   const names = Object.keys(hist.nodes).sort();
   for (const c of box.querySelectorAll('[data-chart]')) if (!names.includes(c.dataset.chart)) c.remove();
+  // One time axis for all: a quiet peer is sampled once per report (up to
+  // a minute apart), so its own last sample is not "now".
+  let now = 0;
+  for (const name of names) {
+    const s = hist.nodes[name];
+    if (s && s.length) now = Math.max(now, s[s.length - 1].t);
+  }
+  if (!now) now = Date.now();
   for (const name of names) {
     let c = box.querySelector(`[data-chart="${CSS.escape(name)}"]`);
     if (!c) {
@@ -431,18 +439,17 @@ function drawCharts(hist) {
           el('canvas', { width: 380, height: 130, 'data-key': spec.key }))));
       box.append(c);
     }
-    for (const spec of CHARTS) plot(c.querySelector(`canvas[data-key="${spec.key}"]`), hist.nodes[name], spec);
+    for (const spec of CHARTS) plot(c.querySelector(`canvas[data-key="${spec.key}"]`), hist.nodes[name], spec, now);
   }
 }
 
-function plot(canvas, samples, spec) {
+function plot(canvas, samples, spec, now) {
   const g = canvas.getContext('2d');
   const W = canvas.width, H = canvas.height;
   const left = 44, right = 8, top = 8, bottom = 20; // room for the axes' labels
   const pw = W - left - right, ph = H - top - bottom;
   g.clearRect(0, 0, W, H);
   g.font = '10px sans-serif';
-  const now = samples && samples.length ? samples[samples.length - 1].t : Date.now();
   const t0 = now - 5 * 60 * 1000;
   const vals = (samples || []).map((x) => x[spec.key]);
   const maxV = niceMax(Math.max(0, ...vals));
