@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,6 +196,7 @@ func TestRandomHistoriesConverge(t *testing.T) {
 				s.line = strings.Join(cmd, " ")
 				s.exec(cmd)
 				s.checkTerms(t, hist)
+				s.checkGroupNames(t, hist)
 			}
 			// Settle: heal, clear delays, every node available again.
 			s.exec([]string{"heal"})
@@ -230,6 +232,24 @@ func TestRandomHistoriesConverge(t *testing.T) {
 				t.Logf("history:\n  %s\n%s", strings.Join(hist, "\n  "), s.dump())
 			}
 		})
+	}
+}
+
+// checkGroupNames checks that each node's GroupNames lists the groups
+// its Status does.
+func (s *sim) checkGroupNames(t *testing.T, hist []string) {
+	t.Helper()
+	for _, n := range s.nodes {
+		if !n.up {
+			continue
+		}
+		var want []string
+		for _, g := range n.rule.Status() {
+			want = append(want, g.Name)
+		}
+		if got := n.rule.GroupNames(); !slices.Equal(got, want) {
+			t.Fatalf("%s: GroupNames %v, Status lists %v\nhistory: %v", n.name, got, want, hist)
+		}
 	}
 }
 

@@ -936,6 +936,29 @@ func (r *Rule) Status() []GroupStatus {
 	return out
 }
 
+// GroupNames lists, sorted, the groups Status lists: those with a
+// candidate of a node that is not leaving, or with a leader.
+func (r *Rule) GroupNames() []string {
+	names := map[string]bool{}
+	for name, g := range r.groups {
+		if g.lead.HasLeader() {
+			names[name] = true
+		}
+	}
+	for _, c := range r.local {
+		names[c.spec.Group] = true
+	}
+	for _, rec := range r.nodes {
+		if rec.leaving {
+			continue
+		}
+		for _, c := range rec.cands {
+			names[c.Group] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(names))
+}
+
 // Group returns the status of one group; ErrNoGroup if it has no
 // candidate and no leader.
 func (r *Rule) Group(name string) (GroupStatus, error) {

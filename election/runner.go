@@ -550,6 +550,15 @@ func (r *Runner) Groups() []GroupStatus {
 	return r.rule.Status()
 }
 
+// GroupNames lists, sorted, the groups Groups would return, without
+// building their status (a sorted member list of each): what a caller
+// that polls every second for new groups needs.
+func (r *Runner) GroupNames() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rule.GroupNames()
+}
+
 // Group returns one group's status; ErrNoGroup if no candidate of it is
 // known.
 func (r *Runner) Group(name string) (GroupStatus, error) {

@@ -6,8 +6,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/election"
+	"github.com/starling-sync/starling/nodestate"
 	"github.com/starling-sync/starling/p2p"
 )
 
@@ -40,18 +42,21 @@ func judgedRTT(rtts []time.Duration) (judged, lowest time.Duration, ok bool) {
 }
 
 // judgeLinks judges the connected peers' round trips against cfg's link
-// budget. names maps peer IDs to node IDs where known; skip leaves
-// peers out (removed ones). It also returns the median round trip of
+// budget. idString gives a peer ID's string form; names maps those to
+// node IDs where known; skip leaves peers out (removed ones). It also returns the median round trip of
 // each connected peer with a sample, for the metrics, and the peers it
 // judged.
-func judgeLinks(peers []p2p.PeerLink, names map[string]string, skip map[string]bool, cfg election.Config) (st api.LinkStatus, medians map[string]time.Duration, judged map[string]bool) {
+func judgeLinks(peers []p2p.PeerLink, idString func(peer.ID) string, names map[string]string, skip map[string]bool, cfg election.Config) (st api.LinkStatus, medians map[string]time.Duration, judged map[string]bool) {
 	budget := cfg.LinkBudget()
 	st = api.LinkStatus{Preset: cfg.PresetName(), BudgetMS: ms(budget)}
 	medians, judged = map[string]time.Duration{}, map[string]bool{}
 	var worst time.Duration
 	for _, p := range peers {
-		id := p.ID.String()
-		if !p.Connected || skip[id] || len(p.RTTs) == 0 {
+		if !p.Connected || len(p.RTTs) == 0 {
+			continue
+		}
+		id := idString(p.ID)
+		if skip[id] {
 			continue
 		}
 		sorted := slices.Sorted(slices.Values(p.RTTs))
@@ -127,17 +132,17 @@ func (w *linkWarner) update(now time.Duration, st api.LinkStatus, judged map[str
 
 // checkLinks judges the links and logs what changed. Called every
 // ReportInterval from the monitor's loop.
-func (m *Monitor) checkLinks() {
+func (m *Monitor) checkLinks(views []nodestate.PeerView) {
 	peers := m.cfg.P2P.Links()
 	cfg := m.cfg.Election.Config()
 	m.mu.Lock()
 	names := map[string]string{}
-	for _, v := range m.states.Peers(m.now()) {
+	for _, v := range views {
 		if v.Node != "" {
 			names[v.Peer] = v.Node
 		}
 	}
-	st, medians, judged := judgeLinks(peers, names, m.removed, cfg)
+	st, medians, judged := judgeLinks(peers, m.idString, names, m.removed, cfg)
 	m.links, m.linkRTTs = st, medians
 	warn, cleared := m.linkWarn.update(m.now(), st, judged)
 	m.mu.Unlock()

@@ -36,7 +36,7 @@ func TestJudgeLinks(t *testing.T) {
 	names := map[string]string{peer.ID("wan-link").String(): "n2"}
 	skip := map[string]bool{peer.ID("removed").String(): true}
 
-	lan, medians, judged := judgeLinks(peers, names, skip, election.LANConfig())
+	lan, medians, judged := judgeLinks(peers, peer.ID.String, names, skip, election.LANConfig())
 	if lan.Preset != "lan" || lan.BudgetMS != 150 || lan.Measured != 3 || lan.WorstMS != 380 {
 		t.Fatalf("lan: %+v", lan)
 	}
@@ -54,12 +54,12 @@ func TestJudgeLinks(t *testing.T) {
 		t.Fatalf("medians for the metrics: %v", medians)
 	}
 
-	wan, _, _ := judgeLinks(peers, names, skip, election.WANConfig())
+	wan, _, _ := judgeLinks(peers, peer.ID.String, names, skip, election.WANConfig())
 	if wan.Preset != "wan" || wan.BudgetMS != 1000 || len(wan.Slow) != 0 || wan.Advice != "" {
 		t.Fatalf("wan: %+v", wan)
 	}
 	slowWAN := []p2p.PeerLink{{ID: peer.ID("far"), Connected: true, RTTs: rtts(1500, 1400, 1600)}}
-	if st, _, _ := judgeLinks(slowWAN, nil, nil, election.WANConfig()); len(st.Slow) != 1 || strings.Contains(st.Advice, "--election-preset") {
+	if st, _, _ := judgeLinks(slowWAN, peer.ID.String, nil, nil, election.WANConfig()); len(st.Slow) != 1 || strings.Contains(st.Advice, "--election-preset") {
 		t.Fatalf("links beyond the wan budget: %+v", st)
 	}
 }

@@ -30,18 +30,23 @@ func idleReportPeriod(n int) time.Duration {
 	return max(idleReportMin, time.Duration(n)*idleReportPerNode)
 }
 
-// liveNodes counts this node and the peers that are neither DEAD, LEFT
-// nor removed.
-func (m *Monitor) liveNodes() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// countLive counts this node and the peers that are neither DEAD, LEFT
+// nor removed. Called with m.mu held.
+func (m *Monitor) countLive(views []nodestate.PeerView) int {
 	n := 1
-	for _, v := range m.states.Peers(m.now()) {
+	for _, v := range views {
 		if v.Heard && v.State != nodestate.StateDead && v.State != nodestate.StateLeft && !m.removed[v.Peer] {
 			n++
 		}
 	}
 	return n
+}
+
+// liveNodes is countLive at the last tick (1 before the first).
+func (m *Monitor) liveNodes() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return max(m.live, 1)
 }
 
 // publishIfDue sends the report when it changed since the last one, when
