@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/starling-sync/starling/election"
 )
 
 // Workload names, for Config.Only (--only).
@@ -67,6 +69,11 @@ type Config struct {
 	// (default 50, 10 with Quick) and, when set, the one size of the
 	// idle workload (default 24, 100 and 200; 4 and 8 with Quick).
 	Nodes int
+	// ElectionPreset names the election timings of every Starling node:
+	// "lan" (the default, as starling run), "wan" or "fast"
+	// (election.Preset). The idle and mocknet rows depend on it most:
+	// the leader and the next in line heartbeat every Interval.
+	ElectionPreset string
 	// Dir is where data directories are made (a temporary directory is
 	// made in it and removed). Default: the system's temporary directory.
 	Dir string
@@ -93,6 +100,11 @@ func (c Config) Validate() error {
 	} else if c.Budget > 0 && c.Budget < time.Second {
 		errs = append(errs, fmt.Errorf("bench: --budget is %v; give at least 1s", c.Budget))
 	}
+	if c.ElectionPreset != "" {
+		if _, err := election.Preset(c.ElectionPreset); err != nil {
+			errs = append(errs, fmt.Errorf("bench: --election-preset: %w", err))
+		}
+	}
 	if c.Nodes < 0 || (c.Nodes > 0 && c.Nodes < 3) || c.Nodes > 200 {
 		errs = append(errs, fmt.Errorf("bench: --nodes is %d; give 3 to 200 (the workload asks for 50-100)", c.Nodes))
 	}
@@ -105,6 +117,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Budget == 0 {
 		c.Budget = DefaultBudget
+	}
+	if c.ElectionPreset == "" {
+		c.ElectionPreset = "lan"
 	}
 	if c.Nodes == 0 {
 		c.Nodes = 50

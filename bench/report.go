@@ -128,8 +128,10 @@ type Header struct {
 	OS         string        `json:"os"`
 	Quick      bool          `json:"quick"`
 	Budget     time.Duration `json:"budget"`
-	Started    time.Time     `json:"started"`
-	Took       time.Duration `json:"took"`
+	// Preset is the election preset of the Starling nodes (lan, wan).
+	Preset  string        `json:"election_preset,omitempty"`
+	Started time.Time     `json:"started"`
+	Took    time.Duration `json:"took"`
 	// Raw names the raw go-ds-crdt version and setup.
 	Raw string `json:"raw"`
 	// FsyncP50 and FsyncP99 are the seconds an fsync takes after an
@@ -216,6 +218,9 @@ func (rep *Report) Format(w io.Writer) error {
 		b.WriteString(", quick sizes (targets are set for the full sizes)")
 	}
 	fmt.Fprintf(&b, "\nbudget %s per run; ratio = how many times better Starling is (> 1: Starling better)\n", fmtBudget(h.Budget))
+	if h.Preset != "" && h.Preset != "lan" {
+		fmt.Fprintf(&b, "election preset of the Starling nodes: %s\n", h.Preset)
+	}
 	if h.FsyncP50 > 0 {
 		fmt.Fprintf(&b, "disk: fsync after an 8 KiB append p50 %s, p99 %s (every durable write waits for one)\n", fmtSeconds(h.FsyncP50), fmtSeconds(h.FsyncP99))
 	}

@@ -179,11 +179,14 @@ func TestConfigValidate(t *testing.T) {
 	if err := (Config{}).Validate(); err != nil {
 		t.Errorf("zero config: %v", err)
 	}
-	err := Config{Only: []string{"writes", "bogus"}, Budget: -time.Second, Nodes: 1}.Validate()
+	if err := (Config{ElectionPreset: "WAN"}).Validate(); err != nil {
+		t.Errorf("preset wan: %v", err)
+	}
+	err := Config{Only: []string{"writes", "bogus"}, Budget: -time.Second, Nodes: 1, ElectionPreset: "slow"}.Validate()
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, want := range []string{`--only: unknown workload "bogus"`, "--budget", "--nodes"} {
+	for _, want := range []string{`--only: unknown workload "bogus"`, "--budget", "--nodes", `--election-preset: election: invalid argument: election preset "slow"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

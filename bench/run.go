@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/starling-sync/starling/node"
 )
 
 // Run runs the selected workloads on Starling and on raw go-ds-crdt and
@@ -37,8 +39,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// --nodes picks the one size of the idle workload too.
 		r.sz.idle = []int{nodesGiven}
 	}
+	preset, err := node.WithElectionPreset(cfg.ElectionPreset)
+	if err != nil {
+		return nil, fmt.Errorf("bench: --election-preset: %w", err)
+	}
 	r.systems = []system{
-		{name: "starling", writers: 16, open: openStarling(cfg.Logger), openMock: openStarlingMock(cfg.Logger)},
+		{name: "starling", writers: 16, open: openStarling(cfg.Logger, preset), openMock: openStarlingMock(cfg.Logger, preset)},
 		{name: "raw", writers: 1, batchSetup: true, open: openRaw, openMock: openRawMock},
 	}
 	rep := &Report{Header: Header{
@@ -48,6 +54,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		OS:         runtime.GOOS + "/" + runtime.GOARCH,
 		Quick:      cfg.Quick,
 		Budget:     cfg.Budget,
+		Preset:     cfg.ElectionPreset,
 		Started:    r.start.UTC(),
 		Raw:        RawSetup,
 	}}

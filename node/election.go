@@ -31,6 +31,19 @@ func WithElectionConfig(f func(*election.Config)) Option {
 	return func(o *openOptions) { o.electionConfig = append(o.electionConfig, f) }
 }
 
+// WithElectionPreset sets the election's timings (Interval, Timeout,
+// Warmup, LeaveLinger) to the preset named name: "lan" (the default),
+// "wan" or "fast" (election.Preset).
+func WithElectionPreset(name string) (Option, error) {
+	p, err := election.Preset(name)
+	if err != nil {
+		return nil, err
+	}
+	return WithElectionConfig(func(c *election.Config) {
+		c.Interval, c.Timeout, c.Warmup, c.LeaveLinger = p.Interval, p.Timeout, p.Warmup, p.LeaveLinger
+	}), nil
+}
+
 // electionState is the node's part of the leader election.
 type electionState struct {
 	runner *election.Runner

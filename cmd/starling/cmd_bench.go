@@ -65,8 +65,10 @@ Examples:
    starling bench --quick
    starling bench --only writes,visible
    starling bench --only join --budget 5m
-   starling bench --only mocknet --nodes 100 --json > bench.json`,
+   starling bench --only mocknet --nodes 100 --json > bench.json
+   starling bench --only idle --nodes 100 --election-preset wan`,
 		Flags: []cli.Flag{
+			electionPresetFlag(),
 			&cli.StringSliceFlag{Name: flagBenchOnly, EnvVars: cmdEnvVar("bench", flagBenchOnly),
 				Usage: "run only these `WORKLOAD`s, comma-separated: " + strings.Join(bench.Workloads, ", ") + " (default: all but mocknet200 and idle)"},
 			&cli.BoolFlag{Name: flagBenchQuick, EnvVars: cmdEnvVar("bench", flagBenchQuick),
@@ -101,14 +103,15 @@ Examples:
 				log = slog.New(minLevel{e.log.Handler(), slog.LevelError})
 			}
 			cfg := bench.Config{
-				Only:       only,
-				Quick:      c.Bool(flagBenchQuick),
-				Budget:     c.Duration(flagBenchBudget),
-				Nodes:      c.Int(flagBenchNodes),
-				History10M: c.Bool(flagBench10M),
-				Dir:        c.String(flagBenchWorkDir),
-				Progress:   e.stderr,
-				Logger:     log,
+				Only:           only,
+				Quick:          c.Bool(flagBenchQuick),
+				Budget:         c.Duration(flagBenchBudget),
+				Nodes:          c.Int(flagBenchNodes),
+				ElectionPreset: c.String(flagPreset),
+				History10M:     c.Bool(flagBench10M),
+				Dir:            c.String(flagBenchWorkDir),
+				Progress:       e.stderr,
+				Logger:         log,
 			}
 			if cfg.Budget == 0 {
 				return usageErrorf(c, "--%s must be positive (e.g. 60s)", flagBenchBudget)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/starling-sync/starling/election"
 	"github.com/starling-sync/starling/node"
 )
 
@@ -62,13 +61,11 @@ func electionPresetFlag() cli.Flag {
 
 // electionPreset turns the flag into a node option.
 func electionPreset(name string) (node.Option, error) {
-	p, err := election.Preset(name)
+	opt, err := node.WithElectionPreset(name)
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", flagPreset, err)
 	}
-	return node.WithElectionConfig(func(c *election.Config) {
-		c.Interval, c.Timeout, c.Warmup, c.LeaveLinger = p.Interval, p.Timeout, p.Warmup, p.LeaveLinger
-	}), nil
+	return opt, nil
 }
 
 // envVar is the environment variable of a flag that means the same for
