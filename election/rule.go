@@ -121,9 +121,11 @@ type groupState struct {
 }
 
 // NewRule returns the rule of the node cfg describes, started at now.
-// incarnation must differ between runs of the node (the runner uses its
-// start time in nanoseconds) and grow from one run to the next. The
-// cluster candidate is not joined: the runner joins it.
+// incarnation is the node's start time in Unix nanoseconds (the runner
+// reads the wall clock once when it starts): it tells the node's runs
+// apart (it grows from one run to the next) and tells which nodes
+// started together (startedWith). The cluster candidate is not joined:
+// the runner joins it.
 func NewRule(cfg Config, incarnation uint64, now time.Duration) (*Rule, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -474,11 +476,18 @@ func (r *Rule) IdlePeriod() time.Duration {
 
 // wantFast reports whether a local candidate is settling, leads its
 // group, or stands next in line (the lowest eligible candidate but the
-// leader), or is eligible in a group without a leader; ms are the
-// members by group, as evaluate computed them.
+// leader), or is eligible in a group without a leader, or is this
+// node's unavailable cluster candidate while the cluster is starting
+// (startingCluster: the others wait for it to become available, and one
+// that elected before it heard of it steps down only once it does; the
+// idle period delayed that by seconds); ms are the members by group, as
+// evaluate computed them.
 func (r *Rule) wantFast(ms map[string][]*Member) bool {
 	for _, c := range r.local {
 		if !c.settled {
+			return true
+		}
+		if c.spec.Group == ClusterGroup && !c.available && r.startingCluster() {
 			return true
 		}
 		g := r.groups[c.spec.Group]
@@ -671,23 +680,13 @@ func (r *Rule) settle() {
 // once no new node has been heard for Warmup, so that the first
 // election sees the whole cluster and later starters do not preempt it
 // one by one (24 nodes started by one process agreed at term 30-60
-// before). A node that joins a cluster with a leader does not wait.
-// (evaluate bounds the wait: 8×Warmup after the start.)
+// before). A node that joins a running cluster (runningCluster) does
+// not wait. (evaluate bounds the wait: 8×Warmup after the start.)
 func (r *Rule) membershipSettled() bool {
 	if r.now-r.lastNew >= r.cfg.Warmup {
 		return true
 	}
-	for _, rec := range r.nodes {
-		if !r.alive(rec) {
-			continue
-		}
-		for _, v := range rec.views {
-			if v.Leader != "" {
-				return true
-			}
-		}
-	}
-	return false
+	return r.runningCluster()
 }
 
 // peersWarming reports whether a live peer is still listening (evaluate
@@ -744,7 +743,7 @@ func (r *Rule) evalGroup(name string, ms []*Member) {
 	g := r.group(name)
 	views := r.viewsOf(name)
 	cur := g.lead
-	next := r.choose(cur, ms, views)
+	next := r.choose(cur, g.since, ms, views)
 
 	// M: the highest term anyone alive holds for the group.
 	maxTerm := cur.Term
@@ -799,8 +798,9 @@ func (r *Rule) evalGroup(name string, ms []*Member) {
 	r.out.Changes = append(r.out.Changes, ch)
 }
 
-// choose picks the leader among ms (sorted by ID, peer).
-func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
+// choose picks the leader among ms (sorted by ID, peer); the current
+// leadership cur began at since.
+func (r *Rule) choose(cur Leadership, since time.Duration, ms []*Member, views []View) Leadership {
 	var elig []*Member
 	for _, m := range ms {
 		if m.Eligible {
@@ -814,8 +814,8 @@ func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
 	// (it has just joined, here or elsewhere): electing a higher one now
 	// would make two leaders for a moment where that one's node already
 	// elects it. The wait is bounded: settling lasts at most Warmup.
-	if !cur.HasLeader() {
-		starting := cur.Group == ClusterGroup && r.startingCluster(views)
+	starting := cur.Group == ClusterGroup && r.startingCluster()
+	if !cur.HasLeader() || starting {
 		for _, m := range ms {
 			// A cluster starting together also waits for lower nodes that
 			// are not available yet (a node's cluster candidate is
@@ -823,8 +823,13 @@ func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
 			// within a second or two of one another, and electing each as
 			// it came changed the leader once for every lower one. Only
 			// the cluster group: a service's candidate may be unavailable
-			// for as long as its operator wants.
-			waitFor := m.Settling || (starting && m.Alive && m.Healthy && !m.Available)
+			// for as long as its operator wants. A node that already
+			// elected during this start, before it first heard that lower
+			// node (from a partial picture), steps down to wait with the
+			// others (ReasonStarting; the term stays), rather than change
+			// leader once more for each lower node that comes up.
+			waitFor := (!cur.HasLeader() && m.Settling) ||
+				(starting && m.Alive && m.Healthy && !m.Available && (!cur.HasLeader() || r.heardSince(m, since)))
 			if waitFor && memberLess(m, elig[0]) < 0 {
 				return Leadership{Group: cur.Group}
 			}
@@ -867,18 +872,54 @@ func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
 	return lead(best)
 }
 
-// startingCluster: nobody alive names a leader of the group, and this
-// node started less than 8×Warmup ago (see choose).
-func (r *Rule) startingCluster(views []View) bool {
-	if r.now >= r.start+8*r.cfg.Warmup {
-		return false
-	}
-	for _, v := range views {
-		if v.Leader != "" {
-			return false
+// heardSince reports whether m is a remote candidate whose node was
+// first heard after at.
+func (r *Rule) heardSince(m *Member, at time.Duration) bool {
+	rec, ok := r.nodes[m.Peer]
+	return !m.Local && ok && rec.firstHeard > at
+}
+
+// startingCluster: this node started less than 8×Warmup ago, and no
+// live node that did not start with it (startedWith) names a leader of
+// the cluster: the cluster is starting, and a leader that a node which
+// started with this one names was chosen in this same start, maybe from
+// a partial picture (see choose and membershipSettled).
+func (r *Rule) startingCluster() bool {
+	return r.now < r.start+8*r.cfg.Warmup && !r.runningCluster()
+}
+
+// runningCluster reports whether a live node that did not start with
+// this one (startedWith) names a leader of the cluster: this node joins
+// a cluster that runs. A leader named only by nodes that started with
+// this one does not count: on a busy machine (24 nodes started at once
+// by one process on 2 cores) connections take seconds to come up, and a
+// node that ended its warm-up having heard few others or none elected
+// from that partial picture; every other node then took its leader for
+// a running cluster's, stopped waiting, and followed it, and each lower
+// node that became available later preempted in turn (the cluster
+// agreed at term 8-13).
+func (r *Rule) runningCluster() bool {
+	for _, rec := range r.nodes {
+		if v := rec.views[ClusterGroup]; v.Leader != "" && r.alive(rec) && !r.startedWith(rec) {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// startedWith reports whether rec's node started less than Warmup
+// before or after this one, so that their warm-ups overlapped: neither
+// could have listened for Warmup before the other started, so a leader
+// either names was chosen in the same start. (A node that started
+// earlier could, and its leader stands: staggered starts.) Their
+// incarnations are their start times in nanoseconds (see NewRule).
+// Clocks that disagree by more than Warmup only make a node take one
+// that started with it for a running cluster's node (it stops waiting,
+// as every node did before) or the reverse (it waits for at most
+// 8×Warmup).
+func (r *Rule) startedWith(rec *nodeRec) bool {
+	d := int64(rec.inc - r.inc)
+	return d > -int64(r.cfg.Warmup) && d < int64(r.cfg.Warmup)
 }
 
 // reason explains a change from cur to next.
@@ -910,6 +951,8 @@ func (r *Rule) reason(cur, next Leadership, ms []*Member) string {
 		return ReasonUnhealthy
 	case !old.Eligible:
 		return ReasonUnavailable
+	case !next.HasLeader():
+		return ReasonStarting
 	case r.cfg.NoPreemption:
 		return ReasonSuperseded
 	}
