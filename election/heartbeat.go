@@ -15,9 +15,10 @@ import (
 type Heartbeat struct {
 	// NodeID is the sender's node ID.
 	NodeID string
-	// Incarnation tells the sender's runs apart (the runner uses its start
-	// time in nanoseconds); Seq counts heartbeats within one incarnation.
-	// A receiver drops a heartbeat older than the last it accepted.
+	// Incarnation tells the sender's runs apart: its start time in Unix
+	// nanoseconds, which also tells which nodes started together (see
+	// NewRule); Seq counts heartbeats within one incarnation. A receiver
+	// drops a heartbeat older than the last it accepted.
 	Incarnation uint64
 	Seq         uint64
 	// Period is when the sender's next heartbeat is due: Interval while
