@@ -23,9 +23,10 @@ type Heartbeat struct {
 	Seq         uint64
 	// Period is when the sender's next heartbeat is due: Interval while
 	// one of its candidates leads or stands next in a group (or it is
-	// starting), its idle period otherwise (Config.IdlePeriod).
-	// Receivers time the sender out after Timeout/Interval periods of
-	// silence. Zero (a version 1 sender): Interval. Sent in milliseconds.
+	// starting), its idle period otherwise (Config.IdlePeriod), plus an
+	// allowance for its own recent lateness (Rule.lateness). Receivers
+	// time the sender out after Timeout/Interval periods of silence.
+	// Zero (a version 1 sender): Interval. Sent in milliseconds.
 	Period time.Duration
 	// Leaving is the goodbye of a node that stops: its candidates are gone
 	// at once, without waiting for Timeout.

@@ -280,7 +280,8 @@ func (r *Runner) noteLate(now, lag time.Duration) {
 	}
 }
 
-// sendGap is how long after hb the next heartbeat is due: hb.Period
+// sendGap is how long after hb the next heartbeat is due: the rule's
+// SendPeriod (hb.Period less the allowance for this node's lateness)
 // while that is Interval, up to a quarter less for an idle period.
 // Nodes started together otherwise send their idle heartbeats in step,
 // every idle period all at once: at 200 nodes, 200 heartbeats, each
@@ -292,11 +293,12 @@ func (r *Runner) noteLate(now, lag time.Duration) {
 // different from node to node and heartbeat to heartbeat, and the same
 // in a test that replays them.
 func (r *Runner) sendGap(hb *Heartbeat) time.Duration {
-	if hb.Period <= r.cfg.Interval {
-		return hb.Period
+	p := r.rule.SendPeriod()
+	if p <= r.cfg.Interval {
+		return p
 	}
 	u := jitter.Fraction(hb.NodeID, hb.Incarnation, hb.Seq)
-	return hb.Period - time.Duration(u*float64(hb.Period)/4)
+	return p - time.Duration(u*float64(p)/4)
 }
 
 // step ticks the rule, sends a heartbeat if one is due (or kicked asks

@@ -821,6 +821,37 @@ func TestRunnerLateTimerExtendsTimeouts(t *testing.T) {
 	tc.until(late+cfg.Timeout, "n2 fails over once its slack is used up", func() bool { return n2.Leader(ClusterGroup).Leader != "n1" })
 }
 
+// A leader whose own timer fired late tells its peers in the period it
+// announces: they allow its silence that much more before they fail it
+// over (the peers ran on time, so their own slack does not cover it:
+// 24 nodes in one starved process failed their late leaders over, term
+// 12-16). Once the allowance is used up, they fail over.
+func TestRunnerLateLeaderAnnouncesItsLateness(t *testing.T) {
+	tc := newTestCluster(t, "n1", "n2", "n3")
+	n1, n2, n3 := tc.runners[0], tc.runners[1], tc.runners[2]
+	tc.until(2*time.Second, "n1 leads everywhere", func() bool { return tc.agree(ClusterGroup, "n1", n1, n2, n3) })
+	cfg := FastConfig()
+	late := 2 * cfg.Timeout
+	n1.mu.Lock()
+	n1.noteLate(n1.now(), late) // as a transport lag
+	n1.mu.Unlock()
+	tc.advance(cfg.Interval) // n1's next heartbeat announces it
+	if p, want := n2.rule.nodes["peer-n1"].period, cfg.Interval+late*cfg.Interval/cfg.Timeout; p != want {
+		t.Fatalf("n2 got n1's period as %v, want %v: Interval plus late×Interval/Timeout", p, want)
+	}
+	tc.net.isolate("peer-n1", true)
+	cut := tc.clock.Now()
+	tc.advance(cfg.Timeout + cfg.Interval)
+	for _, r := range []*Runner{n2, n3} {
+		if l := r.Leader(ClusterGroup); l.Leader != "n1" {
+			t.Fatalf("%s failed n1 over %v after its last heartbeat, which allowed %v more: %+v", r.cfg.NodeID, tc.clock.Now().Sub(cut), late, l)
+		}
+	}
+	tc.until(late+cfg.Timeout, "n2 and n3 fail over once n1's allowance is used up", func() bool {
+		return n2.Leader(ClusterGroup).Leader == "n2" && n3.Leader(ClusterGroup).Leader == "n2"
+	})
+}
+
 // A node stopped for longer than Timeout (SIGSTOP, a paused VM) takes
 // no live peer for failed when it wakes, whether its late timer or a
 // heartbeat read on waking runs first: the rule only judged the silence

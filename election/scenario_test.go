@@ -425,7 +425,7 @@ func (s *sim) run(end time.Duration) {
 					n.sendNow, any = false, true
 					hb := n.rule.Heartbeat(s.now)
 					s.broadcast(n, hb)
-					n.nextSend = s.now + hb.Period
+					n.nextSend = s.now + n.rule.SendPeriod()
 				}
 			}
 			if !any {
@@ -477,7 +477,7 @@ func (s *sim) run(end time.Duration) {
 			if n.up && n.nextSend <= s.now {
 				hb := n.rule.Heartbeat(s.now)
 				s.broadcast(n, hb)
-				n.nextSend = s.now + hb.Period
+				n.nextSend = s.now + n.rule.SendPeriod()
 			}
 		}
 	}
