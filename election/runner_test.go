@@ -825,12 +825,21 @@ func TestRunnerLateTimerExtendsTimeouts(t *testing.T) {
 // announces: they allow its silence that much more before they fail it
 // over (the peers ran on time, so their own slack does not cover it:
 // 24 nodes in one starved process failed their late leaders over, term
-// 12-16). Once the allowance is used up, they fail over.
+// 12-16). Once the allowance is used up, they fail over. Lateness under
+// an Interval is not announced.
 func TestRunnerLateLeaderAnnouncesItsLateness(t *testing.T) {
 	tc := newTestCluster(t, "n1", "n2", "n3")
 	n1, n2, n3 := tc.runners[0], tc.runners[1], tc.runners[2]
 	tc.until(2*time.Second, "n1 leads everywhere", func() bool { return tc.agree(ClusterGroup, "n1", n1, n2, n3) })
 	cfg := FastConfig()
+	// Under an Interval late: nothing to announce (Timeout allows it).
+	n1.mu.Lock()
+	n1.noteLate(n1.now(), cfg.Interval/2)
+	n1.mu.Unlock()
+	tc.advance(cfg.Interval)
+	if p := n2.rule.nodes["peer-n1"].period; p != cfg.Interval {
+		t.Fatalf("n2 got n1's period as %v after n1 ran %v late, want Interval (%v)", p, cfg.Interval/2, cfg.Interval)
+	}
 	late := 2 * cfg.Timeout
 	n1.mu.Lock()
 	n1.noteLate(n1.now(), late) // as a transport lag
