@@ -59,8 +59,8 @@
 // for Warmup (at most 8×Warmup from its start), so that a cluster
 // started all at once, or one node after another, elects once from the
 // full picture with no transient leader. A leader named only by peers
-// that started with it (less than Warmup apart: their incarnations are
-// start times) does not count as known: on a busy machine connections
+// that started with it (less than 2×Warmup apart: their incarnations
+// are start times) does not count as known: on a busy machine connections
 // take seconds to come up, and such a peer may have elected from the
 // few nodes it had heard. While the cluster starts, the cluster group
 // also waits for lower nodes that are up but not yet available (joining

@@ -934,19 +934,22 @@ func (r *Rule) runningCluster() bool {
 	return false
 }
 
-// startedWith reports whether rec's node started less than Warmup
-// before or after this one, so that their warm-ups overlapped: neither
-// could have listened for Warmup before the other started, so a leader
-// either names was chosen in the same start. (A node that started
-// earlier could, and its leader stands: staggered starts.) Their
-// incarnations are their start times in nanoseconds (see NewRule).
-// Clocks that disagree by more than Warmup only make a node take one
-// that started with it for a running cluster's node (it stops waiting,
-// as every node did before) or the reverse (it waits for at most
-// 8×Warmup).
+// startedWith reports whether rec's node started less than 2×Warmup
+// before or after this one: one start. The earlier of two such nodes
+// could not have listened for Warmup and then heard no new node for
+// Warmup (membershipSettled) with the later one in its picture, so a
+// leader it names was chosen in the same start, maybe from a partial
+// picture; and the nodes of one start begin their elections spread out
+// (24 nodes launched together in one process on 2 busy cores: up to
+// 0.9 s apart, with Warmup 0.8 s). Starts further apart are staggered:
+// the earlier node's leader stands. Their incarnations are their start
+// times in nanoseconds (see NewRule). Clocks that disagree by more than
+// that only make a node take one that started with it for a running
+// cluster's node (it stops waiting, as every node did before) or the
+// reverse (it waits for at most 8×Warmup).
 func (r *Rule) startedWith(rec *nodeRec) bool {
 	d := int64(rec.inc - r.inc)
-	return d > -int64(r.cfg.Warmup) && d < int64(r.cfg.Warmup)
+	return d > -int64(2*r.cfg.Warmup) && d < int64(2*r.cfg.Warmup)
 }
 
 // reason explains a change from cur to next.
