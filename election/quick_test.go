@@ -23,7 +23,7 @@ func testSeed(t *testing.T) uint64 {
 
 // refPhantom is what the reference knows of one sender.
 type refPhantom struct {
-	last              time.Duration
+	first, last       time.Duration
 	present           bool // last heartbeat listed its candidate
 	available, health bool
 }
@@ -67,6 +67,7 @@ func TestRuleMatchesReference(t *testing.T) {
 		// sender has appeared for Warmup (or 8×Warmup passed).
 		var lastNew time.Duration
 		warm := false
+		var since time.Duration // of the last change
 		for step := range 300 {
 			now += time.Duration(rng.IntN(int(cfg.Timeout/time.Millisecond)/2+1)) * time.Millisecond
 			id := ids[rng.IntN(len(ids))]
@@ -78,7 +79,7 @@ func TestRuleMatchesReference(t *testing.T) {
 				hb := &Heartbeat{NodeID: id, Incarnation: 1, Seq: seqs[id]}
 				p := ps[id]
 				if p == nil {
-					p = &refPhantom{}
+					p = &refPhantom{first: now}
 					ps[id] = p
 					lastNew = now
 				}
@@ -100,6 +101,7 @@ func TestRuleMatchesReference(t *testing.T) {
 				r.Receive(now, id, hb)
 				log = append(log, fmt.Sprintf("%v heartbeat %+v", now, *hb))
 			}
+			before, beforeSince := leader, since
 			for _, c := range r.Take().Changes {
 				if c.HasLeader() && c.Term != term+1 {
 					t.Fatalf("run %d step %d: change %v: term %d after %d, want +1\n%s", run, step, c, c.Term, term, strings.Join(log, "\n"))
@@ -107,7 +109,7 @@ func TestRuleMatchesReference(t *testing.T) {
 				if !c.HasLeader() && c.Term != term {
 					t.Fatalf("run %d step %d: change %v to no leader changed the term from %d", run, step, c, term)
 				}
-				leader, term = c.Leader, c.Term
+				leader, term, since = c.Leader, c.Term, now
 			}
 			if !warm && now >= cfg.Warmup && (now-lastNew >= cfg.Warmup || now >= 8*cfg.Warmup) {
 				warm = true
@@ -116,12 +118,27 @@ func TestRuleMatchesReference(t *testing.T) {
 			if warm {
 				want = refLeader(ps, now, cfg.Timeout)
 			}
-			// A cluster starting together (no leader yet, within 8×Warmup
-			// of the start) waits for lower candidates not available yet.
-			if want != "" && leader == "" && now < 8*cfg.Warmup {
-				for id, p := range ps {
-					if id < want && p.present && p.health && !p.available && now-p.last < cfg.Timeout {
+			// A cluster starting together (within 8×Warmup of the start;
+			// the senders name no leader): a leader steps down for a lower
+			// live, healthy candidate first heard after it was elected;
+			// with no leader, it waits until no new sender has appeared for
+			// Warmup, and for lower candidates not available yet.
+			if want != "" && now < 8*cfg.Warmup {
+				alive := func(p *refPhantom) bool { return p.present && p.health && now-p.last < cfg.Timeout }
+				if before != "" {
+					for id, p := range ps {
+						if id < before && alive(p) && p.first > beforeSince {
+							want = ""
+						}
+					}
+				} else {
+					if now-lastNew < cfg.Warmup {
 						want = ""
+					}
+					for id, p := range ps {
+						if id < want && alive(p) && !p.available {
+							want = ""
+						}
 					}
 				}
 			}

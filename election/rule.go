@@ -344,8 +344,10 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 	// group nobody leads no longer waits for lower candidates
 	// (startingCluster).
 	consider(r.start + 8*r.cfg.Warmup)
-	if !r.warm {
+	if !r.warm || r.startingCluster() {
 		consider(r.lastNew + r.cfg.Warmup)
+	}
+	if !r.warm {
 		for _, rec := range r.nodes {
 			if rec.warming {
 				consider(rec.firstHeard + 2*r.cfg.Warmup)
@@ -842,7 +844,30 @@ func (r *Rule) choose(cur Leadership, since time.Duration, ms []*Member, views [
 	// would make two leaders for a moment where that one's node already
 	// elects it. The wait is bounded: settling lasts at most Warmup.
 	starting := cur.Group == ClusterGroup && r.startingCluster()
-	if !cur.HasLeader() || starting {
+	if starting && cur.HasLeader() {
+		// A node that elected during this start and has since first heard
+		// a lower node (it elected from a partial picture: connections
+		// were still coming up) steps down (ReasonStarting; the term
+		// stays) and waits with the others below, rather than change
+		// leader, and term, once more for each lower node it hears of.
+		leader := &Member{ID: cur.Leader, Peer: cur.Peer}
+		for _, m := range ms {
+			if memberLess(m, leader) >= 0 {
+				break
+			}
+			if m.Alive && m.Healthy && r.heardSince(m, since) {
+				return Leadership{Group: cur.Group}
+			}
+		}
+	}
+	if !cur.HasLeader() {
+		// A cluster starting together elects once no new node has
+		// appeared for Warmup, also after the warm-up (a node that
+		// stepped down above), so that one election covers every node
+		// whose connection came up meanwhile.
+		if starting && r.now-r.lastNew < r.cfg.Warmup {
+			return Leadership{Group: cur.Group}
+		}
 		for _, m := range ms {
 			// A cluster starting together also waits for lower nodes that
 			// are not available yet (a node's cluster candidate is
@@ -850,13 +875,8 @@ func (r *Rule) choose(cur Leadership, since time.Duration, ms []*Member, views [
 			// within a second or two of one another, and electing each as
 			// it came changed the leader once for every lower one. Only
 			// the cluster group: a service's candidate may be unavailable
-			// for as long as its operator wants. A node that already
-			// elected during this start, before it first heard that lower
-			// node (from a partial picture), steps down to wait with the
-			// others (ReasonStarting; the term stays), rather than change
-			// leader once more for each lower node that comes up.
-			waitFor := (!cur.HasLeader() && m.Settling) ||
-				(starting && m.Alive && m.Healthy && !m.Available && (!cur.HasLeader() || r.heardSince(m, since)))
+			// for as long as its operator wants.
+			waitFor := m.Settling || (starting && m.Alive && m.Healthy && !m.Available)
 			if waitFor && memberLess(m, elig[0]) < 0 {
 				return Leadership{Group: cur.Group}
 			}
