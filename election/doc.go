@@ -64,8 +64,10 @@
 // take seconds to come up, and such a peer may have elected from the
 // few nodes it had heard. While the cluster starts, the cluster group
 // also waits for lower nodes that are up but not yet available (joining
-// by state transfer), and a node that elected before it heard of such a
-// node steps down (reason "starting", same term) until it is available.
+// by state transfer), and a node that elected and then first hears of a
+// lower node steps down (reason "starting", same term) and elects again
+// once no new node has appeared for Warmup: one more term for all the
+// nodes whose connections came up late, not one per node.
 //
 // A candidate that joins a group settles before it counts: its node
 // announces it as settling, not available, until it has received from
