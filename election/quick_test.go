@@ -25,16 +25,37 @@ func testSeed(t *testing.T) uint64 {
 type refPhantom struct {
 	first, last       time.Duration
 	present           bool // last heartbeat listed its candidate
+	gone              bool // last heartbeat was a goodbye
 	available, health bool
 }
 
+// refAlive: p's last heartbeat is younger than timeout, or than twice
+// that while two other senders fell silent with it (their last
+// heartbeats less than timeout/2 before p's or after, and silent for
+// timeout/2 at p's deadline).
+func refAlive(ps map[string]*refPhantom, p *refPhantom, now, timeout time.Duration) bool {
+	if p.gone {
+		return false
+	}
+	if now-p.last < timeout {
+		return true
+	}
+	n := 0
+	for _, q := range ps {
+		if q != p && !q.gone && q.last > p.last-timeout/2 && p.last+timeout-q.last >= timeout/2 {
+			n++
+		}
+	}
+	return now-p.last < 2*timeout && n >= 2
+}
+
 // refLeader is the rule written as plainly as possible: the lowest ID
-// whose last heartbeat is younger than timeout and said available and
+// that is alive (refAlive) and whose last heartbeat said available and
 // healthy.
 func refLeader(ps map[string]*refPhantom, now, timeout time.Duration) string {
 	best := ""
 	for id, p := range ps {
-		if p.present && p.available && p.health && now-p.last < timeout && (best == "" || id < best) {
+		if p.present && p.available && p.health && refAlive(ps, p, now, timeout) && (best == "" || id < best) {
 			best = id
 		}
 	}
@@ -83,10 +104,10 @@ func TestRuleMatchesReference(t *testing.T) {
 					ps[id] = p
 					lastNew = now
 				}
-				p.last = now
+				p.last, p.gone = now, false
 				switch x := rng.IntN(100); {
 				case x < 4: // goodbye
-					hb.Leaving, p.present = true, false
+					hb.Leaving, p.present, p.gone = true, false, true
 				case x < 8: // its candidate left
 					p.present = false
 				default:
@@ -124,7 +145,7 @@ func TestRuleMatchesReference(t *testing.T) {
 			// with no leader, it waits until no new sender has appeared for
 			// Warmup, and for lower candidates not available yet.
 			if want != "" && now < 8*cfg.Warmup {
-				alive := func(p *refPhantom) bool { return p.present && p.health && now-p.last < cfg.Timeout }
+				alive := func(p *refPhantom) bool { return p.present && p.health && refAlive(ps, p, now, cfg.Timeout) }
 				if before != "" {
 					for id, p := range ps {
 						if id < before && alive(p) && p.first > beforeSince {
