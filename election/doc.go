@@ -46,6 +46,13 @@
 // A node counts a candidate alive while it has received a heartbeat of
 // the candidate's node within Timeout, measured on its own monotonic
 // clock at reception (clock skew between nodes cannot fake health).
+// Stalls are allowed for on both sides (compare HashiCorp's Lifeguard):
+// a node whose own timers or messages ran late lately extends its
+// timeouts by that much and announces it in its heartbeats' period, so
+// that its peers extend theirs for it; and a node that stops hearing
+// several nodes at once, all of them sending every Interval until the
+// same moment, takes that for its own stall and waits up to Timeout
+// more before it counts them failed.
 // A candidate is eligible when it is alive, reports itself healthy, and
 // has marked itself available. Heartbeats never enter the replicated
 // store. Candidates held by another process use a TTL: without a health
