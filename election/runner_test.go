@@ -981,14 +981,14 @@ func TestIdleHeartbeatsDoNotMarchInStep(t *testing.T) {
 	r := newTestCluster(t, "n1").runners[0]
 	interval := r.cfg.Interval
 	idle := 10 * interval
-	if got := r.sendGap(&Heartbeat{NodeID: "n1", Incarnation: 1, Seq: 7, Period: interval}); got != interval {
+	if got := r.sendGap(interval, &Heartbeat{NodeID: "n1", Incarnation: 1, Seq: 7}); got != interval {
 		t.Errorf("fast heartbeat: next after %v, want Interval %v", got, interval)
 	}
 	gaps := map[time.Duration]bool{}
 	lo, hi := idle, time.Duration(0)
 	for i := range 64 {
 		for seq := range uint64(4) {
-			g := r.sendGap(&Heartbeat{NodeID: fmt.Sprintf("node%d", i), Incarnation: 42, Seq: seq, Period: idle})
+			g := r.sendGap(idle, &Heartbeat{NodeID: fmt.Sprintf("node%d", i), Incarnation: 42, Seq: seq})
 			if g > idle || g < idle*3/4 {
 				t.Fatalf("node%d seq %d: next after %v, want within [%v, %v]", i, seq, g, idle*3/4, idle)
 			}
