@@ -46,6 +46,13 @@
 // A node counts a candidate alive while it has received a heartbeat of
 // the candidate's node within Timeout, measured on its own monotonic
 // clock at reception (clock skew between nodes cannot fake health).
+// Stalls are allowed for on both sides (compare HashiCorp's Lifeguard):
+// a node whose own timers or messages ran late lately extends its
+// timeouts by that much and announces it in its heartbeats' period, so
+// that its peers extend theirs for it; and a node that stops hearing
+// several nodes at once, all of them sending every Interval until the
+// same moment, takes that for its own stall and waits up to Timeout
+// more before it counts them failed.
 // A candidate is eligible when it is alive, reports itself healthy, and
 // has marked itself available. Heartbeats never enter the replicated
 // store. Candidates held by another process use a TTL: without a health
@@ -58,7 +65,16 @@
 // live peers that are still listening and until no new node has appeared
 // for Warmup (at most 8×Warmup from its start), so that a cluster
 // started all at once, or one node after another, elects once from the
-// full picture with no transient leader.
+// full picture with no transient leader. A leader named only by peers
+// that started with it (less than 2×Warmup apart: their incarnations
+// are start times) does not count as known: on a busy machine connections
+// take seconds to come up, and such a peer may have elected from the
+// few nodes it had heard. While the cluster starts, the cluster group
+// also waits for lower nodes that are up but not yet available (joining
+// by state transfer), and a node that elected and then first hears of a
+// lower node steps down (reason "starting", same term) and elects again
+// once no new node has appeared for Warmup: one more term for all the
+// nodes whose connections came up late, not one per node.
 //
 // A candidate that joins a group settles before it counts: its node
 // announces it as settling, not available, until it has received from

@@ -15,16 +15,18 @@ import (
 type Heartbeat struct {
 	// NodeID is the sender's node ID.
 	NodeID string
-	// Incarnation tells the sender's runs apart (the runner uses its start
-	// time in nanoseconds); Seq counts heartbeats within one incarnation.
-	// A receiver drops a heartbeat older than the last it accepted.
+	// Incarnation tells the sender's runs apart: its start time in Unix
+	// nanoseconds, which also tells which nodes started together (see
+	// NewRule); Seq counts heartbeats within one incarnation. A receiver
+	// drops a heartbeat older than the last it accepted.
 	Incarnation uint64
 	Seq         uint64
 	// Period is when the sender's next heartbeat is due: Interval while
 	// one of its candidates leads or stands next in a group (or it is
-	// starting), its idle period otherwise (Config.IdlePeriod).
-	// Receivers time the sender out after Timeout/Interval periods of
-	// silence. Zero (a version 1 sender): Interval. Sent in milliseconds.
+	// starting), its idle period otherwise (Config.IdlePeriod), plus an
+	// allowance for its own recent lateness (Rule.lateness). Receivers
+	// time the sender out after Timeout/Interval periods of silence.
+	// Zero (a version 1 sender): Interval. Sent in milliseconds.
 	Period time.Duration
 	// Leaving is the goodbye of a node that stops: its candidates are gone
 	// at once, without waiting for Timeout.

@@ -23,18 +23,39 @@ func testSeed(t *testing.T) uint64 {
 
 // refPhantom is what the reference knows of one sender.
 type refPhantom struct {
-	last              time.Duration
+	first, last       time.Duration
 	present           bool // last heartbeat listed its candidate
+	gone              bool // last heartbeat was a goodbye
 	available, health bool
 }
 
+// refAlive: p's last heartbeat is younger than timeout, or than twice
+// that while two other senders fell silent with it (their last
+// heartbeats less than timeout/2 before p's or after, and silent for
+// timeout/2 at p's deadline).
+func refAlive(ps map[string]*refPhantom, p *refPhantom, now, timeout time.Duration) bool {
+	if p.gone {
+		return false
+	}
+	if now-p.last < timeout {
+		return true
+	}
+	n := 0
+	for _, q := range ps {
+		if q != p && !q.gone && q.last > p.last-timeout/2 && p.last+timeout-q.last >= timeout/2 {
+			n++
+		}
+	}
+	return now-p.last < 2*timeout && n >= 2
+}
+
 // refLeader is the rule written as plainly as possible: the lowest ID
-// whose last heartbeat is younger than timeout and said available and
+// that is alive (refAlive) and whose last heartbeat said available and
 // healthy.
 func refLeader(ps map[string]*refPhantom, now, timeout time.Duration) string {
 	best := ""
 	for id, p := range ps {
-		if p.present && p.available && p.health && now-p.last < timeout && (best == "" || id < best) {
+		if p.present && p.available && p.health && refAlive(ps, p, now, timeout) && (best == "" || id < best) {
 			best = id
 		}
 	}
@@ -67,6 +88,7 @@ func TestRuleMatchesReference(t *testing.T) {
 		// sender has appeared for Warmup (or 8×Warmup passed).
 		var lastNew time.Duration
 		warm := false
+		var since time.Duration // of the last change
 		for step := range 300 {
 			now += time.Duration(rng.IntN(int(cfg.Timeout/time.Millisecond)/2+1)) * time.Millisecond
 			id := ids[rng.IntN(len(ids))]
@@ -78,14 +100,14 @@ func TestRuleMatchesReference(t *testing.T) {
 				hb := &Heartbeat{NodeID: id, Incarnation: 1, Seq: seqs[id]}
 				p := ps[id]
 				if p == nil {
-					p = &refPhantom{}
+					p = &refPhantom{first: now}
 					ps[id] = p
 					lastNew = now
 				}
-				p.last = now
+				p.last, p.gone = now, false
 				switch x := rng.IntN(100); {
 				case x < 4: // goodbye
-					hb.Leaving, p.present = true, false
+					hb.Leaving, p.present, p.gone = true, false, true
 				case x < 8: // its candidate left
 					p.present = false
 				default:
@@ -100,6 +122,7 @@ func TestRuleMatchesReference(t *testing.T) {
 				r.Receive(now, id, hb)
 				log = append(log, fmt.Sprintf("%v heartbeat %+v", now, *hb))
 			}
+			before, beforeSince := leader, since
 			for _, c := range r.Take().Changes {
 				if c.HasLeader() && c.Term != term+1 {
 					t.Fatalf("run %d step %d: change %v: term %d after %d, want +1\n%s", run, step, c, c.Term, term, strings.Join(log, "\n"))
@@ -107,7 +130,7 @@ func TestRuleMatchesReference(t *testing.T) {
 				if !c.HasLeader() && c.Term != term {
 					t.Fatalf("run %d step %d: change %v to no leader changed the term from %d", run, step, c, term)
 				}
-				leader, term = c.Leader, c.Term
+				leader, term, since = c.Leader, c.Term, now
 			}
 			if !warm && now >= cfg.Warmup && (now-lastNew >= cfg.Warmup || now >= 8*cfg.Warmup) {
 				warm = true
@@ -116,12 +139,27 @@ func TestRuleMatchesReference(t *testing.T) {
 			if warm {
 				want = refLeader(ps, now, cfg.Timeout)
 			}
-			// A cluster starting together (no leader yet, within 8×Warmup
-			// of the start) waits for lower candidates not available yet.
-			if want != "" && leader == "" && now < 8*cfg.Warmup {
-				for id, p := range ps {
-					if id < want && p.present && p.health && !p.available && now-p.last < cfg.Timeout {
+			// A cluster starting together (within 8×Warmup of the start;
+			// the senders name no leader): a leader steps down for a lower
+			// live, healthy candidate first heard after it was elected;
+			// with no leader, it waits until no new sender has appeared for
+			// Warmup, and for lower candidates not available yet.
+			if want != "" && now < 8*cfg.Warmup {
+				alive := func(p *refPhantom) bool { return p.present && p.health && refAlive(ps, p, now, cfg.Timeout) }
+				if before != "" {
+					for id, p := range ps {
+						if id < before && alive(p) && p.first > beforeSince {
+							want = ""
+						}
+					}
+				} else {
+					if now-lastNew < cfg.Warmup {
 						want = ""
+					}
+					for id, p := range ps {
+						if id < want && alive(p) && !p.available {
+							want = ""
+						}
 					}
 				}
 			}

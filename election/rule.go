@@ -121,9 +121,11 @@ type groupState struct {
 }
 
 // NewRule returns the rule of the node cfg describes, started at now.
-// incarnation must differ between runs of the node (the runner uses its
-// start time in nanoseconds) and grow from one run to the next. The
-// cluster candidate is not joined: the runner joins it.
+// incarnation is the node's start time in Unix nanoseconds (the runner
+// reads the wall clock once when it starts): it tells the node's runs
+// apart (it grows from one run to the next) and tells which nodes
+// started together (startedWith). The cluster candidate is not joined:
+// the runner joins it.
 func NewRule(cfg Config, incarnation uint64, now time.Duration) (*Rule, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -294,11 +296,13 @@ func (r *Rule) Receive(now time.Duration, peer string, hb *Heartbeat) {
 
 // repeats reports whether hb, from rec's node, says what its last
 // heartbeat said, and nothing may have changed since the last
-// evaluation: rec was alive until now, no deadline has passed, this node
-// is warm, and no local candidate is settling (which counts its peers'
-// sequence numbers).
+// evaluation: rec was alive until now and not silent for half its
+// timeout, no deadline has passed, this node is warm, and no local
+// candidate is settling (which counts its peers' sequence numbers).
 func (r *Rule) repeats(rec *nodeRec, hb *Heartbeat) bool {
-	if r.now >= r.recheck || !r.warm || !r.alive(rec) {
+	// A heartbeat after half a timeout of silence is news: it may end a
+	// silence that kept others alive (silentWith).
+	if r.now >= r.recheck || !r.warm || !r.alive(rec) || r.now-rec.lastSeen >= r.timeout(rec)/2 {
 		return false
 	}
 	for _, c := range r.local {
@@ -342,8 +346,10 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 	// group nobody leads no longer waits for lower candidates
 	// (startingCluster).
 	consider(r.start + 8*r.cfg.Warmup)
-	if !r.warm {
+	if !r.warm || r.startingCluster() {
 		consider(r.lastNew + r.cfg.Warmup)
+	}
+	if !r.warm {
 		for _, rec := range r.nodes {
 			if rec.warming {
 				consider(rec.firstHeard + 2*r.cfg.Warmup)
@@ -352,7 +358,9 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 	}
 	for _, rec := range r.nodes {
 		if r.alive(rec) {
+			// silentWith may hold it for up to Timeout more.
 			consider(rec.lastSeen + r.timeout(rec) + r.slack)
+			consider(rec.lastSeen + r.timeout(rec) + r.slack + r.cfg.Timeout)
 		}
 	}
 	for _, c := range r.local {
@@ -367,12 +375,13 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 }
 
 // Heartbeat returns the heartbeat to send now: the local candidates and,
-// once warm, this node's view of every group.
+// once warm, this node's view of every group. The next one is due
+// SendPeriod later.
 func (r *Rule) Heartbeat(now time.Duration) *Heartbeat {
 	r.advance(now)
 	r.seq++
 	r.lastPeriod = r.period()
-	hb := &Heartbeat{NodeID: r.cfg.NodeID, Incarnation: r.inc, Seq: r.seq, Warming: !r.listened, Period: r.lastPeriod}
+	hb := &Heartbeat{NodeID: r.cfg.NodeID, Incarnation: r.inc, Seq: r.seq, Warming: !r.listened, Period: r.lastPeriod + r.lateness()}
 	for _, k := range sortedKeys(r.local) {
 		c := r.local[k]
 		hb.Candidates = append(hb.Candidates, CandidateState{
@@ -391,6 +400,32 @@ func (r *Rule) Heartbeat(now time.Duration) *Heartbeat {
 		}
 	}
 	return hb
+}
+
+// SendPeriod is the time from the last heartbeat (Heartbeat) to the
+// next: Interval, or the idle period (Config.IdlePeriod).
+func (r *Rule) SendPeriod() time.Duration { return r.lastPeriod }
+
+// lateness is what this node adds to the period it announces for its
+// own recent lateness (SetSlack): its timers fired that late lately, or
+// its own messages took that long through the transport, so its next
+// heartbeat may come that much after its period. Receivers wait
+// Timeout/Interval announced periods (timeout), so the period grows by
+// slack×Interval/Timeout to give them slack more: its peers allow for
+// its stalls as it allows for its own (Lifeguard's local health, told to
+// the others). Measured: 24 nodes started in one process on 2 cores
+// shared with a 100-node benchmark ran their timers up to 0.9 s late,
+// and their peers, on time themselves, took each such silence of the
+// leader for its failure (terms 12-16). Lateness under an Interval is
+// not announced: Timeout already allows a heartbeat that much late (it
+// spans several Intervals), and a node about on time is then failed over
+// as fast as ever when it crashes (LAN: 0.6-0.8 s).
+func (r *Rule) lateness() time.Duration {
+	if r.slack < r.cfg.Interval {
+		return 0
+	}
+	a := time.Duration(float64(r.slack) * float64(r.cfg.Interval) / float64(r.cfg.Timeout))
+	return a.Truncate(time.Millisecond) // the wire's unit
 }
 
 // Goodbye returns the heartbeat that announces this node is stopping.
@@ -427,7 +462,41 @@ func (r *Rule) advance(now time.Duration) (removed bool) {
 }
 
 func (r *Rule) alive(rec *nodeRec) bool {
-	return !rec.leaving && r.now-rec.lastSeen < r.timeout(rec)+r.slack
+	if rec.leaving {
+		return false
+	}
+	silence, limit := r.now-rec.lastSeen, r.timeout(rec)+r.slack
+	return silence < limit || (silence < limit+r.cfg.Timeout && r.silentWith(rec, rec.lastSeen+limit))
+}
+
+// silentWith reports whether at least two other nodes went silent with
+// rec: their last heartbeats came less than Timeout/2 before rec's (or
+// after it), and at rec's deadline each had been silent for half its own
+// timeout (and is still: a node heard since tells that this node hears
+// again, and rec is silent on its own). Then rec is given up to Timeout
+// more. (Judged as of the deadline, the answer only turns false, when
+// one of them is heard again: a node timed out is never revived by
+// others falling silent later.) Several nodes that stop at once, each
+// on its own schedule, tell of this node's own stall (its receiving
+// stalled: its process starved, its network queue backed up) more likely
+// than of their crashes, and its own slack misses such a stall when its
+// timers ran on time. Measured: 24 nodes in one process on 2 busy cores,
+// a node whose slack was 41 ms heard nothing from 13 of its 23 peers for
+// 0.9 s and failed its leader over. Idle nodes (long periods) do not
+// count as silent for seconds, so a crashed leader whose peers go on is
+// failed over after Timeout as before; it takes up to Timeout more when
+// two more nodes that were sending every Interval crash or are cut off
+// with it.
+func (r *Rule) silentWith(rec *nodeRec, deadline time.Duration) bool {
+	n := 0
+	for _, q := range r.nodes {
+		if q != rec && !q.leaving && q.lastSeen > rec.lastSeen-r.cfg.Timeout/2 && deadline-q.lastSeen >= r.timeout(q)/2 {
+			if n++; n == 2 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // SetSlack extends every node's timeout by d: how late this node itself
@@ -474,11 +543,18 @@ func (r *Rule) IdlePeriod() time.Duration {
 
 // wantFast reports whether a local candidate is settling, leads its
 // group, or stands next in line (the lowest eligible candidate but the
-// leader), or is eligible in a group without a leader; ms are the
-// members by group, as evaluate computed them.
+// leader), or is eligible in a group without a leader, or is this
+// node's unavailable cluster candidate while the cluster is starting
+// (startingCluster: the others wait for it to become available, and one
+// that elected before it heard of it steps down only once it does; the
+// idle period delayed that by seconds); ms are the members by group, as
+// evaluate computed them.
 func (r *Rule) wantFast(ms map[string][]*Member) bool {
 	for _, c := range r.local {
 		if !c.settled {
+			return true
+		}
+		if c.spec.Group == ClusterGroup && !c.available && r.startingCluster() {
 			return true
 		}
 		g := r.groups[c.spec.Group]
@@ -671,23 +747,13 @@ func (r *Rule) settle() {
 // once no new node has been heard for Warmup, so that the first
 // election sees the whole cluster and later starters do not preempt it
 // one by one (24 nodes started by one process agreed at term 30-60
-// before). A node that joins a cluster with a leader does not wait.
-// (evaluate bounds the wait: 8×Warmup after the start.)
+// before). A node that joins a running cluster (runningCluster) does
+// not wait. (evaluate bounds the wait: 8×Warmup after the start.)
 func (r *Rule) membershipSettled() bool {
 	if r.now-r.lastNew >= r.cfg.Warmup {
 		return true
 	}
-	for _, rec := range r.nodes {
-		if !r.alive(rec) {
-			continue
-		}
-		for _, v := range rec.views {
-			if v.Leader != "" {
-				return true
-			}
-		}
-	}
-	return false
+	return r.runningCluster()
 }
 
 // peersWarming reports whether a live peer is still listening (evaluate
@@ -744,7 +810,7 @@ func (r *Rule) evalGroup(name string, ms []*Member) {
 	g := r.group(name)
 	views := r.viewsOf(name)
 	cur := g.lead
-	next := r.choose(cur, ms, views)
+	next := r.choose(cur, g.since, ms, views)
 
 	// M: the highest term anyone alive holds for the group.
 	maxTerm := cur.Term
@@ -799,8 +865,9 @@ func (r *Rule) evalGroup(name string, ms []*Member) {
 	r.out.Changes = append(r.out.Changes, ch)
 }
 
-// choose picks the leader among ms (sorted by ID, peer).
-func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
+// choose picks the leader among ms (sorted by ID, peer); the current
+// leadership cur began at since.
+func (r *Rule) choose(cur Leadership, since time.Duration, ms []*Member, views []View) Leadership {
 	var elig []*Member
 	for _, m := range ms {
 		if m.Eligible {
@@ -814,8 +881,31 @@ func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
 	// (it has just joined, here or elsewhere): electing a higher one now
 	// would make two leaders for a moment where that one's node already
 	// elects it. The wait is bounded: settling lasts at most Warmup.
+	starting := cur.Group == ClusterGroup && r.startingCluster()
+	if starting && cur.HasLeader() {
+		// A node that elected during this start and has since first heard
+		// a lower node (it elected from a partial picture: connections
+		// were still coming up) steps down (ReasonStarting; the term
+		// stays) and waits with the others below, rather than change
+		// leader, and term, once more for each lower node it hears of.
+		leader := &Member{ID: cur.Leader, Peer: cur.Peer}
+		for _, m := range ms {
+			if memberLess(m, leader) >= 0 {
+				break
+			}
+			if m.Alive && m.Healthy && r.heardSince(m, since) {
+				return Leadership{Group: cur.Group}
+			}
+		}
+	}
 	if !cur.HasLeader() {
-		starting := cur.Group == ClusterGroup && r.startingCluster(views)
+		// A cluster starting together elects once no new node has
+		// appeared for Warmup, also after the warm-up (a node that
+		// stepped down above), so that one election covers every node
+		// whose connection came up meanwhile.
+		if starting && r.now-r.lastNew < r.cfg.Warmup {
+			return Leadership{Group: cur.Group}
+		}
 		for _, m := range ms {
 			// A cluster starting together also waits for lower nodes that
 			// are not available yet (a node's cluster candidate is
@@ -867,18 +957,57 @@ func (r *Rule) choose(cur Leadership, ms []*Member, views []View) Leadership {
 	return lead(best)
 }
 
-// startingCluster: nobody alive names a leader of the group, and this
-// node started less than 8×Warmup ago (see choose).
-func (r *Rule) startingCluster(views []View) bool {
-	if r.now >= r.start+8*r.cfg.Warmup {
-		return false
-	}
-	for _, v := range views {
-		if v.Leader != "" {
-			return false
+// heardSince reports whether m is a remote candidate whose node was
+// first heard after at.
+func (r *Rule) heardSince(m *Member, at time.Duration) bool {
+	rec, ok := r.nodes[m.Peer]
+	return !m.Local && ok && rec.firstHeard > at
+}
+
+// startingCluster: this node started less than 8×Warmup ago, and no
+// live node that did not start with it (startedWith) names a leader of
+// the cluster: the cluster is starting, and a leader that a node which
+// started with this one names was chosen in this same start, maybe from
+// a partial picture (see choose and membershipSettled).
+func (r *Rule) startingCluster() bool {
+	return r.now < r.start+8*r.cfg.Warmup && !r.runningCluster()
+}
+
+// runningCluster reports whether a live node that did not start with
+// this one (startedWith) names a leader of the cluster: this node joins
+// a cluster that runs. A leader named only by nodes that started with
+// this one does not count: on a busy machine (24 nodes started at once
+// by one process on 2 cores) connections take seconds to come up, and a
+// node that ended its warm-up having heard few others or none elected
+// from that partial picture; every other node then took its leader for
+// a running cluster's, stopped waiting, and followed it, and each lower
+// node that became available later preempted in turn (the cluster
+// agreed at term 8-13).
+func (r *Rule) runningCluster() bool {
+	for _, rec := range r.nodes {
+		if v := rec.views[ClusterGroup]; v.Leader != "" && r.alive(rec) && !r.startedWith(rec) {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// startedWith reports whether rec's node started less than 2×Warmup
+// before or after this one: one start. The earlier of two such nodes
+// could not have listened for Warmup and then heard no new node for
+// Warmup (membershipSettled) with the later one in its picture, so a
+// leader it names was chosen in the same start, maybe from a partial
+// picture; and the nodes of one start begin their elections spread out
+// (24 nodes launched together in one process on 2 busy cores: up to
+// 0.9 s apart, with Warmup 0.8 s). Starts further apart are staggered:
+// the earlier node's leader stands. Their incarnations are their start
+// times in nanoseconds (see NewRule). Clocks that disagree by more than
+// that only make a node take one that started with it for a running
+// cluster's node (it stops waiting, as every node did before) or the
+// reverse (it waits for at most 8×Warmup).
+func (r *Rule) startedWith(rec *nodeRec) bool {
+	d := int64(rec.inc - r.inc)
+	return d > -int64(2*r.cfg.Warmup) && d < int64(2*r.cfg.Warmup)
 }
 
 // reason explains a change from cur to next.
@@ -910,6 +1039,8 @@ func (r *Rule) reason(cur, next Leadership, ms []*Member) string {
 		return ReasonUnhealthy
 	case !old.Eligible:
 		return ReasonUnavailable
+	case !next.HasLeader():
+		return ReasonStarting
 	case r.cfg.NoPreemption:
 		return ReasonSuperseded
 	}

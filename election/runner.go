@@ -280,8 +280,10 @@ func (r *Runner) noteLate(now, lag time.Duration) {
 	}
 }
 
-// sendGap is how long after hb the next heartbeat is due: hb.Period
-// while that is Interval, up to a quarter less for an idle period.
+// sendGap is how long after hb, sent on period (the rule's SendPeriod:
+// hb.Period less the allowance for this node's lateness), the next
+// heartbeat is due: period while that is Interval, up to a quarter less
+// for an idle period.
 // Nodes started together otherwise send their idle heartbeats in step,
 // every idle period all at once: at 200 nodes, 200 heartbeats, each
 // copied to every peer, in one burst that the leader's heartbeats wait
@@ -291,12 +293,12 @@ func (r *Runner) noteLate(now, lag time.Duration) {
 // the node's ID, incarnation and the heartbeat's sequence number:
 // different from node to node and heartbeat to heartbeat, and the same
 // in a test that replays them.
-func (r *Runner) sendGap(hb *Heartbeat) time.Duration {
-	if hb.Period <= r.cfg.Interval {
-		return hb.Period
+func (r *Runner) sendGap(period time.Duration, hb *Heartbeat) time.Duration {
+	if period <= r.cfg.Interval {
+		return period
 	}
 	u := jitter.Fraction(hb.NodeID, hb.Incarnation, hb.Seq)
-	return hb.Period - time.Duration(u*float64(hb.Period)/4)
+	return period - time.Duration(u*float64(period)/4)
 }
 
 // step ticks the rule, sends a heartbeat if one is due (or kicked asks
@@ -320,7 +322,7 @@ func (r *Runner) step(kicked bool) (wait time.Duration, ok bool) {
 	if (kicked || out.Send || now >= r.nextSend) && !suspended {
 		hb := r.rule.Heartbeat(now)
 		data = hb.Encode()
-		r.nextSend = now + r.sendGap(hb)
+		r.nextSend = now + r.sendGap(r.rule.SendPeriod(), hb)
 	}
 	// A suspension acts like a paused process: what falls due meanwhile
 	// is sent the moment it ends.

@@ -821,6 +821,46 @@ func TestRunnerLateTimerExtendsTimeouts(t *testing.T) {
 	tc.until(late+cfg.Timeout, "n2 fails over once its slack is used up", func() bool { return n2.Leader(ClusterGroup).Leader != "n1" })
 }
 
+// A leader whose own timer fired late tells its peers in the period it
+// announces: they allow its silence that much more before they fail it
+// over (the peers ran on time, so their own slack does not cover it:
+// 24 nodes in one starved process failed their late leaders over, term
+// 12-16). Once the allowance is used up, they fail over. Lateness under
+// an Interval is not announced.
+func TestRunnerLateLeaderAnnouncesItsLateness(t *testing.T) {
+	tc := newTestCluster(t, "n1", "n2", "n3")
+	n1, n2, n3 := tc.runners[0], tc.runners[1], tc.runners[2]
+	tc.until(2*time.Second, "n1 leads everywhere", func() bool { return tc.agree(ClusterGroup, "n1", n1, n2, n3) })
+	cfg := FastConfig()
+	// Under an Interval late: nothing to announce (Timeout allows it).
+	n1.mu.Lock()
+	n1.noteLate(n1.now(), cfg.Interval/2)
+	n1.mu.Unlock()
+	tc.advance(cfg.Interval)
+	if p := n2.rule.nodes["peer-n1"].period; p != cfg.Interval {
+		t.Fatalf("n2 got n1's period as %v after n1 ran %v late, want Interval (%v)", p, cfg.Interval/2, cfg.Interval)
+	}
+	late := 2 * cfg.Timeout
+	n1.mu.Lock()
+	n1.noteLate(n1.now(), late) // as a transport lag
+	n1.mu.Unlock()
+	tc.advance(cfg.Interval) // n1's next heartbeat announces it
+	if p, want := n2.rule.nodes["peer-n1"].period, cfg.Interval+late*cfg.Interval/cfg.Timeout; p != want {
+		t.Fatalf("n2 got n1's period as %v, want %v: Interval plus late×Interval/Timeout", p, want)
+	}
+	tc.net.isolate("peer-n1", true)
+	cut := tc.clock.Now()
+	tc.advance(cfg.Timeout + cfg.Interval)
+	for _, r := range []*Runner{n2, n3} {
+		if l := r.Leader(ClusterGroup); l.Leader != "n1" {
+			t.Fatalf("%s failed n1 over %v after its last heartbeat, which allowed %v more: %+v", r.cfg.NodeID, tc.clock.Now().Sub(cut), late, l)
+		}
+	}
+	tc.until(late+cfg.Timeout, "n2 and n3 fail over once n1's allowance is used up", func() bool {
+		return n2.Leader(ClusterGroup).Leader == "n2" && n3.Leader(ClusterGroup).Leader == "n2"
+	})
+}
+
 // A node stopped for longer than Timeout (SIGSTOP, a paused VM) takes
 // no live peer for failed when it wakes, whether its late timer or a
 // heartbeat read on waking runs first: the rule only judged the silence
@@ -941,14 +981,14 @@ func TestIdleHeartbeatsDoNotMarchInStep(t *testing.T) {
 	r := newTestCluster(t, "n1").runners[0]
 	interval := r.cfg.Interval
 	idle := 10 * interval
-	if got := r.sendGap(&Heartbeat{NodeID: "n1", Incarnation: 1, Seq: 7, Period: interval}); got != interval {
+	if got := r.sendGap(interval, &Heartbeat{NodeID: "n1", Incarnation: 1, Seq: 7}); got != interval {
 		t.Errorf("fast heartbeat: next after %v, want Interval %v", got, interval)
 	}
 	gaps := map[time.Duration]bool{}
 	lo, hi := idle, time.Duration(0)
 	for i := range 64 {
 		for seq := range uint64(4) {
-			g := r.sendGap(&Heartbeat{NodeID: fmt.Sprintf("node%d", i), Incarnation: 42, Seq: seq, Period: idle})
+			g := r.sendGap(idle, &Heartbeat{NodeID: fmt.Sprintf("node%d", i), Incarnation: 42, Seq: seq})
 			if g > idle || g < idle*3/4 {
 				t.Fatalf("node%d seq %d: next after %v, want within [%v, %v]", i, seq, g, idle*3/4, idle)
 			}

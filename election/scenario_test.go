@@ -122,6 +122,9 @@ type sim struct {
 	phantom map[string]uint64 // phantom sender -> last seq
 }
 
+// simEpoch is the simulation's time 0 in Unix nanoseconds (2026).
+const simEpoch = uint64(1_780_000_000) * uint64(time.Second)
+
 func newSim(t *testing.T) *sim {
 	cfg := FastConfig()
 	cfg.Interval, cfg.Timeout, cfg.Warmup = 100*time.Millisecond, 400*time.Millisecond, 400*time.Millisecond
@@ -266,7 +269,10 @@ func (s *sim) exec(f []string) {
 func (s *sim) start(n *simNode, terms map[string]uint64) {
 	cfg := s.cfg
 	cfg.NodeID, cfg.Peer = n.id, n.peer
-	n.inc++
+	// The incarnation is the start time in nanoseconds, as the runner's
+	// (startedWith compares them), far from the hand-made heartbeats'
+	// (inc=1 by default: a node that has run for long).
+	n.inc = max(n.inc+1, simEpoch+uint64(s.now))
 	r, err := NewRule(cfg, n.inc, s.now)
 	if err != nil {
 		s.fatalf("NewRule: %v", err)
@@ -419,7 +425,7 @@ func (s *sim) run(end time.Duration) {
 					n.sendNow, any = false, true
 					hb := n.rule.Heartbeat(s.now)
 					s.broadcast(n, hb)
-					n.nextSend = s.now + hb.Period
+					n.nextSend = s.now + n.rule.SendPeriod()
 				}
 			}
 			if !any {
@@ -471,7 +477,7 @@ func (s *sim) run(end time.Duration) {
 			if n.up && n.nextSend <= s.now {
 				hb := n.rule.Heartbeat(s.now)
 				s.broadcast(n, hb)
-				n.nextSend = s.now + hb.Period
+				n.nextSend = s.now + n.rule.SendPeriod()
 			}
 		}
 	}

@@ -254,6 +254,7 @@ const (
 	ReasonPreempted   = "preempted"   // a lower ID became eligible (preemption on)
 	ReasonSuperseded  = "superseded"  // another leadership with a higher term won (after a partition)
 	ReasonTerm        = "term"        // same leader, higher term (after a partition healed)
+	ReasonStarting    = "starting"    // no leader: the cluster is starting and a lower node appeared after this node elected
 )
 
 // Change is a change of a group's leadership on this node.

@@ -580,3 +580,36 @@ func BenchmarkElectionFailover(b *testing.B) {
 		lan.Interval, lan.Timeout, runs, pct(failover, 50), pct(failover, 99), failover[0], failover[len(failover)-1],
 		pct(graceful, 50), pct(graceful, 99), falseFailovers, runs, shortLo, shortHi, longFailovers, runs, longLo, longHi)
 }
+
+// A rolling restart of every node but the leader, one at a time (each
+// stops gracefully and starts again with its data): the leader and its
+// term never change, on any node, and the restarted node rejoins the
+// running leadership at its term.
+func TestElectionRollingRestart(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	nodes := electionCluster(t, 4, fastElection())
+	first, _ := waitLeader(t, 10*time.Second, election.ClusterGroup, "node1", nodes...)
+	w := nodes[0].Election().Watch(election.ClusterGroup)
+	defer w.Close()
+	for _, i := range []int{3, 1, 2} {
+		var peers []string
+		for j, o := range nodes {
+			if j != i {
+				peers = append(peers, o.P2P().Addrs()[0].String())
+			}
+		}
+		dir := nodes[i].Dir()
+		if err := nodes[i].Close(); err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = nodetest.Open(t, dir, fastElection(), node.WithConfig(func(c *node.Config) { c.Peers = append(c.Peers, peers...) }))
+		l, took := waitLeader(t, 10*time.Second, election.ClusterGroup, "node1", nodes...)
+		t.Logf("node%d restarted: node1 leads at term %d on every node after %v", i+1, l.Term, took)
+		if l.Term != first.Term {
+			t.Errorf("after node%d's restart: term %d, want %d (unchanged)", i+1, l.Term, first.Term)
+		}
+	}
+	if ev := w.Latest(); ev.Term != first.Term || ev.Leader != "node1" {
+		t.Errorf("node1's last event %+v, want node1 at term %d", ev, first.Term)
+	}
+}
