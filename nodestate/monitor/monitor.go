@@ -223,23 +223,6 @@ func (m *Monitor) Close() error {
 // drops what is published in the first ~100 ms).
 const connectReportDelay = 300 * time.Millisecond
 
-// connectReportWait is how long after a new connection at now the extra
-// report goes out: connectReportDelay, but no sooner than a quarter of
-// the idle period after the last report (lastPub). The report is
-// gossiped to every node, not only to the new peer: when connections
-// come and go by the hundred (a cluster of 100 started at once, or
-// reconnecting after its process was starved), each node reported up to
-// three times a second, N reports a second that every node received,
-// which kept 100 mocknet nodes overloaded and their connections
-// flapping. With the gap a node sends at most one such report per
-// quarter idle period (24 nodes: 1.5 s, 200 nodes: 12.5 s), about 16 a
-// second in the whole cluster whatever its size; a new peer learns this
-// node's state within that gap.
-func connectReportWait(now, lastPub time.Time, idle time.Duration) time.Duration {
-	gap := max(ReportInterval, idle/4)
-	return max(connectReportDelay, lastPub.Add(gap).Sub(now))
-}
-
 func (m *Monitor) loop() {
 	defer m.wg.Done()
 	t := time.NewTicker(ReportInterval)
@@ -253,7 +236,7 @@ func (m *Monitor) loop() {
 		case <-m.ctx.Done():
 			return
 		case <-m.kick:
-			soon.Reset(connectReportWait(time.Now(), m.lastPub, idleReportPeriod(m.liveNodes())))
+			soon.Reset(connectReportDelay)
 			continue
 		case <-soon.C:
 			m.publishIfDue(true)

@@ -67,26 +67,3 @@ func TestEarlyFraction(t *testing.T) {
 		t.Errorf("256 reports of 64 nodes: %d distinct fractions within %v..%v, want them spread over [0, 1/4)", len(seen), lo, hi)
 	}
 }
-
-// The extra report after a new connection waits for a quarter of the
-// idle period since the last report, and at least connectReportDelay.
-func TestConnectReportWait(t *testing.T) {
-	now := time.Unix(1000, 0)
-	s := time.Second
-	for _, c := range []struct {
-		name  string
-		since time.Duration // since the last report
-		idle  time.Duration
-		want  time.Duration
-	}{
-		{"small cluster, last report long ago", 10 * s, 5 * s, connectReportDelay},
-		{"small cluster, just reported", 0, 5 * s, 1250 * time.Millisecond},
-		{"200 nodes, reported 2 s ago", 2 * s, 50 * s, 10500 * time.Millisecond},
-		{"200 nodes, gap over", 13 * s, 50 * s, connectReportDelay},
-		{"gap nearly over", 1200 * time.Millisecond, 5 * s, connectReportDelay},
-	} {
-		if got := connectReportWait(now, now.Add(-c.since), c.idle); got != c.want {
-			t.Errorf("%s: connectReportWait = %v, want %v", c.name, got, c.want)
-		}
-	}
-}
