@@ -305,6 +305,13 @@ func (r *Rule) repeats(rec *nodeRec, hb *Heartbeat) bool {
 	if r.now >= r.recheck || !r.warm || !r.alive(rec) || r.now-rec.lastSeen >= r.timeout(rec)/2 {
 		return false
 	}
+	// While the cluster starts with no leader, every heartbeat is news: a
+	// node that stepped down for a lower node (choose) elects again at
+	// the first evaluation after its wait, which no deadline marks once
+	// the wait is over (the reference model found a repeat skipped there).
+	if g := r.groups[ClusterGroup]; r.startingCluster() && (g == nil || !g.lead.HasLeader()) {
+		return false
+	}
 	for _, c := range r.local {
 		if !c.settled {
 			return false
