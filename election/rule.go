@@ -309,7 +309,7 @@ func (r *Rule) repeats(rec *nodeRec, hb *Heartbeat) bool {
 	// node that stepped down for a lower node (choose) elects again at
 	// the first evaluation after its wait, which no deadline marks once
 	// the wait is over (the reference model found a repeat skipped there).
-	if g := r.groups[ClusterGroup]; r.startingCluster() && (g == nil || !g.lead.HasLeader()) {
+	if g := r.groups[ClusterGroup]; (g == nil || !g.lead.HasLeader()) && r.startingCluster() {
 		return false
 	}
 	for _, c := range r.local {
