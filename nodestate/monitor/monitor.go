@@ -781,6 +781,7 @@ var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_relay_circuits_total", "counter", "Relayed connections this node opened for other nodes."},
 	{"starling_peer_connections", "gauge", "Connected peers by how: direct, hole-punched, relayed."},
 	{"starling_p2p_messages_total", "counter", "Messages sent (dir=out) and received (dir=in) since start, by source: gossip:<topic> (duplicates from a second mesh peer count again), gossipsub-control, stream:replication/1.0.0 (direct messages), gossipsub-dropped (out: RPCs dropped because a peer's queue was full; in: messages a slow subscriber of this node missed)."},
+	{"starling_p2p_dropped_total", "counter", "Gossip messages (and control RPCs) gossipsub gave up on for a full queue since start, by source: dir=out not sent because the peer's outbound queue was full, dir=in not validated because the validation queue was full or the peer throttled. Lost heartbeats and reports: an overloaded node or link."},
 	{"starling_p2p_bytes_total", "counter", "Bytes sent (dir=out) and received (dir=in) since start, by source: each gossip topic, gossipsub-control, gossipsub-streams (all gossipsub bytes on the wire), and each stream protocol (dht, identify, ping, nat, bitswap, stream:<name>)."},
 }
 
@@ -990,10 +991,8 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter("starling_p2p_bytes_total", float64(t.BytesIn), "source", t.Source, "dir", "in")
 		counter("starling_p2p_bytes_total", float64(t.BytesOut), "source", t.Source, "dir", "out")
-		if t.DroppedIn+t.DroppedOut > 0 {
-			counter("starling_p2p_dropped_total", float64(t.DroppedIn), "source", t.Source, "dir", "in")
-			counter("starling_p2p_dropped_total", float64(t.DroppedOut), "source", t.Source, "dir", "out")
-		}
+		counter("starling_p2p_dropped_total", float64(t.DroppedIn), "source", t.Source, "dir", "in")
+		counter("starling_p2p_dropped_total", float64(t.DroppedOut), "source", t.Source, "dir", "out")
 	}
 	byConn := make(map[p2p.ConnKind]int)
 	for _, p := range m.cfg.P2P.Peers() {
