@@ -41,13 +41,18 @@ const (
 	// HealthSyncing: connected, and the peer is joining, transferring
 	// state, or working through queued DAG blocks.
 	HealthSyncing SyncHealth = "Syncing"
-	// HealthDisconnected: no direct connection; the nodes exchange heads
-	// and resync when it comes back.
+	// HealthIndirect: no direct connection, and the peer's reports come
+	// on time through other nodes, as its data does: in a cluster larger
+	// than a node's bound on connections (p2p.Config.MaxPeers), most
+	// peers are reached this way.
+	HealthIndirect SyncHealth = "Indirect"
+	// HealthDisconnected: no direct connection and no recent report;
+	// the nodes exchange heads and resync when they meet again.
 	HealthDisconnected SyncHealth = "Disconnected"
 )
 
 // AllSyncHealth lists the sync health values in display order.
-var AllSyncHealth = []SyncHealth{HealthConnected, HealthSyncing, HealthDisconnected}
+var AllSyncHealth = []SyncHealth{HealthConnected, HealthSyncing, HealthIndirect, HealthDisconnected}
 
 // PeerStateConfig configures PeerStates. Zero fields take the defaults.
 type PeerStateConfig struct {
@@ -425,12 +430,24 @@ func ReportTimeouts(cfg PeerStateConfig, periodMS int64) (suspect, dead time.Dur
 
 // compute is the rule: the state and health of p at now.
 func (s *PeerStates) compute(now time.Duration, p *peerRec) (NodeState, SyncHealth, string) {
+	last := p.known
+	if p.heard {
+		last = p.lastHeard
+	}
+	age := now - last
+	suspect, dead := s.cfg.SuspectAfter, s.cfg.DeadAfter
+	if p.heard {
+		suspect, dead = ReportTimeouts(s.cfg, p.report.PeriodMS)
+	}
 	health := HealthDisconnected
-	if p.connected {
+	switch {
+	case p.connected:
 		health = HealthConnected
 		if p.heard && (p.report.Sync.Phase != PhaseActive || p.report.Queued > 0 || p.report.Dirty) {
 			health = HealthSyncing
 		}
+	case p.heard && age < suspect && !p.report.Leaving:
+		health = HealthIndirect
 	}
 	if p.heard && p.report.Leaving {
 		if !p.connected || p.gone {
@@ -440,15 +457,6 @@ func (s *PeerStates) compute(now time.Duration, p *peerRec) (NodeState, SyncHeal
 			return StateLeft, health, fmt.Sprintf("goodbye %v ago", s.cfg.LeftAfter)
 		}
 		return StateLeaving, health, "goodbye"
-	}
-	last := p.known
-	if p.heard {
-		last = p.lastHeard
-	}
-	age := now - last
-	suspect, dead := s.cfg.SuspectAfter, s.cfg.DeadAfter
-	if p.heard {
-		suspect, dead = ReportTimeouts(s.cfg, p.report.PeriodMS)
 	}
 	switch {
 	case age >= dead:

@@ -258,7 +258,7 @@ func (sc *scenario) report(t *testing.T, td *datadriven.TestData, peer string) N
 
 // view prints one row of the table.
 func (sc *scenario) view(t *testing.T, td *datadriven.TestData, v PeerView) string {
-	if v.Connected != (v.Health != HealthDisconnected) {
+	if v.Connected != (v.Health == HealthConnected || v.Health == HealthSyncing) {
 		t.Errorf("%s: %s: connected %v, health %s", td.Pos, v.Peer, v.Connected, v.Health)
 	}
 	node := v.Node

@@ -36,6 +36,11 @@ const (
 	// alone notices a silent partition only after minutes.
 	defaultPingTimeout = 4 * time.Second
 
+	// defaultMaxPeers: see Config.MaxPeers. Enough for gossipsub's mesh
+	// (6 to 12 peers per topic) with room for its gossip, small enough
+	// that an idle node's pings, streams and peer state stay small.
+	defaultMaxPeers = 32
+
 	// maxEnvLen bounds Config.Env; names derived from it must stay short
 	// (the mDNS service name is one DNS label of at most 63 bytes).
 	maxEnvLen = 64
@@ -82,6 +87,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PingTimeout == 0 {
 		c.PingTimeout = max(defaultPingTimeout, c.PingInterval)
+	}
+	if c.MaxPeers == 0 {
+		c.MaxPeers = defaultMaxPeers
+	}
+	if c.trimGrace == 0 {
+		c.trimGrace = defaultTrimGrace
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -185,6 +196,10 @@ func (c *Config) Validate() error {
 	}
 	if cfg.PingTimeout < cfg.PingInterval {
 		add("PingTimeout: %s is less than PingInterval (%s); a peer would be cut between two pings", cfg.PingTimeout, cfg.PingInterval)
+	}
+
+	if cfg.MaxPeers < 0 {
+		add("MaxPeers: %d is negative (0 takes the default, %d)", cfg.MaxPeers, defaultMaxPeers)
 	}
 
 	switch cfg.Reachability {

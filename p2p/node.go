@@ -64,8 +64,23 @@ type Config struct {
 	ListenAddrs []multiaddr.Multiaddr
 	// Peers are static bootstrap peers (must include /p2p/<id>). They are
 	// dialled at start and kept forever: re-dialled with backoff whenever
-	// they are not connected.
+	// they are not connected (in a cluster larger than MaxPeers, while
+	// the node has fewer than MaxPeers connections; see MaxPeers).
 	Peers []peer.AddrInfo
+	// MaxPeers bounds the connections a node keeps: it dials the peers it
+	// knows of (static, mDNS, DHT, the address exchange) only while it
+	// has fewer than MaxPeers connections, and closes the least preferred
+	// connections (never its static peers') once dialled-in ones bring
+	// it to more than half as many again. Gossip reaches the nodes it is
+	// not connected to through those it is. Two exceptions keep the
+	// cluster whole: a peer whose connection the liveness check cut is
+	// re-dialled until it is heard of again (a partition that heals), and
+	// a known peer not heard of for unheardAfter is dialled whatever the
+	// count (bounds.go). Default 32: a cluster of up to 33 nodes connects
+	// every pair, as without a bound. Connecting every pair of 200 nodes
+	// (19,900 connections, each with its pings, gossip and streams) did
+	// not even finish on a 2-core machine.
+	MaxPeers int
 	// MDNS enables LAN discovery. Default true.
 	MDNS bool
 	// DHT enables the Kademlia rendezvous (server mode, env-specific
@@ -82,10 +97,12 @@ type Config struct {
 	DropInbound func(from peer.ID) bool
 
 	// Tests only: the hole-punch retry's first wait and tick (defaults
-	// punchRetryFirst, punchRetryTick), and a node that counts as having
-	// a public address.
+	// punchRetryFirst, punchRetryTick), a node that counts as having
+	// a public address, and the age below which the bound closes no
+	// connection (default defaultTrimGrace).
 	punchRetryFirst, punchRetryTick time.Duration
 	assumePublic                    bool
+	trimGrace                       time.Duration
 	// RedialMin and RedialMax bound the exponential backoff used to
 	// re-dial known peers that are not connected. Defaults 250ms and 5s:
 	// a peer that comes back after a partition is reconnected within

@@ -54,6 +54,32 @@ type traffic struct {
 	// traffic, and a peer's answer to a stream it cannot serve (an
 	// unknown protocol) is not a sign that it works.
 	heard sync.Map
+	// authored: when gossip written by each peer last arrived, through
+	// whichever peer forwarded it (peer.ID -> *atomic.Int64, Unix ns):
+	// a peer this node is not connected to is still heard of
+	// (bounds.go).
+	authored sync.Map
+}
+
+// lastAuthored is when gossip written by p last arrived (zero if never).
+func (t *traffic) lastAuthored(p peer.ID) time.Time {
+	v, ok := t.authored.Load(p)
+	if !ok {
+		return time.Time{}
+	}
+	return time.Unix(0, v.(*atomic.Int64).Load())
+}
+
+// stamp stores now as m's time for p.
+func stamp(m *sync.Map, p peer.ID) {
+	now := time.Now().UnixNano()
+	if v, ok := m.Load(p); ok {
+		v.(*atomic.Int64).Store(now)
+		return
+	}
+	v := new(atomic.Int64)
+	v.Store(now)
+	m.Store(p, v)
 }
 
 // lastHeard is when gossip last arrived from p (zero if never).
@@ -194,7 +220,7 @@ func (t *traffic) Leave(string)                                      {}
 func (t *traffic) Graft(peer.ID, string)                             {}
 func (t *traffic) Prune(peer.ID, string)                             {}
 func (t *traffic) ValidateMessage(*pubsub.Message)                   {}
-func (t *traffic) DeliverMessage(*pubsub.Message)                    {}
+func (t *traffic) DeliverMessage(m *pubsub.Message)                  { stamp(&t.authored, m.GetFrom()) }
 func (t *traffic) RejectMessage(m *pubsub.Message, reason string)    { t.rejected(m, reason) }
 func (t *traffic) DuplicateMessage(*pubsub.Message)                  {}
 func (t *traffic) ThrottlePeer(peer.ID)                              {}
@@ -223,14 +249,7 @@ func (t *traffic) LogRecvMessageStream(n int64, p protocol.ID, from peer.ID) {
 	if src != "gossipsub-streams" {
 		return
 	}
-	now := time.Now().UnixNano()
-	if v, ok := t.heard.Load(from); ok {
-		v.(*atomic.Int64).Store(now)
-		return
-	}
-	v := new(atomic.Int64)
-	v.Store(now)
-	t.heard.Store(from, v)
+	stamp(&t.heard, from)
 }
 
 var (

@@ -34,7 +34,10 @@ func (e *cmdEnv) clusterCommand() *cli.Command {
 each node gossips every second: JOINING or SYNCING (catching up by state
 transfer), ACTIVE, SUSPECT (reports late, 3 s), DEAD (no report for 10 s),
 LEAVING and LEFT (a graceful stop); and the sync health of the link:
-Connected, Syncing, Disconnected (it resyncs when the link is back).
+Connected, Syncing, Indirect (no direct connection; its reports and data
+come through other nodes: a node keeps up to 32 connections, so this is
+most peers of a larger cluster), Disconnected (it resyncs when the link is
+back).
 
 Examples:
    starling cluster status --data ./node1
@@ -68,7 +71,8 @@ per node. A node that is joining or syncing gets a progress bar with an ETA.
 The columns, each as the node last reported it (about every second):
    STATE         JOINING, SYNCING, ACTIVE, SUSPECT (no report for 3s), DEAD
                  (none for 10s), LEAVING, LEFT
-   SYNC          the link from this node: Connected, Syncing, Disconnected
+   SYNC          the link from this node: Connected, Syncing, Indirect,
+                 Disconnected
    LAST SEEN     when its last report arrived here
    WRITES        writes committed on that node since it started (its own)
    MSGS IN       replication messages it received from peers since it
@@ -570,7 +574,9 @@ func reportNodeStates(ctx context.Context, w io.Writer, indent string, nodes []*
 					continue
 				}
 				say(n.NodeID()+">"+m.NodeID(), fmt.Sprintf("%s sees %s %s (%s)", n.NodeID(), m.NodeID(), v.State, v.Health))
-				if v.State != nodestate.StateActive || v.Health != nodestate.HealthConnected {
+				// Indirect: past the bound on connections (p2p's
+				// MaxPeers), a node reaches most others through the rest.
+				if v.State != nodestate.StateActive || (v.Health != nodestate.HealthConnected && v.Health != nodestate.HealthIndirect) {
 					missing = append(missing, fmt.Sprintf("%s sees %s %s (%s)", n.NodeID(), m.NodeID(), v.State, v.Health))
 				}
 			}

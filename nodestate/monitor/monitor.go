@@ -766,7 +766,7 @@ var MetricsDoc = []struct{ Name, Type, Help string }{
 	{"starling_election_slow_links", "gauge", "Connected peers whose round trip exceeds the election's link budget: false failovers are likely (the log and status say which preset to use)."},
 	{"starling_compaction_evicted_members", "gauge", "Members evicted from compaction after staying away longer than the eviction time; each rebases by state transfer when it comes back."},
 	{"starling_peers", "gauge", "Peers by node state (JOINING, SYNCING, ACTIVE, SUSPECT, DEAD, LEAVING, LEFT), as this node sees them."},
-	{"starling_peers_sync", "gauge", "Peers by sync health (Connected, Syncing, Disconnected)."},
+	{"starling_peers_sync", "gauge", "Peers by sync health (Connected, Syncing, Indirect, Disconnected)."},
 	{"starling_election_leader", "gauge", "1 for the leader of each election group (labels group, leader) as this node sees it."},
 	{"starling_election_term", "gauge", "Term of each group's leadership."},
 	{"starling_election_is_leader", "gauge", "1 when this node hosts the leader of the group."},

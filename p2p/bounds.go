@@ -1,0 +1,190 @@
+package p2p
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/starling-sync/starling/internal/jitter"
+)
+
+// Bounded connections (Config.MaxPeers). A node dials the peers it knows
+// of only while it has fewer than MaxPeers connections, and closes the
+// least preferred ones when dialled-in connections bring it above
+// highWater; between the two it neither dials nor closes, so a node
+// that closes a connection (and drops to MaxPeers) takes the peer's
+// re-dial, if any, without closing again.
+//
+// Which peers. Every pair of nodes ranks the same: a number hashed from
+// the two IDs (pairRank), lowest preferred. A node dials its lowest-ranked peers and closes its
+// highest-ranked connections, so two nodes agree on the links they keep:
+// a link one side prefers to keep is one the other side is less likely
+// to close, and the pairs kept form a random graph, which gossip crosses
+// in a few hops.
+//
+// Staying whole. Below the bound is all that matters in a steady
+// cluster. Two things would otherwise leave a cluster split for good
+// once it is split: after a partition every node refills its
+// connections from its own side, and stops dialling once full. So a
+// node also dials, whatever its count:
+//   - a peer AddPeer names (once; after that as any static peer);
+//   - a peer whose connection its liveness check cut (the peer fell
+//     silent: a partition or a crash), until gossip written by that peer
+//     arrives again, through any path (it is reachable, no need), or it
+//     has been gone for exchangeForget; a connection the peer closed
+//     (its own bound, a restart) is not re-dialled for this;
+//   - a known peer not heard of (connected, or gossip written by it) for
+//     unheardAfter, a safety net for splits no cut connection shows
+//     (nodes that were never connected across).
+
+const (
+	// unheardAfter: longer than the longest idle gap of any node's
+	// gossip (node reports every 50 s at 200 nodes, election heartbeats
+	// every 20 s at 200 nodes on the LAN preset), so a live node reached
+	// through others is never dialled for it.
+	unheardAfter = 5 * time.Minute
+	// defaultTrimGrace: a connection younger than this is not closed for the
+	// bound. A start brings many connections at once; they settle before
+	// any is closed, and a peer that just dialled gets to exchange
+	// addresses and gossip first.
+	defaultTrimGrace = 10 * time.Second
+)
+
+// highWater is the connection count above which a node closes
+// connections, down to MaxPeers.
+func (n *Node) highWater() int { return n.cfg.MaxPeers + n.cfg.MaxPeers/2 }
+
+// pairRank orders the links of a node: the same number for the pair
+// (a, b) on both sides, evenly spread over [0, 1).
+func pairRank(a, b peer.ID) float64 {
+	if a > b {
+		a, b = b, a
+	}
+	return jitter.Fraction(string(a) + string(b))
+}
+
+// rank is the link's pairRank. Static peers rank as any other: every
+// node of a large cluster may list the same few bootstrap nodes, which
+// cannot keep a connection to each; a node that ranked them first would
+// dial them again each time they closed its connection for their bound.
+// A node never closes its own static peers' connections for the bound.
+func (n *Node) rank(id peer.ID) float64 { return pairRank(n.self, id) }
+
+// heardOf is the last time the node knew id to be alive: connected,
+// gossip written by it, or the moment it learnt of it. Callers hold
+// n.mu.
+func (n *Node) heardOf(id peer.ID, k *knownPeer) time.Time {
+	t := k.since
+	if k.lastSeen.After(t) {
+		t = k.lastSeen
+	}
+	if g := n.traffic.lastAuthored(id); g.After(t) {
+		t = g
+	}
+	return t
+}
+
+// beyondBound reports whether a peer that is not connected is dialled
+// whatever the node's count (see the top of this file), and otherwise
+// when it will be, by silence (zero: not by silence alone). Callers
+// hold n.mu.
+func (n *Node) beyondBound(id peer.ID, k *knownPeer, now time.Time) (bool, time.Time) {
+	if k.asked {
+		return true, time.Time{}
+	}
+	if k.lost {
+		if n.traffic.lastAuthored(id).After(k.lastSeen) || now.Sub(k.lastSeen) > exchangeForget {
+			k.lost = false // heard of again, or gone for good
+		} else {
+			return true, time.Time{}
+		}
+	}
+	at := n.heardOf(id, k).Add(unheardAfter)
+	return !now.Before(at), at
+}
+
+// boundedDial is a dial due that only the bound holds back.
+type boundedDial struct {
+	dialJob
+	rank   float64
+	failed bool // the last dial failed
+}
+
+// pickBounded chooses up to room of the candidates: those whose last
+// dial did not fail first (a dead peer must not take the room of live
+// ones), each part lowest rank first.
+func pickBounded(cands []boundedDial, room int) []dialJob {
+	if room <= 0 {
+		return nil
+	}
+	slices.SortFunc(cands, func(a, b boundedDial) int {
+		if a.failed != b.failed {
+			if a.failed {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.rank, b.rank)
+	})
+	out := make([]dialJob, 0, min(room, len(cands)))
+	for _, c := range cands[:min(room, len(cands))] {
+		out = append(out, c.dialJob)
+	}
+	return out
+}
+
+// trimCand is a connected peer that the bound may close.
+type trimCand struct {
+	id      peer.ID
+	rank    float64
+	static  bool
+	upSince time.Time
+}
+
+// pickTrim chooses the connections to close when there are more than
+// high of conns: highest rank first, down to keep, sparing static peers
+// and connections younger than grace (fewer may go then).
+func pickTrim(conns []trimCand, keep, high int, grace time.Duration, now time.Time) []peer.ID {
+	if len(conns) <= high {
+		return nil
+	}
+	excess := len(conns) - keep
+	slices.SortFunc(conns, func(a, b trimCand) int { return cmp.Compare(b.rank, a.rank) })
+	var out []peer.ID
+	for _, c := range conns {
+		if len(out) == excess {
+			break
+		}
+		if c.static || now.Sub(c.upSince) < grace {
+			continue
+		}
+		out = append(out, c.id)
+	}
+	return out
+}
+
+// trim closes the connections above the bound (pickTrim). The liveness
+// loop runs it every PingInterval.
+func (n *Node) trim(now time.Time) {
+	n.mu.Lock()
+	var conns []trimCand
+	for id, k := range n.known {
+		if k.connected {
+			conns = append(conns, trimCand{id: id, rank: n.rank(id), static: k.static, upSince: k.upSince})
+		}
+	}
+	n.mu.Unlock()
+	closing := pickTrim(conns, n.cfg.MaxPeers, n.highWater(), n.cfg.trimGrace, now)
+	if len(closing) == 0 {
+		return
+	}
+	n.log.Info("closing connections above the peer bound", "connections", len(conns), "closing", len(closing),
+		"max_peers", n.cfg.MaxPeers)
+	for _, id := range closing {
+		if err := n.host.Network().ClosePeer(id); err != nil {
+			n.log.Debug("close a connection above the peer bound", "peer", id, "err", err)
+		}
+	}
+}

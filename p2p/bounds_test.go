@@ -1,0 +1,154 @@
+package p2p
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/starling-sync/starling/internal/testutil"
+)
+
+func TestPairRankIsTheSameOnBothSides(t *testing.T) {
+	a, b, c := peer.ID("node-a"), peer.ID("node-b"), peer.ID("node-c")
+	if pairRank(a, b) != pairRank(b, a) {
+		t.Fatalf("pairRank(a, b) = %v, pairRank(b, a) = %v: the two sides would keep different links", pairRank(a, b), pairRank(b, a))
+	}
+	if pairRank(a, b) == pairRank(a, c) {
+		t.Fatalf("two links of a rank the same (%v)", pairRank(a, b))
+	}
+}
+
+// pickBounded takes the room, lowest rank first, peers whose last dial
+// failed after all others.
+func TestPickBounded(t *testing.T) {
+	job := func(id string) dialJob { return dialJob{ai: peer.AddrInfo{ID: peer.ID(id)}} }
+	cands := []boundedDial{
+		{job("c"), 0.3, false},
+		{job("dead"), 0.01, true},
+		{job("a"), 0.1, false},
+		{job("b"), 0.2, false},
+	}
+	ids := func(js []dialJob) []string {
+		var out []string
+		for _, j := range js {
+			out = append(out, string(j.ai.ID))
+		}
+		return out
+	}
+	for room, want := range map[int][]string{-1: nil, 0: nil, 2: {"a", "b"}, 4: {"a", "b", "c", "dead"}, 9: {"a", "b", "c", "dead"}} {
+		if got := ids(pickBounded(slices.Clone(cands), room)); !slices.Equal(got, want) {
+			t.Errorf("room %d: dialled %v, want %v", room, got, want)
+		}
+	}
+}
+
+// pickTrim closes nothing up to the high water mark, then down to keep,
+// highest rank first, sparing static peers and young connections.
+func TestPickTrim(t *testing.T) {
+	now := time.Unix(1000, 0)
+	old, young := now.Add(-time.Minute), now.Add(-time.Second)
+	conns := []trimCand{
+		{"r1", 0.1, false, old},
+		{"r2", 0.2, false, old},
+		{"r3", 0.3, false, old},
+		{"r9-static", 0.9, true, old},
+		{"r8-young", 0.8, false, young},
+		{"r7", 0.7, false, old},
+	}
+	if got := pickTrim(slices.Clone(conns), 2, 6, 10*time.Second, now); got != nil {
+		t.Fatalf("6 connections, high water 6: closed %v, want none", got)
+	}
+	got := pickTrim(slices.Clone(conns), 3, 5, 10*time.Second, now)
+	if want := []peer.ID{"r7", "r3", "r2"}; !slices.Equal(got, want) {
+		t.Fatalf("6 connections, keep 3, high water 5: closed %v, want %v (highest rank first, static and young spared)", got, want)
+	}
+	if got := pickTrim(slices.Clone(conns), 1, 2, 10*time.Second, now); len(got) != 4 {
+		t.Fatalf("keep 1: closed %v, want the 4 that may go", got)
+	}
+}
+
+// beyondBound: a peer the liveness check cut is re-dialled until gossip
+// written by it arrives; a peer not heard of for unheardAfter is
+// dialled; a peer AddPeer named is dialled once.
+func TestBeyondBound(t *testing.T) {
+	n := &Node{traffic: &traffic{}}
+	now := time.Now()
+	id := peer.ID("peer")
+	k := &knownPeer{since: now.Add(-time.Hour), lastSeen: now.Add(-time.Second), lost: true}
+	if beyond, _ := n.beyondBound(id, k, now); !beyond {
+		t.Fatal("a peer cut by the liveness check a second ago, not heard of since: not dialled beyond the bound")
+	}
+	stamp(&n.traffic.authored, id)
+	if beyond, at := n.beyondBound(id, k, time.Now()); beyond || k.lost {
+		t.Fatalf("gossip written by the cut peer arrived: beyond = %v, lost = %v; want neither", beyond, k.lost)
+	} else if want := n.traffic.lastAuthored(id).Add(unheardAfter); !at.Equal(want) {
+		t.Fatalf("dialled for silence at %v, want %v (unheardAfter after its gossip)", at, want)
+	}
+	if beyond, _ := n.beyondBound(id, k, time.Now().Add(unheardAfter+time.Second)); !beyond {
+		t.Fatal("a peer not heard of for unheardAfter: not dialled beyond the bound")
+	}
+	never := &knownPeer{since: now}
+	if beyond, _ := n.beyondBound("other", never, now.Add(time.Minute)); beyond {
+		t.Fatal("a peer learnt of a minute ago: dialled beyond the bound")
+	}
+	never.asked = true
+	if beyond, _ := n.beyondBound("other", never, now); !beyond {
+		t.Fatal("a peer AddPeer named: not dialled beyond the bound")
+	}
+}
+
+// Eight nodes that learn of one another through the address exchange,
+// with MaxPeers 3: each keeps between 1 and the high water mark (4)
+// connections, while knowing more peers than that. Without the bound
+// every node dials every peer it learns of.
+func TestBoundedConnections(t *testing.T) {
+	const nodes, maxPeers = 8, 3
+	bounded := func(c *Config) { c.MaxPeers, c.trimGrace = maxPeers, 300*time.Millisecond }
+	var ns []*Node
+	for i := range nodes {
+		opts := []func(*Config){bounded}
+		if i > 0 {
+			opts = append(opts, withPeers(ns[i-1]))
+		}
+		ns = append(ns, newNode(t, opts...))
+	}
+	high := ns[0].highWater()
+	counts := func() (conns, known []int) {
+		for _, n := range ns {
+			c := 0
+			links := n.Links()
+			for _, l := range links {
+				if l.Connected {
+					c++
+				}
+			}
+			conns, known = append(conns, c), append(known, len(links))
+		}
+		return conns, known
+	}
+	var last string // the counts last seen, for the failure message
+	settled := func() bool {
+		conns, known := counts()
+		last = fmt.Sprintf("connections %v, known %v", conns, known)
+		for i := range ns {
+			if conns[i] < 1 || conns[i] > high || known[i] <= high {
+				return false
+			}
+		}
+		return true
+	}
+	if !testutil.Within(20*time.Second, settled) {
+		t.Fatalf("not every node has 1 to %d connections while knowing more peers: %s", high, last)
+	}
+	// And it stays so: the bound does not make nodes dial and close in
+	// turn.
+	for range 10 {
+		time.Sleep(100 * time.Millisecond) // sampling a steady state; nothing to wait for
+		if !settled() {
+			t.Fatalf("not steady: %s (high water %d)", last, high)
+		}
+	}
+}
