@@ -765,7 +765,7 @@ func (n *Node) livenessLoop() {
 			}
 			if now.Sub(k.lastPong) > timeout {
 				dead = append(dead, id)
-				k.lost = true // re-dialled beyond the bound (bounds.go)
+				k.lost = true    // re-dialled beyond the bound (bounds.go)
 				k.lastPong = now // once per timeout, until the disconnect shows
 				continue
 			}
