@@ -75,8 +75,15 @@ type Config struct {
 	APIKeyFile  string `json:"api_key_file,omitempty"`
 	// Peers (peers, --peer) are static peers: full multiaddrs ending in
 	// /p2p/<peer-id>. They are dialled at start and re-dialled whenever
-	// the connection drops.
+	// the connection drops (past max_peers connections, only while the
+	// node has fewer).
 	Peers []string `json:"peers,omitempty"`
+	// MaxPeers (max_peers, --max-peers) bounds the connections the node
+	// keeps; gossip reaches the other nodes through the peers it is
+	// connected to (p2p.Config.MaxPeers says how). 0: the default, 32.
+	// Raise it for a cluster that must connect every pair of more nodes;
+	// lower it on a small machine in a large cluster.
+	MaxPeers int `json:"max_peers,omitempty"`
 	// MDNS (mdns, --no-mdns) enables LAN discovery. Default true.
 	MDNS bool `json:"mdns"`
 	// DHT (dht, --no-dht) enables the Kademlia rendezvous. Default true.
@@ -347,6 +354,9 @@ func (c *Config) Validate() error {
 			add("trusted", "--trust", "%q is not a peer ID (%v): copy it from `starling status` on that node", s, err)
 		}
 	}
+	if c.MaxPeers < 0 {
+		add("max_peers", "--max-peers", "%d is negative: give the number of connections to keep, or 0 for the default (32)", c.MaxPeers)
+	}
 	switch c.Reachability {
 	case "", p2p.ReachabilityAuto, p2p.ReachabilityPublic, p2p.ReachabilityPrivate:
 	default:
@@ -440,6 +450,7 @@ type Settings struct {
 	Peers       []string // added to the configured ones
 	PSKFile     string   // also clears OpenNetwork
 	Trusted     []string // replace the configured ones
+	MaxPeers    int      // replaces the configured one when not 0
 	NoMDNS      bool
 	NoDHT       bool
 	// Reachability replaces the configured reachability; the No* NAT
@@ -488,6 +499,9 @@ func (s Settings) Apply(c *Config) {
 		if !slices.Contains(c.Peers, p) {
 			c.Peers = append(c.Peers, p)
 		}
+	}
+	if s.MaxPeers != 0 {
+		c.MaxPeers = s.MaxPeers
 	}
 	if s.NoMDNS {
 		c.MDNS = false

@@ -54,6 +54,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		{"trusted garbage", func(c *Config) { c.Trusted = []string{"not-a-peer"} }, "trusted", `"not-a-peer"`},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log_level", `"loud"`},
 		{"reachability", func(c *Config) { c.Reachability = "maybe" }, "reachability", `"maybe"`},
+		{"max peers negative", func(c *Config) { c.MaxPeers = -1 }, "max_peers", "negative"},
 		{"compact every garbage", func(c *Config) { c.CompactEvery = "hourly" }, "compact_every", `"hourly"`},
 		{"compact every no unit", func(c *Config) { c.CompactEvery = "10" }, "compact_every", `"10"`},
 		{"compact every too short", func(c *Config) { c.CompactEvery = "10ms" }, "compact_every", "at least 1s"},
@@ -154,9 +155,16 @@ func TestSettingsApply(t *testing.T) {
 	if c.AutoNAT || c.RelayService || !c.AutoRelay || c.HolePunching || c.PortMapping || c.Reachability != "private" {
 		t.Errorf("NAT settings not applied: %+v", c)
 	}
+	Settings{MaxPeers: 48}.Apply(&c)
+	if c.MaxPeers != 48 {
+		t.Errorf("max_peers = %d after --max-peers 48", c.MaxPeers)
+	}
 	Settings{}.Apply(&c)
 	if c.CompactEvery != "off" {
 		t.Errorf("an empty --compact-every changed compact_every to %q", c.CompactEvery)
+	}
+	if c.MaxPeers != 48 {
+		t.Errorf("no --max-peers changed max_peers to %d", c.MaxPeers)
 	}
 }
 

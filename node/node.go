@@ -296,6 +296,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (_ *Node, err error) 
 	pc.PSK = psk
 	pc.ListenAddrs = listen
 	pc.Peers = peers
+	pc.MaxPeers = cfg.MaxPeers
 	pc.MDNS = cfg.MDNS
 	pc.DHT = cfg.DHT
 	pc.Reachability = cfg.Reachability

@@ -31,6 +31,7 @@ const (
 	flagNoAutoRelay = "no-auto-relay"
 	flagNoHolePunch = "no-hole-punching"
 	flagNoPortMap   = "no-port-mapping"
+	flagMaxPeers    = "max-peers"
 	flagForce       = "force"
 	flagBackup      = "backup"
 	// flagAPICertSHA pins a node's API certificate (client commands).
@@ -111,6 +112,8 @@ func nodeFlags() []cli.Flag {
 			Usage: "static peer `MULTIADDR` ending in /p2p/<peer-id>, repeatable; kept connected and re-dialled"},
 		&cli.StringSliceFlag{Name: flagTrust, EnvVars: envVar(flagTrust),
 			Usage: "exchange replication data and election heartbeats only with this `PEER-ID` (repeatable; default: every peer of the network); others get nothing, not even blocks over bitswap"},
+		&cli.IntFlag{Name: flagMaxPeers, EnvVars: envVar(flagMaxPeers),
+			Usage: "keep at most about `N` connections (default 32): in a larger cluster gossip reaches the other nodes through these; dials beyond it only to heal a cut"},
 		&cli.BoolFlag{Name: flagNoMDNS, EnvVars: envVar(flagNoMDNS), Usage: "turn off LAN discovery (mDNS)"},
 		&cli.BoolFlag{Name: flagNoDHT, EnvVars: envVar(flagNoDHT), Usage: "turn off DHT rendezvous discovery"},
 		&cli.StringFlag{Name: flagReach, EnvVars: envVar(flagReach),
@@ -137,6 +140,7 @@ type flagValues interface {
 	String(name string) string
 	StringSlice(name string) []string
 	Bool(name string) bool
+	Int(name string) int
 }
 
 // settingsFrom maps the node flags to node.Settings. A relative
@@ -152,6 +156,7 @@ func settingsFrom(f flagValues) (node.Settings, error) {
 		ListenAddrs:    cleanList(f.StringSlice(flagListen)),
 		Peers:          cleanList(f.StringSlice(flagPeer)),
 		Trusted:        cleanList(f.StringSlice(flagTrust)),
+		MaxPeers:       f.Int(flagMaxPeers),
 		NoMDNS:         f.Bool(flagNoMDNS),
 		NoDHT:          f.Bool(flagNoDHT),
 		Reachability:   strings.TrimSpace(f.String(flagReach)),

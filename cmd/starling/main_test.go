@@ -553,11 +553,13 @@ type fakeFlags struct {
 	s  map[string]string
 	ss map[string][]string
 	b  map[string]bool
+	i  map[string]int
 }
 
 func (f fakeFlags) String(n string) string        { return f.s[n] }
 func (f fakeFlags) StringSlice(n string) []string { return f.ss[n] }
 func (f fakeFlags) Bool(n string) bool            { return f.b[n] }
+func (f fakeFlags) Int(n string) int              { return f.i[n] }
 
 func TestSettingsFrom(t *testing.T) {
 	wd, _ := os.Getwd()
@@ -565,6 +567,7 @@ func TestSettingsFrom(t *testing.T) {
 		s:  map[string]string{flagEnv: " plant1 ", flagNodeID: "n1", flagAPI: "127.0.0.1:0", flagPSKFile: "keys/swarm.key", flagCompact: " 10m "},
 		ss: map[string][]string{flagPeer: {" /ip4/1.2.3.4/tcp/1/p2p/x ", ""}, flagListen: {"/ip4/0.0.0.0/tcp/1"}},
 		b:  map[string]bool{flagNoMDNS: true},
+		i:  map[string]int{flagMaxPeers: 48},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -575,6 +578,7 @@ func TestSettingsFrom(t *testing.T) {
 		Peers:        []string{"/ip4/1.2.3.4/tcp/1/p2p/x"},
 		ListenAddrs:  []string{"/ip4/0.0.0.0/tcp/1"},
 		NoMDNS:       true,
+		MaxPeers:     48,
 		CompactEvery: "10m",
 	}
 	if fmt.Sprint(s) != fmt.Sprint(want) {
