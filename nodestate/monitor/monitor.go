@@ -73,6 +73,7 @@ type Monitor struct {
 	// and the period it announced (report.go).
 	lastPub    time.Time
 	lastQuiet  []byte
+	lastUrgent []byte // urgentPart of the last report
 	lastPeriod time.Duration
 	early      float64 // the next idle report goes out this fraction of its period early
 	live       int     // live nodes at the last tick, this one included (liveNodes)

@@ -9,20 +9,44 @@ import (
 )
 
 // Reports cost every node a message per report of every other node, so
-// a quiet node reports less often: every ReportInterval while its report
-// changes (writes, sync, heads, errors), then once more to announce its
+// a quiet node reports less often: at once when its phase, errors or
+// membership change (urgentPart), every busy period while only its
+// counters and heads change (writes), then once more to announce its
 // idle period, then every idle period until something changes. Receivers
 // scale SuspectAfter and DeadAfter to the period a report announces
-// (nodestate.ReportTimeouts). The idle period grows with the cluster so
-// that quiet nodes together send about 1/idleReportPerNode reports per
-// second whatever their number.
+// (nodestate.ReportTimeouts). Both periods grow with the cluster, so
+// that its nodes together send about 1/busyReportPerNode reports per
+// second while all of them take writes, and 1/idleReportPerNode while
+// all are quiet, whatever their number.
 const (
 	// idleReportMin is the shortest idle period (a small cluster).
 	idleReportMin = 5 * time.Second
 	// idleReportPerNode: the idle period is this times the number of
 	// live nodes when that is longer (24 nodes: 6 s; 200 nodes: 50 s).
 	idleReportPerNode = 250 * time.Millisecond
+	// busyReportPerNode: the busy period is this times the number of
+	// live nodes when that is longer than ReportInterval (up to 50
+	// nodes: every second, as before; 100 nodes: 2 s; 200: 4 s). With
+	// every node reporting every second under writes, 100 whole nodes
+	// on a mocknet each handled over 150 report messages a second
+	// (duplicates included), gossipsub dropped thousands at full queues,
+	// and writes took tens of seconds to reach every node.
+	busyReportPerNode = 20 * time.Millisecond
 )
+
+// busyReportPeriod is the busy period for n live nodes.
+func busyReportPeriod(n int) time.Duration {
+	return max(ReportInterval, time.Duration(n)*busyReportPerNode)
+}
+
+// urgentPart is what of a report goes out at once when it changes: all
+// but the counters, heads and sizes, which change with every write.
+func urgentPart(r nodestate.NodeReport) []byte {
+	r = r.Quiet()
+	r.WritesOut, r.WritesIn, r.Heads, r.Height, r.Queued = 0, 0, 0, 0, 0
+	r.StableHeads, r.HeadsKnown = nil, false
+	return r.Encode()
+}
 
 // idleReportPeriod is the idle period for n live nodes (this one
 // included).
@@ -59,16 +83,17 @@ func (m *Monitor) publishIfDue(force bool) {
 	m.sampleHeads()
 	r := m.report()
 	q := r.Quiet()
-	quiet := q.Encode()
-	idle := idleReportPeriod(m.liveNodes())
+	quiet, urgent := q.Encode(), urgentPart(r)
+	live := m.liveNodes()
 	changed := !bytes.Equal(quiet, m.lastQuiet)
 	now := time.Now()
-	period, send := reportDue(changed, force, m.lastPeriod, idle, now.Sub(m.lastPub), m.early)
+	period, send := reportDue(changed, !bytes.Equal(urgent, m.lastUrgent), force, m.lastPeriod,
+		idleReportPeriod(live), busyReportPeriod(live), now.Sub(m.lastPub), m.early)
 	if !send {
 		return
 	}
 	r.PeriodMS = period.Milliseconds()
-	m.lastPub, m.lastQuiet, m.lastPeriod = now, quiet, period
+	m.lastPub, m.lastQuiet, m.lastUrgent, m.lastPeriod = now, quiet, urgent, period
 	m.early = earlyFraction(m.cfg.NodeID, r.Seq)
 	m.send(r)
 }
@@ -85,19 +110,19 @@ func earlyFraction(node string, seq uint64) float64 {
 }
 
 // reportDue decides whether a report goes out now and the period it
-// announces: changed since the last one, forced, the last one announced
-// ReportInterval, or since (the time since the last one) reaches the
-// shorter of the period announced last and idle, less the fraction early
-// of it (earlyFraction) and half a tick (a tick early rather than a tick
-// late).
-func reportDue(changed, force bool, last, idle, since time.Duration, early float64) (period time.Duration, send bool) {
+// announces: its urgent part changed (the first report too), it changed
+// and since (the time since the last one) reaches busy, forced, or the
+// period is up: since reaches the shorter of the period announced last
+// and idle, less the fraction early of it (earlyFraction). Each less
+// half a tick: a tick early rather than a tick late. A changed report
+// announces busy, an unchanged one idle.
+func reportDue(changed, urgent, force bool, last, idle, busy, since time.Duration, early float64) (period time.Duration, send bool) {
 	due := min(last, idle)
+	up := since >= due-time.Duration(early*float64(due))-ReportInterval/2
 	switch {
-	case changed:
-		return ReportInterval, true
-	case force, last == ReportInterval:
-		return idle, true
-	case since >= due-time.Duration(early*float64(due))-ReportInterval/2:
+	case urgent, changed && (up || since >= busy-ReportInterval/2):
+		return busy, true
+	case force, up:
 		return idle, true
 	}
 	return 0, false

@@ -1,10 +1,46 @@
 package monitor
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/starling-sync/starling/nodestate"
 )
+
+func TestBusyReportPeriod(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: time.Second, 24: time.Second, 50: time.Second, 100: 2 * time.Second, 200: 4 * time.Second} {
+		if got := busyReportPeriod(n); got != want {
+			t.Errorf("busyReportPeriod(%d) = %v, want %v", n, got, want)
+		}
+	}
+}
+
+// Counters and heads change with every write and wait for the busy
+// period; phase, errors and membership go at once.
+func TestUrgentPart(t *testing.T) {
+	base := nodestate.NodeReport{Node: "n1", Incarnation: 1, Seq: 1, Sync: nodestate.SyncProgress{Phase: nodestate.PhaseActive}}
+	counters := base
+	counters.Seq, counters.WritesIn, counters.WritesOut, counters.Heads, counters.Height, counters.Queued = 2, 5, 3, 2, 9, 1
+	counters.StableHeads, counters.HeadsKnown = []string{"bafy"}, true
+	if !bytes.Equal(urgentPart(base), urgentPart(counters)) {
+		t.Error("a report whose counters and heads changed is urgent")
+	}
+	for name, change := range map[string]func(*nodestate.NodeReport){
+		"phase":       func(r *nodestate.NodeReport) { r.Sync.Phase = nodestate.PhaseSyncing },
+		"leaving":     func(r *nodestate.NodeReport) { r.Leaving = true },
+		"dirty":       func(r *nodestate.NodeReport) { r.Dirty = true },
+		"write error": func(r *nodestate.NodeReport) { r.WriteError = "disk full" },
+		"incarnation": func(r *nodestate.NodeReport) { r.Incarnation = 2 },
+	} {
+		r := base
+		change(&r)
+		if bytes.Equal(urgentPart(base), urgentPart(r)) {
+			t.Errorf("a change of %s is not urgent", name)
+		}
+	}
+}
 
 func TestIdleReportPeriod(t *testing.T) {
 	for _, c := range []struct {
@@ -17,31 +53,41 @@ func TestIdleReportPeriod(t *testing.T) {
 	}
 }
 
-// A node reports every interval while its report changes, announces the
-// idle period once it stops changing, and then stays quiet until the
-// period it announced is up; the announcement always holds.
+// A node reports every busy period while its report changes (at once
+// when its urgent part does), announces the idle period once it stops
+// changing, and then stays quiet until the period it announced is up;
+// the announcement always holds.
 func TestReportDue(t *testing.T) {
 	s := time.Second
+	const busy = ReportInterval // up to 50 nodes
 	for _, c := range []struct {
-		name              string
-		changed, force    bool
-		last, idle, since time.Duration
-		early             float64
-		wantPeriod        time.Duration
-		wantSend          bool
+		name                   string
+		changed, urgent, force bool
+		last, idle, busy       time.Duration
+		since                  time.Duration
+		early                  float64
+		wantPeriod             time.Duration
+		wantSend               bool
 	}{
-		{"changed", true, false, 6 * s, 6 * s, s, 0, ReportInterval, true},
-		{"first report", true, false, 0, 6 * s, 0, 0, ReportInterval, true},
-		{"going quiet", false, false, ReportInterval, 6 * s, s, 0, 6 * s, true},
-		{"quiet, period not up", false, false, 6 * s, 6 * s, 5 * s, 0, 0, false},
-		{"quiet, period up (half a tick early)", false, false, 6 * s, 6 * s, 5500 * time.Millisecond, 0, 6 * s, true},
-		{"cluster grew: the shorter announced period holds", false, false, 6 * s, 10 * s, 6 * s, 0, 10 * s, true},
-		{"cluster shrank: the shorter new period", false, false, 10 * s, 6 * s, 6 * s, 0, 6 * s, true},
-		{"new connection", false, true, 6 * s, 6 * s, s, 0, 6 * s, true},
-		{"quiet, a quarter early: not yet", false, false, 8 * s, 8 * s, 5 * s, 0.25, 0, false},
-		{"quiet, a quarter early: due", false, false, 8 * s, 8 * s, 5500 * time.Millisecond, 0.25, 8 * s, true},
+		{"changed", true, false, false, 6 * s, 6 * s, busy, s, 0, busy, true},
+		{"first report", true, true, false, 0, 6 * s, busy, 0, 0, busy, true},
+		{"going quiet", false, false, false, busy, 6 * s, busy, s, 0, 6 * s, true},
+		{"quiet, period not up", false, false, false, 6 * s, 6 * s, busy, 5 * s, 0, 0, false},
+		{"quiet, period up (half a tick early)", false, false, false, 6 * s, 6 * s, busy, 5500 * time.Millisecond, 0, 6 * s, true},
+		{"cluster grew: the shorter announced period holds", false, false, false, 6 * s, 10 * s, busy, 6 * s, 0, 10 * s, true},
+		{"cluster shrank: the shorter new period", false, false, false, 10 * s, 6 * s, busy, 6 * s, 0, 6 * s, true},
+		{"new connection", false, false, true, 6 * s, 6 * s, busy, s, 0, 6 * s, true},
+		{"quiet, a quarter early: not yet", false, false, false, 8 * s, 8 * s, busy, 5 * s, 0.25, 0, false},
+		{"quiet, a quarter early: due", false, false, false, 8 * s, 8 * s, busy, 5500 * time.Millisecond, 0.25, 8 * s, true},
+		// 200 nodes: busy 4 s, idle 50 s.
+		{"200 nodes, writes: not before the busy period", true, false, false, 4 * s, 50 * s, 4 * s, 3 * s, 0, 0, false},
+		{"200 nodes, writes: every busy period", true, false, false, 4 * s, 50 * s, 4 * s, 3500 * time.Millisecond, 0, 4 * s, true},
+		{"200 nodes, first write after quiet", true, false, false, 50 * s, 50 * s, 4 * s, 20 * s, 0, 4 * s, true},
+		{"200 nodes, a new phase goes at once", true, true, false, 4 * s, 50 * s, 4 * s, s, 0, 4 * s, true},
+		{"200 nodes, quiet after writes", false, false, false, 4 * s, 50 * s, 4 * s, 4 * s, 0, 50 * s, true},
+		{"cluster grew under writes: the announced second holds", true, false, false, s, 50 * s, 4 * s, s, 0, 4 * s, true},
 	} {
-		p, send := reportDue(c.changed, c.force, c.last, c.idle, c.since, c.early)
+		p, send := reportDue(c.changed, c.urgent, c.force, c.last, c.idle, c.busy, c.since, c.early)
 		if p != c.wantPeriod || send != c.wantSend {
 			t.Errorf("%s: reportDue = %v, %v; want %v, %v", c.name, p, send, c.wantPeriod, c.wantSend)
 		}
