@@ -97,7 +97,8 @@ func mockHost(mn mocknet.Mocknet, i int) func(crypto.PrivKey) (host.Host, error)
 // openStarlingMock starts n whole Starling nodes on one mocknet, data
 // under dir, all linked (any node can dial any other), and connects
 // them as mockTopology does; their address exchange and re-dial loops
-// then connect every pair, as on a LAN.
+// then connect each node to up to p2p's MaxPeers others (32), as on a
+// LAN: every pair up to 33 nodes.
 func openStarlingMock(log *slog.Logger, opts ...node.Option) func(ctx context.Context, dir string, n int, seed int64) (cluster, error) {
 	return func(ctx context.Context, dir string, n int, seed int64) (_ cluster, err error) {
 		psk, err := p2p.GeneratePSK()
