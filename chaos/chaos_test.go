@@ -254,6 +254,32 @@ func TestChaosKVJoinAndWipe(t *testing.T) {
 	requireOK(t, runSuite(t, cfg))
 }
 
+// TestChaosBoundedConnections runs a cluster larger than its bound on
+// connections (7 nodes keeping 2 each, where the default connects every
+// pair): a partition, a bridge and a kill cut it, and each node, full
+// from its own side, must dial across again once healed (the bound's
+// exceptions, p2p/bounds.go); a cluster left split loses writes and
+// diverges. Gossip crosses nodes that are not connected to each other
+// throughout.
+func TestChaosBoundedConnections(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
+	cfg := Config{
+		Binary:   os.Getenv(envBinary),
+		Seed:     testSeed(t),
+		Nodes:    7,
+		MaxPeers: 2,
+		Checks:   DefaultChecks,
+		Scenarios: []Scenario{ParseScenario("partition-majority"), ParseScenario("bridge"),
+			ParseScenario("kill")},
+		ArtifactsDir: artifactsDir(),
+		Logger:       testLogger(),
+	}
+	t.Logf("seed %d (replay: %s=%d)", cfg.Seed, envSeed, cfg.Seed)
+	requireOK(t, runSuite(t, cfg))
+}
+
 // unhealedIsolation cuts one host off and never lets it back: its rules
 // live in an nft table of their own, which no heal and no clean-up of
 // the runner touches, as if the link were broken for good. The checkers

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -64,6 +65,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("chaos: %s run --help: %w: %s", cfg.Binary, err, help)
 	}
 	r.runHelp = string(help)
+	if cfg.MaxPeers > 0 && !strings.Contains(r.runHelp, "--max-peers") {
+		return nil, fmt.Errorf("chaos: MaxPeers (--max-peers) is set but %s run has no --max-peers: use a build with bounded connections", cfg.Binary)
+	}
 	psk, err := p2p.GeneratePSK()
 	if err != nil {
 		return nil, err
@@ -200,10 +204,21 @@ func (r *runner) newEnv(hosts []*Host, filter *netlab.Filter) *Env {
 	}
 	return &Env{
 		hosts: hosts, lab: r.lab, filter: filter, log: r.log,
-		startTimeout: r.cfg.StartTimeout, runHelp: r.runHelp,
+		startTimeout: r.cfg.StartTimeout, runHelp: r.runHelp, maxPeers: r.cfg.MaxPeers,
 		binary: r.cfg.Binary, pskFile: r.pskFile,
 		claims: map[*Host]string{}, exclusive: map[string]string{},
 	}
+}
+
+// runArgs are the flags every start of host k adds after its run
+// command: the NAT network's (natRunArgs) and the bound on connections
+// (Config.MaxPeers).
+func (r *runner) runArgs(k int) []string {
+	args := r.natRunArgs(k)
+	if r.cfg.MaxPeers > 0 {
+		args = append(args, "--max-peers", strconv.Itoa(r.cfg.MaxPeers))
+	}
+	return args
 }
 
 // scenarioRun is the state of one scenario.
@@ -332,7 +347,7 @@ func (s *scenarioRun) run(ctx context.Context) error {
 			bin: cfg.Binary, dir: filepath.Join(s.dir, hostName(k)),
 			logPath: filepath.Join(s.dir, hostName(k)+".log"), pskFile: s.r.pskFile,
 			hc: s.r.hc, log: s.log, peers: peers, stopTimeout: 10 * time.Second,
-			runCmd: cfg.RunCommand[hostName(k)], runArgs: s.r.natRunArgs(k),
+			runCmd: cfg.RunCommand[hostName(k)], runArgs: s.r.runArgs(k),
 		}
 	}
 	s.checks = append(s.checks, processChecker{hosts: s.hosts})
@@ -418,17 +433,38 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 			return public
 		}
 	}
+	// Under a bound smaller than the mesh (MaxPeers) a node dials only
+	// while it has fewer than MaxPeers connections and closes some only
+	// above 1.5×MaxPeers, so MaxPeers each is what every node reaches and
+	// keeps, and more is not guaranteed: wait for that, and for the
+	// connections to join every host (one component), so that the
+	// cluster is whole before the first fault and a split after it is
+	// the nemeses' doing (or the nodes' failing to heal it).
+	bounded := s.env.meshSize() < len(s.hosts)-1
+	if bounded {
+		full := want
+		want = func(h *Host) int { return min(full(h), s.env.meshSize()) }
+	}
 	start := time.Now()
 	deadline := start.Add(cfg.StartTimeout)
 	for {
 		var short []string
+		conns := map[string][]string{}
 		for _, h := range s.hosts {
-			if n := connectedPeers(ctx, h); n < want(h) {
-				short = append(short, fmt.Sprintf("%s sees %d of %d", h.name, n, want(h)))
+			ids := connectedPeers(ctx, h)
+			conns[h.PeerID()] = ids
+			if len(ids) < want(h) {
+				short = append(short, fmt.Sprintf("%s sees %d of %d", h.name, len(ids), want(h)))
+			}
+		}
+		if bounded && len(short) == 0 {
+			if parts := s.components(conns); len(parts) > 1 {
+				short = append(short, fmt.Sprintf("the connections leave %d groups apart (%s)", len(parts), joinGroups(parts)))
 			}
 		}
 		if len(short) == 0 {
-			s.log.Info("cluster up", "hosts", len(s.hosts), "mesh_after", time.Since(start).Round(time.Millisecond))
+			s.log.Info("cluster up", "hosts", len(s.hosts), "mesh_after", time.Since(start).Round(time.Millisecond),
+				"connections", s.connectionCounts(conns))
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -440,30 +476,93 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 	}
 }
 
-// connectedPeers is how many peers h says it is connected to (0 when it
-// does not answer).
-func connectedPeers(ctx context.Context, h *Host) int {
+// components groups the hosts by the connections they report (conns:
+// the peer IDs each host, by its own peer ID, says it is connected to;
+// a connection counts when either side reports it).
+func (s *scenarioRun) components(conns map[string][]string) [][]string {
+	name := map[string]string{}
+	for _, h := range s.hosts {
+		name[h.PeerID()] = h.name
+	}
+	adj := map[string][]string{}
+	for a, ids := range conns {
+		for _, b := range ids {
+			if name[b] != "" {
+				adj[name[a]] = append(adj[name[a]], name[b])
+				adj[name[b]] = append(adj[name[b]], name[a])
+			}
+		}
+	}
+	seen := map[string]bool{}
+	var out [][]string
+	for _, h := range s.hosts {
+		if seen[h.name] {
+			continue
+		}
+		var part []string
+		queue := []string{h.name}
+		seen[h.name] = true
+		for len(queue) > 0 {
+			n := queue[0]
+			queue = queue[1:]
+			part = append(part, n)
+			for _, m := range adj[n] {
+				if !seen[m] {
+					seen[m] = true
+					queue = append(queue, m)
+				}
+			}
+		}
+		slices.Sort(part)
+		out = append(out, part)
+	}
+	return out
+}
+
+// connectionCounts says how many connections each host reported, for
+// the log ("n1:2 n2:3 ...").
+func (s *scenarioRun) connectionCounts(conns map[string][]string) string {
+	out := make([]string, len(s.hosts))
+	for i, h := range s.hosts {
+		out[i] = fmt.Sprintf("%s:%d", h.name, len(conns[h.PeerID()]))
+	}
+	return strings.Join(out, " ")
+}
+
+// joinGroups writes groups of host names as "n1 n2 | n3".
+func joinGroups(parts [][]string) string {
+	gs := make([]string, len(parts))
+	for i, p := range parts {
+		gs[i] = strings.Join(p, " ")
+	}
+	return strings.Join(gs, " | ")
+}
+
+// connectedPeers are the peer IDs h says it is connected to (none when
+// it does not answer).
+func connectedPeers(ctx context.Context, h *Host) []string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	code, body, err := h.Request(ctx, http.MethodGet, "/v1/peers", nil)
 	if err != nil || code != http.StatusOK {
-		return 0
+		return nil
 	}
 	var pr struct {
 		Peers []struct {
-			Connected bool `json:"connected"`
+			ID        string `json:"id"`
+			Connected bool   `json:"connected"`
 		} `json:"peers"`
 	}
 	if json.Unmarshal(body, &pr) != nil {
-		return 0
+		return nil
 	}
-	n := 0
+	var ids []string
 	for _, p := range pr.Peers {
 		if p.Connected {
-			n++
+			ids = append(ids, p.ID)
 		}
 	}
-	return n
+	return ids
 }
 
 // startClients starts ClientsPerHost clients on h, each with its own
