@@ -171,10 +171,20 @@ func replayCommand(cfg Config) string {
 	if cfg.Soak > 0 {
 		cmd += " --soak " + cfg.Soak.String()
 	}
+	return cmd + replayNetwork(cfg)
+}
+
+// replayNetwork is the part of a replay command that sets up the nodes'
+// network: the link delay and the bound on connections, when set.
+func replayNetwork(cfg Config) string {
+	var s string
 	if cfg.LinkDelay > 0 {
-		cmd += " --link-delay " + cfg.LinkDelay.String()
+		s += " --link-delay " + cfg.LinkDelay.String()
 	}
-	return cmd
+	if cfg.MaxPeers > 0 {
+		s += " --max-peers " + strconv.Itoa(cfg.MaxPeers)
+	}
+	return s
 }
 
 func hashString(s string) uint64 {
@@ -253,10 +263,7 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario, n int) *ScenarioR
 		rounds = r.cfg.Rounds
 	}
 	res := &ScenarioResult{Scenario: sc.Name, Seed: seed, Rounds: rounds,
-		Replay: fmt.Sprintf("starling chaos --seed %d --nodes %d --rounds %d --model %s --scenarios %s", r.cfg.Seed, r.cfg.Nodes, rounds, r.cfg.Model, sc.Name)}
-	if r.cfg.LinkDelay > 0 {
-		res.Replay += " --link-delay " + r.cfg.LinkDelay.String()
-	}
+		Replay: fmt.Sprintf("starling chaos --seed %d --nodes %d --rounds %d --model %s --scenarios %s", r.cfg.Seed, r.cfg.Nodes, rounds, r.cfg.Model, sc.Name) + replayNetwork(r.cfg)}
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
 	for _, name := range sc.Nemeses {
@@ -433,14 +440,19 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 			return public
 		}
 	}
-	// Under a bound smaller than the mesh (MaxPeers) a node dials only
-	// while it has fewer than MaxPeers connections and closes some only
-	// above 1.5×MaxPeers, so MaxPeers each is what every node reaches and
-	// keeps, and more is not guaranteed: wait for that, and for the
-	// connections to join every host (one component), so that the
-	// cluster is whole before the first fault and a split after it is
-	// the nemeses' doing (or the nodes' failing to heal it).
+	// Under a bound smaller than the mesh (Config.MaxPeers) a node dials
+	// only while it has fewer than MaxPeers connections and closes the
+	// surplus only above 1.5×MaxPeers (p2p's highWater), and only
+	// connections older than 10 s: the start brings more (every node
+	// dials its static peer, and the first peers mDNS finds, at once).
+	// So wait for the resting state, every node between the two, where
+	// none dials or closes for the bound, and for its connections to
+	// join every host (one component): the first fault then cuts the
+	// links the bound keeps, not a surplus about to be closed anyway,
+	// and a split after it is the nemeses' doing, or the nodes' failure
+	// to heal it. It takes the 10 s grace when a node starts above.
 	bounded := s.env.meshSize() < len(s.hosts)-1
+	high := cfg.MaxPeers + cfg.MaxPeers/2
 	if bounded {
 		full := want
 		want = func(h *Host) int { return min(full(h), s.env.meshSize()) }
@@ -453,8 +465,11 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 		for _, h := range s.hosts {
 			ids := connectedPeers(ctx, h)
 			conns[h.PeerID()] = ids
-			if len(ids) < want(h) {
+			switch {
+			case len(ids) < want(h):
 				short = append(short, fmt.Sprintf("%s sees %d of %d", h.name, len(ids), want(h)))
+			case bounded && len(ids) > high:
+				short = append(short, fmt.Sprintf("%s has %d connections, above the %d it closes down to %d", h.name, len(ids), high, cfg.MaxPeers))
 			}
 		}
 		if bounded && len(short) == 0 {
