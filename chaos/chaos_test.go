@@ -260,7 +260,10 @@ func TestChaosKVJoinAndWipe(t *testing.T) {
 // from its own side, must dial across again once healed (the bound's
 // exceptions, p2p/bounds.go); a cluster left split loses writes and
 // diverges. Gossip crosses nodes that are not connected to each other
-// throughout.
+// throughout. Each heal must also converge within ConvergeTimeout (the
+// suite only notes a slow heal): nodes that kept dialling straight back
+// the peers that had closed them for their bound churned their
+// connections for minutes after a heal, and took 30-60 s to converge.
 func TestChaosBoundedConnections(t *testing.T) {
 	if !isolated(t) {
 		return
@@ -276,7 +279,13 @@ func TestChaosBoundedConnections(t *testing.T) {
 		Logger:       testLogger(),
 	}
 	t.Logf("seed %d (replay: %s=%d)", cfg.Seed, envSeed, cfg.Seed)
-	requireOK(t, runSuite(t, cfg))
+	rep := runSuite(t, cfg)
+	requireOK(t, rep)
+	for _, r := range rep.Results {
+		if r.ConvergeTimeouts > 0 {
+			t.Errorf("%s: %d heals did not converge within the convergence timeout (seed %d): see the report above", r.Scenario, r.ConvergeTimeouts, rep.Seed)
+		}
+	}
 }
 
 // unhealedIsolation cuts one host off and never lets it back: its rules
