@@ -256,20 +256,23 @@ func TestChaosKVJoinAndWipe(t *testing.T) {
 
 // TestChaosBoundedConnections runs a cluster larger than its bound on
 // connections (7 nodes keeping 2 each, where the default connects every
-// pair), cut in two halves, and 2|5 with a kill. The faults hold 9-12 s:
-// the liveness check cuts the links across (4 s) and every node refills
-// its connections from its own side before the heal, so that after it
-// only the bound's exceptions (p2p/bounds.go: a peer the liveness check
-// cut is dialled whatever the count) join the sides again; with the 4-8
-// s default many nodes are still below their bound at the heal and dial
-// across anyway; and they end before the hosts evict one another (15 s,
-// --compact-evict-after), which is the outlasting partition's nemesis.
-// A cluster left split loses writes and diverges (with that exception
-// disabled and 15-20 s holds, partition-halves lost 57 writes, 3 hosts
-// diverged). Each heal must also converge within ConvergeTimeout (the
-// suite only notes a slow heal): nodes that dialled straight back the
-// peers that had closed them for their bound churned their connections
-// for minutes after a heal, and took 30-60 s to converge.
+// pair), cut in two halves, and 2|5 with a kill, for 9-12 s: past the
+// liveness check (4 s), which cuts the links across, and before the
+// hosts evict one another (15 s, --compact-evict-after; the outlasting
+// partition's nemesis). A cluster left split loses writes and diverges.
+// Each heal must also converge within ConvergeTimeout (the suite only
+// notes a slow heal): nodes that dialled straight back the peers that
+// had closed them for their bound churned their connections for
+// minutes after a heal, and took 30-60 s to converge.
+//
+// What it does not show: that the bound's lost-peer re-dial
+// (p2p/bounds.go) is needed. With that re-dial disabled this test
+// still passes: within 9-13 s of hold the nodes of the smaller side
+// have not all refilled to their bound from their own side (the cut
+// leaves ~5 s, and dials across fail slowly), so at the heal some are
+// below it and dial across anyway. Holds of 15-20 s do catch it (57
+// lost writes, 3 hosts diverged), but they also evict, and one such run
+// of the real build failed after the rebases.
 func TestChaosBoundedConnections(t *testing.T) {
 	if !isolated(t) {
 		return
