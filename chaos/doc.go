@@ -87,8 +87,7 @@
 //     each). The start then waits for MaxPeers connections each, one
 //     component and the first trims, not the full mesh.
 //   - The runner (runner.go). Per scenario: fresh hosts, the full mesh
-//     (or the bound's),
-//     clients at Config.Rate; per round a quiet spell, the faults, a
+//     (or the bound's), clients at Config.Rate; per round a quiet spell, the faults, a
 //     hold drawn from the seed, the heal, and a poll until every host
 //     shows every operation acknowledged before the heal (the
 //     convergence time). Then the workload stops, the final wait polls
