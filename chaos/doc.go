@@ -87,12 +87,12 @@
 //     each). The start then waits for MaxPeers connections each, one
 //     component and the first trims, not the full mesh.
 //   - The runner (runner.go). Per scenario: fresh hosts, the full mesh
-//     (or the bound's), clients at Config.Rate; per round a quiet spell, the faults, a
-//     hold drawn from the seed, the heal, and a poll until every host
-//     shows every operation acknowledged before the heal (the
-//     convergence time). Then the workload stops, the final wait polls
-//     until all hosts are equal and complete (bounded by
-//     DefaultConvergeTimeout, derived from the nodes' liveness and sync
+//     (or the bound's), clients at Config.Rate; per round a quiet
+//     spell, the faults, a hold drawn from the seed, the heal, and a
+//     poll until every host shows every operation acknowledged before
+//     the heal (the convergence time). Then the workload stops, the
+//     final wait polls until all hosts are equal and complete (bounded
+//     by DefaultConvergeTimeout, derived from the nodes' liveness and sync
 //     timeouts), and the checkers judge. A failed scenario keeps its
 //     logs, history (JSON lines) and report under ArtifactsDir.
 //   - The seed drives the schedule, targets, durations and every
