@@ -175,9 +175,13 @@ func replayCommand(cfg Config) string {
 }
 
 // replayNetwork is the part of a replay command that sets up the nodes'
-// network: the link delay and the bound on connections, when set.
+// network and the faults' holds: the link delay, the bound on
+// connections and the hold range, when not the defaults.
 func replayNetwork(cfg Config) string {
 	var s string
+	if cfg.FaultMin != 4*time.Second || cfg.FaultMax != 8*time.Second {
+		s += " --fault-min " + cfg.FaultMin.String() + " --fault-max " + cfg.FaultMax.String()
+	}
 	if cfg.LinkDelay > 0 {
 		s += " --link-delay " + cfg.LinkDelay.String()
 	}
