@@ -254,6 +254,51 @@ func TestChaosKVJoinAndWipe(t *testing.T) {
 	requireOK(t, runSuite(t, cfg))
 }
 
+// TestChaosBoundedConnections runs a cluster larger than its bound on
+// connections (7 nodes keeping 2 each, where the default connects every
+// pair), cut in two halves, and 2|5 with a kill, for 9-12 s: past the
+// liveness check (4 s), which cuts the links across, and before the
+// hosts evict one another (15 s, --compact-evict-after; the outlasting
+// partition's nemesis). A cluster left split loses writes and diverges.
+// Each heal must also converge within ConvergeTimeout (the suite only
+// notes a slow heal): nodes that dialled straight back the peers that
+// had closed them for their bound churned their connections for
+// minutes after a heal, and took 30-60 s to converge.
+//
+// What it does not show: that the bound's lost-peer re-dial
+// (p2p/bounds.go) is needed. With that re-dial disabled this test
+// still passes: within 9-13 s of hold the nodes of the smaller side
+// have not all refilled to their bound from their own side (the cut
+// leaves ~5 s, and dials across fail slowly), so at the heal some are
+// below it and dial across anyway. Holds of 15-20 s do catch it (57
+// lost writes, 3 hosts diverged), but they also evict, and one such run
+// of the real build failed after the rebases.
+func TestChaosBoundedConnections(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
+	cfg := Config{
+		Binary:       os.Getenv(envBinary),
+		Seed:         testSeed(t),
+		Nodes:        7,
+		MaxPeers:     2,
+		FaultMin:     9 * time.Second,
+		FaultMax:     12 * time.Second,
+		Checks:       DefaultChecks,
+		Scenarios:    []Scenario{ParseScenario("partition-halves"), ParseScenario("partition-majority+kill")},
+		ArtifactsDir: artifactsDir(),
+		Logger:       testLogger(),
+	}
+	t.Logf("seed %d (replay: %s=%d)", cfg.Seed, envSeed, cfg.Seed)
+	rep := runSuite(t, cfg)
+	requireOK(t, rep)
+	for _, r := range rep.Results {
+		if r.ConvergeTimeouts > 0 {
+			t.Errorf("%s: %d heals did not converge within the convergence timeout (seed %d): see the report above", r.Scenario, r.ConvergeTimeouts, rep.Seed)
+		}
+	}
+}
+
 // unhealedIsolation cuts one host off and never lets it back: its rules
 // live in an nft table of their own, which no heal and no clean-up of
 // the runner touches, as if the link were broken for good. The checkers

@@ -96,6 +96,17 @@ type Config struct {
 	ArtifactsDir string
 	// KeepArtifacts keeps them for passing scenarios too.
 	KeepArtifacts bool
+	// MaxPeers, when set, starts every node with --max-peers MaxPeers
+	// (--max-peers), after any RunCommand's words. With MaxPeers below
+	// Nodes-1 the cluster runs on bounded connections
+	// (p2p.Config.MaxPeers): gossip crosses nodes that are not directly
+	// connected, and after a heal a node full from its own side must
+	// dial across by the bound's exceptions (a peer its liveness check
+	// cut, a peer unheard of), which no scenario of a full mesh
+	// exercises. The initial wait is then for the bound, not the full
+	// mesh (startCluster). 0: the nodes' default (32), more than the
+	// suite's clusters, so every pair connects.
+	MaxPeers int
 	// RunCommand replaces, for the hosts it names ("n1"), the `run`
 	// subcommand that starts a node: the words given come first, then
 	// the harness's flags (--data, --compact-every, --peer,
@@ -225,6 +236,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FaultMax < c.FaultMin || c.FaultMin <= 0 {
 		add("FaultMin/FaultMax (--fault-min, --fault-max): %s..%s is not a positive range", c.FaultMin, c.FaultMax)
+	}
+	if c.MaxPeers < 0 {
+		add("MaxPeers (--max-peers): %d is negative; 0 keeps the nodes' default", c.MaxPeers)
 	}
 	if c.LinkDelay < 0 || c.LinkDelay > 10*time.Second {
 		add("LinkDelay (--link-delay): %s outside [0, 10s]", c.LinkDelay)

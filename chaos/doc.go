@@ -80,13 +80,19 @@
 //   - A wide-area network (Config.LinkDelay, --link-delay) holds every
 //     frame between hosts for the whole scenario, so each round's kill
 //     or pause strikes nodes across slow links: the wan preset's soak.
-//   - The runner (runner.go). Per scenario: fresh hosts, the full mesh,
-//     clients at Config.Rate; per round a quiet spell, the faults, a
-//     hold drawn from the seed, the heal, and a poll until every host
-//     shows every operation acknowledged before the heal (the
-//     convergence time). Then the workload stops, the final wait polls
-//     until all hosts are equal and complete (bounded by
-//     DefaultConvergeTimeout, derived from the nodes' liveness and sync
+//   - Bounded connections (Config.MaxPeers, --max-peers) start every node
+//     with --max-peers: below Nodes-1 each keeps a few connections and
+//     gossip crosses the rest, and a healed split must be dialled across
+//     by the bound's exceptions (TestChaosBoundedConnections: 7 nodes, 2
+//     each). The start then waits for MaxPeers connections each, one
+//     component and the first trims, not the full mesh.
+//   - The runner (runner.go). Per scenario: fresh hosts, the full mesh
+//     (or the bound's), clients at Config.Rate; per round a quiet
+//     spell, the faults, a hold drawn from the seed, the heal, and a
+//     poll until every host shows every operation acknowledged before
+//     the heal (the convergence time). Then the workload stops, the
+//     final wait polls until all hosts are equal and complete (bounded
+//     by DefaultConvergeTimeout, derived from the nodes' liveness and sync
 //     timeouts), and the checkers judge. A failed scenario keeps its
 //     logs, history (JSON lines) and report under ArtifactsDir.
 //   - The seed drives the schedule, targets, durations and every

@@ -241,11 +241,21 @@ func (h *Host) initDir(ctx context.Context) error {
 // PeerAddr is the host's full multiaddr with its current peer ID, or ""
 // while its data directory does not exist.
 func (h *Host) PeerAddr() string {
+	id := h.PeerID()
+	if id == "" {
+		return ""
+	}
+	return h.P2PAddr() + "/p2p/" + id
+}
+
+// PeerID is the host's current peer ID, or "" while its data directory
+// does not exist.
+func (h *Host) PeerID() string {
 	id, err := p2p.ReadPeerID(filepath.Join(h.dir, api.IdentityFile))
 	if err != nil {
 		return ""
 	}
-	return h.P2PAddr() + "/p2p/" + id.String()
+	return id.String()
 }
 
 // Start runs the node in its namespace and waits until its API answers.

@@ -91,6 +91,7 @@ type Env struct {
 	log          *slog.Logger
 	startTimeout time.Duration
 	runHelp      string // `starling run --help`, to find optional flags
+	maxPeers     int    // Config.MaxPeers
 
 	claims    map[*Host]string
 	exclusive map[string]string
@@ -122,6 +123,17 @@ type Env struct {
 
 // Hosts returns every host.
 func (e *Env) Hosts() []*Host { return e.hosts }
+
+// meshSize is the number of connections every host reaches and keeps:
+// all the others, or fewer under a bound (Config.MaxPeers), below which
+// a node dials and which it closes connections only well above.
+func (e *Env) meshSize() int {
+	n := len(e.hosts) - 1
+	if e.maxPeers > 0 {
+		return min(n, e.maxPeers)
+	}
+	return n
+}
 
 // Log is the run's logger.
 func (e *Env) Log() *slog.Logger { return e.log }

@@ -289,3 +289,21 @@ func TestFaultStart(t *testing.T) {
 		}
 	}
 }
+
+// A replay command names every setting a test changes from the
+// defaults: TestChaosBoundedConnections's bound and longer holds.
+func TestReplayCommandNamesTheNetwork(t *testing.T) {
+	cfg := Config{Seed: 7, Nodes: 7, MaxPeers: 2, FaultMin: 9 * time.Second, FaultMax: 12 * time.Second}
+	cfg.EnsureDefaults()
+	got := replayCommand(cfg)
+	for _, want := range []string{"--max-peers 2", "--fault-min 9s --fault-max 12s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("replay %q lacks %q", got, want)
+		}
+	}
+	def := Config{Seed: 7}
+	def.EnsureDefaults()
+	if got := replayCommand(def); strings.Contains(got, "--fault-min") || strings.Contains(got, "--max-peers") {
+		t.Errorf("replay of the defaults %q names defaults", got)
+	}
+}

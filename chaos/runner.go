@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -64,6 +65,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("chaos: %s run --help: %w: %s", cfg.Binary, err, help)
 	}
 	r.runHelp = string(help)
+	if cfg.MaxPeers > 0 && !strings.Contains(r.runHelp, "--max-peers") {
+		return nil, fmt.Errorf("chaos: MaxPeers (--max-peers) is set but %s run has no --max-peers: use a build with bounded connections", cfg.Binary)
+	}
 	psk, err := p2p.GeneratePSK()
 	if err != nil {
 		return nil, err
@@ -167,10 +171,24 @@ func replayCommand(cfg Config) string {
 	if cfg.Soak > 0 {
 		cmd += " --soak " + cfg.Soak.String()
 	}
-	if cfg.LinkDelay > 0 {
-		cmd += " --link-delay " + cfg.LinkDelay.String()
+	return cmd + replayNetwork(cfg)
+}
+
+// replayNetwork is the part of a replay command that sets up the nodes'
+// network and the faults' holds: the link delay, the bound on
+// connections and the hold range, when not the defaults.
+func replayNetwork(cfg Config) string {
+	var s string
+	if cfg.FaultMin != 4*time.Second || cfg.FaultMax != 8*time.Second {
+		s += " --fault-min " + cfg.FaultMin.String() + " --fault-max " + cfg.FaultMax.String()
 	}
-	return cmd
+	if cfg.LinkDelay > 0 {
+		s += " --link-delay " + cfg.LinkDelay.String()
+	}
+	if cfg.MaxPeers > 0 {
+		s += " --max-peers " + strconv.Itoa(cfg.MaxPeers)
+	}
+	return s
 }
 
 func hashString(s string) uint64 {
@@ -200,10 +218,25 @@ func (r *runner) newEnv(hosts []*Host, filter *netlab.Filter) *Env {
 	}
 	return &Env{
 		hosts: hosts, lab: r.lab, filter: filter, log: r.log,
-		startTimeout: r.cfg.StartTimeout, runHelp: r.runHelp,
+		startTimeout: r.cfg.StartTimeout, runHelp: r.runHelp, maxPeers: r.cfg.MaxPeers,
 		binary: r.cfg.Binary, pskFile: r.pskFile,
 		claims: map[*Host]string{}, exclusive: map[string]string{},
 	}
+}
+
+// boundTrimGrace is p2p's trim grace (unexported there: defaultTrimGrace):
+// a node closes no connection younger than this for its bound.
+const boundTrimGrace = 10 * time.Second
+
+// runArgs are the flags every start of host k adds after its run
+// command: the NAT network's (natRunArgs) and the bound on connections
+// (Config.MaxPeers).
+func (r *runner) runArgs(k int) []string {
+	args := r.natRunArgs(k)
+	if r.cfg.MaxPeers > 0 {
+		args = append(args, "--max-peers", strconv.Itoa(r.cfg.MaxPeers))
+	}
+	return args
 }
 
 // scenarioRun is the state of one scenario.
@@ -238,10 +271,7 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario, n int) *ScenarioR
 		rounds = r.cfg.Rounds
 	}
 	res := &ScenarioResult{Scenario: sc.Name, Seed: seed, Rounds: rounds,
-		Replay: fmt.Sprintf("starling chaos --seed %d --nodes %d --rounds %d --model %s --scenarios %s", r.cfg.Seed, r.cfg.Nodes, rounds, r.cfg.Model, sc.Name)}
-	if r.cfg.LinkDelay > 0 {
-		res.Replay += " --link-delay " + r.cfg.LinkDelay.String()
-	}
+		Replay: fmt.Sprintf("starling chaos --seed %d --nodes %d --rounds %d --model %s --scenarios %s", r.cfg.Seed, r.cfg.Nodes, rounds, r.cfg.Model, sc.Name) + replayNetwork(r.cfg)}
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
 	for _, name := range sc.Nemeses {
@@ -332,7 +362,7 @@ func (s *scenarioRun) run(ctx context.Context) error {
 			bin: cfg.Binary, dir: filepath.Join(s.dir, hostName(k)),
 			logPath: filepath.Join(s.dir, hostName(k)+".log"), pskFile: s.r.pskFile,
 			hc: s.r.hc, log: s.log, peers: peers, stopTimeout: 10 * time.Second,
-			runCmd: cfg.RunCommand[hostName(k)], runArgs: s.r.natRunArgs(k),
+			runCmd: cfg.RunCommand[hostName(k)], runArgs: s.r.runArgs(k),
 		}
 	}
 	s.checks = append(s.checks, processChecker{hosts: s.hosts})
@@ -418,17 +448,52 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 			return public
 		}
 	}
+	// Under a bound smaller than the mesh (Config.MaxPeers) a node dials
+	// only while it has fewer than MaxPeers connections, so MaxPeers is
+	// what every node reaches; above that it closes the surplus beyond
+	// 1.5×MaxPeers, but only connections older than p2p's trim grace
+	// (10 s), and the start brings a surplus (every node dials its static
+	// peer, and the first peers mDNS finds, at once). So wait for
+	// MaxPeers each, for the connections to join every host (one
+	// component), and until the first trims are due (the grace and a
+	// liveness round), so that the first fault cuts the links the bound
+	// keeps rather than a surplus about to go, and a split after it is
+	// the nemeses' doing or the nodes' failure to heal it. Not for every
+	// node to be at most 1.5×MaxPeers: peers below their bound may keep
+	// dialling one that is above (a 7-node cluster with MaxPeers 2 once
+	// had a node at 4 for 20 s), and the faults must strike that too.
+	bounded := s.env.meshSize() < len(s.hosts)-1
+	if bounded {
+		full := want
+		want = func(h *Host) int { return min(full(h), s.env.meshSize()) }
+	}
+	p := p2p.DefaultConfig(chaosEnv)
+	trimsDue := p.PingInterval + boundTrimGrace
 	start := time.Now()
 	deadline := start.Add(cfg.StartTimeout)
+	if bounded {
+		deadline = deadline.Add(trimsDue)
+	}
 	for {
 		var short []string
+		conns := map[string][]string{}
 		for _, h := range s.hosts {
-			if n := connectedPeers(ctx, h); n < want(h) {
-				short = append(short, fmt.Sprintf("%s sees %d of %d", h.name, n, want(h)))
+			ids := connectedPeers(ctx, h)
+			conns[h.PeerID()] = ids
+			if len(ids) < want(h) {
+				short = append(short, fmt.Sprintf("%s sees %d of %d", h.name, len(ids), want(h)))
+			}
+		}
+		if bounded && len(short) == 0 {
+			if parts := s.components(conns); len(parts) > 1 {
+				short = append(short, fmt.Sprintf("the connections leave %d groups apart (%s)", len(parts), joinGroups(parts)))
+			} else if time.Since(start) < trimsDue {
+				short = append(short, "the first trims for the bound are not due yet")
 			}
 		}
 		if len(short) == 0 {
-			s.log.Info("cluster up", "hosts", len(s.hosts), "mesh_after", time.Since(start).Round(time.Millisecond))
+			s.log.Info("cluster up", "hosts", len(s.hosts), "mesh_after", time.Since(start).Round(time.Millisecond),
+				"connections", s.connectionCounts(conns))
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -440,30 +505,93 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 	}
 }
 
-// connectedPeers is how many peers h says it is connected to (0 when it
-// does not answer).
-func connectedPeers(ctx context.Context, h *Host) int {
+// components groups the hosts by the connections they report (conns:
+// the peer IDs each host, by its own peer ID, says it is connected to;
+// a connection counts when either side reports it).
+func (s *scenarioRun) components(conns map[string][]string) [][]string {
+	name := map[string]string{}
+	for _, h := range s.hosts {
+		name[h.PeerID()] = h.name
+	}
+	adj := map[string][]string{}
+	for a, ids := range conns {
+		for _, b := range ids {
+			if name[b] != "" {
+				adj[name[a]] = append(adj[name[a]], name[b])
+				adj[name[b]] = append(adj[name[b]], name[a])
+			}
+		}
+	}
+	seen := map[string]bool{}
+	var out [][]string
+	for _, h := range s.hosts {
+		if seen[h.name] {
+			continue
+		}
+		var part []string
+		queue := []string{h.name}
+		seen[h.name] = true
+		for len(queue) > 0 {
+			n := queue[0]
+			queue = queue[1:]
+			part = append(part, n)
+			for _, m := range adj[n] {
+				if !seen[m] {
+					seen[m] = true
+					queue = append(queue, m)
+				}
+			}
+		}
+		slices.Sort(part)
+		out = append(out, part)
+	}
+	return out
+}
+
+// connectionCounts says how many connections each host reported, for
+// the log ("n1:2 n2:3 ...").
+func (s *scenarioRun) connectionCounts(conns map[string][]string) string {
+	out := make([]string, len(s.hosts))
+	for i, h := range s.hosts {
+		out[i] = fmt.Sprintf("%s:%d", h.name, len(conns[h.PeerID()]))
+	}
+	return strings.Join(out, " ")
+}
+
+// joinGroups writes groups of host names as "n1 n2 | n3".
+func joinGroups(parts [][]string) string {
+	gs := make([]string, len(parts))
+	for i, p := range parts {
+		gs[i] = strings.Join(p, " ")
+	}
+	return strings.Join(gs, " | ")
+}
+
+// connectedPeers are the peer IDs h says it is connected to (none when
+// it does not answer).
+func connectedPeers(ctx context.Context, h *Host) []string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	code, body, err := h.Request(ctx, http.MethodGet, "/v1/peers", nil)
 	if err != nil || code != http.StatusOK {
-		return 0
+		return nil
 	}
 	var pr struct {
 		Peers []struct {
-			Connected bool `json:"connected"`
+			ID        string `json:"id"`
+			Connected bool   `json:"connected"`
 		} `json:"peers"`
 	}
 	if json.Unmarshal(body, &pr) != nil {
-		return 0
+		return nil
 	}
-	n := 0
+	var ids []string
 	for _, p := range pr.Peers {
 		if p.Connected {
-			n++
+			ids = append(ids, p.ID)
 		}
 	}
-	return n
+	return ids
 }
 
 // startClients starts ClientsPerHost clients on h, each with its own

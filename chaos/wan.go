@@ -73,7 +73,7 @@ func wanKillNemesis() Nemesis {
 				defer e.Release(hs)
 				err := restart(ctx, e, hs)
 				if err == nil {
-					err = waitMeshed(ctx, leader, len(e.hosts)-1, e.startTimeout)
+					err = waitMeshed(ctx, leader, e.meshSize(), e.startTimeout)
 				}
 				return errors.Join(err, undelay(ctx))
 			}}, nil
@@ -86,7 +86,7 @@ func wanKillNemesis() Nemesis {
 func waitMeshed(ctx context.Context, h *Host, want int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		n := connectedPeers(ctx, h)
+		n := len(connectedPeers(ctx, h))
 		if n >= want {
 			return nil
 		}

@@ -24,6 +24,15 @@ import (
 // to close, and the pairs kept form a random graph, which gossip crosses
 // in a few hops.
 //
+// Settling. A node that closes connections for its bound keeps the
+// links it prefers; the peers it closed, now below their own bound,
+// would dial their best candidate, often that same node, straight back,
+// and each re-dial makes it close another of its links: the partition
+// suite saw every node of a 7-node cluster with MaxPeers 2 close
+// connections every few seconds for minutes after a heal. So a peer
+// that closed a connection (one this node neither closed nor cut) is
+// dialled for the bound after the other candidates for refusedFor.
+//
 // Staying whole. Below the bound is all that matters in a steady
 // cluster. Two things would otherwise leave a cluster split for good
 // once it is split: after a partition every node refills its
@@ -50,6 +59,13 @@ const (
 	// any is closed, and a peer that just dialled gets to exchange
 	// addresses and gossip first.
 	defaultTrimGrace = 10 * time.Second
+	// refusedFor: how long a peer that closed a connection is dialled
+	// for the bound after the other candidates. It keeps the links it
+	// preferred until one of them goes, which in a steady cluster is
+	// rare; a minute spans several trim graces, so the links settle
+	// before it passes, and a peer that closed for another reason (a
+	// restart) dials this node itself.
+	refusedFor = time.Minute
 )
 
 // highWater is the connection count above which a node closes
@@ -108,25 +124,31 @@ func (n *Node) beyondBound(id peer.ID, k *knownPeer, now time.Time) (bool, time.
 // boundedDial is a dial due that only the bound holds back.
 type boundedDial struct {
 	dialJob
-	rank   float64
-	failed bool // the last dial failed
+	rank    float64
+	failed  bool // the last dial failed
+	refused bool // the peer closed a connection within refusedFor
 }
 
-// pickBounded chooses up to room of the candidates: those whose last
-// dial did not fail first (a dead peer must not take the room of live
-// ones), each part lowest rank first.
+// pickBounded chooses up to room of the candidates: first those whose
+// last dial did not fail and that did not close a connection lately,
+// then those that did (a peer above its own bound would close again),
+// then those whose dial failed (a dead peer must not take the room of
+// live ones), each part lowest rank first.
 func pickBounded(cands []boundedDial, room int) []dialJob {
 	if room <= 0 {
 		return nil
 	}
-	slices.SortFunc(cands, func(a, b boundedDial) int {
-		if a.failed != b.failed {
-			if a.failed {
-				return 1
-			}
-			return -1
+	class := func(c boundedDial) int {
+		switch {
+		case c.failed:
+			return 2
+		case c.refused:
+			return 1
 		}
-		return cmp.Compare(a.rank, b.rank)
+		return 0
+	}
+	slices.SortFunc(cands, func(a, b boundedDial) int {
+		return cmp.Or(cmp.Compare(class(a), class(b)), cmp.Compare(a.rank, b.rank))
 	})
 	out := make([]dialJob, 0, min(room, len(cands)))
 	for _, c := range cands[:min(room, len(cands))] {
@@ -175,8 +197,11 @@ func (n *Node) trim(now time.Time) {
 			conns = append(conns, trimCand{id: id, rank: n.rank(id), static: k.static, upSince: k.upSince})
 		}
 	}
-	n.mu.Unlock()
 	closing := pickTrim(conns, n.cfg.MaxPeers, n.highWater(), n.cfg.trimGrace, now)
+	for _, id := range closing {
+		n.known[id].closing = true // the peer did not refuse it (peers.go)
+	}
+	n.mu.Unlock()
 	if len(closing) == 0 {
 		return
 	}

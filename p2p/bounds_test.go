@@ -3,6 +3,7 @@ package p2p
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,15 +22,17 @@ func TestPairRankIsTheSameOnBothSides(t *testing.T) {
 	}
 }
 
-// pickBounded takes the room, lowest rank first, peers whose last dial
-// failed after all others.
+// pickBounded takes the room, lowest rank first, peers that closed a
+// connection lately after the others, and peers whose last dial failed
+// last.
 func TestPickBounded(t *testing.T) {
 	job := func(id string) dialJob { return dialJob{ai: peer.AddrInfo{ID: peer.ID(id)}} }
 	cands := []boundedDial{
-		{job("c"), 0.3, false},
-		{job("dead"), 0.01, true},
-		{job("a"), 0.1, false},
-		{job("b"), 0.2, false},
+		{job("c"), 0.3, false, false},
+		{job("dead"), 0.01, true, false},
+		{job("full"), 0.05, false, true},
+		{job("a"), 0.1, false, false},
+		{job("b"), 0.2, false, false},
 	}
 	ids := func(js []dialJob) []string {
 		var out []string
@@ -38,7 +41,7 @@ func TestPickBounded(t *testing.T) {
 		}
 		return out
 	}
-	for room, want := range map[int][]string{-1: nil, 0: nil, 2: {"a", "b"}, 4: {"a", "b", "c", "dead"}, 9: {"a", "b", "c", "dead"}} {
+	for room, want := range map[int][]string{-1: nil, 0: nil, 2: {"a", "b"}, 4: {"a", "b", "c", "full"}, 9: {"a", "b", "c", "full", "dead"}} {
 		if got := ids(pickBounded(slices.Clone(cands), room)); !slices.Equal(got, want) {
 			t.Errorf("room %d: dialled %v, want %v", room, got, want)
 		}
@@ -150,5 +153,95 @@ func TestBoundedConnections(t *testing.T) {
 		if !settled() {
 			t.Fatalf("not steady: %s (high water %d)", last, high)
 		}
+	}
+}
+
+// Seven nodes keeping 2 connections each (the chaos suite's bounded
+// cluster): once every node has settled between MaxPeers and the high
+// water mark, the links stay. A node that closed a connection for its
+// bound is not dialled straight back by the peer it closed, or the two
+// repeat it for ever, each close leaving another peer below the bound
+// to dial (the partition suite saw every node close connections every
+// few seconds for minutes, and heals take 30-60 s).
+func TestBoundedConnectionsSettle(t *testing.T) {
+	const nodes, maxPeers, grace = 7, 2, 300 * time.Millisecond
+	bounded := func(c *Config) { c.MaxPeers, c.trimGrace = maxPeers, grace }
+	var ns []*Node
+	for i := range nodes {
+		opts := []func(*Config){bounded}
+		if i > 0 {
+			opts = append(opts, withPeers(ns[i-1]))
+		}
+		ns = append(ns, newNode(t, opts...))
+	}
+	high := ns[0].highWater()
+	var last string
+	settled := func() bool {
+		var conns []int
+		ok := true
+		for _, n := range ns {
+			c := 0
+			for _, l := range n.Links() {
+				if l.Connected {
+					c++
+				}
+			}
+			conns = append(conns, c)
+			ok = ok && c >= maxPeers && c <= high
+		}
+		last = fmt.Sprint(conns)
+		return ok
+	}
+	if !testutil.Within(30*time.Second, settled) {
+		t.Fatalf("the nodes did not settle between %d and %d connections: %v", maxPeers, high, last)
+	}
+	// A shake, as a healed partition brings: every node's connections
+	// close at once (here by the node; a partition has the liveness
+	// check close them) and are made again.
+	for _, n := range ns {
+		for _, id := range n.Host().Network().Peers() {
+			_ = n.Host().Network().ClosePeer(id)
+		}
+	}
+	// Settled for a while (dials under way land within it): three trim
+	// graces, each node between the bounds at every look.
+	var since time.Time
+	steady := func() bool {
+		if !settled() {
+			since = time.Time{}
+			return false
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		return time.Since(since) > 3*grace
+	}
+	if !testutil.Within(30*time.Second, steady) {
+		t.Fatalf("after the shake, the nodes did not settle between %d and %d connections: %v", maxPeers, high, last)
+	}
+	// From a settled state, count the connections that close over many
+	// trim graces and liveness rounds.
+	var mu sync.Mutex
+	var closes []string
+	start := time.Now()
+	for i, n := range ns {
+		evs, cancel := n.SubscribePeers()
+		t.Cleanup(cancel)
+		go func() {
+			for ev := range evs {
+				if !ev.Connected {
+					mu.Lock()
+					closes = append(closes, fmt.Sprintf("node %d closed %s at +%s", i, ev.Peer.ShortString(), time.Since(start).Round(time.Millisecond)))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(5 * time.Second) // counting what happens in a window; nothing to wait for
+	settled()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(closes) > 2 {
+		t.Fatalf("%d connection ends closed in 5 s after the nodes settled (now %v): they dial and close in turn: %v", len(closes), last, closes)
 	}
 }

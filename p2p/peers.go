@@ -84,6 +84,11 @@ type knownPeer struct {
 	lost  bool
 	// asked: AddPeer asked for it, dialled once whatever the bound.
 	asked bool
+	// closing: this node is closing the connection for its bound (trim);
+	// refused: when the peer last closed a connection this node had not
+	// closed nor cut, as a peer above its own bound does (bounds.go).
+	closing bool
+	refused time.Time
 }
 
 func (k *knownPeer) dialAddrs() []multiaddr.Multiaddr {
@@ -487,7 +492,7 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 			// Protected before anyone can see it connected (Peers, the
 			// event): a caller that sees the connection sees it kept.
 			n.host.ConnManager().Protect(id, protectTag)
-			k.connected, k.lost, k.asked = true, false, false
+			k.connected, k.lost, k.asked, k.closing = true, false, false, false
 			k.upSince, k.lastSeen, k.lastPong = now, now, now
 			k.failures = 0
 			k.nextDial = time.Time{}
@@ -501,6 +506,10 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 		case !connected && k.connected:
 			k.connected = false
 			k.lastSeen = now
+			if !k.closing && !k.lost {
+				k.refused = now
+			}
+			k.closing = false
 			n.traffic.forget(id)
 			if len(lastAddrs) > 0 {
 				k.learned = lastAddrs
@@ -616,7 +625,7 @@ func (n *Node) startDueDials() time.Duration {
 		j := dialJob{peer.AddrInfo{ID: id, Addrs: addrs}, relayFirst}
 		if beyond, at := n.beyondBound(id, k, now); !beyond {
 			if room > 0 {
-				bounded = append(bounded, boundedDial{j, n.rank(id), k.failures > 0})
+				bounded = append(bounded, boundedDial{j, n.rank(id), k.failures > 0, now.Sub(k.refused) < refusedFor})
 			}
 			wait = min(wait, at.Sub(now))
 			continue

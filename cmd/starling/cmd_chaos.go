@@ -38,6 +38,7 @@ const (
 	flagChaosLinkDelay = "link-delay"
 	flagChaosFaultMin  = "fault-min"
 	flagChaosFaultMax  = "fault-max"
+	flagChaosMaxPeers  = "max-peers"
 )
 
 // chaosEnvVar is a chaos flag's environment variable: STARLING_CHAOS_<NAME>
@@ -147,6 +148,8 @@ Examples:
 				Usage: "shortest time a fault holds (longer for the wan election preset: its failover takes 4-5 s)"},
 			&cli.DurationFlag{Name: flagChaosFaultMax, Value: 8 * time.Second, EnvVars: chaosEnvVar(flagChaosFaultMax),
 				Usage: "longest time a fault holds"},
+			&cli.IntFlag{Name: flagChaosMaxPeers, EnvVars: chaosEnvVar(flagChaosMaxPeers), DefaultText: "the nodes' default",
+				Usage: "start every node with --max-peers `N`: below nodes-1 the cluster runs on bounded connections, whose splits the nodes must heal by dialling beyond the bound"},
 			&cli.Float64Flag{Name: flagChaosRate, Value: 20, EnvVars: chaosEnvVar(flagChaosRate),
 				Usage: "client operations per second per node"},
 			&cli.StringFlag{Name: flagChaosArtifacts, Value: "chaos-artifacts", EnvVars: chaosEnvVar(flagChaosArtifacts),
@@ -180,6 +183,7 @@ func (e *cmdEnv) chaosAction(c *cli.Context) error {
 		LinkDelay:     c.Duration(flagChaosLinkDelay),
 		FaultMin:      c.Duration(flagChaosFaultMin),
 		FaultMax:      c.Duration(flagChaosFaultMax),
+		MaxPeers:      c.Int(flagChaosMaxPeers),
 		Model:         c.String(flagChaosModel),
 		Checks:        chaosChecks(c.StringSlice(flagChaosCheck)),
 		Rate:          c.Float64(flagChaosRate),
@@ -301,6 +305,7 @@ func chaosChildArgs(c *cli.Context, cfg chaos.Config) []string {
 		"--" + flagChaosLinkDelay, cfg.LinkDelay.String(),
 		"--" + flagChaosFaultMin, cfg.FaultMin.String(),
 		"--" + flagChaosFaultMax, cfg.FaultMax.String(),
+		"--" + flagChaosMaxPeers, strconv.Itoa(cfg.MaxPeers),
 		"--" + flagChaosModel, cfg.Model,
 		"--" + flagChaosRate, strconv.FormatFloat(cfg.Rate, 'g', -1, 64),
 		"--" + flagChaosArtifacts, cfg.ArtifactsDir,

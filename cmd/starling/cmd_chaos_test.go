@@ -38,6 +38,7 @@ func TestChaosUsageErrors(t *testing.T) {
 		{[]string{"--model", "nope"}, `no model "nope"`},
 		{[]string{"--check", "quorum"}, `no checker "quorum"`},
 		{[]string{"--rounds", "0"}, "--rounds 0"},
+		{[]string{"--max-peers", "-1"}, "MaxPeers (--max-peers)"},
 		{[]string{"extra"}, "too many arguments"},
 	} {
 		code, _, errs := runChaosCLI(t, tt.args...)
