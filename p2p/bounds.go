@@ -18,11 +18,11 @@ import (
 // re-dial, if any, without closing again.
 //
 // Which peers. Every pair of nodes ranks the same: a number hashed from
-// the two IDs (pairRank), lowest preferred. A node dials its lowest-ranked peers and closes its
-// highest-ranked connections, so two nodes agree on the links they keep:
-// a link one side prefers to keep is one the other side is less likely
-// to close, and the pairs kept form a random graph, which gossip crosses
-// in a few hops.
+// the two IDs (pairRank), lowest preferred. A node dials its
+// lowest-ranked peers and closes its highest-ranked connections, so two
+// nodes agree on the links they keep: a link one side prefers to keep is
+// one the other side is less likely to close, and the pairs kept form a
+// random graph, which gossip crosses in a few hops.
 //
 // Settling. A node that closes connections for its bound keeps the
 // links it prefers; the peers it closed, now below their own bound,
@@ -54,9 +54,9 @@ const (
 	// every 20 s at 200 nodes on the LAN preset), so a live node reached
 	// through others is never dialled for it.
 	unheardAfter = 5 * time.Minute
-	// defaultTrimGrace: a connection younger than this is not closed for the
-	// bound. A start brings many connections at once; they settle before
-	// any is closed, and a peer that just dialled gets to exchange
+	// defaultTrimGrace: a connection younger than this is not closed for
+	// the bound. A start brings many connections at once; they settle
+	// before any is closed, and a peer that just dialled gets to exchange
 	// addresses and gossip first.
 	defaultTrimGrace = 10 * time.Second
 	// refusedFor: how long a peer that closed a connection is dialled
@@ -103,9 +103,8 @@ func (n *Node) heardOf(id peer.ID, k *knownPeer) time.Time {
 }
 
 // beyondBound reports whether a peer that is not connected is dialled
-// whatever the node's count (see the top of this file), and otherwise
-// when it will be, by silence (zero: not by silence alone). Callers
-// hold n.mu.
+// whatever the node's count (see the top of this file), and, when it is
+// not, the moment its silence will make it so. Callers hold n.mu.
 func (n *Node) beyondBound(id peer.ID, k *knownPeer, now time.Time) (bool, time.Time) {
 	if k.asked {
 		return true, time.Time{}
