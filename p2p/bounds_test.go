@@ -103,21 +103,30 @@ func TestBeyondBound(t *testing.T) {
 	}
 }
 
-// Eight nodes that learn of one another through the address exchange,
-// with MaxPeers 3: each keeps between 1 and the high water mark (4)
-// connections, while knowing more peers than that. Without the bound
-// every node dials every peer it learns of.
-func TestBoundedConnections(t *testing.T) {
-	const nodes, maxPeers = 8, 3
-	bounded := func(c *Config) { c.MaxPeers, c.trimGrace = maxPeers, 300*time.Millisecond }
+// boundedChain starts n nodes with the bound maxPeers and the trim grace
+// grace, each with the one before as its static peer: they learn of the
+// others through the address exchange.
+func boundedChain(t *testing.T, n, maxPeers int, grace time.Duration) []*Node {
+	t.Helper()
+	bounded := func(c *Config) { c.MaxPeers, c.trimGrace = maxPeers, grace }
 	var ns []*Node
-	for i := range nodes {
+	for i := range n {
 		opts := []func(*Config){bounded}
 		if i > 0 {
 			opts = append(opts, withPeers(ns[i-1]))
 		}
 		ns = append(ns, newNode(t, opts...))
 	}
+	return ns
+}
+
+// Eight nodes that learn of one another through the address exchange,
+// with MaxPeers 3: each keeps between 1 and the high water mark (4)
+// connections, while knowing more peers than that. Without the bound
+// every node dials every peer it learns of.
+func TestBoundedConnections(t *testing.T) {
+	const nodes, maxPeers = 8, 3
+	ns := boundedChain(t, nodes, maxPeers, 300*time.Millisecond)
 	high := ns[0].highWater()
 	counts := func() (conns, known []int) {
 		for _, n := range ns {
@@ -165,15 +174,7 @@ func TestBoundedConnections(t *testing.T) {
 // few seconds for minutes, and heals take 30-60 s).
 func TestBoundedConnectionsSettle(t *testing.T) {
 	const nodes, maxPeers, grace = 7, 2, 300 * time.Millisecond
-	bounded := func(c *Config) { c.MaxPeers, c.trimGrace = maxPeers, grace }
-	var ns []*Node
-	for i := range nodes {
-		opts := []func(*Config){bounded}
-		if i > 0 {
-			opts = append(opts, withPeers(ns[i-1]))
-		}
-		ns = append(ns, newNode(t, opts...))
-	}
+	ns := boundedChain(t, nodes, maxPeers, grace)
 	high := ns[0].highWater()
 	var last string
 	settled := func() bool {
