@@ -270,9 +270,12 @@ func TestChaosKVJoinAndWipe(t *testing.T) {
 // still passes: within 9-13 s of hold the nodes of the smaller side
 // have not all refilled to their bound from their own side (the cut
 // leaves ~5 s, and dials across fail slowly), so at the heal some are
-// below it and dial across anyway. Holds of 15-20 s do catch it (57
-// lost writes, 3 hosts diverged), but they also evict, and one such run
-// of the real build failed after the rebases.
+// below it and dial across anyway. Holds of 15-20 s fail with it
+// disabled (57 lost writes, 3 hosts diverged), but that proves nothing:
+// holds that long make the hosts evict one another, and two such cuts
+// in a row lose writes without any bound (main before the bound, 7
+// nodes, partition-halves, 2 rounds of 15-20 s: 58 and 31 writes lost
+// in two of three runs; an open bug in eviction and rebase).
 func TestChaosBoundedConnections(t *testing.T) {
 	if !isolated(t) {
 		return
