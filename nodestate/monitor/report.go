@@ -73,12 +73,13 @@ func (m *Monitor) liveNodes() int {
 	return max(m.live, 1)
 }
 
-// publishIfDue sends the report when it changed since the last one, when
-// the last one announced ReportInterval (this one announces the idle
-// period), when the period announced last is up, or when force is set
-// (a new connection). A report announces the idle period of the
-// cluster's current size; the next is due after the shorter of that and
-// the period announced before, so the announcement always holds.
+// publishIfDue sends the report as reportDue decides: at once when its
+// urgent part changed, every busy period while the rest changes, when
+// the period announced last is up, or when force is set (a new
+// connection). A changed report announces the busy period, a quiet one
+// the idle period of the cluster's current size; the next is due after
+// the shorter of that and the period announced before, so the
+// announcement always holds.
 func (m *Monitor) publishIfDue(force bool) {
 	m.sampleHeads()
 	r := m.report()
