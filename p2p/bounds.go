@@ -88,35 +88,30 @@ func pairRank(a, b peer.ID) float64 {
 // A node never closes its own static peers' connections for the bound.
 func (n *Node) rank(id peer.ID) float64 { return pairRank(n.self, id) }
 
-// heardOf is the last time the node knew id to be alive: connected,
-// gossip written by it, or the moment it learnt of it. Callers hold
-// n.mu.
-func (n *Node) heardOf(id peer.ID, k *knownPeer) time.Time {
-	t := k.since
-	if k.lastSeen.After(t) {
-		t = k.lastSeen
-	}
-	if g := n.traffic.lastAuthored(id); g.After(t) {
-		t = g
-	}
-	return t
-}
-
 // beyondBound reports whether a peer that is not connected is dialled
 // whatever the node's count (see the top of this file), and, when it is
-// not, the moment its silence will make it so. Callers hold n.mu.
+// not, the moment its silence will make it so: unheardAfter after the
+// node last knew it alive (connected, gossip written by it) or learnt
+// of it. Callers hold n.mu.
 func (n *Node) beyondBound(id peer.ID, k *knownPeer, now time.Time) (bool, time.Time) {
 	if k.asked {
 		return true, time.Time{}
 	}
+	authored := n.traffic.lastAuthored(id)
 	if k.lost {
-		if n.traffic.lastAuthored(id).After(k.lastSeen) || now.Sub(k.lastSeen) > exchangeForget {
+		if authored.After(k.lastSeen) || now.Sub(k.lastSeen) > exchangeForget {
 			k.lost = false // heard of again, or gone for good
 		} else {
 			return true, time.Time{}
 		}
 	}
-	at := n.heardOf(id, k).Add(unheardAfter)
+	heard := k.since
+	for _, t := range []time.Time{k.lastSeen, authored} {
+		if t.After(heard) {
+			heard = t
+		}
+	}
+	at := heard.Add(unheardAfter)
 	return !now.Before(at), at
 }
 
