@@ -84,9 +84,15 @@ func (m *Monitor) publishIfDue(force bool) {
 	m.sampleHeads()
 	r := m.report()
 	q := r.Quiet()
-	quiet, urgent := q.Encode(), urgentPart(r)
-	live := m.liveNodes()
+	quiet := q.Encode()
 	changed := !bytes.Equal(quiet, m.lastQuiet)
+	// The urgent part is a part of the quiet form: it can only have
+	// changed when that did, and an idle tick need not encode it.
+	urgent := m.lastUrgent
+	if changed {
+		urgent = urgentPart(q)
+	}
+	live := m.liveNodes()
 	now := time.Now()
 	period, send := reportDue(changed, !bytes.Equal(urgent, m.lastUrgent), force, m.lastPeriod,
 		idleReportPeriod(live), busyReportPeriod(live), now.Sub(m.lastPub), m.early)
