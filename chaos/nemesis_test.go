@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/starling-sync/starling/api"
 	"github.com/starling-sync/starling/chaos/internal/netlab"
+	"github.com/starling-sync/starling/p2p"
 )
 
 // TestNetworkPlans checks, over many seeds and cluster sizes, that each
@@ -305,5 +308,32 @@ func TestReplayCommandNamesTheNetwork(t *testing.T) {
 	def.EnsureDefaults()
 	if got := replayCommand(def); strings.Contains(got, "--fault-min") || strings.Contains(got, "--max-peers") {
 		t.Errorf("replay of the defaults %q names defaults", got)
+	}
+}
+
+// components joins hosts by the connections either side reports, and
+// leaves a host nobody reports alone.
+func TestScenarioComponents(t *testing.T) {
+	s := &scenarioRun{}
+	for k := 1; k <= 4; k++ {
+		dir := filepath.Join(t.TempDir(), hostName(k))
+		if _, err := p2p.LoadOrCreateIdentity(filepath.Join(dir, api.IdentityFile)); err != nil {
+			t.Fatal(err)
+		}
+		s.hosts = append(s.hosts, &Host{index: k, name: hostName(k), dir: dir})
+	}
+	id := func(k int) string { return s.hosts[k-1].PeerID() }
+	conns := map[string][]string{
+		id(1): {id(3)},              // n1-n3, reported by n1 only
+		id(2): {"12D3KooWnotahost"}, // a peer that is not a host
+		id(4): {id(2)},              // n2-n4, reported by n4 only
+	}
+	got := fmt.Sprint(s.components(conns))
+	if want := "[[n1 n3] [n2 n4]]"; got != want {
+		t.Fatalf("components = %s, want %s", got, want)
+	}
+	conns[id(3)] = []string{id(4)}
+	if got, want := fmt.Sprint(s.components(conns)), "[[n1 n2 n3 n4]]"; got != want {
+		t.Fatalf("after n3-n4: components = %s, want %s", got, want)
 	}
 }

@@ -509,41 +509,25 @@ func (s *scenarioRun) startCluster(ctx context.Context) error {
 // the peer IDs each host, by its own peer ID, says it is connected to;
 // a connection counts when either side reports it).
 func (s *scenarioRun) components(conns map[string][]string) [][]string {
-	name := map[string]string{}
+	index := map[string]int{}
 	for _, h := range s.hosts {
-		name[h.PeerID()] = h.name
+		index[h.PeerID()] = h.index
 	}
-	adj := map[string][]string{}
+	linked := map[[2]int]bool{}
 	for a, ids := range conns {
 		for _, b := range ids {
-			if name[b] != "" {
-				adj[name[a]] = append(adj[name[a]], name[b])
-				adj[name[b]] = append(adj[name[b]], name[a])
+			if i, j := index[a], index[b]; i > 0 && j > 0 {
+				linked[[2]int{min(i, j), max(i, j)}] = true
 			}
 		}
 	}
-	seen := map[string]bool{}
 	var out [][]string
-	for _, h := range s.hosts {
-		if seen[h.name] {
-			continue
+	for _, part := range netlab.Components(len(s.hosts), func(a, b int) bool { return linked[[2]int{a, b}] }) {
+		names := make([]string, len(part))
+		for i, k := range part {
+			names[i] = hostName(k)
 		}
-		var part []string
-		queue := []string{h.name}
-		seen[h.name] = true
-		for len(queue) > 0 {
-			n := queue[0]
-			queue = queue[1:]
-			part = append(part, n)
-			for _, m := range adj[n] {
-				if !seen[m] {
-					seen[m] = true
-					queue = append(queue, m)
-				}
-			}
-		}
-		slices.Sort(part)
-		out = append(out, part)
+		out = append(out, names)
 	}
 	return out
 }

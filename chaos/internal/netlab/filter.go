@@ -94,7 +94,14 @@ func (f *Filter) Blocked(from, to int) bool {
 // lowest host. A one-way drop separates two hosts: neither can hold a
 // conversation with the other.
 func (f *Filter) Components() [][]int {
-	parent := make([]int, f.hosts+1)
+	return Components(f.hosts, func(a, b int) bool { return !f.Blocked(a, b) && !f.Blocked(b, a) })
+}
+
+// Components groups hosts 1..n by their links (linked(a, b), asked
+// for a < b): each group sorted, the groups ordered by their lowest
+// host.
+func Components(n int, linked func(a, b int) bool) [][]int {
+	parent := make([]int, n+1)
 	for i := range parent {
 		parent[i] = i
 	}
@@ -105,9 +112,9 @@ func (f *Filter) Components() [][]int {
 		}
 		return parent[i]
 	}
-	for a := 1; a <= f.hosts; a++ {
-		for b := a + 1; b <= f.hosts; b++ {
-			if !f.Blocked(a, b) && !f.Blocked(b, a) {
+	for a := 1; a <= n; a++ {
+		for b := a + 1; b <= n; b++ {
+			if linked(a, b) {
 				ra, rb := find(a), find(b)
 				if ra != rb {
 					parent[max(ra, rb)] = min(ra, rb)
@@ -117,7 +124,7 @@ func (f *Filter) Components() [][]int {
 	}
 	groups := map[int][]int{}
 	var roots []int
-	for h := 1; h <= f.hosts; h++ {
+	for h := 1; h <= n; h++ {
 		r := find(h)
 		if _, ok := groups[r]; !ok {
 			roots = append(roots, r)
