@@ -182,8 +182,12 @@ type natCrossing struct {
 
 func (c natCrossing) String() string {
 	s := fmt.Sprintf("sample at +%v showed after %v, links %s", c.At.Round(time.Millisecond), c.Took.Round(time.Millisecond), formatLinks(c.Links))
+	// The first address is on a live connection's IP: the path (the
+	// record has them all).
 	for _, k := range slices.Sorted(maps.Keys(c.Addrs)) {
-		s += fmt.Sprintf("; %s via %s", k, strings.Join(c.Addrs[k], " "))
+		if as := c.Addrs[k]; len(as) > 0 {
+			s += fmt.Sprintf("; %s at %s", k, as[0])
+		}
 	}
 	return s
 }
