@@ -211,6 +211,27 @@ func artifactsDir() string {
 	return "chaos-artifacts"
 }
 
+// keptIfFailed is the artifacts directory of a control, whose scenario
+// fails by design: a temporary one, copied to artifactsDir()/t.Name()
+// when the test itself fails, so that CI keeps the nodes' logs of a
+// control that caught nothing.
+func keptIfFailed(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Cleanup(func() { // before the removal of dir: cleanups run last first
+		if !t.Failed() {
+			return
+		}
+		dst := filepath.Join(artifactsDir(), t.Name())
+		if err := os.CopyFS(dst, os.DirFS(dir)); err != nil {
+			t.Logf("keep the artifacts: %v", err)
+			return
+		}
+		t.Logf("artifacts kept in %s", dst)
+	})
+	return dir
+}
+
 // TestChaosSweep runs every nemesis at least once (the quick sweep) and
 // requires no lost write, no phantom and no divergence anywhere.
 func TestChaosSweep(t *testing.T) {
@@ -472,6 +493,14 @@ func TestChaosCatchesBrokenBuild(t *testing.T) {
 // judged: see below). Against a build without NAT traversal,
 // nat-hub-kill itself fails the same way: the sites never meet without
 // the hub.
+//
+// It once failed in 2 of 4 CI runs: the samples judged with Missing,
+// where each site's own later writes covered the other's and passed
+// them with no path between the sites (see HostExpectation). On a
+// loaded machine (one core busy) that judgment failed it in 1 of 5 runs
+// of main and 1 of 6 with the old judgment forced, each time with the
+// sites connected to nobody; with MissingOn, 11 of 11 passed, 3 of
+// them with a sample the old judgment would have passed.
 func TestChaosCatchesNATNoPath(t *testing.T) {
 	if !isolated(t) {
 		return
@@ -497,12 +526,19 @@ func TestChaosCatchesNATNoPath(t *testing.T) {
 		// when the hub was back, instead of never.
 		FaultMin:     natSampleTimeout + 2*time.Second,
 		FaultMax:     natSampleTimeout + 2*time.Second,
-		ArtifactsDir: t.TempDir(),
+		ArtifactsDir: keptIfFailed(t),
 		Registry:     reg,
 		Logger:       testLogger(),
 	}
 	rep := runSuite(t, cfg)
 	res := rep.Results[0]
+	// A failure says which path the writes took (the fault's
+	// description: the sites' links and addresses when a sample showed).
+	defer func() {
+		if t.Failed() {
+			t.Logf("faults: %s", strings.Join(res.Faults, "\n"))
+		}
+	}()
 	if res.Acked == 0 {
 		t.Fatal("no write was acknowledged: the control proves nothing")
 	}

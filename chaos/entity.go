@@ -870,6 +870,62 @@ func (e *entExpectation) Missing(s State) []int {
 	return slices.Compact(out)
 }
 
+// MissingOn: where host's own later write hides an operation of another
+// host, or the operation's tag is not visible on host (host may have
+// deleted it), the operation counts as shown when host shows a write of
+// the operation's writer at least as recent. That proves a path from the
+// writer to host at or after the operation (its Merkle-DAG walk may
+// still be fetching the operation itself, so a sample may end a few
+// milliseconds early; it cannot end without a path).
+func (e *entExpectation) MissingOn(host string, s State) []int {
+	st := s.(*entState)
+	self := ""
+	for _, o := range e.ops {
+		if o.Host == host && o.Version != nil {
+			self = o.Version.Writer
+			break
+		}
+	}
+	_, byID := e.m.planned()
+	out := e.Missing(s)
+	for r, want := range e.k.fields {
+		if want.op == nil || want.op.Host == host {
+			continue
+		}
+		v, visible := st.ents[r.ent]
+		if visible {
+			f, ok := v.Fields[r.field]
+			c := f.Version.Compare(want.version)
+			if !ok || f.Default || c < 0 {
+				continue // Missing reported it
+			}
+			if c == 0 || self == "" || f.Writer != self {
+				continue // it, or a later write that came from elsewhere
+			}
+		} else if p := byID[r.ent]; p == nil || p.Type != entTypeTag {
+			continue // Missing reported it
+		}
+		if !showsWriteSince(st, want.version) {
+			out = append(out, want.index)
+		}
+	}
+	sort.Ints(out)
+	return slices.Compact(out)
+}
+
+// showsWriteSince reports whether st holds a field written by v's writer
+// at v or later.
+func showsWriteSince(st *entState, v entity.Version) bool {
+	for _, e := range st.ents {
+		for _, f := range e.Fields {
+			if f.Writer == v.Writer && f.Version.Compare(v) >= 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // entCheckIn prepares the checkers' common input.
 func entCheckIn(m *entityModel, in CheckInput) ([]entPlanned, map[entity.ID]*entPlanned, *entKnowledge, []*entOp) {
 	var live []Op

@@ -333,6 +333,41 @@ func TestEntityExpectation(t *testing.T) {
 	}
 }
 
+// TestEntityMissingOn: for a visibility sample, a write from another
+// host is not shown by the reading host's own later write to its
+// register (the sites of TestChaosCatchesNATNoPath, cut apart, covered
+// each other's writes so within seconds, and Missing said they had
+// caught up); a later write of the writer itself, or the write, is.
+func TestEntityMissingOn(t *testing.T) {
+	m := testEntityModel(t)
+	// n3's write, after n2's, is acknowledged after the sample's due:
+	// it is not demanded, and it covers n2's on n3.
+	later := setOp(ResultOK, "n3", vp(ver(250, "w3")), tS0, "on", entity.Bool(false))
+	later.Start, later.End = time.Unix(102, 0), time.Unix(103, 0)
+	h := hist(setOp(ResultOK, "n2", vp(ver(200, "w2")), tS0, "on", entity.Bool(true)), later)
+	exp := entOracle{m}.Expect(h, time.Unix(102, 0), false).(HostExpectation)
+	// n3 wrote S0's field after n2, and never heard from n2.
+	covered := baseTree(map[string]entity.Field{"on": fld(entity.Bool(false), ver(250, "w3"))}, false)
+	if got := exp.Missing(covered); len(got) != 0 {
+		t.Fatalf("Missing %v: the test needs a state Missing takes as caught up", got)
+	}
+	if got := exp.MissingOn("n3", covered); len(got) != 1 || got[0] != 0 {
+		t.Errorf("covered by n3's own write: MissingOn %v, want [0]", got)
+	}
+	if got := exp.MissingOn("n2", covered); len(got) != 0 {
+		t.Errorf("n2 reading its own write: MissingOn %v", got)
+	}
+	// A later write of n2 (w2) shows on n3: n2's writes reach it.
+	reached := baseTree(map[string]entity.Field{"on": fld(entity.Bool(false), ver(250, "w3")), "label": fld(entity.String("x"), ver(230, "w2"))}, false)
+	if got := exp.MissingOn("n3", reached); len(got) != 0 {
+		t.Errorf("n2's later write shows on n3: MissingOn %v", got)
+	}
+	shown := baseTree(map[string]entity.Field{"on": fld(entity.Bool(true), ver(200, "w2"))}, false)
+	if got := exp.MissingOn("n3", shown); len(got) != 0 {
+		t.Errorf("the write itself shows: MissingOn %v", got)
+	}
+}
+
 func TestEntityModelConfig(t *testing.T) {
 	if _, err := newEntityModel(ModelConfig{Hosts: 3, OverwriteKeys: 2}); err == nil {
 		t.Error("OverwriteKeys 2 (one sensor) accepted")

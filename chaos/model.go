@@ -122,6 +122,23 @@ type Expectation interface {
 	Missing(s State) []int
 }
 
+// HostExpectation is an Expectation that can also judge what host's own
+// writes hide. The visibility samples (the NAT nemeses' visibleAmong)
+// use MissingOn where the model has it, Missing otherwise.
+type HostExpectation interface {
+	Expectation
+	// MissingOn is Missing for state s read from host, where the
+	// question is whether each operation reached host: an operation of
+	// another host does not count as shown by a later write of host's
+	// own, which supersedes it whether or not it ever arrived. Two sites
+	// cut apart each overwrite the other's last writes within seconds,
+	// and Missing then says they caught up with no path between them
+	// (TestChaosCatchesNATNoPath: samples "showed" after 4.07 and
+	// 4.85 s with the hub down). What stands for a hidden operation is
+	// up to the model.
+	MissingOn(host string, s State) []int
+}
+
 // HostState is one host's final state, or why it could not be read.
 type HostState struct {
 	Host  string

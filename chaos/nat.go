@@ -152,6 +152,13 @@ type natRecord struct {
 	Bound   time.Duration   `json:"bound_ns"`
 	// HubDown: the samples were taken with the public hosts down.
 	HubDown bool `json:"hub_down"`
+	// Crossings are, with the hub down, the samples that showed and what
+	// linked the sites then: the path the writes took.
+	Crossings []natCrossing `json:"crossings,omitempty"`
+	// Covered counts samples that the sites' own later writes alone
+	// would have passed (see HostExpectation): not shown, and no proof
+	// of a path.
+	Covered int `json:"covered,omitempty"`
 	// ConntrackBefore/After: the router's tracked connections before and
 	// after a reboot flushed them (nat-router-restart).
 	Router          string `json:"router,omitempty"`
@@ -160,6 +167,29 @@ type natRecord struct {
 	// UPnP is nat-upnp's record of the port mappings (upnp.go).
 	UPnP  *upnpRecord `json:"upnp,omitempty"`
 	Error string      `json:"error,omitempty"`
+}
+
+// natCrossing is a visibility sample that showed with the hub down.
+type natCrossing struct {
+	// At is when the sample began, from the start of sampling (right
+	// after the kill); Took is how long it took to show.
+	At   time.Duration `json:"at_ns"`
+	Took time.Duration `json:"took_ns"`
+	// Links and Addrs are the sites' links when it showed (siteLinks).
+	Links map[string]string   `json:"links"`
+	Addrs map[string][]string `json:"addrs,omitempty"`
+}
+
+func (c natCrossing) String() string {
+	s := fmt.Sprintf("sample at +%v showed after %v, links %s", c.At.Round(time.Millisecond), c.Took.Round(time.Millisecond), formatLinks(c.Links))
+	// The first address is on a live connection's IP: the path (the
+	// record has them all).
+	for _, k := range slices.Sorted(maps.Keys(c.Addrs)) {
+		if as := c.Addrs[k]; len(as) > 0 {
+			s += fmt.Sprintf("; %s at %s", k, as[0])
+		}
+	}
+	return s
 }
 
 // natNemesis is a nemesis of a NAT topology.
@@ -269,7 +299,7 @@ func natNemeses() []Nemesis {
 				}
 				e.claims[sym] = id
 				rec := natRecord{Nemesis: "nat-symmetric", Sites: hostNameList(sites), Bound: natVisibleBound}
-				rec.Links, rec.KindExposed = e.siteLinks(ctx, sites)
+				rec.Links, rec.KindExposed, _ = e.siteLinks(ctx, sites)
 				e.sampleVisibility(ctx, &rec, sites, natUpWindow)
 				e.recordNAT(sym.name, rec)
 				if err := sym.Kill(); err != nil {
@@ -338,7 +368,7 @@ func newHubKill(name string, nat func(n int) map[int]netlab.NAT, desc string, be
 func (e *Env) waitLinked(ctx context.Context, rec *natRecord, sites []*Host, since time.Time) {
 	deadline := since.Add(rec.LinkBound)
 	for {
-		rec.Links, rec.KindExposed = e.siteLinks(ctx, sites)
+		rec.Links, rec.KindExposed, _ = e.siteLinks(ctx, sites)
 		if linked(rec.Links, rec.KindExposed) && (!rec.DirectOnly || dialled(rec.Links)) {
 			rec.Linked, rec.LinkedAfter = true, time.Since(since)
 			return
@@ -364,12 +394,21 @@ func linked(links map[string]string, exposed bool) bool {
 }
 
 func describeSamples(r natRecord) string {
-	if len(r.Samples) == 0 {
+	if len(r.Samples)+r.Missed == 0 {
 		return "no sample"
 	}
-	s := fmt.Sprintf("%d samples, max %v", len(r.Samples), slices.Max(r.Samples).Round(time.Millisecond))
+	s := "no sample showed"
+	if len(r.Samples) > 0 {
+		s = fmt.Sprintf("%d samples, max %v", len(r.Samples), slices.Max(r.Samples).Round(time.Millisecond))
+	}
 	if r.Missed > 0 {
 		s += fmt.Sprintf(", %d never within %v", r.Missed, natSampleTimeout)
+	}
+	if r.Covered > 0 {
+		s += fmt.Sprintf(" (%d covered only by the sites' own later writes)", r.Covered)
+	}
+	for _, c := range r.Crossings {
+		s += "; " + c.String()
 	}
 	return s
 }
@@ -377,7 +416,8 @@ func describeSamples(r natRecord) string {
 // sampleVisibility samples, for window, how long the writes the sites
 // acknowledged take to show on every running site.
 func (e *Env) sampleVisibility(ctx context.Context, rec *natRecord, sites []*Host, window time.Duration) {
-	end := time.Now().Add(window)
+	start := time.Now()
+	end := start.Add(window)
 	for time.Now().Before(end) && ctx.Err() == nil {
 		var up []*Host
 		for _, h := range sites {
@@ -389,9 +429,18 @@ func (e *Env) sampleVisibility(ctx context.Context, rec *natRecord, sites []*Hos
 			rec.Error = "fewer than two sites running: nothing to sample"
 			return
 		}
-		d, ok := e.visibleAmong(ctx, time.Now(), up, natSampleTimeout)
-		if ok {
-			rec.Samples = append(rec.Samples, d)
+		due := time.Now()
+		v := e.visibleAmong(ctx, due, up, natSampleTimeout)
+		if v.coveredAfter > 0 && !v.shown {
+			rec.Covered++
+		}
+		if v.shown {
+			rec.Samples = append(rec.Samples, v.took)
+			if rec.HubDown {
+				c := natCrossing{At: due.Sub(start), Took: v.took}
+				c.Links, _, c.Addrs = e.siteLinks(ctx, sites)
+				rec.Crossings = append(rec.Crossings, c)
+			}
 		} else if ctx.Err() == nil {
 			rec.Missed++
 		}
@@ -442,8 +491,10 @@ func hostNameList(hs []*Host) []string {
 // site: "direct", "hole-punched", "relayed", "connected" (kind not
 // said) or "none", per
 // pair "a-b" (the better of what a and b say). exposed reports whether
-// any node said what kind a connection is.
-func (e *Env) siteLinks(ctx context.Context, sites []*Host) (map[string]string, bool) {
+// any node said what kind a connection is. addrs are, per connected
+// pair "a>b", b's addresses as a lists them: those on the IP of a live
+// connection first (GET /v1/peers).
+func (e *Env) siteLinks(ctx context.Context, sites []*Host) (links map[string]string, exposed bool, addrs map[string][]string) {
 	byID := map[string]*Host{}
 	for _, h := range sites {
 		if a := h.PeerAddr(); a != "" {
@@ -451,13 +502,12 @@ func (e *Env) siteLinks(ctx context.Context, sites []*Host) (map[string]string, 
 			byID[id] = h
 		}
 	}
-	links := map[string]string{}
+	links, addrs = map[string]string{}, map[string][]string{}
 	for i, a := range sites {
 		for _, b := range sites[i+1:] {
 			links[a.name+"-"+b.name] = "none"
 		}
 	}
-	exposed := false
 	for _, h := range sites {
 		if !h.Up() || h.Paused() {
 			continue
@@ -501,9 +551,12 @@ func (e *Env) siteLinks(ctx context.Context, sites []*Host) (map[string]string, 
 			if linkRank(kind) > linkRank(links[key]) {
 				links[key] = kind
 			}
+			var as []string
+			_ = json.Unmarshal(p["addrs"], &as)
+			addrs[h.name+">"+o.name] = as
 		}
 	}
-	return links, exposed
+	return links, exposed, addrs
 }
 
 // linkRank orders the kinds of a link, best first: "direct" (dialled)
@@ -743,15 +796,29 @@ func (s *scenarioRun) publicPeers(k int) []string {
 	return out
 }
 
+// visibility is the outcome of one visibility sample (visibleAmong).
+type visibility struct {
+	took  time.Duration // from due until shown, or until given up
+	shown bool
+	// coveredAfter is when Missing alone (HostExpectation.MissingOn
+	// left out) first said every host had caught up while MissingOn
+	// did not: the hosts' own later writes covered the others' (0: not
+	// seen). A sample passed that way proved no path (see
+	// HostExpectation).
+	coveredAfter time.Duration
+}
+
 // visibleAmong polls hosts until each shows every operation that one of
-// them acknowledged before due, up to timeout; it returns the time from
-// due and whether it happened. Other hosts' operations are left out:
-// one acknowledged by a hub killed just after cannot be demanded.
-func (s *scenarioRun) visibleAmong(ctx context.Context, due time.Time, hosts []*Host, timeout time.Duration) (time.Duration, bool) {
+// them acknowledged before due, up to timeout. Other hosts' operations
+// are left out: one acknowledged by a hub killed just after cannot be
+// demanded. Where the model can judge it (HostExpectation), a host's own
+// later write does not count as showing another's operation.
+func (s *scenarioRun) visibleAmong(ctx context.Context, due time.Time, hosts []*Host, timeout time.Duration) visibility {
 	names := map[string]bool{}
 	for _, h := range hosts {
 		names[h.name] = true
 	}
+	var out visibility
 	deadline := due.Add(timeout)
 	for {
 		states := s.readAll(ctx, hosts)
@@ -761,24 +828,37 @@ func (s *scenarioRun) visibleAmong(ctx context.Context, due time.Time, hosts []*
 		for _, o := range ops {
 			hostOf[o.Index] = o.Host
 		}
-		ok := true
-		for _, st := range states {
-			if st.Err != nil {
-				ok = false
-				break
-			}
-			for _, i := range exp.Missing(st.State) {
+		caughtUp := func(missing []int) bool {
+			for _, i := range missing {
 				if names[hostOf[i]] {
-					ok = false
-					break
+					return false
 				}
 			}
+			return true
+		}
+		ok, lenient := true, true
+		for _, st := range states {
+			if st.Err != nil {
+				ok, lenient = false, false
+				break
+			}
+			lenient = lenient && caughtUp(exp.Missing(st.State))
+			if he, strict := exp.(HostExpectation); strict {
+				ok = ok && caughtUp(he.MissingOn(st.Host, st.State))
+			} else {
+				ok = lenient
+			}
+		}
+		if lenient && !ok && out.coveredAfter == 0 {
+			out.coveredAfter = time.Since(due)
 		}
 		if ok {
-			return time.Since(due), true
+			out.took, out.shown = time.Since(due), true
+			return out
 		}
 		if time.Now().After(deadline) || !sleepCtx(ctx, s.r.cfg.PollInterval) {
-			return time.Since(due), false
+			out.took = time.Since(due)
+			return out
 		}
 	}
 }

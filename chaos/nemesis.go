@@ -118,7 +118,7 @@ type Env struct {
 	// through the hub), and visible among the given hosts only (their
 	// own operations, on them).
 	upAt         time.Time
-	visibleAmong func(ctx context.Context, due time.Time, hosts []*Host, timeout time.Duration) (time.Duration, bool)
+	visibleAmong func(ctx context.Context, due time.Time, hosts []*Host, timeout time.Duration) visibility
 }
 
 // Hosts returns every host.
