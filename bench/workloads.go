@@ -864,8 +864,9 @@ func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Dur
 		bytes += float64(d.bytes)
 		if d.msgs > 0 || d.bytes > 0 {
 			line := fmt.Sprintf("%s %.1f msgs %s", src, float64(d.msgs)/secs/float64(n), fmtBytes(float64(d.bytes)/secs/float64(n)))
-			if d.dropped > 0 {
-				line += fmt.Sprintf(" (%.1f dropped: queue full)", float64(d.dropped)/secs/float64(n))
+			if d.droppedIn+d.droppedOut > 0 {
+				line += fmt.Sprintf(" (dropped at full queues: %.1f in, not validated; %.1f out, not sent)",
+					float64(d.droppedIn)/secs/float64(n), float64(d.droppedOut)/secs/float64(n))
 			}
 			bySource = append(bySource, line)
 		}
@@ -886,10 +887,13 @@ func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Dur
 }
 
 // trafficCount is one source's traffic summed over a cluster's nodes.
-type trafficCount struct{ msgs, bytes, dropped uint64 }
+// droppedIn counts received messages not validated for lack of room
+// (gossipsub's validation queue), droppedOut messages not sent (a
+// peer's outbound queue).
+type trafficCount struct{ msgs, bytes, droppedIn, droppedOut uint64 }
 
 func (a trafficCount) minus(b trafficCount) trafficCount {
-	return trafficCount{a.msgs - b.msgs, a.bytes - b.bytes, a.dropped - b.dropped}
+	return trafficCount{a.msgs - b.msgs, a.bytes - b.bytes, a.droppedIn - b.droppedIn, a.droppedOut - b.droppedOut}
 }
 
 // traffic sums p2p's traffic counters (in and out) over the nodes, by
@@ -901,7 +905,8 @@ func (c *starlingCluster) traffic() map[string]trafficCount {
 			s := out[t.Source]
 			s.msgs += t.MsgsIn + t.MsgsOut
 			s.bytes += t.BytesIn + t.BytesOut
-			s.dropped += t.DroppedIn + t.DroppedOut
+			s.droppedIn += t.DroppedIn
+			s.droppedOut += t.DroppedOut
 			out[t.Source] = s
 		}
 	}

@@ -191,6 +191,49 @@ func TestNodeStatesPartition(t *testing.T) {
 	}
 }
 
+// TestReconnectGreetsDirectly: a connection between two nodes that hear
+// each other on time (through a third) brings each the other's report
+// over a direct stream, not on the topic, which would reach every node
+// (nodestate/monitor/greet.go). TestNodeStatesPartition covers a peer
+// that was not on time: its report is published.
+func TestReconnectGreetsDirectly(t *testing.T) {
+	defer testutil.FailOnPanic(t)
+	nodes := nodetest.Cluster(t, 3)
+	a, b := nodes[0], nodes[1]
+	for _, n := range nodes {
+		for _, m := range nodes {
+			if m != n {
+				testutil.Eventually(t, 20*time.Second, n.NodeID()+" sees "+m.NodeID()+" ACTIVE", func() bool {
+					v, ok := clusterState(t, n, m.NodeID())
+					return ok && v.State == nodestate.StateActive
+				})
+			}
+		}
+	}
+	direct := func(n *node.Node) uint64 {
+		for _, tr := range n.P2P().Traffic() {
+			if tr.Source == "stream:nodestate/report/1" {
+				return tr.BytesIn
+			}
+		}
+		return 0
+	}
+	before := direct(b)
+	a.P2P().Block(b.PeerID())
+	testutil.Eventually(t, 20*time.Second, "node1 disconnected from node2", func() bool {
+		v, ok := clusterState(t, a, "node2")
+		return ok && v.Health != nodestate.HealthConnected
+	})
+	// node3 still forwards node2's reports: node1 hears it on time.
+	if v, _ := clusterState(t, a, "node2"); v.State != nodestate.StateActive {
+		t.Fatalf("node2 is %s on node1 while node3 forwards its reports", v.State)
+	}
+	a.P2P().Unblock(b.PeerID())
+	testutil.Eventually(t, 20*time.Second, "node1's report reaches node2 over a direct stream", func() bool {
+		return direct(b) > before
+	})
+}
+
 func TestMetricsServesDocumentedSeries(t *testing.T) {
 	defer testutil.FailOnPanic(t)
 	nodes := nodetest.Cluster(t, 2)

@@ -385,6 +385,17 @@ func (s *PeerStates) Connected(now time.Duration, peer string, up bool) {
 	s.update(now, p, reason)
 }
 
+// OnTime reports whether peer's reports arrive on time: it was heard,
+// not longer ago than SUSPECT takes, and did not say goodbye.
+func (s *PeerStates) OnTime(now time.Duration, peer string) bool {
+	p, ok := s.peers[peer]
+	if !ok || !p.heard || p.report.Leaving {
+		return false
+	}
+	suspect, _ := ReportTimeouts(s.cfg, p.report.PeriodMS)
+	return now-p.lastHeard < suspect
+}
+
 // Known records a peer the node knows (static, discovered) without news
 // of it: it appears as JOINING and, if nothing is heard, becomes DEAD.
 func (s *PeerStates) Known(now time.Duration, peer string) {

@@ -38,6 +38,7 @@ package nodestate
 //	connect PEER / disconnect PEER
 //	                          its direct connection came up / went down
 //	known PEER                the node knows of PEER, without news of it
+//	ontime PEER               prints "on time" or "not on time" (OnTime)
 //	forget PEER               the operator removed PEER; prints
 //	                          "forgotten" or "unknown"
 //	tick [D]                  advances the clock by D (0 by default) and
@@ -129,6 +130,12 @@ func (sc *scenario) run(t *testing.T, td *datadriven.TestData) string {
 		sc.s.Connected(sc.now, sc.peer(t, td), td.Cmd == "connect")
 	case "known":
 		sc.s.Known(sc.now, sc.peer(t, td))
+	case "ontime":
+		if sc.s.OnTime(sc.now, sc.peer(t, td)) {
+			out.WriteString("on time\n")
+		} else {
+			out.WriteString("not on time\n")
+		}
 	case "forget":
 		if sc.s.Forget(sc.peer(t, td)) {
 			out.WriteString("forgotten\n")

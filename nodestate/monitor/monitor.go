@@ -63,7 +63,7 @@ type Monitor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
-	kick   chan struct{} // a peer connected: report soon (buffered 1)
+	kick   chan struct{} // a peer connected: greet soon (buffered 1)
 
 	mu      sync.Mutex
 	states  *nodestate.PeerStates
@@ -75,8 +75,10 @@ type Monitor struct {
 	lastQuiet  []byte
 	lastUrgent []byte // urgentPart of the last report
 	lastPeriod time.Duration
-	early      float64 // the next idle report goes out this fraction of its period early
-	live       int     // live nodes at the last tick, this one included (liveNodes)
+	early      float64         // the next idle report goes out this fraction of its period early
+	greetings  greetings       // peers connected since the last greet
+	badReports peerlog.Limiter // warnings about undecodable reports
+	live       int             // live nodes at the last tick, this one included (liveNodes)
 	ids        map[peer.ID]string
 	leaving    bool
 	trans      []nodestate.Transition
@@ -186,6 +188,7 @@ func Start(cfg Config) (*Monitor, error) {
 	m.watchers[election.ClusterGroup] = cfg.Election.Watch(election.ClusterGroup)
 	events, cancelEvents := cfg.P2P.SubscribePeers()
 	watch := cfg.Entities.WatchRemote("/", 4096)
+	cfg.P2P.HandleStream(reportProtocol, m.serveReport)
 	m.wg.Add(4)
 	go m.loop()
 	go m.receive()
@@ -218,10 +221,10 @@ func (m *Monitor) Close() error {
 	return err
 }
 
-// connectReportDelay is how long after a new connection the node sends
-// an extra report: a new peer then learns its state without waiting for
-// the next interval, and gossipsub has had time to add the peer (it
-// drops what is published in the first ~100 ms).
+// connectReportDelay is how long after a new connection the node reports
+// to it (greet.go): the connections that come up meanwhile are greeted
+// together, and gossipsub has had time to add the peer (it drops what is
+// published in the first ~100 ms).
 const connectReportDelay = 300 * time.Millisecond
 
 func (m *Monitor) loop() {
@@ -240,7 +243,7 @@ func (m *Monitor) loop() {
 			soon.Reset(connectReportDelay)
 			continue
 		case <-soon.C:
-			m.publishIfDue(true)
+			m.greet()
 			continue
 		case <-t.C:
 		}
@@ -469,35 +472,43 @@ func appendRing[T any](s []T, v T, limit int) []T {
 
 func (m *Monitor) receive() {
 	defer m.wg.Done()
-	var badReports peerlog.Limiter
 	for {
 		from, data, err := m.topic.Receive(m.ctx)
 		if err != nil {
 			return
 		}
-		r, err := nodestate.DecodeNodeReport(data)
-		if err != nil {
-			if n, ok := badReports.Allow(from, time.Now()); ok {
-				m.log.Warn("dropped a bad node report", "peer", from, "err", err, "dropped_since_last_warning", n)
-			}
-			continue
-		}
-		now := m.now()
+		m.take(from, data)
+	}
+}
+
+// take takes a report from a peer, gossiped or sent directly
+// (greet.go). Safe for concurrent use.
+func (m *Monitor) take(from string, data []byte) {
+	r, err := nodestate.DecodeNodeReport(data)
+	if err != nil {
 		m.mu.Lock()
-		removed := m.removed[from]
-		if !removed {
-			m.states.Observe(now, from, *r)
-			m.takeTransitions(now)
-		}
+		n, ok := m.badReports.Allow(from, time.Now())
 		m.mu.Unlock()
-		// Every node heard from is a compaction member: its stable heads
-		// bound what the store may reclaim (crdt/compact.go).
-		if !removed {
-			m.noteClock(from, r.Clock, r.PeriodMS)
-			m.cfg.Store.ObserveReport(from, crdt.MemberReport{Heads: r.StableHeads, HeadsKnown: r.HeadsKnown, Installs: r.Installs, Lineage: r.Lineage, At: time.Now()})
-			if m.cfg.Store.MustRebase(from, r.EvictedBack, r.Lineage) {
-				m.rebase(from)
-			}
+		if ok {
+			m.log.Warn("dropped a bad node report", "peer", from, "err", err, "dropped_since_last_warning", n)
+		}
+		return
+	}
+	now := m.now()
+	m.mu.Lock()
+	removed := m.removed[from]
+	if !removed {
+		m.states.Observe(now, from, *r)
+		m.takeTransitions(now)
+	}
+	m.mu.Unlock()
+	// Every node heard from is a compaction member: its stable heads
+	// bound what the store may reclaim (crdt/compact.go).
+	if !removed {
+		m.noteClock(from, r.Clock, r.PeriodMS)
+		m.cfg.Store.ObserveReport(from, crdt.MemberReport{Heads: r.StableHeads, HeadsKnown: r.HeadsKnown, Installs: r.Installs, Lineage: r.Lineage, At: time.Now()})
+		if m.cfg.Store.MustRebase(from, r.EvictedBack, r.Lineage) {
+			m.rebase(from)
 		}
 	}
 }
@@ -540,6 +551,9 @@ func (m *Monitor) peerEvents(events <-chan p2p.PeerEvent, cancel func()) {
 			id := ev.Peer.String()
 			m.mu.Lock()
 			if !m.removed[id] {
+				if ev.Connected {
+					m.greetings.add(ev.Peer, m.states.OnTime(now, id))
+				}
 				m.states.Connected(now, id, ev.Connected)
 				m.takeTransitions(now)
 			}
