@@ -461,6 +461,23 @@ func (b *broadcaster) enqueue(payload []byte) {
 	}
 }
 
+// dropQueued drops the payloads waiting for go-ds-crdt and returns how
+// many there were. An install calls it: they were checked (gate,
+// missingBelow) against the state it replaced, and handed to the
+// installed one, a branch of another history went through the gate, was
+// merged down to a block below the frontier (go-ds-crdt merges top down)
+// and left the store dirty, its tip among the heads. Their senders send
+// their heads again with their next broadcast.
+func (b *broadcaster) dropQueued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(b.queue)
+	clear(b.queue)
+	b.queue, b.queued = b.queue[:0], 0
+	b.dropped.Add(uint64(n))
+	return n
+}
+
 func (b *broadcaster) queueLen() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
