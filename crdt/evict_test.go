@@ -758,3 +758,54 @@ func TestInstallDropsHeadsReceivedBefore(t *testing.T) {
 		t.Fatalf("a refuses b's heads after b rebased on a: %v", err)
 	}
 }
+
+// TestQueuedHeadsCheckedAgainstRisenFrontier: heads that passed the gate
+// when they arrived, and still wait for go-ds-crdt when a round evicts
+// their sender and reclaims past them, are dropped when go-ds-crdt takes
+// them, not merged top down until a block below the new frontier (which
+// left the store dirty, with the foreign tip among its heads; chaos
+// partition-halves after the fix of the install's queue: "error getting
+// delta: crdt: block below the compaction frontier", then a resync).
+func TestQueuedHeadsCheckedAgainstRisenFrontier(t *testing.T) {
+	net, a, b, clocks := evictPair(t)
+	net.partition([]string{"a"}, []string{"b"})
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+		overwrite(t, b.store, 2, v)
+	}
+	// b is back before a's round evicts it; its heads wait in a's queue.
+	a.store.HoldRemote()
+	net.heal()
+	a.store.PeerConnected("b")
+	b.store.PeerConnected("a")
+	putKeys(t, b.store, "b", 1)
+	testutil.Eventually(t, 10*time.Second, "b's heads wait in a's queue", func() bool { return a.store.bc.queueLen() > 0 })
+	clocks["a"].Add(2 * time.Minute)
+	if st := compactOK(t, a.store); st.Members != 1 || !a.store.Members()["b"].Evicted {
+		t.Fatalf("a did not evict b: %+v", st)
+	}
+	a.store.ReleaseRemote()
+	testutil.Eventually(t, 10*time.Second, "a's go-ds-crdt done with its queue", func() bool {
+		a.store.bc.mu.Lock()
+		defer a.store.bc.mu.Unlock()
+		return len(a.store.bc.queue) == 0 && a.store.bc.waiting
+	})
+	if a.store.Status(context.Background()).Dirty {
+		t.Fatal("a's store is dirty: it merged b's heads, queued before its round reclaimed past them")
+	}
+	// b rebases on a, and both end with every write.
+	report(t, b, a, clocks["a"])
+	if !b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b does not rebase on a")
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	last := fmt.Sprintf("%08d", 3*markerSlack-1)
+	if !testutil.Within(20*time.Second, func() bool {
+		ka, kb := snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/")
+		return ka["/r/f001/"+last] != "" && ka["/r/f002/"+last] != "" && ka["/b/000"] == "b0" && maps.Equal(ka, kb)
+	}) {
+		t.Fatalf("no convergence:\na %v\nb %v", snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/"))
+	}
+}
