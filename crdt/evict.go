@@ -29,9 +29,9 @@ import (
 //     durable) and reports the count; a member record keeps the count
 //     last reported, and at eviction the count of that moment.
 //   - A node lists in its report the evicted members that are back (heard
-//     from since their eviction), each with the count it last reported
-//     (EvictedBack). A round holds while one is back: what it reclaims
-//     now could be what the returning member's transfer misses.
+//     from since their eviction), each with that count (EvictedBack). A
+//     round holds while one is back: what it reclaims now could be what
+//     the returning member's transfer misses.
 //   - A node that finds itself in a peer's list with a count not below
 //     its own installs rebases from that peer (MustRebase; the node layer
 //     calls the state transfer). Its next report carries the higher
@@ -46,16 +46,17 @@ import (
 //     merged here, or not, before was measured on the replaced history.
 //   - An evicted member that installed a transfer counts again only once
 //     the heads it reports are merged here: then it holds this node's
-//     history. Its install count and lineage alone do not show that (a
-//     member that installed the state of a node on its own side, a
-//     resync, kept its side's history, and its lineage can be the one a
-//     copy of this node's state would give it). When three or more sides
+//     history. Its install count does not show that (a member that
+//     installed the state of a node on its own side, a resync, kept its
+//     side's history). Its lineage shows when it rebased on another
+//     history, if it is not the one a copy of this node's state gives it
+//     (min of its own ID and this node's lineage); with the lowest ID it
+//     always is, and only the heads tell. When three or more sides
 //     evicted one another, one may rebase on a side that later rebases
 //     itself; that member stays evicted, listed with its new install
-//     count, and rebases once more. That is why a node may rebase again
-//     after min(EvictAfter, rebaseGap), not only after EvictAfter; a
-//     member that did rebase on this history is merged here well within
-//     that gap, and is no longer listed.
+//     count, and rebases once more, on this side. That is why a node may
+//     rebase again after min(EvictAfter, rebaseGap), not only after
+//     EvictAfter.
 //
 // A round on a store just opened does not count the time it was closed
 // (a node restarted after a day away would otherwise evict everyone), and
@@ -114,18 +115,26 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	}
 	// It counts again once it has rebased on this node's history: it
 	// installed a state transfer since its eviction, and the heads it
-	// reports now are merged here. Its install count alone does not
-	// tell: it may have rebased on a side that evicted this one (several
-	// sides evicted one another), and then this node cannot merge what
-	// it writes. It stays evicted and listed (EvictedBack, with the count
-	// it reports now) and rebases again.
+	// reports now are merged here. The install count alone does not
+	// tell, nor its lineage: a member that installed the state of a node
+	// of its own side (a resync) kept that side's history, and with the
+	// lowest ID its lineage is what a copy of this node's state would
+	// give it too.
 	rebased := m.Evicted && r.Installs > m.EvictedInstalls
-	readmitted := rebased && good
+	// A lineage that a copy of this node's state cannot give it shows
+	// that it rebased on another history (several sides evicted one
+	// another): it is listed again with its new count (EvictedBack), so
+	// that it rebases on this one. (A store without Self, or a member
+	// that does not say, cannot tell.)
+	wrongHistory := rebased && s.opts.Self != "" && r.Lineage != "" && r.Lineage != min(member, s.lineageLocked())
+	if wrongHistory {
+		m.EvictedInstalls, m.BackAt = r.Installs, r.At
+	}
+	readmitted := rebased && !wrongHistory && good
 	if readmitted {
 		m.Evicted, m.EvictedAt, m.EvictedInstalls, m.BackAt = false, time.Time{}, 0, time.Time{}
 		m.Good = r.At // counted again: its heads have a while to merge here
 	}
-	unmerged := rebased && !good && r.Installs != old.Installs
 	changed := !ok || rebased || m.Unknown != old.Unknown || m.Installs != old.Installs || !slices.Equal(m.Heads, old.Heads)
 	s.members.m[member] = m
 	if changed {
@@ -145,8 +154,8 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	if readmitted {
 		s.log.Info("compaction: an evicted member has rebased; compaction waits for it again", "member", member, "installs", r.Installs)
 	}
-	if unmerged {
-		s.log.Warn("compaction: an evicted member installed a state transfer, but its heads are not merged here (yet): it stays evicted, and rebases again if they do not merge (it may have rebased on another side's history)",
+	if wrongHistory {
+		s.log.Warn("compaction: an evicted member rebased on another history (several sides evicted one another); it stays evicted and rebases again, on this node's",
 			"member", member, "installs", r.Installs, "its_lineage", r.Lineage)
 	}
 	if (!ok || readmitted) && member != selfMember {
@@ -265,9 +274,9 @@ func (s *Store) isBack(m Member, now time.Time) bool {
 const maxEvictedBack = 16
 
 // EvictedBack returns the evicted members that are back and must rebase,
-// each with the install count it last reported (MustRebase: a listing
-// made before its last install does not make it rebase again); at most
-// 16, the most recently heard first. Node reports carry it.
+// each with the install count it had at its eviction (or at its rebase
+// on another history); at most 16, the most recently heard first. Node
+// reports carry it.
 func (s *Store) EvictedBack() map[string]uint64 {
 	now := s.now()
 	s.members.mu.Lock()
@@ -284,7 +293,7 @@ func (s *Store) EvictedBack() map[string]uint64 {
 	slices.SortFunc(ids, func(a, b string) int { return s.members.m[b].Seen.Compare(s.members.m[a].Seen) })
 	out := make(map[string]uint64, min(len(ids), maxEvictedBack))
 	for _, id := range ids[:min(len(ids), maxEvictedBack)] {
-		out[id] = s.members.m[id].Installs
+		out[id] = s.members.m[id].EvictedInstalls
 	}
 	return out
 }

@@ -425,9 +425,14 @@ func TestThreeWayEvictionConverges(t *testing.T) {
 	if err := transfer(t, a.store, b.store); err != nil {
 		t.Fatal(err)
 	}
-	// c reports its new install count, but its lineage is b's old one: a
-	// keeps it evicted and lists it with that count. b holds a's history
-	// now, and counts again.
+	// c reports its new install count, but its heads, on b's old
+	// history, do not merge here: a keeps it evicted and lists it with
+	// that count. b holds a's history now, and counts again once a has
+	// merged its heads.
+	testutil.Eventually(t, 10*time.Second, "a merges b's heads after its rebase", func() bool {
+		h, ok := b.store.StableHeads(ctx)
+		return ok && a.store.allProcessed(h)
+	})
 	report(t, c, a, clocks["a"])
 	report(t, b, a, clocks["a"])
 	if m := a.store.Members(); !m["c"].Evicted || m["b"].Evicted {
