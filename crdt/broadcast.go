@@ -493,11 +493,11 @@ func (b *broadcaster) enqueue(payload []byte) {
 
 // dropQueued drops the payloads waiting for go-ds-crdt and returns how
 // many there were. An install calls it: they were checked (gate,
-// missingBelow) against the state it replaced, and handed to the
-// installed one, a branch of another history went through the gate, was
-// merged down to a block below the frontier (go-ds-crdt merges top down)
-// and left the store dirty, its tip among the heads. Their senders send
-// their heads again with their next broadcast.
+// missingBelow) against the state it replaced. Handed to the installed
+// one, a branch of the replaced history was merged top down until a
+// block below the installed frontier, and left the store dirty with its
+// tip among the heads. Their senders send their heads again with their
+// next broadcast.
 func (b *broadcaster) dropQueued() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
