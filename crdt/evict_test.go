@@ -741,7 +741,25 @@ func TestInstallDropsHeadsReceivedBefore(t *testing.T) {
 	// a.
 	b.store.HoldRemote()
 	putKeys(t, c.store, "c", 1)
-	testutil.Eventually(t, 10*time.Second, "c's heads wait in b's queue", func() bool { return b.store.bc.queueLen() > 0 })
+	var cHeads []string
+	testutil.Eventually(t, 5*time.Second, "c's stable heads", func() bool {
+		var ok bool
+		cHeads, ok = c.store.StableHeads(context.Background())
+		return ok
+	})
+	testutil.Eventually(t, 10*time.Second, "c's heads wait in b's queue", func() bool {
+		b.store.bc.mu.Lock()
+		defer b.store.bc.mu.Unlock()
+		for _, msg := range b.store.bc.queue {
+			hs, _ := decodeHeads(msg)
+			for _, h := range hs {
+				if slices.Contains(cHeads, h.String()) {
+					return true
+				}
+			}
+		}
+		return false
+	})
 	if err := transfer(t, a.store, b.store); err != nil {
 		t.Fatal(err)
 	}
