@@ -81,7 +81,14 @@ type TopologyNemesis interface {
 // electionIdleBound). 12 of 12 runs at 5 nodes, twice (the same build
 // without the checker's change: 9 of 12, all three failures its settled
 // moment; with the crdt fix alone: 8 of 12).
-var PendingNemeses = map[string]string{}
+//
+// partition-outlasting-twice (outlast.go) waits for runs: it was
+// written with crdt's fixes of readmission and eviction after an install
+// (session 12, h1), and has not yet passed three runs in a row nor been
+// timed against the quick sweep's budget (about 90 s a scenario).
+var PendingNemeses = map[string]string{
+	"partition-outlasting-twice": "not yet shown to pass reliably, nor to fit the quick sweep's time; run it by name",
+}
 
 // Bounds of the NAT nemeses and checker (issue #15's targets).
 const (

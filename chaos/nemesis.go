@@ -424,6 +424,7 @@ func flatNemeses() []Nemesis {
 		delayNemesis(),
 		wanKillNemesis(),
 		outlastNemesis{},
+		outlastTwiceNemesis{},
 		adversaryNemesis{},
 		&processNemesis{
 			name: "kill",

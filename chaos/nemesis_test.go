@@ -142,7 +142,7 @@ func TestQuickSweepHasEveryNemesis(t *testing.T) {
 		}
 	}
 	want := []string{"adversary", "bridge", "clock-skew", "delay", "isolate", "kill", "loss", "nat-hub-kill", "nat-router-restart", "nat-symmetric", "nat-upnp",
-		"one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "pause", "wan-kill", "wipe"}
+		"one-way", "partition-halves", "partition-majority", "partition-outlasting-history", "partition-outlasting-twice", "pause", "wan-kill", "wipe"}
 	var got []string
 	for _, n := range reg.Nemeses() {
 		got = append(got, n.Name())

@@ -84,6 +84,7 @@ type broadcaster struct {
 	inflight   map[cid.Cid]time.Time
 	fetching   chan struct{}   // a token per background fetch (fetchMissing)
 	dropLog    peerlog.Limiter // warnings for dropped messages, per peer (the receive loop)
+	staleLog   peerlog.Limiter // warnings for queued heads dropped (stale; go-ds-crdt's goroutine)
 	requested  atomic.Uint64   // blocks asked for in branch requests
 	served     atomic.Uint64   // blocks sent in branch replies
 }
@@ -364,6 +365,9 @@ func (b *broadcaster) Next(ctx context.Context) ([]byte, error) {
 			b.handed++
 			b.waiting = false
 			b.mu.Unlock()
+			if b.stale(ctx, msg) {
+				continue
+			}
 			return msg, nil
 		}
 		b.waiting = true
@@ -376,6 +380,32 @@ func (b *broadcaster) Next(ctx context.Context) ([]byte, error) {
 			return nil, crdt.ErrNoMoreBroadcast
 		}
 	}
+}
+
+// stale reports whether heads that passed the gate when they arrived
+// fail it now, and drops them if so. The frontier may have risen since
+// (a round that evicted their sender reclaimed past them): go-ds-crdt
+// would merge their branch top down until it met a block below the
+// frontier, and leave the store dirty with the branch's tip among its
+// heads. (Heads queued before an install are dropped by the install:
+// blocks below them may be missing from the installed state.)
+func (b *broadcaster) stale(ctx context.Context, msg []byte) bool {
+	if b.gate == nil {
+		return false
+	}
+	heads, err := decodeHeads(msg)
+	if err != nil {
+		return false // go-ds-crdt reports it
+	}
+	if err := b.gate(ctx, heads); err != nil {
+		b.gated.Add(1)
+		if n, ok := b.staleLog.Allow("", time.Now()); ok {
+			b.log.Warn("dropped queued heads that reach below the compaction frontier, which rose after they arrived",
+				"err", err, "dropped_since_last_warning", n)
+		}
+		return true
+	}
+	return false
 }
 
 // pause stops handing broadcasts to go-ds-crdt and waits until it is
@@ -459,6 +489,23 @@ func (b *broadcaster) enqueue(payload []byte) {
 	case b.notify <- struct{}{}:
 	default:
 	}
+}
+
+// dropQueued drops the payloads waiting for go-ds-crdt and returns how
+// many there were. An install calls it: they were checked (gate,
+// missingBelow) against the state it replaced. Handed to the installed
+// one, a branch of the replaced history was merged top down until a
+// block below the installed frontier, and left the store dirty with its
+// tip among the heads. Their senders send their heads again with their
+// next broadcast.
+func (b *broadcaster) dropQueued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(b.queue)
+	clear(b.queue)
+	b.queue, b.queued = b.queue[:0], 0
+	b.dropped.Add(uint64(n))
+	return n
 }
 
 func (b *broadcaster) queueLen() int {

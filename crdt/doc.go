@@ -147,8 +147,8 @@
 // apart: when it comes back, the others list it in their reports, it
 // takes a state transfer from one of them (replaying its own live
 // values), and it counts again once it reports the higher install
-// count. Rounds hold while an evicted member is back and has not
-// rebased. Of two sides that evicted each other, the one with the higher
+// count and heads merged here. Rounds hold while an evicted member is
+// back and has not rebased. Of two sides that evicted each other, the one with the higher
 // lineage (its lowest member ID) rebases, so their histories do not
 // swap. The argument of points 2 and 3 holds for the members that are
 // not evicted; point 4's checks keep the evicted one's writes out until

@@ -21,7 +21,7 @@ import (
 // it rebases: it takes a state transfer from a node that evicted it,
 // which writes its own live values again on top (Install, replayLive),
 // and is counted again once it reports a higher install count than it
-// had when it was evicted.
+// had when it was evicted and heads that are merged here.
 //
 // The steps, with who does what:
 //
@@ -41,15 +41,22 @@ import (
 //     whose lineage (the lowest member ID it still counts, itself
 //     included) is higher rebases, and ties go to the node ID.
 //   - An install replaces the evictions this node had made with those of
-//     the source (rebaseMembers): its history is now the source's.
-//   - An evicted member that installed a transfer counts again only if
-//     its report shows it now holds this node's history: its lineage is
-//     the one a copy of this node's state gives it (min of its own ID and
-//     this node's lineage). When three or more sides evicted one another,
-//     one may rebase on a side that later rebases itself; that member
-//     stays evicted, listed with its new install count, and rebases once
-//     more, on this side. That is why a node may rebase again after
-//     min(EvictAfter, rebaseGap), not only after EvictAfter.
+//     the source (rebaseMembers): its history is now the source's. The
+//     eviction time of every member starts again (evictStale): what was
+//     merged here, or not, before was measured on the replaced history.
+//   - An evicted member that installed a transfer counts again only once
+//     the heads it reports are merged here: then it holds this node's
+//     history. Its install count does not show that (a member that
+//     installed the state of a node on its own side, a resync, kept its
+//     side's history). Its lineage shows when it rebased on another
+//     history, if it is not the one a copy of this node's state gives it
+//     (min of its own ID and this node's lineage); with the lowest ID it
+//     always is, and only the heads tell. When three or more sides
+//     evicted one another, one may rebase on a side that later rebases
+//     itself; that member stays evicted, listed with its new install
+//     count, and rebases once more, on this side. That is why a node may
+//     rebase again after min(EvictAfter, rebaseGap), not only after
+//     EvictAfter.
 //
 // A round on a store just opened does not count the time it was closed
 // (a node restarted after a day away would otherwise evict everyone), and
@@ -106,17 +113,24 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	if m.Evicted && (m.BackAt.IsZero() || m.BackAt.Before(m.EvictedAt)) {
 		m.BackAt = r.At
 	}
+	// It counts again once it has rebased on this node's history: it
+	// installed a state transfer since its eviction, and the heads it
+	// reports now are merged here. The install count alone does not
+	// tell, nor its lineage: a member that installed the state of a node
+	// of its own side (a resync) kept that side's history, and with the
+	// lowest ID its lineage is what a copy of this node's state would
+	// give it too.
 	rebased := m.Evicted && r.Installs > m.EvictedInstalls
-	// A copy of this node's state gives the member this node's lineage,
-	// or its own ID where that is lower.
-	// (A store without Self, or a member that does not say, cannot tell.)
+	// A lineage that a copy of this node's state cannot give it shows
+	// that it rebased on another history (several sides evicted one
+	// another): it is listed again with its new count (EvictedBack), so
+	// that it rebases on this one. (A store without Self, or a member
+	// that does not say, cannot tell.)
 	wrongHistory := rebased && s.opts.Self != "" && r.Lineage != "" && r.Lineage != min(member, s.lineageLocked())
 	if wrongHistory {
-		// It rebased on another history: list it again with its new count
-		// (EvictedBack), so that it rebases on this one.
 		m.EvictedInstalls, m.BackAt = r.Installs, r.At
 	}
-	readmitted := rebased && !wrongHistory
+	readmitted := rebased && !wrongHistory && good
 	if readmitted {
 		m.Evicted, m.EvictedAt, m.EvictedInstalls, m.BackAt = false, time.Time{}, 0, time.Time{}
 		m.Good = r.At // counted again: its heads have a while to merge here
@@ -188,13 +202,17 @@ func (s *Store) evictStale(now time.Time) {
 	}
 	var stale []ev
 	counted := 0
+	var lastInstall time.Time
+	if p := s.lastInstall.Load(); p != nil {
+		lastInstall = *p
+	}
 	s.members.mu.Lock()
 	for id, m := range s.members.m {
 		if id == selfMember || m.Evicted {
 			continue
 		}
 		counted++
-		if now.Sub(maxTime(m.Good, s.opened)) > s.opts.EvictAfter {
+		if now.Sub(maxTime(m.Good, s.opened, lastInstall)) > s.opts.EvictAfter {
 			stale = append(stale, ev{id, now.Sub(m.Good)})
 		}
 	}
@@ -208,8 +226,13 @@ func (s *Store) evictStale(now time.Time) {
 		for _, e := range stale {
 			m := s.members.m[e.id]
 			// The time until this node last found itself the odd one
-			// out does not count, as the time it was closed does not.
-			if now.Sub(maxTime(m.Good, s.opened, s.members.oddAt)) <= s.opts.EvictAfter {
+			// out does not count, as the time it was closed does not;
+			// nor the time before its last install: a report merged
+			// here before that was merged on the history the install
+			// replaced, and one not merged then may merge now (after a
+			// rebase it evicted at once the members its source counted,
+			// the source included, which then rebased on it).
+			if now.Sub(maxTime(m.Good, s.opened, s.members.oddAt, lastInstall)) <= s.opts.EvictAfter {
 				continue
 			}
 			m.Evicted, m.EvictedAt, m.EvictedInstalls = true, now, m.Installs
@@ -251,8 +274,9 @@ func (s *Store) isBack(m Member, now time.Time) bool {
 const maxEvictedBack = 16
 
 // EvictedBack returns the evicted members that are back and must rebase,
-// each with the install count it had at its eviction; at most 16, the
-// most recently heard first. Node reports carry it.
+// each with the install count it had at its eviction (or at its rebase
+// on another history); at most 16, the most recently heard first. Node
+// reports carry it.
 func (s *Store) EvictedBack() map[string]uint64 {
 	now := s.now()
 	s.members.mu.Lock()

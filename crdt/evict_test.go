@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	cid "github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 
 	"github.com/starling-sync/starling/internal/testutil"
@@ -423,9 +425,14 @@ func TestThreeWayEvictionConverges(t *testing.T) {
 	if err := transfer(t, a.store, b.store); err != nil {
 		t.Fatal(err)
 	}
-	// c reports its new install count, but its lineage is b's old one: a
-	// keeps it evicted and lists it with that count. b holds a's history
-	// now, and counts again.
+	// c reports its new install count, but its heads, on b's old
+	// history, do not merge here: a keeps it evicted and lists it with
+	// that count. b holds a's history now, and counts again once a has
+	// merged its heads.
+	testutil.Eventually(t, 10*time.Second, "a merges b's heads after its rebase", func() bool {
+		h, ok := b.store.StableHeads(ctx)
+		return ok && a.store.allProcessed(h)
+	})
 	report(t, c, a, clocks["a"])
 	report(t, b, a, clocks["a"])
 	if m := a.store.Members(); !m["c"].Evicted || m["b"].Evicted {
@@ -453,5 +460,375 @@ func TestThreeWayEvictionConverges(t *testing.T) {
 			maps.Equal(ka, kb) && maps.Equal(ka, kc)
 	}) {
 		t.Fatalf("no convergence:\na %v\nb %v\nc %v\na %+v", snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/"), snapshotKV(t, c.store, "/"), a.store.Status(ctx))
+	}
+}
+
+// mutuallyEvicted partitions a from b for longer than the eviction
+// time, with writes on both sides, and has both compact: each evicts
+// the other. Then it heals and has each report to the other.
+func mutuallyEvicted(t *testing.T, net *memNet, a, b *testNode, clocks map[string]*testClock) {
+	t.Helper()
+	net.partition([]string{a.id}, []string{b.id})
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+		overwrite(t, b.store, 2, v)
+	}
+	putKeys(t, a.store, a.id, 5)
+	putKeys(t, b.store, b.id, 5)
+	for _, n := range []*testNode{a, b} {
+		clocks[n.id].Add(2 * time.Minute)
+		if st := compactOK(t, n.store); st.Members != 1 {
+			t.Fatalf("%s did not evict the other: %+v", n.id, st)
+		}
+	}
+	net.heal()
+	a.store.PeerConnected(b.id)
+	b.store.PeerConnected(a.id)
+	report(t, b, a, clocks[a.id])
+	report(t, a, b, clocks[b.id])
+}
+
+// TestRebaseRestartsEvictionTime: after b rebases on a (two sides that
+// evicted each other), b's rounds do not evict a, nor the other members
+// a counts, for reports b merged, or did not, on the history the
+// install replaced. Before, b's next round evicted a at once (its last
+// usable report from a was older than the eviction time), listed it, and
+// a, which had counted b again, rebased on b: the side that won the
+// tie-break took the other's history (chaos partition-halves, seed
+// 4401: n7 rebased on n2, then evicted n4, n5 and n6 within a second;
+// n4 rebased on n7).
+func TestRebaseRestartsEvictionTime(t *testing.T) {
+	net, a, b, clocks := evictPair(t)
+	mutuallyEvicted(t, net, a, b, clocks)
+	if !b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b does not rebase on a")
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	// a hears b's new install count and counts it again.
+	testutil.Eventually(t, 10*time.Second, "a merges b's heads after its rebase", func() bool {
+		h, ok := b.store.StableHeads(context.Background())
+		return ok && a.store.allProcessed(h)
+	})
+	report(t, b, a, clocks["a"])
+	if a.store.Members()["b"].Evicted {
+		t.Fatal("a does not count b again after its rebase")
+	}
+	clocks["b"].Add(time.Second)
+	b.store.Compact(context.Background(), nil)
+	if m := b.store.Members()["a"]; m.Evicted {
+		t.Fatalf("b evicted a, the node it just rebased on, in its first round after the install: %+v", m)
+	}
+	if a.store.MustRebase("b", b.store.EvictedBack(), b.store.Lineage()) {
+		t.Fatalf("a would rebase on b, which rebased on a (b lists %v)", b.store.EvictedBack())
+	}
+	// A member that stays away is still evicted, an eviction time after
+	// the install.
+	net.partition([]string{"a"}, []string{"b"})
+	clocks["b"].Add(2 * time.Minute)
+	report(t, &testNode{id: "wb", store: b.store}, b, clocks["b"])
+	b.store.Compact(context.Background(), nil)
+	if !b.store.Members()["a"].Evicted {
+		t.Fatal("b never evicts a again")
+	}
+}
+
+// TestRebasedElsewhereNotCountedAgain: a member that installed a state
+// transfer counts again only once the heads it reports are merged here,
+// not on its install count and a lineage that happens to match. a and g
+// evict d (and d them) in a long partition; a then installs g's state
+// (a resync: its history stays a's and g's). Before, d counted a again
+// on its install count, since a's lineage (a) is what a copy of d's
+// state would give it too: d's lineage became a, g lost the tie-break
+// to d (same lineage, higher ID) and rebased on d's history, and d never
+// rebased. Both sides must end with every acknowledged write.
+func TestRebasedElsewhereNotCountedAgain(t *testing.T) {
+	net := newMemNet()
+	clocks := make(map[string]*testClock)
+	open := func(id string) *testNode {
+		o := noAutoCompact(fastOpts())
+		o.Self, o.EvictAfter = id, time.Minute
+		n := openTestNodeFetch(t, net, id, t.TempDir(), o, false)
+		t.Cleanup(func() { n.close(t) })
+		clocks[id] = &testClock{t: time.Now()}
+		n.store.now = clocks[id].Now
+		return n
+	}
+	a, d, g := open("a"), open("d"), open("g")
+	all := []*testNode{a, d, g}
+	reportAll := func() {
+		for _, x := range all {
+			for _, y := range all {
+				if x != y && net.linked(x.id, y.id) {
+					report(t, x, y, clocks[y.id])
+				}
+			}
+		}
+	}
+	for _, x := range all {
+		for _, y := range all {
+			if x != y {
+				x.store.PeerConnected(y.id)
+			}
+		}
+	}
+	putKeys(t, a.store, "a0", 3)
+	testutil.Eventually(t, 10*time.Second, "every node has a's writes", func() bool {
+		return mustGetOr(d.store, "/a0/002") == "a02" && mustGetOr(g.store, "/a0/002") == "a02"
+	})
+	reportAll()
+
+	net.partition([]string{"a", "g"}, []string{"d"})
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+		overwrite(t, d.store, 2, v)
+	}
+	for _, x := range all {
+		putKeys(t, x.store, x.id, 5)
+	}
+	testutil.Eventually(t, 10*time.Second, "g has a's writes", func() bool { return mustGetOr(g.store, "/a/004") == "a4" })
+	for _, x := range all {
+		clocks[x.id].Add(2 * time.Minute)
+	}
+	reportAll()
+	// d has a second member on its side (its own heads): alone, it would
+	// be the odd one out and evict nobody.
+	report(t, &testNode{id: "wd", store: d.store}, d, clocks["d"])
+	for _, x := range all {
+		compactOK(t, x.store)
+	}
+	if m := a.store.Members(); !m["d"].Evicted || m["g"].Evicted {
+		t.Fatalf("a's members %+v: want d evicted, g not", m)
+	}
+	if m := d.store.Members(); !m["a"].Evicted || !m["g"].Evicted {
+		t.Fatalf("d's members %+v: want a and g evicted", m)
+	}
+	// a resyncs from g, on its own side: its history stays a's.
+	if err := transfer(t, g.store, a.store); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, a.store, "a2", 3)
+
+	net.heal()
+	for _, x := range all {
+		for _, y := range all {
+			if x != y {
+				x.store.PeerConnected(y.id)
+			}
+		}
+	}
+	reportAll()
+	if d.store.Members()["a"].Evicted == false {
+		t.Fatalf("d counts a again after a installed g's state, which d cannot merge (d's lineage now %s)", d.store.Lineage())
+	}
+	if g.store.MustRebase("d", d.store.EvictedBack(), d.store.Lineage()) {
+		t.Fatalf("g would rebase on d's history (lineages: g %s, d %s)", g.store.Lineage(), d.store.Lineage())
+	}
+	// The nodes rebase as their peers' reports tell them (as the node
+	// layer does): d on g, once.
+	merged := func() bool {
+		for _, x := range all {
+			h, ok := x.store.StableHeads(context.Background())
+			for _, y := range all {
+				if !ok || !y.store.allProcessed(h) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	var rebases []string
+	for range 4 {
+		for _, x := range all {
+			for _, y := range all {
+				if x != y && y.store.MustRebase(x.id, x.store.EvictedBack(), x.store.Lineage()) {
+					rebases = append(rebases, y.id+" on "+x.id)
+					if err := transfer(t, x.store, y.store); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		testutil.Within(5*time.Second, merged)
+		for _, x := range all {
+			clocks[x.id].Add(30 * time.Second) // past the gap between two rebases
+		}
+		reportAll()
+	}
+	if !slices.Equal(rebases, []string{"d on g"}) {
+		t.Errorf("rebases %q, want only d on g", rebases)
+	}
+	putKeys(t, d.store, "d2", 3)
+	want := func(kv map[string]string) bool {
+		last := fmt.Sprintf("%08d", 3*markerSlack-1)
+		return kv["/r/f001/"+last] != "" && kv["/r/f002/"+last] != "" && kv["/a/004"] == "a4" && kv["/d/004"] == "d4" &&
+			kv["/g/004"] == "g4" && kv["/a2/002"] == "a22" && kv["/d2/002"] == "d22"
+	}
+	if !testutil.Within(20*time.Second, func() bool {
+		ka, kd, kg := snapshotKV(t, a.store, "/"), snapshotKV(t, d.store, "/"), snapshotKV(t, g.store, "/")
+		return want(ka) && maps.Equal(ka, kd) && maps.Equal(ka, kg)
+	}) {
+		t.Fatalf("no convergence:\na %v\nd %v\ng %v", snapshotKV(t, a.store, "/"), snapshotKV(t, d.store, "/"), snapshotKV(t, g.store, "/"))
+	}
+	testutil.Eventually(t, 10*time.Second, "every node merges the others' heads", merged)
+	reportAll()
+	for _, x := range all {
+		for id, m := range x.store.Members() {
+			if m.Evicted {
+				t.Errorf("%s still holds %s evicted after every node rebased on one history", x.id, id)
+			}
+		}
+	}
+}
+
+// TestInstallDropsHeadsReceivedBefore: heads received before an install
+// and still waiting for go-ds-crdt were checked against the history the
+// install replaced; they are dropped, not merged into the installed
+// one. Before, b (evicted by a, and a by b) had c's heads queued, from
+// its own side, when it rebased on a; go-ds-crdt then merged c's branch
+// on a's history, top down, until it reached a block below a's
+// compaction frontier: b's store was left dirty, with c's tip among its
+// heads, and a dropped every head b sent after that (chaos
+// partition-halves, seed 4401: the nodes that had rebased kept sending
+// heads that reached a block of the other side's history).
+func TestInstallDropsHeadsReceivedBefore(t *testing.T) {
+	net, a, b, clocks := evictPair(t)
+	o := noAutoCompact(fastOpts())
+	o.Self, o.EvictAfter = "c", time.Minute
+	c := openTestNodeFetch(t, net, "c", t.TempDir(), o, false)
+	t.Cleanup(func() { c.close(t) })
+	clocks["c"] = &testClock{t: time.Now()}
+	c.store.now = clocks["c"].Now
+	all := []*testNode{a, b, c}
+	for _, x := range all {
+		for _, y := range all {
+			if x != y {
+				x.store.PeerConnected(y.id)
+			}
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "c has a's writes", func() bool { return mustGetOr(c.store, "/r/f001/00000009") == "v9" })
+	for _, x := range all {
+		for _, y := range all {
+			if x != y {
+				report(t, x, y, clocks[y.id])
+			}
+		}
+	}
+	net.partition([]string{"a"}, []string{"b", "c"})
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+		overwrite(t, b.store, 2, v)
+	}
+	testutil.Eventually(t, 10*time.Second, "c has b's writes", func() bool {
+		return mustGetOr(c.store, fmt.Sprintf("/r/f002/%08d", 3*markerSlack-1)) != ""
+	})
+	for _, x := range all {
+		clocks[x.id].Add(2 * time.Minute)
+	}
+	report(t, c, b, clocks["b"])
+	report(t, b, c, clocks["c"])
+	report(t, &testNode{id: "wa", store: a.store}, a, clocks["a"]) // a is not alone on its side
+	for _, x := range all {
+		compactOK(t, x.store)
+	}
+	if !a.store.Members()["b"].Evicted || !b.store.Members()["a"].Evicted {
+		t.Fatal("a and b did not evict each other")
+	}
+	net.heal()
+	// c's next write reaches b while b holds its queue; then b rebases on
+	// a.
+	b.store.HoldRemote()
+	putKeys(t, c.store, "c", 1)
+	var cHeads []string
+	testutil.Eventually(t, 5*time.Second, "c's stable heads", func() bool {
+		var ok bool
+		cHeads, ok = c.store.StableHeads(context.Background())
+		return ok
+	})
+	testutil.Eventually(t, 10*time.Second, "c's heads wait in b's queue", func() bool {
+		b.store.bc.mu.Lock()
+		defer b.store.bc.mu.Unlock()
+		for _, msg := range b.store.bc.queue {
+			hs, _ := decodeHeads(msg)
+			for _, h := range hs {
+				if slices.Contains(cHeads, h.String()) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	b.store.ReleaseRemote()
+	testutil.Eventually(t, 10*time.Second, "b's go-ds-crdt done with its queue", func() bool {
+		b.store.bc.mu.Lock()
+		defer b.store.bc.mu.Unlock()
+		return len(b.store.bc.queue) == 0 && b.store.bc.waiting
+	})
+	if b.store.Status(context.Background()).Dirty {
+		t.Fatal("b's store is dirty: it merged heads of c's history, received before its install, on a's")
+	}
+	h, _ := b.store.StableHeads(context.Background())
+	var heads []cid.Cid
+	for _, s := range h {
+		heads = append(heads, cid.MustParse(s))
+	}
+	if err := a.store.gateHeads(context.Background(), heads); err != nil {
+		t.Fatalf("a refuses b's heads after b rebased on a: %v", err)
+	}
+}
+
+// TestQueuedHeadsCheckedAgainstRisenFrontier: heads that passed the gate
+// when they arrived, and still wait for go-ds-crdt when a round evicts
+// their sender and reclaims past them, are dropped when go-ds-crdt takes
+// them, not merged top down until a block below the new frontier (which
+// left the store dirty, with the foreign tip among its heads; chaos
+// partition-halves after the fix of the install's queue: "error getting
+// delta: crdt: block below the compaction frontier", then a resync).
+func TestQueuedHeadsCheckedAgainstRisenFrontier(t *testing.T) {
+	net, a, b, clocks := evictPair(t)
+	net.partition([]string{"a"}, []string{"b"})
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+		overwrite(t, b.store, 2, v)
+	}
+	// b is back before a's round evicts it; its heads wait in a's queue.
+	a.store.HoldRemote()
+	net.heal()
+	a.store.PeerConnected("b")
+	b.store.PeerConnected("a")
+	putKeys(t, b.store, "b", 1)
+	testutil.Eventually(t, 10*time.Second, "b's heads wait in a's queue", func() bool { return a.store.bc.queueLen() > 0 })
+	clocks["a"].Add(2 * time.Minute)
+	if st := compactOK(t, a.store); st.Members != 1 || !a.store.Members()["b"].Evicted {
+		t.Fatalf("a did not evict b: %+v", st)
+	}
+	a.store.ReleaseRemote()
+	testutil.Eventually(t, 10*time.Second, "a's go-ds-crdt done with its queue", func() bool {
+		a.store.bc.mu.Lock()
+		defer a.store.bc.mu.Unlock()
+		return len(a.store.bc.queue) == 0 && a.store.bc.waiting
+	})
+	if a.store.Status(context.Background()).Dirty {
+		t.Fatal("a's store is dirty: it merged b's heads, queued before its round reclaimed past them")
+	}
+	// b rebases on a, and both end with every write.
+	report(t, b, a, clocks["a"])
+	if !b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b does not rebase on a")
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	last := fmt.Sprintf("%08d", 3*markerSlack-1)
+	if !testutil.Within(20*time.Second, func() bool {
+		ka, kb := snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/")
+		return ka["/r/f001/"+last] != "" && ka["/r/f002/"+last] != "" && ka["/b/000"] == "b0" && maps.Equal(ka, kb)
+	}) {
+		t.Fatalf("no convergence:\na %v\nb %v", snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/"))
 	}
 }

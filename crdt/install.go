@@ -564,6 +564,11 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	if err := s.loadFrontier(ctx); err != nil {
 		return err
 	}
+	if s.bc != nil {
+		if n := s.bc.dropQueued(); n > 0 {
+			s.log.Info("state transfer: dropped the heads received before it; their senders send them again", "messages", n)
+		}
+	}
 	// This node's own history may lie below the source's compaction
 	// frontier (it was built apart from the source's, or the source
 	// compacted past it), or its own compaction may have deleted blocks
