@@ -361,30 +361,9 @@ func TestOddOneOutEvictsNone(t *testing.T) {
 // four sites behind NAT lost their hub for longer than the eviction
 // time; 52-62 acknowledged writes never converged).
 func TestThreeWayEvictionConverges(t *testing.T) {
-	net, a, b, clocks := evictPair(t)
+	net, a, b, c, clocks := evictTrio(t)
 	ctx := context.Background()
-	o := noAutoCompact(fastOpts())
-	o.Self, o.EvictAfter = "c", time.Minute
-	c := openTestNodeFetch(t, net, "c", t.TempDir(), o, false)
-	t.Cleanup(func() { c.close(t) })
-	clocks["c"] = &testClock{t: time.Now()}
-	c.store.now = clocks["c"].Now
 	all := []*testNode{a, b, c}
-	for _, x := range all {
-		for _, y := range all {
-			if x != y {
-				x.store.PeerConnected(y.id)
-			}
-		}
-	}
-	testutil.Eventually(t, 10*time.Second, "c has a's writes", func() bool { return mustGetOr(c.store, "/r/f001/00000009") == "v9" })
-	for _, x := range all {
-		for _, y := range all {
-			if x != y {
-				report(t, x, y, clocks[y.id])
-			}
-		}
-	}
 
 	net.partition([]string{"a"}, []string{"b", "c"})
 	net.partition([]string{"b"}, []string{"c"})
@@ -693,29 +672,8 @@ func TestRebasedElsewhereNotCountedAgain(t *testing.T) {
 // partition-halves, seed 4401: the nodes that had rebased kept sending
 // heads that reached a block of the other side's history).
 func TestInstallDropsHeadsReceivedBefore(t *testing.T) {
-	net, a, b, clocks := evictPair(t)
-	o := noAutoCompact(fastOpts())
-	o.Self, o.EvictAfter = "c", time.Minute
-	c := openTestNodeFetch(t, net, "c", t.TempDir(), o, false)
-	t.Cleanup(func() { c.close(t) })
-	clocks["c"] = &testClock{t: time.Now()}
-	c.store.now = clocks["c"].Now
+	net, a, b, c, clocks := evictTrio(t)
 	all := []*testNode{a, b, c}
-	for _, x := range all {
-		for _, y := range all {
-			if x != y {
-				x.store.PeerConnected(y.id)
-			}
-		}
-	}
-	testutil.Eventually(t, 10*time.Second, "c has a's writes", func() bool { return mustGetOr(c.store, "/r/f001/00000009") == "v9" })
-	for _, x := range all {
-		for _, y := range all {
-			if x != y {
-				report(t, x, y, clocks[y.id])
-			}
-		}
-	}
 	net.partition([]string{"a"}, []string{"b", "c"})
 	for v := 10; v < 3*markerSlack; v++ {
 		overwrite(t, a.store, 1, v)
@@ -831,4 +789,34 @@ func TestQueuedHeadsCheckedAgainstRisenFrontier(t *testing.T) {
 	}) {
 		t.Fatalf("no convergence:\na %v\nb %v", snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/"))
 	}
+}
+
+// evictTrio is evictPair with a third node, c: all three connected, c
+// holding a's writes, and each having merged the others' reports.
+func evictTrio(t *testing.T) (*memNet, *testNode, *testNode, *testNode, map[string]*testClock) {
+	t.Helper()
+	net, a, b, clocks := evictPair(t)
+	o := noAutoCompact(fastOpts())
+	o.Self, o.EvictAfter = "c", time.Minute
+	c := openTestNodeFetch(t, net, "c", t.TempDir(), o, false)
+	t.Cleanup(func() { c.close(t) })
+	clocks["c"] = &testClock{t: time.Now()}
+	c.store.now = clocks["c"].Now
+	all := []*testNode{a, b, c}
+	for _, x := range all {
+		for _, y := range all {
+			if x != y {
+				x.store.PeerConnected(y.id)
+			}
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "c has a's writes", func() bool { return mustGetOr(c.store, "/r/f001/00000009") == "v9" })
+	for _, x := range all {
+		for _, y := range all {
+			if x != y {
+				report(t, x, y, clocks[y.id])
+			}
+		}
+	}
+	return net, a, b, c, clocks
 }
