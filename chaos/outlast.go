@@ -89,10 +89,11 @@ func (e *Env) holdUntilEvicted(ctx context.Context, id string) error {
 // first one's evictions and rebases still settle, so some hosts on
 // each side of it have rebased and some have not, and each side evicts
 // the other again. After the heal every acknowledged write must be
-// everywhere. (Before the fix of crdt's readmission and eviction time
-// after an install, two such cuts in a row left the nodes evicting and
+// everywhere. (Two such cuts in a row left the nodes evicting and
 // rebasing on one another for good, with acknowledged writes missing:
-// partition-halves, 7 nodes, two rounds of 15-20 s, seed 4401.)
+// partition-halves, 7 nodes, two rounds of 15-20 s, seed 4401. The fixes
+// of crdt's readmission and eviction time after an install did not end
+// that: it is in PendingNemeses until they do.)
 type outlastTwiceNemesis struct{}
 
 // outlastSettle is how long the first cut of outlastTwiceNemesis is
