@@ -40,11 +40,15 @@ type Rule struct {
 	listened bool
 	warm     bool
 	// fast: a local candidate leads or stands next in line, or is
-	// settling, or this node is not warm: heartbeats go every Interval,
-	// otherwise every idle period (Config.IdlePeriod). lastPeriod is the
-	// period the last heartbeat announced (0 before the first).
+	// in its group's front and settling or not warm (wantFast):
+	// heartbeats go every Interval, otherwise every idle period
+	// (Config.IdlePeriod). lastPeriod is the period the last heartbeat
+	// announced (0 before the first).
 	fast       bool
 	lastPeriod time.Duration
+	// cuts is each group's front cut as the last evaluation saw it
+	// (frontCuts).
+	cuts map[string]*Member
 	// lastNew is when a node was first heard (see membershipSettled).
 	lastNew time.Duration
 	// slack extends every timeout: this node's own recent lateness
@@ -132,7 +136,9 @@ func NewRule(cfg Config, incarnation uint64, now time.Duration) (*Rule, error) {
 	}
 	cfg = cfg.EnsureDefaults()
 	return &Rule{
-		cfg:    cfg,
+		cfg: cfg,
+		// A node that has heard of nobody is in every front.
+		fast:   true,
 		inc:    incarnation,
 		start:  now,
 		now:    now,
@@ -524,10 +530,67 @@ func (r *Rule) timeout(rec *nodeRec) time.Duration {
 // period is the time until this node's next heartbeat: Interval when
 // fast, the idle period otherwise (Config.IdlePeriod).
 func (r *Rule) period() time.Duration {
-	if r.fast || !r.warm {
+	if r.fast {
 		return r.cfg.Interval
 	}
 	return r.IdlePeriod()
+}
+
+// frontSize is how many of a group's lowest live candidates form its
+// front: the ones that can lead it soon. While a group starts (this node
+// is not warm, its candidate is settling, or the group has no leader)
+// only the front heartbeats every Interval and only the front's nodes
+// hold up the others' warm-up while they warm up (peersWarming); the
+// rest heartbeat at the idle period. Every node used to heartbeat every
+// Interval while it warmed up and while its candidate settled or had no
+// leader, and 200 nodes started together sent a thousand heartbeats a
+// second (LAN), each delivered to every node: on two cores the process
+// saturated, heartbeats came late, and the leader changed for minutes,
+// which kept every node fast. Three, not two: the leader and the next
+// in line, and one more while one of the lowest is still warming up or
+// joining by state transfer (not available yet).
+const frontSize = 3
+
+// frontCuts returns, for each group of ms (sorted, as membersWith
+// returns them), its frontSize-th lowest live candidate, or none when
+// it has fewer: the group's front is every candidate up to its cut.
+func frontCuts(ms map[string][]*Member) map[string]*Member {
+	cuts := make(map[string]*Member, len(ms))
+	for group, gm := range ms {
+		n := 0
+		for _, m := range gm {
+			if !m.Alive {
+				continue
+			}
+			if n++; n == frontSize {
+				cuts[group] = m
+				break
+			}
+		}
+	}
+	return cuts
+}
+
+// front reports whether candidate id of peer is in group's front, as
+// the last evaluation saw it (before the first, every candidate is).
+func (r *Rule) front(group, id, peer string) bool {
+	cut := r.cuts[group]
+	return cut == nil || cmp.Or(strings.Compare(id, cut.ID), strings.Compare(peer, cut.Peer)) <= 0
+}
+
+// inFront reports whether one of rec's candidates is in its group's
+// front, or rec has none yet (a node announces its heartbeat before its
+// cluster candidate joins: it may be in the front).
+func (r *Rule) inFront(rec *nodeRec) bool {
+	if len(rec.cands) == 0 && !rec.leaving {
+		return true
+	}
+	for _, c := range rec.cands {
+		if r.front(c.Group, c.ID, rec.peer) {
+			return true
+		}
+	}
+	return false
 }
 
 // IdlePeriod is the heartbeat period of this node while none of its
@@ -548,21 +611,33 @@ func (r *Rule) IdlePeriod() time.Duration {
 	return min(max(10*r.cfg.Interval, r.cfg.Interval*time.Duration(n)/2), maxPeriod)
 }
 
-// wantFast reports whether a local candidate is settling, leads its
-// group, or stands next in line (the lowest eligible candidate but the
-// leader), or is eligible in a group without a leader, or is this
-// node's unavailable cluster candidate while the cluster is starting
-// (startingCluster: the others wait for it to become available, and one
-// that elected before it heard of it steps down only once it does; the
-// idle period delayed that by seconds); ms are the members by group, as
-// evaluate computed them.
+// setFast sets fast (wantFast). A node that turns fast announces it at
+// once: its last heartbeat promised a longer silence.
+func (r *Rule) setFast(ms map[string][]*Member) {
+	r.fast = r.wantFast(ms)
+	if r.fast && r.lastPeriod > r.cfg.Interval {
+		r.out.Send = true
+	}
+}
+
+// wantFast reports whether a local candidate leads its group, or
+// stands next in line (the lowest eligible candidate but the leader),
+// or is one of the frontSize lowest eligible candidates of a group
+// without a leader, or is in its group's front (frontCuts) and either
+// settling, or of a node not warm yet, or this node's unavailable
+// cluster candidate while the cluster is starting (startingCluster: the
+// others wait for it to become available, and one that elected before
+// it heard of it steps down only once it does; the idle period delayed
+// that by seconds); ms are the members by group, as evaluate computed
+// them.
 func (r *Rule) wantFast(ms map[string][]*Member) bool {
 	for _, c := range r.local {
-		if !c.settled {
+		if r.front(c.spec.Group, c.spec.ID, r.cfg.Peer) &&
+			(!c.settled || !r.warm || (c.spec.Group == ClusterGroup && !c.available && r.startingCluster())) {
 			return true
 		}
-		if c.spec.Group == ClusterGroup && !c.available && r.startingCluster() {
-			return true
+		if !r.warm {
+			continue
 		}
 		g := r.groups[c.spec.Group]
 		if g == nil {
@@ -571,6 +646,7 @@ func (r *Rule) wantFast(ms map[string][]*Member) bool {
 		if g.lead.Peer == r.cfg.Peer && g.lead.Leader == c.spec.ID {
 			return true
 		}
+		seen := 0
 		for _, m := range ms[c.spec.Group] {
 			if !m.Eligible || (m.ID == g.lead.Leader && m.Peer == g.lead.Peer) {
 				continue
@@ -579,7 +655,7 @@ func (r *Rule) wantFast(ms map[string][]*Member) bool {
 			if m.Local && m.ID == c.spec.ID {
 				return true
 			}
-			if g.lead.HasLeader() {
+			if seen++; g.lead.HasLeader() || seen == frontSize {
 				break
 			}
 		}
@@ -679,22 +755,18 @@ func (r *Rule) evaluate() {
 		r.listened = true
 		r.out.Send = true
 	}
+	members := r.membersWith(dup)
+	r.cuts = frontCuts(members)
 	if !r.warm {
 		if !r.listened || (r.now < r.start+8*r.cfg.Warmup && (r.peersWarming() || !r.membershipSettled())) {
+			r.setFast(members)
 			return
 		}
 		r.warm = true
 		r.out.Send = true
+		members = r.membersWith(dup) // its own candidates are eligible now
 	}
-	members := r.membersWith(dup)
-	defer func() {
-		// A node that turns fast announces it at once: its last heartbeat
-		// promised a longer silence.
-		r.fast = r.wantFast(members)
-		if r.fast && r.lastPeriod > r.cfg.Interval {
-			r.out.Send = true
-		}
-	}()
+	defer r.setFast(members)
 	names := make(map[string]bool, len(r.groups)+len(members))
 	for n := range r.groups {
 		names[n] = true
@@ -769,7 +841,8 @@ func (r *Rule) peersWarming() bool {
 	for _, rec := range r.nodes {
 		// A peer warms up for Warmup after its start: waiting for it ends
 		// 2×Warmup after it was first heard, whatever it says.
-		if rec.warming && r.alive(rec) && r.now < rec.firstHeard+2*r.cfg.Warmup {
+		// Only a node in a front: the others cannot lead soon.
+		if rec.warming && r.alive(rec) && r.now < rec.firstHeard+2*r.cfg.Warmup && r.inFront(rec) {
 			return true
 		}
 	}

@@ -601,6 +601,13 @@ func (s *sim) expect(what string, kv map[string][]string, words []string) {
 				s.fatalf("%s: member %s of %s: %s=%v, want %s", n.name, id, group, k, got, v[0])
 			}
 		}
+	case "period":
+		// expect period NODE fast|idle: the period of its last heartbeat
+		// is Interval (fast) or longer (idle).
+		n := s.node(words[0])
+		if got := map[bool]string{true: "fast", false: "idle"}[n.rule.SendPeriod() == s.cfg.Interval]; got != words[1] {
+			s.fatalf("%s: sends %s (period %v), want %s", n.name, got, n.rule.SendPeriod(), words[1])
+		}
 	case "warming":
 		n := s.node(words[0])
 		if fmt.Sprint(!n.rule.Warm()) != words[1] {
