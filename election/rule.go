@@ -270,17 +270,51 @@ func (r *Rule) cand(group, id string) (*localCand, error) {
 // idle 24-node cluster's CPU, and grows with the cluster.
 func (r *Rule) Receive(now time.Duration, peer string, hb *Heartbeat) {
 	removed := r.advance(now)
+	if r.record(peer, hb, removed) {
+		r.evaluate()
+	}
+}
+
+// Received is a heartbeat and the peer it came from (ReceiveAll).
+type Received struct {
+	Peer      string
+	Heartbeat *Heartbeat
+}
+
+// ReceiveAll takes heartbeats received at the same time (now) as
+// Receive takes each, but evaluates the groups once, after the last.
+// What it decides is what Receive would have decided after the last:
+// only the changes on the way, which no heartbeat after them confirms,
+// are not made. The runner hands over what queued up while it was
+// busy: evaluating after each of them is what a node that falls
+// behind (a saturated process, 200 nodes in one) can least afford, and
+// it grows with the cluster.
+func (r *Rule) ReceiveAll(now time.Duration, msgs []Received) {
+	removed := r.advance(now)
+	evaluate := false
+	for _, m := range msgs {
+		evaluate = r.record(m.Peer, m.Heartbeat, removed) || evaluate
+	}
+	if evaluate {
+		r.evaluate()
+	}
+}
+
+// record takes hb from peer into the node table and reports whether the
+// groups need evaluating (Receive); removed: advance has just forgotten
+// nodes.
+func (r *Rule) record(peer string, hb *Heartbeat, removed bool) bool {
 	if peer == r.cfg.Peer || hb == nil {
-		return
+		return false
 	}
 	rec := r.nodes[peer]
 	if rec != nil {
 		if hb.Incarnation < rec.inc || (hb.Incarnation == rec.inc && hb.Seq <= rec.seq) {
-			return
+			return false
 		}
 		if !removed && r.repeats(rec, hb) {
 			rec.seq, rec.lastSeen = hb.Seq, r.now
-			return
+			return false
 		}
 	} else {
 		rec = &nodeRec{peer: peer, firstHeard: r.now}
@@ -297,7 +331,7 @@ func (r *Rule) Receive(now time.Duration, peer string, hb *Heartbeat) {
 	if hb.Leaving {
 		rec.cands, rec.views = nil, nil
 	}
-	r.evaluate()
+	return true
 }
 
 // repeats reports whether hb, from rec's node, says what its last

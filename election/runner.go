@@ -34,10 +34,11 @@ type Transport interface {
 //
 // Its methods are safe for concurrent use.
 //
-// Its two goroutines are the driver, and the only one in production
+// Its goroutines are the driver, and the only one in production
 // (compare raft's node.go around RawNode): loop waits for the timer or a
-// kick and calls step, receive takes messages off the Transport and
-// calls handle. The package's tests call step and handle themselves, on
+// kick and calls step, receive takes messages off the Transport (through
+// a reader goroutine, so that it can take what queued up at once) and
+// calls handleAll. The package's tests call step and handle themselves, on
 // the test goroutine, over a synchronous network and a clock they
 // advance, so that a runner test is deterministic and never sleeps.
 type Runner struct {
@@ -357,28 +358,76 @@ func (r *Runner) step(kicked bool) (wait time.Duration, ok bool) {
 // until the transport ends or the runner closes.
 func (r *Runner) receive() {
 	defer r.wg.Done()
-	for {
-		from, data, err := r.tr.Receive(r.ctx)
-		if err != nil {
-			if r.ctx.Err() == nil {
-				r.log.Warn("election transport stopped: no more heartbeats will be received", "err", err)
+	in := make(chan message, receiveBatch)
+	r.wg.Go(func() {
+		defer close(in)
+		for {
+			from, data, err := r.tr.Receive(r.ctx)
+			if err != nil {
+				if r.ctx.Err() == nil {
+					r.log.Warn("election transport stopped: no more heartbeats will be received", "err", err)
+				}
+				return
 			}
-			return
+			select {
+			case in <- message{from, data}:
+			case <-r.ctx.Done():
+				return
+			}
 		}
-		if !r.handle(from, data) {
+	})
+	batch := make([]message, 0, receiveBatch)
+	for m := range in {
+		batch = append(batch[:0], m)
+	more:
+		for len(batch) < receiveBatch {
+			select {
+			case m, ok := <-in:
+				if !ok {
+					break more
+				}
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		if !r.handleAll(batch) {
 			return
 		}
 	}
 }
 
+// receiveBatch bounds how many queued heartbeats the runner hands the
+// rule at once (Rule.ReceiveAll).
+const receiveBatch = 64
+
+// message is a heartbeat as the transport delivered it.
+type message struct {
+	from string
+	data []byte
+}
+
 // handle feeds a message from peer from to the rule, stamped with the
 // time it is handled, and delivers what changed. A message that is not a
 // heartbeat is logged and dropped. It reports false once the runner is
-// closed. The receive goroutine calls it; so do the tests, in its place.
+// closed. The tests call it in the receive goroutine's place.
 func (r *Runner) handle(from string, data []byte) bool {
-	hb, err := DecodeHeartbeat(data)
-	if err != nil {
-		r.log.Warn("dropped a bad heartbeat", "peer", from, "err", err)
+	return r.handleAll([]message{{from, data}})
+}
+
+// handleAll is handle for messages that queued up together: the rule
+// takes them at once (Rule.ReceiveAll).
+func (r *Runner) handleAll(msgs []message) bool {
+	hbs := make([]Received, 0, len(msgs))
+	for _, m := range msgs {
+		hb, err := DecodeHeartbeat(m.data)
+		if err != nil {
+			r.log.Warn("dropped a bad heartbeat", "peer", m.from, "err", err)
+			continue
+		}
+		hbs = append(hbs, Received{m.from, hb})
+	}
+	if len(hbs) == 0 {
 		return true
 	}
 	lag := r.lag()
@@ -389,7 +438,7 @@ func (r *Runner) handle(from string, data []byte) bool {
 		return false
 	}
 	r.noteLate(now, lag)
-	r.rule.Receive(now, from, hb)
+	r.rule.ReceiveAll(now, hbs)
 	changed := r.dispatch(r.rule.Take())
 	r.mu.Unlock()
 	if changed {
