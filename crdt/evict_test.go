@@ -34,6 +34,21 @@ func (c *testClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// openEvictNode opens the eviction tests' node id on net: Self id,
+// eviction after a minute, no automatic rounds, blocks only through the
+// store's own protocol, and a clock of its own (clocks[id]) that the
+// test moves. It is closed when the test ends.
+func openEvictNode(t *testing.T, net *memNet, clocks map[string]*testClock, id string) *testNode {
+	t.Helper()
+	o := noAutoCompact(fastOpts())
+	o.Self, o.EvictAfter = id, time.Minute
+	n := openTestNodeFetch(t, net, id, t.TempDir(), o, false)
+	t.Cleanup(func() { n.close(t) })
+	clocks[id] = &testClock{t: time.Now()}
+	n.store.now = clocks[id].Now
+	return n
+}
+
 // evictPair opens a and b (Self "a" and "b") with eviction after a
 // minute on clocks the test moves, no automatic rounds, blocks only
 // through the store's own protocol; they have written and told each
@@ -42,16 +57,7 @@ func evictPair(t *testing.T) (*memNet, *testNode, *testNode, map[string]*testClo
 	t.Helper()
 	net := newMemNet()
 	clocks := make(map[string]*testClock)
-	open := func(id string) *testNode {
-		o := noAutoCompact(fastOpts())
-		o.Self, o.EvictAfter = id, time.Minute
-		n := openTestNodeFetch(t, net, id, t.TempDir(), o, false)
-		t.Cleanup(func() { n.close(t) })
-		clocks[id] = &testClock{t: time.Now()}
-		n.store.now = clocks[id].Now
-		return n
-	}
-	a, b := open("a"), open("b")
+	a, b := openEvictNode(t, net, clocks, "a"), openEvictNode(t, net, clocks, "b")
 	a.store.PeerConnected("b")
 	b.store.PeerConnected("a")
 	for v := range 10 {
@@ -525,16 +531,7 @@ func TestRebaseRestartsEvictionTime(t *testing.T) {
 func TestRebasedElsewhereNotCountedAgain(t *testing.T) {
 	net := newMemNet()
 	clocks := make(map[string]*testClock)
-	open := func(id string) *testNode {
-		o := noAutoCompact(fastOpts())
-		o.Self, o.EvictAfter = id, time.Minute
-		n := openTestNodeFetch(t, net, id, t.TempDir(), o, false)
-		t.Cleanup(func() { n.close(t) })
-		clocks[id] = &testClock{t: time.Now()}
-		n.store.now = clocks[id].Now
-		return n
-	}
-	a, d, g := open("a"), open("d"), open("g")
+	a, d, g := openEvictNode(t, net, clocks, "a"), openEvictNode(t, net, clocks, "d"), openEvictNode(t, net, clocks, "g")
 	all := []*testNode{a, d, g}
 	reportAll := func() {
 		for _, x := range all {
@@ -799,12 +796,7 @@ func TestQueuedHeadsCheckedAgainstRisenFrontier(t *testing.T) {
 func evictTrio(t *testing.T) (*memNet, *testNode, *testNode, *testNode, map[string]*testClock) {
 	t.Helper()
 	net, a, b, clocks := evictPair(t)
-	o := noAutoCompact(fastOpts())
-	o.Self, o.EvictAfter = "c", time.Minute
-	c := openTestNodeFetch(t, net, "c", t.TempDir(), o, false)
-	t.Cleanup(func() { c.close(t) })
-	clocks["c"] = &testClock{t: time.Now()}
-	c.store.now = clocks["c"].Now
+	c := openEvictNode(t, net, clocks, "c")
 	all := []*testNode{a, b, c}
 	for _, x := range all {
 		for _, y := range all {
