@@ -815,3 +815,68 @@ func evictTrio(t *testing.T) (*memNet, *testNode, *testNode, *testNode, map[stri
 	}
 	return net, a, b, c, clocks
 }
+
+// TestRebaseReplaysAboveTheSourceFrontier: b is cut off from a and c
+// for longer than the eviction time, and writes. Both a and c evict it;
+// c then reclaims past b's blocks, a does not (its frontier is below
+// them). b rebases on a. Its own blocks all lie above a's frontier, so
+// they could merge there as a DAG, but c refuses any branch that reaches
+// them, for good: b must write its values again on top of a's state.
+// Before, b merged its old branch on a's state; every later write of b,
+// and of a once a had merged them, carried that branch, and c dropped
+// them all (partition-outlasting-twice, seed 5501: 19 acknowledged
+// writes of two nodes never reached the three others).
+func TestRebaseReplaysAboveTheSourceFrontier(t *testing.T) {
+	net, a, b, c, clocks := evictTrio(t)
+	ctx := context.Background()
+	net.partition([]string{"b"}, []string{"a", "c"})
+	putKeys(t, b.store, "b", 5)
+
+	// a evicts b first, while nothing is reclaimable yet.
+	clocks["a"].Add(2 * time.Minute)
+	report(t, c, a, clocks["a"])
+	if st := compactOK(t, a.store); st.Members != 2 || !a.store.Members()["b"].Evicted {
+		t.Fatalf("a did not evict b: %+v", st)
+	}
+	// c evicts b once a and c have written on, and reclaims past b's blocks.
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+		overwrite(t, c.store, 3, v)
+	}
+	last := fmt.Sprintf("%08d", 3*markerSlack-1)
+	testutil.Eventually(t, 10*time.Second, "a and c hold each other's writes", func() bool {
+		return mustGetOr(a.store, "/r/f003/"+last) != "" && mustGetOr(c.store, "/r/f001/"+last) != ""
+	})
+	clocks["c"].Add(2 * time.Minute)
+	report(t, a, c, clocks["c"])
+	if st := compactOK(t, c.store); st.Members != 2 || !c.store.Members()["b"].Evicted || st.BlocksDeleted == 0 {
+		t.Fatalf("c did not evict b, or reclaimed nothing: %+v", st)
+	}
+	if fa, fc := a.store.frontier.Load(), c.store.frontier.Load(); fa >= fc {
+		t.Fatalf("frontiers: a %d, c %d; the test needs a's below c's", fa, fc)
+	}
+
+	net.heal()
+	for _, x := range []*testNode{a, b, c} {
+		for _, y := range []*testNode{a, b, c} {
+			if x != y {
+				x.store.PeerConnected(y.id)
+			}
+		}
+	}
+	report(t, b, a, clocks["a"])
+	if !b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b does not rebase on a")
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, b.store, "b2", 1)
+	if !testutil.Within(20*time.Second, func() bool {
+		ka, kb, kc := snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/"), snapshotKV(t, c.store, "/")
+		return kc["/b/004"] == "b4" && kc["/b2/000"] == "b20" && kc["/r/f001/"+last] != "" && maps.Equal(ka, kc) && maps.Equal(kb, kc)
+	}) {
+		t.Fatalf("no convergence (c dropped %d heads messages reaching below its frontier):\na %v\nb %v\nc %v\nc %+v", c.store.bc.gated.Load(),
+			snapshotKV(t, a.store, "/b"), snapshotKV(t, b.store, "/b"), snapshotKV(t, c.store, "/b"), c.store.Status(ctx))
+	}
+}
