@@ -880,3 +880,74 @@ func TestRebaseReplaysAboveTheSourceFrontier(t *testing.T) {
 			snapshotKV(t, a.store, "/b"), snapshotKV(t, b.store, "/b"), snapshotKV(t, c.store, "/b"), c.store.Status(ctx))
 	}
 }
+
+// TestRebasedMemberUnmergedIsListedAgain: a evicts b and c and reclaims
+// past their blocks. b then installs c's state, not a's: it reports a
+// higher install count and the lineage a copy of a's state would give it
+// too (c never evicted a), but its heads, on c's history, never merge
+// here. Once b has been back for the eviction time without a report a
+// merged, a lists it again with its new count, and b rebases on a. Before,
+// a kept b evicted with its old count and stopped listing it after the
+// eviction time: b never rebased, and its writes never reached a
+// (partition-outlasting-twice, seed 5501: two nodes that rebased and
+// then merged a branch the others had reclaimed past, 8 writes lost).
+func TestRebasedMemberUnmergedIsListedAgain(t *testing.T) {
+	net, a, b, c, clocks := evictTrio(t)
+	ctx := context.Background()
+	net.partition([]string{"a"}, []string{"b", "c"})
+	putKeys(t, b.store, "b", 5)
+	putKeys(t, c.store, "c", 5)
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+	}
+	clocks["a"].Add(2 * time.Minute)
+	// A second node on a's side, whose reports a merges: alone, a would
+	// be the odd one out and evict nobody (TestOddOneOutEvictsNone).
+	report(t, &testNode{id: "a2", store: a.store}, a, clocks["a"])
+	if st := compactOK(t, a.store); st.Members != 2 || st.BlocksDeleted == 0 {
+		t.Fatalf("a did not evict b and c, or reclaimed nothing: %+v", st)
+	}
+
+	net.heal()
+	for _, x := range []*testNode{a, b, c} {
+		for _, y := range []*testNode{a, b, c} {
+			if x != y {
+				x.store.PeerConnected(y.id)
+			}
+		}
+	}
+	if err := transfer(t, c.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, b.store, "b2", 1)
+	report(t, b, a, clocks["a"])
+	if m := a.store.Members()["b"]; !m.Evicted || b.store.Lineage() != "a" {
+		t.Fatalf("a holds b %+v, b's lineage %q; the test needs b evicted with lineage a", m, b.store.Lineage())
+	}
+	if b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b rebases on a at once: the test needs a to list it with its old count")
+	}
+
+	clocks["a"].Add(2 * time.Minute)
+	report(t, b, a, clocks["a"])
+	if got := a.store.EvictedBack()["b"]; got != b.store.Installs() {
+		t.Fatalf("a lists b with %d installs, want its new count %d (a: %v)", got, b.store.Installs(), a.store.EvictedBack())
+	}
+	clocks["b"].Add(2 * time.Minute) // past the gap between two rebases
+	if !b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b does not rebase on a")
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	if !testutil.Within(20*time.Second, func() bool {
+		ka, kb := snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/")
+		return ka["/b/004"] == "b4" && ka["/c/004"] == "c4" && ka["/b2/000"] == "b20" && maps.Equal(ka, kb)
+	}) {
+		t.Fatalf("no convergence:\na %v\nb %v\na %+v", snapshotKV(t, a.store, "/b"), snapshotKV(t, b.store, "/b"), a.store.Status(ctx))
+	}
+	report(t, b, a, clocks["a"])
+	if a.store.Members()["b"].Evicted {
+		t.Fatal("b not readmitted after its rebase on a")
+	}
+}
