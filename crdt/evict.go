@@ -352,10 +352,20 @@ func (s *Store) Installs() uint64 { return s.installs.Load() }
 // given the evicted members the peer reported back (EvictedBack) and its
 // lineage: the peer evicted this node and has not seen it install a
 // transfer since, and this node does not win the tie-break of a mutual
-// eviction. At most one rebase per EvictAfter: a node is evicted only
-// after being away that long, so a peer listing it again sooner is
-// wrong or lying, and must not make it take state transfer after state
-// transfer.
+// eviction. At most one rebase per min(EvictAfter, rebaseGap): a node
+// is evicted only after being away that long, so a peer listing it
+// again sooner is wrong or lying, and must not make it take state
+// transfer after state transfer.
+//
+// The tie-break applies only when this node evicted the peer too. A
+// node that did not (a heal came before its round, or it was alone on
+// its side and evicted nobody, evictStale) lists nobody of the peer's
+// side, so nobody there would ever rebase on it: if it kept its history
+// on winning the tie-break, the peer, which reclaimed past its blocks,
+// would refuse its writes for good (a lone lowest-ID node would never
+// converge). Rebasing costs it a state transfer, and its side's nodes
+// that did evict then see it on another history and list it again
+// (ObserveReport) if the other side rebases on them in turn.
 func (s *Store) MustRebase(from string, evictedBack map[string]uint64, peerLineage string) bool {
 	n, ok := evictedBack[s.opts.Self]
 	if !ok || s.opts.Self == "" || n < s.Installs() {
