@@ -177,7 +177,7 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 			"member", member, "installs", r.Installs, "its_lineage", r.Lineage)
 	} else if unmerged {
 		s.log.Warn("compaction: an evicted member rebased, but its heads have not merged here for the eviction time; it stays evicted and rebases again, on this node's",
-			"member", member, "installs", r.Installs, "back_for", s.opts.EvictAfter)
+			"member", member, "installs", r.Installs, "evict_after", s.opts.EvictAfter)
 	}
 	if (!ok || readmitted) && member != selfMember {
 		s.saveNewMember(member)
@@ -363,9 +363,9 @@ func (s *Store) Installs() uint64 { return s.installs.Load() }
 // side, so nobody there would ever rebase on it: if it kept its history
 // on winning the tie-break, the peer, which reclaimed past its blocks,
 // would refuse its writes for good (a lone lowest-ID node would never
-// converge). Rebasing costs it a state transfer, and its side's nodes
-// that did evict then see it on another history and list it again
-// (ObserveReport) if the other side rebases on them in turn.
+// converge). Rebasing costs it a state transfer at worst: should the
+// peer's side rebase in turn on a node of its own side, that node sees
+// it on another history and lists it again (ObserveReport).
 func (s *Store) MustRebase(from string, evictedBack map[string]uint64, peerLineage string) bool {
 	n, ok := evictedBack[s.opts.Self]
 	if !ok || s.opts.Self == "" || n < s.Installs() {

@@ -581,8 +581,7 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	//     each node that merged one: those nodes would refuse them all,
 	//     for good (partition-outlasting-twice: a node rebased on a
 	//     source that had evicted it but not compacted past its blocks;
-	//     the nodes that had dropped every write of it, and of the
-	//     source, from then on).
+	//     the nodes that had, dropped every later write of both).
 	//   - Its history lies below the source's frontier (built apart
 	//     from the source's, or the source compacted past it), or its
 	//     own compaction deleted blocks of it the source never had (the
