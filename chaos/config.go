@@ -314,12 +314,13 @@ func ParseScenario(s string) Scenario {
 	return Scenario{Name: name, Nemeses: ns}
 }
 
-// QuickSweep is every nemesis of r alone (but the PendingNemeses), then
-// two combinations of a network and a process fault.
+// QuickSweep is every nemesis of r alone (but the PendingNemeses and the
+// CoveredNemeses), then two combinations of a network and a process
+// fault.
 func QuickSweep(r *Registry) []Scenario {
 	var out []Scenario
 	for _, n := range r.Nemeses() {
-		if PendingNemeses[n.Name()] != "" {
+		if PendingNemeses[n.Name()] != "" || CoveredNemeses[n.Name()] != "" {
 			continue
 		}
 		out = append(out, Scenario{Name: n.Name(), Nemeses: []string{n.Name()}})

@@ -48,7 +48,8 @@
 //     "nat" checker judges what they measured (writes crossing between
 //     sites within 2 s, the sites connected within 30 s of meeting).
 //     PendingNemeses keeps nemeses whose feature is not built yet out of
-//     the quick sweep and the soak. Network faults are rules kept per fault in one nft table
+//     the quick sweep and the soak; CoveredNemeses keeps out of the
+//     quick sweep those another of its nemeses runs whole. Network faults are rules kept per fault in one nft table
 //     (bridge family), replaced atomically, so they combine; delay queues
 //     frames to internal/nfqueue (this kernel has no netem); process
 //     faults claim their hosts. Each injection and heal is logged and

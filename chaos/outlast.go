@@ -91,9 +91,9 @@ func (e *Env) holdUntilEvicted(ctx context.Context, id string) error {
 // the other again. After the heal every acknowledged write must be
 // everywhere. (Two such cuts in a row left the nodes evicting and
 // rebasing on one another for good, with acknowledged writes missing:
-// partition-halves, 7 nodes, two rounds of 15-20 s, seed 4401. The fixes
-// of crdt's readmission and eviction time after an install did not end
-// that: it is in PendingNemeses until they do.)
+// partition-halves, 7 nodes, two rounds of 15-20 s, seed 4401; see
+// PendingNemeses for the fixes. It runs in the quick sweep in place of
+// partition-outlasting-history, whose cut is its first: CoveredNemeses.)
 type outlastTwiceNemesis struct{}
 
 // outlastSettle is how long the first cut of outlastTwiceNemesis is

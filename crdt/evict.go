@@ -54,9 +54,17 @@ import (
 //     always is, and only the heads tell. When three or more sides
 //     evicted one another, one may rebase on a side that later rebases
 //     itself; that member stays evicted, listed with its new install
-//     count, and rebases once more, on this side. That is why a node may
-//     rebase again after min(EvictAfter, rebaseGap), not only after
-//     EvictAfter.
+//     count, and rebases once more, on this side. So does a member
+//     whose heads have not merged here for EvictAfter since it came
+//     back, whatever its lineage says (it may have merged, since its
+//     rebase, a branch this node reclaimed past): as a counted member
+//     is evicted after that time without a usable report, an evicted
+//     one is asked to rebase again. That is why a node may rebase again
+//     after min(EvictAfter, rebaseGap), not only after EvictAfter.
+//   - A rebase writes this node's live values again on top of the
+//     installed state; it never merges its old branch as a DAG (swap):
+//     nodes of the source's history that evicted it may have reclaimed
+//     past that branch even where the source has not.
 //
 // A round on a store just opened does not count the time it was closed
 // (a node restarted after a day away would otherwise evict everyone), and
@@ -127,7 +135,17 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	// that it rebases on this one. (A store without Self, or a member
 	// that does not say, cannot tell.)
 	wrongHistory := rebased && s.opts.Self != "" && r.Lineage != "" && r.Lineage != min(member, s.lineageLocked())
-	if wrongHistory {
+	// Its heads tell what its lineage cannot: one that has rebased but
+	// whose heads have not merged here for the eviction time since it
+	// came back holds another history all the same (it rebased on a
+	// side that rebased later, or merged since a branch this node
+	// reclaimed past). It is listed again with its new count, as a
+	// counted member would be evicted after that time without a usable
+	// report. Otherwise it would stay evicted, at an install count below
+	// its own, and unlisted once back longer than the eviction time
+	// (isBack): never asked to rebase again, its writes never merged here.
+	unmerged := rebased && !good && s.opts.EvictAfter >= 0 && r.At.Sub(m.BackAt) > s.opts.EvictAfter
+	if wrongHistory || unmerged {
 		m.EvictedInstalls, m.BackAt = r.Installs, r.At
 	}
 	readmitted := rebased && !wrongHistory && good
@@ -157,6 +175,9 @@ func (s *Store) ObserveReport(member string, r MemberReport) {
 	if wrongHistory {
 		s.log.Warn("compaction: an evicted member rebased on another history (several sides evicted one another); it stays evicted and rebases again, on this node's",
 			"member", member, "installs", r.Installs, "its_lineage", r.Lineage)
+	} else if unmerged {
+		s.log.Warn("compaction: an evicted member rebased, but its heads have not merged here for the eviction time; it stays evicted and rebases again, on this node's",
+			"member", member, "installs", r.Installs, "evict_after", s.opts.EvictAfter)
 	}
 	if (!ok || readmitted) && member != selfMember {
 		s.saveNewMember(member)
@@ -331,10 +352,20 @@ func (s *Store) Installs() uint64 { return s.installs.Load() }
 // given the evicted members the peer reported back (EvictedBack) and its
 // lineage: the peer evicted this node and has not seen it install a
 // transfer since, and this node does not win the tie-break of a mutual
-// eviction. At most one rebase per EvictAfter: a node is evicted only
-// after being away that long, so a peer listing it again sooner is
-// wrong or lying, and must not make it take state transfer after state
-// transfer.
+// eviction. At most one rebase per min(EvictAfter, rebaseGap): a node
+// is evicted only after being away that long, so a peer listing it
+// again sooner is wrong or lying, and must not make it take state
+// transfer after state transfer.
+//
+// The tie-break applies only when this node evicted the peer too. A
+// node that did not (a heal came before its round, or it was alone on
+// its side and evicted nobody, evictStale) lists nobody of the peer's
+// side, so nobody there would ever rebase on it: if it kept its history
+// on winning the tie-break, the peer, which reclaimed past its blocks,
+// would refuse its writes for good (a lone lowest-ID node would never
+// converge). Rebasing costs it a state transfer at worst: should the
+// peer's side rebase in turn on a node of its own side, that node sees
+// it on another history and lists it again (ObserveReport).
 func (s *Store) MustRebase(from string, evictedBack map[string]uint64, peerLineage string) bool {
 	n, ok := evictedBack[s.opts.Self]
 	if !ok || s.opts.Self == "" || n < s.Installs() {

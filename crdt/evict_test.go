@@ -34,6 +34,21 @@ func (c *testClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// openEvictNode opens the eviction tests' node id on net: Self id,
+// eviction after a minute, no automatic rounds, blocks only through the
+// store's own protocol, and a clock of its own (clocks[id]) that the
+// test moves. It is closed when the test ends.
+func openEvictNode(t *testing.T, net *memNet, clocks map[string]*testClock, id string) *testNode {
+	t.Helper()
+	o := noAutoCompact(fastOpts())
+	o.Self, o.EvictAfter = id, time.Minute
+	n := openTestNodeFetch(t, net, id, t.TempDir(), o, false)
+	t.Cleanup(func() { n.close(t) })
+	clocks[id] = &testClock{t: time.Now()}
+	n.store.now = clocks[id].Now
+	return n
+}
+
 // evictPair opens a and b (Self "a" and "b") with eviction after a
 // minute on clocks the test moves, no automatic rounds, blocks only
 // through the store's own protocol; they have written and told each
@@ -42,16 +57,7 @@ func evictPair(t *testing.T) (*memNet, *testNode, *testNode, map[string]*testClo
 	t.Helper()
 	net := newMemNet()
 	clocks := make(map[string]*testClock)
-	open := func(id string) *testNode {
-		o := noAutoCompact(fastOpts())
-		o.Self, o.EvictAfter = id, time.Minute
-		n := openTestNodeFetch(t, net, id, t.TempDir(), o, false)
-		t.Cleanup(func() { n.close(t) })
-		clocks[id] = &testClock{t: time.Now()}
-		n.store.now = clocks[id].Now
-		return n
-	}
-	a, b := open("a"), open("b")
+	a, b := openEvictNode(t, net, clocks, "a"), openEvictNode(t, net, clocks, "b")
 	a.store.PeerConnected("b")
 	b.store.PeerConnected("a")
 	for v := range 10 {
@@ -525,16 +531,7 @@ func TestRebaseRestartsEvictionTime(t *testing.T) {
 func TestRebasedElsewhereNotCountedAgain(t *testing.T) {
 	net := newMemNet()
 	clocks := make(map[string]*testClock)
-	open := func(id string) *testNode {
-		o := noAutoCompact(fastOpts())
-		o.Self, o.EvictAfter = id, time.Minute
-		n := openTestNodeFetch(t, net, id, t.TempDir(), o, false)
-		t.Cleanup(func() { n.close(t) })
-		clocks[id] = &testClock{t: time.Now()}
-		n.store.now = clocks[id].Now
-		return n
-	}
-	a, d, g := open("a"), open("d"), open("g")
+	a, d, g := openEvictNode(t, net, clocks, "a"), openEvictNode(t, net, clocks, "d"), openEvictNode(t, net, clocks, "g")
 	all := []*testNode{a, d, g}
 	reportAll := func() {
 		for _, x := range all {
@@ -799,12 +796,7 @@ func TestQueuedHeadsCheckedAgainstRisenFrontier(t *testing.T) {
 func evictTrio(t *testing.T) (*memNet, *testNode, *testNode, *testNode, map[string]*testClock) {
 	t.Helper()
 	net, a, b, clocks := evictPair(t)
-	o := noAutoCompact(fastOpts())
-	o.Self, o.EvictAfter = "c", time.Minute
-	c := openTestNodeFetch(t, net, "c", t.TempDir(), o, false)
-	t.Cleanup(func() { c.close(t) })
-	clocks["c"] = &testClock{t: time.Now()}
-	c.store.now = clocks["c"].Now
+	c := openEvictNode(t, net, clocks, "c")
 	all := []*testNode{a, b, c}
 	for _, x := range all {
 		for _, y := range all {
@@ -822,4 +814,140 @@ func evictTrio(t *testing.T) (*memNet, *testNode, *testNode, *testNode, map[stri
 		}
 	}
 	return net, a, b, c, clocks
+}
+
+// TestRebaseReplaysAboveTheSourceFrontier: b is cut off from a and c
+// for longer than the eviction time, and writes. Both a and c evict it;
+// c then reclaims past b's blocks, a does not (its frontier is below
+// them). b rebases on a. Its own blocks all lie above a's frontier, so
+// they could merge there as a DAG, but c refuses any branch that reaches
+// them, for good: b must write its values again on top of a's state.
+// Before, b merged its old branch on a's state; every later write of b,
+// and of a once a had merged them, carried that branch, and c dropped
+// them all (partition-outlasting-twice, seed 5501: 19 acknowledged
+// writes of two nodes never reached the three others).
+func TestRebaseReplaysAboveTheSourceFrontier(t *testing.T) {
+	net, a, b, c, clocks := evictTrio(t)
+	ctx := context.Background()
+	net.partition([]string{"b"}, []string{"a", "c"})
+	putKeys(t, b.store, "b", 5)
+
+	// a evicts b first, while nothing is reclaimable yet.
+	clocks["a"].Add(2 * time.Minute)
+	report(t, c, a, clocks["a"])
+	if st := compactOK(t, a.store); st.Members != 2 || !a.store.Members()["b"].Evicted {
+		t.Fatalf("a did not evict b: %+v", st)
+	}
+	// c evicts b once a and c have written on, and reclaims past b's blocks.
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+		overwrite(t, c.store, 3, v)
+	}
+	last := fmt.Sprintf("%08d", 3*markerSlack-1)
+	testutil.Eventually(t, 10*time.Second, "a and c hold each other's writes", func() bool {
+		return mustGetOr(a.store, "/r/f003/"+last) != "" && mustGetOr(c.store, "/r/f001/"+last) != ""
+	})
+	clocks["c"].Add(2 * time.Minute)
+	report(t, a, c, clocks["c"])
+	if st := compactOK(t, c.store); st.Members != 2 || !c.store.Members()["b"].Evicted || st.BlocksDeleted == 0 {
+		t.Fatalf("c did not evict b, or reclaimed nothing: %+v", st)
+	}
+	if fa, fc := a.store.frontier.Load(), c.store.frontier.Load(); fa >= fc {
+		t.Fatalf("frontiers: a %d, c %d; the test needs a's below c's", fa, fc)
+	}
+
+	net.heal()
+	for _, x := range []*testNode{a, b, c} {
+		for _, y := range []*testNode{a, b, c} {
+			if x != y {
+				x.store.PeerConnected(y.id)
+			}
+		}
+	}
+	report(t, b, a, clocks["a"])
+	if !b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b does not rebase on a")
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, b.store, "b2", 1)
+	if !testutil.Within(20*time.Second, func() bool {
+		ka, kb, kc := snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/"), snapshotKV(t, c.store, "/")
+		return kc["/b/004"] == "b4" && kc["/b2/000"] == "b20" && kc["/r/f001/"+last] != "" && maps.Equal(ka, kc) && maps.Equal(kb, kc)
+	}) {
+		t.Fatalf("no convergence (c dropped %d heads messages reaching below its frontier):\na %v\nb %v\nc %v\nc %+v", c.store.bc.gated.Load(),
+			snapshotKV(t, a.store, "/b"), snapshotKV(t, b.store, "/b"), snapshotKV(t, c.store, "/b"), c.store.Status(ctx))
+	}
+}
+
+// TestRebasedMemberUnmergedIsListedAgain: a evicts b and c and reclaims
+// past their blocks. b then installs c's state, not a's: it reports a
+// higher install count and the lineage a copy of a's state would give it
+// too (c never evicted a), but its heads, on c's history, never merge
+// here. Once b has been back for the eviction time without a report a
+// merged, a lists it again with its new count, and b rebases on a. Before,
+// a kept b evicted with its old count and stopped listing it after the
+// eviction time: b never rebased, and its writes never reached a
+// (partition-outlasting-twice, seed 5501: two nodes that rebased and
+// then merged a branch the others had reclaimed past, 8 writes lost).
+func TestRebasedMemberUnmergedIsListedAgain(t *testing.T) {
+	net, a, b, c, clocks := evictTrio(t)
+	ctx := context.Background()
+	net.partition([]string{"a"}, []string{"b", "c"})
+	putKeys(t, b.store, "b", 5)
+	putKeys(t, c.store, "c", 5)
+	for v := 10; v < 3*markerSlack; v++ {
+		overwrite(t, a.store, 1, v)
+	}
+	clocks["a"].Add(2 * time.Minute)
+	// A second node on a's side, whose reports a merges: alone, a would
+	// be the odd one out and evict nobody (TestOddOneOutEvictsNone).
+	report(t, &testNode{id: "a2", store: a.store}, a, clocks["a"])
+	if st := compactOK(t, a.store); st.Members != 2 || st.BlocksDeleted == 0 {
+		t.Fatalf("a did not evict b and c, or reclaimed nothing: %+v", st)
+	}
+
+	net.heal()
+	for _, x := range []*testNode{a, b, c} {
+		for _, y := range []*testNode{a, b, c} {
+			if x != y {
+				x.store.PeerConnected(y.id)
+			}
+		}
+	}
+	if err := transfer(t, c.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, b.store, "b2", 1)
+	report(t, b, a, clocks["a"])
+	if m := a.store.Members()["b"]; !m.Evicted || b.store.Lineage() != "a" {
+		t.Fatalf("a holds b %+v, b's lineage %q; the test needs b evicted with lineage a", m, b.store.Lineage())
+	}
+	if b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b rebases on a at once: the test needs a to list it with its old count")
+	}
+
+	clocks["a"].Add(2 * time.Minute)
+	report(t, b, a, clocks["a"])
+	if got := a.store.EvictedBack()["b"]; got != b.store.Installs() {
+		t.Fatalf("a lists b with %d installs, want its new count %d (a: %v)", got, b.store.Installs(), a.store.EvictedBack())
+	}
+	clocks["b"].Add(2 * time.Minute) // past the gap between two rebases
+	if !b.store.MustRebase("a", a.store.EvictedBack(), a.store.Lineage()) {
+		t.Fatal("b does not rebase on a")
+	}
+	if err := transfer(t, a.store, b.store); err != nil {
+		t.Fatal(err)
+	}
+	if !testutil.Within(20*time.Second, func() bool {
+		ka, kb := snapshotKV(t, a.store, "/"), snapshotKV(t, b.store, "/")
+		return ka["/b/004"] == "b4" && ka["/c/004"] == "c4" && ka["/b2/000"] == "b20" && maps.Equal(ka, kb)
+	}) {
+		t.Fatalf("no convergence:\na %v\nb %v\na %+v", snapshotKV(t, a.store, "/b"), snapshotKV(t, b.store, "/b"), a.store.Status(ctx))
+	}
+	report(t, b, a, clocks["a"])
+	if a.store.Members()["b"].Evicted {
+		t.Fatal("b not readmitted after its rebase on a")
+	}
 }

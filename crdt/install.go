@@ -569,19 +569,37 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 			s.log.Info("state transfer: dropped the heads received before it; their senders send them again", "messages", n)
 		}
 	}
-	// This node's own history may lie below the source's compaction
-	// frontier (it was built apart from the source's, or the source
-	// compacted past it), or its own compaction may have deleted blocks
-	// of it the source never had (the two evicted each other): then it
-	// cannot merge as a DAG, and its live values are written again on
-	// top of the installed state instead.
-	if err := s.gateOwn(ctx, own); errors.Is(err, ErrBelowFrontier) {
+	// This node's own history may not merge as a DAG on the installed
+	// state; then its live values are written again on top of it
+	// instead (replayLive).
+	//
+	//   - The source evicted this node (a rebase): the branch this node
+	//     built since may lie below the frontier of any node of the
+	//     source's history that evicted it too, whatever the source's
+	//     own frontier says (frontiers are per node). Merged here, that
+	//     branch would sit below every later write of this node, and of
+	//     each node that merged one: those nodes would refuse them all,
+	//     for good (partition-outlasting-twice: a node rebased on a
+	//     source that had evicted it but not compacted past its blocks;
+	//     the nodes that had, dropped every later write of both).
+	//   - Its history lies below the source's frontier (built apart
+	//     from the source's, or the source compacted past it), or its
+	//     own compaction deleted blocks of it the source never had (the
+	//     two evicted each other): gateOwn.
+	//
+	// A join or a resync from a peer that counts this node merges the
+	// DAG, which keeps deletes exact (a replay makes raw keys add-wins).
+	why := s.gateOwn(ctx, own)
+	if s.opts.Self != "" && hdr.Members[s.opts.Self].Evicted {
+		why = errors.New("the source evicted this node: a rebase")
+	}
+	if why != nil {
 		n, rerr := s.replayLive(ctx, oldNS)
 		if rerr != nil {
 			return fmt.Errorf("crdt: state transfer: replaying this node's own values: %w", rerr)
 		}
-		s.log.Warn("state transfer: this node's own history lies below the source's compaction frontier; its live values missing from the installed state were written again on top of it",
-			"replayed", n, "why", err)
+		s.log.Warn("state transfer: this node's own history cannot merge on the installed state; its live values missing from it were written again on top of it",
+			"replayed", n, "why", why)
 		own = nil
 	}
 	// go-ds-crdt walks down from the old heads and stops at blocks the

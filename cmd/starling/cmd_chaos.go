@@ -341,6 +341,9 @@ func (e *cmdEnv) chaosList(reg *chaos.Registry) error {
 		if why := chaos.PendingNemeses[n.Name()]; why != "" {
 			desc += " [pending, not in the quick sweep: " + why + "]"
 		}
+		if by := chaos.CoveredNemeses[n.Name()]; by != "" {
+			desc += " [not in the quick sweep: " + by + " runs its steps]"
+		}
 		fmt.Fprintf(w, "%s\t%s\n", n.Name(), desc)
 	}
 	if err := w.Flush(); err != nil {
