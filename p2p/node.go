@@ -455,16 +455,14 @@ func (n *Node) startPubSub() error {
 		pubsub.WithFloodPublish(true),
 		pubsub.WithLogger(n.base.With("component", "pubsub")),
 		pubsub.WithRawTracer(n.traffic),
-		// --trust guards what this node gives too: an untrusted peer is
-		// never in a topic's mesh or fanout and gets no message.
-		pubsub.WithPeerFilter(func(id peer.ID, _ string) bool { return n.trust.trusts(id) }),
+		// --trust guards what this node gives too: gossipsub keeps no
+		// session with an untrusted peer (untrustedList).
+		pubsub.WithBlacklist(untrustedList{n.trust}),
 	}
 	// The app-specific score is the only score component (IP colocation
-	// is off: a site's nodes may share an address). The peer filter does
-	// not cover flood publishing (pubsub v0.17): an untrusted peer scores
-	// far below the graylist, so nothing is published to it and its RPCs
-	// are ignored. A trusted peer scores misScore per misbehaviour point
-	// (misbehave.go): ignored from 10 points, disconnected at 20.
+	// is off: a site's nodes may share an address): a peer scores
+	// misScore per misbehaviour point (misbehave.go): ignored from 10
+	// points, disconnected at 20.
 	// SeenMsgTTL: the score keeps a record of every message and of each
 	// peer that delivered it again, for the topic delivery scores, which
 	// are not used here; kept the default 2 minutes (and up to a minute
@@ -475,9 +473,6 @@ func (n *Node) startPubSub() error {
 	opts = append(opts, pubsub.WithPeerScore(&pubsub.PeerScoreParams{
 		SeenMsgTTL: scoreSeenTTL,
 		AppSpecificScore: func(id peer.ID) float64 {
-			if !n.trust.trusts(id) {
-				return -1000
-			}
 			return misScore * n.mis.points(id)
 		},
 		AppSpecificWeight: 1,
