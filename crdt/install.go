@@ -589,9 +589,11 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	//
 	// A join or a resync from a peer that counts this node merges the
 	// DAG, which keeps deletes exact (a replay makes raw keys add-wins).
-	why := s.gateOwn(ctx, own)
+	var why error
 	if s.opts.Self != "" && hdr.Members[s.opts.Self].Evicted {
 		why = errors.New("the source evicted this node: a rebase")
+	} else {
+		why = s.gateOwn(ctx, own) // walks up to gateWalkLimit blocks: only when it decides
 	}
 	if why != nil {
 		n, rerr := s.replayLive(ctx, oldNS)
