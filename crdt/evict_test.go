@@ -722,11 +722,7 @@ func TestInstallDropsHeadsReceivedBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.store.ReleaseRemote()
-	testutil.Eventually(t, 10*time.Second, "b's go-ds-crdt done with its queue", func() bool {
-		b.store.bc.mu.Lock()
-		defer b.store.bc.mu.Unlock()
-		return len(b.store.bc.queue) == 0 && b.store.bc.waiting
-	})
+	waitQueueDone(t, b.store, "b")
 	if b.store.Status(context.Background()).Dirty {
 		t.Fatal("b's store is dirty: it merged heads of c's history, received before its install, on a's")
 	}
@@ -766,11 +762,7 @@ func TestQueuedHeadsCheckedAgainstRisenFrontier(t *testing.T) {
 		t.Fatalf("a did not evict b: %+v", st)
 	}
 	a.store.ReleaseRemote()
-	testutil.Eventually(t, 10*time.Second, "a's go-ds-crdt done with its queue", func() bool {
-		a.store.bc.mu.Lock()
-		defer a.store.bc.mu.Unlock()
-		return len(a.store.bc.queue) == 0 && a.store.bc.waiting
-	})
+	waitQueueDone(t, a.store, "a")
 	if a.store.Status(context.Background()).Dirty {
 		t.Fatal("a's store is dirty: it merged b's heads, queued before its round reclaimed past them")
 	}
@@ -950,4 +942,15 @@ func TestRebasedMemberUnmergedIsListedAgain(t *testing.T) {
 	if a.store.Members()["b"].Evicted {
 		t.Fatal("b not readmitted after its rebase on a")
 	}
+}
+
+// waitQueueDone waits until go-ds-crdt of s (node who) has taken every
+// queued heads message and waits for the next.
+func waitQueueDone(t *testing.T, s *Store, who string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, who+"'s go-ds-crdt done with its queue", func() bool {
+		s.bc.mu.Lock()
+		defer s.bc.mu.Unlock()
+		return len(s.bc.queue) == 0 && s.bc.waiting
+	})
 }
