@@ -2,12 +2,15 @@ package p2p
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/starling-sync/starling/internal/testutil"
 )
@@ -244,5 +247,92 @@ func TestBoundedConnectionsSettle(t *testing.T) {
 	defer mu.Unlock()
 	if len(closes) > 2 {
 		t.Fatalf("%d connection ends closed in 5 s after the nodes settled (now %v): they dial and close in turn: %v", len(closes), last, closes)
+	}
+}
+
+// hangingAddr listens on loopback and accepts connections without ever
+// answering: a dial to it hangs until its timeout, as one across a
+// silent partition does.
+func hangingAddr(t *testing.T) multiaddr.Multiaddr {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return multiaddr.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.Addr().(*net.TCPAddr).Port))
+}
+
+// Dials beyond the bound take none of its room. A partition cut a
+// node's links to MaxPeers+1 peers on the other side; it re-dials them
+// (lost peers are dialled whatever the count) and those dials hang
+// until the partition heals. A peer on its own side must still be
+// dialled at once for the bound: when the hanging dials counted against
+// the room, none was, and the chaos suite saw a side of a partition
+// elect two leaders (a node cut off from its side for the whole fault).
+func TestDialsBeyondTheBoundTakeNoRoom(t *testing.T) {
+	const maxPeers = 2
+	// dialTimeout is RedialMax here (10s): the hanging dials outlast the
+	// wait below.
+	a := newNode(t, func(c *Config) { c.MaxPeers, c.RedialMax = maxPeers, 10*time.Second })
+	b := newNode(t)
+	hang := hangingAddr(t)
+	now := time.Now()
+	for range maxPeers + 1 {
+		id, err := peer.IDFromPrivateKey(newKey(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.addKnown(peer.AddrInfo{ID: id, Addrs: []multiaddr.Multiaddr{hang}}, sourceExchange) {
+			t.Fatal("addKnown refused a lost peer")
+		}
+		a.mu.Lock()
+		k := a.known[id]
+		k.since, k.lastSeen, k.lost = now.Add(-time.Hour), now, true
+		a.mu.Unlock()
+	}
+	a.kick()
+	dialling := func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		c := 0
+		for _, k := range a.known {
+			if k.dialing {
+				c++
+			}
+		}
+		return c == maxPeers+1
+	}
+	if !testutil.Within(5*time.Second, dialling) {
+		t.Fatal("the lost peers are not being dialled")
+	}
+	// b is known but never connected: dialled only for the bound.
+	if !a.addKnown(info(b), sourceExchange) {
+		t.Fatal("addKnown refused b")
+	}
+	a.kick()
+	connected := func() bool { return a.Host().Network().Connectedness(b.ID()) == network.Connected }
+	if !testutil.Within(5*time.Second, connected) {
+		t.Fatalf("a peer within the bound was not dialled while %d dials beyond it hung (MaxPeers %d)", maxPeers+1, maxPeers)
 	}
 }

@@ -62,7 +62,10 @@ type knownPeer struct {
 	rttAt     time.Time       // when the last RTT sample was taken
 
 	dialing bool
-	problem Problem // why it is not connected (dialerr.go)
+	// forBound: the dial under way is one the bound chose (it takes
+	// room); a dial beyond the bound takes none (startDueDials).
+	forBound bool
+	problem  Problem // why it is not connected (dialerr.go)
 	// exchanged is the exchangeBook round of the peer list last sent
 	// to it (exchange.go).
 	exchanged uint64
@@ -584,12 +587,15 @@ func (n *Node) startDueDials() time.Duration {
 		n.mu.Unlock()
 		return idleWait
 	}
-	// The bound (bounds.go): room is what connections and dials under
-	// way leave of MaxPeers; bounded are the due peers that only the
-	// bound holds back.
+	// The bound (bounds.go): room is what connections and the dials
+	// under way for the bound leave of MaxPeers; bounded are the due
+	// peers that only the bound holds back. A dial beyond the bound takes
+	// no room: a partition leaves a node re-dialling the peers it lost on
+	// the far side, dials that hang until the heal, and had they taken
+	// the room, it would dial no peer on its own side meanwhile.
 	room := n.cfg.MaxPeers
 	for _, k := range n.known {
-		if k.connected || k.dialing {
+		if k.connected || k.dialing && k.forBound {
 			room--
 		}
 	}
@@ -631,11 +637,11 @@ func (n *Node) startDueDials() time.Duration {
 			continue
 		}
 		k.dialing = true
-		room--
 		jobs = append(jobs, j)
 	}
 	for _, j := range pickBounded(bounded, room) {
-		n.known[j.ai.ID].dialing = true
+		k := n.known[j.ai.ID]
+		k.dialing, k.forBound = true, true
 		jobs = append(jobs, j)
 	}
 	n.mu.Unlock()
@@ -676,7 +682,7 @@ func (n *Node) dial(ai peer.AddrInfo, relayFirst bool) {
 	}
 	n.mu.Lock()
 	if k, ok := n.known[ai.ID]; ok {
-		k.dialing, k.asked = false, false
+		k.dialing, k.forBound, k.asked = false, false, false
 		if err != nil {
 			k.failures++
 			k.nextDial = time.Now().Add(n.backoff(k.failures + k.flaps))
