@@ -135,15 +135,24 @@ func (c *starlingCluster) Prepare(ctx context.Context, ents int) error {
 			return fmt.Errorf("create entities: %w", err)
 		}
 	}
-	for i := range c.Size() {
-		n := c.node(i)
-		err := poll(ctx, 5*time.Millisecond, func() (bool, error) {
-			_, err := n.Entities().Resolve(entPath(ents - 1))
-			return err == nil, nil
-		})
-		if err != nil {
-			return fmt.Errorf("entities not replicated to %s: %w", n.NodeID(), err)
+	// Every node is checked in each round, so that a time-out says how
+	// far replication got.
+	missing := make([]int, c.Size())
+	for i := range missing {
+		missing[i] = i
+	}
+	err := poll(ctx, 5*time.Millisecond, func() (bool, error) {
+		rest := missing[:0]
+		for _, i := range missing {
+			if _, err := c.node(i).Entities().Resolve(entPath(ents - 1)); err != nil {
+				rest = append(rest, i)
+			}
 		}
+		missing = rest
+		return len(missing) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("entities replicated to %d of %d nodes, not yet to %s among others: %w", c.Size()-len(missing), c.Size(), c.node(missing[0]).NodeID(), err)
 	}
 	return nil
 }

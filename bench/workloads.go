@@ -718,6 +718,7 @@ func (r *runner) mocknetVisible(ctx context.Context, n int) ([]Row, []string) {
 		wcancel()
 		if err != nil {
 			if isTimeout(ctx, err) {
+				r.progress("%s: %v", sys.name, err)
 				tr := r.timedOut(0)
 				return []Result{tr, tr}, nil
 			}
