@@ -210,6 +210,7 @@ func (r *runner) visibleLoad(ctx context.Context, c cluster, n int, writer func(
 		for j := 1; j < len(ws); j++ {
 			if err := waitVisible(mctx, ws[j], f); err != nil {
 				if isTimeout(ctx, err) {
+					r.notVisible(c, j, f)
 					return nil, 0, nil
 				}
 				return nil, 0, err
@@ -233,6 +234,7 @@ func (r *runner) visibleLoad(ctx context.Context, c cluster, n int, writer func(
 			}
 			if err := waitVisible(mctx, ws[j], f); err != nil {
 				if isTimeout(ctx, err) {
+					r.notVisible(c, j, f)
 					return lat, i, nil
 				}
 				return nil, 0, err
@@ -241,6 +243,13 @@ func (r *runner) visibleLoad(ctx context.Context, c cluster, n int, writer func(
 		lat = append(lat, time.Since(t0))
 	}
 	return lat, n, nil
+}
+
+// notVisible says which node (by index) a timed-out write never showed
+// on, and whether its store has it (if so, only the watch missed it).
+func (r *runner) notVisible(c cluster, node int, f field) {
+	v, ok, err := c.Value(context.Background(), node, f)
+	r.progress("a write (field %v) did not show on node #%d within the budget; read from its store: value %d, found %v, err %v", f, node, v, ok, err)
 }
 
 // ---- 3. heal after a partition ----
