@@ -424,3 +424,77 @@ func TestReceiveAllDecidesAsReceive(t *testing.T) {
 		t.Fatalf("%d evaluations all at once (%d batches) against %d one by one: at most one a batch", evalsAll, steps, evalsOne)
 	}
 }
+
+// TestMembersFollowCandidates: the members that evaluate builds in the
+// order it keeps between evaluations (Rule.slots) are, after every
+// input, those that the nodes' last heartbeats and the local candidates
+// list, sorted by (ID, peer): random heartbeats of five senders whose
+// candidates join, leave and change groups, goodbyes, local joins and
+// leaves, and silences long enough that senders are forgotten (Retain).
+func TestMembersFollowCandidates(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testSeed(t), 3))
+	cfg := FastConfig()
+	cfg.NodeID, cfg.Peer = "obs", "obs"
+	cfg.Retain = 10 * cfg.Timeout
+	r, err := NewRule(cfg, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// want builds the members as plainly as possible.
+	want := func() map[string][]Member {
+		out := map[string][]Member{}
+		for _, c := range r.local {
+			out[c.spec.Group] = append(out[c.spec.Group], Member{ID: c.spec.ID, Peer: cfg.Peer, Local: true, Alive: true, Available: c.available})
+		}
+		for _, rec := range r.nodes {
+			if rec.leaving {
+				continue
+			}
+			for _, c := range rec.cands {
+				out[c.Group] = append(out[c.Group], Member{ID: c.ID, Peer: rec.peer, Available: c.Available, Alive: r.alive(rec)})
+			}
+		}
+		for _, ms := range out {
+			slices.SortFunc(ms, func(a, b Member) int { return memberLess(&a, &b) })
+		}
+		return out
+	}
+	seqs := map[string]uint64{}
+	var now time.Duration
+	for step := range 3000 {
+		now += time.Duration(rng.IntN(int(cfg.Interval))) + 1
+		switch x := rng.IntN(100); {
+		case x < 3:
+			now += cfg.Retain
+			r.Tick(now)
+		case x < 6:
+			_ = r.Join(now, Spec{Group: "g" + fmt.Sprint(rng.IntN(2)), ID: fmt.Sprintf("obs:%d", rng.IntN(3)), Available: true})
+		case x < 9:
+			_ = r.Leave(now, "g"+fmt.Sprint(rng.IntN(2)), fmt.Sprintf("obs:%d", rng.IntN(3)))
+		default:
+			peer := fmt.Sprintf("p%d", rng.IntN(5))
+			seqs[peer]++
+			hb := &Heartbeat{NodeID: peer, Incarnation: 1, Seq: seqs[peer], Period: cfg.Interval, Leaving: rng.IntN(20) == 0}
+			for i := range rng.IntN(4) { // distinct IDs (the order of equal ones is arbitrary)
+				hb.Candidates = append(hb.Candidates, CandidateState{Group: "g" + fmt.Sprint(rng.IntN(2)),
+					ID: fmt.Sprintf("%s:%d", peer, 2*i+rng.IntN(2)), Available: rng.IntN(2) == 0, Healthy: true})
+			}
+			r.Receive(now, peer, hb)
+		}
+		got := r.members()
+		w := want()
+		if len(got) != len(w) {
+			t.Fatalf("step %d: %d groups, want %d", step, len(got), len(w))
+		}
+		for g, ms := range w {
+			if len(got[g]) != len(ms) {
+				t.Fatalf("step %d: group %s has %d members, want %d", step, g, len(got[g]), len(ms))
+			}
+			for i, m := range ms {
+				if h := got[g][i]; h.ID != m.ID || h.Peer != m.Peer || h.Local != m.Local || h.Available != m.Available || h.Alive != m.Alive {
+					t.Fatalf("step %d: group %s member %d is %+v, want %+v", step, g, i, *h, m)
+				}
+			}
+		}
+	}
+}

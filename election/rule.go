@@ -47,8 +47,8 @@ type Rule struct {
 	fast       bool
 	lastPeriod time.Duration
 	// cuts is each group's front cut as the last evaluation saw it
-	// (frontCuts).
-	cuts map[string]*Member
+	// (setCuts).
+	cuts map[string]memberKey
 	// lastNew is when a node was first heard (see membershipSettled).
 	lastNew time.Duration
 	// slack extends every timeout: this node's own recent lateness
@@ -67,7 +67,35 @@ type Rule struct {
 	groups map[string]*groupState
 	dups   map[string]string // node ID -> the peer list last reported
 
+	// slots lists each group's candidates in member order (buildSlots);
+	// nil when a candidate has come or gone since it was built (Join,
+	// Leave, record, advance, a session expired in evaluate).
+	slots map[string][]memberSlot
+	// Scratch reused from one evaluation to the next: at 200 nodes,
+	// allocating and sorting a member per candidate, and the node and
+	// view tables, on every evaluation was most of its cost (issue #16).
+	// Each is valid until the next call that fills it.
+	memberBuf []Member
+	memberMap map[string][]*Member
+	firstPeer map[string]string // node ID -> the first peer seen with it (duplicateNodes)
+	viewBuf   []View
+	eligBuf   []*Member
+	nameBuf   []string
+
 	out Output
+}
+
+// memberKey identifies a member of a group: candidates are ordered by
+// (ID, Peer) (memberLess).
+type memberKey struct{ id, peer string }
+
+// memberSlot is where a member of a group comes from: a local
+// candidate, or candidate i of a node's last heartbeat.
+type memberSlot struct {
+	memberKey
+	local *localCand
+	rec   *nodeRec
+	i     int
 }
 
 // Output is what the rule produced since the last Take.
@@ -197,6 +225,7 @@ func (r *Rule) Join(now time.Duration, s Spec) error {
 		c.base[peer] = heardAt{rec.inc, rec.seq}
 	}
 	r.local[k] = c
+	r.slots = nil
 	r.out.Send = true
 	r.evaluate()
 	return nil
@@ -210,6 +239,7 @@ func (r *Rule) Leave(now time.Duration, group, id string) error {
 	}
 	r.advance(now)
 	delete(r.local, k)
+	r.slots = nil
 	r.out.Send = true
 	r.evaluate()
 	return nil
@@ -323,6 +353,7 @@ func (r *Rule) record(peer string, hb *Heartbeat, removed bool) bool {
 	}
 	rec.inc, rec.seq, rec.lastSeen, rec.period = hb.Incarnation, hb.Seq, r.now, hb.Period
 	rec.nodeID, rec.leaving, rec.warming = hb.NodeID, hb.Leaving, hb.Warming
+	old := rec.cands
 	rec.cands = slices.Clone(hb.Candidates)
 	rec.views = make(map[string]View, len(hb.Views))
 	for _, v := range hb.Views {
@@ -330,6 +361,9 @@ func (r *Rule) record(peer string, hb *Heartbeat, removed bool) bool {
 	}
 	if hb.Leaving {
 		rec.cands, rec.views = nil, nil
+	}
+	if !slices.EqualFunc(old, rec.cands, func(a, b CandidateState) bool { return a.Group == b.Group && a.ID == b.ID }) {
+		r.slots = nil
 	}
 	return true
 }
@@ -502,6 +536,7 @@ func (r *Rule) advance(now time.Duration) (removed bool) {
 	for peer, rec := range r.nodes {
 		if r.now-rec.lastSeen >= r.cfg.Retain {
 			delete(r.nodes, peer)
+			r.slots = nil
 			removed = true
 		}
 	}
@@ -585,11 +620,14 @@ func (r *Rule) period() time.Duration {
 // joining by state transfer (not available yet).
 const frontSize = 3
 
-// frontCuts returns, for each group of ms (sorted, as membersWith
+// setCuts sets r.cuts to, for each group of ms (sorted, as membersWith
 // returns them), its frontSize-th lowest live candidate, or none when
 // it has fewer: the group's front is every candidate up to its cut.
-func frontCuts(ms map[string][]*Member) map[string]*Member {
-	cuts := make(map[string]*Member, len(ms))
+func (r *Rule) setCuts(ms map[string][]*Member) {
+	if r.cuts == nil {
+		r.cuts = make(map[string]memberKey, len(ms))
+	}
+	clear(r.cuts)
 	for group, gm := range ms {
 		n := 0
 		for _, m := range gm {
@@ -597,19 +635,18 @@ func frontCuts(ms map[string][]*Member) map[string]*Member {
 				continue
 			}
 			if n++; n == frontSize {
-				cuts[group] = m
+				r.cuts[group] = memberKey{m.ID, m.Peer}
 				break
 			}
 		}
 	}
-	return cuts
 }
 
 // front reports whether candidate id of peer is in group's front, as
 // the last evaluation saw it (before the first, every candidate is).
 func (r *Rule) front(group, id, peer string) bool {
-	cut := r.cuts[group]
-	return cut == nil || cmp.Or(strings.Compare(id, cut.ID), strings.Compare(peer, cut.Peer)) <= 0
+	cut, ok := r.cuts[group]
+	return !ok || cmp.Or(strings.Compare(id, cut.id), strings.Compare(peer, cut.peer)) <= 0
 }
 
 // inFront reports whether one of rec's candidates is in its group's
@@ -657,7 +694,7 @@ func (r *Rule) setFast(ms map[string][]*Member) {
 // wantFast reports whether a local candidate leads its group, or
 // stands next in line (the lowest eligible candidate but the leader),
 // or is one of the frontSize lowest eligible candidates of a group
-// without a leader, or is in its group's front (frontCuts) and either
+// without a leader, or is in its group's front (setCuts) and either
 // settling, or of a node not warm yet, or this node's unavailable
 // cluster candidate while the cluster is starting (startingCluster: the
 // others wait for it to become available, and one that elected before
@@ -711,54 +748,118 @@ func memberLess(a, b *Member) int {
 }
 
 // members lists the candidates of every group, sorted by (ID, peer).
+// The lists are valid until the next call (see Rule.memberBuf).
 func (r *Rule) members() map[string][]*Member { return r.membersWith(r.duplicateNodes()) }
 
-// membersWith is members with the node IDs' peers (duplicateNodes)
-// given: evaluate needs them twice, and building them is, after the
-// members themselves, the largest allocation of an idle node's election.
+// membersWith is members with the node IDs used by several peers
+// (duplicateNodes) given: evaluate needs them twice. The members are
+// filled in the order of r.slots, rebuilt only when a candidate comes
+// or goes, into storage reused from the last call: at 200 nodes,
+// allocating a member per candidate and sorting every group on every
+// evaluation was most of its cost.
 func (r *Rule) membersWith(dup map[string][]string) map[string][]*Member {
-	out := make(map[string][]*Member)
-	for _, c := range r.local {
-		m := &Member{
-			ID: c.spec.ID, Node: r.cfg.NodeID, Peer: r.cfg.Peer, Kind: c.spec.Kind, Mode: c.spec.Mode,
-			Local: true, Alive: true, Healthy: c.healthy, Available: c.available,
+	if r.slots == nil {
+		r.buildSlots()
+	}
+	n := 0
+	for _, slots := range r.slots {
+		n += len(slots)
+	}
+	if cap(r.memberBuf) < n {
+		r.memberBuf = make([]Member, n)
+	}
+	buf := r.memberBuf[:n]
+	if r.memberMap == nil {
+		r.memberMap = make(map[string][]*Member, len(r.slots))
+	}
+	out := r.memberMap
+	for group := range out {
+		if _, ok := r.slots[group]; !ok {
+			delete(out, group)
 		}
-		m.Eligible = m.Healthy && m.Available && r.warm && c.settled
-		m.Settling = c.settling(r.listened)
-		out[c.spec.Group] = append(out[c.spec.Group], m)
+	}
+	k := 0
+	for group, slots := range r.slots {
+		ms := out[group][:0]
+		for _, s := range slots {
+			m := &buf[k]
+			k++
+			if c := s.local; c != nil {
+				*m = Member{
+					ID: c.spec.ID, Node: r.cfg.NodeID, Peer: r.cfg.Peer, Kind: c.spec.Kind, Mode: c.spec.Mode,
+					Local: true, Alive: true, Healthy: c.healthy, Available: c.available,
+				}
+				m.Eligible = m.Healthy && m.Available && r.warm && c.settled
+				m.Settling = c.settling(r.listened)
+			} else {
+				rec, c := s.rec, s.rec.cands[s.i]
+				alive := r.alive(rec)
+				*m = Member{
+					ID: c.ID, Node: rec.nodeID, Peer: rec.peer, Kind: c.Kind, Mode: c.Mode,
+					Alive: alive, Healthy: alive && c.Healthy, Available: c.Available,
+					Settling: alive && c.Settling, LastSeen: r.now - rec.lastSeen,
+				}
+				m.Eligible = m.Healthy && m.Available
+			}
+			m.Duplicate = len(dup[m.Node]) > 1
+			ms = append(ms, m)
+		}
+		out[group] = ms
+	}
+	return out
+}
+
+// buildSlots lists every group's candidates, local ones and those of
+// the nodes that are not leaving, sorted by (ID, peer) (memberLess).
+func (r *Rule) buildSlots() {
+	r.slots = make(map[string][]memberSlot)
+	for _, c := range r.local {
+		g := c.spec.Group
+		r.slots[g] = append(r.slots[g], memberSlot{memberKey: memberKey{c.spec.ID, r.cfg.Peer}, local: c})
 	}
 	for _, rec := range r.nodes {
 		if rec.leaving {
 			continue
 		}
-		alive := r.alive(rec)
-		for _, c := range rec.cands {
-			m := &Member{
-				ID: c.ID, Node: rec.nodeID, Peer: rec.peer, Kind: c.Kind, Mode: c.Mode,
-				Alive: alive, Healthy: alive && c.Healthy, Available: c.Available,
-				Settling: alive && c.Settling, LastSeen: r.now - rec.lastSeen,
-			}
-			m.Eligible = m.Healthy && m.Available
-			out[c.Group] = append(out[c.Group], m)
+		for i, c := range rec.cands {
+			r.slots[c.Group] = append(r.slots[c.Group], memberSlot{memberKey: memberKey{c.ID, rec.peer}, rec: rec, i: i})
 		}
 	}
-	for _, ms := range out {
-		slices.SortFunc(ms, memberLess)
-		for _, m := range ms {
-			m.Duplicate = len(dup[m.Node]) > 1
-		}
+	for _, slots := range r.slots {
+		slices.SortFunc(slots, func(a, b memberSlot) int {
+			return cmp.Or(strings.Compare(a.id, b.id), strings.Compare(a.peer, b.peer))
+		})
 	}
-	return out
 }
 
-// duplicateNodes maps each node ID to the peers that use it (this node
-// and the live ones).
+// duplicateNodes maps each node ID used by more than one peer (this
+// node and the live ones) to those peers: empty but for a
+// misconfiguration. It finds them with a table of the first peer of
+// each ID that it reuses from one call to the next.
 func (r *Rule) duplicateNodes() map[string][]string {
-	by := map[string][]string{r.cfg.NodeID: {r.cfg.Peer}}
+	if r.firstPeer == nil {
+		r.firstPeer = make(map[string]string, len(r.nodes)+1)
+	}
+	first := r.firstPeer
+	clear(first)
+	first[r.cfg.NodeID] = r.cfg.Peer
+	var by map[string][]string
 	for _, rec := range r.nodes {
-		if r.alive(rec) {
-			by[rec.nodeID] = append(by[rec.nodeID], rec.peer)
+		if !r.alive(rec) {
+			continue
 		}
+		p, ok := first[rec.nodeID]
+		if !ok {
+			first[rec.nodeID] = rec.peer
+			continue
+		}
+		if by == nil {
+			by = make(map[string][]string)
+		}
+		if len(by[rec.nodeID]) == 0 {
+			by[rec.nodeID] = []string{p}
+		}
+		by[rec.nodeID] = append(by[rec.nodeID], rec.peer)
 	}
 	return by
 }
@@ -778,6 +879,7 @@ func (r *Rule) evaluate() {
 	for k, c := range r.local {
 		if c.spec.TTL > 0 && r.now-c.lastReport >= c.spec.TTL {
 			delete(r.local, k)
+			r.slots = nil
 			r.out.Notices = append(r.out.Notices, Notice{Kind: NoticeExpired, Group: k.group, ID: k.id})
 			r.out.Send = true
 		}
@@ -790,7 +892,7 @@ func (r *Rule) evaluate() {
 		r.out.Send = true
 	}
 	members := r.membersWith(dup)
-	r.cuts = frontCuts(members)
+	r.setCuts(members)
 	if !r.warm {
 		if !r.listened || (r.now < r.start+8*r.cfg.Warmup && (r.peersWarming() || !r.membershipSettled())) {
 			r.setFast(members)
@@ -801,14 +903,18 @@ func (r *Rule) evaluate() {
 		members = r.membersWith(dup) // its own candidates are eligible now
 	}
 	defer r.setFast(members)
-	names := make(map[string]bool, len(r.groups)+len(members))
+	names := r.nameBuf[:0]
 	for n := range r.groups {
-		names[n] = true
+		names = append(names, n)
 	}
 	for n := range members {
-		names[n] = true
+		if _, ok := r.groups[n]; !ok {
+			names = append(names, n)
+		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(names)) {
+	slices.Sort(names)
+	r.nameBuf = names
+	for _, name := range names {
 		r.evalGroup(name, members[name])
 	}
 }
@@ -906,9 +1012,10 @@ func (r *Rule) checkDuplicates(by map[string][]string) {
 	}
 }
 
-// viewsOf returns the views of group held by live nodes.
+// viewsOf returns the views of group held by live nodes, valid until
+// the next call (see Rule.memberBuf).
 func (r *Rule) viewsOf(group string) []View {
-	var vs []View
+	vs := r.viewBuf[:0]
 	for _, rec := range r.nodes {
 		if !r.alive(rec) {
 			continue
@@ -917,6 +1024,7 @@ func (r *Rule) viewsOf(group string) []View {
 			vs = append(vs, v)
 		}
 	}
+	r.viewBuf = vs
 	return vs
 }
 
@@ -982,12 +1090,13 @@ func (r *Rule) evalGroup(name string, ms []*Member) {
 // choose picks the leader among ms (sorted by ID, peer); the current
 // leadership cur began at since.
 func (r *Rule) choose(cur Leadership, since time.Duration, ms []*Member, views []View) Leadership {
-	var elig []*Member
+	elig := r.eligBuf[:0]
 	for _, m := range ms {
 		if m.Eligible {
 			elig = append(elig, m)
 		}
 	}
+	r.eligBuf = elig
 	if len(elig) == 0 {
 		return Leadership{Group: cur.Group}
 	}
