@@ -431,6 +431,8 @@ func TestReceiveAllDecidesAsReceive(t *testing.T) {
 // list, sorted by (ID, peer): random heartbeats of five senders whose
 // candidates join, leave and change groups, goodbyes, local joins and
 // leaves, and silences long enough that senders are forgotten (Retain).
+// It also checks that exactly the senders heard within Retain are
+// listed (advance walks the nodes only when one may be that old).
 func TestMembersFollowCandidates(t *testing.T) {
 	rng := rand.New(rand.NewPCG(testSeed(t), 3))
 	cfg := FastConfig()
@@ -460,13 +462,13 @@ func TestMembersFollowCandidates(t *testing.T) {
 		return out
 	}
 	seqs := map[string]uint64{}
+	heard := map[string]time.Duration{}
 	var now time.Duration
 	for step := range 3000 {
 		now += time.Duration(rng.IntN(int(cfg.Interval))) + 1
 		switch x := rng.IntN(100); {
 		case x < 3:
-			now += cfg.Retain
-			r.Tick(now)
+			now += time.Duration(rng.IntN(2 * int(cfg.Retain)))
 		case x < 6:
 			_ = r.Join(now, Spec{Group: "g" + fmt.Sprint(rng.IntN(2)), ID: fmt.Sprintf("obs:%d", rng.IntN(3)), Available: true})
 		case x < 9:
@@ -480,6 +482,13 @@ func TestMembersFollowCandidates(t *testing.T) {
 					ID: fmt.Sprintf("%s:%d", peer, 2*i+rng.IntN(2)), Available: rng.IntN(2) == 0, Healthy: true})
 			}
 			r.Receive(now, peer, hb)
+			heard[peer] = now
+		}
+		r.Tick(now) // a failed Join or Leave does not advance
+		for peer, at := range heard {
+			if _, listed := r.nodes[peer]; listed != (now-at < cfg.Retain) {
+				t.Fatalf("step %d at %v: %s last heard at %v, listed %v (Retain %v)", step, now, peer, at, listed, cfg.Retain)
+			}
 		}
 		got := r.members()
 		w := want()

@@ -61,6 +61,8 @@ type Rule struct {
 	recheck time.Duration
 	// evals counts evaluations (tests).
 	evals int
+	// forgetAt: no node is silent for Retain before then (advance).
+	forgetAt time.Duration
 
 	local  map[candKey]*localCand
 	nodes  map[string]*nodeRec // by peer ID
@@ -528,18 +530,30 @@ func (r *Rule) Leader(group string) (l Leadership, ok bool) {
 }
 
 // advance moves the rule's time to now and forgets nodes silent for
-// Retain; it reports whether it forgot any.
+// Retain; it reports whether it forgot any. It looks through the nodes
+// only once the oldest last heartbeat it saw may be Retain old
+// (r.forgetAt): every input calls it, and at 200 nodes that walk was a
+// quarter of an idle node's election CPU.
 func (r *Rule) advance(now time.Duration) (removed bool) {
 	if now > r.now {
 		r.now = now
 	}
+	if r.now < r.forgetAt {
+		return false
+	}
+	oldest := r.now
 	for peer, rec := range r.nodes {
 		if r.now-rec.lastSeen >= r.cfg.Retain {
 			delete(r.nodes, peer)
 			r.slots = nil
 			removed = true
+		} else {
+			oldest = min(oldest, rec.lastSeen)
 		}
 	}
+	// Last heartbeats only move later, and a new node's is now: none is
+	// older than oldest until the next walk.
+	r.forgetAt = oldest + r.cfg.Retain
 	return removed
 }
 
