@@ -370,6 +370,81 @@ func TestRepeatedHeartbeatsSkipEvaluation(t *testing.T) {
 	t.Fatalf("a silent since %v, b not elected by %v: %+v", lastA, now, r.Take())
 }
 
+// TestQuietTicksDoNotEvaluate: once a node is warm and its peers
+// repeat themselves, a Tick evaluates only when a deadline has passed in
+// the nodes as they are now, not at one that their heartbeats have
+// since moved (the runner's timer fires at the deadline it saw when it
+// last stepped), nor when the slack is set again unchanged. A node that
+// stops heartbeating is still failed over at its deadline.
+func TestQuietTicksDoNotEvaluate(t *testing.T) {
+	cfg := FastConfig()
+	cfg.NodeID, cfg.Peer = "obs", "obs"
+	r, err := NewRule(cfg, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := map[string]uint64{}
+	send := func(now time.Duration, id string) {
+		seqs[id]++
+		r.Receive(now, id, &Heartbeat{NodeID: id, Incarnation: 1, Seq: seqs[id], Period: cfg.Interval,
+			Candidates: []CandidateState{{Group: ClusterGroup, ID: id, Available: true, Healthy: true}}})
+	}
+	var now time.Duration
+	for now < 10*cfg.Warmup {
+		now += cfg.Interval
+		send(now, "a")
+		send(now, "b")
+		r.Tick(now)
+	}
+	if l, _ := r.Leader(ClusterGroup); l.Leader != "a" {
+		t.Fatalf("leader %+v, want a", l)
+	}
+	r.Take()
+	before := r.evals
+	// The runner ticks at the deadline it computed at its last step, and
+	// at every Interval; a's and b's heartbeats move every deadline on.
+	deadline, _ := r.NextDeadline()
+	for range 50 {
+		for _, at := range []time.Duration{now + cfg.Interval/2, now + cfg.Interval} {
+			if deadline <= at {
+				r.SetSlack(0)
+				r.Tick(deadline)
+				deadline, _ = r.NextDeadline()
+			}
+			r.Tick(at)
+		}
+		now += cfg.Interval
+		send(now, "a")
+		send(now, "b")
+	}
+	if n := r.evals - before; n != 0 {
+		t.Fatalf("%d evaluations for 50 Intervals of unchanged heartbeats and passed-over deadlines", n)
+	}
+	r.SetSlack(cfg.Interval)
+	r.Tick(now)
+	if n := r.evals - before; n != 1 {
+		t.Fatalf("%d evaluations after the slack changed, want 1", n)
+	}
+	// a falls silent; b goes on. The Tick at a's deadline elects b.
+	lastA := now
+	for {
+		now += cfg.Interval
+		send(now, "b")
+		if at, _ := r.NextDeadline(); at <= now+cfg.Interval {
+			r.Tick(at)
+		}
+		if l, _ := r.Leader(ClusterGroup); l.Leader == "b" {
+			if want := lastA + cfg.Timeout + cfg.Interval; now > want {
+				t.Fatalf("b elected by %v, a's deadline (with the slack) was %v", now, want)
+			}
+			return
+		}
+		if now > lastA+3*cfg.Timeout {
+			t.Fatalf("a silent since %v, b not elected by %v", lastA, now)
+		}
+	}
+}
+
 // TestReceiveAllDecidesAsReceive: heartbeats handed over together
 // (Rule.ReceiveAll: what queued up while the runner was busy) bring the
 // leadership that taking them one by one (Receive) brings after the

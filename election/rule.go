@@ -55,10 +55,14 @@ type Rule struct {
 	// (SetSlack).
 	slack time.Duration
 	// recheck is the earliest time at which evaluate may decide
-	// otherwise on the same heartbeats (NextDeadline after the last
-	// evaluate; 0 forces one): until then a heartbeat that changes
-	// nothing but its sequence number is taken without one (Receive).
+	// otherwise on the same heartbeats (a deadline after evalAt, the
+	// time of the last evaluation): until then a heartbeat that changes
+	// nothing but its sequence number is taken without one (Receive),
+	// and Tick does not evaluate (quiet). stale: the slack changed since
+	// the last evaluation (no deadline marks that).
 	recheck time.Duration
+	evalAt  time.Duration
+	stale   bool
 	// evals counts evaluations (tests).
 	evals int
 	// forgetAt: no node is silent for Retain before then (advance).
@@ -378,7 +382,38 @@ func (r *Rule) record(peer string, hb *Heartbeat, removed bool) bool {
 func (r *Rule) repeats(rec *nodeRec, hb *Heartbeat) bool {
 	// A heartbeat after half a timeout of silence is news: it may end a
 	// silence that kept others alive (silentWith).
-	if r.now >= r.recheck || !r.warm || !r.alive(rec) || r.now-rec.lastSeen >= r.timeout(rec)/2 {
+	if !r.alive(rec) || r.now-rec.lastSeen >= r.timeout(rec)/2 {
+		return false
+	}
+	if hb.Incarnation != rec.inc || hb.NodeID != rec.nodeID || hb.Leaving || rec.leaving ||
+		hb.Warming != rec.warming || hb.Period != rec.period ||
+		!slices.Equal(hb.Candidates, rec.cands) || len(hb.Views) != len(rec.views) {
+		return false
+	}
+	for _, v := range hb.Views {
+		if rec.views[v.Group] != v {
+			return false
+		}
+	}
+	return r.quiet()
+}
+
+// quiet reports whether nothing but a deadline can make evaluate decide
+// otherwise than the last evaluation did, and none has passed since:
+// this node is warm, no local candidate is settling (which counts its
+// peers' sequence numbers), the slack has not changed (SetSlack), and
+// the cluster is not starting without a leader.
+//
+// recheck, the first deadline after the last evaluation, may have
+// moved later since: each heartbeat taken without an evaluation moves
+// its node's deadline. Once it is reached, quiet looks for a deadline
+// passed since the last evaluation in the nodes as they are now, and
+// moves recheck to the next one when none has. At 200 nodes the front's
+// heartbeats (every Interval) kept moving the first deadline, and the
+// runner's timer, set for it, evaluated for nothing every
+// Timeout−Interval.
+func (r *Rule) quiet() bool {
+	if !r.warm || r.stale {
 		return false
 	}
 	// While the cluster starts with no leader, every heartbeat is news: a
@@ -393,33 +428,40 @@ func (r *Rule) repeats(rec *nodeRec, hb *Heartbeat) bool {
 			return false
 		}
 	}
-	if hb.Incarnation != rec.inc || hb.NodeID != rec.nodeID || hb.Leaving || rec.leaving ||
-		hb.Warming != rec.warming || hb.Period != rec.period ||
-		!slices.Equal(hb.Candidates, rec.cands) || len(hb.Views) != len(rec.views) {
-		return false
-	}
-	for _, v := range hb.Views {
-		if rec.views[v.Group] != v {
+	if r.now >= r.recheck {
+		at, ok := r.deadlineAfter(r.evalAt)
+		if ok && at <= r.now {
 			return false
+		}
+		r.recheck = at
+		if !ok {
+			r.recheck = math.MaxInt64
 		}
 	}
 	return true
 }
 
 // Tick advances time: warm-up ends, silent nodes time out, sessions
-// expire.
+// expire. It evaluates only when something may have changed (quiet).
 func (r *Rule) Tick(now time.Duration) {
-	r.advance(now)
-	r.evaluate()
+	if r.advance(now) || !r.quiet() {
+		r.evaluate()
+	}
 }
 
 // NextDeadline is the next time at which Tick may change something
 // (a node timing out, a session expiring, the warm-up ending); ok is
 // false when nothing is pending.
-func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
-	consider := func(t time.Duration) {
-		if t > r.now && (!ok || t < at) {
-			at, ok = t, true
+func (r *Rule) NextDeadline() (at time.Duration, ok bool) { return r.deadlineAfter(r.now) }
+
+// deadlineAfter is the first deadline after t (NextDeadline). It takes
+// every node that is not leaving, also one that has timed out: quiet
+// asks for the first deadline after the last evaluation, and a node may
+// have timed out since.
+func (r *Rule) deadlineAfter(t time.Duration) (at time.Duration, ok bool) {
+	consider := func(d time.Duration) {
+		if d > t && (!ok || d < at) {
+			at, ok = d, true
 		}
 	}
 	if !r.listened {
@@ -440,7 +482,7 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 		}
 	}
 	for _, rec := range r.nodes {
-		if r.alive(rec) {
+		if !rec.leaving {
 			// silentWith may hold it for up to Timeout more.
 			consider(rec.lastSeen + r.timeout(rec) + r.slack)
 			consider(rec.lastSeen + r.timeout(rec) + r.slack + r.cfg.Timeout)
@@ -598,7 +640,14 @@ func (r *Rule) silentWith(rec *nodeRec, deadline time.Duration) bool {
 // SetSlack extends every node's timeout by d: how late this node itself
 // has been running lately (the runner measures its timer's lateness). A
 // stalled node then does not take its own stall for its peers' failure.
-func (r *Rule) SetSlack(d time.Duration) { r.slack, r.recheck = max(d, 0), 0 }
+//
+// The runner sets it every 2×Timeout even when it has not changed: only
+// a change makes the next input evaluate (quiet).
+func (r *Rule) SetSlack(d time.Duration) {
+	if d = max(d, 0); d != r.slack {
+		r.slack, r.stale = d, true
+	}
+}
 
 // timeout is how long rec may stay silent: Timeout, or as many of its
 // announced periods as Timeout holds Intervals when it announced a
@@ -881,6 +930,7 @@ func (r *Rule) duplicateNodes() map[string][]string {
 // evaluate recomputes every group and records the changes.
 func (r *Rule) evaluate() {
 	r.evals++
+	r.evalAt, r.stale = r.now, false
 	defer func() {
 		// What is decided now holds until the next deadline (or for
 		// good: no deadline).
