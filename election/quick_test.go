@@ -507,7 +507,9 @@ func TestReceiveAllDecidesAsReceive(t *testing.T) {
 // candidates join, leave and change groups, goodbyes, local joins and
 // leaves, and silences long enough that senders are forgotten (Retain).
 // It also checks that exactly the senders heard within Retain are
-// listed (advance walks the nodes only when one may be that old).
+// listed (advance walks the nodes only when one may be that old), and
+// the members' Duplicate flags as senders take and drop another's node
+// ID (duplicateNodes looks only while two entries share one).
 func TestMembersFollowCandidates(t *testing.T) {
 	rng := rand.New(rand.NewPCG(testSeed(t), 3))
 	cfg := FastConfig()
@@ -519,16 +521,24 @@ func TestMembersFollowCandidates(t *testing.T) {
 	}
 	// want builds the members as plainly as possible.
 	want := func() map[string][]Member {
+		peers := map[string]int{cfg.NodeID: 1} // by node ID: this node and the live ones
+		for _, rec := range r.nodes {
+			if r.alive(rec) {
+				peers[rec.nodeID]++
+			}
+		}
 		out := map[string][]Member{}
 		for _, c := range r.local {
-			out[c.spec.Group] = append(out[c.spec.Group], Member{ID: c.spec.ID, Peer: cfg.Peer, Local: true, Alive: true, Available: c.available})
+			out[c.spec.Group] = append(out[c.spec.Group], Member{ID: c.spec.ID, Peer: cfg.Peer, Local: true, Alive: true,
+				Available: c.available, Duplicate: peers[cfg.NodeID] > 1})
 		}
 		for _, rec := range r.nodes {
 			if rec.leaving {
 				continue
 			}
 			for _, c := range rec.cands {
-				out[c.Group] = append(out[c.Group], Member{ID: c.ID, Peer: rec.peer, Available: c.Available, Alive: r.alive(rec)})
+				out[c.Group] = append(out[c.Group], Member{ID: c.ID, Peer: rec.peer, Available: c.Available, Alive: r.alive(rec),
+					Duplicate: peers[rec.nodeID] > 1})
 			}
 		}
 		for _, ms := range out {
@@ -552,6 +562,9 @@ func TestMembersFollowCandidates(t *testing.T) {
 			peer := fmt.Sprintf("p%d", rng.IntN(5))
 			seqs[peer]++
 			hb := &Heartbeat{NodeID: peer, Incarnation: 1, Seq: seqs[peer], Period: cfg.Interval, Leaving: rng.IntN(20) == 0}
+			if rng.IntN(4) == 0 { // another's node ID, or this node's
+				hb.NodeID = []string{"p0", "p1", "obs"}[rng.IntN(3)]
+			}
 			for i := range rng.IntN(4) { // distinct IDs (the order of equal ones is arbitrary)
 				hb.Candidates = append(hb.Candidates, CandidateState{Group: "g" + fmt.Sprint(rng.IntN(2)),
 					ID: fmt.Sprintf("%s:%d", peer, 2*i+rng.IntN(2)), Available: rng.IntN(2) == 0, Healthy: true})
@@ -575,7 +588,7 @@ func TestMembersFollowCandidates(t *testing.T) {
 				t.Fatalf("step %d: group %s has %d members, want %d", step, g, len(got[g]), len(ms))
 			}
 			for i, m := range ms {
-				if h := got[g][i]; h.ID != m.ID || h.Peer != m.Peer || h.Local != m.Local || h.Available != m.Available || h.Alive != m.Alive {
+				if h := got[g][i]; h.ID != m.ID || h.Peer != m.Peer || h.Local != m.Local || h.Available != m.Available || h.Alive != m.Alive || h.Duplicate != m.Duplicate {
 					t.Fatalf("step %d: group %s member %d is %+v, want %+v", step, g, i, *h, m)
 				}
 			}

@@ -84,9 +84,13 @@ type Rule struct {
 	memberBuf []Member
 	memberMap map[string][]*Member
 	firstPeer map[string]string // node ID -> the first peer seen with it (duplicateNodes)
-	viewBuf   []View
-	eligBuf   []*Member
-	nameBuf   []string
+	// idCount counts the entries with each node ID: this node and every
+	// listed node (countID); shared is how many IDs have more than one.
+	idCount map[string]int
+	shared  int
+	viewBuf []View
+	eligBuf []*Member
+	nameBuf []string
 
 	out Output
 }
@@ -147,7 +151,31 @@ type nodeRec struct {
 	leaving      bool
 	warming      bool
 	cands        []CandidateState
-	views        map[string]View
+	// views: one per group, as its last heartbeat listed them (the last
+	// of a group listed twice). A slice: a heartbeat lists a few, and a
+	// map per node was most of the cost of looking them up at 200 nodes.
+	views []View
+}
+
+// view returns rec's view of group.
+func (rec *nodeRec) view(group string) (View, bool) {
+	for _, v := range rec.views {
+		if v.Group == group {
+			return v, true
+		}
+	}
+	return View{}, false
+}
+
+// setView sets rec's view of v.Group.
+func (rec *nodeRec) setView(v View) {
+	for i := range rec.views {
+		if rec.views[i].Group == v.Group {
+			rec.views[i] = v
+			return
+		}
+	}
+	rec.views = append(rec.views, v)
 }
 
 type groupState struct {
@@ -172,14 +200,15 @@ func NewRule(cfg Config, incarnation uint64, now time.Duration) (*Rule, error) {
 	return &Rule{
 		cfg: cfg,
 		// A node that has heard of nobody is in every front.
-		fast:   true,
-		inc:    incarnation,
-		start:  now,
-		now:    now,
-		local:  make(map[candKey]*localCand),
-		nodes:  make(map[string]*nodeRec),
-		groups: make(map[string]*groupState),
-		dups:   make(map[string]string),
+		fast:    true,
+		inc:     incarnation,
+		start:   now,
+		now:     now,
+		local:   make(map[candKey]*localCand),
+		nodes:   make(map[string]*nodeRec),
+		groups:  make(map[string]*groupState),
+		dups:    make(map[string]string),
+		idCount: map[string]int{cfg.NodeID: 1},
 	}, nil
 }
 
@@ -352,18 +381,23 @@ func (r *Rule) record(peer string, hb *Heartbeat, removed bool) bool {
 			rec.seq, rec.lastSeen = hb.Seq, r.now
 			return false
 		}
+		if rec.nodeID != hb.NodeID {
+			r.countID(rec.nodeID, -1)
+			r.countID(hb.NodeID, 1)
+		}
 	} else {
 		rec = &nodeRec{peer: peer, firstHeard: r.now}
 		r.nodes[peer] = rec
 		r.lastNew = r.now
+		r.countID(hb.NodeID, 1)
 	}
 	rec.inc, rec.seq, rec.lastSeen, rec.period = hb.Incarnation, hb.Seq, r.now, hb.Period
 	rec.nodeID, rec.leaving, rec.warming = hb.NodeID, hb.Leaving, hb.Warming
 	old := rec.cands
 	rec.cands = slices.Clone(hb.Candidates)
-	rec.views = make(map[string]View, len(hb.Views))
+	rec.views = rec.views[:0]
 	for _, v := range hb.Views {
-		rec.views[v.Group] = v
+		rec.setView(v)
 	}
 	if hb.Leaving {
 		rec.cands, rec.views = nil, nil
@@ -391,7 +425,7 @@ func (r *Rule) repeats(rec *nodeRec, hb *Heartbeat) bool {
 		return false
 	}
 	for _, v := range hb.Views {
-		if rec.views[v.Group] != v {
+		if w, _ := rec.view(v.Group); w != v {
 			return false
 		}
 	}
@@ -587,6 +621,7 @@ func (r *Rule) advance(now time.Duration) (removed bool) {
 	for peer, rec := range r.nodes {
 		if r.now-rec.lastSeen >= r.cfg.Retain {
 			delete(r.nodes, peer)
+			r.countID(rec.nodeID, -1)
 			r.slots = nil
 			removed = true
 		} else {
@@ -895,11 +930,32 @@ func (r *Rule) buildSlots() {
 	}
 }
 
+// countID adds d to the number of entries with node ID id (idCount).
+func (r *Rule) countID(id string, d int) {
+	n := r.idCount[id]
+	if n > 1 {
+		r.shared--
+	}
+	if n += d; n > 1 {
+		r.shared++
+	}
+	if n == 0 {
+		delete(r.idCount, id)
+	} else {
+		r.idCount[id] = n
+	}
+}
+
 // duplicateNodes maps each node ID used by more than one peer (this
 // node and the live ones) to those peers: empty but for a
-// misconfiguration. It finds them with a table of the first peer of
-// each ID that it reuses from one call to the next.
+// misconfiguration. It looks only when two entries of the node table
+// (this node included, live or not) share an ID (r.shared), with a
+// table of the first peer of each ID that it reuses from one call to
+// the next.
 func (r *Rule) duplicateNodes() map[string][]string {
+	if r.shared == 0 {
+		return nil
+	}
 	if r.firstPeer == nil {
 		r.firstPeer = make(map[string]string, len(r.nodes)+1)
 	}
@@ -1084,7 +1140,7 @@ func (r *Rule) viewsOf(group string) []View {
 		if !r.alive(rec) {
 			continue
 		}
-		if v, ok := rec.views[group]; ok {
+		if v, ok := rec.view(group); ok {
 			vs = append(vs, v)
 		}
 	}
@@ -1272,7 +1328,7 @@ func (r *Rule) startingCluster() bool {
 // agreed at term 8-13).
 func (r *Rule) runningCluster() bool {
 	for _, rec := range r.nodes {
-		if v := rec.views[ClusterGroup]; v.Leader != "" && r.alive(rec) && !r.startedWith(rec) {
+		if v, _ := rec.view(ClusterGroup); v.Leader != "" && r.alive(rec) && !r.startedWith(rec) {
 			return true
 		}
 	}
@@ -1357,24 +1413,20 @@ func (r *Rule) Status() []GroupStatus {
 // GroupNames lists, sorted, the groups Status lists: those with a
 // candidate of a node that is not leaving, or with a leader.
 func (r *Rule) GroupNames() []string {
-	names := map[string]bool{}
+	if r.slots == nil {
+		r.buildSlots() // every group with a candidate
+	}
+	names := make([]string, 0, len(r.slots)+len(r.groups))
+	for name := range r.slots {
+		names = append(names, name)
+	}
 	for name, g := range r.groups {
-		if g.lead.HasLeader() {
-			names[name] = true
+		if _, ok := r.slots[name]; !ok && g.lead.HasLeader() {
+			names = append(names, name)
 		}
 	}
-	for _, c := range r.local {
-		names[c.spec.Group] = true
-	}
-	for _, rec := range r.nodes {
-		if rec.leaving {
-			continue
-		}
-		for _, c := range rec.cands {
-			names[c.Group] = true
-		}
-	}
-	return slices.Sorted(maps.Keys(names))
+	slices.Sort(names)
+	return names
 }
 
 // Group returns the status of one group; ErrNoGroup if it has no
