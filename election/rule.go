@@ -72,6 +72,10 @@ type Rule struct {
 	nodes  map[string]*nodeRec // by peer ID
 	groups map[string]*groupState
 	dups   map[string]string // node ID -> the peer list last reported
+	// idCount counts the entries with each node ID: this node and every
+	// listed node (countID); shared is how many IDs have more than one.
+	idCount map[string]int
+	shared  int
 
 	// slots lists each group's candidates in member order (buildSlots);
 	// nil when a candidate has come or gone since it was built (Join,
@@ -84,20 +88,20 @@ type Rule struct {
 	memberBuf []Member
 	memberMap map[string][]*Member
 	firstPeer map[string]string // node ID -> the first peer seen with it (duplicateNodes)
-	// idCount counts the entries with each node ID: this node and every
-	// listed node (countID); shared is how many IDs have more than one.
-	idCount map[string]int
-	shared  int
-	viewBuf []View
-	eligBuf []*Member
-	nameBuf []string
+	viewBuf   []View
+	eligBuf   []*Member
+	nameBuf   []string
 
 	out Output
 }
 
 // memberKey identifies a member of a group: candidates are ordered by
-// (ID, Peer) (memberLess).
+// (ID, Peer).
 type memberKey struct{ id, peer string }
+
+func (k memberKey) compare(o memberKey) int {
+	return cmp.Or(strings.Compare(k.id, o.id), strings.Compare(k.peer, o.peer))
+}
 
 // memberSlot is where a member of a group comes from: a local
 // candidate, or candidate i of a node's last heartbeat.
@@ -744,7 +748,7 @@ func (r *Rule) setCuts(ms map[string][]*Member) {
 // the last evaluation saw it (before the first, every candidate is).
 func (r *Rule) front(group, id, peer string) bool {
 	cut, ok := r.cuts[group]
-	return !ok || cmp.Or(strings.Compare(id, cut.id), strings.Compare(peer, cut.peer)) <= 0
+	return !ok || memberKey{id, peer}.compare(cut) <= 0
 }
 
 // inFront reports whether one of rec's candidates is in its group's
@@ -842,7 +846,7 @@ func (r *Rule) group(name string) *groupState {
 }
 
 func memberLess(a, b *Member) int {
-	return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.Peer, b.Peer))
+	return memberKey{a.ID, a.Peer}.compare(memberKey{b.ID, b.Peer})
 }
 
 // members lists the candidates of every group, sorted by (ID, peer).
@@ -924,9 +928,7 @@ func (r *Rule) buildSlots() {
 		}
 	}
 	for _, slots := range r.slots {
-		slices.SortFunc(slots, func(a, b memberSlot) int {
-			return cmp.Or(strings.Compare(a.id, b.id), strings.Compare(a.peer, b.peer))
-		})
+		slices.SortFunc(slots, func(a, b memberSlot) int { return a.compare(b.memberKey) })
 	}
 }
 
