@@ -370,6 +370,81 @@ func TestRepeatedHeartbeatsSkipEvaluation(t *testing.T) {
 	t.Fatalf("a silent since %v, b not elected by %v: %+v", lastA, now, r.Take())
 }
 
+// TestQuietTicksDoNotEvaluate: once a node is warm and its peers
+// repeat themselves, a Tick evaluates only when a deadline has passed in
+// the nodes as they are now, not at one that their heartbeats have
+// since moved (the runner's timer fires at the deadline it saw when it
+// last stepped), nor when the slack is set again unchanged. A node that
+// stops heartbeating is still failed over at its deadline.
+func TestQuietTicksDoNotEvaluate(t *testing.T) {
+	cfg := FastConfig()
+	cfg.NodeID, cfg.Peer = "obs", "obs"
+	r, err := NewRule(cfg, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := map[string]uint64{}
+	send := func(now time.Duration, id string) {
+		seqs[id]++
+		r.Receive(now, id, &Heartbeat{NodeID: id, Incarnation: 1, Seq: seqs[id], Period: cfg.Interval,
+			Candidates: []CandidateState{{Group: ClusterGroup, ID: id, Available: true, Healthy: true}}})
+	}
+	var now time.Duration
+	for now < 10*cfg.Warmup {
+		now += cfg.Interval
+		send(now, "a")
+		send(now, "b")
+		r.Tick(now)
+	}
+	if l, _ := r.Leader(ClusterGroup); l.Leader != "a" {
+		t.Fatalf("leader %+v, want a", l)
+	}
+	r.Take()
+	before := r.evals
+	// The runner ticks at the deadline it computed at its last step, and
+	// at every Interval; a's and b's heartbeats move every deadline on.
+	deadline, _ := r.NextDeadline()
+	for range 50 {
+		for _, at := range []time.Duration{now + cfg.Interval/2, now + cfg.Interval} {
+			if deadline <= at {
+				r.SetSlack(0)
+				r.Tick(deadline)
+				deadline, _ = r.NextDeadline()
+			}
+			r.Tick(at)
+		}
+		now += cfg.Interval
+		send(now, "a")
+		send(now, "b")
+	}
+	if n := r.evals - before; n != 0 {
+		t.Fatalf("%d evaluations for 50 Intervals of unchanged heartbeats and passed-over deadlines", n)
+	}
+	r.SetSlack(cfg.Interval)
+	r.Tick(now)
+	if n := r.evals - before; n != 1 {
+		t.Fatalf("%d evaluations after the slack changed, want 1", n)
+	}
+	// a falls silent; b goes on. The Tick at a's deadline elects b.
+	lastA := now
+	for {
+		now += cfg.Interval
+		send(now, "b")
+		if at, _ := r.NextDeadline(); at <= now+cfg.Interval {
+			r.Tick(at)
+		}
+		if l, _ := r.Leader(ClusterGroup); l.Leader == "b" {
+			if want := lastA + cfg.Timeout + cfg.Interval; now > want {
+				t.Fatalf("b elected by %v, a's deadline (with the slack) was %v", now, want)
+			}
+			return
+		}
+		if now > lastA+3*cfg.Timeout {
+			t.Fatalf("a silent since %v, b not elected by %v", lastA, now)
+		}
+	}
+}
+
 // TestReceiveAllDecidesAsReceive: heartbeats handed over together
 // (Rule.ReceiveAll: what queued up while the runner was busy) bring the
 // leadership that taking them one by one (Receive) brings after the
@@ -422,5 +497,101 @@ func TestReceiveAllDecidesAsReceive(t *testing.T) {
 	}
 	if evalsAll > steps || evalsAll >= evalsOne {
 		t.Fatalf("%d evaluations all at once (%d batches) against %d one by one: at most one a batch", evalsAll, steps, evalsOne)
+	}
+}
+
+// TestMembersFollowCandidates: the members that evaluate builds in the
+// order it keeps between evaluations (Rule.slots) are, after every
+// input, those that the nodes' last heartbeats and the local candidates
+// list, sorted by (ID, peer): random heartbeats of five senders whose
+// candidates join, leave and change groups, goodbyes, local joins and
+// leaves, and silences long enough that senders are forgotten (Retain).
+// It also checks that exactly the senders heard within Retain are
+// listed (advance walks the nodes only when one may be that old), and
+// the members' Duplicate flags as senders take and drop another's node
+// ID (duplicateNodes looks only while two entries share one).
+func TestMembersFollowCandidates(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testSeed(t), 3))
+	cfg := FastConfig()
+	cfg.NodeID, cfg.Peer = "obs", "obs"
+	cfg.Retain = 10 * cfg.Timeout
+	r, err := NewRule(cfg, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// want builds the members as plainly as possible.
+	want := func() map[string][]Member {
+		peers := map[string]int{cfg.NodeID: 1} // by node ID: this node and the live ones
+		for _, rec := range r.nodes {
+			if r.alive(rec) {
+				peers[rec.nodeID]++
+			}
+		}
+		out := map[string][]Member{}
+		for _, c := range r.local {
+			out[c.spec.Group] = append(out[c.spec.Group], Member{ID: c.spec.ID, Peer: cfg.Peer, Local: true, Alive: true,
+				Available: c.available, Duplicate: peers[cfg.NodeID] > 1})
+		}
+		for _, rec := range r.nodes {
+			if rec.leaving {
+				continue
+			}
+			for _, c := range rec.cands {
+				out[c.Group] = append(out[c.Group], Member{ID: c.ID, Peer: rec.peer, Available: c.Available, Alive: r.alive(rec),
+					Duplicate: peers[rec.nodeID] > 1})
+			}
+		}
+		for _, ms := range out {
+			slices.SortFunc(ms, func(a, b Member) int { return memberLess(&a, &b) })
+		}
+		return out
+	}
+	seqs := map[string]uint64{}
+	heard := map[string]time.Duration{}
+	var now time.Duration
+	for step := range 3000 {
+		now += time.Duration(rng.IntN(int(cfg.Interval))) + 1
+		switch x := rng.IntN(100); {
+		case x < 3:
+			now += time.Duration(rng.IntN(2 * int(cfg.Retain)))
+		case x < 6:
+			_ = r.Join(now, Spec{Group: "g" + fmt.Sprint(rng.IntN(2)), ID: fmt.Sprintf("obs:%d", rng.IntN(3)), Available: true})
+		case x < 9:
+			_ = r.Leave(now, "g"+fmt.Sprint(rng.IntN(2)), fmt.Sprintf("obs:%d", rng.IntN(3)))
+		default:
+			peer := fmt.Sprintf("p%d", rng.IntN(5))
+			seqs[peer]++
+			hb := &Heartbeat{NodeID: peer, Incarnation: 1, Seq: seqs[peer], Period: cfg.Interval, Leaving: rng.IntN(20) == 0}
+			if rng.IntN(4) == 0 { // another's node ID, or this node's
+				hb.NodeID = []string{"p0", "p1", "obs"}[rng.IntN(3)]
+			}
+			for i := range rng.IntN(4) { // distinct IDs (the order of equal ones is arbitrary)
+				hb.Candidates = append(hb.Candidates, CandidateState{Group: "g" + fmt.Sprint(rng.IntN(2)),
+					ID: fmt.Sprintf("%s:%d", peer, 2*i+rng.IntN(2)), Available: rng.IntN(2) == 0, Healthy: true})
+			}
+			r.Receive(now, peer, hb)
+			heard[peer] = now
+		}
+		r.Tick(now) // a failed Join or Leave does not advance
+		for peer, at := range heard {
+			if _, listed := r.nodes[peer]; listed != (now-at < cfg.Retain) {
+				t.Fatalf("step %d at %v: %s last heard at %v, listed %v (Retain %v)", step, now, peer, at, listed, cfg.Retain)
+			}
+		}
+		got := r.members()
+		w := want()
+		if len(got) != len(w) {
+			t.Fatalf("step %d: %d groups, want %d", step, len(got), len(w))
+		}
+		for g, ms := range w {
+			if len(got[g]) != len(ms) {
+				t.Fatalf("step %d: group %s has %d members, want %d", step, g, len(got[g]), len(ms))
+			}
+			for i, m := range ms {
+				if h := got[g][i]; h.ID != m.ID || h.Peer != m.Peer || h.Local != m.Local || h.Available != m.Available || h.Alive != m.Alive || h.Duplicate != m.Duplicate {
+					t.Fatalf("step %d: group %s member %d is %+v, want %+v", step, g, i, *h, m)
+				}
+			}
+		}
 	}
 }

@@ -47,27 +47,69 @@ type Rule struct {
 	fast       bool
 	lastPeriod time.Duration
 	// cuts is each group's front cut as the last evaluation saw it
-	// (frontCuts).
-	cuts map[string]*Member
+	// (setCuts).
+	cuts map[string]memberKey
 	// lastNew is when a node was first heard (see membershipSettled).
 	lastNew time.Duration
 	// slack extends every timeout: this node's own recent lateness
 	// (SetSlack).
 	slack time.Duration
 	// recheck is the earliest time at which evaluate may decide
-	// otherwise on the same heartbeats (NextDeadline after the last
-	// evaluate; 0 forces one): until then a heartbeat that changes
-	// nothing but its sequence number is taken without one (Receive).
+	// otherwise on the same heartbeats (a deadline after evalAt, the
+	// time of the last evaluation): until then a heartbeat that changes
+	// nothing but its sequence number is taken without one (Receive),
+	// and Tick does not evaluate (quiet). stale: the slack changed since
+	// the last evaluation (no deadline marks that).
 	recheck time.Duration
+	evalAt  time.Duration
+	stale   bool
 	// evals counts evaluations (tests).
 	evals int
+	// forgetAt: no node is silent for Retain before then (advance).
+	forgetAt time.Duration
 
 	local  map[candKey]*localCand
 	nodes  map[string]*nodeRec // by peer ID
 	groups map[string]*groupState
 	dups   map[string]string // node ID -> the peer list last reported
+	// idCount counts the entries with each node ID: this node and every
+	// listed node (countID); shared is how many IDs have more than one.
+	idCount map[string]int
+	shared  int
+
+	// slots lists each group's candidates in member order (buildSlots);
+	// nil when a candidate has come or gone since it was built (Join,
+	// Leave, record, advance, a session expired in evaluate).
+	slots map[string][]memberSlot
+	// Scratch reused from one evaluation to the next: at 200 nodes,
+	// allocating and sorting a member per candidate, and the node and
+	// view tables, on every evaluation was most of its cost (issue #16).
+	// Each is valid until the next call that fills it.
+	memberBuf []Member
+	memberMap map[string][]*Member
+	firstPeer map[string]string // node ID -> the first peer seen with it (duplicateNodes)
+	viewBuf   []View
+	eligBuf   []*Member
+	nameBuf   []string
 
 	out Output
+}
+
+// memberKey identifies a member of a group: candidates are ordered by
+// (ID, Peer).
+type memberKey struct{ id, peer string }
+
+func (k memberKey) compare(o memberKey) int {
+	return cmp.Or(strings.Compare(k.id, o.id), strings.Compare(k.peer, o.peer))
+}
+
+// memberSlot is where a member of a group comes from: a local
+// candidate, or candidate i of a node's last heartbeat.
+type memberSlot struct {
+	memberKey
+	local *localCand
+	rec   *nodeRec
+	i     int
 }
 
 // Output is what the rule produced since the last Take.
@@ -113,7 +155,31 @@ type nodeRec struct {
 	leaving      bool
 	warming      bool
 	cands        []CandidateState
-	views        map[string]View
+	// views: one per group, as its last heartbeat listed them (the last
+	// of a group listed twice). A slice: a heartbeat lists a few, and a
+	// map per node was most of the cost of looking them up at 200 nodes.
+	views []View
+}
+
+// view returns rec's view of group.
+func (rec *nodeRec) view(group string) (View, bool) {
+	for _, v := range rec.views {
+		if v.Group == group {
+			return v, true
+		}
+	}
+	return View{}, false
+}
+
+// setView sets rec's view of v.Group.
+func (rec *nodeRec) setView(v View) {
+	for i := range rec.views {
+		if rec.views[i].Group == v.Group {
+			rec.views[i] = v
+			return
+		}
+	}
+	rec.views = append(rec.views, v)
 }
 
 type groupState struct {
@@ -138,14 +204,15 @@ func NewRule(cfg Config, incarnation uint64, now time.Duration) (*Rule, error) {
 	return &Rule{
 		cfg: cfg,
 		// A node that has heard of nobody is in every front.
-		fast:   true,
-		inc:    incarnation,
-		start:  now,
-		now:    now,
-		local:  make(map[candKey]*localCand),
-		nodes:  make(map[string]*nodeRec),
-		groups: make(map[string]*groupState),
-		dups:   make(map[string]string),
+		fast:    true,
+		inc:     incarnation,
+		start:   now,
+		now:     now,
+		local:   make(map[candKey]*localCand),
+		nodes:   make(map[string]*nodeRec),
+		groups:  make(map[string]*groupState),
+		dups:    make(map[string]string),
+		idCount: map[string]int{cfg.NodeID: 1},
 	}, nil
 }
 
@@ -197,6 +264,7 @@ func (r *Rule) Join(now time.Duration, s Spec) error {
 		c.base[peer] = heardAt{rec.inc, rec.seq}
 	}
 	r.local[k] = c
+	r.slots = nil
 	r.out.Send = true
 	r.evaluate()
 	return nil
@@ -210,6 +278,7 @@ func (r *Rule) Leave(now time.Duration, group, id string) error {
 	}
 	r.advance(now)
 	delete(r.local, k)
+	r.slots = nil
 	r.out.Send = true
 	r.evaluate()
 	return nil
@@ -316,20 +385,29 @@ func (r *Rule) record(peer string, hb *Heartbeat, removed bool) bool {
 			rec.seq, rec.lastSeen = hb.Seq, r.now
 			return false
 		}
+		if rec.nodeID != hb.NodeID {
+			r.countID(rec.nodeID, -1)
+			r.countID(hb.NodeID, 1)
+		}
 	} else {
 		rec = &nodeRec{peer: peer, firstHeard: r.now}
 		r.nodes[peer] = rec
 		r.lastNew = r.now
+		r.countID(hb.NodeID, 1)
 	}
 	rec.inc, rec.seq, rec.lastSeen, rec.period = hb.Incarnation, hb.Seq, r.now, hb.Period
 	rec.nodeID, rec.leaving, rec.warming = hb.NodeID, hb.Leaving, hb.Warming
+	old := rec.cands
 	rec.cands = slices.Clone(hb.Candidates)
-	rec.views = make(map[string]View, len(hb.Views))
+	rec.views = rec.views[:0]
 	for _, v := range hb.Views {
-		rec.views[v.Group] = v
+		rec.setView(v)
 	}
 	if hb.Leaving {
 		rec.cands, rec.views = nil, nil
+	}
+	if !slices.EqualFunc(old, rec.cands, func(a, b CandidateState) bool { return a.Group == b.Group && a.ID == b.ID }) {
+		r.slots = nil
 	}
 	return true
 }
@@ -342,7 +420,38 @@ func (r *Rule) record(peer string, hb *Heartbeat, removed bool) bool {
 func (r *Rule) repeats(rec *nodeRec, hb *Heartbeat) bool {
 	// A heartbeat after half a timeout of silence is news: it may end a
 	// silence that kept others alive (silentWith).
-	if r.now >= r.recheck || !r.warm || !r.alive(rec) || r.now-rec.lastSeen >= r.timeout(rec)/2 {
+	if !r.alive(rec) || r.now-rec.lastSeen >= r.timeout(rec)/2 {
+		return false
+	}
+	if hb.Incarnation != rec.inc || hb.NodeID != rec.nodeID || hb.Leaving || rec.leaving ||
+		hb.Warming != rec.warming || hb.Period != rec.period ||
+		!slices.Equal(hb.Candidates, rec.cands) || len(hb.Views) != len(rec.views) {
+		return false
+	}
+	for _, v := range hb.Views {
+		if w, _ := rec.view(v.Group); w != v {
+			return false
+		}
+	}
+	return r.quiet()
+}
+
+// quiet reports whether nothing but a deadline can make evaluate decide
+// otherwise than the last evaluation did, and none has passed since:
+// this node is warm, no local candidate is settling (which counts its
+// peers' sequence numbers), the slack has not changed (SetSlack), and
+// the cluster is not starting without a leader.
+//
+// recheck, the first deadline after the last evaluation, may have
+// moved later since: each heartbeat taken without an evaluation moves
+// its node's deadline. Once it is reached, quiet looks for a deadline
+// passed since the last evaluation in the nodes as they are now, and
+// moves recheck to the next one when none has. At 200 nodes the front's
+// heartbeats (every Interval) kept moving the first deadline, and the
+// runner's timer, set for it, evaluated for nothing every
+// Timeout−Interval.
+func (r *Rule) quiet() bool {
+	if !r.warm || r.stale {
 		return false
 	}
 	// While the cluster starts with no leader, every heartbeat is news: a
@@ -357,33 +466,40 @@ func (r *Rule) repeats(rec *nodeRec, hb *Heartbeat) bool {
 			return false
 		}
 	}
-	if hb.Incarnation != rec.inc || hb.NodeID != rec.nodeID || hb.Leaving || rec.leaving ||
-		hb.Warming != rec.warming || hb.Period != rec.period ||
-		!slices.Equal(hb.Candidates, rec.cands) || len(hb.Views) != len(rec.views) {
-		return false
-	}
-	for _, v := range hb.Views {
-		if rec.views[v.Group] != v {
+	if r.now >= r.recheck {
+		at, ok := r.deadlineAfter(r.evalAt)
+		if ok && at <= r.now {
 			return false
+		}
+		r.recheck = at
+		if !ok {
+			r.recheck = math.MaxInt64
 		}
 	}
 	return true
 }
 
 // Tick advances time: warm-up ends, silent nodes time out, sessions
-// expire.
+// expire. It evaluates only when something may have changed (quiet).
 func (r *Rule) Tick(now time.Duration) {
-	r.advance(now)
-	r.evaluate()
+	if r.advance(now) || !r.quiet() {
+		r.evaluate()
+	}
 }
 
 // NextDeadline is the next time at which Tick may change something
 // (a node timing out, a session expiring, the warm-up ending); ok is
 // false when nothing is pending.
-func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
-	consider := func(t time.Duration) {
-		if t > r.now && (!ok || t < at) {
-			at, ok = t, true
+func (r *Rule) NextDeadline() (at time.Duration, ok bool) { return r.deadlineAfter(r.now) }
+
+// deadlineAfter is the first deadline after t (NextDeadline). It takes
+// every node that is not leaving, also one that has timed out: quiet
+// asks for the first deadline after the last evaluation, and a node may
+// have timed out since.
+func (r *Rule) deadlineAfter(t time.Duration) (at time.Duration, ok bool) {
+	consider := func(d time.Duration) {
+		if d > t && (!ok || d < at) {
+			at, ok = d, true
 		}
 	}
 	if !r.listened {
@@ -404,7 +520,7 @@ func (r *Rule) NextDeadline() (at time.Duration, ok bool) {
 		}
 	}
 	for _, rec := range r.nodes {
-		if r.alive(rec) {
+		if !rec.leaving {
 			// silentWith may hold it for up to Timeout more.
 			consider(rec.lastSeen + r.timeout(rec) + r.slack)
 			consider(rec.lastSeen + r.timeout(rec) + r.slack + r.cfg.Timeout)
@@ -494,17 +610,31 @@ func (r *Rule) Leader(group string) (l Leadership, ok bool) {
 }
 
 // advance moves the rule's time to now and forgets nodes silent for
-// Retain; it reports whether it forgot any.
+// Retain; it reports whether it forgot any. It looks through the nodes
+// only once the oldest last heartbeat it saw may be Retain old
+// (r.forgetAt): every input calls it, and at 200 nodes that walk was a
+// quarter of an idle node's election CPU.
 func (r *Rule) advance(now time.Duration) (removed bool) {
 	if now > r.now {
 		r.now = now
 	}
+	if r.now < r.forgetAt {
+		return false
+	}
+	oldest := r.now
 	for peer, rec := range r.nodes {
 		if r.now-rec.lastSeen >= r.cfg.Retain {
 			delete(r.nodes, peer)
+			r.countID(rec.nodeID, -1)
+			r.slots = nil
 			removed = true
+		} else {
+			oldest = min(oldest, rec.lastSeen)
 		}
 	}
+	// Last heartbeats only move later, and a new node's is now: none is
+	// older than oldest until the next walk.
+	r.forgetAt = oldest + r.cfg.Retain
 	return removed
 }
 
@@ -549,7 +679,14 @@ func (r *Rule) silentWith(rec *nodeRec, deadline time.Duration) bool {
 // SetSlack extends every node's timeout by d: how late this node itself
 // has been running lately (the runner measures its timer's lateness). A
 // stalled node then does not take its own stall for its peers' failure.
-func (r *Rule) SetSlack(d time.Duration) { r.slack, r.recheck = max(d, 0), 0 }
+//
+// The runner sets it every 2×Timeout even when it has not changed: only
+// a change makes the next input evaluate (quiet).
+func (r *Rule) SetSlack(d time.Duration) {
+	if d = max(d, 0); d != r.slack {
+		r.slack, r.stale = d, true
+	}
+}
 
 // timeout is how long rec may stay silent: Timeout, or as many of its
 // announced periods as Timeout holds Intervals when it announced a
@@ -585,11 +722,14 @@ func (r *Rule) period() time.Duration {
 // joining by state transfer (not available yet).
 const frontSize = 3
 
-// frontCuts returns, for each group of ms (sorted, as membersWith
+// setCuts sets r.cuts to, for each group of ms (sorted, as membersWith
 // returns them), its frontSize-th lowest live candidate, or none when
 // it has fewer: the group's front is every candidate up to its cut.
-func frontCuts(ms map[string][]*Member) map[string]*Member {
-	cuts := make(map[string]*Member, len(ms))
+func (r *Rule) setCuts(ms map[string][]*Member) {
+	if r.cuts == nil {
+		r.cuts = make(map[string]memberKey, len(ms))
+	}
+	clear(r.cuts)
 	for group, gm := range ms {
 		n := 0
 		for _, m := range gm {
@@ -597,19 +737,18 @@ func frontCuts(ms map[string][]*Member) map[string]*Member {
 				continue
 			}
 			if n++; n == frontSize {
-				cuts[group] = m
+				r.cuts[group] = memberKey{m.ID, m.Peer}
 				break
 			}
 		}
 	}
-	return cuts
 }
 
 // front reports whether candidate id of peer is in group's front, as
 // the last evaluation saw it (before the first, every candidate is).
 func (r *Rule) front(group, id, peer string) bool {
-	cut := r.cuts[group]
-	return cut == nil || cmp.Or(strings.Compare(id, cut.ID), strings.Compare(peer, cut.Peer)) <= 0
+	cut, ok := r.cuts[group]
+	return !ok || memberKey{id, peer}.compare(cut) <= 0
 }
 
 // inFront reports whether one of rec's candidates is in its group's
@@ -657,7 +796,7 @@ func (r *Rule) setFast(ms map[string][]*Member) {
 // wantFast reports whether a local candidate leads its group, or
 // stands next in line (the lowest eligible candidate but the leader),
 // or is one of the frontSize lowest eligible candidates of a group
-// without a leader, or is in its group's front (frontCuts) and either
+// without a leader, or is in its group's front (setCuts) and either
 // settling, or of a node not warm yet, or this node's unavailable
 // cluster candidate while the cluster is starting (startingCluster: the
 // others wait for it to become available, and one that elected before
@@ -707,58 +846,141 @@ func (r *Rule) group(name string) *groupState {
 }
 
 func memberLess(a, b *Member) int {
-	return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.Peer, b.Peer))
+	return memberKey{a.ID, a.Peer}.compare(memberKey{b.ID, b.Peer})
 }
 
 // members lists the candidates of every group, sorted by (ID, peer).
+// The lists are valid until the next call (see Rule.memberBuf).
 func (r *Rule) members() map[string][]*Member { return r.membersWith(r.duplicateNodes()) }
 
-// membersWith is members with the node IDs' peers (duplicateNodes)
-// given: evaluate needs them twice, and building them is, after the
-// members themselves, the largest allocation of an idle node's election.
+// membersWith is members with the node IDs used by several peers
+// (duplicateNodes) given: evaluate needs them twice. The members are
+// filled in the order of r.slots, rebuilt only when a candidate comes
+// or goes, into storage reused from the last call: at 200 nodes,
+// allocating a member per candidate and sorting every group on every
+// evaluation was most of its cost.
 func (r *Rule) membersWith(dup map[string][]string) map[string][]*Member {
-	out := make(map[string][]*Member)
-	for _, c := range r.local {
-		m := &Member{
-			ID: c.spec.ID, Node: r.cfg.NodeID, Peer: r.cfg.Peer, Kind: c.spec.Kind, Mode: c.spec.Mode,
-			Local: true, Alive: true, Healthy: c.healthy, Available: c.available,
+	if r.slots == nil {
+		r.buildSlots()
+	}
+	n := 0
+	for _, slots := range r.slots {
+		n += len(slots)
+	}
+	if cap(r.memberBuf) < n {
+		r.memberBuf = make([]Member, n)
+	}
+	buf := r.memberBuf[:n]
+	if r.memberMap == nil {
+		r.memberMap = make(map[string][]*Member, len(r.slots))
+	}
+	out := r.memberMap
+	for group := range out {
+		if _, ok := r.slots[group]; !ok {
+			delete(out, group)
 		}
-		m.Eligible = m.Healthy && m.Available && r.warm && c.settled
-		m.Settling = c.settling(r.listened)
-		out[c.spec.Group] = append(out[c.spec.Group], m)
+	}
+	k := 0
+	for group, slots := range r.slots {
+		ms := out[group][:0]
+		for _, s := range slots {
+			m := &buf[k]
+			k++
+			if c := s.local; c != nil {
+				*m = Member{
+					ID: c.spec.ID, Node: r.cfg.NodeID, Peer: r.cfg.Peer, Kind: c.spec.Kind, Mode: c.spec.Mode,
+					Local: true, Alive: true, Healthy: c.healthy, Available: c.available,
+				}
+				m.Eligible = m.Healthy && m.Available && r.warm && c.settled
+				m.Settling = c.settling(r.listened)
+			} else {
+				rec, c := s.rec, s.rec.cands[s.i]
+				alive := r.alive(rec)
+				*m = Member{
+					ID: c.ID, Node: rec.nodeID, Peer: rec.peer, Kind: c.Kind, Mode: c.Mode,
+					Alive: alive, Healthy: alive && c.Healthy, Available: c.Available,
+					Settling: alive && c.Settling, LastSeen: r.now - rec.lastSeen,
+				}
+				m.Eligible = m.Healthy && m.Available
+			}
+			m.Duplicate = len(dup[m.Node]) > 1
+			ms = append(ms, m)
+		}
+		out[group] = ms
+	}
+	return out
+}
+
+// buildSlots lists every group's candidates, local ones and those of
+// the nodes that are not leaving, sorted by (ID, peer) (memberLess).
+func (r *Rule) buildSlots() {
+	r.slots = make(map[string][]memberSlot)
+	for _, c := range r.local {
+		g := c.spec.Group
+		r.slots[g] = append(r.slots[g], memberSlot{memberKey: memberKey{c.spec.ID, r.cfg.Peer}, local: c})
 	}
 	for _, rec := range r.nodes {
 		if rec.leaving {
 			continue
 		}
-		alive := r.alive(rec)
-		for _, c := range rec.cands {
-			m := &Member{
-				ID: c.ID, Node: rec.nodeID, Peer: rec.peer, Kind: c.Kind, Mode: c.Mode,
-				Alive: alive, Healthy: alive && c.Healthy, Available: c.Available,
-				Settling: alive && c.Settling, LastSeen: r.now - rec.lastSeen,
-			}
-			m.Eligible = m.Healthy && m.Available
-			out[c.Group] = append(out[c.Group], m)
+		for i, c := range rec.cands {
+			r.slots[c.Group] = append(r.slots[c.Group], memberSlot{memberKey: memberKey{c.ID, rec.peer}, rec: rec, i: i})
 		}
 	}
-	for _, ms := range out {
-		slices.SortFunc(ms, memberLess)
-		for _, m := range ms {
-			m.Duplicate = len(dup[m.Node]) > 1
-		}
+	for _, slots := range r.slots {
+		slices.SortFunc(slots, func(a, b memberSlot) int { return a.compare(b.memberKey) })
 	}
-	return out
 }
 
-// duplicateNodes maps each node ID to the peers that use it (this node
-// and the live ones).
+// countID adds d to the number of entries with node ID id (idCount).
+func (r *Rule) countID(id string, d int) {
+	n := r.idCount[id]
+	if n > 1 {
+		r.shared--
+	}
+	if n += d; n > 1 {
+		r.shared++
+	}
+	if n == 0 {
+		delete(r.idCount, id)
+	} else {
+		r.idCount[id] = n
+	}
+}
+
+// duplicateNodes maps each node ID used by more than one peer (this
+// node and the live ones) to those peers: empty but for a
+// misconfiguration. It looks only when two entries of the node table
+// (this node included, live or not) share an ID (r.shared), with a
+// table of the first peer of each ID that it reuses from one call to
+// the next.
 func (r *Rule) duplicateNodes() map[string][]string {
-	by := map[string][]string{r.cfg.NodeID: {r.cfg.Peer}}
+	if r.shared == 0 {
+		return nil
+	}
+	if r.firstPeer == nil {
+		r.firstPeer = make(map[string]string, len(r.nodes)+1)
+	}
+	first := r.firstPeer
+	clear(first)
+	first[r.cfg.NodeID] = r.cfg.Peer
+	var by map[string][]string
 	for _, rec := range r.nodes {
-		if r.alive(rec) {
-			by[rec.nodeID] = append(by[rec.nodeID], rec.peer)
+		if !r.alive(rec) {
+			continue
 		}
+		p, ok := first[rec.nodeID]
+		if !ok {
+			first[rec.nodeID] = rec.peer
+			continue
+		}
+		if by == nil {
+			by = make(map[string][]string)
+		}
+		if len(by[rec.nodeID]) == 0 {
+			by[rec.nodeID] = []string{p}
+		}
+		by[rec.nodeID] = append(by[rec.nodeID], rec.peer)
 	}
 	return by
 }
@@ -766,6 +988,7 @@ func (r *Rule) duplicateNodes() map[string][]string {
 // evaluate recomputes every group and records the changes.
 func (r *Rule) evaluate() {
 	r.evals++
+	r.evalAt, r.stale = r.now, false
 	defer func() {
 		// What is decided now holds until the next deadline (or for
 		// good: no deadline).
@@ -778,6 +1001,7 @@ func (r *Rule) evaluate() {
 	for k, c := range r.local {
 		if c.spec.TTL > 0 && r.now-c.lastReport >= c.spec.TTL {
 			delete(r.local, k)
+			r.slots = nil
 			r.out.Notices = append(r.out.Notices, Notice{Kind: NoticeExpired, Group: k.group, ID: k.id})
 			r.out.Send = true
 		}
@@ -790,7 +1014,7 @@ func (r *Rule) evaluate() {
 		r.out.Send = true
 	}
 	members := r.membersWith(dup)
-	r.cuts = frontCuts(members)
+	r.setCuts(members)
 	if !r.warm {
 		if !r.listened || (r.now < r.start+8*r.cfg.Warmup && (r.peersWarming() || !r.membershipSettled())) {
 			r.setFast(members)
@@ -801,14 +1025,18 @@ func (r *Rule) evaluate() {
 		members = r.membersWith(dup) // its own candidates are eligible now
 	}
 	defer r.setFast(members)
-	names := make(map[string]bool, len(r.groups)+len(members))
+	names := r.nameBuf[:0]
 	for n := range r.groups {
-		names[n] = true
+		names = append(names, n)
 	}
 	for n := range members {
-		names[n] = true
+		if _, ok := r.groups[n]; !ok {
+			names = append(names, n)
+		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(names)) {
+	slices.Sort(names)
+	r.nameBuf = names
+	for _, name := range names {
 		r.evalGroup(name, members[name])
 	}
 }
@@ -906,17 +1134,19 @@ func (r *Rule) checkDuplicates(by map[string][]string) {
 	}
 }
 
-// viewsOf returns the views of group held by live nodes.
+// viewsOf returns the views of group held by live nodes, valid until
+// the next call (see Rule.memberBuf).
 func (r *Rule) viewsOf(group string) []View {
-	var vs []View
+	vs := r.viewBuf[:0]
 	for _, rec := range r.nodes {
 		if !r.alive(rec) {
 			continue
 		}
-		if v, ok := rec.views[group]; ok {
+		if v, ok := rec.view(group); ok {
 			vs = append(vs, v)
 		}
 	}
+	r.viewBuf = vs
 	return vs
 }
 
@@ -982,12 +1212,13 @@ func (r *Rule) evalGroup(name string, ms []*Member) {
 // choose picks the leader among ms (sorted by ID, peer); the current
 // leadership cur began at since.
 func (r *Rule) choose(cur Leadership, since time.Duration, ms []*Member, views []View) Leadership {
-	var elig []*Member
+	elig := r.eligBuf[:0]
 	for _, m := range ms {
 		if m.Eligible {
 			elig = append(elig, m)
 		}
 	}
+	r.eligBuf = elig
 	if len(elig) == 0 {
 		return Leadership{Group: cur.Group}
 	}
@@ -1099,7 +1330,7 @@ func (r *Rule) startingCluster() bool {
 // agreed at term 8-13).
 func (r *Rule) runningCluster() bool {
 	for _, rec := range r.nodes {
-		if v := rec.views[ClusterGroup]; v.Leader != "" && r.alive(rec) && !r.startedWith(rec) {
+		if v, _ := rec.view(ClusterGroup); v.Leader != "" && r.alive(rec) && !r.startedWith(rec) {
 			return true
 		}
 	}
@@ -1184,24 +1415,20 @@ func (r *Rule) Status() []GroupStatus {
 // GroupNames lists, sorted, the groups Status lists: those with a
 // candidate of a node that is not leaving, or with a leader.
 func (r *Rule) GroupNames() []string {
-	names := map[string]bool{}
+	if r.slots == nil {
+		r.buildSlots() // every group with a candidate
+	}
+	names := make([]string, 0, len(r.slots)+len(r.groups))
+	for name := range r.slots {
+		names = append(names, name)
+	}
 	for name, g := range r.groups {
-		if g.lead.HasLeader() {
-			names[name] = true
+		if _, ok := r.slots[name]; !ok && g.lead.HasLeader() {
+			names = append(names, name)
 		}
 	}
-	for _, c := range r.local {
-		names[c.spec.Group] = true
-	}
-	for _, rec := range r.nodes {
-		if rec.leaving {
-			continue
-		}
-		for _, c := range rec.cands {
-			names[c.Group] = true
-		}
-	}
-	return slices.Sorted(maps.Keys(names))
+	slices.Sort(names)
+	return names
 }
 
 // Group returns the status of one group; ErrNoGroup if it has no
