@@ -450,7 +450,13 @@ func TestQuietTicksDoNotEvaluate(t *testing.T) {
 // leadership that taking them one by one (Receive) brings after the
 // last, with one evaluation instead of one each. A random start of ten
 // nodes, then random changes of availability, fed both ways to two
-// observers in batches of random size.
+// observers in batches of random size. Compared once the cluster's
+// start is over (8×Warmup, startingCluster): while nodes still appear,
+// one by one may elect at a heartbeat in the middle of a batch that
+// the next one (a new node: membership not settled) would have held
+// back, and it keeps that leader; taken together, the batch holds it
+// back. Both are the rule's answer to an order of arrival (compared
+// from the start, about 5% of seeds failed so, all before 2.4 s).
 func TestReceiveAllDecidesAsReceive(t *testing.T) {
 	rng := rand.New(rand.NewPCG(testSeed(t), 2))
 	cfg := FastConfig()
@@ -489,7 +495,7 @@ func TestReceiveAllDecidesAsReceive(t *testing.T) {
 		evalsAll += all.evals - before
 		a, _ := one.Leader(ClusterGroup)
 		b, _ := all.Leader(ClusterGroup)
-		if a.Leader != b.Leader || a.Peer != b.Peer {
+		if now >= 8*cfg.Warmup && (a.Leader != b.Leader || a.Peer != b.Peer) {
 			t.Fatalf("step %d at %v: one by one %s, all at once %s", step, now, orNone(a.Leader), orNone(b.Leader))
 		}
 		one.Take()
