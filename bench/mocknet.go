@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	"github.com/multiformats/go-multiaddr"
 
@@ -96,8 +97,29 @@ func openRawMock(ctx context.Context, _ string, n int, seed int64) (cluster, err
 // address of its own.
 func mockHost(mn mocknet.Mocknet, i int) func(crypto.PrivKey) (host.Host, error) {
 	return func(k crypto.PrivKey) (host.Host, error) {
-		return mn.AddPeer(k, multiaddr.StringCast(fmt.Sprintf("/ip4/10.%d.%d.%d/tcp/4001", i>>16&0xff, i>>8&0xff, i&0xff)))
+		h, err := mn.AddPeer(k, multiaddr.StringCast(fmt.Sprintf("/ip4/10.%d.%d.%d/tcp/4001", i>>16&0xff, i>>8&0xff, i&0xff)))
+		if err != nil {
+			return nil, err
+		}
+		return noDialHost{h}, nil
 	}
+}
+
+// noDialHost keeps libp2p's promise that a stream opened with
+// network.WithNoDial does not connect: the mocknet's network dials for
+// every new stream (go-libp2p v0.51, mock_peernet.go, NewStream), so a
+// whole node's liveness pings and address exchanges re-dialled the
+// peers its bound had just closed or its liveness check had just cut,
+// which a real swarm does not: 200 simulated nodes churned connections
+// (one held 63, the high water mark is 48) and queued thousands of dials
+// on the mocknet's locks.
+type noDialHost struct{ host.Host }
+
+func (h noDialHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
+	if noDial, _ := network.GetNoDial(ctx); noDial && h.Network().Connectedness(p) != network.Connected {
+		return nil, network.ErrNoConn
+	}
+	return h.Host.NewStream(ctx, p, pids...)
 }
 
 // openStarlingMock starts n whole Starling nodes on one mocknet, data

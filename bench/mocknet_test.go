@@ -2,9 +2,13 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"testing"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 )
@@ -31,4 +35,41 @@ func TestMockTopologyStopsWhenInterrupted(t *testing.T) {
 	if links := mn.Links(); len(links) != 0 {
 		t.Fatalf("%d peers linked after the interrupt, want none", len(links))
 	}
+}
+
+// A stream opened with network.WithNoDial to a peer that is not
+// connected fails and connects nothing, as on a real swarm; the
+// mocknet's own network dials for it. Other streams still dial.
+func TestMockHostStreamWithNoDialDoesNotConnect(t *testing.T) {
+	mn := mocknet.New()
+	t.Cleanup(func() { _ = mn.Close() })
+	var hs []host.Host
+	for i := range 2 {
+		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := mockHost(mn, i)(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	const proto = "/test/1"
+	hs[1].SetStreamHandler(proto, func(s network.Stream) { _ = s.Close() })
+	ctx := network.WithNoDial(context.Background(), "test")
+	if _, err := hs[0].NewStream(ctx, hs[1].ID(), proto); !errors.Is(err, network.ErrNoConn) {
+		t.Fatalf("stream with WithNoDial to an unconnected peer: %v, want network.ErrNoConn", err)
+	}
+	if c := hs[0].Network().Connectedness(hs[1].ID()); c == network.Connected {
+		t.Fatal("a stream opened with WithNoDial connected the peer")
+	}
+	s, err := hs[0].NewStream(context.Background(), hs[1].ID(), proto)
+	if err != nil {
+		t.Fatalf("stream that may dial: %v", err)
+	}
+	_ = s.Close()
 }
