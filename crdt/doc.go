@@ -122,8 +122,9 @@
 //     deleted, or not, after its batch is only space: the next round
 //     walks to what is left of A (deleted lowest first, so the rest stays
 //     reachable from the heads) and finishes. The member table is saved
-//     and synced before anything is deleted, as soon as a node joins it,
-//     and at Close (with the members' last heads): a round run later on
+//     and synced before anything is deleted, as soon as a node joins it
+//     (a row of its own, folded into the table at the next save), and at
+//     Close (with the members' last heads): a round run later on
 //     the data directory, after a crash or offline (`starling compact`
 //     on a stopped node), still waits for every node this one has heard
 //     from.
