@@ -283,14 +283,14 @@ func hangingAddr(t *testing.T) multiaddr.Multiaddr {
 	return multiaddr.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.Addr().(*net.TCPAddr).Port))
 }
 
-// Dials beyond the bound take none of its room. A partition cut a
+// Dials to lost peers take none of the bound's room. A partition cut a
 // node's links to MaxPeers+1 peers on the other side; it re-dials them
 // (lost peers are dialled whatever the count) and those dials hang
 // until the partition heals. A peer on its own side must still be
 // dialled at once for the bound: when the hanging dials counted against
 // the room, none was, and the chaos suite saw a side of a partition
 // elect two leaders (a node cut off from its side for the whole fault).
-func TestDialsBeyondTheBoundTakeNoRoom(t *testing.T) {
+func TestDialsToLostPeersTakeNoRoom(t *testing.T) {
 	const maxPeers = 2
 	// dialTimeout is RedialMax here (10s): the hanging dials outlast the
 	// wait below.
