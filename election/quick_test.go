@@ -314,23 +314,32 @@ func (s *sim) checkTerms(t *testing.T, hist []string) {
 	}
 }
 
-// TestRepeatedHeartbeatsSkipEvaluation: once warm, heartbeats that
-// repeat what their node said last are taken without evaluating every
-// group, yet a node that falls silent is still timed out at the first
-// heartbeat from another node after its deadline, with no Tick.
-func TestRepeatedHeartbeatsSkipEvaluation(t *testing.T) {
-	cfg := FastConfig()
+// observer is a rule of node "obs" (FastConfig) and send, which hands
+// it the next heartbeat of node id: one available, healthy candidate of
+// the cluster group.
+func observer(t *testing.T) (r *Rule, cfg Config, send func(now time.Duration, id string)) {
+	t.Helper()
+	cfg = FastConfig()
 	cfg.NodeID, cfg.Peer = "obs", "obs"
 	r, err := NewRule(cfg, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seqs := map[string]uint64{}
-	send := func(now time.Duration, id string) {
+	send = func(now time.Duration, id string) {
 		seqs[id]++
 		r.Receive(now, id, &Heartbeat{NodeID: id, Incarnation: 1, Seq: seqs[id], Period: cfg.Interval,
 			Candidates: []CandidateState{{Group: ClusterGroup, ID: id, Available: true, Healthy: true}}})
 	}
+	return r, cfg, send
+}
+
+// TestRepeatedHeartbeatsSkipEvaluation: once warm, heartbeats that
+// repeat what their node said last are taken without evaluating every
+// group, yet a node that falls silent is still timed out at the first
+// heartbeat from another node after its deadline, with no Tick.
+func TestRepeatedHeartbeatsSkipEvaluation(t *testing.T) {
+	r, cfg, send := observer(t)
 	var now time.Duration
 	for now < 10*cfg.Warmup {
 		now += cfg.Interval
@@ -377,18 +386,7 @@ func TestRepeatedHeartbeatsSkipEvaluation(t *testing.T) {
 // last stepped), nor when the slack is set again unchanged. A node that
 // stops heartbeating is still failed over at its deadline.
 func TestQuietTicksDoNotEvaluate(t *testing.T) {
-	cfg := FastConfig()
-	cfg.NodeID, cfg.Peer = "obs", "obs"
-	r, err := NewRule(cfg, 1, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seqs := map[string]uint64{}
-	send := func(now time.Duration, id string) {
-		seqs[id]++
-		r.Receive(now, id, &Heartbeat{NodeID: id, Incarnation: 1, Seq: seqs[id], Period: cfg.Interval,
-			Candidates: []CandidateState{{Group: ClusterGroup, ID: id, Available: true, Healthy: true}}})
-	}
+	r, cfg, send := observer(t)
 	var now time.Duration
 	for now < 10*cfg.Warmup {
 		now += cfg.Interval
