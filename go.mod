@@ -99,7 +99,6 @@ require (
 	github.com/multiformats/go-multistream v0.6.1 // indirect
 	github.com/multiformats/go-varint v0.1.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/nxadm/tail v1.4.11 // indirect
 	github.com/pbnjay/memory v0.0.0-20210728143218-7b4eea64cf58 // indirect
 	github.com/pion/datachannel v1.5.10 // indirect
 	github.com/pion/dtls/v3 v3.1.4 // indirect
@@ -150,3 +149,8 @@ require (
 )
 
 replace github.com/syndtr/goleveldb => ./third_party/goleveldb
+
+// go-ds-crdt v0.6.8 with one fix of ours (third_party/go-ds-crdt/README.md):
+// a tombstone and a put of the same key merged at once could leave the key
+// visible with its only version tombstoned.
+replace github.com/ipfs/go-ds-crdt => ./third_party/go-ds-crdt

@@ -217,6 +217,13 @@ func openTestNode(t testing.TB, net *memNet, id, dir string, opts Options) *test
 // and branch requests).
 func openTestNodeFetch(t testing.TB, net *memNet, id, dir string, opts Options, bitswapLike bool) *testNode {
 	t.Helper()
+	return openTestNodeOn(t, net, id, dir, opts, bitswapLike, nil)
+}
+
+// openTestNodeOn opens a test node whose store runs on wrap(db) (db
+// itself when wrap is nil).
+func openTestNodeOn(t testing.TB, net *memNet, id, dir string, opts Options, bitswapLike bool, wrap func(*LevelDB) ds.Batching) *testNode {
+	t.Helper()
 	db, err := OpenLevelDB(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +245,11 @@ func openTestNodeFetch(t testing.TB, net *memNet, id, dir string, opts Options, 
 	if opts.LocalBlocks == nil {
 		opts.LocalBlocks = bs
 	}
-	s, err := Open(context.Background(), db, dag, tr, opts)
+	var backing ds.Batching = db
+	if wrap != nil {
+		backing = wrap(db)
+	}
+	s, err := Open(context.Background(), backing, dag, tr, opts)
 	if err != nil {
 		db.Close()
 		t.Fatal(err)

@@ -42,6 +42,10 @@ type set struct {
 
 	// Avoid merging two things at the same time since
 	// we read-write value-priorities in a non-atomic way.
+	// Held for a whole Merge (Starling's patch): putTombs reads the
+	// elements and writes the value too, so a putTombs that ran
+	// between putElems' tombstone check and its batch's commit left
+	// the value of an element it had just tombstoned.
 	putElemsMux sync.Mutex
 }
 
@@ -473,9 +477,6 @@ NEXT:
 // the batch is written), and one lock per key might be way worse than a single
 // global lock in the end.
 func (s *set) putElems(ctx context.Context, elems []*pb.Element, id string, prio uint64) error {
-	s.putElemsMux.Lock()
-	defer s.putElemsMux.Unlock()
-
 	if len(elems) == 0 {
 		return nil
 	}
@@ -583,6 +584,9 @@ func (s *set) putTombs(ctx context.Context, tombs []*pb.Element) error {
 }
 
 func (s *set) Merge(ctx context.Context, d *pb.Delta, id string) error {
+	s.putElemsMux.Lock()
+	defer s.putElemsMux.Unlock()
+
 	err := s.putTombs(ctx, d.GetTombstones())
 	if err != nil {
 		return err
