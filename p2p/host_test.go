@@ -2,9 +2,11 @@ package p2p
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/multiformats/go-multiaddr"
@@ -157,4 +161,57 @@ func TestCloseWhileHostEmits(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close hangs while the host emits events")
 	}
+}
+
+// failFirstGossipStream is a host whose first stream opened for
+// gossipsub fails, as one opened on a connection that closes meanwhile.
+type failFirstGossipStream struct {
+	host.Host
+	failed atomic.Bool
+}
+
+func (h *failFirstGossipStream) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
+	if slices.ContainsFunc(pids, func(id protocol.ID) bool { return strings.HasPrefix(string(id), "/meshsub/") }) && h.failed.CompareAndSwap(false, true) {
+		return nil, errors.New("test: the gossipsub stream failed to open")
+	}
+	return h.Host.NewStream(ctx, p, pids...)
+}
+
+// TestLostGossipSessionIsRenewed: when gossipsub's stream to a peer
+// fails to open while the peer stays connected, gossipsub forgets the
+// peer for good (libp2p/go-libp2p-pubsub#433); the liveness loop reports
+// it again and gossipsub opens a new stream. Without that, a's gossipsub
+// never lists b, and a's gossip never reaches b.
+func TestLostGossipSessionIsRenewed(t *testing.T) {
+	mn := mocknet.New()
+	t.Cleanup(func() { _ = mn.Close() })
+	var nodes []*Node
+	var fa *failFirstGossipStream
+	for i := range 2 {
+		nodes = append(nodes, newNode(t, func(c *Config) {
+			h := mockHost(t, mn, c.Identity, i)
+			if i == 0 {
+				fa = &failFirstGossipStream{Host: h}
+				h = fa
+			}
+			c.Host = h
+			if i == 1 {
+				c.Peers = append(c.Peers, info(nodes[0]))
+			}
+		}))
+	}
+	a, b := nodes[0], nodes[1]
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	waitConnected(t, a, b)
+	testutil.Eventually(t, 5*time.Second, "a's gossipsub stream to b failed", fa.failed.Load)
+	testutil.Eventually(t, 5*time.Second, "a's gossipsub has a session with b", func() bool {
+		return slices.Contains(a.ps.ListPeers(""), b.ID())
+	})
+	if a.sessionsRenewed.Load() == 0 {
+		t.Error("the session came back without being renewed")
+	}
+	recv := collect(t, b)
+	meshReady(t, a, recv)
 }

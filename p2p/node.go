@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/boxo/bitswap"
@@ -215,6 +216,9 @@ type Node struct {
 	ps       *pubsub.PubSub
 	psCancel context.CancelFunc
 	repl     *Replication
+	// sessions: gossip sessions lost while connected (pubsubsession.go).
+	sessions        *sessionCheck
+	sessionsRenewed atomic.Uint64
 
 	bswap    *bitswap.Bitswap
 	bsCancel context.CancelFunc
@@ -484,6 +488,9 @@ func (n *Node) startPubSub() error {
 		return fmt.Errorf("p2p: start gossipsub: %w", err)
 	}
 	n.ps = ps
+	if n.sessions, err = newSessionCheck(n.host); err != nil {
+		return fmt.Errorf("p2p: start gossipsub: %w", err)
+	}
 	n.repl, err = newReplication(n.host, ps, n.names, n.trust, n.base.With("component", "replication"))
 	if n.repl != nil {
 		n.repl.misbehaved = n.Misbehaved
@@ -620,6 +627,9 @@ func (n *Node) shutdown() error {
 	}
 	if n.psCancel != nil {
 		n.psCancel()
+	}
+	if n.sessions != nil {
+		errs = append(errs, n.sessions.emit.Close())
 	}
 	if n.dht != nil {
 		errs = append(errs, n.dht.Close())

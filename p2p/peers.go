@@ -807,6 +807,7 @@ func (n *Node) livenessLoop() {
 			_ = n.host.Network().ClosePeer(id)
 		}
 		n.trim(now)
+		n.checkSessions()
 		for _, id := range toPing {
 			n.wg.Go(func() { n.ping(id) })
 		}
