@@ -222,6 +222,22 @@ func (c *starlingCluster) Value(ctx context.Context, i int, f field) (int64, boo
 	return fv.Value.Int, true, nil
 }
 
+// Diagnose says what node i's store and links are doing: for a write
+// that never showed on it.
+func (c *starlingCluster) Diagnose(i int) string {
+	n := c.node(i)
+	if n == nil {
+		return "stopped"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st := n.Store().Status(ctx)
+	conns := len(n.P2P().Host().Network().Peers())
+	sessions, renewed := n.P2P().GossipSessions()
+	return fmt.Sprintf("%d connections, %d gossip sessions (%d renewed); %d heads, max height %d, queued jobs %d, dirty %v, syncing %v, receive queue %d, received %d, rejected %d, dropped %d, blocks requested %d",
+		conns, sessions, renewed, len(st.Heads), st.MaxHeight, st.QueuedJobs, st.Dirty, st.Syncing, st.ReceiveQueue, st.Received, st.Rejected, st.Dropped, st.Requested)
+}
+
 // Partition blocks node i and every other node from each other (the
 // connection gater on both sides; open connections are closed).
 func (c *starlingCluster) Partition(i int) error {

@@ -210,7 +210,7 @@ func (r *runner) visibleLoad(ctx context.Context, c cluster, n int, writer func(
 		for j := 1; j < len(ws); j++ {
 			if err := waitVisible(mctx, ws[j], f); err != nil {
 				if isTimeout(ctx, err) {
-					r.notVisible(c, j, f)
+					r.notVisible(c, j, 0, f)
 					return nil, 0, nil
 				}
 				return nil, 0, err
@@ -234,7 +234,7 @@ func (r *runner) visibleLoad(ctx context.Context, c cluster, n int, writer func(
 			}
 			if err := waitVisible(mctx, ws[j], f); err != nil {
 				if isTimeout(ctx, err) {
-					r.notVisible(c, j, f)
+					r.notVisible(c, j, from, f)
 					return lat, i, nil
 				}
 				return nil, 0, err
@@ -247,9 +247,19 @@ func (r *runner) visibleLoad(ctx context.Context, c cluster, n int, writer func(
 
 // notVisible says which node (by index) a timed-out write never showed
 // on, and whether its store has it (if so, only the watch missed it).
-func (r *runner) notVisible(c cluster, node int, f field) {
+func (r *runner) notVisible(c cluster, node, writer int, f field) {
 	v, ok, err := c.Value(context.Background(), node, f)
 	r.progress("a write (field %v) did not show on node #%d within the budget; read from its store: value %d, found %v, err %v", f, node, v, ok, err)
+	if d, can := c.(diagnoser); can {
+		r.progress("node #%d: %s", node, d.Diagnose(node))
+		r.progress("writer #%d: %s", writer, d.Diagnose(writer))
+	}
+}
+
+// diagnoser is a cluster that can say what state a node is in, for a
+// time-out's message.
+type diagnoser interface {
+	Diagnose(i int) string
 }
 
 // ---- 3. heal after a partition ----
