@@ -223,19 +223,26 @@ func (c *starlingCluster) Value(ctx context.Context, i int, f field) (int64, boo
 }
 
 // Diagnose says what node i's store and links are doing: for a write
-// that never showed on it.
+// that never showed on it. The store's status may wait on LevelDB (its
+// sizes) in a loaded process: the links are reported without it after
+// 10 s.
 func (c *starlingCluster) Diagnose(i int) string {
 	n := c.node(i)
 	if n == nil {
 		return "stopped"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st := n.Store().Status(ctx)
 	conns := len(n.P2P().Host().Network().Peers())
 	sessions, renewed := n.P2P().GossipSessions()
-	return fmt.Sprintf("%d connections, %d gossip sessions (%d renewed); %d heads, max height %d, queued jobs %d, dirty %v, syncing %v, receive queue %d, received %d, rejected %d, dropped %d, blocks requested %d",
-		conns, sessions, renewed, len(st.Heads), st.MaxHeight, st.QueuedJobs, st.Dirty, st.Syncing, st.ReceiveQueue, st.Received, st.Rejected, st.Dropped, st.Requested)
+	links := fmt.Sprintf("%d connections, %d gossip sessions (%d renewed)", conns, sessions, renewed)
+	done := make(chan crdt.Status, 1)
+	go func() { done <- n.Store().Status(context.Background()) }()
+	select {
+	case st := <-done:
+		return fmt.Sprintf("%s; %d heads, max height %d, queued jobs %d, dirty %v, syncing %v, receive queue %d, received %d, rejected %d, dropped %d, blocks requested %d",
+			links, len(st.Heads), st.MaxHeight, st.QueuedJobs, st.Dirty, st.Syncing, st.ReceiveQueue, st.Received, st.Rejected, st.Dropped, st.Requested)
+	case <-time.After(10 * time.Second):
+		return links + "; its store's status did not answer within 10 s"
+	}
 }
 
 // Partition blocks node i and every other node from each other (the
