@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/libp2p/go-libp2p/core/connmgr"
+
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -72,4 +74,24 @@ func TestMockHostStreamWithNoDialDoesNotConnect(t *testing.T) {
 		t.Fatalf("stream that may dial: %v", err)
 	}
 	_ = s.Close()
+}
+
+// A mock node host has a connection manager with a decayer, as a node
+// made by libp2p.New: gossipsub tags its peers through it, and without
+// one it logged an error for every message delivered.
+func TestMockHostDecaysTags(t *testing.T) {
+	mn := mocknet.New()
+	t.Cleanup(func() { _ = mn.Close() })
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := mockHost(mn, 0)(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	if _, ok := connmgr.SupportsDecay(h.ConnManager()); !ok {
+		t.Fatalf("the mock host's connection manager (%T) has no decayer", h.ConnManager())
+	}
 }
