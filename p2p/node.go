@@ -367,6 +367,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.wg.Go(func() { n.repl.pump(n.ctx) })
 	n.wg.Go(func() { n.repl.fillGaps(n.ctx) })
+	n.wg.Go(n.sessionLoop)
 	if n.dht != nil {
 		n.wg.Add(2)
 		go n.advertiseLoop()

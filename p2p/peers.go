@@ -807,7 +807,6 @@ func (n *Node) livenessLoop() {
 			_ = n.host.Network().ClosePeer(id)
 		}
 		n.trim(now)
-		n.checkSessions()
 		for _, id := range toPing {
 			n.wg.Go(func() { n.ping(id) })
 		}

@@ -1,6 +1,8 @@
 package p2p
 
 import (
+	"time"
+
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -23,8 +25,8 @@ import (
 // 58 connections and received 42 messages in six minutes while its
 // neighbours received 1,500: a write never reached it.
 //
-// The liveness loop therefore checks, every PingInterval, that gossipsub
-// has a session with each connected peer that speaks it; a peer missing
+// sessionLoop therefore checks, every PingInterval, that gossipsub has
+// a session with each connected peer that speaks it; a peer missing
 // at two checks in a row is reported to gossipsub again, as identify
 // reports a peer's new protocols (event.EvtPeerProtocolsUpdated), and
 // gossipsub opens a new stream. The other subscribers to that event
@@ -47,7 +49,25 @@ func newSessionCheck(h interface {
 	return &sessionCheck{emit: em, missing: make(map[peer.ID]bool)}, nil
 }
 
-// check reports to gossipsub the connected peers it had no session with
+// sessionLoop runs checkSessions every PingInterval until the node
+// closes. It is a loop of its own: gossipsub answers ListPeers from its
+// event loop, which a loaded process can hold for seconds (200 nodes in
+// one process: over a minute), and the liveness loop must not wait on
+// it.
+func (n *Node) sessionLoop() {
+	t := time.NewTicker(n.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			n.checkSessions()
+		}
+	}
+}
+
+// checkSessions reports to gossipsub the connected peers it had no session with
 // at this check and the last; it returns how many.
 func (n *Node) checkSessions() int {
 	sc := n.sessions
