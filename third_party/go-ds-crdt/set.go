@@ -584,6 +584,7 @@ func (s *set) putTombs(ctx context.Context, tombs []*pb.Element) error {
 }
 
 func (s *set) Merge(ctx context.Context, d *pb.Delta, id string) error {
+	s.prefetchTombBlocks(ctx, d.GetTombstones())
 	s.putElemsMux.Lock()
 	defer s.putElemsMux.Unlock()
 
@@ -593,6 +594,21 @@ func (s *set) Merge(ctx context.Context, d *pb.Delta, id string) error {
 	}
 
 	return s.putElems(ctx, d.GetElements(), id, d.GetPriority())
+}
+
+// prefetchTombBlocks reads, before Merge takes its lock, the blocks
+// putTombs will read to find each key's remaining value (Starling's
+// patch): one not stored here is fetched from the network, and no other
+// merge, nor a local write, should wait on that fetch. Errors are left
+// to putTombs, which meets them again.
+func (s *set) prefetchTombBlocks(ctx context.Context, tombs []*pb.Element) {
+	deleted := make(map[string][]string)
+	for _, e := range tombs {
+		deleted[e.GetKey()] = append(deleted[e.GetKey()], e.GetId())
+	}
+	for key, ids := range deleted {
+		_, _, _ = s.findBestValue(ctx, key, ids)
+	}
 }
 
 // currently unused
