@@ -898,3 +898,8 @@ func (s *Store) ReleaseRemote() {
 // DAG walk fails (tests use it to stand for such a failure). A node
 // repairs a dirty store by state transfer from a peer.
 func (s *Store) MarkDirty(ctx context.Context) { s.crdt().MarkDirty(ctx) }
+
+// Dirty reports whether a DAG walk failed part-way and left a gap (see
+// Status.Dirty), without Status's other work (it sizes the datastore's
+// key ranges).
+func (s *Store) Dirty(ctx context.Context) bool { return s.crdt().IsDirty(ctx) }

@@ -512,7 +512,7 @@ func (y *Syncer) repairDirty(ctx context.Context) {
 		if y.Progress().Phase != nodestate.PhaseActive || time.Since(last) < dirtyRetry {
 			continue
 		}
-		if !y.cfg.Store.Status(ctx).Dirty || len(y.connectedPeers()) == 0 {
+		if !y.cfg.Store.Dirty(ctx) || len(y.connectedPeers()) == 0 {
 			continue
 		}
 		last = time.Now()
