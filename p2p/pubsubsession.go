@@ -27,13 +27,16 @@ import (
 //
 // sessionLoop therefore checks, every PingInterval, that gossipsub has
 // a session with each connected peer that speaks it; a peer missing
-// at two checks in a row is reported to gossipsub again, as identify
+// at two checks in a row is reported to gossipsub again (then ever less
+// often while it stays missing: renewDue), as identify
 // reports a peer's new protocols (event.EvtPeerProtocolsUpdated), and
 // gossipsub opens a new stream. The other subscribers to that event
 // (the DHT, AutoNAT) re-read the peer's protocols, which is harmless.
 type sessionCheck struct {
-	emit    event.Emitter
-	missing map[peer.ID]bool // at the last check
+	emit event.Emitter
+	// misses counts, for each peer missing at the last check, the
+	// checks in a row it has been missing at.
+	misses map[peer.ID]int
 }
 
 // gossipProtocols are the protocols by which a peer speaks gossipsub.
@@ -46,7 +49,7 @@ func newSessionCheck(h interface {
 	if err != nil {
 		return nil, err
 	}
-	return &sessionCheck{emit: em, missing: make(map[peer.ID]bool)}, nil
+	return &sessionCheck{emit: em, misses: make(map[peer.ID]int)}, nil
 }
 
 // sessionLoop runs checkSessions every PingInterval until the node
@@ -79,7 +82,7 @@ func (n *Node) checkSessions() int {
 		in[p] = true
 	}
 	netw := n.host.Network()
-	missing := make(map[peer.ID]bool)
+	misses := make(map[peer.ID]int)
 	renewed := 0
 	for _, p := range netw.Peers() {
 		// Gossipsub takes on neither a relayed (limited) connection nor
@@ -91,9 +94,10 @@ func (n *Node) checkSessions() int {
 		if err != nil || len(speaks) == 0 {
 			continue // identify has not reported it yet, or it does not speak gossipsub
 		}
-		missing[p] = true
-		if !sc.missing[p] {
-			continue // its stream may still be opening
+		m := sc.misses[p] + 1
+		misses[p] = m
+		if !renewDue(m) {
+			continue
 		}
 		n.log.Info("gossipsub had no session with a connected peer: reporting it again", "peer", p)
 		if err := sc.emit.Emit(event.EvtPeerProtocolsUpdated{Peer: p, Added: speaks}); err != nil {
@@ -102,9 +106,19 @@ func (n *Node) checkSessions() int {
 		}
 		renewed++
 	}
-	sc.missing = missing
+	sc.misses = misses
 	n.sessionsRenewed.Add(uint64(renewed))
 	return renewed
+}
+
+// renewDue reports whether a peer missing from gossipsub at m checks in
+// a row is reported again now: at the second (at the first its stream
+// may still be opening), then after 1, 2, 4, ... 32 checks more, and
+// every 32 from then on. A stream that keeps failing to open (a loaded
+// host) is retried ever less often, not every check.
+func renewDue(m int) bool {
+	k := m - 1
+	return k >= 1 && (k&(k-1) == 0 || k%32 == 0)
 }
 
 // GossipSessions is how many peers gossipsub has a session with now, and
