@@ -198,7 +198,8 @@ func runSuite(t *testing.T, cfg Config) *Report {
 func requireOK(t *testing.T, rep *Report) {
 	t.Helper()
 	if !rep.OK() {
-		t.Fatalf("the partition suite found problems (seed %d): see the report above and %s", rep.Seed, rep.Artifacts)
+		t.Fatalf("the partition suite found problems (seed %d):\n  %s\nsee the report above and %s",
+			rep.Seed, strings.Join(rep.Failures(), "\n  "), rep.Artifacts)
 	}
 }
 

@@ -43,6 +43,37 @@ func (r *Report) OK() bool {
 	return ran > 0
 }
 
+// Failures names each scenario that failed with what failed first (the
+// first error, or each failing checker's first problem) and its replay
+// line: one line each, for a test's failure message, which is what a CI
+// log's excerpt shows when the report above it is cut off.
+func (r *Report) Failures() []string {
+	var out []string
+	for _, s := range r.Results {
+		if s.OK() {
+			continue
+		}
+		var what []string
+		if len(s.Errors) > 0 {
+			what = append(what, s.Errors[0])
+		}
+		for _, v := range s.Verdicts {
+			switch {
+			case v.OK:
+			case len(v.Problems) > 0:
+				what = append(what, v.Checker+": "+v.Problems[0])
+			default:
+				what = append(what, v.Checker+" failed")
+			}
+		}
+		if len(what) == 0 {
+			what = append(what, "no checker ran")
+		}
+		out = append(out, fmt.Sprintf("%s: %s (replay: %s)", s.Scenario, strings.Join(what, "; "), s.Replay))
+	}
+	return out
+}
+
 // ScenarioResult is what one scenario did and found.
 type ScenarioResult struct {
 	Scenario string `json:"scenario"`

@@ -78,21 +78,16 @@ type broadcaster struct {
 	// headsDropped counts parked broadcasts whose blocks never came.
 	headsDropped atomic.Uint64
 
-	out        chan outMsg // to one peer, sent by sendLoop
-	pub        chan []byte // to every peer, published by publishLoop
-	inflightMu sync.Mutex  // inflight: the receive loop, unpark's callers
+	outMu      sync.Mutex
+	out        map[string]chan []byte // per peer, sent by its sendLoop (sendTo)
+	pub        chan []byte            // to every peer, published by publishLoop
+	inflightMu sync.Mutex             // inflight: the receive loop, unpark's callers
 	inflight   map[cid.Cid]time.Time
 	fetching   chan struct{}   // a token per background fetch (fetchMissing)
 	dropLog    peerlog.Limiter // warnings for dropped messages, per peer (the receive loop)
 	staleLog   peerlog.Limiter // warnings for queued heads dropped (stale; go-ds-crdt's goroutine)
 	requested  atomic.Uint64   // blocks asked for in branch requests
 	served     atomic.Uint64   // blocks sent in branch replies
-}
-
-// outMsg is a message for one peer.
-type outMsg struct {
-	to   string
-	data []byte
 }
 
 // wantTTL is how long a block asked for is not asked for again.
@@ -144,13 +139,13 @@ func newBroadcaster(tr Transport, inner ipld.DAGService, recent *recentBlocks, o
 		ctx:      ctx,
 		cancel:   cancel,
 		notify:   make(chan struct{}, 1),
-		out:      make(chan outMsg, 64),
+		out:      make(map[string]chan []byte),
 		pub:      make(chan []byte, publishQueue),
 		inflight: make(map[cid.Cid]time.Time),
 		fetching: make(chan struct{}, fetchers),
 		sentTo:   make(map[string]*cidRing),
 	}
-	b.wg.Add(4)
+	b.wg.Add(3)
 	go func() {
 		defer b.wg.Done()
 		b.receiveLoop()
@@ -172,34 +167,80 @@ func newBroadcaster(tr Transport, inner ipld.DAGService, recent *recentBlocks, o
 			}
 		}
 	}()
-	go func() {
-		defer b.wg.Done()
-		b.sendLoop()
-	}()
 	return b
 }
 
+// Messages to one peer (branch requests and replies) queue per peer,
+// each peer's sent in order by a goroutine of its own, which ends once
+// the queue stayed empty for sendIdle. With one queue for all peers, a
+// peer that did not answer held up every other: a send to a site behind
+// NAT, through a relay whose connection had just closed, waited 5 s for
+// the transport's timeout, and meanwhile this node's branch requests to
+// the hub, the peer that had the blocks, filled the queue and were
+// dropped (the chaos suite's nat-symmetric scenario: a write shown at
+// the other sites after 4.6 s, bound 2 s, when it showed right after the
+// stuck send gave up).
+const (
+	// sendQueue is how many messages wait per peer; beyond it they are
+	// dropped (the asker asks again after wantTTL).
+	sendQueue = 64
+	// sendIdle is how long a peer's sender waits for its next message
+	// before it ends.
+	sendIdle = 30 * time.Second
+)
+
 // sendTo queues a message for one peer; it never blocks the receive
-// loop, and drops the message when the queue is full.
+// loop, and drops the message when the peer's queue is full.
 func (b *broadcaster) sendTo(to string, data []byte) {
+	b.outMu.Lock()
+	defer b.outMu.Unlock()
+	q := b.out[to]
+	if q == nil {
+		if b.ctx.Err() != nil {
+			return
+		}
+		q = make(chan []byte, sendQueue)
+		b.out[to] = q
+		// The callers are goroutines of b.wg, so its count is not zero.
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.sendLoop(to, q)
+		}()
+	}
 	select {
-	case b.out <- outMsg{to, data}:
+	case q <- data:
 	default:
 		b.log.Debug("send queue full; message dropped", "peer", to)
 	}
 }
 
-func (b *broadcaster) sendLoop() {
+// sendLoop sends q's messages to one peer until b closes, or until q
+// stayed empty for sendIdle: then it removes q (under outMu, so that no
+// message is queued on it after) and ends.
+func (b *broadcaster) sendLoop(to string, q chan []byte) {
+	idle := time.NewTimer(sendIdle)
+	defer idle.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
-		case m := <-b.out:
+		case data := <-q:
 			ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-			if err := b.tr.SendTo(ctx, m.to, m.data); err != nil && b.ctx.Err() == nil {
-				b.log.Debug("send failed", "peer", m.to, "err", err)
+			if err := b.tr.SendTo(ctx, to, data); err != nil && b.ctx.Err() == nil {
+				b.log.Debug("send failed", "peer", to, "err", err)
 			}
 			cancel()
+			idle.Reset(sendIdle)
+		case <-idle.C:
+			b.outMu.Lock()
+			if len(q) == 0 {
+				delete(b.out, to)
+				b.outMu.Unlock()
+				return
+			}
+			b.outMu.Unlock()
+			idle.Reset(sendIdle)
 		}
 	}
 }

@@ -364,3 +364,41 @@ func TestParkedBranchWalkedAgainOnlyWhenItsBlockArrives(t *testing.T) {
 		t.Fatalf("after its block arrived: %d parked, %d queued; want 0 and 1", parked, b.queueLen())
 	}
 }
+
+// stuckTransport's SendTo to stuck blocks until its context ends (a
+// dial through a relay that hangs until the transport's timeout); every
+// other SendTo reports its peer on sent.
+type stuckTransport struct {
+	publishedTransport
+	stuck string
+	sent  chan string
+}
+
+func (s *stuckTransport) SendTo(ctx context.Context, to string, _ []byte) error {
+	if to == s.stuck {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	s.sent <- to
+	return nil
+}
+
+// TestSendToOnePeerDoesNotWaitForAnother: a message to one peer (a branch
+// request to the hub) goes out while a send to another peer hangs. With
+// one queue for all peers it waited for the hung send's 10 s timeout
+// (nat-symmetric: a write shown at the other sites after 4.6 s).
+func TestSendToOnePeerDoesNotWaitForAnother(t *testing.T) {
+	tr := &stuckTransport{publishedTransport: publishedTransport{pub: make(chan []byte, 4)}, stuck: "site", sent: make(chan string, 4)}
+	b := newBroadcaster(tr, nil, newRecentBlocks(1<<20), Options{}.withDefaults())
+	defer b.close()
+	b.sendTo("site", []byte("request"))
+	b.sendTo("hub", []byte("request"))
+	select {
+	case to := <-tr.sent:
+		if to != "hub" {
+			t.Fatalf("sent to %q, want hub", to)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the message to the hub waited for the hung send to the site")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcpreuse"
 	"github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/starling-sync/starling/internal/testutil"
 )
 
@@ -463,6 +466,37 @@ func TestOnlyLowerIDDialsThroughRelayAtFirst(t *testing.T) {
 	}
 }
 
+// A connection to a public peer that left from a port the node does not
+// listen on is closed when the peer connects, not at the hole-punch
+// retry loop's next tick: closed at the tick (2 s after start), a site's
+// only connection to the hub went down while the nodes were already
+// writing, and the site got nothing relayed until gossipsub grafted the
+// new connection (nat-symmetric's visibility samples of 2.57 s and 3.08
+// s, bound 2 s). The tick is an hour here, so only the connection itself
+// can trigger the close.
+func TestConnectionFromOtherPortClosedOnConnect(t *testing.T) {
+	// Every dial leaves from a random port, as libp2p's dial does when
+	// the listen port's address pair is taken.
+	reuse := tcpreuse.EnvReuseportVal
+	tcpreuse.EnvReuseportVal = false
+	t.Cleanup(func() { tcpreuse.EnvReuseportVal = reuse })
+	hub := newNode(t, func(c *Config) { c.Reachability = ReachabilityPublic })
+	var drops atomic.Int32
+	hub.Host().Network().Notify(&network.NotifyBundle{DisconnectedF: func(network.Network, network.Conn) { drops.Add(1) }})
+	start := time.Now()
+	site := newNode(t, withPeers(hub), func(c *Config) {
+		c.Reachability = ReachabilityPrivate
+		c.punchRetryFirst, c.punchRetryTick = time.Hour, time.Hour
+		c.publicAddr = func(multiaddr.Multiaddr) bool { return true } // the hub, on loopback
+	})
+	testutil.Eventuallyf(t, 5*time.Second, func() bool { return drops.Load() > 0 },
+		"the site's connection from a random port to the hub was not closed")
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the connection from a random port was closed after %v: not on connect", d)
+	}
+	waitConnected(t, site, hub)
+}
+
 func TestFromOtherPort(t *testing.T) {
 	listen := map[string]bool{"4001": true}
 	ma := multiaddr.StringCast
@@ -480,7 +514,7 @@ func TestFromOtherPort(t *testing.T) {
 		{"relayed", ma("/ip4/10.78.4.2/tcp/45252"), circuit, true, false},
 		{"not TCP", ma("/ip4/10.78.4.2/udp/45252/quic-v1"), ma("/ip4/192.0.0.65/udp/4001/quic-v1"), false, false},
 	} {
-		if got := fromOtherPort(tc.local, tc.remote, tc.limited, listen); got != tc.want {
+		if got := fromOtherPort(tc.local, tc.remote, tc.limited, listen, manet.IsPublicAddr); got != tc.want {
 			t.Errorf("%s: fromOtherPort = %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -99,11 +99,14 @@ type Config struct {
 
 	// Tests only: the hole-punch retry's first wait and tick (defaults
 	// punchRetryFirst, punchRetryTick), a node that counts as having
-	// a public address, and the age below which the bound closes no
-	// connection (default defaultTrimGrace).
+	// a public address, the age below which the bound closes no
+	// connection (default defaultTrimGrace), and which peer addresses
+	// count as public for redialFromListenPort (default
+	// manet.IsPublicAddr; loopback tests have no public address).
 	punchRetryFirst, punchRetryTick time.Duration
 	assumePublic                    bool
 	trimGrace                       time.Duration
+	publicAddr                      func(multiaddr.Multiaddr) bool
 	// RedialMin and RedialMax bound the exponential backoff used to
 	// re-dial known peers that are not connected. Defaults 250ms and 5s:
 	// a peer that comes back after a partition is reconnected within
@@ -240,6 +243,10 @@ type Node struct {
 	hostReady chan struct{}
 	// wake nudges the re-dial loop (buffered 1; a pending nudge is enough).
 	wake chan struct{}
+	// connected nudges the hole-punch retry loop when a peer connects
+	// (buffered 1), so that a connection from the wrong port is replaced
+	// at once (see redialFromListenPort).
+	connected chan struct{}
 	// firstConn is closed when the first peer connects (DHT advertising
 	// waits for it: with an empty routing table it can only fail).
 	firstConn     chan struct{}
@@ -292,6 +299,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		mis:       newMisbehavior(),
 		nat:       newNATState(),
 		wake:      make(chan struct{}, 1),
+		connected: make(chan struct{}, 1),
 		hostReady: make(chan struct{}),
 		traffic:   newTraffic(cfg.Env),
 		firstConn: make(chan struct{}),

@@ -534,6 +534,12 @@ func (n *Node) onConnectedness(id peer.ID, connected bool) {
 	if connected {
 		n.firstConnOnce.Do(func() { close(n.firstConn) })
 		n.log.Debug("peer connected", "peer", id)
+		// The hole-punch retry loop checks the new connection's port now
+		// (redialFromListenPort).
+		select {
+		case n.connected <- struct{}{}:
+		default:
+		}
 		if ok {
 			n.wg.Go(func() { n.sendPeers(id, true) })
 		}
