@@ -223,25 +223,40 @@ func (c *starlingCluster) Value(ctx context.Context, i int, f field) (int64, boo
 }
 
 // Diagnose says what node i's store and links are doing: for a write
-// that never showed on it. The store's status may wait on LevelDB (its
-// sizes) in a loaded process: the links are reported without it after
-// 10 s.
+// that never showed on it. In a loaded process gossipsub's event loop
+// (its peer list) and the store's status (LevelDB's sizes) may answer
+// only after minutes: what has not answered within 10 s is said so.
 func (c *starlingCluster) Diagnose(i int) string {
 	n := c.node(i)
 	if n == nil {
 		return "stopped"
 	}
-	conns := len(n.P2P().Host().Network().Peers())
-	sessions, renewed := n.P2P().GossipSessions()
-	links := fmt.Sprintf("%d connections, %d gossip sessions (%d renewed)", conns, sessions, renewed)
-	done := make(chan crdt.Status, 1)
-	go func() { done <- n.Store().Status(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type sessions struct {
+		now     int
+		renewed uint64
+	}
+	sc := make(chan sessions, 1)
+	go func() {
+		now, renewed := n.P2P().GossipSessions()
+		sc <- sessions{now, renewed}
+	}()
+	stc := make(chan crdt.Status, 1)
+	go func() { stc <- n.Store().Status(context.Background()) }()
+	out := fmt.Sprintf("%d connections", len(n.P2P().Host().Network().Peers()))
 	select {
-	case st := <-done:
+	case s := <-sc:
+		out += fmt.Sprintf(", %d gossip sessions (%d renewed)", s.now, s.renewed)
+	case <-ctx.Done():
+		out += ", gossipsub did not list its peers within 10 s"
+	}
+	select {
+	case st := <-stc:
 		return fmt.Sprintf("%s; %d heads, max height %d, queued jobs %d, dirty %v, syncing %v, receive queue %d, received %d, rejected %d, dropped %d, blocks requested %d",
-			links, len(st.Heads), st.MaxHeight, st.QueuedJobs, st.Dirty, st.Syncing, st.ReceiveQueue, st.Received, st.Rejected, st.Dropped, st.Requested)
-	case <-time.After(10 * time.Second):
-		return links + "; its store's status did not answer within 10 s"
+			out, len(st.Heads), st.MaxHeight, st.QueuedJobs, st.Dirty, st.Syncing, st.ReceiveQueue, st.Received, st.Rejected, st.Dropped, st.Requested)
+	case <-ctx.Done():
+		return out + "; its store's status did not answer within 10 s"
 	}
 }
 

@@ -70,8 +70,9 @@ func (n *Node) sessionLoop() {
 	}
 }
 
-// checkSessions reports to gossipsub the connected peers it had no session with
-// at this check and the last; it returns how many.
+// checkSessions reports to gossipsub again the connected peers it has
+// had no session with at this check and those before, as renewDue
+// says; it returns how many.
 func (n *Node) checkSessions() int {
 	sc := n.sessions
 	if sc == nil || n.ps == nil {
@@ -122,7 +123,7 @@ func renewDue(m int) bool {
 }
 
 // GossipSessions is how many peers gossipsub has a session with now, and
-// how many sessions lost while connected the liveness loop has renewed
+// how many sessions lost while connected the session check has renewed
 // since the node started.
 func (n *Node) GossipSessions() (now int, renewed uint64) {
 	if n.ps == nil {
