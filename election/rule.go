@@ -91,6 +91,7 @@ type Rule struct {
 	viewBuf   []View
 	eligBuf   []*Member
 	nameBuf   []string
+	frontBuf  []string
 
 	out Output
 }
@@ -152,9 +153,14 @@ type nodeRec struct {
 	inc, seq     uint64
 	lastSeen     time.Duration
 	period       time.Duration // Heartbeat.Period of its last heartbeat
-	leaving      bool
-	warming      bool
-	cands        []CandidateState
+	// probing, needFast: since needFast this node's view makes one of
+	// rec's candidates lead a group or stand next in line, and rec's
+	// last heartbeat then was idle (see probation).
+	probing  bool
+	needFast time.Duration
+	leaving  bool
+	warming  bool
+	cands    []CandidateState
 	// views: one per group, as its last heartbeat listed them (the last
 	// of a group listed twice). A slice: a heartbeat lists a few, and a
 	// map per node was most of the cost of looking them up at 200 nodes.
@@ -524,6 +530,9 @@ func (r *Rule) deadlineAfter(t time.Duration) (at time.Duration, ok bool) {
 			// silentWith may hold it for up to Timeout more.
 			consider(rec.lastSeen + r.timeout(rec) + r.slack)
 			consider(rec.lastSeen + r.timeout(rec) + r.slack + r.cfg.Timeout)
+			if rec.probing && rec.lastSeen < rec.needFast {
+				consider(rec.needFast + r.probation())
+			}
 		}
 	}
 	for _, c := range r.local {
@@ -639,7 +648,7 @@ func (r *Rule) advance(now time.Duration) (removed bool) {
 }
 
 func (r *Rule) alive(rec *nodeRec) bool {
-	if rec.leaving {
+	if rec.leaving || r.failedProbation(rec) {
 		return false
 	}
 	silence, limit := r.now-rec.lastSeen, r.timeout(rec)+r.slack
@@ -674,6 +683,61 @@ func (r *Rule) silentWith(rec *nodeRec, deadline time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// Probation. An idle node (one that heartbeats every idle period) counts
+// alive for Timeout/Interval idle periods after its last heartbeat: 8 s
+// in a cluster of 7 on the LAN preset, 80 s at 200. When the leader
+// and the next in line fail together (a partition that leaves both on
+// the far side), the third candidate, idle until then, became the
+// leader on this side and stayed so for that long, though it was cut
+// off too. A live node whose candidate comes to lead or stand next in
+// line turns fast at once (wantFast), and so does one that a live
+// peer names leader: its fast heartbeat arrives within a hop. So once
+// this node's view puts an idle node's candidate there (needFast), the
+// node must be heard within probation of that moment, or it counts as
+// failed until it is heard again. Heard at all (fast or not) it is
+// alive as before: a node that is idle because it sees otherwise (a
+// one-sided cut) is not failed over and over.
+func (r *Rule) probation() time.Duration { return 2*r.cfg.Timeout + r.slack }
+
+// failedProbation reports whether rec was put on probation and was not
+// heard within it (see probation).
+func (r *Rule) failedProbation(rec *nodeRec) bool {
+	return rec.probing && rec.lastSeen < rec.needFast && r.now >= rec.needFast+r.probation()
+}
+
+// setProbation puts on probation the idle nodes whose candidates now
+// lead or stand next in line in a group (as wantFast decides for the
+// local ones), and takes it off the others that are alive: a node that
+// failed it stays failed until it is heard (failedProbation).
+func (r *Rule) setProbation(ms map[string][]*Member) {
+	front := r.frontBuf[:0]
+	for name, g := range r.groups {
+		if !g.lead.HasLeader() {
+			continue
+		}
+		front = append(front, g.lead.Peer)
+		for _, m := range ms[name] {
+			if !m.Eligible || g.lead.Is(m.ID, m.Peer) {
+				continue
+			}
+			// The first eligible candidate but the leader: next in line.
+			front = append(front, m.Peer)
+			break
+		}
+	}
+	r.frontBuf = front
+	for _, rec := range r.nodes {
+		switch {
+		case slices.Contains(front, rec.peer):
+			if !rec.probing && rec.period > r.cfg.Interval && rec.lastSeen < r.now {
+				rec.probing, rec.needFast = true, r.now
+			}
+		case rec.probing && r.alive(rec):
+			rec.probing = false
+		}
+	}
 }
 
 // SetSlack extends every node's timeout by d: how late this node itself
@@ -793,8 +857,9 @@ func (r *Rule) setFast(ms map[string][]*Member) {
 	}
 }
 
-// wantFast reports whether a local candidate leads its group, or
-// stands next in line (the lowest eligible candidate but the leader),
+// wantFast reports whether a local candidate leads its group, or a live
+// node names it leader (namedLeader), or stands next in line (the
+// lowest eligible candidate but the leader),
 // or is one of the frontSize lowest eligible candidates of a group
 // without a leader, or is in its group's front (setCuts) and either
 // settling, or of a node not warm yet, or this node's unavailable
@@ -816,7 +881,7 @@ func (r *Rule) wantFast(ms map[string][]*Member) bool {
 		if g == nil {
 			continue
 		}
-		if g.lead.Peer == r.cfg.Peer && g.lead.Leader == c.spec.ID {
+		if g.lead.Peer == r.cfg.Peer && g.lead.Leader == c.spec.ID || r.namedLeader(c.spec.Group, c.spec.ID) {
 			return true
 		}
 		seen := 0
@@ -831,6 +896,18 @@ func (r *Rule) wantFast(ms map[string][]*Member) bool {
 			if seen++; g.lead.HasLeader() || seen == frontSize {
 				break
 			}
+		}
+	}
+	return false
+}
+
+// namedLeader reports whether a live node names the local candidate id
+// the leader of group: it expects this node's heartbeats every Interval
+// (see probation), also where this node sees another leader.
+func (r *Rule) namedLeader(group, id string) bool {
+	for _, rec := range r.nodes {
+		if v, ok := rec.view(group); ok && v.Leader == id && v.LeaderPeer == r.cfg.Peer && r.alive(rec) {
+			return true
 		}
 	}
 	return false
@@ -1039,6 +1116,7 @@ func (r *Rule) evaluate() {
 	for _, name := range names {
 		r.evalGroup(name, members[name])
 	}
+	r.setProbation(members)
 }
 
 // settling reports whether the candidate would be eligible but for

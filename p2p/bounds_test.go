@@ -336,3 +336,55 @@ func TestDialsToLostPeersTakeNoRoom(t *testing.T) {
 		t.Fatalf("a peer within the bound was not dialled while %d dials beyond it hung (MaxPeers %d)", maxPeers+1, maxPeers)
 	}
 }
+
+// TestSlowDialsGiveUpTheirRoom: dials for the bound that hang (peers
+// across a partition) give their room up after slowDial, so a reachable
+// peer is dialled before they time out. The chaos suite's bounded run
+// saw a node whose links had all gone across a partition dial peers on
+// the far side first and stay cut off from its own side for longer
+// than the partition.
+func TestSlowDialsGiveUpTheirRoom(t *testing.T) {
+	const maxPeers = 2
+	// dialTimeout is RedialMax here (10s): the hanging dials outlast the
+	// wait below.
+	a := newNode(t, func(c *Config) { c.MaxPeers, c.RedialMax = maxPeers, 10*time.Second })
+	b := newNode(t)
+	hang := hangingAddr(t)
+	for range maxPeers {
+		id, err := peer.IDFromPrivateKey(newKey(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.addKnown(peer.AddrInfo{ID: id, Addrs: []multiaddr.Multiaddr{hang}}, sourceExchange) {
+			t.Fatal("addKnown refused a peer")
+		}
+	}
+	a.kick()
+	dialling := func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		c := 0
+		for _, k := range a.known {
+			if k.dialing {
+				c++
+			}
+		}
+		return c == maxPeers
+	}
+	if !testutil.Within(5*time.Second, dialling) {
+		t.Fatal("the hanging peers are not being dialled")
+	}
+	// b is known now, with all the room taken by dials that hang.
+	if !a.addKnown(info(b), sourceExchange) {
+		t.Fatal("addKnown refused b")
+	}
+	a.kick()
+	start := time.Now()
+	connected := func() bool { return a.Host().Network().Connectedness(b.ID()) == network.Connected }
+	defer func() { t.Logf("connected to b after %s", time.Since(start)) }()
+	// The hanging dials end after 5 s (the swarm's dial timeout for a
+	// local address): b must connect well before that.
+	if !testutil.Within(slowDial+2*time.Second, connected) {
+		t.Fatalf("a reachable peer was not dialled within %s while %d dials for the bound hung (MaxPeers %d)", slowDial+2*time.Second, maxPeers, maxPeers)
+	}
+}

@@ -62,9 +62,11 @@ type knownPeer struct {
 	rttAt     time.Time       // when the last RTT sample was taken
 
 	dialing bool
-	// takesRoom: the dial under way counts against the bound's room;
-	// a dial to a lost peer does not (startDueDials).
+	// takesRoom: the dial under way, started at dialSince, counts
+	// against the bound's room; a dial to a lost peer does not, nor one
+	// under way for slowDial (startDueDials).
 	takesRoom bool
+	dialSince time.Time
 	problem   Problem // why it is not connected (dialerr.go)
 	// exchanged is the exchangeBook round of the peer list last sent
 	// to it (exchange.go).
@@ -567,6 +569,13 @@ func (n *Node) redialLoop() {
 	}
 }
 
+// slowDial: a dial for the bound under way for this long no longer
+// takes room (startDueDials). Dials on a LAN connect in milliseconds
+// and across continents within a second; the room it frees allows at
+// most MaxPeers/2 more connections than the bound before trim closes
+// any (highWater).
+const slowDial = 2 * time.Second
+
 // idleWait is how long the re-dial loop sleeps when nothing is pending;
 // every state change kicks it anyway, this is only a backstop.
 const idleWait = time.Minute
@@ -605,10 +614,25 @@ func (n *Node) startDueDials() time.Duration {
 	// their static peer and their preferred ones at once, then trimmed
 	// to the bound and split into two groups (the chaos suite's bounded
 	// run, at start).
+	//
+	// A dial for the bound that has not connected within slowDial gives
+	// its room up too: it is most likely to a peer that cannot be
+	// reached now, and it may hang until dialTimeout. After a partition
+	// a node whose links all went across (they are cut after the
+	// liveness timeout) dialled peers across it that it had not been
+	// connected to, and reached its own side only once those dials
+	// timed out: the chaos suite's bounded run saw the leader alone on
+	// its side for longer than the partition.
 	room := n.cfg.MaxPeers
 	for _, k := range n.known {
-		if k.connected || k.dialing && k.takesRoom {
+		switch {
+		case k.connected:
 			room--
+		case k.dialing && k.takesRoom:
+			if d := k.dialSince.Add(slowDial).Sub(now); d > 0 {
+				room--
+				wait = min(wait, d)
+			}
 		}
 	}
 	var bounded []boundedDial
@@ -648,7 +672,7 @@ func (n *Node) startDueDials() time.Duration {
 			wait = min(wait, at.Sub(now))
 			continue
 		}
-		k.dialing, k.takesRoom = true, !k.lost
+		k.dialing, k.takesRoom, k.dialSince = true, !k.lost, now
 		if k.takesRoom {
 			room--
 		}
@@ -656,7 +680,7 @@ func (n *Node) startDueDials() time.Duration {
 	}
 	for _, j := range pickBounded(bounded, room) {
 		k := n.known[j.ai.ID]
-		k.dialing, k.takesRoom = true, true
+		k.dialing, k.takesRoom, k.dialSince = true, true, now
 		jobs = append(jobs, j)
 	}
 	n.mu.Unlock()
