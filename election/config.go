@@ -49,10 +49,12 @@ type Config struct {
 	// on noticing the leader (and then on the next candidate), so only
 	// they need Interval. Receivers time an idle node out after
 	// Timeout/Interval idle periods of silence; a candidate that comes
-	// next in line after a failover turns fast at once. The price: when
-	// the leader and the next candidate fail within an idle timeout of
-	// each other, the third may be elected though it failed too, until
-	// its own timeout. 0 (the default): max(10×Interval, Interval×n/2)
+	// next in line after a failover turns fast at once. When the leader
+	// and the next candidate fail together (a partition), the third,
+	// idle until then, is elected though it may have failed too; it is
+	// on probation then, failed unless heard within 2×Timeout, so the
+	// failover takes about 3×Timeout instead of one idle timeout (rule.go,
+	// probation). 0 (the default): max(10×Interval, Interval×n/2)
 	// for n live nodes (24 nodes on the LAN preset: 2.4 s, 200 nodes:
 	// 20 s). Set it to Interval to have every node heartbeat every
 	// Interval.

@@ -33,28 +33,37 @@ func mockHost(t testing.TB, mn mocknet.Mocknet, k crypto.PrivKey, i int) host.Ho
 	return h
 }
 
-// TestGivenHost runs two nodes on mocknet hosts: the one that knows the
-// other as a static peer dials it, they stay connected well past
-// PingTimeout (liveness pings work on a host without a ping service of
-// its own), a broadcast crosses, and Close closes the host (once).
-func TestGivenHost(t *testing.T) {
+// mockPair starts two nodes on linked mocknet hosts, each host as wrap
+// returns it (i: 0 for a, 1 for b); b knows a as a static peer.
+func mockPair(t *testing.T, wrap func(i int, h host.Host) host.Host) (a, b *Node) {
+	t.Helper()
 	mn := mocknet.New()
 	t.Cleanup(func() { _ = mn.Close() })
 	var nodes []*Node
-	var hb *closeCounter
 	for i := range 2 {
 		nodes = append(nodes, newNode(t, func(c *Config) {
-			hb = &closeCounter{Host: mockHost(t, mn, c.Identity, i)}
-			c.Host = hb
+			c.Host = wrap(i, mockHost(t, mn, c.Identity, i))
 			if i == 1 {
 				c.Peers = append(c.Peers, info(nodes[0]))
 			}
 		}))
 	}
-	a, b := nodes[0], nodes[1]
 	if err := mn.LinkAll(); err != nil {
 		t.Fatal(err)
 	}
+	return nodes[0], nodes[1]
+}
+
+// TestGivenHost runs two nodes on mocknet hosts: the one that knows the
+// other as a static peer dials it, they stay connected well past
+// PingTimeout (liveness pings work on a host without a ping service of
+// its own), a broadcast crosses, and Close closes the host (once).
+func TestGivenHost(t *testing.T) {
+	var hb *closeCounter
+	a, b := mockPair(t, func(i int, h host.Host) host.Host {
+		hb = &closeCounter{Host: h}
+		return hb
+	})
 	if !slices.Contains(a.Host().Mux().Protocols(), ping.ID) {
 		t.Fatal("no ping service on the given host")
 	}
@@ -187,28 +196,15 @@ func (h *failGossipStreams) NewStream(ctx context.Context, p peer.ID, pids ...pr
 // Without the check a's gossipsub never lists b, and a's gossip never
 // reaches b.
 func TestLostGossipSessionIsRenewed(t *testing.T) {
-	mn := mocknet.New()
-	t.Cleanup(func() { _ = mn.Close() })
-	var nodes []*Node
 	var fa *failGossipStreams
-	for i := range 2 {
-		nodes = append(nodes, newNode(t, func(c *Config) {
-			h := mockHost(t, mn, c.Identity, i)
-			if i == 0 {
-				fa = &failGossipStreams{Host: h}
-				fa.failing.Store(true)
-				h = fa
-			}
-			c.Host = h
-			if i == 1 {
-				c.Peers = append(c.Peers, info(nodes[0]))
-			}
-		}))
-	}
-	a, b := nodes[0], nodes[1]
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
+	a, b := mockPair(t, func(i int, h host.Host) host.Host {
+		if i > 0 {
+			return h
+		}
+		fa = &failGossipStreams{Host: h}
+		fa.failing.Store(true)
+		return fa
+	})
 	waitConnected(t, a, b)
 	// A renewal that fails again: identify's reports are long past.
 	testutil.Eventually(t, 5*time.Second, "a's session with b renewed after its stream failed", func() bool {
