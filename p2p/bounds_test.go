@@ -337,12 +337,15 @@ func TestDialsToLostPeersTakeNoRoom(t *testing.T) {
 	}
 }
 
-// TestSlowDialsGiveUpTheirRoom: dials for the bound that hang (peers
-// across a partition) give their room up after slowDial, so a reachable
-// peer is dialled before they time out. The chaos suite's bounded run
-// saw a node whose links had all gone across a partition dial peers on
-// the far side first and stay cut off from its own side for longer
-// than the partition.
+// TestSlowDialsGiveUpTheirRoom: on a node with no connection, a dial
+// for the bound that hangs (to a peer across a partition) gives its
+// room up after slowDial, so a reachable peer is dialled before it
+// times out. The chaos suite's bounded run saw a node whose links had
+// all gone across a partition dial peers on the far side first and stay
+// cut off from its own side for longer than the partition. A node with
+// a connection keeps to its bound (200 nodes on a starved mocknet, each
+// dialling one more peer whenever a dial was slow, took minutes to
+// connect).
 func TestSlowDialsGiveUpTheirRoom(t *testing.T) {
 	const maxPeers = 2
 	// dialTimeout is RedialMax here (10s): the hanging dials outlast the
@@ -387,4 +390,40 @@ func TestSlowDialsGiveUpTheirRoom(t *testing.T) {
 	if !testutil.Within(slowDial+2*time.Second, connected) {
 		t.Fatalf("a reachable peer was not dialled within %s while %d dials for the bound hung (MaxPeers %d)", slowDial+2*time.Second, maxPeers, maxPeers)
 	}
+}
+
+// TestSlowDialsOfAConnectedNodeKeepTheirRoom: the other half of
+// TestSlowDialsGiveUpTheirRoom. A node with a connection does not dial
+// beyond its bound because a dial is slow.
+func TestSlowDialsOfAConnectedNodeKeepTheirRoom(t *testing.T) {
+	const maxPeers = 2
+	a := newNode(t, func(c *Config) { c.MaxPeers, c.RedialMax = maxPeers, 10*time.Second })
+	b, c := newNode(t), newNode(t)
+	if !a.addKnown(info(c), sourceExchange) {
+		t.Fatal("addKnown refused c")
+	}
+	a.kick()
+	testutil.Eventually(t, 5*time.Second, "a connected to c", func() bool {
+		return a.Host().Network().Connectedness(c.ID()) == network.Connected
+	})
+	id, err := peer.IDFromPrivateKey(newKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.addKnown(peer.AddrInfo{ID: id, Addrs: []multiaddr.Multiaddr{hangingAddr(t)}}, sourceExchange) {
+		t.Fatal("addKnown refused a peer")
+	}
+	a.kick()
+	testutil.Eventually(t, 5*time.Second, "a dialling the hanging peer", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.known[id].dialing
+	})
+	if !a.addKnown(info(b), sourceExchange) {
+		t.Fatal("addKnown refused b")
+	}
+	a.kick()
+	testutil.Never(t, slowDial+time.Second, "a dialled b beyond its bound", func() bool {
+		return a.Host().Network().Connectedness(b.ID()) == network.Connected
+	})
 }
