@@ -53,6 +53,14 @@
 // several nodes at once, all of them sending every Interval until the
 // same moment, takes that for its own stall and waits up to Timeout
 // more before it counts them failed.
+// A node whose candidates neither lead nor stand next in line
+// heartbeats only every idle period and counts alive for as many of
+// them; once a node's view puts one of its candidates in the lead or
+// next in line, it must be heard within 2×Timeout (a live one turns
+// fast at once, as does one a live peer names its leader), or it counts
+// as failed until it is heard again: a partition that takes the leader
+// and the next in line away fails over in about 3×Timeout, not an idle
+// timeout.
 // A candidate is eligible when it is alive, reports itself healthy, and
 // has marked itself available. Heartbeats never enter the replicated
 // store. Candidates held by another process use a TTL: without a health
