@@ -455,10 +455,10 @@ func excused(sc seenChange, windows []FaultWindow) bool {
 // from its leader, its next in line and an idle host of a lower ID named
 // that idle host its leader until then (seen with isolate and
 // nat-router-restart: "want n5: n5→n3", n3 idle, within a hold of 4-8 s
-// while the bound is 8 s). Since the election's probation such a host
-// is failed within about 3×Timeout, two idle hosts at a time, so the
-// bound is now rarely reached; it stays the limit, as the idle timeout
-// still is when many idle hosts below are cut off together. The
+// while the bound is 8 s). Since the election's probation and alarm
+// such hosts are failed within about 5×Timeout, so the bound is now
+// rarely reached; it stays the limit, as the idle timeout still is for
+// a host whose probation the machine's stalls stretch (slack). The
 // suite's nodes run the lan preset.
 func electionIdleBound(hosts int) time.Duration {
 	cfg := election.LANConfig()

@@ -53,8 +53,9 @@ type Config struct {
 	// and the next candidate fail together (a partition), the third,
 	// idle until then, is elected though it may have failed too; it is
 	// on probation then, failed unless heard within 2×Timeout, so the
-	// failover takes about 3×Timeout instead of one idle timeout (rule.go,
-	// probation). 0 (the default): max(10×Interval, Interval×n/2)
+	// failover takes about 3×Timeout instead of one idle timeout; and a
+	// failed probation raises an alarm that makes all the cut-off idle
+	// candidates fail together (rule.go, probation). 0 (the default): max(10×Interval, Interval×n/2)
 	// for n live nodes (24 nodes on the LAN preset: 2.4 s, 200 nodes:
 	// 20 s). Set it to Interval to have every node heartbeat every
 	// Interval.

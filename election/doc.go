@@ -60,7 +60,10 @@
 // fast at once, as does one a live peer names its leader), or it counts
 // as failed until it is heard again: a partition that takes the leader
 // and the next in line away fails over in about 3×Timeout, not an idle
-// timeout.
+// timeout. A failed probation raises an alarm: for 4×Timeout the node
+// heartbeats every Interval and puts every idle node on probation; its
+// side sees the same failure and does the same, so all the cut-off
+// candidates fail together, in about 5×Timeout whatever their number.
 // A candidate is eligible when it is alive, reports itself healthy, and
 // has marked itself available. Heartbeats never enter the replicated
 // store. Candidates held by another process use a TTL: without a health

@@ -93,6 +93,10 @@ type Rule struct {
 	nameBuf   []string
 	frontBuf  []string
 
+	// alarmUntil: the end of the alarm a failed probation raised (see
+	// probation).
+	alarmUntil time.Duration
+
 	out Output
 }
 
@@ -158,9 +162,12 @@ type nodeRec struct {
 	// last heartbeat then was idle (see probation).
 	probing  bool
 	needFast time.Duration
-	leaving  bool
-	warming  bool
-	cands    []CandidateState
+	// alarmed: rec failed its probation, and this node raised the alarm
+	// for it (or was in one already).
+	alarmed bool
+	leaving bool
+	warming bool
+	cands   []CandidateState
 	// views: one per group, as its last heartbeat listed them (the last
 	// of a group listed twice). A slice: a heartbeat lists a few, and a
 	// map per node was most of the cost of looking them up at 200 nodes.
@@ -535,6 +542,9 @@ func (r *Rule) deadlineAfter(t time.Duration) (at time.Duration, ok bool) {
 			}
 		}
 	}
+	if r.alarmUntil > 0 {
+		consider(r.alarmUntil)
+	}
 	for _, c := range r.local {
 		if c.spec.TTL > 0 {
 			consider(c.lastReport + c.spec.TTL)
@@ -699,6 +709,17 @@ func (r *Rule) silentWith(rec *nodeRec, deadline time.Duration) bool {
 // failed until it is heard again. Heard at all (fast or not) it is
 // alive as before: a node that is idle because it sees otherwise (a
 // one-sided cut) is not failed over and over.
+//
+// The alarm. Each probation fails two candidates (the leader and the
+// next in line) at a time, so a side that must skip many cut-off idle
+// candidates would still wait for their idle timeout (half of 200 nodes
+// cut off: 80 s on the LAN preset). A failed probation tells of a
+// partition, and every node on this side sees one at about the same
+// time: it raises the alarm (alarmUntil) for two probations, during
+// which it heartbeats every Interval and puts every idle node on
+// probation. The live nodes of its side are alarmed too, so they are
+// heard; the cut-off ones fail together, and the side fails over in
+// about 5×Timeout whatever its size.
 func (r *Rule) probation() time.Duration { return 2*r.cfg.Timeout + r.slack }
 
 // failedProbation reports whether rec was put on probation and was not
@@ -729,13 +750,22 @@ func (r *Rule) setProbation(ms map[string][]*Member) {
 	}
 	r.frontBuf = front
 	for _, rec := range r.nodes {
+		if rec.probing && !rec.alarmed && r.failedProbation(rec) {
+			rec.alarmed = true
+			if r.now >= r.alarmUntil {
+				r.alarmUntil = r.now + 2*r.probation()
+			}
+		}
+	}
+	alarm := r.now < r.alarmUntil
+	for _, rec := range r.nodes {
 		switch {
-		case slices.Contains(front, rec.peer):
+		case alarm || slices.Contains(front, rec.peer):
 			if !rec.probing && rec.period > r.cfg.Interval && rec.lastSeen < r.now {
 				rec.probing, rec.needFast = true, r.now
 			}
 		case rec.probing && r.alive(rec):
-			rec.probing = false
+			rec.probing, rec.alarmed = false, false
 		}
 	}
 }
@@ -857,8 +887,9 @@ func (r *Rule) setFast(ms map[string][]*Member) {
 	}
 }
 
-// wantFast reports whether a local candidate leads its group, or a live
-// node names it leader (namedLeader), or stands next in line (the
+// wantFast reports whether an alarm is on (see probation), or a local
+// candidate leads its group, or a live node names it leader
+// (namedLeader), or stands next in line (the
 // lowest eligible candidate but the leader),
 // or is one of the frontSize lowest eligible candidates of a group
 // without a leader, or is in its group's front (setCuts) and either
@@ -869,6 +900,9 @@ func (r *Rule) setFast(ms map[string][]*Member) {
 // that by seconds); ms are the members by group, as evaluate computed
 // them.
 func (r *Rule) wantFast(ms map[string][]*Member) bool {
+	if r.now < r.alarmUntil {
+		return true
+	}
 	for _, c := range r.local {
 		if r.front(c.spec.Group, c.spec.ID, r.cfg.Peer) &&
 			(!c.settled || !r.warm || (c.spec.Group == ClusterGroup && !c.available && r.startingCluster())) {
