@@ -889,16 +889,15 @@ func (r *Rule) setFast(ms map[string][]*Member) {
 
 // wantFast reports whether an alarm is on (see probation), or a local
 // candidate leads its group, or a live node names it leader
-// (namedLeader), or stands next in line (the
-// lowest eligible candidate but the leader),
-// or is one of the frontSize lowest eligible candidates of a group
-// without a leader, or is in its group's front (setCuts) and either
-// settling, or of a node not warm yet, or this node's unavailable
-// cluster candidate while the cluster is starting (startingCluster: the
-// others wait for it to become available, and one that elected before
-// it heard of it steps down only once it does; the idle period delayed
-// that by seconds); ms are the members by group, as evaluate computed
-// them.
+// (namedLeader), or it stands next in line (the lowest eligible
+// candidate but the leader), or is one of the frontSize lowest
+// eligible candidates of a group without a leader, or is in its
+// group's front (setCuts) and either settling, or of a node not warm
+// yet, or this node's unavailable cluster candidate while the cluster
+// is starting (startingCluster: the others wait for it to become
+// available, and one that elected before it heard of it steps down only
+// once it does; the idle period delayed that by seconds); ms are the
+// members by group, as evaluate computed them.
 func (r *Rule) wantFast(ms map[string][]*Member) bool {
 	if r.now < r.alarmUntil {
 		return true
