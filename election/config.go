@@ -55,10 +55,10 @@ type Config struct {
 	// on probation then, failed unless heard within 2×Timeout, so the
 	// failover takes about 3×Timeout instead of one idle timeout; and a
 	// failed probation raises an alarm that makes all the cut-off idle
-	// candidates fail together (rule.go, probation). 0 (the default): max(10×Interval, Interval×n/2)
-	// for n live nodes (24 nodes on the LAN preset: 2.4 s, 200 nodes:
-	// 20 s). Set it to Interval to have every node heartbeat every
-	// Interval.
+	// candidates fail together (rule.go, probation). 0 (the default):
+	// max(10×Interval, Interval×n/2) for n live nodes (24 nodes on the
+	// LAN preset: 2.4 s, 200 nodes: 20 s). Set it to Interval to have
+	// every node heartbeat every Interval.
 	IdlePeriod time.Duration
 	// Warmup is how long a (re)started node listens before it takes part:
 	// until then it reports no leader and its candidates say they are not

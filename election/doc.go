@@ -54,8 +54,8 @@
 // same moment, takes that for its own stall and waits up to Timeout
 // more before it counts them failed.
 // A node whose candidates neither lead nor stand next in line
-// heartbeats only every idle period and counts alive for as many of
-// them; once a node's view puts one of its candidates in the lead or
+// heartbeats only every idle period and counts alive for Timeout/Interval
+// of them; once a node's view puts one of its candidates in the lead or
 // next in line, it must be heard within 2×Timeout (a live one turns
 // fast at once, as does one a live peer names its leader), or it counts
 // as failed until it is heard again: a partition that takes the leader
