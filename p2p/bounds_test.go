@@ -250,6 +250,33 @@ func TestBoundedConnectionsSettle(t *testing.T) {
 	}
 }
 
+// addHangingPeer makes n know a new peer at addr (hangingAddr), learnt
+// from the address exchange, and returns its ID.
+func addHangingPeer(t *testing.T, n *Node, addr multiaddr.Multiaddr) peer.ID {
+	t.Helper()
+	id, err := peer.IDFromPrivateKey(newKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !n.addKnown(peer.AddrInfo{ID: id, Addrs: []multiaddr.Multiaddr{addr}}, sourceExchange) {
+		t.Fatalf("addKnown refused peer %s", id)
+	}
+	return id
+}
+
+// dialsUnderWay counts n's known peers it is dialling.
+func dialsUnderWay(n *Node) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for _, k := range n.known {
+		if k.dialing {
+			c++
+		}
+	}
+	return c
+}
+
 // hangingAddr listens on loopback and accepts connections without ever
 // answering: a dial to it hangs until its timeout, as one across a
 // silent partition does.
@@ -299,31 +326,14 @@ func TestDialsToLostPeersTakeNoRoom(t *testing.T) {
 	hang := hangingAddr(t)
 	now := time.Now()
 	for range maxPeers + 1 {
-		id, err := peer.IDFromPrivateKey(newKey(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !a.addKnown(peer.AddrInfo{ID: id, Addrs: []multiaddr.Multiaddr{hang}}, sourceExchange) {
-			t.Fatal("addKnown refused a lost peer")
-		}
+		id := addHangingPeer(t, a, hang)
 		a.mu.Lock()
 		k := a.known[id]
 		k.since, k.lastSeen, k.lost = now.Add(-time.Hour), now, true
 		a.mu.Unlock()
 	}
 	a.kick()
-	dialling := func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		c := 0
-		for _, k := range a.known {
-			if k.dialing {
-				c++
-			}
-		}
-		return c == maxPeers+1
-	}
-	if !testutil.Within(5*time.Second, dialling) {
+	if !testutil.Within(5*time.Second, func() bool { return dialsUnderWay(a) == maxPeers+1 }) {
 		t.Fatal("the lost peers are not being dialled")
 	}
 	// b is known but never connected: dialled only for the bound.
@@ -354,27 +364,10 @@ func TestSlowDialsGiveUpTheirRoom(t *testing.T) {
 	b := newNode(t)
 	hang := hangingAddr(t)
 	for range maxPeers {
-		id, err := peer.IDFromPrivateKey(newKey(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !a.addKnown(peer.AddrInfo{ID: id, Addrs: []multiaddr.Multiaddr{hang}}, sourceExchange) {
-			t.Fatal("addKnown refused a peer")
-		}
+		addHangingPeer(t, a, hang)
 	}
 	a.kick()
-	dialling := func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		c := 0
-		for _, k := range a.known {
-			if k.dialing {
-				c++
-			}
-		}
-		return c == maxPeers
-	}
-	if !testutil.Within(5*time.Second, dialling) {
+	if !testutil.Within(5*time.Second, func() bool { return dialsUnderWay(a) == maxPeers }) {
 		t.Fatal("the hanging peers are not being dialled")
 	}
 	// b is known now, with all the room taken by dials that hang.
@@ -406,13 +399,7 @@ func TestSlowDialsOfAConnectedNodeKeepTheirRoom(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "a connected to c", func() bool {
 		return a.Host().Network().Connectedness(c.ID()) == network.Connected
 	})
-	id, err := peer.IDFromPrivateKey(newKey(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !a.addKnown(peer.AddrInfo{ID: id, Addrs: []multiaddr.Multiaddr{hangingAddr(t)}}, sourceExchange) {
-		t.Fatal("addKnown refused a peer")
-	}
+	id := addHangingPeer(t, a, hangingAddr(t))
 	a.kick()
 	testutil.Eventually(t, 5*time.Second, "a dialling the hanging peer", func() bool {
 		a.mu.Lock()
