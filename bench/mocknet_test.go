@@ -95,3 +95,54 @@ func TestMockHostDecaysTags(t *testing.T) {
 		t.Fatalf("the mock host's connection manager (%T) has no decayer", h.ConnManager())
 	}
 }
+
+// A mock node host's network tells connected from not connected
+// without the mocknet's exclusive lock (mockNetwork), and a stream to a
+// connected peer goes over the connection there is.
+func TestMockHostConnectedness(t *testing.T) {
+	mn := mocknet.New()
+	t.Cleanup(func() { _ = mn.Close() })
+	var hs []host.Host
+	for i := range 2 {
+		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := mockHost(mn, i)(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	a, b := hs[0], hs[1]
+	if c := a.Network().Connectedness(b.ID()); c != network.NotConnected {
+		t.Fatalf("before any connection: %v, want NotConnected", c)
+	}
+	if _, err := mn.ConnectPeers(a.ID(), b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if c := a.Network().Connectedness(b.ID()); c != network.Connected {
+		t.Fatalf("connected: %v, want Connected", c)
+	}
+	const proto = "/test/1"
+	b.SetStreamHandler(proto, func(s network.Stream) { _ = s.Close() })
+	for range 3 {
+		s, err := a.NewStream(context.Background(), b.ID(), proto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close()
+	}
+	if n := len(a.Network().ConnsToPeer(b.ID())); n != 1 {
+		t.Fatalf("%d connections after three streams, want the one there was", n)
+	}
+	if err := a.Network().ClosePeer(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if c := a.Network().Connectedness(b.ID()); c != network.NotConnected {
+		t.Fatalf("after the close: %v, want NotConnected", c)
+	}
+}

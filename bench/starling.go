@@ -12,9 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-datastore/query"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
@@ -39,6 +41,9 @@ type starlingCluster struct {
 	// mn, when set, is the mocknet the nodes run on (openStarlingMock),
 	// without their HTTP API.
 	mn mocknet.Mocknet
+	// opened counts the connections the nodes' hosts opened, each
+	// counted on both of its ends (a churn figure of the idle rows).
+	opened atomic.Int64
 }
 
 var _ cluster = (*starlingCluster)(nil)
@@ -102,7 +107,14 @@ func (c *starlingCluster) open(ctx context.Context, dir string, i int) (*node.No
 	if c.mn != nil {
 		opts = append(opts, node.WithoutAPI(), node.WithHost(mockHost(c.mn, i)))
 	}
-	return node.Open(ctx, dir, append(opts, c.opts...)...)
+	n, err := node.Open(ctx, dir, append(opts, c.opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	n.P2P().Host().Network().Notify(&network.NotifyBundle{
+		ConnectedF: func(network.Network, network.Conn) { c.opened.Add(1) },
+	})
+	return n, nil
 }
 
 func (c *starlingCluster) node(i int) *node.Node {

@@ -866,7 +866,7 @@ func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Dur
 			return nil, ctx.Err()
 		}
 	}
-	cpu0, w0, tr0 := processCPU(), time.Now(), c.traffic()
+	cpu0, w0, tr0, opened0 := processCPU(), time.Now(), c.traffic(), c.opened.Load()
 	select {
 	case <-time.After(window):
 	case <-ctx.Done():
@@ -903,6 +903,8 @@ func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Dur
 	r.progress("%s: %d nodes idle for %s: process CPU %.0f%%, %.1f%% per node, RSS %s per node, %.0f messages and %s per node per s",
 		sys.name, n, window, cpu, cpu/float64(n), fmtBytes(res[4].Value), res[5].Value, fmtBytes(res[6].Value))
 	r.progress("%s: %d nodes idle, per node per s by source: %s", sys.name, n, strings.Join(bySource, "; "))
+	r.progress("%s: %d nodes idle: %.2f connections opened per node per s (each counted on both ends; a settled cluster opens none)",
+		sys.name, n, float64(c.opened.Load()-opened0)/secs/float64(n))
 	return res, nil
 }
 
