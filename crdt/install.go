@@ -493,7 +493,7 @@ func (s *Store) receive(ctx context.Context, r io.Reader, progress func(Transfer
 	if err == nil && len(hdr.Version) > 0 && string(mine) != string(hdr.Version) {
 		return SnapshotHeader{}, badSnapshot("the source runs go-ds-crdt data version %x, this node %x: upgrade the older node first", hdr.Version, mine)
 	}
-	s.stageMu.Lock() // not while an earlier swap still deletes this namespace
+	s.stageMu.Lock() // not before an earlier swap has deleted this namespace (afterSwap)
 	defer s.stageMu.Unlock()
 	staging := s.otherNS()
 	s.clearStaging(ctx)
@@ -612,9 +612,17 @@ func (s *Store) swap(ctx context.Context, hdr SnapshotHeader) error {
 	}
 	cancel()
 	s.feed.reload()
+	// stageMu is taken here, and released once afterSwap is done: the
+	// next transfer is received into oldNS. Taken in the goroutine, it
+	// was at times taken only after the next transfer had been staged
+	// (installs a few milliseconds apart, a resync and then a rebase, on
+	// a loaded machine), and afterSwap deleted that transfer: the node
+	// opened go-ds-crdt on an empty state.
+	s.stageMu.Lock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer s.stageMu.Unlock()
 		s.afterSwap(oldNS)
 	}()
 	s.log.Info("installed a state transfer", "entries", hdr.Entries, "bytes", hdr.Bytes, "own_heads", len(own))
@@ -718,14 +726,15 @@ func (s *Store) reopenOn(ctx context.Context) ([]cid.Cid, string, error) {
 }
 
 // afterSwap deletes the old namespace, and the marker (the own heads are
-// merged by now, or the next start merges them again).
+// merged by now, or the next start merges them again). It runs with
+// stageMu held (see swap), so that the next install neither stages into
+// the old namespace before it is deleted nor writes its marker before
+// this one is removed.
 func (s *Store) afterSwap(oldNS string) {
 	ctx := s.ctx
-	s.stageMu.Lock()
 	if err := s.deletePrefix(ctx, ds.NewKey(oldNS)); err != nil && ctx.Err() == nil {
 		s.log.Warn("state transfer: deleting the old state", "err", err)
 	}
-	s.stageMu.Unlock()
 	if err := s.backing.Delete(ctx, installMarker); err != nil && ctx.Err() == nil {
 		s.log.Warn("state transfer: removing the install marker", "err", err)
 	}

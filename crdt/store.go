@@ -115,7 +115,8 @@ type Store struct {
 	dstore *crdt.Datastore
 	ns     string // go-ds-crdt's live namespace
 	// stageMu keeps a transfer from receiving into the namespace an
-	// earlier swap is still deleting.
+	// earlier swap has yet to delete: a swap takes it, and its
+	// background deletion (afterSwap) releases it.
 	stageMu sync.Mutex
 	// commitMu is held by the committer while it writes a delta, and by
 	// a state transfer to keep local writes out of a snapshot or an
