@@ -140,7 +140,7 @@ func (h *mockNodeHost) Close() error {
 // whole node's liveness pings and address exchanges re-dialled the
 // peers its bound had just closed or its liveness check had just cut,
 // which a real swarm does not: 200 simulated nodes churned connections
-// (one held 63, the high water mark is 48) and queued thousands of dials
+// (one held 63, the high water mark was 48) and queued thousands of dials
 // on the mocknet's locks.
 //
 // To a connected peer it opens the stream without the host's Connect,
@@ -181,8 +181,8 @@ func (n mockNetwork) Connectedness(p peer.ID) network.Connectedness {
 // openStarlingMock starts n whole Starling nodes on one mocknet, data
 // under dir, all linked (any node can dial any other), and connects
 // them as mockTopology does; their address exchange and re-dial loops
-// then connect each node to up to p2p's MaxPeers others (32), as on a
-// LAN: every pair up to 33 nodes.
+// then connect each node to up to p2p's MaxPeers others (12), as on a
+// LAN: every pair up to 13 nodes.
 func openStarlingMock(log *slog.Logger, opts ...node.Option) func(ctx context.Context, dir string, n int, seed int64) (cluster, error) {
 	return func(ctx context.Context, dir string, n int, seed int64) (_ cluster, err error) {
 		psk, err := p2p.GeneratePSK()

@@ -754,7 +754,7 @@ func (r *runner) mocknetVisible(ctx context.Context, n int) ([]Row, []string) {
 		}
 		return []Result{{Value: percentile(lat, 0.5)}, {Value: percentile(lat, 0.99)}}, nil
 	})
-	return rows, []string{fmt.Sprintf("mocknet (%d nodes): in this process on libp2p's mocknet (no latency), each connected to its next %d ring neighbours and one random node (seed %d). Starling: whole nodes (node.Open on mocknet hosts: entity tree, election, node states, statesync; no HTTP API), each with its LevelDB in its own data dir, all pairs linked so that their address exchange and re-dial loops connect each node to up to 32 others (p2p's MaxPeers), as on a LAN; writes and reads through the entity API (Set; Watch). Raw: go-ds-crdt with PubSubBroadcaster and bitswap on map datastores, on the same topology (linked pairs only). %d writes, from rotating nodes, each timed until every other node shows it", n, mockDegree, seed, samples)}
+	return rows, []string{fmt.Sprintf("mocknet (%d nodes): in this process on libp2p's mocknet (no latency), each connected to its next %d ring neighbours and one random node (seed %d). Starling: whole nodes (node.Open on mocknet hosts: entity tree, election, node states, statesync; no HTTP API), each with its LevelDB in its own data dir, all pairs linked so that their address exchange and re-dial loops connect each node to up to 12 others (p2p's MaxPeers), as on a LAN; writes and reads through the entity API (Set; Watch). Raw: go-ds-crdt with PubSubBroadcaster and bitswap on map datastores, on the same topology (linked pairs only). %d writes, from rotating nodes, each timed until every other node shows it", n, mockDegree, seed, samples)}
 }
 
 // ---- 7. idle cost of many nodes ----

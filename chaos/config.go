@@ -104,7 +104,7 @@ type Config struct {
 	// dial across by the bound's exceptions (a peer its liveness check
 	// cut, a peer unheard of), which no scenario of a full mesh
 	// exercises. The initial wait is then for the bound, not the full
-	// mesh (startCluster). 0: the nodes' default (32), more than the
+	// mesh (startCluster). 0: the nodes' default (12), more than the
 	// suite's clusters, so every pair connects.
 	MaxPeers int
 	// RunCommand replaces, for the hosts it names ("n1"), the `run`

@@ -80,7 +80,7 @@ type Config struct {
 	Peers []string `json:"peers,omitempty"`
 	// MaxPeers (max_peers, --max-peers) bounds the connections the node
 	// keeps; gossip reaches the other nodes through the peers it is
-	// connected to (p2p.Config.MaxPeers says how). 0: the default, 32.
+	// connected to (p2p.Config.MaxPeers says how). 0: the default, 12.
 	// Raise it for a cluster that must connect every pair of more nodes;
 	// lower it on a small machine in a large cluster.
 	MaxPeers int `json:"max_peers,omitempty"`
@@ -355,7 +355,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.MaxPeers < 0 {
-		add("max_peers", "--max-peers", "%d is negative: give the number of connections to keep, or 0 for the default (32)", c.MaxPeers)
+		add("max_peers", "--max-peers", "%d is negative: give the number of connections to keep, or 0 for the default (12)", c.MaxPeers)
 	}
 	switch c.Reachability {
 	case "", p2p.ReachabilityAuto, p2p.ReachabilityPublic, p2p.ReachabilityPrivate:

@@ -37,9 +37,10 @@ const (
 	defaultPingTimeout = 4 * time.Second
 
 	// defaultMaxPeers: see Config.MaxPeers. Enough for gossipsub's mesh
-	// (6 to 12 peers per topic) with room for its gossip, small enough
-	// that an idle node's pings, streams and peer state stay small.
-	defaultMaxPeers = 32
+	// (3 to 8 peers per topic, gossipParams) with room for its gossip
+	// (Dlazy 4), small enough that an idle node's pings, streams and peer
+	// state stay small.
+	defaultMaxPeers = 12
 
 	// maxEnvLen bounds Config.Env; names derived from it must stay short
 	// (the mDNS service name is one DNS label of at most 63 bytes).

@@ -35,7 +35,7 @@ each node gossips every second: JOINING or SYNCING (catching up by state
 transfer), ACTIVE, SUSPECT (reports late, 3 s), DEAD (no report for 10 s),
 LEAVING and LEFT (a graceful stop); and the sync health of the link:
 Connected, Syncing, Indirect (no direct connection; its reports and data
-come through other nodes: a node keeps up to 32 connections, so this is
+come through other nodes: a node keeps up to 12 connections, so this is
 most peers of a larger cluster), Disconnected (it resyncs when the link is
 back).
 

@@ -112,7 +112,7 @@ func nodeFlags() []cli.Flag {
 			Usage: "static peer `MULTIADDR` ending in /p2p/<peer-id>, repeatable; kept connected and re-dialled"},
 		&cli.StringSliceFlag{Name: flagTrust, EnvVars: envVar(flagTrust),
 			Usage: "exchange replication data and election heartbeats only with this `PEER-ID` (repeatable; default: every peer of the network); others get nothing, not even blocks over bitswap"},
-		&cli.IntFlag{Name: flagMaxPeers, EnvVars: envVar(flagMaxPeers), DefaultText: "32",
+		&cli.IntFlag{Name: flagMaxPeers, EnvVars: envVar(flagMaxPeers), DefaultText: "12",
 			Usage: "keep at most about `N` connections: in a larger cluster gossip reaches the other nodes through these; dials beyond it only to heal a cut"},
 		&cli.BoolFlag{Name: flagNoMDNS, EnvVars: envVar(flagNoMDNS), Usage: "turn off LAN discovery (mDNS)"},
 		&cli.BoolFlag{Name: flagNoDHT, EnvVars: envVar(flagNoDHT), Usage: "turn off DHT rendezvous discovery"},
