@@ -248,9 +248,9 @@ func (m *Monitor) loop() {
 		case <-t.C:
 		}
 		m.publishIfDue(false)
-		views := m.tick()
+		links, views := m.tick()
 		m.checkClock()
-		m.checkLinks(views)
+		m.checkLinks(links, views)
 	}
 }
 
@@ -307,9 +307,10 @@ func (m *Monitor) send(r nodestate.NodeReport) {
 
 // tick reconciles the machine with libp2p's peers, advances it, and
 // takes the samples and leadership changes of the interval. It returns
-// the peers' views after the tick, and notes how many nodes are live
-// (liveNodes): both read once a tick, which is O(peers) per node.
-func (m *Monitor) tick() []nodestate.PeerView {
+// the links it read and the peers' views after the tick, and notes how
+// many nodes are live (liveNodes): each read once a tick, which is
+// O(peers) per node.
+func (m *Monitor) tick() ([]p2p.PeerLink, []nodestate.PeerView) {
 	peers := m.cfg.P2P.Links()
 	groups := m.cfg.Election.GroupNames()
 	self := m.report() // counters for the sample (seq is not published)
@@ -361,7 +362,7 @@ func (m *Monitor) tick() []nodestate.PeerView {
 		}
 	}
 	m.pollElection(groups, wall)
-	return views
+	return peers, views
 }
 
 // idString is id.String(), kept: base58 encoding every peer's ID twice a
