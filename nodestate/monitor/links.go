@@ -132,8 +132,7 @@ func (w *linkWarner) update(now time.Duration, st api.LinkStatus, judged map[str
 
 // checkLinks judges the links (peers, as the tick read them: reading
 // them again was 6% of the monitor's CPU at 100 idle nodes) and logs
-// what changed.
-// Called every ReportInterval from the monitor's loop.
+// what changed. Called every ReportInterval from the monitor's loop.
 func (m *Monitor) checkLinks(peers []p2p.PeerLink, views []nodestate.PeerView) {
 	cfg := m.cfg.Election.Config()
 	m.mu.Lock()
