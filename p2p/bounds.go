@@ -33,11 +33,35 @@ import (
 // that closed a connection (one this node neither closed nor cut) is
 // dialled for the bound after the other candidates for refusedFor.
 //
+// The ring. Links kept by rank alone need not join every node: each
+// node's bound can fill with links inside one group, and then nothing
+// makes any node reach across. The partition suite's 7-node cluster with
+// MaxPeers 2 started so and stayed split (n1 n2 n7 | n3 n4 n5 n6): 11 s
+// after start n3 and n5 trimmed in the same liveness round, each closing
+// its highest-ranked links, which happened to be every link across;
+// every node was then at its bound or refilled from its own side, and a
+// known peer counts as unheard only after unheardAfter. So the nodes
+// also keep a ring ordered by peer ID: a node dials its successor (the
+// next known peer ID above its own, wrapping, whose last dial did not
+// fail) whatever its count, and never closes for the bound the link to
+// its successor or to its predecessor (the closest connected peer below
+// it). Every node keeps a link to its successor, so once the nodes know
+// of one another (mDNS, static peers, the address exchange) the links
+// include a ring through all of them, whatever the ranks keep: one
+// component. It costs each node two links of its bound, and a dial
+// beyond it only when its successor changes (it learns of a closer peer
+// ID, or the successor fails): no dial storm at any size. A peer
+// between the node and its successor whose dial failed, and not heard
+// of since, is dialled beyond the bound too, at its backoff, so that
+// the rings that formed on each side of a partition, each skipping the
+// peers across, join again once those answer.
+//
 // Staying whole. Below the bound is all that matters in a steady
 // cluster. Two things would otherwise leave a cluster split for good
 // once it is split: after a partition every node refills its
 // connections from its own side, and stops dialling once full. So a
 // node also dials, whatever its count:
+//   - its successor on the ring, and the failed peers before it (above);
 //   - a peer AddPeer names (once; after that as any static peer);
 //   - a peer whose connection its liveness check cut (the peer fell
 //     silent: a partition or a crash), until gossip written by that peer
@@ -115,6 +139,56 @@ func (n *Node) beyondBound(id peer.ID, k *knownPeer, now time.Time) (bool, time.
 	return !now.Before(at), at
 }
 
+// ringPeers returns the node's neighbours on the ring (see the top of
+// this file). succ is the successor, the first known peer after this
+// node in peer ID order (wrapping) that is connected or whose last dial
+// did not fail, then the peers before it whose dial failed and that
+// have not been heard of since they were last connected (gossip
+// written by them; one that has is alive and in this node's component
+// already, such as a peer behind NAT that only a relay reaches). pred
+// is the predecessor: the closest connected peer below this node. A
+// closer peer below that is not connected has no link to spare; once it
+// connects (it dials this node as its successor) it is the one kept.
+// Blocked peers and peers of another environment are not on the ring.
+// Callers hold n.mu.
+func (n *Node) ringPeers() (succ []peer.ID, pred peer.ID) {
+	// before: a comes before b going up the ring from n.self.
+	before := func(a, b peer.ID) bool {
+		if (a > n.self) != (b > n.self) {
+			return a > n.self
+		}
+		return a < b
+	}
+	var first peer.ID
+	for id, k := range n.known {
+		if !n.onRing(id, k) {
+			continue
+		}
+		if (k.connected || k.failures == 0) && (first == "" || before(id, first)) {
+			first = id
+		}
+		if k.connected && (pred == "" || before(pred, id)) {
+			pred = id
+		}
+	}
+	if first == "" {
+		return nil, pred
+	}
+	succ = []peer.ID{first}
+	for id, k := range n.known {
+		if before(id, first) && n.onRing(id, k) && !n.traffic.lastAuthored(id).After(k.lastSeen) {
+			succ = append(succ, id) // its dial failed
+		}
+	}
+	return succ, pred
+}
+
+// onRing reports whether a known peer takes part in the ring. Callers
+// hold n.mu.
+func (n *Node) onRing(id peer.ID, k *knownPeer) bool {
+	return k.problem != ProblemEnvironment && !n.gater.isBlocked(id)
+}
+
 // boundedDial is a dial due that only the bound holds back.
 type boundedDial struct {
 	dialJob
@@ -153,14 +227,16 @@ func pickBounded(cands []boundedDial, room int) []dialJob {
 
 // trimCand is a connected peer that the bound may close.
 type trimCand struct {
-	id      peer.ID
-	rank    float64
-	static  bool
+	id   peer.ID
+	rank float64
+	// spared: never closed for the bound (a static peer, or a ring
+	// neighbour).
+	spared  bool
 	upSince time.Time
 }
 
 // pickTrim chooses the connections to close when there are more than
-// high of conns: highest rank first, down to keep, sparing static peers
+// high of conns: highest rank first, down to keep, sparing the spared
 // and connections younger than grace (fewer may go then).
 func pickTrim(conns []trimCand, keep, high int, grace time.Duration, now time.Time) []peer.ID {
 	if len(conns) <= high {
@@ -173,7 +249,7 @@ func pickTrim(conns []trimCand, keep, high int, grace time.Duration, now time.Ti
 		if len(out) == excess {
 			break
 		}
-		if c.static || now.Sub(c.upSince) < grace {
+		if c.spared || now.Sub(c.upSince) < grace {
 			continue
 		}
 		out = append(out, c.id)
@@ -181,14 +257,17 @@ func pickTrim(conns []trimCand, keep, high int, grace time.Duration, now time.Ti
 	return out
 }
 
-// trim closes the connections above the bound (pickTrim). The liveness
-// loop runs it every PingInterval.
+// trim closes the connections above the bound (pickTrim), but those of
+// static peers and ring neighbours. The liveness loop runs it every
+// PingInterval.
 func (n *Node) trim(now time.Time) {
 	n.mu.Lock()
+	succ, pred := n.ringPeers()
 	var conns []trimCand
 	for id, k := range n.known {
 		if k.connected {
-			conns = append(conns, trimCand{id: id, rank: n.rank(id), static: k.static, upSince: k.upSince})
+			spared := k.static || id == pred || slices.Contains(succ, id)
+			conns = append(conns, trimCand{id: id, rank: n.rank(id), spared: spared, upSince: k.upSince})
 		}
 	}
 	closing := pickTrim(conns, n.cfg.MaxPeers, n.highWater(), n.cfg.trimGrace, now)

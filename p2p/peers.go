@@ -607,12 +607,15 @@ func (n *Node) startDueDials() time.Duration {
 	// liveness check) takes no room: a partition leaves a node
 	// re-dialling the peers it lost on the far side, dials that hang
 	// until the heal, and had they taken the room, it would dial no peer
-	// on its own side meanwhile. Other dials beyond the bound (a peer
-	// AddPeer named, a static peer at start) take room as any: when they
-	// did not, the nodes of a 7-node cluster with MaxPeers 2 dialled
-	// their static peer and their preferred ones at once, then trimmed
-	// to the bound and split into two groups (the chaos suite's bounded
-	// run, at start).
+	// on its own side meanwhile; nor does one to a ring neighbour whose
+	// last dial failed, for the same reason. Other dials beyond the
+	// bound (a peer AddPeer named, a static peer at start, the ring
+	// successor) take room as any: when they did not, the nodes of a
+	// 7-node cluster with MaxPeers 2 dialled their static peer and their
+	// preferred ones at once, then trimmed to the bound and split into
+	// two groups (the chaos suite's bounded run, at start). Taking room
+	// keeps that surplus small; what keeps the trims from splitting the
+	// cluster is the ring (bounds.go), which they never close.
 	//
 	// A node with no connection at all hears nothing: one of its dials
 	// for the bound that has not connected within slowDial gives its
@@ -649,6 +652,7 @@ func (n *Node) startDueDials() time.Duration {
 		}
 		wait = min(wait, slowAt)
 	}
+	succ, _ := n.ringPeers()
 	var bounded []boundedDial
 	for id, k := range n.known {
 		if k.connected || k.dialing || n.gater.isBlocked(id) {
@@ -679,14 +683,15 @@ func (n *Node) startDueDials() time.Duration {
 		}
 		k.graceUntil = time.Time{}
 		j := dialJob{peer.AddrInfo{ID: id, Addrs: addrs}, relayFirst}
-		if beyond, at := n.beyondBound(id, k, now); !beyond {
+		ring := slices.Contains(succ, id)
+		if beyond, at := n.beyondBound(id, k, now); !beyond && !ring {
 			if room > 0 {
 				bounded = append(bounded, boundedDial{j, n.rank(id), k.failures > 0, now.Sub(k.refused) < refusedFor})
 			}
 			wait = min(wait, at.Sub(now))
 			continue
 		}
-		k.dialing, k.takesRoom, k.dialSince = true, !k.lost, now
+		k.dialing, k.takesRoom, k.dialSince = true, !k.lost && !(ring && k.failures > 0), now
 		if k.takesRoom {
 			room--
 		}
