@@ -50,18 +50,21 @@ import (
 // include a ring through all of them, whatever the ranks keep: one
 // component. It costs each node two links of its bound, and a dial
 // beyond it only when its successor changes (it learns of a closer peer
-// ID, or the successor fails): no dial storm at any size. A peer
-// between the node and its successor whose dial failed, and not heard
-// of since, is dialled beyond the bound too, at its backoff, so that
-// the rings that formed on each side of a partition, each skipping the
-// peers across, join again once those answer.
+// ID, or the successor fails): no dial storm at any size. The nearest
+// peer between the node and its successor, whose dial failed and that
+// was not heard of since (ringAlive), is dialled beyond the bound too,
+// at its backoff, so that the rings that formed on each side of a
+// partition, each skipping the peers across, join again once those
+// answer. Ring dials take none of the bound's room: across a partition
+// they hang, as dials to lost peers do (startDueDials).
 //
 // Staying whole. Below the bound is all that matters in a steady
 // cluster. Two things would otherwise leave a cluster split for good
 // once it is split: after a partition every node refills its
 // connections from its own side, and stops dialling once full. So a
 // node also dials, whatever its count:
-//   - its successor on the ring, and the failed peers before it (above);
+//   - its successor on the ring, and the nearest failed peer before it
+//     (above);
 //   - a peer AddPeer names (once; after that as any static peer);
 //   - a peer whose connection its liveness check cut (the peer fell
 //     silent: a partition or a crash), until gossip written by that peer
@@ -141,30 +144,23 @@ func (n *Node) beyondBound(id peer.ID, k *knownPeer, now time.Time) (bool, time.
 
 // ringPeers returns the node's neighbours on the ring (see the top of
 // this file). succ is the successor, the first known peer after this
-// node in peer ID order (wrapping) that is connected or whose last dial
-// did not fail, then the peers before it whose dial failed and that
-// have not been heard of since they were last connected (gossip
-// written by them; one that has is alive and in this node's component
-// already, such as a peer behind NAT that only a relay reaches). pred
-// is the predecessor: the closest connected peer below this node. A
-// closer peer below that is not connected has no link to spare; once it
+// node in peer ID order (wrapping) that is alive as far as this node
+// can tell (ringAlive), then the nearest peer before it, which is not
+// (one is enough to join two rings; each more would be one more dial
+// across a partition, and one more connection to trim after it). pred is
+// the predecessor: the closest connected peer below this node. A closer
+// peer below that is not connected has no link to spare; once it
 // connects (it dials this node as its successor) it is the one kept.
 // Blocked peers and peers of another environment are not on the ring.
 // Callers hold n.mu.
 func (n *Node) ringPeers() (succ []peer.ID, pred peer.ID) {
-	// before: a comes before b going up the ring from n.self.
-	before := func(a, b peer.ID) bool {
-		if (a > n.self) != (b > n.self) {
-			return a > n.self
-		}
-		return a < b
-	}
+	before := func(a, b peer.ID) bool { return ringBefore(n.self, a, b) }
 	var first peer.ID
 	for id, k := range n.known {
 		if !n.onRing(id, k) {
 			continue
 		}
-		if (k.connected || k.failures == 0) && (first == "" || before(id, first)) {
+		if (first == "" || before(id, first)) && n.ringAlive(id, k) {
 			first = id
 		}
 		if k.connected && (pred == "" || before(pred, id)) {
@@ -175,12 +171,38 @@ func (n *Node) ringPeers() (succ []peer.ID, pred peer.ID) {
 		return nil, pred
 	}
 	succ = []peer.ID{first}
+	var skipped peer.ID // the nearest peer before first: not alive
 	for id, k := range n.known {
-		if before(id, first) && n.onRing(id, k) && !n.traffic.lastAuthored(id).After(k.lastSeen) {
-			succ = append(succ, id) // its dial failed
+		if before(id, first) && n.onRing(id, k) && (skipped == "" || before(id, skipped)) {
+			skipped = id
 		}
 	}
+	if skipped != "" {
+		succ = append(succ, skipped)
+	}
 	return succ, pred
+}
+
+// ringBefore reports whether a comes before b going up the ring from
+// self: peer IDs above self in order, then those below it.
+func ringBefore(self, a, b peer.ID) bool {
+	if (a > self) != (b > self) {
+		return a > self
+	}
+	return a < b
+}
+
+// ringAlive: the peer is connected, or its last dial did not fail, or
+// gossip written by it arrived since it was last connected (it came
+// back from a restart or a partition, or only a relay reaches it).
+// Without the last, a node that failed to dial its successor while the
+// successor was down would skip it once back, and dial the next peer
+// up instead; that peer keeps its predecessor link to the one skipped,
+// closes this node's link for its bound, and is dialled again, for as
+// long as the skipped peer stays failed in this node's view. Callers
+// hold n.mu.
+func (n *Node) ringAlive(id peer.ID, k *knownPeer) bool {
+	return k.connected || k.failures == 0 || n.traffic.lastAuthored(id).After(k.lastSeen)
 }
 
 // onRing reports whether a known peer takes part in the ring. Callers

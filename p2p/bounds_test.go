@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
@@ -109,10 +110,10 @@ func TestBeyondBound(t *testing.T) {
 }
 
 // ringPeers: the successor is the first peer up from the node (peer IDs
-// wrap) that is connected or whose last dial did not fail, after the
-// failed ones before it not heard of since; the predecessor is the
-// closest connected peer below; blocked peers and peers of another
-// environment are skipped.
+// wrap) that is connected, or whose last dial did not fail, or heard of
+// since, then the nearest before it; the predecessor is the closest
+// connected peer below; blocked peers and peers of another environment
+// are skipped.
 func TestRingPeers(t *testing.T) {
 	up := &knownPeer{connected: true}
 	fresh := &knownPeer{}
@@ -128,10 +129,11 @@ func TestRingPeers(t *testing.T) {
 	}{
 		{"alone", "m", nil, nil, nil, ""},
 		{"next up", "m", map[peer.ID]*knownPeer{"a": up, "n": fresh, "p": up}, nil, []peer.ID{"n"}, "a"},
-		{"failed before the successor", "m", map[peer.ID]*knownPeer{"n": failed, "o": failed, "p": fresh, "l": fresh, "b": up}, nil, []peer.ID{"p", "n", "o"}, "b"},
+		{"failed before the successor", "m", map[peer.ID]*knownPeer{"n": failed, "o": failed, "p": fresh, "l": fresh, "b": up}, nil, []peer.ID{"p", "n"}, "b"},
 		{"wraps", "y", map[peer.ID]*knownPeer{"a": up, "b": up, "z": failed}, nil, []peer.ID{"a", "z"}, "b"},
+		{"wraps to the nearest failed", "m", map[peer.ID]*knownPeer{"z": failed, "a": failed, "b": up}, nil, []peer.ID{"b", "z"}, "b"},
 		{"closest connected below", "m", map[peer.ID]*knownPeer{"a": up, "l": fresh, "k": failed, "x": up}, nil, []peer.ID{"x"}, "a"},
-		{"failed but heard of", "m", map[peer.ID]*knownPeer{"n": failed, "o-heard": failed, "p": up}, nil, []peer.ID{"p", "n"}, "p"},
+		{"failed but heard of since", "m", map[peer.ID]*knownPeer{"n": failed, "o-heard": failed, "p": up}, nil, []peer.ID{"o-heard", "n"}, "p"},
 		{"skips blocked and other environments", "m", map[peer.ID]*knownPeer{"n": otherEnv, "o": up, "p": up, "l": up, "a": up}, []peer.ID{"o", "l"}, []peer.ID{"p"}, "a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,7 +143,6 @@ func TestRingPeers(t *testing.T) {
 				n.gater.block(id)
 			}
 			succ, pred := n.ringPeers()
-			slices.Sort(succ[min(1, len(succ)):]) // the failed ones come in map order
 			if !slices.Equal(succ, tc.succ) || pred != tc.pred {
 				t.Fatalf("ringPeers() = %v, %q; want %v, %q", succ, pred, tc.succ, tc.pred)
 			}
@@ -303,12 +304,20 @@ func TestBoundedConnectionsSettle(t *testing.T) {
 }
 
 // addHangingPeer makes n know a new peer at addr (hangingAddr), learnt
-// from the address exchange, and returns its ID.
-func addHangingPeer(t *testing.T, n *Node, addr multiaddr.Multiaddr) peer.ID {
+// from the address exchange, and returns its ID. The ID comes before
+// before on n's ring (ringBefore), so that before is not n's ring
+// successor, which n would dial beyond its bound.
+func addHangingPeer(t *testing.T, n *Node, addr multiaddr.Multiaddr, before peer.ID) peer.ID {
 	t.Helper()
-	id, err := peer.IDFromPrivateKey(newKey(t))
-	if err != nil {
-		t.Fatal(err)
+	var id peer.ID
+	for {
+		var err error
+		if id, err = peer.IDFromPrivateKey(newKey(t)); err != nil {
+			t.Fatal(err)
+		}
+		if ringBefore(n.ID(), id, before) {
+			break
+		}
 	}
 	if !n.addKnown(peer.AddrInfo{ID: id, Addrs: []multiaddr.Multiaddr{addr}}, sourceExchange) {
 		t.Fatalf("addKnown refused peer %s", id)
@@ -378,7 +387,7 @@ func TestDialsToLostPeersTakeNoRoom(t *testing.T) {
 	hang := hangingAddr(t)
 	now := time.Now()
 	for range maxPeers + 1 {
-		id := addHangingPeer(t, a, hang)
+		id := addHangingPeer(t, a, hang, b.ID())
 		a.mu.Lock()
 		k := a.known[id]
 		k.since, k.lastSeen, k.lost = now.Add(-time.Hour), now, true
@@ -415,11 +424,13 @@ func TestSlowDialsGiveUpTheirRoom(t *testing.T) {
 	a := newNode(t, func(c *Config) { c.MaxPeers, c.RedialMax = maxPeers, 10*time.Second })
 	b := newNode(t)
 	hang := hangingAddr(t)
-	for range maxPeers {
-		addHangingPeer(t, a, hang)
+	// One more than the room: the nearest is a's ring successor, whose
+	// dial takes no room.
+	for range maxPeers + 1 {
+		addHangingPeer(t, a, hang, b.ID())
 	}
 	a.kick()
-	if !testutil.Within(5*time.Second, func() bool { return dialsUnderWay(a) == maxPeers }) {
+	if !testutil.Within(5*time.Second, func() bool { return dialsUnderWay(a) == maxPeers+1 }) {
 		t.Fatal("the hanging peers are not being dialled")
 	}
 	// b is known now, with all the room taken by dials that hang.
@@ -439,11 +450,26 @@ func TestSlowDialsGiveUpTheirRoom(t *testing.T) {
 
 // TestSlowDialsOfAConnectedNodeKeepTheirRoom: the other half of
 // TestSlowDialsGiveUpTheirRoom. A node with a connection does not dial
-// beyond its bound because a dial is slow.
+// beyond its bound because a dial is slow. (The hanging peer's and b's
+// peer IDs come after c's on a's ring: a dials its successor beyond its
+// bound, and that dial takes no room.)
 func TestSlowDialsOfAConnectedNodeKeepTheirRoom(t *testing.T) {
 	const maxPeers = 2
 	a := newNode(t, func(c *Config) { c.MaxPeers, c.RedialMax = maxPeers, 10*time.Second })
-	b, c := newNode(t), newNode(t)
+	c := newNode(t)
+	afterC := func() crypto.PrivKey {
+		for {
+			k := newKey(t)
+			id, err := peer.IDFromPrivateKey(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ringBefore(a.ID(), c.ID(), id) {
+				return k
+			}
+		}
+	}
+	b := newNode(t, func(cfg *Config) { cfg.Identity = afterC() })
 	if !a.addKnown(info(c), sourceExchange) {
 		t.Fatal("addKnown refused c")
 	}
@@ -451,7 +477,13 @@ func TestSlowDialsOfAConnectedNodeKeepTheirRoom(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "a connected to c", func() bool {
 		return a.Host().Network().Connectedness(c.ID()) == network.Connected
 	})
-	id := addHangingPeer(t, a, hangingAddr(t))
+	id, err := peer.IDFromPrivateKey(afterC())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.addKnown(peer.AddrInfo{ID: id, Addrs: []multiaddr.Multiaddr{hangingAddr(t)}}, sourceExchange) {
+		t.Fatal("addKnown refused the hanging peer")
+	}
 	a.kick()
 	testutil.Eventually(t, 5*time.Second, "a dialling the hanging peer", func() bool {
 		a.mu.Lock()

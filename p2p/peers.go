@@ -607,15 +607,16 @@ func (n *Node) startDueDials() time.Duration {
 	// liveness check) takes no room: a partition leaves a node
 	// re-dialling the peers it lost on the far side, dials that hang
 	// until the heal, and had they taken the room, it would dial no peer
-	// on its own side meanwhile; nor does one to a ring neighbour whose
-	// last dial failed, for the same reason. Other dials beyond the
-	// bound (a peer AddPeer named, a static peer at start, the ring
-	// successor) take room as any: when they did not, the nodes of a
-	// 7-node cluster with MaxPeers 2 dialled their static peer and their
-	// preferred ones at once, then trimmed to the bound and split into
-	// two groups (the chaos suite's bounded run, at start). Taking room
-	// keeps that surplus small; what keeps the trims from splitting the
-	// cluster is the ring (bounds.go), which they never close.
+	// on its own side meanwhile. Nor does a dial to a ring neighbour
+	// (bounds.go): its successor across a partition fails, the next peer
+	// up may be across too, and each such dial hangs. Other dials beyond
+	// the bound (a peer AddPeer named, a static peer at start) take room
+	// as any: when they did not, the nodes of a 7-node cluster with
+	// MaxPeers 2 dialled their static peer and their preferred ones at
+	// once, then trimmed to the bound and split into two groups (the
+	// chaos suite's bounded run, at start). Taking room keeps that
+	// surplus small; what keeps the trims from splitting a cluster is
+	// the ring, whose links they never close.
 	//
 	// A node with no connection at all hears nothing: one of its dials
 	// for the bound that has not connected within slowDial gives its
@@ -691,7 +692,7 @@ func (n *Node) startDueDials() time.Duration {
 			wait = min(wait, at.Sub(now))
 			continue
 		}
-		k.dialing, k.takesRoom, k.dialSince = true, !k.lost && !(ring && k.failures > 0), now
+		k.dialing, k.takesRoom, k.dialSince = true, !k.lost && !ring, now
 		if k.takesRoom {
 			room--
 		}
