@@ -699,7 +699,7 @@ func TestVerifySnapshot(t *testing.T) {
 // came up with no heads, and wrote its replay at height 1, which a
 // refused, below its compaction frontier, at every rebroadcast. b's Sync
 // does nothing here, and the test runs on one P, so that the deletion's
-// goroutine runs only when the test's blocks. Without the fix in swap,
+// goroutine runs only when the test blocks. Without the fix in swap,
 // 20 runs of 20 failed so, with and without -race; with the fsyncs and
 // two Ps, the deletion often started in time (9 of 20 over 30 rounds).
 func TestInstallRightAfterAnInstall(t *testing.T) {
