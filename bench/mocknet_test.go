@@ -43,23 +43,7 @@ func TestMockTopologyStopsWhenInterrupted(t *testing.T) {
 // connected fails and connects nothing, as on a real swarm; the
 // mocknet's own network dials for it. Other streams still dial.
 func TestMockHostStreamWithNoDialDoesNotConnect(t *testing.T) {
-	mn := mocknet.New()
-	t.Cleanup(func() { _ = mn.Close() })
-	var hs []host.Host
-	for i := range 2 {
-		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := mockHost(mn, i)(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs = append(hs, h)
-	}
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
+	_, hs := linkedMockHosts(t, 2)
 	const proto = "/test/1"
 	hs[1].SetStreamHandler(proto, func(s network.Stream) { _ = s.Close() })
 	ctx := network.WithNoDial(context.Background(), "test")
@@ -80,17 +64,8 @@ func TestMockHostStreamWithNoDialDoesNotConnect(t *testing.T) {
 // made by libp2p.New: gossipsub tags its peers through it, and without
 // one it logged an error for every message delivered.
 func TestMockHostDecaysTags(t *testing.T) {
-	mn := mocknet.New()
-	t.Cleanup(func() { _ = mn.Close() })
-	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := mockHost(mn, 0)(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Close() })
+	_, hs := linkedMockHosts(t, 1)
+	h := hs[0]
 	if _, ok := connmgr.SupportsDecay(h.ConnManager()); !ok {
 		t.Fatalf("the mock host's connection manager (%T) has no decayer", h.ConnManager())
 	}
@@ -100,23 +75,7 @@ func TestMockHostDecaysTags(t *testing.T) {
 // without the mocknet's exclusive lock (mockNetwork), and a stream to a
 // connected peer goes over the connection there is.
 func TestMockHostConnectedness(t *testing.T) {
-	mn := mocknet.New()
-	t.Cleanup(func() { _ = mn.Close() })
-	var hs []host.Host
-	for i := range 2 {
-		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := mockHost(mn, i)(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs = append(hs, h)
-	}
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
+	mn, hs := linkedMockHosts(t, 2)
 	a, b := hs[0], hs[1]
 	if c := a.Network().Connectedness(b.ID()); c != network.NotConnected {
 		t.Fatalf("before any connection: %v, want NotConnected", c)
@@ -145,4 +104,29 @@ func TestMockHostConnectedness(t *testing.T) {
 	if c := a.Network().Connectedness(b.ID()); c != network.NotConnected {
 		t.Fatalf("after the close: %v, want NotConnected", c)
 	}
+}
+
+// linkedMockHosts makes n mock node hosts (mockHost) on a new mocknet,
+// linked but not connected.
+func linkedMockHosts(t *testing.T, n int) (mocknet.Mocknet, []host.Host) {
+	t.Helper()
+	mn := mocknet.New()
+	t.Cleanup(func() { _ = mn.Close() })
+	var hs []host.Host
+	for i := range n {
+		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := mockHost(mn, i)(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Close() })
+		hs = append(hs, h)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	return mn, hs
 }
