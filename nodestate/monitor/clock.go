@@ -18,17 +18,56 @@ import (
 // needs a majority: with one peer (or any even split), the middle value
 // closer to this node's own clock is taken, so two nodes that disagree
 // both keep writing and both log the disagreement, since neither can
-// tell which clock is wrong. Gossip delay (milliseconds) is far below
-// the offsets this is about (minutes).
+// tell which clock is wrong.
+//
+// A report's difference is the peer's offset minus the report's delay
+// (gossip, queues, a stalled receiver), so a delay can only make a peer
+// look behind. Delays are milliseconds in a healthy cluster, but reports
+// that waited minutes in a saturated process's queues (100 nodes in one
+// process) made a node refuse writes as "5m46s ahead" of peers sharing
+// its clock. So each peer counts with the largest difference it reported
+// within its freshness window, which the longest delay in the window does
+// not lower.
 
 // clockFresh is how recent a peer's report must be to count, or two of
 // the periods the report announced if longer (an idle peer).
 const clockFresh = 5 * ReportInterval
 
+// clockSample is what a peer's reports say of its clock.
 type clockSample struct {
-	diff  time.Duration // peer's clock minus this node's
-	at    time.Time     // when the report arrived (monotonic)
-	fresh time.Duration // how long it counts
+	diff  time.Duration // the largest difference (peer's clock minus this node's) since at
+	at    time.Time     // when the report with diff arrived (monotonic)
+	fresh time.Duration // how long a report counts
+	// last and lastAt: the latest report's difference, which counts once
+	// diff's report is older than fresh.
+	last   time.Duration
+	lastAt time.Time
+}
+
+// noted is s with one more report, of difference d, arriving at now,
+// which counts for fresh. The largest difference is kept until its
+// report is older than fresh; then the new report starts anew. A clock
+// set back (fixed) thus shows within one freshness window.
+func (s clockSample) noted(d time.Duration, now time.Time, fresh time.Duration) clockSample {
+	s.fresh, s.last, s.lastAt = fresh, d, now
+	if s.at.IsZero() || now.Sub(s.at) > fresh || d >= s.diff {
+		s.diff, s.at = d, now
+	}
+	return s
+}
+
+// current is the difference the peer counts with at now: the largest
+// within its freshness window, else its latest report's; ok is false when
+// that is stale too.
+func (s clockSample) current(now time.Time) (d time.Duration, ok bool) {
+	stale := func(at time.Time) bool { return now.Sub(at) > clockFresh && now.Sub(at) > s.fresh }
+	switch {
+	case !stale(s.at):
+		return s.diff, true
+	case !s.lastAt.IsZero() && !stale(s.lastAt):
+		return s.last, true
+	}
+	return 0, false
 }
 
 // noteClock records a peer's clock reading from its report, which
@@ -40,7 +79,7 @@ func (m *Monitor) noteClock(from string, peerNs, periodMS int64) {
 	local := m.cfg.Entities.PhysicalNow()
 	fresh := max(clockFresh, 2*time.Duration(periodMS)*time.Millisecond)
 	m.mu.Lock()
-	m.clocks[from] = clockSample{diff: time.Duration(peerNs - local.UnixNano()), at: time.Now(), fresh: fresh}
+	m.clocks[from] = m.clocks[from].noted(time.Duration(peerNs-local.UnixNano()), time.Now(), fresh)
 	m.mu.Unlock()
 }
 
@@ -98,12 +137,13 @@ func (m *Monitor) ClockStatus() api.ClockStatus {
 func judgeClocks(samples map[string]clockSample, removed map[string]bool, now time.Time, max time.Duration) (med time.Duration, peers int, odd []string) {
 	diffs := []time.Duration{0}
 	for id, s := range samples {
-		if now.Sub(s.at) > clockFresh && now.Sub(s.at) > s.fresh || removed[id] {
+		d, ok := s.current(now)
+		if !ok || removed[id] {
 			continue
 		}
-		diffs = append(diffs, s.diff)
-		if max >= 0 && s.diff.Abs() > max {
-			odd = append(odd, fmt.Sprintf("%s %+v", shortID(id), s.diff.Round(time.Second)))
+		diffs = append(diffs, d)
+		if max >= 0 && d.Abs() > max {
+			odd = append(odd, fmt.Sprintf("%s %+v", shortID(id), d.Round(time.Second)))
 		}
 	}
 	slices.Sort(odd)

@@ -52,3 +52,43 @@ func TestJudgeClocksIdlePeer(t *testing.T) {
 		t.Errorf("peers counted = %d, want 1 (the idle one, within 2 of its periods)", peers)
 	}
 }
+
+// A report that arrives late (it waited in a saturated node's queues)
+// makes its sender look behind by the delay; the largest difference
+// within the freshness window counts, so late reports do not make this
+// node look ahead of peers that share its clock. A clock set back shows
+// once the larger difference's window has passed.
+func TestClockLateReportsDoNotCount(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var s clockSample
+	s = s.noted(time.Second, now, clockFresh)
+	s = s.noted(-6*time.Minute, now.Add(time.Second), clockFresh) // 6 minutes late
+	if d, ok := s.current(now.Add(2 * time.Second)); !ok || d != time.Second {
+		t.Fatalf("after a late report the peer counts as %v (ok %v), want 1s", d, ok)
+	}
+	samples := map[string]clockSample{}
+	for i := range 5 {
+		samples[fmt.Sprint(i)] = s
+	}
+	if med, _, _ := judgeClocks(samples, nil, now.Add(2*time.Second), 5*time.Minute); med != time.Second {
+		t.Fatalf("median over peers whose last reports came 6 minutes late: %v, want 1s", med)
+	}
+
+	// The peer's clock is set back by an hour: its earlier, larger
+	// difference counts until its window ends, then the new one.
+	later := now.Add(clockFresh / 2)
+	s = s.noted(-time.Hour, later, clockFresh)
+	if d, _ := s.current(later); d != time.Second {
+		t.Fatalf("right after the clock was set back: %v, want the larger 1s within the window", d)
+	}
+	if d, ok := s.current(now.Add(clockFresh + time.Millisecond)); !ok || d != -time.Hour {
+		t.Fatalf("after the window of the larger difference: %v (ok %v), want -1h", d, ok)
+	}
+	s = s.noted(-time.Hour, now.Add(clockFresh+2*time.Millisecond), clockFresh)
+	if s.diff != -time.Hour {
+		t.Fatalf("a report after the window starts anew: largest %v, want -1h", s.diff)
+	}
+	if _, ok := s.current(now.Add(3 * clockFresh)); ok {
+		t.Fatal("a peer silent for longer than its freshness window still counts")
+	}
+}
