@@ -79,6 +79,41 @@ func (n *Node) classifyDialError(err error) Problem {
 // sentinel error; TestPSKMismatchReported fails if the text changes.
 const handshakeFailed = "failed to negotiate security protocol"
 
+// problemHandshakeTimeout is a ProblemNetworkKey whose handshake timed
+// out, for the log line's advice only (PeerInfo shows ProblemNetworkKey).
+// Another network key garbles the first bytes the listener reads, and
+// when they decode as a length longer than what the dialer sent, both
+// ends wait until the dial times out: a wrong key looks so about a
+// third of the time, but so does a handshake on a saturated machine (a
+// 200-node bench in one process logged 10,000 of them as a wrong key).
+const problemHandshakeTimeout Problem = "handshake-timeout"
+
+// handshakeTimedOut reports whether every failed security handshake
+// among err's causes timed out.
+func handshakeTimedOut(err error) bool {
+	var causes []error
+	var de *swarm.DialError
+	if errors.As(err, &de) {
+		for _, te := range de.DialErrors {
+			causes = append(causes, te.Cause)
+		}
+	}
+	if len(causes) == 0 {
+		causes = []error{err}
+	}
+	timedOut := false
+	for _, c := range causes {
+		if !strings.Contains(c.Error(), handshakeFailed) {
+			continue
+		}
+		if !errors.Is(c, context.DeadlineExceeded) && !strings.Contains(c.Error(), context.DeadlineExceeded.Error()) {
+			return false
+		}
+		timedOut = true
+	}
+	return timedOut
+}
+
 // simultaneousOpen is what crypto/tls says when both ends of one TCP
 // connection act as the client: two nodes dialled each other from their
 // listen ports (libp2p reuses them) at the same moment, and their SYNs
@@ -114,6 +149,8 @@ func problemHint(p Problem) string {
 	switch p {
 	case ProblemNetworkKey:
 		return "the handshake failed: the peer most likely holds another private network key (swarm.key), or this node or the peer has none; copy the same key to both"
+	case problemHandshakeTimeout:
+		return "the handshake timed out: the peer may hold another private network key (swarm.key), or this node or the peer is overloaded; if it persists while both are idle, copy the same key to both"
 	case ProblemEnvironment:
 		return "the peer belongs to another environment (--env); the two never exchange data"
 	case ProblemPeerID:
@@ -122,11 +159,19 @@ func problemHint(p Problem) string {
 	return ""
 }
 
+// dialHint is the log line's advice for a dial that failed with err.
+func dialHint(p Problem, err error) string {
+	if p == ProblemNetworkKey && handshakeTimedOut(err) {
+		return problemHint(problemHandshakeTimeout)
+	}
+	return problemHint(p)
+}
+
 // logDialProblem logs a failed dial: a misconfiguration at warn, once a
 // minute per peer (a re-dial every few seconds must not fill the log),
 // the rest at debug.
 func (n *Node) logDialProblem(id peer.ID, p Problem, err error) {
-	hint := problemHint(p)
+	hint := dialHint(p, err)
 	if hint == "" {
 		n.log.Debug("dial failed", "peer", id, "problem", p, "err", err)
 		return

@@ -2,9 +2,14 @@ package p2p
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/multiformats/go-multiaddr"
 )
 
 // TestBackoffJitter: each wait lies in the upper half of the doubling
@@ -47,6 +52,41 @@ func TestSimultaneousOpenIsNoKeyProblem(t *testing.T) {
 	}
 	if p := classifyCause(errors.New("failed to negotiate security protocol: EOF")); p != ProblemNetworkKey {
 		t.Fatalf("a garbled handshake: classifyCause = %q, want %q", p, ProblemNetworkKey)
+	}
+}
+
+// TestHandshakeTimeoutHint: a security handshake that timed out is
+// still a network-key problem (another key makes one time out about a
+// third of the time), but its log line names overload too; a garbled
+// one on any address keeps the plain advice.
+func TestHandshakeTimeoutHint(t *testing.T) {
+	addr := multiaddr.StringCast("/ip4/127.0.0.1/tcp/4001")
+	dialErr := func(causes ...string) error {
+		de := &swarm.DialError{Peer: newTestID(t)}
+		for _, c := range causes {
+			de.DialErrors = append(de.DialErrors, swarm.TransportError{Address: addr, Cause: errors.New(c)})
+		}
+		return fmt.Errorf("failed to dial: %w", de)
+	}
+	timedOut := dialErr("failed to negotiate security protocol: context deadline exceeded")
+	garbled := dialErr("failed to negotiate security protocol: context deadline exceeded", "failed to negotiate security protocol: incoming message was too large")
+	n := &Node{}
+	for _, tt := range []struct {
+		err      error
+		timedOut bool
+	}{{timedOut, true}, {garbled, false}, {dialErr("dial tcp: connection refused"), false}} {
+		if got := handshakeTimedOut(tt.err); got != tt.timedOut {
+			t.Errorf("handshakeTimedOut(%v) = %v, want %v", tt.err, got, tt.timedOut)
+		}
+	}
+	if p := n.classifyDialError(timedOut); p != ProblemNetworkKey {
+		t.Errorf("a timed-out handshake: problem %q, want %q", p, ProblemNetworkKey)
+	}
+	if h := dialHint(ProblemNetworkKey, timedOut); !strings.Contains(h, "timed out") || !strings.Contains(h, "overloaded") {
+		t.Errorf("a timed-out handshake's hint %q does not say it timed out and why it may", h)
+	}
+	if h := dialHint(ProblemNetworkKey, garbled); !strings.Contains(h, "most likely holds another private network key") {
+		t.Errorf("a garbled handshake's hint %q does not name the network key", h)
 	}
 }
 
