@@ -130,9 +130,10 @@ type system struct {
 	batchSetup bool
 	// open starts n nodes with data under dir, on loopback.
 	open func(ctx context.Context, dir string, n int) (cluster, error)
-	// openMock starts n nodes on a libp2p mocknet, with data under dir
-	// (Starling) or in memory (raw).
-	openMock func(ctx context.Context, dir string, n int, seed int64) (cluster, error)
+	// openSim starts a simulated cluster of n nodes in this process, on
+	// Config.Net: on a libp2p mocknet, with data under dir (Starling) or
+	// in memory (raw), or on loopback, with data under dir.
+	openSim func(ctx context.Context, dir string, n int, seed int64) (cluster, error)
 }
 
 // waitVisible waits until w delivers f, skipping other fields.

@@ -41,9 +41,9 @@ var WorkloadHelp = map[string]string{
 	WorkloadJoin:       "fresh node joins a store of 50k and 1M fields, and one whose history holds 1M overwrites of 10k fields",
 	WorkloadDisk:       "disk bytes per write (du of the data dir) and heap/RSS per node (in-process estimate)",
 	WorkloadHistory:    "bounded history: disk after 300k and 1M overwrites of 1k fields with compaction, the 300k+300k check, writes/p99 while compaction runs, join into a compacted history",
-	WorkloadMocknet:    "N whole nodes in one process (libp2p mocknet): write visible everywhere, p50/p99",
+	WorkloadMocknet:    "N whole nodes in one process (libp2p's mocknet, or real hosts on loopback with --net loopback): write visible everywhere, p50/p99",
 	WorkloadMocknetBig: "the same with 200 whole nodes (20 with --quick)",
-	WorkloadIdle:       "24, 100 and 200 whole nodes on a mocknet (4 and 8 with --quick; --nodes N: N only): time until they agree on a leader, its term, then idle CPU and RSS per node",
+	WorkloadIdle:       "24, 100 and 200 whole nodes in one process, as mocknet (4 and 8 with --quick; --nodes N: N only): time until they agree on a leader, its term, then idle CPU and RSS per node",
 }
 
 // Config configures Run. Zero fields take the defaults documented on
@@ -65,6 +65,10 @@ type Config struct {
 	// into that store. Off by default: Starling needs 2-3 minutes for it
 	// (about 65k writes/s here).
 	History10M bool
+	// Net is the network of the simulated clusters (the mocknet,
+	// mocknet200 and idle workloads): NetMocknet (the default) or
+	// NetLoopback.
+	Net string
 	// Nodes is the number of simulated nodes of the mocknet workload
 	// (default 50, 10 with Quick) and, when set, the one size of the
 	// idle workload (default 24, 100 and 200; 4 and 8 with Quick).
@@ -84,6 +88,20 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Networks of the simulated clusters (Config.Net, --net).
+const (
+	// NetMocknet: libp2p's mocknet, in-memory connections between hosts
+	// without transport, security or muxer (quick to set up; its locks
+	// stall 200 whole nodes: see loopback.go).
+	NetMocknet = "mocknet"
+	// NetLoopback: real libp2p hosts on 127.0.0.1 (TCP, the private
+	// network, TLS, yamux), as between real nodes.
+	NetLoopback = "loopback"
+)
+
+// Nets lists the values of Config.Net.
+var Nets = []string{NetMocknet, NetLoopback}
+
 // DefaultBudget is Config.Budget's default.
 const DefaultBudget = 60 * time.Second
 
@@ -99,6 +117,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("bench: --budget is %v; it must be positive (e.g. 60s)", c.Budget))
 	} else if c.Budget > 0 && c.Budget < time.Second {
 		errs = append(errs, fmt.Errorf("bench: --budget is %v; give at least 1s", c.Budget))
+	}
+	if c.Net != "" && !slices.Contains(Nets, c.Net) {
+		errs = append(errs, fmt.Errorf("bench: --net: unknown network %q; choose %s", c.Net, strings.Join(Nets, " or ")))
 	}
 	if c.ElectionPreset != "" {
 		if _, err := election.Preset(c.ElectionPreset); err != nil {
@@ -117,6 +138,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Budget == 0 {
 		c.Budget = DefaultBudget
+	}
+	if c.Net == "" {
+		c.Net = NetMocknet
 	}
 	if c.ElectionPreset == "" {
 		c.ElectionPreset = "lan"

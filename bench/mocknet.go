@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand"
 
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
@@ -39,40 +38,29 @@ const mockDegree = 4
 
 func memDatastore() ds.Batching { return dssync.MutexWrap(ds.NewMapDatastore()) }
 
-// mockTopology connects node i to its next mockDegree ring neighbours
-// and to one random node, linking each pair first where it is not
-// linked yet (whole Starling nodes are all linked: they dial the peers
-// they learn of on their own).
+// mockTopology connects the nodes along topologyEdges, linking each pair
+// first where it is not linked yet (whole Starling nodes are all linked:
+// they dial the peers they learn of on their own).
 func mockTopology(ctx context.Context, mn mocknet.Mocknet, ids []peer.ID, seed int64) error {
-	rng := rand.New(rand.NewSource(seed))
-	connect := func(a, b peer.ID) error {
+	for _, e := range topologyEdges(len(ids), seed) {
 		// mocknet's dials take no context: an interrupt (Ctrl-C, SIGTERM)
 		// ends the set-up between two of them. Checked once at the end, it
 		// let a 200-node set-up that had slowed to minutes run on.
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if a == b {
-			return nil
-		}
+		a, b := ids[e[0]], ids[e[1]]
 		if len(mn.LinksBetweenPeers(a, b)) == 0 {
 			if _, err := mn.LinkPeers(a, b); err != nil {
 				return err
 			}
 		}
-		if mn.Net(a).Connectedness(b) == network.Connected {
-			return nil
+		// ConnsToPeer takes the peer's read lock; Connectedness would take
+		// its exclusive one (see mockNetwork).
+		if len(mn.Net(a).ConnsToPeer(b)) > 0 {
+			continue
 		}
-		_, err := mn.ConnectPeers(a, b)
-		return err
-	}
-	for i, a := range ids {
-		for d := 1; d <= mockDegree && d < len(ids); d++ {
-			if err := connect(a, ids[(i+d)%len(ids)]); err != nil {
-				return err
-			}
-		}
-		if err := connect(a, ids[rng.Intn(len(ids))]); err != nil {
+		if _, err := mn.ConnectPeers(a, b); err != nil {
 			return err
 		}
 	}

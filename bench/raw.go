@@ -255,7 +255,7 @@ func (c *rawCluster) connect(ctx context.Context, i, j int) error {
 		_, err := c.mn.ConnectPeers(a.h.ID(), b.h.ID())
 		return err
 	}
-	return a.h.Connect(ctx, peer.AddrInfo{ID: b.h.ID(), Addrs: b.h.Addrs()})
+	return connectHost(ctx, a.h, b.h)
 }
 
 func (c *rawCluster) node(i int) *rawNode {

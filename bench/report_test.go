@@ -182,11 +182,14 @@ func TestConfigValidate(t *testing.T) {
 	if err := (Config{ElectionPreset: "WAN"}).Validate(); err != nil {
 		t.Errorf("preset wan: %v", err)
 	}
-	err := Config{Only: []string{"writes", "bogus"}, Budget: -time.Second, Nodes: 1, ElectionPreset: "slow"}.Validate()
+	if err := (Config{Net: NetLoopback}).Validate(); err != nil {
+		t.Errorf("net loopback: %v", err)
+	}
+	err := Config{Only: []string{"writes", "bogus"}, Budget: -time.Second, Nodes: 1, ElectionPreset: "slow", Net: "tcp"}.Validate()
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, want := range []string{`--only: unknown workload "bogus"`, "--budget", "--nodes", `--election-preset: election: invalid argument: election preset "slow"`} {
+	for _, want := range []string{`--only: unknown workload "bogus"`, "--budget", "--nodes", `--election-preset: election: invalid argument: election preset "slow"`, `--net: unknown network "tcp"; choose mocknet or loopback`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

@@ -43,9 +43,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: --election-preset: %w", err)
 	}
+	starlingSim, rawSim := openStarlingMock(cfg.Logger, preset), openRawMock
+	if cfg.Net == NetLoopback {
+		starlingSim, rawSim = openStarlingLoopback(cfg.Logger, r.progress, preset), openRawLoopback(r.progress)
+	}
 	r.systems = []system{
-		{name: "starling", writers: 16, open: openStarling(cfg.Logger, preset), openMock: openStarlingMock(cfg.Logger, preset)},
-		{name: "raw", writers: 1, batchSetup: true, open: openRaw, openMock: openRawMock},
+		{name: "starling", writers: 16, open: openStarling(cfg.Logger, preset), openSim: starlingSim},
+		{name: "raw", writers: 1, batchSetup: true, open: openRaw, openSim: rawSim},
 	}
 	rep := &Report{Header: Header{
 		Cores:      runtime.NumCPU(),

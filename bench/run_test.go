@@ -99,3 +99,34 @@ func TestIdleRows(t *testing.T) {
 		t.Errorf("no percentage in the table:\n%s", out.String())
 	}
 }
+
+// TestLoopbackRows runs the mocknet workload's write rows on real hosts
+// on loopback: both systems start, connect along the topology and show
+// every write on every node; the rows say which network they ran on.
+func TestLoopbackRows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 4 whole nodes and 4 raw replicas on loopback")
+	}
+	var progress bytes.Buffer
+	rep, err := Run(context.Background(), Config{
+		Only: []string{WorkloadMocknet}, Quick: true, Nodes: 4, Net: NetLoopback, Budget: 60 * time.Second, Dir: t.TempDir(), Progress: &progress,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(progress.String())
+	if len(rep.Rows) != 2 {
+		t.Fatalf("%d rows, want 2", len(rep.Rows))
+	}
+	for _, r := range rep.Rows {
+		if !strings.Contains(r.Workload, "(loopback)") {
+			t.Errorf("row %q does not say it ran on loopback", r.Workload)
+		}
+		if !r.Starling.ok() || !r.Raw.ok() {
+			t.Errorf("%s: starling %+v, raw %+v", r.Workload, r.Starling, r.Raw)
+		}
+	}
+	if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "127.0.0.1") {
+		t.Errorf("notes do not describe the loopback network: %q", rep.Notes)
+	}
+}

@@ -715,8 +715,8 @@ func (r *runner) mocknetVisible(ctx context.Context, n int) ([]Row, []string) {
 		target = below(1)
 	}
 	specs := []spec{
-		{label: fmt.Sprintf("write visible on all %d nodes (mocknet) p50", n), kind: KindTime},
-		{label: fmt.Sprintf("write visible on all %d nodes (mocknet) p99", n), kind: KindTime, target: target},
+		{label: fmt.Sprintf("write visible on all %d nodes (%s) p50", n, r.cfg.Net), kind: KindTime},
+		{label: fmt.Sprintf("write visible on all %d nodes (%s) p99", n, r.cfg.Net), kind: KindTime, target: target},
 	}
 	const seed = 1
 	rows := r.pair(ctx, specs, func(ctx context.Context, sys system) ([]Result, error) {
@@ -726,8 +726,8 @@ func (r *runner) mocknetVisible(ctx context.Context, n int) ([]Row, []string) {
 		}
 		sctx, cancel := r.setup(ctx)
 		defer cancel()
-		r.progress("%s: starting %d nodes on a mocknet", sys.name, n)
-		c, err := sys.openMock(sctx, dir, n, seed)
+		r.progress("%s: starting %d nodes on %s", sys.name, n, r.netName())
+		c, err := sys.openSim(sctx, dir, n, seed)
 		if err != nil {
 			return nil, err
 		}
@@ -754,7 +754,24 @@ func (r *runner) mocknetVisible(ctx context.Context, n int) ([]Row, []string) {
 		}
 		return []Result{{Value: percentile(lat, 0.5)}, {Value: percentile(lat, 0.99)}}, nil
 	})
-	return rows, []string{fmt.Sprintf("mocknet (%d nodes): in this process on libp2p's mocknet (no latency), each connected to its next %d ring neighbours and one random node (seed %d). Starling: whole nodes (node.Open on mocknet hosts: entity tree, election, node states, statesync; no HTTP API), each with its LevelDB in its own data dir, all pairs linked so that their address exchange and re-dial loops connect each node to up to 12 others (p2p's MaxPeers), as on a LAN; writes and reads through the entity API (Set; Watch). Raw: go-ds-crdt with PubSubBroadcaster and bitswap on map datastores, on the same topology (linked pairs only). %d writes, from rotating nodes, each timed until every other node shows it", n, mockDegree, seed, samples)}
+	return rows, []string{fmt.Sprintf("%s (%d nodes): in this process on %s, each connected to its next %d ring neighbours and one random node (seed %d). Starling: whole nodes (node.Open: entity tree, election, node states, statesync; no HTTP API), each with its LevelDB in its own data dir, free to dial any other, so that their address exchange and re-dial loops connect each node to up to 12 others (p2p's MaxPeers), as on a LAN; writes and reads through the entity API (Set; Watch). Raw: go-ds-crdt with PubSubBroadcaster and bitswap %s, on the same topology (those pairs only). %d writes, from rotating nodes, each timed until every other node shows it", r.cfg.Net, n, r.netName(), mockDegree, seed, r.rawStore(), samples)}
+}
+
+// netName describes Config.Net for notes and progress lines.
+func (r *runner) netName() string {
+	if r.cfg.Net == NetLoopback {
+		return "real libp2p hosts on 127.0.0.1 (TCP, TLS, yamux; Starling's inside its private network)"
+	}
+	return "libp2p's mocknet (in-memory connections, no latency)"
+}
+
+// rawStore says where the raw replicas of a simulated cluster keep
+// their data.
+func (r *runner) rawStore() string {
+	if r.cfg.Net == NetLoopback {
+		return "on LevelDB, each in its own data dir"
+	}
+	return "on map datastores"
 }
 
 // ---- 7. idle cost of many nodes ----
@@ -781,13 +798,13 @@ func (r *runner) idle(ctx context.Context) ([]Row, []string) {
 	var specs []spec
 	for _, n := range r.sz.idle {
 		specs = append(specs,
-			spec{label: fmt.Sprintf("idle %d nodes (mocknet): leader agreed after", n), kind: KindTime},
-			spec{label: fmt.Sprintf("idle %d nodes (mocknet): term at agreement", n), kind: KindCount},
-			spec{label: fmt.Sprintf("idle %d nodes (mocknet): process CPU", n), kind: KindPercent},
-			spec{label: fmt.Sprintf("idle %d nodes (mocknet): CPU per node", n), kind: KindPercent},
-			spec{label: fmt.Sprintf("idle %d nodes (mocknet): RSS per node", n), kind: KindBytes},
-			spec{label: fmt.Sprintf("idle %d nodes (mocknet): messages per node per s", n), kind: KindCount},
-			spec{label: fmt.Sprintf("idle %d nodes (mocknet): bytes per node per s", n), kind: KindBytes},
+			spec{label: fmt.Sprintf("idle %d nodes (%s): leader agreed after", n, r.cfg.Net), kind: KindTime},
+			spec{label: fmt.Sprintf("idle %d nodes (%s): term at agreement", n, r.cfg.Net), kind: KindCount},
+			spec{label: fmt.Sprintf("idle %d nodes (%s): process CPU", n, r.cfg.Net), kind: KindPercent},
+			spec{label: fmt.Sprintf("idle %d nodes (%s): CPU per node", n, r.cfg.Net), kind: KindPercent},
+			spec{label: fmt.Sprintf("idle %d nodes (%s): RSS per node", n, r.cfg.Net), kind: KindBytes},
+			spec{label: fmt.Sprintf("idle %d nodes (%s): messages per node per s", n, r.cfg.Net), kind: KindCount},
+			spec{label: fmt.Sprintf("idle %d nodes (%s): bytes per node per s", n, r.cfg.Net), kind: KindBytes},
 		)
 	}
 	window, settle := idleWindow, idleSettle
@@ -811,7 +828,7 @@ func (r *runner) idle(ctx context.Context) ([]Row, []string) {
 		}
 		return out, nil
 	})
-	return rows, []string{fmt.Sprintf("idle: N whole Starling nodes (as in the mocknet rows, election preset %s) are opened one by one, each alone until all are open (a node alone for longer than the election warmup leads itself), then connected; \"leader agreed after\" is from the connection until every node names the same cluster leader, and the term is that leadership's. The nodes then settle for %s and idle for %s: process CPU is the whole process's user+system time over the window (getrusage; 100%% = one core of %d), CPU per node that / N, RSS per node the growth of VmRSS from before the first node started to the end of the window, / N; messages and bytes per node per s are what p2p's traffic counters (starling_p2p_messages_total, _bytes_total: gossip messages in and out, duplicates included, and gossipsub control RPCs) counted over the window, summed over the nodes, / N / window; the progress lines break them down by source", r.cfg.ElectionPreset, settle, window, runtime.NumCPU())}
+	return rows, []string{fmt.Sprintf("idle: N whole Starling nodes (as in the mocknet rows, on %s, election preset %s) are opened one by one, each alone until all are open (a node alone for longer than the election warmup leads itself), then connected; \"leader agreed after\" is from the connection until every node names the same cluster leader, and the term is that leadership's. The nodes then settle for %s and idle for %s: process CPU is the whole process's user+system time over the window (getrusage; 100%% = one core of %d), CPU per node that / N, RSS per node the growth of VmRSS from before the first node started to the end of the window, / N; messages and bytes per node per s are what p2p's traffic counters (starling_p2p_messages_total, _bytes_total: gossip messages in and out, duplicates included, and gossipsub control RPCs) counted over the window, summed over the nodes, / N / window; the progress lines break them down by source", r.netName(), r.cfg.ElectionPreset, settle, window, runtime.NumCPU())}
 }
 
 // idleRun measures one size of the idle workload: agreement time, term,
@@ -824,9 +841,9 @@ func (r *runner) idleRun(ctx context.Context, sys system, n int, window time.Dur
 	before := sampleMemory()
 	sctx, cancel := r.setup(ctx)
 	defer cancel()
-	r.progress("%s: starting %d nodes on a mocknet", sys.name, n)
+	r.progress("%s: starting %d nodes on %s", sys.name, n, r.netName())
 	t0 := time.Now()
-	c0, err := sys.openMock(sctx, dir, n, 1)
+	c0, err := sys.openSim(sctx, dir, n, 1)
 	if err != nil {
 		return nil, err
 	}

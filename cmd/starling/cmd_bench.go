@@ -22,6 +22,7 @@ const (
 	flagBenchQuick   = "quick"
 	flagBenchBudget  = "budget"
 	flagBenchNodes   = "nodes"
+	flagBenchNet     = "net"
 	flagBenchWorkDir = "work-dir"
 	flagBench10M     = "history-10m"
 )
@@ -66,7 +67,8 @@ Examples:
    starling bench --only writes,visible
    starling bench --only join --budget 5m
    starling bench --only mocknet --nodes 100 --json > bench.json
-   starling bench --only idle --nodes 100 --election-preset wan`,
+   starling bench --only idle --nodes 100 --election-preset wan
+   starling bench --only mocknet200 --net loopback --budget 2m`,
 		Flags: []cli.Flag{
 			electionPresetFlag(),
 			&cli.StringSliceFlag{Name: flagBenchOnly, EnvVars: cmdEnvVar("bench", flagBenchOnly),
@@ -77,6 +79,8 @@ Examples:
 				Usage: "time budget of every measured run (`DURATION`); runs not done by then are shown as timed out with how much was done"},
 			&cli.IntFlag{Name: flagBenchNodes, EnvVars: cmdEnvVar("bench", flagBenchNodes), DefaultText: "50; 10 with --quick",
 				Usage: "`N` simulated nodes of the mocknet workload, 3-200"},
+			&cli.StringFlag{Name: flagBenchNet, Value: bench.NetMocknet, EnvVars: cmdEnvVar("bench", flagBenchNet),
+				Usage: "`NET`work of the mocknet, mocknet200 and idle workloads: " + bench.NetMocknet + " (libp2p's in-memory mocknet: quick to set up, but its locks stall 200 nodes) or " + bench.NetLoopback + " (real libp2p hosts on 127.0.0.1: TCP, TLS, yamux; the one that runs 200 nodes)"},
 			&cli.BoolFlag{Name: flagBench10M, EnvVars: cmdEnvVar("bench", flagBench10M),
 				Usage: "history workload: add the row for 10M overwrites (Starling only; several minutes) and join into that store"},
 			&cli.StringFlag{Name: flagBenchWorkDir, EnvVars: cmdEnvVar("bench", flagBenchWorkDir),
@@ -107,6 +111,7 @@ Examples:
 				Quick:          c.Bool(flagBenchQuick),
 				Budget:         c.Duration(flagBenchBudget),
 				Nodes:          c.Int(flagBenchNodes),
+				Net:            c.String(flagBenchNet),
 				ElectionPreset: c.String(flagPreset),
 				History10M:     c.Bool(flagBench10M),
 				Dir:            c.String(flagBenchWorkDir),

@@ -94,6 +94,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"bench", "--only", "writes,bogus"}, `unknown workload "bogus"`},
 		{[]string{"bench", "--budget", "0s"}, "--budget"},
 		{[]string{"bench", "--nodes", "1000"}, "--nodes"},
+		{[]string{"bench", "--net", "tcp"}, `--net: unknown network "tcp"`},
 		{[]string{"bench", "extra"}, "no arguments"},
 	} {
 		r := runApp(t, "", tt.args...)
@@ -108,7 +109,7 @@ func TestBenchHelp(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	for _, w := range append(bench.Workloads, "--only", "--quick", "--budget", "--nodes", "--json", "STARLING_BENCH_BUDGET", "timed out", "ratio") {
+	for _, w := range append(bench.Workloads, "--only", "--quick", "--budget", "--nodes", "--net", "loopback", "--json", "STARLING_BENCH_BUDGET", "timed out", "ratio") {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("help lacks %q", w)
 		}
