@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/multiformats/go-multiaddr"
@@ -283,6 +285,97 @@ func TestLivenessClosesSilentPeer(t *testing.T) {
 		case <-deadline:
 			t.Fatal("a peer that does not answer pings was never disconnected")
 		}
+	}
+}
+
+// A peer whose pongs come back ever later, up to beyond PingTimeout (its
+// process saturated, or this node's), keeps its connection: the silence
+// allowed follows its round trips. Before, a pong later than PingTimeout
+// cut the connection, and 200 nodes in one process cut their live peers
+// until most had none.
+func TestSlowPongsDoNotCut(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, withPeers(a))
+	waitConnected(t, a, b)
+	events, cancel := a.SubscribePeers()
+	defer cancel()
+
+	// B answers its k-th ping after k*step, up to slowest: 1.4 s, past A's
+	// PingTimeout (1 s).
+	const step, slowest = 200 * time.Millisecond, 1400 * time.Millisecond
+	var mu sync.Mutex
+	answered, k := 0, 0
+	b.Host().SetStreamHandler(ping.ID, func(s network.Stream) {
+		defer s.Close()
+		buf := make([]byte, ping.PingSize)
+		for {
+			if _, err := io.ReadFull(s, buf); err != nil {
+				return
+			}
+			mu.Lock()
+			k++
+			delay := min(time.Duration(k)*step, slowest)
+			mu.Unlock()
+			time.Sleep(delay)
+			if _, err := s.Write(buf); err != nil {
+				return
+			}
+			mu.Lock()
+			if delay == slowest {
+				answered++
+			}
+			mu.Unlock()
+		}
+	})
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case ev := <-events:
+			if ev.Peer == b.ID() && !ev.Connected {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("connection cut after %d pings, the slowest answered %d times", k, answered)
+			}
+		case <-tick.C:
+			mu.Lock()
+			done := answered >= 3
+			mu.Unlock()
+			if done {
+				return
+			}
+		case <-deadline:
+			t.Fatal("B did not answer three pings at its slowest within 30 s")
+		}
+	}
+}
+
+// silence follows a peer's round trips: PingTimeout while they are fast
+// or unknown, longer as they slow, within maxSilenceFactor.
+func TestSilenceFollowsRoundTrips(t *testing.T) {
+	const every, timeout = time.Second, 4 * time.Second
+	var e rttEstimate
+	if got := silence(every, timeout, e); got != timeout {
+		t.Errorf("no round trip yet: silence %v, want %v", got, timeout)
+	}
+	for range 20 {
+		e.add(2 * time.Millisecond)
+	}
+	if got := silence(every, timeout, e); got != timeout {
+		t.Errorf("2 ms round trips: silence %v, want %v", got, timeout)
+	}
+	for range 20 {
+		e.add(3 * time.Second)
+	}
+	if got := silence(every, timeout, e); got < every+2*3*time.Second || got > maxSilenceFactor*timeout {
+		t.Errorf("3 s round trips: silence %v, want at least a ping period and two of them", got)
+	}
+	for range 20 {
+		e.add(time.Minute)
+	}
+	if got := silence(every, timeout, e); got != maxSilenceFactor*timeout {
+		t.Errorf("1 min round trips: silence %v, want the bound %v", got, maxSilenceFactor*timeout)
 	}
 }
 

@@ -59,6 +59,7 @@ type knownPeer struct {
 	lastPong  time.Time // last successful ping (or connect time)
 	pinging   bool
 	rtts      []time.Duration // PeerInfo.RTTs
+	rtt       rttEstimate     // the pongs' round trips, smoothed (silence)
 	rttAt     time.Time       // when the last RTT sample was taken
 
 	dialing bool
@@ -779,7 +780,8 @@ func (n *Node) dial(ai peer.AddrInfo, relayFirst bool) {
 // and PingTimeout up to 20 peers; beyond, both grow with the number of
 // connected peers so that a node sends about 20/PingInterval pings per
 // second whatever the cluster's size (200 peers: every 10 s, cut after
-// 40 s of silence). Callers hold n.mu.
+// 40 s of silence). A peer whose pongs are slow may stay silent longer
+// (silence). Callers hold n.mu.
 func (n *Node) pingTimes() (every, timeout time.Duration) {
 	conns := 0
 	for _, k := range n.known {
@@ -791,6 +793,52 @@ func (n *Node) pingTimes() (every, timeout time.Duration) {
 	scaled := time.Duration(float64(n.cfg.PingTimeout) * float64(every) / float64(n.cfg.PingInterval))
 	return every, max(n.cfg.PingTimeout, scaled)
 }
+
+// silence is how long a connected peer may stay silent before its
+// connection is cut: timeout (pingTimes, plus the node's own lateness),
+// or, when the peer's pongs have been slow (rtt), a ping period and
+// silenceRTOs of its retransmission timeouts, up to maxSilenceFactor
+// times timeout. Pongs that come back slowly mean a slow path or a
+// saturated process at either end, not a dead peer: cutting the
+// connection makes both re-dial, and each handshake loads them further.
+// 200 whole nodes in one process on 2 cores cut their live peers this
+// way until most had no connection left, while their re-dials failed
+// their handshakes. A peer across a partition sends no pong, so what is
+// allowed for it stays what its last round trips earned.
+func silence(every, timeout time.Duration, rtt rttEstimate) time.Duration {
+	return max(timeout, min(every+silenceRTOs*rtt.rto(), maxSilenceFactor*timeout))
+}
+
+const (
+	// silenceRTOs: a silent peer keeps its connection for a ping period
+	// and this many retransmission timeouts (rttEstimate.rto).
+	silenceRTOs = 2
+	// maxSilenceFactor bounds the growth: at most this many times the
+	// silence pingTimes allows without it.
+	maxSilenceFactor = 8
+)
+
+// rttEstimate smooths the round trips of a peer's pongs as TCP's
+// retransmission timer does (RFC 6298): srtt follows each sample by 1/8,
+// rttvar the samples' deviation from it by 1/4.
+type rttEstimate struct {
+	srtt, rttvar time.Duration
+	samples      int
+}
+
+func (e *rttEstimate) add(r time.Duration) {
+	if e.samples == 0 {
+		e.srtt, e.rttvar = r, r/2
+	} else {
+		e.rttvar = (3*e.rttvar + (e.srtt - r).Abs()) / 4
+		e.srtt = (7*e.srtt + r) / 8
+	}
+	e.samples++
+}
+
+// rto is RFC 6298's retransmission timeout, srtt + 4 rttvar, without
+// its one-second floor: 0 before the first sample.
+func (e *rttEstimate) rto() time.Duration { return e.srtt + 4*e.rttvar }
 
 // livenessLoop checks every connected known peer each PingInterval: one
 // heard from (a pong, or gossip) within pingTimes' every
@@ -811,7 +859,7 @@ func (n *Node) livenessLoop() {
 			return
 		case <-t.C:
 		}
-		var toPing, dead []peer.ID
+		var toPing, dead []pingJob
 		now := time.Now()
 		if !last.IsZero() {
 			late := now.Sub(last) - n.cfg.PingInterval
@@ -837,8 +885,9 @@ func (n *Node) livenessLoop() {
 			if addrs := n.host.Peerstore().Addrs(id); len(addrs) > 0 {
 				k.learned = addrs
 			}
-			if now.Sub(k.lastPong) > timeout {
-				dead = append(dead, id)
+			allowed := silence(every, timeout, k.rtt)
+			if now.Sub(k.lastPong) > allowed {
+				dead = append(dead, pingJob{id, allowed})
 				k.lost = true    // re-dialled beyond the bound (bounds.go)
 				k.lastPong = now // once per timeout, until the disconnect shows
 				continue
@@ -847,32 +896,43 @@ func (n *Node) livenessLoop() {
 			// rttEvery pings' periods, for its round trip.
 			if !k.pinging && (now.Sub(k.lastPong) >= every || now.Sub(k.rttAt) >= rttEvery*every) {
 				k.pinging = true
-				toPing = append(toPing, id)
+				toPing = append(toPing, pingJob{id, allowed})
 			}
 		}
 		n.mu.Unlock()
 
-		for _, id := range dead {
-			n.log.Info("peer silent: closing its connections", "peer", id, "timeout", timeout)
-			_ = n.host.Network().ClosePeer(id)
+		for _, d := range dead {
+			n.log.Info("peer silent: closing its connections", "peer", d.id, "timeout", d.wait)
+			_ = n.host.Network().ClosePeer(d.id)
 		}
 		n.trim(now)
-		for _, id := range toPing {
-			n.wg.Go(func() { n.ping(id) })
+		for _, j := range toPing {
+			n.wg.Go(func() { n.ping(j.id, j.wait) })
 		}
 	}
 }
 
-func (n *Node) ping(id peer.ID) {
+// pingJob is a peer livenessLoop pings or cuts, and the silence it is
+// allowed (how long a ping waits for its pong).
+type pingJob struct {
+	id   peer.ID
+	wait time.Duration
+}
+
+// ping pings id once, waiting up to timeout (the silence allowed: a
+// pong later than PingTimeout still counts, and its round trip is
+// measured).
+func (n *Node) ping(id peer.ID, timeout time.Duration) {
 	// WithNoDial: a ping must not reconnect a peer; that is the re-dial
 	// loop's job, with its backoff.
-	ctx, cancel := context.WithTimeout(network.WithNoDial(n.ctx, "liveness ping"), n.cfg.PingTimeout)
+	ctx, cancel := context.WithTimeout(network.WithNoDial(n.ctx, "liveness ping"), max(timeout, n.cfg.PingTimeout))
 	res, ok := <-ping.Ping(ctx, n.host, id)
 	cancel()
 	n.mu.Lock()
 	if k, known := n.known[id]; known {
 		k.pinging = false
 		if ok && res.Error == nil {
+			k.rtt.add(res.RTT)
 			k.lastPong = time.Now()
 			k.rttAt = k.lastPong
 			k.rtts = append(k.rtts, res.RTT)
