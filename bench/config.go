@@ -43,7 +43,7 @@ var WorkloadHelp = map[string]string{
 	WorkloadHistory:    "bounded history: disk after 300k and 1M overwrites of 1k fields with compaction, the 300k+300k check, writes/p99 while compaction runs, join into a compacted history",
 	WorkloadMocknet:    "N whole nodes in one process (libp2p's mocknet, or real hosts on loopback with --net loopback): write visible everywhere, p50/p99",
 	WorkloadMocknetBig: "the same with 200 whole nodes (20 with --quick)",
-	WorkloadIdle:       "24, 100 and 200 whole nodes in one process, as mocknet (4 and 8 with --quick; --nodes N: N only): time until they agree on a leader, its term, then idle CPU and RSS per node",
+	WorkloadIdle:       "24, 100 and 200 whole nodes in one process, on the mocknet or loopback as --net says (4 and 8 with --quick; --nodes N: N only): time until they agree on a leader, its term, then idle CPU and RSS per node",
 }
 
 // Config configures Run. Zero fields take the defaults documented on
@@ -94,8 +94,8 @@ const (
 	// without transport, security or muxer (quick to set up; its locks
 	// stall 200 whole nodes: see loopback.go).
 	NetMocknet = "mocknet"
-	// NetLoopback: real libp2p hosts on 127.0.0.1 (TCP, the private
-	// network, TLS, yamux), as between real nodes.
+	// NetLoopback: real libp2p hosts on 127.0.0.1 (TCP, TLS, yamux;
+	// Starling's inside its private network), as between real nodes.
 	NetLoopback = "loopback"
 )
 
