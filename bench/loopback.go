@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/starling-sync/starling/node"
-	"github.com/starling-sync/starling/p2p"
 )
 
 // The loopback network of the simulated-cluster workloads (--net
@@ -36,20 +35,14 @@ import (
 // each node to up to p2p's MaxPeers others.
 func openStarlingLoopback(log *slog.Logger, progress func(string, ...any), opts ...node.Option) func(ctx context.Context, dir string, n int, seed int64) (cluster, error) {
 	return func(ctx context.Context, dir string, n int, seed int64) (_ cluster, err error) {
-		psk, err := p2p.GeneratePSK()
-		if err != nil {
-			return nil, fmt.Errorf("private network key: %w", err)
-		}
-		c := &starlingCluster{dir: dir, log: log, opts: append([]node.Option{node.WithoutAPI()}, opts...), psk: psk}
+		c := &starlingCluster{dir: dir, log: log, opts: append([]node.Option{node.WithoutAPI()}, opts...)}
 		defer func() {
 			if err != nil {
 				_ = c.Close()
 			}
 		}()
-		for range n {
-			if _, err := c.start(ctx, nil); err != nil {
-				return nil, err
-			}
+		if err := c.openAlone(ctx, n); err != nil {
+			return nil, err
 		}
 		progress("starling: %d nodes open; connecting them", n)
 		err = connectTopology(ctx, "starling", n, seed, progress, func(ctx context.Context, i, j int) error {

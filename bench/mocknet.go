@@ -21,7 +21,6 @@ import (
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/starling-sync/starling/node"
-	"github.com/starling-sync/starling/p2p"
 )
 
 // The mocknet workloads: many nodes in one process on libp2p's mocknet
@@ -173,20 +172,14 @@ func (n mockNetwork) Connectedness(p peer.ID) network.Connectedness {
 // LAN: every pair up to 13 nodes.
 func openStarlingMock(log *slog.Logger, opts ...node.Option) func(ctx context.Context, dir string, n int, seed int64) (cluster, error) {
 	return func(ctx context.Context, dir string, n int, seed int64) (_ cluster, err error) {
-		psk, err := p2p.GeneratePSK()
-		if err != nil {
-			return nil, fmt.Errorf("private network key: %w", err)
-		}
-		c := &starlingCluster{dir: dir, log: log, opts: opts, psk: psk, mn: mocknet.New()}
+		c := &starlingCluster{dir: dir, log: log, opts: opts, mn: mocknet.New()}
 		defer func() {
 			if err != nil {
 				_ = c.Close()
 			}
 		}()
-		for range n {
-			if _, err := c.start(ctx, nil); err != nil {
-				return nil, err
-			}
+		if err := c.openAlone(ctx, n); err != nil {
+			return nil, err
 		}
 		if err := c.mn.LinkAll(); err != nil {
 			return nil, err

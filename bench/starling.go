@@ -53,16 +53,10 @@ const benchEnv = "bench"
 
 func openStarling(log *slog.Logger, opts ...node.Option) func(ctx context.Context, dir string, n int) (cluster, error) {
 	return func(ctx context.Context, dir string, n int) (cluster, error) {
-		psk, err := p2p.GeneratePSK()
-		if err != nil {
-			return nil, fmt.Errorf("private network key: %w", err)
-		}
-		c := &starlingCluster{dir: dir, log: log, opts: opts, psk: psk}
-		for range n {
-			if _, err := c.start(ctx, nil); err != nil {
-				c.Close()
-				return nil, err
-			}
+		c := &starlingCluster{dir: dir, log: log, opts: opts}
+		if err := c.openAlone(ctx, n); err != nil {
+			c.Close()
+			return nil, err
 		}
 		for i, a := range c.nodes {
 			for _, b := range c.nodes[i+1:] {
@@ -75,6 +69,23 @@ func openStarling(log *slog.Logger, opts ...node.Option) func(ctx context.Contex
 		}
 		return c, nil
 	}
+}
+
+// openAlone makes the cluster's private network key and opens n nodes,
+// none of which knows another yet (the simulated clusters connect them
+// afterwards).
+func (c *starlingCluster) openAlone(ctx context.Context, n int) error {
+	psk, err := p2p.GeneratePSK()
+	if err != nil {
+		return fmt.Errorf("private network key: %w", err)
+	}
+	c.psk = psk
+	for range n {
+		if _, err := c.start(ctx, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // start initialises and opens one node; peers are its static peers.
