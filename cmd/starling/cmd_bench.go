@@ -68,7 +68,7 @@ Examples:
    starling bench --only join --budget 5m
    starling bench --only mocknet --nodes 100 --json > bench.json
    starling bench --only idle --nodes 100 --election-preset wan
-   starling bench --only mocknet200 --net loopback --budget 2m`,
+   starling bench --only mocknet200 --net loopback --election-preset wan --budget 2m`,
 		Flags: []cli.Flag{
 			electionPresetFlag(),
 			&cli.StringSliceFlag{Name: flagBenchOnly, EnvVars: cmdEnvVar("bench", flagBenchOnly),
