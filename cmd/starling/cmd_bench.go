@@ -80,7 +80,7 @@ Examples:
 			&cli.IntFlag{Name: flagBenchNodes, EnvVars: cmdEnvVar("bench", flagBenchNodes), DefaultText: "50; 10 with --quick",
 				Usage: "`N` simulated nodes of the mocknet workload, 3-200"},
 			&cli.StringFlag{Name: flagBenchNet, Value: bench.NetMocknet, EnvVars: cmdEnvVar("bench", flagBenchNet),
-				Usage: "`NET`work of the mocknet, mocknet200 and idle workloads: " + bench.NetMocknet + " (libp2p's in-memory mocknet: quick to set up, but its locks stall 200 nodes) or " + bench.NetLoopback + " (real libp2p hosts on 127.0.0.1: TCP, TLS, yamux; the one that runs 200 nodes)"},
+				Usage: "`NET`work of the mocknet, mocknet200 and idle workloads: " + bench.NetMocknet + " (libp2p's in-memory mocknet: quick to set up, but its locks stall 200 nodes) or " + bench.NetLoopback + " (real libp2p hosts on 127.0.0.1: TCP, TLS, yamux; no lock shared between nodes, and every message costs what it costs between real nodes)"},
 			&cli.BoolFlag{Name: flagBench10M, EnvVars: cmdEnvVar("bench", flagBench10M),
 				Usage: "history workload: add the row for 10M overwrites (Starling only; several minutes) and join into that store"},
 			&cli.StringFlag{Name: flagBenchWorkDir, EnvVars: cmdEnvVar("bench", flagBenchWorkDir),
