@@ -48,6 +48,23 @@ const (
 // addresses the most telling cause wins: a handshake failure or a wrong
 // peer ID says more than a timeout on another address.
 func (n *Node) classifyDialError(err error) Problem {
+	causes := dialCauses(err)
+	best := ProblemOther
+	rank := map[Problem]int{ProblemNetworkKey: 7, ProblemPeerID: 6, ProblemBlocked: 5, ProblemRefused: 4,
+		ProblemUnreachable: 3, ProblemNoAddress: 2, ProblemOther: 1}
+	first := true
+	for _, c := range causes {
+		p := classifyCause(c)
+		if first || rank[p] > rank[best] {
+			best, first = p, false
+		}
+	}
+	return best
+}
+
+// dialCauses is what made a dial fail: each address's cause and the
+// dial's own, or err itself when it is no swarm.DialError.
+func dialCauses(err error) []error {
 	var causes []error
 	var de *swarm.DialError
 	if errors.As(err, &de) {
@@ -61,17 +78,7 @@ func (n *Node) classifyDialError(err error) Problem {
 	if len(causes) == 0 {
 		causes = []error{err}
 	}
-	best := ProblemOther
-	rank := map[Problem]int{ProblemNetworkKey: 7, ProblemPeerID: 6, ProblemBlocked: 5, ProblemRefused: 4,
-		ProblemUnreachable: 3, ProblemNoAddress: 2, ProblemOther: 1}
-	first := true
-	for _, c := range causes {
-		p := classifyCause(c)
-		if first || rank[p] > rank[best] {
-			best, first = p, false
-		}
-	}
-	return best
+	return causes
 }
 
 // handshakeFailed is the text go-libp2p's upgrader (v0.51
@@ -91,18 +98,8 @@ const problemHandshakeTimeout Problem = "handshake-timeout"
 // handshakeTimedOut reports whether every failed security handshake
 // among err's causes timed out.
 func handshakeTimedOut(err error) bool {
-	var causes []error
-	var de *swarm.DialError
-	if errors.As(err, &de) {
-		for _, te := range de.DialErrors {
-			causes = append(causes, te.Cause)
-		}
-	}
-	if len(causes) == 0 {
-		causes = []error{err}
-	}
 	timedOut := false
-	for _, c := range causes {
+	for _, c := range dialCauses(err) {
 		if !strings.Contains(c.Error(), handshakeFailed) {
 			continue
 		}

@@ -919,13 +919,13 @@ type pingJob struct {
 	wait time.Duration
 }
 
-// ping pings id once, waiting up to timeout (the silence allowed: a
-// pong later than PingTimeout still counts, and its round trip is
-// measured).
+// ping pings id once, waiting up to timeout (the silence allowed, never
+// less than PingTimeout: a pong later than PingTimeout still counts, and
+// its round trip is measured).
 func (n *Node) ping(id peer.ID, timeout time.Duration) {
 	// WithNoDial: a ping must not reconnect a peer; that is the re-dial
 	// loop's job, with its backoff.
-	ctx, cancel := context.WithTimeout(network.WithNoDial(n.ctx, "liveness ping"), max(timeout, n.cfg.PingTimeout))
+	ctx, cancel := context.WithTimeout(network.WithNoDial(n.ctx, "liveness ping"), timeout)
 	res, ok := <-ping.Ping(ctx, n.host, id)
 	cancel()
 	n.mu.Lock()
